@@ -1,0 +1,43 @@
+/* Entry point of the `relais` command: dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+#include "commands.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} command;
+
+static const command COMMANDS[] = {
+    {"run", cmd_run, "generate text from a prompt (one machine)"},
+    {"chat", cmd_chat, "interactive chat with the model's template"},
+    {"inspect", cmd_inspect, "print a GGUF file's architecture, tokenizer, tensors and layout"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"synth", cmd_synth, "write a GGUF of random weights of any shape and type"},
+    {"bench", cmd_bench, "measure prefill and decode speed and peak memory"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: relais COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(out, "\n`relais COMMAND --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name))
+            return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "relais: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,45 @@
+/* The forward pass, in the three parts a pipeline stage needs:
+ *   (a) rl_embed:          token ids -> activations
+ *   (b) rl_forward_layers: layers [l0, l1) of the model over a batch of one
+ *                          session's tokens at consecutive positions, updating
+ *                          that range's KV cache
+ *   (c) rl_head:           final norm and output head -> logits (sampling is
+ *                          sampler.h)
+ * One process runs (a), (b) over all layers, then (c). A cluster node runs
+ * (b) on its slice, the last one also (c).
+ *
+ * A batch of more than one token is prefill: each weight matrix multiplies the
+ * whole chunk at once (OpenBLAS sgemm over dequantized weight tiles once the
+ * chunk reaches the GEMM threshold). Decode (one token) uses the quantized
+ * matrix-vector kernels. */
+#ifndef RELAIS_FORWARD_H
+#define RELAIS_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "kv.h"
+#include "model.h"
+
+typedef struct rl_ctx rl_ctx;
+
+/* Scratch buffers for batches of up to max_batch tokens and a persistent pool
+ * of n_threads workers (n_threads <= 0: one per core). */
+rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen);
+void rl_ctx_destroy(rl_ctx **c);   /* NULLs *c */
+int rl_ctx_threads(const rl_ctx *c);
+uint32_t rl_ctx_max_batch(const rl_ctx *c);
+/* Chunks of at least this many tokens use sgemm (default 16; 0 = never). */
+void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n);
+
+/* (a) x (n, dim) = rows of token_embd. -1 with err for an id out of range. */
+int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *err, size_t errlen);
+
+/* (b) x (n, dim) in/out through the layers of kv's range, for positions
+ * pos0..pos0+n-1; pos0 must equal rl_kv_len(kv) and pos0+n fit the context.
+ * n may exceed max_batch: the batch is processed in max_batch chunks. */
+int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0, char *err, size_t errlen);
+
+/* (c) logits (n_vocab) of the activation row x (dim). */
+int rl_head(rl_ctx *c, const float *x, float *logits, char *err, size_t errlen);
+
+#endif

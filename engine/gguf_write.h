@@ -1,0 +1,43 @@
+/* Streaming GGUF v3 writer: the metadata and tensor table are declared first,
+ * then each tensor's bytes are written in the declared order, so a file of any
+ * size is written with memory for one tensor row at a time. Used by
+ * `relais synth` and by the tests to make valid and deliberately broken files. */
+#ifndef RELAIS_GGUF_WRITE_H
+#define RELAIS_GGUF_WRITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dtype.h"
+#include "gguf.h"
+
+typedef struct gguf_writer gguf_writer;
+
+gguf_writer *gguf_writer_new(void);          /* alignment 32 unless a general.alignment kv is set */
+void gguf_writer_destroy(gguf_writer **w);    /* NULLs *w */
+
+/* Metadata, in the order added. Keys and strings are copied. */
+void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
+void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
+void gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
+void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
+void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+/* Array of n elements of a numeric/bool type, copied from packed `data`. */
+void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, uint64_t n);
+void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+
+/* Declares a tensor; ne[0] is the fastest dimension. */
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
+                            uint32_t n_dims, const uint64_t ne[4]);
+
+/* Writes header, metadata and tensor table to `path`. Then the caller writes
+ * each tensor's data, in declaration order, in as many pieces as it likes with
+ * gguf_writer_write_data; padding is inserted between tensors. Finish with
+ * gguf_writer_close, which checks every declared byte was written.
+ * Each returns 0, or -1 with a message in err. */
+int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen);
+int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *err, size_t errlen);
+int gguf_writer_close(gguf_writer *w, char *err, size_t errlen);
+
+#endif

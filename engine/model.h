@@ -1,0 +1,98 @@
+/* A llama-architecture model (Mistral, Ministral, Llama) bound from a GGUF
+ * file: hyper-parameters, the per-layer sliding-window layout, and views of
+ * the weight tensors of the layers a caller asked for.
+ *
+ * A node binds only its own contiguous slice [l0, l1) (plus the embedding or
+ * the head when it runs them); the tensors of other layers are never touched,
+ * so their pages are never read. */
+#ifndef RELAIS_MODEL_H
+#define RELAIS_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dtype.h"
+#include "gguf.h"
+
+#define RL_MAX_LAYERS 512
+
+typedef struct {
+    char arch[32];               /* general.architecture, e.g. "llama" */
+    char name[128];              /* general.name, may be empty */
+    uint32_t n_layer;
+    uint32_t dim;                /* embedding width */
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;           /* dim / n_head unless the file says otherwise */
+    uint32_t ffn_dim;
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;        /* the model's context length */
+    float norm_eps;
+    float rope_base;
+    uint32_t swa_window;         /* W; 0 when no layer slides */
+    bool sliding[RL_MAX_LAYERS]; /* (n_layer) true = layer attends over (p-W, p] */
+    bool swa_inferred;           /* the published Ministral-8B layout was applied */
+    bool tied_output;            /* the head reuses token_embd */
+} rl_hparams;
+
+/* A weight matrix: `rows` outputs of `cols` inputs, row-major in `type`. */
+typedef struct {
+    const void *data;
+    rl_dtype type;
+    uint32_t rows;
+    uint32_t cols;
+    size_t row_bytes;
+    const char *name;            /* the GGUF tensor name (owned by the gguf file) */
+} rl_weight;
+
+typedef struct {
+    const float *attn_norm;  /* (dim) */
+    rl_weight wq;            /* (n_head * head_dim, dim) */
+    rl_weight wk;            /* (n_head_kv * head_dim, dim) */
+    rl_weight wv;            /* (n_head_kv * head_dim, dim) */
+    rl_weight wo;            /* (dim, n_head * head_dim) */
+    const float *ffn_norm;   /* (dim) */
+    rl_weight w_gate;        /* (ffn_dim, dim) */
+    rl_weight w_up;          /* (ffn_dim, dim) */
+    rl_weight w_down;        /* (dim, ffn_dim) */
+} rl_layer;
+
+typedef struct {
+    uint32_t l0, l1;          /* layers to bind: [l0, l1); l1 = 0 means all */
+    bool embed;               /* bind token_embd (the coordinator's part) */
+    bool head;                /* bind output_norm and output */
+    int64_t swa_window;       /* override W: -1 keeps the file's; 0 turns sliding off */
+    const char *swa_pattern;  /* override: NULL keeps the file's; "4" = period (layer i full
+                                 when i % 4 == 0), or one char per layer, 'S'/'1' sliding, 'F'/'0' full */
+    void (*progress)(void *ud, uint64_t done, uint64_t total);  /* bytes touched while binding */
+    void *progress_ud;
+} rl_model_opts;
+
+rl_model_opts rl_model_opts_default(void);   /* all layers, embed, head, no overrides */
+
+typedef struct rl_model rl_model;
+
+/* Opens path and binds what opts asks for. Every tensor bound is checked for
+ * presence, shape and a supported type; a problem gets NULL and a message in
+ * err naming the tensor (and its type). Destroy with rl_model_destroy. */
+rl_model *rl_model_load(const char *path, const rl_model_opts *opts, char *err, size_t errlen);
+void rl_model_destroy(rl_model **m);   /* NULLs *m */
+
+const rl_hparams *rl_model_hparams(const rl_model *m);
+const gguf_file *rl_model_gguf(const rl_model *m);
+void rl_model_range(const rl_model *m, uint32_t *l0, uint32_t *l1);
+const rl_layer *rl_model_layer(const rl_model *m, uint32_t il);   /* NULL outside the range */
+const rl_weight *rl_model_embed(const rl_model *m);               /* (n_vocab, dim); NULL if unbound */
+const rl_weight *rl_model_output(const rl_model *m);              /* (n_vocab, dim); NULL if unbound */
+const float *rl_model_output_norm(const rl_model *m);             /* (dim); NULL if unbound */
+
+/* Reads hyper-parameters and the sliding layout from an open file (no tensors
+ * bound); used by inspect and the planner. Returns 0, or -1 with err. */
+int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *hp, char *err, size_t errlen);
+/* Bytes of the weights of layer il as stored in the file. */
+uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il);
+/* Bytes of KV cache (f32 K and V) for layers [l0, l1) at n_ctx positions,
+ * sliding layers counted at min(W, n_ctx). */
+uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx);
+
+#endif
