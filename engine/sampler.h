@@ -1,6 +1,7 @@
 /* Token sampling: greedy, temperature, top-k, top-p, min-p, and repetition /
  * frequency / presence penalties, with a seeded generator so a run with the
- * same seed repeats exactly. */
+ * same seed repeats exactly. Order: penalties, temperature, top-k, top-p,
+ * min-p, draw; the truncations act on the temperature-scaled distribution. */
 #ifndef RELAIS_SAMPLER_H
 #define RELAIS_SAMPLER_H
 
@@ -30,7 +31,8 @@ void rl_sampler_destroy(rl_sampler **s);   /* NULLs *s */
  * are the ids so far (prompt and generated), used by the penalties. */
 int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
-/* The k largest (id, logit) pairs of raw logits, largest first; ties by lower id. */
+/* The k largest (id, logit) pairs of raw logits, largest first; ties by lower
+ * id. Slots past n_vocab (when k > n_vocab) get id -1 and -inf. */
 void rl_top_logits(const float *logits, uint32_t n_vocab, uint32_t k, int32_t *ids, float *vals);
 
 #endif

@@ -1,0 +1,293 @@
+/* Token sampler: turns one step's logits into the next token id.
+ *
+ * Order of operations (the penalties as llama.cpp applies them, then the
+ * truncations on the temperature-scaled distribution as Hugging Face and
+ * vLLM do): penalties over the history window, temperature (0 stops here
+ * with the argmax), top-k, top-p, min-p, then a draw from what is left.
+ *
+ * Vocabularies run to 131072 ids, so nothing is ever sorted: a draw does
+ * not need its candidates in order, only the right set of them. Top-k is a
+ * quickselect; top-p is a quickselect on probability mass (partition, sum
+ * the better side, descend into the side holding the cut); min-p is a
+ * linear filter. Each is linear in the vocabulary on average. */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include "rng.h"
+
+typedef struct {
+    int32_t id;
+    float l;   /* (logit - max logit) / temperature: 0 for the best, -inf for impossible */
+    float w;   /* exp(l): the unnormalized probability, 1 for the best */
+} rl_cand;
+
+struct rl_sampler {
+    rl_sampler_params p;   /* copy of the caller's parameters */
+    uint32_t n_vocab;      /* length of every logits vector */
+    rl_rng rng;            /* seeded from p.seed; advances one draw per sampled token */
+    rl_cand *cand;         /* (n_vocab) scratch candidate list, rebuilt each call */
+    uint32_t *count;       /* (n_vocab) occurrences in the penalty window; all zero between calls */
+    int32_t *seen;         /* (n_vocab) distinct ids counted this call, to reset `count` cheaply */
+};
+
+rl_sampler_params rl_sampler_defaults(void) {
+    return (rl_sampler_params){
+        .temperature = 0.0f,
+        .top_k = 0,
+        .top_p = 1.0f,
+        .min_p = 0.0f,
+        .repeat_penalty = 1.0f,
+        .repeat_last_n = 64,
+        .frequency_penalty = 0.0f,
+        .presence_penalty = 0.0f,
+        .seed = 0,
+    };
+}
+
+rl_sampler *rl_sampler_new(const rl_sampler_params *p, uint32_t n_vocab) {
+    if (!p || n_vocab == 0)
+        return NULL;
+    rl_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    rl_rng_seed(&s->rng, p->seed);
+    s->cand = malloc(n_vocab * sizeof *s->cand);
+    s->count = calloc(n_vocab, sizeof *s->count);
+    s->seen = malloc(n_vocab * sizeof *s->seen);
+    if (!s->cand || !s->count || !s->seen)
+        rl_sampler_destroy(&s);
+    return s;
+}
+
+void rl_sampler_destroy(rl_sampler **s) {
+    if (!s || !*s)
+        return;
+    free((*s)->cand);
+    free((*s)->count);
+    free((*s)->seen);
+    free(*s);
+    *s = NULL;
+}
+
+/* NaN would poison every comparison and sum; it is treated as impossible. */
+static inline float clean(float l) {
+    return isnan(l) ? -INFINITY : l;
+}
+
+/* The strict total order used everywhere: higher logit first, lower id on ties. */
+static inline bool better(float la, int32_t ia, float lb, int32_t ib) {
+    return la > lb || (la == lb && ia < ib);
+}
+
+static inline void swap_cand(rl_cand *a, rl_cand *b) {
+    rl_cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Partitions a[lo..hi) (at least two elements) around a median-of-three
+ * pivot; returns the pivot's final index, better elements before it. */
+static size_t partition(rl_cand *a, size_t lo, size_t hi) {
+    size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+    if (better(a[mid].l, a[mid].id, a[lo].l, a[lo].id))
+        swap_cand(&a[mid], &a[lo]);
+    if (better(a[last].l, a[last].id, a[lo].l, a[lo].id))
+        swap_cand(&a[last], &a[lo]);
+    if (better(a[mid].l, a[mid].id, a[last].l, a[last].id))
+        swap_cand(&a[mid], &a[last]);
+    /* a[last] now holds the median of the three: the pivot */
+    rl_cand pv = a[last];
+    size_t store = lo;
+    for (size_t i = lo; i < last; i++)
+        if (better(a[i].l, a[i].id, pv.l, pv.id))
+            swap_cand(&a[i], &a[store++]);
+    swap_cand(&a[store], &a[last]);
+    return store;
+}
+
+/* Reorders a[0..n) so that a[0..m) are its m best elements, in no
+ * particular order. */
+static void select_top(rl_cand *a, size_t n, size_t m) {
+    size_t lo = 0, hi = n;
+    if (m == 0 || m >= n)
+        return;
+    while (hi - lo > 1) {
+        size_t p = partition(a, lo, hi);
+        if (m == p || m == p + 1)
+            return;
+        if (m < p)
+            hi = p;
+        else
+            lo = p + 1;
+    }
+}
+
+/* Reorders a[0..n) so that its r best elements come first, r being the
+ * fewest whose weights sum to at least `target`; returns r. Invariant: the
+ * elements before lo are the lo best, weigh acc < target, and r is in
+ * (lo, hi]. */
+static size_t select_mass(rl_cand *a, size_t n, double target) {
+    size_t lo = 0, hi = n;
+    double acc = 0.0;
+    while (hi - lo > 1) {
+        size_t p = partition(a, lo, hi);
+        double left = 0.0;
+        for (size_t i = lo; i < p; i++)
+            left += a[i].w;
+        if (acc + left >= target) {
+            hi = p;
+            continue;
+        }
+        acc += left + a[p].w;
+        if (acc >= target)
+            return p + 1;
+        lo = p + 1;
+    }
+    return hi;
+}
+
+/* Counts the ids of the penalty window and adjusts their logits once each. */
+static void apply_penalties(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    const rl_sampler_params *p = &s->p;
+    if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f)
+        return;
+    if (!history || p->repeat_last_n == 0)
+        return;
+    size_t n = n_history;
+    if (p->repeat_last_n > 0 && (size_t)p->repeat_last_n < n)
+        n = (size_t)p->repeat_last_n;
+    const int32_t *h = history + (n_history - n);
+    uint32_t n_seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = h[i];
+        if (id < 0 || (uint32_t)id >= s->n_vocab)
+            continue;
+        if (s->count[id]++ == 0)
+            s->seen[n_seen++] = id;
+    }
+    for (uint32_t j = 0; j < n_seen; j++) {
+        int32_t id = s->seen[j];
+        float l = logits[id];
+        if (p->repeat_penalty != 1.0f)
+            l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
+        l -= (float)s->count[id] * p->frequency_penalty + p->presence_penalty;
+        logits[id] = l;
+        s->count[id] = 0;
+    }
+}
+
+static int32_t argmax(const float *logits, uint32_t n) {
+    int32_t best = 0;
+    float bl = -INFINITY;
+    for (uint32_t i = 0; i < n; i++)
+        if (logits[i] > bl) {
+            bl = logits[i];
+            best = (int32_t)i;
+        }
+    return best;
+}
+
+static double total_weight(const rl_cand *cand, size_t n) {
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++)
+        total += cand[i].w;
+    return total;
+}
+
+static int32_t draw(rl_sampler *s, const rl_cand *cand, size_t n) {
+    double u = rl_rng_uniform(&s->rng) * total_weight(cand, n), cum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        cum += cand[i].w;
+        if (u < cum)
+            return cand[i].id;
+    }
+    return cand[n - 1].id;   /* u landed in the rounding slack of the last sum */
+}
+
+int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    const rl_sampler_params *p = &s->p;
+    apply_penalties(s, logits, history, n_history);
+    int32_t best = argmax(logits, s->n_vocab);
+    float max = logits[best];
+    if (!(p->temperature > 0.0f) || !isfinite(max))
+        return best;
+
+    size_t n = s->n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        float l = (clean(logits[i]) - max) / p->temperature;
+        s->cand[i] = (rl_cand){(int32_t)i, l, expf(l)};
+    }
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        n = (size_t)p->top_k;
+        select_top(s->cand, s->n_vocab, n);
+    }
+    if (p->top_p < 1.0f)
+        n = select_mass(s->cand, n, (double)p->top_p * total_weight(s->cand, n));
+    if (p->min_p > 0.0f) {
+        /* w is p_i / p_max; the best (w = 1) always stays */
+        float thr = p->min_p < 1.0f ? p->min_p : 1.0f;
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (s->cand[i].w >= thr)
+                s->cand[kept++] = s->cand[i];
+        n = kept;
+    }
+    return draw(s, s->cand, n);
+}
+
+/* rl_top_logits keeps its k best in a heap laid out in the output arrays,
+ * the worst kept element at the root, so the scan never allocates. */
+static void heap_sift(int32_t *ids, float *vals, uint32_t n, uint32_t i) {
+    for (;;) {
+        uint32_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && better(clean(vals[worst]), ids[worst], clean(vals[l]), ids[l]))
+            worst = l;
+        if (r < n && better(clean(vals[worst]), ids[worst], clean(vals[r]), ids[r]))
+            worst = r;
+        if (worst == i)
+            return;
+        int32_t ti = ids[i];
+        float tv = vals[i];
+        ids[i] = ids[worst];
+        vals[i] = vals[worst];
+        ids[worst] = ti;
+        vals[worst] = tv;
+        i = worst;
+    }
+}
+
+void rl_top_logits(const float *logits, uint32_t n_vocab, uint32_t k, int32_t *ids, float *vals) {
+    uint32_t kk = k < n_vocab ? k : n_vocab;
+    for (uint32_t i = kk; i < k; i++) {
+        ids[i] = -1;
+        vals[i] = -INFINITY;
+    }
+    if (kk == 0)
+        return;
+    for (uint32_t i = 0; i < kk; i++) {
+        ids[i] = (int32_t)i;
+        vals[i] = logits[i];
+    }
+    for (uint32_t i = kk / 2; i-- > 0;)
+        heap_sift(ids, vals, kk, i);
+    for (uint32_t i = kk; i < n_vocab; i++)
+        if (better(clean(logits[i]), (int32_t)i, clean(vals[0]), ids[0])) {
+            ids[0] = (int32_t)i;
+            vals[0] = logits[i];
+            heap_sift(ids, vals, kk, 0);
+        }
+    /* heapsort: moving the root (worst) to the end each time leaves best first */
+    for (uint32_t end = kk; end-- > 1;) {
+        int32_t ti = ids[0];
+        float tv = vals[0];
+        ids[0] = ids[end];
+        vals[0] = vals[end];
+        ids[end] = ti;
+        vals[end] = tv;
+        heap_sift(ids, vals, end, 0);
+    }
+}

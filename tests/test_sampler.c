@@ -1,0 +1,335 @@
+/* Tests of the token sampler: the deterministic paths (greedy, ties,
+ * truncations that leave one token, penalty arithmetic), seeded
+ * reproducibility, and statistical checks that draws follow the
+ * distribution the parameters define. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "rng.h"
+#include "sampler.h"
+
+static void fill_random(float *l, uint32_t n, uint64_t seed, float scale) {
+    rl_rng r;
+    rl_rng_seed(&r, seed);
+    for (uint32_t i = 0; i < n; i++)
+        l[i] = (float)((rl_rng_uniform(&r) * 2.0 - 1.0) * scale);
+}
+
+static int32_t sample_once(const rl_sampler_params *p, const float *logits, uint32_t n) {
+    float *tmp = malloc(n * sizeof *tmp);
+    assert_non_null(tmp);
+    memcpy(tmp, logits, n * sizeof *tmp);
+    rl_sampler *s = rl_sampler_new(p, n);
+    assert_non_null(s);
+    int32_t id = rl_sampler_sample(s, tmp, NULL, 0);
+    rl_sampler_destroy(&s);
+    assert_null(s);
+    free(tmp);
+    return id;
+}
+
+static void test_greedy_argmax(void **state) {
+    enum { N = 5000 };
+    static float l[N];
+    fill_random(l, N, 7, 10.0f);
+    l[3171] = 11.0f;
+    rl_sampler_params p = rl_sampler_defaults();
+    assert_int_equal(sample_once(&p, l, N), 3171);
+}
+
+static void test_greedy_ties_lowest_id(void **state) {
+    float l[] = {1.0f, 3.0f, -2.0f, 3.0f, 2.5f, 3.0f};
+    rl_sampler_params p = rl_sampler_defaults();
+    assert_int_equal(sample_once(&p, l, 6), 1);
+    /* a NaN must not win or hide the maximum */
+    float m[] = {NAN, 0.5f, 2.0f, NAN};
+    assert_int_equal(sample_once(&p, m, 4), 2);
+}
+
+static void draw_sequence(const rl_sampler_params *p, const float *logits, uint32_t n,
+                          int32_t *out, int count) {
+    float *tmp = malloc(n * sizeof *tmp);
+    assert_non_null(tmp);
+    rl_sampler *s = rl_sampler_new(p, n);
+    assert_non_null(s);
+    for (int i = 0; i < count; i++) {
+        memcpy(tmp, logits, n * sizeof *tmp);
+        out[i] = rl_sampler_sample(s, tmp, NULL, 0);
+        assert_true(out[i] >= 0 && (uint32_t)out[i] < n);
+    }
+    rl_sampler_destroy(&s);
+    free(tmp);
+}
+
+static void test_seed_repeatable(void **state) {
+    enum { N = 1000, C = 200 };
+    static float l[N];
+    int32_t a[C], b[C], c[C];
+    fill_random(l, N, 11, 2.0f);
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f;
+    p.seed = 42;
+    draw_sequence(&p, l, N, a, C);
+    draw_sequence(&p, l, N, b, C);
+    assert_memory_equal(a, b, sizeof a);
+    p.seed = 43;
+    draw_sequence(&p, l, N, c, C);
+    int same = 0;
+    for (int i = 0; i < C; i++)
+        same += a[i] == c[i];
+    assert_true(same < C / 4);
+}
+
+static void test_top_k1_and_tiny_top_p_are_greedy(void **state) {
+    enum { N = 4096 };
+    static float l[N];
+    rl_sampler_params greedy = rl_sampler_defaults();
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        fill_random(l, N, seed, 3.0f);
+        int32_t want = sample_once(&greedy, l, N);
+        rl_sampler_params p = rl_sampler_defaults();
+        p.temperature = 1.5f;
+        p.seed = seed;
+        p.top_k = 1;
+        assert_int_equal(sample_once(&p, l, N), want);
+        p.top_k = 0;
+        p.top_p = 1e-6f;
+        assert_int_equal(sample_once(&p, l, N), want);
+        p.top_p = 1.0f;
+        p.min_p = 1.0f;
+        assert_int_equal(sample_once(&p, l, N), want);
+    }
+}
+
+/* Chi-square statistic of `counts` against probabilities `prob` over n bins. */
+static double chi_square(const int *counts, const double *prob, int n, int total) {
+    double chi = 0.0;
+    for (int i = 0; i < n; i++) {
+        double e = prob[i] * total;
+        if (e == 0.0) {
+            assert_int_equal(counts[i], 0);
+            continue;
+        }
+        chi += (counts[i] - e) * (counts[i] - e) / e;
+    }
+    return chi;
+}
+
+static void histogram(const rl_sampler_params *p, const float *logits, int n, int draws, int *counts) {
+    int32_t *ids = malloc((size_t)draws * sizeof *ids);
+    assert_non_null(ids);
+    draw_sequence(p, logits, (uint32_t)n, ids, draws);
+    memset(counts, 0, (size_t)n * sizeof *counts);
+    for (int i = 0; i < draws; i++)
+        counts[ids[i]]++;
+    free(ids);
+}
+
+enum { NB = 5, DRAWS = 20000 };
+static const double BASE[NB] = {0.4, 0.25, 0.2, 0.1, 0.05};
+
+/* 4 degrees of freedom: P(chi2 > 25) is about 5e-5, while a distribution off
+ * by a few percent of mass over 20000 draws scores in the hundreds. */
+#define CHI_BOUND 25.0
+
+static void base_logits(float *l) {
+    for (int i = 0; i < NB; i++)
+        l[i] = (float)log(BASE[i]) + 3.0f;   /* an offset changes nothing */
+}
+
+static void test_temperature_matches_distribution(void **state) {
+    float l[NB];
+    int counts[NB];
+    double want[NB];
+    base_logits(l);
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f;
+    p.seed = 1234;
+    histogram(&p, l, NB, DRAWS, counts);
+    assert_true(chi_square(counts, BASE, NB, DRAWS) < CHI_BOUND);
+    /* the same draws judged against a flatter distribution must fail */
+    double flat[NB] = {0.2, 0.2, 0.2, 0.2, 0.2};
+    assert_true(chi_square(counts, flat, NB, DRAWS) > 1000.0);
+
+    /* temperature 2: p_i proportional to sqrt(BASE_i) */
+    double z = 0.0;
+    for (int i = 0; i < NB; i++)
+        z += want[i] = sqrt(BASE[i]);
+    for (int i = 0; i < NB; i++)
+        want[i] /= z;
+    p.temperature = 2.0f;
+    histogram(&p, l, NB, DRAWS, counts);
+    assert_true(chi_square(counts, want, NB, DRAWS) < CHI_BOUND);
+}
+
+static void test_truncations_renormalize(void **state) {
+    float l[NB];
+    int counts[NB];
+    base_logits(l);
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f;
+    p.seed = 99;
+
+    p.top_k = 2;
+    histogram(&p, l, NB, DRAWS, counts);
+    double k2[NB] = {0.4 / 0.65, 0.25 / 0.65, 0, 0, 0};
+    assert_true(chi_square(counts, k2, NB, DRAWS) < CHI_BOUND);
+
+    /* 0.4 + 0.25 < 0.7 <= 0.4 + 0.25 + 0.2: three tokens stay */
+    p.top_k = 0;
+    p.top_p = 0.7f;
+    histogram(&p, l, NB, DRAWS, counts);
+    double p3[NB] = {0.4 / 0.85, 0.25 / 0.85, 0.2 / 0.85, 0, 0};
+    assert_true(chi_square(counts, p3, NB, DRAWS) < CHI_BOUND);
+
+    /* min-p 0.3: threshold 0.12 keeps 0.4, 0.25 and 0.2 */
+    p.top_p = 1.0f;
+    p.min_p = 0.3f;
+    histogram(&p, l, NB, DRAWS, counts);
+    assert_true(chi_square(counts, p3, NB, DRAWS) < CHI_BOUND);
+
+    /* min-p 0.6: threshold 0.24 keeps 0.4 and 0.25 */
+    p.min_p = 0.6f;
+    histogram(&p, l, NB, DRAWS, counts);
+    assert_true(chi_square(counts, k2, NB, DRAWS) < CHI_BOUND);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* On a full-size vocabulary, every draw stays inside the truncated set as a
+ * full sort of the vocabulary defines it. */
+static void test_large_vocab_truncation_sets(void **state) {
+    enum { N = 131072, C = 300 };
+    float *l = malloc(N * sizeof *l), *sorted = malloc(N * sizeof *sorted);
+    int32_t *ids = malloc(C * sizeof *ids);
+    assert_true(l && sorted && ids);
+    fill_random(l, N, 5, 8.0f);
+    memcpy(sorted, l, N * sizeof *l);
+    qsort(sorted, N, sizeof *sorted, cmp_desc);
+
+    double z = 0.0, cum = 0.0;
+    for (int i = 0; i < N; i++)
+        z += exp((double)sorted[i] - sorted[0]);
+    int nucleus = 0;
+    while (cum < 0.9 * z)
+        cum += exp((double)sorted[nucleus++] - sorted[0]);
+    float p_cut = sorted[nucleus - 1];
+    assert_true(nucleus > 1000 && nucleus < N / 2);   /* a large nucleus, cut mid-vocabulary */
+
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f;
+    p.top_p = 0.9f;
+    p.seed = 3;
+    draw_sequence(&p, l, N, ids, C);
+    for (int i = 0; i < C; i++)
+        assert_true(l[ids[i]] >= p_cut);
+
+    p.top_p = 1.0f;
+    p.top_k = 40;
+    draw_sequence(&p, l, N, ids, C);
+    int distinct = 0;
+    for (int i = 0; i < C; i++) {
+        assert_true(l[ids[i]] >= sorted[39]);
+        int first = 1;
+        for (int j = 0; j < i; j++)
+            first &= ids[j] != ids[i];
+        distinct += first;
+    }
+    assert_true(distinct > 20);   /* it samples, it does not collapse to greedy */
+    free(l);
+    free(sorted);
+    free(ids);
+}
+
+static void test_penalties_arithmetic(void **state) {
+    const float base[5] = {2.0f, -1.0f, 0.5f, 3.0f, 0.0f};
+    const int32_t hist[] = {3, 0, 1, 1, 4, 77, -5};   /* ids out of range are ignored */
+    float l[5];
+    rl_sampler_params p = rl_sampler_defaults();
+    p.repeat_penalty = 2.0f;
+    p.frequency_penalty = 0.5f;
+    p.presence_penalty = 0.25f;
+    p.repeat_last_n = 6;   /* window: 0, 1, 1, 4, 77, -5 */
+    rl_sampler *s = rl_sampler_new(&p, 5);
+    assert_non_null(s);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(rl_sampler_sample(s, l, hist, 7), 3);
+    assert_float_equal(l[0], 2.0f / 2.0f - 0.5f - 0.25f, 1e-6);
+    assert_float_equal(l[1], -1.0f * 2.0f - 2 * 0.5f - 0.25f, 1e-6);
+    assert_float_equal(l[2], 0.5f, 0.0);
+    assert_float_equal(l[3], 3.0f, 0.0);
+    assert_float_equal(l[4], 0.0f - 0.5f - 0.25f, 1e-6);
+    /* a second call starts from clean counts */
+    memcpy(l, base, sizeof l);
+    rl_sampler_sample(s, l, hist, 7);
+    assert_float_equal(l[1], -3.25f, 1e-6);
+    rl_sampler_destroy(&s);
+
+    /* the whole history: token 3 is penalized too and loses the argmax */
+    p.repeat_last_n = -1;
+    s = rl_sampler_new(&p, 5);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(rl_sampler_sample(s, l, hist, 7), 3);
+    assert_float_equal(l[3], 3.0f / 2.0f - 0.75f, 1e-6);
+    p.presence_penalty = 1.0f;
+    rl_sampler_destroy(&s);
+    s = rl_sampler_new(&p, 5);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(rl_sampler_sample(s, l, hist, 7), 2);
+    rl_sampler_destroy(&s);
+
+    /* window 0: nothing changes */
+    p.repeat_last_n = 0;
+    s = rl_sampler_new(&p, 5);
+    memcpy(l, base, sizeof l);
+    rl_sampler_sample(s, l, hist, 7);
+    assert_memory_equal(l, base, sizeof l);
+    rl_sampler_destroy(&s);
+}
+
+static void test_top_logits(void **state) {
+    enum { N = 10000, K = 50 };
+    static float l[N], sorted[N];
+    int32_t ids[K];
+    float vals[K];
+    fill_random(l, N, 17, 5.0f);
+    memcpy(sorted, l, sizeof l);
+    qsort(sorted, N, sizeof *sorted, cmp_desc);
+    rl_top_logits(l, N, K, ids, vals);
+    for (int i = 0; i < K; i++) {
+        assert_float_equal(vals[i], sorted[i], 0.0);
+        assert_float_equal(l[ids[i]], vals[i], 0.0);
+    }
+
+    const float t[] = {1.0f, 4.0f, 4.0f, -1.0f, 4.0f};
+    int32_t ti[7];
+    float tv[7];
+    rl_top_logits(t, 5, 7, ti, tv);
+    const int32_t want[] = {1, 2, 4, 0, 3, -1, -1};
+    assert_memory_equal(ti, want, sizeof want);
+    assert_true(isinf(tv[6]) && tv[6] < 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_argmax),
+        cmocka_unit_test(test_greedy_ties_lowest_id),
+        cmocka_unit_test(test_seed_repeatable),
+        cmocka_unit_test(test_top_k1_and_tiny_top_p_are_greedy),
+        cmocka_unit_test(test_temperature_matches_distribution),
+        cmocka_unit_test(test_truncations_renormalize),
+        cmocka_unit_test(test_large_vocab_truncation_sets),
+        cmocka_unit_test(test_penalties_arithmetic),
+        cmocka_unit_test(test_top_logits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
