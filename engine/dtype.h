@@ -18,7 +18,7 @@ typedef enum {
     RL_IQ4_NL = 20, RL_IQ3_S = 21, RL_IQ2_S = 22, RL_IQ4_XS = 23,
     RL_I8 = 24, RL_I16 = 25, RL_I32 = 26, RL_I64 = 27, RL_F64 = 28,
     RL_IQ1_M = 29, RL_BF16 = 30,
-    RL_TQ1_0 = 34, RL_TQ2_0 = 35,
+    RL_TQ1_0 = 34, RL_TQ2_0 = 35, RL_MXFP4 = 39,
     RL_DTYPE_COUNT = 40
 } rl_dtype;
 
@@ -30,7 +30,8 @@ uint32_t rl_dtype_block_bytes(rl_dtype t);
 const char *rl_dtype_name(rl_dtype t);
 /* Types relais has dequantization and dot kernels for. */
 bool rl_dtype_supported(rl_dtype t);
-/* Bytes of a row of n elements, or 0 when n is not a multiple of the block. */
+/* Bytes of a row of n elements, or 0 when n is not a multiple of the block,
+ * the id is unknown or the size does not fit in size_t. */
 size_t rl_dtype_row_bytes(rl_dtype t, uint64_t n);
 /* Parses a name as written by rl_dtype_name, case-insensitive; -1 if none. */
 int rl_dtype_from_name(const char *name);

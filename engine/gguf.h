@@ -5,7 +5,8 @@
  * checked against the file's real size before it is used, so a truncated or
  * hostile file gets an error naming what is wrong and where (byte offset),
  * never a read past the end. Strings in GGUF are not NUL-terminated: they are
- * handed out as (pointer, length) views into the mapping. */
+ * handed out as (pointer, length) views into the mapping. A gguf_file does not
+ * change after gguf_open, so any number of threads may read it at once. */
 #ifndef RELAIS_GGUF_H
 #define RELAIS_GGUF_H
 
@@ -39,7 +40,10 @@ typedef struct {
 typedef struct gguf_file gguf_file;
 
 /* Opens and validates `path`. On failure returns NULL and writes a message
- * naming the problem and its byte offset into err. Close with gguf_close. */
+ * naming the file, the problem and its byte offset into err. Close with
+ * gguf_close. Every pointer the accessors below return (keys, strings, tensor
+ * infos and names, data) points into the gguf_file and lives until it is
+ * closed; the caller frees none of them. */
 gguf_file *gguf_open(const char *path, char *err, size_t errlen);
 void gguf_close(gguf_file **f);   /* NULLs *f */
 
@@ -52,8 +56,8 @@ const char *gguf_path(const gguf_file *f);
 /* ---- metadata ---- */
 int64_t gguf_n_kv(const gguf_file *f);
 int64_t gguf_find_key(const gguf_file *f, const char *key);   /* index, or -1 */
-gguf_str gguf_kv_key(const gguf_file *f, int64_t i);
-gguf_type gguf_kv_type(const gguf_file *f, int64_t i);
+gguf_str gguf_kv_key(const gguf_file *f, int64_t i);     /* {NULL, 0} if i is out of range */
+gguf_type gguf_kv_type(const gguf_file *f, int64_t i);   /* GGUF_TYPE_COUNT if out of range */
 
 /* Typed getters by key. They return false when the key is absent or its value
  * cannot be represented (a negative number asked for as unsigned, an array
@@ -66,26 +70,37 @@ bool gguf_get_bool(const gguf_file *f, const char *key, bool *out);
 bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out);
 
 /* Arrays. gguf_get_arr gives the element type and count; for non-string
- * arrays *data points at the packed little-endian elements in the mapping.
- * String elements are reached by index through gguf_arr_str (O(1)). */
+ * arrays *data points at the packed little-endian elements in the mapping
+ * (NULL for string arrays). Any of elem, n, data may be NULL. String elements
+ * are reached by index through gguf_arr_str (O(1); {NULL, 0} when the key is
+ * absent, not a string array, or i is out of range). */
 bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem,
                   uint64_t *n, const void **data);
 gguf_str gguf_arr_str(const gguf_file *f, const char *key, uint64_t i);
-/* Integer/bool/float element i of a numeric array, converted; false if out of range. */
+/* Element i of a numeric array, converted: gguf_arr_i64 takes integer and
+ * bool elements (bool as 0/1; a u64 above INT64_MAX is false), gguf_arr_f32
+ * takes any numeric or bool element. False when the key is absent, the array
+ * holds another type, or i is out of range. */
 bool gguf_arr_i64(const gguf_file *f, const char *key, uint64_t i, int64_t *out);
 bool gguf_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *out);
 
-/* Formats any value (scalar or array, arrays abbreviated) for `relais inspect`. */
+/* Formats any value (scalar or array, arrays abbreviated) for `relais inspect`:
+ * `"llama"`, `4`, `1e-05`, `[str x 32000] "<unk>", "<s>", ...`. Strings are
+ * quoted with control bytes escaped; text that does not fit ends in "...". */
 void gguf_format_value(const gguf_file *f, int64_t i, char *buf, size_t buflen);
-const char *gguf_type_name(gguf_type t);
+const char *gguf_type_name(gguf_type t);   /* "u32", "str", "arr"...; "unknown" if invalid */
+/* Bytes of one value of a fixed-size type; 0 for strings, arrays and invalid ids. */
+uint64_t gguf_type_size(gguf_type t);
 
 /* ---- tensors ---- */
 int64_t gguf_n_tensors(const gguf_file *f);
-const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);   /* NULL if out of range */
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);  /* NULL if absent */
 
 /* Tells the kernel which byte range of the file will be used soon (or not at
- * all), so a node that holds one slice of layers only pages in that slice. */
+ * all), so a node that holds one slice of layers only pages in that slice.
+ * ptr must point into the mapping (a tensor's data); other pointers are
+ * ignored. Pages to keep are rounded outwards, pages to drop inwards. */
 void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willneed);
 
 #endif

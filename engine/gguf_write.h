@@ -13,21 +13,31 @@
 
 typedef struct gguf_writer gguf_writer;
 
-gguf_writer *gguf_writer_new(void);          /* alignment 32 unless a general.alignment kv is set */
+/* Alignment 32 unless a general.alignment kv is set. NULL when out of memory. */
+gguf_writer *gguf_writer_new(void);
 void gguf_writer_destroy(gguf_writer **w);    /* NULLs *w */
 
-/* Metadata, in the order added. Keys and strings are copied. */
+/* Metadata, in the order added. Keys and strings are copied. Setting a key
+ * again replaces its value in place. general.alignment must be set as a u32
+ * power of two. A setter cannot fail on the spot: a bad argument or a failed
+ * allocation is remembered and reported by gguf_writer_begin, as are the
+ * tensor declarations' problems. */
 void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
 void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
 void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 void gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-/* Array of n elements of a numeric/bool type, copied from packed `data`. */
+/* Any fixed-size type (not GGUF_STRING or GGUF_ARRAY), value copied from *v
+ * in host (little-endian) layout; a GGUF bool is one byte. */
+void gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_type type, const void *v);
+/* Array of n elements of a numeric/bool type (bool: one byte each), copied
+ * from packed `data`. */
 void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, uint64_t n);
 void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
 
-/* Declares a tensor; ne[0] is the fastest dimension. */
+/* Declares a tensor; ne[0] is the fastest dimension, entries past n_dims are
+ * not read. */
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
                             uint32_t n_dims, const uint64_t ne[4]);
 
