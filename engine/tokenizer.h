@@ -22,6 +22,9 @@ void rl_tok_destroy(rl_tokenizer **t);   /* NULLs *t */
 
 rl_tok_kind rl_tok_kind_of(const rl_tokenizer *t);
 const char *rl_tok_kind_name(const rl_tokenizer *t);   /* "llama (SentencePiece)", "gpt2 (byte-level BPE, pre=tekken)" */
+/* tokenizer.ggml.pre as found in the file ("" when absent). BPE splits text
+ * with the Tekken pattern for "tekken" and with GPT-2's for anything else. */
+const char *rl_tok_pre(const rl_tokenizer *t);
 uint32_t rl_tok_n_vocab(const rl_tokenizer *t);
 int32_t rl_tok_bos(const rl_tokenizer *t);          /* -1 if none */
 int32_t rl_tok_eos(const rl_tokenizer *t);          /* -1 if none */
@@ -34,6 +37,8 @@ bool rl_tok_is_eog(const rl_tokenizer *t, int32_t id);
 
 /* Encodes len bytes of text. With parse_special, text of control tokens
  * (such as "[INST]") becomes those tokens; otherwise it is ordinary text.
+ * User-defined tokens (GGUF token type 4: SentencePiece user symbols, added
+ * tokens) are matched either way, as llama.cpp and their references do.
  * add_bos prepends BOS when the vocabulary has one. *ids is malloc'd and
  * owned by the caller. Returns 0, or -1 (invalid id table, out of memory). */
 int rl_tok_encode(const rl_tokenizer *t, const char *text, size_t len,
@@ -42,7 +47,9 @@ int rl_tok_encode(const rl_tokenizer *t, const char *text, size_t len,
 /* The bytes a token stands for when decoded (byte-level BPE unmapped, U+2581
  * turned into spaces, <0xNN> into the byte). Control tokens give their text
  * only when show_control is true, otherwise nothing. Writes at most cap
- * bytes; returns the full length (like snprintf), or -1 for a bad id. */
+ * bytes, plus a NUL when the piece is shorter than cap (a piece may itself
+ * contain NUL bytes); returns the full length (like snprintf), or -1 for a
+ * bad id. */
 int rl_tok_piece(const rl_tokenizer *t, int32_t id, bool show_control, char *buf, size_t cap);
 /* The raw vocabulary string of a token (for inspect/tests); NULL for a bad id. */
 const char *rl_tok_text(const rl_tokenizer *t, int32_t id);
