@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 #include "dtype.h"
 
 typedef uint16_t rl_fp16;   /* IEEE half, stored as bits */
@@ -70,6 +71,33 @@ typedef struct {
 } block_q8_K;
 _Static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
 
+/* Unpacks the 12-byte K-quant scale field (Q4_K, Q5_K) into the bytes of
+ * r[0..1], the eight 6-bit sub-block scales, and of r[2..3], the eight 6-bit
+ * mins (little-endian byte order, as x86 and aarch64 are).
+ * Packing: bytes 0-3 hold scales 0-3 in their low 6 bits, bytes 4-7 mins 0-3;
+ * bytes 8-11 hold the low 4 bits of scales 4-7 (low nibble) and mins 4-7
+ * (high nibble), whose top 2 bits sit in bits 6-7 of bytes 0-3 and 4-7.
+ * Done on 32-bit words because the dot kernels call it per super-block; they
+ * move the words straight into a vector register. */
+static inline void rl_k_scales_words(const uint8_t *packed, uint32_t r[4])
+{
+    uint32_t w[3];
+    memcpy(w, packed, sizeof w);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, low2 = 0x03030303u;
+    r[0] = w[0] & low6;
+    r[1] = (w[2] & low4) | (((w[0] >> 6) & low2) << 4);
+    r[2] = w[1] & low6;
+    r[3] = ((w[2] >> 4) & low4) | (((w[1] >> 6) & low2) << 4);
+}
+
+/* The same as bytes: out[0..7] scales, out[8..15] mins. */
+static inline void rl_k_scales_unpack(const uint8_t *packed, uint8_t out[16])
+{
+    uint32_t r[4];
+    rl_k_scales_words(packed, r);
+    memcpy(out, r, sizeof r);
+}
+
 /* Half and bfloat16 conversion (scalar, exact, round-to-nearest-even). */
 float rl_fp16_to_f32(rl_fp16 h);
 rl_fp16 rl_f32_to_fp16(float f);
@@ -90,7 +118,9 @@ rl_dtype rl_vec_dot_type(rl_dtype weight);
 
 /* One kernel set. n is the row length in elements. `w` is one weight row of
  * the weight type; `a` is the activation row already converted to
- * rl_vec_dot_type(weight) by quantize_q8_0 / quantize_q8_K (or plain f32). */
+ * rl_vec_dot_type(weight) by quantize_q8_0 / quantize_q8_K (or plain f32).
+ * Both quantizers keep every quant in [-127, 127], which the SIMD dots rely on;
+ * any set's quantizers produce the same bytes as the reference's. */
 typedef float (*rl_vec_dot_fn)(int n, const void *w, const void *a);
 typedef void (*rl_quantize_act_fn)(const float *x, void *dst, int n);
 

@@ -1,0 +1,28 @@
+/* CPU feature detection and kernel-set plumbing, internal to the engine.
+ *
+ * One relais binary runs on any x86-64 (or aarch64) machine, so the SIMD
+ * kernels are compiled for their ISA in separate files and chosen at run time.
+ * A feature counts as present only when the CPU has it and the OS saves the
+ * register state it needs (YMM for AVX2, ZMM and opmask for AVX-512). */
+#ifndef RELAIS_CPU_H
+#define RELAIS_CPU_H
+
+#include <stdbool.h>
+#include "quant.h"
+
+typedef struct {
+    bool avx2;        /* AVX2 + FMA + F16C, YMM state enabled by the OS */
+    bool avx512;      /* AVX-512 F/BW/VL/DQ, ZMM and opmask state enabled */
+    bool avx512vnni;  /* VPDPBUSD, on top of avx512 */
+    bool neon;        /* Advanced SIMD (always on aarch64) */
+} rl_cpu_features;
+
+/* Detected once; safe to call from any thread. */
+const rl_cpu_features *rl_cpu(void);
+
+/* Completes a per-ISA set: every vec_dot slot the ISA leaves NULL, and a
+ * missing activation quantizer, is taken from `fallback`, so callers never
+ * need to check a set for gaps. */
+void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback);
+
+#endif
