@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cpu.h"
+#include "gguf.h"
 #include "quant.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
@@ -313,113 +314,40 @@ static void test_dequant_q6_K_known(void **state)
 
 /* ---- real tensors from the shared models ------------------------------------- */
 
-/* Just enough GGUF to find a tensor by name in a file read into memory. */
-typedef struct {
-    uint8_t *buf;
-    size_t size, pos;
-} gguf_blob;
-
-static uint64_t take(gguf_blob *g, size_t n)
+static const gguf_tensor *open_tensor(const char *path, const char *name, gguf_file **f)
 {
-    assert_true(g->pos + n <= g->size);
-    uint64_t v = 0;
-    memcpy(&v, g->buf + g->pos, n);
-    g->pos += n;
-    return v;
-}
-
-static void skip_value(gguf_blob *g, uint32_t type)
-{
-    static const uint8_t size[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    assert_true(type < 13);
-    if (type == 8) {
-        g->pos += take(g, 8);
-    } else if (type == 9) {
-        const uint32_t et = (uint32_t)take(g, 4);
-        const uint64_t n = take(g, 8);
-        for (uint64_t i = 0; i < n; i++)
-            skip_value(g, et);
-    } else {
-        g->pos += size[type];
-    }
-}
-
-static void read_file(const char *path, gguf_blob *g)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    g->size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    g->buf = xmalloc(g->size);
-    assert_int_equal(fread(g->buf, 1, g->size, f), g->size);
-    fclose(f);
-    g->pos = 0;
-}
-
-/* Finds `name`; returns its data (inside g->buf), type and element count. */
-static const void *find_tensor(gguf_blob *g, const char *name, rl_dtype *type, int64_t *n, int64_t *row)
-{
-    g->pos = 0;
-    assert_int_equal(take(g, 4), 0x46554747);   /* "GGUF" */
-    take(g, 4);
-    const uint64_t nt = take(g, 8), nkv = take(g, 8);
-    for (uint64_t i = 0; i < nkv; i++) {
-        g->pos += take(g, 8);
-        skip_value(g, (uint32_t)take(g, 4));
-    }
-    const void *found = NULL;
-    uint64_t off = 0;
-    for (uint64_t i = 0; i < nt; i++) {
-        const uint64_t len = take(g, 8);
-        const int match = len == strlen(name) && memcmp(g->buf + g->pos, name, len) == 0;
-        g->pos += len;
-        const uint32_t nd = (uint32_t)take(g, 4);
-        int64_t count = 1, ne0 = 0;
-        for (uint32_t d = 0; d < nd; d++) {
-            const int64_t ne = (int64_t)take(g, 8);
-            ne0 = d == 0 ? ne : ne0;
-            count *= ne;
-        }
-        const rl_dtype t = (rl_dtype)take(g, 4);
-        const uint64_t o = take(g, 8);
-        if (match) {
-            found = g->buf;
-            off = o;
-            *type = t;
-            *n = count;
-            *row = ne0;
-        }
-    }
-    const size_t data = (g->pos + 31) / 32 * 32;   /* default alignment, as these files use */
-    assert_true(found && data + off < g->size);
-    return g->buf + data + off;
+    char err[256];
+    *f = gguf_open(path, err, sizeof err);
+    if (!*f)
+        fail_msg("%s: %s", path, err);
+    const gguf_tensor *t = gguf_find_tensor(*f, name);
+    if (!t)
+        fail_msg("%s has no tensor %s", path, name);
+    return t;
 }
 
 /* Dequantizes the same tensor from a quantized and a reference file; returns
- * both (caller frees) and checks the quantized file's type. */
+ * both and a copy of the quantized bytes (caller frees all three), the row
+ * length in *row, after checking the quantized file's type. */
 static int64_t load_pair(const char *qfile, const char *reffile, const char *name, rl_dtype want,
                          float **q, float **ref, const void **qdata, int64_t *row)
 {
-    gguf_blob a, b;
-    read_file(qfile, &a);
-    read_file(reffile, &b);
-    rl_dtype ta, tb;
-    int64_t na, nb, rb;
-    const void *da = find_tensor(&a, name, &ta, &na, row);
-    const void *db = find_tensor(&b, name, &tb, &nb, &rb);
-    assert_int_equal(ta, want);
-    assert_int_equal(na, nb);
-    *q = xmalloc((size_t)na * sizeof(float));
-    *ref = xmalloc((size_t)na * sizeof(float));
-    rl_dequantize_row(ta, da, *q, na);
-    rl_dequantize_row(tb, db, *ref, nb);
-    *qdata = xmalloc(rl_dtype_row_bytes(ta, (uint64_t)na));
-    memcpy((void *)*qdata, da, rl_dtype_row_bytes(ta, (uint64_t)na));
-    free(a.buf);
-    free(b.buf);
-    return na;
+    gguf_file *fa, *fb;
+    const gguf_tensor *ta = open_tensor(qfile, name, &fa), *tb = open_tensor(reffile, name, &fb);
+    assert_int_equal(ta->type, want);
+    const int64_t n = (int64_t)(ta->ne[0] * ta->ne[1] * ta->ne[2] * ta->ne[3]);
+    assert_int_equal(n, (int64_t)(tb->ne[0] * tb->ne[1] * tb->ne[2] * tb->ne[3]));
+    *row = (int64_t)ta->ne[0];
+    *q = xmalloc((size_t)n * sizeof(float));
+    *ref = xmalloc((size_t)n * sizeof(float));
+    rl_dequantize_row(ta->type, ta->data, *q, n);
+    rl_dequantize_row(tb->type, tb->data, *ref, n);
+    void *copy = xmalloc(ta->nbytes);
+    memcpy(copy, ta->data, ta->nbytes);
+    *qdata = copy;
+    gguf_close(&fa);
+    gguf_close(&fb);
+    return n;
 }
 
 static double rms(const float *a, int64_t n)
