@@ -49,6 +49,15 @@ static void sb_add(strbuf *b, const char *s, size_t n)
 
 static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
+/* Appends src to dst with a blank line between, skipping empty text (the
+ * way mistral-common joins messages and text chunks). */
+static void join_text(strbuf *dst, const char *src, size_t n)
+{
+    if (n == 0) return;
+    if (dst->n) sb_str(dst, "\n\n");
+    sb_add(dst, src, n);
+}
+
 /* ---- JSON as Python's json.dumps(ensure_ascii=False) writes it ---- */
 
 static void json_py_string(strbuf *b, const char *s, size_t len)
@@ -218,9 +227,7 @@ static int read_text(convo *c, const json_t *msg, size_t i, const char *who, str
         if (!json_is_string(text) || (type && !(json_is_string(type) && !strcmp(json_string_value(type), "text"))))
             return fail(c, "messages[%zu] (%s): content[%zu] is not a text part (only text is supported)",
                         i, who, k);
-        if (json_string_length(text) == 0) continue;
-        if (out->n) sb_str(out, "\n\n");
-        sb_add(out, json_string_value(text), json_string_length(text));
+        join_text(out, json_string_value(text), json_string_length(text));
     }
     return 0;
 }
@@ -229,7 +236,6 @@ static int read_text(convo *c, const json_t *msg, size_t i, const char *who, str
  * {"name": ..., "arguments": <parsed JSON>, "id": ...}. */
 static int read_calls(convo *c, const json_t *calls, size_t i, json_t *out)
 {
-    if (!json_is_array(calls)) return fail(c, "messages[%zu] (assistant): 'tool_calls' must be an array", i);
     size_t k;
     const json_t *call;
     json_array_foreach(calls, k, call) {
@@ -277,78 +283,66 @@ static int parse_role(convo *c, const json_t *msg, size_t i, role *r)
     return fail(c, "messages[%zu]: unknown role '%s' (expected system, user, assistant or tool)", i, name);
 }
 
-/* Adds message i, merged into the previous turn when it continues a run of
- * user or assistant messages (prev_role is the previous message's role). */
-static int add_message(convo *c, const json_t *msg, size_t i, role r, int prev_role)
+/* What each role requires of its fields. */
+static int check_fields(convo *c, const json_t *msg, size_t i, role r, bool present, bool has_text)
 {
     const char *who = ROLE_NAMES[r];
-    strbuf text = { 0 };
-    bool present;
-    if (read_text(c, msg, i, who, &text, &present) != 0) goto fail;
-    if (r == ROLE_SYSTEM || r == ROLE_USER) {
-        if (!present) {
-            fail(c, "messages[%zu] (%s): missing 'content'", i, who);
-            goto fail;
-        }
-    }
-    if (r == ROLE_SYSTEM) {
-        if (text.n && c->system.n) sb_str(&c->system, "\n\n");
-        if (text.n) sb_add(&c->system, text.p, text.n);
-        free(text.p);
-        return 0;
-    }
     const json_t *calls = json_object_get(msg, "tool_calls");
-    bool has_calls = calls && !json_is_null(calls) && json_array_size(calls) > 0;
-    if (r == ROLE_ASSISTANT && has_calls && text.n) {
-        fail(c, "messages[%zu] (assistant): has both 'content' and 'tool_calls'; send them as two messages", i);
-        goto fail;
-    }
-    if (r == ROLE_ASSISTANT && !has_calls && !present) {
-        fail(c, "messages[%zu] (assistant): needs 'content' or 'tool_calls'", i);
-        goto fail;
-    }
-    const json_t *call_id = json_object_get(msg, "tool_call_id");
-    if (r == ROLE_TOOL && !json_is_string(call_id)) {
-        fail(c, "messages[%zu] (tool): missing 'tool_call_id'", i);
-        goto fail;
-    }
-    turn *t = (r != ROLE_TOOL && prev_role == (int)r) ? &c->turns[c->n - 1] : new_turn(c, r);
-    if (!t) {
-        fail(c, "out of memory");
-        goto fail;
-    }
-    if (t->text.n && text.n) sb_str(&t->text, "\n\n");
-    if (text.n) sb_add(&t->text, text.p, text.n);
-    free(text.p);
-    if (r == ROLE_TOOL) t->call_id = json_string_value(call_id);
-    if (has_calls) {
-        if (!t->calls) t->calls = json_array();
-        return read_calls(c, calls, i, t->calls);
-    }
+    bool has_calls = json_array_size(calls) > 0;
+    if ((r == ROLE_SYSTEM || r == ROLE_USER) && !present)
+        return fail(c, "messages[%zu] (%s): missing 'content'", i, who);
+    if (r == ROLE_ASSISTANT && calls && !json_is_null(calls) && !json_is_array(calls))
+        return fail(c, "messages[%zu] (assistant): 'tool_calls' must be an array", i);
+    if (r == ROLE_ASSISTANT && has_calls && has_text)
+        return fail(c, "messages[%zu] (assistant): has both 'content' and 'tool_calls'; send them as two messages", i);
+    if (r == ROLE_ASSISTANT && !has_calls && !present)
+        return fail(c, "messages[%zu] (assistant): needs 'content' or 'tool_calls'", i);
+    if (r == ROLE_TOOL && !json_is_string(json_object_get(msg, "tool_call_id")))
+        return fail(c, "messages[%zu] (tool): missing 'tool_call_id'", i);
     return 0;
-fail:
-    free(text.p);
-    return -1;
 }
 
-/* Checks the order of the roles: a tool result answers an assistant's tool
- * call, and the prompt must end where the assistant speaks next. */
-static int check_order(convo *c, const json_t *messages, size_t n)
+/* Adds a user, assistant or tool message as a turn, merged into the previous
+ * turn when it continues a run of user or assistant messages. */
+static int add_turn(convo *c, const json_t *msg, size_t i, role r, int prev_role, const strbuf *text)
 {
-    int prev = -1;
-    bool calls_open = false;
-    for (size_t i = 0; i < n; i++) {
-        role r;
-        parse_role(c, json_array_get(messages, i), i, &r);
-        if (r == ROLE_TOOL && !calls_open)
-            return fail(c, "messages[%zu] (tool): must follow an assistant message with 'tool_calls'", i);
-        if (r == ROLE_ASSISTANT) calls_open = json_array_size(json_object_get(json_array_get(messages, i), "tool_calls")) > 0;
-        else if (r != ROLE_TOOL) calls_open = false;
-        prev = (int)r;
+    turn *t = (r != ROLE_TOOL && prev_role == (int)r) ? &c->turns[c->n - 1] : new_turn(c, r);
+    if (!t) return fail(c, "out of memory");
+    join_text(&t->text, text->p, text->n);
+    if (r == ROLE_TOOL) t->call_id = json_string_value(json_object_get(msg, "tool_call_id"));
+    const json_t *calls = json_object_get(msg, "tool_calls");
+    if (json_array_size(calls) > 0) {
+        if (!t->calls) t->calls = json_array();
+        if (read_calls(c, calls, i, t->calls) != 0) return -1;
     }
-    if (prev == ROLE_ASSISTANT)
-        return fail(c, "messages[%zu]: the last message is the assistant's; the prompt must end with a user or tool message",
-                    n - 1);
+    if (t->calls && t->text.n)
+        return fail(c, "messages[%zu] (assistant): merged with the assistant message before it, it gives "
+                       "both text and tool calls; the template takes one or the other", i);
+    return 0;
+}
+
+/* Adds message i; prev_role is the previous message's role (-1 for none).
+ * System text goes to the system prompt. */
+static int add_message(convo *c, const json_t *msg, size_t i, role r, int prev_role)
+{
+    strbuf text = { 0 };
+    bool present;
+    int rc = read_text(c, msg, i, ROLE_NAMES[r], &text, &present);
+    if (rc == 0) rc = check_fields(c, msg, i, r, present, text.n > 0);
+    if (rc == 0 && r == ROLE_SYSTEM) join_text(&c->system, text.p, text.n);
+    else if (rc == 0) rc = add_turn(c, msg, i, r, prev_role, &text);
+    free(text.p);
+    return rc;
+}
+
+/* A tool result must answer an assistant's tool call: *calls_open says
+ * whether the messages before i end in one (or in its results). */
+static int check_order(convo *c, const json_t *msg, size_t i, role r, bool *calls_open)
+{
+    if (r == ROLE_TOOL && !*calls_open)
+        return fail(c, "messages[%zu] (tool): must follow an assistant message with 'tool_calls'", i);
+    if (r == ROLE_ASSISTANT) *calls_open = json_array_size(json_object_get(msg, "tool_calls")) > 0;
+    else if (r != ROLE_TOOL) *calls_open = false;
     return 0;
 }
 
@@ -368,13 +362,19 @@ static int convo_read(convo *c, const json_t *messages)
     size_t n = json_array_size(messages);
     if (!json_is_array(messages) || n == 0) return fail(c, "messages: must be a non-empty array");
     int prev = -1;
+    bool calls_open = false;
     for (size_t i = 0; i < n; i++) {
-        role r;
+        role r = ROLE_USER;   /* set by parse_role; initialized for the compiler's flow analysis */
         const json_t *msg = json_array_get(messages, i);
-        if (parse_role(c, msg, i, &r) != 0 || add_message(c, msg, i, r, prev) != 0) return -1;
+        if (parse_role(c, msg, i, &r) != 0 || check_order(c, msg, i, r, &calls_open) != 0 ||
+            add_message(c, msg, i, r, prev) != 0)
+            return -1;
         prev = (int)r;
     }
-    if (check_order(c, messages, n) != 0) return -1;
+    /* the prompt must end where the assistant speaks next */
+    if (prev == ROLE_ASSISTANT)
+        return fail(c, "messages[%zu]: the last message is the assistant's; the prompt must end with a user "
+                       "or tool message", n - 1);
     if (c->n == 0 || c->turns[0].role != ROLE_USER) {
         if (!new_turn(c, ROLE_USER)) return fail(c, "out of memory");
         memmove(c->turns + 1, c->turns, (c->n - 1) * sizeof *c->turns);

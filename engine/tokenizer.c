@@ -121,13 +121,20 @@ static int load_tokens(rl_tokenizer *t, const gguf_file *f, char *err, size_t er
         if (s.len > t->max_piece) t->max_piece = (uint32_t)s.len;
         off += (uint32_t)s.len + 1;
     }
-    memset(t->type, RL_TT_NORMAL, n);
-    if (!gguf_get_arr(f, "tokenizer.ggml.token_type", &elem, &n, &data)) return 0;
+    return 0;
+}
+
+/* Token types; without the key every token is normal, and an undefined type
+ * counts as normal too. */
+static int load_types(rl_tokenizer *t, const gguf_file *f, char *err, size_t errlen)
+{
+    uint64_t n;
+    memset(t->type, RL_TT_NORMAL, t->n_vocab);
+    if (!gguf_get_arr(f, "tokenizer.ggml.token_type", NULL, &n, NULL)) return 0;
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         int64_t v;
         if (n != t->n_vocab || !gguf_arr_i64(f, "tokenizer.ggml.token_type", i, &v)) {
-            snprintf(err, errlen, "tokenizer.ggml.token_type: %llu integers expected, one per token",
-                     (unsigned long long)t->n_vocab);
+            snprintf(err, errlen, "tokenizer.ggml.token_type: %u integers expected, one per token", t->n_vocab);
             return -1;
         }
         t->type[i] = v >= RL_TT_NORMAL && v <= RL_TT_BYTE ? (uint8_t)v : RL_TT_NORMAL;
@@ -135,12 +142,11 @@ static int load_tokens(rl_tokenizer *t, const gguf_file *f, char *err, size_t er
     return 0;
 }
 
+/* SentencePiece merge scores; without the key all merges score the same. */
 static int load_scores(rl_tokenizer *t, const gguf_file *f, char *err, size_t errlen)
 {
-    gguf_type elem;
     uint64_t n;
-    const void *data;
-    if (!gguf_get_arr(f, "tokenizer.ggml.scores", &elem, &n, &data)) return 0;
+    if (!gguf_get_arr(f, "tokenizer.ggml.scores", NULL, &n, NULL)) return 0;
     t->score = malloc(t->n_vocab * sizeof *t->score);
     if (!t->score) {
         snprintf(err, errlen, "out of memory for token scores");
@@ -155,13 +161,18 @@ static int load_scores(rl_tokenizer *t, const gguf_file *f, char *err, size_t er
     return 0;
 }
 
-/* A special id from metadata: *out keeps its default when the key is absent. */
+/* A special id from metadata: *out keeps its default when the key is absent,
+ * and -1 or 0xFFFFFFFF (how converters write "none") means none. */
 static int load_id(const rl_tokenizer *t, const gguf_file *f, const char *key, int32_t *out,
                    char *err, size_t errlen)
 {
     if (gguf_find_key(f, key) < 0) return 0;
-    uint32_t v;
-    if (!gguf_get_u32(f, key, &v) || v >= t->n_vocab) {
+    int64_t v;
+    if (gguf_get_i64(f, key, &v) && (v == -1 || v == UINT32_MAX)) {
+        *out = -1;
+        return 0;
+    }
+    if (!gguf_get_i64(f, key, &v) || v < 0 || v >= t->n_vocab) {
         snprintf(err, errlen, "%s: not a token id of this vocabulary (%u tokens)", key, t->n_vocab);
         return -1;
     }
@@ -255,7 +266,9 @@ static void find_byte_tokens(rl_tokenizer *t)
 
 static int load(rl_tokenizer *t, const gguf_file *f, char *err, size_t errlen)
 {
-    if (load_kind(t, f, err, errlen) != 0 || load_tokens(t, f, err, errlen) != 0) return -1;
+    if (load_kind(t, f, err, errlen) != 0 || load_tokens(t, f, err, errlen) != 0 ||
+        load_types(t, f, err, errlen) != 0)
+        return -1;
     if (t->kind == RL_TOK_SPM && t->n_vocab < 3) t->bos = t->eos = t->unk = -1;
     if (load_id(t, f, "tokenizer.ggml.bos_token_id", &t->bos, err, errlen) != 0 ||
         load_id(t, f, "tokenizer.ggml.eos_token_id", &t->eos, err, errlen) != 0 ||

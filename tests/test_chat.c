@@ -272,6 +272,10 @@ static void test_errors(void **state)
                     "\"tool_calls\":[{\"id\":\"abcdefghi\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
                     "{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"content\":\"1\"}]", NULL,
                  "messages[1] (assistant)", "both");
+    expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"x\"},"
+                    "{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"f\"}}]},"
+                    "{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"content\":\"1\"}]", NULL,
+                 "messages[2] (assistant)", "both text and tool calls");
     expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\","
                     "\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]},"
                     "{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"content\":\"1\"}]", NULL,
@@ -284,6 +288,8 @@ static void test_errors(void **state)
                     "\"content\":\"1\"}]", NULL, "messages[1] (tool)", "must follow");
     expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]", NULL,
                  "messages[1]", "last message");
+    expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"tool_calls\":{}},"
+                    "{\"role\":\"user\",\"content\":\"b\"}]", NULL, "messages[1] (assistant)", "must be an array");
     expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"}]", "[{\"type\":\"function\"}]", "tools[0]", "'name'");
     expect_error(t, "[{\"role\":\"user\",\"content\":\"a\"}]", "{\"a\":1}", "tools", "array");
     rl_tok_destroy(&t);

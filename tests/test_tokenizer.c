@@ -2,8 +2,10 @@
  * (llama.cpp for the GPT-2, SentencePiece and Tekken-shaped vocabularies)
  * token for token, decoding back to the original text, the streaming
  * decoder's handling of characters split across tokens, special-token
- * parsing on and off, and the pieces underneath (UTF-8, Unicode classes,
- * the hand-written pre-tokenizer patterns). */
+ * parsing on and off, small hand-made vocabularies for the rules the goldens
+ * do not reach (merge order, user-defined tokens, fallbacks, bad metadata),
+ * and the pieces underneath (UTF-8, Unicode classes, the hand-written
+ * pre-tokenizer patterns). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "gguf.h"
+#include "gguf_write.h"
 #include "tok_internal.h"
 #include "tokenizer.h"
 #include "unicode_tables.h"
@@ -281,6 +285,222 @@ static void test_parse_special(void **state)
     rl_tok_destroy(&t);
 }
 
+/* The real TinyStories model's prompts: ids with BOS as llama.cpp made them,
+ * and the continuation decodes to the reference text. */
+static void test_golden_stories(void **state)
+{
+    rl_tokenizer *t = open_vocab("stories260K.gguf");
+    json_t *g = load_golden("stories260K.json");
+    json_t *cases = json_object_get(g, "cases");
+    assert_true(json_array_size(cases) > 0);
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        const char *prompt = json_string_value(json_object_get(c, "prompt"));
+        json_t *jp = json_object_get(c, "prompt_ids"), *jg = json_object_get(c, "greedy_ids");
+        size_t np = json_array_size(jp), ng = json_array_size(jg);
+        int32_t *all = malloc((np + ng) * sizeof *all);
+        assert_non_null(all);
+        for (size_t k = 0; k < np; k++) all[k] = (int32_t)json_integer_value(json_array_get(jp, k));
+        for (size_t k = 0; k < ng; k++) all[np + k] = (int32_t)json_integer_value(json_array_get(jg, k));
+        int32_t *ids;
+        size_t n;
+        assert_int_equal(rl_tok_encode(t, prompt, strlen(prompt), true, false, &ids, &n), 0);
+        expect_ids(t, prompt, strlen(prompt), false, all + 1, np - 1);
+        assert_int_equal(n, np);
+        assert_memory_equal(ids, all, np * sizeof *ids);
+        free(ids);
+        char *back = stream_decode(t, all, np + ng, false);
+        const char *cont = json_string_value(json_object_get(c, "text"));
+        assert_int_equal(strncmp(back, prompt, strlen(prompt)), 0);
+        assert_string_equal(back + strlen(prompt), cont);
+        free(back);
+        free(all);
+    }
+    json_decref(g);
+    rl_tok_destroy(&t);
+}
+
+/* ---- hand-made vocabularies ---- */
+
+typedef void (*vocab_fill)(gguf_writer *w);
+
+/* Writes a vocab-only GGUF with fill, then builds a tokenizer from it
+ * (NULL with err set when the tokenizer refuses the metadata). */
+static rl_tokenizer *tok_from(vocab_fill fill, char *err, size_t errlen)
+{
+    char path[] = "/tmp/relais-tok-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    gguf_writer *w = gguf_writer_new();
+    assert_non_null(w);
+    fill(w);
+    char werr[256];
+    if (gguf_writer_begin(w, path, werr, sizeof werr) != 0 || gguf_writer_close(w, werr, sizeof werr) != 0)
+        fail_msg("%s", werr);
+    gguf_writer_destroy(&w);
+    gguf_file *f = gguf_open(path, werr, sizeof werr);
+    unlink(path);
+    if (!f) fail_msg("%s", werr);
+    rl_tokenizer *t = rl_tok_new(f, err, errlen);
+    gguf_close(&f);
+    return t;
+}
+
+/* A small SentencePiece vocabulary without byte tokens. */
+static const char *const SPM_TOKENS[] = {
+    "<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab",
+    "<|u|>", "<ctl>", "<|im_end|>", "x", "y", "xy", "yx",
+};
+enum { N_SPM = sizeof SPM_TOKENS / sizeof SPM_TOKENS[0] };
+static const float SPM_SCORES[N_SPM] = { 0, 0, 0, -1, -2, -3, -0.5f, -0.2f, 0, 0, 0, -4, -4, -1, -1 };
+static const int32_t SPM_TYPES[N_SPM] = { 2, 3, 3, 1, 1, 1, 1, 1, 4, 3, 3, 1, 1, 1, 1 };
+
+static void fill_spm(gguf_writer *w)
+{
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", SPM_TOKENS, N_SPM);
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_FLOAT32, SPM_SCORES, N_SPM);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_INT32, SPM_TYPES, N_SPM);
+}
+
+static void fill_spm_no_prefix(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
+}
+
+static void fill_bos_none(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", UINT32_MAX);
+    gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+}
+
+static void test_spm_rules(void **state)
+{
+    char err[256];
+    rl_tokenizer *t = tok_from(fill_spm, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    /* SPM defaults without the id keys: BOS 1, EOS 2, add BOS */
+    assert_int_equal(rl_tok_bos(t), 1);
+    assert_int_equal(rl_tok_eos(t), 2);
+    assert_true(rl_tok_add_bos(t));
+    /* highest score first: "ab" (-0.2) before "▁a" (-0.5) */
+    const int32_t ab[] = { 3, 7 };
+    expect_ids(t, "ab", 2, false, ab, 2);
+    /* a user-defined token is cut out even without parse_special; the text
+     * after it gets the space prefix again */
+    const int32_t user[] = { 6, 8, 3, 5 };
+    expect_ids(t, "a<|u|>b", 7, false, user, 4);
+    /* control text stays text without parse_special; with no byte tokens an
+     * unknown character becomes <unk> */
+    const int32_t ctl_text[] = { 3, 0, 0, 0, 0, 0 };
+    expect_ids(t, "<ctl>", 5, false, ctl_text, 6);
+    const int32_t ctl[] = { 9 };
+    expect_ids(t, "<ctl>", 5, true, ctl, 1);
+    /* end of generation: EOS and known end-of-turn tokens, nothing else */
+    assert_true(rl_tok_is_eog(t, 2));
+    assert_true(rl_tok_is_eog(t, 10));
+    assert_false(rl_tok_is_eog(t, 9));
+    assert_false(rl_tok_is_eog(t, 8));
+    char buf[16];
+    assert_int_equal(rl_tok_piece(t, 8, false, buf, sizeof buf), 5);   /* user-defined: its text */
+    assert_string_equal(buf, "<|u|>");
+    rl_tok_destroy(&t);
+
+    t = tok_from(fill_spm_no_prefix, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    /* equal scores: the leftmost pair merges first */
+    const int32_t tie[] = { 13, 11 };
+    expect_ids(t, "xyx", 3, false, tie, 2);
+    const int32_t tie2[] = { 14, 12 };
+    expect_ids(t, "yxy", 3, false, tie2, 2);
+    /* no space prefix: "a" alone, and the stream keeps a real leading space */
+    const int32_t a[] = { 4 };
+    expect_ids(t, "a", 1, false, a, 1);
+    const int32_t sp[] = { 6 };
+    expect_ids(t, " a", 2, false, sp, 1);
+    char *back = stream_decode(t, sp, 1, false);
+    assert_string_equal(back, " a");
+    free(back);
+    rl_tok_destroy(&t);
+
+    /* 0xFFFFFFFF as an id means none: no BOS even when asked for */
+    t = tok_from(fill_bos_none, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    assert_int_equal(rl_tok_bos(t), -1);
+    assert_false(rl_tok_add_bos(t));
+    expect_ids(t, "a", 1, false, sp, 1);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(rl_tok_encode(t, "a", 1, true, false, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 6);
+    free(ids);
+    rl_tok_destroy(&t);
+}
+
+static void fill_no_model(gguf_writer *w)
+{
+    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", SPM_TOKENS, N_SPM);
+}
+
+static void fill_bert(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "bert");
+}
+
+static void fill_no_tokens(gguf_writer *w)
+{
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+}
+
+static void fill_short_types(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_INT32, SPM_TYPES, N_SPM - 1);
+}
+
+static void fill_short_scores(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_FLOAT32, SPM_SCORES, 2);
+}
+
+static void fill_bad_bos(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", N_SPM);
+}
+
+static void fill_gpt2_no_merges(gguf_writer *w)
+{
+    fill_spm(w);
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+}
+
+static void test_bad_metadata(void **state)
+{
+    const struct { vocab_fill fill; const char *frag; } cases[] = {
+        { fill_no_model, "tokenizer.ggml.model" },
+        { fill_bert, "'bert' is not supported" },
+        { fill_no_tokens, "tokenizer.ggml.tokens" },
+        { fill_short_types, "tokenizer.ggml.token_type" },
+        { fill_short_scores, "tokenizer.ggml.scores" },
+        { fill_bad_bos, "tokenizer.ggml.bos_token_id" },
+        { fill_gpt2_no_merges, "tokenizer.ggml.merges" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        rl_tokenizer *t = tok_from(cases[i].fill, err, sizeof err);
+        assert_null(t);
+        if (!strstr(err, cases[i].frag)) fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].frag);
+    }
+}
+
 /* ---- the pieces underneath ---- */
 
 static void test_utf8(void **state)
@@ -407,6 +627,9 @@ int main(void)
         cmocka_unit_test(test_golden_gpt2),
         cmocka_unit_test(test_golden_spm),
         cmocka_unit_test(test_golden_tekken),
+        cmocka_unit_test(test_golden_stories),
+        cmocka_unit_test(test_spm_rules),
+        cmocka_unit_test(test_bad_metadata),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_piece),
         cmocka_unit_test(test_stream_split_utf8),
