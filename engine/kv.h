@@ -20,6 +20,7 @@ void rl_kv_destroy(rl_kv **kv);   /* NULLs *kv: the session's "drop" */
 
 uint32_t rl_kv_len(const rl_kv *kv);      /* positions held: the next token's position */
 uint32_t rl_kv_ctx(const rl_kv *kv);
+void rl_kv_range(const rl_kv *kv, uint32_t *l0, uint32_t *l1);
 size_t rl_kv_bytes(const rl_kv *kv);      /* memory allocated */
 
 /* Forgets positions >= pos. A sliding layer whose ring has already

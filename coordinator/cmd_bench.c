@@ -1,0 +1,162 @@
+/* `relais bench`: prefill and decode speed and peak memory of a model at a
+ * thread count, in the manner of llama-bench: pp = one prompt of P tokens fed
+ * as a batch from an empty cache, tg = N tokens fed one at a time. Each is
+ * repeated and the median reported. --json prints
+ *   {"pp_tps": ..., "tg_tps": ..., "peak_rss_mb": ..., ...}
+ * and is a stable interface for scripts. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+#include "commands.h"
+#include "log.h"
+#include "quant.h"
+
+enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS };
+
+typedef struct {
+    cli_common common;
+    int64_t n_prompt, n_gen, reps;
+    bool json;
+} bench_args;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int parse_args(int argc, char **argv, bench_args *a) {
+    static const struct option longopts[] = {{"n-prompt", required_argument, 0, 'p'},
+                                             {"n-gen", required_argument, 0, 'n'},
+                                             {"reps", required_argument, 0, OPT_REPS},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             CLI_COMMON_LONGOPTS,
+                                             {0, 0, 0, 0}};
+    cli_common_init(&a->common, 0.0f);
+    a->n_prompt = 64;
+    a->n_gen = 32;
+    a->reps = 3;
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "m:t:p:n:r:h", longopts, NULL)) != -1) {
+        int rc = cli_common_opt(&a->common, opt, optarg);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            continue;
+        switch (opt) {
+        case 'p': if (cli_parse_i64("-p", optarg, 0, 1 << 20, &a->n_prompt)) return -1; break;
+        case 'n': if (cli_parse_i64("-n", optarg, 0, 1 << 20, &a->n_gen)) return -1; break;
+        case 'r':
+        case OPT_REPS: if (cli_parse_i64("--reps", optarg, 1, 1000, &a->reps)) return -1; break;
+        case OPT_JSON: a->json = true; break;
+        case 'h':
+            printf("usage: relais bench -m MODEL.gguf [-t THREADS] [-p 64] [-n 32] [-r 3] [--json]\n"
+                   "  -p N   prompt tokens for the prefill test (0 = skip)\n"
+                   "  -n N   tokens for the decode test (0 = skip)\n"
+                   "  -r N   repetitions; the median is reported\n" CLI_COMMON_HELP);
+            exit(0);
+        default: return -1;
+        }
+    }
+    if (a->common.runner.n_ctx == 0)
+        a->common.runner.n_ctx = (uint32_t)(a->n_prompt > a->n_gen ? a->n_prompt : a->n_gen) + 1;
+    return cli_require_model(&a->common);
+}
+
+/* Seconds to feed ids[0..n) as one prompt, or one by one, from an empty cache. */
+static int timed_feed(rl_runner *r, const int32_t *ids, uint32_t n, bool one_by_one, float *logits, double *secs) {
+    char err[512];
+    rl_runner_truncate(r, 0);
+    double t0 = now_s();
+    for (uint32_t i = 0; i < n; i += one_by_one ? 1 : n)
+        if (rl_runner_feed(r, ids + i, one_by_one ? 1 : n, logits, err, sizeof err)) {
+            fprintf(stderr, "relais bench: %s\n", err);
+            return -1;
+        }
+    *secs = now_s() - t0;
+    return 0;
+}
+
+static int measure(const bench_args *a, rl_runner *r, double *pp_tps, double *tg_tps) {
+    const rl_hparams *hp = rl_runner_hparams(r);
+    uint32_t n_max = (uint32_t)(a->n_prompt > a->n_gen ? a->n_prompt : a->n_gen);
+    int32_t *ids = malloc((n_max + 1) * sizeof *ids);
+    float *logits = malloc((size_t)hp->n_vocab * sizeof *logits);
+    double *t = malloc((size_t)a->reps * sizeof *t);
+    int rc = -1;
+    if (!ids || !logits || !t)
+        goto out;
+    for (uint32_t i = 0; i < n_max; i++)   /* arbitrary but valid ids */
+        ids[i] = (int32_t)((i * 2654435761u) % hp->n_vocab);
+    *pp_tps = *tg_tps = 0;
+    if (a->n_prompt > 0) {
+        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, logits, &t[0]))   /* warm-up */
+            goto out;
+        for (int i = 0; i < a->reps; i++)
+            if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, logits, &t[i]))
+                goto out;
+        *pp_tps = a->n_prompt / median(t, (int)a->reps);
+    }
+    if (a->n_gen > 0) {
+        for (int i = 0; i < a->reps; i++)
+            if (timed_feed(r, ids, (uint32_t)a->n_gen, true, logits, &t[i]))
+                goto out;
+        *tg_tps = a->n_gen / median(t, (int)a->reps);
+    }
+    rc = 0;
+out:
+    free(ids);
+    free(logits);
+    free(t);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_args a = {0};
+    char err[512];
+    if (parse_args(argc, argv, &a))
+        return 2;
+    if (a.json)
+        rl_log_set_level(RL_LOG_WARN);
+    a.common.runner.progress = !a.json;
+    rl_runner *r = rl_runner_new(&a.common.runner, err, sizeof err);
+    if (!r) {
+        fprintf(stderr, "relais bench: %s\n", err);
+        return 1;
+    }
+    double pp, tg;
+    int rc = measure(&a, r, &pp, &tg);
+    if (rc == 0 && a.json) {
+        json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:I, s:f, s:f, s:f}", "model", a.common.runner.model_path,
+                              "threads", rl_runner_threads(r), "isa", rl_kernels()->name, "n_prompt",
+                              (json_int_t)a.n_prompt, "n_gen", (json_int_t)a.n_gen, "pp_tps", pp, "tg_tps", tg,
+                              "peak_rss_mb", rl_peak_rss_mib());
+        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else if (rc == 0) {
+        printf("%-40s %7s %6s %12s %12s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "peak RSS MiB");
+        printf("%-40s %7d %6s %12.2f %12.2f %12.0f\n", a.common.runner.model_path, rl_runner_threads(r),
+               rl_kernels()->name, pp, tg, rl_peak_rss_mib());
+        printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time; median of %lld)\n",
+               (long long)a.n_prompt, (long long)a.n_gen, (long long)a.reps);
+    }
+    rl_runner_destroy(&r);
+    return rc ? 1 : 0;
+}

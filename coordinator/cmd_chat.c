@@ -1,0 +1,163 @@
+/* `relais chat`: an interactive chat on one machine, using the model's chat
+ * template. Each turn rebuilds the whole conversation's prompt and feeds only
+ * what differs from what the cache already holds, so a long conversation
+ * costs one turn's tokens per turn. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "chat.h"
+#include "cli.h"
+#include "commands.h"
+
+enum { OPT_SYSTEM = CLI_OPT_FIRST_OWN };
+
+typedef struct {
+    rl_runner *r;
+    rl_sampler *smp;
+    rl_chat_template tpl;
+    int32_t *fed;        /* ids the cache holds, in order */
+    size_t n_fed, cap;
+    int64_t n_predict;
+} chat_state;
+
+static int remember(chat_state *s, const int32_t *ids, size_t n) {
+    if (s->n_fed + n > s->cap) {
+        size_t cap = (s->n_fed + n) * 2;
+        int32_t *p = realloc(s->fed, cap * sizeof *p);
+        if (!p)
+            return -1;
+        s->fed = p;
+        s->cap = cap;
+    }
+    memcpy(s->fed + s->n_fed, ids, n * sizeof *ids);
+    s->n_fed += n;
+    return 0;
+}
+
+/* Brings the cache to `prompt`, feeding only the part after the common prefix. */
+static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, float *logits, char *err, size_t errlen) {
+    size_t common = 0;
+    while (common < n && common < s->n_fed && s->fed[common] == prompt[common])
+        common++;
+    if (common == n)   /* the last prompt id must be fed again to get its logits */
+        common--;
+    s->n_fed = rl_runner_truncate(s->r, (uint32_t)common);
+    if (rl_runner_feed(s->r, prompt + s->n_fed, (uint32_t)(n - s->n_fed), logits, err, errlen))
+        return -1;
+    s->n_fed = 0;
+    return remember(s, prompt, n);
+}
+
+/* Generates the reply to the conversation; its text is appended to reply. */
+static int reply_turn(chat_state *s, const int32_t *prompt, size_t n, char *reply, size_t cap) {
+    const rl_tokenizer *tok = rl_runner_tokenizer(s->r);
+    float *logits = malloc((size_t)rl_runner_hparams(s->r)->n_vocab * sizeof *logits);
+    rl_tok_stream *stream = rl_tok_stream_new(tok, false);
+    char err[512], text[512];
+    size_t used = 0;
+    int rc = -1;
+    if (!logits || !stream || sync_prompt(s, prompt, n, logits, err, sizeof err))
+        goto out;
+    for (int64_t i = 0; i < s->n_predict; i++) {
+        int32_t id = rl_sampler_sample(s->smp, logits, s->fed, s->n_fed);
+        if (rl_tok_is_eog(tok, id))
+            break;
+        size_t k = rl_tok_stream_feed(stream, id, text, sizeof text);
+        fputs(text, stdout);
+        fflush(stdout);
+        if (used + k < cap)
+            memcpy(reply + used, text, k), used += k;
+        if (remember(s, &id, 1) || rl_runner_feed(s->r, &id, 1, logits, err, sizeof err))
+            goto out;
+    }
+    size_t k = rl_tok_stream_flush(stream, text, sizeof text);
+    fputs(text, stdout);
+    if (used + k < cap)
+        memcpy(reply + used, text, k), used += k;
+    reply[used] = '\0';
+    putchar('\n');
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "\nrelais chat: %s\n", err);
+    rl_tok_stream_destroy(&stream);
+    free(logits);
+    return rc;
+}
+
+static int turn(chat_state *s, json_t *messages, const char *line) {
+    char err[512];
+    int32_t *ids = NULL;
+    size_t n = 0;
+    json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", line));
+    if (rl_chat_build(rl_runner_tokenizer(s->r), s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
+        fprintf(stderr, "relais chat: %s\n", err);
+        return -1;
+    }
+    char *reply = malloc(1 << 16);
+    int rc = reply ? reply_turn(s, ids, n, reply, 1 << 16) : -1;
+    if (rc == 0)
+        json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "assistant", "content", reply));
+    free(reply);
+    free(ids);
+    return rc;
+}
+
+int cmd_chat(int argc, char **argv) {
+    static const struct option longopts[] = {{"system", required_argument, 0, OPT_SYSTEM},
+                                             {"n-predict", required_argument, 0, 'n'},
+                                             {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    cli_common c;
+    chat_state s = {.n_predict = 1024};
+    const char *system = NULL;
+    char err[512];
+    cli_common_init(&c, 0.7f);
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "m:t:n:h", longopts, NULL)) != -1) {
+        int rc = cli_common_opt(&c, opt, optarg);
+        if (rc < 0)
+            return 2;
+        if (rc > 0)
+            continue;
+        if (opt == OPT_SYSTEM)
+            system = optarg;
+        else if (opt == 'n') {
+            if (cli_parse_i64("-n", optarg, 1, 1 << 20, &s.n_predict))
+                return 2;
+        } else {
+            fprintf(opt == 'h' ? stdout : stderr, "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
+                    "Type a message and press enter; an empty line or end of input quits.\n" CLI_COMMON_HELP);
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (cli_require_model(&c) || !(s.r = rl_runner_new(&c.runner, err, sizeof err))) {
+        if (c.runner.model_path)
+            fprintf(stderr, "relais chat: %s\n", err);
+        return 1;
+    }
+    s.tpl = rl_chat_template_detect(rl_runner_tokenizer(s.r), rl_runner_gguf(s.r));
+    s.smp = rl_sampler_new(&c.sampling, rl_runner_hparams(s.r)->n_vocab);
+    json_t *messages = json_array();
+    if (system)
+        json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
+    fprintf(stderr, "relais chat: template %s, context %u. Empty line quits.\n", rl_chat_template_name(s.tpl),
+            rl_runner_ctx(s.r));
+    char line[8192];
+    int rc = 0;
+    while (printf("> "), fflush(stdout), fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            break;
+        if (turn(&s, messages, line)) {
+            rc = 1;
+            break;
+        }
+    }
+    json_decref(messages);
+    free(s.fed);
+    rl_sampler_destroy(&s.smp);
+    rl_runner_destroy(&s.r);
+    return rc;
+}

@@ -1,0 +1,125 @@
+/* `relais inspect FILE`: what a GGUF file holds — architecture and
+ * hyper-parameters, tokenizer kind, sliding-window layout, bytes per layer,
+ * the tensor table, and (with --kv) every metadata value. Vocab-only files
+ * are shown too: their tokenizer and metadata. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "commands.h"
+#include "gguf.h"
+#include "log.h"
+#include "model.h"
+#include "tokenizer.h"
+
+static void print_hparams(const rl_hparams *hp) {
+    printf("architecture   %s%s%s\n", hp->arch, hp->name[0] ? "  name: " : "", hp->name);
+    printf("layers         %u\n", hp->n_layer);
+    printf("dim            %u  (heads %u, kv heads %u, head dim %u)\n", hp->dim, hp->n_head, hp->n_head_kv,
+           hp->head_dim);
+    printf("ffn            %u\n", hp->ffn_dim);
+    printf("vocab          %u\n", hp->n_vocab);
+    printf("context        %u\n", hp->n_ctx_train);
+    printf("rope base      %g\n", hp->rope_base);
+    printf("rms eps        %g\n", hp->norm_eps);
+    printf("output head    %s\n", hp->tied_output ? "tied to token_embd" : "separate (output.weight)");
+}
+
+static void print_window_layout(const rl_hparams *hp) {
+    if (hp->swa_window == 0) {
+        printf("sliding window none (every layer attends over the whole context)\n");
+        return;
+    }
+    uint32_t n_slide = 0;
+    for (uint32_t i = 0; i < hp->n_layer; i++)
+        n_slide += hp->sliding[i];
+    printf("sliding window %u on %u of %u layers%s\n", hp->swa_window, n_slide, hp->n_layer,
+           hp->swa_inferred ? " (Ministral-8B published layout, inferred: the file has no window keys)" : "");
+    printf("layout         ");
+    for (uint32_t i = 0; i < hp->n_layer; i++)
+        putchar(hp->sliding[i] ? 'S' : 'F');
+    printf("  (F full, S sliding; layer 0 first)\n");
+    printf("KV at full ctx %.1f MiB (f32, sliding layers at W)\n",
+           rl_kv_bytes_for(hp, 0, hp->n_layer, hp->n_ctx_train) / 1048576.0);
+}
+
+static void print_layer_bytes(const gguf_file *f, const rl_hparams *hp) {
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < hp->n_layer; i++)
+        total += rl_layer_file_bytes(f, i);
+    printf("bytes/layer    %.2f MiB average, %.1f MiB for all %u layers", total / 1048576.0 / hp->n_layer,
+           total / 1048576.0, hp->n_layer);
+    printf(" (layer 0: %llu bytes)\n", (unsigned long long)rl_layer_file_bytes(f, 0));
+}
+
+static void print_tensors(const gguf_file *f) {
+    printf("\n%-36s %-6s %-28s %12s\n", "tensor", "type", "shape", "bytes");
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char shape[64];
+        int n = snprintf(shape, sizeof shape, "{");
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%llu", d ? ", " : "", (unsigned long long)t->ne[d]);
+        snprintf(shape + n, sizeof shape - (size_t)n, "}");
+        printf("%-36s %-6s %-28s %12llu\n", t->name, rl_dtype_name(t->type), shape, (unsigned long long)t->nbytes);
+    }
+}
+
+static void print_kv(const gguf_file *f) {
+    char buf[256];
+    printf("\n%-44s %s\n", "metadata key", "value");
+    for (int64_t i = 0; i < gguf_n_kv(f); i++) {
+        gguf_str k = gguf_kv_key(f, i);
+        gguf_format_value(f, i, buf, sizeof buf);
+        printf("%-44.*s %s\n", (int)k.len, k.ptr, buf);
+    }
+}
+
+int cmd_inspect(int argc, char **argv) {
+    static const struct option longopts[] = {{"kv", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    bool show_kv = false;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "kh", longopts, NULL)) != -1) {
+        if (opt == 'k')
+            show_kv = true;
+        else {
+            fprintf(opt == 'h' ? stdout : stderr, "usage: relais inspect [--kv] FILE.gguf\n");
+            return opt == 'h' ? 0 : 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "usage: relais inspect [--kv] FILE.gguf\n");
+        return 2;
+    }
+    char err[512];
+    gguf_file *f = gguf_open(argv[optind], err, sizeof err);
+    if (!f) {
+        fprintf(stderr, "relais inspect: %s\n", err);
+        return 1;
+    }
+    printf("file           %s (GGUF v%u, %.1f MiB, %lld tensors, %lld metadata keys)\n", argv[optind],
+           gguf_version(f), gguf_file_size(f) / 1048576.0, (long long)gguf_n_tensors(f), (long long)gguf_n_kv(f));
+    rl_tokenizer *tok = rl_tok_new(f, err, sizeof err);
+    printf("tokenizer      %s", tok ? rl_tok_kind_name(tok) : "none");
+    if (tok)
+        printf(", %u tokens, bos %d, eos %d", rl_tok_n_vocab(tok), rl_tok_bos(tok), rl_tok_eos(tok));
+    putchar('\n');
+    rl_tok_destroy(&tok);
+    rl_hparams hp;
+    rl_model_opts mo = rl_model_opts_default();
+    if (gguf_n_tensors(f) > 0 && rl_hparams_read(f, &mo, &hp, err, sizeof err) == 0) {
+        print_hparams(&hp);
+        print_window_layout(&hp);
+        print_layer_bytes(f, &hp);
+    } else if (gguf_n_tensors(f) > 0) {
+        printf("model          not runnable: %s\n", err);
+    } else {
+        printf("model          none (vocab-only file)\n");
+    }
+    print_tensors(f);
+    if (show_kv)
+        print_kv(f);
+    gguf_close(&f);
+    return 0;
+}

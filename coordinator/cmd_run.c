@@ -1,0 +1,240 @@
+/* `relais run`: generate from a prompt on one machine, streaming the text;
+ * or, with --json, the machine-readable mode used to check relais against
+ * other implementations (keep its output stable):
+ *   {"prompt_ids": [...], "greedy_ids": [...], "top": [[[id, logit] x K] per step]}
+ * --force-ids feeds the given ids instead of the sampled ones (teacher
+ * forcing) while still reporting each step's sample and top logits. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+#include "commands.h"
+#include "log.h"
+
+enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL };
+
+typedef struct {
+    cli_common common;
+    const char *prompt;
+    int32_t *prompt_ids, *force_ids;
+    size_t n_prompt, n_force;
+    int64_t n_predict;
+    int64_t top_logits;
+    bool json, no_bos, no_special;
+} run_args;
+
+typedef struct {
+    json_t *generated;   /* ids produced at each step */
+    json_t *top;         /* per step: [[id, logit] x K] */
+    double t_prompt, t_gen;
+    size_t n_gen;
+} run_result;
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: relais run -m MODEL.gguf (-p PROMPT | --prompt-ids 1,5,17) [options]\n\n"
+                 "  -p, --prompt TEXT       prompt (control-token text such as [INST] is parsed)\n"
+                 "  -n, --n-predict N       tokens to generate (default 128)\n"
+                 "      --prompt-ids LIST   prompt as comma-separated token ids\n"
+                 "      --force-ids LIST    teacher forcing: feed these ids instead of the sampled ones\n"
+                 "      --top-logits K      report the K largest logits of every step (with --json)\n"
+                 "      --json              machine-readable output on stdout\n"
+                 "      --no-bos            do not add BOS to a text prompt\n"
+                 "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int parse_args(int argc, char **argv, run_args *a) {
+    static const struct option longopts[] = {
+        {"prompt", required_argument, 0, 'p'}, {"n-predict", required_argument, 0, 'n'},
+        {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS}, {"force-ids", required_argument, 0, OPT_FORCE_IDS},
+        {"top-logits", required_argument, 0, OPT_TOP_LOGITS}, {"json", no_argument, 0, OPT_JSON},
+        {"no-bos", no_argument, 0, OPT_NO_BOS}, {"no-special", no_argument, 0, OPT_NO_SPECIAL},
+        {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+    int opt;
+    cli_common_init(&a->common, 0.7f);
+    a->n_predict = 128;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:p:n:t:h", longopts, NULL)) != -1) {
+        int rc = cli_common_opt(&a->common, opt, optarg);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            continue;
+        switch (opt) {
+        case 'p': a->prompt = optarg; break;
+        case 'n': if (cli_parse_i64("-n", optarg, 0, 1 << 24, &a->n_predict)) return -1; break;
+        case OPT_PROMPT_IDS: if (cli_parse_ids("--prompt-ids", optarg, &a->prompt_ids, &a->n_prompt)) return -1; break;
+        case OPT_FORCE_IDS: if (cli_parse_ids("--force-ids", optarg, &a->force_ids, &a->n_force)) return -1; break;
+        case OPT_TOP_LOGITS: if (cli_parse_i64("--top-logits", optarg, 1, 1000, &a->top_logits)) return -1; break;
+        case OPT_JSON: a->json = true; break;
+        case OPT_NO_BOS: a->no_bos = true; break;
+        case OPT_NO_SPECIAL: a->no_special = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "relais run: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!a->prompt == !a->prompt_ids) {
+        fprintf(stderr, "relais run: give exactly one of -p PROMPT or --prompt-ids LIST\n");
+        return -1;
+    }
+    if (a->force_ids)
+        a->n_predict = (int64_t)a->n_force;
+    return cli_require_model(&a->common);
+}
+
+static json_t *top_json(const float *logits, uint32_t n_vocab, uint32_t k) {
+    int32_t ids[1000];
+    float vals[1000];
+    if (k > n_vocab)
+        k = n_vocab;
+    rl_top_logits(logits, n_vocab, k, ids, vals);
+    json_t *step = json_array();
+    for (uint32_t i = 0; i < k; i++)
+        json_array_append_new(step, json_pack("[i, f]", ids[i], (double)vals[i]));
+    return step;
+}
+
+static int prompt_ids_of(const run_args *a, const rl_runner *r, int32_t **ids, size_t *n) {
+    if (a->prompt_ids) {
+        *ids = malloc(a->n_prompt * sizeof **ids);
+        if (!*ids)
+            return -1;
+        memcpy(*ids, a->prompt_ids, a->n_prompt * sizeof **ids);
+        *n = a->n_prompt;
+        return 0;
+    }
+    const rl_tokenizer *t = rl_runner_tokenizer(r);
+    bool bos = !a->no_bos && rl_tok_add_bos(t);
+    if (rl_tok_encode(t, a->prompt, strlen(a->prompt), bos, !a->no_special, ids, n)) {
+        fprintf(stderr, "relais run: cannot tokenize the prompt\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The generation loop; fills res. Returns 0 or -1 (message printed). */
+static int generate(const run_args *a, rl_runner *r, const int32_t *prompt, size_t n_prompt, run_result *res) {
+    const rl_hparams *hp = rl_runner_hparams(r);
+    const rl_tokenizer *tok = rl_runner_tokenizer(r);
+    char err[512], text[512];
+    float *logits = malloc((size_t)hp->n_vocab * sizeof(float));
+    int32_t *hist = malloc((n_prompt + (size_t)a->n_predict + 1) * sizeof(int32_t));
+    rl_sampler *smp = rl_sampler_new(&a->common.sampling, hp->n_vocab);
+    rl_tok_stream *stream = rl_tok_stream_new(tok, false);
+    int rc = -1;
+    if (!logits || !hist || !smp || !stream)
+        goto out;
+    memcpy(hist, prompt, n_prompt * sizeof(int32_t));
+    size_t n_hist = n_prompt;
+    double t0 = now_s();
+    if (rl_runner_feed(r, prompt, (uint32_t)n_prompt, logits, err, sizeof err))
+        goto fail;
+    res->t_prompt = now_s() - t0;
+    t0 = now_s();
+    for (int64_t step = 0; step < a->n_predict; step++) {
+        if (a->top_logits)
+            json_array_append_new(res->top, top_json(logits, hp->n_vocab, (uint32_t)a->top_logits));
+        int32_t id = rl_sampler_sample(smp, logits, hist, n_hist);
+        json_array_append_new(res->generated, json_integer(id));
+        res->n_gen++;
+        int32_t next = a->force_ids ? a->force_ids[step] : id;
+        hist[n_hist++] = next;
+        if (!a->json) {
+            rl_tok_stream_feed(stream, next, text, sizeof text);
+            fputs(text, stdout);
+            fflush(stdout);
+        }
+        if ((!a->force_ids && rl_tok_is_eog(tok, id)) || step + 1 == a->n_predict)
+            break;
+        if (rl_runner_feed(r, &next, 1, logits, err, sizeof err))
+            goto fail;
+    }
+    res->t_gen = now_s() - t0;
+    if (!a->json) {
+        rl_tok_stream_flush(stream, text, sizeof text);
+        printf("%s\n", text);
+    }
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "relais run: %s\n", err);
+out:
+    rl_tok_stream_destroy(&stream);
+    rl_sampler_destroy(&smp);
+    free(hist);
+    free(logits);
+    return rc;
+}
+
+static void print_json(const int32_t *prompt, size_t n_prompt, const run_result *res) {
+    json_t *root = json_object(), *p = json_array();
+    for (size_t i = 0; i < n_prompt; i++)
+        json_array_append_new(p, json_integer(prompt[i]));
+    json_object_set_new(root, "prompt_ids", p);
+    json_object_set(root, "greedy_ids", res->generated);
+    json_object_set(root, "top", res->top);
+    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    puts(s);
+    free(s);
+    json_decref(root);
+}
+
+static void print_stats(const rl_runner *r, size_t n_prompt, const run_result *res) {
+    fprintf(stderr, "relais: prompt %zu tokens in %.2f s (%.1f t/s) | generation %zu tokens in %.2f s (%.1f t/s) | "
+            "KV %.1f MiB, peak RSS %.0f MiB, %d threads\n",
+            n_prompt, res->t_prompt, res->t_prompt > 0 ? n_prompt / res->t_prompt : 0.0, res->n_gen, res->t_gen,
+            res->t_gen > 0 && res->n_gen > 1 ? (res->n_gen - 1) / res->t_gen : 0.0,
+            rl_runner_kv_bytes(r) / 1048576.0, rl_peak_rss_mib(), rl_runner_threads(r));
+}
+
+int cmd_run(int argc, char **argv) {
+    run_args a = {0};
+    run_result res = {.generated = json_array(), .top = json_array()};
+    rl_runner *r = NULL;
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    char err[512];
+    int rc = 1;
+    if (parse_args(argc, argv, &a))
+        goto out;
+    if (a.json)
+        rl_log_set_level(RL_LOG_WARN);
+    a.common.runner.progress = !a.json;
+    if (!(r = rl_runner_new(&a.common.runner, err, sizeof err))) {
+        fprintf(stderr, "relais run: %s\n", err);
+        goto out;
+    }
+    rl_log(RL_LOG_INFO, "KV cache: %.1f MiB for %u positions", rl_runner_kv_bytes(r) / 1048576.0, rl_runner_ctx(r));
+    if (prompt_ids_of(&a, r, &prompt, &n_prompt))
+        goto out;
+    if (n_prompt == 0) {
+        fprintf(stderr, "relais run: the prompt has no tokens\n");
+        goto out;
+    }
+    if (generate(&a, r, prompt, n_prompt, &res))
+        goto out;
+    if (a.json)
+        print_json(prompt, n_prompt, &res);
+    else
+        print_stats(r, n_prompt, &res);
+    rc = 0;
+out:
+    rl_runner_destroy(&r);
+    json_decref(res.generated);
+    json_decref(res.top);
+    free(prompt);
+    free(a.prompt_ids);
+    free(a.force_ids);
+    return rc;
+}

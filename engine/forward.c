@@ -1,0 +1,269 @@
+/* The llama forward pass over a layer range, written to read like the math:
+ *
+ *   for each layer:
+ *     h   = rmsnorm(x) * attn_norm
+ *     q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  rope(q, k)
+ *     x  += attention(q, K, V) · Woᵀ     (GQA, causal, windowed on sliding layers)
+ *     h   = rmsnorm(x) * ffn_norm
+ *     x  += (silu(h·Wgᵀ) * h·Wuᵀ) · Wdᵀ
+ *
+ * Attention of a batch reads keys before the batch from the session's cache
+ * and keys inside the batch from the batch's own K/V rows; the batch is
+ * written to the cache only afterwards. That way a sliding layer's ring of W
+ * entries is never overwritten while a query of the same batch still needs
+ * the key it held. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "matmul.h"
+#include "ops.h"
+#include "quant.h"
+#include "threadpool.h"
+
+#define DEFAULT_GEMM_MIN 16
+
+struct rl_ctx {
+    const rl_model *model;  /* not owned */
+    rl_pool *pool;          /* persistent workers */
+    rl_matmul *mm;          /* matmul scratch */
+    uint32_t max_batch;     /* tokens per chunk */
+    uint32_t gemm_min;      /* chunks this long or longer use sgemm */
+    float *h;               /* (max_batch, dim) normed input of a sub-block */
+    float *q;               /* (max_batch, q_dim) */
+    float *k;               /* (max_batch, kv_dim) */
+    float *v;               /* (max_batch, kv_dim) */
+    float *att;             /* (max_batch, q_dim) attention output */
+    float *gate;            /* (max_batch, ffn_dim) */
+    float *up;              /* (max_batch, ffn_dim) */
+    float *proj;            /* (max_batch, dim) output of Wo / Wd */
+    float **scores;         /* (n_threads, n_ctx_train + max_batch) attention weights */
+};
+
+rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen) {
+    const rl_hparams *hp = rl_model_hparams(m);
+    const size_t B = max_batch ? max_batch : 1;
+    const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    rl_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        goto oom;
+    c->model = m;
+    c->max_batch = (uint32_t)B;
+    c->gemm_min = DEFAULT_GEMM_MIN;
+    c->pool = rl_pool_new(n_threads);
+    if (!c->pool)
+        goto oom;
+    uint32_t widest = hp->dim > hp->ffn_dim ? hp->dim : hp->ffn_dim;
+    if (q_dim > widest)
+        widest = (uint32_t)q_dim;
+    c->mm = rl_matmul_new(c->pool, widest, (uint32_t)B);
+    c->h = malloc(B * hp->dim * sizeof(float));
+    c->q = malloc(B * q_dim * sizeof(float));
+    c->k = malloc(B * kv_dim * sizeof(float));
+    c->v = malloc(B * kv_dim * sizeof(float));
+    c->att = malloc(B * q_dim * sizeof(float));
+    c->gate = malloc(B * hp->ffn_dim * sizeof(float));
+    c->up = malloc(B * hp->ffn_dim * sizeof(float));
+    c->proj = malloc(B * hp->dim * sizeof(float));
+    c->scores = calloc((size_t)rl_pool_size(c->pool), sizeof *c->scores);
+    if (!c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores)
+        goto oom;
+    for (int i = 0; i < rl_pool_size(c->pool); i++)
+        if (!(c->scores[i] = malloc(((size_t)hp->n_ctx_train + B) * sizeof(float))))
+            goto oom;
+    return c;
+oom:
+    snprintf(err, errlen, "cannot allocate the compute context (%u threads, batch %zu)", n_threads, B);
+    rl_ctx_destroy(&c);
+    return NULL;
+}
+
+void rl_ctx_destroy(rl_ctx **pc) {
+    rl_ctx *c = pc ? *pc : NULL;
+    if (!c)
+        return;
+    for (int i = 0; c->scores && c->pool && i < rl_pool_size(c->pool); i++)
+        free(c->scores[i]);
+    free(c->scores);
+    rl_matmul_destroy(&c->mm);
+    rl_pool_destroy(&c->pool);
+    free(c->h);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->gate);
+    free(c->up);
+    free(c->proj);
+    free(c);
+    *pc = NULL;
+}
+
+int rl_ctx_threads(const rl_ctx *c) { return rl_pool_size(c->pool); }
+uint32_t rl_ctx_max_batch(const rl_ctx *c) { return c->max_batch; }
+void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n) { c->gemm_min = n; }
+
+int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *err, size_t errlen) {
+    const rl_weight *e = rl_model_embed(m);
+    if (!e) {
+        snprintf(err, errlen, "embed: this model instance has no token_embd bound");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= e->rows) {
+            snprintf(err, errlen, "token id %d at index %u is outside the vocabulary of %u", ids[i], i, e->rows);
+            return -1;
+        }
+        rl_dequantize_row(e->type, (const char *)e->data + (size_t)ids[i] * e->row_bytes, x + (size_t)i * e->cols,
+                          e->cols);
+    }
+    return 0;
+}
+
+/* ---- attention ---- */
+
+typedef struct {
+    rl_ctx *c;
+    rl_kv *kv;
+    uint32_t il;        /* absolute layer index */
+    uint32_t n;         /* tokens in the batch */
+    uint32_t pos0;      /* position of the first */
+} att_task;
+
+static const float *key_at(const att_task *t, uint32_t pos, uint32_t kvh, bool value) {
+    const rl_hparams *hp = rl_model_hparams(t->c->model);
+    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    if (pos >= t->pos0)
+        return (value ? t->c->v : t->c->k) + (pos - t->pos0) * kv_dim + (size_t)kvh * hp->head_dim;
+    return (value ? rl_kv_v : rl_kv_k)(t->kv, t->il, pos) + (size_t)kvh * hp->head_dim;
+}
+
+/* out (head_dim) = softmax(q·K over the visible positions / sqrt(hd)) · V */
+static void attend_one(const att_task *t, uint32_t tok, uint32_t head, float *scores) {
+    const rl_hparams *hp = rl_model_hparams(t->c->model);
+    const uint32_t hd = hp->head_dim, kvh = head / (hp->n_head / hp->n_head_kv);
+    const uint32_t p = t->pos0 + tok, cap = rl_kv_span(t->kv, t->il);
+    const uint32_t first = p + 1 > cap ? p + 1 - cap : 0;
+    const float *q = t->c->q + ((size_t)tok * hp->n_head + head) * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (uint32_t j = first; j <= p; j++) {
+        const float *k = key_at(t, j, kvh, false);
+        float s = 0.0f;
+        for (uint32_t d = 0; d < hd; d++)
+            s += q[d] * k[d];
+        scores[j - first] = s * scale;
+    }
+    rl_softmax(scores, p - first + 1);
+    float *out = t->c->att + ((size_t)tok * hp->n_head + head) * hd;
+    memset(out, 0, hd * sizeof(float));
+    for (uint32_t j = first; j <= p; j++) {
+        const float *v = key_at(t, j, kvh, true);
+        const float a = scores[j - first];
+        for (uint32_t d = 0; d < hd; d++)
+            out[d] += a * v[d];
+    }
+}
+
+static void attention_task(void *arg, int ith, int nth) {
+    att_task *t = arg;
+    const uint32_t n_head = rl_model_hparams(t->c->model)->n_head;
+    long b, e;
+    rl_split((long)t->n * n_head, ith, nth, &b, &e);
+    for (long i = b; i < e; i++)
+        attend_one(t, (uint32_t)(i / n_head), (uint32_t)(i % n_head), t->c->scores[ith]);
+}
+
+static void store_kv(rl_ctx *c, rl_kv *kv, uint32_t il, uint32_t n, uint32_t pos0) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    const uint32_t cap = rl_kv_span(kv, il);
+    for (uint32_t i = n > cap ? n - cap : 0; i < n; i++) {   /* older ones would be overwritten anyway */
+        memcpy(rl_kv_k(kv, il, pos0 + i), c->k + i * kv_dim, kv_dim * sizeof(float));
+        memcpy(rl_kv_v(kv, il, pos0 + i), c->v + i * kv_dim, kv_dim * sizeof(float));
+    }
+}
+
+/* ---- one layer ---- */
+
+static void attention_block(rl_ctx *c, rl_kv *kv, uint32_t il, float *x, uint32_t n, uint32_t pos0, bool gemm) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    const rl_layer *L = rl_model_layer(c->model, il);
+    const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    for (uint32_t i = 0; i < n; i++)
+        rl_rmsnorm(c->h + i * hp->dim, x + i * hp->dim, L->attn_norm, hp->dim, hp->norm_eps);
+    rl_matmul_run(c->mm, &L->wq, c->h, n, c->q, gemm);
+    rl_matmul_run(c->mm, &L->wk, c->h, n, c->k, gemm);
+    rl_matmul_run(c->mm, &L->wv, c->h, n, c->v, gemm);
+    for (uint32_t i = 0; i < n; i++) {
+        rl_rope(c->q + i * q_dim, hp->n_head, hp->head_dim, pos0 + i, hp->rope_base);
+        rl_rope(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, pos0 + i, hp->rope_base);
+    }
+    att_task t = {.c = c, .kv = kv, .il = il, .n = n, .pos0 = pos0};
+    rl_pool_run(c->pool, attention_task, &t);
+    store_kv(c, kv, il, n, pos0);
+    rl_matmul_run(c->mm, &L->wo, c->att, n, c->proj, gemm);
+    rl_add(x, c->proj, n * hp->dim);
+}
+
+static void ffn_block(rl_ctx *c, uint32_t il, float *x, uint32_t n, bool gemm) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    const rl_layer *L = rl_model_layer(c->model, il);
+    for (uint32_t i = 0; i < n; i++)
+        rl_rmsnorm(c->h + i * hp->dim, x + i * hp->dim, L->ffn_norm, hp->dim, hp->norm_eps);
+    rl_matmul_run(c->mm, &L->w_gate, c->h, n, c->gate, gemm);
+    rl_matmul_run(c->mm, &L->w_up, c->h, n, c->up, gemm);
+    rl_swiglu(c->gate, c->up, n * hp->ffn_dim);
+    rl_matmul_run(c->mm, &L->w_down, c->gate, n, c->proj, gemm);
+    rl_add(x, c->proj, n * hp->dim);
+}
+
+int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0, char *err, size_t errlen) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    uint32_t l0, l1;
+    rl_model_range(c->model, &l0, &l1);
+    uint32_t k0, k1;
+    rl_kv_range(kv, &k0, &k1);
+    if (k0 != l0 || k1 != l1) {
+        snprintf(err, errlen, "the cache holds layers [%u, %u) but the model instance runs [%u, %u)", k0, k1, l0, l1);
+        return -1;
+    }
+    if (rl_kv_ctx(kv) > hp->n_ctx_train) {
+        snprintf(err, errlen, "the cache's context %u exceeds the model's %u", rl_kv_ctx(kv), hp->n_ctx_train);
+        return -1;
+    }
+    if (pos0 != rl_kv_len(kv)) {
+        snprintf(err, errlen, "batch starts at position %u but the session holds %u positions", pos0, rl_kv_len(kv));
+        return -1;
+    }
+    if ((uint64_t)pos0 + n > rl_kv_ctx(kv)) {
+        snprintf(err, errlen, "positions %u..%llu exceed the context of %u", pos0,
+                 (unsigned long long)pos0 + n - 1, rl_kv_ctx(kv));
+        return -1;
+    }
+    for (uint32_t done = 0; done < n;) {
+        uint32_t chunk = n - done < c->max_batch ? n - done : c->max_batch;
+        bool gemm = c->gemm_min > 0 && chunk >= c->gemm_min;
+        float *xc = x + (size_t)done * hp->dim;
+        for (uint32_t il = l0; il < l1; il++) {
+            attention_block(c, kv, il, xc, chunk, pos0 + done, gemm);
+            ffn_block(c, il, xc, chunk, gemm);
+        }
+        done += chunk;
+        rl_kv_set_len(kv, pos0 + done);
+    }
+    return 0;
+}
+
+int rl_head(rl_ctx *c, const float *x, float *logits, char *err, size_t errlen) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    const rl_weight *out = rl_model_output(c->model);
+    if (!out) {
+        snprintf(err, errlen, "head: this model instance has no output head bound");
+        return -1;
+    }
+    rl_rmsnorm(c->h, x, rl_model_output_norm(c->model), hp->dim, hp->norm_eps);
+    rl_matmul_run(c->mm, out, c->h, 1, logits, false);
+    return 0;
+}

@@ -1,0 +1,140 @@
+/* Single-process generation session: embedding, all layers, head, one KV
+ * cache. The building block of `relais run`, `chat` and `bench`. */
+#include "runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include "forward.h"
+#include "kv.h"
+#include "log.h"
+
+struct rl_runner {
+    rl_model *model;        /* all layers, embedding and head */
+    rl_tokenizer *tok;      /* from the model's metadata */
+    rl_ctx *ctx;            /* threads and scratch */
+    rl_kv *kv;              /* the session's cache */
+    float *x;               /* (batch, dim) activations of the chunk being fed */
+    uint32_t batch;         /* chunk size */
+};
+
+rl_runner_opts rl_runner_opts_default(void) {
+    rl_runner_opts o = {0};
+    o.swa_window = -1;
+    o.progress = true;
+    return o;
+}
+
+static void show_progress(void *ud, uint64_t done, uint64_t total) {
+    static int last = -1;
+    (void)ud;
+    int pct = total ? (int)(done * 100 / total) : 100;
+    if (pct == last)
+        return;
+    last = pct;
+    fprintf(stderr, "\rrelais: loading weights %3d%% (%llu / %llu MiB)", pct, (unsigned long long)(done >> 20),
+            (unsigned long long)(total >> 20));
+    if (done >= total)
+        fputc('\n', stderr), last = -1;
+    fflush(stderr);
+}
+
+static uint32_t choose_ctx(const rl_hparams *hp, uint32_t asked) {
+    uint32_t n = asked ? asked : 4096;
+    if (n > hp->n_ctx_train) {
+        if (asked)
+            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", asked, hp->n_ctx_train);
+        n = hp->n_ctx_train;
+    }
+    return n;
+}
+
+rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
+    rl_runner *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = o->swa_window;
+    mo.swa_pattern = o->swa_pattern;
+    if (o->progress && isatty(STDERR_FILENO))
+        mo.progress = show_progress;
+    r->model = rl_model_load(o->model_path, &mo, err, errlen);
+    if (!r->model)
+        goto fail;
+    r->tok = rl_tok_new(rl_model_gguf(r->model), err, errlen);
+    if (!r->tok)
+        goto fail;
+    const rl_hparams *hp = rl_model_hparams(r->model);
+    r->batch = o->batch ? o->batch : 256;
+    r->ctx = rl_ctx_new(r->model, o->n_threads, r->batch, err, errlen);
+    if (!r->ctx)
+        goto fail;
+    if (o->no_gemm)
+        rl_ctx_set_gemm_min(r->ctx, 0);
+    else if (o->gemm_min)
+        rl_ctx_set_gemm_min(r->ctx, o->gemm_min);
+    r->kv = rl_kv_new(hp, 0, hp->n_layer, choose_ctx(hp, o->n_ctx), err, errlen);
+    if (!r->kv)
+        goto fail;
+    r->x = malloc((size_t)r->batch * hp->dim * sizeof(float));
+    if (!r->x) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return r;
+fail:
+    rl_runner_destroy(&r);
+    return NULL;
+}
+
+void rl_runner_destroy(rl_runner **pr) {
+    rl_runner *r = pr ? *pr : NULL;
+    if (!r)
+        return;
+    free(r->x);
+    rl_kv_destroy(&r->kv);
+    rl_ctx_destroy(&r->ctx);
+    rl_tok_destroy(&r->tok);
+    rl_model_destroy(&r->model);
+    free(r);
+    *pr = NULL;
+}
+
+const rl_hparams *rl_runner_hparams(const rl_runner *r) { return rl_model_hparams(r->model); }
+const rl_tokenizer *rl_runner_tokenizer(const rl_runner *r) { return r->tok; }
+const gguf_file *rl_runner_gguf(const rl_runner *r) { return rl_model_gguf(r->model); }
+uint32_t rl_runner_ctx(const rl_runner *r) { return rl_kv_ctx(r->kv); }
+uint32_t rl_runner_pos(const rl_runner *r) { return rl_kv_len(r->kv); }
+size_t rl_runner_kv_bytes(const rl_runner *r) { return rl_kv_bytes(r->kv); }
+int rl_runner_threads(const rl_runner *r) { return rl_ctx_threads(r->ctx); }
+
+int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, char *err, size_t errlen) {
+    const uint32_t dim = rl_model_hparams(r->model)->dim;
+    if ((uint64_t)rl_kv_len(r->kv) + n > rl_kv_ctx(r->kv)) {
+        snprintf(err, errlen, "%u more tokens would exceed the context of %u (%u used)", n, rl_kv_ctx(r->kv),
+                 rl_kv_len(r->kv));
+        return -1;
+    }
+    for (uint32_t done = 0; done < n;) {
+        uint32_t chunk = n - done < r->batch ? n - done : r->batch;
+        if (rl_embed(r->model, ids + done, chunk, r->x, err, errlen) ||
+            rl_forward_layers(r->ctx, r->kv, r->x, chunk, rl_kv_len(r->kv), err, errlen))
+            return -1;
+        done += chunk;
+        if (done == n && logits)
+            return rl_head(r->ctx, r->x + (size_t)(chunk - 1) * dim, logits, err, errlen);
+    }
+    return 0;
+}
+
+uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos) { return rl_kv_truncate(r->kv, pos); }
+
+double rl_peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}

@@ -1,0 +1,53 @@
+/* A generation session on one machine: the model, its tokenizer, a compute
+ * context and one KV cache, behind the few calls the commands need (feed ids,
+ * get the logits of the last one, truncate). `relais run`, `chat` and `bench`
+ * are written against it. */
+#ifndef RELAIS_RUNNER_H
+#define RELAIS_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "model.h"
+#include "tokenizer.h"
+
+typedef struct {
+    const char *model_path;
+    uint32_t n_ctx;          /* 0 = 4096, capped at the model's context */
+    int n_threads;           /* <= 0: one per core */
+    uint32_t batch;          /* prefill chunk; 0 = 256 */
+    uint32_t gemm_min;       /* chunks this long use sgemm; 0 = engine default */
+    bool no_gemm;            /* always use the quantized kernels */
+    int64_t swa_window;      /* -1 = the file's */
+    const char *swa_pattern; /* NULL = the file's */
+    bool progress;           /* show load progress on stderr */
+} rl_runner_opts;
+
+rl_runner_opts rl_runner_opts_default(void);
+
+typedef struct rl_runner rl_runner;
+
+/* NULL with a message in err when the model cannot be loaded. */
+rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen);
+void rl_runner_destroy(rl_runner **r);   /* NULLs *r */
+
+const rl_hparams *rl_runner_hparams(const rl_runner *r);
+const rl_tokenizer *rl_runner_tokenizer(const rl_runner *r);  /* owned by the runner */
+const gguf_file *rl_runner_gguf(const rl_runner *r);
+uint32_t rl_runner_ctx(const rl_runner *r);
+uint32_t rl_runner_pos(const rl_runner *r);      /* ids fed so far */
+size_t rl_runner_kv_bytes(const rl_runner *r);
+int rl_runner_threads(const rl_runner *r);
+
+/* Feeds n ids at the current position; logits (n_vocab) of the last one are
+ * written to `logits` when it is not NULL. -1 with err on a bad id or when
+ * the context is full. */
+int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, char *err, size_t errlen);
+/* Forgets positions >= pos; returns the position kept (pos, or 0 when a
+ * sliding window cannot go back that far and everything must be fed again). */
+uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos);
+
+/* Peak resident memory of this process so far, in MiB. */
+double rl_peak_rss_mib(void);
+
+#endif

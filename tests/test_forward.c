@@ -1,0 +1,302 @@
+/* The forward pass against a straightforward scalar reference written here
+ * from the math: whole dequantized matrices, a full K/V history and an
+ * explicit window mask (a query at p sees keys in (p-W, p]). The engine's ring
+ * buffers, its batching (chunks longer than the window, crossing the wrap),
+ * its sgemm prefill, its split into layer ranges with a cache per range, and
+ * KV truncation must all give the reference's logits. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "forward.h"
+#include "quant.h"
+#include "runner.h"
+
+#define MODEL_SWA RELAIS_SHARED_DIR "/models/tiny-swa.gguf"
+#define MODEL_Q8 RELAIS_SHARED_DIR "/models/tiny-swa-q8_0.gguf"
+#define N_TOK 40
+
+/* ---- the reference: one token at a time, full history, explicit mask ---- */
+
+typedef struct {
+    const rl_hparams *hp;
+    const rl_model *m;
+    float *K, *V;   /* (n_layer, N_TOK, kv_dim) */
+} ref_state;
+
+static void ref_matvec(const rl_weight *w, const float *x, float *y) {
+    float *row = malloc(w->cols * sizeof *row);
+    for (uint32_t r = 0; r < w->rows; r++) {
+        rl_dequantize_row(w->type, (const char *)w->data + r * w->row_bytes, row, w->cols);
+        double s = 0;
+        for (uint32_t c = 0; c < w->cols; c++)
+            s += (double)row[c] * x[c];
+        y[r] = (float)s;
+    }
+    free(row);
+}
+
+static void ref_norm(const float *x, const float *w, float *out, uint32_t n, float eps) {
+    double ss = 0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    double sc = 1.0 / sqrt(ss / n + eps);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = (float)(x[i] * sc * w[i]);
+}
+
+static void ref_rope(float *v, uint32_t heads, uint32_t hd, uint32_t p, float base) {
+    for (uint32_t h = 0; h < heads; h++)
+        for (uint32_t i = 0; i < hd; i += 2) {
+            double th = p * pow(base, -(double)i / hd), a = v[h * hd + i], b = v[h * hd + i + 1];
+            v[h * hd + i] = (float)(a * cos(th) - b * sin(th));
+            v[h * hd + i + 1] = (float)(a * sin(th) + b * cos(th));
+        }
+}
+
+static void ref_attention(ref_state *st, uint32_t il, uint32_t p, const float *q, float *out) {
+    const rl_hparams *hp = st->hp;
+    const uint32_t hd = hp->head_dim, kvd = hp->n_head_kv * hd, grp = hp->n_head / hp->n_head_kv;
+    double sc[N_TOK];
+    for (uint32_t h = 0; h < hp->n_head; h++) {
+        double mx = -1e300, sum = 0;
+        for (uint32_t j = 0; j <= p; j++) {
+            bool visible = !hp->sliding[il] || p - j < hp->swa_window;
+            const float *k = st->K + ((size_t)il * N_TOK + j) * kvd + (h / grp) * hd;
+            double s = 0;
+            for (uint32_t d = 0; d < hd; d++)
+                s += (double)q[h * hd + d] * k[d];
+            sc[j] = visible ? s / sqrt((double)hd) : -INFINITY;
+            if (sc[j] > mx)
+                mx = sc[j];
+        }
+        for (uint32_t j = 0; j <= p; j++)
+            sum += sc[j] = exp(sc[j] - mx);
+        for (uint32_t d = 0; d < hd; d++) {
+            double o = 0;
+            for (uint32_t j = 0; j <= p; j++)
+                o += sc[j] / sum * st->V[((size_t)il * N_TOK + j) * kvd + (h / grp) * hd + d];
+            out[h * hd + d] = (float)o;
+        }
+    }
+}
+
+static void ref_token(ref_state *st, int32_t id, uint32_t p, float *logits) {
+    const rl_hparams *hp = st->hp;
+    const uint32_t D = hp->dim, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    float *x = calloc(D, 4), *h = calloc(D, 4), *q = calloc(qd, 4), *att = calloc(qd, 4), *o = calloc(D, 4);
+    float *g = calloc(hp->ffn_dim, 4), *u = calloc(hp->ffn_dim, 4);
+    const rl_weight *E = rl_model_embed(st->m);
+    rl_dequantize_row(E->type, (const char *)E->data + (size_t)id * E->row_bytes, x, D);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const rl_layer *L = rl_model_layer(st->m, il);
+        float *k = st->K + ((size_t)il * N_TOK + p) * kvd, *v = st->V + ((size_t)il * N_TOK + p) * kvd;
+        ref_norm(x, L->attn_norm, h, D, hp->norm_eps);
+        ref_matvec(&L->wq, h, q);
+        ref_matvec(&L->wk, h, k);
+        ref_matvec(&L->wv, h, v);
+        ref_rope(q, hp->n_head, hp->head_dim, p, hp->rope_base);
+        ref_rope(k, hp->n_head_kv, hp->head_dim, p, hp->rope_base);
+        ref_attention(st, il, p, q, att);
+        ref_matvec(&L->wo, att, o);
+        for (uint32_t i = 0; i < D; i++)
+            x[i] += o[i];
+        ref_norm(x, L->ffn_norm, h, D, hp->norm_eps);
+        ref_matvec(&L->w_gate, h, g);
+        ref_matvec(&L->w_up, h, u);
+        for (uint32_t i = 0; i < hp->ffn_dim; i++)
+            g[i] = (float)(g[i] / (1 + exp(-(double)g[i])) * u[i]);
+        ref_matvec(&L->w_down, g, o);
+        for (uint32_t i = 0; i < D; i++)
+            x[i] += o[i];
+    }
+    ref_norm(x, rl_model_output_norm(st->m), h, D, hp->norm_eps);
+    ref_matvec(rl_model_output(st->m), h, logits);
+    free(x), free(h), free(q), free(att), free(o), free(g), free(u);
+}
+
+/* Reference logits (N_TOK, n_vocab) for the fixed token sequence. */
+static float *reference_logits(const char *path, const int32_t *ids) {
+    char err[512];
+    rl_model *m = rl_model_load(path, NULL, err, sizeof err);
+    if (!m)
+        fail_msg("%s", err);
+    const rl_hparams *hp = rl_model_hparams(m);
+    assert_true(hp->swa_window > 0 && hp->swa_window < N_TOK / 2);   /* the ring must wrap */
+    ref_state st = {hp, m, NULL, NULL};
+    size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
+    st.K = calloc(hp->n_layer * N_TOK * kvd, sizeof(float));
+    st.V = calloc(hp->n_layer * N_TOK * kvd, sizeof(float));
+    float *logits = malloc((size_t)N_TOK * hp->n_vocab * sizeof(float));
+    for (uint32_t p = 0; p < N_TOK; p++)
+        ref_token(&st, ids[p], p, logits + (size_t)p * hp->n_vocab);
+    free(st.K), free(st.V);
+    rl_model_destroy(&m);
+    return logits;
+}
+
+/* ---- the engine, in several configurations ---- */
+
+static void fixed_ids(int32_t *ids) {
+    for (int i = 0; i < N_TOK; i++)
+        ids[i] = (int32_t)((i * 37 + 11) % 500);
+}
+
+static void compare(const float *got, const float *want, uint32_t n, float tol, const char *what, uint32_t p) {
+    for (uint32_t i = 0; i < n; i++)
+        if (fabsf(got[i] - want[i]) > tol)
+            fail_msg("%s, position %u: logit %u = %.5f, reference %.5f", what, p, i, got[i], want[i]);
+}
+
+/* Feeds ids in chunks of `chunk`, checking the logits of every position. */
+static void engine_matches(const char *path, const float *ref, const int32_t *ids, uint32_t chunk, bool gemm,
+                           float tol) {
+    char err[512], what[96];
+    snprintf(what, sizeof what, "%s chunk %u %s", path, chunk, gemm ? "sgemm" : "quantized");
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = path;
+    o.n_threads = 2;
+    o.n_ctx = 64;
+    o.progress = false;
+    o.batch = chunk;
+    o.gemm_min = gemm ? 1 : 0;
+    o.no_gemm = !gemm;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    assert_non_null(r);
+    const uint32_t V = rl_runner_hparams(r)->n_vocab;
+    float *logits = malloc(V * sizeof *logits);
+    /* feed so that each chunk's last position is checked, and one-by-one positions all */
+    for (uint32_t p = 0; p < N_TOK; p += chunk) {
+        uint32_t n = N_TOK - p < chunk ? N_TOK - p : chunk;
+        assert_int_equal(rl_runner_feed(r, ids + p, n, logits, err, sizeof err), 0);
+        compare(logits, ref + (size_t)(p + n - 1) * V, V, tol, what, p + n - 1);
+    }
+    free(logits);
+    rl_runner_destroy(&r);
+}
+
+static void test_ring_against_masked_reference(void **s) {
+    (void)s;
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    float *ref = reference_logits(MODEL_SWA, ids);
+    const uint32_t chunks[] = {1, 3, 5, 8, 13, 40};
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        engine_matches(MODEL_SWA, ref, ids, chunks[i], false, 2e-3f);
+        engine_matches(MODEL_SWA, ref, ids, chunks[i], true, 2e-3f);
+    }
+    free(ref);
+}
+
+static void test_quantized_against_reference(void **s) {
+    (void)s;
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    float *ref = reference_logits(MODEL_Q8, ids);
+    /* 8-bit activations against an exact float reference: the golden README's quantized tolerance */
+    engine_matches(MODEL_Q8, ref, ids, 1, false, 0.5f);
+    engine_matches(MODEL_Q8, ref, ids, 16, true, 0.5f);
+    free(ref);
+}
+
+/* What a two-node pipeline does: layers [0, 2) and [2, 4), each with its own
+ * model instance and cache, the activations handed from one to the other. */
+static void test_split_ranges(void **s) {
+    (void)s;
+    char err[512];
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    float *ref = reference_logits(MODEL_SWA, ids);
+    rl_model_opts a = rl_model_opts_default(), b = rl_model_opts_default();
+    a.l1 = 2, a.head = false;
+    b.l0 = 2, b.l1 = 4, b.embed = false;
+    rl_model *ma = rl_model_load(MODEL_SWA, &a, err, sizeof err), *mb = rl_model_load(MODEL_SWA, &b, err, sizeof err);
+    assert_non_null(ma);
+    assert_non_null(mb);
+    assert_null(rl_model_layer(ma, 2));
+    assert_null(rl_model_output(ma));
+    assert_null(rl_model_embed(mb));
+    const rl_hparams *hp = rl_model_hparams(ma);
+    rl_ctx *ca = rl_ctx_new(ma, 1, 8, err, sizeof err), *cb = rl_ctx_new(mb, 2, 8, err, sizeof err);
+    rl_kv *ka = rl_kv_new(hp, 0, 2, 64, err, sizeof err), *kb = rl_kv_new(hp, 2, 4, 64, err, sizeof err);
+    float *x = malloc(7 * hp->dim * sizeof(float)), *logits = malloc(hp->n_vocab * sizeof(float));
+    assert_int_not_equal(rl_forward_layers(ca, kb, x, 1, 0, err, sizeof err), 0);   /* wrong range's cache */
+    for (uint32_t p = 0; p < N_TOK; p += 7) {
+        uint32_t n = N_TOK - p < 7 ? N_TOK - p : 7;
+        assert_int_equal(rl_embed(ma, ids + p, n, x, err, sizeof err), 0);
+        assert_int_equal(rl_forward_layers(ca, ka, x, n, p, err, sizeof err), 0);
+        assert_int_equal(rl_forward_layers(cb, kb, x, n, p, err, sizeof err), 0);
+        assert_int_equal(rl_head(cb, x + (size_t)(n - 1) * hp->dim, logits, err, sizeof err), 0);
+        compare(logits, ref + (size_t)(p + n - 1) * hp->n_vocab, hp->n_vocab, 2e-3f, "split", p + n - 1);
+    }
+    assert_int_not_equal(rl_forward_layers(ca, ka, x, 1, 3, err, sizeof err), 0);   /* wrong position */
+    assert_int_not_equal(rl_head(ca, x, logits, err, sizeof err), 0);               /* no head bound */
+    int32_t bad = (int32_t)hp->n_vocab;
+    assert_int_not_equal(rl_embed(ma, &bad, 1, x, err, sizeof err), 0);
+    free(x), free(logits), free(ref);
+    rl_kv_destroy(&ka), rl_kv_destroy(&kb), rl_ctx_destroy(&ca), rl_ctx_destroy(&cb);
+    rl_model_destroy(&ma), rl_model_destroy(&mb);
+}
+
+static void test_truncate(void **s) {
+    (void)s;
+    char err[512];
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    float *ref = reference_logits(MODEL_SWA, ids);
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = MODEL_SWA, o.n_threads = 2, o.n_ctx = 64, o.progress = false;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    const uint32_t V = rl_runner_hparams(r)->n_vocab, W = rl_runner_hparams(r)->swa_window;
+    float *logits = malloc(V * sizeof *logits);
+    /* before the ring wraps, any truncation is exact */
+    assert_int_equal(rl_runner_feed(r, ids, W - 2, logits, err, sizeof err), 0);
+    assert_int_equal(rl_runner_truncate(r, 3), 3);
+    assert_int_equal(rl_runner_feed(r, ids + 3, 17, logits, err, sizeof err), 0);
+    compare(logits, ref + 19 * V, V, 2e-3f, "after truncate to 3", 19);
+    /* after it wraps, taking back the last token is exact... */
+    assert_int_equal(rl_runner_truncate(r, 19), 19);
+    assert_int_equal(rl_runner_feed(r, ids + 19, 1, logits, err, sizeof err), 0);
+    compare(logits, ref + 19 * V, V, 2e-3f, "after truncate to 19", 19);
+    /* ...going further back clears the session, and says so */
+    assert_int_equal(rl_runner_truncate(r, 10), 0);
+    assert_int_equal(rl_runner_pos(r), 0);
+    assert_int_equal(rl_runner_feed(r, ids, 25, logits, err, sizeof err), 0);
+    compare(logits, ref + 24 * V, V, 2e-3f, "after a cleared truncate", 24);
+    /* the context is a hard limit */
+    int32_t many[64] = {0};
+    assert_int_not_equal(rl_runner_feed(r, many, 64, logits, err, sizeof err), 0);
+    assert_non_null(strstr(err, "context"));
+    free(logits), free(ref);
+    rl_runner_destroy(&r);
+}
+
+static void test_kv_memory(void **s) {
+    (void)s;
+    char err[512];
+    rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
+    const rl_hparams *hp = rl_model_hparams(m);
+    const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(float);
+    /* layer 0 is full, layers 1-3 slide with W = 8 */
+    rl_kv *kv = rl_kv_new(hp, 0, 4, 100, err, sizeof err);
+    assert_int_equal(rl_kv_bytes(kv), row * (100 + 3 * hp->swa_window));
+    assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100), rl_kv_bytes(kv));
+    rl_kv_destroy(&kv);
+    assert_null(kv);
+    assert_null(rl_kv_new(hp, 3, 5, 100, err, sizeof err));
+    assert_non_null(strstr(err, "layer range"));
+    rl_model_destroy(&m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_against_masked_reference), cmocka_unit_test(test_quantized_against_reference),
+        cmocka_unit_test(test_split_ranges), cmocka_unit_test(test_truncate), cmocka_unit_test(test_kv_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
