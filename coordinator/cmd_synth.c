@@ -1,0 +1,182 @@
+/* `relais synth`: writes a GGUF model of random weights in the exact layout
+ * of a real one (a preset, with overrides), for sizing a cluster and
+ * benchmarking without downloading a model, and for tests. Progress goes to
+ * stderr, updated in place when stderr is a terminal; the summary line goes
+ * to stdout. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli.h"
+#include "commands.h"
+#include "synth.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: relais synth --preset NAME [options] -o FILE.gguf\n"
+            "\n"
+            "Writes a model of random weights with the shape, tensor layout, metadata and\n"
+            "tokenizer of a real one: its speed and memory are those of the real model,\n"
+            "its text is gibberish.\n"
+            "\n"
+            "  --preset NAME       %s\n"
+            "  --layers N          number of layers (default: the preset's)\n"
+            "  --type T            weight type: f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K q4_K_M\n"
+            "                      (default q4_K_M, f32 for tiny). Norms are always f32; as in\n"
+            "                      llama.cpp, quantized types but q8_0 keep output.weight in q6_K;\n"
+            "                      K-quant matrices whose rows are not a multiple of 256 are q8_0\n"
+            "  --vocab N           vocabulary size (the preset's tokenizer, grown or cut)\n"
+            "  --ctx N             context length written to the file\n"
+            "  --swa-window W      sliding window (0 = none) ...\n"
+            "  --swa-period P      ... on every layer but those with i %% P == 0\n"
+            "  --seed N            weights seed (default 0; same seed, same bytes)\n"
+            "  -o, --output FILE   the GGUF file to write\n"
+            "  -q, --quiet         no progress display\n",
+            rl_synth_preset_names());
+}
+
+/* Progress state: redraws only when the shown percentage changes. */
+typedef struct {
+    bool tty;          /* stderr is a terminal: redraw in place */
+    int last_pct;      /* percentage last drawn, -1 before the first */
+} progress_state;
+
+static void show_progress(void *ud, uint64_t done, uint64_t total) {
+    progress_state *p = ud;
+    int pct = total ? (int)(done * 100 / total) : 100;
+    if (!p->tty || pct == p->last_pct)
+        return;
+    p->last_pct = pct;
+    fprintf(stderr, "\r%3d%%  %.1f / %.1f MiB", pct, done / 1048576.0, total / 1048576.0);
+    if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+enum { OPT_PRESET = 1, OPT_LAYERS, OPT_TYPE, OPT_VOCAB, OPT_CTX, OPT_SWA_W, OPT_SWA_P, OPT_SEED };
+
+/* The numeric overrides, applied after the preset whatever their order. */
+typedef struct {
+    int64_t layers, vocab, ctx, swa_w, swa_p, seed;   /* -1 = keep the preset's */
+    int ftype;                                         /* -1 = keep the preset's */
+} overrides;
+
+static int parse_opt(int opt, const char *arg, overrides *o) {
+    switch (opt) {
+    case OPT_LAYERS: return cli_parse_i64("--layers", arg, 1, 512, &o->layers);
+    case OPT_VOCAB: return cli_parse_i64("--vocab", arg, 1, 1 << 22, &o->vocab);
+    case OPT_CTX: return cli_parse_i64("--ctx", arg, 1, UINT32_MAX, &o->ctx);
+    case OPT_SWA_W: return cli_parse_i64("--swa-window", arg, 0, UINT32_MAX, &o->swa_w);
+    case OPT_SWA_P: return cli_parse_i64("--swa-period", arg, 1, 512, &o->swa_p);
+    case OPT_SEED: return cli_parse_i64("--seed", arg, 0, INT64_MAX, &o->seed);
+    case OPT_TYPE:
+        if ((o->ftype = rl_synth_ftype_from_name(arg)) < 0) {
+            fprintf(stderr, "relais synth: --type: unknown type '%s' (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K "
+                    "q4_K_M)\n", arg);
+            return -1;
+        }
+        return 0;
+    default: return -1;   /* getopt already said what was wrong */
+    }
+}
+
+static void apply(const overrides *o, rl_synth_spec *s) {
+    if (o->layers >= 0)
+        s->n_layer = (uint32_t)o->layers;
+    if (o->vocab >= 0)
+        s->n_vocab = (uint32_t)o->vocab;
+    if (o->ctx >= 0)
+        s->n_ctx = (uint32_t)o->ctx;
+    if (o->swa_w >= 0)
+        s->swa_window = (uint32_t)o->swa_w;
+    if (o->swa_p >= 0)
+        s->swa_period = (uint32_t)o->swa_p;
+    else if (o->swa_w > 0 && s->swa_period == 0)
+        s->swa_period = 4;   /* a window alone gets Ministral's layout */
+    if (o->seed >= 0)
+        s->seed = (uint64_t)o->seed;
+    if (o->ftype >= 0)
+        s->ftype = (rl_synth_ftype)o->ftype;
+}
+
+/* Parses argv into *spec and *out; returns 0, 1 after --help, or -1. */
+static int parse_args(int argc, char **argv, rl_synth_spec *spec, const char **out, bool *quiet) {
+    static const struct option longopts[] = {
+        {"preset", required_argument, 0, OPT_PRESET}, {"layers", required_argument, 0, OPT_LAYERS},
+        {"type", required_argument, 0, OPT_TYPE},     {"vocab", required_argument, 0, OPT_VOCAB},
+        {"ctx", required_argument, 0, OPT_CTX},       {"swa-window", required_argument, 0, OPT_SWA_W},
+        {"swa-period", required_argument, 0, OPT_SWA_P}, {"seed", required_argument, 0, OPT_SEED},
+        {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    overrides o = {-1, -1, -1, -1, -1, -1, -1};
+    const char *preset = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 1;
+        } else if (opt == 'o') {
+            *out = optarg;
+        } else if (opt == 'q') {
+            *quiet = true;
+        } else if (opt == OPT_PRESET) {
+            preset = optarg;
+        } else if (parse_opt(opt, optarg, &o) < 0) {
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "relais synth: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!preset || !*out) {
+        fprintf(stderr, "relais synth: %s is required\n\n", !preset ? "--preset" : "-o FILE");
+        usage(stderr);
+        return -1;
+    }
+    if (rl_synth_preset(preset, spec) < 0) {
+        fprintf(stderr, "relais synth: unknown preset '%s' (%s)\n", preset, rl_synth_preset_names());
+        return -1;
+    }
+    apply(&o, spec);
+    char err[256];
+    if (rl_synth_check(spec, err, sizeof err) < 0) {
+        fprintf(stderr, "relais synth: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_synth(int argc, char **argv) {
+    rl_synth_spec spec;
+    const char *out = NULL;
+    bool quiet = false;
+    int rc = parse_args(argc, argv, &spec, &out, &quiet);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    fprintf(stderr, "synth: %u layers, dim %u, %u/%u heads of %u, ffn %u, vocab %u, ctx %u, %s, seed %llu\n",
+            spec.n_layer, spec.dim, spec.n_head, spec.n_head_kv, spec.head_dim, spec.ffn_dim, spec.n_vocab,
+            spec.n_ctx, rl_synth_ftype_name(spec.ftype), (unsigned long long)spec.seed);
+    progress_state ps = {.tty = !quiet && isatty(STDERR_FILENO), .last_pct = -1};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char err[512];
+    if (rl_synth_write(&spec, out, show_progress, &ps, err, sizeof err) < 0) {
+        if (ps.last_pct >= 0 && ps.last_pct < 100)
+            fputc('\n', stderr);
+        fprintf(stderr, "relais synth: %s\n", err);
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    struct stat st;
+    long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
+    printf("wrote %s: %lld bytes (%.1f MiB) in %.1f s\n", out, size, size / 1048576.0,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    return 0;
+}

@@ -1,0 +1,154 @@
+/* Tests of the `relais synth` and `relais tokenize` commands through the
+ * built binary: the file synth writes is the library's for the same options,
+ * bad values are refused with a usage exit code and no file, and tokenize
+ * prints the tokenizer's ids in both output formats. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "gguf.h"
+#include "synth.h"
+#include "tokenizer.h"
+
+static char tmpdir[64];
+
+static int setup_dir(void **state) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/relais-synth-cli-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_dir(void **state) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+/* Runs `relais ARGS` with stderr discarded; returns the exit code and, when
+ * out is given, the first line of stdout. */
+static int run(const char *args, char *out, size_t outlen) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", RELAIS_BIN, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[4096] = "";
+    if (!fgets(line, sizeof line, p))
+        line[0] = 0;
+    while (fgetc(p) != EOF)
+        ;
+    int st = pclose(p);
+    if (out)
+        snprintf(out, outlen, "%s", line);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    *len = (size_t)ftell(fp);
+    rewind(fp);
+    unsigned char *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, *len, fp), *len);
+    fclose(fp);
+    return buf;
+}
+
+static void test_synth_writes_the_library_file(void **state) {
+    char cli[128], lib[128], args[512], out[256], err[256];
+    snprintf(cli, sizeof cli, "%s/cli.gguf", tmpdir);
+    snprintf(lib, sizeof lib, "%s/lib.gguf", tmpdir);
+    snprintf(args, sizeof args,
+             "synth --preset tiny --layers 2 --type q4_0 --vocab 600 --ctx 256 --seed 9 "
+             "--swa-window 16 --swa-period 2 -o %s", cli);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "bytes"));
+
+    rl_synth_spec s;
+    assert_int_equal(rl_synth_preset("tiny", &s), 0);
+    s.n_layer = 2;
+    s.ftype = RL_SYNTH_Q4_0;
+    s.n_vocab = 600;
+    s.n_ctx = 256;
+    s.seed = 9;
+    s.swa_window = 16;
+    s.swa_period = 2;
+    assert_int_equal(rl_synth_write(&s, lib, NULL, NULL, err, sizeof err), 0);
+    size_t la, lb;
+    unsigned char *a = slurp(cli, &la), *b = slurp(lib, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
+}
+
+static void test_synth_refuses_bad_values(void **state) {
+    const char *bad[] = {
+        "--preset tiny --layers 0",   "--preset tiny --layers 3x", "--preset tiny --type q3_K",
+        "--preset nonesuch",          "--preset tiny --vocab 10",  "--preset ministral-8b --vocab 1000",
+        "--preset tiny --seed -1",    "--layers 2",                "--preset tiny --what",
+    };
+    char path[128], args[512];
+    snprintf(path, sizeof path, "%s/bad.gguf", tmpdir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args, "synth %s -o %s", bad[i], path);
+        if (run(args, NULL, 0) != 2)
+            fail_msg("'%s' was not refused with exit code 2", args);
+        assert_int_equal(access(path, F_OK), -1);
+    }
+    assert_int_equal(run("synth --preset tiny", NULL, 0), 2);   /* no -o */
+    assert_int_equal(run("synth --help", NULL, 0), 0);
+}
+
+static void test_tokenize_prints_ids(void **state) {
+    char model[256], args[512], out[1024], err[256];
+    snprintf(model, sizeof model, "%s/models/vocab-tekken-shaped.gguf", RELAIS_SHARED_DIR);
+    gguf_file *f = gguf_open(model, err, sizeof err);
+    assert_non_null(f);
+    rl_tokenizer *t = rl_tok_new(f, err, sizeof err);
+    assert_non_null(t);
+    gguf_close(&f);
+    const char *text = "[INST]Hello, world[/INST]";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(rl_tok_encode(t, text, strlen(text), true, true, &ids, &n), 0);
+    char want[1024] = "{\"ids\": [";
+    for (size_t i = 0; i < n; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? ", " : "", ids[i]);
+    strcat(want, "]}\n");
+    snprintf(args, sizeof args, "tokenize -m %s --special --json '%s'", model, text);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    free(ids);
+
+    /* plain output, no BOS, control text as ordinary text */
+    assert_int_equal(rl_tok_encode(t, text, strlen(text), false, false, &ids, &n), 0);
+    want[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? " " : "", ids[i]);
+    strcat(want, "\n");
+    snprintf(args, sizeof args, "tokenize -m %s --no-bos '%s'", model, text);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    assert_string_equal(out, want);
+    assert_int_not_equal(ids[0], rl_tok_find(t, "[INST]"));
+    free(ids);
+    rl_tok_destroy(&t);
+
+    assert_int_equal(run("tokenize -m /nonexistent.gguf hello", NULL, 0), 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_synth_writes_the_library_file),
+        cmocka_unit_test(test_synth_refuses_bad_values),
+        cmocka_unit_test(test_tokenize_prints_ids),
+    };
+    return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+}
