@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backend.h"
 #include "chat.h"
 #include "cli.h"
 #include "commands.h"
@@ -13,8 +14,8 @@
 enum { OPT_SYSTEM = CLI_OPT_FIRST_OWN };
 
 typedef struct {
-    rl_runner *r;
-    rl_sampler *smp;
+    rl_backend *b;
+    rl_sampler_params sampling;
     rl_chat_template tpl;
     int32_t *fed;        /* ids the cache holds, in order */
     size_t n_fed, cap;
@@ -35,15 +36,17 @@ static int remember(chat_state *s, const int32_t *ids, size_t n) {
     return 0;
 }
 
-/* Brings the cache to `prompt`, feeding only the part after the common prefix. */
-static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, float *logits, char *err, size_t errlen) {
+/* Brings the cache to `prompt`, feeding only the part after the common
+ * prefix, and samples the first reply id. */
+static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, rl_step_result *st, char *err,
+                       size_t errlen) {
     size_t common = 0;
     while (common < n && common < s->n_fed && s->fed[common] == prompt[common])
         common++;
-    if (common == n)   /* the last prompt id must be fed again to get its logits */
+    if (common == n)   /* the last prompt id must be fed again to sample after it */
         common--;
-    s->n_fed = rl_runner_truncate(s->r, (uint32_t)common);
-    if (rl_runner_feed(s->r, prompt + s->n_fed, (uint32_t)(n - s->n_fed), logits, err, errlen))
+    size_t kept = s->b->ops->truncate(s->b, (uint32_t)common);
+    if (s->b->ops->step(s->b, prompt + kept, (uint32_t)(n - kept), st, err, errlen))
         return -1;
     s->n_fed = 0;
     return remember(s, prompt, n);
@@ -51,24 +54,23 @@ static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, float *lo
 
 /* Generates the reply to the conversation; its text is appended to reply. */
 static int reply_turn(chat_state *s, const int32_t *prompt, size_t n, char *reply, size_t cap) {
-    const rl_tokenizer *tok = rl_runner_tokenizer(s->r);
-    float *logits = malloc((size_t)rl_runner_hparams(s->r)->n_vocab * sizeof *logits);
+    const rl_tokenizer *tok = s->b->tok;
     rl_tok_stream *stream = rl_tok_stream_new(tok, false);
-    char err[512], text[512];
+    rl_step_result st;
+    char err[512] = "out of memory", text[512];
     size_t used = 0;
     int rc = -1;
-    if (!logits || !stream || sync_prompt(s, prompt, n, logits, err, sizeof err))
+    if (!stream || s->b->ops->begin(s->b, &s->sampling, 0, err, sizeof err) ||
+        sync_prompt(s, prompt, n, &st, err, sizeof err))
         goto out;
-    for (int64_t i = 0; i < s->n_predict; i++) {
-        int32_t id = rl_sampler_sample(s->smp, logits, s->fed, s->n_fed);
-        if (rl_tok_is_eog(tok, id))
-            break;
+    for (int64_t i = 0; i < s->n_predict && !rl_tok_is_eog(tok, st.id); i++) {
+        int32_t id = st.id;
         size_t k = rl_tok_stream_feed(stream, id, text, sizeof text);
         fputs(text, stdout);
         fflush(stdout);
         if (used + k < cap)
             memcpy(reply + used, text, k), used += k;
-        if (remember(s, &id, 1) || rl_runner_feed(s->r, &id, 1, logits, err, sizeof err))
+        if (remember(s, &id, 1) || s->b->ops->step(s->b, &id, 1, &st, err, sizeof err))
             goto out;
     }
     size_t k = rl_tok_stream_flush(stream, text, sizeof text);
@@ -82,7 +84,6 @@ out:
     if (rc)
         fprintf(stderr, "\nrelais chat: %s\n", err);
     rl_tok_stream_destroy(&stream);
-    free(logits);
     return rc;
 }
 
@@ -91,7 +92,7 @@ static int turn(chat_state *s, json_t *messages, const char *line) {
     int32_t *ids = NULL;
     size_t n = 0;
     json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", line));
-    if (rl_chat_build(rl_runner_tokenizer(s->r), s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
+    if (rl_chat_build(s->b->tok, s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
         fprintf(stderr, "relais chat: %s\n", err);
         return -1;
     }
@@ -132,18 +133,18 @@ int cmd_chat(int argc, char **argv) {
             return opt == 'h' ? 0 : 2;
         }
     }
-    if (cli_require_model(&c) || !(s.r = rl_runner_new(&c.runner, err, sizeof err))) {
+    s.sampling = c.sampling;
+    if (cli_require_model(&c) || !(s.b = rl_backend_local_new(&c.runner, err, sizeof err))) {
         if (c.runner.model_path)
             fprintf(stderr, "relais chat: %s\n", err);
         return 1;
     }
-    s.tpl = rl_chat_template_detect(rl_runner_tokenizer(s.r), rl_runner_gguf(s.r));
-    s.smp = rl_sampler_new(&c.sampling, rl_runner_hparams(s.r)->n_vocab);
+    s.tpl = rl_chat_template_detect(s.b->tok, s.b->file);
     json_t *messages = json_array();
     if (system)
         json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
     fprintf(stderr, "relais chat: template %s, context %u. Empty line quits.\n", rl_chat_template_name(s.tpl),
-            rl_runner_ctx(s.r));
+            s.b->n_ctx);
     char line[8192];
     int rc = 0;
     while (printf("> "), fflush(stdout), fgets(line, sizeof line, stdin)) {
@@ -157,7 +158,6 @@ int cmd_chat(int argc, char **argv) {
     }
     json_decref(messages);
     free(s.fed);
-    rl_sampler_destroy(&s.smp);
-    rl_runner_destroy(&s.r);
+    rl_backend_destroy(&s.b);
     return rc;
 }

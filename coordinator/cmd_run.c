@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "backend.h"
 #include "cli.h"
 #include "commands.h"
 #include "log.h"
@@ -93,19 +94,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
     return cli_require_model(&a->common);
 }
 
-static json_t *top_json(const float *logits, uint32_t n_vocab, uint32_t k) {
-    int32_t ids[1000];
-    float vals[1000];
-    if (k > n_vocab)
-        k = n_vocab;
-    rl_top_logits(logits, n_vocab, k, ids, vals);
+static json_t *top_json(const rl_step_result *st) {
     json_t *step = json_array();
-    for (uint32_t i = 0; i < k; i++)
-        json_array_append_new(step, json_pack("[i, f]", ids[i], (double)vals[i]));
+    for (uint32_t i = 0; i < st->n_top; i++)
+        json_array_append_new(step, json_pack("[i, f]", st->top_ids[i], (double)st->top_vals[i]));
     return step;
 }
 
-static int prompt_ids_of(const run_args *a, const rl_runner *r, int32_t **ids, size_t *n) {
+static int prompt_ids_of(const run_args *a, const rl_backend *b, int32_t **ids, size_t *n) {
     if (a->prompt_ids) {
         *ids = malloc(a->n_prompt * sizeof **ids);
         if (!*ids)
@@ -114,9 +110,8 @@ static int prompt_ids_of(const run_args *a, const rl_runner *r, int32_t **ids, s
         *n = a->n_prompt;
         return 0;
     }
-    const rl_tokenizer *t = rl_runner_tokenizer(r);
-    bool bos = !a->no_bos && rl_tok_add_bos(t);
-    if (rl_tok_encode(t, a->prompt, strlen(a->prompt), bos, !a->no_special, ids, n)) {
+    bool bos = !a->no_bos && rl_tok_add_bos(b->tok);
+    if (rl_tok_encode(b->tok, a->prompt, strlen(a->prompt), bos, !a->no_special, ids, n)) {
         fprintf(stderr, "relais run: cannot tokenize the prompt\n");
         return -1;
     }
@@ -124,40 +119,31 @@ static int prompt_ids_of(const run_args *a, const rl_runner *r, int32_t **ids, s
 }
 
 /* The generation loop; fills res. Returns 0 or -1 (message printed). */
-static int generate(const run_args *a, rl_runner *r, const int32_t *prompt, size_t n_prompt, run_result *res) {
-    const rl_hparams *hp = rl_runner_hparams(r);
-    const rl_tokenizer *tok = rl_runner_tokenizer(r);
+static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, size_t n_prompt, run_result *res) {
     char err[512], text[512];
-    float *logits = malloc((size_t)hp->n_vocab * sizeof(float));
-    int32_t *hist = malloc((n_prompt + (size_t)a->n_predict + 1) * sizeof(int32_t));
-    rl_sampler *smp = rl_sampler_new(&a->common.sampling, hp->n_vocab);
-    rl_tok_stream *stream = rl_tok_stream_new(tok, false);
-    int rc = -1;
-    if (!logits || !hist || !smp || !stream)
-        goto out;
-    memcpy(hist, prompt, n_prompt * sizeof(int32_t));
-    size_t n_hist = n_prompt;
+    rl_step_result st;
+    rl_tok_stream *stream = rl_tok_stream_new(b->tok, false);
+    if (!stream || b->ops->begin(b, &a->common.sampling, (uint32_t)a->top_logits, err, sizeof err))
+        goto fail;
     double t0 = now_s();
-    if (rl_runner_feed(r, prompt, (uint32_t)n_prompt, logits, err, sizeof err))
+    if (b->ops->step(b, prompt, (uint32_t)n_prompt, &st, err, sizeof err))
         goto fail;
     res->t_prompt = now_s() - t0;
     t0 = now_s();
     for (int64_t step = 0; step < a->n_predict; step++) {
         if (a->top_logits)
-            json_array_append_new(res->top, top_json(logits, hp->n_vocab, (uint32_t)a->top_logits));
-        int32_t id = rl_sampler_sample(smp, logits, hist, n_hist);
-        json_array_append_new(res->generated, json_integer(id));
+            json_array_append_new(res->top, top_json(&st));
+        json_array_append_new(res->generated, json_integer(st.id));
         res->n_gen++;
-        int32_t next = a->force_ids ? a->force_ids[step] : id;
-        hist[n_hist++] = next;
+        int32_t next = a->force_ids ? a->force_ids[step] : st.id;
         if (!a->json) {
             rl_tok_stream_feed(stream, next, text, sizeof text);
             fputs(text, stdout);
             fflush(stdout);
         }
-        if ((!a->force_ids && rl_tok_is_eog(tok, id)) || step + 1 == a->n_predict)
+        if ((!a->force_ids && rl_tok_is_eog(b->tok, st.id)) || step + 1 == a->n_predict)
             break;
-        if (rl_runner_feed(r, &next, 1, logits, err, sizeof err))
+        if (b->ops->step(b, &next, 1, &st, err, sizeof err))
             goto fail;
     }
     res->t_gen = now_s() - t0;
@@ -165,16 +151,12 @@ static int generate(const run_args *a, rl_runner *r, const int32_t *prompt, size
         rl_tok_stream_flush(stream, text, sizeof text);
         printf("%s\n", text);
     }
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "relais run: %s\n", err);
-out:
     rl_tok_stream_destroy(&stream);
-    rl_sampler_destroy(&smp);
-    free(hist);
-    free(logits);
-    return rc;
+    return 0;
+fail:
+    fprintf(stderr, "relais run: %s\n", stream ? err : "out of memory");
+    rl_tok_stream_destroy(&stream);
+    return -1;
 }
 
 static void print_json(const int32_t *prompt, size_t n_prompt, const run_result *res) {
@@ -190,18 +172,19 @@ static void print_json(const int32_t *prompt, size_t n_prompt, const run_result 
     json_decref(root);
 }
 
-static void print_stats(const rl_runner *r, size_t n_prompt, const run_result *res) {
+static void print_stats(const rl_backend *b, size_t n_prompt, const run_result *res) {
+    char where[256];
+    b->ops->describe(b, where, sizeof where);
     fprintf(stderr, "relais: prompt %zu tokens in %.2f s (%.1f t/s) | generation %zu tokens in %.2f s (%.1f t/s) | "
-            "KV %.1f MiB, peak RSS %.0f MiB, %d threads\n",
+            "peak RSS %.0f MiB | %s\n",
             n_prompt, res->t_prompt, res->t_prompt > 0 ? n_prompt / res->t_prompt : 0.0, res->n_gen, res->t_gen,
-            res->t_gen > 0 && res->n_gen > 1 ? (res->n_gen - 1) / res->t_gen : 0.0,
-            rl_runner_kv_bytes(r) / 1048576.0, rl_peak_rss_mib(), rl_runner_threads(r));
+            res->t_gen > 0 && res->n_gen > 1 ? (res->n_gen - 1) / res->t_gen : 0.0, rl_peak_rss_mib(), where);
 }
 
 int cmd_run(int argc, char **argv) {
     run_args a = {0};
     run_result res = {.generated = json_array(), .top = json_array()};
-    rl_runner *r = NULL;
+    rl_backend *b = NULL;
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     char err[512];
@@ -211,26 +194,25 @@ int cmd_run(int argc, char **argv) {
     if (a.json)
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
-    if (!(r = rl_runner_new(&a.common.runner, err, sizeof err))) {
+    if (!(b = rl_backend_local_new(&a.common.runner, err, sizeof err))) {
         fprintf(stderr, "relais run: %s\n", err);
         goto out;
     }
-    rl_log(RL_LOG_INFO, "KV cache: %.1f MiB for %u positions", rl_runner_kv_bytes(r) / 1048576.0, rl_runner_ctx(r));
-    if (prompt_ids_of(&a, r, &prompt, &n_prompt))
+    if (prompt_ids_of(&a, b, &prompt, &n_prompt))
         goto out;
     if (n_prompt == 0) {
         fprintf(stderr, "relais run: the prompt has no tokens\n");
         goto out;
     }
-    if (generate(&a, r, prompt, n_prompt, &res))
+    if (generate(&a, b, prompt, n_prompt, &res))
         goto out;
     if (a.json)
         print_json(prompt, n_prompt, &res);
     else
-        print_stats(r, n_prompt, &res);
+        print_stats(b, n_prompt, &res);
     rc = 0;
 out:
-    rl_runner_destroy(&r);
+    rl_backend_destroy(&b);
     json_decref(res.generated);
     json_decref(res.top);
     free(prompt);
