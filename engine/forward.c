@@ -40,6 +40,8 @@ struct rl_ctx {
     float *up;              /* (max_batch, ffn_dim) */
     float *proj;            /* (max_batch, dim) output of Wo / Wd */
     float **scores;         /* (n_threads, n_ctx_train + max_batch) attention weights */
+    uint32_t *tok_seg;      /* (max_batch) segment of each row of the batch */
+    uint32_t *tok_pos;      /* (max_batch) position of each row */
 };
 
 rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen) {
@@ -68,7 +70,9 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
     c->up = malloc(B * hp->ffn_dim * sizeof(float));
     c->proj = malloc(B * hp->dim * sizeof(float));
     c->scores = calloc((size_t)rl_pool_size(c->pool), sizeof *c->scores);
-    if (!c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores)
+    c->tok_seg = malloc(B * sizeof *c->tok_seg);
+    c->tok_pos = malloc(B * sizeof *c->tok_pos);
+    if (!c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores)
         goto oom;
     for (int i = 0; i < rl_pool_size(c->pool); i++)
         if (!(c->scores[i] = malloc(((size_t)hp->n_ctx_train + B) * sizeof(float))))
@@ -97,6 +101,8 @@ void rl_ctx_destroy(rl_ctx **pc) {
     free(c->gate);
     free(c->up);
     free(c->proj);
+    free(c->tok_seg);
+    free(c->tok_pos);
     free(c);
     *pc = NULL;
 }
@@ -126,30 +132,34 @@ int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *
 
 typedef struct {
     rl_ctx *c;
-    rl_kv *kv;
+    const rl_segment *segs;
     uint32_t il;        /* absolute layer index */
-    uint32_t n;         /* tokens in the batch */
-    uint32_t pos0;      /* position of the first */
+    uint32_t n;         /* rows in the batch */
+    uint32_t *row0;     /* (n_segs) first row of each segment */
 } att_task;
 
-static const float *key_at(const att_task *t, uint32_t pos, uint32_t kvh, bool value) {
+/* The K (or V) row of position pos for KV head kvh, seen from row `tok`:
+ * from the batch when the position is inside its segment, else the cache. */
+static const float *kv_row(const att_task *t, uint32_t tok, uint32_t pos, uint32_t kvh, bool value) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    if (pos >= t->pos0)
-        return (value ? t->c->v : t->c->k) + (pos - t->pos0) * kv_dim + (size_t)kvh * hp->head_dim;
-    return (value ? rl_kv_v : rl_kv_k)(t->kv, t->il, pos) + (size_t)kvh * hp->head_dim;
+    const uint32_t s = t->c->tok_seg[tok];
+    const rl_segment *seg = &t->segs[s];
+    if (pos >= seg->pos0)
+        return (value ? t->c->v : t->c->k) + (t->row0[s] + pos - seg->pos0) * kv_dim + (size_t)kvh * hp->head_dim;
+    return (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, pos) + (size_t)kvh * hp->head_dim;
 }
 
 /* out (head_dim) = softmax(q·K over the visible positions / sqrt(hd)) · V */
 static void attend_one(const att_task *t, uint32_t tok, uint32_t head, float *scores) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const uint32_t hd = hp->head_dim, kvh = head / (hp->n_head / hp->n_head_kv);
-    const uint32_t p = t->pos0 + tok, cap = rl_kv_span(t->kv, t->il);
+    const uint32_t p = t->c->tok_pos[tok], cap = rl_kv_span(t->segs[t->c->tok_seg[tok]].kv, t->il);
     const uint32_t first = p + 1 > cap ? p + 1 - cap : 0;
     const float *q = t->c->q + ((size_t)tok * hp->n_head + head) * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t j = first; j <= p; j++) {
-        const float *k = key_at(t, j, kvh, false);
+        const float *k = kv_row(t, tok, j, kvh, false);
         float s = 0.0f;
         for (uint32_t d = 0; d < hd; d++)
             s += q[d] * k[d];
@@ -159,7 +169,7 @@ static void attend_one(const att_task *t, uint32_t tok, uint32_t head, float *sc
     float *out = t->c->att + ((size_t)tok * hp->n_head + head) * hd;
     memset(out, 0, hd * sizeof(float));
     for (uint32_t j = first; j <= p; j++) {
-        const float *v = key_at(t, j, kvh, true);
+        const float *v = kv_row(t, tok, j, kvh, true);
         const float a = scores[j - first];
         for (uint32_t d = 0; d < hd; d++)
             out[d] += a * v[d];
@@ -175,19 +185,26 @@ static void attention_task(void *arg, int ith, int nth) {
         attend_one(t, (uint32_t)(i / n_head), (uint32_t)(i % n_head), t->c->scores[ith]);
 }
 
-static void store_kv(rl_ctx *c, rl_kv *kv, uint32_t il, uint32_t n, uint32_t pos0) {
+/* Writes each segment's new K/V rows into its cache; rows a ring would
+ * overwrite within the same batch are skipped. */
+static void store_kv(rl_ctx *c, const att_task *t, uint32_t n_segs) {
     const rl_hparams *hp = rl_model_hparams(c->model);
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    const uint32_t cap = rl_kv_span(kv, il);
-    for (uint32_t i = n > cap ? n - cap : 0; i < n; i++) {   /* older ones would be overwritten anyway */
-        memcpy(rl_kv_k(kv, il, pos0 + i), c->k + i * kv_dim, kv_dim * sizeof(float));
-        memcpy(rl_kv_v(kv, il, pos0 + i), c->v + i * kv_dim, kv_dim * sizeof(float));
+    for (uint32_t s = 0; s < n_segs; s++) {
+        const rl_segment *seg = &t->segs[s];
+        const uint32_t cap = rl_kv_span(seg->kv, t->il);
+        for (uint32_t i = seg->n > cap ? seg->n - cap : 0; i < seg->n; i++) {
+            size_t row = t->row0[s] + i;
+            memcpy(rl_kv_k(seg->kv, t->il, seg->pos0 + i), c->k + row * kv_dim, kv_dim * sizeof(float));
+            memcpy(rl_kv_v(seg->kv, t->il, seg->pos0 + i), c->v + row * kv_dim, kv_dim * sizeof(float));
+        }
     }
 }
 
 /* ---- one layer ---- */
 
-static void attention_block(rl_ctx *c, rl_kv *kv, uint32_t il, float *x, uint32_t n, uint32_t pos0, bool gemm) {
+static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, bool gemm) {
+    const uint32_t il = t->il, n = t->n;
     const rl_hparams *hp = rl_model_hparams(c->model);
     const rl_layer *L = rl_model_layer(c->model, il);
     const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
@@ -197,12 +214,11 @@ static void attention_block(rl_ctx *c, rl_kv *kv, uint32_t il, float *x, uint32_
     rl_matmul_run(c->mm, &L->wk, c->h, n, c->k, gemm);
     rl_matmul_run(c->mm, &L->wv, c->h, n, c->v, gemm);
     for (uint32_t i = 0; i < n; i++) {
-        rl_rope(c->q + i * q_dim, hp->n_head, hp->head_dim, pos0 + i, hp->rope_base);
-        rl_rope(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, pos0 + i, hp->rope_base);
+        rl_rope(c->q + i * q_dim, hp->n_head, hp->head_dim, c->tok_pos[i], hp->rope_base);
+        rl_rope(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, c->tok_pos[i], hp->rope_base);
     }
-    att_task t = {.c = c, .kv = kv, .il = il, .n = n, .pos0 = pos0};
-    rl_pool_run(c->pool, attention_task, &t);
-    store_kv(c, kv, il, n, pos0);
+    rl_pool_run(c->pool, attention_task, t);
+    store_kv(c, t, n_segs);
     rl_matmul_run(c->mm, &L->wo, c->att, n, c->proj, gemm);
     rl_add(x, c->proj, n * hp->dim);
 }
@@ -219,51 +235,118 @@ static void ffn_block(rl_ctx *c, uint32_t il, float *x, uint32_t n, bool gemm) {
     rl_add(x, c->proj, n * hp->dim);
 }
 
-int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0, char *err, size_t errlen) {
+/* Checks the segments against the model instance and the caches; fills the
+ * per-row segment and position tables. */
+static int check_segments(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, uint32_t *row0, char *err,
+                          size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(c->model);
+    uint32_t l0, l1, rows = 0;
+    rl_model_range(c->model, &l0, &l1);
+    for (uint32_t s = 0; s < n_segs; s++) {
+        const rl_segment *g = &segs[s];
+        uint32_t k0, k1;
+        rl_kv_range(g->kv, &k0, &k1);
+        if (k0 != l0 || k1 != l1) {
+            snprintf(err, errlen, "segment %u: the cache holds layers [%u, %u) but the model instance runs [%u, %u)",
+                     s, k0, k1, l0, l1);
+            return -1;
+        }
+        if (rl_kv_ctx(g->kv) > hp->n_ctx_train) {
+            snprintf(err, errlen, "segment %u: the cache's context %u exceeds the model's %u", s, rl_kv_ctx(g->kv),
+                     hp->n_ctx_train);
+            return -1;
+        }
+        if (g->pos0 != rl_kv_len(g->kv)) {
+            snprintf(err, errlen, "segment %u starts at position %u but its session holds %u positions", s, g->pos0,
+                     rl_kv_len(g->kv));
+            return -1;
+        }
+        if (g->n == 0 || (uint64_t)g->pos0 + g->n > rl_kv_ctx(g->kv)) {
+            snprintf(err, errlen, "segment %u: positions %u..%llu do not fit the context of %u", s, g->pos0,
+                     (unsigned long long)g->pos0 + g->n - 1, rl_kv_ctx(g->kv));
+            return -1;
+        }
+        for (uint32_t o = 0; o < s; o++)
+            if (segs[o].kv == g->kv) {
+                snprintf(err, errlen, "segments %u and %u share one session's cache", o, s);
+                return -1;
+            }
+        if ((uint64_t)rows + g->n > c->max_batch) {
+            snprintf(err, errlen, "batch of more than %u tokens", c->max_batch);
+            return -1;
+        }
+        row0[s] = rows;
+        for (uint32_t i = 0; i < g->n; i++) {
+            c->tok_seg[rows + i] = s;
+            c->tok_pos[rows + i] = g->pos0 + i;
+        }
+        rows += g->n;
+    }
+    return (int)rows;
+}
+
+int rl_forward_batch(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, float *x, char *err, size_t errlen) {
+    uint32_t *row0 = malloc((n_segs ? n_segs : 1) * sizeof *row0);
+    if (!row0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rows = check_segments(c, segs, n_segs, row0, err, errlen);
+    if (rows <= 0) {
+        if (rows == 0)
+            snprintf(err, errlen, "empty batch");
+        free(row0);
+        return -1;
+    }
     uint32_t l0, l1;
     rl_model_range(c->model, &l0, &l1);
-    uint32_t k0, k1;
-    rl_kv_range(kv, &k0, &k1);
-    if (k0 != l0 || k1 != l1) {
-        snprintf(err, errlen, "the cache holds layers [%u, %u) but the model instance runs [%u, %u)", k0, k1, l0, l1);
-        return -1;
+    const bool gemm = c->gemm_min > 0 && (uint32_t)rows >= c->gemm_min;
+    for (uint32_t il = l0; il < l1; il++) {
+        att_task t = {.c = c, .segs = segs, .il = il, .n = (uint32_t)rows, .row0 = row0};
+        attention_block(c, &t, n_segs, x, gemm);
+        ffn_block(c, il, x, (uint32_t)rows, gemm);
     }
-    if (rl_kv_ctx(kv) > hp->n_ctx_train) {
-        snprintf(err, errlen, "the cache's context %u exceeds the model's %u", rl_kv_ctx(kv), hp->n_ctx_train);
-        return -1;
-    }
+    for (uint32_t s = 0; s < n_segs; s++)
+        rl_kv_set_len(segs[s].kv, segs[s].pos0 + segs[s].n);
+    free(row0);
+    return 0;
+}
+
+int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0, char *err, size_t errlen) {
+    const uint32_t dim = rl_model_hparams(c->model)->dim;
     if (pos0 != rl_kv_len(kv)) {
         snprintf(err, errlen, "batch starts at position %u but the session holds %u positions", pos0, rl_kv_len(kv));
         return -1;
     }
-    if ((uint64_t)pos0 + n > rl_kv_ctx(kv)) {
-        snprintf(err, errlen, "positions %u..%llu exceed the context of %u", pos0,
-                 (unsigned long long)pos0 + n - 1, rl_kv_ctx(kv));
-        return -1;
-    }
     for (uint32_t done = 0; done < n;) {
-        uint32_t chunk = n - done < c->max_batch ? n - done : c->max_batch;
-        bool gemm = c->gemm_min > 0 && chunk >= c->gemm_min;
-        float *xc = x + (size_t)done * hp->dim;
-        for (uint32_t il = l0; il < l1; il++) {
-            attention_block(c, kv, il, xc, chunk, pos0 + done, gemm);
-            ffn_block(c, il, xc, chunk, gemm);
-        }
-        done += chunk;
-        rl_kv_set_len(kv, pos0 + done);
+        rl_segment seg = {kv, pos0 + done, n - done < c->max_batch ? n - done : c->max_batch};
+        if (rl_forward_batch(c, &seg, 1, x + (size_t)done * dim, err, errlen))
+            return -1;
+        done += seg.n;
     }
     return 0;
 }
 
-int rl_head(rl_ctx *c, const float *x, float *logits, char *err, size_t errlen) {
+int rl_head_rows(rl_ctx *c, const float *x, uint32_t n, float *logits, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(c->model);
     const rl_weight *out = rl_model_output(c->model);
     if (!out) {
         snprintf(err, errlen, "head: this model instance has no output head bound");
         return -1;
     }
-    rl_rmsnorm(c->h, x, rl_model_output_norm(c->model), hp->dim, hp->norm_eps);
-    rl_matmul_run(c->mm, out, c->h, 1, logits, false);
+    if (n == 0 || n > c->max_batch) {
+        snprintf(err, errlen, "head: %u rows for a batch of at most %u", n, c->max_batch);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        rl_rmsnorm(c->h + (size_t)i * hp->dim, x + (size_t)i * hp->dim, rl_model_output_norm(c->model), hp->dim,
+                   hp->norm_eps);
+    /* The head always uses the quantized kernels: a row's logits must not
+     * depend on how many other rows share its batch. */
+    rl_matmul_run(c->mm, out, c->h, n, logits, false);
     return 0;
+}
+
+int rl_head(rl_ctx *c, const float *x, float *logits, char *err, size_t errlen) {
+    return rl_head_rows(c, x, 1, logits, err, errlen);
 }

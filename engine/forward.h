@@ -39,7 +39,22 @@ int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *
  * n may exceed max_batch: the batch is processed in max_batch chunks. */
 int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0, char *err, size_t errlen);
 
+/* (b) for several sessions at once, as the serving scheduler batches them:
+ * the segments' tokens are consecutive rows of x, segment after segment. One
+ * matrix product per weight serves all of them; each segment attends over
+ * its own session's cache. The total must not exceed max_batch, and a cache
+ * may appear in only one segment. */
+typedef struct {
+    rl_kv *kv;       /* the session's cache over this model instance's range */
+    uint32_t pos0;   /* position of the segment's first token: rl_kv_len(kv) */
+    uint32_t n;      /* tokens (rows of x) */
+} rl_segment;
+
+int rl_forward_batch(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, float *x, char *err, size_t errlen);
+
 /* (c) logits (n_vocab) of the activation row x (dim). */
 int rl_head(rl_ctx *c, const float *x, float *logits, char *err, size_t errlen);
+/* (c) for n rows at once (n <= max_batch): logits (n, n_vocab). */
+int rl_head_rows(rl_ctx *c, const float *x, uint32_t n, float *logits, char *err, size_t errlen);
 
 #endif
