@@ -276,6 +276,61 @@ static void test_truncate(void **s) {
     rl_runner_destroy(&r);
 }
 
+/* Serving batches tokens of many sessions into one pass: with the quantized
+ * kernels a session's logits must be bit-identical whatever else shares the
+ * batch, or greedy output under load would differ from greedy output alone. */
+static void test_batch_independence(void **s) {
+    (void)s;
+    char err[512];
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    rl_model *m = rl_model_load(MODEL_Q8, NULL, err, sizeof err);
+    assert_non_null(m);
+    const rl_hparams *hp = rl_model_hparams(m);
+    rl_ctx *c = rl_ctx_new(m, 2, 32, err, sizeof err);
+    rl_ctx_set_gemm_min(c, 0);
+    rl_kv *alone = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
+    rl_kv *a = rl_kv_new(hp, 0, 4, 64, err, sizeof err), *b = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
+    rl_kv *d = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
+    float *x = malloc(32 * hp->dim * sizeof(float)), *x1 = malloc(32 * hp->dim * sizeof(float));
+    float *want = malloc(hp->n_vocab * sizeof(float)), *got = malloc(3 * hp->n_vocab * sizeof(float));
+    /* b and d already hold some positions: decode tokens next to a's prompt chunks */
+    assert_int_equal(rl_embed(m, ids + 20, 9, x, err, sizeof err), 0);
+    assert_int_equal(rl_forward_layers(c, b, x, 9, 0, err, sizeof err), 0);
+    assert_int_equal(rl_embed(m, ids + 5, 3, x, err, sizeof err), 0);
+    assert_int_equal(rl_forward_layers(c, d, x, 3, 0, err, sizeof err), 0);
+    for (uint32_t p = 0; p + 5 <= N_TOK - 10; p += 5) {
+        /* alone */
+        assert_int_equal(rl_embed(m, ids + p, 5, x1, err, sizeof err), 0);
+        assert_int_equal(rl_forward_layers(c, alone, x1, 5, p, err, sizeof err), 0);
+        assert_int_equal(rl_head(c, x1 + 4 * hp->dim, want, err, sizeof err), 0);
+        /* in company: [b: 1 token][a: 5 tokens][d: 2 tokens] */
+        rl_segment segs[3] = {{b, rl_kv_len(b), 1}, {a, p, 5}, {d, rl_kv_len(d), 2}};
+        assert_int_equal(rl_embed(m, ids + (p % 7), 1, x, err, sizeof err), 0);
+        assert_int_equal(rl_embed(m, ids + p, 5, x + hp->dim, err, sizeof err), 0);
+        assert_int_equal(rl_embed(m, ids + 30, 2, x + 6 * hp->dim, err, sizeof err), 0);
+        assert_int_equal(rl_forward_batch(c, segs, 3, x, err, sizeof err), 0);
+        float rows[3 * 64];
+        assert_true(hp->dim <= 64);
+        memcpy(rows, x, hp->dim * sizeof(float));
+        memcpy(rows + hp->dim, x + 5 * hp->dim, hp->dim * sizeof(float));
+        memcpy(rows + 2 * hp->dim, x + 7 * hp->dim, hp->dim * sizeof(float));
+        assert_int_equal(rl_head_rows(c, rows, 3, got, err, sizeof err), 0);
+        assert_memory_equal(got + hp->n_vocab, want, hp->n_vocab * sizeof(float));
+        assert_int_equal(rl_kv_len(a), p + 5);
+    }
+    /* a cache may appear once per batch, at its own position */
+    rl_segment twice[2] = {{a, rl_kv_len(a), 1}, {a, rl_kv_len(a), 1}};
+    assert_int_not_equal(rl_forward_batch(c, twice, 2, x, err, sizeof err), 0);
+    assert_non_null(strstr(err, "share"));
+    rl_segment wrong = {b, rl_kv_len(b) + 1, 1};
+    assert_int_not_equal(rl_forward_batch(c, &wrong, 1, x, err, sizeof err), 0);
+    free(x), free(x1), free(want), free(got);
+    rl_kv_destroy(&alone), rl_kv_destroy(&a), rl_kv_destroy(&b), rl_kv_destroy(&d);
+    rl_ctx_destroy(&c);
+    rl_model_destroy(&m);
+}
+
 static void test_kv_memory(void **s) {
     (void)s;
     char err[512];
@@ -297,6 +352,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_against_masked_reference), cmocka_unit_test(test_quantized_against_reference),
         cmocka_unit_test(test_split_ranges), cmocka_unit_test(test_truncate), cmocka_unit_test(test_kv_memory),
+        cmocka_unit_test(test_batch_independence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
