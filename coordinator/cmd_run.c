@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "log.h"
 
-enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL };
+enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL, OPT_IGNORE_EOS };
 
 typedef struct {
     cli_common common;
@@ -23,7 +23,7 @@ typedef struct {
     size_t n_prompt, n_force;
     int64_t n_predict;
     int64_t top_logits;
-    bool json, no_bos, no_special;
+    bool json, no_bos, no_special, ignore_eos;
 } run_args;
 
 typedef struct {
@@ -40,7 +40,8 @@ static void usage(FILE *out) {
                  "      --prompt-ids LIST   prompt as comma-separated token ids\n"
                  "      --force-ids LIST    teacher forcing: feed these ids instead of the sampled ones\n"
                  "      --top-logits K      report the K largest logits of every step (with --json)\n"
-                 "      --json              machine-readable output on stdout\n"
+                 "      --json              machine-readable output on stdout; generates exactly N ids\n"
+                 "      --ignore-eos        do not stop at an end-of-generation token\n"
                  "      --no-bos            do not add BOS to a text prompt\n"
                  "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP);
 }
@@ -56,7 +57,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         {"prompt", required_argument, 0, 'p'}, {"n-predict", required_argument, 0, 'n'},
         {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS}, {"force-ids", required_argument, 0, OPT_FORCE_IDS},
         {"top-logits", required_argument, 0, OPT_TOP_LOGITS}, {"json", no_argument, 0, OPT_JSON},
-        {"no-bos", no_argument, 0, OPT_NO_BOS}, {"no-special", no_argument, 0, OPT_NO_SPECIAL},
+        {"no-bos", no_argument, 0, OPT_NO_BOS}, {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS}, {"no-special", no_argument, 0, OPT_NO_SPECIAL},
         {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0.7f);
@@ -77,6 +78,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         case OPT_JSON: a->json = true; break;
         case OPT_NO_BOS: a->no_bos = true; break;
         case OPT_NO_SPECIAL: a->no_special = true; break;
+        case OPT_IGNORE_EOS: a->ignore_eos = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -91,6 +93,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
     }
     if (a->force_ids)
         a->n_predict = (int64_t)a->n_force;
+    /* Comparisons with other implementations need the same number of ids. */
+    if (a->json || a->force_ids)
+        a->ignore_eos = true;
     return cli_require_model(&a->common);
 }
 
@@ -141,7 +146,7 @@ static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, siz
             fputs(text, stdout);
             fflush(stdout);
         }
-        if ((!a->force_ids && rl_tok_is_eog(b->tok, st.id)) || step + 1 == a->n_predict)
+        if ((!a->ignore_eos && rl_tok_is_eog(b->tok, st.id)) || step + 1 == a->n_predict)
             break;
         if (b->ops->step(b, &next, 1, &st, err, sizeof err))
             goto fail;

@@ -1,0 +1,281 @@
+/* `relais run`, `relais inspect` through the binary, as users and other
+ * tools drive them: the --json / --prompt-ids / --force-ids interface against
+ * the golden outputs, the window overrides and the Ministral-8B layout
+ * inference, and clear errors (never a crash) for bad files and arguments. */
+#include <jansson.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#define MODELS RELAIS_SHARED_DIR "/models/"
+#define GOLDEN RELAIS_SHARED_DIR "/golden/"
+
+static char tmpdir[64];
+
+static int setup(void **s) {
+    (void)s;
+    strcpy(tmpdir, "/tmp/relais-cli-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **s) {
+    (void)s;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd);
+}
+
+/* Runs `relais ARGS`, stdout (and stderr when merge) into out. Returns the
+ * exit code, or -1000 - signal when it died of a signal. */
+static int run(const char *args, bool merge, char *out, size_t cap) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "%s %s%s", RELAIS_BIN, args, merge ? " 2>&1" : " 2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1000 - WTERMSIG(st);
+}
+
+static char *ids_csv(const json_t *arr) {
+    static char buf[8192];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", i ? "," : "",
+                              (long long)json_integer_value(json_array_get(arr, i)));
+    return buf;
+}
+
+static json_t *golden(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, GOLDEN "%s", name);
+    json_t *g = json_load_file(path, 0, NULL);
+    assert_non_null(g);
+    return g;
+}
+
+/* Max |ours - reference| over each step's reference top-8 ids. */
+static double top_error(const json_t *ours, const json_t *ref) {
+    double worst = 0;
+    assert_int_equal(json_array_size(ours), json_array_size(ref));
+    for (size_t t = 0; t < json_array_size(ref); t++) {
+        const json_t *o = json_array_get(ours, t), *r = json_array_get(ref, t);
+        for (size_t i = 0; i < json_array_size(r); i++) {
+            json_int_t id = json_integer_value(json_array_get(json_array_get(r, i), 0));
+            double want = json_number_value(json_array_get(json_array_get(r, i), 1)), got = NAN;
+            for (size_t j = 0; j < json_array_size(o); j++)
+                if (json_integer_value(json_array_get(json_array_get(o, j), 0)) == id)
+                    got = json_number_value(json_array_get(json_array_get(o, j), 1));
+            if (isnan(got))
+                return INFINITY;   /* a reference top id missing from our top list */
+            if (fabs(got - want) > worst)
+                worst = fabs(got - want);
+        }
+    }
+    return worst;
+}
+
+static json_t *run_json(const char *model, const char *extra, const json_t *g, bool force) {
+    static char out[1 << 20];
+    char args[16384];
+    int n = snprintf(args, sizeof args, "run -m " MODELS "%s --prompt-ids %s --temp 0 --top-logits 16 --json %s",
+                     model, ids_csv(json_object_get(g, "prompt_ids")), extra);
+    if (force)
+        snprintf(args + n, sizeof args - (size_t)n, " --force-ids %s", ids_csv(json_object_get(g, "greedy_ids")));
+    else
+        snprintf(args + n, sizeof args - (size_t)n, " -n %zu", json_array_size(json_object_get(g, "greedy_ids")));
+    assert_int_equal(run(args, false, out, sizeof out), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static void test_json_greedy_f32(void **s) {
+    (void)s;
+    json_t *g = golden("tiny-f32.p1.json");
+    json_t *j = run_json("tiny-f32.gguf", "", g, false);
+    assert_true(json_equal(json_object_get(j, "prompt_ids"), json_object_get(g, "prompt_ids")));
+    assert_true(json_equal(json_object_get(j, "greedy_ids"), json_object_get(g, "greedy_ids")));
+    assert_true(top_error(json_object_get(j, "top"), json_object_get(g, "top")) < 2e-3);
+    json_decref(j);
+    json_decref(g);
+}
+
+static void test_json_force_ids_quantized(void **s) {
+    (void)s;
+    json_t *g = golden("small-q4_k_m.p2.json");
+    json_t *j = run_json("small-q4_k_m.gguf", "", g, true);
+    assert_int_equal(json_array_size(json_object_get(j, "greedy_ids")),
+                     json_array_size(json_object_get(g, "greedy_ids")));
+    assert_true(top_error(json_object_get(j, "top"), json_object_get(g, "top")) < 0.5);
+    json_decref(j);
+    json_decref(g);
+}
+
+static void test_window_overrides(void **s) {
+    (void)s;
+    json_t *g = golden("tiny-swa.p1.json");
+    json_t *same = run_json("tiny-swa.gguf", "--swa-window 8 --swa-pattern FSSS", g, true);
+    json_t *none = run_json("tiny-swa.gguf", "--swa-window 0", g, true);
+    json_t *period = run_json("tiny-swa.gguf", "--swa-pattern 4", g, true);   /* period 4 = FSSS again */
+    assert_true(top_error(json_object_get(same, "top"), json_object_get(g, "top")) < 2e-3);
+    assert_true(top_error(json_object_get(period, "top"), json_object_get(g, "top")) < 2e-3);
+    assert_true(top_error(json_object_get(none, "top"), json_object_get(g, "top")) > 1e-2);
+    json_decref(same), json_decref(none), json_decref(period), json_decref(g);
+    char out[4096];
+    assert_int_not_equal(run("run -m " MODELS "tiny-swa.gguf --prompt-ids 1 --swa-pattern FSX", true, out,
+                             sizeof out), 0);
+    assert_non_null(strstr(out, "pattern"));
+}
+
+static void test_ministral_layout_inferred(void **s) {
+    (void)s;
+    char args[1024], out[1 << 16];
+    snprintf(args, sizeof args, "synth --preset tiny --swa-window 0 -q -o %s/Ministral-8B-Instruct-2410-test.gguf",
+             tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    snprintf(args, sizeof args, "inspect %s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "sliding window 32768"));
+    assert_non_null(strstr(out, "inferred"));
+    assert_non_null(strstr(out, "layout         FSSS"));
+    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --prompt-ids 1,2,3 -n 2 --temp 0",
+             tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "published layout"));
+}
+
+static void test_inspect(void **s) {
+    (void)s;
+    static char out[1 << 16];
+    assert_int_equal(run("inspect " MODELS "tiny-swa.gguf", true, out, sizeof out), 0);
+    const char *want[] = {"architecture   llama", "layers         4", "kv heads 2", "sliding window 8 on 3 of 4",
+                          "layout         FSSS", "bytes/layer", "blk.0.attn_q.weight", "token_embd.weight", "f32"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("inspect output lacks '%s':\n%s", want[i], out);
+    assert_int_equal(run("inspect " MODELS "vocab-tekken-shaped.gguf", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "vocab-only"));
+    assert_non_null(strstr(out, "tekken"));
+}
+
+/* Copies the first `keep` bytes of a shared model into the temp dir. */
+static void truncated_copy(const char *model, size_t keep, const char *dst) {
+    char src[512];
+    snprintf(src, sizeof src, MODELS "%s", model);
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char *buf = malloc(keep);
+    assert_int_equal(fread(buf, 1, keep, in), keep);
+    fwrite(buf, 1, keep, out);
+    free(buf);
+    fclose(in);
+    fclose(out);
+}
+
+/* Rewrites the type field of a tensor's info in a copy of a model. */
+static void retype_copy(const char *model, const char *tensor, uint32_t type, const char *dst) {
+    char src[512];
+    snprintf(src, sizeof src, MODELS "%s", model);
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    fseek(in, 0, SEEK_END);
+    size_t len = (size_t)ftell(in);
+    rewind(in);
+    unsigned char *b = malloc(len);
+    assert_int_equal(fread(b, 1, len, in), len);
+    fclose(in);
+    size_t nl = strlen(tensor), at = 0;
+    for (size_t i = 8; i + nl < len && !at; i++)   /* name, preceded by its u64 length */
+        if (!memcmp(b + i, tensor, nl) && b[i - 8] == nl)
+            at = i + nl;
+    assert_true(at > 0);
+    uint32_t n_dims;
+    memcpy(&n_dims, b + at, 4);
+    memcpy(b + at + 4 + 8 * n_dims, &type, 4);
+    FILE *out = fopen(dst, "wb");
+    fwrite(b, 1, len, out);
+    fclose(out);
+    free(b);
+}
+
+static void test_bad_input_errors(void **s) {
+    (void)s;
+    char path[256], args[1024];
+    static char out[1 << 16];
+    int rc = run("run -m /nonexistent/model.gguf -p hi", true, out, sizeof out);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "/nonexistent/model.gguf"));
+
+    snprintf(path, sizeof path, "%s/truncated.gguf", tmpdir);
+    const size_t cuts[] = {3, 20, 700, 5000, 600000};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        truncated_copy("tiny-f32.gguf", cuts[i], path);
+        snprintf(args, sizeof args, "run -m %s -p hi", path);
+        rc = run(args, true, out, sizeof out);
+        if (rc != 1)
+            fail_msg("truncated at %zu: exit %d:\n%s", cuts[i], rc, out);
+        assert_true(strlen(out) > 20);
+    }
+
+    snprintf(path, sizeof path, "%s/q4_1.gguf", tmpdir);
+    retype_copy("tiny-q8_0.gguf", "blk.2.ffn_up.weight", 3 /* Q4_1 */, path);
+    snprintf(args, sizeof args, "run -m %s -p hi", path);
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    assert_non_null(strstr(out, "blk.2.ffn_up.weight"));
+    assert_non_null(strstr(out, "q4_1"));
+
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 8 --prompt-ids 1,2,3,4,5,6,7,8,9,10", true, out,
+                         sizeof out), 1);
+    assert_non_null(strstr(out, "context"));
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1,99999", true, out, sizeof out), 1);
+    assert_non_null(strstr(out, "99999"));
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1,x", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--prompt-ids"));
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf -p hi --temp -1", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--temp"));
+    assert_int_not_equal(run("run -p hi", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "RELAIS_MODEL"));
+    assert_int_not_equal(run("frobnicate", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "unknown command"));
+}
+
+static void test_text_generation(void **s) {
+    (void)s;
+    char out[1 << 16];
+    json_t *g = golden("stories260K.json");
+    const json_t *c0 = json_array_get(json_object_get(g, "cases"), 0);
+    char args[1024];
+    snprintf(args, sizeof args, "run -m " MODELS "stories260K.gguf -p '%s' -n %zu --temp 0",
+             json_string_value(json_object_get(c0, "prompt")), json_array_size(json_object_get(c0, "greedy_ids")));
+    assert_int_equal(run(args, false, out, sizeof out), 0);
+    const char *want = json_string_value(json_object_get(c0, "text"));
+    if (strncmp(out, want, strlen(want)) != 0)
+        fail_msg("streamed text:\n%s\nexpected:\n%s", out, want);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "t/s"));        /* the closing speed line */
+    assert_non_null(strstr(out, "peak RSS"));
+    json_decref(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
+        cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
+        cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
+        cmocka_unit_test(test_text_generation),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
