@@ -155,6 +155,7 @@ static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, siz
     if (!a->json) {
         rl_tok_stream_flush(stream, text, sizeof text);
         printf("%s\n", text);
+        fflush(stdout);   /* before the statistics line on stderr */
     }
     rl_tok_stream_destroy(&stream);
     return 0;

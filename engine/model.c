@@ -291,20 +291,32 @@ static void report(const rl_model_opts *o, uint64_t done, uint64_t total) {
 
 static uint64_t weight_bytes(const rl_weight *w) { return (uint64_t)w->row_bytes * w->rows; }
 
-static void prefault_layers(rl_model *m, const rl_model_opts *o) {
+/* Pages in every bound matrix the forward pass reads whole (the layers and
+ * the head; the embedding is read a row per token), reporting progress. */
+static void prefault_weights(rl_model *m, const rl_model_opts *o) {
+    const uint32_t n = m->l1 - m->l0;
+    const rl_weight **ws = malloc((7 * (size_t)n + 1) * sizeof *ws);
+    size_t k = 0;
     uint64_t total = 0, done = 0;
-    for (uint32_t il = m->l0; il < m->l1; il++)
-        total += rl_layer_file_bytes(m->file, il);
-    for (uint32_t il = m->l0; il < m->l1; il++) {
-        const rl_layer *L = &m->layers[il - m->l0];
-        const rl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            gguf_advise(m->file, ws[i]->data, weight_bytes(ws[i]), true);
-            prefault(ws[i]->data, weight_bytes(ws[i]));
-            done += weight_bytes(ws[i]);
-            report(o, done, total);
-        }
+    if (!ws)
+        return;   /* only an optimisation: the pages fault in on first use instead */
+    for (uint32_t i = 0; i < n; i++) {
+        const rl_layer *L = &m->layers[i];
+        const rl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t j = 0; j < 7; j++)
+            ws[k++] = lw[j];
     }
+    if (m->has_head)
+        ws[k++] = &m->output;
+    for (size_t i = 0; i < k; i++)
+        total += weight_bytes(ws[i]);
+    for (size_t i = 0; i < k; i++) {
+        gguf_advise(m->file, ws[i]->data, weight_bytes(ws[i]), true);
+        prefault(ws[i]->data, weight_bytes(ws[i]));
+        done += weight_bytes(ws[i]);
+        report(o, done, total);
+    }
+    free(ws);
 }
 
 static int bind_all(rl_model *m, const rl_model_opts *o, char *err, size_t errlen) {
@@ -355,7 +367,7 @@ rl_model *rl_model_load(const char *path, const rl_model_opts *opts, char *err, 
         rl_model_destroy(&m);
         return NULL;
     }
-    prefault_layers(m, &o);
+    prefault_weights(m, &o);
     return m;
 }
 

@@ -27,17 +27,21 @@ rl_runner_opts rl_runner_opts_default(void) {
     return o;
 }
 
+/* Load progress on stderr: redrawn in place on a terminal, one line per
+ * 10% otherwise (a log file should not fill with carriage returns). */
 static void show_progress(void *ud, uint64_t done, uint64_t total) {
     static int last = -1;
-    (void)ud;
-    int pct = total ? (int)(done * 100 / total) : 100;
-    if (pct == last)
+    const bool tty = ud != NULL;
+    if (total < (64u << 20))   /* small models load before anyone would look */
+        return;
+    int pct = (int)(done * 100 / total);
+    if (pct == last || (!tty && pct / 10 == last / 10 && done < total))
         return;
     last = pct;
-    fprintf(stderr, "\rrelais: loading weights %3d%% (%llu / %llu MiB)", pct, (unsigned long long)(done >> 20),
-            (unsigned long long)(total >> 20));
+    fprintf(stderr, "%srelais: loading weights %3d%% (%llu / %llu MiB)%s", tty ? "\r" : "", pct,
+            (unsigned long long)(done >> 20), (unsigned long long)(total >> 20), tty && done < total ? "" : "\n");
     if (done >= total)
-        fputc('\n', stderr), last = -1;
+        last = -1;
     fflush(stderr);
 }
 
@@ -60,8 +64,10 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = o->swa_window;
     mo.swa_pattern = o->swa_pattern;
-    if (o->progress && isatty(STDERR_FILENO))
+    if (o->progress) {
         mo.progress = show_progress;
+        mo.progress_ud = isatty(STDERR_FILENO) ? (void *)r : NULL;
+    }
     r->model = rl_model_load(o->model_path, &mo, err, errlen);
     if (!r->model)
         goto fail;
@@ -80,6 +86,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     r->kv = rl_kv_new(hp, 0, hp->n_layer, choose_ctx(hp, o->n_ctx), err, errlen);
     if (!r->kv)
         goto fail;
+    rl_log(RL_LOG_INFO, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
     r->x = malloc((size_t)r->batch * hp->dim * sizeof(float));
     if (!r->x) {
         snprintf(err, errlen, "out of memory");

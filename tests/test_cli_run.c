@@ -270,12 +270,33 @@ static void test_text_generation(void **s) {
     json_decref(g);
 }
 
+static void test_chat(void **s) {
+    (void)s;
+    char out[1 << 16];
+    /* two turns; the second reuses the cache of the first */
+    int rc = run("chat -m " MODELS "stories260K.gguf --temp 0 -n 12 < /dev/null", true, out, sizeof out);
+    assert_int_equal(rc, 0);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\nThe end\\n\\n' | %s chat -m " MODELS
+             "stories260K.gguf --system 'Tell stories.' --temp 0 -n 12 2>&1", RELAIS_BIN);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, "template mistral-v1"));
+    /* two prompts answered: three "> " prompts shown (the last one meets the empty line) */
+    int prompts = 0;
+    for (const char *q = out; (q = strstr(q, "> ")) != NULL; q += 2)
+        prompts++;
+    assert_true(prompts >= 3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_text_generation),
+        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
