@@ -204,6 +204,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "relais run: %s\n", err);
         goto out;
     }
+    char where[256];
+    b->ops->describe(b, where, sizeof where);
+    rl_log(RL_LOG_INFO, "context %u positions: %s", b->n_ctx, where);
     if (prompt_ids_of(&a, b, &prompt, &n_prompt))
         goto out;
     if (n_prompt == 0) {

@@ -86,7 +86,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     r->kv = rl_kv_new(hp, 0, hp->n_layer, choose_ctx(hp, o->n_ctx), err, errlen);
     if (!r->kv)
         goto fail;
-    rl_log(RL_LOG_INFO, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
+    rl_log(RL_LOG_DEBUG, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
     r->x = malloc((size_t)r->batch * hp->dim * sizeof(float));
     if (!r->x) {
         snprintf(err, errlen, "out of memory");
