@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli.h"
 #include "commands.h"
 #include "log.h"
@@ -21,12 +20,6 @@ typedef struct {
     int64_t n_prompt, n_gen, reps;
     bool json;
 } bench_args;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -82,13 +75,13 @@ static int parse_args(int argc, char **argv, bench_args *a) {
 static int timed_feed(rl_runner *r, const int32_t *ids, uint32_t n, bool one_by_one, float *logits, double *secs) {
     char err[512];
     rl_runner_truncate(r, 0);
-    double t0 = now_s();
+    double t0 = cli_now_s();
     for (uint32_t i = 0; i < n; i += one_by_one ? 1 : n)
         if (rl_runner_feed(r, ids + i, one_by_one ? 1 : n, logits, err, sizeof err)) {
             fprintf(stderr, "relais bench: %s\n", err);
             return -1;
         }
-    *secs = now_s() - t0;
+    *secs = cli_now_s() - t0;
     return 0;
 }
 

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "backend.h"
 #include "cli.h"
 #include "commands.h"
@@ -44,12 +43,6 @@ static void usage(FILE *out) {
                  "      --ignore-eos        do not stop at an end-of-generation token\n"
                  "      --no-bos            do not add BOS to a text prompt\n"
                  "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int parse_args(int argc, char **argv, run_args *a) {
@@ -130,11 +123,11 @@ static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, siz
     rl_tok_stream *stream = rl_tok_stream_new(b->tok, false);
     if (!stream || b->ops->begin(b, &a->common.sampling, (uint32_t)a->top_logits, err, sizeof err))
         goto fail;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (b->ops->step(b, prompt, (uint32_t)n_prompt, &st, err, sizeof err))
         goto fail;
-    res->t_prompt = now_s() - t0;
-    t0 = now_s();
+    res->t_prompt = cli_now_s() - t0;
+    t0 = cli_now_s();
     for (int64_t step = 0; step < a->n_predict; step++) {
         if (a->top_logits)
             json_array_append_new(res->top, top_json(&st));
@@ -151,7 +144,7 @@ static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, siz
         if (b->ops->step(b, &next, 1, &st, err, sizeof err))
             goto fail;
     }
-    res->t_gen = now_s() - t0;
+    res->t_gen = cli_now_s() - t0;
     if (!a->json) {
         rl_tok_stream_flush(stream, text, sizeof text);
         printf("%s\n", text);
