@@ -1,0 +1,252 @@
+/* The local micro-batch executor: the whole model in this process.
+ *
+ * A micro-batch is embedded, run through every layer by one
+ * rl_forward_batch call (one matrix product per weight for all sessions,
+ * attention per session on its own cache), and the rows of the segments that
+ * sample go through the head together; each session's own sampler then picks
+ * its id. Everything runs inside submit, so there is never more than one
+ * micro-batch outstanding (depth 1) and wait only hands the result over.
+ *
+ * The context uses the quantized kernels for every batch size (gemm_min 0):
+ * a row's result is then bit-identical whatever else shares its batch
+ * (tests/test_forward.c test_batch_independence), which is what makes a
+ * served request's output independent of the load. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "executor.h"
+#include "forward.h"
+#include "kv.h"
+
+#define N_BUCKETS 256
+
+typedef struct lsession {
+    uint64_t id;             /* the scheduler's session id */
+    rl_kv *kv;               /* all layers, n_ctx of the session */
+    rl_sampler *sampler;     /* created with the session's parameters */
+    struct lsession *next;   /* bucket chain */
+} lsession;
+
+typedef struct {
+    rl_executor base;        /* must be first */
+    const rl_model *model;   /* borrowed: the caller keeps it alive */
+    rl_ctx *ctx;             /* threads and scratch, max_batch rows */
+    float *x;                /* (max_batch, dim) activations of the micro-batch */
+    float *rows;             /* (max_batch, dim) last row of each sampling segment */
+    float *logits;           /* (max_batch, n_vocab) */
+    rl_segment *segs;        /* (max_batch) the engine's view of the segments */
+    lsession **owner;        /* (max_batch) session of each segment */
+    int32_t *ids;            /* (max_batch) sampled ids handed out by wait */
+    lsession *table[N_BUCKETS];
+    bool has_done;           /* a completion is waiting for wait */
+    rl_xdone done;           /* that completion */
+    pthread_mutex_t stats_lock;  /* guards node: /metrics reads it from other threads */
+    rl_xnode node;           /* this process as the single "node" */
+} local_exec;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static lsession **slot_of(local_exec *l, uint64_t id) {
+    lsession **p = &l->table[id % N_BUCKETS];
+    while (*p && (*p)->id != id)
+        p = &(*p)->next;
+    return p;
+}
+
+static void session_free(lsession *s) {
+    rl_kv_destroy(&s->kv);
+    rl_sampler_destroy(&s->sampler);
+    free(s);
+}
+
+/* The session a segment names: created at position 0, found otherwise. */
+static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t errlen) {
+    lsession **p = slot_of(l, g->session);
+    if (g->pos > 0) {
+        if (!*p)
+            snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
+        return *p;
+    }
+    if (*p) {
+        snprintf(err, errlen, "session %llu already exists", (unsigned long long)g->session);
+        return NULL;
+    }
+    const rl_hparams *hp = rl_model_hparams(l->model);
+    lsession *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->id = g->session;
+    s->kv = rl_kv_new(hp, 0, hp->n_layer, g->n_ctx, err, errlen);
+    s->sampler = g->sampling ? rl_sampler_new(g->sampling, hp->n_vocab) : NULL;
+    if (!s->kv || !s->sampler) {
+        if (s->kv)
+            snprintf(err, errlen, "out of memory for the sampler");
+        session_free(s);
+        return NULL;
+    }
+    *p = s;
+    pthread_mutex_lock(&l->stats_lock);
+    l->node.sessions++;
+    pthread_mutex_unlock(&l->stats_lock);
+    return s;
+}
+
+/* Embeds every segment into x and fills the engine's segment table. */
+static int prepare(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
+    const uint32_t dim = rl_model_hparams(l->model)->dim;
+    uint32_t row = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const rl_xseg *g = &segs[i];
+        if (g->n == 0 || row + g->n > l->base.max_batch) {
+            snprintf(err, errlen, "micro-batch of more than %u tokens", l->base.max_batch);
+            return -1;
+        }
+        lsession *s = session_for(l, g, err, errlen);
+        if (!s)
+            return -1;
+        if (rl_embed(l->model, g->ids, g->n, l->x + (size_t)row * dim, err, errlen))
+            return -1;
+        l->segs[i] = (rl_segment){s->kv, g->pos, g->n};
+        l->owner[i] = s;
+        row += g->n;
+    }
+    return 0;
+}
+
+/* Head and sampling for the segments that ask for an id. */
+static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
+    const rl_hparams *hp = rl_model_hparams(l->model);
+    uint32_t row = 0, k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        row += segs[i].n;
+        l->ids[i] = -1;
+        if (segs[i].sample)
+            memcpy(l->rows + (size_t)k++ * hp->dim, l->x + (size_t)(row - 1) * hp->dim, hp->dim * sizeof(float));
+    }
+    if (k == 0)
+        return 0;
+    if (rl_head_rows(l->ctx, l->rows, k, l->logits, err, errlen))
+        return -1;
+    k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (segs[i].sample)
+            l->ids[i] = rl_sampler_sample(l->owner[i]->sampler, l->logits + (size_t)k++ * hp->n_vocab,
+                                          segs[i].history, segs[i].n_history);
+    return 0;
+}
+
+static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uint32_t n, char *err,
+                        size_t errlen) {
+    local_exec *l = (local_exec *)x;
+    if (l->has_done || n == 0 || n > x->max_batch) {
+        snprintf(err, errlen, l->has_done ? "a micro-batch is already outstanding" : "bad segment count %u", n);
+        return -1;
+    }
+    double t0 = now_s();
+    rl_xdone *d = &l->done;
+    *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids};
+    if (prepare(l, segs, n, d->err, sizeof d->err) || rl_forward_batch(l->ctx, l->segs, n, l->x, d->err, sizeof d->err) ||
+        sample(l, segs, n, d->err, sizeof d->err))
+        d->status = -1;
+    l->has_done = true;
+    pthread_mutex_lock(&l->stats_lock);
+    l->node.busy_seconds += now_s() - t0;
+    l->node.batches++;
+    pthread_mutex_unlock(&l->stats_lock);
+    return 0;
+}
+
+static int local_wait(rl_executor *x, int timeout_ms, rl_xdone *done) {
+    local_exec *l = (local_exec *)x;
+    (void)timeout_ms;   /* the work was done in submit */
+    if (!l->has_done)
+        return 0;
+    *done = l->done;
+    l->has_done = false;
+    return 1;
+}
+
+static void local_drop(rl_executor *x, uint64_t session) {
+    local_exec *l = (local_exec *)x;
+    lsession **p = slot_of(l, session);
+    lsession *s = *p;
+    if (s) {
+        *p = s->next;
+        session_free(s);
+        pthread_mutex_lock(&l->stats_lock);
+        l->node.sessions--;
+        pthread_mutex_unlock(&l->stats_lock);
+    }
+}
+
+static uint32_t local_nodes(rl_executor *x, rl_xnode *out, uint32_t cap) {
+    local_exec *l = (local_exec *)x;
+    if (cap > 0) {
+        pthread_mutex_lock(&l->stats_lock);
+        out[0] = l->node;
+        pthread_mutex_unlock(&l->stats_lock);
+    }
+    return 1;
+}
+
+static void local_destroy(rl_executor *x) {
+    local_exec *l = (local_exec *)x;
+    for (int b = 0; b < N_BUCKETS; b++)
+        while (l->table[b]) {
+            lsession *s = l->table[b];
+            l->table[b] = s->next;
+            session_free(s);
+        }
+    rl_ctx_destroy(&l->ctx);
+    free(l->x), free(l->rows), free(l->logits), free(l->segs), free(l->owner), free(l->ids);
+    pthread_mutex_destroy(&l->stats_lock);
+    free(l);
+}
+
+static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait, local_drop, local_nodes, local_destroy};
+
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen) {
+    const rl_hparams *hp = rl_model_hparams(m);
+    local_exec *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&l->stats_lock, NULL);
+    l->base = (rl_executor){&LOCAL_OPS, max_batch, 1, hp->n_vocab};
+    l->model = m;
+    snprintf(l->node.name, sizeof l->node.name, "local");
+    snprintf(l->node.state, sizeof l->node.state, "ready");
+    if (!(l->ctx = rl_ctx_new(m, n_threads, max_batch, err, errlen))) {
+        local_destroy(&l->base);
+        return NULL;
+    }
+    rl_ctx_set_gemm_min(l->ctx, 0);
+    l->x = malloc((size_t)max_batch * hp->dim * sizeof(float));
+    l->rows = malloc((size_t)max_batch * hp->dim * sizeof(float));
+    l->logits = malloc((size_t)max_batch * hp->n_vocab * sizeof(float));
+    l->segs = malloc(max_batch * sizeof *l->segs);
+    l->owner = malloc(max_batch * sizeof *l->owner);
+    l->ids = malloc(max_batch * sizeof *l->ids);
+    if (!l->x || !l->rows || !l->logits || !l->segs || !l->owner || !l->ids) {
+        snprintf(err, errlen, "out of memory for micro-batches of %u tokens", max_batch);
+        local_destroy(&l->base);
+        return NULL;
+    }
+    return &l->base;
+}
+
+void rl_executor_destroy(rl_executor **px) {
+    if (px && *px) {
+        (*px)->ops->destroy(*px);
+        *px = NULL;
+    }
+}

@@ -1,0 +1,276 @@
+/* Tests of the serving scheduler over the local executor: a request's ids
+ * are the same alone and among others (greedy and seeded sampling, prompts
+ * chunked differently), the queue bound, stop by the sink, cancellation,
+ * shutdown with requests in flight, and every cache freed at the end. */
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "executor.h"
+#include "model.h"
+#include "scheduler.h"
+#include "tokenizer.h"
+
+#define MODEL RELAIS_SHARED_DIR "/models/tiny-q8_0.gguf"
+#define MAX_IDS 64
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int32_t ids[MAX_IDS];
+    int n;
+    int stop_after;          /* sink returns false at this many ids (0 = never) */
+    int done;                /* on_done calls */
+    rl_finish why;
+    char err[256];
+} sink_state;
+
+typedef struct {
+    rl_model *m;
+    rl_tokenizer *tok;
+    rl_executor *x;
+} fixture;
+
+static bool on_token(void *ud, int32_t id) {
+    sink_state *k = ud;
+    pthread_mutex_lock(&k->lock);
+    if (k->n < MAX_IDS)
+        k->ids[k->n++] = id;
+    bool go_on = k->stop_after == 0 || k->n < k->stop_after;
+    pthread_mutex_unlock(&k->lock);
+    return go_on;
+}
+
+static void on_done(void *ud, rl_finish why, const char *err) {
+    sink_state *k = ud;
+    pthread_mutex_lock(&k->lock);
+    k->done++;
+    k->why = why;
+    snprintf(k->err, sizeof k->err, "%s", err ? err : "");
+    pthread_cond_broadcast(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+}
+
+static void sink_init(sink_state *k) {
+    memset(k, 0, sizeof *k);
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+}
+
+static void sink_fini(sink_state *k) {
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->cond);
+}
+
+/* Waits (at most 60 s) for on_done. */
+static void sink_wait(sink_state *k) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&k->lock);
+    while (!k->done)
+        if (pthread_cond_timedwait(&k->cond, &k->lock, &until) != 0)
+            break;
+    int done = k->done;
+    pthread_mutex_unlock(&k->lock);
+    assert_int_equal(done, 1);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    char err[256];
+    f->m = rl_model_load(MODEL, NULL, err, sizeof err);
+    assert_non_null(f->m);
+    f->tok = rl_tok_new(rl_model_gguf(f->m), err, sizeof err);
+    assert_non_null(f->tok);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    rl_executor_destroy(&f->x);
+    rl_tok_destroy(&f->tok);
+    rl_model_destroy(&f->m);
+    free(f);
+    return 0;
+}
+
+static rl_sched *sched_new(fixture *f, uint32_t max_batch, uint32_t max_sessions, uint32_t max_queue,
+                           uint32_t chunk) {
+    char err[256];
+    rl_executor_destroy(&f->x);
+    f->x = rl_executor_local_new(f->m, 2, max_batch, err, sizeof err);
+    assert_non_null(f->x);
+    rl_sched_opts o = {.max_sessions = max_sessions, .max_queue = max_queue, .n_ctx = 256, .prefill_chunk = chunk};
+    rl_sched *s = rl_sched_new(f->x, f->tok, &o, err, sizeof err);
+    assert_non_null(s);
+    return s;
+}
+
+static void prompt_of(int which, int32_t *ids, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = (int32_t)(3 + (i * 37 + (uint32_t)which * 101) % 500);
+}
+
+static uint64_t submit(rl_sched *s, sink_state *k, int which, uint32_t n_prompt, uint32_t max_tokens, float temp) {
+    int32_t ids[200];
+    prompt_of(which, ids, n_prompt);
+    rl_sched_req r = {.prompt = ids, .n_prompt = n_prompt, .max_tokens = max_tokens};
+    r.sampling = rl_sampler_defaults();
+    r.sampling.temperature = temp;
+    r.sampling.seed = 1234 + (uint64_t)which;
+    r.sampling.presence_penalty = temp > 0 ? 0.5f : 0.0f;
+    r.sink = (rl_sched_sink){on_token, on_done, k};
+    uint64_t id = 0;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
+    return id;
+}
+
+static uint32_t executor_sessions(rl_executor *x) {
+    rl_xnode node;
+    assert_int_equal(x->ops->nodes(x, &node, 1), 1);
+    return node.sessions;
+}
+
+/* Each request alone, then all of them at once with small micro-batches and
+ * prompt chunks: the ids must not change. */
+static void test_independent_of_load(void **state) {
+    fixture *f = *state;
+    enum { N = 6 };
+    const uint32_t lens[N] = {5, 40, 1, 120, 17, 64};
+    const float temps[N] = {0, 0.8f, 0, 1.0f, 0, 0.7f};
+    sink_state alone[N], loaded[N];
+    rl_sched *s = sched_new(f, 64, 4, 16, 0);
+    for (int i = 0; i < N; i++) {
+        sink_init(&alone[i]);
+        submit(s, &alone[i], i, lens[i], 24, temps[i]);
+        sink_wait(&alone[i]);
+        assert_int_equal(alone[i].why == RL_FINISH_LENGTH || alone[i].why == RL_FINISH_STOP, 1);
+    }
+    rl_sched_destroy(&s);
+    /* smaller batches, 7-token prompt chunks, 3 slots: queueing, interleaving */
+    s = sched_new(f, 12, 3, 16, 7);
+    for (int i = 0; i < N; i++) {
+        sink_init(&loaded[i]);
+        submit(s, &loaded[i], i, lens[i], 24, temps[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        sink_wait(&loaded[i]);
+        assert_int_equal(loaded[i].why, alone[i].why);
+        assert_int_equal(loaded[i].n, alone[i].n);
+        assert_memory_equal(loaded[i].ids, alone[i].ids, (size_t)alone[i].n * sizeof(int32_t));
+        sink_fini(&alone[i]), sink_fini(&loaded[i]);
+    }
+    rl_sched_stats st;
+    rl_sched_stats_get(s, &st);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.queued, 0);
+    assert_true(st.batches > 0 && st.batch_tokens <= st.batches * 12);
+    assert_int_equal(executor_sessions(f->x), 0);
+    rl_sched_destroy(&s);
+}
+
+/* Waits until the scheduler has admitted everything it can. */
+static void wait_admitted(rl_sched *s, uint32_t active) {
+    rl_sched_stats st;
+    for (int i = 0; i < 6000; i++) {
+        rl_sched_stats_get(s, &st);
+        if (st.active == active)
+            return;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    fail_msg("%u sessions active, expected %u", st.active, active);
+}
+
+/* One slot, one queue place: a third request is refused; a cancelled queued
+ * request ends CANCELLED without having run. */
+static void test_queue_bound_and_cancel(void **state) {
+    fixture *f = *state;
+    sink_state a, b, c;
+    sink_init(&a), sink_init(&b), sink_init(&c);
+    rl_sched *s = sched_new(f, 16, 1, 1, 0);
+    uint64_t ida = submit(s, &a, 0, 100, 150, 0);
+    wait_admitted(s, 1);
+    uint64_t idb = submit(s, &b, 1, 10, 10, 0);
+    int32_t ids[4] = {5, 6, 7, 8};
+    rl_sched_req r = {.prompt = ids, .n_prompt = 4, .max_tokens = 4, .sink = {on_token, on_done, &c}};
+    r.sampling = rl_sampler_defaults();
+    uint64_t idc;
+    assert_int_equal(rl_sched_submit(s, &r, &idc), RL_SCHED_EFULL);
+    rl_sched_cancel(s, idb);
+    sink_wait(&b);
+    assert_int_equal(b.why, RL_FINISH_CANCELLED);
+    assert_int_equal(b.n, 0);
+    rl_sched_cancel(s, ida);
+    sink_wait(&a);
+    assert_int_equal(a.why, RL_FINISH_CANCELLED);
+    assert_true(a.n < 150);
+    rl_sched_cancel(s, 987654);   /* unknown: ignored */
+    assert_int_equal(c.done, 0);  /* refused: never called */
+    rl_sched_destroy(&s);
+    assert_int_equal(executor_sessions(f->x), 0);
+    sink_fini(&a), sink_fini(&b), sink_fini(&c);
+}
+
+static void test_stop_by_sink_and_limits(void **state) {
+    fixture *f = *state;
+    sink_state k;
+    sink_init(&k);
+    k.stop_after = 3;
+    rl_sched *s = sched_new(f, 16, 2, 4, 0);
+    submit(s, &k, 2, 8, 50, 0);
+    sink_wait(&k);
+    assert_int_equal(k.why, RL_FINISH_STOP);
+    assert_int_equal(k.n, 3);
+    /* prompt plus max_tokens beyond the context, empty prompt, zero tokens */
+    int32_t ids[1] = {5};
+    rl_sched_req r = {.prompt = ids, .n_prompt = 1, .max_tokens = 256, .sink = {on_token, on_done, &k}};
+    uint64_t id;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_EINVAL);
+    r.max_tokens = 0;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_EINVAL);
+    r.n_prompt = 0, r.max_tokens = 4;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_EINVAL);
+    rl_sched_shutdown(s);
+    r.n_prompt = 1;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_ESTOPPED);
+    rl_sched_destroy(&s);
+    assert_int_equal(k.done, 1);
+    sink_fini(&k);
+}
+
+/* Shutdown with requests running and queued: each sink ends exactly once. */
+static void test_shutdown_in_flight(void **state) {
+    fixture *f = *state;
+    enum { N = 5 };
+    sink_state k[N];
+    rl_sched *s = sched_new(f, 16, 2, 8, 0);
+    for (int i = 0; i < N; i++) {
+        sink_init(&k[i]);
+        submit(s, &k[i], i, 30, 200, 0.5f);
+    }
+    rl_sched_destroy(&s);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(k[i].done, 1);
+        if (k[i].why == RL_FINISH_CANCELLED)
+            assert_string_equal(k[i].err, "server shutting down");
+        sink_fini(&k[i]);
+    }
+    assert_int_equal(executor_sessions(f->x), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_independent_of_load),
+        cmocka_unit_test(test_queue_bound_and_cancel),
+        cmocka_unit_test(test_stop_by_sink_and_limits),
+        cmocka_unit_test(test_shutdown_in_flight),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
