@@ -1,7 +1,8 @@
 /* Tests of the cluster file loader: a complete file and its defaults, path
  * resolution against the file's directory, every kind of mistake reported
  * with its line and column, and hostile input (deep nesting, aliases, huge
- * or special files, random mutations) refused without a crash. */
+ * or special files, random mutations) refused without a crash; and the
+ * documented example loads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,6 +318,28 @@ static void test_load_files(void **state) {
     assert_non_null(strstr(err, "a cluster file is at most 1048576 bytes"));
 }
 
+/* The documented example is a valid file. */
+static void test_example_file(void **state) {
+    cluster_config *c = cluster_config_load(RELAIS_SOURCE_DIR "/deploy/cluster.example.yaml", err, sizeof err);
+    if (!c)
+        fail_msg("%s", err);
+    assert_string_equal(cluster_config_key(c), RELAIS_SOURCE_DIR "/deploy/keys/coordinator.key");
+    assert_string_equal(cluster_config_listen(c), "tcp://0.0.0.0:7799");
+    assert_string_equal(cluster_config_advertise(c), "tcp://192.168.1.10:7799");
+    assert_int_equal(cluster_config_n_nodes(c), 3);
+    static const char *const names[] = {"pi1", "pi2", "pi3"};
+    for (uint32_t i = 0; i < 3; i++) {
+        const cluster_node *n = cluster_config_node(c, i);
+        char addr[64], key[512];
+        snprintf(addr, sizeof addr, "tcp://192.168.1.%u:7700", 11 + i);
+        snprintf(key, sizeof key, "%s/deploy/keys/node%u.pub", RELAIS_SOURCE_DIR, i + 1);
+        assert_string_equal(n->name, names[i]);
+        assert_string_equal(n->address, addr);
+        assert_string_equal(n->public_key, key);
+    }
+    cluster_config_destroy(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file),
@@ -327,6 +350,7 @@ int main(void) {
         cmocka_unit_test(test_hostile_yaml),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_load_files),
+        cmocka_unit_test(test_example_file),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -1,0 +1,264 @@
+/* Tests of `relais plan` through the binary on the shared test models: the
+ * JSON plan is the library's plan for the same file and nodes, the text
+ * table pins a split that --layers gives back, sliding layers are charged
+ * the window, a cluster too small is reported with exit code 1, and bad
+ * options or files get clear errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "gguf.h"
+#include "model.h"
+#include "planner.h"
+
+#define TINY_SWA RELAIS_SHARED_DIR "/models/tiny-swa.gguf"
+#define SMALL RELAIS_SHARED_DIR "/models/small-q4_k_m.gguf"
+
+static char dir[64], cluster2[128], cluster4[128];
+
+static void write_cluster(const char *path, int n_nodes) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "coordinator: {key: coordinator.key}\nnodes:\n");
+    for (int i = 0; i < n_nodes; i++)
+        fprintf(f, "  - {address: 'tcp://127.0.0.1:%d', public_key: n%d.pub, name: n%d}\n", 7700 + i, i + 1, i + 1);
+    fclose(f);
+}
+
+static int setup(void **state) {
+    snprintf(dir, sizeof dir, "/tmp/relais-plan-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(cluster2, sizeof cluster2, "%s/two.yaml", dir);
+    snprintf(cluster4, sizeof cluster4, "%s/four.yaml", dir);
+    write_cluster(cluster2, 2);
+    write_cluster(cluster4, 4);
+    return 0;
+}
+
+static int teardown(void **state) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
+
+static char out[1 << 16];
+
+/* Runs `relais plan ARGS`, stdout (and stderr when merge) into out; returns
+ * the exit code. */
+static int plan_cmd(const char *args, bool merge) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s plan %s%s", RELAIS_BIN, args, merge ? " 2>&1" : " 2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static json_t *plan_json(const char *args) {
+    char a[1024];
+    snprintf(a, sizeof a, "%s --json", args);
+    assert_int_equal(plan_cmd(a, false), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    if (!j)
+        fail_msg("not JSON (%s): %s", je.text, out);
+    return j;
+}
+
+static uint64_t jint(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    assert_true(json_is_integer(v));
+    return (uint64_t)json_integer_value(v);
+}
+
+/* The model's costs, read the way the command reads them. */
+typedef struct {
+    rl_hparams hp;
+    uint64_t layer_bytes[RL_MAX_LAYERS];
+    uint64_t head_bytes;
+} model_costs;
+
+static void read_costs(const char *path, model_costs *m) {
+    char err[256];
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    assert_non_null(f);
+    rl_model_opts mo = rl_model_opts_default();
+    assert_int_equal(rl_hparams_read(f, &mo, &m->hp, err, sizeof err), 0);
+    plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
+    gguf_close(&f);
+}
+
+static void test_json_is_the_library_plan(void **state) {
+    char args[512];
+    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 256 --assume-node-ram 1G,512M,512M,2G "
+             "--assume-node-speed 8G,4G,4G,8G", cluster4, SMALL);
+    json_t *j = plan_json(args);
+
+    model_costs m;
+    read_costs(SMALL, &m);
+    plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30)}, {"n2", 512ull << 20, 4.0 * (1 << 30)},
+                          {"n3", 512ull << 20, 4.0 * (1 << 30)}, {"n4", 2ull << 30, 8.0 * (1 << 30)}};
+    plan_input in = plan_input_default();
+    in.hp = &m.hp;
+    in.layer_bytes = m.layer_bytes;
+    in.head_bytes = m.head_bytes;
+    in.nodes = nodes;
+    in.n_nodes = 4;
+    in.n_ctx = 256;
+    char err[256];
+    plan *p = plan_new(&in, err, sizeof err);
+    assert_non_null(p);
+
+    assert_true(json_is_true(json_object_get(j, "fits")));
+    assert_int_equal(jint(j, "n_layer"), m.hp.n_layer);
+    assert_int_equal(jint(j, "n_ctx"), 256);
+    assert_int_equal(jint(j, "total_need_bytes"), plan_total_need(p));
+    assert_true(json_is_null(json_object_get(j, "problem")));
+    char split[128];
+    plan_format_ranges(p, split, sizeof split);
+    assert_string_equal(json_string_value(json_object_get(j, "split")), split);
+    const json_t *arr = json_object_get(j, "nodes");
+    assert_int_equal(json_array_size(arr), 4);
+    for (uint32_t k = 0; k < 4; k++) {
+        const json_t *o = json_array_get(arr, k);
+        const plan_stage *s = plan_stage_at(p, k);
+        assert_string_equal(json_string_value(json_object_get(o, "name")), nodes[k].name);
+        assert_int_equal(jint(o, "layer_begin"), s->l0);
+        assert_int_equal(jint(o, "layer_end"), s->l1);
+        assert_int_equal(jint(o, "weight_bytes"), s->weight_bytes);
+        assert_int_equal(jint(o, "kv_bytes"), s->kv_bytes);
+        assert_int_equal(jint(o, "need_bytes"), s->need_bytes);
+        assert_int_equal(jint(o, "free_bytes"), nodes[k].free_ram);
+        assert_true(json_is_true(json_object_get(o, "head")) == (k == 3));
+    }
+    plan_destroy(&p);
+    json_decref(j);
+}
+
+static void test_sliding_kv_and_pinned_split(void **state) {
+    char args[512];
+    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 4096 --assume-node-ram 1G --assume-node-speed 10G",
+             cluster2, TINY_SWA);
+    assert_int_equal(plan_cmd(args, false), 0);
+    assert_non_null(strstr(out, "3 sliding over 8 positions"));
+    assert_non_null(strstr(out, "context  4096 positions x 1 session"));
+    const char *pin = strstr(out, "fits; to pin this split: --layers ");
+    assert_non_null(pin);
+    char split[64];
+    assert_int_equal(sscanf(pin, "fits; to pin this split: --layers %63s", split), 1);
+
+    /* the pinned split plans the same; layer 0 is full, 1-3 slide over 8 */
+    model_costs m;
+    read_costs(TINY_SWA, &m);
+    char pinned[640];
+    snprintf(pinned, sizeof pinned, "%s --layers %s", args, split);
+    json_t *j = plan_json(pinned);
+    assert_string_equal(json_string_value(json_object_get(j, "split")), split);
+    const json_t *arr = json_object_get(j, "nodes");
+    uint64_t kv = 0;
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *o = json_array_get(arr, k);
+        uint64_t l0 = jint(o, "layer_begin"), l1 = jint(o, "layer_end");
+        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096));
+        kv += jint(o, "kv_bytes");
+    }
+    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * sizeof(float);
+    assert_int_equal(kv, per_pos * (4096 + 3 * 8));
+    json_decref(j);
+
+    /* a split of one's own choosing, and the window overridden off */
+    snprintf(pinned, sizeof pinned, "%s --layers 0,1-3 --swa-window 0", args);
+    j = plan_json(pinned);
+    assert_string_equal(json_string_value(json_object_get(j, "split")), "0,1-3");
+    assert_int_equal(jint(j, "total_need_bytes") - 2 * PLAN_DEFAULT_RESERVE - m.head_bytes,
+                     per_pos * 4096 * 4 + m.layer_bytes[0] + m.layer_bytes[1] + m.layer_bytes[2] + m.layer_bytes[3]);
+    json_decref(j);
+}
+
+static void test_does_not_fit(void **state) {
+    char args[512];
+    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 4096 --assume-node-ram 64M,100M --assume-node-speed 1G",
+             cluster2, TINY_SWA);
+    assert_int_equal(plan_cmd(args, true), 1);
+    assert_non_null(strstr(out, "the model does not fit"));
+    assert_non_null(strstr(out, "  n1 (layers "));
+    assert_non_null(strstr(out, "MiB short"));
+    assert_non_null(strstr(out, "SHORT"));
+    assert_null(strstr(out, "n2 (layers"));   /* n2 has room for its share */
+
+    /* four nodes for four layers, one too small: the JSON says which */
+    snprintf(args, sizeof args, "--cluster %s -m %s --assume-node-ram 1G,1G,1G,10M --assume-node-speed 1G --json",
+             cluster4, TINY_SWA);
+    assert_int_equal(plan_cmd(args, false), 1);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_true(json_is_false(json_object_get(j, "fits")));
+    assert_non_null(strstr(json_string_value(json_object_get(j, "problem")), "n4 (layers 3 + head)"));
+    json_decref(j);
+}
+
+static void test_errors(void **state) {
+    char args[1024], bad[160];
+    struct { const char *opts; int rc; const char *want; } cases[] = {
+        {"--assume-node-ram 1G --assume-node-speed 1G --layers 0-1,1-3", 2,
+         "--layers 0-1,1-3: ranges 0-1 and 1-3 overlap: layer 1 is in both"},
+        {"--assume-node-ram 1G --assume-node-speed 1G --layers 0-3", 2, "1 range for 2 nodes"},
+        {"--assume-node-ram 1G --assume-node-speed 1G --layers 0-1,2-9", 2, "outside the model's layers 0-3"},
+        {"--assume-node-ram 1G,2G,3G --assume-node-speed 1G", 2, "--assume-node-ram: 3 values for 2 nodes"},
+        {"--assume-node-ram 1X --assume-node-speed 1G", 2, "'1X' is not a size"},
+        {"--assume-node-ram -1G --assume-node-speed 1G", 2, "'-1G' is not a size"},
+        {"--assume-node-ram 1G --assume-node-speed 0", 2, "a node's speed must be more than 0"},
+        {"--assume-node-ram 1G", 2, "give the nodes' free RAM and speed"},
+        {"--assume-node-ram 1G --assume-node-speed 1G --ctx 0", 2, "--ctx"},
+        {"--assume-node-ram 1G --assume-node-speed 1G extra", 2, "unexpected argument 'extra'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "--cluster %s -m %s %s", cluster2, TINY_SWA, cases[i].opts);
+        int rc = plan_cmd(args, true);
+        if (rc != cases[i].rc || !strstr(out, cases[i].want))
+            fail_msg("'%s': exit %d, output:\n%s", cases[i].opts, rc, out);
+    }
+    /* missing pieces, bad files */
+    snprintf(args, sizeof args, "-m %s --assume-node-ram 1G --assume-node-speed 1G", TINY_SWA);
+    assert_int_equal(plan_cmd(args, true), 2);
+    assert_non_null(strstr(out, "--cluster FILE is required"));
+    snprintf(bad, sizeof bad, "%s/bad.yaml", dir);
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("coordinator: {key: k}\nnodes:\n  - {address: 'tcp://h', public_key: p}\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "--cluster %s -m %s --assume-node-ram 1G --assume-node-speed 1G", bad, TINY_SWA);
+    assert_int_equal(plan_cmd(args, true), 1);
+    assert_non_null(strstr(out, "bad.yaml:3:15: nodes[0].address: 'tcp://h' is not tcp://HOST:PORT (no port)"));
+    snprintf(args, sizeof args, "--cluster %s -m %s/models/vocab-gpt2.gguf --assume-node-ram 1G "
+             "--assume-node-speed 1G", cluster2, RELAIS_SHARED_DIR);
+    assert_int_equal(plan_cmd(args, true), 1);
+    assert_non_null(strstr(out, "relais plan: "));
+    snprintf(args, sizeof args, "--cluster %s -m /nonexistent.gguf --assume-node-ram 1G --assume-node-speed 1G",
+             cluster2);
+    assert_int_equal(plan_cmd(args, true), 1);
+    assert_int_equal(plan_cmd("--help", false), 0);
+    assert_non_null(strstr(out, "usage: relais plan --cluster FILE -m MODEL"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_is_the_library_plan),
+        cmocka_unit_test(test_sliding_kv_and_pinned_split),
+        cmocka_unit_test(test_does_not_fit),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
