@@ -52,6 +52,11 @@ static int fail_at(ctx *c, uint32_t line, uint32_t col, const char *fmt, ...) {
     return -1;
 }
 
+static int out_of_memory(ctx *c) {
+    snprintf(c->err, c->errlen, "%s: out of memory", c->name);
+    return -1;
+}
+
 /* ---- a small YAML tree ---- */
 
 typedef enum { Y_SCALAR, Y_SEQ, Y_MAP } ykind;
@@ -107,7 +112,7 @@ static ynode *ynode_new(ctx *c, const yaml_event_t *ev, ykind kind) {
         }
     }
     if (!y) {
-        snprintf(c->err, c->errlen, "%s: out of memory", c->name);
+        out_of_memory(c);
         return NULL;
     }
     y->kind = kind;
@@ -120,10 +125,8 @@ static int ynode_add(ctx *c, ynode *parent, ynode *kid) {
     if (parent->n == parent->cap) {
         size_t cap = parent->cap ? parent->cap * 2 : 4;
         ynode **k = realloc(parent->kids, cap * sizeof *k);
-        if (!k) {
-            snprintf(c->err, c->errlen, "%s: out of memory", c->name);
-            return -1;
-        }
+        if (!k)
+            return out_of_memory(c);
         parent->kids = k;
         parent->cap = cap;
     }
@@ -135,10 +138,8 @@ static int next_event(ctx *c, yaml_parser_t *p, yaml_event_t *ev) {
     if (yaml_parser_parse(p, ev))
         return 0;
     uint32_t line = (uint32_t)p->problem_mark.line + 1, col = (uint32_t)p->problem_mark.column + 1;
-    if (p->error == YAML_MEMORY_ERROR) {
-        snprintf(c->err, c->errlen, "%s: out of memory", c->name);
-        return -1;
-    }
+    if (p->error == YAML_MEMORY_ERROR)
+        return out_of_memory(c);
     if (p->error == YAML_READER_ERROR) {   /* bad bytes: the mark is unset, the offset is right */
         line = col = 1;
         for (size_t i = 0; i < p->problem_offset && i < c->len; i++, col++)
@@ -190,10 +191,8 @@ static ynode *read_node(ctx *c, yaml_parser_t *p, yaml_event_t *ev, int depth) {
 static int read_tree(ctx *c, const char *text, size_t len, ynode **root) {
     yaml_parser_t p;
     *root = NULL;
-    if (!yaml_parser_initialize(&p)) {
-        snprintf(c->err, c->errlen, "%s: out of memory", c->name);
-        return -1;
-    }
+    if (!yaml_parser_initialize(&p))
+        return out_of_memory(c);
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     yaml_event_t ev;
     int rc = -1;
@@ -240,7 +239,7 @@ static int take_fields(ctx *c, const ynode *map, const char *where, const char *
         return fail_at(c, map->line, map->col, "%s: expected a mapping, found %s", where, kind_name(map->kind));
     for (size_t k = 0; k < n_keys; k++)
         vals[k] = NULL;
-    bool seen[8] = {false};
+    bool seen[8] = {false};   /* n_keys <= 3 in this schema */
     for (size_t i = 0; i + 1 < map->n; i += 2) {
         const ynode *key = map->kids[i], *val = map->kids[i + 1];
         if (key->kind != Y_SCALAR)
@@ -385,11 +384,6 @@ static char *resolve_path(const char *base_dir, const char *p) {
     if (out)
         snprintf(out, n, "%s/%s", base_dir, p);
     return out;
-}
-
-static int out_of_memory(ctx *c) {
-    snprintf(c->err, c->errlen, "%s: out of memory", c->name);
-    return -1;
 }
 
 #define DEFAULT_LISTEN "tcp://0.0.0.0:7799"
