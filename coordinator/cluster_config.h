@@ -46,6 +46,7 @@ const char *cluster_config_key(const cluster_config *c);        /* coordinator's
 const char *cluster_config_listen(const cluster_config *c);     /* result endpoint to bind */
 const char *cluster_config_advertise(const cluster_config *c);  /* result endpoint as nodes reach it */
 uint32_t cluster_config_n_nodes(const cluster_config *c);       /* 1..CLUSTER_MAX_NODES */
-const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i);   /* NULL past the end */
+/* Node i; NULL past the end. The nodes are one array: node 0 points at all of them. */
+const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i);
 
 #endif
