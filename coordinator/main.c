@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"synth", cmd_synth, "write a GGUF of random weights of any shape and type"},
     {"bench", cmd_bench, "measure prefill and decode speed and peak memory"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"plan", cmd_plan, "show which layers each node of a cluster runs, and its memory"},
 };
 

@@ -1,0 +1,258 @@
+/* `relais serve`: the OpenAI-compatible HTTP server.
+ *
+ * The HTTP daemon starts first, so /health answers "loading" while the model
+ * loads; then the executor (the engine in this process), the scheduler, and
+ * the server turns ready. SIGINT or SIGTERM shut it down in order: requests
+ * are finished (clients told), connection threads joined, memory freed. */
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+#include "commands.h"
+#include "forward.h"
+#include "http_server.h"
+#include "kv.h"
+#include "log.h"
+
+enum {
+    OPT_HOST = CLI_OPT_FIRST_OWN, OPT_PORT, OPT_API_KEY, OPT_API_KEYS, OPT_MAX_SESSIONS, OPT_MAX_QUEUE,
+    OPT_PREFILL_CHUNK, OPT_MAX_BODY, OPT_ALIAS
+};
+
+typedef struct {
+    cli_common common;             /* model path, threads, context, window overrides */
+    rl_http_opts http;
+    rl_sched_opts sched;
+    uint32_t batch;                /* tokens per micro-batch */
+    const char *alias;             /* model id to report (default: file name) */
+    const char *key;               /* --api-key */
+    const char *keys_file;         /* --api-keys */
+    char **keys;                   /* owned: the accepted keys */
+    size_t n_keys;
+} serve_args;
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: relais serve -m MODEL.gguf [options]\n\n"
+                 "OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
+                 "GET /v1/models, GET /health, GET /metrics.\n\n"
+                 "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
+                 "      --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
+                 "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
+                 "      --api-key KEY       require 'Authorization: Bearer KEY'\n"
+                 "      --api-keys FILE     ... with any key of FILE (one per line, # comments)\n"
+                 "      --max-sessions N    requests generating at once, each with its KV cache (default 8)\n"
+                 "      --max-queue N       requests waiting beyond those; more get 429 (default 64)\n"
+                 "      --ctx N             positions per request, prompt + completion (default 4096,\n"
+                 "                          capped at the model's)\n"
+                 "  -t, --threads N         worker threads (default: one per core)\n"
+                 "      --batch N           tokens per micro-batch (default 64)\n"
+                 "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
+                 "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
+                 "      --alias NAME        model id reported by the API (default: the file name)\n"
+                 "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n");
+}
+
+/* Reads keys, one per line; blank lines and # comments skipped. */
+static int read_keys(serve_args *a) {
+    FILE *f = fopen(a->keys_file, "r");
+    if (!f) {
+        fprintf(stderr, "relais serve: --api-keys %s: %s\n", a->keys_file, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char *s = line + strspn(line, " \t"), *e = s + strlen(s);
+        while (e > s && strchr(" \t\r\n", e[-1]))
+            *--e = 0;
+        if (!*s || *s == '#')
+            continue;
+        char **k = realloc(a->keys, (a->n_keys + 1) * sizeof *k);
+        if (!k || !(k[a->n_keys] = strdup(s))) {
+            a->keys = k ? k : a->keys;
+            fclose(f);
+            return -1;
+        }
+        a->keys = k;
+        a->n_keys++;
+    }
+    fclose(f);
+    if (a->n_keys == 0) {
+        fprintf(stderr, "relais serve: --api-keys %s holds no key\n", a->keys_file);
+        return -1;
+    }
+    return 0;
+}
+
+static int own_opt(serve_args *a, int opt, const char *arg) {
+    int64_t v;
+    switch (opt) {
+    case OPT_HOST: a->http.host = arg; return 0;
+    case OPT_PORT: return cli_parse_i64("--port", arg, 0, 65535, &v) ? -1 : (a->http.port = (uint16_t)v, 0);
+    case OPT_API_KEY:
+        if (!*arg)
+            return fprintf(stderr, "relais serve: --api-key must not be empty\n"), -1;
+        a->key = arg;
+        return 0;
+    case OPT_API_KEYS: a->keys_file = arg; return 0;
+    case OPT_MAX_SESSIONS:
+        return cli_parse_i64("--max-sessions", arg, 1, 4096, &v) ? -1 : (a->sched.max_sessions = (uint32_t)v, 0);
+    case OPT_MAX_QUEUE:
+        return cli_parse_i64("--max-queue", arg, 0, 1 << 20, &v) ? -1 : (a->sched.max_queue = (uint32_t)v, 0);
+    case OPT_PREFILL_CHUNK:
+        return cli_parse_i64("--prefill-chunk", arg, 1, 65536, &v) ? -1 : (a->sched.prefill_chunk = (uint32_t)v, 0);
+    case OPT_MAX_BODY:
+        return cli_parse_i64("--max-body", arg, 1024, 1 << 30, &v) ? -1 : (a->http.max_body = (size_t)v, 0);
+    case OPT_ALIAS: a->alias = arg; return 0;
+    case CLI_OPT_BATCH: return cli_parse_i64("--batch", arg, 1, 4096, &v) ? -1 : (a->batch = (uint32_t)v, 0);
+    default: usage(stderr); return -1;
+    }
+}
+
+static int parse_args(int argc, char **argv, serve_args *a) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
+        {"ctx", required_argument, 0, CLI_OPT_CTX}, {"swa-window", required_argument, 0, CLI_OPT_SWA_W},
+        {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH},
+        {"host", required_argument, 0, OPT_HOST}, {"port", required_argument, 0, OPT_PORT},
+        {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
+        {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS}, {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
+        {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK}, {"max-body", required_argument, 0, OPT_MAX_BODY},
+        {"alias", required_argument, 0, OPT_ALIAS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int opt;
+    cli_common_init(&a->common, 0);
+    a->http = (rl_http_opts){.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 256};
+    a->sched = (rl_sched_opts){.max_sessions = 8, .max_queue = 64};
+    a->batch = 64;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        int rc = opt == CLI_OPT_BATCH ? 0 : cli_common_opt(&a->common, opt, optarg);
+        if (rc < 0 || (rc == 0 && own_opt(a, opt, optarg)))
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "relais serve: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (a->key && a->keys_file) {
+        fprintf(stderr, "relais serve: give --api-key or --api-keys, not both\n");
+        return -1;
+    }
+    if (a->keys_file && read_keys(a))
+        return -1;
+    if (a->key) {
+        if (!(a->keys = calloc(1, sizeof *a->keys)) || !(a->keys[0] = strdup(a->key)))
+            return -1;
+        a->n_keys = 1;
+    }
+    a->http.keys = a->keys;
+    a->http.n_keys = a->n_keys;
+    return cli_require_model(&a->common);
+}
+
+/* What the server runs on: model, tokenizer, executor, scheduler. */
+typedef struct {
+    rl_model *model;
+    rl_tokenizer *tok;
+    rl_executor *x;
+    rl_sched *sched;
+} engine;
+
+static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
+    const rl_runner_opts *ro = &a->common.runner;
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = ro->swa_window;
+    mo.swa_pattern = ro->swa_pattern;
+    if (!(en->model = rl_model_load(ro->model_path, &mo, err, errlen)) ||
+        !(en->tok = rl_tok_new(rl_model_gguf(en->model), err, errlen)))
+        return -1;
+    const rl_hparams *hp = rl_model_hparams(en->model);
+    uint32_t n_ctx = ro->n_ctx ? ro->n_ctx : 4096;
+    n_ctx = n_ctx < hp->n_ctx_train ? n_ctx : hp->n_ctx_train;
+    if (!(en->x = rl_executor_local_new(en->model, ro->n_threads, a->batch, err, errlen)))
+        return -1;
+    rl_sched_opts so = a->sched;
+    so.n_ctx = n_ctx;
+    if (!(en->sched = rl_sched_new(en->x, en->tok, &so, err, errlen)))
+        return -1;
+    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->model)), n_ctx};
+    app->sched = en->sched;
+    app->x = en->x;
+    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "
+           "micro-batches of %u tokens, %d threads", app->model_id, rl_chat_template_name(app->model.tpl), n_ctx,
+           so.max_sessions, rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx) / 1048576.0, a->batch, ro->n_threads);
+    return 0;
+}
+
+static void unload(engine *en) {
+    rl_sched_destroy(&en->sched);
+    rl_executor_destroy(&en->x);
+    rl_tok_destroy(&en->tok);
+    rl_model_destroy(&en->model);
+}
+
+static void model_id_of(const serve_args *a, char *out, size_t len) {
+    const char *p = a->alias;
+    if (!p) {
+        p = strrchr(a->common.runner.model_path, '/');
+        p = p ? p + 1 : a->common.runner.model_path;
+    }
+    snprintf(out, len, "%s", p);
+    size_t n = strlen(out);
+    if (!a->alias && n > 5 && !strcmp(out + n - 5, ".gguf"))
+        out[n - 5] = 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_args a = {0};
+    rl_serve app = {.created = (int64_t)time(NULL)};
+    engine en = {0};
+    rl_http *http = NULL;
+    char err[512];
+    int rc = 1, sig;
+    /* signals are taken by sigwait below; every thread inherits the mask */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* freed caches go back to the system instead of staying in the heap */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    atomic_init(&app.ready, 0);
+    if (parse_args(argc, argv, &a) || !(app.metrics = rl_metrics_new()))
+        goto out;
+    model_id_of(&a, app.model_id, sizeof app.model_id);
+    if (!(http = rl_http_start(&app, &a.http, err, sizeof err))) {
+        fprintf(stderr, "relais serve: %s\n", err);
+        goto out;
+    }
+    fprintf(stderr, "relais serve: listening on http://%s:%u\n", a.http.host, rl_http_port(http));
+    if (load(&a, &app, &en, err, sizeof err)) {
+        atomic_store(&app.ready, -1);
+        fprintf(stderr, "relais serve: %s\n", err);
+        goto out;
+    }
+    atomic_store(&app.ready, 1);
+    fprintf(stderr, "relais serve: ready\n");
+    sigwait(&stop, &sig);
+    fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+    rc = 0;
+out:
+    if (en.sched)
+        rl_sched_shutdown(en.sched);
+    rl_http_stop(&http);
+    unload(&en);
+    rl_metrics_destroy(&app.metrics);
+    for (size_t i = 0; i < a.n_keys; i++)
+        free(a.keys[i]);
+    free(a.keys);
+    return rc;
+}

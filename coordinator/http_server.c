@@ -1,0 +1,264 @@
+/* The HTTP daemon of `relais serve` (see http_server.h).
+ *
+ * libmicrohttpd runs one thread per connection, so a handler may block while
+ * its request generates (and a streamed reply's reader may wait for the next
+ * token) without holding up anyone else. Bodies are collected up to a limit
+ * (413 beyond it, refused from Content-Length when it says so), keys are
+ * checked in constant time, and every reply is counted for /metrics when
+ * the request completes. */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+struct rl_http {
+    struct MHD_Daemon *daemon;
+    rl_serve *app;            /* borrowed */
+    rl_http_opts o;           /* keys borrowed from the caller */
+    uint16_t port;            /* the port bound */
+};
+
+/* ---- replies ---- */
+
+static enum MHD_Result queue(http_req *r, int status, struct MHD_Response *resp) {
+    if (!resp)
+        return MHD_NO;
+    r->status = status;
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+enum MHD_Result http_reply_text(http_req *r, int status, const char *content_type, const char *text) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    return queue(r, status, resp);
+}
+
+enum MHD_Result http_reply_json(http_req *r, int status, json_t *body) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return http_reply_text(r, 500, "application/json",
+                               "{\"error\":{\"message\":\"cannot encode the reply\",\"type\":\"server_error\","
+                               "\"param\":null,\"code\":null}}");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return queue(r, status, resp);
+}
+
+bool http_client_gone(http_req *r) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return true;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* ---- requests ---- */
+
+/* Constant-time comparison, so a key cannot be guessed byte by byte. */
+static bool same_key(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char d = la != lb;
+    for (size_t i = 0; i < la; i++)
+        d |= (unsigned char)a[i] ^ (unsigned char)b[i % (lb ? lb : 1)];
+    return d == 0;
+}
+
+static bool authorized(const rl_http *h, struct MHD_Connection *c) {
+    if (h->o.n_keys == 0)
+        return true;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+        return false;
+    bool ok = false;
+    for (size_t i = 0; i < h->o.n_keys; i++)
+        ok |= same_key(auth + 7, h->o.keys[i]);
+    return ok;
+}
+
+static rl_endpoint endpoint_of(const char *url) {
+    if (!strcmp(url, "/v1/chat/completions"))
+        return EP_CHAT;
+    if (!strcmp(url, "/v1/completions"))
+        return EP_COMPLETIONS;
+    if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11))
+        return EP_MODELS;
+    if (!strcmp(url, "/health"))
+        return EP_HEALTH;
+    if (!strcmp(url, "/metrics"))
+        return EP_METRICS;
+    return EP_OTHER;
+}
+
+static enum MHD_Result error_reply(http_req *r, int status, const char *type, const char *code, const char *msg) {
+    rl_oai_err e;
+    rl_oai_err_set(&e, status, type, NULL, "%s", msg);
+    e.code = code;
+    return http_reply_error(r, &e);
+}
+
+static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const char *method) {
+    const bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    if (r->endpoint == EP_HEALTH && get)
+        return http_health(r);
+    if (!authorized(h, r->conn))
+        return error_reply(r, 401, "invalid_request_error", "invalid_api_key",
+                           "Incorrect API key provided: pass a valid key as 'Authorization: Bearer KEY'.");
+    if (r->endpoint == EP_OTHER)
+        return error_reply(r, 404, "invalid_request_error", "not_found", "Unknown request URL. Endpoints: POST "
+                           "/v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics.");
+    bool want_post = r->endpoint == EP_CHAT || r->endpoint == EP_COMPLETIONS;
+    if (want_post ? !post : !get)
+        return error_reply(r, 405, "invalid_request_error", "method_not_allowed",
+                           want_post ? "This endpoint takes POST." : "This endpoint takes GET.");
+    if (r->too_big) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "The request body exceeds the limit of %zu bytes.", h->o.max_body);
+        return error_reply(r, 413, "invalid_request_error", "request_too_large", msg);
+    }
+    switch (r->endpoint) {
+    case EP_CHAT: return http_completions(r, true);
+    case EP_COMPLETIONS: return http_completions(r, false);
+    case EP_MODELS: return http_models(r, url[10] == '/' ? url + 11 : NULL);
+    case EP_METRICS: return http_metrics_page(r);
+    default: return http_health(r);
+    }
+}
+
+/* Starts a request: its state, and an early 413 from Content-Length. */
+static http_req *begin(rl_http *h, struct MHD_Connection *c, const char *url) {
+    http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->app = h->app;
+    r->conn = c;
+    r->endpoint = endpoint_of(url);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > h->o.max_body)
+        r->too_big = true;
+    return r;
+}
+
+static bool append_body(rl_http *h, http_req *r, const char *data, size_t n) {
+    if (r->too_big || r->len + n > h->o.max_body) {
+        r->too_big = true;
+        return true;   /* read and dropped: the reply is 413 */
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *p = realloc(r->body, cap);
+        if (!p)
+            return false;
+        r->body = p, r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = 0;
+    return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **state) {
+    rl_http *h = cls;
+    (void)version;
+    http_req *r = *state;
+    if (!r) {
+        if (!(r = *state = begin(h, c, url)))
+            return MHD_NO;
+        /* a body announced over the limit is refused before it is sent */
+        return r->too_big ? route(h, r, url, method) : MHD_YES;
+    }
+    if (*upload_size) {
+        bool ok = append_body(h, r, upload, *upload_size);
+        *upload_size = 0;
+        return ok ? MHD_YES : MHD_NO;
+    }
+    if (!r->body && !append_body(h, r, "", 0))
+        return MHD_NO;
+    return route(h, r, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode tc) {
+    rl_http *h = cls;
+    http_req *r = *state;
+    (void)c, (void)tc;
+    if (!r)
+        return;
+    if (r->status)
+        rl_metrics_request(h->app->metrics, r->endpoint, r->status);
+    free(r->body);
+    free(r);
+    *state = NULL;
+}
+
+/* ---- the daemon ---- */
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa, socklen_t *len, char *err,
+                   size_t errlen) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char service[8];
+    snprintf(service, sizeof service, "%u", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "--host %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(sa, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen) {
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+    if (resolve(o->host, o->port, &sa, &sa_len, err, errlen))
+        return NULL;
+    rl_http *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->app = app;
+    h->o = *o;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
+                                 o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+    if (!h->daemon) {
+        snprintf(err, errlen, "cannot listen on %s port %u (in use, or not an address of this machine)", o->host,
+                 o->port);
+        free(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = di ? di->port : o->port;
+    return h;
+}
+
+uint16_t rl_http_port(const rl_http *h) { return h->port; }
+
+void rl_http_stop(rl_http **ph) {
+    rl_http *h = ph ? *ph : NULL;
+    if (!h)
+        return;
+    MHD_stop_daemon(h->daemon);
+    free(h);
+    *ph = NULL;
+}

@@ -1,0 +1,76 @@
+/* The HTTP side of `relais serve`: a libmicrohttpd daemon, one thread per
+ * connection, serving the OpenAI-compatible API over the scheduler.
+ *
+ * http_server.c runs the daemon (binding, body limit, API keys, routing,
+ * per-request bookkeeping), http_completions.c the two generation endpoints
+ * (plain and streamed), http_info.c /v1/models, /health and /metrics,
+ * http_errors.c the OpenAI error replies, http_metrics.c the counters. */
+#ifndef RELAIS_HTTP_SERVER_H
+#define RELAIS_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "executor.h"
+#include "http_metrics.h"
+#include "openai.h"
+#include "scheduler.h"
+
+/* What the endpoints serve. The command fills it; `ready` turns 1 once the
+ * model is loaded (the other fields are set before that and then fixed). */
+typedef struct {
+    atomic_int ready;               /* 0 loading, 1 ready, -1 failed to load */
+    rl_oai_model model;             /* tokenizer, template, context per request */
+    rl_sched *sched;
+    rl_executor *x;
+    char model_id[128];             /* the name /v1/models lists */
+    int64_t created;                /* unix time the server started */
+    rl_metrics *metrics;
+} rl_serve;
+
+typedef struct {
+    const char *host;               /* address to bind; "127.0.0.1" by default */
+    uint16_t port;                  /* 0: any free port (see rl_http_port) */
+    size_t max_body;                /* bytes of a request body; more gets 413 */
+    char **keys;                    /* accepted API keys; none: no auth */
+    size_t n_keys;
+    unsigned max_connections;
+} rl_http_opts;
+
+typedef struct rl_http rl_http;
+
+/* Binds and starts serving app (borrowed). NULL with err. */
+rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen);
+uint16_t rl_http_port(const rl_http *h);
+/* Stops accepting and waits for every connection thread. NULLs *h. */
+void rl_http_stop(rl_http **h);
+
+/* ---- shared by the http_*.c files ---- */
+
+/* One request on a connection. */
+typedef struct {
+    rl_serve *app;
+    struct MHD_Connection *conn;
+    char *body;                     /* the request body, NUL-terminated */
+    size_t len, cap;
+    bool too_big;                   /* body over the limit: 413 */
+    rl_endpoint endpoint;           /* for the metrics */
+    int status;                     /* status of the reply queued */
+} http_req;
+
+/* Queue a JSON reply (body stolen) or an OpenAI error. */
+enum MHD_Result http_reply_json(http_req *r, int status, json_t *body);
+enum MHD_Result http_reply_error(http_req *r, const rl_oai_err *e);
+enum MHD_Result http_reply_text(http_req *r, int status, const char *content_type, const char *text);
+
+/* Whether the client has closed its connection. */
+bool http_client_gone(http_req *r);
+
+enum MHD_Result http_completions(http_req *r, bool chat);
+enum MHD_Result http_models(http_req *r, const char *id);
+enum MHD_Result http_health(http_req *r);
+enum MHD_Result http_metrics_page(http_req *r);
+
+#endif

@@ -1,0 +1,322 @@
+/* Reading OpenAI request bodies (see openai.h). Every field is checked
+ * before it is used, and a bad one gets a 400 that names it, as OpenAI's
+ * `param`. The chat prompt is built by the model's chat template
+ * (engine/chat.h) from `messages` and the tools `tool_choice` leaves in;
+ * a forced tool choice also opens the assistant's reply with [TOOL_CALLS]
+ * so the model can only answer with calls. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include "openai.h"
+
+void rl_oai_err_set(rl_oai_err *e, int status, const char *type, const char *param, const char *fmt, ...) {
+    va_list ap;
+    e->status = status;
+    e->type = type;
+    e->code = NULL;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+/* A 400 naming param; returns -1 for the callers' `return bad(...)`. */
+static int bad(rl_oai_err *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(rl_oai_err *e, const char *param, const char *fmt, ...) {
+    va_list ap;
+    rl_oai_err_set(e, 400, "invalid_request_error", param, "%s", "");
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A number field in [lo, hi]; absent or null leaves *out. */
+static int number_field(const json_t *body, const char *key, double lo, double hi, float *out, rl_oai_err *e) {
+    const json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return 0;
+    double d = json_number_value(v);
+    if (!json_is_number(v) || !isfinite(d) || d < lo || d > hi)
+        return bad(e, key, "'%s' must be a number between %g and %g", key, lo, hi);
+    *out = (float)d;
+    return 0;
+}
+
+/* An integer field in [lo, hi]; absent or null leaves *out and *present. */
+static int int_field(const json_t *body, const char *key, int64_t lo, int64_t hi, int64_t *out, bool *present,
+                     rl_oai_err *e) {
+    const json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return bad(e, key, "'%s' must be an integer between %lld and %lld", key, (long long)lo, (long long)hi);
+    *out = json_integer_value(v);
+    if (present)
+        *present = true;
+    return 0;
+}
+
+static int bool_field(const json_t *body, const char *key, bool *out, rl_oai_err *e) {
+    const json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return bad(e, key, "'%s' must be a boolean", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static uint64_t random_seed(void) {
+    uint64_t s;
+    if (getrandom(&s, sizeof s, 0) == (ssize_t)sizeof s)
+        return s;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
+}
+
+/* Fields OpenAI has that relais does not do: refused rather than ignored,
+ * so a client never silently gets something else than it asked for. */
+static int unsupported(const json_t *body, rl_oai_err *e) {
+    const json_t *n = json_object_get(body, "n"), *lp = json_object_get(body, "logprobs");
+    const json_t *bias = json_object_get(body, "logit_bias"), *best = json_object_get(body, "best_of");
+    if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1))
+        return bad(e, "n", "'n' must be 1: relais generates one choice per request");
+    if (best && !json_is_null(best) && !(json_is_integer(best) && json_integer_value(best) == 1))
+        return bad(e, "best_of", "'best_of' must be 1");
+    if (lp && !json_is_null(lp) && !json_is_false(lp))
+        return bad(e, "logprobs", "'logprobs' is not supported");
+    if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
+        return bad(e, "logit_bias", "'logit_bias' is not supported");
+    return 0;
+}
+
+static int read_sampling(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    rl_sampler_params *s = &r->sampling;
+    int64_t seed = 0;
+    bool has_seed = false;
+    *s = rl_sampler_defaults();
+    s->temperature = 1.0f;   /* OpenAI's defaults */
+    s->repeat_last_n = -1;   /* the penalties see every generated id */
+    if (number_field(body, "temperature", 0, 2, &s->temperature, e) || number_field(body, "top_p", 0, 1, &s->top_p, e) ||
+        number_field(body, "presence_penalty", -2, 2, &s->presence_penalty, e) ||
+        number_field(body, "frequency_penalty", -2, 2, &s->frequency_penalty, e) ||
+        int_field(body, "seed", INT64_MIN, INT64_MAX, &seed, &has_seed, e))
+        return -1;
+    if (s->top_p == 0)
+        s->temperature = 0;   /* only the most likely token is left */
+    s->seed = has_seed ? (uint64_t)seed : random_seed();
+    return 0;
+}
+
+static bool plain_string(const json_t *s) {
+    return json_is_string(s) && json_string_length(s) > 0 && strlen(json_string_value(s)) == json_string_length(s);
+}
+
+static int add_stop(rl_oai_req *r, const json_t *s, rl_oai_err *e) {
+    if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
+        return bad(e, NULL, "out of memory");
+    r->n_stop++;
+    return 0;
+}
+
+static int read_stop(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *v = json_object_get(body, "stop");
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v))
+        return plain_string(v) ? add_stop(r, v, e) : bad(e, "stop", "'stop' must be a non-empty string without NUL");
+    if (!json_is_array(v) || json_array_size(v) > RL_OAI_MAX_STOP)
+        return bad(e, "stop", "'stop' must be a string or an array of at most %d strings", RL_OAI_MAX_STOP);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(v, i, s) {
+        if (!plain_string(s))
+            return bad(e, "stop", "stop[%zu] must be a non-empty string without NUL", i);
+        if (add_stop(r, s, e))
+            return -1;
+    }
+    return 0;
+}
+
+static int read_options(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *so = json_object_get(body, "stream_options"), *model = json_object_get(body, "model");
+    bool has_mct = false, has_mt = false;
+    int64_t mct = -1, mt = -1;
+    if (model && !json_is_string(model))
+        return bad(e, "model", "'model' must be a string");
+    if (unsupported(body, e) || bool_field(body, "stream", &r->stream, e) ||
+        int_field(body, "max_completion_tokens", 1, INT32_MAX, &mct, &has_mct, e) ||
+        int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
+        read_stop(body, r, e))
+        return -1;
+    r->max_tokens = has_mct ? mct : has_mt ? mt : -1;
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so))
+            return bad(e, "stream_options", "'stream_options' must be an object");
+        if (bool_field(so, "include_usage", &r->include_usage, e)) {
+            snprintf(e->param, sizeof e->param, "stream_options.include_usage");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- prompts ---- */
+
+static bool tool_named(const json_t *tool, const char *name) {
+    const json_t *n = json_object_get(json_object_get(tool, "function"), "name");
+    return json_is_string(n) && strcmp(json_string_value(n), name) == 0;
+}
+
+/* The tools the prompt lists, after tool_choice: NULL (none), the array, or
+ * a new array with the one named function. *forced: the reply must call. */
+static int choose_tools(const json_t *body, json_t **tools, bool *forced, rl_oai_err *e) {
+    const json_t *t = json_object_get(body, "tools"), *c = json_object_get(body, "tool_choice");
+    *tools = NULL;
+    *forced = false;
+    if (t && !json_is_null(t) && !json_is_array(t))
+        return bad(e, "tools", "'tools' must be an array");
+    bool have = t && json_array_size(t) > 0;
+    if (!c || json_is_null(c) || (json_is_string(c) && !strcmp(json_string_value(c), "auto"))) {
+        *tools = have ? json_incref((json_t *)t) : NULL;
+        return 0;
+    }
+    if (json_is_string(c) && !strcmp(json_string_value(c), "none"))
+        return 0;
+    if (!have)
+        return bad(e, "tool_choice", "'tool_choice' is only allowed when 'tools' are given");
+    if (json_is_string(c) && !strcmp(json_string_value(c), "required")) {
+        *tools = json_incref((json_t *)t);
+        *forced = true;
+        return 0;
+    }
+    const json_t *name = json_object_get(json_object_get(c, "function"), "name");
+    if (!json_is_object(c) || !json_is_string(name))
+        return bad(e, "tool_choice",
+                   "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": "
+                   "{\"name\": …}}");
+    size_t i;
+    const json_t *tool;
+    json_array_foreach(t, i, tool) if (tool_named(tool, json_string_value(name))) {
+        *tools = json_array();
+        json_array_append(*tools, (json_t *)tool);
+        *forced = true;
+        return 0;
+    }
+    return bad(e, "tool_choice", "tool_choice names function '%s', which is not among the tools",
+               json_string_value(name));
+}
+
+static int chat_prompt(const rl_oai_model *m, const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *msgs = json_object_get(body, "messages");
+    json_t *tools;
+    bool forced;
+    char err[512];
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return bad(e, "messages", "'messages' must be a non-empty array");
+    if (choose_tools(body, &tools, &forced, e))
+        return -1;
+    int rc = rl_chat_build(m->tok, m->tpl, msgs, tools, &r->prompt, &r->n_prompt, err, sizeof err);
+    json_decref(tools);
+    if (rc)
+        return bad(e, strncmp(err, "tools", 5) == 0 ? "tools" : "messages", "%s", err);
+    r->tools_offered = tools != NULL;
+    r->tool_mode = forced ? RL_TOOLS_REQUIRED : tools ? RL_TOOLS_AUTO : RL_TOOLS_NONE;
+    if (!forced)
+        return 0;
+    int32_t call = rl_tok_find(m->tok, "[TOOL_CALLS]");
+    if (call < 0)
+        return bad(e, "tool_choice", "this model has no [TOOL_CALLS] token to force a call with");
+    int32_t *p = realloc(r->prompt, (r->n_prompt + 1) * sizeof *p);
+    if (!p)
+        return bad(e, NULL, "out of memory");
+    r->prompt = p;
+    r->prompt[r->n_prompt++] = call;
+    return 0;
+}
+
+static int completion_prompt(const rl_oai_model *m, const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *p = json_object_get(body, "prompt");
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        const char *s = json_string_value(p);
+        if (rl_tok_encode(m->tok, s, json_string_length(p), rl_tok_add_bos(m->tok), true, &r->prompt, &r->n_prompt))
+            return bad(e, "prompt", "the prompt cannot be tokenized");
+        return 0;
+    }
+    if (!json_is_array(p) || json_array_size(p) == 0)
+        return bad(e, "prompt", "'prompt' must be a string, or a non-empty array of token ids");
+    r->prompt = malloc(json_array_size(p) * sizeof *r->prompt);
+    if (!r->prompt)
+        return bad(e, "prompt", "out of memory");
+    size_t i;
+    const json_t *id;
+    json_array_foreach(p, i, id) {
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= rl_tok_n_vocab(m->tok))
+            return bad(e, "prompt", "prompt[%zu] is not a token id below %u (one prompt per request)", i,
+                       rl_tok_n_vocab(m->tok));
+        r->prompt[r->n_prompt++] = (int32_t)json_integer_value(id);
+    }
+    return 0;
+}
+
+/* The prompt and max_tokens must fit one session's context. */
+static int fit_context(const rl_oai_model *m, rl_oai_req *r, rl_oai_err *e) {
+    const char *what = r->chat ? "messages" : "prompt";
+    if (r->n_prompt == 0)
+        return bad(e, what, "the %s give no tokens", what);
+    if (r->n_prompt >= m->n_ctx || (r->max_tokens > 0 && (uint64_t)r->n_prompt + (uint64_t)r->max_tokens > m->n_ctx)) {
+        if (r->max_tokens > 0)
+            bad(e, what,
+                "This model's maximum context length is %u tokens. However, you requested %llu tokens (%zu in the "
+                "%s, %lld in the completion). Please reduce the length of the %s or the completion.",
+                m->n_ctx, (unsigned long long)(r->n_prompt + (uint64_t)r->max_tokens), r->n_prompt, what,
+                (long long)r->max_tokens, what);
+        else
+            bad(e, what,
+                "This model's maximum context length is %u tokens. However, your %s resulted in %zu tokens, which "
+                "leaves no room for the completion. Please reduce the length of the %s.",
+                m->n_ctx, what, r->n_prompt, what);
+        e->code = "context_length_exceeded";
+        return -1;
+    }
+    if (r->max_tokens < 0)
+        r->max_tokens = m->n_ctx - (int64_t)r->n_prompt;
+    return 0;
+}
+
+int rl_oai_req_parse(const rl_oai_model *m, bool chat, const char *body, size_t len, rl_oai_req *r, rl_oai_err *e) {
+    json_error_t jerr;
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        bad(e, NULL, "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text, jerr.line,
+            jerr.column);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(root))
+        bad(e, NULL, "The request body must be a JSON object");
+    else if (read_options(root, r, e) == 0 &&
+             (chat ? chat_prompt(m, root, r, e) : completion_prompt(m, root, r, e)) == 0)
+        rc = fit_context(m, r, e);
+    json_decref(root);
+    if (rc)
+        rl_oai_req_free(r);
+    return rc;
+}
+
+void rl_oai_req_free(rl_oai_req *r) {
+    for (size_t i = 0; i < r->n_stop; i++)
+        free(r->stop[i]);
+    free(r->prompt);
+    memset(r, 0, sizeof *r);
+}
