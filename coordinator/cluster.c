@@ -1,0 +1,818 @@
+/* The coordinator's cluster client (see cluster.h).
+ *
+ * One thread does everything: every wait is a poll over the node links, the
+ * result endpoint, its ZAP handler and the links' monitors, so a node that
+ * refuses our key or goes away ends the wait at once with its name, instead
+ * of running into the timeout. Messages that belong to an earlier call (a
+ * Result or Error of a step that already failed) carry an older step id and
+ * are skipped. */
+#include "cluster.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "curve.h"
+#include "filehash.h"
+#include "forward.h"
+#include "gguf.h"
+#include "log.h"
+#include "wire.h"
+
+#define ROLE_NODE "node"
+#define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
+
+typedef struct {
+    char name[64];
+    char address[256];
+    uint8_t key[CURVE_KEY_BYTES];  /* the node's public key, from its certificate */
+    void *dealer;                  /* control link, and the data link to the first stage */
+    wire_monitor *mon;             /* events of `dealer` */
+    bool up;                       /* a handshake has succeeded */
+    cluster_node_info info;        /* from Capabilities */
+    uint8_t (*models)[32];         /* (n_models) model file hashes from Capabilities */
+    size_t n_models;
+    plan_range range;              /* assigned layers */
+    uint64_t done, total;          /* load progress */
+} cl_node;
+
+struct cluster {
+    void *zctx;
+    curve_keys keys;                      /* the coordinator's key pair */
+    curve_zap *zap;                       /* admits the last node to `results` */
+    void *results;                        /* ROUTER the last node sends Results to */
+    char result_ep[256];                  /* `results` as the nodes reach it */
+    cl_node *nodes;                       /* (n) in pipeline order */
+    uint32_t n;
+    uint32_t pipe[CLUSTER_MAX_NODES];     /* indexes of the nodes with layers, in order */
+    uint32_t n_pipe;
+    rl_model *model;                      /* the embedding (no layers, no head) */
+    float *x;                             /* (max_batch, dim) embedded chunk */
+    uint8_t *act;                         /* (max_batch, dim) the chunk in the wire dtype */
+    uint32_t max_batch;
+    uint32_t n_ctx;                       /* positions a session may hold */
+    Relais__DType wire;
+    uint64_t next_step;                   /* step ids increase over the cluster's life */
+    uint64_t hb_seq;
+    uint64_t *sessions;                   /* (n_sessions) sessions started, dropped at the end */
+    size_t n_sessions, cap_sessions;
+    int control_ms, load_ms, step_ms;
+    bool show_progress;                   /* a load progress line is on the terminal */
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- setup ---- */
+
+static int open_link(cluster *c, cl_node *nd, const cluster_node *spec, char *err, size_t errlen) {
+    char why[256];
+    snprintf(nd->name, sizeof nd->name, "%s", spec->name ? spec->name : spec->address);
+    snprintf(nd->address, sizeof nd->address, "%s", spec->address);
+    if (curve_public_load(spec->public_key, nd->key, why, sizeof why)) {
+        snprintf(err, errlen, "node %s: public key: %s", nd->name, why);
+        return -1;
+    }
+    if (!(nd->dealer = wire_socket(c->zctx, ZMQ_DEALER, WIRE_CONTROL_MAX, why, sizeof why)) ||
+        curve_apply_client(nd->dealer, &c->keys, nd->key, why, sizeof why) ||
+        !(nd->mon = wire_monitor_new(c->zctx, nd->dealer, "node", why, sizeof why))) {
+        snprintf(err, errlen, "node %s: %s", nd->name, why);
+        return -1;
+    }
+    if (zmq_connect(nd->dealer, nd->address)) {
+        snprintf(err, errlen, "node %s: cannot connect to %s: %s", nd->name, nd->address, zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The result endpoint as nodes reach it: `advertise`, or the bound endpoint
+ * with 127.0.0.1 for a wildcard host. */
+static void advertised(cluster *c, const char *advertise) {
+    char bound[256] = "";
+    size_t len = sizeof bound;
+    zmq_getsockopt(c->results, ZMQ_LAST_ENDPOINT, bound, &len);
+    const char *host = strstr(bound, "://");
+    if (advertise)
+        snprintf(c->result_ep, sizeof c->result_ep, "%s", advertise);
+    else if (host && (!strncmp(host + 3, "0.0.0.0:", 8) || !strncmp(host + 3, "*:", 2)))
+        snprintf(c->result_ep, sizeof c->result_ep, "tcp://127.0.0.1%s", strrchr(bound, ':'));
+    else
+        snprintf(c->result_ep, sizeof c->result_ep, "%s", bound);
+}
+
+static int bind_results(cluster *c, const char *listen, const char *advertise, char *err, size_t errlen) {
+    char why[256];
+    if (!(c->zap = curve_zap_new(c->zctx, "not the last node of the current assignment", why, sizeof why)) ||
+        !(c->results = wire_socket(c->zctx, ZMQ_ROUTER, WIRE_CONTROL_MAX, why, sizeof why)) ||
+        curve_apply_server(c->results, &c->keys, why, sizeof why)) {
+        snprintf(err, errlen, "result endpoint: %s", why);
+        return -1;
+    }
+    if (zmq_bind(c->results, listen)) {
+        snprintf(err, errlen, "cannot bind the result endpoint %s: %s", listen, zmq_strerror(errno));
+        return -1;
+    }
+    advertised(c, advertise);
+    return 0;
+}
+
+cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, const cluster_node *nodes,
+                     uint32_t n_nodes, char *err, size_t errlen) {
+    if (n_nodes == 0 || n_nodes > CLUSTER_MAX_NODES) {
+        snprintf(err, errlen, "a cluster has 1 to %d nodes, not %u", CLUSTER_MAX_NODES, n_nodes);
+        return NULL;
+    }
+    cluster *c = calloc(1, sizeof *c);
+    if (!c || !(c->nodes = calloc(n_nodes, sizeof *c->nodes))) {
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->n = n_nodes;
+    c->next_step = 1;
+    cluster_set_timeouts(c, 30000, 120000, 600000);
+    char why[256];
+    if (curve_keys_load(key_path, false, &c->keys, why, sizeof why)) {
+        snprintf(err, errlen, "coordinator key: %s", why);
+        goto fail;
+    }
+    if (!(c->zctx = zmq_ctx_new())) {
+        snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (bind_results(c, listen, advertise, err, errlen))
+        goto fail;
+    for (uint32_t i = 0; i < n_nodes; i++)
+        if (open_link(c, &c->nodes[i], &nodes[i], err, errlen))
+            goto fail;
+    return c;
+fail:
+    cluster_destroy(&c);
+    return NULL;
+}
+
+void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms) {
+    c->control_ms = control_ms, c->load_ms = load_ms, c->step_ms = step_ms;
+}
+
+void cluster_destroy(cluster **pc) {
+    cluster *c = pc ? *pc : NULL;
+    if (!c)
+        return;
+    for (size_t i = 0; c->n_pipe && i < c->n_sessions; i++)
+        for (uint32_t k = 0; k < c->n_pipe; k++) {   /* queued now, delivered within the linger */
+            Relais__KvDrop d = RELAIS__KV_DROP__INIT;
+            d.session_id = c->sessions[i];
+            Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+            env.body_case = RELAIS__ENVELOPE__BODY_KV_DROP;
+            env.kv_drop = &d;
+            char why[128];
+            wire_send(c->nodes[c->pipe[k]].dealer, NULL, 0, &env, why, sizeof why);
+        }
+    for (uint32_t i = 0; i < c->n; i++) {
+        wire_monitor_destroy(&c->nodes[i].mon);
+        if (c->nodes[i].dealer)
+            zmq_close(c->nodes[i].dealer);
+        free(c->nodes[i].models);
+    }
+    if (c->results)
+        zmq_close(c->results);
+    curve_zap_destroy(&c->zap);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    rl_model_destroy(&c->model);
+    sodium_memzero(&c->keys, sizeof c->keys);
+    free(c->x), free(c->act), free(c->sessions), free(c->nodes);
+    free(c);
+    *pc = NULL;
+}
+
+uint32_t cluster_n_nodes(const cluster *c) { return c->n; }
+const char *cluster_node_name(const cluster *c, uint32_t i) { return c->nodes[i].name; }
+const cluster_node_info *cluster_info(const cluster *c, uint32_t i) { return &c->nodes[i].info; }
+const rl_model *cluster_model(const cluster *c) { return c->model; }
+
+bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]) {
+    for (size_t k = 0; k < c->nodes[i].n_models; k++)
+        if (!memcmp(c->nodes[i].models[k], sha256, 32))
+            return true;
+    return false;
+}
+
+/* ---- waiting ---- */
+
+/* One event of a node link: a refused handshake or a lost connection fails
+ * whatever is waiting. 0, or -1 with err. */
+static int link_event(cl_node *nd, char *err, size_t errlen) {
+    uint16_t ev;
+    uint32_t val;
+    char ep[256];
+    if (wire_monitor_read(nd->mon, &ev, &val, ep, sizeof ep))
+        return 0;
+    if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        nd->up = true;
+        return 0;
+    }
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        snprintf(err, errlen, "node %s (%s) refused this coordinator's key: is the coordinator's public "
+                 "certificate in the node's --trust directory?", nd->name, nd->address);
+    else if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+        snprintf(err, errlen, "handshake with node %s (%s) failed: %s", nd->name, nd->address,
+                 wire_event_text(ev, val));
+    else if (ev == ZMQ_EVENT_DISCONNECTED && nd->up)
+        snprintf(err, errlen, "lost the connection to node %s (%s)", nd->name, nd->address);
+    else
+        return 0;
+    return -1;
+}
+
+/* The next message from a node link (*from = its index) or from the result
+ * endpoint (*from = -1) before deadline, serving ZAP and link events
+ * meanwhile. 1 with *m, 0 on timeout, -1 with err when a link failed. */
+static int next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char *err, size_t errlen) {
+    zmq_pollitem_t items[MAX_POLL];
+    for (;;) {
+        int k = 0;
+        items[k++] = (zmq_pollitem_t){curve_zap_socket(c->zap), 0, ZMQ_POLLIN, 0};
+        items[k++] = (zmq_pollitem_t){c->results, 0, ZMQ_POLLIN, 0};
+        for (uint32_t i = 0; i < c->n; i++) {
+            items[k++] = (zmq_pollitem_t){wire_monitor_socket(c->nodes[i].mon), 0, ZMQ_POLLIN, 0};
+            items[k++] = (zmq_pollitem_t){c->nodes[i].dealer, 0, ZMQ_POLLIN, 0};
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        if (zmq_poll(items, k, (long)left) < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errlen, "poll: %s", zmq_strerror(errno));
+            return -1;
+        }
+        while (items[0].revents && curve_zap_handle(c->zap))
+            ;
+        for (uint32_t i = 0; i < c->n; i++)
+            if (items[2 + 2 * i].revents && link_event(&c->nodes[i], err, errlen))
+                return -1;
+        if (items[1].revents && (*m = wire_msg_recv(c->results, true))) {
+            *from = -1;
+            return 1;
+        }
+        for (uint32_t i = 0; i < c->n; i++)
+            if (items[3 + 2 * i].revents && (*m = wire_msg_recv(c->nodes[i].dealer, false))) {
+                *from = (int)i;
+                return 1;
+            }
+    }
+}
+
+static void show_progress(cluster *c) {
+    if (!c->show_progress)
+        return;
+    fprintf(stderr, "\rrelais: loading");
+    for (uint32_t k = 0; k < c->n_pipe; k++) {
+        const cl_node *nd = &c->nodes[c->pipe[k]];
+        fprintf(stderr, " %s %3d%%", nd->name, nd->total ? (int)(nd->done * 100 / nd->total) : 0);
+    }
+    fflush(stderr);
+}
+
+/* Whether e is node i's answer to what a wait asked: 1 or 0. */
+typedef int (*answer_fn)(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud);
+
+/* A wait for one answer from every node with pending[i] set. A node's Error
+ * or an unreadable message is its answer too, and the wait goes on until
+ * every node has answered, so that no answer is left over to be taken for
+ * the next call's; then it fails with the first error. */
+typedef struct {
+    bool pending[CLUSTER_MAX_NODES];
+    answer_fn fn;
+    void *ud;
+    int timeout_ms;
+    bool renew;         /* every message from a pending node restarts the timeout */
+    const char *what;   /* what is awaited, for the timeout message */
+} wait_spec;
+
+/* Node i's message during a wait: 1 (its answer), -1 (its answer, an error:
+ * written to err when err is not NULL) or 0 (not an answer). */
+static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec *w, char *err, size_t errlen) {
+    const cl_node *nd = &c->nodes[i];
+    const Relais__Envelope *e = wire_msg_env(m);
+    if (!w->pending[i])
+        return 0;   /* left over from an earlier call, or not asked for */
+    if (!e) {
+        if (err)
+            snprintf(err, errlen, "node %s sent a message this coordinator cannot read: %s", nd->name,
+                     wire_msg_error(m));
+        return -1;
+    }
+    if (e->body_case == RELAIS__ENVELOPE__BODY_ERROR) {
+        if (err)
+            snprintf(err, errlen, "node %s: %s: %s", nd->name, wire_code_name(e->error->code), e->error->message);
+        return e->error->step_id == 0 ? -1 : 0;   /* a step's error is an earlier step's */
+    }
+    if (e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS) {
+        c->nodes[i].done = e->load_progress->done;
+        c->nodes[i].total = e->load_progress->total;
+        show_progress(c);
+    }
+    return w->fn(c, i, e, w->ud) ? 1 : 0;
+}
+
+static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
+    int64_t deadline = now_ms() + w->timeout_ms;
+    bool failed = false;
+    for (;;) {
+        uint32_t waiting = c->n;
+        for (uint32_t i = 0; i < c->n && waiting == c->n; i++)
+            if (w->pending[i])
+                waiting = i;
+        if (waiting == c->n)
+            return failed ? -1 : 0;
+        wire_msg *m = NULL;
+        int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
+        if (rc == 0 && !failed)
+            snprintf(err, errlen, "no %s from node %s within %d s (is relais-node running at %s, with this "
+                     "public key?)", w->what, c->nodes[waiting].name, w->timeout_ms / 1000, c->nodes[waiting].address);
+        if (rc <= 0)
+            return -1;
+        if (from >= 0) {
+            int a = answer_of(c, (uint32_t)from, m, w, failed ? NULL : err, errlen);
+            failed |= a < 0;
+            if (a)
+                w->pending[from] = false;
+            else if (w->renew && w->pending[from])
+                deadline = now_ms() + w->timeout_ms;
+        }
+        wire_msg_destroy(&m);
+    }
+}
+
+/* Sends env to every pipeline node (or every node when all) and waits for
+ * their answers (those it could send to, when a send fails). */
+static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *err, size_t errlen) {
+    memset(w->pending, 0, sizeof w->pending);
+    if (!all && !c->n_pipe) {
+        snprintf(err, errlen, "no model assigned to the cluster");
+        return -1;
+    }
+    for (uint32_t k = 0; k < (all ? c->n : c->n_pipe); k++) {
+        uint32_t i = all ? k : c->pipe[k];
+        char why[256];
+        if (wire_send(c->nodes[i].dealer, NULL, 0, env, why, sizeof why)) {
+            snprintf(err, errlen, "node %s: %s", c->nodes[i].name, why);
+            collect(c, w, why, sizeof why);
+            return -1;
+        }
+        w->pending[i] = true;
+    }
+    return collect(c, w, err, errlen);
+}
+
+/* ---- hello ---- */
+
+static int on_capabilities(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
+    (void)ud;
+    if (e->body_case != RELAIS__ENVELOPE__BODY_CAPABILITIES)
+        return 0;
+    const Relais__Capabilities *cap = e->capabilities;
+    cl_node *nd = &c->nodes[i];
+    cluster_node_info *in = &nd->info;
+    snprintf(in->hostname, sizeof in->hostname, "%s", cap->hostname);
+    snprintf(in->software, sizeof in->software, "%s", cap->software);
+    in->simd[0] = '\0';
+    for (size_t k = 0; k < cap->n_simd; k++)
+        snprintf(in->simd + strlen(in->simd), sizeof in->simd - strlen(in->simd), "%s%s", k ? " " : "", cap->simd[k]);
+    in->cores = cap->cores;
+    in->free_ram = cap->free_ram;
+    in->total_ram = cap->total_ram;
+    in->matvec_bytes_per_s = cap->matvec_bytes_per_s;
+    free(nd->models);
+    nd->models = calloc(cap->n_models ? cap->n_models : 1, sizeof *nd->models);
+    nd->n_models = 0;
+    for (size_t k = 0; nd->models && k < cap->n_models; k++)
+        if (cap->models[k]->sha256.len == 32)
+            memcpy(nd->models[nd->n_models++], cap->models[k]->sha256.data, 32);
+    return 1;
+}
+
+int cluster_hello(cluster *c, char *err, size_t errlen) {
+    char host[64] = "coordinator";
+    gethostname(host, sizeof host - 1);
+    uint8_t id[16];
+    randombytes_buf(id, sizeof id);
+    Relais__Hello h = RELAIS__HELLO__INIT;
+    h.coordinator_name = host;
+    h.cluster_id = (ProtobufCBinaryData){sizeof id, id};
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    wait_spec w = {.fn = on_capabilities, .timeout_ms = c->control_ms, .what = "answer to hello"};
+    return ask(c, &env, true, &w, err, errlen);
+}
+
+/* ---- model hash ---- */
+
+static void hash_progress(void *ud, uint64_t done, uint64_t total) {
+    const char *name = ud;
+    fprintf(stderr, "\rrelais: hashing %s %3d%%%s", name, (int)(done * 100 / (total ? total : 1)),
+            done >= total ? "\n" : "");
+}
+
+int cluster_model_hash(const char *path, uint8_t out[32], char *err, size_t errlen) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[4096] = "", cache[4200];
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/relais", xdg);
+    else if (home && *home) {
+        snprintf(dir, sizeof dir, "%s/.cache", home);
+        mkdir(dir, 0700);
+        snprintf(dir, sizeof dir, "%s/.cache/relais", home);
+    }
+    bool cached = dir[0] && (mkdir(dir, 0700) == 0 || errno == EEXIST);
+    snprintf(cache, sizeof cache, "%s/model-hashes", dir);
+    struct stat st;
+    bool show = isatty(STDERR_FILENO) && stat(path, &st) == 0 && st.st_size > (256 << 20);
+    const char *base = strrchr(path, '/');
+    return filehash_sha256(path, cached ? cache : NULL, show ? hash_progress : NULL, (void *)(base ? base + 1 : path),
+                           out, err, errlen);
+}
+
+/* ---- assignment ---- */
+
+/* Takes the ranges: in order, without gap or overlap, covering the model. */
+static int set_pipeline(cluster *c, const plan_range *r, uint32_t n_layer, char *err, size_t errlen) {
+    uint32_t next = 0;
+    c->n_pipe = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        c->nodes[i].range = r[i];
+        if (r[i].l0 == r[i].l1)
+            continue;
+        if (r[i].l0 != next || r[i].l1 < r[i].l0) {
+            snprintf(err, errlen, "node %s: layers [%u, %u) do not continue the pipeline at layer %u",
+                     c->nodes[i].name, r[i].l0, r[i].l1, next);
+            return -1;
+        }
+        next = r[i].l1;
+        c->pipe[c->n_pipe++] = i;
+    }
+    if (next != n_layer || c->n_pipe == 0) {
+        snprintf(err, errlen, "the ranges cover %u of the model's %u layers", next, n_layer);
+        return -1;
+    }
+    return 0;
+}
+
+/* The coordinator's part of the model: token_embd only. */
+static int load_embedding(cluster *c, const cluster_assign_opts *o, uint32_t *n_layer, char *err, size_t errlen) {
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = o->swa_window;
+    mo.swa_pattern = o->swa_pattern;
+    rl_hparams hp;
+    gguf_file *f = gguf_open(o->model_path, err, errlen);
+    int rc = !f || rl_hparams_read(f, &mo, &hp, err, errlen) ? -1 : 0;
+    gguf_close(&f);
+    if (rc)
+        return -1;
+    mo.l0 = mo.l1 = hp.n_layer;
+    mo.head = false;
+    rl_model_destroy(&c->model);
+    if (!(c->model = rl_model_load(o->model_path, &mo, err, errlen)))
+        return -1;
+    *n_layer = hp.n_layer;
+    free(c->x), free(c->act);
+    c->max_batch = o->max_batch;
+    c->x = malloc((size_t)o->max_batch * hp.dim * sizeof *c->x);
+    c->act = malloc((size_t)o->max_batch * hp.dim * sizeof(float));
+    if (!c->x || !c->act) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t k, const uint8_t *sha,
+                        uint32_t n_layer, Relais__Assign *a) {
+    const cl_node *nd = &c->nodes[c->pipe[k]];
+    const bool last = k + 1 == c->n_pipe;
+    const cl_node *next = last ? NULL : &c->nodes[c->pipe[k + 1]];
+    const char *base = strrchr(o->model_path, '/');
+    a->model_sha256 = (ProtobufCBinaryData){32, (uint8_t *)sha};
+    a->layer_begin = nd->range.l0;
+    a->layer_end = nd->range.l1;
+    a->n_layer = n_layer;
+    a->n_ctx = o->n_ctx;
+    a->max_sessions = o->max_sessions;
+    a->max_batch = o->max_batch;
+    a->threads = o->threads;
+    a->swa_window = o->swa_window;
+    a->swa_pattern = (char *)(o->swa_pattern ? o->swa_pattern : "");
+    a->run_head = last;
+    a->wire_dtype = c->wire;
+    a->next_hop = (char *)(last ? c->result_ep : next->address);
+    a->next_hop_public_key = (ProtobufCBinaryData){32, (uint8_t *)(last ? c->keys.public_key : next->key)};
+    a->prev_hop_public_key =
+        (ProtobufCBinaryData){32, (uint8_t *)(k ? c->nodes[c->pipe[k - 1]].key : c->keys.public_key)};
+    a->model_name = (char *)(base ? base + 1 : o->model_path);
+    a->gemm_min = o->gemm_min;
+    a->no_gemm = o->no_gemm;
+}
+
+static int on_ready(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
+    (void)c, (void)i, (void)ud;
+    return e->body_case == RELAIS__ENVELOPE__BODY_READY;
+}
+
+/* Every node its Assign, from the last node back, so that each node has
+ * normally admitted its previous hop before that one connects (a node
+ * retries a refused link for a while before it reports it). */
+static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint8_t *sha, uint32_t n_layer,
+                            wait_spec *w, char *err, size_t errlen) {
+    for (uint32_t k = c->n_pipe; k-- > 0;) {
+        cl_node *nd = &c->nodes[c->pipe[k]];
+        Relais__Assign a = RELAIS__ASSIGN__INIT;
+        fill_assign(c, o, k, sha, n_layer, &a);
+        Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+        env.body_case = RELAIS__ENVELOPE__BODY_ASSIGN;
+        env.assign = &a;
+        char why[256];
+        nd->done = nd->total = 0;
+        if (wire_send(nd->dealer, NULL, 0, &env, why, sizeof why)) {
+            snprintf(err, errlen, "node %s: %s", nd->name, why);
+            return -1;
+        }
+        w->pending[c->pipe[k]] = true;
+    }
+    return 0;
+}
+
+int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen) {
+    uint8_t sha[32];
+    uint32_t n_layer;
+    if (o->max_batch == 0 || o->max_batch > WIRE_MAX_BATCH || o->n_ctx == 0 || o->max_sessions == 0) {
+        snprintf(err, errlen, "batch %u, context %u and sessions %u must be positive (batch at most %d)",
+                 o->max_batch, o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
+        return -1;
+    }
+    if (load_embedding(c, o, &n_layer, err, errlen) || set_pipeline(c, o->ranges, n_layer, err, errlen) ||
+        cluster_model_hash(o->model_path, sha, err, errlen))
+        return -1;
+    c->wire = o->f16_wire ? RELAIS__DTYPE__DTYPE_F16 : RELAIS__DTYPE__DTYPE_F32;
+    c->n_ctx = o->n_ctx;
+    curve_zap_forget_role(c->zap, ROLE_NODE);
+    if (curve_zap_allow(c->zap, c->nodes[c->pipe[c->n_pipe - 1]].key, ROLE_NODE)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->show_progress = o->progress && isatty(STDERR_FILENO);
+    int64_t t0 = now_ms();
+    wait_spec w = {.fn = on_ready, .timeout_ms = c->load_ms, .renew = true, .what = "progress while loading"};
+    int rc = send_assignments(c, o, sha, n_layer, &w, err, errlen);
+    char ignored[256];
+    if (rc == 0)
+        rc = collect(c, &w, err, errlen);
+    else   /* the nodes already told will answer: take their answers now */
+        collect(c, &w, ignored, sizeof ignored);
+    if (c->show_progress)
+        fputc('\n', stderr);
+    c->show_progress = false;
+    if (rc == 0)
+        rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (now_ms() - t0) / 1000.0);
+    return rc;
+}
+
+/* ---- the step ---- */
+
+static int send_chunk(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
+                      const cluster_sampling *s, char *err, size_t errlen) {
+    const uint32_t dim = rl_model_hparams(c->model)->dim;
+    if (rl_embed(c->model, ids, n, c->x, err, errlen))
+        return -1;
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    Relais__Sampling smp = RELAIS__SAMPLING__INIT;
+    f.session_id = session;
+    f.pos = pos;
+    f.n_tokens = n;
+    f.dtype = c->wire;
+    f.step_id = c->next_step++;
+    f.activations = (ProtobufCBinaryData){(size_t)n * dim * wire_dtype_bytes(c->wire), c->act};
+    wire_activations_encode(c->x, (size_t)n * dim, c->wire, c->act);
+    if (s) {
+        size_t w = wire_history_window(s->params, s->n_history);
+        wire_sampling_from_params(s->params, &smp);
+        smp.stream = s->stream;
+        smp.top_logits = s->n_top;
+        smp.history = (int32_t *)(s->history + s->n_history - w);
+        smp.n_history = w;
+        f.sampling = &smp;
+    }
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = &f;
+    const cl_node *first = &c->nodes[c->pipe[0]];
+    char why[256];
+    if (wire_send(first->dealer, NULL, 0, &env, why, sizeof why)) {
+        snprintf(err, errlen, "node %s: %s", first->name, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks the Result of the last chunk and copies it out: 1, or -1 with err. */
+static int take_result(const cluster *c, const Relais__Result *r, uint32_t n_top, rl_step_result *out, char *err,
+                       size_t errlen) {
+    const uint32_t V = rl_model_hparams(c->model)->n_vocab, want = n_top < V ? n_top : V;
+    bool ok = r->id >= 0 && (uint32_t)r->id < V && r->n_top == want;
+    for (size_t k = 0; ok && k < r->n_top; k++)
+        ok = r->top[k]->id >= 0 && (uint32_t)r->top[k]->id < V;
+    if (!ok) {
+        snprintf(err, errlen, "node %s sent a Result with id %d and %zu top logits (asked %u, vocabulary %u)",
+                 c->nodes[c->pipe[c->n_pipe - 1]].name, r->id, r->n_top, want, V);
+        return -1;
+    }
+    out->id = r->id;
+    out->n_top = want;
+    for (uint32_t k = 0; k < want; k++)
+        out->top_ids[k] = r->top[k]->id, out->top_vals[k] = r->top[k]->logit;
+    return 1;
+}
+
+/* One message while a step waits: 1 when it is the Result of step `want`,
+ * 0 to go on waiting, -1 with err. */
+static int step_message(cluster *c, const wire_msg *m, int from, uint64_t session, uint64_t first, uint64_t want,
+                        char *err, size_t errlen) {
+    if (from >= 0) {
+        const Relais__Envelope *e = wire_msg_env(m);
+        if (!e) {
+            snprintf(err, errlen, "node %s sent a message this coordinator cannot read: %s", c->nodes[from].name,
+                     wire_msg_error(m));
+            return -1;
+        }
+        if (e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id < first)
+            return 0;   /* not about this step */
+        snprintf(err, errlen, "node %s: %s: %s", c->nodes[from].name, wire_code_name(e->error->code),
+                 e->error->message);
+        return -1;
+    }
+    const uint8_t *key = wire_msg_peer_key(m), *last = c->nodes[c->pipe[c->n_pipe - 1]].key;
+    const Relais__Envelope *e = wire_msg_env(m);
+    if (!key || memcmp(key, last, CURVE_KEY_BYTES) || !e || e->body_case != RELAIS__ENVELOPE__BODY_RESULT ||
+        e->result->step_id < first)
+        return 0;   /* not from the current last node, or from an earlier step */
+    if (e->result->step_id != want || e->result->session_id != session) {
+        snprintf(err, errlen, "a result for session %llu step %llu arrived while waiting for session %llu step %llu",
+                 (unsigned long long)e->result->session_id, (unsigned long long)e->result->step_id,
+                 (unsigned long long)session, (unsigned long long)want);
+        return -1;
+    }
+    return 1;
+}
+
+static int remember_session(cluster *c, uint64_t session) {
+    for (size_t i = 0; i < c->n_sessions; i++)
+        if (c->sessions[i] == session)
+            return 0;
+    if (c->n_sessions == c->cap_sessions) {
+        size_t cap = c->cap_sessions ? 2 * c->cap_sessions : 4;
+        uint64_t *a = realloc(c->sessions, cap * sizeof *a);
+        if (!a)
+            return -1;
+        c->sessions = a, c->cap_sessions = cap;
+    }
+    c->sessions[c->n_sessions++] = session;
+    return 0;
+}
+
+static int check_step(const cluster *c, uint32_t pos, const int32_t *ids, uint32_t n, const cluster_sampling *s,
+                      char *err, size_t errlen) {
+    if (!c->model) {
+        snprintf(err, errlen, "no model assigned to the cluster");
+        return -1;
+    }
+    const uint32_t V = rl_model_hparams(c->model)->n_vocab;
+    if (n == 0 || s->n_top > RL_MAX_TOP) {
+        snprintf(err, errlen, "a step needs at least one id and at most %d top logits", RL_MAX_TOP);
+        return -1;
+    }
+    if ((uint64_t)pos + n > c->n_ctx) {
+        snprintf(err, errlen, "%u more tokens at position %u would exceed the context of %u", n, pos, c->n_ctx);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++)   /* all of them before any chunk leaves */
+        if (ids[i] < 0 || (uint32_t)ids[i] >= V) {
+            snprintf(err, errlen, "token id %d at index %u is outside the vocabulary of %u", ids[i], i, V);
+            return -1;
+        }
+    return 0;
+}
+
+int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
+                 const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen) {
+    if (check_step(c, pos, ids, n, s, err, errlen) || remember_session(c, session))
+        return -1;
+    const uint64_t first = c->next_step;
+    for (uint32_t done = 0; done < n;) {   /* all chunks go out at once: the pipeline overlaps them */
+        uint32_t chunk = n - done < c->max_batch ? n - done : c->max_batch;
+        if (send_chunk(c, session, pos + done, ids + done, chunk, done + chunk == n ? s : NULL, err, errlen))
+            return -1;
+        done += chunk;
+    }
+    int64_t deadline = now_ms() + c->step_ms;
+    for (uint64_t want = first; want < c->next_step;) {
+        wire_msg *m = NULL;
+        int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
+        if (rc == 0) {
+            snprintf(err, errlen, "no result from the pipeline within %d s", c->step_ms / 1000);
+            return -1;
+        }
+        if (rc > 0)
+            rc = step_message(c, m, from, session, first, want, err, errlen);
+        if (rc > 0 && ++want == c->next_step)
+            rc = take_result(c, wire_msg_env(m)->result, s->n_top, out, err, errlen);
+        if (rc > 0)
+            deadline = now_ms() + c->step_ms;   /* a chunk came through: the pipeline is alive */
+        wire_msg_destroy(&m);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- sessions and liveness ---- */
+
+typedef struct {
+    uint64_t session;   /* the KvAck expected */
+    uint32_t min_len;   /* the least any node kept */
+} kv_wait;
+
+static int on_kv_ack(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
+    (void)c, (void)i;
+    kv_wait *w = ud;
+    if (e->body_case != RELAIS__ENVELOPE__BODY_KV_ACK || e->kv_ack->session_id != w->session)
+        return 0;
+    if (e->kv_ack->len < w->min_len)
+        w->min_len = e->kv_ack->len;
+    return 1;
+}
+
+/* KvTruncate (truncate) or KvDrop to every pipeline node; the least length kept. */
+static int64_t kv_round(cluster *c, uint64_t session, uint32_t pos, bool truncate, char *err, size_t errlen) {
+    Relais__KvTruncate t = RELAIS__KV_TRUNCATE__INIT;
+    Relais__KvDrop d = RELAIS__KV_DROP__INIT;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    t.session_id = d.session_id = session;
+    t.pos = pos;
+    if (truncate)
+        env.body_case = RELAIS__ENVELOPE__BODY_KV_TRUNCATE, env.kv_truncate = &t;
+    else
+        env.body_case = RELAIS__ENVELOPE__BODY_KV_DROP, env.kv_drop = &d;
+    kv_wait kw = {session, pos};
+    wait_spec w = {.fn = on_kv_ack, .ud = &kw, .timeout_ms = c->control_ms, .what = "KV acknowledgement"};
+    return ask(c, &env, false, &w, err, errlen) ? -1 : (int64_t)kw.min_len;
+}
+
+int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen) {
+    int64_t kept = kv_round(c, session, pos, true, err, errlen);
+    /* A node whose sliding window could not go back cleared the session;
+     * the others must forget as much, which is always exact. */
+    if (kept >= 0 && kept < pos)
+        kept = kv_round(c, session, (uint32_t)kept, true, err, errlen);
+    return kept;
+}
+
+int cluster_drop(cluster *c, uint64_t session, char *err, size_t errlen) {
+    return kv_round(c, session, 0, false, err, errlen) < 0 ? -1 : 0;
+}
+
+static int on_heartbeat(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
+    (void)c, (void)i;
+    return e->body_case == RELAIS__ENVELOPE__BODY_HEARTBEAT && e->heartbeat->seq == *(uint64_t *)ud;
+}
+
+int cluster_heartbeat(cluster *c, char *err, size_t errlen) {
+    Relais__Heartbeat h = RELAIS__HEARTBEAT__INIT;
+    h.seq = ++c->hb_seq;
+    h.unix_ms = (uint64_t)time(NULL) * 1000;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &h;
+    wait_spec w = {.fn = on_heartbeat, .ud = &h.seq, .timeout_ms = c->control_ms, .what = "heartbeat"};
+    return ask(c, &env, false, &w, err, errlen);
+}
+
+void cluster_describe(const cluster *c, char *buf, size_t len) {
+    size_t used = (size_t)snprintf(buf, len, "%u-node pipeline (%s wire):", c->n_pipe,
+                                   c->wire == RELAIS__DTYPE__DTYPE_F16 ? "f16" : "f32");
+    for (uint32_t k = 0; k < c->n_pipe && used < len; k++) {
+        const cl_node *nd = &c->nodes[c->pipe[k]];
+        used += (size_t)snprintf(buf + used, len - used, " %s %u-%u", nd->name, nd->range.l0, nd->range.l1 - 1);
+    }
+}

@@ -1,0 +1,111 @@
+/* The coordinator's side of a relais cluster: the links to the nodes, the
+ * assignment of layer slices, and the generation step.
+ *
+ * Lifecycle: cluster_new (load the coordinator's key, open a CURVE link to
+ * every node, bind the result endpoint) -> cluster_hello (every node's
+ * capabilities and model files) -> cluster_assign (ranges decided by the
+ * planner or by the user; every node loads its slice, the coordinator loads
+ * the embedding) -> cluster_step / cluster_truncate / cluster_drop ->
+ * cluster_destroy.
+ *
+ * A step embeds the ids here and sends them to the first node in chunks of
+ * max_batch; activations go node to node and the last node sends back a
+ * Result (the sampled id and the top logits), which arrives on the result
+ * endpoint. Only the last node's key may connect there. Every wait is
+ * bounded, and a node that refuses our key, fails a message or drops its
+ * connection fails the call with a message naming the node. */
+#ifndef RELAIS_CLUSTER_H
+#define RELAIS_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "backend.h"
+#include "cluster_config.h"
+#include "model.h"
+#include "planner.h"
+#include "sampler.h"
+
+typedef struct cluster cluster;
+
+/* What a node reported at Hello. */
+typedef struct {
+    char hostname[64];
+    char software[96];
+    char simd[64];              /* space-separated feature names */
+    uint32_t cores;
+    uint64_t free_ram, total_ram;
+    double matvec_bytes_per_s;  /* weight bytes a matvec streams per second */
+} cluster_node_info;
+
+/* Connects to the nodes (in pipeline order) with the coordinator's secret
+ * certificate key_path, and binds the result endpoint `listen`; nodes reach
+ * it at `advertise` (NULL: the bound endpoint, with 127.0.0.1 for a wildcard
+ * host). Nothing is sent yet. NULL with err. Destroy with cluster_destroy. */
+cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, const cluster_node *nodes,
+                     uint32_t n_nodes, char *err, size_t errlen);
+void cluster_destroy(cluster **c);   /* NULLs *c; drops the sessions it started on the nodes */
+
+/* Bounds of the waits, in milliseconds: for a control answer (hello,
+ * acknowledgements), for news while nodes load (each progress report
+ * restarts it), and for the result of a step. Defaults 30 s, 120 s, 600 s. */
+void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms);
+
+/* Hello to every node; waits for all their capabilities. 0, or -1 with err. */
+int cluster_hello(cluster *c, char *err, size_t errlen);
+uint32_t cluster_n_nodes(const cluster *c);
+const char *cluster_node_name(const cluster *c, uint32_t i);
+const cluster_node_info *cluster_info(const cluster *c, uint32_t i);   /* after cluster_hello */
+/* Whether node i reported a model file with this sha256 at Hello. */
+bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]);
+
+/* The sha256 of a model file, cached under $XDG_CACHE_HOME/relais (or
+ * ~/.cache/relais) by real path, size and mtime; progress on a terminal. */
+int cluster_model_hash(const char *path, uint8_t out[32], char *err, size_t errlen);
+
+typedef struct {
+    const char *model_path;      /* the model file on this machine */
+    const plan_range *ranges;    /* (n_nodes) layers per node in order; l0 == l1 leaves a node out */
+    uint32_t n_ctx;              /* positions per session */
+    uint32_t max_sessions;
+    uint32_t max_batch;          /* tokens per Forward: the single-process prefill chunk */
+    uint32_t gemm_min;           /* as the single process: 0 = engine default */
+    bool no_gemm;
+    uint32_t threads;            /* per node; 0 = the node's own setting */
+    int64_t swa_window;          /* -1 = the file's */
+    const char *swa_pattern;     /* NULL = the file's */
+    bool f16_wire;               /* activations as f16 between stages */
+    bool progress;               /* show the nodes' loading on a terminal */
+} cluster_assign_opts;
+
+/* Sends every node its slice (the last node also runs the head) and waits
+ * until all are ready; loads the embedding here. 0, or -1 with err. */
+int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen);
+/* The coordinator's view of the model (embedding only, the tokenizer's file). */
+const rl_model *cluster_model(const cluster *c);
+
+typedef struct {
+    const rl_sampler_params *params;
+    uint32_t stream;             /* changes when a new sampler (and seed) starts */
+    const int32_t *history;      /* the ids the session holds, these included (the penalties' window is cut here) */
+    size_t n_history;
+    uint32_t n_top;              /* top logits to report, <= RL_MAX_TOP */
+} cluster_sampling;
+
+/* Feeds n ids to a session at position pos and samples after the last one.
+ * 0 with *out filled, or -1 with err (then the session's caches on the
+ * nodes may disagree: truncate or drop it). */
+int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
+                 const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen);
+/* Forgets positions >= pos of a session on every node; returns the
+ * positions all of them keep (pos, or 0 when a sliding window forced a
+ * clear somewhere, in which case all are cleared), or -1 with err. */
+int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen);
+int cluster_drop(cluster *c, uint64_t session, char *err, size_t errlen);
+/* A round trip to every node of the pipeline. 0, or -1 with err. */
+int cluster_heartbeat(cluster *c, char *err, size_t errlen);
+
+/* One line: the nodes and their layers, for the closing statistics. */
+void cluster_describe(const cluster *c, char *buf, size_t len);
+
+#endif

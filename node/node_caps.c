@@ -1,0 +1,173 @@
+/* A node's capabilities and its cached matvec self-benchmark (see node_caps.h). */
+#include "node_caps.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include "cpu.h"
+#include "log.h"
+#include "matmul.h"
+#include "quant.h"
+#include "threadpool.h"
+#include "wire.h"
+
+/* Q4_0, 4096 wide, 16384 rows: 37.7 MB, past the last-level cache of the
+ * machines relais targets, so the figure is memory-bound as decode is. */
+#define BENCH_COLS 4096
+#define BENCH_ROWS 16384
+#define BENCH_SECONDS 0.3
+
+struct node_caps {
+    double matvec;           /* measured weight bytes per second (0 if the benchmark could not run) */
+    const char *simd[4];     /* names of the SIMD features found */
+    size_t n_simd;
+    char hostname[256];
+    char software[96];
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double run_benchmark(int threads) {
+    const size_t row_bytes = rl_dtype_row_bytes(RL_Q4_0, BENCH_COLS);
+    uint8_t *data = malloc(row_bytes * BENCH_ROWS);
+    float *x = malloc(BENCH_COLS * sizeof *x), *y = malloc(BENCH_ROWS * sizeof *y);
+    rl_pool *pool = rl_pool_new(threads);
+    rl_matmul *mm = pool ? rl_matmul_new(pool, BENCH_COLS, 1) : NULL;
+    double bps = 0;
+    if (data && x && y && mm) {
+        for (int i = 0; i < BENCH_COLS; i++)
+            x[i] = (float)((i * 7919) % 97) / 97.0f - 0.5f;
+        rl_quantize_row(RL_Q4_0, x, data, BENCH_COLS);
+        for (int r = 1; r < BENCH_ROWS; r++)
+            memcpy(data + (size_t)r * row_bytes, data, row_bytes);
+        rl_weight w = {.data = data, .type = RL_Q4_0, .rows = BENCH_ROWS, .cols = BENCH_COLS,
+                       .row_bytes = row_bytes, .name = "benchmark"};
+        rl_matmul_run(mm, &w, x, 1, y, false);   /* warm-up: page faults, thread wake-up */
+        int iters = 0;
+        double t0 = now_s(), t;
+        do {
+            rl_matmul_run(mm, &w, x, 1, y, false);
+            iters++;
+        } while ((t = now_s() - t0) < BENCH_SECONDS || iters < 3);
+        bps = (double)row_bytes * BENCH_ROWS * iters / t;
+    }
+    rl_matmul_destroy(&mm);
+    rl_pool_destroy(&pool);
+    free(data), free(x), free(y);
+    return bps;
+}
+
+/* What the cached figure depends on: this binary, the CPU, the threads. */
+static void bench_key(int threads, char *key, size_t len) {
+    char exe[4096] = "", cpu[256] = "";
+    struct stat st = {0};
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0)
+        exe[n] = '\0', stat(exe, &st);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && !cpu[0] && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) || !strncmp(line, "Model", 5) || !strncmp(line, "CPU part", 8)) {
+            const char *v = strchr(line, ':');
+            snprintf(cpu, sizeof cpu, "%.255s", v ? v + 1 + strspn(v + 1, " \t") : line);
+            cpu[strcspn(cpu, "\n")] = '\0';
+        }
+    if (f)
+        fclose(f);
+    struct utsname u;
+    if (!cpu[0] && uname(&u) == 0)
+        snprintf(cpu, sizeof cpu, "%s", u.machine);
+    snprintf(key, len, "exe %lld %lld cpu %s threads %d", (long long)st.st_size, (long long)st.st_mtime, cpu,
+             threads);
+}
+
+static double cached_benchmark(const char *cache_dir, int threads) {
+    char path[4096], key[4600], line[4600];
+    double bps = 0;
+    snprintf(path, sizeof path, "%s/matvec-benchmark", cache_dir);
+    bench_key(threads, key, sizeof key);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        bool hit = fgets(line, sizeof line, f) && (line[strcspn(line, "\n")] = '\0', !strcmp(line, key)) &&
+                   fscanf(f, "%lf", &bps) == 1 && bps > 0;
+        fclose(f);
+        if (hit)
+            return bps;
+    }
+    double t0 = now_s();
+    bps = run_benchmark(threads);
+    rl_log(RL_LOG_INFO, "matvec self-benchmark: %.2f GB/s of Q4_0 weights (%.2f s)", bps / 1e9, now_s() - t0);
+    if (bps > 0 && (f = fopen(path, "w"))) {
+        fprintf(f, "%s\n%.6g\n", key, bps);
+        if (fclose(f))
+            rl_log(RL_LOG_WARN, "cannot write %s", path);
+    }
+    return bps;
+}
+
+node_caps *node_caps_new(const char *cache_dir, int threads) {
+    node_caps *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    int n = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    c->matvec = cached_benchmark(cache_dir, n);
+    const rl_cpu_features *f = rl_cpu();
+    if (f->avx2)
+        c->simd[c->n_simd++] = "avx2";
+    if (f->avx512)
+        c->simd[c->n_simd++] = "avx512";
+    if (f->avx512vnni)
+        c->simd[c->n_simd++] = "avx512vnni";
+    if (f->neon)
+        c->simd[c->n_simd++] = "neon";
+    if (gethostname(c->hostname, sizeof c->hostname - 1))
+        snprintf(c->hostname, sizeof c->hostname, "unknown");
+    snprintf(c->software, sizeof c->software, "relais-node, protocol %u, %s kernels", WIRE_VERSION,
+             rl_kernels()->name);
+    return c;
+}
+
+void node_caps_destroy(node_caps **pc) {
+    if (pc && *pc) {
+        free(*pc);
+        *pc = NULL;
+    }
+}
+
+double node_caps_matvec(const node_caps *c) { return c->matvec; }
+
+uint64_t node_mem_available(uint64_t *total) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb, avail = 0, tot = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            avail = kb * 1024;
+        else if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            tot = kb * 1024;
+    }
+    if (f)
+        fclose(f);
+    if (total)
+        *total = tot;
+    return avail;
+}
+
+void node_caps_fill(node_caps *c, Relais__Capabilities *out) {
+    out->cores = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    out->free_ram = node_mem_available(&out->total_ram);
+    out->simd = (char **)c->simd;
+    out->n_simd = c->n_simd;
+    out->matvec_bytes_per_s = c->matvec;
+    out->hostname = c->hostname;
+    out->software = c->software;
+}

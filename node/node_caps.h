@@ -1,0 +1,32 @@
+/* What a node tells a coordinator about itself at Hello, apart from its
+ * model files: cores, memory, SIMD features and a measured matvec
+ * throughput, which the planner turns into layer shares.
+ *
+ * The throughput comes from a short self-benchmark (a few hundred ms of
+ * quantized matrix-vector products over a matrix larger than the caches,
+ * with the node's threads). The figure is cached in the --cache directory,
+ * keyed by this binary (size and mtime), the CPU model and the thread count,
+ * so it is measured again only when one of those changes. */
+#ifndef RELAIS_NODE_CAPS_H
+#define RELAIS_NODE_CAPS_H
+
+#include <stdint.h>
+#include "relais.pb-c.h"
+
+typedef struct node_caps node_caps;
+
+/* Loads the cached benchmark or runs it. threads <= 0: one per core. NULL
+ * only when out of memory. */
+node_caps *node_caps_new(const char *cache_dir, int threads);
+void node_caps_destroy(node_caps **c);   /* NULLs *c */
+
+double node_caps_matvec(const node_caps *c);   /* weight bytes per second */
+
+/* Fills the machine fields of out (cores, RAM read now, SIMD, throughput,
+ * hostname, software). The strings point into c, valid until the next call. */
+void node_caps_fill(node_caps *c, Relais__Capabilities *out);
+
+/* MemAvailable and MemTotal from /proc/meminfo, in bytes (0 when unknown). */
+uint64_t node_mem_available(uint64_t *total);
+
+#endif

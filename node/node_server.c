@@ -1,0 +1,444 @@
+/* The node's server loop and message dispatch (see node_server.h). One
+ * thread: the ZAP handler, the socket monitors and the ROUTER are polled
+ * together, so the allow list needs no lock; the compute threads live in the
+ * engine's pool. */
+#include "node_server.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+#include "curve.h"
+#include "log.h"
+#include "node_caps.h"
+#include "node_models.h"
+#include "node_stage.h"
+#include "wire.h"
+
+#define ROLE_COORDINATOR "coordinator"
+#define ROLE_NEIGHBOUR "neighbour"
+#define POLL_MS 500
+#define PROGRESS_EVERY_MS 200
+#define LINK_GRACE_MS 5000   /* a next hop may refuse us until it has taken its own assignment */
+
+struct node_server {
+    void *zctx;                          /* ZeroMQ context (I/O threads) */
+    void *router;                        /* the listening socket */
+    curve_zap *zap;                      /* who may connect */
+    wire_monitor *mon;                   /* failed handshakes on the router */
+    curve_keys keys;                     /* the node's key pair */
+    node_models *models;                 /* model files by hash */
+    node_caps *caps;                     /* machine description and benchmark */
+    node_stage *stage;                   /* the current assignment; NULL when none */
+    uint8_t coord[WIRE_ROUTING_ID_MAX];  /* routing id of the coordinator that assigned the stage */
+    size_t coord_len;                    /* 0 when none */
+    int threads;                         /* --threads */
+    int64_t max_message;                 /* inbound limit */
+    uint64_t progress_ms;                /* when the last LoadProgress went out */
+    bool ready_pending;                  /* the slice is loaded; Ready waits for the link to the next hop */
+    uint64_t loaded_ms;                  /* when the slice was loaded */
+    char endpoint[256];                  /* the bound endpoint */
+};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* "coordinator 0123abcd..." for logs. */
+static const char *who(const wire_msg *m, char *buf, size_t len) {
+    const uint8_t *key = wire_msg_peer_key(m);
+    char fp[CURVE_FP_LEN] = "unknown key";
+    if (key)
+        curve_fingerprint(key, fp);
+    snprintf(buf, len, "%s %s", *wire_msg_user(m) ? wire_msg_user(m) : "peer", fp);
+    return buf;
+}
+
+/* ---- replies ---- */
+
+static void reply(node_server *s, const uint8_t *rid, size_t rid_len, Relais__Envelope *env) {
+    char err[256];
+    if (wire_send(s->router, rid, rid_len, env, err, sizeof err))
+        rl_log(RL_LOG_WARN, "%s", err);
+}
+
+static void reply_to(node_server *s, const wire_msg *m, Relais__Envelope *env) {
+    size_t len;
+    const uint8_t *rid = wire_msg_routing_id(m, &len);
+    reply(s, rid, len, env);
+}
+
+static void send_error(node_server *s, const uint8_t *rid, size_t rid_len, Relais__ErrorCode code,
+                       uint64_t session, uint64_t step, const char *text) {
+    char err[256];
+    if (wire_send_error(s->router, rid, rid_len, code, session, step, text, err, sizeof err))
+        rl_log(RL_LOG_WARN, "%s", err);
+}
+
+/* Logs a refused message and answers its sender. */
+static void refuse(node_server *s, const wire_msg *m, Relais__ErrorCode code, const char *text) {
+    char w[64];
+    size_t len;
+    const uint8_t *rid = wire_msg_routing_id(m, &len);
+    rl_log(RL_LOG_WARN, "refused a message from %s: %s: %s", who(m, w, sizeof w), wire_code_name(code), text);
+    send_error(s, rid, len, code, 0, 0, text);
+}
+
+/* ---- hello ---- */
+
+static void hello(node_server *s, const wire_msg *m, const Relais__Hello *h) {
+    char err[256], w[64];
+    rl_log(RL_LOG_INFO, "hello from %s (%s)", who(m, w, sizeof w), *h->coordinator_name ? h->coordinator_name : "-");
+    if (node_models_scan(s->models, err, sizeof err))
+        rl_log(RL_LOG_WARN, "%s", err);
+    size_t n = node_models_count(s->models);
+    Relais__ModelFile *files = calloc(n ? n : 1, sizeof *files);
+    Relais__ModelFile **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!files || !ptrs) {
+        free(files), free(ptrs);
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_MEMORY, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const node_model_file *f = node_models_at(s->models, i);
+        relais__model_file__init(&files[i]);
+        files[i].sha256 = (ProtobufCBinaryData){32, (uint8_t *)f->sha256};
+        files[i].name = (char *)f->name;
+        files[i].size = f->size;
+        ptrs[i] = &files[i];
+    }
+    Relais__Capabilities c = RELAIS__CAPABILITIES__INIT;
+    node_caps_fill(s->caps, &c);
+    c.models = ptrs;
+    c.n_models = n;
+    c.public_key = (ProtobufCBinaryData){CURVE_KEY_BYTES, s->keys.public_key};
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_CAPABILITIES;
+    env.capabilities = &c;
+    reply_to(s, m, &env);
+    free(files), free(ptrs);
+}
+
+/* ---- assignment ---- */
+
+static void send_progress(node_server *s, uint64_t done, uint64_t total) {
+    Relais__LoadProgress p = RELAIS__LOAD_PROGRESS__INIT;
+    p.phase = "map";
+    p.done = done;
+    p.total = total;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_LOAD_PROGRESS;
+    env.load_progress = &p;
+    reply(s, s->coord, s->coord_len, &env);
+    s->progress_ms = now_ms();
+}
+
+static void on_progress(void *ud, uint64_t done, uint64_t total) {
+    node_server *s = ud;
+    if (done >= total || now_ms() - s->progress_ms >= PROGRESS_EVERY_MS)
+        send_progress(s, done, total);
+}
+
+/* Ready means the slice is loaded and the link to the next hop is
+ * authenticated, so the first step cannot meet a refused handshake. */
+static void send_ready(node_server *s) {
+    if (!s->ready_pending)
+        s->loaded_ms = now_ms();
+    s->ready_pending = !node_stage_link_up(s->stage);
+    if (s->ready_pending)
+        return;
+    Relais__Ready r = RELAIS__READY__INIT;
+    r.weight_bytes = node_stage_weight_bytes(s->stage);
+    r.kv_bytes_per_session = node_stage_kv_bytes(s->stage);
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_READY;
+    env.ready = &r;
+    reply(s, s->coord, s->coord_len, &env);
+}
+
+/* The previous hop may connect from now on; the stage it replaces is gone. */
+static void take_assignment(node_server *s, const wire_msg *m, const Relais__Assign *a) {
+    size_t len;
+    const uint8_t *rid = wire_msg_routing_id(m, &len);
+    memcpy(s->coord, rid, len);
+    s->coord_len = len;
+    curve_zap_forget_role(s->zap, ROLE_NEIGHBOUR);
+    if (curve_zap_allow(s->zap, a->prev_hop_public_key.data, ROLE_NEIGHBOUR))
+        rl_log(RL_LOG_ERROR, "out of memory admitting the previous hop");
+    char prev[CURVE_FP_LEN], next[CURVE_FP_LEN], w[64];
+    curve_fingerprint(a->prev_hop_public_key.data, prev);
+    curve_fingerprint(a->next_hop_public_key.data, next);
+    rl_log(RL_LOG_INFO, "assignment from %s: %s layers %u-%u of %u%s, context %u, batch %u, %s wire; "
+           "previous hop %s, next hop %s (%s)", who(m, w, sizeof w), *a->model_name ? a->model_name : "model",
+           a->layer_begin, a->layer_end - 1, a->n_layer, a->run_head ? " and the head" : "", a->n_ctx, a->max_batch,
+           a->wire_dtype == RELAIS__DTYPE__DTYPE_F16 ? "f16" : "f32", prev, a->next_hop, next);
+    send_progress(s, 0, 0);   /* the coordinator shows the node as loading */
+}
+
+static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
+    char err[512], path[4096];
+    Relais__ErrorCode code = wire_check_assign(a, err, sizeof err);
+    if (code) {
+        refuse(s, m, code, err);
+        return;
+    }
+    take_assignment(s, m, a);
+    s->ready_pending = false;   /* a new assignment starts over */
+    if (s->stage && node_stage_matches(s->stage, a)) {
+        node_stage_reset(s->stage);
+        rl_log(RL_LOG_INFO, "the same assignment as before: slice kept, sessions dropped");
+        send_ready(s);
+        return;
+    }
+    node_stage_destroy(&s->stage);
+    node_stage_env env = {.zctx = s->zctx, .keys = &s->keys, .threads = s->threads, .max_message = s->max_message,
+                          .progress = on_progress, .progress_ud = s};
+    code = node_models_resolve(s->models, a->model_sha256.data, a->model_name, path, sizeof path, err, sizeof err);
+    if (!code && !(s->stage = node_stage_new(a, path, &env, &code, err, sizeof err)))
+        rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
+    if (code) {
+        send_error(s, s->coord, s->coord_len, code, 0, 0, err);
+        return;
+    }
+    rl_log(RL_LOG_INFO, "ready: %.1f MiB of weights, %.1f MiB of KV per session",
+           node_stage_weight_bytes(s->stage) / 1048576.0, node_stage_kv_bytes(s->stage) / 1048576.0);
+    send_ready(s);
+}
+
+/* ---- data path and sessions ---- */
+
+static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f) {
+    char err[512], w[64];
+    if (!s->stage) {
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_STATE, "Forward before any assignment");
+        return;
+    }
+    const uint8_t *key = wire_msg_peer_key(m);
+    if (!key || memcmp(key, node_stage_prev_key(s->stage), CURVE_KEY_BYTES)) {
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_UNAUTHORIZED, "Forward from a peer that is not this stage's previous hop");
+        return;
+    }
+    Relais__ErrorCode code = node_stage_forward(s->stage, f, err, sizeof err);
+    if (!code)
+        return;
+    rl_log(RL_LOG_WARN, "Forward from %s (session %llu, step %llu) failed: %s: %s", who(m, w, sizeof w),
+           (unsigned long long)f->session_id, (unsigned long long)f->step_id, wire_code_name(code), err);
+    /* A coordinator hears of its own Forward; a neighbour's failure goes to
+     * the coordinator of the assignment, which is waiting for that step. */
+    size_t len;
+    const uint8_t *rid = wire_msg_routing_id(m, &len);
+    if (strcmp(wire_msg_user(m), ROLE_COORDINATOR))
+        rid = s->coord, len = s->coord_len;
+    send_error(s, rid, len, code, f->session_id, f->step_id, err);
+}
+
+static void kv(node_server *s, const wire_msg *m, const Relais__Envelope *e) {
+    if (!s->stage) {
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_STATE, "KV message before any assignment");
+        return;
+    }
+    Relais__KvAck ack = RELAIS__KV_ACK__INIT;
+    if (e->body_case == RELAIS__ENVELOPE__BODY_KV_TRUNCATE) {
+        ack.session_id = e->kv_truncate->session_id;
+        ack.len = node_stage_truncate(s->stage, ack.session_id, e->kv_truncate->pos);
+    } else {
+        ack.session_id = e->kv_drop->session_id;
+        node_stage_drop(s->stage, ack.session_id);
+    }
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_KV_ACK;
+    env.kv_ack = &ack;
+    reply_to(s, m, &env);
+}
+
+static void heartbeat(node_server *s, const wire_msg *m, const Relais__Heartbeat *h) {
+    Relais__Heartbeat r = RELAIS__HEARTBEAT__INIT;
+    r.seq = h->seq;
+    r.unix_ms = now_ms();
+    r.sessions = s->stage ? node_stage_sessions(s->stage) : 0;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &r;
+    reply_to(s, m, &env);
+}
+
+static void dispatch(node_server *s, const wire_msg *m) {
+    if (wire_msg_code(m)) {
+        refuse(s, m, wire_msg_code(m), wire_msg_error(m));
+        return;
+    }
+    const Relais__Envelope *e = wire_msg_env(m);
+    if (e->body_case != RELAIS__ENVELOPE__BODY_FORWARD && strcmp(wire_msg_user(m), ROLE_COORDINATOR)) {
+        char text[128];
+        snprintf(text, sizeof text, "a neighbour may only send forward, not %s", wire_body_name(e->body_case));
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_UNAUTHORIZED, text);
+        return;
+    }
+    switch (e->body_case) {
+    case RELAIS__ENVELOPE__BODY_HELLO: hello(s, m, e->hello); break;
+    case RELAIS__ENVELOPE__BODY_ASSIGN: assign(s, m, e->assign); break;
+    case RELAIS__ENVELOPE__BODY_FORWARD: forward(s, m, e->forward); break;
+    case RELAIS__ENVELOPE__BODY_KV_TRUNCATE:
+    case RELAIS__ENVELOPE__BODY_KV_DROP: kv(s, m, e); break;
+    case RELAIS__ENVELOPE__BODY_HEARTBEAT: heartbeat(s, m, e->heartbeat); break;
+    default: {
+        char text[128];
+        snprintf(text, sizeof text, "a node does not take %s messages", wire_body_name(e->body_case));
+        refuse(s, m, RELAIS__ERROR_CODE__ERR_STATE, text);
+    }
+    }
+}
+
+/* ---- events ---- */
+
+/* Handshake failures on the listening socket: a plaintext peer never reaches
+ * ZAP, so this is where it is seen: as a mechanism mismatch, or, when the
+ * peer noticed first and hung up, as an abandoned handshake. (ZAP refusals
+ * are logged by curve.c, with the key.) */
+static void router_events(node_server *s) {
+    uint16_t ev;
+    uint32_t val;
+    char ep[256];
+    while (wire_monitor_read(s->mon, &ev, &val, ep, sizeof ep) == 0)
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            rl_log(RL_LOG_WARN, "refused a connection on %s: %s", ep, wire_event_text(ev, val));
+        else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            rl_log(RL_LOG_WARN, "refused a connection on %s: the peer hung up during the handshake (a plaintext "
+                   "peer, or one with another idea of this node's key?)", ep);
+}
+
+/* The next-hop link: its first success completes a pending Ready. A failure
+ * fails the assignment once the next hop has had time to take its own. */
+static void link_events(node_server *s) {
+    node_link ev;
+    while ((ev = node_stage_link_event(s->stage)) != NODE_LINK_NONE) {
+        if (ev == NODE_LINK_UP && s->ready_pending)
+            send_ready(s);
+        if (ev == NODE_LINK_FAILED)
+            rl_log(RL_LOG_WARN, "%s", node_stage_link_error(s->stage));
+    }
+    if (s->ready_pending && *node_stage_link_error(s->stage) && now_ms() - s->loaded_ms >= LINK_GRACE_MS) {
+        send_error(s, s->coord, s->coord_len, RELAIS__ERROR_CODE__ERR_STATE, 0, 0, node_stage_link_error(s->stage));
+        s->ready_pending = false;
+    }
+}
+
+int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
+    while (!*stop) {
+        zmq_pollitem_t items[4] = {{curve_zap_socket(s->zap), 0, ZMQ_POLLIN, 0},
+                                   {wire_monitor_socket(s->mon), 0, ZMQ_POLLIN, 0},
+                                   {s->router, 0, ZMQ_POLLIN, 0},
+                                   {s->stage ? node_stage_link_socket(s->stage) : NULL, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, s->stage ? 4 : 3, POLL_MS) < 0) {
+            if (errno == EINTR)
+                continue;
+            rl_log(RL_LOG_ERROR, "poll: %s", zmq_strerror(errno));
+            return -1;
+        }
+        while (items[0].revents && curve_zap_handle(s->zap))   /* first: connecting peers wait for it */
+            ;
+        if (items[1].revents)
+            router_events(s);
+        if (s->stage && (items[3].revents || s->ready_pending))
+            link_events(s);
+        if (items[2].revents) {
+            wire_msg *m = wire_msg_recv(s->router, true);
+            if (m)
+                dispatch(s, m);
+            wire_msg_destroy(&m);
+        }
+    }
+    rl_log(RL_LOG_INFO, "stopping");
+    return 0;
+}
+
+/* ---- setup ---- */
+
+static int setup_security(node_server *s, const node_config *cfg, char *err, size_t errlen) {
+    if (curve_keys_load(cfg->key, true, &s->keys, err, errlen))
+        return -1;
+    if (!(s->zap = curve_zap_new(s->zctx, "not a trusted coordinator (--trust) nor the previous hop a coordinator "
+                                          "introduced", err, errlen)))
+        return -1;
+    int n = curve_zap_allow_dir(s->zap, cfg->trust, ROLE_COORDINATOR, err, errlen);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        rl_log(RL_LOG_WARN, "no coordinator certificates (*.pub) in %s: every coordinator will be refused", cfg->trust);
+    return 0;
+}
+
+static int bind_router(node_server *s, const node_config *cfg, char *err, size_t errlen) {
+    char why[256];
+    if (!(s->router = wire_socket(s->zctx, ZMQ_ROUTER, cfg->max_message, why, sizeof why)) ||
+        curve_apply_server(s->router, &s->keys, why, sizeof why) ||
+        !(s->mon = wire_monitor_new(s->zctx, s->router, "listen", why, sizeof why))) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    if (zmq_bind(s->router, cfg->listen)) {
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, zmq_strerror(errno));
+        return -1;
+    }
+    size_t len = sizeof s->endpoint;
+    zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &len);
+    return 0;
+}
+
+node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
+    node_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->threads = cfg->threads;
+    s->max_message = cfg->max_message;
+    if (mkdir(cfg->cache, 0700) && errno != EEXIST) {
+        snprintf(err, errlen, "cache directory %s: %s", cfg->cache, strerror(errno));
+        goto fail;
+    }
+    if (!(s->zctx = zmq_ctx_new())) {
+        snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (setup_security(s, cfg, err, errlen) || !(s->models = node_models_new(cfg->models, cfg->cache, err, errlen)))
+        goto fail;
+    if (!(s->caps = node_caps_new(cfg->cache, cfg->threads))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (bind_router(s, cfg, err, errlen))
+        goto fail;
+    char fp[CURVE_FP_LEN];
+    curve_fingerprint(s->keys.public_key, fp);
+    rl_log(RL_LOG_INFO, "listening on %s, key %s, %zu model files, matvec %.2f GB/s", s->endpoint, fp,
+           node_models_count(s->models), node_caps_matvec(s->caps) / 1e9);
+    return s;
+fail:
+    node_server_destroy(&s);
+    return NULL;
+}
+
+void node_server_destroy(node_server **ps) {
+    node_server *s = ps ? *ps : NULL;
+    if (!s)
+        return;
+    node_stage_destroy(&s->stage);
+    wire_monitor_destroy(&s->mon);
+    if (s->router)
+        zmq_close(s->router);
+    curve_zap_destroy(&s->zap);
+    node_models_destroy(&s->models);
+    node_caps_destroy(&s->caps);
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    sodium_memzero(&s->keys, sizeof s->keys);
+    free(s);
+    *ps = NULL;
+}

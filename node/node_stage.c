@@ -1,0 +1,357 @@
+/* A node's assigned slice and its data path (see node_stage.h). */
+#include "node_stage.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+#include "forward.h"
+#include "gguf.h"
+#include "log.h"
+#include "model.h"
+#include "node_caps.h"
+#include "node_session.h"
+#include "sampler.h"
+
+struct node_stage {
+    Relais__Assign *assign;       /* a packed-and-unpacked copy of the Assign (owned) */
+    rl_model *model;              /* the slice: layers [l0, l1), head when run_head */
+    const rl_hparams *hp;         /* the model's shape (owned by model) */
+    rl_ctx *ctx;                  /* threads and scratch */
+    node_sessions *sessions;      /* per-session KV and sampler */
+    void *next;                   /* DEALER to the next node or the coordinator's result endpoint */
+    wire_monitor *link;           /* events of `next` */
+    bool link_up;                 /* the handshake with the next hop succeeded and the link holds */
+    char link_error[160];         /* why the last handshake failed ("" after a success) */
+    float *x;                     /* (max_batch, dim) activations */
+    uint8_t *out;                 /* (max_batch, dim) activations in the wire dtype */
+    float *logits;                /* (n_vocab) on the head stage */
+    int32_t *top_ids;             /* (WIRE_MAX_TOP) */
+    float *top_vals;              /* (WIRE_MAX_TOP) */
+    Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) Result.top entries */
+    Relais__TopLogit **top_ptrs;  /* (WIRE_MAX_TOP) */
+    uint64_t weight_bytes;        /* bytes of the slice's weights */
+};
+
+/* Keeps the Assign beyond the message it came in. */
+static Relais__Assign *copy_assign(const Relais__Assign *a) {
+    size_t n = relais__assign__get_packed_size(a);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return NULL;
+    relais__assign__pack(a, buf);
+    Relais__Assign *c = relais__assign__unpack(NULL, n, buf);
+    free(buf);
+    return c;
+}
+
+static rl_model_opts model_opts(const Relais__Assign *a, const node_stage_env *env) {
+    rl_model_opts o = rl_model_opts_default();
+    o.l0 = a->layer_begin;
+    o.l1 = a->layer_end;
+    o.embed = false;
+    o.head = a->run_head;
+    o.swa_window = a->swa_window;
+    o.swa_pattern = *a->swa_pattern ? a->swa_pattern : NULL;
+    o.progress = env->progress;
+    o.progress_ud = env->progress_ud;
+    return o;
+}
+
+/* Checks the Assign against the file before anything is read: the layer
+ * count, the context, the message size and the memory the slice needs. */
+static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, const node_stage_env *env,
+                                   uint64_t *weights, char *err, size_t errlen) {
+    rl_model_opts o = model_opts(a, env);
+    rl_hparams hp;
+    gguf_file *f = gguf_open(path, err, errlen);
+    if (!f || rl_hparams_read(f, &o, &hp, err, errlen)) {
+        gguf_close(&f);
+        return RELAIS__ERROR_CODE__ERR_MODEL;
+    }
+    *weights = 0;
+    for (uint32_t il = a->layer_begin; il < a->layer_end && il < hp.n_layer; il++)
+        *weights += rl_layer_file_bytes(f, il);
+    gguf_close(&f);
+    if (hp.n_layer != a->n_layer) {
+        snprintf(err, errlen, "the model file has %u layers, the assignment says %u", hp.n_layer, a->n_layer);
+        return RELAIS__ERROR_CODE__ERR_MODEL;
+    }
+    if (a->n_ctx > hp.n_ctx_train) {
+        snprintf(err, errlen, "context %u exceeds the model's %u", a->n_ctx, hp.n_ctx_train);
+        return RELAIS__ERROR_CODE__ERR_RANGE;
+    }
+    if (wire_data_max(a->max_batch, hp.dim, a->n_ctx) > env->max_message) {
+        snprintf(err, errlen, "a Forward of %u tokens of width %u exceeds this node's message limit of %lld MiB",
+                 a->max_batch, hp.dim, (long long)(env->max_message >> 20));
+        return RELAIS__ERROR_CODE__ERR_RANGE;
+    }
+    uint64_t need = *weights + rl_kv_bytes_for(&hp, a->layer_begin, a->layer_end, a->n_ctx) * a->max_sessions;
+    uint64_t avail = node_mem_available(NULL);
+    if (avail && need > avail) {
+        snprintf(err, errlen, "layers %u-%u need %llu MiB (weights and KV of %u sessions), %llu MiB available",
+                 a->layer_begin, a->layer_end - 1, (unsigned long long)(need >> 20), a->max_sessions,
+                 (unsigned long long)(avail >> 20));
+        return RELAIS__ERROR_CODE__ERR_MEMORY;
+    }
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+static int alloc_buffers(node_stage *s) {
+    const size_t act = (size_t)s->assign->max_batch * s->hp->dim;
+    s->x = malloc(act * sizeof *s->x);
+    s->out = malloc(act * sizeof(float));
+    if (!s->x || !s->out)
+        return -1;
+    if (!s->assign->run_head)
+        return 0;
+    s->logits = malloc((size_t)s->hp->n_vocab * sizeof *s->logits);
+    s->top_ids = malloc(WIRE_MAX_TOP * sizeof *s->top_ids);
+    s->top_vals = malloc(WIRE_MAX_TOP * sizeof *s->top_vals);
+    s->tops = malloc(WIRE_MAX_TOP * sizeof *s->tops);
+    s->top_ptrs = malloc(WIRE_MAX_TOP * sizeof *s->top_ptrs);
+    if (!s->logits || !s->top_ids || !s->top_vals || !s->tops || !s->top_ptrs)
+        return -1;
+    for (int i = 0; i < WIRE_MAX_TOP; i++) {
+        relais__top_logit__init(&s->tops[i]);
+        s->top_ptrs[i] = &s->tops[i];
+    }
+    return 0;
+}
+
+static Relais__ErrorCode connect_next(node_stage *s, const node_stage_env *env, char *err, size_t errlen) {
+    char why[256];
+    if (!(s->next = wire_socket(env->zctx, ZMQ_DEALER, WIRE_CONTROL_MAX, why, sizeof why)) ||
+        curve_apply_client(s->next, env->keys, s->assign->next_hop_public_key.data, why, sizeof why) ||
+        !(s->link = wire_monitor_new(env->zctx, s->next, "next-hop", why, sizeof why))) {
+        snprintf(err, errlen, "link to the next hop: %s", why);
+        return RELAIS__ERROR_CODE__ERR_INTERNAL;
+    }
+    if (zmq_connect(s->next, s->assign->next_hop)) {
+        snprintf(err, errlen, "cannot connect to the next hop %s: %s", s->assign->next_hop, zmq_strerror(errno));
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_env *env, char *err, size_t errlen) {
+    const Relais__Assign *a = s->assign;
+    Relais__ErrorCode code = check_fit(a, path, env, &s->weight_bytes, err, errlen);
+    if (code)
+        return code;
+    rl_model_opts o = model_opts(a, env);
+    if (!(s->model = rl_model_load(path, &o, err, errlen)))
+        return RELAIS__ERROR_CODE__ERR_MODEL;
+    s->hp = rl_model_hparams(s->model);
+    int threads = a->threads ? (int)a->threads : env->threads;
+    if (!(s->ctx = rl_ctx_new(s->model, threads, a->max_batch, err, errlen)))
+        return RELAIS__ERROR_CODE__ERR_MEMORY;
+    if (a->no_gemm)
+        rl_ctx_set_gemm_min(s->ctx, 0);
+    else if (a->gemm_min)
+        rl_ctx_set_gemm_min(s->ctx, a->gemm_min);
+    if (!(s->sessions = node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end)) ||
+        alloc_buffers(s)) {
+        snprintf(err, errlen, "out of memory for the stage's buffers");
+        return RELAIS__ERROR_CODE__ERR_MEMORY;
+    }
+    return connect_next(s, env, err, errlen);
+}
+
+node_stage *node_stage_new(const Relais__Assign *a, const char *model_path, const node_stage_env *env,
+                           Relais__ErrorCode *code, char *err, size_t errlen) {
+    node_stage *s = calloc(1, sizeof *s);
+    if (!s || !(s->assign = copy_assign(a))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        *code = RELAIS__ERROR_CODE__ERR_MEMORY;
+        return NULL;
+    }
+    *code = load(s, model_path, env, err, errlen);
+    if (*code)
+        node_stage_destroy(&s);
+    return s;
+}
+
+void node_stage_destroy(node_stage **ps) {
+    node_stage *s = ps ? *ps : NULL;
+    if (!s)
+        return;
+    wire_monitor_destroy(&s->link);
+    if (s->next)
+        zmq_close(s->next);
+    node_sessions_destroy(&s->sessions);
+    rl_ctx_destroy(&s->ctx);
+    rl_model_destroy(&s->model);
+    relais__assign__free_unpacked(s->assign, NULL);
+    free(s->x), free(s->out), free(s->logits);
+    free(s->top_ids), free(s->top_vals), free(s->tops), free(s->top_ptrs);
+    free(s);
+    *ps = NULL;
+}
+
+static bool same_bytes(const ProtobufCBinaryData *x, const ProtobufCBinaryData *y) {
+    return x->len == y->len && !memcmp(x->data, y->data, x->len);
+}
+
+bool node_stage_matches(const node_stage *s, const Relais__Assign *a) {
+    const Relais__Assign *b = s->assign;
+    return same_bytes(&a->model_sha256, &b->model_sha256) && a->layer_begin == b->layer_begin &&
+           a->layer_end == b->layer_end && a->n_layer == b->n_layer && a->n_ctx == b->n_ctx &&
+           a->max_sessions == b->max_sessions && a->max_batch == b->max_batch && a->threads == b->threads &&
+           a->swa_window == b->swa_window && !strcmp(a->swa_pattern, b->swa_pattern) &&
+           a->run_head == b->run_head && a->wire_dtype == b->wire_dtype && !strcmp(a->next_hop, b->next_hop) &&
+           same_bytes(&a->next_hop_public_key, &b->next_hop_public_key) &&
+           same_bytes(&a->prev_hop_public_key, &b->prev_hop_public_key) && a->gemm_min == b->gemm_min &&
+           a->no_gemm == b->no_gemm;
+}
+
+void node_stage_reset(node_stage *s) { node_sessions_clear(s->sessions); }
+
+const uint8_t *node_stage_prev_key(const node_stage *s) { return s->assign->prev_hop_public_key.data; }
+uint64_t node_stage_weight_bytes(const node_stage *s) { return s->weight_bytes; }
+uint32_t node_stage_sessions(const node_stage *s) { return node_sessions_count(s->sessions); }
+void *node_stage_link_socket(node_stage *s) { return wire_monitor_socket(s->link); }
+
+uint64_t node_stage_kv_bytes(const node_stage *s) {
+    return rl_kv_bytes_for(s->hp, s->assign->layer_begin, s->assign->layer_end, s->assign->n_ctx);
+}
+
+node_link node_stage_link_event(node_stage *s) {
+    uint16_t ev;
+    uint32_t val;
+    char ep[256];
+    if (wire_monitor_read(s->link, &ev, &val, ep, sizeof ep))
+        return NODE_LINK_NONE;
+    if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        s->link_up = true;
+        s->link_error[0] = '\0';
+        return NODE_LINK_UP;
+    }
+    if (ev == ZMQ_EVENT_DISCONNECTED)
+        s->link_up = false;
+    if (!(ev & (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)))
+        return NODE_LINK_OTHER;
+    snprintf(s->link_error, sizeof s->link_error, "next hop %s: %s", s->assign->next_hop, wire_event_text(ev, val));
+    return NODE_LINK_FAILED;
+}
+
+bool node_stage_link_up(const node_stage *s) { return s->link_up; }
+const char *node_stage_link_error(const node_stage *s) { return s->link_error; }
+
+/* ---- the data path ---- */
+
+/* The session a Forward belongs to, created at position 0. */
+static node_session *session_for(node_stage *s, const Relais__Forward *f, Relais__ErrorCode *code, char *err,
+                                 size_t errlen) {
+    node_session *ss = node_sessions_find(s->sessions, f->session_id);
+    *code = RELAIS__ERROR_CODE__ERR_SESSION;
+    if (!ss && f->pos != 0) {
+        snprintf(err, errlen, "unknown session %llu (a session starts at position 0, not %u)",
+                 (unsigned long long)f->session_id, f->pos);
+        return NULL;
+    }
+    if (!ss) {
+        uint32_t n_ctx = f->n_ctx ? f->n_ctx : s->assign->n_ctx;
+        if (n_ctx > s->assign->n_ctx) {
+            snprintf(err, errlen, "session context %u exceeds the assigned %u", n_ctx, s->assign->n_ctx);
+            *code = RELAIS__ERROR_CODE__ERR_RANGE;
+            return NULL;
+        }
+        if (!(ss = node_sessions_create(s->sessions, f->session_id, n_ctx, code, err, errlen)))
+            return NULL;
+    }
+    if (f->pos != rl_kv_len(ss->kv)) {
+        snprintf(err, errlen, "session %llu: a batch at position %u, but the session holds %u positions",
+                 (unsigned long long)f->session_id, f->pos, rl_kv_len(ss->kv));
+        return NULL;
+    }
+    if ((uint64_t)f->pos + f->n_tokens > rl_kv_ctx(ss->kv)) {
+        snprintf(err, errlen, "session %llu: positions up to %llu exceed its context of %u",
+                 (unsigned long long)f->session_id, (unsigned long long)f->pos + f->n_tokens, rl_kv_ctx(ss->kv));
+        *code = RELAIS__ERROR_CODE__ERR_RANGE;
+        return NULL;
+    }
+    *code = RELAIS__ERROR_CODE__ERR_NONE;
+    return ss;
+}
+
+static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *err, size_t errlen) {
+    return wire_send(s->next, NULL, 0, env, err, errlen) ? RELAIS__ERROR_CODE__ERR_INTERNAL
+                                                          : RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+/* The head stage: logits of the last token, top logits, the sampled id. A
+ * Forward without Sampling (a prefill chunk before the last) is only
+ * acknowledged, with id -1. */
+static Relais__ErrorCode finish(node_stage *s, node_session *ss, const Relais__Forward *f, char *err,
+                                size_t errlen) {
+    Relais__Result r = RELAIS__RESULT__INIT;
+    r.session_id = f->session_id;
+    r.step_id = f->step_id;
+    r.pos = rl_kv_len(ss->kv);
+    r.id = -1;
+    const Relais__Sampling *smp = f->sampling;
+    if (smp) {
+        const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
+        if (rl_head(s->ctx, s->x + (size_t)(f->n_tokens - 1) * s->hp->dim, s->logits, err, errlen))
+            return RELAIS__ERROR_CODE__ERR_INTERNAL;
+        if (!ss->sampler || ss->stream != smp->stream) {
+            rl_sampler_destroy(&ss->sampler);
+            rl_sampler_params p = wire_sampling_to_params(smp);
+            if (!(ss->sampler = rl_sampler_new(&p, V))) {
+                snprintf(err, errlen, "out of memory for a sampler");
+                return RELAIS__ERROR_CODE__ERR_MEMORY;
+            }
+            ss->stream = smp->stream;
+        }
+        rl_top_logits(s->logits, V, k, s->top_ids, s->top_vals);   /* before sampling edits the logits */
+        for (uint32_t i = 0; i < k; i++)
+            s->tops[i].id = s->top_ids[i], s->tops[i].logit = s->top_vals[i];
+        r.top = s->top_ptrs;
+        r.n_top = k;
+        r.id = rl_sampler_sample(ss->sampler, s->logits, smp->history, smp->n_history);
+    }
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_RESULT;
+    env.result = &r;
+    return send_next(s, &env, err, errlen);
+}
+
+static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+    Relais__Forward out = *f;
+    const size_t n = (size_t)f->n_tokens * s->hp->dim;
+    out.dtype = s->assign->wire_dtype;
+    out.activations.data = s->out;
+    out.activations.len = n * wire_dtype_bytes(out.dtype);
+    wire_activations_encode(s->x, n, out.dtype, s->out);
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = &out;
+    return send_next(s, &env, err, errlen);
+}
+
+Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+    Relais__ErrorCode code = wire_check_forward(f, s->hp->dim, s->assign->max_batch, err, errlen);
+    if (code)
+        return code;
+    if (s->link_error[0]) {   /* the output could not go anywhere: say why instead of letting the step time out */
+        snprintf(err, errlen, "%s", s->link_error);
+        return RELAIS__ERROR_CODE__ERR_STATE;
+    }
+    node_session *ss = session_for(s, f, &code, err, errlen);
+    if (!ss)
+        return code;
+    wire_activations_decode(f->activations.data, (size_t)f->n_tokens * s->hp->dim, f->dtype, s->x);
+    if (rl_forward_layers(s->ctx, ss->kv, s->x, f->n_tokens, f->pos, err, errlen))
+        return RELAIS__ERROR_CODE__ERR_INTERNAL;
+    return s->assign->run_head ? finish(s, ss, f, err, errlen) : pass_on(s, f, err, errlen);
+}
+
+uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos) {
+    node_session *ss = node_sessions_find(s->sessions, session);
+    return ss ? rl_kv_truncate(ss->kv, pos) : 0;
+}
+
+void node_stage_drop(node_stage *s, uint64_t session) { node_sessions_drop(s->sessions, session); }

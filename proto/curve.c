@@ -1,0 +1,351 @@
+/* Certificates, fingerprints and the ZAP handler (see curve.h). Certificate
+ * files are read and written with CZMQ's zcert so that they are
+ * interchangeable with other ZeroMQ tools; everything on sockets goes
+ * through plain libzmq. */
+#include "curve.h"
+
+#include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+#include "log.h"
+
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ROLE_MAX 16
+
+static bool all_zero(const uint8_t *p, size_t n) {
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+void curve_fingerprint(const uint8_t key[CURVE_KEY_BYTES], char out[CURVE_FP_LEN]) {
+    uint8_t h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, key, CURVE_KEY_BYTES);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+void curve_public_path(const char *secret_path, char *out, size_t len) {
+    size_t n = strlen(secret_path);
+    if (n > 4 && !strcmp(secret_path + n - 4, ".key"))
+        snprintf(out, len, "%.*s.pub", (int)(n - 4), secret_path);
+    else
+        snprintf(out, len, "%s.pub", secret_path);
+}
+
+/* zcert_load also tries "<path>_secret" first (CZMQ's own naming); relais
+ * names its files explicitly, so a plain path must exist. */
+static zcert_t *load_cert(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    zcert_t *c = S_ISREG(st.st_mode) ? zcert_load(path) : NULL;
+    if (!c)
+        snprintf(err, errlen, "%s is not a ZeroMQ certificate (no curve public-key)", path);
+    return c;
+}
+
+int curve_public_load(const char *path, uint8_t key[CURVE_KEY_BYTES], char *err, size_t errlen) {
+    zcert_t *c = load_cert(path, err, errlen);
+    if (!c)
+        return -1;
+    memcpy(key, zcert_public_key(c), CURVE_KEY_BYTES);
+    zcert_destroy(&c);
+    return 0;
+}
+
+int curve_keys_create(const char *secret_path, const char *public_path, curve_keys *out, char *err, size_t errlen) {
+    struct stat st;
+    const char *paths[] = {secret_path, public_path};
+    for (int i = 0; i < 2; i++)
+        if (stat(paths[i], &st) == 0) {
+            snprintf(err, errlen, "%s already exists; not overwriting a key", paths[i]);
+            return -1;
+        }
+    zcert_t *c = zcert_new();
+    if (!c) {
+        snprintf(err, errlen, "cannot generate a CURVE key pair");
+        return -1;
+    }
+    int rc = -1;
+    if (zcert_save_secret(c, secret_path) || chmod(secret_path, 0600))
+        snprintf(err, errlen, "cannot write %s: %s", secret_path, strerror(errno));
+    else if (zcert_save_public(c, public_path))
+        snprintf(err, errlen, "cannot write %s: %s", public_path, strerror(errno));
+    else
+        rc = 0;
+    if (rc == 0 && out) {
+        memcpy(out->public_key, zcert_public_key(c), CURVE_KEY_BYTES);
+        memcpy(out->secret_key, zcert_secret_key(c), CURVE_KEY_BYTES);
+    }
+    zcert_destroy(&c);
+    return rc;
+}
+
+int curve_keys_load(const char *path, bool create, curve_keys *out, char *err, size_t errlen) {
+    struct stat st;
+    if (create && stat(path, &st) && errno == ENOENT) {
+        char pub[4096];
+        curve_public_path(path, pub, sizeof pub);
+        if (curve_keys_create(path, pub, out, err, errlen))
+            return -1;
+        char fp[CURVE_FP_LEN];
+        curve_fingerprint(out->public_key, fp);
+        rl_log(RL_LOG_INFO, "created key pair %s (public certificate %s, fingerprint %s)", path, pub, fp);
+        return 0;
+    }
+    zcert_t *c = load_cert(path, err, errlen);
+    if (!c)
+        return -1;
+    int rc = 0;
+    if (all_zero(zcert_secret_key(c), CURVE_KEY_BYTES)) {
+        snprintf(err, errlen, "%s holds no secret key (is it a public .pub certificate?)", path);
+        rc = -1;
+    } else {
+        memcpy(out->public_key, zcert_public_key(c), CURVE_KEY_BYTES);
+        memcpy(out->secret_key, zcert_secret_key(c), CURVE_KEY_BYTES);
+        if (stat(path, &st) == 0 && (st.st_mode & 077))
+            rl_log(RL_LOG_WARN, "%s holds a secret key but is readable by others (mode %03o); chmod 600 it", path,
+                   (unsigned)(st.st_mode & 0777));
+    }
+    zcert_destroy(&c);
+    return rc;
+}
+
+static int set_keys(void *sock, const curve_keys *k, char *err, size_t errlen) {
+    if (zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k->public_key, CURVE_KEY_BYTES) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k->secret_key, CURVE_KEY_BYTES)) {
+        snprintf(err, errlen, "cannot set CURVE keys: %s", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int curve_apply_server(void *sock, const curve_keys *k, char *err, size_t errlen) {
+    int one = 1;
+    if (set_keys(sock, k, err, errlen))
+        return -1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one)) {
+        snprintf(err, errlen, "cannot make a CURVE server: %s", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int curve_apply_client(void *sock, const curve_keys *k, const uint8_t server_key[CURVE_KEY_BYTES], char *err,
+                       size_t errlen) {
+    if (set_keys(sock, k, err, errlen))
+        return -1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_key, CURVE_KEY_BYTES)) {
+        snprintf(err, errlen, "cannot set the CURVE server key: %s", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ZAP handler ---- */
+
+typedef struct {
+    uint8_t key[CURVE_KEY_BYTES];
+    char role[ROLE_MAX];
+} zap_entry;
+
+struct curve_zap {
+    void *rep;              /* REP socket bound at the context's ZAP endpoint */
+    zap_entry *allowed;     /* (n_allowed) admitted keys and their roles */
+    size_t n_allowed, cap;
+    char refusal[160];      /* the reason logged for an unknown key */
+};
+
+curve_zap *curve_zap_new(void *zctx, const char *refusal, char *err, size_t errlen) {
+    curve_zap *z = calloc(1, sizeof *z);
+    if (!z) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int linger = 0;
+    z->rep = zmq_socket(zctx, ZMQ_REP);
+    if (!z->rep || zmq_setsockopt(z->rep, ZMQ_LINGER, &linger, sizeof linger) || zmq_bind(z->rep, ZAP_ENDPOINT)) {
+        snprintf(err, errlen, "cannot start the ZAP handler: %s", zmq_strerror(errno));
+        curve_zap_destroy(&z);
+        return NULL;
+    }
+    snprintf(z->refusal, sizeof z->refusal, "%s", refusal);
+    return z;
+}
+
+void curve_zap_destroy(curve_zap **pz) {
+    curve_zap *z = pz ? *pz : NULL;
+    if (!z)
+        return;
+    if (z->rep)
+        zmq_close(z->rep);
+    free(z->allowed);
+    free(z);
+    *pz = NULL;
+}
+
+void *curve_zap_socket(curve_zap *z) { return z->rep; }
+
+const char *curve_zap_role(const curve_zap *z, const uint8_t key[CURVE_KEY_BYTES]) {
+    for (size_t i = 0; i < z->n_allowed; i++)
+        if (!memcmp(z->allowed[i].key, key, CURVE_KEY_BYTES))
+            return z->allowed[i].role;
+    return "";
+}
+
+int curve_zap_allow(curve_zap *z, const uint8_t key[CURVE_KEY_BYTES], const char *role) {
+    if (*curve_zap_role(z, key))
+        return 0;
+    if (z->n_allowed == z->cap) {
+        size_t cap = z->cap ? 2 * z->cap : 8;
+        zap_entry *a = realloc(z->allowed, cap * sizeof *a);
+        if (!a)
+            return -1;
+        z->allowed = a, z->cap = cap;
+    }
+    zap_entry *e = &z->allowed[z->n_allowed++];
+    memcpy(e->key, key, CURVE_KEY_BYTES);
+    snprintf(e->role, sizeof e->role, "%s", role);
+    return 0;
+}
+
+void curve_zap_forget_role(curve_zap *z, const char *role) {
+    size_t k = 0;
+    for (size_t i = 0; i < z->n_allowed; i++)
+        if (strcmp(z->allowed[i].role, role))
+            z->allowed[k++] = z->allowed[i];
+    z->n_allowed = k;
+}
+
+static bool is_pub_file(const char *name) {
+    size_t n = strlen(name);
+    return n > 4 && !strcmp(name + n - 4, ".pub");
+}
+
+int curve_zap_allow_dir(curve_zap *z, const char *dir, const char *role, char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_pub_file(de->d_name))
+            continue;
+        char path[4096];
+        uint8_t key[CURVE_KEY_BYTES];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (curve_public_load(path, key, err, errlen) || curve_zap_allow(z, key, role)) {
+            count = -1;
+            break;
+        }
+        count++;
+    }
+    closedir(d);
+    return count;
+}
+
+/* A ZAP request: version, request id, domain, address, routing id,
+ * mechanism, then the credentials (for CURVE, the client's public key). */
+enum { ZAP_VERSION, ZAP_REQUEST_ID, ZAP_DOMAIN, ZAP_ADDRESS, ZAP_ROUTING_ID, ZAP_MECHANISM, ZAP_CREDENTIALS,
+       ZAP_FRAMES };
+
+static void frame_text(zmq_msg_t *f, char *out, size_t len) {
+    size_t n = zmq_msg_size(f) < len - 1 ? zmq_msg_size(f) : len - 1;
+    memcpy(out, zmq_msg_data(f), n);
+    out[n] = '\0';
+}
+
+/* ZMTP metadata: name length (1 byte), name, value length (4 bytes, big
+ * endian), value. */
+static size_t encode_property(uint8_t *out, const char *name, const char *value) {
+    size_t nl = strlen(name), vl = strlen(value);
+    out[0] = (uint8_t)nl;
+    memcpy(out + 1, name, nl);
+    out[1 + nl] = (uint8_t)(vl >> 24), out[2 + nl] = (uint8_t)(vl >> 16);
+    out[3 + nl] = (uint8_t)(vl >> 8), out[4 + nl] = (uint8_t)vl;
+    memcpy(out + 5 + nl, value, vl);
+    return 5 + nl + vl;
+}
+
+static void reply(curve_zap *z, zmq_msg_t *request_id, const char *status, const char *text, const char *user,
+                  const uint8_t *key) {
+    uint8_t meta[128];
+    size_t meta_len = 0;
+    if (key) {
+        char z85[41];
+        zmq_z85_encode(z85, key, CURVE_KEY_BYTES);
+        meta_len = encode_property(meta, CURVE_ZAP_KEY_PROPERTY, z85);
+    }
+    zmq_send(z->rep, "1.0", 3, ZMQ_SNDMORE);
+    zmq_msg_send(request_id, z->rep, ZMQ_SNDMORE);
+    zmq_send(z->rep, status, strlen(status), ZMQ_SNDMORE);
+    zmq_send(z->rep, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(z->rep, user, strlen(user), ZMQ_SNDMORE);
+    zmq_send(z->rep, meta, meta_len, 0);
+}
+
+static void decide(curve_zap *z, zmq_msg_t *frames, int n) {
+    char mech[32], address[128], fp[CURVE_FP_LEN] = "-";
+    frame_text(&frames[ZAP_MECHANISM], mech, sizeof mech);
+    frame_text(&frames[ZAP_ADDRESS], address, sizeof address);
+    const uint8_t *key = NULL;
+    if (n > ZAP_CREDENTIALS && zmq_msg_size(&frames[ZAP_CREDENTIALS]) == CURVE_KEY_BYTES) {
+        key = zmq_msg_data(&frames[ZAP_CREDENTIALS]);
+        curve_fingerprint(key, fp);
+    }
+    if (strcmp(mech, "CURVE") || !key) {
+        rl_log(RL_LOG_WARN, "refused a %s peer from %s: only CURVE peers are admitted", mech, address);
+        reply(z, &frames[ZAP_REQUEST_ID], "400", "CURVE required", "", NULL);
+        return;
+    }
+    const char *role = curve_zap_role(z, key);
+    if (!*role) {
+        char z85[41];
+        zmq_z85_encode(z85, key, CURVE_KEY_BYTES);
+        rl_log(RL_LOG_WARN, "refused a peer from %s with key %s (%s): %s", address, fp, z85, z->refusal);
+        reply(z, &frames[ZAP_REQUEST_ID], "400", "key not admitted", "", NULL);
+        return;
+    }
+    rl_log(RL_LOG_DEBUG, "admitted %s %s from %s", role, fp, address);
+    reply(z, &frames[ZAP_REQUEST_ID], "200", "OK", role, key);
+}
+
+bool curve_zap_handle(curve_zap *z) {
+    zmq_msg_t frames[ZAP_FRAMES];
+    int n = 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t scratch, *f = n < ZAP_FRAMES ? &frames[n] : &scratch;   /* frames past the key are dropped */
+        zmq_msg_init(f);
+        if (zmq_msg_recv(f, z->rep, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(f);
+            if (n == 0)
+                return false;
+            break;
+        }
+        more = zmq_msg_more(f);
+        if (f == &scratch)
+            zmq_msg_close(f);
+        else
+            n++;
+    }
+    if (n > ZAP_MECHANISM)
+        decide(z, frames, n);
+    else   /* libzmq never sends this; a REP socket must still answer */
+        zmq_send(z->rep, "", 0, 0);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+    return true;
+}

@@ -1,0 +1,438 @@
+/* Envelope framing over ZeroMQ, validation of decoded messages, activation
+ * encoding and socket monitors (see wire.h). */
+#include "wire.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+#include "curve.h"
+#include "quant.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the wire carries little-endian floats as they lie in memory; a big-endian port must byte-swap them"
+#endif
+
+#define HEARTBEAT_IVL_MS 2000
+#define HEARTBEAT_TIMEOUT_MS 10000
+#define LINGER_MS 200
+#define RECONNECT_IVL_MS 100
+#define RECONNECT_IVL_MAX_MS 2000   /* back off, so a refused peer is not retried ten times a second */
+#define MAX_ENDPOINT 255
+
+struct wire_msg {
+    Relais__Envelope *env;                   /* unpacked body; NULL when refused */
+    Relais__ErrorCode code;                  /* ERR_NONE or why the frame is refused */
+    char error[256];                         /* the refusal in words */
+    uint8_t rid[WIRE_ROUTING_ID_MAX];        /* sender's routing id (ROUTER only) */
+    size_t rid_len;
+    char user[64];                           /* ZAP User-Id of the connection */
+    uint8_t peer_key[WIRE_KEY_BYTES];        /* from our ZAP handler's metadata */
+    bool has_peer_key;
+};
+
+static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void fmt(char *err, size_t errlen, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(err, errlen, f, ap);
+    va_end(ap);
+}
+
+void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errlen) {
+    void *s = zmq_socket(zctx, type);
+    if (!s) {
+        fmt(err, errlen, "cannot create a socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    int linger = LINGER_MS, sndtimeo = WIRE_SEND_TIMEOUT_MS, ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
+    int one = 1, rc_ivl = RECONNECT_IVL_MS, rc_max = RECONNECT_IVL_MAX_MS;
+    int rc = zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) |
+             zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) |
+             zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &rc_ivl, sizeof rc_ivl) |
+             zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &rc_max, sizeof rc_max) |
+             zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) |
+             zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) |
+             zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_to, sizeof hb_to);
+    if (type == ZMQ_ROUTER)
+        rc |= zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (rc) {
+        fmt(err, errlen, "cannot set socket options: %s", zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int64_t wire_data_max(uint32_t max_batch, uint32_t dim, uint32_t n_history) {
+    return (int64_t)max_batch * dim * (int64_t)sizeof(float) + (int64_t)n_history * 6 + (1 << 20);
+}
+
+/* ---- receiving ---- */
+
+static void refuse(wire_msg *m, Relais__ErrorCode code, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void refuse(wire_msg *m, Relais__ErrorCode code, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(m->error, sizeof m->error, f, ap);
+    va_end(ap);
+    m->code = code;
+    if (m->env)
+        relais__envelope__free_unpacked(m->env, NULL);
+    m->env = NULL;
+}
+
+/* The connection's properties, which libzmq attaches to every frame. */
+static void read_properties(wire_msg *m, zmq_msg_t *frame) {
+    const char *user = zmq_msg_gets(frame, "User-Id");
+    if (user)
+        snprintf(m->user, sizeof m->user, "%s", user);
+    const char *key = zmq_msg_gets(frame, CURVE_ZAP_KEY_PROPERTY);
+    if (key && strlen(key) == 40 && zmq_z85_decode(m->peer_key, key))
+        m->has_peer_key = true;
+}
+
+static void unpack(wire_msg *m, const zmq_msg_t *frame) {
+    size_t n = zmq_msg_size(frame);
+    m->env = relais__envelope__unpack(NULL, n, zmq_msg_data((zmq_msg_t *)frame));
+    if (!m->env)
+        refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "a frame of %zu bytes that is not a relais Envelope", n);
+    else if (m->env->version != WIRE_VERSION)
+        refuse(m, RELAIS__ERROR_CODE__ERR_VERSION, "protocol version %u, this side speaks version %u",
+               m->env->version, WIRE_VERSION);
+    else if (m->env->body_case == RELAIS__ENVELOPE__BODY__NOT_SET)
+        refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "an Envelope without a (known) body");
+}
+
+wire_msg *wire_msg_recv(void *sock, bool routed) {
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    if (zmq_msg_recv(&frame, sock, ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        zmq_msg_close(&frame);
+        errno = e;
+        return NULL;
+    }
+    wire_msg *m = calloc(1, sizeof *m);
+    if (!m) {   /* drain the rest of the message so the socket stays usable */
+        while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, sock, 0) >= 0)
+            ;
+        zmq_msg_close(&frame);
+        errno = ENOMEM;
+        return NULL;
+    }
+    int parts = 1;
+    if (routed) {
+        m->rid_len = zmq_msg_size(&frame) < WIRE_ROUTING_ID_MAX ? zmq_msg_size(&frame) : WIRE_ROUTING_ID_MAX;
+        memcpy(m->rid, zmq_msg_data(&frame), m->rid_len);
+        if (zmq_msg_more(&frame) && zmq_msg_recv(&frame, sock, 0) >= 0)
+            parts++;
+    }
+    read_properties(m, &frame);
+    if (routed && parts < 2)
+        refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "a message without a body frame");
+    else
+        unpack(m, &frame);
+    while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, sock, 0) >= 0)
+        parts++;
+    if (m->code == RELAIS__ERROR_CODE__ERR_NONE && parts > (routed ? 2 : 1))
+        refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "%d frames where one Envelope frame was expected",
+               parts - (routed ? 1 : 0));
+    zmq_msg_close(&frame);
+    return m;
+}
+
+void wire_msg_destroy(wire_msg **pm) {
+    wire_msg *m = pm ? *pm : NULL;
+    if (!m)
+        return;
+    if (m->env)
+        relais__envelope__free_unpacked(m->env, NULL);
+    free(m);
+    *pm = NULL;
+}
+
+const Relais__Envelope *wire_msg_env(const wire_msg *m) { return m->env; }
+Relais__ErrorCode wire_msg_code(const wire_msg *m) { return m->code; }
+const char *wire_msg_error(const wire_msg *m) { return m->error; }
+const char *wire_msg_user(const wire_msg *m) { return m->user; }
+const uint8_t *wire_msg_peer_key(const wire_msg *m) { return m->has_peer_key ? m->peer_key : NULL; }
+
+const uint8_t *wire_msg_routing_id(const wire_msg *m, size_t *len) {
+    *len = m->rid_len;
+    return m->rid;
+}
+
+/* ---- sending ---- */
+
+static const char *send_error_text(int e) {
+    if (e == EAGAIN)
+        return "the peer is not taking messages (send timed out)";
+    if (e == EHOSTUNREACH)
+        return "the peer is no longer connected";
+    return zmq_strerror(e);
+}
+
+int wire_send(void *sock, const uint8_t *rid, size_t rid_len, Relais__Envelope *env, char *err, size_t errlen) {
+    env->version = WIRE_VERSION;
+    size_t n = relais__envelope__get_packed_size(env);
+    zmq_msg_t frame;
+    if (zmq_msg_init_size(&frame, n)) {
+        fmt(err, errlen, "cannot allocate a message of %zu bytes", n);
+        return -1;
+    }
+    relais__envelope__pack(env, zmq_msg_data(&frame));
+    if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) || zmq_msg_send(&frame, sock, 0) < 0) {
+        fmt(err, errlen, "cannot send %s: %s", wire_body_name(env->body_case), send_error_text(errno));
+        zmq_msg_close(&frame);
+        return -1;
+    }
+    return 0;
+}
+
+int wire_send_error(void *sock, const uint8_t *rid, size_t rid_len, Relais__ErrorCode code, uint64_t session_id,
+                    uint64_t step_id, const char *message, char *err, size_t errlen) {
+    Relais__Error e = RELAIS__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)message;
+    e.session_id = session_id;
+    e.step_id = step_id;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_ERROR;
+    env.error = &e;
+    return wire_send(sock, rid, rid_len, &env, err, errlen);
+}
+
+const char *wire_code_name(int code) {
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&relais__error_code__descriptor, code);
+    return v ? v->name : "ERR_?";
+}
+
+const char *wire_body_name(int body_case) {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&relais__envelope__descriptor, (unsigned)body_case);
+    return f && body_case >= RELAIS__ENVELOPE__BODY_HELLO ? f->name : "unknown message";
+}
+
+/* ---- validation ---- */
+
+static Relais__ErrorCode bad(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static Relais__ErrorCode bad(char *err, size_t errlen, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(err, errlen, f, ap);
+    va_end(ap);
+    return RELAIS__ERROR_CODE__ERR_MALFORMED;
+}
+
+Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what, char *err, size_t errlen) {
+    if (k->len != WIRE_KEY_BYTES)
+        return bad(err, errlen, "%s has %zu bytes, not %d", what, k->len, WIRE_KEY_BYTES);
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen) {
+    Relais__ErrorCode c;
+    if ((c = wire_check_key(&a->model_sha256, "model_sha256", err, errlen)) ||
+        (c = wire_check_key(&a->next_hop_public_key, "next_hop_public_key", err, errlen)) ||
+        (c = wire_check_key(&a->prev_hop_public_key, "prev_hop_public_key", err, errlen)))
+        return c;
+    if (a->n_layer == 0 || a->layer_begin >= a->layer_end || a->layer_end > a->n_layer)
+        return bad(err, errlen, "layer range [%u, %u) is not a non-empty part of %u layers", a->layer_begin,
+                   a->layer_end, a->n_layer);
+    if (a->n_ctx == 0 || a->max_sessions == 0 || a->max_batch == 0 || a->max_batch > WIRE_MAX_BATCH)
+        return bad(err, errlen, "n_ctx %u, max_sessions %u, max_batch %u: each must be at least 1 (batch at most %d)",
+                   a->n_ctx, a->max_sessions, a->max_batch, WIRE_MAX_BATCH);
+    if (a->threads > 4096 || a->swa_window < -1 || wire_dtype_bytes(a->wire_dtype) == 0)
+        return bad(err, errlen, "threads %u, swa_window %lld or wire dtype %d out of range", a->threads,
+                   (long long)a->swa_window, (int)a->wire_dtype);
+    size_t hop = strlen(a->next_hop);
+    if (hop == 0 || hop > MAX_ENDPOINT || !strstr(a->next_hop, "://"))
+        return bad(err, errlen, "next_hop '%.64s' is not a ZeroMQ endpoint", a->next_hop);
+    if (strlen(a->swa_pattern) > 4096 || strlen(a->model_name) > 4096)
+        return bad(err, errlen, "swa_pattern or model_name too long");
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+static Relais__ErrorCode check_sampling(const Relais__Sampling *s, char *err, size_t errlen) {
+    const float vals[] = {s->temperature, s->top_p, s->min_p, s->repeat_penalty, s->frequency_penalty,
+                          s->presence_penalty};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        if (!isfinite(vals[i]))
+            return bad(err, errlen, "sampling parameter %zu is not a finite number", i + 1);
+    if (s->temperature < 0 || s->top_k < 0 || s->top_p < 0 || s->top_p > 1 || s->min_p < 0 || s->min_p > 1 ||
+        s->repeat_penalty < 0)
+        return bad(err, errlen, "sampling parameters out of range (temperature %g, top_k %d, top_p %g, min_p %g, "
+                   "repeat_penalty %g)", s->temperature, s->top_k, s->top_p, s->min_p, s->repeat_penalty);
+    if (s->top_logits > WIRE_MAX_TOP)
+        return bad(err, errlen, "%u top logits asked, at most %d", s->top_logits, WIRE_MAX_TOP);
+    for (size_t i = 0; i < s->n_history; i++)
+        if (s->history[i] < 0)
+            return bad(err, errlen, "negative id %d in the sampling history", s->history[i]);
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uint32_t max_batch, char *err,
+                                     size_t errlen) {
+    size_t es = wire_dtype_bytes(f->dtype);
+    if (es == 0)
+        return bad(err, errlen, "unknown activation dtype %d", (int)f->dtype);
+    if (f->n_tokens == 0 || f->n_tokens > max_batch)
+        return bad(err, errlen, "%u tokens in one Forward; this stage takes 1 to %u", f->n_tokens, max_batch);
+    size_t want = (size_t)f->n_tokens * dim * es;
+    if (f->activations.len != want)
+        return bad(err, errlen, "activations of %zu bytes; %u tokens x %u x %zu bytes make %zu",
+                   f->activations.len, f->n_tokens, dim, es, want);
+    return f->sampling ? check_sampling(f->sampling, err, errlen) : RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+/* ---- activations ---- */
+
+size_t wire_dtype_bytes(int dtype) {
+    switch (dtype) {
+    case RELAIS__DTYPE__DTYPE_F32: return 4;
+    case RELAIS__DTYPE__DTYPE_F16: return 2;
+    default: return 0;
+    }
+}
+
+void wire_activations_encode(const float *x, size_t n, Relais__DType dtype, uint8_t *out) {
+    if (dtype == RELAIS__DTYPE__DTYPE_F32) {
+        memcpy(out, x, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl_fp16 h = rl_f32_to_fp16(x[i]);
+        memcpy(out + 2 * i, &h, 2);
+    }
+}
+
+void wire_activations_decode(const uint8_t *in, size_t n, Relais__DType dtype, float *x) {
+    if (dtype == RELAIS__DTYPE__DTYPE_F32) {
+        memcpy(x, in, n * sizeof(float));   /* protobuf bytes need not be aligned for floats */
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl_fp16 h;
+        memcpy(&h, in + 2 * i, 2);
+        x[i] = rl_fp16_to_f32(h);
+    }
+}
+
+/* ---- sampling ---- */
+
+void wire_sampling_from_params(const rl_sampler_params *p, Relais__Sampling *out) {
+    out->temperature = p->temperature;
+    out->top_k = p->top_k;
+    out->top_p = p->top_p;
+    out->min_p = p->min_p;
+    out->repeat_penalty = p->repeat_penalty;
+    out->frequency_penalty = p->frequency_penalty;
+    out->presence_penalty = p->presence_penalty;
+    out->seed = p->seed;
+}
+
+rl_sampler_params wire_sampling_to_params(const Relais__Sampling *s) {
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = s->temperature;
+    p.top_k = s->top_k;
+    p.top_p = s->top_p;
+    p.min_p = s->min_p;
+    p.repeat_penalty = s->repeat_penalty;
+    p.repeat_last_n = -1;   /* the history sent is the window */
+    p.frequency_penalty = s->frequency_penalty;
+    p.presence_penalty = s->presence_penalty;
+    p.seed = s->seed;
+    return p;
+}
+
+size_t wire_history_window(const rl_sampler_params *p, size_t n) {
+    if (p->repeat_last_n < 0)
+        return n;
+    return (size_t)p->repeat_last_n < n ? (size_t)p->repeat_last_n : n;
+}
+
+/* ---- monitors ---- */
+
+struct wire_monitor {
+    void *watched;   /* the monitored socket (not owned) */
+    void *pair;      /* our end of the monitor's inproc pipe */
+};
+
+wire_monitor *wire_monitor_new(void *zctx, void *sock, const char *name, char *err, size_t errlen) {
+    char ep[128];
+    snprintf(ep, sizeof ep, "inproc://relais-monitor-%s-%p", name, sock);
+    wire_monitor *m = calloc(1, sizeof *m);
+    if (!m || zmq_socket_monitor(sock, ep, ZMQ_EVENT_ALL) ||
+        !(m->pair = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(m->pair, ep)) {
+        fmt(err, errlen, "cannot monitor the %s socket: %s", name, m ? zmq_strerror(errno) : "out of memory");
+        if (m && m->pair)
+            zmq_close(m->pair);
+        if (m)
+            zmq_socket_monitor(sock, NULL, 0);
+        free(m);
+        return NULL;
+    }
+    int linger = 0;
+    zmq_setsockopt(m->pair, ZMQ_LINGER, &linger, sizeof linger);
+    m->watched = sock;
+    return m;
+}
+
+void wire_monitor_destroy(wire_monitor **pm) {
+    wire_monitor *m = pm ? *pm : NULL;
+    if (!m)
+        return;
+    zmq_socket_monitor(m->watched, NULL, 0);
+    zmq_close(m->pair);
+    free(m);
+    *pm = NULL;
+}
+
+void *wire_monitor_socket(wire_monitor *m) { return m->pair; }
+
+int wire_monitor_read(wire_monitor *m, uint16_t *event, uint32_t *value, char *endpoint, size_t len) {
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    if (zmq_msg_recv(&f, m->pair, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&f);
+        return -1;
+    }
+    int ok = zmq_msg_size(&f) == 6 && zmq_msg_more(&f);
+    if (ok) {
+        memcpy(event, zmq_msg_data(&f), 2);
+        memcpy(value, (uint8_t *)zmq_msg_data(&f) + 2, 4);
+    }
+    endpoint[0] = '\0';
+    if (zmq_msg_more(&f) && zmq_msg_recv(&f, m->pair, 0) >= 0) {
+        size_t n = zmq_msg_size(&f) < len - 1 ? zmq_msg_size(&f) : len - 1;
+        memcpy(endpoint, zmq_msg_data(&f), n);
+        endpoint[n] = '\0';
+    }
+    while (zmq_msg_more(&f) && zmq_msg_recv(&f, m->pair, 0) >= 0)
+        ;
+    zmq_msg_close(&f);
+    return ok ? 0 : -1;
+}
+
+const char *wire_event_text(uint16_t event, uint32_t value) {
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            return "security mechanism mismatch (a plaintext peer, or one without our CURVE settings)";
+        if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+            return "CURVE handshake failed (wrong server key, or garbage from the peer)";
+        return "handshake protocol error";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: return "authentication refused by the peer";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: return "handshake failed";
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: return "handshake succeeded";
+    case ZMQ_EVENT_CONNECTED: return "connected";
+    case ZMQ_EVENT_ACCEPTED: return "accepted";
+    case ZMQ_EVENT_DISCONNECTED: return "disconnected";
+    case ZMQ_EVENT_CLOSED: return "closed";
+    default: return "socket event";
+    }
+}

@@ -1,0 +1,535 @@
+/* The cluster end to end: four relais-node processes on loopback, driven by
+ * the coordinator's cluster client.
+ *
+ * - Every test model, split over 1, 2, 3 and 4 nodes: with f32 activations
+ *   the ids and top logits are bit-identical to the single-process runner
+ *   with the same batch; with f16 activations they agree within a tolerance
+ *   (see F16_TOL_FLOAT). The same node processes serve every configuration
+ *   (each one is a new Assign), which keeps the file to seconds.
+ * - Seeded sampling with penalties gives the single process's ids; truncation
+ *   keeps what the single process keeps, sliding windows included.
+ * - Refused and logged, while the cluster keeps working: an unknown key, a
+ *   plaintext peer, a model of another hash, malformed frames, a neighbour
+ *   sending control messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+#include "cluster.h"
+#include "cluster_harness.h"
+#include "curve.h"
+#include "runner.h"
+#include "wire.h"
+
+#define MODELS RELAIS_SHARED_DIR "/models"
+#define N_PROMPT 20
+#define N_GEN 10
+#define BATCH 16     /* the prompt goes as a 16-token sgemm chunk and a 4-token matvec chunk */
+#define N_CTX 64
+#define TOP 8
+
+/* f16 activations keep 11 significant bits: every hop moves the residual
+ * stream by up to 2^-12 of its size, and these random models carry that to
+ * the logits (|logit| up to ~10) as up to 6.3e-3 on the float models (1 to 4
+ * nodes), over the golden 2e-3 meant for float computation. The quantized
+ * models quantize activations to 8 bits anyway: there the f16 wire stays well
+ * inside the golden 0.5 (at most 0.28 here). */
+#define F16_TOL_FLOAT 1e-2f
+#define F16_TOL_QUANT 0.5f
+
+static const char *const MODEL_NAMES[] = {"tiny-f32",     "tiny-q8_0",  "tiny-q4_0", "tiny-swa",
+                                          "tiny-swa-q8_0", "small-q4_k_m", "small-q6_k", "stories260K"};
+#define N_MODELS (sizeof MODEL_NAMES / sizeof MODEL_NAMES[0])
+
+typedef struct {
+    int32_t prompt[N_PROMPT];
+    int32_t ids[N_GEN];                 /* greedy, free running */
+    int32_t top_ids[N_GEN][TOP];
+    float top_vals[N_GEN][TOP];
+    float gap[N_GEN];                   /* top-1 minus top-2 logit */
+} reference;
+
+static harness H;
+static cluster *C;
+static uint64_t g_session = 100;
+static reference g_refs[N_MODELS];
+
+static void model_path(const char *name, char *out, size_t len) { snprintf(out, len, MODELS "/%s.gguf", name); }
+
+static bool is_float_model(const char *name) {
+    return !strcmp(name, "tiny-f32") || !strcmp(name, "tiny-swa") || !strcmp(name, "stories260K");
+}
+
+/* err mentions needle (else the test fails showing err). */
+static void expect_in(const char *err, const char *needle) {
+    if (!strstr(err, needle))
+        fail_msg("expected \"%s\" in: %s", needle, err);
+}
+
+/* ---- the single-process reference ---- */
+
+static rl_runner *reference_runner(const char *path) {
+    char err[512];
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = path;
+    o.n_ctx = N_CTX;
+    o.n_threads = 1;
+    o.batch = BATCH;
+    o.progress = false;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    return r;
+}
+
+static void make_reference(const char *name, reference *ref) {
+    char path[512], err[512];
+    model_path(name, path, sizeof path);
+    rl_runner *r = reference_runner(path);
+    const uint32_t V = rl_runner_hparams(r)->n_vocab;
+    float *logits = malloc(V * sizeof *logits);
+    for (int i = 0; i < N_PROMPT; i++)
+        ref->prompt[i] = i == 0 ? 1 : (int32_t)((i * 7919u + 13u) % V);
+    assert_int_equal(rl_runner_feed(r, ref->prompt, N_PROMPT, logits, err, sizeof err), 0);
+    for (int t = 0; t < N_GEN; t++) {
+        int32_t ids[2];
+        float vals[2];
+        rl_top_logits(logits, V, TOP, ref->top_ids[t], ref->top_vals[t]);
+        rl_top_logits(logits, V, 2, ids, vals);
+        ref->ids[t] = ref->top_ids[t][0];   /* greedy: the largest logit, the lower id on a tie */
+        ref->gap[t] = vals[0] - vals[1];
+        if (t + 1 < N_GEN)
+            assert_int_equal(rl_runner_feed(r, &ref->ids[t], 1, logits, err, sizeof err), 0);
+    }
+    free(logits);
+    rl_runner_destroy(&r);
+}
+
+/* ---- driving the cluster ---- */
+
+/* The first n nodes share the layers as evenly as they go; the others idle. */
+static void split(uint32_t n_layer, int n, plan_range r[HARNESS_MAX]) {
+    for (int i = 0; i < HARNESS_MAX; i++) {
+        r[i].l0 = i < n ? n_layer * (uint32_t)i / (uint32_t)n : n_layer;
+        r[i].l1 = i < n ? n_layer * (uint32_t)(i + 1) / (uint32_t)n : n_layer;
+    }
+}
+
+static cluster_assign_opts assign_opts(const char *path, const plan_range *r, bool f16) {
+    return (cluster_assign_opts){.model_path = path, .ranges = r, .n_ctx = N_CTX, .max_sessions = 4,
+                                 .max_batch = BATCH, .swa_window = -1, .f16_wire = f16};
+}
+
+static int assign(const char *name, int n_nodes, bool f16, char *err, size_t errlen) {
+    char path[512];
+    model_path(name, path, sizeof path);
+    plan_range r[HARNESS_MAX];
+    split(name[0] == 's' && name[1] == 't' ? 5 : 4, n_nodes, r);   /* stories260K has 5 layers, the others 4 */
+    cluster_assign_opts o = assign_opts(path, r, f16);
+    return cluster_assign(C, &o, err, errlen);
+}
+
+static void compare_exact(const reference *ref, int t, const rl_step_result *st, const char *what) {
+    if (st->id != ref->ids[t])
+        fail_msg("%s step %d: id %d, one process %d", what, t, st->id, ref->ids[t]);
+    assert_int_equal(st->n_top, TOP);
+    for (int k = 0; k < TOP; k++)
+        if (st->top_ids[k] != ref->top_ids[t][k] || memcmp(&st->top_vals[k], &ref->top_vals[t][k], sizeof(float)))
+            fail_msg("%s step %d top %d: (%d, %.9g), one process (%d, %.9g)", what, t, k, st->top_ids[k],
+                     (double)st->top_vals[k], ref->top_ids[t][k], (double)ref->top_vals[t][k]);
+}
+
+/* Golden README rule: every reference top logit within tol, and the same
+ * argmax wherever the reference's top-2 gap exceeds twice the tolerance. */
+static void compare_close(const reference *ref, int t, const rl_step_result *st, float tol, const char *what) {
+    for (int k = 0; k < TOP; k++) {
+        uint32_t j = 0;
+        while (j < st->n_top && st->top_ids[j] != ref->top_ids[t][k])
+            j++;
+        if (j == st->n_top || fabsf(st->top_vals[j] - ref->top_vals[t][k]) > tol)
+            fail_msg("%s step %d: id %d logit %g, one process %g (tolerance %g)", what, t, ref->top_ids[t][k],
+                     j < st->n_top ? (double)st->top_vals[j] : NAN, (double)ref->top_vals[t][k], (double)tol);
+    }
+    if (ref->gap[t] > 2 * tol && st->id != ref->ids[t])
+        fail_msg("%s step %d: id %d, one process %d (gap %g)", what, t, st->id, ref->ids[t], (double)ref->gap[t]);
+}
+
+/* Teacher-forced run of the reference's ids through the cluster. */
+static void run_and_compare(const reference *ref, bool exact, float tol, const char *what) {
+    char err[512];
+    int32_t hist[N_PROMPT + N_GEN];
+    memcpy(hist, ref->prompt, sizeof ref->prompt);
+    rl_sampler_params greedy = rl_sampler_defaults();
+    cluster_sampling s = {.params = &greedy, .stream = 1, .history = hist, .n_top = exact ? TOP : RL_MAX_TOP};
+    rl_step_result st;
+    uint64_t session = ++g_session;
+    for (int t = 0; t < N_GEN; t++) {
+        uint32_t pos = t ? N_PROMPT + (uint32_t)t - 1 : 0, n = t ? 1 : N_PROMPT;
+        if (t)
+            hist[pos] = ref->ids[t - 1];
+        s.n_history = pos + n;
+        if (cluster_step(C, session, pos, t ? &hist[pos] : hist, n, &s, &st, err, sizeof err))
+            fail_msg("%s step %d: %s", what, t, err);
+        if (exact)
+            compare_exact(ref, t, &st, what);
+        else
+            compare_close(ref, t, &st, tol, what);
+    }
+    assert_int_equal(cluster_drop(C, session, err, sizeof err), 0);
+}
+
+static void check_all(bool f16) {
+    char err[512], what[128];
+    for (size_t m = 0; m < N_MODELS; m++)
+        for (int n = 1; n <= HARNESS_MAX; n++) {
+            snprintf(what, sizeof what, "%s on %d node%s, %s wire", MODEL_NAMES[m], n, n > 1 ? "s" : "",
+                     f16 ? "f16" : "f32");
+            if (assign(MODEL_NAMES[m], n, f16, err, sizeof err))
+                fail_msg("%s: assign: %s", what, err);
+            run_and_compare(&g_refs[m], !f16, is_float_model(MODEL_NAMES[m]) ? F16_TOL_FLOAT : F16_TOL_QUANT, what);
+        }
+}
+
+static void test_f32_bit_identical(void **state) {
+    (void)state;
+    check_all(false);
+}
+
+static void test_f16_within_tolerance(void **state) {
+    (void)state;
+    check_all(true);
+}
+
+/* The model, split some way, still answers as one process does. */
+static void still_works(void) {
+    char err[512];
+    if (assign("tiny-swa", 3, false, err, sizeof err))
+        fail_msg("assign after a refusal: %s", err);
+    run_and_compare(&g_refs[3], true, 0, "tiny-swa after a refusal");
+}
+
+/* ---- sampling and truncation ---- */
+
+static void test_seeded_sampling(void **state) {
+    (void)state;
+    char path[512], err[512];
+    model_path("stories260K", path, sizeof path);
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 0.9f, p.top_k = 40, p.top_p = 0.95f, p.min_p = 0.02f, p.seed = 1234;
+    p.repeat_penalty = 1.15f, p.repeat_last_n = 16, p.frequency_penalty = 0.1f, p.presence_penalty = 0.05f;
+    enum { N = 24 };
+    int32_t ref_ids[N], hist[N_PROMPT + N];
+    const reference *ref = &g_refs[N_MODELS - 1];
+    memcpy(hist, ref->prompt, sizeof ref->prompt);
+    rl_runner *r = reference_runner(path);
+    rl_sampler *smp = rl_sampler_new(&p, rl_runner_hparams(r)->n_vocab);
+    float *logits = malloc(rl_runner_hparams(r)->n_vocab * sizeof *logits);
+    for (int t = 0; t < N; t++) {
+        uint32_t pos = t ? N_PROMPT + (uint32_t)t - 1 : 0, n = t ? 1 : N_PROMPT;
+        assert_int_equal(rl_runner_feed(r, hist + pos, n, logits, err, sizeof err), 0);
+        hist[N_PROMPT + t] = ref_ids[t] = rl_sampler_sample(smp, logits, hist, pos + n);
+    }
+    assert_int_equal(assign("stories260K", 3, false, err, sizeof err), 0);
+    cluster_sampling s = {.params = &p, .stream = 7, .history = hist};
+    uint64_t session = ++g_session;
+    for (int t = 0; t < N; t++) {
+        rl_step_result st;
+        uint32_t pos = t ? N_PROMPT + (uint32_t)t - 1 : 0, n = t ? 1 : N_PROMPT;
+        s.n_history = pos + n;
+        if (cluster_step(C, session, pos, hist + pos, n, &s, &st, err, sizeof err))
+            fail_msg("step %d: %s", t, err);
+        assert_int_equal(st.id, ref_ids[t]);
+    }
+    free(logits);
+    rl_sampler_destroy(&smp);
+    rl_runner_destroy(&r);
+}
+
+/* Truncation across nodes keeps what one process keeps: exact while the
+ * sliding ring has not wrapped past the point, a clear otherwise. */
+static void test_truncate(void **state) {
+    (void)state;
+    char path[512], err[512];
+    model_path("tiny-swa", path, sizeof path);
+    const reference *ref = &g_refs[3];
+    rl_runner *r = reference_runner(path);
+    const uint32_t V = rl_runner_hparams(r)->n_vocab;
+    float *logits = malloc(V * sizeof *logits);
+    assert_int_equal(assign("tiny-swa", 2, false, err, sizeof err), 0);
+    rl_sampler_params greedy = rl_sampler_defaults();
+    cluster_sampling s = {.params = &greedy, .stream = 1, .history = ref->prompt, .n_top = TOP};
+    uint64_t session = ++g_session;
+    /* (truncate to, after feeding up to): exact before the window of 8 wraps,
+     * a clear when it wrapped past the point, exact again for the last token */
+    const uint32_t cuts[][2] = {{3, 7}, {5, 12}, {19, 20}, {11, 20}};
+    uint32_t held = 0;
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        uint32_t upto = cuts[i][1], to = cuts[i][0];
+        rl_step_result st;
+        s.n_history = upto;
+        assert_int_equal(rl_runner_feed(r, ref->prompt + held, upto - held, logits, err, sizeof err), 0);
+        if (cluster_step(C, session, held, ref->prompt + held, upto - held, &s, &st, err, sizeof err))
+            fail_msg("feed to %u: %s", upto, err);
+        int32_t top[TOP];
+        float vals[TOP];
+        rl_top_logits(logits, V, TOP, top, vals);
+        assert_memory_equal(st.top_ids, top, sizeof top);
+        assert_memory_equal(st.top_vals, vals, sizeof vals);
+        int64_t kept = cluster_truncate(C, session, to, err, sizeof err);
+        assert_int_equal(kept, rl_runner_truncate(r, to));
+        held = (uint32_t)kept;
+    }
+    assert_int_equal(cluster_heartbeat(C, err, sizeof err), 0);
+    assert_int_equal(cluster_drop(C, session, err, sizeof err), 0);
+    free(logits);
+    rl_runner_destroy(&r);
+}
+
+/* Errors come back as errors: a bad id or a context overflow never leaves
+ * the coordinator, a position the nodes do not hold is refused by the first
+ * node, and the cluster goes on. */
+static void test_step_errors(void **state) {
+    (void)state;
+    char err[512];
+    const reference *ref = &g_refs[0];
+    assert_int_equal(assign("tiny-f32", 2, false, err, sizeof err), 0);
+    rl_sampler_params greedy = rl_sampler_defaults();
+    int32_t bad[2] = {1, 512};
+    cluster_sampling s = {.params = &greedy, .stream = 1, .history = bad, .n_history = 2, .n_top = TOP};
+    rl_step_result st;
+    uint64_t session = ++g_session;
+    assert_int_equal(cluster_step(C, session, 0, bad, 2, &s, &st, err, sizeof err), -1);
+    expect_in(err, "vocabulary");
+    s.history = ref->prompt, s.n_history = 1;
+    assert_int_equal(cluster_step(C, session, 5, ref->prompt, 1, &s, &st, err, sizeof err), -1);
+    expect_in(err, "ERR_SESSION");
+    assert_int_equal(cluster_step(C, session, 0, ref->prompt, 1, &s, &st, err, sizeof err), 0);
+    int32_t many[N_CTX];
+    memset(many, 0, sizeof many);
+    s.history = many, s.n_history = N_CTX;
+    assert_int_equal(cluster_step(C, session, 1, many, N_CTX, &s, &st, err, sizeof err), -1);
+    expect_in(err, "context");
+    assert_int_equal(cluster_drop(C, session, err, sizeof err), 0);
+    run_and_compare(ref, true, 0, "tiny-f32 after errors");
+}
+
+/* ---- refusals ---- */
+
+typedef struct {
+    void *ctx;
+    void *sock;
+    wire_monitor *mon;
+} peer;
+
+/* A DEALER to node i: with keys (NULL: plaintext, no CURVE at all). */
+static void peer_open(peer *p, int i, const curve_keys *keys) {
+    char err[256];
+    uint8_t server[CURVE_KEY_BYTES];
+    p->ctx = zmq_ctx_new();
+    p->sock = wire_socket(p->ctx, ZMQ_DEALER, WIRE_CONTROL_MAX, err, sizeof err);
+    assert_non_null(p->sock);
+    assert_int_equal(curve_public_load(H.pub[i], server, err, sizeof err), 0);
+    if (keys)
+        assert_int_equal(curve_apply_client(p->sock, keys, server, err, sizeof err), 0);
+    p->mon = wire_monitor_new(p->ctx, p->sock, "peer", err, sizeof err);
+    assert_non_null(p->mon);
+    assert_int_equal(zmq_connect(p->sock, H.address[i]), 0);
+}
+
+static void peer_close(peer *p) {
+    wire_monitor_destroy(&p->mon);
+    zmq_close(p->sock);
+    zmq_ctx_term(p->ctx);
+}
+
+/* Whether the peer's link reports `want` within timeout_ms. */
+static bool peer_event(peer *p, uint16_t want, int timeout_ms) {
+    zmq_pollitem_t it = {wire_monitor_socket(p->mon), 0, ZMQ_POLLIN, 0};
+    while (zmq_poll(&it, 1, timeout_ms) > 0) {
+        uint16_t ev;
+        uint32_t val;
+        char ep[256];
+        if (wire_monitor_read(p->mon, &ev, &val, ep, sizeof ep) == 0 && ev == want)
+            return true;
+    }
+    return false;
+}
+
+/* The node's answer, or NULL when none comes within timeout_ms. */
+static wire_msg *peer_reply(peer *p, int timeout_ms) {
+    zmq_pollitem_t it = {p->sock, 0, ZMQ_POLLIN, 0};
+    return zmq_poll(&it, 1, timeout_ms) > 0 ? wire_msg_recv(p->sock, false) : NULL;
+}
+
+static void peer_send_raw(peer *p, const void *data, size_t len) {
+    assert_int_equal(zmq_send(p->sock, data, len, 0), (int)len);
+}
+
+static void peer_send_hello(peer *p) {
+    Relais__Hello h = RELAIS__HELLO__INIT;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    char err[256];
+    assert_int_equal(wire_send(p->sock, NULL, 0, &env, err, sizeof err), 0);
+}
+
+/* The node answers with an Error of this code. */
+static void expect_error(peer *p, Relais__ErrorCode code) {
+    wire_msg *m = peer_reply(p, 10000);
+    assert_non_null(m);
+    const Relais__Envelope *e = wire_msg_env(m);
+    assert_non_null(e);
+    assert_int_equal(e->body_case, RELAIS__ENVELOPE__BODY_ERROR);
+    if (e->error->code != code)
+        fail_msg("expected %s, got %s: %s", wire_code_name(code), wire_code_name(e->error->code), e->error->message);
+    wire_msg_destroy(&m);
+}
+
+static void test_refuse_unknown_key(void **state) {
+    (void)state;
+    curve_keys rogue;   /* a fresh pair the node has never seen */
+    char pub[41], sec[41], fp[CURVE_FP_LEN];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    zmq_z85_decode(rogue.public_key, pub);
+    zmq_z85_decode(rogue.secret_key, sec);
+    curve_fingerprint(rogue.public_key, fp);
+    peer p;
+    peer_open(&p, 1, &rogue);
+    peer_send_hello(&p);
+    assert_true(peer_event(&p, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, 10000));
+    wire_msg *m = peer_reply(&p, 300);
+    assert_null(m);
+    peer_close(&p);
+    assert_true(harness_log_contains(&H, 1, fp, 5000));
+    still_works();
+}
+
+static void test_refuse_plaintext(void **state) {
+    (void)state;
+    peer p;
+    peer_open(&p, 2, NULL);
+    peer_send_hello(&p);
+    wire_msg *m = peer_reply(&p, 1000);
+    assert_null(m);
+    peer_close(&p);
+    assert_true(harness_log_contains(&H, 2, "refused a connection", 5000));
+    still_works();
+}
+
+/* A coordinator file named like a node's model but with other content, then
+ * a file no node holds: both refused with ERR_MODEL, and logged. */
+static void test_refuse_model_of_another_hash(void **state) {
+    (void)state;
+    char same_name[300], unheld[300], src[512], err[512], cmd[4096];
+    snprintf(same_name, sizeof same_name, "%s/tiny-f32.gguf", H.dir);
+    snprintf(unheld, sizeof unheld, "%s/unheld.gguf", H.dir);
+    model_path("tiny-f32", src, sizeof src);
+    snprintf(cmd, sizeof cmd, "cp %s %s && cp %s %s && chmod u+w %s %s && printf x >> %s && printf y >> %s", src,
+             same_name, src, unheld, same_name, unheld, same_name, unheld);   /* a byte past the data: new hashes */
+    assert_int_equal(system(cmd), 0);
+    plan_range r[HARNESS_MAX];
+    split(4, 2, r);
+    cluster_assign_opts o = assign_opts(same_name, r, false);
+    assert_int_equal(cluster_assign(C, &o, err, sizeof err), -1);
+    expect_in(err, "ERR_MODEL");
+    expect_in(err, "different model under the same name");
+    assert_true(harness_log_contains(&H, 1, "different model under the same name", 5000));
+    o.model_path = unheld;
+    assert_int_equal(cluster_assign(C, &o, err, sizeof err), -1);
+    expect_in(err, "model not held by this node");
+    assert_true(harness_log_contains(&H, 1, "model not held by this node", 5000));
+    still_works();
+}
+
+static void test_refuse_malformed(void **state) {
+    (void)state;
+    char err[256];
+    float act[64] = {0};
+    curve_keys coord, n0;
+    assert_int_equal(curve_keys_load(H.coord_key, false, &coord, err, sizeof err), 0);
+    assert_int_equal(curve_keys_load(H.key[0], false, &n0, err, sizeof err), 0);
+    assert_int_equal(assign("tiny-f32", 2, false, err, sizeof err), 0);
+    peer p;
+    peer_open(&p, 0, &coord);
+    peer_send_raw(&p, "\xff\xff\xff not protobuf", 17);   /* undecodable */
+    expect_error(&p, RELAIS__ERROR_CODE__ERR_MALFORMED);
+    Relais__Heartbeat hb = RELAIS__HEARTBEAT__INIT;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    env.version = 99;
+    uint8_t buf[64];
+    peer_send_raw(&p, buf, relais__envelope__pack(&env, buf));   /* another protocol version */
+    expect_error(&p, RELAIS__ERROR_CODE__ERR_VERSION);
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    f.session_id = 1, f.n_tokens = 2, f.activations = (ProtobufCBinaryData){12, buf};
+    env = (Relais__Envelope)RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = &f;
+    assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);   /* 12 bytes for 2 x 64 floats */
+    expect_error(&p, RELAIS__ERROR_CODE__ERR_MALFORMED);
+    f.n_tokens = 1, f.n_ctx = 1000, f.activations = (ProtobufCBinaryData){64 * sizeof(float), (uint8_t *)act};
+    assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);   /* more context than assigned */
+    expect_error(&p, RELAIS__ERROR_CODE__ERR_RANGE);
+    peer_close(&p);
+    assert_true(harness_log_contains(&H, 0, "ERR_VERSION", 5000));
+    /* node 0 is node 1's previous hop: a neighbour, which may only send Forward */
+    peer_open(&p, 1, &n0);
+    peer_send_hello(&p);
+    expect_error(&p, RELAIS__ERROR_CODE__ERR_UNAUTHORIZED);
+    peer_close(&p);
+    assert_true(harness_log_contains(&H, 1, "ERR_UNAUTHORIZED", 5000));
+    still_works();
+}
+
+/* ---- setup ---- */
+
+static int setup(void **state) {
+    (void)state;
+    char err[512];
+    for (size_t m = 0; m < N_MODELS; m++)
+        make_reference(MODEL_NAMES[m], &g_refs[m]);
+    if (harness_start(&H, HARNESS_MAX, MODELS))
+        return -1;
+    C = cluster_new(H.coord_key, "tcp://127.0.0.1:*", NULL, H.nodes, HARNESS_MAX, err, sizeof err);
+    if (!C || (cluster_set_timeouts(C, 20000, 60000, 60000), cluster_hello(C, err, sizeof err))) {
+        fprintf(stderr, "cluster: %s\n", err);
+        return -1;
+    }
+    uint8_t sha[32];
+    char path[512];
+    model_path("tiny-f32", path, sizeof path);
+    if (cluster_model_hash(path, sha, err, sizeof err) || !cluster_node_holds(C, 0, sha) ||
+        cluster_info(C, 0)->cores == 0 || cluster_info(C, 0)->matvec_bytes_per_s <= 0) {
+        fprintf(stderr, "capabilities: the node does not report its model files or machine\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    cluster_destroy(&C);
+    return harness_stop(&H) ? -1 : 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f32_bit_identical),
+        cmocka_unit_test(test_f16_within_tolerance),
+        cmocka_unit_test(test_seeded_sampling),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_step_errors),
+        cmocka_unit_test(test_refuse_unknown_key),
+        cmocka_unit_test(test_refuse_plaintext),
+        cmocka_unit_test(test_refuse_model_of_another_hash),
+        cmocka_unit_test(test_refuse_malformed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
