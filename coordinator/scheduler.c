@@ -400,7 +400,9 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->sampling = r->sampling;
     q->sink = r->sink;
     pthread_mutex_lock(&s->lock);
-    int rc = s->stopping ? RL_SCHED_ESTOPPED : s->n_queued >= s->o.max_queue ? RL_SCHED_EFULL : RL_SCHED_OK;
+    /* room: every slot plus every queue place */
+    bool full = (uint64_t)s->n_queued + s->n_active >= (uint64_t)s->o.max_sessions + s->o.max_queue;
+    int rc = s->stopping ? RL_SCHED_ESTOPPED : full ? RL_SCHED_EFULL : RL_SCHED_OK;
     if (rc == RL_SCHED_OK) {
         q->id = *id = s->next_id++;
         if (s->queue_tail)

@@ -52,7 +52,7 @@ typedef struct {
 
 typedef struct {
     uint32_t max_sessions;         /* sessions holding a cache at once */
-    uint32_t max_queue;            /* requests waiting for a slot; more are refused */
+    uint32_t max_queue;            /* requests waiting beyond the slots; more are refused */
     uint32_t n_ctx;                /* most positions of one session */
     uint32_t prefill_chunk;        /* most prompt tokens of one session per micro-batch; 0 = max_batch */
 } rl_sched_opts;

@@ -1,0 +1,93 @@
+# Shared by the serving test scripts (sourced): start `relais serve` on a
+# free loopback port with bounded waits, always stop it, count results, and
+# check JSON replies with node. Nothing is skipped: a missing tool fails.
+#
+# Expects RELAIS (the binary) and TMP (a scratch folder) to be set.
+
+PASS=0
+FAIL=0
+SERVER_PIDS=()
+
+ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; }
+
+stop_servers() {
+    for p in "${SERVER_PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${SERVER_PIDS[@]}"; do
+        # bounded: a server that does not stop in 10 s is killed
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
+}
+
+# start_server NAME ARGS... : sets PORT and SERVER_PID, waits for "ready" (60 s).
+start_server() {
+    local name=$1
+    shift
+    "$RELAIS" serve --port 0 "$@" 2>"$TMP/$name.log" &
+    SERVER_PID=$!
+    SERVER_PIDS+=("$SERVER_PID")
+    for _ in $(seq 600); do
+        if grep -q "relais serve: ready" "$TMP/$name.log"; then
+            PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/$name.log")
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server $name did not start:" >&2
+    cat "$TMP/$name.log" >&2
+    return 1
+}
+
+# req METHOD PATH [BODY] [curl args...] : body of the reply in $TMP/body, status in $STATUS.
+req() {
+    local method=$1 path=$2 body=${3:-}
+    shift 3 2>/dev/null || shift $#
+    local auth=()
+    [ -n "${KEY:-}" ] && auth=(-H "Authorization: Bearer $KEY")
+    if [ -n "$body" ]; then
+        STATUS=$(printf '%s' "$body" | curl -s -o "$TMP/body" -w '%{http_code}' --max-time 120 -X "$method" \
+            "${auth[@]}" -H 'Content-Type: application/json' --data-binary @- "$@" "http://127.0.0.1:$PORT$path")
+    else
+        STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 120 -X "$method" "${auth[@]}" "$@" \
+            "http://127.0.0.1:$PORT$path")
+    fi
+}
+
+# js EXPR : evaluates EXPR with r = the JSON reply (or s = the raw text); true passes.
+js() {
+    BODY="$TMP/body" EXPR="$1" node -e '
+        const fs = require("fs");
+        const s = fs.readFileSync(process.env.BODY, "utf8");
+        let r = null;
+        try { r = JSON.parse(s); } catch (e) {}
+        // events of an SSE reply, parsed
+        const ev = s.split("\n").filter(l => l.startsWith("data: ") && l !== "data: [DONE]").map(l => JSON.parse(l.slice(6)));
+        process.exit(eval(process.env.EXPR) ? 0 : 1);'
+}
+
+# jval FILE EXPR : prints EXPR evaluated with r = the JSON in FILE.
+jval() {
+    node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(eval(process.argv[2]))' "$1" "$2"
+}
+
+# expect NAME STATUS EXPR : the last reply had STATUS and EXPR holds.
+expect() {
+    local name=$1 want=$2 expr=${3:-true}
+    if [ "$STATUS" = "$want" ] && js "$expr"; then
+        ok "$name"
+    else
+        bad "$name (status $STATUS, want $want; $expr): $(head -c 400 "$TMP/body")"
+    fi
+}
+
+finish() {
+    stop_servers
+    echo "$PASS passed, $FAIL failed"
+    [ "$FAIL" -eq 0 ]
+}
