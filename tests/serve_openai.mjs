@@ -1,0 +1,122 @@
+// The official `openai` client against a real `relais serve`: model list,
+// chat, streaming (same text as the whole answer), a full tool-call round
+// trip (tools -> tool_calls -> tool message -> answer) plain and streamed,
+// and the client's typed errors for a bad field and a bad key.
+//
+// Run by serve_openai.sh from the folder where it installed the package.
+// CHAT_URL: a server of an ordinary model; TOOLS_URL: the parrot model's,
+// whose greedy output is a get_weather call, then the answer to its result.
+import OpenAI from "openai";
+
+let passed = 0, failed = 0;
+async function check(name, fn) {
+    try {
+        await fn();
+        passed++;
+        console.log(`ok - ${name}`);
+    } catch (e) {
+        failed++;
+        console.log(`FAIL - ${name}: ${e && e.stack ? e.stack : e}`);
+    }
+}
+function assert(cond, what) {
+    if (!cond) throw new Error(what);
+}
+
+const chat = new OpenAI({ baseURL: process.env.CHAT_URL, apiKey: "sekrit", maxRetries: 0, timeout: 60000 });
+const tools = new OpenAI({ baseURL: process.env.TOOLS_URL, apiKey: "unused", maxRetries: 0, timeout: 60000 });
+const ask = [{ role: "user", content: "Tell me about the sea." }];
+const weatherTool = [{
+    type: "function",
+    function: {
+        name: "get_weather",
+        description: "Get the weather for a city",
+        parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+}];
+
+let whole = null;
+await check("models.list", async () => {
+    const list = await chat.models.list();
+    assert(list.data.length === 1 && typeof list.data[0].id === "string", JSON.stringify(list.data));
+});
+await check("chat", async () => {
+    const r = await chat.chat.completions.create({ model: "any", messages: ask, max_tokens: 12, temperature: 0 });
+    assert(r.object === "chat.completion", r.object);
+    assert(typeof r.choices[0].message.content === "string", "content");
+    assert(["stop", "length"].includes(r.choices[0].finish_reason), r.choices[0].finish_reason);
+    assert(r.usage.completion_tokens > 0 && r.usage.prompt_tokens > 0, JSON.stringify(r.usage));
+    whole = r.choices[0].message.content;
+});
+await check("streaming gives the same text", async () => {
+    const stream = await chat.chat.completions.create({
+        model: "any", messages: ask, max_tokens: 12, temperature: 0, stream: true,
+        stream_options: { include_usage: true },
+    });
+    let text = "", finish = null, usage = null;
+    for await (const chunk of stream) {
+        if (chunk.usage) usage = chunk.usage;
+        for (const c of chunk.choices) {
+            text += c.delta.content || "";
+            finish = c.finish_reason || finish;
+        }
+    }
+    assert(text === whole, `${JSON.stringify(text)} vs ${JSON.stringify(whole)}`);
+    assert(finish !== null && usage && usage.completion_tokens > 0, "finish/usage");
+});
+await check("a bad field is a 400 naming it", async () => {
+    try {
+        await chat.chat.completions.create({ model: "any", messages: ask, temperature: 5 });
+        throw new Error("no error");
+    } catch (e) {
+        assert(e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === "temperature", `${e}`);
+    }
+});
+await check("a wrong key is a 401", async () => {
+    const wrong = new OpenAI({ baseURL: process.env.CHAT_URL, apiKey: "nope", maxRetries: 0 });
+    try {
+        await wrong.models.list();
+        throw new Error("no error");
+    } catch (e) {
+        assert(e instanceof OpenAI.AuthenticationError && e.status === 401, `${e}`);
+    }
+});
+
+const question = [{ role: "user", content: "What is the weather in Paris?" }];
+await check("tool-call round trip", async () => {
+    const r1 = await tools.chat.completions.create({ model: "parrot", messages: question, tools: weatherTool, temperature: 0 });
+    const msg = r1.choices[0].message;
+    assert(r1.choices[0].finish_reason === "tool_calls", r1.choices[0].finish_reason);
+    assert(msg.tool_calls.length === 1 && /^[A-Za-z0-9]{9}$/.test(msg.tool_calls[0].id), JSON.stringify(msg));
+    const call = msg.tool_calls[0];
+    assert(call.function.name === "get_weather" && JSON.parse(call.function.arguments).city === "Paris", JSON.stringify(call));
+    const r2 = await tools.chat.completions.create({
+        model: "parrot", tools: weatherTool, temperature: 0,
+        messages: [...question, msg, { role: "tool", tool_call_id: call.id, content: JSON.stringify({ temp_c: 18 }) }],
+    });
+    assert(r2.choices[0].message.content === "It is 18 degrees in Paris.", JSON.stringify(r2.choices[0].message));
+    assert(r2.choices[0].finish_reason === "stop", r2.choices[0].finish_reason);
+});
+await check("tool calls streamed as deltas", async () => {
+    const stream = await tools.chat.completions.create({
+        model: "parrot", messages: question, tools: weatherTool, temperature: 0, stream: true,
+    });
+    const calls = [];
+    let finish = null;
+    for await (const chunk of stream) {
+        const c = chunk.choices[0];
+        for (const d of c.delta.tool_calls || []) {
+            calls[d.index] = calls[d.index] || { id: "", name: "", arguments: "" };
+            if (d.id) calls[d.index].id = d.id;
+            if (d.function && d.function.name) calls[d.index].name += d.function.name;
+            if (d.function && d.function.arguments) calls[d.index].arguments += d.function.arguments;
+        }
+        finish = c.finish_reason || finish;
+    }
+    assert(finish === "tool_calls" && calls.length === 1, `${finish} ${JSON.stringify(calls)}`);
+    assert(calls[0].name === "get_weather" && JSON.parse(calls[0].arguments).city === "Paris", JSON.stringify(calls));
+    assert(/^[A-Za-z0-9]{9}$/.test(calls[0].id), calls[0].id);
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
