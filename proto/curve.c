@@ -1,12 +1,13 @@
 /* Certificates, fingerprints and the ZAP handler (see curve.h). Certificate
- * files are read and written with CZMQ's zcert so that they are
- * interchangeable with other ZeroMQ tools; everything on sockets goes
- * through plain libzmq. */
+ * files are written with CZMQ's zcert, so that they are interchangeable with
+ * other ZeroMQ tools, and read back by a small strict reader of the same
+ * format; everything on sockets goes through plain libzmq. */
 #include "curve.h"
 
 #include <czmq.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,27 +41,87 @@ void curve_public_path(const char *secret_path, char *out, size_t len) {
         snprintf(out, len, "%s.pub", secret_path);
 }
 
-/* zcert_load also tries "<path>_secret" first (CZMQ's own naming); relais
- * names its files explicitly, so a plain path must exist. */
-static zcert_t *load_cert(const char *path, char *err, size_t errlen) {
+/* CZMQ installs its own SIGINT/SIGTERM handlers when its zsys layer starts;
+ * relais programs handle their signals themselves. */
+static void keep_signals(void) { zsys_handler_set(NULL); }
+
+static void czmq_quiet(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, keep_signals);
+}
+
+#define CERT_MAX_BYTES (64 << 10)
+
+/* One `name = value` line of the curve section: a 40-character Z85 key,
+ * quoted or not. 1 when it is the key `name`, with out filled. */
+static int key_line(const char *text, const char *name, uint8_t out[CURVE_KEY_BYTES]) {
+    size_t n = strlen(name);
+    if (strncmp(text, name, n))
+        return 0;
+    text += n + strspn(text + n, " \t");
+    if (*text != '=')
+        return 0;
+    text += 1 + strspn(text + 1, " \t");
+    char z85[41];
+    size_t q = (*text == '"' || *text == '\'') ? 1 : 0;
+    size_t len = strcspn(text + q, q ? (text[0] == '"' ? "\"" : "'") : " \t\r\n");
+    if (len != 40)
+        return 0;
+    memcpy(z85, text + q, 40);
+    z85[40] = '\0';
+    return zmq_z85_decode(out, z85) ? 1 : 0;
+}
+
+/* Reads the keys of a ZeroMQ certificate, the ZPL text zcert writes:
+ *     curve
+ *         public-key = "<40 Z85 characters>"
+ *         secret-key = "<40 Z85 characters>"   (secret certificates only)
+ * Other sections (metadata) and comments are skipped. Read here rather than
+ * with zcert_load, which leaks on a malformed file and tries other paths. */
+static int read_cert(const char *path, uint8_t pub[CURVE_KEY_BYTES], uint8_t sec[CURVE_KEY_BYTES], bool *has_secret,
+                     char *err, size_t errlen) {
     struct stat st;
-    if (stat(path, &st)) {
+    FILE *f;
+    if (stat(path, &st) || !(f = fopen(path, "r"))) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
+        return -1;
     }
-    zcert_t *c = S_ISREG(st.st_mode) ? zcert_load(path) : NULL;
-    if (!c)
+    if (!S_ISREG(st.st_mode) || st.st_size > CERT_MAX_BYTES) {
+        snprintf(err, errlen, "%s is not a certificate (a regular file of at most 64 KiB)", path);
+        fclose(f);
+        return -1;
+    }
+    char line[512], section[64] = "";
+    bool has_public = false;
+    *has_secret = false;
+    while (fgets(line, sizeof line, f)) {
+        size_t indent = strspn(line, " \t");
+        const char *text = line + indent;
+        if (*text == '#' || *text == '\n' || *text == '\0')
+            continue;
+        if (indent == 0)
+            snprintf(section, sizeof section, "%.*s", (int)strcspn(text, " \t\r\n"), text);
+        else if (!strcmp(section, "curve")) {
+            has_public |= key_line(text, "public-key", pub);
+            *has_secret |= key_line(text, "secret-key", sec);
+        }
+    }
+    fclose(f);
+    if (!has_public) {
         snprintf(err, errlen, "%s is not a ZeroMQ certificate (no curve public-key)", path);
-    return c;
+        return -1;
+    }
+    if (*has_secret && all_zero(sec, CURVE_KEY_BYTES))
+        *has_secret = false;   /* zcert writes zeros for "no secret key" */
+    return 0;
 }
 
 int curve_public_load(const char *path, uint8_t key[CURVE_KEY_BYTES], char *err, size_t errlen) {
-    zcert_t *c = load_cert(path, err, errlen);
-    if (!c)
-        return -1;
-    memcpy(key, zcert_public_key(c), CURVE_KEY_BYTES);
-    zcert_destroy(&c);
-    return 0;
+    uint8_t sec[CURVE_KEY_BYTES];
+    bool has_secret;
+    int rc = read_cert(path, key, sec, &has_secret, err, errlen);
+    sodium_memzero(sec, sizeof sec);
+    return rc;
 }
 
 int curve_keys_create(const char *secret_path, const char *public_path, curve_keys *out, char *err, size_t errlen) {
@@ -71,6 +132,7 @@ int curve_keys_create(const char *secret_path, const char *public_path, curve_ke
             snprintf(err, errlen, "%s already exists; not overwriting a key", paths[i]);
             return -1;
         }
+    czmq_quiet();
     zcert_t *c = zcert_new();
     if (!c) {
         snprintf(err, errlen, "cannot generate a CURVE key pair");
@@ -103,22 +165,17 @@ int curve_keys_load(const char *path, bool create, curve_keys *out, char *err, s
         rl_log(RL_LOG_INFO, "created key pair %s (public certificate %s, fingerprint %s)", path, pub, fp);
         return 0;
     }
-    zcert_t *c = load_cert(path, err, errlen);
-    if (!c)
+    bool has_secret;
+    if (read_cert(path, out->public_key, out->secret_key, &has_secret, err, errlen))
         return -1;
-    int rc = 0;
-    if (all_zero(zcert_secret_key(c), CURVE_KEY_BYTES)) {
+    if (!has_secret) {
         snprintf(err, errlen, "%s holds no secret key (is it a public .pub certificate?)", path);
-        rc = -1;
-    } else {
-        memcpy(out->public_key, zcert_public_key(c), CURVE_KEY_BYTES);
-        memcpy(out->secret_key, zcert_secret_key(c), CURVE_KEY_BYTES);
-        if (stat(path, &st) == 0 && (st.st_mode & 077))
-            rl_log(RL_LOG_WARN, "%s holds a secret key but is readable by others (mode %03o); chmod 600 it", path,
-                   (unsigned)(st.st_mode & 0777));
+        return -1;
     }
-    zcert_destroy(&c);
-    return rc;
+    if (stat(path, &st) == 0 && (st.st_mode & 077))
+        rl_log(RL_LOG_WARN, "%s holds a secret key but is readable by others (mode %03o); chmod 600 it", path,
+               (unsigned)(st.st_mode & 0777));
+    return 0;
 }
 
 static int set_keys(void *sock, const curve_keys *k, char *err, size_t errlen) {

@@ -1,0 +1,427 @@
+/* The wire layer on its own, in one process: Envelope framing over inproc
+ * sockets (malformed bytes, other versions, missing bodies and extra frames
+ * are refused with the right code), the validation of Assign and Forward,
+ * activation encoding, key files, the ZAP policy, and the file hash cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+#include "curve.h"
+#include "filehash.h"
+#include "wire.h"
+
+static char g_dir[64];
+
+/* ---- framing ---- */
+
+typedef struct {
+    void *ctx, *router, *dealer;
+} link_pair;
+
+static void link_open(link_pair *l, const char *name) {
+    char err[256], ep[64];
+    snprintf(ep, sizeof ep, "inproc://%s", name);
+    l->ctx = zmq_ctx_new();
+    l->router = wire_socket(l->ctx, ZMQ_ROUTER, 1 << 20, err, sizeof err);
+    l->dealer = wire_socket(l->ctx, ZMQ_DEALER, 1 << 20, err, sizeof err);
+    assert_non_null(l->router);
+    assert_non_null(l->dealer);
+    assert_int_equal(zmq_bind(l->router, ep), 0);
+    assert_int_equal(zmq_connect(l->dealer, ep), 0);
+}
+
+static void link_close(link_pair *l) {
+    zmq_close(l->dealer);
+    zmq_close(l->router);
+    zmq_ctx_term(l->ctx);
+}
+
+static wire_msg *recv_within(void *sock, bool routed, int ms) {
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    return zmq_poll(&it, 1, ms) > 0 ? wire_msg_recv(sock, routed) : NULL;
+}
+
+/* What the router makes of `len` raw bytes from the dealer. */
+static Relais__ErrorCode code_of_raw(link_pair *l, const void *data, size_t len, char *why, size_t whylen) {
+    assert_int_equal(zmq_send(l->dealer, data, len, 0), (int)len);
+    wire_msg *m = recv_within(l->router, true, 2000);
+    assert_non_null(m);
+    Relais__ErrorCode code = wire_msg_code(m);
+    snprintf(why, whylen, "%s", wire_msg_error(m));
+    assert_true(code == RELAIS__ERROR_CODE__ERR_NONE ? wire_msg_env(m) != NULL : wire_msg_env(m) == NULL);
+    wire_msg_destroy(&m);
+    assert_null(m);
+    return code;
+}
+
+static void test_roundtrip(void **state) {
+    (void)state;
+    link_pair l;
+    link_open(&l, "roundtrip");
+    char err[256];
+    float x[2 * 8];
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)i * 0.25f - 1.0f;
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    f.session_id = 42, f.pos = 7, f.n_tokens = 2, f.step_id = 9;
+    f.activations = (ProtobufCBinaryData){sizeof x, (uint8_t *)x};
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = &f;
+    assert_int_equal(wire_send(l.dealer, NULL, 0, &env, err, sizeof err), 0);
+    wire_msg *m = recv_within(l.router, true, 2000);
+    assert_non_null(m);
+    assert_int_equal(wire_msg_code(m), RELAIS__ERROR_CODE__ERR_NONE);
+    const Relais__Envelope *e = wire_msg_env(m);
+    assert_int_equal(e->version, WIRE_VERSION);
+    assert_int_equal(e->body_case, RELAIS__ENVELOPE__BODY_FORWARD);
+    assert_int_equal(e->forward->session_id, 42);
+    assert_int_equal(e->forward->pos, 7);
+    assert_int_equal(e->forward->activations.len, sizeof x);
+    assert_memory_equal(e->forward->activations.data, x, sizeof x);
+    assert_int_equal(wire_check_forward(e->forward, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_null(wire_msg_peer_key(m));   /* no ZAP handler on this link */
+    size_t rid_len;
+    const uint8_t *rid = wire_msg_routing_id(m, &rid_len);
+    assert_true(rid_len > 0);
+    assert_int_equal(wire_send_error(l.router, rid, rid_len, RELAIS__ERROR_CODE__ERR_RANGE, 42, 9, "too far", err,
+                                     sizeof err), 0);
+    wire_msg *r = recv_within(l.dealer, false, 2000);
+    assert_non_null(r);
+    assert_int_equal(wire_msg_env(r)->error->code, RELAIS__ERROR_CODE__ERR_RANGE);
+    assert_string_equal(wire_msg_env(r)->error->message, "too far");
+    assert_string_equal(wire_code_name(RELAIS__ERROR_CODE__ERR_RANGE), "ERR_RANGE");
+    assert_string_equal(wire_body_name(RELAIS__ENVELOPE__BODY_KV_ACK), "kv_ack");
+    wire_msg_destroy(&r);
+    wire_msg_destroy(&m);
+    /* a peer that is gone: ROUTER_MANDATORY turns the reply into an error */
+    assert_int_equal(wire_send_error(l.router, (const uint8_t *)"nobody", 6, RELAIS__ERROR_CODE__ERR_NONE, 0, 0, "",
+                                     err, sizeof err), -1);
+    assert_non_null(strstr(err, "no longer connected"));
+    link_close(&l);
+}
+
+static void test_refused_frames(void **state) {
+    (void)state;
+    link_pair l;
+    link_open(&l, "refused");
+    char why[256];
+    uint8_t buf[256];
+    assert_int_equal(code_of_raw(&l, "\xff\xff\xff\xff garbage", 13, why, sizeof why), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(why, "not a relais Envelope"));
+    /* a valid Envelope cut short */
+    Relais__Hello h = RELAIS__HELLO__INIT;
+    h.coordinator_name = "a coordinator with a long name";
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.version = WIRE_VERSION;
+    env.body_case = RELAIS__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    size_t n = relais__envelope__pack(&env, buf);
+    assert_int_equal(code_of_raw(&l, buf, n - 5, why, sizeof why), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_NONE);
+    /* another protocol version */
+    env.version = WIRE_VERSION + 1;
+    n = relais__envelope__pack(&env, buf);
+    assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_VERSION);
+    assert_non_null(strstr(why, "version 2"));
+    /* no body */
+    env = (Relais__Envelope)RELAIS__ENVELOPE__INIT;
+    env.version = WIRE_VERSION;
+    n = relais__envelope__pack(&env, buf);
+    assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(why, "without"));
+    /* two frames where one was expected */
+    assert_int_equal(zmq_send(l.dealer, "a", 1, ZMQ_SNDMORE), 1);
+    assert_int_equal(zmq_send(l.dealer, "b", 1, 0), 1);
+    wire_msg *m = recv_within(l.router, true, 2000);
+    assert_non_null(m);
+    assert_int_equal(wire_msg_code(m), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    wire_msg_destroy(&m);
+    link_close(&l);
+}
+
+/* ---- validation ---- */
+
+static Relais__Assign good_assign(uint8_t *key) {
+    Relais__Assign a = RELAIS__ASSIGN__INIT;
+    a.model_sha256 = a.next_hop_public_key = a.prev_hop_public_key = (ProtobufCBinaryData){32, key};
+    a.layer_begin = 2, a.layer_end = 4, a.n_layer = 4;
+    a.n_ctx = 64, a.max_sessions = 1, a.max_batch = 16, a.swa_window = -1;
+    a.next_hop = "tcp://127.0.0.1:7700";
+    return a;
+}
+
+static void test_check_assign(void **state) {
+    (void)state;
+    char err[256];
+    uint8_t key[32] = {0};
+    Relais__Assign a = good_assign(key);
+    assert_int_equal(wire_check_assign(&a, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    a.next_hop_public_key.len = 31;
+    assert_int_equal(wire_check_assign(&a, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "next_hop_public_key"));
+    Relais__Assign bad[6];
+    for (int i = 0; i < 6; i++)
+        bad[i] = good_assign(key);
+    bad[0].layer_begin = 4;                 /* empty range */
+    bad[1].layer_end = 5;                   /* past the model */
+    bad[2].n_ctx = 0;
+    bad[3].max_batch = WIRE_MAX_BATCH + 1;
+    bad[4].wire_dtype = 7;
+    bad[5].next_hop = "localhost";          /* not an endpoint */
+    for (int i = 0; i < 6; i++)
+        if (wire_check_assign(&bad[i], err, sizeof err) != RELAIS__ERROR_CODE__ERR_MALFORMED)
+            fail_msg("bad assignment %d accepted", i);
+}
+
+static void test_check_forward(void **state) {
+    (void)state;
+    char err[256];
+    uint8_t act[3 * 8 * 2];
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    f.n_tokens = 3, f.dtype = RELAIS__DTYPE__DTYPE_F16;
+    f.activations = (ProtobufCBinaryData){sizeof act, act};
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    f.dtype = RELAIS__DTYPE__DTYPE_F32;   /* the same bytes are now half the floats they claim */
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "activations of 48 bytes"));
+    f.dtype = 5;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    f.dtype = RELAIS__DTYPE__DTYPE_F16;
+    assert_int_equal(wire_check_forward(&f, 8, 2, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);   /* over the batch */
+    f.n_tokens = 0, f.activations.len = 0;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    f.n_tokens = 3, f.activations.len = sizeof act;
+    Relais__Sampling s = RELAIS__SAMPLING__INIT;
+    int32_t hist[2] = {5, -1};
+    f.sampling = &s;
+    s.top_p = 1;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    s.temperature = NAN;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s.temperature = 0.5f, s.top_logits = WIRE_MAX_TOP + 1;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s.top_logits = 8, s.history = hist, s.n_history = 2;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s.top_p = 1.5f, s.n_history = 1;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+}
+
+static void test_activations_and_sampling(void **state) {
+    (void)state;
+    float x[6] = {1.0f, -2.5f, 0.1f, 65504.0f, 1e-8f, 3.14159265f}, y[6];
+    uint8_t buf[sizeof x];
+    wire_activations_encode(x, 6, RELAIS__DTYPE__DTYPE_F32, buf);
+    wire_activations_decode(buf, 6, RELAIS__DTYPE__DTYPE_F32, y);
+    assert_memory_equal(x, y, sizeof x);
+    wire_activations_encode(x, 6, RELAIS__DTYPE__DTYPE_F16, buf);
+    assert_int_equal(buf[0] | buf[1] << 8, 0x3c00);   /* 1.0 in IEEE half */
+    wire_activations_decode(buf, 6, RELAIS__DTYPE__DTYPE_F16, y);
+    for (int i = 0; i < 6; i++)
+        assert_true(fabsf(y[i] - x[i]) <= fabsf(x[i]) * 0x1p-11f + 6e-8f);
+    assert_int_equal(wire_dtype_bytes(RELAIS__DTYPE__DTYPE_F16), 2);
+    assert_int_equal(wire_dtype_bytes(9), 0);
+    rl_sampler_params p = rl_sampler_defaults(), q;
+    p.temperature = 0.7f, p.top_k = 40, p.top_p = 0.9f, p.min_p = 0.05f, p.repeat_penalty = 1.1f;
+    p.frequency_penalty = 0.2f, p.presence_penalty = 0.3f, p.seed = 77, p.repeat_last_n = 16;
+    Relais__Sampling s = RELAIS__SAMPLING__INIT;
+    wire_sampling_from_params(&p, &s);
+    q = wire_sampling_to_params(&s);
+    assert_true(q.temperature == p.temperature && q.top_k == p.top_k && q.top_p == p.top_p && q.min_p == p.min_p);
+    assert_true(q.repeat_penalty == p.repeat_penalty && q.frequency_penalty == p.frequency_penalty);
+    assert_true(q.presence_penalty == p.presence_penalty && q.seed == p.seed && q.repeat_last_n == -1);
+    assert_int_equal(wire_history_window(&p, 100), 16);
+    assert_int_equal(wire_history_window(&p, 5), 5);
+    p.repeat_last_n = -1;
+    assert_int_equal(wire_history_window(&p, 100), 100);
+    p.repeat_last_n = 0;
+    assert_int_equal(wire_history_window(&p, 100), 0);
+}
+
+/* ---- keys ---- */
+
+static void path_in(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", g_dir, name); }
+
+static void test_keys(void **state) {
+    (void)state;
+    char key[128], pub[128], err[512], derived[128], fp[CURVE_FP_LEN];
+    struct stat st;
+    curve_keys k, back;
+    path_in(key, sizeof key, "a.key");
+    path_in(pub, sizeof pub, "a.pub");
+    assert_int_equal(curve_keys_create(key, pub, &k, err, sizeof err), 0);
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(curve_keys_create(key, pub, &k, err, sizeof err), -1);   /* never overwrites */
+    assert_non_null(strstr(err, "already exists"));
+    assert_int_equal(curve_keys_load(key, false, &back, err, sizeof err), 0);
+    assert_memory_equal(&k, &back, sizeof k);
+    uint8_t p1[32], p2[32];
+    assert_int_equal(curve_public_load(pub, p1, err, sizeof err), 0);
+    assert_int_equal(curve_public_load(key, p2, err, sizeof err), 0);
+    assert_memory_equal(p1, k.public_key, 32);
+    assert_memory_equal(p2, k.public_key, 32);
+    assert_int_equal(curve_keys_load(pub, false, &back, err, sizeof err), -1);   /* a public certificate */
+    assert_non_null(strstr(err, "no secret key"));
+    path_in(key, sizeof key, "missing.key");
+    assert_int_equal(curve_keys_load(key, false, &back, err, sizeof err), -1);
+    assert_int_equal(curve_keys_load(key, true, &back, err, sizeof err), 0);     /* a node makes its own */
+    curve_public_path(key, derived, sizeof derived);
+    assert_int_equal(stat(derived, &st), 0);
+    curve_public_path("x/node", derived, sizeof derived);
+    assert_string_equal(derived, "x/node.pub");
+    path_in(key, sizeof key, "junk.key");
+    FILE *f = fopen(key, "w");
+    fputs("not a certificate\n", f);
+    fclose(f);
+    assert_int_equal(curve_keys_load(key, false, &back, err, sizeof err), -1);
+    curve_fingerprint(k.public_key, fp);
+    assert_int_equal(strlen(fp), 16);
+    assert_int_equal(strspn(fp, "0123456789abcdef"), 16);
+}
+
+/* ---- ZAP ---- */
+
+/* Runs the handler while waiting for the server to receive something. */
+static wire_msg *serve_until_message(curve_zap *z, void *server, int ms) {
+    for (int waited = 0; waited < ms; waited += 20) {
+        zmq_pollitem_t it[2] = {{curve_zap_socket(z), 0, ZMQ_POLLIN, 0}, {server, 0, ZMQ_POLLIN, 0}};
+        zmq_poll(it, 2, 20);
+        while (it[0].revents && curve_zap_handle(z))
+            ;
+        if (it[1].revents)
+            return wire_msg_recv(server, true);
+    }
+    return NULL;
+}
+
+static void *client(void *ctx, const curve_keys *k, const uint8_t *server_key, const char *ep) {
+    char err[256];
+    void *s = wire_socket(ctx, ZMQ_DEALER, 1 << 20, err, sizeof err);
+    assert_int_equal(curve_apply_client(s, k, server_key, err, sizeof err), 0);
+    assert_int_equal(zmq_connect(s, ep), 0);
+    assert_int_equal(zmq_send(s, "x", 1, 0), 1);
+    return s;
+}
+
+static void test_zap_policy(void **state) {
+    (void)state;
+    char err[256], ep[256], trust[128], pubfile[128];
+    curve_keys server_k, good, bad;
+    char zp[41], zs[41];
+    curve_keys *ks[] = {&server_k, &good, &bad};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(zmq_curve_keypair(zp, zs), 0);
+        zmq_z85_decode(ks[i]->public_key, zp);
+        zmq_z85_decode(ks[i]->secret_key, zs);
+    }
+    void *ctx = zmq_ctx_new();
+    curve_zap *z = curve_zap_new(ctx, "not on the test's list", err, sizeof err);
+    assert_non_null(z);
+    assert_null(curve_zap_new(ctx, "second", err, sizeof err));   /* one handler per context */
+    path_in(trust, sizeof trust, "trust");
+    path_in(pubfile, sizeof pubfile, "trust/good.pub");
+    mkdir(trust, 0700);
+    char keyfile[128];
+    path_in(keyfile, sizeof keyfile, "good.key");
+    assert_int_equal(curve_keys_create(keyfile, pubfile, &good, err, sizeof err), 0);
+    assert_int_equal(curve_zap_allow_dir(z, "/nonexistent-relais-dir", "coordinator", err, sizeof err), -1);
+    assert_int_equal(curve_zap_allow_dir(z, trust, "coordinator", err, sizeof err), 1);
+    assert_string_equal(curve_zap_role(z, good.public_key), "coordinator");
+    assert_int_equal(curve_zap_allow(z, good.public_key, "neighbour"), 0);   /* keeps its first role */
+    assert_string_equal(curve_zap_role(z, good.public_key), "coordinator");
+    void *server = wire_socket(ctx, ZMQ_ROUTER, 1 << 20, err, sizeof err);
+    assert_int_equal(curve_apply_server(server, &server_k, err, sizeof err), 0);
+    assert_int_equal(zmq_bind(server, "tcp://127.0.0.1:*"), 0);
+    size_t len = sizeof ep;
+    zmq_getsockopt(server, ZMQ_LAST_ENDPOINT, ep, &len);
+    void *c1 = client(ctx, &good, server_k.public_key, ep);
+    wire_msg *m = serve_until_message(z, server, 5000);
+    assert_non_null(m);
+    assert_string_equal(wire_msg_user(m), "coordinator");
+    assert_non_null(wire_msg_peer_key(m));
+    assert_memory_equal(wire_msg_peer_key(m), good.public_key, 32);
+    wire_msg_destroy(&m);
+    void *c2 = client(ctx, &bad, server_k.public_key, ep);   /* unknown: refused, nothing arrives */
+    assert_null(serve_until_message(z, server, 500));
+    curve_zap_forget_role(z, "coordinator");
+    assert_string_equal(curve_zap_role(z, good.public_key), "");
+    zmq_close(c1), zmq_close(c2), zmq_close(server);
+    curve_zap_destroy(&z);
+    assert_null(z);
+    zmq_ctx_term(ctx);
+}
+
+/* ---- file hashes ---- */
+
+static void test_filehash(void **state) {
+    (void)state;
+    char file[128], cache[128], err[256], hex[65];
+    path_in(file, sizeof file, "model.bin");
+    path_in(cache, sizeof cache, "hashes");
+    FILE *f = fopen(file, "w");
+    for (int i = 0; i < 100000; i++)
+        fputc(i * 31 % 251, f);
+    fclose(f);
+    uint8_t h[32], want[32], again[32];
+    unsigned char *data = malloc(100000);
+    f = fopen(file, "r");
+    assert_int_equal(fread(data, 1, 100000, f), 100000);
+    fclose(f);
+    crypto_hash_sha256(want, data, 100000);
+    free(data);
+    assert_int_equal(filehash_sha256(file, cache, NULL, NULL, h, err, sizeof err), 0);
+    assert_memory_equal(h, want, 32);
+    /* the cache is used: a forged entry for the same path, size and mtime wins */
+    f = fopen(cache, "r+");
+    assert_non_null(f);
+    fputs("0000000000000000000000000000000000000000000000000000000000000000", f);
+    fclose(f);
+    f = fopen(cache, "a");
+    fputs("this line is not an entry\n", f);
+    fclose(f);
+    assert_int_equal(filehash_sha256(file, cache, NULL, NULL, again, err, sizeof err), 0);
+    filehash_hex(again, hex);
+    assert_string_equal(hex, "0000000000000000000000000000000000000000000000000000000000000000");
+    /* a new mtime invalidates it */
+    struct timespec t[2] = {{0, UTIME_OMIT}, {12345, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, file, t, 0), 0);
+    assert_int_equal(filehash_sha256(file, cache, NULL, NULL, again, err, sizeof err), 0);
+    assert_memory_equal(again, want, 32);
+    path_in(file, sizeof file, "absent.bin");
+    assert_int_equal(filehash_sha256(file, cache, NULL, NULL, again, err, sizeof err), -1);
+    assert_int_equal(filehash_sha256(g_dir, NULL, NULL, NULL, again, err, sizeof err), -1);   /* a directory */
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/relais-wire-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    return system(cmd) ? -1 : 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),         cmocka_unit_test(test_refused_frames),
+        cmocka_unit_test(test_check_assign),      cmocka_unit_test(test_check_forward),
+        cmocka_unit_test(test_activations_and_sampling), cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_zap_policy),        cmocka_unit_test(test_filehash),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
