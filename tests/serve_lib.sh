@@ -7,21 +7,34 @@
 PASS=0
 FAIL=0
 SERVER_PIDS=()
+SERVER_NAMES=()
 
 ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; }
 
+# Stops every server; one that does not exit cleanly (exit code 0 after
+# SIGTERM: no crash, no sanitizer report, no leak) is a failure.
 stop_servers() {
+    local i p rc
     for p in "${SERVER_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
-    for p in "${SERVER_PIDS[@]}"; do
-        # bounded: a server that does not stop in 10 s is killed
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for i in "${!SERVER_PIDS[@]}"; do
+        p=${SERVER_PIDS[$i]}
+        # bounded: a server that does not stop in 20 s is killed
+        for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
+        rc=0
+        wait "$p" 2>/dev/null || rc=$?
+        if [ "$rc" = 0 ]; then
+            ok "server ${SERVER_NAMES[$i]} shut down cleanly"
+        else
+            bad "server ${SERVER_NAMES[$i]} exited with code $rc"
+            tail -30 "$TMP/${SERVER_NAMES[$i]}.log"
+        fi
     done
     SERVER_PIDS=()
+    SERVER_NAMES=()
 }
 
 # start_server NAME ARGS... : sets PORT and SERVER_PID, waits for "ready" (60 s).
@@ -31,6 +44,7 @@ start_server() {
     "$RELAIS" serve --port 0 "$@" 2>"$TMP/$name.log" &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
+    SERVER_NAMES+=("$name")
     for _ in $(seq 600); do
         if grep -q "relais serve: ready" "$TMP/$name.log"; then
             PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/$name.log")

@@ -31,4 +31,9 @@ CHAT_URL="http://127.0.0.1:$PORT/v1"
 "$PARROT" "$TMP/parrot.gguf" "$SHARED/models/vocab-tekken-shaped.gguf"
 start_server tools -m "$TMP/parrot.gguf" --ctx 1024 -t 2
 TOOLS_URL="http://127.0.0.1:$PORT/v1"
-CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL timeout 300 node "$TMP/client/serve_openai.mjs"
+if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL timeout 300 node "$TMP/client/serve_openai.mjs"; then
+    ok "the openai client's checks"
+else
+    bad "the openai client's checks"
+fi
+finish
