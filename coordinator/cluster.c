@@ -34,6 +34,7 @@ typedef struct {
     void *dealer;                  /* control link, and the data link to the first stage */
     wire_monitor *mon;             /* events of `dealer` */
     bool up;                       /* a handshake has succeeded */
+    const char *state;             /* the link's last event, for a timeout message */
     cluster_node_info info;        /* from Capabilities */
     uint8_t (*models)[32];         /* (n_models) model file hashes from Capabilities */
     size_t n_models;
@@ -220,8 +221,13 @@ static int link_event(cl_node *nd, char *err, size_t errlen) {
         return 0;
     if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         nd->up = true;
+        nd->state = "connected";
         return 0;
     }
+    if (ev == ZMQ_EVENT_CONNECT_RETRIED)
+        nd->state = "no connection: nothing listens there, or the host is unreachable";
+    else if (ev == ZMQ_EVENT_CONNECTED)
+        nd->state = "connected, handshake under way";
     if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
         snprintf(err, errlen, "node %s (%s) refused this coordinator's key: is the coordinator's public "
                  "certificate in the node's --trust directory?", nd->name, nd->address);
@@ -339,9 +345,10 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
             return failed ? -1 : 0;
         wire_msg *m = NULL;
         int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
+        const cl_node *nd = &c->nodes[waiting];
         if (rc == 0 && !failed)
-            snprintf(err, errlen, "no %s from node %s within %d s (is relais-node running at %s, with this "
-                     "public key?)", w->what, c->nodes[waiting].name, w->timeout_ms / 1000, c->nodes[waiting].address);
+            snprintf(err, errlen, "no %s from node %s (%s) within %d s; link: %s", w->what, nd->name, nd->address,
+                     w->timeout_ms / 1000, nd->state ? nd->state : "no connection yet");
         if (rc <= 0)
             return -1;
         if (from >= 0) {

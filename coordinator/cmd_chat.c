@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend.h"
+#include "backend_cluster.h"
 #include "chat.h"
 #include "cli.h"
 #include "commands.h"
@@ -108,8 +109,10 @@ static int turn(chat_state *s, json_t *messages, const char *line) {
 int cmd_chat(int argc, char **argv) {
     static const struct option longopts[] = {{"system", required_argument, 0, OPT_SYSTEM},
                                              {"n-predict", required_argument, 0, 'n'},
-                                             {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+                                             {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS,
+                                             RL_CLUSTER_LONGOPTS, {0, 0, 0, 0}};
     cli_common c;
+    rl_cluster_opts cluster = {0};
     chat_state s = {.n_predict = 1024};
     const char *system = NULL;
     char err[512];
@@ -118,6 +121,8 @@ int cmd_chat(int argc, char **argv) {
     int opt;
     while ((opt = getopt_long(argc, argv, "m:t:n:h", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&c, opt, optarg);
+        if (rc == 0)
+            rc = rl_cluster_opt(&cluster, opt, optarg);
         if (rc < 0)
             return 2;
         if (rc > 0)
@@ -129,12 +134,13 @@ int cmd_chat(int argc, char **argv) {
                 return 2;
         } else {
             fprintf(opt == 'h' ? stdout : stderr, "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
-                    "Type a message and press enter; an empty line or end of input quits.\n" CLI_COMMON_HELP);
+                    "Type a message and press enter; an empty line or end of input quits.\n" CLI_COMMON_HELP
+                    RL_CLUSTER_HELP);
             return opt == 'h' ? 0 : 2;
         }
     }
     s.sampling = c.sampling;
-    if (cli_require_model(&c) || !(s.b = rl_backend_local_new(&c.runner, err, sizeof err))) {
+    if (cli_require_model(&c) || !(s.b = rl_backend_open(&cluster, &c.runner, err, sizeof err))) {
         if (c.runner.model_path)
             fprintf(stderr, "relais chat: %s\n", err);
         return 1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend.h"
+#include "backend_cluster.h"
 #include "cli.h"
 #include "commands.h"
 #include "log.h"
@@ -17,6 +18,7 @@ enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JS
 
 typedef struct {
     cli_common common;
+    rl_cluster_opts cluster;
     const char *prompt;
     int32_t *prompt_ids, *force_ids;
     size_t n_prompt, n_force;
@@ -42,7 +44,8 @@ static void usage(FILE *out) {
                  "      --json              machine-readable output on stdout; generates exactly N ids\n"
                  "      --ignore-eos        do not stop at an end-of-generation token\n"
                  "      --no-bos            do not add BOS to a text prompt\n"
-                 "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP);
+                 "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP
+                 RL_CLUSTER_HELP);
 }
 
 static int parse_args(int argc, char **argv, run_args *a) {
@@ -51,13 +54,15 @@ static int parse_args(int argc, char **argv, run_args *a) {
         {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS}, {"force-ids", required_argument, 0, OPT_FORCE_IDS},
         {"top-logits", required_argument, 0, OPT_TOP_LOGITS}, {"json", no_argument, 0, OPT_JSON},
         {"no-bos", no_argument, 0, OPT_NO_BOS}, {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS}, {"no-special", no_argument, 0, OPT_NO_SPECIAL},
-        {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, RL_CLUSTER_LONGOPTS, {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0.7f);
     a->n_predict = 128;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:p:n:t:h", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, opt, optarg);
+        if (rc == 0)
+            rc = rl_cluster_opt(&a->cluster, opt, optarg);
         if (rc < 0)
             return -1;
         if (rc > 0)
@@ -193,7 +198,7 @@ int cmd_run(int argc, char **argv) {
     if (a.json)
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
-    if (!(b = rl_backend_local_new(&a.common.runner, err, sizeof err))) {
+    if (!(b = rl_backend_open(&a.cluster, &a.common.runner, err, sizeof err))) {
         fprintf(stderr, "relais run: %s\n", err);
         goto out;
     }

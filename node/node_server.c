@@ -325,6 +325,8 @@ static void link_events(node_server *s) {
     }
     if (s->ready_pending && *node_stage_link_error(s->stage) && now_ms() - s->loaded_ms >= LINK_GRACE_MS) {
         send_error(s, s->coord, s->coord_len, RELAIS__ERROR_CODE__ERR_STATE, 0, 0, node_stage_link_error(s->stage));
+        rl_log(RL_LOG_WARN, "assignment dropped: %s", node_stage_link_error(s->stage));
+        node_stage_destroy(&s->stage);   /* and with it the link, which would retry forever */
         s->ready_pending = false;
     }
 }

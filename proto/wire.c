@@ -20,7 +20,7 @@
 #define HEARTBEAT_TIMEOUT_MS 10000
 #define LINGER_MS 200
 #define RECONNECT_IVL_MS 100
-#define RECONNECT_IVL_MAX_MS 2000   /* back off, so a refused peer is not retried ten times a second */
+#define RECONNECT_IVL_MAX_MS 1000   /* back off, so a refused peer is not retried ten times a second */
 #define MAX_ENDPOINT 255
 
 struct wire_msg {

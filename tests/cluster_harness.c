@@ -28,9 +28,8 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-/* A port nothing listens on right now (the node may still lose a race for
- * it; harness_start then tries another). */
-static int free_port(void) {
+/* The node may still lose a race for the port; harness_start then tries another. */
+int harness_free_port(void) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
@@ -93,7 +92,7 @@ static int wait_listening(harness *h, int i) {
 
 static int start_node(harness *h, int i, const char *models_dir) {
     for (int attempt = 0; attempt < 5; attempt++) {
-        int port = free_port();
+        int port = harness_free_port();
         if (port < 0 || (h->pid[i] = spawn_node(h, i, models_dir, port)) <= 0) {
             fprintf(stderr, "harness: cannot start relais-node: %s\n", strerror(errno));
             h->pid[i] = 0;

@@ -30,6 +30,9 @@ int harness_start(harness *h, int n, const char *models_dir);
  * did not stop cleanly with status 0. */
 int harness_stop(harness *h);
 
+/* A 127.0.0.1 port nothing listens on right now (-1 if none could be had). */
+int harness_free_port(void);
+
 /* Whether node i's log contains needle, waiting up to timeout_ms for it. */
 bool harness_log_contains(const harness *h, int i, const char *needle, int timeout_ms);
 

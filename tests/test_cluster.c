@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <zmq.h>
 #include "cluster.h"
 #include "cluster_harness.h"
@@ -318,6 +319,58 @@ static void test_step_errors(void **state) {
     run_and_compare(ref, true, 0, "tiny-f32 after errors");
 }
 
+/* ---- the commands ---- */
+
+/* Runs a shell command; its stdout into out. Returns the exit status. */
+static int run_cmd(const char *cmd, char *out, size_t len) {
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_cluster_file(char *path, size_t len) {
+    snprintf(path, len, "%s/cluster.yaml", H.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "coordinator:\n  key: %s\n  listen: tcp://127.0.0.1:%d\nnodes:\n", H.coord_key, harness_free_port());
+    for (int i = 0; i < H.n; i++)
+        fprintf(f, "  - {address: %s, public_key: %s, name: %s}\n", H.address[i], H.pub[i], H.name[i]);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* `relais run --cluster` prints what `relais run` prints (--json: ids and
+ * logits to the last bit), with the planner's split or a fixed one, and
+ * `relais chat --cluster` answers as `relais chat` does. */
+static void test_commands(void **state) {
+    (void)state;
+    char yaml[320], cmd[2048], local[16384], remote[16384];
+    write_cluster_file(yaml, sizeof yaml);
+    const char *args = "-m " MODELS "/stories260K.gguf --prompt-ids 1,403,261,34,9,87,301,55 -n 12 --json "
+                       "--top-logits 8 -t 1 --batch 4";
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " run %s", args);
+    assert_int_equal(run_cmd(cmd, local, sizeof local), 0);
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s %s", yaml, args);
+    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    assert_string_equal(remote, local);
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-4,-,- --wire f16 %s", yaml, args);
+    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    expect_in(remote, "\"greedy_ids\"");
+    const char *chat = "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat -m " MODELS
+                       "/stories260K.gguf --temp 0 -n 24 2>/dev/null";
+    snprintf(cmd, sizeof cmd, "%s", chat);
+    assert_int_equal(run_cmd(cmd, local, sizeof local), 0);
+    snprintf(cmd, sizeof cmd, "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat --cluster %s -m " MODELS
+             "/stories260K.gguf --temp 0 -n 24 2>/dev/null", yaml);
+    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    assert_string_equal(remote, local);
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-3 %s 2>&1", yaml, args);
+    assert_int_not_equal(run_cmd(cmd, remote, sizeof remote), 0);   /* two ranges for four nodes */
+    still_works();
+}
+
 /* ---- refusals ---- */
 
 typedef struct {
@@ -526,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_step_errors),
+        cmocka_unit_test(test_commands),
         cmocka_unit_test(test_refuse_unknown_key),
         cmocka_unit_test(test_refuse_plaintext),
         cmocka_unit_test(test_refuse_model_of_another_hash),

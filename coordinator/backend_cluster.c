@@ -1,0 +1,240 @@
+/* The cluster backend (see backend_cluster.h): one session on the nodes of a
+ * cluster file. The coordinator keeps the ids the session holds, and sends
+ * the last node the part of them the penalties look at with every step;
+ * each begin() starts a new sampler stream there (the seed restarts, as with
+ * the local backend). */
+#include "backend_cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cluster.h"
+#include "cluster_config.h"
+#include "gguf.h"
+#include "log.h"
+#include "planner.h"
+#include "tokenizer.h"
+
+#define SESSION 1                      /* the one session a run or chat uses */
+#define UNKNOWN_SPEED 1e9              /* a node that could not measure its matvec counts as 1 GB/s */
+
+typedef struct {
+    rl_backend base;                   /* must be first */
+    cluster *cluster;                  /* the nodes */
+    rl_tokenizer *tok;                 /* of the coordinator's copy of the model */
+    rl_sampler_params params;          /* the current stream's sampling */
+    uint32_t stream;                   /* counts begin(): a new value restarts the last node's sampler */
+    uint32_t n_top;                    /* top logits per step */
+    int32_t *history;                  /* (n_ctx) the ids the session holds */
+} cluster_backend;
+
+int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
+    switch (opt) {
+    case RL_CLUSTER_OPT_FILE: o->file = arg; return 1;
+    case RL_CLUSTER_OPT_LAYERS: o->layers = arg; return 1;
+    case RL_CLUSTER_OPT_WIRE:
+        if (strcmp(arg, "f32") && strcmp(arg, "f16")) {
+            fprintf(stderr, "relais: --wire: '%s' is neither f32 nor f16\n", arg);
+            return -1;
+        }
+        o->f16_wire = !strcmp(arg, "f16");
+        return 1;
+    default: return 0;
+    }
+}
+
+/* ---- the generation interface ---- */
+
+static int cl_begin(rl_backend *b, const rl_sampler_params *p, uint32_t n_top, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cluster_backend *cb = (cluster_backend *)b;
+    cb->params = *p;
+    cb->n_top = n_top > RL_MAX_TOP ? RL_MAX_TOP : n_top;
+    cb->stream++;
+    return 0;
+}
+
+static int cl_step(rl_backend *b, const int32_t *ids, uint32_t n, rl_step_result *out, char *err, size_t errlen) {
+    cluster_backend *cb = (cluster_backend *)b;
+    if (!cb->stream) {
+        snprintf(err, errlen, "step before begin");
+        return -1;
+    }
+    if ((uint64_t)b->pos + n > b->n_ctx) {
+        snprintf(err, errlen, "%u more tokens would exceed the context of %u (%u used)", n, b->n_ctx, b->pos);
+        return -1;
+    }
+    memcpy(cb->history + b->pos, ids, n * sizeof *ids);
+    cluster_sampling s = {.params = &cb->params, .stream = cb->stream, .history = cb->history,
+                          .n_history = b->pos + n, .n_top = cb->n_top};
+    if (cluster_step(cb->cluster, SESSION, b->pos, ids, n, &s, out, err, errlen)) {
+        /* some nodes may have taken part of the ids: bring them all back */
+        char why[256];
+        int64_t kept = cluster_truncate(cb->cluster, SESSION, b->pos, why, sizeof why);
+        if (kept >= 0)
+            b->pos = (uint32_t)kept;
+        return -1;
+    }
+    b->pos += n;
+    return 0;
+}
+
+static uint32_t cl_truncate(rl_backend *b, uint32_t pos) {
+    cluster_backend *cb = (cluster_backend *)b;
+    char err[512];
+    int64_t kept = cluster_truncate(cb->cluster, SESSION, pos, err, sizeof err);
+    if (kept < 0)   /* the next step at position 0 will say what is wrong */
+        rl_log(RL_LOG_ERROR, "truncating the session on the cluster: %s", err);
+    return b->pos = kept < 0 ? 0 : (uint32_t)kept;
+}
+
+static void cl_describe(const rl_backend *b, char *buf, size_t len) {
+    cluster_describe(((const cluster_backend *)b)->cluster, buf, len);
+}
+
+static void cl_destroy(rl_backend *b) {
+    cluster_backend *cb = (cluster_backend *)b;
+    cluster_destroy(&cb->cluster);
+    rl_tok_destroy(&cb->tok);
+    free(cb->history);
+    free(cb);
+}
+
+static const rl_backend_ops CLUSTER_OPS = {cl_begin, cl_step, cl_truncate, cl_describe, cl_destroy};
+
+/* ---- opening ---- */
+
+/* The model's shape and per-layer costs, with the run's window overrides. */
+typedef struct {
+    rl_hparams hp;
+    uint64_t *layer_bytes;   /* (hp.n_layer) */
+    uint64_t head_bytes;
+} model_costs;
+
+static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t errlen) {
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = r->swa_window;
+    mo.swa_pattern = r->swa_pattern;
+    gguf_file *f = gguf_open(r->model_path, err, errlen);
+    int rc = !f || rl_hparams_read(f, &mo, &m->hp, err, errlen) ? -1 : 0;
+    if (rc == 0 && !(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0)
+        plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
+    gguf_close(&f);
+    return rc;
+}
+
+/* Each node's layers: --layers or the planner's split, and in both cases
+ * every slice checked against its node's free memory before anything is
+ * sent. */
+static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx,
+                       plan_range *ranges, char *err, size_t errlen) {
+    const uint32_t n = cluster_n_nodes(c);
+    plan_node nodes[CLUSTER_MAX_NODES];
+    plan_range fixed[CLUSTER_MAX_NODES];
+    for (uint32_t i = 0; i < n; i++) {
+        const cluster_node_info *info = cluster_info(c, i);
+        nodes[i] = (plan_node){cluster_node_name(c, i), info->free_ram,
+                               info->matvec_bytes_per_s > 0 ? info->matvec_bytes_per_s : UNKNOWN_SPEED};
+    }
+    plan_input in = plan_input_default();
+    in.hp = &m->hp;
+    in.layer_bytes = m->layer_bytes;
+    in.head_bytes = m->head_bytes;
+    in.nodes = nodes;
+    in.n_nodes = n;
+    in.n_ctx = n_ctx;
+    if (o->layers) {
+        if (plan_parse_ranges(o->layers, m->hp.n_layer, n, fixed, err, errlen))
+            return -1;
+        in.ranges = fixed;
+        in.allow_idle = true;
+    }
+    plan *p = plan_new(&in, err, errlen);
+    if (!p)
+        return -1;
+    int rc = plan_fits(p) ? 0 : -1;
+    if (rc)
+        snprintf(err, errlen, "the model does not fit the cluster:\n%s", plan_problem(p));
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        ranges[i] = (plan_range){plan_stage_at(p, i)->l0, plan_stage_at(p, i)->l1};
+    plan_destroy(&p);
+    return rc;
+}
+
+static int connect_cluster(cluster_backend *cb, const rl_cluster_opts *o, char *err, size_t errlen) {
+    cluster_config *cfg = cluster_config_load(o->file, err, errlen);
+    if (!cfg)
+        return -1;
+    cb->cluster = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
+                              cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
+    cluster_config_destroy(&cfg);
+    return cb->cluster ? cluster_hello(cb->cluster, err, errlen) : -1;
+}
+
+static int assign(cluster_backend *cb, const rl_cluster_opts *o, const rl_runner_opts *r, char *err,
+                  size_t errlen) {
+    model_costs m = {0};
+    plan_range ranges[CLUSTER_MAX_NODES];
+    if (read_costs(r, &m, err, errlen)) {
+        free(m.layer_bytes);
+        return -1;
+    }
+    uint32_t n_ctx = r->n_ctx ? r->n_ctx : 4096;
+    if (n_ctx > m.hp.n_ctx_train) {
+        if (r->n_ctx)
+            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", r->n_ctx, m.hp.n_ctx_train);
+        n_ctx = m.hp.n_ctx_train;
+    }
+    int rc = plan_ranges(o, cb->cluster, &m, n_ctx, ranges, err, errlen);
+    free(m.layer_bytes);
+    if (rc)
+        return -1;
+    cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = n_ctx, .max_sessions = 1,
+                              .max_batch = r->batch ? r->batch : 256, .gemm_min = r->no_gemm ? 0 : r->gemm_min,
+                              .no_gemm = r->no_gemm, .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0,
+                              .swa_window = r->swa_window, .swa_pattern = r->swa_pattern, .f16_wire = o->f16_wire,
+                              .progress = r->progress};
+    if (cluster_assign(cb->cluster, &ao, err, errlen))
+        return -1;
+    cb->base.n_ctx = n_ctx;
+    return 0;
+}
+
+rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen) {
+    cluster_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cb->base.ops = &CLUSTER_OPS;
+    if (connect_cluster(cb, o, err, errlen) || assign(cb, o, r, err, errlen))
+        goto fail;
+    const rl_model *model = cluster_model(cb->cluster);
+    if (!(cb->tok = rl_tok_new(rl_model_gguf(model), err, errlen)))
+        goto fail;
+    cb->base.tok = cb->tok;
+    cb->base.hp = rl_model_hparams(model);
+    cb->base.file = rl_model_gguf(model);
+    if (!(cb->history = malloc((size_t)cb->base.n_ctx * sizeof *cb->history))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    return &cb->base;
+fail:
+    cl_destroy(&cb->base);
+    return NULL;
+}
+
+rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen) {
+    if (o->file)
+        return rl_backend_cluster_new(o, r, err, errlen);
+    if (o->layers || o->f16_wire) {
+        snprintf(err, errlen, "--layers and --wire f16 need --cluster FILE");
+        return NULL;
+    }
+    return rl_backend_local_new(r, err, errlen);
+}

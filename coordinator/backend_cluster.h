@@ -1,0 +1,45 @@
+/* The cluster backend of `relais run` and `relais chat` (`--cluster FILE`):
+ * the same generation interface as the local backend (backend.h), served
+ * by the nodes of a cluster file. Opening it reads the cluster file,
+ * greets every node, splits the layers (the planner, from the nodes' free
+ * memory and measured speed, or --layers), checks that every slice fits
+ * before anything is sent, and waits until every node has loaded its slice.
+ *
+ * With the f32 wire and the same --batch / --gemm-min / --no-gemm as a run
+ * on one machine, the ids and logits are bit-identical to it. */
+#ifndef RELAIS_BACKEND_CLUSTER_H
+#define RELAIS_BACKEND_CLUSTER_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include "backend.h"
+#include "runner.h"
+
+typedef struct {
+    const char *file;      /* the cluster file; NULL: run on this machine */
+    const char *layers;    /* a fixed split "0-11,12-23", one range per node; NULL: planned */
+    bool f16_wire;         /* activations as f16 between machines */
+} rl_cluster_opts;
+
+/* The options run and chat add to their tables, and their handler: 1 when
+ * `opt` was one of them, 0 when not, -1 on a bad value (message printed). */
+enum { RL_CLUSTER_OPT_FILE = 1200, RL_CLUSTER_OPT_WIRE, RL_CLUSTER_OPT_LAYERS };
+#define RL_CLUSTER_LONGOPTS                                                                             \
+    {"cluster", required_argument, 0, RL_CLUSTER_OPT_FILE}, {"wire", required_argument, 0, RL_CLUSTER_OPT_WIRE}, \
+    {"layers", required_argument, 0, RL_CLUSTER_OPT_LAYERS}
+#define RL_CLUSTER_HELP                                                                                 \
+    "      --cluster FILE      run on the nodes of a cluster file (deploy/cluster.example.yaml);\n"      \
+    "                          -t then sets the threads of every node\n"                                \
+    "      --wire f32|f16      activations between machines (default f32: bit-identical to one\n"      \
+    "                          machine; f16 halves the bytes)\n"                                         \
+    "      --layers A-B,C-D    fix the layers of each node in the file's order instead of planning\n"
+int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg);
+
+/* The backend for a run: the cluster when o->file is set, else this machine.
+ * NULL with err. */
+rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
+
+/* The cluster backend itself. NULL with err. */
+rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
+
+#endif
