@@ -371,6 +371,40 @@ static void test_commands(void **state) {
     still_works();
 }
 
+/* relais-node's options: a config file, overridden by the command line; bad
+ * or missing options are refused with the line; SIGTERM stops it cleanly. */
+static void test_node_options(void **state) {
+    (void)state;
+    char conf[320], cmd[2048], out[8192];
+    snprintf(conf, sizeof conf, "%s/node.conf", H.dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "# a node\nlisten = tcp://127.0.0.1:1\nkey = %s\ntrust = %s/trust\nmodels = " MODELS "\n"
+            "cache = %s/cache0   # benchmark and hashes already there\nthreads = 1\n", H.key[0], H.dir, H.dir);
+    assert_int_equal(fclose(f), 0);
+    int port = harness_free_port();
+    snprintf(cmd, sizeof cmd, "timeout --preserve-status -s TERM 2 " RELAIS_NODE_BIN " --config %s --listen "
+             "tcp://127.0.0.1:%d 2>&1", conf, port);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    char listening[64];
+    snprintf(listening, sizeof listening, "listening on tcp://127.0.0.1:%d", port);
+    expect_in(out, listening);
+    expect_in(out, "stopping");
+    f = fopen(conf, "a");
+    fputs("bogus = 1\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, RELAIS_NODE_BIN " --config %s 2>&1", conf);
+    assert_int_equal(run_cmd(cmd, out, sizeof out), 2);
+    expect_in(out, "unknown option 'bogus'");
+    expect_in(out, "node.conf:8");
+    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --threads many 2>&1", out, sizeof out), 2);
+    expect_in(out, "not an integer");
+    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --listen tcp://127.0.0.1:1 2>&1", out, sizeof out), 2);
+    expect_in(out, "required");
+    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --help", out, sizeof out), 0);
+    expect_in(out, "Config file");
+}
+
 /* ---- refusals ---- */
 
 typedef struct {
@@ -580,6 +614,7 @@ int main(void) {
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_step_errors),
         cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_node_options),
         cmocka_unit_test(test_refuse_unknown_key),
         cmocka_unit_test(test_refuse_plaintext),
         cmocka_unit_test(test_refuse_model_of_another_hash),
