@@ -333,6 +333,11 @@ static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, char *
 }
 
 Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+    if (f->n_segments) {   /* the serving micro-batch form of Forward: not run by this node */
+        snprintf(err, errlen, "a micro-batch Forward (%zu segments): this node runs one session per Forward",
+                 f->n_segments);
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
     Relais__ErrorCode code = wire_check_forward(f, s->hp->dim, s->assign->max_batch, err, errlen);
     if (code)
         return code;
