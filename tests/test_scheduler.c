@@ -25,6 +25,7 @@ typedef struct {
     int32_t ids[MAX_IDS];
     int n;
     int stop_after;          /* sink returns false at this many ids (0 = never) */
+    char tag;                /* when set, each id is logged in `order` under this tag */
     int done;                /* on_done calls */
     rl_finish why;
     char err[256];
@@ -36,8 +37,19 @@ typedef struct {
     rl_executor *x;
 } fixture;
 
+/* Order in which tagged requests' tokens arrived. */
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static char order[512];
+static int n_order;
+
 static bool on_token(void *ud, int32_t id) {
     sink_state *k = ud;
+    if (k->tag) {
+        pthread_mutex_lock(&order_lock);
+        if (n_order < (int)sizeof order)
+            order[n_order++] = k->tag;
+        pthread_mutex_unlock(&order_lock);
+    }
     pthread_mutex_lock(&k->lock);
     if (k->n < MAX_IDS)
         k->ids[k->n++] = id;
@@ -265,12 +277,46 @@ static void test_shutdown_in_flight(void **state) {
     assert_int_equal(executor_sessions(f->x), 0);
 }
 
+/* A long prompt is prefilled in chunks between the decode steps of a
+ * request already generating: that request keeps getting tokens. */
+static void test_long_prompt_does_not_freeze_decode(void **state) {
+    fixture *f = *state;
+    sink_state a, b;
+    sink_init(&a), sink_init(&b);
+    a.tag = 'a', b.tag = 'b';
+    rl_sched *s = sched_new(f, 16, 2, 2, 8);
+    int32_t ids[200];
+    rl_sched_req r = {.n_prompt = 4, .max_tokens = 60, .sink = {on_token, on_done, &a}};
+    r.sampling = rl_sampler_defaults();
+    prompt_of(7, ids, 4);
+    r.prompt = ids;
+    uint64_t id;
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
+    for (int i = 0; i < 6000 && a.n < 3; i++)   /* a is decoding */
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    prompt_of(8, ids, 190);
+    r = (rl_sched_req){.prompt = ids, .n_prompt = 190, .max_tokens = 4, .sink = {on_token, on_done, &b}};
+    r.sampling = rl_sampler_defaults();
+    assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
+    sink_wait(&a), sink_wait(&b);
+    /* 190 prompt tokens in chunks of 8 take 24 micro-batches: a decodes in each */
+    const char *first_b = memchr(order, 'b', (size_t)n_order);
+    assert_non_null(first_b);
+    int a_before = 0;
+    for (const char *p = order; p < first_b; p++)
+        a_before += *p == 'a';
+    assert_true(a_before >= 3 + 20);
+    rl_sched_destroy(&s);
+    sink_fini(&a), sink_fini(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_of_load),
         cmocka_unit_test(test_queue_bound_and_cancel),
         cmocka_unit_test(test_stop_by_sink_and_limits),
         cmocka_unit_test(test_shutdown_in_flight),
+        cmocka_unit_test(test_long_prompt_does_not_freeze_decode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
