@@ -1,11 +1,13 @@
 /* `relais plan --cluster FILE -m MODEL`: which layers each node of a cluster
  * would run, with its memory (weights, KV, total against free) and its
- * expected share of the time per token, without loading or sending
- * anything. The nodes' free RAM and speed come from --assume-node-ram and
- * --assume-node-speed, one value for every node or one per node, which also
- * sizes a cluster that does not exist yet. A model that does not fit is
- * reported with the nodes that are short and by how much (exit code 1).
- * --json prints the same as one object, a stable interface for scripts. */
+ * expected share of the time per token, without loading or sending any
+ * weights. The nodes' free RAM and measured speed come from their answers
+ * to Hello; --assume-node-ram and --assume-node-speed replace either (one
+ * value for every node or one per node), and with both the nodes are not
+ * contacted at all, which sizes a cluster that does not exist yet. A model
+ * that does not fit is reported with the nodes that are short and by how
+ * much (exit code 1). --json prints the same as one object, a stable
+ * interface for scripts. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -15,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "cluster.h"
 #include "cluster_config.h"
 #include "commands.h"
-#include "gguf.h"
 #include "model.h"
 #include "planner.h"
 
@@ -28,7 +30,8 @@ static void usage(FILE *out) {
             "usage: relais plan --cluster FILE -m MODEL [options]\n"
             "\n"
             "Prints which layers each node of the cluster runs, the memory it needs and\n"
-            "its expected share of the time per token. Nothing is loaded or sent.\n"
+            "its expected share of the time per token. The nodes are asked for their\n"
+            "free RAM and measured speed; no weights are loaded or sent.\n"
             "\n"
             "  --cluster FILE          the cluster file (deploy/cluster.example.yaml)\n"
             "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
@@ -42,11 +45,14 @@ static void usage(FILE *out) {
             "                          (default: the last node, so only ids travel back)\n"
             "  --reserve BYTES         per node, for activations and the runtime (default 64M)\n"
             "  --swa-window W, --swa-pattern P   sliding-window overrides, as for run\n"
-            "  --assume-node-ram BYTES[,BYTES...]       free RAM of the nodes\n"
+            "  --assume-node-ram BYTES[,BYTES...]       free RAM of the nodes, instead of\n"
+            "                          what they report\n"
             "  --assume-node-speed BYTES/S[,BYTES/S...] weight bytes a node's matvec streams\n"
-            "                          per second (`relais bench` shows a machine's)\n"
+            "                          per second, instead of what the nodes measured\n"
             "                          Either takes one value for every node or one per\n"
-            "                          node; sizes take K, M, G, T (powers of 1024)\n"
+            "                          node; sizes take K, M, G, T (powers of 1024). With\n"
+            "                          both, the nodes are not contacted\n"
+            "  --timeout S             seconds to wait for the nodes' answers (default 10)\n"
             "  --json                  print the plan as JSON\n"
             "\n"
             "Exit code 0 when the model fits, 1 when it does not (or on an error), 2 for\n"
@@ -55,7 +61,7 @@ static void usage(FILE *out) {
 
 enum {
     OPT_CLUSTER = 1, OPT_CTX, OPT_SESSIONS, OPT_LAYERS, OPT_IDLE, OPT_HEAD_COORD, OPT_RESERVE, OPT_SWA_W,
-    OPT_SWA_P, OPT_RAM, OPT_SPEED, OPT_JSON
+    OPT_SWA_P, OPT_RAM, OPT_SPEED, OPT_TIMEOUT, OPT_JSON
 };
 
 typedef struct {
@@ -66,6 +72,7 @@ typedef struct {
     int64_t n_ctx;              /* 0: 4096 capped at the model's */
     int64_t n_sessions;
     int64_t swa_window;         /* -1 keeps the file's */
+    int64_t timeout_s;          /* for the nodes' answers to Hello */
     const char *swa_pattern;    /* NULL keeps the file's */
     double reserve;
     bool allow_idle, head_on_coordinator, json;
@@ -136,6 +143,7 @@ static int parse_opt(int opt, const char *arg, plan_args *a) {
     case OPT_SWA_P: a->swa_pattern = arg; return 0;
     case OPT_RAM: a->ram = arg; return 0;
     case OPT_SPEED: a->speed = arg; return 0;
+    case OPT_TIMEOUT: return cli_parse_i64("--timeout", arg, 1, 3600, &a->timeout_s);
     case OPT_JSON: a->json = true; return 0;
     default: return -1;   /* getopt already said what was wrong */
     }
@@ -152,9 +160,10 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         {"swa-pattern", required_argument, 0, OPT_SWA_P},
         {"assume-node-ram", required_argument, 0, OPT_RAM},
         {"assume-node-speed", required_argument, 0, OPT_SPEED},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"json", no_argument, 0, OPT_JSON},             {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    *a = (plan_args){.n_sessions = 1, .swa_window = -1, .reserve = (double)PLAN_DEFAULT_RESERVE};
+    *a = (plan_args){.n_sessions = 1, .swa_window = -1, .timeout_s = 10, .reserve = (double)PLAN_DEFAULT_RESERVE};
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
@@ -176,65 +185,63 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         usage(stderr);
         return -1;
     }
-    if (!a->ram || !a->speed) {
-        fprintf(stderr, "relais plan: give the nodes' free RAM and speed with --assume-node-ram and "
-                "--assume-node-speed (this command does not contact the nodes)\n");
-        return -1;
-    }
     return 0;
 }
 
-/* What the planner needs from the model file. */
-typedef struct {
-    rl_hparams hp;              /* shape and sliding layout, with the overrides */
-    uint64_t *layer_bytes;      /* (hp.n_layer) */
-    uint64_t head_bytes;
-    uint32_t n_ctx;             /* the context planned for, after the cap */
-} model_info;
-
-static int load_model(const plan_args *a, model_info *m) {
-    char err[512];
-    gguf_file *f = gguf_open(a->model, err, sizeof err);
-    if (!f) {
-        fprintf(stderr, "relais plan: %s\n", err);
-        return -1;
+/* The context planned for: --ctx, or 4096, capped at the model's. */
+static uint32_t plan_ctx(const plan_args *a, const rl_hparams *hp) {
+    uint32_t n = a->n_ctx ? (uint32_t)a->n_ctx : 4096;
+    if (hp->n_ctx_train && n > hp->n_ctx_train) {
+        if (a->n_ctx)
+            fprintf(stderr, "relais plan: context %u capped at the model's %u\n", n, hp->n_ctx_train);
+        n = hp->n_ctx_train;
     }
-    rl_model_opts mo = rl_model_opts_default();
-    mo.swa_window = a->swa_window;
-    mo.swa_pattern = a->swa_pattern;
-    int rc = -1;
-    if (rl_hparams_read(f, &mo, &m->hp, err, sizeof err))
-        fprintf(stderr, "relais plan: %s: %s\n", a->model, err);
-    else if (!(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes)))
-        fprintf(stderr, "relais plan: out of memory\n");
-    else
-        rc = 0;
-    if (rc == 0) {
-        plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
-        m->n_ctx = a->n_ctx ? (uint32_t)a->n_ctx : 4096;
-        if (m->hp.n_ctx_train && m->n_ctx > m->hp.n_ctx_train) {
-            if (a->n_ctx)
-                fprintf(stderr, "relais plan: context %u capped at the model's %u\n", m->n_ctx, m->hp.n_ctx_train);
-            m->n_ctx = m->hp.n_ctx_train;
-        }
-    }
-    gguf_close(&f);
-    return rc;
+    return n;
 }
 
-/* Each node's free RAM and speed, from the --assume-node-* lists. */
-static int assumed_caps(const plan_args *a, const cluster_config *cfg, plan_node *nodes) {
+/* The free RAM and speed the nodes report at Hello, where not assumed. */
+static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed) {
+    char err[1024];
+    cluster *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
+                             cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, sizeof err);
+    int ms = (int)a->timeout_s * 1000;
+    if (c)
+        cluster_set_timeouts(c, ms, ms, ms);   /* only Hello is waited for */
+    if (!c || cluster_hello(c, err, sizeof err)) {
+        fprintf(stderr, "relais plan: %s\n(--assume-node-ram and --assume-node-speed plan without the nodes)\n",
+                err);
+        cluster_destroy(&c);
+        return -1;
+    }
+    for (uint32_t k = 0; k < cluster_config_n_nodes(cfg); k++) {
+        const cluster_node_info *info = cluster_info(c, k);
+        if (!a->ram)
+            ram[k] = (double)info->free_ram;
+        if (!a->speed)
+            speed[k] = info->matvec_bytes_per_s;
+    }
+    cluster_destroy(&c);
+    return 0;
+}
+
+/* Each node's free RAM and speed: the --assume-node-* lists, the nodes'
+ * reports for what was not assumed. 0, 1 when the nodes could not be asked,
+ * 2 for a bad list. */
+static int node_caps(const plan_args *a, const cluster_config *cfg, plan_node *nodes) {
     uint32_t n = cluster_config_n_nodes(cfg);
     double ram[CLUSTER_MAX_NODES], speed[CLUSTER_MAX_NODES];
-    if (parse_per_node("--assume-node-ram", a->ram, n, ram) || parse_per_node("--assume-node-speed", a->speed, n, speed))
-        return -1;
-    for (uint32_t k = 0; k < n; k++) {
+    if ((a->ram && parse_per_node("--assume-node-ram", a->ram, n, ram)) ||
+        (a->speed && parse_per_node("--assume-node-speed", a->speed, n, speed)))
+        return 2;
+    for (uint32_t k = 0; a->speed && k < n; k++)
         if (!(speed[k] > 0)) {
             fprintf(stderr, "relais plan: --assume-node-speed: a node's speed must be more than 0\n");
-            return -1;
+            return 2;
         }
+    if ((!a->ram || !a->speed) && ask_nodes(a, cfg, ram, speed))
+        return 1;
+    for (uint32_t k = 0; k < n; k++)
         nodes[k] = (plan_node){cluster_config_node(cfg, k)->name, (uint64_t)ram[k], speed[k]};
-    }
     return 0;
 }
 
@@ -244,7 +251,7 @@ static void stage_layers(const plan_stage *s, char *buf, size_t len) {
     snprintf(buf, len, "%s%s", r, s->head ? "+head" : "");
 }
 
-static void print_header(const plan_args *a, const model_info *m, const plan_input *in) {
+static void print_header(const plan_args *a, const plan_model *m, const plan_input *in) {
     uint32_t n_slide = 0;
     uint64_t w = 0;
     for (uint32_t i = 0; i < m->hp.n_layer; i++) {
@@ -258,10 +265,11 @@ static void print_header(const plan_args *a, const model_info *m, const plan_inp
     printf("context  %u positions x %u session%s; reserve %.1f MiB per node; head on the %s\n", in->n_ctx,
            in->n_sessions, in->n_sessions > 1 ? "s" : "", MIB(in->reserve),
            in->head_on_coordinator ? "coordinator" : "last node");
-    printf("nodes    free RAM and speed as given by --assume-node-ram and --assume-node-speed\n\n");
+    printf("nodes    free RAM %s, speed %s\n\n", a->ram ? "as given by --assume-node-ram" : "as the nodes report it",
+           a->speed ? "as given by --assume-node-speed" : "as the nodes measured it");
 }
 
-static void print_table(const plan_args *a, const cluster_config *cfg, const model_info *m, const plan_input *in,
+static void print_table(const plan_args *a, const cluster_config *cfg, const plan_model *m, const plan_input *in,
                         const plan *p) {
     int wn = 4, wa = 7, wl = 6;
     char layers[48];
@@ -297,7 +305,7 @@ static void print_table(const plan_args *a, const cluster_config *cfg, const mod
     }
 }
 
-static void print_json(const plan_args *a, const cluster_config *cfg, const model_info *m, const plan_input *in,
+static void print_json(const plan_args *a, const cluster_config *cfg, const plan_model *m, const plan_input *in,
                        const plan *p) {
     char split[CLUSTER_MAX_NODES * 16], layers[32];
     plan_format_ranges(p, split, sizeof split);
@@ -315,12 +323,13 @@ static void print_json(const plan_args *a, const cluster_config *cfg, const mode
                               "speed_bytes_per_s", in->nodes[k].speed, "time_s", s->time_s, "time_share", s->share);
         json_array_append_new(nodes, o);
     }
-    json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:s, s:I, s:I, s:o, s:s}", "model", a->model,
+    json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:s, s:I, s:I, s:o, s:s, s:s}", "model", a->model,
                              "n_layer", (json_int_t)m->hp.n_layer, "n_ctx", (json_int_t)in->n_ctx, "n_sessions",
                              (json_int_t)in->n_sessions, "reserve_bytes", (json_int_t)in->reserve,
                              "head_on_coordinator", in->head_on_coordinator, "fits", plan_fits(p), "split", split,
                              "total_need_bytes", (json_int_t)plan_total_need(p), "total_free_bytes",
-                             (json_int_t)plan_total_free(p), "nodes", nodes, "capabilities", "assumed");
+                             (json_int_t)plan_total_free(p), "nodes", nodes, "free_ram_from",
+                             a->ram ? "assumed" : "nodes", "speed_from", a->speed ? "assumed" : "nodes");
     json_object_set_new(root, "problem", plan_fits(p) ? json_null() : json_string(plan_problem(p)));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     if (text)
@@ -330,24 +339,25 @@ static void print_json(const plan_args *a, const cluster_config *cfg, const mode
 }
 
 /* Plans for the loaded model and cluster and prints; the exit code. */
-static int plan_and_print(const plan_args *a, const cluster_config *cfg, const model_info *m) {
+static int plan_and_print(const plan_args *a, const cluster_config *cfg, const plan_model *m) {
     uint32_t n = cluster_config_n_nodes(cfg);
     plan_node nodes[CLUSTER_MAX_NODES];
     plan_range ranges[CLUSTER_MAX_NODES];
     char err[512];
-    if (assumed_caps(a, cfg, nodes))
-        return 2;
     if (a->layers && plan_parse_ranges(a->layers, m->hp.n_layer, n, ranges, err, sizeof err)) {
         fprintf(stderr, "relais plan: --layers %s: %s\n", a->layers, err);
         return 2;
     }
+    int rc = node_caps(a, cfg, nodes);
+    if (rc)
+        return rc;
     plan_input in = plan_input_default();
     in.hp = &m->hp;
     in.layer_bytes = m->layer_bytes;
     in.head_bytes = m->head_bytes;
     in.nodes = nodes;
     in.n_nodes = n;
-    in.n_ctx = m->n_ctx;
+    in.n_ctx = plan_ctx(a, &m->hp);
     in.n_sessions = (uint32_t)a->n_sessions;
     in.reserve = (uint64_t)a->reserve;
     in.head_on_coordinator = a->head_on_coordinator;
@@ -362,7 +372,7 @@ static int plan_and_print(const plan_args *a, const cluster_config *cfg, const m
         print_json(a, cfg, m, &in, p);
     else
         print_table(a, cfg, m, &in, p);
-    int rc = plan_fits(p) ? 0 : 1;
+    rc = plan_fits(p) ? 0 : 1;
     plan_destroy(&p);
     return rc;
 }
@@ -378,9 +388,14 @@ int cmd_plan(int argc, char **argv) {
         fprintf(stderr, "relais plan: %s\n", err);
         return 1;
     }
-    model_info m = {0};
-    rc = load_model(&a, &m) ? 1 : plan_and_print(&a, cfg, &m);
-    free(m.layer_bytes);
+    plan_model m;
+    if (plan_model_read(a.model, a.swa_window, a.swa_pattern, &m, err, sizeof err)) {
+        fprintf(stderr, "relais plan: %s\n", err);
+        rc = 1;
+    } else {
+        rc = plan_and_print(&a, cfg, &m);
+    }
+    plan_model_free(&m);
     cluster_config_destroy(&cfg);
     return rc;
 }

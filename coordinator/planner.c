@@ -450,3 +450,31 @@ void plan_costs_from_gguf(const gguf_file *f, const rl_hparams *hp, uint64_t *la
     const gguf_tensor *out = gguf_find_tensor(f, hp->tied_output ? "token_embd.weight" : "output.weight");
     *head_bytes = (norm ? norm->nbytes : 0) + (out ? out->nbytes : 0);
 }
+
+int plan_model_read(const char *path, int64_t swa_window, const char *swa_pattern, plan_model *m, char *err,
+                    size_t errlen) {
+    m->layer_bytes = NULL;
+    gguf_file *f = gguf_open(path, err, errlen);
+    if (!f)
+        return -1;
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = swa_window;
+    mo.swa_pattern = swa_pattern;
+    char why[400];
+    int rc = -1;
+    if (rl_hparams_read(f, &mo, &m->hp, why, sizeof why))
+        snprintf(err, errlen, "%s: %s", path, why);
+    else if (!(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes)))
+        snprintf(err, errlen, "out of memory");
+    else
+        rc = 0;
+    if (rc == 0)
+        plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
+    gguf_close(&f);
+    return rc;
+}
+
+void plan_model_free(plan_model *m) {
+    free(m->layer_bytes);
+    m->layer_bytes = NULL;
+}

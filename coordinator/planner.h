@@ -104,4 +104,18 @@ void plan_stage_layers(const plan_stage *s, char *buf, size_t len);
 /* Fills layer_bytes (hp->n_layer) and *head_bytes from a model file. */
 void plan_costs_from_gguf(const gguf_file *f, const rl_hparams *hp, uint64_t *layer_bytes, uint64_t *head_bytes);
 
+/* A model's shape and costs, read from its file. */
+typedef struct {
+    rl_hparams hp;           /* with the sliding-window overrides applied */
+    uint64_t *layer_bytes;   /* (hp.n_layer), owned */
+    uint64_t head_bytes;
+} plan_model;
+
+/* Reads path's hyper-parameters (swa_window -1 and swa_pattern NULL keep the
+ * file's layout, as rl_model_opts) and costs. 0, or -1 with err naming the
+ * file. Free with plan_model_free, in both cases. */
+int plan_model_read(const char *path, int64_t swa_window, const char *swa_pattern, plan_model *m, char *err,
+                    size_t errlen);
+void plan_model_free(plan_model *m);
+
 #endif

@@ -1,22 +1,29 @@
 /* Tests of `relais plan` through the binary on the shared test models: the
  * JSON plan is the library's plan for the same file and nodes, the text
  * table pins a split that --layers gives back, sliding layers are charged
- * the window, a cluster too small is reported with exit code 1, and bad
- * options or files get clear errors. */
+ * the window, a cluster too small is reported with exit code 1, bad options
+ * or files get clear errors, and without --assume-node-* the free RAM and
+ * speed come from real relais-node processes on loopback (a node that does
+ * not answer fails the plan within --timeout). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
-#include "gguf.h"
 #include "model.h"
 #include "planner.h"
 
@@ -45,7 +52,25 @@ static int setup(void **state) {
     return 0;
 }
 
+static pid_t node_pids[2];   /* relais-node processes of the live test, 0 when not running */
+
+/* SIGTERM, then SIGKILL if the node has not exited within 5 s. */
+static void stop_node(pid_t *pid) {
+    if (*pid <= 0)
+        return;
+    kill(*pid, SIGTERM);
+    for (int i = 0; i < 500 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+        usleep(10000);
+    if (waitpid(*pid, NULL, WNOHANG) == 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+    }
+    *pid = 0;
+}
+
 static int teardown(void **state) {
+    for (int i = 0; i < 2; i++)
+        stop_node(&node_pids[i]);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     return system(cmd);
@@ -83,21 +108,10 @@ static uint64_t jint(const json_t *o, const char *key) {
     return (uint64_t)json_integer_value(v);
 }
 
-/* The model's costs, read the way the command reads them. */
-typedef struct {
-    rl_hparams hp;
-    uint64_t layer_bytes[RL_MAX_LAYERS];
-    uint64_t head_bytes;
-} model_costs;
-
-static void read_costs(const char *path, model_costs *m) {
+static void read_costs(const char *path, plan_model *m) {
     char err[256];
-    gguf_file *f = gguf_open(path, err, sizeof err);
-    assert_non_null(f);
-    rl_model_opts mo = rl_model_opts_default();
-    assert_int_equal(rl_hparams_read(f, &mo, &m->hp, err, sizeof err), 0);
-    plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
-    gguf_close(&f);
+    if (plan_model_read(path, -1, NULL, m, err, sizeof err))
+        fail_msg("%s", err);
 }
 
 static void test_json_is_the_library_plan(void **state) {
@@ -106,7 +120,7 @@ static void test_json_is_the_library_plan(void **state) {
              "--assume-node-speed 8G,4G,4G,8G", cluster4, SMALL);
     json_t *j = plan_json(args);
 
-    model_costs m;
+    plan_model m;
     read_costs(SMALL, &m);
     plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30)}, {"n2", 512ull << 20, 4.0 * (1 << 30)},
                           {"n3", 512ull << 20, 4.0 * (1 << 30)}, {"n4", 2ull << 30, 8.0 * (1 << 30)}};
@@ -144,6 +158,7 @@ static void test_json_is_the_library_plan(void **state) {
         assert_true(json_is_true(json_object_get(o, "head")) == (k == 3));
     }
     plan_destroy(&p);
+    plan_model_free(&m);
     json_decref(j);
 }
 
@@ -160,7 +175,7 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     assert_int_equal(sscanf(pin, "fits; to pin this split: --layers %63s", split), 1);
 
     /* the pinned split plans the same; layer 0 is full, 1-3 slide over 8 */
-    model_costs m;
+    plan_model m;
     read_costs(TINY_SWA, &m);
     char pinned[640];
     snprintf(pinned, sizeof pinned, "%s --layers %s", args, split);
@@ -185,6 +200,7 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     assert_int_equal(jint(j, "total_need_bytes") - 2 * PLAN_DEFAULT_RESERVE - m.head_bytes,
                      per_pos * 4096 * 4 + m.layer_bytes[0] + m.layer_bytes[1] + m.layer_bytes[2] + m.layer_bytes[3]);
     json_decref(j);
+    plan_model_free(&m);
 }
 
 static void test_does_not_fit(void **state) {
@@ -220,7 +236,6 @@ static void test_errors(void **state) {
         {"--assume-node-ram 1X --assume-node-speed 1G", 2, "'1X' is not a size"},
         {"--assume-node-ram -1G --assume-node-speed 1G", 2, "'-1G' is not a size"},
         {"--assume-node-ram 1G --assume-node-speed 0", 2, "a node's speed must be more than 0"},
-        {"--assume-node-ram 1G", 2, "give the nodes' free RAM and speed"},
         {"--assume-node-ram 1G --assume-node-speed 1G --ctx 0", 2, "--ctx"},
         {"--assume-node-ram 1G --assume-node-speed 1G extra", 2, "unexpected argument 'extra'"},
     };
@@ -253,12 +268,96 @@ static void test_errors(void **state) {
     assert_non_null(strstr(out, "usage: relais plan --cluster FILE -m MODEL"));
 }
 
+/* A loopback TCP port that nothing listens on right now. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static pid_t start_node(const char *name, int port) {
+    char ep[64], key[160], trust[160], models[160], cache[160], log[160];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    snprintf(key, sizeof key, "%s/%s.key", dir, name);
+    snprintf(trust, sizeof trust, "%s/trust", dir);
+    snprintf(models, sizeof models, "%s/models", dir);
+    snprintf(cache, sizeof cache, "%s/cache-%s", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execl(RELAIS_NODE_BIN, "relais-node", "--listen", ep, "--key", key, "--trust", trust, "--models", models,
+              "--cache", cache, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void test_asks_the_nodes(void **state) {
+    char cmd[1024], yaml[160], args[512];
+    snprintf(cmd, sizeof cmd, "cd %s && mkdir trust models && for k in coordinator n1 n2; do %s keygen -o $k "
+             ">/dev/null || exit 1; done && cp coordinator.pub trust/", dir, RELAIS_BIN);
+    assert_int_equal(system(cmd), 0);
+    int ports[3] = {free_port(), free_port(), free_port()};
+    snprintf(yaml, sizeof yaml, "%s/live.yaml", dir);
+    FILE *f = fopen(yaml, "w");
+    assert_non_null(f);
+    fprintf(f, "coordinator: {key: coordinator.key, listen: 'tcp://127.0.0.1:%d'}\nnodes:\n"
+            "  - {address: 'tcp://127.0.0.1:%d', public_key: n1.pub, name: n1}\n"
+            "  - {address: 'tcp://127.0.0.1:%d', public_key: n2.pub, name: n2}\n", ports[0], ports[1], ports[2]);
+    fclose(f);
+    node_pids[0] = start_node("n1", ports[1]);
+    node_pids[1] = start_node("n2", ports[2]);
+
+    /* the nodes start listening after their self-benchmark; the links wait for them */
+    snprintf(args, sizeof args, "--cluster %s -m %s --timeout 60", yaml, TINY_SWA);
+    json_t *j = plan_json(args);
+    assert_string_equal(json_string_value(json_object_get(j, "free_ram_from")), "nodes");
+    assert_string_equal(json_string_value(json_object_get(j, "speed_from")), "nodes");
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *o = json_array_get(json_object_get(j, "nodes"), k);
+        assert_true(jint(o, "free_bytes") > 0);
+        assert_true(json_real_value(json_object_get(o, "speed_bytes_per_s")) > 0);
+    }
+    json_decref(j);
+
+    /* an assumed RAM with the measured speed */
+    snprintf(args, sizeof args, "--cluster %s -m %s --timeout 60 --assume-node-ram 100M", yaml, TINY_SWA);
+    j = plan_json(args);
+    assert_string_equal(json_string_value(json_object_get(j, "free_ram_from")), "assumed");
+    assert_string_equal(json_string_value(json_object_get(j, "speed_from")), "nodes");
+    assert_int_equal(jint(json_array_get(json_object_get(j, "nodes"), 1), "free_bytes"), 100 << 20);
+    json_decref(j);
+    snprintf(args, sizeof args, "--cluster %s -m %s --timeout 60", yaml, TINY_SWA);
+    assert_int_equal(plan_cmd(args, false), 0);
+    assert_non_null(strstr(out, "free RAM as the nodes report it, speed as the nodes measured it"));
+
+    /* a node that does not answer fails the plan in time, naming it */
+    stop_node(&node_pids[1]);
+    snprintf(args, sizeof args, "--cluster %s -m %s --timeout 2", yaml, TINY_SWA);
+    time_t t0 = time(NULL);
+    assert_int_equal(plan_cmd(args, true), 1);
+    assert_true(time(NULL) - t0 < 30);
+    assert_non_null(strstr(out, "node n2"));
+    assert_non_null(strstr(out, "--assume-node-ram and --assume-node-speed plan without the nodes"));
+    stop_node(&node_pids[0]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_is_the_library_plan),
         cmocka_unit_test(test_sliding_kv_and_pinned_split),
         cmocka_unit_test(test_does_not_fit),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_asks_the_nodes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,9 +1,10 @@
 /* Tests of the layer planner on synthetic models: splits proportional to
  * speed, memory limits, KV of sliding layers counted at the window, the head
  * on the last node, reports of models that do not fit, fixed splits and
- * their parse errors, 1 to 4 nodes, and a Ministral-8B-shaped model. The
- * plans are checked against an exhaustive search over all contiguous
- * splits: the slowest node is as fast as it can be, every node fits. */
+ * their parse errors, 1 to 4 nodes, a Ministral-8B-shaped model, and the
+ * costs read from a model file. The plans are checked against an exhaustive
+ * search over all contiguous splits: the slowest node is as fast as it can
+ * be, every node fits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -503,6 +504,32 @@ static void test_ministral_8b_shape(void **state) {
     plan_destroy(&p);
 }
 
+/* The costs of a model file, and the errors of a file that is none. */
+static void test_model_read(void **state) {
+    plan_model m;
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", -1, NULL, &m, err, sizeof err), 0);
+    assert_int_equal(m.hp.n_layer, 4);
+    assert_int_equal(m.hp.swa_window, 8);
+    assert_true(!m.hp.sliding[0] && m.hp.sliding[1] && m.hp.sliding[3]);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(m.layer_bytes[i], m.layer_bytes[0]);
+    /* f32 norms (2 x 64) and seven matrices of a 64-wide, 2-KV-head, 192-FFN layer */
+    assert_int_equal(m.layer_bytes[0], 4 * (2 * 64 + 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 192));
+    assert_int_equal(m.head_bytes, 4 * (64 + 512 * 64));
+    plan_model_free(&m);
+    assert_null(m.layer_bytes);
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", 0, NULL, &m, err, sizeof err), 0);
+    assert_int_equal(m.hp.swa_window, 0);   /* the override */
+    plan_model_free(&m);
+
+    assert_int_equal(plan_model_read("/nonexistent.gguf", -1, NULL, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent.gguf"));
+    plan_model_free(&m);
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/vocab-gpt2.gguf", -1, NULL, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "vocab-gpt2.gguf: "));
+    plan_model_free(&m);
+}
+
 /* Random small cases against the exhaustive search. */
 static void test_random_against_search(void **state) {
     srand(11);
@@ -544,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_idle_nodes),
         cmocka_unit_test(test_fixed_split),
         cmocka_unit_test(test_ministral_8b_shape),
+        cmocka_unit_test(test_model_read),
         cmocka_unit_test(test_random_against_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
