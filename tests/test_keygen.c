@@ -136,6 +136,17 @@ static void test_refuses_to_overwrite(void **state) {
     assert_int_equal(symlink(target, key), 0);
     assert_int_equal(unlink(pub), 0);
     assert_int_equal(keygen("022", args, out, sizeof out), 1);
+    /* nor is a dangling one: nothing is created where it points */
+    char dangling[160], nowhere[160];
+    snprintf(dangling, sizeof dangling, "%s/dangling", dir);
+    snprintf(nowhere, sizeof nowhere, "%s/nowhere", dir);
+    snprintf(args, sizeof args, "-o %s", dangling);
+    char dkey[200];
+    snprintf(dkey, sizeof dkey, "%s.key", dangling);
+    assert_int_equal(symlink(nowhere, dkey), 0);
+    assert_int_equal(keygen("022", args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "already exists"));
+    assert_int_equal(access(nowhere, F_OK), -1);
     /* --force replaces the link itself, not what it points to */
     snprintf(args, sizeof args, "--force -o %s", name);
     assert_int_equal(keygen("000", args, out, sizeof out), 0);
