@@ -64,6 +64,7 @@ struct cluster {
     size_t n_sessions, cap_sessions;
     int control_ms, load_ms, step_ms;
     bool show_progress;                   /* a load progress line is on the terminal */
+    char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
 };
 
 static int64_t now_ms(void) {
@@ -266,8 +267,10 @@ static int next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char 
         while (items[0].revents && curve_zap_handle(c->zap))
             ;
         for (uint32_t i = 0; i < c->n; i++)
-            if (items[2 + 2 * i].revents && link_event(&c->nodes[i], err, errlen))
+            if (items[2 + 2 * i].revents && link_event(&c->nodes[i], err, errlen)) {
+                snprintf(c->lost, sizeof c->lost, "%s", err);
                 return -1;
+            }
         if (items[1].revents && (*m = wire_msg_recv(c->results, true))) {
             *from = -1;
             return 1;
@@ -298,14 +301,16 @@ typedef int (*answer_fn)(cluster *c, uint32_t i, const Relais__Envelope *e, void
  * or an unreadable message is its answer too, and the wait goes on until
  * every node has answered, so that no answer is left over to be taken for
  * the next call's; then it fails with the first error. */
-typedef struct {
+typedef struct wait_spec wait_spec;
+struct wait_spec {
     bool pending[CLUSTER_MAX_NODES];
     answer_fn fn;
     void *ud;
     int timeout_ms;
-    bool renew;         /* every message from a pending node restarts the timeout */
-    const char *what;   /* what is awaited, for the timeout message */
-} wait_spec;
+    bool renew;                            /* every message from a pending node restarts the timeout */
+    const char *what;                      /* what is awaited, for the timeout message */
+    bool (*enough)(const wait_spec *w);    /* ends the wait early (pending answers stay pending); or NULL */
+};
 
 /* Node i's message during a wait: 1 (its answer), -1 (its answer, an error:
  * written to err when err is not NULL) or 0 (not an answer). */
@@ -341,7 +346,7 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
         for (uint32_t i = 0; i < c->n && waiting == c->n; i++)
             if (w->pending[i])
                 waiting = i;
-        if (waiting == c->n)
+        if (waiting == c->n || (w->enough && w->enough(w)))
             return failed ? -1 : 0;
         wire_msg *m = NULL;
         int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
@@ -363,14 +368,23 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
     }
 }
 
+/* Whether the pipeline can take a request: assigned, and no link lost since. */
+static int check_usable(const cluster *c, char *err, size_t errlen) {
+    if (!c->n_pipe || !c->model)
+        snprintf(err, errlen, "no model assigned to the cluster");
+    else if (c->lost[0])
+        snprintf(err, errlen, "the cluster is unusable until it is assigned again: %s", c->lost);
+    else
+        return 0;
+    return -1;
+}
+
 /* Sends env to every pipeline node (or every node when all) and waits for
  * their answers (those it could send to, when a send fails). */
 static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *err, size_t errlen) {
     memset(w->pending, 0, sizeof w->pending);
-    if (!all && !c->n_pipe) {
-        snprintf(err, errlen, "no model assigned to the cluster");
+    if (!all && check_usable(c, err, errlen))
         return -1;
-    }
     for (uint32_t k = 0; k < (all ? c->n : c->n_pipe); k++) {
         uint32_t i = all ? k : c->pipe[k];
         char why[256];
@@ -533,16 +547,32 @@ static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t
     a->no_gemm = o->no_gemm;
 }
 
-static int on_ready(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
-    (void)c, (void)i, (void)ud;
+/* An assignment's answers: a first progress report says the node took it
+ * (it admits its previous hop from then on), Ready that it is loaded and
+ * linked to its next hop. */
+typedef struct {
+    bool taken[CLUSTER_MAX_NODES];
+    uint32_t node;       /* the node whose taking is awaited */
+} assign_wait;
+
+static int on_assign(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
+    (void)c;
+    assign_wait *aw = ud;
+    aw->taken[i] |= e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS || e->body_case == RELAIS__ENVELOPE__BODY_READY;
     return e->body_case == RELAIS__ENVELOPE__BODY_READY;
 }
 
-/* Every node its Assign, from the last node back, so that each node has
- * normally admitted its previous hop before that one connects (a node
- * retries a refused link for a while before it reports it). */
+static bool taken(const wait_spec *w) {
+    const assign_wait *aw = w->ud;
+    return aw->taken[aw->node] || !w->pending[aw->node];
+}
+
+/* Every node its Assign, from the last node back, each after the next one
+ * took its own: a node admits its previous hop from then on, so no node
+ * ever connects to a next hop that would refuse it. Loading overlaps. */
 static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint8_t *sha, uint32_t n_layer,
                             wait_spec *w, char *err, size_t errlen) {
+    assign_wait *aw = w->ud;
     for (uint32_t k = c->n_pipe; k-- > 0;) {
         cl_node *nd = &c->nodes[c->pipe[k]];
         Relais__Assign a = RELAIS__ASSIGN__INIT;
@@ -557,7 +587,14 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
             return -1;
         }
         w->pending[c->pipe[k]] = true;
+        aw->node = c->pipe[k];
+        w->enough = taken;
+        w->what = "answer to the assignment";
+        if (collect(c, w, err, errlen))
+            return -1;
     }
+    w->enough = NULL;
+    w->what = "progress while loading";
     return 0;
 }
 
@@ -580,10 +617,13 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
+    c->lost[0] = '\0';
     int64_t t0 = now_ms();
-    wait_spec w = {.fn = on_ready, .timeout_ms = c->load_ms, .renew = true, .what = "progress while loading"};
+    assign_wait aw = {.node = 0};
+    wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
     int rc = send_assignments(c, o, sha, n_layer, &w, err, errlen);
     char ignored[256];
+    w.enough = NULL;
     if (rc == 0)
         rc = collect(c, &w, err, errlen);
     else   /* the nodes already told will answer: take their answers now */
@@ -700,10 +740,8 @@ static int remember_session(cluster *c, uint64_t session) {
 
 static int check_step(const cluster *c, uint32_t pos, const int32_t *ids, uint32_t n, const cluster_sampling *s,
                       char *err, size_t errlen) {
-    if (!c->model) {
-        snprintf(err, errlen, "no model assigned to the cluster");
+    if (check_usable(c, err, errlen))
         return -1;
-    }
     const uint32_t V = rl_model_hparams(c->model)->n_vocab;
     if (n == 0 || s->n_top > RL_MAX_TOP) {
         snprintf(err, errlen, "a step needs at least one id and at most %d top logits", RL_MAX_TOP);
@@ -738,6 +776,7 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
         int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
         if (rc == 0) {
             snprintf(err, errlen, "no result from the pipeline within %d s", c->step_ms / 1000);
+            snprintf(c->lost, sizeof c->lost, "%s", err);
             return -1;
         }
         if (rc > 0)

@@ -13,7 +13,9 @@
  * Result (the sampled id and the top logits), which arrives on the result
  * endpoint. Only the last node's key may connect there. Every wait is
  * bounded, and a node that refuses our key, fails a message or drops its
- * connection fails the call with a message naming the node. */
+ * connection fails the call with a message naming the node. After a lost
+ * link or a step without result, steps and KV calls fail at once (the
+ * sessions' state is unknown) until cluster_assign succeeds again. */
 #ifndef RELAIS_CLUSTER_H
 #define RELAIS_CLUSTER_H
 

@@ -23,7 +23,6 @@
 #define ROLE_NEIGHBOUR "neighbour"
 #define POLL_MS 500
 #define PROGRESS_EVERY_MS 200
-#define LINK_GRACE_MS 5000   /* a next hop may refuse us until it has taken its own assignment */
 
 struct node_server {
     void *zctx;                          /* ZeroMQ context (I/O threads) */
@@ -40,7 +39,6 @@ struct node_server {
     int64_t max_message;                 /* inbound limit */
     uint64_t progress_ms;                /* when the last LoadProgress went out */
     bool ready_pending;                  /* the slice is loaded; Ready waits for the link to the next hop */
-    uint64_t loaded_ms;                  /* when the slice was loaded */
     char endpoint[256];                  /* the bound endpoint */
 };
 
@@ -148,8 +146,6 @@ static void on_progress(void *ud, uint64_t done, uint64_t total) {
 /* Ready means the slice is loaded and the link to the next hop is
  * authenticated, so the first step cannot meet a refused handshake. */
 static void send_ready(node_server *s) {
-    if (!s->ready_pending)
-        s->loaded_ms = now_ms();
     s->ready_pending = !node_stage_link_up(s->stage);
     if (s->ready_pending)
         return;
@@ -193,6 +189,11 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
     if (s->stage && node_stage_matches(s->stage, a)) {
         node_stage_reset(s->stage);
         rl_log(RL_LOG_INFO, "the same assignment as before: slice kept, sessions dropped");
+        if (!node_stage_link_up(s->stage) && (code = node_stage_relink(s->stage, err, sizeof err))) {
+            node_stage_destroy(&s->stage);
+            send_error(s, s->coord, s->coord_len, code, 0, 0, err);
+            return;
+        }
         send_ready(s);
         return;
     }
@@ -313,20 +314,22 @@ static void router_events(node_server *s) {
                    "peer, or one with another idea of this node's key?)", ep);
 }
 
-/* The next-hop link: its first success completes a pending Ready. A failure
- * fails the assignment once the next hop has had time to take its own. */
+/* The next-hop link: its first success completes a pending Ready; a failure
+ * before that fails the assignment (the coordinator assigns the next hop
+ * first, so a refusal is not a race but a wrong key or trust list). */
 static void link_events(node_server *s) {
     node_link ev;
-    while ((ev = node_stage_link_event(s->stage)) != NODE_LINK_NONE) {
+    while (s->stage && (ev = node_stage_link_event(s->stage)) != NODE_LINK_NONE) {
         if (ev == NODE_LINK_UP && s->ready_pending)
             send_ready(s);
-        if (ev == NODE_LINK_FAILED)
-            rl_log(RL_LOG_WARN, "%s", node_stage_link_error(s->stage));
-    }
-    if (s->ready_pending && *node_stage_link_error(s->stage) && now_ms() - s->loaded_ms >= LINK_GRACE_MS) {
+        if (ev != NODE_LINK_FAILED)
+            continue;
+        rl_log(RL_LOG_WARN, "%s", node_stage_link_error(s->stage));
+        if (!s->ready_pending)
+            continue;
         send_error(s, s->coord, s->coord_len, RELAIS__ERROR_CODE__ERR_STATE, 0, 0, node_stage_link_error(s->stage));
-        rl_log(RL_LOG_WARN, "assignment dropped: %s", node_stage_link_error(s->stage));
-        node_stage_destroy(&s->stage);   /* and with it the link, which would retry forever */
+        rl_log(RL_LOG_WARN, "assignment dropped");
+        node_stage_destroy(&s->stage);
         s->ready_pending = false;
     }
 }
@@ -347,7 +350,7 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
             ;
         if (items[1].revents)
             router_events(s);
-        if (s->stage && (items[3].revents || s->ready_pending))
+        if (s->stage && items[3].revents)
             link_events(s);
         if (items[2].revents) {
             wire_msg *m = wire_msg_recv(s->router, true);

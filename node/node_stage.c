@@ -16,6 +16,8 @@
 
 struct node_stage {
     Relais__Assign *assign;       /* a packed-and-unpacked copy of the Assign (owned) */
+    void *zctx;                   /* the node's ZeroMQ context (not owned) */
+    const curve_keys *keys;       /* the node's key pair (not owned) */
     rl_model *model;              /* the slice: layers [l0, l1), head when run_head */
     const rl_hparams *hp;         /* the model's shape (owned by model) */
     rl_ctx *ctx;                  /* threads and scratch */
@@ -120,11 +122,13 @@ static int alloc_buffers(node_stage *s) {
     return 0;
 }
 
-static Relais__ErrorCode connect_next(node_stage *s, const node_stage_env *env, char *err, size_t errlen) {
+static Relais__ErrorCode connect_next(node_stage *s, char *err, size_t errlen) {
     char why[256];
-    if (!(s->next = wire_socket(env->zctx, ZMQ_DEALER, WIRE_CONTROL_MAX, why, sizeof why)) ||
-        curve_apply_client(s->next, env->keys, s->assign->next_hop_public_key.data, why, sizeof why) ||
-        !(s->link = wire_monitor_new(env->zctx, s->next, "next-hop", why, sizeof why))) {
+    s->link_up = false;
+    s->link_error[0] = '\0';
+    if (!(s->next = wire_socket(s->zctx, ZMQ_DEALER, WIRE_CONTROL_MAX, why, sizeof why)) ||
+        curve_apply_client(s->next, s->keys, s->assign->next_hop_public_key.data, why, sizeof why) ||
+        !(s->link = wire_monitor_new(s->zctx, s->next, "next-hop", why, sizeof why))) {
         snprintf(err, errlen, "link to the next hop: %s", why);
         return RELAIS__ERROR_CODE__ERR_INTERNAL;
     }
@@ -133,6 +137,18 @@ static Relais__ErrorCode connect_next(node_stage *s, const node_stage_env *env, 
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
     return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+static void close_link(node_stage *s) {
+    wire_monitor_destroy(&s->link);
+    if (s->next)
+        zmq_close(s->next);
+    s->next = NULL;
+}
+
+Relais__ErrorCode node_stage_relink(node_stage *s, char *err, size_t errlen) {
+    close_link(s);
+    return connect_next(s, err, errlen);
 }
 
 static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_env *env, char *err, size_t errlen) {
@@ -156,12 +172,14 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
         snprintf(err, errlen, "out of memory for the stage's buffers");
         return RELAIS__ERROR_CODE__ERR_MEMORY;
     }
-    return connect_next(s, env, err, errlen);
+    return connect_next(s, err, errlen);
 }
 
 node_stage *node_stage_new(const Relais__Assign *a, const char *model_path, const node_stage_env *env,
                            Relais__ErrorCode *code, char *err, size_t errlen) {
     node_stage *s = calloc(1, sizeof *s);
+    if (s)
+        s->zctx = env->zctx, s->keys = env->keys;
     if (!s || !(s->assign = copy_assign(a))) {
         free(s);
         snprintf(err, errlen, "out of memory");
@@ -178,9 +196,7 @@ void node_stage_destroy(node_stage **ps) {
     node_stage *s = ps ? *ps : NULL;
     if (!s)
         return;
-    wire_monitor_destroy(&s->link);
-    if (s->next)
-        zmq_close(s->next);
+    close_link(s);
     node_sessions_destroy(&s->sessions);
     rl_ctx_destroy(&s->ctx);
     rl_model_destroy(&s->model);

@@ -38,6 +38,9 @@ void node_stage_destroy(node_stage **s);   /* NULLs *s */
 bool node_stage_matches(const node_stage *s, const Relais__Assign *a);
 /* Drops every session (a new coordinator run starts clean). */
 void node_stage_reset(node_stage *s);
+/* Connects to the next hop afresh (libzmq gives up on a link whose
+ * handshake was refused). ERR_NONE, or a code with err. */
+Relais__ErrorCode node_stage_relink(node_stage *s, char *err, size_t errlen);
 
 const uint8_t *node_stage_prev_key(const node_stage *s);   /* who may send Forward */
 uint64_t node_stage_weight_bytes(const node_stage *s);

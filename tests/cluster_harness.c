@@ -176,6 +176,15 @@ static int stop_node(pid_t pid) {
     return -1;
 }
 
+void harness_kill(harness *h, int i) {
+    int st;
+    if (h->pid[i] <= 0)
+        return;
+    kill(h->pid[i], SIGKILL);
+    waitpid(h->pid[i], &st, 0);
+    h->pid[i] = 0;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)flag, (void)ftw;
     return remove(path);

@@ -30,6 +30,9 @@ int harness_start(harness *h, int n, const char *models_dir);
  * did not stop cleanly with status 0. */
 int harness_stop(harness *h);
 
+/* Kills node i at once (SIGKILL) and reaps it: a machine that goes away. */
+void harness_kill(harness *h, int i);
+
 /* A 127.0.0.1 port nothing listens on right now (-1 if none could be had). */
 int harness_free_port(void);
 

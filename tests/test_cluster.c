@@ -575,6 +575,26 @@ static void test_refuse_malformed(void **state) {
     still_works();
 }
 
+/* A node that dies fails the step at once, naming it; the cluster refuses
+ * work until it is assigned again, and then serves on the nodes left. */
+static void test_lost_node(void **state) {
+    (void)state;
+    char err[512];
+    const reference *ref = &g_refs[0];
+    assert_int_equal(assign("tiny-f32", 4, false, err, sizeof err), 0);
+    run_and_compare(ref, true, 0, "tiny-f32 before a node dies");
+    harness_kill(&H, 3);
+    rl_sampler_params greedy = rl_sampler_defaults();
+    cluster_sampling s = {.params = &greedy, .stream = 1, .history = ref->prompt, .n_history = N_PROMPT};
+    rl_step_result st;
+    uint64_t session = ++g_session;
+    assert_int_equal(cluster_step(C, session, 0, ref->prompt, N_PROMPT, &s, &st, err, sizeof err), -1);
+    expect_in(err, "node3");
+    assert_int_equal(cluster_truncate(C, session, 0, err, sizeof err), -1);
+    expect_in(err, "assigned again");
+    still_works();   /* nodes 0-2 */
+}
+
 /* ---- setup ---- */
 
 static int setup(void **state) {
@@ -619,6 +639,7 @@ int main(void) {
         cmocka_unit_test(test_refuse_plaintext),
         cmocka_unit_test(test_refuse_model_of_another_hash),
         cmocka_unit_test(test_refuse_malformed),
+        cmocka_unit_test(test_lost_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
