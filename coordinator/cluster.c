@@ -601,6 +601,7 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
 int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen) {
     uint8_t sha[32];
     uint32_t n_layer;
+    snprintf(c->lost, sizeof c->lost, "the last assignment failed");   /* until this one succeeds */
     if (o->max_batch == 0 || o->max_batch > WIRE_MAX_BATCH || o->n_ctx == 0 || o->max_sessions == 0) {
         snprintf(err, errlen, "batch %u, context %u and sessions %u must be positive (batch at most %d)",
                  o->max_batch, o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
@@ -617,7 +618,6 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
-    c->lost[0] = '\0';
     int64_t t0 = now_ms();
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
@@ -631,8 +631,10 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     if (c->show_progress)
         fputc('\n', stderr);
     c->show_progress = false;
-    if (rc == 0)
+    if (rc == 0) {
+        c->lost[0] = '\0';
         rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (now_ms() - t0) / 1000.0);
+    }
     return rc;
 }
 
