@@ -45,6 +45,24 @@ static bool is_gguf(const char *name) {
     return n > 5 && !strcmp(name + n - 5, ".gguf") && name[0] != '.';
 }
 
+/* Hashing a model is slow (minutes for gigabytes on a Pi) and happens once
+ * per file version: say so, and how far it got. */
+typedef struct {
+    const char *name;
+    int last_quarter;    /* last 25% step logged, -1 before the first */
+} hash_log;
+
+static void hash_progress(void *ud, uint64_t done, uint64_t total) {
+    hash_log *h = ud;
+    int quarter = total ? (int)(done * 4 / total) : 4;
+    if (h->last_quarter < 0)
+        rl_log(RL_LOG_INFO, "hashing %s (%llu MiB), once: the hash is kept in the cache", h->name,
+               (unsigned long long)(total >> 20));
+    if (quarter > h->last_quarter && quarter > 0 && total >= (64u << 20))
+        rl_log(RL_LOG_INFO, "hashing %s: %d%%", h->name, quarter * 25);
+    h->last_quarter = quarter;
+}
+
 static int add_file(node_models *m, const char *name) {
     node_model_file f = {0};
     char err[512];
@@ -54,7 +72,8 @@ static int add_file(node_models *m, const char *name) {
         !S_ISREG(st.st_mode))
         return 0;
     f.size = (uint64_t)st.st_size;
-    if (filehash_sha256(f.path, m->cache_file, NULL, NULL, f.sha256, err, sizeof err)) {
+    hash_log h = {name, -1};
+    if (filehash_sha256(f.path, m->cache_file, hash_progress, &h, f.sha256, err, sizeof err)) {
         rl_log(RL_LOG_WARN, "model file left out: %s", err);
         return 0;
     }
