@@ -165,43 +165,54 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     return rc;
 }
 
-static int connect_cluster(cluster_backend *cb, const rl_cluster_opts *o, char *err, size_t errlen) {
+static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, size_t errlen) {
     cluster_config *cfg = cluster_config_load(o->file, err, errlen);
     if (!cfg)
         return -1;
-    cb->cluster = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
-                              cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
+    *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
+                     cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
     cluster_config_destroy(&cfg);
-    return cb->cluster ? cluster_hello(cb->cluster, err, errlen) : -1;
+    return *c ? cluster_hello(*c, err, errlen) : -1;
 }
 
-static int assign(cluster_backend *cb, const rl_cluster_opts *o, const rl_runner_opts *r, char *err,
-                  size_t errlen) {
+/* The context of a session: --ctx (default 4096), capped at the model's. */
+static uint32_t context_of(const rl_runner_opts *r, const model_costs *m) {
+    uint32_t n_ctx = r->n_ctx ? r->n_ctx : 4096;
+    if (n_ctx > m->hp.n_ctx_train) {
+        if (r->n_ctx)
+            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", r->n_ctx, m->hp.n_ctx_train);
+        n_ctx = m->hp.n_ctx_train;
+    }
+    return n_ctx;
+}
+
+static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
+                  uint32_t *n_ctx, char *err, size_t errlen) {
     model_costs m = {0};
     plan_range ranges[CLUSTER_MAX_NODES];
     if (read_costs(r, &m, err, errlen)) {
         free(m.layer_bytes);
         return -1;
     }
-    uint32_t n_ctx = r->n_ctx ? r->n_ctx : 4096;
-    if (n_ctx > m.hp.n_ctx_train) {
-        if (r->n_ctx)
-            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", r->n_ctx, m.hp.n_ctx_train);
-        n_ctx = m.hp.n_ctx_train;
-    }
-    int rc = plan_ranges(o, cb->cluster, &m, n_ctx, ranges, err, errlen);
+    *n_ctx = context_of(r, &m);
+    int rc = plan_ranges(o, c, &m, *n_ctx, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)
         return -1;
-    cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = n_ctx, .max_sessions = 1,
-                              .max_batch = r->batch ? r->batch : 256, .gemm_min = r->no_gemm ? 0 : r->gemm_min,
-                              .no_gemm = r->no_gemm, .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0,
-                              .swa_window = r->swa_window, .swa_pattern = r->swa_pattern, .f16_wire = o->f16_wire,
-                              .progress = r->progress};
-    if (cluster_assign(cb->cluster, &ao, err, errlen))
-        return -1;
-    cb->base.n_ctx = n_ctx;
-    return 0;
+    cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = *n_ctx,
+                              .max_sessions = max_sessions, .max_batch = r->batch ? r->batch : 256,
+                              .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
+                              .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
+                              .swa_pattern = r->swa_pattern, .f16_wire = o->f16_wire, .progress = r->progress};
+    return cluster_assign(c, &ao, err, errlen);
+}
+
+cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, uint32_t *n_ctx,
+                         char *err, size_t errlen) {
+    cluster *c = NULL;
+    if (connect_cluster(&c, o, err, errlen) || assign(c, o, r, max_sessions, n_ctx, err, errlen))
+        cluster_destroy(&c);
+    return c;
 }
 
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen) {
@@ -211,7 +222,7 @@ rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opt
         return NULL;
     }
     cb->base.ops = &CLUSTER_OPS;
-    if (connect_cluster(cb, o, err, errlen) || assign(cb, o, r, err, errlen))
+    if (!(cb->cluster = rl_cluster_open(o, r, 1, &cb->base.n_ctx, err, errlen)))
         goto fail;
     const rl_model *model = cluster_model(cb->cluster);
     if (!(cb->tok = rl_tok_new(rl_model_gguf(model), err, errlen)))

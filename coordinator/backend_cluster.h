@@ -39,6 +39,13 @@ int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg);
  * NULL with err. */
 rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
 
+/* The nodes of o->file, greeted, their layers planned (or checked against
+ * --layers) and assigned for up to max_sessions sessions of *n_ctx
+ * positions (r->n_ctx, default 4096, capped at the model's), micro-batches
+ * of r->batch tokens. NULL with err. */
+struct cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
+                                uint32_t *n_ctx, char *err, size_t errlen);
+
 /* The cluster backend itself. NULL with err. */
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
 

@@ -107,6 +107,54 @@ int cluster_drop(cluster *c, uint64_t session, char *err, size_t errlen);
 /* A round trip to every node of the pipeline. 0, or -1 with err. */
 int cluster_heartbeat(cluster *c, char *err, size_t errlen);
 
+/* ---- serving: micro-batches of several sessions, pipelined ----
+ *
+ * A micro-batch goes out without waiting, so S of them can be in the S
+ * stages at once; the answers are taken with cluster_batch_wait in the
+ * order they arrive. A session lives on the nodes from its first segment
+ * (position 0) until cluster_batch_drop. Do not mix these with cluster_step
+ * on one cluster. */
+
+typedef struct {
+    uint64_t session;
+    const int32_t *ids;                  /* tokens at positions pos.. */
+    uint32_t n;                          /* >= 1 */
+    uint32_t pos;                        /* 0 starts the session */
+    uint32_t n_ctx;                      /* the new session's context (0: the assignment's) */
+    const cluster_sampling *sampling;    /* sample after the last id; NULL: do not */
+} cluster_seg;
+
+/* Embeds the segments (max_batch tokens in all, each session once) and
+ * sends them as one Forward to the first node. Returns its step id, or 0
+ * with err (then nothing was sent). */
+uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, char *err, size_t errlen);
+/* Frees sessions' caches and samplers on every node, in order with the
+ * micro-batches sent before (so a later one finds the slots free); its
+ * answer is an empty result. Returns its step id, or 0 with err. */
+uint64_t cluster_batch_drop(cluster *c, const uint64_t *sessions, uint32_t n, char *err, size_t errlen);
+
+typedef struct {
+    uint64_t step;                       /* the Forward answered */
+    int status;                          /* 0, or -1 with err: a node failed it */
+    char err[256];
+    uint32_t n;                          /* sampled ids */
+    uint32_t cap;                        /* set by the caller: room in sessions and ids */
+    uint64_t *sessions;                  /* (cap) caller's: the session of each id */
+    int32_t *ids;                        /* (cap) caller's */
+    uint32_t n_stages;                   /* compute seconds of each pipeline stage */
+    float stage_seconds[CLUSTER_MAX_NODES];
+} cluster_batch_result;
+
+/* The next answer, waiting at most timeout_ms: 1 with *out, 0 on timeout,
+ * -1 with err when the pipeline is lost (a link failed, or nothing came back
+ * within the step timeout while Forwards were out): every outstanding one
+ * is lost then, and the cluster unusable until it is assigned again. */
+int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen);
+
+uint32_t cluster_n_stages(const cluster *c);                   /* nodes with layers */
+uint32_t cluster_stage_node(const cluster *c, uint32_t k);     /* the node index of stage k */
+const char *cluster_lost(const cluster *c);   /* why the cluster is unusable; "" when it is not */
+
 /* One line: the nodes and their layers, for the closing statistics. */
 void cluster_describe(const cluster *c, char *buf, size_t len);
 

@@ -1,8 +1,9 @@
 /* `relais serve`: the OpenAI-compatible HTTP server.
  *
  * The HTTP daemon starts first, so /health answers "loading" while the model
- * loads; then the executor (the engine in this process), the scheduler, and
- * the server turns ready. SIGINT or SIGTERM shut it down in order: requests
+ * loads; then the executor (the engine in this process, or with --cluster
+ * the nodes of a cluster file, the model's layers split over them), the
+ * scheduler, and the server turns ready. SIGINT or SIGTERM shut it down in order: requests
  * are finished (clients told), connection threads joined, memory freed. */
 #include <errno.h>
 #include <malloc.h>
@@ -25,6 +26,7 @@ enum {
 
 typedef struct {
     cli_common common;             /* model path, threads, context, window overrides */
+    rl_cluster_opts cluster;       /* --cluster, --layers, --wire */
     rl_http_opts http;
     rl_sched_opts sched;
     uint32_t batch;                /* tokens per micro-batch */
@@ -53,7 +55,8 @@ static void usage(FILE *out) {
                  "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
                  "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
                  "      --alias NAME        model id reported by the API (default: the file name)\n"
-                 "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n");
+                 "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n"
+                 RL_CLUSTER_HELP);
 }
 
 /* Reads keys, one per line; blank lines and # comments skipped. */
@@ -121,7 +124,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
         {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS}, {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
         {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK}, {"max-body", required_argument, 0, OPT_MAX_BODY},
-        {"alias", required_argument, 0, OPT_ALIAS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"alias", required_argument, 0, OPT_ALIAS}, {"help", no_argument, 0, 'h'}, RL_CLUSTER_LONGOPTS,
+        {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0);
     a->http = (rl_http_opts){.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 256};
@@ -134,11 +138,17 @@ static int parse_args(int argc, char **argv, serve_args *a) {
             exit(0);
         }
         int rc = opt == CLI_OPT_BATCH ? 0 : cli_common_opt(&a->common, opt, optarg);
+        if (rc == 0)
+            rc = rl_cluster_opt(&a->cluster, opt, optarg);
         if (rc < 0 || (rc == 0 && own_opt(a, opt, optarg)))
             return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "relais serve: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!a->cluster.file && (a->cluster.layers || a->cluster.f16_wire)) {
+        fprintf(stderr, "relais serve: --layers and --wire f16 need --cluster FILE\n");
         return -1;
     }
     if (a->key && a->keys_file) {
@@ -159,42 +169,56 @@ static int parse_args(int argc, char **argv, serve_args *a) {
 
 /* What the server runs on: model, tokenizer, executor, scheduler. */
 typedef struct {
-    rl_model *model;
+    rl_model *model;          /* the whole model, when it runs in this process */
+    const rl_model *view;     /* the model the tokenizer comes from (model, or the cluster's embedding) */
     rl_tokenizer *tok;
     rl_executor *x;
     rl_sched *sched;
 } engine;
 
-static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
-    const rl_runner_opts *ro = &a->common.runner;
+/* The executor: the engine here, or the cluster's nodes. *n_ctx = the context per session. */
+static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char *err, size_t errlen) {
+    rl_runner_opts ro = a->common.runner;
+    ro.batch = a->batch;
+    if (a->cluster.file)
+        return (en->x = rl_executor_cluster_new(&a->cluster, &ro, a->sched.max_sessions, n_ctx, &en->view, err,
+                                                errlen)) ? 0 : -1;
     rl_model_opts mo = rl_model_opts_default();
-    mo.swa_window = ro->swa_window;
-    mo.swa_pattern = ro->swa_pattern;
-    if (!(en->model = rl_model_load(ro->model_path, &mo, err, errlen)) ||
-        !(en->tok = rl_tok_new(rl_model_gguf(en->model), err, errlen)))
+    mo.swa_window = ro.swa_window;
+    mo.swa_pattern = ro.swa_pattern;
+    if (!(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
         return -1;
-    const rl_hparams *hp = rl_model_hparams(en->model);
-    uint32_t n_ctx = ro->n_ctx ? ro->n_ctx : 4096;
-    n_ctx = n_ctx < hp->n_ctx_train ? n_ctx : hp->n_ctx_train;
-    if (!(en->x = rl_executor_local_new(en->model, ro->n_threads, a->batch, err, errlen)))
+    en->view = en->model;
+    const uint32_t train = rl_model_hparams(en->model)->n_ctx_train;
+    *n_ctx = ro.n_ctx ? ro.n_ctx : 4096;
+    *n_ctx = *n_ctx < train ? *n_ctx : train;
+    return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, err, errlen)) ? 0 : -1;
+}
+
+static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
+    uint32_t n_ctx = 0;
+    if (open_executor(a, en, &n_ctx, err, errlen) || !(en->tok = rl_tok_new(rl_model_gguf(en->view), err, errlen)))
         return -1;
+    const rl_hparams *hp = rl_model_hparams(en->view);
     rl_sched_opts so = a->sched;
     so.n_ctx = n_ctx;
     if (!(en->sched = rl_sched_new(en->x, en->tok, &so, err, errlen)))
         return -1;
-    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->model)), n_ctx};
+    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->view)), n_ctx};
     app->sched = en->sched;
     app->x = en->x;
     rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "
-           "micro-batches of %u tokens, %d threads", app->model_id, rl_chat_template_name(app->model.tpl), n_ctx,
-           so.max_sessions, rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx) / 1048576.0, a->batch, ro->n_threads);
+           "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
+           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
+           rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx) / 1048576.0, a->batch, en->x->depth, a->common.runner.n_threads,
+           a->cluster.file ? " per node" : "");
     return 0;
 }
 
 static void unload(engine *en) {
     rl_sched_destroy(&en->sched);
-    rl_executor_destroy(&en->x);
     rl_tok_destroy(&en->tok);
+    rl_executor_destroy(&en->x);   /* the cluster's holds the model the tokenizer was read from */
     rl_model_destroy(&en->model);
 }
 

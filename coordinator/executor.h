@@ -12,13 +12,16 @@
  * stages can hold S micro-batches in flight: the scheduler submits while
  * fewer than `depth` are outstanding and collects completions in order.
  *
- * Implementations: executor_local.c (the engine in this process). */
+ * Implementations: executor_local.c (the engine in this process),
+ * executor_cluster.c (the nodes of a cluster, one micro-batch per stage in
+ * flight). */
 #ifndef RELAIS_EXECUTOR_H
 #define RELAIS_EXECUTOR_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "backend_cluster.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -81,6 +84,14 @@ struct rl_executor {
 };
 
 void rl_executor_destroy(rl_executor **x);   /* NULLs *x */
+
+/* The nodes of the cluster file co->file (rl_cluster_open: planned or
+ * --layers, -t threads per node) for up to max_sessions sessions of *n_ctx
+ * positions and micro-batches of ro->batch tokens; depth = the pipeline's
+ * stages. *model = the coordinator's part of the model (embedding and
+ * tokenizer), owned by the executor. NULL with err. */
+rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
+                                     uint32_t *n_ctx, const rl_model **model, char *err, size_t errlen);
 
 /* The engine in this process: model at path, n_threads workers, micro-batches
  * of up to max_batch tokens. Uses the quantized kernels for every batch size

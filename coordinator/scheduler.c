@@ -174,14 +174,19 @@ static sess *nth_active(rl_sched *s, uint32_t i) {
     return q;
 }
 
-/* Fills s->segs: decode tokens first, then prompt chunks (under lock).
+/* Fills s->segs: decode tokens first (at most a depth-th of the sessions'),
+ * then prompt chunks (under lock).
  * Returns the number of segments. */
 static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
     uint32_t n = 0, budget = s->x->max_batch;
     const uint32_t chunk_max = s->o.prefill_chunk ? s->o.prefill_chunk : budget;
     if (s->n_active == 0)
         return 0;
-    for (uint32_t i = 0; i < s->n_active && budget > 0; i++) {
+    /* The decode tokens are spread over the micro-batches in flight, so
+     * that with S pipeline stages each stage has a share to work on while
+     * the others compute theirs. */
+    const uint32_t share = (s->n_active + s->x->depth - 1) / s->x->depth;
+    for (uint32_t i = 0; i < s->n_active && budget > 0 && n < share; i++) {
         sess *q = nth_active(s, i);
         if (q->has_next && !q->finished && !q->cancel) {
             q->has_next = false;

@@ -110,6 +110,7 @@ void rl_ctx_destroy(rl_ctx **pc) {
 int rl_ctx_threads(const rl_ctx *c) { return rl_pool_size(c->pool); }
 uint32_t rl_ctx_max_batch(const rl_ctx *c) { return c->max_batch; }
 void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n) { c->gemm_min = n; }
+uint32_t rl_ctx_gemm_min(const rl_ctx *c) { return c->gemm_min; }
 
 int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *err, size_t errlen) {
     const rl_weight *e = rl_model_embed(m);

@@ -30,6 +30,7 @@ int rl_ctx_threads(const rl_ctx *c);
 uint32_t rl_ctx_max_batch(const rl_ctx *c);
 /* Chunks of at least this many tokens use sgemm (default 16; 0 = never). */
 void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n);
+uint32_t rl_ctx_gemm_min(const rl_ctx *c);
 
 /* (a) x (n, dim) = rows of token_embd. -1 with err for an id out of range. */
 int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *err, size_t errlen);

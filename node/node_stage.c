@@ -2,6 +2,7 @@
 #include "node_stage.h"
 
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include "node_caps.h"
 #include "node_session.h"
 #include "sampler.h"
+
+#define NODE_MAX_STAGES 64   /* stages a Forward may have been through: bounds Forward.stage_seconds */
 
 struct node_stage {
     Relais__Assign *assign;       /* a packed-and-unpacked copy of the Assign (owned) */
@@ -28,7 +31,14 @@ struct node_stage {
     char link_error[160];         /* why the last handshake failed ("" after a success) */
     float *x;                     /* (max_batch, dim) activations */
     uint8_t *out;                 /* (max_batch, dim) activations in the wire dtype */
-    float *logits;                /* (n_vocab) on the head stage */
+    uint32_t gemm_min;            /* the assignment's sgemm threshold, for single-session Forwards */
+    uint32_t max_rows;            /* most rows the head samples at once: min(max_batch, max_sessions) */
+    rl_segment *segs;             /* (max_batch) the engine's view of a micro-batch */
+    node_session **owners;        /* (max_batch) the session of each segment */
+    float *rows;                  /* (max_rows, dim) last rows of the sampling segments, head stage */
+    float *logits;                /* (max_rows, n_vocab) on the head stage */
+    Relais__SegmentResult *results;       /* (max_rows) Result.results entries */
+    Relais__SegmentResult **result_ptrs;  /* (max_rows) */
     int32_t *top_ids;             /* (WIRE_MAX_TOP) */
     float *top_vals;              /* (WIRE_MAX_TOP) */
     Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) Result.top entries */
@@ -101,19 +111,27 @@ static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, co
 }
 
 static int alloc_buffers(node_stage *s) {
-    const size_t act = (size_t)s->assign->max_batch * s->hp->dim;
+    const uint32_t mb = s->assign->max_batch;
+    const size_t act = (size_t)mb * s->hp->dim;
     s->x = malloc(act * sizeof *s->x);
     s->out = malloc(act * sizeof(float));
-    if (!s->x || !s->out)
+    s->segs = malloc(mb * sizeof *s->segs);
+    s->owners = malloc(mb * sizeof *s->owners);
+    if (!s->x || !s->out || !s->segs || !s->owners)
         return -1;
     if (!s->assign->run_head)
         return 0;
-    s->logits = malloc((size_t)s->hp->n_vocab * sizeof *s->logits);
+    s->max_rows = mb < s->assign->max_sessions ? mb : s->assign->max_sessions;
+    s->rows = malloc((size_t)s->max_rows * s->hp->dim * sizeof *s->rows);
+    s->logits = malloc((size_t)s->max_rows * s->hp->n_vocab * sizeof *s->logits);
+    s->results = malloc(s->max_rows * sizeof *s->results);
+    s->result_ptrs = malloc(s->max_rows * sizeof *s->result_ptrs);
     s->top_ids = malloc(WIRE_MAX_TOP * sizeof *s->top_ids);
     s->top_vals = malloc(WIRE_MAX_TOP * sizeof *s->top_vals);
     s->tops = malloc(WIRE_MAX_TOP * sizeof *s->tops);
     s->top_ptrs = malloc(WIRE_MAX_TOP * sizeof *s->top_ptrs);
-    if (!s->logits || !s->top_ids || !s->top_vals || !s->tops || !s->top_ptrs)
+    if (!s->rows || !s->logits || !s->results || !s->result_ptrs || !s->top_ids || !s->top_vals || !s->tops ||
+        !s->top_ptrs)
         return -1;
     for (int i = 0; i < WIRE_MAX_TOP; i++) {
         relais__top_logit__init(&s->tops[i]);
@@ -167,6 +185,7 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
         rl_ctx_set_gemm_min(s->ctx, 0);
     else if (a->gemm_min)
         rl_ctx_set_gemm_min(s->ctx, a->gemm_min);
+    s->gemm_min = rl_ctx_gemm_min(s->ctx);
     if (!(s->sessions = node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end)) ||
         alloc_buffers(s)) {
         snprintf(err, errlen, "out of memory for the stage's buffers");
@@ -201,7 +220,8 @@ void node_stage_destroy(node_stage **ps) {
     rl_ctx_destroy(&s->ctx);
     rl_model_destroy(&s->model);
     relais__assign__free_unpacked(s->assign, NULL);
-    free(s->x), free(s->out), free(s->logits);
+    free(s->x), free(s->out), free(s->logits), free(s->segs), free(s->owners), free(s->rows);
+    free(s->results), free(s->result_ptrs);
     free(s->top_ids), free(s->top_vals), free(s->tops), free(s->top_ptrs);
     free(s);
     *ps = NULL;
@@ -298,10 +318,88 @@ static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *e
                                                           : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The compute seconds of the stages so far, this one's (since t0) last. */
+typedef struct {
+    float v[NODE_MAX_STAGES + 1];
+    size_t n;
+} stage_times;
+
+static void times_close(stage_times *t, const Relais__Forward *f, double t0) {
+    memcpy(t->v, f->stage_seconds, f->n_stage_seconds * sizeof *t->v);
+    t->v[f->n_stage_seconds] = (float)(now_s() - t0);
+    t->n = f->n_stage_seconds + 1;
+}
+
+/* The head stage's answer to f, with the pipeline's timing. */
+static Relais__ErrorCode send_result(node_stage *s, Relais__Result *r, const Relais__Forward *f, double t0, char *err,
+                                     size_t errlen) {
+    stage_times t;
+    times_close(&t, f, t0);
+    r->stage_seconds = t.v;
+    r->n_stage_seconds = t.n;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_RESULT;
+    env.result = r;
+    return send_next(s, &env, err, errlen);
+}
+
+/* f with this stage's output (n_tokens rows of s->x) to the next node. */
+static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, uint32_t n_tokens, double t0, char *err,
+                                 size_t errlen) {
+    Relais__Forward out = *f;
+    const size_t n = (size_t)n_tokens * s->hp->dim;
+    stage_times t;
+    out.dtype = s->assign->wire_dtype;
+    out.activations.data = s->out;
+    out.activations.len = n * wire_dtype_bytes(out.dtype);
+    wire_activations_encode(s->x, n, out.dtype, s->out);
+    times_close(&t, f, t0);
+    out.stage_seconds = t.v;
+    out.n_stage_seconds = t.n;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = &out;
+    return send_next(s, &env, err, errlen);
+}
+
+/* The session's sampler for smp; a new stream value starts a new one (and
+ * its seed), so a repeated request reproduces its ids. */
+static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const Relais__Sampling *smp, char *err,
+                                         size_t errlen) {
+    if (ss->sampler && ss->stream == smp->stream)
+        return RELAIS__ERROR_CODE__ERR_NONE;
+    rl_sampler_destroy(&ss->sampler);
+    rl_sampler_params p = wire_sampling_to_params(smp);
+    if (!(ss->sampler = rl_sampler_new(&p, s->hp->n_vocab))) {
+        snprintf(err, errlen, "out of memory for a sampler");
+        return RELAIS__ERROR_CODE__ERR_MEMORY;
+    }
+    ss->stream = smp->stream;
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+/* The top logits of one row of logits into s->tops[at..] (before sampling
+ * edits the row; *n_top of them), then the session's sampled id. */
+static int32_t pick(node_stage *s, node_session *ss, const Relais__Sampling *smp, float *logits, uint32_t at,
+                    uint32_t *n_top) {
+    const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
+    rl_top_logits(logits, V, k, s->top_ids, s->top_vals);
+    for (uint32_t i = 0; i < k; i++)
+        s->tops[at + i].id = s->top_ids[i], s->tops[at + i].logit = s->top_vals[i];
+    *n_top = k;
+    return rl_sampler_sample(ss->sampler, logits, smp->history, smp->n_history);
+}
+
 /* The head stage: logits of the last token, top logits, the sampled id. A
  * Forward without Sampling (a prefill chunk before the last) is only
  * acknowledged, with id -1. */
-static Relais__ErrorCode finish(node_stage *s, node_session *ss, const Relais__Forward *f, char *err,
+static Relais__ErrorCode finish(node_stage *s, node_session *ss, const Relais__Forward *f, double t0, char *err,
                                 size_t errlen) {
     Relais__Result r = RELAIS__RESULT__INIT;
     r.session_id = f->session_id;
@@ -310,64 +408,213 @@ static Relais__ErrorCode finish(node_stage *s, node_session *ss, const Relais__F
     r.id = -1;
     const Relais__Sampling *smp = f->sampling;
     if (smp) {
-        const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
         if (rl_head(s->ctx, s->x + (size_t)(f->n_tokens - 1) * s->hp->dim, s->logits, err, errlen))
             return RELAIS__ERROR_CODE__ERR_INTERNAL;
-        if (!ss->sampler || ss->stream != smp->stream) {
-            rl_sampler_destroy(&ss->sampler);
-            rl_sampler_params p = wire_sampling_to_params(smp);
-            if (!(ss->sampler = rl_sampler_new(&p, V))) {
-                snprintf(err, errlen, "out of memory for a sampler");
-                return RELAIS__ERROR_CODE__ERR_MEMORY;
-            }
-            ss->stream = smp->stream;
-        }
-        rl_top_logits(s->logits, V, k, s->top_ids, s->top_vals);   /* before sampling edits the logits */
-        for (uint32_t i = 0; i < k; i++)
-            s->tops[i].id = s->top_ids[i], s->tops[i].logit = s->top_vals[i];
+        Relais__ErrorCode code = session_sampler(s, ss, smp, err, errlen);
+        if (code)
+            return code;
+        uint32_t k;
+        r.id = pick(s, ss, smp, s->logits, 0, &k);
         r.top = s->top_ptrs;
         r.n_top = k;
-        r.id = rl_sampler_sample(ss->sampler, s->logits, smp->history, smp->n_history);
     }
-    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    env.body_case = RELAIS__ENVELOPE__BODY_RESULT;
-    env.result = &r;
-    return send_next(s, &env, err, errlen);
+    return send_result(s, &r, f, t0, err, errlen);
 }
 
-static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
-    Relais__Forward out = *f;
-    const size_t n = (size_t)f->n_tokens * s->hp->dim;
-    out.dtype = s->assign->wire_dtype;
-    out.activations.data = s->out;
-    out.activations.len = n * wire_dtype_bytes(out.dtype);
-    wire_activations_encode(s->x, n, out.dtype, s->out);
-    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
-    env.forward = &out;
-    return send_next(s, &env, err, errlen);
-}
-
-Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
-    if (f->n_segments) {   /* the serving micro-batch form of Forward: not run by this node */
-        snprintf(err, errlen, "a micro-batch Forward (%zu segments): this node runs one session per Forward",
-                 f->n_segments);
-        return RELAIS__ERROR_CODE__ERR_MALFORMED;
-    }
+static Relais__ErrorCode single_forward(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
     Relais__ErrorCode code = wire_check_forward(f, s->hp->dim, s->assign->max_batch, err, errlen);
     if (code)
         return code;
-    if (s->link_error[0]) {   /* the output could not go anywhere: say why instead of letting the step time out */
-        snprintf(err, errlen, "%s", s->link_error);
-        return RELAIS__ERROR_CODE__ERR_STATE;
-    }
     node_session *ss = session_for(s, f, &code, err, errlen);
     if (!ss)
         return code;
     wire_activations_decode(f->activations.data, (size_t)f->n_tokens * s->hp->dim, f->dtype, s->x);
     if (rl_forward_layers(s->ctx, ss->kv, s->x, f->n_tokens, f->pos, err, errlen))
         return RELAIS__ERROR_CODE__ERR_INTERNAL;
-    return s->assign->run_head ? finish(s, ss, f, err, errlen) : pass_on(s, f, err, errlen);
+    return s->assign->run_head ? finish(s, ss, f, t0, err, errlen) : pass_on(s, f, f->n_tokens, t0, err, errlen);
+}
+
+/* ---- micro-batches: several sessions' tokens in one Forward (serving) ---- */
+
+/* Segment i of f against its session (found, or new at position 0). */
+static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, size_t i, uint32_t *fresh, char *err,
+                                       size_t errlen) {
+    const Relais__Segment *g = f->segments[i];
+    const unsigned long long id = (unsigned long long)g->session_id;
+    for (size_t k = 0; k < i; k++)
+        if (f->segments[k]->session_id == g->session_id) {
+            snprintf(err, errlen, "segment %zu: session %llu appears twice in one micro-batch", i, id);
+            return RELAIS__ERROR_CODE__ERR_MALFORMED;
+        }
+    node_session *ss = node_sessions_find(s->sessions, g->session_id);
+    const uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
+    const uint32_t ctx = ss ? rl_kv_ctx(ss->kv) : g->n_ctx ? g->n_ctx : s->assign->n_ctx;
+    if (g->pos != have) {
+        snprintf(err, errlen, "segment %zu: session %llu at position %u, but it holds %u positions%s", i, id, g->pos,
+                 have, ss ? "" : " (it is unknown: a session starts at position 0)");
+        return RELAIS__ERROR_CODE__ERR_SESSION;
+    }
+    if (ctx > s->assign->n_ctx || (uint64_t)g->pos + g->n_tokens > ctx) {
+        snprintf(err, errlen, "segment %zu: session %llu: positions up to %llu in a context of %u (assigned %u)", i,
+                 id, (unsigned long long)g->pos + g->n_tokens, ctx, s->assign->n_ctx);
+        return RELAIS__ERROR_CODE__ERR_RANGE;
+    }
+    *fresh += !ss;
+    if (!s->assign->run_head || !g->sample)
+        return RELAIS__ERROR_CODE__ERR_NONE;
+    if (!g->sampling) {
+        snprintf(err, errlen, "segment %zu: session %llu samples but carries no Sampling", i, id);
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
+    return wire_check_sampling(g->sampling, err, errlen);
+}
+
+/* Every segment of a micro-batch, all checked before any session is
+ * created, so a refused micro-batch leaves the node as it was. *rows = the
+ * tokens in it. */
+static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f, uint32_t *rows, char *err,
+                                        size_t errlen) {
+    const uint32_t mb = s->assign->max_batch, V = s->hp->n_vocab;
+    const size_t es = wire_dtype_bytes(f->dtype);
+    uint64_t total = 0, tops = 0;
+    uint32_t fresh = 0, sampled = 0;
+    if (es == 0 || f->n_segments > mb) {
+        snprintf(err, errlen, "a micro-batch of %zu segments, dtype %d (this stage takes up to %u tokens)",
+                 f->n_segments, (int)f->dtype, mb);
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
+    for (size_t i = 0; i < f->n_segments; i++) {
+        const Relais__Segment *g = f->segments[i];
+        total += g->n_tokens;
+        if (g->n_tokens == 0 || total > mb) {
+            snprintf(err, errlen, "segment %zu: %u tokens; a micro-batch holds 1 to %u in all", i, g->n_tokens, mb);
+            return RELAIS__ERROR_CODE__ERR_MALFORMED;
+        }
+        Relais__ErrorCode code = check_segment(s, f, i, &fresh, err, errlen);
+        if (code)
+            return code;
+        if (s->assign->run_head && g->sample)
+            sampled++, tops += g->sampling->top_logits < V ? g->sampling->top_logits : V;
+    }
+    if (f->activations.len != total * s->hp->dim * es) {
+        snprintf(err, errlen, "activations of %zu bytes; %llu tokens x %u x %zu bytes make %llu", f->activations.len,
+                 (unsigned long long)total, s->hp->dim, es, (unsigned long long)(total * s->hp->dim * es));
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
+    if (sampled > s->max_rows || tops > WIRE_MAX_TOP) {
+        snprintf(err, errlen, "%u sampling segments with %llu top logits; this stage samples up to %u rows and %d "
+                 "top logits at once", sampled, (unsigned long long)tops, s->max_rows, WIRE_MAX_TOP);
+        return RELAIS__ERROR_CODE__ERR_RANGE;
+    }
+    if (fresh > s->assign->max_sessions - node_sessions_count(s->sessions)) {
+        snprintf(err, errlen, "%u new sessions, %u of %u slots free (drop some first)", fresh,
+                 s->assign->max_sessions - node_sessions_count(s->sessions), s->assign->max_sessions);
+        return RELAIS__ERROR_CODE__ERR_MEMORY;
+    }
+    *rows = (uint32_t)total;
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+/* Each segment's session, found or created; when a cache cannot be had,
+ * the sessions this micro-batch started are dropped again. */
+static Relais__ErrorCode bind_segments(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+    Relais__ErrorCode code = RELAIS__ERROR_CODE__ERR_NONE;
+    size_t i;
+    for (i = 0; i < f->n_segments && !code; i++) {
+        const Relais__Segment *g = f->segments[i];
+        node_session *ss = node_sessions_find(s->sessions, g->session_id);
+        if (!ss)
+            ss = node_sessions_create(s->sessions, g->session_id, g->n_ctx ? g->n_ctx : s->assign->n_ctx, &code,
+                                      err, errlen);
+        s->owners[i] = ss;
+        if (ss)
+            s->segs[i] = (rl_segment){ss->kv, g->pos, g->n_tokens};
+    }
+    for (size_t k = 0; code && k < i; k++)
+        if (f->segments[k]->pos == 0)
+            node_sessions_drop(s->sessions, f->segments[k]->session_id);
+    return code;
+}
+
+/* The head stage of a micro-batch: the last rows of the sampling segments
+ * through the head together, then each session's own sampler; one
+ * SegmentResult per sampling segment, in order. */
+static Relais__ErrorCode batch_finish(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
+    const uint32_t dim = s->hp->dim, V = s->hp->n_vocab;
+    uint32_t row = 0, k = 0, at = 0;
+    for (size_t i = 0; i < f->n_segments; i++) {
+        row += f->segments[i]->n_tokens;
+        if (f->segments[i]->sample)
+            memcpy(s->rows + (size_t)k++ * dim, s->x + (size_t)(row - 1) * dim, dim * sizeof *s->rows);
+    }
+    if (k && rl_head_rows(s->ctx, s->rows, k, s->logits, err, errlen))
+        return RELAIS__ERROR_CODE__ERR_INTERNAL;
+    Relais__Result r = RELAIS__RESULT__INIT;
+    r.step_id = f->step_id;
+    r.results = s->result_ptrs;
+    r.n_results = k;
+    for (size_t i = 0, j = 0; i < f->n_segments; i++) {
+        const Relais__Segment *g = f->segments[i];
+        if (!g->sample)
+            continue;
+        Relais__ErrorCode code = session_sampler(s, s->owners[i], g->sampling, err, errlen);
+        if (code)
+            return code;
+        Relais__SegmentResult *sr = &s->results[j];
+        relais__segment_result__init(sr);
+        s->result_ptrs[j] = sr;
+        uint32_t n_top;
+        sr->session_id = g->session_id;
+        sr->pos = rl_kv_len(s->owners[i]->kv);
+        sr->id = pick(s, s->owners[i], g->sampling, s->logits + (size_t)j++ * V, at, &n_top);
+        sr->top = s->top_ptrs + at;
+        sr->n_top = n_top;
+        at += n_top;
+    }
+    return send_result(s, &r, f, t0, err, errlen);
+}
+
+static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
+    uint32_t rows = 0;
+    Relais__ErrorCode code = check_segments(s, f, &rows, err, errlen);
+    if (!code)
+        code = bind_segments(s, f, err, errlen);
+    if (code)
+        return code;
+    wire_activations_decode(f->activations.data, (size_t)rows * s->hp->dim, f->dtype, s->x);
+    /* The quantized kernels at every size: a session's rows then come out
+     * the same whatever else shares the micro-batch (the engine's batch
+     * independence), so a served request's output does not depend on load. */
+    rl_ctx_set_gemm_min(s->ctx, 0);
+    if (rl_forward_batch(s->ctx, s->segs, (uint32_t)f->n_segments, s->x, err, errlen))
+        code = RELAIS__ERROR_CODE__ERR_INTERNAL;
+    else
+        code = s->assign->run_head ? batch_finish(s, f, t0, err, errlen) : pass_on(s, f, rows, t0, err, errlen);
+    rl_ctx_set_gemm_min(s->ctx, s->gemm_min);
+    return code;
+}
+
+Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+    const double t0 = now_s();
+    if (f->n_stage_seconds >= NODE_MAX_STAGES) {
+        snprintf(err, errlen, "a Forward that already went through %zu stages", f->n_stage_seconds);
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
+    for (size_t i = 0; i < f->n_drop_sessions; i++)   /* before the tokens: they may reuse the slots */
+        node_sessions_drop(s->sessions, f->drop_sessions[i]);
+    if (s->link_error[0]) {   /* the output could not go anywhere: say why instead of letting the step time out */
+        snprintf(err, errlen, "%s", s->link_error);
+        return RELAIS__ERROR_CODE__ERR_STATE;
+    }
+    if (f->n_segments)
+        return batch_forward(s, f, t0, err, errlen);
+    if (f->n_tokens || !f->n_drop_sessions)
+        return single_forward(s, f, t0, err, errlen);
+    if (!s->assign->run_head)   /* only drops: on to the next node, and an empty Result from the last */
+        return pass_on(s, f, 0, t0, err, errlen);
+    Relais__Result r = RELAIS__RESULT__INIT;
+    r.step_id = f->step_id;
+    return send_result(s, &r, f, t0, err, errlen);
 }
 
 uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos) {

@@ -2,9 +2,11 @@
  * final norm, head and sampler when it is the last stage), its compute
  * context, its sessions and the link to the next hop.
  *
- * A Forward is run through the slice and its output sent on: as a Forward to
+ * A Forward (one session's tokens, or a micro-batch of several sessions'
+ * tokens) is run through the slice and its output sent on: as a Forward to
  * the next node, or, on the last stage, as a Result to the coordinator's
- * result endpoint. Failures come back as an error code and a message, which
+ * result endpoint. Each stage adds its compute time to Forward.stage_seconds,
+ * so the coordinator learns every node's share from the Result. Failures come back as an error code and a message, which
  * the server reports to the coordinator. */
 #ifndef RELAIS_NODE_STAGE_H
 #define RELAIS_NODE_STAGE_H
@@ -61,7 +63,13 @@ bool node_stage_link_up(const node_stage *s);
 const char *node_stage_link_error(const node_stage *s);   /* "" unless the last handshake failed */
 
 /* Runs a Forward through the slice and sends the output on. ERR_NONE, or a
- * code with err; the session is left as it was unless the layers ran. */
+ * code with err; the session is left as it was unless the layers ran.
+ * Forward.drop_sessions are forgotten first. A micro-batch (segments) runs
+ * all its sessions' tokens in one pass (one matrix product per weight,
+ * attention per session) with the quantized kernels at every size, so each
+ * session's result does not depend on the others; the head stage sends one
+ * SegmentResult per sampling segment. Every segment is checked before any
+ * session is created: a refused micro-batch changes nothing. */
 Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen);
 /* KvTruncate / KvDrop: the positions the session keeps (0 when unknown). */
 uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos);

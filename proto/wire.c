@@ -257,7 +257,7 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
-static Relais__ErrorCode check_sampling(const Relais__Sampling *s, char *err, size_t errlen) {
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen) {
     const float vals[] = {s->temperature, s->top_p, s->min_p, s->repeat_penalty, s->frequency_penalty,
                           s->presence_penalty};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
@@ -286,7 +286,7 @@ Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uin
     if (f->activations.len != want)
         return bad(err, errlen, "activations of %zu bytes; %u tokens x %u x %zu bytes make %zu",
                    f->activations.len, f->n_tokens, dim, es, want);
-    return f->sampling ? check_sampling(f->sampling, err, errlen) : RELAIS__ERROR_CODE__ERR_NONE;
+    return f->sampling ? wire_check_sampling(f->sampling, err, errlen) : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
 /* ---- activations ---- */

@@ -86,6 +86,8 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
  * sampling parameters when present. */
 Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uint32_t max_batch, char *err,
                                      size_t errlen);
+/* Sampling parameters: finite, in range, a non-negative history. */
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
 
 /* ---- activations ---- */
 

@@ -27,6 +27,7 @@
 #define N_HEAD 4
 #define N_HEAD_KV 2
 #define MAX_CHAIN 64
+#define N_LAYER 2        /* two (both zero), so a cluster test can give each of two nodes one */
 
 /* compact JSON: fewer repeated pieces to spell with distinct tokens */
 static const char TOOL_JSON[] = "[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}]";
@@ -116,7 +117,7 @@ static int copy_tokenizer(gguf_writer *w, const gguf_file *v) {
 static void set_hparams(gguf_writer *w, uint32_t n_vocab) {
     gguf_writer_set_str(w, "general.architecture", "llama");
     gguf_writer_set_str(w, "general.name", "parrot");
-    gguf_writer_set_u32(w, "llama.block_count", 1);
+    gguf_writer_set_u32(w, "llama.block_count", N_LAYER);
     gguf_writer_set_u32(w, "llama.context_length", 4096);
     gguf_writer_set_u32(w, "llama.embedding_length", DIM);
     gguf_writer_set_u32(w, "llama.feed_forward_length", FFN);
@@ -128,22 +129,31 @@ static void set_hparams(gguf_writer *w, uint32_t n_vocab) {
 }
 
 typedef struct {
-    const char *name;
+    char name[48];
     uint64_t ne0, ne1;       /* ne1 = 1 for vectors */
     int fill;                /* 0 zeros, 1 ones, 2 embedding, 3 head */
 } tensor;
 
+/* The tensors of one layer, after "blk.N.". */
+static const tensor LAYER[] = {
+    {"attn_norm.weight", DIM, 1, 1},  {"attn_q.weight", DIM, DIM, 0},
+    {"attn_k.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0}, {"attn_v.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0},
+    {"attn_output.weight", DIM, DIM, 0}, {"ffn_norm.weight", DIM, 1, 1}, {"ffn_gate.weight", DIM, FFN, 0},
+    {"ffn_up.weight", DIM, FFN, 0}, {"ffn_down.weight", FFN, DIM, 0}};
+#define N_PER_LAYER (int)(sizeof LAYER / sizeof LAYER[0])
+
 /* Writes every tensor; the embedding and head rows follow the chains. */
 static int write_tensors(gguf_writer *w, const char *path, uint32_t n_vocab, const int32_t *src, const int32_t *dst, int n_links,
                          char *err, size_t errlen) {
-    const tensor T[] = {
-        {"token_embd.weight", DIM, n_vocab, 2}, {"blk.0.attn_norm.weight", DIM, 1, 1},
-        {"blk.0.attn_q.weight", DIM, DIM, 0}, {"blk.0.attn_k.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0},
-        {"blk.0.attn_v.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0}, {"blk.0.attn_output.weight", DIM, DIM, 0},
-        {"blk.0.ffn_norm.weight", DIM, 1, 1}, {"blk.0.ffn_gate.weight", DIM, FFN, 0},
-        {"blk.0.ffn_up.weight", DIM, FFN, 0}, {"blk.0.ffn_down.weight", FFN, DIM, 0},
-        {"output_norm.weight", DIM, 1, 1}, {"output.weight", DIM, n_vocab, 3}};
-    const int nt = sizeof T / sizeof T[0];
+    tensor T[N_LAYER * N_PER_LAYER + 3] = {{"token_embd.weight", DIM, n_vocab, 2}};
+    int nt = 1;
+    for (int l = 0; l < N_LAYER; l++)
+        for (int k = 0; k < N_PER_LAYER; k++, nt++) {
+            T[nt] = LAYER[k];
+            snprintf(T[nt].name, sizeof T[nt].name, "blk.%d.%.32s", l, LAYER[k].name);
+        }
+    T[nt++] = (tensor){"output_norm.weight", DIM, 1, 1};
+    T[nt++] = (tensor){"output.weight", DIM, n_vocab, 3};
     for (int i = 0; i < nt; i++) {
         uint64_t ne[4] = {T[i].ne0, T[i].ne1, 1, 1};
         gguf_writer_add_tensor(w, T[i].name, RL_F32, T[i].ne1 > 1 ? 2 : 1, ne);

@@ -37,6 +37,56 @@ stop_servers() {
     SERVER_NAMES=()
 }
 
+# start_nodes NAME N MODELS_DIR : N relais-node processes on free loopback
+# ports serving MODELS_DIR, with keys from `relais keygen`, and
+# $TMP/NAME.yaml, the cluster file naming them in order (NODE_BIN is the
+# relais-node binary). stop_nodes fails the test for a node that does not
+# exit cleanly.
+NODE_PIDS=()
+free_port() {
+    node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+}
+start_nodes() {
+    local name=$1 n=$2 models=$3 i ep
+    mkdir -p "$TMP/trusted"
+    if [ ! -f "$TMP/coordinator.key" ]; then
+        "$RELAIS" keygen -o "$TMP/coordinator" >/dev/null
+        cp "$TMP/coordinator.pub" "$TMP/trusted/"
+    fi
+    printf 'coordinator:\n  key: %s\n  listen: tcp://127.0.0.1:%s\nnodes:\n' "$TMP/coordinator.key" "$(free_port)" \
+        >"$TMP/$name.yaml"
+    for i in $(seq "$n"); do
+        "$RELAIS" keygen -o "$TMP/$name-node$i" >/dev/null
+        "$NODE_BIN" --listen tcp://127.0.0.1:0 --key "$TMP/$name-node$i.key" --trust "$TMP/trusted" \
+            --models "$models" --cache "$TMP/$name-cache$i" --threads 1 >"$TMP/$name-node$i.log" 2>&1 &
+        NODE_PIDS+=($!)
+        ep=
+        for _ in $(seq 300); do
+            ep=$(sed -n 's|.*listening on \(tcp://[0-9.:]*\).*|\1|p' "$TMP/$name-node$i.log")
+            [ -n "$ep" ] && break
+            sleep 0.1
+        done
+        [ -n "$ep" ] || { echo "node $name-node$i did not start:" >&2; cat "$TMP/$name-node$i.log" >&2; return 1; }
+        printf '  - address: %s\n    public_key: %s\n    name: node%s\n' "$ep" "$TMP/$name-node$i.pub" "$i" \
+            >>"$TMP/$name.yaml"
+    done
+}
+
+stop_nodes() {
+    local p rc
+    for p in "${NODE_PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${NODE_PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+        rc=0
+        wait "$p" 2>/dev/null || rc=$?
+        [ "$rc" = 0 ] && ok "relais-node $p shut down cleanly" || bad "relais-node $p exited with code $rc"
+    done
+    NODE_PIDS=()
+}
+
 # start_server NAME ARGS... : sets PORT and SERVER_PID, waits for "ready" (60 s).
 start_server() {
     local name=$1
@@ -104,6 +154,7 @@ expect() {
 
 finish() {
     stop_servers
+    stop_nodes
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]
 }

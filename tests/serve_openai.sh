@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs the official `openai` npm package into a temporary folder and
 # drives a real `relais serve` with it (tests/serve_openai.mjs): chat,
-# streaming and a full tool-call round trip. A failed install fails the
-# test: nothing is skipped.
+# streaming and a full tool-call round trip; once on one machine, once with
+# each model split over two relais-node processes. A failed install fails
+# the test: nothing is skipped.
 #
-# usage: serve_openai.sh RELAIS PARROT_MODEL_WRITER SHARED_DIR
+# usage: serve_openai.sh RELAIS PARROT_MODEL_WRITER SHARED_DIR RELAIS_NODE
 set -euo pipefail
 RELAIS=$1
 PARROT=$2
 SHARED=$3
+NODE_BIN=$4
 TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; rm -rf "$TMP"' EXIT
+trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
 for tool in node npm; do
     command -v "$tool" >/dev/null || { echo "FAIL - $tool is needed"; echo "0 passed, 1 failed"; exit 1; }
 done
@@ -26,14 +28,31 @@ fi
 echo "# openai $(node -e 'console.log(require(process.argv[1]).version)' "$TMP/client/node_modules/openai/package.json")"
 cp "$(dirname "$0")/serve_openai.mjs" "$TMP/client/"
 
-start_server chat -m "$SHARED/models/tiny-q8_0.gguf" --api-key sekrit --ctx 512 -t 2
-CHAT_URL="http://127.0.0.1:$PORT/v1"
-"$PARROT" "$TMP/parrot.gguf" "$SHARED/models/vocab-tekken-shaped.gguf"
-start_server tools -m "$TMP/parrot.gguf" --ctx 1024 -t 2
-TOOLS_URL="http://127.0.0.1:$PORT/v1"
-if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL timeout 300 node "$TMP/client/serve_openai.mjs"; then
-    ok "the openai client's checks"
-else
-    bad "the openai client's checks"
-fi
+mkdir -p "$TMP/models"
+cp "$SHARED/models/tiny-q8_0.gguf" "$TMP/models/"
+"$PARROT" "$TMP/models/parrot.gguf" "$SHARED/models/vocab-tekken-shaped.gguf"
+
+# run_client WHERE CHAT_CLUSTER TOOLS_CLUSTER : the client's checks against a
+# chat server and a tools server, each on this machine ("") or on the nodes
+# of its cluster file
+run_client() {
+    local where=$1 chat=() tools=()
+    [ -n "$2" ] && chat=(--cluster "$2")
+    [ -n "$3" ] && tools=(--cluster "$3")
+    start_server "chat-$where" -m "$TMP/models/tiny-q8_0.gguf" --api-key sekrit --ctx 512 -t 2 "${chat[@]}"
+    CHAT_URL="http://127.0.0.1:$PORT/v1"
+    start_server "tools-$where" -m "$TMP/models/parrot.gguf" --ctx 1024 -t 2 "${tools[@]}"
+    TOOLS_URL="http://127.0.0.1:$PORT/v1"
+    if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL timeout 300 node "$TMP/client/serve_openai.mjs"; then
+        ok "the openai client's checks ($where)"
+    else
+        bad "the openai client's checks ($where)"
+    fi
+    stop_servers
+}
+
+run_client local "" ""
+start_nodes chat 2 "$TMP/models"
+start_nodes tools 2 "$TMP/models"
+run_client 2-nodes "$TMP/chat.yaml" "$TMP/tools.yaml"
 finish
