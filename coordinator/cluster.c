@@ -22,10 +22,17 @@
 #include "forward.h"
 #include "gguf.h"
 #include "log.h"
+#include "weights_send.h"
 #include "wire.h"
 
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
+
+typedef struct {
+    uint8_t sha256[32];            /* the model's */
+    uint32_t l0, l1;
+    bool head;
+} cl_slice;                        /* a slice a node keeps in its cache */
 
 typedef struct {
     char name[64];
@@ -38,8 +45,11 @@ typedef struct {
     cluster_node_info info;        /* from Capabilities */
     uint8_t (*models)[32];         /* (n_models) model file hashes from Capabilities */
     size_t n_models;
+    cl_slice *slices;              /* (n_slices) cached slices from Capabilities */
+    size_t n_slices;
     plan_range range;              /* assigned layers */
     uint64_t done, total;          /* load progress */
+    char phase[16];                /* of the last progress report: "map", "receive" */
 } cl_node;
 
 struct cluster {
@@ -67,6 +77,8 @@ struct cluster {
     char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
     uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
     int64_t alive_ms;                     /* the last answer to one (or the first send after none were out) */
+    weights_send *weights;                /* during an assignment: slices for nodes without the model */
+    uint64_t weight_bytes;                /* slice bytes sent over the cluster's life */
 };
 
 static int64_t now_ms(void) {
@@ -187,6 +199,7 @@ void cluster_destroy(cluster **pc) {
         if (c->nodes[i].dealer)
             zmq_close(c->nodes[i].dealer);
         free(c->nodes[i].models);
+        free(c->nodes[i].slices);
     }
     if (c->results)
         zmq_close(c->results);
@@ -194,6 +207,7 @@ void cluster_destroy(cluster **pc) {
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     rl_model_destroy(&c->model);
+    weights_send_destroy(&c->weights);
     sodium_memzero(&c->keys, sizeof c->keys);
     free(c->x), free(c->act), free(c->sessions), free(c->nodes);
     free(c);
@@ -204,11 +218,21 @@ uint32_t cluster_n_nodes(const cluster *c) { return c->n; }
 const char *cluster_node_name(const cluster *c, uint32_t i) { return c->nodes[i].name; }
 const cluster_node_info *cluster_info(const cluster *c, uint32_t i) { return &c->nodes[i].info; }
 const rl_model *cluster_model(const cluster *c) { return c->model; }
+uint64_t cluster_weight_bytes_sent(const cluster *c) { return c->weight_bytes; }
 
 bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]) {
     for (size_t k = 0; k < c->nodes[i].n_models; k++)
         if (!memcmp(c->nodes[i].models[k], sha256, 32))
             return true;
+    return false;
+}
+
+bool cluster_node_cached(const cluster *c, uint32_t i, const uint8_t sha256[32], uint32_t l0, uint32_t l1, bool head) {
+    for (size_t k = 0; k < c->nodes[i].n_slices; k++) {
+        const cl_slice *sl = &c->nodes[i].slices[k];
+        if (!memcmp(sl->sha256, sha256, 32) && sl->l0 == l0 && sl->l1 == l1 && sl->head == head)
+            return true;
+    }
     return false;
 }
 
@@ -291,7 +315,8 @@ static void show_progress(cluster *c) {
     fprintf(stderr, "\rrelais: loading");
     for (uint32_t k = 0; k < c->n_pipe; k++) {
         const cl_node *nd = &c->nodes[c->pipe[k]];
-        fprintf(stderr, " %s %3d%%", nd->name, nd->total ? (int)(nd->done * 100 / nd->total) : 0);
+        fprintf(stderr, " %s%s %3d%%", nd->name, strcmp(nd->phase, "receive") ? "" : " receiving",
+                nd->total ? (int)(nd->done * 100 / nd->total) : 0);
     }
     fflush(stderr);
 }
@@ -335,6 +360,7 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
     if (e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS) {
         c->nodes[i].done = e->load_progress->done;
         c->nodes[i].total = e->load_progress->total;
+        snprintf(c->nodes[i].phase, sizeof c->nodes[i].phase, "%s", e->load_progress->phase);
         show_progress(c);
     }
     return w->fn(c, i, e, w->ud) ? 1 : 0;
@@ -424,6 +450,17 @@ static int on_capabilities(cluster *c, uint32_t i, const Relais__Envelope *e, vo
     for (size_t k = 0; nd->models && k < cap->n_models; k++)
         if (cap->models[k]->sha256.len == 32)
             memcpy(nd->models[nd->n_models++], cap->models[k]->sha256.data, 32);
+    free(nd->slices);
+    nd->slices = calloc(cap->n_slices ? cap->n_slices : 1, sizeof *nd->slices);
+    nd->n_slices = 0;
+    for (size_t k = 0; nd->slices && k < cap->n_slices; k++) {
+        const Relais__CachedSlice *cs = cap->slices[k];
+        if (cs->model_sha256.len != 32)
+            continue;
+        cl_slice *sl = &nd->slices[nd->n_slices++];
+        memcpy(sl->sha256, cs->model_sha256.data, 32);
+        sl->l0 = cs->layer_begin, sl->l1 = cs->layer_end, sl->head = cs->head;
+    }
     return 1;
 }
 
@@ -555,11 +592,25 @@ static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t
 typedef struct {
     bool taken[CLUSTER_MAX_NODES];
     uint32_t node;       /* the node whose taking is awaited */
+    char error[512];     /* a weight request that could not be answered */
 } assign_wait;
 
+/* A node without the model asks for its slice: the answer goes out at once;
+ * a request that cannot be answered is the node's (failed) answer. */
+static int on_weight_request(cluster *c, uint32_t i, const Relais__WeightRequest *r, assign_wait *aw) {
+    const cl_node *nd = &c->nodes[i];
+    const bool head = c->pipe[c->n_pipe - 1] == i;
+    aw->taken[i] = true;
+    if (aw->error[0])
+        return 1;   /* the assignment failed already: no more transfers */
+    return weights_send_answer(c->weights, i, nd->name, nd->dealer, nd->range.l0, nd->range.l1, head, r, aw->error,
+                               sizeof aw->error) != 0;
+}
+
 static int on_assign(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
-    (void)c;
     assign_wait *aw = ud;
+    if (e->body_case == RELAIS__ENVELOPE__BODY_WEIGHT_REQUEST)
+        return on_weight_request(c, i, e->weight_request, aw);
     aw->taken[i] |= e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS || e->body_case == RELAIS__ENVELOPE__BODY_READY;
     return e->body_case == RELAIS__ENVELOPE__BODY_READY;
 }
@@ -584,6 +635,13 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
         env.assign = &a;
         char why[256];
         nd->done = nd->total = 0;
+        nd->phase[0] = '\0';
+        rl_log(RL_LOG_INFO, "node %s: layers %u-%u%s from %s", nd->name, a.layer_begin, a.layer_end - 1,
+               a.run_head ? " and the head" : "",
+               cluster_node_holds(c, c->pipe[k], sha) ? "its copy of the model"
+               : cluster_node_cached(c, c->pipe[k], sha, a.layer_begin, a.layer_end, a.run_head)
+                   ? "the slice in its cache"
+                   : "a weight transfer (the node does not hold the model)");
         if (wire_send(nd->dealer, NULL, 0, &env, why, sizeof why)) {
             snprintf(err, errlen, "node %s: %s", nd->name, why);
             return -1;
@@ -623,6 +681,11 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     int64_t t0 = now_ms();
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
+    weights_send_destroy(&c->weights);
+    if (!(c->weights = weights_send_new(o->model_path, sha, c->n))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     int rc = send_assignments(c, o, sha, n_layer, &w, err, errlen);
     char ignored[256];
     w.enough = NULL;
@@ -630,6 +693,12 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         rc = collect(c, &w, err, errlen);
     else   /* the nodes already told will answer: take their answers now */
         collect(c, &w, ignored, sizeof ignored);
+    if (rc == 0 && aw.error[0]) {
+        snprintf(err, errlen, "%s", aw.error);
+        rc = -1;
+    }
+    c->weight_bytes += weights_send_bytes(c->weights);
+    weights_send_destroy(&c->weights);
     if (c->show_progress)
         fputc('\n', stderr);
     c->show_progress = false;

@@ -60,6 +60,8 @@ const char *cluster_node_name(const cluster *c, uint32_t i);
 const cluster_node_info *cluster_info(const cluster *c, uint32_t i);   /* after cluster_hello */
 /* Whether node i reported a model file with this sha256 at Hello. */
 bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]);
+/* Whether node i reported that slice of that model in its cache at Hello. */
+bool cluster_node_cached(const cluster *c, uint32_t i, const uint8_t sha256[32], uint32_t l0, uint32_t l1, bool head);
 
 /* The sha256 of a model file, cached under $XDG_CACHE_HOME/relais (or
  * ~/.cache/relais) by real path, size and mtime; progress on a terminal. */
@@ -81,8 +83,12 @@ typedef struct {
 } cluster_assign_opts;
 
 /* Sends every node its slice (the last node also runs the head) and waits
- * until all are ready; loads the embedding here. 0, or -1 with err. */
+ * until all are ready; loads the embedding here. A node that holds neither
+ * the model file nor its slice in its cache asks for the slice, and gets it
+ * from o->model_path meanwhile (see weights_send.h). 0, or -1 with err. */
 int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen);
+/* Slice bytes sent to nodes by all assignments so far. */
+uint64_t cluster_weight_bytes_sent(const cluster *c);
 /* The coordinator's view of the model (embedding only, the tokenizer's file). */
 const rl_model *cluster_model(const cluster *c);
 

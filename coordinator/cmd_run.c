@@ -195,7 +195,7 @@ int cmd_run(int argc, char **argv) {
     int rc = 1;
     if (parse_args(argc, argv, &a))
         goto out;
-    if (a.json)
+    if (a.json && !getenv("RELAIS_LOG"))   /* quiet unless asked: the JSON is the output */
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
     if (!(b = rl_backend_open(&a.cluster, &a.common.runner, err, sizeof err))) {

@@ -397,8 +397,8 @@ static int write_padding(gguf_writer *w, char *err, size_t errlen)
     return 0;
 }
 
-/* Everything before the data section, built in memory once and written in one go. */
-static int write_header(gguf_writer *w, char *err, size_t errlen)
+/* Everything before the data section (padding excluded), built in memory once. */
+static bytes build_header(const gguf_writer *w)
 {
     bytes h = { 0 };
     put(&h, "GGUF", 4);
@@ -417,19 +417,22 @@ static int write_header(gguf_writer *w, char *err, size_t errlen)
         put_u32(&h, (uint32_t)t->type);
         put_u64(&h, t->offset);
     }
+    return h;
+}
+
+static int write_header(gguf_writer *w, char *err, size_t errlen)
+{
+    bytes h = build_header(w);
     int rc = h.oom ? fail(w, err, errlen, "out of memory for the header")
                    : write_bytes(w, h.p, h.len, err, errlen);
     free(h.p);
     return rc == 0 ? write_padding(w, err, errlen) : -1;
 }
 
-int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen)
+/* Places every tensor in the data section, each at an aligned offset; the
+ * data section's size, padding included, in *data_size. */
+static int assign_offsets(gguf_writer *w, uint64_t *data_size, char *err, size_t errlen)
 {
-    if (w->state != W_DECLARING)
-        return fail(w, err, errlen, "gguf_writer_begin called twice");
-    w->path = strdup(path);
-    if (!w->path)
-        return fail(w, err, errlen, "out of memory");
     if (w->err[0])
         return fail(w, err, errlen, "%s", w->err);
     uint64_t off = 0;
@@ -440,6 +443,44 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen
             return fail(w, err, errlen, "tensor '%s': data section size overflows", w->t[i].name);
         off += padded;
     }
+    *data_size = off;
+    return 0;
+}
+
+int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets,
+                       uint64_t *data_size, char *err, size_t errlen)
+{
+    if (w->state != W_DECLARING)
+        return fail(w, err, errlen, "gguf_writer_layout after gguf_writer_begin");
+    if (assign_offsets(w, data_size, err, errlen) != 0)
+        return -1;
+    static const uint8_t zeros[256];
+    bytes h = build_header(w);
+    while (!h.oom && h.len % w->alignment) {
+        uint64_t gap = align_up(h.len, w->alignment) - h.len;
+        put(&h, zeros, gap < sizeof zeros ? (size_t)gap : sizeof zeros);
+    }
+    if (h.oom) {
+        free(h.p);
+        return fail(w, err, errlen, "out of memory for the header");
+    }
+    for (size_t i = 0; i < w->n_t; i++)
+        offsets[i] = h.len + w->t[i].offset;
+    *header = h.p;
+    *header_len = h.len;
+    return 0;
+}
+
+int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen)
+{
+    if (w->state != W_DECLARING)
+        return fail(w, err, errlen, "gguf_writer_begin called twice");
+    w->path = strdup(path);
+    if (!w->path)
+        return fail(w, err, errlen, "out of memory");
+    uint64_t data_size;
+    if (assign_offsets(w, &data_size, err, errlen) != 0)
+        return -1;
     w->fp = fopen(path, "wb");
     if (!w->fp)
         return fail(w, err, errlen, "cannot create: %s", strerror(errno));

@@ -1,7 +1,8 @@
 /* Streaming GGUF v3 writer: the metadata and tensor table are declared first,
  * then each tensor's bytes are written in the declared order, so a file of any
  * size is written with memory for one tensor row at a time. Used by
- * `relais synth` and by the tests to make valid and deliberately broken files. */
+ * `relais synth`, by the tests to make valid and deliberately broken files,
+ * and (layout only) by the coordinator's weight transfer. */
 #ifndef RELAIS_GGUF_WRITE_H
 #define RELAIS_GGUF_WRITE_H
 
@@ -46,6 +47,16 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
  * gguf_writer_write_data; padding is inserted between tensors. Finish with
  * gguf_writer_close, which checks every declared byte was written.
  * Each returns 0, or -1 with a message in err. */
+/* Lays the file out without writing it, for a sender that streams the file
+ * from other sources: the bytes before the data section, alignment padding
+ * included, in *header (malloc'd; the caller frees it), each declared
+ * tensor's offset from the start of the file in offsets (one per tensor, in
+ * declaration order), and the data section's size, padding included: the
+ * file is *header_len + *data_size bytes, zeros wherever no tensor lies.
+ * 0, or -1 with err. */
+int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets,
+                       uint64_t *data_size, char *err, size_t errlen);
+
 int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen);
 int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *err, size_t errlen);
 int gguf_writer_close(gguf_writer *w, char *err, size_t errlen);

@@ -145,6 +145,12 @@ void node_caps_destroy(node_caps **pc) {
 
 double node_caps_matvec(const node_caps *c) { return c->matvec; }
 
+/* --max-memory: what this node offers at most (0 = no limit). A process-wide
+ * setting, because the whole daemon shares the one budget. */
+static uint64_t g_mem_limit;
+
+void node_mem_set_limit(uint64_t bytes) { g_mem_limit = bytes; }
+
 uint64_t node_mem_available(uint64_t *total) {
     FILE *f = fopen("/proc/meminfo", "r");
     char line[256];
@@ -159,7 +165,7 @@ uint64_t node_mem_available(uint64_t *total) {
         fclose(f);
     if (total)
         *total = tot;
-    return avail;
+    return g_mem_limit && (!avail || g_mem_limit < avail) ? g_mem_limit : avail;
 }
 
 void node_caps_fill(node_caps *c, Relais__Capabilities *out) {

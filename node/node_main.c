@@ -12,12 +12,15 @@
 
 #define DEFAULT_LISTEN "tcp://0.0.0.0:7700"
 #define DEFAULT_MAX_MESSAGE_MIB 64
+#define DEFAULT_CHUNK_KIB 1024
 
 /* Option values own their strings: the config file's lines are gone once it is read. */
 typedef struct {
     char *listen, *key, *trust, *models, *cache;
     long threads;
     long max_message_mib;
+    long chunk_kib;
+    unsigned long long max_memory;
 } node_options;
 
 static volatile sig_atomic_t g_stop;
@@ -36,10 +39,15 @@ static void usage(FILE *out) {
             "                      beside it) when missing. Give the .pub to the coordinator's cluster file.\n"
             "  --trust DIR         public certificates (*.pub) of the coordinators allowed to use this node\n"
             "  --models DIR        model files (*.gguf) this node can serve, known by their sha256\n"
-            "  --cache DIR         hash and benchmark caches (created when missing)\n"
+            "  --cache DIR         hash and benchmark caches, and the slices received from a coordinator\n"
+            "                      when the model is not in --models (created when missing)\n"
             "  --threads N         compute threads when the coordinator leaves it to the node (default: one\n"
             "                      per core)\n"
             "  --max-message-mib N largest message accepted (default %d)\n"
+            "  --max-memory SIZE   offer at most SIZE bytes of RAM for weights and KV (suffix K, M or G;\n"
+            "                      default: what the machine has available)\n"
+            "  --weight-chunk-kib N  chunk size asked for when this node receives its slice from the\n"
+            "                      coordinator because it lacks the model file (default %d)\n"
             "  --config FILE       read options from FILE first; the command line overrides it\n"
             "  -h, --help          this text\n\n"
             "Config file: one `name = value` per line, names as the long options without the dashes,\n"
@@ -49,9 +57,10 @@ static void usage(FILE *out) {
             "    trust = /etc/relais/trusted\n"
             "    models = /var/lib/relais/models\n"
             "    cache = /var/cache/relais\n"
-            "    threads = 4\n\n"
+            "    threads = 4\n"
+            "    max-memory = 3G\n\n"
             "SIGINT or SIGTERM stops the node cleanly. RELAIS_LOG=debug|info|warn|error sets the log level.\n",
-            DEFAULT_MAX_MESSAGE_MIB);
+            DEFAULT_MAX_MESSAGE_MIB, DEFAULT_CHUNK_KIB);
 }
 
 static int parse_long(const char *what, const char *s, long lo, long hi, long *out) {
@@ -63,6 +72,20 @@ static int parse_long(const char *what, const char *s, long lo, long hi, long *o
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* SIZE: bytes, or with a K, M or G suffix (powers of 1024). */
+static int parse_size(const char *what, const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    int shift = !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : -1;
+    if (errno || end == s || *s == '-' || shift < 0 || v > (~0ULL >> shift)) {
+        fprintf(stderr, "relais-node: %s: '%s' is not a size (bytes, or a number with K, M or G)\n", what, s);
+        return -1;
+    }
+    *out = v << shift;
     return 0;
 }
 
@@ -83,6 +106,10 @@ static int set_option(node_options *o, const char *name, const char *v) {
         return parse_long("threads", v, 0, 4096, &o->threads);
     if (!strcmp(name, "max-message-mib"))
         return parse_long("max-message-mib", v, 1, 4096, &o->max_message_mib);
+    if (!strcmp(name, "weight-chunk-kib"))
+        return parse_long("weight-chunk-kib", v, 4, 16384, &o->chunk_kib);
+    if (!strcmp(name, "max-memory"))
+        return parse_size("max-memory", v, &o->max_memory);
     fprintf(stderr, "relais-node: unknown option '%s'\n", name);
     return -1;
 }
@@ -128,6 +155,7 @@ static int parse_args(int argc, char **argv, node_options *o) {
         {"trust", required_argument, 0, 0}, {"models", required_argument, 0, 0},
         {"cache", required_argument, 0, 0}, {"threads", required_argument, 0, 0},
         {"max-message-mib", required_argument, 0, 0}, {"config", required_argument, 0, 0},
+        {"weight-chunk-kib", required_argument, 0, 0}, {"max-memory", required_argument, 0, 0},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     for (int i = 1; i < argc - 1; i++)   /* the config file first, so the command line overrides it */
         if (!strcmp(argv[i], "--config") && read_config(o, argv[i + 1]))
@@ -154,6 +182,11 @@ static int parse_args(int argc, char **argv, node_options *o) {
         fprintf(stderr, "relais-node: --key, --trust, --models and --cache are required (see --help)\n");
         return -1;
     }
+    if (o->chunk_kib * 1024 + (64 << 10) > o->max_message_mib << 20) {   /* 64 KiB for the rest of a chunk message */
+        fprintf(stderr, "relais-node: --weight-chunk-kib %ld does not fit --max-message-mib %ld\n", o->chunk_kib,
+                o->max_message_mib);
+        return -1;
+    }
     return 0;
 }
 
@@ -162,7 +195,7 @@ static void free_options(node_options *o) {
 }
 
 int main(int argc, char **argv) {
-    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB};
+    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB};
     if (set_string(&o.listen, DEFAULT_LISTEN) || parse_args(argc, argv, &o)) {
         free_options(&o);
         return 2;
@@ -173,7 +206,8 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     node_config cfg = {.listen = o.listen, .key = o.key, .trust = o.trust, .models = o.models, .cache = o.cache,
-                       .threads = (int)o.threads, .max_message = (int64_t)o.max_message_mib << 20};
+                       .threads = (int)o.threads, .max_message = (int64_t)o.max_message_mib << 20,
+                       .max_memory = o.max_memory, .chunk_bytes = (uint32_t)o.chunk_kib * 1024};
     char err[1024];
     node_server *s = node_server_new(&cfg, err, sizeof err);
     int rc = 1;

@@ -129,7 +129,8 @@ Relais__ErrorCode node_models_resolve(node_models *m, const uint8_t sha256[32], 
             rl_log(RL_LOG_WARN, "refused an assignment: %s", err);
             return RELAIS__ERROR_CODE__ERR_MODEL;
         }
-    snprintf(err, errlen, "model not held by this node (%s, sha256 %.16s...)", *name ? name : "unnamed", want);
-    rl_log(RL_LOG_WARN, "refused an assignment: %s", err);
-    return RELAIS__ERROR_CODE__ERR_MODEL;
+    rl_log(RL_LOG_INFO, "model %s (sha256 %.16s...) is not held here: its slice comes from the cache or the "
+           "coordinator", *name ? name : "unnamed", want);
+    *path = '\0';
+    return RELAIS__ERROR_CODE__ERR_NONE;
 }

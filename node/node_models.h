@@ -1,7 +1,8 @@
 /* The model files a node holds: every *.gguf in its --models directory,
  * known by the sha256 of its content (hashes cached in --cache, so only new
  * or changed files are read). A coordinator names the model it assigns by
- * hash; node_models_resolve turns that into a local path, or refuses. */
+ * hash; node_models_resolve turns that into a local path, says it is not
+ * here, or refuses. */
 #ifndef RELAIS_NODE_MODELS_H
 #define RELAIS_NODE_MODELS_H
 
@@ -33,8 +34,8 @@ const node_model_file *node_models_at(const node_models *m, size_t i);
 /* Where the model with this hash is on this node. `name` is the file name
  * the coordinator knows it by: a local file of that name with another hash
  * is refused (and logged) as a different model. Returns ERR_NONE with path
- * filled, or ERR_MODEL with err ("model not held by this node" when no file
- * has the hash: the case a weight transfer would fill). */
+ * filled, ERR_NONE with path empty when no file has the hash (the slice then
+ * comes from the slice cache or a weight transfer), or ERR_MODEL with err. */
 Relais__ErrorCode node_models_resolve(node_models *m, const uint8_t sha256[32], const char *name, char *path,
                                       size_t len, char *err, size_t errlen);
 

@@ -17,6 +17,7 @@
 #include "node_caps.h"
 #include "node_models.h"
 #include "node_stage.h"
+#include "node_weights.h"
 #include "wire.h"
 
 #define ROLE_COORDINATOR "coordinator"
@@ -33,6 +34,9 @@ struct node_server {
     node_models *models;                 /* model files by hash */
     node_caps *caps;                     /* machine description and benchmark */
     node_stage *stage;                   /* the current assignment; NULL when none */
+    node_weights *weights;               /* slices received from coordinators, and the transfer under way */
+    uint8_t *pending;                    /* (pending_len) the packed Assign waiting for its slice; NULL when none */
+    size_t pending_len;
     uint8_t coord[WIRE_ROUTING_ID_MAX];  /* routing id of the coordinator that assigned the stage */
     size_t coord_len;                    /* 0 when none */
     int threads;                         /* --threads */
@@ -115,6 +119,7 @@ static void hello(node_server *s, const wire_msg *m, const Relais__Hello *h) {
     node_caps_fill(s->caps, &c);
     c.models = ptrs;
     c.n_models = n;
+    c.slices = node_weights_cached(s->weights, &c.n_slices);
     c.public_key = (ProtobufCBinaryData){CURVE_KEY_BYTES, s->keys.public_key};
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
     env.body_case = RELAIS__ENVELOPE__BODY_CAPABILITIES;
@@ -125,9 +130,10 @@ static void hello(node_server *s, const wire_msg *m, const Relais__Hello *h) {
 
 /* ---- assignment ---- */
 
-static void send_progress(node_server *s, uint64_t done, uint64_t total) {
+/* phase: "map" while the slice is read in, "receive" while it arrives. */
+static void send_progress(node_server *s, const char *phase, uint64_t done, uint64_t total) {
     Relais__LoadProgress p = RELAIS__LOAD_PROGRESS__INIT;
-    p.phase = "map";
+    p.phase = (char *)phase;
     p.done = done;
     p.total = total;
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
@@ -137,11 +143,12 @@ static void send_progress(node_server *s, uint64_t done, uint64_t total) {
     s->progress_ms = now_ms();
 }
 
-static void on_progress(void *ud, uint64_t done, uint64_t total) {
-    node_server *s = ud;
+static void progress(node_server *s, const char *phase, uint64_t done, uint64_t total) {
     if (done >= total || now_ms() - s->progress_ms >= PROGRESS_EVERY_MS)
-        send_progress(s, done, total);
+        send_progress(s, phase, done, total);
 }
+
+static void on_progress(void *ud, uint64_t done, uint64_t total) { progress(ud, "map", done, total); }
 
 /* Ready means the slice is loaded and the link to the next hop is
  * authenticated, so the first step cannot meet a refused handshake. */
@@ -174,7 +181,85 @@ static void take_assignment(node_server *s, const wire_msg *m, const Relais__Ass
            "previous hop %s, next hop %s (%s)", who(m, w, sizeof w), *a->model_name ? a->model_name : "model",
            a->layer_begin, a->layer_end - 1, a->n_layer, a->run_head ? " and the head" : "", a->n_ctx, a->max_batch,
            a->wire_dtype == RELAIS__DTYPE__DTYPE_F16 ? "f16" : "f32", prev, a->next_hop, next);
-    send_progress(s, 0, 0);   /* the coordinator shows the node as loading */
+    send_progress(s, "map", 0, 0);   /* the coordinator shows the node as loading */
+}
+
+/* Loads the slice at path as the assigned stage and says Ready, or tells
+ * the coordinator why not. */
+static void load_stage(node_server *s, const Relais__Assign *a, const char *path) {
+    char err[512];
+    Relais__ErrorCode code;
+    node_stage_env env = {.zctx = s->zctx, .keys = &s->keys, .threads = s->threads, .max_message = s->max_message,
+                          .progress = on_progress, .progress_ud = s};
+    if (!(s->stage = node_stage_new(a, path, &env, &code, err, sizeof err))) {
+        rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
+        send_error(s, s->coord, s->coord_len, code, 0, 0, err);
+        return;
+    }
+    rl_log(RL_LOG_INFO, "ready: %.1f MiB of weights, %.1f MiB of KV per session",
+           node_stage_weight_bytes(s->stage) / 1048576.0, node_stage_kv_bytes(s->stage) / 1048576.0);
+    send_ready(s);
+}
+
+/* ---- weight transfer (see node_weights.h) ---- */
+
+static void drop_pending(node_server *s) {
+    node_weights_stop(s->weights);
+    free(s->pending);
+    s->pending = NULL;
+    s->pending_len = 0;
+}
+
+static void send_request(node_server *s, Relais__WeightRequest *r) {
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_WEIGHT_REQUEST;
+    env.weight_request = r;
+    reply(s, s->coord, s->coord_len, &env);
+}
+
+/* Asks the coordinator for the slice; the Assign waits, packed, until it is in. */
+static void fetch_slice(node_server *s, const Relais__Assign *a) {
+    char err[512];
+    Relais__WeightRequest req;
+    Relais__ErrorCode code = node_weights_begin(s->weights, a, &req, err, sizeof err);
+    size_t n = relais__assign__get_packed_size(a);
+    if (!code && !(s->pending = malloc(n ? n : 1)))
+        code = RELAIS__ERROR_CODE__ERR_MEMORY, snprintf(err, sizeof err, "out of memory");
+    if (code) {
+        rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
+        drop_pending(s);
+        send_error(s, s->coord, s->coord_len, code, 0, 0, err);
+        return;
+    }
+    s->pending_len = relais__assign__pack(a, s->pending);
+    send_request(s, &req);
+}
+
+static void weight_chunk(node_server *s, const Relais__WeightChunk *c) {
+    char err[512], path[4096];
+    Relais__WeightRequest next;
+    Relais__ErrorCode code;
+    uint64_t done, total;
+    node_weights_status st = node_weights_chunk(s->weights, c, &next, path, sizeof path, &code, err, sizeof err);
+    node_weights_progress(s->weights, &done, &total);
+    if (st == NODE_WEIGHTS_WAIT || st == NODE_WEIGHTS_MORE || st == NODE_WEIGHTS_DONE)
+        progress(s, "receive", st == NODE_WEIGHTS_DONE ? c->total : done, c->total);
+    if (st == NODE_WEIGHTS_MORE)
+        send_request(s, &next);
+    if (st == NODE_WEIGHTS_FAILED) {
+        rl_log(RL_LOG_WARN, "weight transfer failed: %s: %s", wire_code_name(code), err);
+        drop_pending(s);
+        send_error(s, s->coord, s->coord_len, code, 0, 0, err);
+    }
+    if (st != NODE_WEIGHTS_DONE)
+        return;
+    Relais__Assign *a = relais__assign__unpack(NULL, s->pending_len, s->pending);
+    drop_pending(s);
+    if (a)
+        load_stage(s, a, path);
+    else
+        send_error(s, s->coord, s->coord_len, RELAIS__ERROR_CODE__ERR_MEMORY, 0, 0, "out of memory");
+    relais__assign__free_unpacked(a, NULL);
 }
 
 static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
@@ -186,6 +271,7 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
     }
     take_assignment(s, m, a);
     s->ready_pending = false;   /* a new assignment starts over */
+    drop_pending(s);
     if (s->stage && node_stage_matches(s->stage, a)) {
         node_stage_reset(s->stage);
         rl_log(RL_LOG_INFO, "the same assignment as before: slice kept, sessions dropped");
@@ -198,18 +284,15 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
         return;
     }
     node_stage_destroy(&s->stage);
-    node_stage_env env = {.zctx = s->zctx, .keys = &s->keys, .threads = s->threads, .max_message = s->max_message,
-                          .progress = on_progress, .progress_ud = s};
     code = node_models_resolve(s->models, a->model_sha256.data, a->model_name, path, sizeof path, err, sizeof err);
-    if (!code && !(s->stage = node_stage_new(a, path, &env, &code, err, sizeof err)))
-        rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
     if (code) {
         send_error(s, s->coord, s->coord_len, code, 0, 0, err);
         return;
     }
-    rl_log(RL_LOG_INFO, "ready: %.1f MiB of weights, %.1f MiB of KV per session",
-           node_stage_weight_bytes(s->stage) / 1048576.0, node_stage_kv_bytes(s->stage) / 1048576.0);
-    send_ready(s);
+    if (!*path && !node_weights_lookup(s->weights, a, path, sizeof path))
+        fetch_slice(s, a);   /* the stage is loaded when the slice is in */
+    else
+        load_stage(s, a, path);
 }
 
 /* ---- data path and sessions ---- */
@@ -288,6 +371,7 @@ static void dispatch(node_server *s, const wire_msg *m) {
     case RELAIS__ENVELOPE__BODY_KV_TRUNCATE:
     case RELAIS__ENVELOPE__BODY_KV_DROP: kv(s, m, e); break;
     case RELAIS__ENVELOPE__BODY_HEARTBEAT: heartbeat(s, m, e->heartbeat); break;
+    case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK: weight_chunk(s, e->weight_chunk); break;
     default: {
         char text[128];
         snprintf(text, sizeof text, "a node does not take %s messages", wire_body_name(e->body_case));
@@ -414,7 +498,9 @@ node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
     }
     if (setup_security(s, cfg, err, errlen) || !(s->models = node_models_new(cfg->models, cfg->cache, err, errlen)))
         goto fail;
-    if (!(s->caps = node_caps_new(cfg->cache, cfg->threads))) {
+    node_mem_set_limit(cfg->max_memory);
+    if (!(s->caps = node_caps_new(cfg->cache, cfg->threads)) ||
+        !(s->weights = node_weights_new(cfg->cache, cfg->chunk_bytes))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -435,6 +521,8 @@ void node_server_destroy(node_server **ps) {
     if (!s)
         return;
     node_stage_destroy(&s->stage);
+    free(s->pending);
+    node_weights_destroy(&s->weights);
     wire_monitor_destroy(&s->mon);
     if (s->router)
         zmq_close(s->router);

@@ -19,9 +19,11 @@ typedef struct {
     const char *key;        /* the node's secret certificate; created when missing */
     const char *trust;      /* directory of trusted coordinators' public certificates (*.pub) */
     const char *models;     /* directory of model files (*.gguf) */
-    const char *cache;      /* directory for the hash and benchmark caches; created when missing */
+    const char *cache;      /* hash and benchmark caches and received slices; created when missing */
     int threads;            /* compute threads when the coordinator leaves it to the node; <= 0: one per core */
     int64_t max_message;    /* inbound message limit in bytes */
+    uint64_t max_memory;    /* the most RAM this node offers for weights and KV; 0: what the machine has free */
+    uint32_t chunk_bytes;   /* weight transfer: data bytes per chunk asked for (below max_message) */
 } node_config;
 
 typedef struct node_server node_server;
