@@ -26,6 +26,7 @@ typedef struct {
     int n;
     int stop_after;          /* sink returns false at this many ids (0 = never) */
     char tag;                /* when set, each id is logged in `order` under this tag */
+    bool hold;               /* on_token blocks while set: pins a request mid-generation */
     int done;                /* on_done calls */
     rl_finish why;
     char err[256];
@@ -54,6 +55,9 @@ static bool on_token(void *ud, int32_t id) {
     if (k->n < MAX_IDS)
         k->ids[k->n++] = id;
     bool go_on = k->stop_after == 0 || k->n < k->stop_after;
+    pthread_cond_broadcast(&k->cond);
+    while (k->hold)
+        pthread_cond_wait(&k->cond, &k->lock);
     pthread_mutex_unlock(&k->lock);
     return go_on;
 }
@@ -188,16 +192,26 @@ static void test_independent_of_load(void **state) {
     rl_sched_destroy(&s);
 }
 
-/* Waits until the scheduler has admitted everything it can. */
-static void wait_admitted(rl_sched *s, uint32_t active) {
-    rl_sched_stats st;
-    for (int i = 0; i < 6000; i++) {
-        rl_sched_stats_get(s, &st);
-        if (st.active == active)
-            return;
-        nanosleep(&(struct timespec){0, 10000000}, NULL);
-    }
-    fail_msg("%u sessions active, expected %u", st.active, active);
+/* Waits (at most 60 s) until a held request has produced its first id: it
+ * is then active, and stays so until released. */
+static void wait_held(sink_state *k) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&k->lock);
+    while (k->n == 0 && !k->done)
+        if (pthread_cond_timedwait(&k->cond, &k->lock, &until) != 0)
+            break;
+    int n = k->n;
+    pthread_mutex_unlock(&k->lock);
+    assert_int_equal(n, 1);
+}
+
+static void release(sink_state *k) {
+    pthread_mutex_lock(&k->lock);
+    k->hold = false;
+    pthread_cond_broadcast(&k->cond);
+    pthread_mutex_unlock(&k->lock);
 }
 
 /* One slot, one queue place: a third request is refused; a cancelled queued
@@ -207,8 +221,12 @@ static void test_queue_bound_and_cancel(void **state) {
     sink_state a, b, c;
     sink_init(&a), sink_init(&b), sink_init(&c);
     rl_sched *s = sched_new(f, 16, 1, 1, 0);
+    a.hold = true;
     uint64_t ida = submit(s, &a, 0, 100, 150, 0);
-    wait_admitted(s, 1);
+    wait_held(&a);
+    rl_sched_stats st;
+    rl_sched_stats_get(s, &st);
+    assert_int_equal(st.active, 1);
     uint64_t idb = submit(s, &b, 1, 10, 10, 0);
     int32_t ids[4] = {5, 6, 7, 8};
     rl_sched_req r = {.prompt = ids, .n_prompt = 4, .max_tokens = 4, .sink = {on_token, on_done, &c}};
@@ -216,10 +234,11 @@ static void test_queue_bound_and_cancel(void **state) {
     uint64_t idc;
     assert_int_equal(rl_sched_submit(s, &r, &idc), RL_SCHED_EFULL);
     rl_sched_cancel(s, idb);
+    rl_sched_cancel(s, ida);
+    release(&a);
     sink_wait(&b);
     assert_int_equal(b.why, RL_FINISH_CANCELLED);
     assert_int_equal(b.n, 0);
-    rl_sched_cancel(s, ida);
     sink_wait(&a);
     assert_int_equal(a.why, RL_FINISH_CANCELLED);
     assert_true(a.n < 150);
