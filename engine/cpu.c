@@ -78,6 +78,11 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
     for (int t = 0; t < RL_DTYPE_COUNT; t++)
         if (!set->vec_dot[t])
             set->vec_dot[t] = fallback->vec_dot[t];
+    if (!set->qg_kernel) {   /* the three parts of the batched path go together */
+        set->qg_pack = fallback->qg_pack;
+        set->qg_unpack = fallback->qg_unpack;
+        set->qg_kernel = fallback->qg_kernel;
+    }
 }
 
 /* The ISA files exist only for their architecture; elsewhere the set is

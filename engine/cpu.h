@@ -25,4 +25,19 @@ const rl_cpu_features *rl_cpu(void);
  * need to check a set for gaps. */
 void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback);
 
+/* The scalar reference of the batched path (qgemm_ref.c), and the SIMD
+ * versions the ISA sets install (qgemm_avx2.c, qgemm_avx512.c, qgemm_neon.c). */
+void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
+                    rl_qg_tile *tile);
+void rl_qg_unpack_ref(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
+void rl_qg_kernel_ref(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_pack_avx2(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
+                     rl_qg_tile *tile);
+void rl_qg_unpack_avx2(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
+void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_pack_avx512(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
+                       rl_qg_tile *tile);
+void rl_qg_unpack_avx512(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
+void rl_qg_kernel_avx512(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+
 #endif

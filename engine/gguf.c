@@ -992,3 +992,13 @@ void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willnee
         (void)madvise(at, n, MADV_DONTNEED);
     }
 }
+
+int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len)
+{
+    uintptr_t base = (uintptr_t)f->map, p = (uintptr_t)ptr;
+    if (!f->map || p < base || p - base > f->size || len > f->size - (p - base))
+        return -1;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = p & ~(page - 1), end = (p + len + page - 1) & ~(page - 1);
+    return mprotect((void *)begin, end - begin, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
+}

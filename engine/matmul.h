@@ -1,11 +1,17 @@
 /* Matrix products of the forward pass: y (n, rows) = x (n, cols) · Wᵀ for a
  * weight W (rows, cols) of any supported type, split across the thread pool.
  *
- * Small batches (decode) quantize each activation row once to the weight's
- * dot type and run the integer block kernels, each weight row read once for
- * all the tokens. Large batches (prefill) dequantize tiles of weight rows to
- * f32 and multiply them with OpenBLAS sgemm, which is arithmetic-bound and so
- * gains from the float units that the memory-bound decode path leaves idle. */
+ * Three paths, chosen by batch size:
+ *  - one token (decode): the activation row is quantized once to the
+ *    weight's dot type and each weight row is dotted with it by the integer
+ *    block kernels — a single streaming pass over the weights;
+ *  - several tokens (prefill, or decode tokens of several sessions): the
+ *    activations are quantized to Q8_0 once, and each tile of 16 weight rows
+ *    is repacked into cache and multiplied with all the tokens by the
+ *    register-tiled integer microkernel (quant.h, "batched products");
+ *  - weights without a packed format (f32, f16, bf16), and quantized ones at
+ *    batches past a crossover, when the caller allows it: tiles of weight
+ *    rows are dequantized to f32 and multiplied with OpenBLAS sgemm. */
 #ifndef RELAIS_MATMUL_H
 #define RELAIS_MATMUL_H
 
@@ -20,7 +26,14 @@ typedef struct rl_matmul rl_matmul;
 rl_matmul *rl_matmul_new(rl_pool *pool, uint32_t max_cols, uint32_t max_batch);
 void rl_matmul_destroy(rl_matmul **mm);   /* NULLs *mm; does not own the pool */
 
-/* y (n, w->rows) = x (n, w->cols) · wᵀ; gemm selects the sgemm path. */
+/* y (n, w->rows) = x (n, w->cols) · wᵀ. gemm allows the sgemm path (for
+ * float weights, and quantized ones from the sgemm crossover on); without it
+ * only the quantized kernels run. */
 void rl_matmul_run(rl_matmul *mm, const rl_weight *w, const float *x, uint32_t n, float *y, bool gemm);
+
+/* Batches of at least qgemm_min tokens use the packed integer kernel, and of
+ * at least sgemm_min (when allowed) sgemm; UINT32_MAX turns a path off. The
+ * defaults are the measured crossovers; tests and benchmarks force paths. */
+void rl_matmul_set_batch_paths(rl_matmul *mm, uint32_t qgemm_min, uint32_t sgemm_min);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "log.h"
+#include "x16.h"
 
 struct rl_model {
     gguf_file *file;        /* the mapped GGUF */
@@ -291,18 +292,32 @@ static void report(const rl_model_opts *o, uint64_t done, uint64_t total) {
 
 static uint64_t weight_bytes(const rl_weight *w) { return (uint64_t)w->row_bytes * w->rows; }
 
-/* Pages in every bound matrix the forward pass reads whole (the layers and
- * the head; the embedding is read a row per token), reporting progress. */
-static void prefault_weights(rl_model *m, const rl_model_opts *o) {
+/* Rearranges a matrix the batched kernels read into the x16 layout in place
+ * (x16.h; the mapping's pages become private copies), which reads and
+ * writes every page; other matrices are just paged in. A tied head is the
+ * embedding, which is read a row at a time, so it keeps the file's layout. */
+static void load_weight(rl_model *m, rl_weight *w, bool rearrange) {
+    gguf_advise(m->file, w->data, weight_bytes(w), true);
+    if (rearrange && rl_x16_supported(w->type) && w->rows >= 16 &&
+        gguf_make_writable(m->file, w->data, weight_bytes(w)) == 0 &&
+        rl_x16_repack(w->type, (void *)w->data, w->row_bytes, 0, w->rows / 16) == 0)
+        w->x16 = true;
+    else
+        prefault(w->data, weight_bytes(w));
+}
+
+/* Loads every bound matrix the forward pass reads whole (the layers and the
+ * head; the embedding is read a row per token), reporting progress. */
+static void load_weights(rl_model *m, const rl_model_opts *o) {
     const uint32_t n = m->l1 - m->l0;
-    const rl_weight **ws = malloc((7 * (size_t)n + 1) * sizeof *ws);
+    rl_weight **ws = malloc((7 * (size_t)n + 1) * sizeof *ws);
     size_t k = 0;
     uint64_t total = 0, done = 0;
     if (!ws)
-        return;   /* only an optimisation: the pages fault in on first use instead */
+        return;   /* only an optimisation: the pages fault in on first use, in the file's layout */
     for (uint32_t i = 0; i < n; i++) {
-        const rl_layer *L = &m->layers[i];
-        const rl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        rl_layer *L = &m->layers[i];
+        rl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t j = 0; j < 7; j++)
             ws[k++] = lw[j];
     }
@@ -311,8 +326,7 @@ static void prefault_weights(rl_model *m, const rl_model_opts *o) {
     for (size_t i = 0; i < k; i++)
         total += weight_bytes(ws[i]);
     for (size_t i = 0; i < k; i++) {
-        gguf_advise(m->file, ws[i]->data, weight_bytes(ws[i]), true);
-        prefault(ws[i]->data, weight_bytes(ws[i]));
+        load_weight(m, ws[i], !o->file_layout && !(ws[i] == &m->output && m->hp.tied_output));
         done += weight_bytes(ws[i]);
         report(o, done, total);
     }
@@ -367,7 +381,7 @@ rl_model *rl_model_load(const char *path, const rl_model_opts *opts, char *err, 
         rl_model_destroy(&m);
         return NULL;
     }
-    prefault_weights(m, &o);
+    load_weights(m, &o);
     return m;
 }
 

@@ -43,6 +43,7 @@ typedef struct {
     uint32_t cols;
     size_t row_bytes;
     const char *name;            /* the GGUF tensor name (owned by the gguf file) */
+    bool x16;                    /* full groups of 16 rows rearranged at load (x16.h) */
 } rl_weight;
 
 typedef struct {
@@ -66,6 +67,7 @@ typedef struct {
                                  when i % 4 == 0), or one char per layer, 'S'/'1' sliding, 'F'/'0' full */
     void (*progress)(void *ud, uint64_t done, uint64_t total);  /* bytes touched while binding */
     void *progress_ud;
+    bool file_layout;         /* keep the weights as the file lays them out (no x16 rearrangement) */
 } rl_model_opts;
 
 rl_model_opts rl_model_opts_default(void);   /* all layers, embed, head, no overrides */

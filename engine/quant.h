@@ -14,6 +14,7 @@
 #ifndef RELAIS_QUANT_H
 #define RELAIS_QUANT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
@@ -98,6 +99,18 @@ static inline void rl_k_scales_unpack(const uint8_t *packed, uint8_t out[16])
     memcpy(out, r, sizeof r);
 }
 
+/* Q6_K element e (0..255) of a block as stored, 0..63 (the value is q - 32):
+ * element 128h + 32p + l takes its low nibble from ql[64h + 32(p&1) + l]
+ * (low half for p < 2, high half otherwise) and its top 2 bits from
+ * qh[32h + l] bits 2p..2p+1. */
+static inline int rl_q6_K_quant(const block_q6_K *b, int e)
+{
+    const int h = e / 128, p = (e % 128) / 32, l = e % 32;
+    const int lo = (b->ql[64 * h + 32 * (p & 1) + l] >> (4 * (p >> 1))) & 0xf;
+    const int hi = (b->qh[32 * h + l] >> (2 * p)) & 3;
+    return lo | (hi << 4);
+}
+
 /* Half and bfloat16 conversion (scalar, exact, round-to-nearest-even). */
 float rl_fp16_to_f32(rl_fp16 h);
 rl_fp16 rl_f32_to_fp16(float f);
@@ -116,6 +129,95 @@ size_t rl_quantize_row(rl_dtype t, const float *src, void *dst, int64_t n);
  * RL_F32 (for float weights). */
 rl_dtype rl_vec_dot_type(rl_dtype weight);
 
+/* ---- batched products: tokens against tiles of weight rows --------------------
+ *
+ * A product is computed tile by tile: RL_QG_ROWS weight rows, RL_QG_CHUNK
+ * columns at a time, are repacked into a small buffer that stays in L1 so
+ * that one 32-bit lane holds 4 consecutive quants of one row, and the 16
+ * rows of a tile fill the 16 lanes of a 512-bit register (two 256-bit halves
+ * for AVX2, four 128-bit ones for NEON). The microkernel broadcasts 4
+ * activation bytes of a token to every lane, so one multiply-accumulate
+ * advances all 16 rows, and each weight register serves several tokens. No
+ * horizontal sums are needed: lane i ends up holding output row i.
+ *
+ * Every supported weight format packs to one form: unsigned quants q (signed
+ * formats shifted by z), a float scale per sub-block of `sub` elements and,
+ * for Q4_K/Q5_K, a float min per 32, so that  w = scale * (q - z) - min.
+ * Activations are Q8_0 blocks of signed bytes; the correction -z * sum(a) per
+ * sub-block and d * sum(a) per block (for the mins) are computed once per
+ * token when they are quantized.
+ *
+ * Each output is accumulated in float, sub-block after sub-block, in the same
+ * order whatever the number of tokens or their grouping, so a token's result
+ * does not depend on the batch it came in: one session's logits are
+ * bit-identical alone and batched with others. */
+#define RL_QG_ROWS 16
+#define RL_QG_CHUNK 256   /* columns packed at a time: one K-quant super-block */
+
+typedef struct {
+    uint8_t sub;    /* elements per scale: 32, or 16 (Q6_K); 0 = no batched kernel */
+    uint8_t zero;   /* z: the unsigned quant that stands for 0 */
+    bool mins;      /* a min per 32 elements is subtracted (Q4_K, Q5_K) */
+} rl_qg_format;
+
+rl_qg_format rl_qg_format_of(rl_dtype weight);
+
+typedef struct {   /* RL_QG_ROWS weight rows x up to RL_QG_CHUNK columns, packed */
+    _Alignas(64) uint8_t q[RL_QG_CHUNK * RL_QG_ROWS];   /* quants 4k..4k+3 of row i at q[(16k + i) * 4] */
+    _Alignas(64) float scale[RL_QG_CHUNK / 16 * RL_QG_ROWS];   /* (cols / sub, RL_QG_ROWS) */
+    _Alignas(64) float min[RL_QG_CHUNK / 32 * RL_QG_ROWS];     /* (cols / 32, RL_QG_ROWS) when fmt.mins */
+    uint32_t cols;     /* columns packed: a multiple of 32 */
+    rl_qg_format fmt;
+} rl_qg_tile;
+
+typedef struct {   /* n quantized activation rows, for one weight format */
+    uint32_t n, cols;
+    uint8_t sub;            /* the format's sub-block */
+    const int8_t *qs;       /* (n, cols) quants */
+    const float *d;         /* (n, cols / 32) block scales */
+    const int32_t *corr;    /* (n, cols / sub) -z * sum of each sub-block's quants */
+    const float *dsum;      /* (n, cols / 32) d * sum of each block's quants (mins only) */
+} rl_qg_act;
+
+/* Scratch for rl_qg_act of up to n rows of cols (a multiple of 32). */
+typedef struct {
+    int8_t *qs;
+    float *d, *dsum;
+    int32_t *corr;
+} rl_qg_act_buf;
+
+int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols);   /* 0, or -1 out of memory */
+void rl_qg_act_buf_free(rl_qg_act_buf *b);
+/* Quantizes rows [r0, r1) of x (n, cols) with `quantize_q8_0` (so the bytes
+ * are those of the matrix-vector path) into b, for weight format fmt. */
+void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_format fmt, const float *x,
+                    uint32_t cols, uint32_t r0, uint32_t r1, rl_qg_act_buf *b);
+/* The view of the first n rows of b for format fmt. */
+rl_qg_act rl_qg_act_view(const rl_qg_act_buf *b, rl_qg_format fmt, uint32_t n, uint32_t cols);
+
+/* Packs columns [c0, c0 + nc) of rows [0, rows) (rows <= RL_QG_ROWS,
+ * row_bytes apart, the file's layout) of a weight of type t into tile; c0
+ * and nc are multiples of the type's block, nc <= RL_QG_CHUNK. Missing rows
+ * are packed as all-zero blocks. */
+typedef void (*rl_qg_pack_fn)(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
+                              rl_qg_tile *tile);
+/* The same from the x16 layout (x16.h): x16 is the block group where the
+ * chunk's columns start, nc as for packing. */
+typedef void (*rl_qg_unpack_fn)(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
+/* acc[j * RL_QG_ROWS + i] += row i of the tile · columns [c0, c0 + tile->cols)
+ * of token j of act, for every j < act->n. */
+typedef void (*rl_qg_kernel_fn)(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+
+/* Bytes of the x16 block groups of one chunk, at most. */
+#define RL_QG_CHUNK_X16_BYTES (RL_QG_CHUNK / QK8_0 * sizeof(block_q8_0) * RL_QG_ROWS)
+
+/* File-layout packing as every set does it: the chunk's blocks of 16 rows
+ * are put in the x16 layout by `interleave` (rl_x16_interleave or a SIMD
+ * equivalent) in a scratch buffer, then unpacked by the set's `unpack`. */
+void rl_qg_pack_via(rl_qg_unpack_fn unpack,
+                    void (*interleave)(rl_dtype, const void *, size_t, uint32_t, uint32_t, void *), rl_dtype t,
+                    const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile);
+
 /* One kernel set. n is the row length in elements. `w` is one weight row of
  * the weight type; `a` is the activation row already converted to
  * rl_vec_dot_type(weight) by quantize_q8_0 / quantize_q8_K (or plain f32).
@@ -129,6 +231,9 @@ typedef struct {
     rl_quantize_act_fn quantize_q8_0;
     rl_quantize_act_fn quantize_q8_K;
     rl_vec_dot_fn vec_dot[RL_DTYPE_COUNT];  /* by weight type; NULL if unsupported */
+    rl_qg_pack_fn qg_pack;                  /* types with rl_qg_format_of(t).sub != 0 */
+    rl_qg_unpack_fn qg_unpack;
+    rl_qg_kernel_fn qg_kernel;
 } rl_kernel_set;
 
 /* The scalar reference set: the definition every other set is tested against. */

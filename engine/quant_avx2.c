@@ -372,6 +372,9 @@ static const rl_kernel_set avx2_set = {
         [RL_Q5_K] = vec_dot_q5_K_avx2,
         [RL_Q6_K] = vec_dot_q6_K_avx2,
     },
+    .qg_pack = rl_qg_pack_avx2,
+    .qg_unpack = rl_qg_unpack_avx2,
+    .qg_kernel = rl_qg_kernel_avx2,
 };
 
 const rl_kernel_set *rl_kernels_avx2(void)

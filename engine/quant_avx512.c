@@ -200,15 +200,21 @@ static rl_kernel_set avx512_set = {
         [RL_Q5_K] = vec_dot_q5_K_avx512,
         [RL_Q6_K] = vec_dot_q6_K_avx512,
     },
+    .qg_pack = rl_qg_pack_avx512,
+    .qg_unpack = rl_qg_unpack_avx512,
+    .qg_kernel = rl_qg_kernel_avx512,
 };
 
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 
 static void avx512_complete(void)
 {
-    if (!rl_cpu()->avx512vnni) {   /* the Q4_0/Q8_0 dots need VPDPBUSD */
+    if (!rl_cpu()->avx512vnni) {   /* the Q4_0/Q8_0 dots and the batched kernel need VPDPBUSD */
         avx512_set.vec_dot[RL_Q4_0] = NULL;
         avx512_set.vec_dot[RL_Q8_0] = NULL;
+        avx512_set.qg_pack = NULL;
+        avx512_set.qg_unpack = NULL;
+        avx512_set.qg_kernel = NULL;
     }
     rl_kernels_fill(&avx512_set, rl_kernels_avx2());
 }

@@ -7,7 +7,7 @@
  * the same order for the activation quantizers, whose bytes must match.
  * The dot products sum each block in integers and apply the block scales in
  * float, as ggml does, so results agree with llama.cpp to rounding. */
-#include "quant.h"
+#include "cpu.h"
 
 #include <assert.h>
 #include <math.h>
@@ -124,15 +124,10 @@ static void dequant_k_minmax(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales,
     }
 }
 
-/* Q6_K: element 128h + 32p + l (p = 0..3) has low nibble from
- * ql[64h + 32(p&1) + l] (low half for p < 2, high half otherwise) and its top
- * 2 bits from qh[32h + l] bits 2p..2p+1; value = d * scales[e/16] * (q - 32). */
+/* Q6_K: value = d * scales[e/16] * (q - 32), q as rl_q6_K_quant reads it. */
 static int q6_K_value(const block_q6_K *b, int e)
 {
-    const int h = e / 128, p = (e % 128) / 32, l = e % 32;
-    const int lo = (b->ql[64 * h + 32 * (p & 1) + l] >> (4 * (p >> 1))) & 0xf;
-    const int hi = (b->qh[32 * h + l] >> (2 * p)) & 3;
-    return (lo | (hi << 4)) - 32;
+    return rl_q6_K_quant(b, e) - 32;
 }
 
 static void dequant_q6_K(const block_q6_K *b, float *y, int64_t nb)
@@ -557,6 +552,9 @@ static const rl_kernel_set ref_set = {
         [RL_Q5_K] = vec_dot_q5_K_ref,
         [RL_Q6_K] = vec_dot_q6_K_ref,
     },
+    .qg_pack = rl_qg_pack_ref,
+    .qg_unpack = rl_qg_unpack_ref,
+    .qg_kernel = rl_qg_kernel_ref,
 };
 
 const rl_kernel_set *rl_kernels_ref(void)
