@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The newcomer's first command: installs the dependencies, builds relais,
-# and generates text. The model is the first argument, or $RELAIS_MODEL, or
-# else a small synthetic model that this script writes (random weights: the
-# text is gibberish, but every part of the engine runs).
+# and generates text, first in one process, then on a small cluster on this
+# machine: two relais-node processes on loopback that do not hold the model
+# (the coordinator sends each its slice), and `relais run --cluster`. The
+# model is the first argument, or $RELAIS_MODEL, or else a small synthetic
+# model that this script writes (random weights: the text is gibberish, but
+# every part of the engine runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
@@ -16,3 +19,29 @@ if [ -z "$model" ]; then
 fi
 ./build/relais inspect "$model" | head -20
 ./build/relais run -m "$model" -p "${RELAIS_PROMPT:-Once upon a time}" -n 48 --temp 0.7 --seed 1
+
+# The same prompt on a 2-node cluster on loopback (see README, "A cluster").
+demo=build/quickstart-cluster
+rm -rf "$demo" && mkdir -p "$demo/trusted" "$demo/empty"
+./build/relais keygen -o "$demo/coordinator" >/dev/null
+cp "$demo/coordinator.pub" "$demo/trusted/"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
+for i in 1 2; do
+    ./build/relais-node --listen 'tcp://127.0.0.1:*' --key "$demo/node$i.key" --trust "$demo/trusted" \
+        --models "$demo/empty" --cache "$demo/cache$i" --threads 1 >"$demo/node$i.log" 2>&1 &
+    pids+=($!)
+done
+{
+    echo "coordinator: {key: coordinator.key, listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))}"
+    echo "nodes:"
+    for i in 1 2; do
+        for _ in $(seq 300); do grep -q "listening on" "$demo/node$i.log" && break; sleep 0.1; done
+        address=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$demo/node$i.log")
+        echo "  - {address: $address, public_key: node$i.pub, name: node$i}"
+    done
+} >"$demo/cluster.yaml"
+echo
+echo "== the same prompt on 2 relais-node processes (logs in $demo) =="
+./build/relais run --cluster "$demo/cluster.yaml" -m "$model" -p "${RELAIS_PROMPT:-Once upon a time}" -n 48 \
+    --temp 0.7 --seed 1 -t 1
