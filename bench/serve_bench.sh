@@ -1,44 +1,53 @@
 #!/usr/bin/env bash
 # Serving benchmark: aggregate generated tokens/s and p50/p95 time to first
 # token at concurrency 1, 2, 4, 8 and 16, against `relais serve` on loopback,
-# with the model `relais synth --preset ministral-8b --layers 8 --type q4_0`.
+# in one process and with the model split over 1, 2 and 4 relais-node
+# processes (`relais serve --cluster`), with the model
+# `relais synth --preset ministral-8b --layers 8 --type q4_0`.
 # Prints a markdown table. Bounded: REQS requests per client of MAX_TOKENS
-# tokens, every socket with a timeout, the server always stopped.
+# tokens, every socket with a timeout, servers and nodes always stopped.
 #
 # usage: bench/serve_bench.sh BUILD_DIR [MODEL.gguf]
-#   env: THREADS (default: cores), MAX_TOKENS (32), REQS (2), LEVELS ("1 2 4 8 16")
+#   env: NODES ("0 1 2 4"; 0 = the engine in the server's process),
+#        THREADS (per process; default: cores / nodes, at least 1),
+#        MAX_TOKENS (32), REQS (2), LEVELS ("1 2 4 8 16")
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODEL=${2:-$BUILD/bench-ministral-8b-l8-q4_0.gguf}
-THREADS=${THREADS:-$(nproc)}
+NODES=${NODES:-"0 1 2 4"}
 MAX_TOKENS=${MAX_TOKENS:-32}
 REQS=${REQS:-2}
 LEVELS=${LEVELS:-"1 2 4 8 16"}
+RELAIS=$BUILD/relais
+NODE_BIN=$BUILD/relais-node
 TMP=$(mktemp -d)
-SERVER=
-trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+. "$HERE/../tests/serve_lib.sh"   # start_server, start_nodes and their stops
+trap '{ stop_servers; stop_nodes; } >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 if [ ! -f "$MODEL" ]; then
-    "$BUILD/relais" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
+    "$RELAIS" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
 fi
+mkdir -p "$TMP/models"
+ln -s "$(readlink -f "$MODEL")" "$TMP/models/$(basename "$MODEL")"
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Werror -pthread "$HERE/serve_load.c" -o "$TMP/serve_load"
 
-"$BUILD/relais" serve -m "$MODEL" --port 0 --ctx 512 --max-sessions 16 --max-queue 16 -t "$THREADS" 2>"$TMP/serve.log" &
-SERVER=$!
-for _ in $(seq 1200); do
-    grep -q "relais serve: ready" "$TMP/serve.log" && break
-    kill -0 "$SERVER" 2>/dev/null || { cat "$TMP/serve.log"; exit 1; }
-    sleep 0.1
-done
-PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/serve.log")
-"$TMP/serve_load" "$PORT" 1 1 4 >/dev/null   # warm the page cache
-
-echo "model: $(basename "$MODEL"), $THREADS threads, $MAX_TOKENS tokens per request, $REQS requests per client"
+echo "model: $(basename "$MODEL"), $MAX_TOKENS tokens per request, $REQS requests per client, $(nproc) cores"
 echo
-echo "| concurrency | requests | failed | generated tokens | seconds | aggregate tokens/s | TTFT p50 ms | TTFT p95 ms |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
-for c in $LEVELS; do
-    read -r conc n failed tokens secs tps p50 p95 < <("$TMP/serve_load" "$PORT" "$c" "$REQS" "$MAX_TOKENS" || true)
-    echo "| $conc | $n | $failed | $tokens | $secs | $tps | $p50 | $p95 |"
+echo "| nodes | threads each | concurrency | requests | failed | generated tokens | seconds | aggregate tokens/s | TTFT p50 ms | TTFT p95 ms |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for n in $NODES; do
+    threads=${THREADS:-$(( $(nproc) / (n > 0 ? n : 1) > 0 ? $(nproc) / (n > 0 ? n : 1) : 1 ))}
+    where=(-m "$MODEL")
+    if [ "$n" -gt 0 ]; then
+        start_nodes "bench$n" "$n" "$TMP/models" >/dev/null
+        where+=(--cluster "$TMP/bench$n.yaml")
+    fi
+    start_server "serve$n" "${where[@]}" --ctx 512 --max-sessions 16 --max-queue 16 -t "$threads" >/dev/null
+    "$TMP/serve_load" "$PORT" 1 1 4 >/dev/null   # warm the page cache
+    for c in $LEVELS; do
+        read -r conc reqs failed tokens secs tps p50 p95 < <("$TMP/serve_load" "$PORT" "$c" "$REQS" "$MAX_TOKENS" || true)
+        echo "| ${n/#0/1 process} | $threads | $conc | $reqs | $failed | $tokens | $secs | $tps | $p50 | $p95 |"
+    done
+    { stop_servers; stop_nodes; } >/dev/null 2>&1
 done

@@ -9,6 +9,7 @@
 #include "cluster.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,7 @@ struct cluster {
     bool show_progress;                   /* a load progress line is on the terminal */
     char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
     uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
-    int64_t alive_ms;                     /* the last answer to one (or the first send after none were out) */
+    int64_t alive_ms;                     /* the last send or answer of one */
     weights_send *weights;                /* during an assignment: slices for nodes without the model */
     uint64_t weight_bytes;                /* slice bytes sent over the cluster's life */
 };
@@ -956,8 +957,8 @@ void cluster_describe(const cluster *c, char *buf, size_t len) {
 static int send_counted(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
     if (check_usable(c, err, errlen) || send_first(c, f, err, errlen))
         return -1;
-    if (c->flying++ == 0)
-        c->alive_ms = now_ms();
+    c->flying++;
+    c->alive_ms = now_ms();   /* an answer may sit unread since long ago (a drop's, while idle) */
     return 0;
 }
 
@@ -1027,7 +1028,8 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
     const char *last = c->nodes[c->pipe[c->n_pipe - 1]].name;
     out->step = r->step_id;
     out->n_stages = r->n_stage_seconds < CLUSTER_MAX_NODES ? (uint32_t)r->n_stage_seconds : CLUSTER_MAX_NODES;
-    memcpy(out->stage_seconds, r->stage_seconds, out->n_stages * sizeof *out->stage_seconds);
+    if (out->n_stages)   /* an empty repeated field may have no array at all */
+        memcpy(out->stage_seconds, r->stage_seconds, out->n_stages * sizeof *out->stage_seconds);
     if (r->n_results > out->cap) {
         out->status = -1;
         snprintf(out->err, sizeof out->err, "node %s sent %zu ids for step %llu, more than it had segments", last,
@@ -1044,6 +1046,8 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
         }
         out->sessions[k] = sr->session_id;
         out->ids[k] = sr->id;
+        if (out->top1)
+            out->top1[k] = sr->n_top ? sr->top[0]->logit : NAN;
     }
     out->n = (uint32_t)r->n_results;
 }

@@ -147,6 +147,7 @@ typedef struct {
     uint32_t cap;                        /* set by the caller: room in sessions and ids */
     uint64_t *sessions;                  /* (cap) caller's: the session of each id */
     int32_t *ids;                        /* (cap) caller's */
+    float *top1;                         /* (cap) caller's or NULL: the highest logit where top logits were asked, else NaN */
     uint32_t n_stages;                   /* compute seconds of each pipeline stage */
     float stage_seconds[CLUSTER_MAX_NODES];
 } cluster_batch_result;

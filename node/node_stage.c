@@ -331,7 +331,8 @@ typedef struct {
 } stage_times;
 
 static void times_close(stage_times *t, const Relais__Forward *f, double t0) {
-    memcpy(t->v, f->stage_seconds, f->n_stage_seconds * sizeof *t->v);
+    if (f->n_stage_seconds)   /* an empty repeated field may have no array at all */
+        memcpy(t->v, f->stage_seconds, f->n_stage_seconds * sizeof *t->v);
     t->v[f->n_stage_seconds] = (float)(now_s() - t0);
     t->n = f->n_stage_seconds + 1;
 }

@@ -576,6 +576,124 @@ static void test_refuse_malformed(void **state) {
     still_works();
 }
 
+/* ---- micro-batches (serving) ---- */
+
+#define MB_STEPS 6    /* ids generated per session */
+#define MB_CHUNK 5    /* most prompt tokens per segment: a 12-token prompt goes as 5, 5 and 2 */
+
+typedef struct {
+    uint64_t id;
+    const int32_t *prompt;
+    uint32_t n_prompt;
+    uint32_t pos;                 /* positions fed */
+    uint32_t n_gen;
+    int32_t gen[MB_STEPS];
+    float top1[MB_STEPS];         /* the highest logit when each id was sampled */
+} mb_session;
+
+/* Sends segs and waits for its answer (answers of drops are skipped). */
+static void mb_round(const cluster_seg *segs, uint32_t n, cluster_batch_result *r) {
+    char err[512];
+    uint64_t step = cluster_batch_send(C, segs, n, err, sizeof err);
+    if (!step)
+        fail_msg("micro-batch: %s", err);
+    do
+        if (cluster_batch_wait(C, 30000, r, err, sizeof err) != 1)
+            fail_msg("micro-batch answer: %s", err);
+    while (r->step != step);
+}
+
+/* Greedy generation for n sessions sharing micro-batches: each round holds
+ * one segment of each session still generating (a prompt chunk, or its last
+ * id), and samples where a prompt ends or a decode token goes. */
+static void mb_generate(mb_session *ss, uint32_t n) {
+    rl_sampler_params greedy = rl_sampler_defaults();
+    cluster_sampling smp[HARNESS_MAX];
+    cluster_seg segs[HARNESS_MAX];
+    uint64_t rs[HARNESS_MAX];
+    int32_t ri[HARNESS_MAX];
+    float rt[HARNESS_MAX];
+    cluster_batch_result r = {.cap = HARNESS_MAX, .sessions = rs, .ids = ri, .top1 = rt};
+    for (uint32_t k = n; k > 0;) {
+        k = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            mb_session *s = &ss[i];
+            const bool prompt = s->pos < s->n_prompt;
+            const uint32_t len = !prompt ? 1 : s->n_prompt - s->pos < MB_CHUNK ? s->n_prompt - s->pos : MB_CHUNK;
+            if (s->n_gen == MB_STEPS)
+                continue;
+            smp[k] = (cluster_sampling){.params = &greedy, .stream = 1, .history = s->gen, .n_history = s->n_gen,
+                                        .n_top = 1};
+            segs[k] = (cluster_seg){.session = s->id, .ids = prompt ? s->prompt + s->pos : &s->gen[s->n_gen - 1],
+                                    .n = len, .pos = s->pos,
+                                    .sampling = !prompt || s->pos + len == s->n_prompt ? &smp[k] : NULL};
+            s->pos += len;
+            k++;
+        }
+        if (k == 0)
+            break;
+        mb_round(segs, k, &r);
+        if (r.status)
+            fail_msg("micro-batch of %u: %s", k, r.err);
+        for (uint32_t j = 0; j < r.n; j++)
+            for (uint32_t i = 0; i < n; i++)
+                if (ss[i].id == rs[j])
+                    ss[i].top1[ss[i].n_gen] = rt[j], ss[i].gen[ss[i].n_gen++] = ri[j];
+    }
+}
+
+static void mb_drop(const mb_session *ss, uint32_t n) {
+    char err[512];
+    uint64_t ids[HARNESS_MAX];
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = ss[i].id;
+    if (!cluster_batch_drop(C, ids, n, err, sizeof err))
+        fail_msg("drop: %s", err);
+}
+
+/* Three sessions (prompts of 7, 3 and 12 tokens) in shared micro-batches
+ * through 2 nodes give each exactly what it gets alone: the same ids and
+ * bit-identical logits. A bad segment fails its micro-batch with the
+ * reason, the nodes keep serving. */
+static void test_micro_batch_equals_alone(void **state) {
+    (void)state;
+    char err[512];
+    const uint32_t len[3] = {7, 3, 12}, off[3] = {0, 9, 4};
+    const int32_t *prompt = g_refs[1].prompt;
+    assert_int_equal(assign("tiny-q8_0", 2, false, err, sizeof err), 0);
+    mb_session alone[3], together[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        alone[i] = (mb_session){.id = 500 + i, .prompt = prompt + off[i], .n_prompt = len[i]};
+        together[i] = (mb_session){.id = 600 + i, .prompt = prompt + off[i], .n_prompt = len[i]};
+        mb_generate(&alone[i], 1);
+        mb_drop(&alone[i], 1);
+    }
+    mb_generate(together, 3);
+    for (uint32_t i = 0; i < 3; i++)
+        for (int t = 0; t < MB_STEPS; t++)
+            if (isnan(alone[i].top1[t]) || together[i].gen[t] != alone[i].gen[t] ||
+                memcmp(&together[i].top1[t], &alone[i].top1[t], sizeof(float)))
+                fail_msg("session %u step %d: id %d logit %.9g together, %d %.9g alone", i, t, together[i].gen[t],
+                         (double)together[i].top1[t], alone[i].gen[t], (double)alone[i].top1[t]);
+    mb_drop(together, 3);
+
+    uint64_t rs[4];
+    int32_t ri[4];
+    cluster_batch_result r = {.cap = 4, .sessions = rs, .ids = ri};
+    const cluster_seg unknown = {.session = 700, .ids = prompt, .n = 2, .pos = 3};
+    mb_round(&unknown, 1, &r);
+    assert_int_equal(r.status, -1);
+    expect_in(r.err, "ERR_SESSION");
+    const cluster_seg twice[2] = {{.session = 701, .ids = prompt, .n = 2}, {.session = 701, .ids = prompt, .n = 1}};
+    mb_round(twice, 2, &r);
+    assert_int_equal(r.status, -1);
+    expect_in(r.err, "appears twice");
+    mb_session again = {.id = 702, .prompt = prompt, .n_prompt = len[0]};
+    mb_generate(&again, 1);
+    assert_memory_equal(again.gen, alone[0].gen, sizeof again.gen);
+    mb_drop(&again, 1);
+}
+
 /* A node that dies fails the step at once, naming it; the cluster refuses
  * work until it is assigned again, and then serves on the nodes left. */
 static void test_lost_node(void **state) {
@@ -640,6 +758,7 @@ int main(void) {
         cmocka_unit_test(test_refuse_plaintext),
         cmocka_unit_test(test_refuse_model_of_another_hash),
         cmocka_unit_test(test_refuse_malformed),
+        cmocka_unit_test(test_micro_batch_equals_alone),
         cmocka_unit_test(test_lost_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
