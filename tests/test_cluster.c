@@ -538,7 +538,7 @@ static void test_refuse_model_of_another_hash(void **state) {
 static void test_refuse_malformed(void **state) {
     (void)state;
     char err[256];
-    float act[64] = {0};
+    float act[2 * 64] = {0};   /* two rows of tiny-f32's width */
     curve_keys coord, n0;
     assert_int_equal(curve_keys_load(H.coord_key, false, &coord, err, sizeof err), 0);
     assert_int_equal(curve_keys_load(H.key[0], false, &n0, err, sizeof err), 0);
@@ -565,6 +565,23 @@ static void test_refuse_malformed(void **state) {
     f.n_tokens = 1, f.n_ctx = 1000, f.activations = (ProtobufCBinaryData){64 * sizeof(float), (uint8_t *)act};
     assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);   /* more context than assigned */
     expect_error(&p, RELAIS__ERROR_CODE__ERR_RANGE);
+    /* micro-batches: rows that do not match the segments, an empty segment,
+     * more tokens than a batch, more context than assigned */
+    Relais__Segment sa = RELAIS__SEGMENT__INIT, sb = RELAIS__SEGMENT__INIT;
+    Relais__Segment *segs[2] = {&sa, &sb};
+    sa.session_id = 11, sa.n_tokens = 1, sb.session_id = 12, sb.n_tokens = 2;
+    f = (Relais__Forward)RELAIS__FORWARD__INIT;
+    f.segments = segs, f.n_segments = 2, f.activations = (ProtobufCBinaryData){sizeof act, (uint8_t *)act};
+    const struct {
+        uint32_t n_tokens, n_ctx;
+        Relais__ErrorCode code;
+    } bad_segs[] = {{2, 0, RELAIS__ERROR_CODE__ERR_MALFORMED}, {0, 0, RELAIS__ERROR_CODE__ERR_MALFORMED},
+                    {BATCH, 0, RELAIS__ERROR_CODE__ERR_MALFORMED}, {1, 1000, RELAIS__ERROR_CODE__ERR_RANGE}};
+    for (size_t i = 0; i < sizeof bad_segs / sizeof bad_segs[0]; i++) {
+        sb.n_tokens = bad_segs[i].n_tokens, sb.n_ctx = bad_segs[i].n_ctx;
+        assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);
+        expect_error(&p, bad_segs[i].code);
+    }
     peer_close(&p);
     assert_true(harness_log_contains(&H, 0, "ERR_VERSION", 5000));
     /* node 0 is node 1's previous hop: a neighbour, which may only send Forward */
