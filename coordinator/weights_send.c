@@ -22,7 +22,8 @@ struct weights_send {
     uint8_t sha256[32];
     uint32_t n;
     node_transfer *nodes;       /* (n) */
-    uint8_t *buf;               /* one chunk; allocated on the first request */
+    uint8_t *buf;               /* (buf_len) one chunk, as large as the largest asked for */
+    size_t buf_len;
     uint64_t sent;              /* to all nodes */
 };
 
@@ -127,9 +128,13 @@ int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *soc
         return -1;
     }
     const uint64_t total = weights_slice_size(t->slice);
-    if (!w->buf && !(w->buf = malloc(WEIGHTS_MAX_CHUNK))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    if (chunk > w->buf_len) {
+        uint8_t *b = realloc(w->buf, chunk);
+        if (!b) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        w->buf = b, w->buf_len = chunk;
     }
     if (t->sent == 0) {
         t->t0 = now_s();

@@ -89,8 +89,10 @@ static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, siz
         gguf_writer_set_scalar(w, key, t, &v.i);   /* little-endian: the low bytes are the value */
     else if (rc == 0 && t == GGUF_FLOAT32 && gguf_get_f32(f, key, &v.f))
         gguf_writer_set_f32(w, key, v.f);
-    else if (rc == 0 && t == GGUF_FLOAT64 && gguf_get_f32(f, key, &v.f))
-        v.d = v.f, gguf_writer_set_scalar(w, key, t, &v.d);
+    else if (rc == 0 && t == GGUF_FLOAT64 && gguf_get_f32(f, key, &v.f)) {
+        v.d = v.f;
+        gguf_writer_set_scalar(w, key, t, &v.d);
+    }
     else if (rc == 0 && t == GGUF_BOOL && gguf_get_bool(f, key, &v.b))
         gguf_writer_set_bool(w, key, v.b);
     else if (rc == 0 && t == GGUF_STRING && gguf_get_str(f, key, &s)) {
@@ -104,9 +106,11 @@ static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, siz
             rc = copy_str_array(w, f, key, n, err, errlen);
         else if (gguf_type_size(elem))
             gguf_writer_set_arr(w, key, elem, data, n);
-        else
+        else {
             snprintf(err, errlen, "metadata %s: an array of %s cannot be copied into a slice", key,
-                     gguf_type_name(elem)), rc = -1;
+                     gguf_type_name(elem));
+            rc = -1;
+        }
     } else if (rc == 0) {
         snprintf(err, errlen, "metadata %s: its %s value cannot be read back", key, gguf_type_name(t));
         rc = -1;

@@ -223,8 +223,10 @@ static void fetch_slice(node_server *s, const Relais__Assign *a) {
     Relais__WeightRequest req;
     Relais__ErrorCode code = node_weights_begin(s->weights, a, &req, err, sizeof err);
     size_t n = relais__assign__get_packed_size(a);
-    if (!code && !(s->pending = malloc(n ? n : 1)))
-        code = RELAIS__ERROR_CODE__ERR_MEMORY, snprintf(err, sizeof err, "out of memory");
+    if (!code && !(s->pending = malloc(n ? n : 1))) {
+        code = RELAIS__ERROR_CODE__ERR_MEMORY;
+        snprintf(err, sizeof err, "out of memory");
+    }
     if (code) {
         rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
         drop_pending(s);

@@ -161,6 +161,9 @@ awk -v s="$sent" -v k="$kept" -v t="$total" 'BEGIN { exit !(s * 1048576 <= t - k
 echo "ok 4 - killed at $((kept >> 10)) KiB of $((total >> 10)) KiB, resumed: $sent MiB sent"
 
 # ---- 5. too little memory: the plan says so before anything is sent ----
+"$node_bin" --key "$work/x.key" --trust "$work/trusted" --models "$work/empty" --cache "$work/x" --max-memory 3X \
+    >"$work/badsize.out" 2>&1 && fail "--max-memory 3X accepted"
+grep -q "not a size" "$work/badsize.out" || fail "--max-memory 3X: no clear message"
 stop_node 2
 start_node 2 --max-memory 1M
 write_yaml 1 2
