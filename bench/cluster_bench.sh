@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Cluster benchmark on loopback, with the model
+# `relais synth --preset ministral-8b --layers 8 --type q4_0`:
+#  - per-token decode latency of one process against 2 and 4 relais-node
+#    processes, every process with the same THREADS, and the overhead in %;
+#  - bytes per token per hop: the bytes TCP carried on the link from the
+#    first node to the second during a run (ss: bytes_acked of that
+#    connection, so ZMTP framing, CURVE and heartbeats are in), divided by
+#    the tokens forwarded; f32 and f16 wire;
+#  - load time: cold (the nodes lack the model: weight transfer into empty
+#    caches) and warm (the nodes restarted: the slices from their caches),
+#    as the coordinator reports "N nodes ready in S s".
+# Each latency is the best of RUNS runs of N generated tokens. Prints a
+# markdown table. On a machine with fewer cores than nodes the stages share
+# cores; the pipeline computes one stage at a time per token, so with one
+# thread per node that costs little, but it is no LAN.
+#
+# usage: bench/cluster_bench.sh BUILD_DIR [MODEL.gguf]
+#   env: THREADS (1), N (32 tokens), RUNS (3), NODES ("2 4")
+set -euo pipefail
+BUILD=$(cd "$1" && pwd)
+MODEL=${2:-/tmp/relais-bench-ministral-8b-l8-q4_0.gguf}
+THREADS=${THREADS:-1}
+N=${N:-32}
+RUNS=${RUNS:-3}
+NODES=${NODES:-"2 4"}
+TMP=$(mktemp -d /tmp/relais-cluster-bench.XXXXXX)
+declare -A PID ADDR
+trap 'for p in "${PID[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+IDS=1,1000,1001,1002,1003,1004,1005,1006
+
+if [ ! -f "$MODEL" ]; then
+    "$BUILD/relais" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
+fi
+mkdir -p "$TMP/trusted" "$TMP/empty"
+"$BUILD/relais" keygen -o "$TMP/coordinator" >/dev/null
+cp "$TMP/coordinator.pub" "$TMP/trusted/"
+
+start_node() {   # I [fresh]: a node without the model; "fresh": with an empty cache
+    [ "${2:-}" != fresh ] || rm -rf "$TMP/cache$1"
+    [ -f "$TMP/node$1.key" ] || "$BUILD/relais" keygen -o "$TMP/node$1" >/dev/null
+    "$BUILD/relais-node" --listen 'tcp://127.0.0.1:*' --key "$TMP/node$1.key" \
+        --trust "$TMP/trusted" --models "$TMP/empty" --cache "$TMP/cache$1" --threads "$THREADS" \
+        >"$TMP/node$1.log" 2>&1 &
+    PID[$1]=$!
+    for _ in $(seq 600); do
+        ADDR[$1]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$TMP/node$1.log")
+        [ -n "${ADDR[$1]}" ] && return 0
+        sleep 0.1
+    done
+    echo "node $1 did not start: $(cat "$TMP/node$1.log")" >&2
+    exit 1
+}
+
+stop_nodes() {
+    for i in "${!PID[@]}"; do kill "${PID[$i]}" 2>/dev/null; wait "${PID[$i]}" 2>/dev/null || true; done
+    PID=()
+}
+
+write_yaml() {   # N: a cluster file for nodes 1..N
+    {
+        echo "coordinator:"
+        echo "  key: $TMP/coordinator.key"
+        echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
+        echo "nodes:"
+        for i in $(seq "$1"); do printf '  - address: %s\n    public_key: %s\n' "${ADDR[$i]}" "$TMP/node$i.pub"; done
+    } >"$TMP/cluster.yaml"
+}
+
+# run [relais run options...]: prints "ms_per_token ready_seconds" of one run.
+run() {
+    RELAIS_LOG=info "$BUILD/relais" run -m "$MODEL" --prompt-ids $IDS -n "$N" --ignore-eos --temp 0 -t "$THREADS" \
+        --ctx 512 "$@" >/dev/null 2>"$TMP/run.log" || { cat "$TMP/run.log" >&2; exit 1; }
+    local tps ready
+    tps=$(sed -n 's/.*generation [0-9]* tokens in [0-9.]* s (\([0-9.]*\) t\/s).*/\1/p' "$TMP/run.log")
+    ready=$(sed -n 's/.*nodes ready in \([0-9.]*\) s.*/\1/p' "$TMP/run.log")
+    awk -v t="$tps" -v r="${ready:-0}" 'BEGIN { printf "%.2f %s\n", 1000 / t, r }'
+}
+
+best_ms() {   # the best ms/token of RUNS runs
+    for _ in $(seq "$RUNS"); do run "$@"; done | sort -n | head -n 1 | cut -d' ' -f1
+}
+
+# bytes TCP delivered from node 1 to node 2 so far (0 before the link exists)
+written() {
+    ss -tinpH "dport = :${ADDR[2]##*:}" | awk -v p="pid=${PID[1]}," '
+        index($0, p) { mine = 1; next }
+        mine { for (i = 1; i <= NF; i++) if ($i ~ /^bytes_acked:/) { split($i, a, ":"); n += a[2] } mine = 0 }
+        END { print n + 0 }'
+}
+
+# bytes per token on the hop node 1 -> node 2 during one run with the given
+# wire, after a run that assigned that wire (a new assignment opens a new link).
+hop_bytes() {
+    local before after
+    run --cluster "$TMP/cluster.yaml" --wire "$1" >/dev/null
+    before=$(written)
+    run --cluster "$TMP/cluster.yaml" --wire "$1" >/dev/null
+    after=$(written)
+    awk -v b="$before" -v a="$after" -v t=$((8 + N - 1)) 'BEGIN { printf "%.0f", (a - b) / t }'
+}
+
+dim=$("$BUILD/relais" inspect "$MODEL" 2>/dev/null | awk '$1 == "dim" && !d { d = $2 } END { print d }')
+echo "model: $MODEL ($(($(stat -c %s "$MODEL") >> 20)) MiB), $N tokens, $THREADS thread(s) per process, best of $RUNS"
+run >/dev/null   # page cache warm for everyone
+local_ms=$(best_ms)
+echo
+echo "| setup | ms/token | overhead | bytes/token/hop f32 | f16 | load cold (transfer) | load warm (cache) |"
+echo "|---|---|---|---|---|---|---|"
+echo "| one process | $local_ms | - | - | - | - | - |"
+for n in $NODES; do
+    stop_nodes
+    for i in $(seq "$n"); do start_node "$i" fresh; done
+    write_yaml "$n"
+    cold=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
+    stop_nodes
+    for i in $(seq "$n"); do start_node "$i"; done
+    write_yaml "$n"
+    warm=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
+    ms=$(best_ms --cluster "$TMP/cluster.yaml")
+    f32=$(hop_bytes f32)
+    f16=$(hop_bytes f16)
+    over=$(awk -v a="$ms" -v b="$local_ms" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
+    echo "| $n nodes | $ms | $over | $f32 | $f16 | ${cold} s | ${warm} s |"
+done
+echo
+echo "bytes/token/hop in theory: f32 dim*4 = $((dim * 4)) + envelope, f16 dim*2 = $((dim * 2)) + envelope" \
+     "(the measure adds ZMTP framing, CURVE's 16-byte MAC and a few heartbeats)"
