@@ -1,6 +1,6 @@
 /* The weight transfer's two ends without processes: the coordinator's
  * slice (a valid GGUF of the assigned layers, the same bytes and hash
- * however it is read), the sender's checks of a request, and the node's
+ * however it is read, token_embd for the head of a tied model), the sender's checks of a request, and the node's
  * receiving side fed through an inproc socket pair: a whole transfer, a
  * resume after the receiver went away, a damaged cache, and every kind of
  * bad chunk (gap, oversize, changed size, wrong or missing hash, another
@@ -17,6 +17,7 @@
 #include <zmq.h>
 #include "filehash.h"
 #include "gguf.h"
+#include "gguf_write.h"
 #include "model.h"
 #include "node_weights.h"
 #include "weights_send.h"
@@ -100,6 +101,75 @@ static void test_slice_is_the_layers_as_a_model(void **state) {
     if (!m)
         fail_msg("%s", err);
     rl_model_destroy(&m);
+}
+
+/* A one-layer f32 model whose head is tied to token_embd (no output.weight). */
+static void write_tied_model(const char *path) {
+    enum { DIM = 32, FFN = 64, VOCAB = 16 };
+    static const struct {
+        const char *name;
+        uint64_t ne0, ne1;
+    } T[] = {{"token_embd.weight", DIM, VOCAB},    {"blk.0.attn_norm.weight", DIM, 1},
+             {"blk.0.attn_q.weight", DIM, DIM},    {"blk.0.attn_k.weight", DIM, DIM / 2},
+             {"blk.0.attn_v.weight", DIM, DIM / 2}, {"blk.0.attn_output.weight", DIM, DIM},
+             {"blk.0.ffn_norm.weight", DIM, 1},    {"blk.0.ffn_gate.weight", DIM, FFN},
+             {"blk.0.ffn_up.weight", DIM, FFN},    {"blk.0.ffn_down.weight", FFN, DIM},
+             {"output_norm.weight", DIM, 1}};
+    char err[256];
+    float row[FFN];
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_u32(w, "llama.block_count", 1);
+    gguf_writer_set_u32(w, "llama.embedding_length", DIM);
+    gguf_writer_set_u32(w, "llama.attention.head_count", 4);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", 2);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", FFN);
+    gguf_writer_set_u32(w, "llama.vocab_size", VOCAB);
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        gguf_writer_add_tensor(w, T[i].name, RL_F32, T[i].ne1 > 1 ? 2 : 1, (uint64_t[4]){T[i].ne0, T[i].ne1});
+    assert_int_equal(gguf_writer_begin(w, path, err, sizeof err), 0);
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        for (uint64_t r = 0; r < T[i].ne1; r++) {
+            for (uint64_t c = 0; c < T[i].ne0; c++)
+                row[c] = (float)((i * 31 + r * 7 + c) % 13) / 13.0f - 0.5f;
+            assert_int_equal(gguf_writer_write_data(w, row, T[i].ne0 * sizeof *row, err, sizeof err), 0);
+        }
+    assert_int_equal(gguf_writer_close(w, err, sizeof err), 0);
+    gguf_writer_destroy(&w);
+}
+
+/* The head stage of a tied model gets token_embd and binds its head from
+ * it; another stage does not get the embedding. */
+static void test_slice_of_a_tied_head(void **state) {
+    (void)state;
+    char err[512], model[128], path[128];
+    snprintf(model, sizeof model, "%s/tied.gguf", g_dir);
+    snprintf(path, sizeof path, "%s/tied-slice.gguf", g_dir);
+    write_tied_model(model);
+    weights_slice *s = weights_slice_new(model, 0, 1, true, err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    write_slice(s, path, 4096);
+    weights_slice_destroy(&s);
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    assert_non_null(f);
+    assert_non_null(gguf_find_tensor(f, "token_embd.weight"));
+    assert_null(gguf_find_tensor(f, "output.weight"));
+    gguf_close(&f);
+    rl_model_opts o = rl_model_opts_default();
+    o.l0 = 0, o.l1 = 1, o.embed = false, o.head = true;
+    rl_model *m = rl_model_load(path, &o, err, sizeof err);
+    if (!m)
+        fail_msg("%s", err);
+    assert_true(rl_model_hparams(m)->tied_output);
+    assert_non_null(rl_model_output(m));
+    rl_model_destroy(&m);
+    s = weights_slice_new(model, 0, 1, false, err, sizeof err);
+    write_slice(s, path, 4096);
+    weights_slice_destroy(&s);
+    f = gguf_open(path, err, sizeof err);
+    assert_null(gguf_find_tensor(f, "token_embd.weight"));
+    gguf_close(&f);
 }
 
 static void test_slice_bad_range(void **state) {
@@ -353,6 +423,7 @@ static void test_sender_refuses_requests(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slice_is_the_layers_as_a_model),
+        cmocka_unit_test(test_slice_of_a_tied_head),
         cmocka_unit_test(test_slice_bad_range),
         cmocka_unit_test(test_transfer_resume_and_damaged_cache),
         cmocka_unit_test(test_bad_chunks),
