@@ -39,6 +39,7 @@ cp "$TMP/coordinator.pub" "$TMP/trusted/"
 start_node() {   # I [fresh]: a node without the model; "fresh": with an empty cache
     [ "${2:-}" != fresh ] || rm -rf "$TMP/cache$1"
     [ -f "$TMP/node$1.key" ] || "$BUILD/relais" keygen -o "$TMP/node$1" >/dev/null
+    rm -f "$TMP/node$1.log"   # a restarted node's address must not be read from the old log
     "$BUILD/relais-node" --listen 'tcp://127.0.0.1:*' --key "$TMP/node$1.key" \
         --trust "$TMP/trusted" --models "$TMP/empty" --cache "$TMP/cache$1" --threads "$THREADS" \
         >"$TMP/node$1.log" 2>&1 &

@@ -36,6 +36,7 @@ start_node() {
     local i=$1
     shift
     mkdir -p "$work/cache$i"
+    rm -f "$work/node$i.log"   # a restarted node's address must not be read from the old log
     "$node_bin" --listen 'tcp://127.0.0.1:*' --key "$work/node$i.key" --trust "$work/trusted" \
         --models "$work/empty" --cache "$work/cache$i" --threads 1 "$@" >"$work/node$i.log" 2>&1 &
     pid[$i]=$!
