@@ -5,11 +5,12 @@
  * refuses our key or goes away ends the wait at once with its name, instead
  * of running into the timeout. Messages that belong to an earlier call (a
  * Result or Error of a step that already failed) carry an older step id and
- * are skipped. */
+ * are skipped. The server's micro-batches are in cluster_batch.c; the
+ * state both halves share is declared in cluster_priv.h. */
 #include "cluster.h"
+#include "cluster_priv.h"
 
 #include <errno.h>
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,60 +30,7 @@
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
 
-typedef struct {
-    uint8_t sha256[32];            /* the model's */
-    uint32_t l0, l1;
-    bool head;
-} cl_slice;                        /* a slice a node keeps in its cache */
-
-typedef struct {
-    char name[64];
-    char address[256];
-    uint8_t key[CURVE_KEY_BYTES];  /* the node's public key, from its certificate */
-    void *dealer;                  /* control link, and the data link to the first stage */
-    wire_monitor *mon;             /* events of `dealer` */
-    bool up;                       /* a handshake has succeeded */
-    const char *state;             /* the link's last event, for a timeout message */
-    cluster_node_info info;        /* from Capabilities */
-    uint8_t (*models)[32];         /* (n_models) model file hashes from Capabilities */
-    size_t n_models;
-    cl_slice *slices;              /* (n_slices) cached slices from Capabilities */
-    size_t n_slices;
-    plan_range range;              /* assigned layers */
-    uint64_t done, total;          /* load progress */
-    char phase[16];                /* of the last progress report: "map", "receive" */
-} cl_node;
-
-struct cluster {
-    void *zctx;
-    curve_keys keys;                      /* the coordinator's key pair */
-    curve_zap *zap;                       /* admits the last node to `results` */
-    void *results;                        /* ROUTER the last node sends Results to */
-    char result_ep[256];                  /* `results` as the nodes reach it */
-    cl_node *nodes;                       /* (n) in pipeline order */
-    uint32_t n;
-    uint32_t pipe[CLUSTER_MAX_NODES];     /* indexes of the nodes with layers, in order */
-    uint32_t n_pipe;
-    rl_model *model;                      /* the embedding (no layers, no head) */
-    float *x;                             /* (max_batch, dim) embedded chunk */
-    uint8_t *act;                         /* (max_batch, dim) the chunk in the wire dtype */
-    uint32_t max_batch;
-    uint32_t n_ctx;                       /* positions a session may hold */
-    Relais__DType wire;
-    uint64_t next_step;                   /* step ids increase over the cluster's life */
-    uint64_t hb_seq;
-    uint64_t *sessions;                   /* (n_sessions) sessions started, dropped at the end */
-    size_t n_sessions, cap_sessions;
-    int control_ms, load_ms, step_ms;
-    bool show_progress;                   /* a load progress line is on the terminal */
-    char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
-    uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
-    int64_t alive_ms;                     /* the last send or answer of one */
-    weights_send *weights;                /* during an assignment: slices for nodes without the model */
-    uint64_t weight_bytes;                /* slice bytes sent over the cluster's life */
-};
-
-static int64_t now_ms(void) {
+int64_t cluster_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -272,7 +220,7 @@ static int link_event(cl_node *nd, char *err, size_t errlen) {
 /* The next message from a node link (*from = its index) or from the result
  * endpoint (*from = -1) before deadline, serving ZAP and link events
  * meanwhile. 1 with *m, 0 on timeout, -1 with err when a link failed. */
-static int next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char *err, size_t errlen) {
+int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char *err, size_t errlen) {
     zmq_pollitem_t items[MAX_POLL];
     for (;;) {
         int k = 0;
@@ -282,7 +230,7 @@ static int next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char 
             items[k++] = (zmq_pollitem_t){wire_monitor_socket(c->nodes[i].mon), 0, ZMQ_POLLIN, 0};
             items[k++] = (zmq_pollitem_t){c->nodes[i].dealer, 0, ZMQ_POLLIN, 0};
         }
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - cluster_now_ms();
         if (left <= 0)
             return 0;
         if (zmq_poll(items, k, (long)left) < 0) {
@@ -368,7 +316,7 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
 }
 
 static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
-    int64_t deadline = now_ms() + w->timeout_ms;
+    int64_t deadline = cluster_now_ms() + w->timeout_ms;
     bool failed = false;
     for (;;) {
         uint32_t waiting = c->n;
@@ -378,7 +326,7 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
         if (waiting == c->n || (w->enough && w->enough(w)))
             return failed ? -1 : 0;
         wire_msg *m = NULL;
-        int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
+        int from, rc = cluster_next_msg(c, deadline, &m, &from, err, errlen);
         const cl_node *nd = &c->nodes[waiting];
         if (rc == 0 && !failed)
             snprintf(err, errlen, "no %s from node %s (%s) within %d s; link: %s", w->what, nd->name, nd->address,
@@ -391,14 +339,14 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
             if (a)
                 w->pending[from] = false;
             else if (w->renew && w->pending[from])
-                deadline = now_ms() + w->timeout_ms;
+                deadline = cluster_now_ms() + w->timeout_ms;
         }
         wire_msg_destroy(&m);
     }
 }
 
 /* Whether the pipeline can take a request: assigned, and no link lost since. */
-static int check_usable(const cluster *c, char *err, size_t errlen) {
+int cluster_check_usable(const cluster *c, char *err, size_t errlen) {
     if (!c->n_pipe || !c->model)
         snprintf(err, errlen, "no model assigned to the cluster");
     else if (c->lost[0])
@@ -412,7 +360,7 @@ static int check_usable(const cluster *c, char *err, size_t errlen) {
  * their answers (those it could send to, when a send fails). */
 static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *err, size_t errlen) {
     memset(w->pending, 0, sizeof w->pending);
-    if (!all && check_usable(c, err, errlen))
+    if (!all && cluster_check_usable(c, err, errlen))
         return -1;
     for (uint32_t k = 0; k < (all ? c->n : c->n_pipe); k++) {
         uint32_t i = all ? k : c->pipe[k];
@@ -679,7 +627,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
-    int64_t t0 = now_ms();
+    int64_t t0 = cluster_now_ms();
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
     weights_send_destroy(&c->weights);
@@ -705,7 +653,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     c->show_progress = false;
     if (rc == 0) {
         c->lost[0] = '\0';
-        rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (now_ms() - t0) / 1000.0);
+        rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (cluster_now_ms() - t0) / 1000.0);
     }
     return rc;
 }
@@ -714,7 +662,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
 
 /* The session's sampling as the head stage takes it, with the part of its
  * history the penalties look at. */
-static void sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) {
+void cluster_sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) {
     size_t w = wire_history_window(s->params, s->n_history);
     wire_sampling_from_params(s->params, smp);
     smp->stream = s->stream;
@@ -724,7 +672,7 @@ static void sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) {
 }
 
 /* f, with a new step id, to the first node of the pipeline. */
-static int send_first(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
+int cluster_send_first(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
     f->step_id = c->next_step++;
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
     env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
@@ -752,10 +700,10 @@ static int send_chunk(cluster *c, uint64_t session, uint32_t pos, const int32_t 
     f.activations = (ProtobufCBinaryData){(size_t)n * dim * wire_dtype_bytes(c->wire), c->act};
     wire_activations_encode(c->x, (size_t)n * dim, c->wire, c->act);
     if (s) {
-        sampling_to_wire(s, &smp);
+        cluster_sampling_to_wire(s, &smp);
         f.sampling = &smp;
     }
-    return send_first(c, &f, err, errlen);
+    return cluster_send_first(c, &f, err, errlen);
 }
 
 /* Checks the Result of the last chunk and copies it out: 1, or -1 with err. */
@@ -825,7 +773,7 @@ static int remember_session(cluster *c, uint64_t session) {
 
 static int check_step(const cluster *c, uint32_t pos, const int32_t *ids, uint32_t n, const cluster_sampling *s,
                       char *err, size_t errlen) {
-    if (check_usable(c, err, errlen))
+    if (cluster_check_usable(c, err, errlen))
         return -1;
     const uint32_t V = rl_model_hparams(c->model)->n_vocab;
     if (n == 0 || s->n_top > RL_MAX_TOP) {
@@ -855,10 +803,10 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
             return -1;
         done += chunk;
     }
-    int64_t deadline = now_ms() + c->step_ms;
+    int64_t deadline = cluster_now_ms() + c->step_ms;
     for (uint64_t want = first; want < c->next_step;) {
         wire_msg *m = NULL;
-        int from, rc = next_msg(c, deadline, &m, &from, err, errlen);
+        int from, rc = cluster_next_msg(c, deadline, &m, &from, err, errlen);
         if (rc == 0) {
             snprintf(err, errlen, "no result from the pipeline within %d s", c->step_ms / 1000);
             snprintf(c->lost, sizeof c->lost, "%s", err);
@@ -869,7 +817,7 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
         if (rc > 0 && ++want == c->next_step)
             rc = take_result(c, wire_msg_env(m)->result, s->n_top, out, err, errlen);
         if (rc > 0)
-            deadline = now_ms() + c->step_ms;   /* a chunk came through: the pipeline is alive */
+            deadline = cluster_now_ms() + c->step_ms;   /* a chunk came through: the pipeline is alive */
         wire_msg_destroy(&m);
         if (rc < 0)
             return -1;
@@ -947,160 +895,3 @@ void cluster_describe(const cluster *c, char *buf, size_t len) {
         used += (size_t)snprintf(buf + used, len - used, " %s %u-%u", nd->name, nd->range.l0, nd->range.l1 - 1);
     }
 }
-
-/* ---- serving: micro-batches in flight ---- */
-
-/* Answers come back in order through the pipeline (a Result from the last
- * node) or out of it (an Error from the node that failed the step); each
- * Forward gets exactly one of them, which is how `flying` counts. */
-
-static int send_counted(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
-    if (check_usable(c, err, errlen) || send_first(c, f, err, errlen))
-        return -1;
-    c->flying++;
-    c->alive_ms = now_ms();   /* an answer may sit unread since long ago (a drop's, while idle) */
-    return 0;
-}
-
-uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, char *err, size_t errlen) {
-    typedef struct {
-        Relais__Segment seg;
-        Relais__Sampling smp;
-    } wire_seg;
-    if (check_usable(c, err, errlen))
-        return 0;
-    const uint32_t dim = rl_model_hparams(c->model)->dim;
-    wire_seg *ws = calloc(n ? n : 1, sizeof *ws);
-    Relais__Segment **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    uint64_t step = 0;
-    uint32_t rows = 0, i;
-    for (i = 0; ws && ptrs && i < n; rows += segs[i++].n) {
-        const cluster_seg *g = &segs[i];
-        if (g->n == 0 || rows + g->n > c->max_batch) {
-            snprintf(err, errlen, "segment %u: %u tokens; a micro-batch holds 1 to %u in all", i, g->n, c->max_batch);
-            break;
-        }
-        if (rl_embed(c->model, g->ids, g->n, c->x + (size_t)rows * dim, err, errlen))
-            break;
-        relais__segment__init(&ws[i].seg);
-        relais__sampling__init(&ws[i].smp);
-        ws[i].seg.session_id = g->session;
-        ws[i].seg.pos = g->pos;
-        ws[i].seg.n_tokens = g->n;
-        ws[i].seg.n_ctx = g->n_ctx;
-        ws[i].seg.sample = g->sampling != NULL;
-        if (g->sampling) {
-            sampling_to_wire(g->sampling, &ws[i].smp);
-            ws[i].seg.sampling = &ws[i].smp;
-        }
-        ptrs[i] = &ws[i].seg;
-    }
-    if (!ws || !ptrs)
-        snprintf(err, errlen, "out of memory");
-    if (ws && ptrs && i == n && n > 0) {
-        Relais__Forward f = RELAIS__FORWARD__INIT;
-        f.dtype = c->wire;
-        f.activations = (ProtobufCBinaryData){(size_t)rows * dim * wire_dtype_bytes(c->wire), c->act};
-        wire_activations_encode(c->x, (size_t)rows * dim, c->wire, c->act);
-        f.segments = ptrs;
-        f.n_segments = n;
-        if (send_counted(c, &f, err, errlen) == 0)
-            step = f.step_id;
-    } else if (n == 0) {
-        snprintf(err, errlen, "an empty micro-batch");
-    }
-    free(ws), free(ptrs);
-    return step;
-}
-
-uint64_t cluster_batch_drop(cluster *c, const uint64_t *sessions, uint32_t n, char *err, size_t errlen) {
-    Relais__Forward f = RELAIS__FORWARD__INIT;
-    f.dtype = c->wire;
-    f.drop_sessions = (uint64_t *)sessions;
-    f.n_drop_sessions = n;
-    return n && send_counted(c, &f, err, errlen) == 0 ? f.step_id : 0;
-}
-
-/* A Result from the last node: its sampled ids, checked against the
- * vocabulary and the caller's room. */
-static void take_batch_result(const cluster *c, const Relais__Result *r, cluster_batch_result *out) {
-    const uint32_t V = rl_model_hparams(c->model)->n_vocab;
-    const char *last = c->nodes[c->pipe[c->n_pipe - 1]].name;
-    out->step = r->step_id;
-    out->n_stages = r->n_stage_seconds < CLUSTER_MAX_NODES ? (uint32_t)r->n_stage_seconds : CLUSTER_MAX_NODES;
-    if (out->n_stages)   /* an empty repeated field may have no array at all */
-        memcpy(out->stage_seconds, r->stage_seconds, out->n_stages * sizeof *out->stage_seconds);
-    if (r->n_results > out->cap) {
-        out->status = -1;
-        snprintf(out->err, sizeof out->err, "node %s sent %zu ids for step %llu, more than it had segments", last,
-                 r->n_results, (unsigned long long)r->step_id);
-        return;
-    }
-    for (size_t k = 0; k < r->n_results; k++) {
-        const Relais__SegmentResult *sr = r->results[k];
-        if (sr->id < 0 || (uint32_t)sr->id >= V) {
-            out->status = -1;
-            snprintf(out->err, sizeof out->err, "node %s sent id %d for session %llu (vocabulary %u)", last, sr->id,
-                     (unsigned long long)sr->session_id, V);
-            return;
-        }
-        out->sessions[k] = sr->session_id;
-        out->ids[k] = sr->id;
-        if (out->top1)
-            out->top1[k] = sr->n_top ? sr->top[0]->logit : NAN;
-    }
-    out->n = (uint32_t)r->n_results;
-}
-
-/* Whether m answers a micro-batch or a drop: 1 with *out filled, else 0. */
-static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_batch_result *out) {
-    const Relais__Envelope *e = wire_msg_env(m);
-    out->status = 0;
-    out->err[0] = '\0';
-    out->n = out->n_stages = 0;
-    if (from >= 0) {   /* a node's own link: an Error naming the step it failed */
-        if (!e || e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id == 0)
-            return 0;
-        out->step = e->error->step_id;
-        out->status = -1;
-        snprintf(out->err, sizeof out->err, "node %s: %s: %s", c->nodes[from].name, wire_code_name(e->error->code),
-                 e->error->message);
-        return 1;
-    }
-    const uint8_t *key = wire_msg_peer_key(m), *last = c->nodes[c->pipe[c->n_pipe - 1]].key;
-    if (!key || memcmp(key, last, CURVE_KEY_BYTES) || !e || e->body_case != RELAIS__ENVELOPE__BODY_RESULT)
-        return 0;
-    take_batch_result(c, e->result, out);
-    return 1;
-}
-
-int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen) {
-    const int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        if (check_usable(c, err, errlen))
-            return -1;
-        const int64_t silent = c->alive_ms + c->step_ms;
-        if (c->flying && now_ms() >= silent) {
-            snprintf(err, errlen, "no answer from the pipeline within %d s", c->step_ms / 1000);
-            snprintf(c->lost, sizeof c->lost, "%s", err);
-            return -1;
-        }
-        wire_msg *m = NULL;
-        int from, rc = next_msg(c, c->flying && silent < deadline ? silent : deadline, &m, &from, err, errlen);
-        if (rc < 0)
-            return -1;   /* next_msg marked the pipeline lost */
-        if (rc == 0 && now_ms() >= deadline)
-            return 0;
-        rc = rc > 0 ? batch_answer(c, m, from, out) : 0;
-        wire_msg_destroy(&m);
-        if (rc > 0) {
-            c->flying -= c->flying > 0;
-            c->alive_ms = now_ms();
-            return 1;
-        }
-    }
-}
-
-uint32_t cluster_n_stages(const cluster *c) { return c->n_pipe; }
-uint32_t cluster_stage_node(const cluster *c, uint32_t k) { return c->pipe[k]; }
-const char *cluster_lost(const cluster *c) { return c->lost; }

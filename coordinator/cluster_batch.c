@@ -1,0 +1,166 @@
+/* The coordinator's micro-batches for the server (see cluster.h, "serving"):
+ * several sessions' tokens in one Forward, sent without waiting so that one
+ * micro-batch per pipeline stage can be in flight, and their answers taken
+ * as they arrive. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cluster.h"
+#include "cluster_priv.h"
+#include "forward.h"
+
+/* Answers come back in order through the pipeline (a Result from the last
+ * node) or out of it (an Error from the node that failed the step); each
+ * Forward gets exactly one of them, which is how `flying` counts. */
+
+static int send_counted(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
+    if (cluster_check_usable(c, err, errlen) || cluster_send_first(c, f, err, errlen))
+        return -1;
+    c->flying++;
+    c->alive_ms = cluster_now_ms();   /* an answer may sit unread since long ago (a drop's, while idle) */
+    return 0;
+}
+
+uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, char *err, size_t errlen) {
+    typedef struct {
+        Relais__Segment seg;
+        Relais__Sampling smp;
+    } wire_seg;
+    if (cluster_check_usable(c, err, errlen))
+        return 0;
+    const uint32_t dim = rl_model_hparams(c->model)->dim;
+    wire_seg *ws = calloc(n ? n : 1, sizeof *ws);
+    Relais__Segment **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    uint64_t step = 0;
+    uint32_t rows = 0, i;
+    for (i = 0; ws && ptrs && i < n; rows += segs[i++].n) {
+        const cluster_seg *g = &segs[i];
+        if (g->n == 0 || rows + g->n > c->max_batch) {
+            snprintf(err, errlen, "segment %u: %u tokens; a micro-batch holds 1 to %u in all", i, g->n, c->max_batch);
+            break;
+        }
+        if (rl_embed(c->model, g->ids, g->n, c->x + (size_t)rows * dim, err, errlen))
+            break;
+        relais__segment__init(&ws[i].seg);
+        relais__sampling__init(&ws[i].smp);
+        ws[i].seg.session_id = g->session;
+        ws[i].seg.pos = g->pos;
+        ws[i].seg.n_tokens = g->n;
+        ws[i].seg.n_ctx = g->n_ctx;
+        ws[i].seg.sample = g->sampling != NULL;
+        if (g->sampling) {
+            cluster_sampling_to_wire(g->sampling, &ws[i].smp);
+            ws[i].seg.sampling = &ws[i].smp;
+        }
+        ptrs[i] = &ws[i].seg;
+    }
+    if (!ws || !ptrs)
+        snprintf(err, errlen, "out of memory");
+    if (ws && ptrs && i == n && n > 0) {
+        Relais__Forward f = RELAIS__FORWARD__INIT;
+        f.dtype = c->wire;
+        f.activations = (ProtobufCBinaryData){(size_t)rows * dim * wire_dtype_bytes(c->wire), c->act};
+        wire_activations_encode(c->x, (size_t)rows * dim, c->wire, c->act);
+        f.segments = ptrs;
+        f.n_segments = n;
+        if (send_counted(c, &f, err, errlen) == 0)
+            step = f.step_id;
+    } else if (n == 0) {
+        snprintf(err, errlen, "an empty micro-batch");
+    }
+    free(ws), free(ptrs);
+    return step;
+}
+
+uint64_t cluster_batch_drop(cluster *c, const uint64_t *sessions, uint32_t n, char *err, size_t errlen) {
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    f.dtype = c->wire;
+    f.drop_sessions = (uint64_t *)sessions;
+    f.n_drop_sessions = n;
+    return n && send_counted(c, &f, err, errlen) == 0 ? f.step_id : 0;
+}
+
+/* A Result from the last node: its sampled ids, checked against the
+ * vocabulary and the caller's room. */
+static void take_batch_result(const cluster *c, const Relais__Result *r, cluster_batch_result *out) {
+    const uint32_t V = rl_model_hparams(c->model)->n_vocab;
+    const char *last = c->nodes[c->pipe[c->n_pipe - 1]].name;
+    out->step = r->step_id;
+    out->n_stages = r->n_stage_seconds < CLUSTER_MAX_NODES ? (uint32_t)r->n_stage_seconds : CLUSTER_MAX_NODES;
+    if (out->n_stages)   /* an empty repeated field may have no array at all */
+        memcpy(out->stage_seconds, r->stage_seconds, out->n_stages * sizeof *out->stage_seconds);
+    if (r->n_results > out->cap) {
+        out->status = -1;
+        snprintf(out->err, sizeof out->err, "node %s sent %zu ids for step %llu, more than it had segments", last,
+                 r->n_results, (unsigned long long)r->step_id);
+        return;
+    }
+    for (size_t k = 0; k < r->n_results; k++) {
+        const Relais__SegmentResult *sr = r->results[k];
+        if (sr->id < 0 || (uint32_t)sr->id >= V) {
+            out->status = -1;
+            snprintf(out->err, sizeof out->err, "node %s sent id %d for session %llu (vocabulary %u)", last, sr->id,
+                     (unsigned long long)sr->session_id, V);
+            return;
+        }
+        out->sessions[k] = sr->session_id;
+        out->ids[k] = sr->id;
+        if (out->top1)
+            out->top1[k] = sr->n_top ? sr->top[0]->logit : NAN;
+    }
+    out->n = (uint32_t)r->n_results;
+}
+
+/* Whether m answers a micro-batch or a drop: 1 with *out filled, else 0. */
+static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_batch_result *out) {
+    const Relais__Envelope *e = wire_msg_env(m);
+    out->status = 0;
+    out->err[0] = '\0';
+    out->n = out->n_stages = 0;
+    if (from >= 0) {   /* a node's own link: an Error naming the step it failed */
+        if (!e || e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id == 0)
+            return 0;
+        out->step = e->error->step_id;
+        out->status = -1;
+        snprintf(out->err, sizeof out->err, "node %s: %s: %s", c->nodes[from].name, wire_code_name(e->error->code),
+                 e->error->message);
+        return 1;
+    }
+    const uint8_t *key = wire_msg_peer_key(m), *last = c->nodes[c->pipe[c->n_pipe - 1]].key;
+    if (!key || memcmp(key, last, CURVE_KEY_BYTES) || !e || e->body_case != RELAIS__ENVELOPE__BODY_RESULT)
+        return 0;
+    take_batch_result(c, e->result, out);
+    return 1;
+}
+
+int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen) {
+    const int64_t deadline = cluster_now_ms() + timeout_ms;
+    for (;;) {
+        if (cluster_check_usable(c, err, errlen))
+            return -1;
+        const int64_t silent = c->alive_ms + c->step_ms;
+        if (c->flying && cluster_now_ms() >= silent) {
+            snprintf(err, errlen, "no answer from the pipeline within %d s", c->step_ms / 1000);
+            snprintf(c->lost, sizeof c->lost, "%s", err);
+            return -1;
+        }
+        wire_msg *m = NULL;
+        int from, rc = cluster_next_msg(c, c->flying && silent < deadline ? silent : deadline, &m, &from, err, errlen);
+        if (rc < 0)
+            return -1;   /* next_msg marked the pipeline lost */
+        if (rc == 0 && cluster_now_ms() >= deadline)
+            return 0;
+        rc = rc > 0 ? batch_answer(c, m, from, out) : 0;
+        wire_msg_destroy(&m);
+        if (rc > 0) {
+            c->flying -= c->flying > 0;
+            c->alive_ms = cluster_now_ms();
+            return 1;
+        }
+    }
+}
+
+uint32_t cluster_n_stages(const cluster *c) { return c->n_pipe; }
+uint32_t cluster_stage_node(const cluster *c, uint32_t k) { return c->pipe[k]; }
+const char *cluster_lost(const cluster *c) { return c->lost; }
