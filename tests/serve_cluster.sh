@@ -5,7 +5,8 @@
 # stage time and bytes; greedy answers equal those of `relais serve` on one
 # machine; 16 concurrent clients each get exactly the greedy answer they get
 # alone and none fails; a client that hangs up frees its session; the
-# server's RSS comes back; every process stops cleanly.
+# server's RSS comes back; a node that goes away fails the requests with its
+# name while the server stays up; every process stops cleanly.
 #
 # usage: serve_cluster.sh RELAIS RELAIS_NODE
 set -euo pipefail
@@ -92,4 +93,15 @@ RSS1=$(rss)
 echo "# RSS before the clients ${RSS0} kB, after ${RSS1} kB"
 [ "$RSS1" -le $((RSS0 + RSS0 / 10 + 16384)) ] && ok "RSS back near its level (${RSS0} -> ${RSS1} kB)" ||
     bad "RSS grew from ${RSS0} to ${RSS1} kB"
+
+# ---- a node goes away: requests fail naming it, the server stays up ----
+kill -9 "${NODE_PIDS[1]}"
+wait "${NODE_PIDS[1]}" 2>/dev/null || true
+NODE_PIDS=("${NODE_PIDS[0]}")
+req POST /v1/completions "$(prompt_of 1)"
+expect "a lost node fails the request with its name" 500 'r.error.message.includes("node2")'
+req GET /health
+expect "health: the nodes are lost" 200 'r.nodes.every(n => n.state === "lost")'
+req POST /v1/completions "$(prompt_of 2)"
+expect "later requests fail at once, saying why" 500 'r.error.message.includes("unusable")'
 finish
