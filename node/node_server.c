@@ -245,7 +245,7 @@ static void weight_chunk(node_server *s, const Relais__WeightChunk *c) {
     node_weights_status st = node_weights_chunk(s->weights, c, &next, path, sizeof path, &code, err, sizeof err);
     node_weights_progress(s->weights, &done, &total);
     if (st == NODE_WEIGHTS_WAIT || st == NODE_WEIGHTS_MORE || st == NODE_WEIGHTS_DONE)
-        progress(s, "receive", st == NODE_WEIGHTS_DONE ? c->total : done, c->total);
+        progress(s, "receive", done, total);
     if (st == NODE_WEIGHTS_MORE)
         send_request(s, &next);
     if (st == NODE_WEIGHTS_FAILED) {
