@@ -671,7 +671,8 @@ static void mb_drop(const mb_session *ss, uint32_t n) {
 /* Three sessions (prompts of 7, 3 and 12 tokens) in shared micro-batches
  * through 2 nodes give each exactly what it gets alone: the same ids and
  * bit-identical logits. A bad segment fails its micro-batch with the
- * reason, the nodes keep serving. */
+ * reason, the nodes keep serving. Seven sessions pass through the 4 slots
+ * of the assignment, so the drops must free them on both nodes. */
 static void test_micro_batch_equals_alone(void **state) {
     (void)state;
     char err[512];
