@@ -45,7 +45,7 @@ start_node() {   # I [fresh]: a node without the model; "fresh": with an empty c
         >"$TMP/node$1.log" 2>&1 &
     PID[$1]=$!
     for _ in $(seq 600); do
-        ADDR[$1]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$TMP/node$1.log")
+        ADDR[$1]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$TMP/node$1.log" 2>/dev/null || true)
         [ -n "${ADDR[$1]}" ] && return 0
         sleep 0.1
     done

@@ -41,7 +41,7 @@ start_node() {
         --models "$work/empty" --cache "$work/cache$i" --threads 1 "$@" >"$work/node$i.log" 2>&1 &
     pid[$i]=$!
     for _ in $(seq 200); do
-        addr[$i]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$work/node$i.log")
+        addr[$i]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$work/node$i.log" 2>/dev/null)
         [ -n "${addr[$i]}" ] && return 0
         kill -0 "${pid[$i]}" 2>/dev/null || fail "node $i did not start"
         sleep 0.1
