@@ -99,6 +99,8 @@ int cli_common_opt(cli_common *c, int opt, const char *arg) {
     case CLI_OPT_SWA_P: c->runner.swa_pattern = arg; break;
     case CLI_OPT_BATCH: rc = cli_parse_i64("--batch", arg, 1, 65536, &i); c->runner.batch = (uint32_t)i; break;
     case CLI_OPT_NO_GEMM: c->runner.no_gemm = true; break;
+    case CLI_OPT_NO_MMAP: c->runner.no_mmap = true; break;
+    case CLI_OPT_FILE_LAYOUT: c->runner.file_layout = true; break;
     case CLI_OPT_GEMM_MIN:
         rc = cli_parse_i64("--gemm-min", arg, 1, 65536, &i);
         c->runner.gemm_min = (uint32_t)i;

@@ -23,7 +23,7 @@ int cli_parse_ids(const char *what, const char *s, int32_t **ids, size_t *n);
 enum {
     CLI_OPT_CTX = 1000, CLI_OPT_TEMP, CLI_OPT_TOPK, CLI_OPT_TOPP, CLI_OPT_MINP, CLI_OPT_SEED,
     CLI_OPT_REPEAT, CLI_OPT_REPEAT_N, CLI_OPT_FREQ, CLI_OPT_PRES, CLI_OPT_SWA_W, CLI_OPT_SWA_P,
-    CLI_OPT_BATCH, CLI_OPT_NO_GEMM, CLI_OPT_GEMM_MIN,
+    CLI_OPT_BATCH, CLI_OPT_NO_GEMM, CLI_OPT_GEMM_MIN, CLI_OPT_NO_MMAP, CLI_OPT_FILE_LAYOUT,
     CLI_OPT_FIRST_OWN = 1100
 };
 #define CLI_COMMON_LONGOPTS                                                                             \
@@ -37,7 +37,8 @@ enum {
     {"presence-penalty", required_argument, 0, CLI_OPT_PRES},                                           \
     {"swa-window", required_argument, 0, CLI_OPT_SWA_W},                                                \
     {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH}, \
-    {"no-gemm", no_argument, 0, CLI_OPT_NO_GEMM}, {"gemm-min", required_argument, 0, CLI_OPT_GEMM_MIN}
+    {"no-gemm", no_argument, 0, CLI_OPT_NO_GEMM}, {"gemm-min", required_argument, 0, CLI_OPT_GEMM_MIN}, \
+    {"no-mmap", no_argument, 0, CLI_OPT_NO_MMAP}, {"file-layout", no_argument, 0, CLI_OPT_FILE_LAYOUT}
 #define CLI_COMMON_HELP                                                                                 \
     "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"                                   \
     "  -t, --threads N         worker threads (default: one per core)\n"                                \
@@ -49,7 +50,9 @@ enum {
     "      --swa-window W      override the sliding window (0 = none)\n"                                \
     "      --swa-pattern P     override which layers slide: a period (\"4\": layer i full when\n"       \
     "                          i %% 4 == 0) or one S/F per layer\n"                                     \
-    "      --batch N           prefill chunk (default 256); --gemm-min N, --no-gemm tune prefill\n"
+    "      --batch N           prefill chunk (default 256); --gemm-min N, --no-gemm tune prefill\n"   \
+    "      --no-mmap           read the weights into memory (huge pages) instead of mapping the file\n" \
+    "      --file-layout       keep the file's weight layout (no load-time rearrangement; slower)\n"
 
 typedef struct {
     rl_runner_opts runner;

@@ -993,12 +993,48 @@ void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willnee
     }
 }
 
-int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len)
+/* The whole pages holding [ptr, ptr + len), or false when the range is not
+ * inside the mapping. */
+static bool page_range(const gguf_file *f, const void *ptr, uint64_t len, uintptr_t *begin, uintptr_t *end)
 {
     uintptr_t base = (uintptr_t)f->map, p = (uintptr_t)ptr;
     if (!f->map || p < base || p - base > f->size || len > f->size - (p - base))
-        return -1;
+        return false;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = p & ~(page - 1), end = (p + len + page - 1) & ~(page - 1);
+    *begin = p & ~(page - 1);
+    *end = (p + len + page - 1) & ~(page - 1);
+    return true;
+}
+
+int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len)
+{
+    uintptr_t begin, end;
+    if (!page_range(f, ptr, len, &begin, &end))
+        return -1;
     return mprotect((void *)begin, end - begin, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
+}
+
+int gguf_load_range(gguf_file *f, const void *ptr, uint64_t len)
+{
+    uintptr_t begin, end;
+    if (!page_range(f, ptr, len, &begin, &end))
+        return -1;
+    void *m = mmap((void *)begin, end - begin, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (m == MAP_FAILED)
+        return -1;
+    (void)madvise(m, end - begin, MADV_HUGEPAGE);   /* a hint: without it the pages are small */
+    const int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint64_t off = begin - (uintptr_t)f->map, stop = end - (uintptr_t)f->map;
+    if (stop > f->size)
+        stop = f->size;
+    while (off < stop) {
+        const ssize_t got = pread(fd, (void *)((uintptr_t)f->map + off), (size_t)(stop - off), (off_t)off);
+        if (got <= 0 && !(got < 0 && errno == EINTR))
+            break;
+        off += got > 0 ? (uint64_t)got : 0;
+    }
+    close(fd);
+    return off < stop ? -1 : 0;
 }

@@ -110,4 +110,13 @@ void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willnee
  * mapping or the kernel refuses. */
 int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len);
 
+/* Reads [ptr, ptr + len) of the file (a tensor's data) into memory: its
+ * pages of the mapping are replaced by anonymous ones, backed by huge pages
+ * where the kernel has them, and filled from the file. Pointers stay valid,
+ * the pages stay resident and writable. Pages shared with a neighbouring
+ * range are read again, so load every range before changing any. 0, or -1
+ * when the range is not in the mapping or the file cannot be read (the
+ * range's contents are then undefined). */
+int gguf_load_range(gguf_file *f, const void *ptr, uint64_t len);
+
 #endif

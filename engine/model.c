@@ -293,10 +293,11 @@ static void report(const rl_model_opts *o, uint64_t done, uint64_t total) {
 static uint64_t weight_bytes(const rl_weight *w) { return (uint64_t)w->row_bytes * w->rows; }
 
 /* Rearranges a matrix the batched kernels read into the x16 layout in place
- * (x16.h; the mapping's pages become private copies), which reads and
- * writes every page; other matrices are just paged in. A tied head is the
- * embedding, which is read a row at a time, so it keeps the file's layout. */
-static void load_weight(rl_model *m, rl_weight *w, bool rearrange) {
+ * (x16.h; the pages become private copies, or are already, when read into
+ * memory), which reads and writes every page; other matrices are just paged
+ * in. A tied head is the embedding, which is read a row at a time, so it
+ * keeps the file's layout. */
+static void place_weight(rl_model *m, rl_weight *w, bool rearrange) {
     gguf_advise(m->file, w->data, weight_bytes(w), true);
     if (rearrange && rl_x16_supported(w->type) && w->rows >= 16 &&
         gguf_make_writable(m->file, w->data, weight_bytes(w)) == 0 &&
@@ -306,31 +307,55 @@ static void load_weight(rl_model *m, rl_weight *w, bool rearrange) {
         prefault(w->data, weight_bytes(w));
 }
 
-/* Loads every bound matrix the forward pass reads whole (the layers and the
- * head; the embedding is read a row per token), reporting progress. */
-static void load_weights(rl_model *m, const rl_model_opts *o) {
+/* Every bound matrix the forward pass reads whole (the layers and the head),
+ * and the embedding when it is the head or with no_mmap; k of them. NULL
+ * when out of memory. */
+static rl_weight **matrices(rl_model *m, bool with_embed, size_t *k) {
     const uint32_t n = m->l1 - m->l0;
-    rl_weight **ws = malloc((7 * (size_t)n + 1) * sizeof *ws);
-    size_t k = 0;
-    uint64_t total = 0, done = 0;
+    rl_weight **ws = malloc((7 * (size_t)n + 2) * sizeof *ws);
+    *k = 0;
     if (!ws)
-        return;   /* only an optimisation: the pages fault in on first use, in the file's layout */
+        return NULL;
     for (uint32_t i = 0; i < n; i++) {
         rl_layer *L = &m->layers[i];
         rl_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (size_t j = 0; j < 7; j++)
-            ws[k++] = lw[j];
+            ws[(*k)++] = lw[j];
     }
-    if (m->has_head)
-        ws[k++] = &m->output;
+    if (m->has_head && !m->hp.tied_output)
+        ws[(*k)++] = &m->output;
+    if (m->embed.data && (with_embed || (m->has_head && m->hp.tied_output)))
+        ws[(*k)++] = &m->embed;
+    return ws;
+}
+
+/* Loads the weights (reading them into memory first with no_mmap, every
+ * range before any is rearranged, as gguf_load_range asks), reporting
+ * progress. */
+static int load_weights(rl_model *m, const rl_model_opts *o, char *err, size_t errlen) {
+    size_t k;
+    rl_weight **ws = matrices(m, o->no_mmap, &k);
+    uint64_t total = 0, done = 0;
+    if (!ws) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < k; i++)
-        total += weight_bytes(ws[i]);
+        total += weight_bytes(ws[i]) * (o->no_mmap ? 2 : 1);
+    for (size_t i = 0; o->no_mmap && i < k; i++) {
+        if (gguf_load_range(m->file, ws[i]->data, weight_bytes(ws[i]))) {
+            snprintf(err, errlen, "%s: cannot read tensor '%s' into memory", gguf_path(m->file), ws[i]->name);
+            free(ws);
+            return -1;
+        }
+        report(o, done += weight_bytes(ws[i]), total);
+    }
     for (size_t i = 0; i < k; i++) {
-        load_weight(m, ws[i], !o->file_layout && !(ws[i] == &m->output && m->hp.tied_output));
-        done += weight_bytes(ws[i]);
-        report(o, done, total);
+        place_weight(m, ws[i], !o->file_layout && ws[i] != &m->embed);
+        report(o, done += weight_bytes(ws[i]), total);
     }
     free(ws);
+    return 0;
 }
 
 static int bind_all(rl_model *m, const rl_model_opts *o, char *err, size_t errlen) {
@@ -381,7 +406,10 @@ rl_model *rl_model_load(const char *path, const rl_model_opts *opts, char *err, 
         rl_model_destroy(&m);
         return NULL;
     }
-    load_weights(m, &o);
+    if (load_weights(m, &o, err, errlen)) {
+        rl_model_destroy(&m);
+        return NULL;
+    }
     return m;
 }
 

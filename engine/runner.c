@@ -64,6 +64,8 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = o->swa_window;
     mo.swa_pattern = o->swa_pattern;
+    mo.no_mmap = o->no_mmap;
+    mo.file_layout = o->file_layout;
     if (o->progress) {
         mo.progress = show_progress;
         mo.progress_ud = isatty(STDERR_FILENO) ? (void *)r : NULL;

@@ -21,6 +21,8 @@ typedef struct {
     int64_t swa_window;      /* -1 = the file's */
     const char *swa_pattern; /* NULL = the file's */
     bool progress;           /* show load progress on stderr */
+    bool no_mmap;            /* read the weights into memory instead of mapping the file */
+    bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);
