@@ -1,24 +1,30 @@
 /* `relais bench`: prefill and decode speed and peak memory of a model at a
  * thread count, in the manner of llama-bench: pp = one prompt of P tokens fed
  * as a batch from an empty cache, tg = N tokens fed one at a time. Each is
- * repeated and the median reported. --json prints
- *   {"pp_tps": ..., "tg_tps": ..., "peak_rss_mb": ..., ...}
- * and is a stable interface for scripts. */
+ * repeated and the median reported, with decode's effective bandwidth (the
+ * bytes a decode step reads — every layer and the head — times tg) and, with
+ * --probe, what a plain streaming read achieves on this machine. --json prints
+ *   {"pp_tps": ..., "tg_tps": ..., "tg_gbps": ..., "probe_gbps": ...,
+ *    "peak_rss_mb": ..., "file_bytes": ..., "kv_bytes": ..., ...}
+ * and is a stable interface for scripts (bench/run_bench.sh). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "bench_probe.h"
 #include "cli.h"
 #include "commands.h"
 #include "log.h"
 #include "quant.h"
 
-enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS };
+enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE };
+
+#define PROBE_BYTES ((size_t)512 << 20)   /* far beyond any cache relais runs on */
 
 typedef struct {
     cli_common common;
     int64_t n_prompt, n_gen, reps;
-    bool json;
+    bool json, probe;
 } bench_args;
 
 static int cmp_double(const void *a, const void *b) {
@@ -36,6 +42,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                                              {"n-gen", required_argument, 0, 'n'},
                                              {"reps", required_argument, 0, OPT_REPS},
                                              {"json", no_argument, 0, OPT_JSON},
+                                             {"probe", no_argument, 0, OPT_PROBE},
                                              {"help", no_argument, 0, 'h'},
                                              CLI_COMMON_LONGOPTS,
                                              {0, 0, 0, 0}};
@@ -57,11 +64,13 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case 'r':
         case OPT_REPS: if (cli_parse_i64("--reps", optarg, 1, 1000, &a->reps)) return -1; break;
         case OPT_JSON: a->json = true; break;
+        case OPT_PROBE: a->probe = true; break;
         case 'h':
-            printf("usage: relais bench -m MODEL.gguf [-t THREADS] [-p 64] [-n 32] [-r 3] [--json]\n"
-                   "  -p N   prompt tokens for the prefill test (0 = skip)\n"
-                   "  -n N   tokens for the decode test (0 = skip)\n"
-                   "  -r N   repetitions; the median is reported\n" CLI_COMMON_HELP);
+            printf("usage: relais bench -m MODEL.gguf [-t THREADS] [-p 64] [-n 32] [-r 3] [--probe] [--json]\n"
+                   "  -p N      prompt tokens for the prefill test (0 = skip)\n"
+                   "  -n N      tokens for the decode test (0 = skip)\n"
+                   "  -r N      repetitions; the median is reported\n"
+                   "  --probe   also measure a streaming read of memory with the same threads\n" CLI_COMMON_HELP);
             exit(0);
         default: return -1;
         }
@@ -119,6 +128,52 @@ out:
     return rc;
 }
 
+/* Bytes a decode step reads whole: every layer's tensors and the head (the
+ * embedding when the head is tied to it). */
+static uint64_t bytes_per_token(const rl_runner *r) {
+    const gguf_file *f = rl_runner_gguf(r);
+    const rl_hparams *hp = rl_runner_hparams(r);
+    uint64_t b = 0;
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        b += rl_layer_file_bytes(f, il);
+    const gguf_tensor *head = gguf_find_tensor(f, hp->tied_output ? "token_embd.weight" : "output.weight");
+    return b + (head ? head->nbytes : 0);
+}
+
+typedef struct {
+    double pp, tg, probe, tg_gbps;
+    uint64_t per_token;
+} bench_result;
+
+static void print_json(const bench_args *a, rl_runner *r, const bench_result *b) {
+    const rl_runner_opts *o = &a->common.runner;
+    json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:f, s:f, s:f}", "model", o->model_path, "threads",
+                          rl_runner_threads(r), "isa", rl_kernels()->name, "n_prompt", (json_int_t)a->n_prompt,
+                          "n_gen", (json_int_t)a->n_gen, "pp_tps", b->pp, "tg_tps", b->tg, "peak_rss_mb",
+                          rl_peak_rss_mib());
+    json_object_set_new(j, "tg_gbps", json_real(b->tg_gbps));
+    json_object_set_new(j, "probe_gbps", json_real(b->probe));
+    json_object_set_new(j, "bytes_per_token", json_integer((json_int_t)b->per_token));
+    json_object_set_new(j, "file_bytes", json_integer((json_int_t)gguf_file_size(rl_runner_gguf(r))));
+    json_object_set_new(j, "kv_bytes", json_integer((json_int_t)rl_runner_kv_bytes(r)));
+    json_object_set_new(j, "load", json_string(o->no_mmap ? "no-mmap" : "mmap"));
+    json_object_set_new(j, "layout", json_string(o->file_layout ? "file" : "x16"));
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    puts(s);
+    free(s);
+    json_decref(j);
+}
+
+static void print_table(const bench_args *a, rl_runner *r, const bench_result *b) {
+    printf("%-40s %7s %6s %9s %9s %9s %9s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "tg GB/s",
+           "probe", "peak RSS MiB");
+    printf("%-40s %7d %6s %9.2f %9.2f %9.1f %9.1f %12.0f\n", a->common.runner.model_path, rl_runner_threads(r),
+           rl_kernels()->name, b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
+    printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time; median of %lld; tg GB/s: %.0f MiB "
+           "read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen, (long long)a->reps,
+           b->per_token / 1048576.0, a->probe ? "; probe: streaming read, same threads" : "");
+}
+
 int cmd_bench(int argc, char **argv) {
     bench_args a = {0};
     char err[512];
@@ -127,29 +182,21 @@ int cmd_bench(int argc, char **argv) {
     if (a.json)
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
+    bench_result b = {0};
+    if (a.probe)   /* before the model is in memory, so the two never compete for it */
+        b.probe = bench_probe_gbps(a.common.runner.n_threads, PROBE_BYTES);
     rl_runner *r = rl_runner_new(&a.common.runner, err, sizeof err);
     if (!r) {
         fprintf(stderr, "relais bench: %s\n", err);
         return 1;
     }
-    double pp, tg;
-    int rc = measure(&a, r, &pp, &tg);
-    if (rc == 0 && a.json) {
-        json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:I, s:f, s:f, s:f}", "model", a.common.runner.model_path,
-                              "threads", rl_runner_threads(r), "isa", rl_kernels()->name, "n_prompt",
-                              (json_int_t)a.n_prompt, "n_gen", (json_int_t)a.n_gen, "pp_tps", pp, "tg_tps", tg,
-                              "peak_rss_mb", rl_peak_rss_mib());
-        char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-        puts(s);
-        free(s);
-        json_decref(o);
-    } else if (rc == 0) {
-        printf("%-40s %7s %6s %12s %12s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "peak RSS MiB");
-        printf("%-40s %7d %6s %12.2f %12.2f %12.0f\n", a.common.runner.model_path, rl_runner_threads(r),
-               rl_kernels()->name, pp, tg, rl_peak_rss_mib());
-        printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time; median of %lld)\n",
-               (long long)a.n_prompt, (long long)a.n_gen, (long long)a.reps);
-    }
+    int rc = measure(&a, r, &b.pp, &b.tg);
+    b.per_token = bytes_per_token(r);
+    b.tg_gbps = (double)b.per_token * b.tg / 1e9;
+    if (rc == 0 && a.json)
+        print_json(&a, r, &b);
+    else if (rc == 0)
+        print_table(&a, r, &b);
     rl_runner_destroy(&r);
     return rc ? 1 : 0;
 }
