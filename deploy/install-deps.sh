@@ -19,7 +19,17 @@ PKGS=(
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# An x86-64 machine also cross-builds the aarch64 (Raspberry Pi) kernels and
+# tests them under qemu-user (deploy/test-arm.sh): the cross compiler, the
+# emulator, and the engine's arm64 -dev packages beside the native ones.
+CROSS=()
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  $SUDO dpkg --add-architecture arm64
+  CROSS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+         libopenblas-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64)
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" "${CROSS[@]}" >/dev/null
 echo "relais: dependencies installed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds relais and runs every test: once in a release build (warnings are
-# errors), once under AddressSanitizer + UBSan. Expects the dependencies
-# (deploy/install-deps.sh) and ../shared beside the repository.
+# errors), once under AddressSanitizer + UBSan, then the aarch64 kernels
+# cross-built and run under qemu-user (deploy/test-arm.sh). Expects the
+# dependencies (deploy/install-deps.sh) and ../shared beside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -14,3 +15,5 @@ cmake -S . -B build-asan -DRELAIS_WERROR=ON -DRELAIS_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs")
+
+bash deploy/test-arm.sh

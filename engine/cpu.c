@@ -44,9 +44,12 @@ static void detect(rl_cpu_features *f)
     f->avx512vnni = f->avx512 && (c & (1u << 11));
 }
 #elif defined(__aarch64__)
+#include <sys/auxv.h>
+
 static void detect(rl_cpu_features *f)
 {
     f->neon = true;
+    f->dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
 #else
 static void detect(rl_cpu_features *f)

@@ -15,6 +15,7 @@ typedef struct {
     bool avx512;      /* AVX-512 F/BW/VL/DQ, ZMM and opmask state enabled */
     bool avx512vnni;  /* VPDPBUSD, on top of avx512 */
     bool neon;        /* Advanced SIMD (always on aarch64) */
+    bool dotprod;     /* SDOT/UDOT (HWCAP_ASIMDDP: Cortex-A76 and later) */
 } rl_cpu_features;
 
 /* Detected once; safe to call from any thread. */
@@ -39,5 +40,10 @@ void rl_qg_pack_avx512(rl_dtype t, const void *w, size_t row_bytes, int rows, ui
                        rl_qg_tile *tile);
 void rl_qg_unpack_avx512(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_avx512(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_pack_neon(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
+                     rl_qg_tile *tile);
+void rl_qg_unpack_neon(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
+void rl_qg_kernel_neon(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_kernel_neon_dot(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
 
 #endif

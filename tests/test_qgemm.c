@@ -316,10 +316,25 @@ static void test_batch_independence(void **state)
     }
 }
 
+/* The activation quantizer every set brings gives the reference's bytes. */
+static void check_quantizer(const rl_kernel_set *ks)
+{
+    float x[1024], scale = 1;
+    block_q8_0 a[1024 / QK8_0], b[1024 / QK8_0];
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < 1024; i++)
+            x[i] = rep % 4 == 1 ? (float)((int)(rnd() % 64) - 32) * 0.5f : rnd_val(i, &scale);
+        ks->quantize_q8_0(x, a, 1024);
+        rl_kernels_ref()->quantize_q8_0(x, b, 1024);
+        assert_memory_equal(a, b, sizeof a);
+    }
+}
+
 static void check_set(const rl_kernel_set *ks)
 {
     assert_non_null(ks->qg_pack);
     assert_non_null(ks->qg_kernel);
+    check_quantizer(ks);
     for (size_t i = 0; i < N_SHAPES; i++)
         check_set_case(ks, &shapes[i]);
     for (size_t k = 0; k < N_QG_TYPES; k++)   /* every token count up to two register tiles */
@@ -359,6 +374,10 @@ static void test_neon(void **state)
         print_message("no NEON in this build: nothing to compare\n");
         return;
     }
+#if defined(__aarch64__)   /* the dot-product kernel exactly where the CPU has it */
+    assert_true(ks->qg_kernel == (rl_cpu()->dotprod ? rl_qg_kernel_neon_dot : rl_qg_kernel_neon));
+    print_message("NEON kernel %s dot product\n", rl_cpu()->dotprod ? "with" : "without");
+#endif
     check_set(ks);
 }
 

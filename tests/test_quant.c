@@ -810,7 +810,7 @@ static void child_choice(const char *isa, char *name, size_t len, int *lines)
 static void test_dispatch(void **state)
 {
     (void)state;
-    const char *best = rl_kernels_avx512() ? "avx512" : rl_kernels_avx2() ? "avx2" : "scalar";
+    const char *best = rl_kernels_avx512() ? "avx512" : rl_kernels_avx2() ? "avx2" : rl_kernels_neon() ? "neon" : "scalar";
     char name[32];
     int lines;
     child_choice(NULL, name, sizeof name, &lines);
