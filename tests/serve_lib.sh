@@ -62,7 +62,8 @@ start_nodes() {
         NODE_PIDS+=($!)
         ep=
         for _ in $(seq 300); do
-            ep=$(sed -n 's|.*listening on \(tcp://[0-9.:]*\).*|\1|p' "$TMP/$name-node$i.log")
+            # the log is created by the node's shell after the fork: not there yet means no address yet
+            ep=$(sed -n 's|.*listening on \(tcp://[0-9.:]*\).*|\1|p' "$TMP/$name-node$i.log" 2>/dev/null || true)
             [ -n "$ep" ] && break
             sleep 0.1
         done
