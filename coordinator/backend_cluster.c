@@ -175,17 +175,6 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
     return *c ? cluster_hello(*c, err, errlen) : -1;
 }
 
-/* The context of a session: --ctx (default 4096), capped at the model's. */
-static uint32_t context_of(const rl_runner_opts *r, const model_costs *m) {
-    uint32_t n_ctx = r->n_ctx ? r->n_ctx : 4096;
-    if (n_ctx > m->hp.n_ctx_train) {
-        if (r->n_ctx)
-            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", r->n_ctx, m->hp.n_ctx_train);
-        n_ctx = m->hp.n_ctx_train;
-    }
-    return n_ctx;
-}
-
 static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                   uint32_t *n_ctx, char *err, size_t errlen) {
     model_costs m = {0};
@@ -194,7 +183,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
         free(m.layer_bytes);
         return -1;
     }
-    *n_ctx = context_of(r, &m);
+    *n_ctx = rl_hparams_ctx(&m.hp, r->n_ctx);
     int rc = plan_ranges(o, c, &m, *n_ctx, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)

@@ -188,16 +188,6 @@ static int parse_args(int argc, char **argv, plan_args *a) {
     return 0;
 }
 
-/* The context planned for: --ctx, or 4096, capped at the model's. */
-static uint32_t plan_ctx(const plan_args *a, const rl_hparams *hp) {
-    uint32_t n = a->n_ctx ? (uint32_t)a->n_ctx : 4096;
-    if (hp->n_ctx_train && n > hp->n_ctx_train) {
-        if (a->n_ctx)
-            fprintf(stderr, "relais plan: context %u capped at the model's %u\n", n, hp->n_ctx_train);
-        n = hp->n_ctx_train;
-    }
-    return n;
-}
 
 /* The free RAM and speed the nodes report at Hello, where not assumed. */
 static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed) {
@@ -357,7 +347,7 @@ static int plan_and_print(const plan_args *a, const cluster_config *cfg, const p
     in.head_bytes = m->head_bytes;
     in.nodes = nodes;
     in.n_nodes = n;
-    in.n_ctx = plan_ctx(a, &m->hp);
+    in.n_ctx = rl_hparams_ctx(&m->hp, (uint32_t)a->n_ctx);
     in.n_sessions = (uint32_t)a->n_sessions;
     in.reserve = (uint64_t)a->reserve;
     in.head_on_coordinator = a->head_on_coordinator;

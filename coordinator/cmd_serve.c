@@ -189,9 +189,7 @@ static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char 
     if (!(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
         return -1;
     en->view = en->model;
-    const uint32_t train = rl_model_hparams(en->model)->n_ctx_train;
-    *n_ctx = ro.n_ctx ? ro.n_ctx : 4096;
-    *n_ctx = *n_ctx < train ? *n_ctx : train;
+    *n_ctx = rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx);
     return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, err, errlen)) ? 0 : -1;
 }
 

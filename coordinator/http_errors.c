@@ -7,25 +7,13 @@
 #include "http_server.h"
 
 enum MHD_Result http_reply_error(http_req *r, const rl_oai_err *e) {
-    json_t *body = rl_oai_error_json(e);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        return http_reply_text(r, 500, "application/json",
-                               "{\"error\":{\"message\":\"cannot encode the error\",\"type\":\"server_error\","
-                               "\"param\":null,\"code\":null}}");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
+    int status = e->status;
+    struct MHD_Response *resp = http_json_response(rl_oai_error_json(e), &status);
+    if (!resp)
         return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    if (e->status == 429 || e->status == 503)
+    if (status == 429 || status == 503)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (e->status == 401)
+    if (status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    r->status = e->status;
-    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)e->status, resp);
-    MHD_destroy_response(resp);
-    return rc;
+    return http_queue(r, status, resp);
 }

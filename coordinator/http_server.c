@@ -33,7 +33,7 @@ struct rl_http {
 
 /* ---- replies ---- */
 
-static enum MHD_Result queue(http_req *r, int status, struct MHD_Response *resp) {
+enum MHD_Result http_queue(http_req *r, int status, struct MHD_Response *resp) {
     if (!resp)
         return MHD_NO;
     r->status = status;
@@ -47,23 +47,31 @@ enum MHD_Result http_reply_text(http_req *r, int status, const char *content_typ
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
     if (resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    return queue(r, status, resp);
+    return http_queue(r, status, resp);
+}
+
+struct MHD_Response *http_json_response(json_t *body, int *status) {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char failed[] = "{\"error\":{\"message\":\"cannot encode the reply\",\"type\":\"server_error\","
+                                     "\"param\":null,\"code\":null}}";
+        *status = 500;
+        text = strdup(failed);
+    }
+    struct MHD_Response *resp =
+        text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return resp;
 }
 
 enum MHD_Result http_reply_json(http_req *r, int status, json_t *body) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text)
-        return http_reply_text(r, 500, "application/json",
-                               "{\"error\":{\"message\":\"cannot encode the reply\",\"type\":\"server_error\","
-                               "\"param\":null,\"code\":null}}");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    return queue(r, status, resp);
+    struct MHD_Response *resp = http_json_response(body, &status);
+    return http_queue(r, status, resp);
 }
 
 bool http_client_gone(http_req *r) {

@@ -60,6 +60,11 @@ typedef struct {
     int status;                     /* status of the reply queued */
 } http_req;
 
+/* A JSON response of body (stolen; NULL or unencodable gives a 500 error
+ * object and sets *status to 500), or NULL out of memory. Caller queues it. */
+struct MHD_Response *http_json_response(json_t *body, int *status);
+/* Queues resp (NULL: fails the connection) with status, and destroys it. */
+enum MHD_Result http_queue(http_req *r, int status, struct MHD_Response *resp);
 /* Queue a JSON reply (body stolen) or an OpenAI error. */
 enum MHD_Result http_reply_json(http_req *r, int status, json_t *body);
 enum MHD_Result http_reply_error(http_req *r, const rl_oai_err *e);

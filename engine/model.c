@@ -166,7 +166,7 @@ static int read_shape(const gguf_file *f, rl_hparams *hp, char *err, size_t errl
         return -1;
     }
     if (!arch_key_u32(f, a, "context_length", &hp->n_ctx_train) || hp->n_ctx_train == 0)
-        hp->n_ctx_train = 4096;
+        hp->n_ctx_train = RL_DEFAULT_CTX;
     if (!arch_key_f32(f, a, "attention.layer_norm_rms_epsilon", &hp->norm_eps))
         hp->norm_eps = 1e-5f;
     if (!arch_key_f32(f, a, "rope.freq_base", &hp->rope_base))
@@ -449,4 +449,14 @@ uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il) {
             total += t->nbytes;
     }
     return total;
+}
+
+uint32_t rl_hparams_ctx(const rl_hparams *hp, uint32_t asked) {
+    uint32_t n = asked ? asked : RL_DEFAULT_CTX;
+    if (n > hp->n_ctx_train) {
+        if (asked)
+            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", asked, hp->n_ctx_train);
+        n = hp->n_ctx_train;
+    }
+    return n;
 }

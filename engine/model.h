@@ -93,6 +93,10 @@ const float *rl_model_output_norm(const rl_model *m);             /* (dim); NULL
 /* Reads hyper-parameters and the sliding layout from an open file (no tensors
  * bound); used by inspect and the planner. Returns 0, or -1 with err. */
 int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *hp, char *err, size_t errlen);
+/* The context a session gets: asked (0 = RL_DEFAULT_CTX), capped at the
+ * model's trained context; a cap of an explicit ask is logged. */
+#define RL_DEFAULT_CTX 4096
+uint32_t rl_hparams_ctx(const rl_hparams *hp, uint32_t asked);
 /* Bytes of the weights of layer il as stored in the file. */
 uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il);
 /* Bytes of KV cache (f32 K and V) for layers [l0, l1) at n_ctx positions,

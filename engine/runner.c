@@ -45,16 +45,6 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
     fflush(stderr);
 }
 
-static uint32_t choose_ctx(const rl_hparams *hp, uint32_t asked) {
-    uint32_t n = asked ? asked : 4096;
-    if (n > hp->n_ctx_train) {
-        if (asked)
-            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", asked, hp->n_ctx_train);
-        n = hp->n_ctx_train;
-    }
-    return n;
-}
-
 rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     rl_runner *r = calloc(1, sizeof *r);
     if (!r) {
@@ -85,7 +75,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
         rl_ctx_set_gemm_min(r->ctx, 0);
     else if (o->gemm_min)
         rl_ctx_set_gemm_min(r->ctx, o->gemm_min);
-    r->kv = rl_kv_new(hp, 0, hp->n_layer, choose_ctx(hp, o->n_ctx), err, errlen);
+    r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), err, errlen);
     if (!r->kv)
         goto fail;
     rl_log(RL_LOG_DEBUG, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
