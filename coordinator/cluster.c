@@ -627,6 +627,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
+    c->prefill_progress = o->progress;
     int64_t t0 = cluster_now_ms();
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
@@ -814,6 +815,10 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
         }
         if (rc > 0)
             rc = step_message(c, m, from, session, first, want, err, errlen);
+        if (rc > 0 && c->prefill_progress) {   /* chunk want - first is through */
+            const uint64_t through = (want - first + 1) * c->max_batch;
+            rl_show_prefill(through < n ? (uint32_t)through : n, n, c->max_batch);
+        }
         if (rc > 0 && ++want == c->next_step)
             rc = take_result(c, wire_msg_env(m)->result, s->n_top, out, err, errlen);
         if (rc > 0)

@@ -59,6 +59,7 @@ struct cluster {
     size_t n_sessions, cap_sessions;
     int control_ms, load_ms, step_ms;
     bool show_progress;                   /* a load progress line is on the terminal */
+    bool prefill_progress;                /* show the progress of long prompts */
     char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
     uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
     int64_t alive_ms;                     /* the last send or answer of one */

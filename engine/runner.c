@@ -18,6 +18,7 @@ struct rl_runner {
     rl_kv *kv;              /* the session's cache */
     float *x;               /* (batch, dim) activations of the chunk being fed */
     uint32_t batch;         /* chunk size */
+    bool progress;          /* show prefill progress */
 };
 
 rl_runner_opts rl_runner_opts_default(void) {
@@ -45,6 +46,18 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
     fflush(stderr);
 }
 
+void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk) {
+    if (total <= chunk)   /* one chunk: nothing to wait for between updates */
+        return;
+    const bool tty = isatty(STDERR_FILENO);
+    const uint32_t before = done > chunk ? done - chunk : 0;
+    if (!tty && (uint64_t)before * 10 / total == (uint64_t)done * 10 / total)
+        return;
+    fprintf(stderr, "%srelais: prefill %3u%% (%u / %u tokens)%s", tty ? "\r" : "", (unsigned)((uint64_t)done * 100 / total),
+            done, total, tty && done < total ? "" : "\n");
+    fflush(stderr);
+}
+
 rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     rl_runner *r = calloc(1, sizeof *r);
     if (!r) {
@@ -68,6 +81,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
         goto fail;
     const rl_hparams *hp = rl_model_hparams(r->model);
     r->batch = o->batch ? o->batch : 256;
+    r->progress = o->progress;
     r->ctx = rl_ctx_new(r->model, o->n_threads, r->batch, err, errlen);
     if (!r->ctx)
         goto fail;
@@ -124,6 +138,8 @@ int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, 
             rl_forward_layers(r->ctx, r->kv, r->x, chunk, rl_kv_len(r->kv), err, errlen))
             return -1;
         done += chunk;
+        if (r->progress)
+            rl_show_prefill(done, n, r->batch);
         if (done == n && logits)
             return rl_head(r->ctx, r->x + (size_t)(chunk - 1) * dim, logits, err, errlen);
     }

@@ -20,12 +20,18 @@ typedef struct {
     bool no_gemm;            /* always use the quantized kernels */
     int64_t swa_window;      /* -1 = the file's */
     const char *swa_pattern; /* NULL = the file's */
-    bool progress;           /* show load progress on stderr */
+    bool progress;           /* show load and prefill progress on stderr */
     bool no_mmap;            /* read the weights into memory instead of mapping the file */
     bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);
+
+/* Prefill progress on stderr, called as each chunk of a prompt completes:
+ * shown only for prompts of more than one chunk, redrawn in place on a
+ * terminal, one line per 10% otherwise (for log files). Shared by every backend that
+ * feeds prompts in chunks. */
+void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk);
 
 typedef struct rl_runner rl_runner;
 

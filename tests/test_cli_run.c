@@ -270,6 +270,28 @@ static void test_text_generation(void **s) {
     json_decref(g);
 }
 
+/* A prompt of several chunks streams the same text and shows its prefill
+ * progress; a prompt of one chunk, or --json, shows none. */
+static void test_prefill_progress(void **s) {
+    (void)s;
+    static char one[1 << 16], chunked[1 << 16];
+    const char *base = "run -m " MODELS "stories260K.gguf -p 'Once upon a time, there was a little girl' -n 8 --temp 0";
+    char args[1024];
+    assert_int_equal(run(base, false, one, sizeof one), 0);
+    snprintf(args, sizeof args, "%s --batch 3", base);
+    assert_int_equal(run(args, false, chunked, sizeof chunked), 0);
+    assert_string_equal(chunked, one);
+    assert_int_equal(run(args, true, chunked, sizeof chunked), 0);
+    const char *done = strstr(chunked, "relais: prefill 100% (");
+    if (!done || !strstr(chunked, "relais: prefill  "))
+        fail_msg("no prefill progress in:\n%s", chunked);
+    assert_int_equal(run(base, true, one, sizeof one), 0);
+    assert_null(strstr(one, "prefill"));
+    snprintf(args, sizeof args, "%s --batch 3 --json", base);
+    assert_int_equal(run(args, true, chunked, sizeof chunked), 0);
+    assert_null(strstr(chunked, "prefill"));
+}
+
 static void test_chat(void **s) {
     (void)s;
     char out[1 << 16];
@@ -296,7 +318,8 @@ int main(void) {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
