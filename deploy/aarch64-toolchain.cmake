@@ -12,4 +12,10 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 # pkg-config must see the arm64 .pc files, never the native ones.
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
 set(ENV{PKG_CONFIG_PATH} "")
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static -L /usr/aarch64-linux-gnu)
+# No -L /usr/aarch64-linux-gnu: that prefix holds the cross toolchain's
+# ld.so, but the arm64 libraries the tests link (multiarch, from the archive)
+# pull in the archive's libc6:arm64, a different build of glibc. ld.so from
+# one build with libc.so.6 from another spins forever in the first
+# pthread_create. Without a prefix the binaries use the multiarch ld.so and
+# libc, which match.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static)

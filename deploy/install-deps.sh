@@ -19,13 +19,15 @@ PKGS=(
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# An x86-64 machine also cross-builds the aarch64 (Raspberry Pi) kernels and
-# tests them under qemu-user (deploy/test-arm.sh): the cross compiler, the
-# emulator, and the engine's arm64 -dev packages beside the native ones.
+# An x86-64 machine also cross-builds the aarch64 (Raspberry Pi) engine and
+# runs its tests under qemu-user (deploy/test-arm.sh): the cross compiler, the
+# emulator, and the engine's arm64 -dev packages beside the native ones. The
+# test binaries run with libc6:arm64's loader and libc (named here because
+# the emulator setup depends on it, not only the -dev packages).
 CROSS=()
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
   $SUDO dpkg --add-architecture arm64
-  CROSS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+  CROSS=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static libc6:arm64
          libopenblas-dev:arm64 libjansson-dev:arm64 libcmocka-dev:arm64)
 fi
 
