@@ -1,9 +1,14 @@
-/* The aarch64 kernel set: the activation quantizer and the batched product
- * in NEON (every aarch64 core has it), with the dot-product microkernel
- * chosen at run time on cores that report it (HWCAP_ASIMDDP: the Pi 5's
- * Cortex-A76, not the Pi 4's A72). The matrix-vector dots come from the
- * scalar reference: with the batched product serving every batch size they
- * only run for float weights. */
+/* The aarch64 kernel set: the activation quantizer, the batched product and
+ * the float-weight dots in NEON (every aarch64 core has it), with the
+ * dot-product microkernel chosen at run time on cores that report it
+ * (HWCAP_ASIMDDP: the Pi 5's Cortex-A76, not the Pi 4's A72).
+ *
+ * The batched product serves every batch size of the quantized formats, so
+ * their matrix-vector dots and the Q8_K quantizer never run on this path
+ * and come from the scalar reference. Float weights (F32, F16, BF16 files)
+ * have no batched kernel: their decode is the matrix-vector dot, which the
+ * reference computes in double, element by element (and F16 through a
+ * software conversion), several times slower than the memory it reads. */
 #include "cpu.h"
 
 #include <arm_neon.h>
@@ -31,9 +36,80 @@ static void quantize_q8_0_neon(const float *x, void *dst, int n)
     }
 }
 
+/* ---- float weights: four 4-wide accumulators, scalar tail ----------------- */
+
+static inline float32x4_t load4_f32(const void *w, int i)
+{
+    return vld1q_f32((const float *)w + i);
+}
+
+static inline float32x4_t load4_f16(const void *w, int i)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const rl_fp16 *)w + i)));
+}
+
+static inline float32x4_t load4_bf16(const void *w, int i)
+{
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const rl_bf16 *)w + i), 16));
+}
+
+static inline float elem_f32(const void *w, int i)
+{
+    return ((const float *)w)[i];
+}
+
+static inline float elem_f16(const void *w, int i)
+{
+    return rl_fp16_to_f32(((const rl_fp16 *)w)[i]);
+}
+
+static inline float elem_bf16(const void *w, int i)
+{
+    return rl_bf16_to_f32(((const rl_bf16 *)w)[i]);
+}
+
+/* Inlined into each caller with constant loaders, so no indirect calls
+ * remain. Four independent accumulators cover the latency of FMLA. */
+static inline __attribute__((always_inline)) float dot_float(int n, const void *w, const float *y,
+                                                             float32x4_t (*load4)(const void *, int),
+                                                             float (*elem)(const void *, int))
+{
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 4; k++)
+            acc[k] = vfmaq_f32(acc[k], load4(w, i + 4 * k), vld1q_f32(y + i + 4 * k));
+    for (; i + 4 <= n; i += 4)
+        acc[0] = vfmaq_f32(acc[0], load4(w, i), vld1q_f32(y + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    for (; i < n; i++)
+        sum += elem(w, i) * y[i];
+    return sum;
+}
+
+static float vec_dot_f32_neon(int n, const void *w, const void *a)
+{
+    return dot_float(n, w, a, load4_f32, elem_f32);
+}
+
+static float vec_dot_f16_neon(int n, const void *w, const void *a)
+{
+    return dot_float(n, w, a, load4_f16, elem_f16);
+}
+
+static float vec_dot_bf16_neon(int n, const void *w, const void *a)
+{
+    return dot_float(n, w, a, load4_bf16, elem_bf16);
+}
+
 static rl_kernel_set neon_set = {
     .name = "neon",
     .quantize_q8_0 = quantize_q8_0_neon,
+    .vec_dot = {
+        [RL_F32] = vec_dot_f32_neon,
+        [RL_F16] = vec_dot_f16_neon,
+        [RL_BF16] = vec_dot_bf16_neon,
+    },
     .qg_pack = rl_qg_pack_neon,
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,

@@ -660,26 +660,32 @@ static void check_set(const rl_kernel_set *ks)
     compare_sets(ks);
 }
 
-static void test_avx2_vs_ref(void **state)
+/* A set exists exactly where the CPU has its ISA, and then matches the reference. */
+static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa)
 {
-    (void)state;
-    const rl_kernel_set *ks = rl_kernels_avx2();
-    assert_true((ks != NULL) == rl_cpu()->avx2);
+    assert_true((ks != NULL) == cpu_has);
     if (ks)
         check_set(ks);
     else
-        print_message("no AVX2 on this CPU: nothing to compare\n");
+        print_message("no %s on this CPU: nothing to compare\n", isa);
+}
+
+static void test_avx2_vs_ref(void **state)
+{
+    (void)state;
+    set_vs_ref(rl_kernels_avx2(), rl_cpu()->avx2, "AVX2");
 }
 
 static void test_avx512_vs_ref(void **state)
 {
     (void)state;
-    const rl_kernel_set *ks = rl_kernels_avx512();
-    assert_true((ks != NULL) == rl_cpu()->avx512);
-    if (ks)
-        check_set(ks);
-    else
-        print_message("no AVX-512 on this CPU: nothing to compare\n");
+    set_vs_ref(rl_kernels_avx512(), rl_cpu()->avx512, "AVX-512");
+}
+
+static void test_neon_vs_ref(void **state)
+{
+    (void)state;
+    set_vs_ref(rl_kernels_neon(), rl_cpu()->neon, "NEON");
 }
 
 /* The reference dot is exactly the float dot of the dequantized rows (up to
@@ -735,7 +741,8 @@ static void test_real_rows_dot(void **state)
         {MODELS "small-q4_k_m.gguf", "blk.1.ffn_up.weight", RL_Q4_K},
         {MODELS "small-q4_k_m.gguf", "output.weight", RL_Q6_K},
     };
-    const rl_kernel_set *sets[] = {rl_kernels_ref(), rl_kernels_avx2(), rl_kernels_avx512()};
+    const rl_kernel_set *sets[] = {rl_kernels_ref(), rl_kernels_avx2(), rl_kernels_avx512(), rl_kernels_neon()};
+    const size_t n_sets = sizeof sets / sizeof sets[0];
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         float *q, *ref;
         const void *raw;
@@ -752,7 +759,7 @@ static void test_real_rows_dot(void **state)
                 want += (double)q[r * row + i] * ad[i];
                 mag += fabs((double)q[r * row + i] * ad[i]);
             }
-            for (size_t s = 0; s < 3; s++)
+            for (size_t s = 0; s < n_sets; s++)
                 if (sets[s]) {
                     const double got = sets[s]->vec_dot[cases[c].t]((int)row, (const char *)raw + r * rb, a);
                     if (!(fabs(got - want) <= 1e-5 * mag))
@@ -860,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_real_rows_dot),
         cmocka_unit_test(test_avx2_vs_ref),
         cmocka_unit_test(test_avx512_vs_ref),
+        cmocka_unit_test(test_neon_vs_ref),
         cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
