@@ -128,16 +128,14 @@ out:
     return rc;
 }
 
-/* Bytes a decode step reads whole: every layer's tensors and the head (the
- * embedding when the head is tied to it). */
+/* Bytes a decode step reads whole: every layer's tensors and the head. */
 static uint64_t bytes_per_token(const rl_runner *r) {
     const gguf_file *f = rl_runner_gguf(r);
     const rl_hparams *hp = rl_runner_hparams(r);
-    uint64_t b = 0;
+    uint64_t b = rl_head_file_bytes(f, hp->tied_output);
     for (uint32_t il = 0; il < hp->n_layer; il++)
         b += rl_layer_file_bytes(f, il);
-    const gguf_tensor *head = gguf_find_tensor(f, hp->tied_output ? "token_embd.weight" : "output.weight");
-    return b + (head ? head->nbytes : 0);
+    return b;
 }
 
 typedef struct {

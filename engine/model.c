@@ -439,6 +439,12 @@ const rl_weight *rl_model_embed(const rl_model *m) { return m->has_embed ? &m->e
 const rl_weight *rl_model_output(const rl_model *m) { return m->has_head ? &m->output : NULL; }
 const float *rl_model_output_norm(const rl_model *m) { return m->has_head ? m->out_norm : NULL; }
 
+uint64_t rl_head_file_bytes(const gguf_file *f, bool tied_output) {
+    const gguf_tensor *out = gguf_find_tensor(f, tied_output ? "token_embd.weight" : "output.weight");
+    const gguf_tensor *norm = gguf_find_tensor(f, "output_norm.weight");
+    return (out ? out->nbytes : 0) + (norm ? norm->nbytes : 0);
+}
+
 uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il) {
     char prefix[32];
     int n = snprintf(prefix, sizeof prefix, "blk.%u.", il);

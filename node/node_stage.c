@@ -82,7 +82,7 @@ static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, co
         gguf_close(&f);
         return RELAIS__ERROR_CODE__ERR_MODEL;
     }
-    *weights = 0;
+    *weights = a->run_head ? rl_head_file_bytes(f, hp.tied_output) : 0;   /* the last stage maps the head too */
     for (uint32_t il = a->layer_begin; il < a->layer_end && il < hp.n_layer; il++)
         *weights += rl_layer_file_bytes(f, il);
     gguf_close(&f);
