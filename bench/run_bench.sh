@@ -1,37 +1,51 @@
 #!/usr/bin/env bash
-# Prints the benchmark table of BENCHMARKS.md: per model file, decode and
-# prefill tokens/s, decode's effective bandwidth against a streaming-read
-# probe, and peak RSS against the memory target (file + KV + 100 MiB), from
-# `relais bench --json`. With LLAMA_BENCH set to a llama-bench binary, the
-# same files are also run through llama.cpp, alternating with relais round
-# by round, and the ratios printed. The machine is shared and noisy: every
-# figure is the median of ROUNDS rounds, and a round waits (up to a minute)
-# for the CPUs to be idle before it starts.
+# Prints the benchmark table of BENCHMARKS.md: per model file and load mode,
+# decode (tg) and prefill (pp64, pp512) tokens/s, decode's effective
+# bandwidth against a streaming-read probe, and peak RSS against the memory
+# target (file + KV + 100 MiB), from `relais bench --json`. With LLAMA_BENCH
+# set to a llama-bench binary, the same files are also run through llama.cpp
+# (-mmp 1 for mmap, -mmp 0 for no-mmap), alternating with relais round by
+# round, and the ratios printed against the targets (tg >= 1.1x, pp >= 1.0x;
+# a ratio short of its target is marked "short").
 #
-#   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-b RELAIS] [--no-mmap] MODEL.gguf...
+# The machine is shared and noisy: every figure is the median of ROUNDS
+# rounds, and each run first waits (up to IDLE_WAIT seconds, default 60)
+# for the CPUs to be at least 90% idle over one second.
+#
+#   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-b RELAIS] [--modes "mmap no-mmap"]
+#                      [--llama-reps N] [--raw FILE] MODEL.gguf...
+#   bench/run_bench.sh --from FILE     (the table again from a --raw FILE)
 set -euo pipefail
 
-threads=2 rounds=5 relais=build/relais extra=()
+threads=2 rounds=5 relais=build/relais modes=mmap llama_reps=3 raw= from=
 while [ $# -gt 0 ]; do
   case "$1" in
     -t) threads=$2; shift 2 ;;
     -r) rounds=$2; shift 2 ;;
     -b) relais=$2; shift 2 ;;
-    --no-mmap) extra+=(--no-mmap); shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --modes) modes=$2; shift 2 ;;
+    --no-mmap) modes=no-mmap; shift ;;
+    --llama-reps) llama_reps=$2; shift 2 ;;
+    --raw) raw=$2; shift 2 ;;
+    --from) from=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -gt 0 ] || { echo "usage: bench/run_bench.sh [-t N] [-r N] [-b RELAIS] [--no-mmap] MODEL.gguf..." >&2; exit 2; }
+[ $# -gt 0 ] || [ -n "$from" ] || { echo "usage: bench/run_bench.sh [-t N] [-r N] [-b RELAIS] [--modes LIST] [--llama-reps N] MODEL.gguf..." >&2; exit 2; }
+for mode in $modes; do
+  case "$mode" in mmap|no-mmap) ;; *) echo "run_bench.sh: unknown load mode '$mode' (mmap, no-mmap)" >&2; exit 2 ;; esac
+done
 
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out=${from:-${raw:-$(mktemp)}}   # one JSON line per run
+[ -z "$raw" ] || [ -n "$from" ] || : > "$raw"
+[ -n "$from$raw" ] || trap 'rm -f "$out"' EXIT
 
-# Waits until the CPUs were at least 90% idle over one second (60 s at most,
-# then goes on regardless).
+# Waits until the CPUs were at least 90% idle over one second (IDLE_WAIT
+# seconds at most, then goes on regardless).
 wait_idle() {
   local u n s i w x y z t1 i1
-  for _ in $(seq 60); do
+  for _ in $(seq "${IDLE_WAIT:-60}"); do
     read -r _ u n s i w x y z _ < /proc/stat; t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
     sleep 1
     read -r _ u n s i w x y z _ < /proc/stat
@@ -40,20 +54,28 @@ wait_idle() {
   return 0
 }
 
+# record KIND FILE MODE COMMAND...: one JSON line of the command's output.
+record() {
+  local kind=$1 file=$2 mode=$3
+  shift 3
+  wait_idle
+  # (llama-bench prints its JSON over several lines)
+  echo "{\"round\": $round, \"kind\": \"$kind\", \"file\": \"$file\", \"mode\": \"$mode\", \"r\": $("$@" | tr -d '\n')}" >> "$out"
+}
+
+[ -z "$from" ] || rounds=0
 for round in $(seq "$rounds"); do
   for m in "$@"; do
-    wait_idle
-    echo "{\"round\": $round, \"kind\": \"relais\", \"file\": \"$m\", \"r\": $("$relais" bench -m "$m" -t "$threads" \
-      -p 64 -n 32 -r 3 --probe --json "${extra[@]}")}" >> "$out"
-    wait_idle
-    echo "{\"round\": $round, \"kind\": \"relais512\", \"file\": \"$m\", \"r\": $("$relais" bench -m "$m" -t "$threads" \
-      -p 512 -n 0 -r 1 --json "${extra[@]}")}" >> "$out"
-    if [ -n "${LLAMA_BENCH:-}" ]; then
-      wait_idle
-      mmp=1; [ ${#extra[@]} -gt 0 ] && mmp=0
-      echo "{\"round\": $round, \"kind\": \"llama\", \"file\": \"$m\", \"r\": $("$LLAMA_BENCH" -m "$m" -t "$threads" \
-        -p 64,512 -n 32 -r 3 -mmp "$mmp" -o json 2>/dev/null)}" >> "$out"
-    fi
+    for mode in $modes; do
+      load=(); mmp=1
+      [ "$mode" = no-mmap ] && load=(--no-mmap) mmp=0
+      record relais "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 64 -n 32 -r 3 --probe --json "${load[@]}"
+      record relais512 "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 512 -n 0 -r 1 --json "${load[@]}"
+      if [ -n "${LLAMA_BENCH:-}" ]; then
+        record llama "$m" "$mode" "$LLAMA_BENCH" -m "$m" -t "$threads" -p 64,512 -n 32 -r "$llama_reps" -mmp "$mmp" \
+          -o json 2>/dev/null
+      fi
+    done
   done
 done
 
@@ -61,27 +83,34 @@ python3 - "$out" "$threads" <<'EOF'
 import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 med = lambda xs: statistics.median(xs) if xs else float('nan')
-print(f"threads: {sys.argv[2]}, rounds: {max(r['round'] for r in rows)} (medians)\n")
-head = "| model | file MiB | tg t/s | pp64 t/s | pp512 t/s | tg GB/s | probe GB/s | tg/probe | peak RSS MiB | target MiB |"
-llama = any(r['kind'] == 'llama' for r in rows)
+llama = [t for r in rows if r['kind'] == 'llama' for t in r['r']]
+print(f"threads: {sys.argv[2]}, rounds: {max(r['round'] for r in rows)} (medians)"
+      + (f"; llama.cpp build {llama[0].get('build_number', '?')} ({llama[0].get('build_commit', '?')})" if llama else ""))
+print()
+head = ("| model | load | file MiB | tg t/s | pp64 t/s | pp512 t/s | tg GB/s | probe GB/s | tg/probe "
+        "| peak RSS MiB | RSS target MiB |")
 if llama:
-    head += " llama tg | llama pp64 | llama pp512 | tg ratio | pp64 ratio | pp512 ratio |"
+    head += " llama tg | llama pp64 | llama pp512 | tg ratio (>= 1.1) | pp64 ratio (>= 1.0) | pp512 ratio (>= 1.0) |"
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
-for f in dict.fromkeys(r['file'] for r in rows):
-    rr = [r['r'] for r in rows if r['file'] == f and r['kind'] == 'relais']
-    r5 = [r['r'] for r in rows if r['file'] == f and r['kind'] == 'relais512']
+def ratio(a, b, target):
+    r = a / b if b else float('nan')
+    return f"{r:.2f}" + ("" if r >= target else " short")
+for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
+    sel = lambda kind: [r['r'] for r in rows if r['file'] == f and r['mode'] == mode and r['kind'] == kind]
+    rr, r5 = sel('relais'), sel('relais512')
     tg, pp, pp5 = med([r['tg_tps'] for r in rr]), med([r['pp_tps'] for r in rr]), med([r['pp_tps'] for r in r5])
     bw, probe = med([r['tg_gbps'] for r in rr]), med([r['probe_gbps'] for r in rr])
     rss = max(r['peak_rss_mb'] for r in rr + r5)
     target = (rr[0]['file_bytes'] + max(r['kv_bytes'] for r in rr + r5)) / 2**20 + 100
-    line = (f"| {os.path.basename(f)} | {rr[0]['file_bytes'] / 2**20:.0f} | {tg:.2f} | {pp:.1f} | {pp5:.1f} | "
-            f"{bw:.1f} | {probe:.1f} | {bw / probe:.0%} | {rss:.0f} | {target:.0f} |")
+    line = (f"| {os.path.basename(f)} | {mode} | {rr[0]['file_bytes'] / 2**20:.0f} | {tg:.2f} | {pp:.1f} | {pp5:.1f} | "
+            f"{bw:.1f} | {probe:.1f} | {bw / probe:.0%} | {rss:.0f}{'' if rss <= target else ' over'} | {target:.0f} |")
     if llama:
-        ll = [t for r in rows if r['file'] == f and r['kind'] == 'llama' for t in r['r']]
+        ll = [t for r in sel('llama') for t in r]
         ltg = med([t['avg_ts'] for t in ll if t['n_gen'] > 0])
         lpp = med([t['avg_ts'] for t in ll if t['n_prompt'] == 64])
         lpp5 = med([t['avg_ts'] for t in ll if t['n_prompt'] == 512])
-        line += f" {ltg:.2f} | {lpp:.1f} | {lpp5:.1f} | {tg / ltg:.2f} | {pp / lpp:.2f} | {pp5 / lpp5:.2f} |"
+        line += (f" {ltg:.2f} | {lpp:.1f} | {lpp5:.1f} | {ratio(tg, ltg, 1.1)} | {ratio(pp, lpp, 1.0)} | "
+                 f"{ratio(pp5, lpp5, 1.0)} |")
     print(line)
 EOF
