@@ -14,6 +14,7 @@ PKGS=(
   libyaml-dev
   libcmocka-dev
   iproute2 curl
+  iptables iputils-ping libnetfilter-queue-dev
 )
 
 SUDO=""
