@@ -17,6 +17,9 @@
 
 #define SESSION 1                      /* the one session a run or chat uses */
 #define UNKNOWN_SPEED 1e9              /* a node that could not measure its matvec counts as 1 GB/s */
+/* How long a re-plan waits for the nodes' answers to hello: a live node
+ * answers at once, or after the micro-batch it is computing. */
+#define REPLAN_HELLO_MS 10000
 
 typedef struct {
     rl_backend base;                   /* must be first */
@@ -129,16 +132,22 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
 
 /* Each node's layers: --layers or the planner's split, and in both cases
  * every slice checked against its node's free memory before anything is
- * sent. */
-static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx,
+ * sent. With `use` (a re-plan), only the nodes it flags get layers, split
+ * by the planner (--layers named the nodes that were there); the others get
+ * an empty range. */
+static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx, const bool *use,
                        plan_range *ranges, char *err, size_t errlen) {
-    const uint32_t n = cluster_n_nodes(c);
     plan_node nodes[CLUSTER_MAX_NODES];
     plan_range fixed[CLUSTER_MAX_NODES];
-    for (uint32_t i = 0; i < n; i++) {
+    uint32_t index[CLUSTER_MAX_NODES], n = 0;
+    for (uint32_t i = 0; i < cluster_n_nodes(c); i++) {
+        ranges[i] = (plan_range){0, 0};
+        if (use && !use[i])
+            continue;
         const cluster_node_info *info = cluster_info(c, i);
-        nodes[i] = (plan_node){cluster_node_name(c, i), info->free_ram,
-                               info->matvec_bytes_per_s > 0 ? info->matvec_bytes_per_s : UNKNOWN_SPEED};
+        index[n] = i;
+        nodes[n++] = (plan_node){cluster_node_name(c, i), info->free_ram,
+                                 info->matvec_bytes_per_s > 0 ? info->matvec_bytes_per_s : UNKNOWN_SPEED};
     }
     plan_input in = plan_input_default();
     in.hp = &m->hp;
@@ -147,7 +156,7 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     in.nodes = nodes;
     in.n_nodes = n;
     in.n_ctx = n_ctx;
-    if (o->layers) {
+    if (o->layers && !use) {
         if (plan_parse_ranges(o->layers, m->hp.n_layer, n, fixed, err, errlen))
             return -1;
         in.ranges = fixed;
@@ -160,7 +169,7 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     if (rc)
         snprintf(err, errlen, "the model does not fit the cluster:\n%s", plan_problem(p));
     for (uint32_t i = 0; rc == 0 && i < n; i++)
-        ranges[i] = (plan_range){plan_stage_at(p, i)->l0, plan_stage_at(p, i)->l1};
+        ranges[index[i]] = (plan_range){plan_stage_at(p, i)->l0, plan_stage_at(p, i)->l1};
     plan_destroy(&p);
     return rc;
 }
@@ -176,7 +185,7 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
 }
 
 static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
-                  uint32_t *n_ctx, char *err, size_t errlen) {
+                  const bool *use, uint32_t *n_ctx, char *err, size_t errlen) {
     model_costs m = {0};
     plan_range ranges[CLUSTER_MAX_NODES];
     if (read_costs(r, &m, err, errlen)) {
@@ -184,7 +193,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
         return -1;
     }
     *n_ctx = rl_hparams_ctx(&m.hp, r->n_ctx);
-    int rc = plan_ranges(o, c, &m, *n_ctx, ranges, err, errlen);
+    int rc = plan_ranges(o, c, &m, *n_ctx, use, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)
         return -1;
@@ -199,9 +208,17 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
 cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, uint32_t *n_ctx,
                          char *err, size_t errlen) {
     cluster *c = NULL;
-    if (connect_cluster(&c, o, err, errlen) || assign(c, o, r, max_sessions, n_ctx, err, errlen))
+    if (connect_cluster(&c, o, err, errlen) || assign(c, o, r, max_sessions, NULL, n_ctx, err, errlen))
         cluster_destroy(&c);
     return c;
+}
+
+int rl_cluster_replan(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
+                      bool *answered, char *err, size_t errlen) {
+    uint32_t n_ctx;
+    if (cluster_hello_some(c, REPLAN_HELLO_MS, answered, err, errlen) < 0)
+        return -1;
+    return assign(c, o, r, max_sessions, answered, &n_ctx, err, errlen);
 }
 
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen) {

@@ -45,6 +45,13 @@ rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, c
  * of r->batch tokens. NULL with err. */
 struct cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                                 uint32_t *n_ctx, char *err, size_t errlen);
+/* After a node was lost: greets the nodes of c again (answered[i], n_nodes
+ * flags, says who answered within a bounded wait), plans the layers over
+ * those that did and assigns them as rl_cluster_open does (slices from the
+ * nodes' model files or caches, or sent). The sessions on the nodes are
+ * gone. 0, or -1 with err. */
+int rl_cluster_replan(struct cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
+                      bool *answered, char *err, size_t errlen);
 
 /* The cluster backend itself. NULL with err. */
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);

@@ -189,7 +189,7 @@ bool cluster_node_cached(const cluster *c, uint32_t i, const uint8_t sha256[32],
 
 /* One event of a node link: a refused handshake or a lost connection fails
  * whatever is waiting. 0, or -1 with err. */
-static int link_event(cl_node *nd, char *err, size_t errlen) {
+static int link_event(cluster *c, cl_node *nd, char *err, size_t errlen) {
     uint16_t ev;
     uint32_t val;
     char ep[256];
@@ -210,11 +210,33 @@ static int link_event(cl_node *nd, char *err, size_t errlen) {
     else if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
         snprintf(err, errlen, "handshake with node %s (%s) failed: %s", nd->name, nd->address,
                  wire_event_text(ev, val));
-    else if (ev == ZMQ_EVENT_DISCONNECTED && nd->up)
+    else if (ev == ZMQ_EVENT_DISCONNECTED && nd->up) {
+        nd->up = false;
+        nd->state = "disconnected";
+        /* A node the pipeline does without (lost before, left out by the
+         * last plan) may come and go without harm. */
+        if (c->n_pipe && nd->range.l0 == nd->range.l1)
+            return 0;
         snprintf(err, errlen, "lost the connection to node %s (%s)", nd->name, nd->address);
-    else
+    } else
         return 0;
     return -1;
+}
+
+void cluster_poll_links(cluster *c) {
+    for (uint32_t i = 0; i < c->n; i++) {
+        zmq_pollitem_t it = {wire_monitor_socket(c->nodes[i].mon), 0, ZMQ_POLLIN, 0};
+        char err[256];
+        while (zmq_poll(&it, 1, 0) > 0 && it.revents)
+            if (link_event(c, &c->nodes[i], err, sizeof err))
+                snprintf(c->lost, sizeof c->lost, "%s", err);
+    }
+}
+
+bool cluster_node_up(const cluster *c, uint32_t i) { return c->nodes[i].up; }
+plan_range cluster_node_range(const cluster *c, uint32_t i) { return c->nodes[i].range; }
+bool cluster_node_in_pipeline(const cluster *c, uint32_t i) {
+    return c->n_pipe && c->nodes[i].range.l0 != c->nodes[i].range.l1;
 }
 
 /* The next message from a node link (*from = its index) or from the result
@@ -242,7 +264,7 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
         while (items[0].revents && curve_zap_handle(c->zap))
             ;
         for (uint32_t i = 0; i < c->n; i++)
-            if (items[2 + 2 * i].revents && link_event(&c->nodes[i], err, errlen)) {
+            if (items[2 + 2 * i].revents && link_event(c, &c->nodes[i], err, errlen)) {
                 snprintf(c->lost, sizeof c->lost, "%s", err);
                 return -1;
             }
@@ -377,10 +399,12 @@ static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *
 
 /* ---- hello ---- */
 
+/* ud: NULL, or (n) flags set for the nodes that answer. */
 static int on_capabilities(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
-    (void)ud;
     if (e->body_case != RELAIS__ENVELOPE__BODY_CAPABILITIES)
         return 0;
+    if (ud)
+        ((bool *)ud)[i] = true;
     const Relais__Capabilities *cap = e->capabilities;
     cl_node *nd = &c->nodes[i];
     cluster_node_info *in = &nd->info;
@@ -413,7 +437,7 @@ static int on_capabilities(cluster *c, uint32_t i, const Relais__Envelope *e, vo
     return 1;
 }
 
-int cluster_hello(cluster *c, char *err, size_t errlen) {
+static int hello(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen) {
     char host[64] = "coordinator";
     gethostname(host, sizeof host - 1);
     uint8_t id[16];
@@ -424,8 +448,23 @@ int cluster_hello(cluster *c, char *err, size_t errlen) {
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
     env.body_case = RELAIS__ENVELOPE__BODY_HELLO;
     env.hello = &h;
-    wait_spec w = {.fn = on_capabilities, .timeout_ms = c->control_ms, .what = "answer to hello"};
+    wait_spec w = {.fn = on_capabilities, .ud = answered, .timeout_ms = timeout_ms, .what = "answer to hello"};
     return ask(c, &env, true, &w, err, errlen);
+}
+
+int cluster_hello(cluster *c, char *err, size_t errlen) { return hello(c, c->control_ms, NULL, err, errlen); }
+
+int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen) {
+    memset(answered, 0, c->n * sizeof *answered);
+    char why[512];
+    int rc = hello(c, timeout_ms, answered, why, sizeof why), n = 0;
+    for (uint32_t i = 0; i < c->n; i++)
+        n += answered[i];
+    if (rc && n)
+        rl_log(RL_LOG_WARN, "without some nodes: %s", why);
+    else if (rc)
+        snprintf(err, errlen, "no node answered: %s", why);
+    return n ? n : -1;
 }
 
 /* ---- model hash ---- */
@@ -654,6 +693,8 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     c->show_progress = false;
     if (rc == 0) {
         c->lost[0] = '\0';
+        c->flying = 0;                   /* what was in flight went down with the old pipeline */
+        c->first_step = c->next_step;    /* and its late answers are not this pipeline's */
         rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (cluster_now_ms() - t0) / 1000.0);
     }
     return rc;

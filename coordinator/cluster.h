@@ -55,6 +55,10 @@ void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms);
 
 /* Hello to every node; waits for all their capabilities. 0, or -1 with err. */
 int cluster_hello(cluster *c, char *err, size_t errlen);
+/* Hello to every node, waiting at most timeout_ms: answered[i] (n_nodes
+ * flags) says who answered, and only they may be given layers next. Returns
+ * how many answered, or -1 with err when none did. */
+int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen);
 uint32_t cluster_n_nodes(const cluster *c);
 const char *cluster_node_name(const cluster *c, uint32_t i);
 const cluster_node_info *cluster_info(const cluster *c, uint32_t i);   /* after cluster_hello */
@@ -161,6 +165,13 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
 uint32_t cluster_n_stages(const cluster *c);                   /* nodes with layers */
 uint32_t cluster_stage_node(const cluster *c, uint32_t k);     /* the node index of stage k */
 const char *cluster_lost(const cluster *c);   /* why the cluster is unusable; "" when it is not */
+/* Reads the links' pending events without waiting: a node whose connection
+ * came back is up again; a pipeline node's lost connection makes the
+ * cluster unusable. */
+void cluster_poll_links(cluster *c);
+bool cluster_node_up(const cluster *c, uint32_t i);            /* node i's link has a live connection */
+bool cluster_node_in_pipeline(const cluster *c, uint32_t i);   /* node i holds layers of the current plan */
+plan_range cluster_node_range(const cluster *c, uint32_t i);    /* node i's layers in the current plan */
 
 /* One line: the nodes and their layers, for the closing statistics. */
 void cluster_describe(const cluster *c, char *buf, size_t len);

@@ -119,7 +119,8 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
     out->err[0] = '\0';
     out->n = out->n_stages = 0;
     if (from >= 0) {   /* a node's own link: an Error naming the step it failed */
-        if (!e || e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id == 0)
+        if (!e || e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id < c->first_step ||
+            e->error->step_id == 0)
             return 0;
         out->step = e->error->step_id;
         out->status = -1;
@@ -128,7 +129,8 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
         return 1;
     }
     const uint8_t *key = wire_msg_peer_key(m), *last = c->nodes[c->pipe[c->n_pipe - 1]].key;
-    if (!key || memcmp(key, last, CURVE_KEY_BYTES) || !e || e->body_case != RELAIS__ENVELOPE__BODY_RESULT)
+    if (!key || memcmp(key, last, CURVE_KEY_BYTES) || !e || e->body_case != RELAIS__ENVELOPE__BODY_RESULT ||
+        e->result->step_id < c->first_step)
         return 0;
     take_batch_result(c, e->result, out);
     return 1;

@@ -54,6 +54,7 @@ struct cluster {
     uint32_t n_ctx;                       /* positions a session may hold */
     Relais__DType wire;
     uint64_t next_step;                   /* step ids increase over the cluster's life */
+    uint64_t first_step;                  /* the first of the current assignment */
     uint64_t hb_seq;
     uint64_t *sessions;                   /* (n_sessions) sessions started, dropped at the end */
     size_t n_sessions, cap_sessions;

@@ -52,6 +52,7 @@ typedef struct {
 typedef struct {
     char name[64];
     char state[16];                    /* "ready", "loading", "lost" */
+    char layers[24];                   /* "first-last" of the current plan; "" when it holds none */
     double busy_seconds;               /* time spent computing micro-batches */
     uint64_t bytes_in, bytes_out;      /* activations received and sent */
     uint64_t batches;

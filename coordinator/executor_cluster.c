@@ -16,7 +16,18 @@
  *
  * Statistics for /health and /metrics come from the answers: each node's
  * compute seconds (Result.stage_seconds) and the activation bytes it
- * received and sent; they are read from other threads under a lock. */
+ * received and sent; they are read from other threads under a lock.
+ *
+ * A lost node does not end the service. Every session's tokens (and the
+ * history its penalties look at) are kept here, so when the pipeline breaks
+ * the executor re-plans the layers over the nodes that still answer
+ * (rl_cluster_replan), feeds each session's tokens again on the new
+ * pipeline, and answers the micro-batches that were in flight from that
+ * replay: the scheduler sees them complete, later. Greedy outputs are those
+ * of an unbroken run; a seeded sampler starts its stream again. A lost node
+ * that connects again is taken back by a re-plan as soon as nothing is in
+ * flight. /health lists the new stages with their layers and the lost
+ * nodes. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +43,11 @@
 typedef struct csession {
     uint64_t id;
     rl_sampler_params params;   /* as given at position 0 */
+    uint32_t n_ctx;             /* as given at position 0 */
+    int32_t *toks;              /* (cap) every id fed, by position: what a replay feeds again */
+    uint32_t n_toks, cap;
+    int32_t *hist;              /* (n_hist) the history of its latest sampling segment */
+    uint32_t n_hist;
     struct csession *next;      /* bucket chain */
 } csession;
 
@@ -42,6 +58,7 @@ typedef struct {
     uint32_t n;                 /* segments */
     uint64_t *sessions;         /* (max_batch) session of each segment */
     int32_t *ids;               /* (max_batch) sampled id of each segment, -1 where none */
+    bool *sample;               /* (max_batch) whether the segment asked for an id */
     uint64_t act_bytes;         /* activation bytes each hop carries */
     bool answered;
     int status;
@@ -60,9 +77,14 @@ typedef struct {
     int32_t *res_ids;           /* (max_batch) and ids */
     int32_t *done_ids;          /* (max_batch) handed out by wait */
     csession *table[N_BUCKETS];
+    rl_cluster_opts co;         /* how the cluster was opened, for a re-plan */
+    rl_runner_opts ro;
+    uint32_t max_sessions;
+    bool lost[CLUSTER_MAX_NODES];       /* by the cluster file's index: left out for not answering */
+    bool lost_up[CLUSTER_MAX_NODES];    /* and whether its link was up then (it is not back until it drops) */
     pthread_mutex_t stats_lock; /* guards nodes: /health and /metrics read them from other threads */
-    rl_xnode nodes[CLUSTER_MAX_NODES];   /* per pipeline stage */
-    uint32_t n_nodes;
+    rl_xnode nodes[CLUSTER_MAX_NODES];   /* the pipeline stages, then the lost nodes */
+    uint32_t n_nodes, n_stages;
 } cluster_exec;
 
 static csession **slot_of(cluster_exec *x, uint64_t id) {
@@ -75,14 +97,14 @@ static csession **slot_of(cluster_exec *x, uint64_t id) {
 /* Sessions holding a cache: the same on every node of the pipeline. */
 static void count_sessions(cluster_exec *x, int delta) {
     pthread_mutex_lock(&x->stats_lock);
-    for (uint32_t k = 0; k < x->n_nodes; k++)
+    for (uint32_t k = 0; k < x->n_stages; k++)
         x->nodes[k].sessions += (uint32_t)delta;
     pthread_mutex_unlock(&x->stats_lock);
 }
 
 static void set_state(cluster_exec *x, const char *state) {
     pthread_mutex_lock(&x->stats_lock);
-    for (uint32_t k = 0; k < x->n_nodes; k++)
+    for (uint32_t k = 0; k < x->n_stages; k++)
         snprintf(x->nodes[k].state, sizeof x->nodes[k].state, "%s", state);
     pthread_mutex_unlock(&x->stats_lock);
 }
@@ -98,11 +120,53 @@ static const rl_sampler_params *params_of(cluster_exec *x, const rl_xseg *g, cha
         }
         (*p)->id = g->session;
         (*p)->params = *g->sampling;
+        (*p)->n_ctx = g->n_ctx;
         count_sessions(x, 1);
     }
     if (!*p)
         snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
     return *p ? &(*p)->params : NULL;
+}
+
+/* Keeps what a replay needs of a segment: its ids, and the history of a
+ * sampling one. 0, or -1 out of memory. */
+static int remember(csession *s, const rl_xseg *g) {
+    const uint32_t end = g->pos + g->n;
+    if (end > s->cap) {
+        uint32_t cap = end > 2 * s->cap ? end : 2 * s->cap;
+        int32_t *t = realloc(s->toks, cap * sizeof *t);
+        if (!t)
+            return -1;
+        s->toks = t, s->cap = cap;
+    }
+    memcpy(s->toks + g->pos, g->ids, g->n * sizeof *g->ids);
+    s->n_toks = end;
+    if (g->sample) {
+        int32_t *h = realloc(s->hist, (g->n_history ? g->n_history : 1) * sizeof *h);
+        if (!h)
+            return -1;
+        if (g->n_history)
+            memcpy(h, g->history, g->n_history * sizeof *h);
+        s->hist = h, s->n_hist = g->n_history;
+    }
+    return 0;
+}
+
+static int recover(cluster_exec *x, const char *why);
+
+/* A lost node whose link is up again (it was restarted on its address) is
+ * taken back by a re-plan, while nothing is in flight. */
+static void readmit(cluster_exec *x) {
+    if (x->count)
+        return;
+    cluster_poll_links(x->c);
+    for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++)
+        if (x->lost[i] && !x->lost_up[i] && cluster_node_up(x->c, i)) {
+            char why[128];
+            snprintf(why, sizeof why, "node %s is back", cluster_node_name(x->c, i));
+            recover(x, why);
+            return;
+        }
 }
 
 static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
@@ -111,6 +175,12 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         snprintf(err, errlen, n ? "%u micro-batches are already outstanding" : "an empty micro-batch", x->count);
         return -1;
     }
+    readmit(x);
+    if (cluster_lost(x->c)[0]) {   /* lost while idle, or an earlier re-plan failed: try again */
+        char why[256];
+        snprintf(why, sizeof why, "%s", cluster_lost(x->c));
+        recover(x, why);
+    }
     cflight *f = &x->ring[(x->head + x->count) % base->depth];
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -118,11 +188,16 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         const rl_sampler_params *p = params_of(x, g, err, errlen);
         if (!p)
             return -1;
+        if (remember(*slot_of(x, g->session), g)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         x->smp[i] = (cluster_sampling){.params = p, .stream = 1, .history = g->history, .n_history = g->n_history};
         x->segs[i] = (cluster_seg){.session = g->session, .ids = g->ids, .n = g->n, .pos = g->pos, .n_ctx = g->n_ctx,
                                    .sampling = g->sample ? &x->smp[i] : NULL};
         f->sessions[i] = g->session;
         f->ids[i] = -1;
+        f->sample[i] = g->sample;
         rows += g->n;
     }
     if (!(f->step = cluster_batch_send(x->c, x->segs, n, err, errlen)))
@@ -162,12 +237,12 @@ static void take(cluster_exec *x, cflight *f, const cluster_batch_result *r) {
         f->ids[i] = r->ids[k];
     }
     pthread_mutex_lock(&x->stats_lock);
-    for (uint32_t k = 0; k < r->n_stages && k < x->n_nodes; k++) {
+    for (uint32_t k = 0; k < r->n_stages && k < x->n_stages; k++) {
         rl_xnode *nd = &x->nodes[k];
         nd->busy_seconds += r->stage_seconds[k];
         nd->batches++;
         nd->bytes_in += f->act_bytes;
-        nd->bytes_out += k + 1 < x->n_nodes ? f->act_bytes : 0;
+        nd->bytes_out += k + 1 < x->n_stages ? f->act_bytes : 0;
     }
     pthread_mutex_unlock(&x->stats_lock);
 }
@@ -180,6 +255,128 @@ static void fail_all(cluster_exec *x, const char *err) {
             f->answered = true, f->status = -1, snprintf(f->err, sizeof f->err, "%s", err);
     }
     set_state(x, "lost");
+}
+
+/* x->nodes from the current plan: its stages with their layers, then the
+ * nodes left out for not answering; counters carry over by name. */
+static void publish_nodes(cluster_exec *x) {
+    rl_xnode old[CLUSTER_MAX_NODES], nodes[CLUSTER_MAX_NODES];
+    uint32_t n = 0, n_old, sessions = 0;
+    for (int b = 0; b < N_BUCKETS; b++)
+        for (const csession *s = x->table[b]; s; s = s->next)
+            sessions++;
+    const cluster *c = x->c;
+    const uint32_t stages = cluster_n_stages(c);
+    for (uint32_t k = 0; k < stages + cluster_n_nodes(c); k++) {
+        const uint32_t i = k < stages ? cluster_stage_node(c, k) : k - stages;
+        if (k >= stages && (!x->lost[i] || cluster_node_in_pipeline(c, i)))
+            continue;
+        rl_xnode *nd = &nodes[n++];
+        *nd = (rl_xnode){.sessions = k < stages ? sessions : 0};
+        snprintf(nd->name, sizeof nd->name, "%s", cluster_node_name(c, i));
+        snprintf(nd->state, sizeof nd->state, "%s", k < stages ? "ready" : "lost");
+        plan_range r = cluster_node_range(c, i);
+        if (k < stages)
+            snprintf(nd->layers, sizeof nd->layers, "%u-%u", r.l0, r.l1 - 1);
+    }
+    pthread_mutex_lock(&x->stats_lock);
+    n_old = x->n_nodes;
+    memcpy(old, x->nodes, n_old * sizeof *old);
+    for (uint32_t k = 0; k < n; k++)
+        for (uint32_t j = 0; j < n_old; j++)
+            if (!strcmp(old[j].name, nodes[k].name)) {
+                nodes[k].busy_seconds = old[j].busy_seconds, nodes[k].batches = old[j].batches;
+                nodes[k].bytes_in = old[j].bytes_in, nodes[k].bytes_out = old[j].bytes_out;
+            }
+    memcpy(x->nodes, nodes, n * sizeof *nodes);
+    x->n_nodes = n, x->n_stages = stages;
+    pthread_mutex_unlock(&x->stats_lock);
+}
+
+/* Where a session waits for an id in an unanswered micro-batch: its flight
+ * and segment, or NULL. (A session samples once at a time: its next
+ * segment needs that id.) */
+static cflight *pending_sample(cluster_exec *x, uint64_t session, uint32_t *seg) {
+    for (uint32_t k = 0; k < x->count; k++) {
+        cflight *f = &x->ring[(x->head + k) % x->base.depth];
+        for (uint32_t i = 0; !f->answered && i < f->n; i++)
+            if (f->sessions[i] == session && f->sample[i]) {
+                *seg = i;
+                return f;
+            }
+    }
+    return NULL;
+}
+
+/* The answer to the micro-batch `step`, waiting as long as the pipeline
+ * lives. 0, or -1 with err. */
+static int await_step(cluster_exec *x, uint64_t step, cluster_batch_result *r, char *err, size_t errlen) {
+    int rc;
+    do
+        rc = cluster_batch_wait(x->c, 1000, r, err, errlen);
+    while (rc == 0 || (rc > 0 && r->step != step));
+    if (rc > 0 && r->status)
+        snprintf(err, errlen, "%s", r->err);
+    return rc < 0 || r->status ? -1 : 0;
+}
+
+/* Feeds a session's tokens again from position 0, sampling after the last
+ * one when an unanswered micro-batch waits for that id (put there). */
+static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) {
+    uint32_t seg = 0;
+    cflight *f = pending_sample(x, s->id, &seg);
+    cluster_sampling smp = {.params = &s->params, .stream = 1, .history = s->hist, .n_history = s->n_hist};
+    cluster_batch_result r = {.cap = x->base.max_batch, .sessions = x->res_sessions, .ids = x->res_ids};
+    for (uint32_t pos = 0, n; pos < s->n_toks; pos += n) {
+        n = s->n_toks - pos < x->base.max_batch ? s->n_toks - pos : x->base.max_batch;
+        const bool last = pos + n == s->n_toks;
+        cluster_seg g = {.session = s->id, .ids = s->toks + pos, .n = n, .pos = pos, .n_ctx = s->n_ctx,
+                         .sampling = last && f ? &smp : NULL};
+        uint64_t step = cluster_batch_send(x->c, &g, 1, err, errlen);
+        if (!step || await_step(x, step, &r, err, errlen))
+            return -1;
+    }
+    for (uint32_t k = 0; f && k < r.n; k++)
+        if (r.sessions[k] == s->id)
+            f->ids[seg] = r.ids[k];
+    return 0;
+}
+
+/* Re-plans over the nodes that answer and restores every session there;
+ * the unanswered micro-batches are answered from the replay. When that
+ * fails, they fail with the reason, and the next submit tries again. */
+static int recover(cluster_exec *x, const char *why) {
+    char err[RL_XERR_LEN];
+    rl_log(RL_LOG_WARN, "%s: re-planning over the nodes that answer", why);
+    set_state(x, "lost");
+    bool answered[CLUSTER_MAX_NODES];
+    int rc = rl_cluster_replan(x->c, &x->co, &x->ro, x->max_sessions, answered, err, sizeof err);
+    for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(x->c); i++) {
+        x->lost[i] = !answered[i];
+        x->lost_up[i] = cluster_node_up(x->c, i);
+        if (x->lost[i])
+            rl_log(RL_LOG_WARN, "node %s left out: it did not answer", cluster_node_name(x->c, i));
+    }
+    for (int b = 0; rc == 0 && b < N_BUCKETS; b++)
+        for (const csession *s = x->table[b]; rc == 0 && s; s = s->next)
+            rc = replay(x, s, err, sizeof err);
+    if (rc) {
+        char msg[RL_XERR_LEN];
+        snprintf(msg, sizeof msg, "%.90s; the re-plan failed: %.130s", why, err);
+        rl_log(RL_LOG_ERROR, "%s", msg);
+        fail_all(x, msg);
+        return -1;
+    }
+    for (uint32_t k = 0; k < x->count; k++) {
+        cflight *f = &x->ring[(x->head + k) % x->base.depth];
+        if (!f->answered)
+            f->answered = true, f->status = 0;
+    }
+    publish_nodes(x);
+    char desc[512];
+    cluster_describe(x->c, desc, sizeof desc);
+    rl_log(RL_LOG_INFO, "serving again: %s", desc);
+    return 0;
 }
 
 static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
@@ -195,8 +392,8 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
             return 0;
         cflight *f = rc > 0 ? flight_of(x, r.step) : NULL;
         if (rc < 0)
-            fail_all(x, err);
-        else if (f)
+            recover(x, err);
+        else if (f && !f->answered)
             take(x, f, &r);
     }
     memcpy(x->done_ids, oldest->ids, oldest->n * sizeof *x->done_ids);
@@ -212,7 +409,7 @@ static void cx_drop(rl_executor *base, uint64_t session) {
     csession **p = slot_of(x, session), *s = *p;
     if (s) {
         *p = s->next;
-        free(s);
+        free(s->toks), free(s->hist), free(s);
         count_sessions(x, -1);
     }
     char err[256];
@@ -234,10 +431,10 @@ static void cx_destroy(rl_executor *base) {
         while (x->table[b]) {
             csession *s = x->table[b];
             x->table[b] = s->next;
-            free(s);
+            free(s->toks), free(s->hist), free(s);
         }
     for (uint32_t k = 0; x->ring && k < base->depth; k++)
-        free(x->ring[k].sessions), free(x->ring[k].ids);
+        free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample);
     cluster_destroy(&x->c);
     free(x->ring), free(x->segs), free(x->smp), free(x->res_sessions), free(x->res_ids), free(x->done_ids);
     pthread_mutex_destroy(&x->stats_lock);
@@ -258,7 +455,8 @@ static int alloc_buffers(cluster_exec *x) {
         return -1;
     for (uint32_t k = 0; k < x->base.depth; k++)
         if (!(x->ring[k].sessions = malloc(mb * sizeof *x->ring[k].sessions)) ||
-            !(x->ring[k].ids = malloc(mb * sizeof *x->ring[k].ids)))
+            !(x->ring[k].ids = malloc(mb * sizeof *x->ring[k].ids)) ||
+            !(x->ring[k].sample = malloc(mb * sizeof *x->ring[k].sample)))
             return -1;
     return 0;
 }
@@ -277,14 +475,13 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
         return NULL;
     }
     const rl_hparams *hp = rl_model_hparams(cluster_model(x->c));
-    x->n_nodes = cluster_n_stages(x->c);
-    x->base = (rl_executor){&CLUSTER_OPS, ro->batch, x->n_nodes, hp->n_vocab};
+    /* The depth stays that of the first plan: the scheduler's ring is that
+     * long, and a shorter pipeline only queues at its first node. */
+    x->base = (rl_executor){&CLUSTER_OPS, ro->batch, cluster_n_stages(x->c), hp->n_vocab};
     x->dim = hp->dim;
     x->wire_bytes = co->f16_wire ? 2 : 4;
-    for (uint32_t k = 0; k < x->n_nodes; k++) {
-        snprintf(x->nodes[k].name, sizeof x->nodes[k].name, "%s", cluster_node_name(x->c, cluster_stage_node(x->c, k)));
-        snprintf(x->nodes[k].state, sizeof x->nodes[k].state, "ready");
-    }
+    x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
+    publish_nodes(x);
     if (alloc_buffers(x)) {
         snprintf(err, errlen, "out of memory for micro-batches of %u tokens", ro->batch);
         cx_destroy(&x->base);

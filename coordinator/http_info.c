@@ -40,9 +40,9 @@ enum MHD_Result http_health(http_req *r) {
         rl_sched_stats_get(app->sched, &st);
     json_t *list = json_array();
     for (uint32_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:I}", "name", nodes[i].name, "state", nodes[i].state,
-                                              "sessions", (int)nodes[i].sessions, "batches",
-                                              (json_int_t)nodes[i].batches));
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:i, s:I}", "name", nodes[i].name, "state",
+                                              nodes[i].state, "layers", nodes[i].layers, "sessions",
+                                              (int)nodes[i].sessions, "batches", (json_int_t)nodes[i].batches));
     const char *status = ready == 1 ? "ok" : ready == 0 ? "loading" : "failed";
     json_t *body = json_pack("{s:s, s:s, s:o, s:{s:i, s:i}}", "status", status, "model", app->model_id, "nodes", list,
                              "sessions", "active", (int)st.active, "queued", (int)st.queued);
