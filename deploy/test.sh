@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds relais and runs every test: once in a release build (warnings are
-# errors), once under AddressSanitizer + UBSan, then the aarch64 kernels
-# cross-built and run under qemu-user (deploy/test-arm.sh). Expects the
-# dependencies (deploy/install-deps.sh) and ../shared beside the repository.
+# errors), once under AddressSanitizer + UBSan, then cross-built for aarch64
+# with the tests run under qemu-user as the Pi 4's and the Pi 5's CPU
+# (deploy/test-arm.sh). Expects the dependencies (deploy/install-deps.sh) and
+# ../shared beside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
