@@ -15,36 +15,30 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "testutil.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
 #define GOLDEN RELAIS_SHARED_DIR "/golden/"
 
-static char tmpdir[64];
+static char tmpdir[TU_DIR_MAX];
 
 static int setup(void **s) {
     (void)s;
-    strcpy(tmpdir, "/tmp/relais-cli-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_dir_new(tmpdir, "cli");
 }
 
 static int teardown(void **s) {
     (void)s;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
+    return tu_dir_remove(tmpdir);
 }
 
 /* Runs `relais ARGS`, stdout (and stderr when merge) into out. Returns the
  * exit code, or -1000 - signal when it died of a signal. */
 static int run(const char *args, bool merge, char *out, size_t cap) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "%s %s%s", RELAIS_BIN, args, merge ? " 2>&1" : " 2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1000 - WTERMSIG(st);
+    if (snprintf(cmd, sizeof cmd, "%s %s%s", RELAIS_BIN, args, merge ? " 2>&1" : " 2>/dev/null") >= (int)sizeof cmd)
+        fail_msg("command line too long: %.80s...", args);
+    return tu_run(cmd, out, cap);
 }
 
 static char *ids_csv(const json_t *arr) {

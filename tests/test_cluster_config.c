@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cluster_config.h"
+#include "testutil.h"
 
 static char err[1024];
 
@@ -253,17 +254,16 @@ static void test_mutations(void **state) {
     free(t);
 }
 
-static char dir[64];
+static char dir[TU_DIR_MAX];
 
 static int make_dir(void **state) {
-    snprintf(dir, sizeof dir, "/tmp/relais-cfg-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    (void)state;
+    return tu_dir_new(dir, "cfg");
 }
 
 static int remove_dir(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    (void)state;
+    return tu_dir_remove(dir);
 }
 
 static void write_file(const char *path, const char *text) {

@@ -23,10 +23,11 @@
 #include "dtype.h"
 #include "gguf.h"
 #include "gguf_write.h"
+#include "testutil.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
 
-static char tmpdir[64];
+static char tmpdir[TU_DIR_MAX];
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -126,22 +127,14 @@ static uint8_t pattern_byte(size_t tensor, size_t k)
 
 static int make_tmpdir(void **state)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/relais-gguf-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    (void)state;
+    return tu_dir_new(tmpdir, "gguf");
 }
 
 static int remove_tmpdir(void **state)
 {
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            unlink(tmp_path(e->d_name).s);
-    }
-    closedir(d);
-    return rmdir(tmpdir);
+    (void)state;
+    return tu_dir_remove(tmpdir);
 }
 
 /* ---- the shared models ------------------------------------------------------------ */

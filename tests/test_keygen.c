@@ -18,18 +18,18 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "testutil.h"
 
-static char dir[64];
+static char dir[TU_DIR_MAX];
 
 static int make_dir(void **state) {
-    snprintf(dir, sizeof dir, "/tmp/relais-keygen-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    (void)state;
+    return tu_dir_new(dir, "keygen");
 }
 
 static int remove_dir(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    (void)state;
+    return tu_dir_remove(dir);
 }
 
 /* Runs `umask U; relais keygen ARGS` with stdout and stderr into out;
@@ -37,12 +37,7 @@ static int remove_dir(void **state) {
 static int keygen(const char *umask_, const char *args, char *out, size_t cap) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "umask %s; %s keygen %s 2>&1", umask_, RELAIS_BIN, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_run(cmd, out, cap);
 }
 
 static unsigned mode_of(const char *path) {

@@ -26,11 +26,12 @@
 #include <unistd.h>
 #include "model.h"
 #include "planner.h"
+#include "testutil.h"
 
 #define TINY_SWA RELAIS_SHARED_DIR "/models/tiny-swa.gguf"
 #define SMALL RELAIS_SHARED_DIR "/models/small-q4_k_m.gguf"
 
-static char dir[64], cluster2[128], cluster4[128];
+static char dir[TU_DIR_MAX], cluster2[128], cluster4[128];
 
 static void write_cluster(const char *path, int n_nodes) {
     FILE *f = fopen(path, "w");
@@ -42,8 +43,8 @@ static void write_cluster(const char *path, int n_nodes) {
 }
 
 static int setup(void **state) {
-    snprintf(dir, sizeof dir, "/tmp/relais-plan-XXXXXX");
-    if (!mkdtemp(dir))
+    (void)state;
+    if (tu_dir_new(dir, "plan"))
         return -1;
     snprintf(cluster2, sizeof cluster2, "%s/two.yaml", dir);
     snprintf(cluster4, sizeof cluster4, "%s/four.yaml", dir);
@@ -71,9 +72,8 @@ static void stop_node(pid_t *pid) {
 static int teardown(void **state) {
     for (int i = 0; i < 2; i++)
         stop_node(&node_pids[i]);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    (void)state;
+    return tu_dir_remove(dir);
 }
 
 static char out[1 << 16];
@@ -83,12 +83,7 @@ static char out[1 << 16];
 static int plan_cmd(const char *args, bool merge) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s plan %s%s", RELAIS_BIN, args, merge ? " 2>&1" : " 2>/dev/null");
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tu_run(cmd, out, sizeof out);
 }
 
 static json_t *plan_json(const char *args) {

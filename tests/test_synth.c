@@ -18,18 +18,18 @@
 #include "quant.h"
 #include "synth.h"
 #include "tokenizer.h"
+#include "testutil.h"
 
-static char tmpdir[64];
+static char tmpdir[TU_DIR_MAX];
 
 static int setup_dir(void **state) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/relais-synth-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    (void)state;
+    return tu_dir_new(tmpdir, "synth");
 }
 
 static int remove_dir(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
+    (void)state;
+    return tu_dir_remove(tmpdir);
 }
 
 static void tmp_path(char *buf, size_t len, const char *name) {

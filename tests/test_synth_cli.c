@@ -16,18 +16,18 @@
 #include "gguf.h"
 #include "synth.h"
 #include "tokenizer.h"
+#include "testutil.h"
 
-static char tmpdir[64];
+static char tmpdir[TU_DIR_MAX];
 
 static int setup_dir(void **state) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/relais-synth-cli-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    (void)state;
+    return tu_dir_new(tmpdir, "synth-cli");
 }
 
 static int remove_dir(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
+    (void)state;
+    return tu_dir_remove(tmpdir);
 }
 
 /* Runs `relais ARGS` with stderr discarded; returns the exit code and, when
@@ -35,17 +35,12 @@ static int remove_dir(void **state) {
 static int run(const char *args, char *out, size_t outlen) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", RELAIS_BIN, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char line[4096] = "";
-    if (!fgets(line, sizeof line, p))
-        line[0] = 0;
-    while (fgetc(p) != EOF)
-        ;
-    int st = pclose(p);
+    static char all[1 << 16];
+    const int rc = tu_run(cmd, all, sizeof all);
+    const char *nl = strchr(all, '\n');   /* the first line, newline included */
     if (out)
-        snprintf(out, outlen, "%s", line);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        snprintf(out, outlen, "%.*s", nl ? (int)(nl - all + 1) : (int)strlen(all), all);
+    return rc;
 }
 
 static unsigned char *slurp(const char *path, size_t *len) {

@@ -22,28 +22,26 @@
 #include "node_weights.h"
 #include "weights_send.h"
 #include "weights_slice.h"
+#include "testutil.h"
 #include "wire.h"
 
 #define MODEL RELAIS_SHARED_DIR "/models/tiny-q8_0.gguf"   /* 4 layers, output not tied */
 #define CHUNK 4096u
 
-static char g_dir[64];
+static char g_dir[TU_DIR_MAX];
 static uint8_t g_sha[32];
 
 static int setup(void **state) {
     (void)state;
     char err[256];
-    snprintf(g_dir, sizeof g_dir, "/tmp/relais-test-weights.XXXXXX");
-    if (!mkdtemp(g_dir) || filehash_sha256(MODEL, NULL, NULL, NULL, g_sha, err, sizeof err))
+    if (tu_dir_new(g_dir, "weights") || filehash_sha256(MODEL, NULL, NULL, NULL, g_sha, err, sizeof err))
         return -1;
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_dir_remove(g_dir);
 }
 
 /* Writes the whole slice to path in pieces of `piece` bytes. */

@@ -18,9 +18,10 @@
 #include <zmq.h>
 #include "curve.h"
 #include "filehash.h"
+#include "testutil.h"
 #include "wire.h"
 
-static char g_dir[64];
+static char g_dir[TU_DIR_MAX];
 
 /* ---- framing ---- */
 
@@ -405,15 +406,12 @@ static void test_filehash(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/relais-wire-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_dir_new(g_dir, "wire");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) ? -1 : 0;
+    return tu_dir_remove(g_dir);
 }
 
 int main(void) {

@@ -1,0 +1,24 @@
+/* Helpers shared by the cmocka tests: a private scratch folder under /tmp,
+ * removed with everything in it when the test ends, and a shell command run
+ * with its output captured. (Not named test_*.c: the build makes every
+ * tests/test_*.c a test program of its own.) */
+#ifndef RELAIS_TESTUTIL_H
+#define RELAIS_TESTUTIL_H
+
+#include <stddef.h>
+
+#define TU_DIR_MAX 64
+
+/* Makes /tmp/relais-NAME-XXXXXX into dir. Returns 0, or -1 (errno set). */
+int tu_dir_new(char dir[TU_DIR_MAX], const char *name);
+
+/* Removes dir and all below it without following links. Returns 0 or -1. */
+int tu_dir_remove(const char *dir);
+
+/* Runs cmd with /bin/sh. Its standard output goes into out (NUL-terminated,
+ * at most cap - 1 bytes kept, the rest read and dropped) when out is given.
+ * Returns the exit code, -1000 - N when signal N killed it, or -1 when it
+ * could not be started. */
+int tu_run(const char *cmd, char *out, size_t cap);
+
+#endif
