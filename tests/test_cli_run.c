@@ -183,14 +183,9 @@ static void truncated_copy(const char *model, size_t keep, const char *dst) {
 static void retype_copy(const char *model, const char *tensor, uint32_t type, const char *dst) {
     char src[512];
     snprintf(src, sizeof src, MODELS "%s", model);
-    FILE *in = fopen(src, "rb");
-    assert_non_null(in);
-    fseek(in, 0, SEEK_END);
-    size_t len = (size_t)ftell(in);
-    rewind(in);
-    unsigned char *b = malloc(len);
-    assert_int_equal(fread(b, 1, len, in), len);
-    fclose(in);
+    size_t len;
+    unsigned char *b = tu_slurp(src, &len);
+    assert_non_null(b);
     size_t nl = strlen(tensor), at = 0;
     for (size_t i = 8; i + nl < len && !at; i++)   /* name, preceded by its u64 length */
         if (!memcmp(b + i, tensor, nl) && b[i - 8] == nl)
@@ -295,10 +290,7 @@ static void test_chat(void **s) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\nThe end\\n\\n' | %s chat -m " MODELS
              "stories260K.gguf --system 'Tell stories.' --temp 0 -n 12 2>&1", RELAIS_BIN);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    assert_int_equal(pclose(p), 0);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "template mistral-v1"));
     /* two prompts answered: three "> " prompts shown (the last one meets the empty line) */
     int prompts = 0;

@@ -25,6 +25,7 @@
 #include "cluster_harness.h"
 #include "curve.h"
 #include "runner.h"
+#include "testutil.h"
 #include "wire.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models"
@@ -321,15 +322,6 @@ static void test_step_errors(void **state) {
 
 /* ---- the commands ---- */
 
-/* Runs a shell command; its stdout into out. Returns the exit status. */
-static int run_cmd(const char *cmd, char *out, size_t len) {
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void write_cluster_file(char *path, size_t len) {
     snprintf(path, len, "%s/cluster.yaml", H.dir);
@@ -351,23 +343,23 @@ static void test_commands(void **state) {
     const char *args = "-m " MODELS "/stories260K.gguf --prompt-ids 1,403,261,34,9,87,301,55 -n 12 --json "
                        "--top-logits 8 -t 1 --batch 4";
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run %s", args);
-    assert_int_equal(run_cmd(cmd, local, sizeof local), 0);
+    assert_int_equal(tu_run(cmd, local, sizeof local), 0);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s %s", yaml, args);
-    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    assert_int_equal(tu_run(cmd, remote, sizeof remote), 0);
     assert_string_equal(remote, local);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-4,-,- --wire f16 %s", yaml, args);
-    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    assert_int_equal(tu_run(cmd, remote, sizeof remote), 0);
     expect_in(remote, "\"greedy_ids\"");
     const char *chat = "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat -m " MODELS
                        "/stories260K.gguf --temp 0 -n 24 2>/dev/null";
     snprintf(cmd, sizeof cmd, "%s", chat);
-    assert_int_equal(run_cmd(cmd, local, sizeof local), 0);
+    assert_int_equal(tu_run(cmd, local, sizeof local), 0);
     snprintf(cmd, sizeof cmd, "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat --cluster %s -m " MODELS
              "/stories260K.gguf --temp 0 -n 24 2>/dev/null", yaml);
-    assert_int_equal(run_cmd(cmd, remote, sizeof remote), 0);
+    assert_int_equal(tu_run(cmd, remote, sizeof remote), 0);
     assert_string_equal(remote, local);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-3 %s 2>&1", yaml, args);
-    assert_int_not_equal(run_cmd(cmd, remote, sizeof remote), 0);   /* two ranges for four nodes */
+    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0);   /* two ranges for four nodes */
     still_works();
 }
 
@@ -385,7 +377,7 @@ static void test_node_options(void **state) {
     int port = harness_free_port();
     snprintf(cmd, sizeof cmd, "timeout --preserve-status -s TERM 2 " RELAIS_NODE_BIN " --config %s --listen "
              "tcp://127.0.0.1:%d 2>&1", conf, port);
-    assert_int_equal(run_cmd(cmd, out, sizeof out), 0);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     char listening[64];
     snprintf(listening, sizeof listening, "listening on tcp://127.0.0.1:%d", port);
     expect_in(out, listening);
@@ -394,14 +386,14 @@ static void test_node_options(void **state) {
     fputs("bogus = 1\n", f);
     fclose(f);
     snprintf(cmd, sizeof cmd, RELAIS_NODE_BIN " --config %s 2>&1", conf);
-    assert_int_equal(run_cmd(cmd, out, sizeof out), 2);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 2);
     expect_in(out, "unknown option 'bogus'");
     expect_in(out, "node.conf:8");
-    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --threads many 2>&1", out, sizeof out), 2);
+    assert_int_equal(tu_run(RELAIS_NODE_BIN " --threads many 2>&1", out, sizeof out), 2);
     expect_in(out, "not an integer");
-    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --listen tcp://127.0.0.1:1 2>&1", out, sizeof out), 2);
+    assert_int_equal(tu_run(RELAIS_NODE_BIN " --listen tcp://127.0.0.1:1 2>&1", out, sizeof out), 2);
     expect_in(out, "required");
-    assert_int_equal(run_cmd(RELAIS_NODE_BIN " --help", out, sizeof out), 0);
+    assert_int_equal(tu_run(RELAIS_NODE_BIN " --help", out, sizeof out), 0);
     expect_in(out, "Config file");
 }
 

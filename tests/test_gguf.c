@@ -45,16 +45,8 @@ static scratch_path tmp_path(const char *name)
 
 static uint8_t *slurp(const char *path, size_t *n)
 {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)len + 1);
+    uint8_t *p = tu_slurp(path, n);
     assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)len, fp), (size_t)len);
-    fclose(fp);
-    *n = (size_t)len;
     return p;
 }
 

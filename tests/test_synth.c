@@ -355,15 +355,8 @@ static void test_weight_statistics_by_type(void **state) {
 }
 
 static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    *len = (size_t)ftell(fp);
-    rewind(fp);
-    unsigned char *buf = malloc(*len);
+    unsigned char *buf = tu_slurp(path, len);
     assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, *len, fp), *len);
-    fclose(fp);
     return buf;
 }
 

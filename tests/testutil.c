@@ -24,6 +24,24 @@ int tu_dir_remove(const char *dir) {
     return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+unsigned char *tu_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
 int tu_run(const char *cmd, char *out, size_t cap) {
     FILE *p = popen(cmd, "r");
     if (!p)

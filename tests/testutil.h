@@ -15,6 +15,10 @@ int tu_dir_new(char dir[TU_DIR_MAX], const char *name);
 /* Removes dir and all below it without following links. Returns 0 or -1. */
 int tu_dir_remove(const char *dir);
 
+/* The whole of a file, NUL-terminated (so text can be read as a string),
+ * its length in *len. Caller frees; NULL when it cannot be read. */
+unsigned char *tu_slurp(const char *path, size_t *len);
+
 /* Runs cmd with /bin/sh. Its standard output goes into out (NUL-terminated,
  * at most cap - 1 bytes kept, the rest read and dropped) when out is given.
  * Returns the exit code, -1000 - N when signal N killed it, or -1 when it
