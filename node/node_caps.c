@@ -24,7 +24,7 @@
 
 struct node_caps {
     double matvec;           /* measured weight bytes per second (0 if the benchmark could not run) */
-    const char *simd[4];     /* names of the SIMD features found */
+    const char *simd[5];     /* names of the SIMD features found */
     size_t n_simd;
     char hostname[256];
     char software[96];
@@ -129,6 +129,8 @@ node_caps *node_caps_new(const char *cache_dir, int threads) {
         c->simd[c->n_simd++] = "avx512vnni";
     if (f->neon)
         c->simd[c->n_simd++] = "neon";
+    if (f->dotprod)   /* the Pi 5's A76, not the Pi 4's A72: tells which integer kernel the node runs */
+        c->simd[c->n_simd++] = "dotprod";
     if (gethostname(c->hostname, sizeof c->hostname - 1))
         snprintf(c->hostname, sizeof c->hostname, "unknown");
     snprintf(c->software, sizeof c->software, "relais-node, protocol %u, %s kernels", WIRE_VERSION,
