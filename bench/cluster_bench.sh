@@ -10,19 +10,23 @@
 #  - load time: cold (the nodes lack the model: weight transfer into empty
 #    caches) and warm (the nodes restarted: the slices from their caches),
 #    as the coordinator reports "N nodes ready in S s".
-# Each latency is the best of RUNS runs of N generated tokens, the cluster's
-# and one process's taking turns. Prints a markdown table. On a machine with fewer cores than nodes the stages share
-# cores; the pipeline computes one stage at a time per token, so with one
-# thread per node that costs little, but it is no LAN.
+# Latency is measured in RUNS rounds; each round runs one process and then
+# every cluster size once, so load from elsewhere hits all of them alike,
+# and each figure is the median of its RUNS runs of N generated tokens (the
+# spread, min-max, is shown too). The nodes of all sizes run throughout: an
+# idle node sleeps in poll. Prints a markdown table. On a machine with fewer
+# cores than nodes the stages share cores; the pipeline computes one stage
+# at a time per token, so with one thread per node that costs little, but
+# it is no LAN.
 #
 # usage: bench/cluster_bench.sh BUILD_DIR [MODEL.gguf]
-#   env: THREADS (1), N (32 tokens), RUNS (3), NODES ("2 4")
+#   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4")
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 MODEL=${2:-/tmp/relais-bench-ministral-8b-l8-q4_0.gguf}
 THREADS=${THREADS:-1}
 N=${N:-32}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 NODES=${NODES:-"2 4"}
 TMP=$(mktemp -d /tmp/relais-cluster-bench.XXXXXX)
 declare -A PID ADDR
@@ -58,14 +62,14 @@ stop_nodes() {
     PID=()
 }
 
-write_yaml() {   # N: a cluster file for nodes 1..N
+write_yaml() {   # N [FILE]: a cluster file for nodes 1..N ($TMP/cluster.yaml)
     {
         echo "coordinator:"
         echo "  key: $TMP/coordinator.key"
         echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
         echo "nodes:"
         for i in $(seq "$1"); do printf '  - address: %s\n    public_key: %s\n' "${ADDR[$i]}" "$TMP/node$i.pub"; done
-    } >"$TMP/cluster.yaml"
+    } >"${2:-$TMP/cluster.yaml}"
 }
 
 # run [relais run options...]: prints "ms_per_token ready_seconds" of one run.
@@ -78,18 +82,8 @@ run() {
     awk -v t="$tps" -v r="${ready:-0}" 'BEGIN { printf "%.2f %s\n", 1000 / t, r }'
 }
 
-# "local_ms cluster_ms": the best of RUNS runs each, one process and the
-# cluster taking turns, so that load from elsewhere hits both alike.
-best_pair() {
-    local i l=999999 c=999999 t
-    for i in $(seq "$RUNS"); do
-        t=$(run | cut -d' ' -f1)
-        l=$(awk -v a="$l" -v b="$t" 'BEGIN { print (b < a ? b : a) }')
-        t=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f1)
-        c=$(awk -v a="$c" -v b="$t" 'BEGIN { print (b < a ? b : a) }')
-    done
-    echo "$l $c"
-}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+spread() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
 
 # bytes TCP delivered from node 1 to node 2 so far (0 before the link exists)
 written() {
@@ -111,25 +105,41 @@ hop_bytes() {
 }
 
 dim=$("$BUILD/relais" inspect "$MODEL" 2>/dev/null | awk '$1 == "dim" && !d { d = $2 } END { print d }')
-echo "model: $MODEL ($(($(stat -c %s "$MODEL") >> 20)) MiB), $N tokens, $THREADS thread(s) per process, best of $RUNS"
+echo "model: $MODEL ($(($(stat -c %s "$MODEL") >> 20)) MiB), $N tokens, $THREADS thread(s) per process, medians of $RUNS rounds"
 run >/dev/null   # page cache warm for everyone
 echo
-echo "| setup | ms/token | one process, same window | overhead | bytes/token/hop f32 | f16 | load cold (transfer) | load warm (cache) |"
-echo "|---|---|---|---|---|---|---|---|"
-for n in $NODES; do
+declare -A COLD WARM
+for n in $NODES; do   # load times; these runs also leave every size's slices in the caches
     stop_nodes
     for i in $(seq "$n"); do start_node "$i" fresh; done
     write_yaml "$n"
-    cold=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
+    COLD[$n]=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
     stop_nodes
     for i in $(seq "$n"); do start_node "$i"; done
     write_yaml "$n"
-    warm=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
-    read -r local_ms ms < <(best_pair)
+    WARM[$n]=$(run --cluster "$TMP/cluster.yaml" | cut -d' ' -f2)
+done
+stop_nodes
+max=$(printf '%s\n' $NODES | sort -n | tail -1)
+for i in $(seq "$max"); do start_node "$i"; done
+for n in $NODES; do write_yaml "$n" "$TMP/cluster$n.yaml"; done
+
+for r in $(seq "$RUNS"); do   # rounds: every setup once per round
+    run | cut -d' ' -f1 >>"$TMP/lat-local"
+    for n in $NODES; do run --cluster "$TMP/cluster$n.yaml" | cut -d' ' -f1 >>"$TMP/lat-$n"; done
+done
+local_ms=$(median <"$TMP/lat-local")
+echo "one process: median $local_ms ms/token (spread $(spread <"$TMP/lat-local"))"
+echo
+echo "| setup | ms/token (median) | spread | overhead vs one process | bytes/token/hop f32 | f16 | load cold (transfer) | load warm (cache) |"
+echo "|---|---|---|---|---|---|---|---|"
+for n in $NODES; do
+    ms=$(median <"$TMP/lat-$n")
+    cp "$TMP/cluster$n.yaml" "$TMP/cluster.yaml"
     f32=$(hop_bytes f32)
     f16=$(hop_bytes f16)
     over=$(awk -v a="$ms" -v b="$local_ms" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
-    echo "| $n nodes | $ms | $local_ms | $over | $f32 | $f16 | ${cold} s | ${warm} s |"
+    echo "| $n nodes | $ms | $(spread <"$TMP/lat-$n") | $over | $f32 | $f16 | ${COLD[$n]} s | ${WARM[$n]} s |"
 done
 echo
 echo "bytes/token/hop in theory: f32 dim*4 = $((dim * 4)) + envelope, f16 dim*2 = $((dim * 2)) + envelope" \
