@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "curve.h"
+#include "testutil.h"
 
 extern char **environ;
 
@@ -136,8 +136,7 @@ static int make_keys(harness *h) {
 
 int harness_start(harness *h, int n, const char *models_dir) {
     memset(h, 0, sizeof *h);
-    snprintf(h->dir, sizeof h->dir, "/tmp/relais-cluster-XXXXXX");
-    if (n < 1 || n > HARNESS_MAX || !mkdtemp(h->dir)) {
+    if (n < 1 || n > HARNESS_MAX || tu_dir_new(h->dir, "cluster")) {
         fprintf(stderr, "harness: cannot make a temporary directory\n");
         h->dir[0] = '\0';
         return -1;
@@ -185,11 +184,6 @@ void harness_kill(harness *h, int i) {
     h->pid[i] = 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int harness_stop(harness *h) {
     int bad = 0;
     for (int i = 0; i < HARNESS_MAX; i++)
@@ -198,7 +192,7 @@ int harness_stop(harness *h) {
     memset(h->pid, 0, sizeof h->pid);
     h->n = 0;
     if (h->dir[0] && !getenv("RELAIS_KEEP_TEST_DIR"))
-        nftw(h->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tu_dir_remove(h->dir);
     h->dir[0] = '\0';
     return bad;
 }
