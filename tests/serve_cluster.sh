@@ -23,8 +23,6 @@ command -v node >/dev/null || { echo "FAIL - node is needed to check the replies
 mkdir -p "$TMP/models"
 MODEL=$TMP/models/slow.gguf
 "$RELAIS" synth --preset mistral-7b --layers 2 --vocab 2000 --type q4_0 --ctx 2048 -q -o "$MODEL"
-prompt_of() { echo "{\"prompt\":\"Client $1 asks about the number $(( $1 * 7919 % 1000 )) and the sea\",\"max_tokens\":16,\"temperature\":0}"; }
-text_of() { jval "$1" 'JSON.stringify(r.choices[0].text)'; }
 
 # ---- the answers of one machine ----
 start_server local -m "$MODEL" --ctx 512 --max-sessions 16 -t 1
@@ -44,7 +42,6 @@ req GET /health
 expect "health: both nodes ready" 200 'r.status === "ok" && r.nodes.length === 2 &&
     r.nodes.every(n => n.state === "ready") && r.nodes[0].name === "node1"'
 req POST /v1/completions "$(prompt_of 99)"   # warm up, then measure
-rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 RSS0=$(rss)
 same=0
 for i in $(seq 16); do
@@ -56,22 +53,7 @@ done
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":8,"temperature":0,"stream":true}'
 expect "chat stream through the nodes" 200 "s.endsWith('data: [DONE]\n\n') && ev[ev.length - 1].choices[0].finish_reason !== null"
 
-CLIENTS=()
-for i in $(seq 16); do
-    curl -s --max-time 120 -o "$TMP/conc$i.json" -w '%{http_code}' -d "$(prompt_of "$i")" \
-        "http://127.0.0.1:$PORT/v1/completions" >"$TMP/conc$i.code" &
-    CLIENTS+=($!)
-done
-wait_all=0
-for j in "${CLIENTS[@]}"; do wait "$j" || wait_all=1; done
-same=0
-for i in $(seq 16); do
-    if [ "$(cat "$TMP/conc$i.code")" = 200 ] && [ "$(text_of "$TMP/conc$i.json")" = "$(cat "$TMP/alone$i")" ]; then
-        same=$((same + 1))
-    fi
-done
-[ "$same" = 16 ] && [ "$wait_all" = 0 ] && ok "16 concurrent clients on 2 nodes: each got its greedy answer alone" ||
-    bad "16 concurrent clients on 2 nodes: $same of 16 matched"
+concurrent_clients 16 "on 2 nodes"
 
 LONG='{"prompt":"Once upon a time","max_tokens":400,"temperature":0,"stream":true}'
 curl -s -N --max-time 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$TMP/long" &
@@ -91,9 +73,7 @@ expect "metrics: stage time, bytes and micro-batches of each node" 200 '
     ["node1", "node2"].every(n => +s.match(new RegExp("relais_node_stage_seconds_total\\{node=\"" + n + "\"\\} ([0-9.e+-]+)"))[1] > 0 &&
         +s.match(new RegExp("relais_node_bytes_total\\{node=\"" + n + "\",direction=\"in\"\\} (\\d+)"))[1] > 0 &&
         +s.match(new RegExp("relais_node_batches_total\\{node=\"" + n + "\"\\} (\\d+)"))[1] > 0)'
-BATCH=$(node -e 'const s = require("fs").readFileSync(process.argv[1], "utf8");
-    const b = +s.match(/relais_batches_total (\d+)/)[1], t = +s.match(/relais_batch_tokens_total (\d+)/)[1];
-    console.log((t / b).toFixed(2))' "$TMP/body")
+BATCH=$(mean_batch)
 echo "# mean tokens per micro-batch over the run: $BATCH"
 RSS1=$(rss)
 echo "# RSS before the clients ${RSS0} kB, after ${RSS1} kB"

@@ -162,35 +162,16 @@ expect "served again once the slot is free" 200 'r.choices[0].text.length >= 0'
 stop_servers
 
 start_server c16 -m "$TMP/slow.gguf" --ctx 512 --max-sessions 16 --max-queue 16 -t 2
-prompt_of() { echo "{\"prompt\":\"Client $1 asks about the number $(( $1 * 7919 % 1000 )) and the sea\",\"max_tokens\":24,\"temperature\":0}"; }
+CLIENT_TOKENS=24
 req POST /v1/completions "$(prompt_of 99)"   # warm up, then measure
-rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 RSS0=$(rss)
 for i in $(seq 16); do
     req POST /v1/completions "$(prompt_of "$i")"
-    jval "$TMP/body" 'JSON.stringify(r.choices[0].text)' >"$TMP/alone$i"
+    text_of "$TMP/body" >"$TMP/alone$i"
 done
-CLIENTS=()
-for i in $(seq 16); do
-    curl -s --max-time 120 -o "$TMP/conc$i.json" -w '%{http_code}' -d "$(prompt_of "$i")" \
-        "http://127.0.0.1:$PORT/v1/completions" >"$TMP/conc$i.code" &
-    CLIENTS+=($!)
-done
-wait_all=0
-for j in "${CLIENTS[@]}"; do wait "$j" || wait_all=1; done
-same=0
-for i in $(seq 16); do
-    if [ "$(cat "$TMP/conc$i.code")" = 200 ] &&
-       [ "$(jval "$TMP/conc$i.json" 'JSON.stringify(r.choices[0].text)')" = "$(cat "$TMP/alone$i")" ]; then
-        same=$((same + 1))
-    fi
-done
-[ "$same" = 16 ] && [ "$wait_all" = 0 ] && ok "16 concurrent clients: each got its greedy answer alone" ||
-    bad "16 concurrent clients: $same of 16 matched"
+concurrent_clients 16 "on one machine"
 req GET /metrics
-BATCH=$(node -e 'const s = require("fs").readFileSync(process.argv[1], "utf8");
-    const b = +s.match(/relais_batches_total (\d+)/)[1], t = +s.match(/relais_batch_tokens_total (\d+)/)[1];
-    console.log((t / b).toFixed(2))' "$TMP/body")
+BATCH=$(mean_batch)
 echo "# mean tokens per micro-batch over the run: $BATCH"
 RSS1=$(rss)
 echo "# RSS before the clients ${RSS0} kB, after ${RSS1} kB"

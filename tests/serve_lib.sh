@@ -153,6 +153,43 @@ expect() {
     fi
 }
 
+# ---- many clients at once (serve_http.sh, serve_cluster.sh) ----
+
+# prompt_of I : client I's /v1/completions request, CLIENT_TOKENS (16) long.
+prompt_of() {
+    echo "{\"prompt\":\"Client $1 asks about the number $(( $1 * 7919 % 1000 )) and the sea\",\"max_tokens\":${CLIENT_TOKENS:-16},\"temperature\":0}"
+}
+# text_of FILE : the text of a completions reply in FILE, as a JSON string.
+text_of() { jval "$1" 'JSON.stringify(r.choices[0].text)'; }
+# rss : the server's resident memory in kB.
+rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
+
+# concurrent_clients N WHAT : N clients post prompt_of 1..N at once; each
+# must get 200 and exactly the text in $TMP/aloneI (its answer alone).
+concurrent_clients() {
+    local n=$1 what=$2 i p same=0 failed=0 clients=()
+    for i in $(seq "$n"); do
+        curl -s --max-time 120 -o "$TMP/conc$i.json" -w '%{http_code}' -d "$(prompt_of "$i")" \
+            "http://127.0.0.1:$PORT/v1/completions" >"$TMP/conc$i.code" &
+        clients+=($!)
+    done
+    for p in "${clients[@]}"; do wait "$p" || failed=1; done
+    for i in $(seq "$n"); do
+        if [ "$(cat "$TMP/conc$i.code")" = 200 ] && [ "$(text_of "$TMP/conc$i.json")" = "$(cat "$TMP/alone$i")" ]; then
+            same=$((same + 1))
+        fi
+    done
+    [ "$same" = "$n" ] && [ "$failed" = 0 ] && ok "$n concurrent clients $what: each got its greedy answer alone" ||
+        bad "$n concurrent clients $what: $same of $n matched"
+}
+
+# mean_batch : mean tokens per micro-batch, from the /metrics page in $TMP/body.
+mean_batch() {
+    node -e 'const s = require("fs").readFileSync(process.argv[1], "utf8");
+        const b = +s.match(/relais_batches_total (\d+)/)[1], t = +s.match(/relais_batch_tokens_total (\d+)/)[1];
+        console.log((t / b).toFixed(2))' "$TMP/body"
+}
+
 finish() {
     stop_servers
     stop_nodes
