@@ -375,7 +375,11 @@ static void test_node_options(void **state) {
             "cache = %s/cache0   # benchmark and hashes already there\nthreads = 1\n", H.key[0], H.dir, H.dir);
     assert_int_equal(fclose(f), 0);
     int port = harness_free_port();
-    snprintf(cmd, sizeof cmd, "timeout --preserve-status -s TERM 2 " RELAIS_NODE_BIN " --config %s --listen "
+    /* --foreground: TERM to the node alone and no SIGCONT after it. Twice under load the node hung
+     * at exit in LeakSanitizer's stop-the-world (its tracer waiting for a thread to stop), which a
+     * SIGCONT landing during the attach can cause. -k: a hang fails the test in 30 s, not 900. */
+    snprintf(cmd, sizeof cmd, "timeout --foreground --preserve-status -k 30 -s TERM 2 " RELAIS_NODE_BIN
+             " --config %s --listen "
              "tcp://127.0.0.1:%d 2>&1", conf, port);
     assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     char listening[64];
