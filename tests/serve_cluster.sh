@@ -75,10 +75,7 @@ expect "metrics: stage time, bytes and micro-batches of each node" 200 '
         +s.match(new RegExp("relais_node_batches_total\\{node=\"" + n + "\"\\} (\\d+)"))[1] > 0)'
 BATCH=$(mean_batch)
 echo "# mean tokens per micro-batch over the run: $BATCH"
-RSS1=$(rss)
-echo "# RSS before the clients ${RSS0} kB, after ${RSS1} kB"
-[ "$RSS1" -le $((RSS0 + RSS0 / 10 + 16384)) ] && ok "RSS back near its level (${RSS0} -> ${RSS1} kB)" ||
-    bad "RSS grew from ${RSS0} to ${RSS1} kB"
+check_rss_back "$RSS0"
 
 # ---- a node dies in the middle of a request: re-planned, served on ----
 curl -s --max-time 300 -o "$TMP/survived.json" -w '%{http_code}' -d "$LONG_GREEDY" \

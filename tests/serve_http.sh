@@ -173,8 +173,5 @@ concurrent_clients 16 "on one machine"
 req GET /metrics
 BATCH=$(mean_batch)
 echo "# mean tokens per micro-batch over the run: $BATCH"
-RSS1=$(rss)
-echo "# RSS before the clients ${RSS0} kB, after ${RSS1} kB"
-[ "$RSS1" -le $((RSS0 + RSS0 / 10 + 16384)) ] && ok "RSS back near its level (${RSS0} -> ${RSS1} kB)" ||
-    bad "RSS grew from ${RSS0} to ${RSS1} kB"
+check_rss_back "$RSS0"
 finish

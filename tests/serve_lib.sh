@@ -161,8 +161,25 @@ prompt_of() {
 }
 # text_of FILE : the text of a completions reply in FILE, as a JSON string.
 text_of() { jval "$1" 'JSON.stringify(r.choices[0].text)'; }
-# rss : the server's resident memory in kB.
-rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
+# rss : the server's anonymous resident memory in kB (heap, stacks, private
+# copies): what a leak or retained per-request state grows. Pages of the
+# mapped model file are left out; they grow as more of the vocabulary's
+# embedding rows are read, and the kernel can drop them at any time.
+rss() { awk '/RssAnon/ {print $2}' "/proc/$SERVER_PID/status"; }
+
+# check_rss_back BEFORE : the server's anonymous RSS is back near BEFORE (kB):
+# within 10% + 16 MiB. Its whole VmRSS is printed beside it.
+check_rss_back() {
+    local now total
+    now=$(rss)
+    total=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+    echo "# anonymous RSS before the clients $1 kB, after $now kB (VmRSS now $total kB)"
+    if [ "$now" -le $(($1 + $1 / 10 + 16384)) ]; then
+        ok "RSS back near its level ($1 -> $now kB anonymous)"
+    else
+        bad "anonymous RSS grew from $1 to $now kB"
+    fi
+}
 
 # concurrent_clients N WHAT : N clients post prompt_of 1..N at once; each
 # must get 200 and exactly the text in $TMP/aloneI (its answer alone).
