@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <zmq.h>
 #include "cluster.h"
 #include "cluster_harness.h"
