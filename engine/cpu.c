@@ -85,6 +85,7 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
         set->qg_pack = fallback->qg_pack;
         set->qg_unpack = fallback->qg_unpack;
         set->qg_kernel = fallback->qg_kernel;
+        set->qg_gemv = fallback->qg_gemv;
     }
 }
 

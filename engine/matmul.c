@@ -164,12 +164,17 @@ static void qgemm_tile(const mm_task *t, const rl_qg_act *act, uint32_t k, rl_qg
     const int rows = (int)(w->rows - r0 < RL_QG_ROWS ? w->rows - r0 : RL_QG_ROWS);
     const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
     const bool x16 = w->x16 && rows == RL_QG_ROWS;   /* a partial group keeps the file's layout */
+    const bool gemv = x16 && ks->qg_gemv && t->n <= RL_QG_GEMV_MAX;
     memset(acc, 0, (size_t)t->n * RL_QG_ROWS * sizeof *acc);
     for (uint32_t c0 = 0; c0 < w->cols; c0 += RL_QG_CHUNK) {
         const uint32_t nc = w->cols - c0 < RL_QG_CHUNK ? w->cols - c0 : RL_QG_CHUNK;
         if (x16) {
             const char *src = wr + rl_dtype_row_bytes(w->type, c0) * RL_QG_ROWS;
             prefetch(src + PREFETCH_AHEAD, rl_dtype_row_bytes(w->type, nc) * RL_QG_ROWS);
+            if (gemv) {
+                ks->qg_gemv(w->type, src, nc, act, c0, acc);
+                continue;
+            }
             ks->qg_unpack(w->type, src, nc, tile);
         }
         else

@@ -203,6 +203,7 @@ static rl_kernel_set avx512_set = {
     .qg_pack = rl_qg_pack_avx512,
     .qg_unpack = rl_qg_unpack_avx512,
     .qg_kernel = rl_qg_kernel_avx512,
+    .qg_gemv = rl_qg_gemv_avx512,
 };
 
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
@@ -215,6 +216,7 @@ static void avx512_complete(void)
         avx512_set.qg_pack = NULL;
         avx512_set.qg_unpack = NULL;
         avx512_set.qg_kernel = NULL;
+        avx512_set.qg_gemv = NULL;
     }
     rl_kernels_fill(&avx512_set, rl_kernels_avx2());
 }

@@ -265,6 +265,25 @@ static void compare_runs(const rl_kernel_set *ks, const shape *sh, const void *w
     free(p2);
 }
 
+/* A set's direct product from the x16 layout (decode's path) gives the
+ * reference's outputs bit for bit, at every batch size. */
+static void compare_gemv(const rl_kernel_set *ks, const shape *sh, const void *x16, const rl_qg_act *act,
+                         const float *y1)
+{
+    const size_t group = rl_dtype_row_bytes(sh->t, sh->cols) * RL_QG_ROWS / (sh->cols / rl_dtype_block(sh->t));
+    float *y2 = malloc((size_t)sh->n * RL_QG_ROWS * sizeof *y2);
+    memset(y2, 0, (size_t)sh->n * RL_QG_ROWS * sizeof *y2);
+    for (uint32_t c0 = 0; c0 < sh->cols; c0 += RL_QG_CHUNK) {
+        const uint32_t nc = sh->cols - c0 < RL_QG_CHUNK ? sh->cols - c0 : RL_QG_CHUNK;
+        ks->qg_gemv(sh->t, (const uint8_t *)x16 + c0 / rl_dtype_block(sh->t) * group, nc, act, c0, y2);
+    }
+    for (size_t i = 0; i < (size_t)sh->n * RL_QG_ROWS; i++)
+        if (memcmp(&y1[i], &y2[i], sizeof y1[i]) != 0)
+            fail_msg("%s gemv %s cols %u: output %zu (row %zu, token %zu) is %.9g, reference %.9g", ks->name,
+                     rl_dtype_name(sh->t), sh->cols, i, i % RL_QG_ROWS, i / RL_QG_ROWS, y2[i], y1[i]);
+    free(y2);
+}
+
 static void check_set_case(const rl_kernel_set *ks, const shape *sh)
 {
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols);
@@ -280,6 +299,8 @@ static void check_set_case(const rl_kernel_set *ks, const shape *sh)
         void *x = xmalloc(rb * RL_QG_ROWS);
         rl_x16_interleave(sh->t, w, rb, 0, sh->cols / rl_dtype_block(sh->t), x);
         compare_runs(ks, sh, x, true, &a.act, p1, y1);
+        if (ks->qg_gemv)
+            compare_gemv(ks, sh, x, &a.act, y1);
         free(x);
     }
     free(y1);
@@ -363,6 +384,7 @@ static void test_avx512(void **state)
         print_message("no AVX-512 VNNI on this CPU: nothing to compare\n");
         return;
     }
+    assert_non_null(ks->qg_gemv);
     check_set(ks);
 }
 

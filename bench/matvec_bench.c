@@ -1,0 +1,149 @@
+/* Decode's inner loop alone: one token through quantized weight matrices
+ * (rl_matmul_run with a batch of 1), reported as the bytes of weights read
+ * per second. It separates the kernels from the rest of a forward pass, and
+ * it reports the best of several passes: on a shared machine a pass can only
+ * be slowed by others, never sped up, so the best pass is the figure that
+ * compares across kernel versions when whole-model runs swing by 2x.
+ *
+ *   matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...
+ *
+ * TYPE is a weight type (q4_0, q8_0, q4_K, q5_K, q6_K). The weights are
+ * Ministral-8B's FFN shape (12288 x 4096), as many matrices as make MIB
+ * (default 512) so that they cannot sit in a cache, quantized from random
+ * floats and rearranged to the x16 layout as a model load does (unless
+ * --file-layout). Prints one line per type: GB/s, ms per pass and the pass's
+ * checksum (so the work is not optimised away, and so two kernel versions can
+ * be seen to agree). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "dtype.h"
+#include "matmul.h"
+#include "quant.h"
+#include "threadpool.h"
+#include "x16.h"
+
+#define ROWS 12288
+#define COLS 4096
+
+typedef struct {
+    int threads, passes;
+    size_t mib;
+    bool file_layout;
+} options;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Matrices of type t filling about o->mib MiB, quantized from floats in
+ * [-1, 1); NULL out of memory. */
+static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
+{
+    const size_t rb = rl_dtype_row_bytes(t, COLS);
+    const int n = (int)(o->mib * 1024 * 1024 / (rb * ROWS)) + 1;
+    rl_weight *w = calloc((size_t)n, sizeof *w);
+    float *row = malloc(COLS * sizeof *row);
+    unsigned seed = 1;
+    for (int m = 0; w && row && m < n; m++) {
+        char *data = aligned_alloc(64, rb * ROWS);
+        if (!data)
+            break;
+        for (int r = 0; r < ROWS; r++) {
+            for (int c = 0; c < COLS; c++)
+                row[c] = (float)(rand_r(&seed) % 2000 - 1000) / 1000.0f;
+            rl_quantize_row(t, row, data + (size_t)r * rb, COLS);
+        }
+        if (!o->file_layout && rl_x16_repack(t, data, rb, 0, ROWS / 16) != 0)
+            break;
+        w[m] = (rl_weight){.data = data, .type = t, .rows = ROWS, .cols = COLS, .row_bytes = rb,
+                           .name = "bench", .x16 = !o->file_layout};
+        *count = m + 1;
+    }
+    free(row);
+    return w;
+}
+
+static int bench_type(rl_dtype t, const options *o, rl_matmul *mm)
+{
+    int n = 0;
+    rl_weight *w = make_weights(t, o, &n);
+    float *x = malloc(COLS * sizeof *x), *y = malloc(ROWS * sizeof *y);
+    if (!w || !n || !x || !y) {
+        fprintf(stderr, "matvec_bench: out of memory for %zu MiB of %s\n", o->mib, rl_dtype_name(t));
+        return -1;
+    }
+    for (int c = 0; c < COLS; c++)
+        x[c] = (float)((c * 7919) % 2001 - 1000) / 1000.0f;
+    double best = 1e30, sum = 0;
+    for (int p = 0; p < o->passes + 1; p++) {   /* the first pass warms up */
+        const double t0 = now_s();
+        sum = 0;
+        for (int m = 0; m < n; m++) {
+            rl_matmul_run(mm, &w[m], x, 1, y, false);
+            sum += y[m % ROWS];
+        }
+        const double dt = now_s() - t0;
+        if (p > 0 && dt < best)
+            best = dt;
+    }
+    const double bytes = (double)n * ROWS * rl_dtype_row_bytes(t, COLS);
+    printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t),
+           o->threads, rl_kernels()->name, bytes / best / 1e9, best * 1e3, n, ROWS, COLS, sum);
+    for (int m = 0; m < n; m++)
+        free((void *)w[m].data);
+    free(w);
+    free(x);
+    free(y);
+    return 0;
+}
+
+static int parse(int argc, char **argv, options *o, int *first_type)
+{
+    *o = (options){.threads = 2, .passes = 10, .mib = 512};
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--file-layout"))
+            o->file_layout = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "-t"))
+            o->threads = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "-r"))
+            o->passes = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "-m"))
+            o->mib = (size_t)atol(argv[++i]);
+        else
+            return -1;
+    }
+    *first_type = i;
+    return i < argc && o->threads > 0 && o->passes > 0 && o->mib > 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int first;
+    if (parse(argc, argv, &o, &first) != 0) {
+        fprintf(stderr, "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...\n"
+                        "  TYPE: q4_0 q8_0 q4_K q5_K q6_K\n");
+        return 2;
+    }
+    rl_pool *pool = rl_pool_new(o.threads);
+    rl_matmul *mm = pool ? rl_matmul_new(pool, COLS, 1) : NULL;
+    int rc = mm ? 0 : 1;
+    for (int i = first; rc == 0 && i < argc; i++) {
+        const int t = rl_dtype_from_name(argv[i]);
+        if (t < 0 || !rl_x16_supported((rl_dtype)t)) {
+            fprintf(stderr, "matvec_bench: '%s' is not a type with a batched kernel\n", argv[i]);
+            rc = 2;
+        } else if (bench_type((rl_dtype)t, &o, mm) != 0) {
+            rc = 1;
+        }
+    }
+    rl_matmul_destroy(&mm);
+    rl_pool_destroy(&pool);
+    return rc;
+}
