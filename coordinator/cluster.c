@@ -708,6 +708,7 @@ void cluster_sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) 
     size_t w = wire_history_window(s->params, s->n_history);
     wire_sampling_from_params(s->params, smp);
     smp->stream = s->stream;
+    smp->samples_before = s->samples_before;
     smp->top_logits = s->n_top;
     smp->history = (int32_t *)(s->history + s->n_history - w);
     smp->n_history = w;

@@ -102,6 +102,7 @@ typedef struct {
     const int32_t *history;      /* the ids the session holds, these included (the penalties' window is cut here) */
     size_t n_history;
     uint32_t n_top;              /* top logits to report, <= RL_MAX_TOP */
+    uint32_t samples_before;     /* ids this stream sampled before: where a sampler made anew goes on */
 } cluster_sampling;
 
 /* Feeds n ids to a session at position pos and samples after the last one.

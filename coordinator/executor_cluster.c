@@ -23,8 +23,10 @@
  * the executor re-plans the layers over the nodes that still answer
  * (rl_cluster_replan), feeds each session's tokens again on the new
  * pipeline, and answers the micro-batches that were in flight from that
- * replay: the scheduler sees them complete, later. Greedy outputs are those
- * of an unbroken run; a seeded sampler starts its stream again. A lost node
+ * replay: the scheduler sees them complete, later. Outputs are those of an
+ * unbroken run, seeded sampling included: a session's stream is told how
+ * many ids it sampled before, and the new head stage's sampler skips their
+ * draws. A lost node
  * that connects again is taken back by a re-plan as soon as nothing is in
  * flight. /health lists the new stages with their layers and the lost
  * nodes. */
@@ -48,6 +50,7 @@ typedef struct csession {
     uint32_t n_toks, cap;
     int32_t *hist;              /* (n_hist) the history of its latest sampling segment */
     uint32_t n_hist;
+    uint32_t n_sampled;         /* segments that asked for a sample: the draws its seeded stream has made */
     struct csession *next;      /* bucket chain */
 } csession;
 
@@ -142,6 +145,7 @@ static int remember(csession *s, const rl_xseg *g) {
     memcpy(s->toks + g->pos, g->ids, g->n * sizeof *g->ids);
     s->n_toks = end;
     if (g->sample) {
+        s->n_sampled++;
         int32_t *h = realloc(s->hist, (g->n_history ? g->n_history : 1) * sizeof *h);
         if (!h)
             return -1;
@@ -188,11 +192,14 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         const rl_sampler_params *p = params_of(x, g, err, errlen);
         if (!p)
             return -1;
-        if (remember(*slot_of(x, g->session), g)) {
+        csession *s = *slot_of(x, g->session);
+        const uint32_t before = s->n_sampled;
+        if (remember(s, g)) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        x->smp[i] = (cluster_sampling){.params = p, .stream = 1, .history = g->history, .n_history = g->n_history};
+        x->smp[i] = (cluster_sampling){.params = p, .stream = 1, .history = g->history, .n_history = g->n_history,
+                                       .samples_before = before};
         x->segs[i] = (cluster_seg){.session = g->session, .ids = g->ids, .n = g->n, .pos = g->pos, .n_ctx = g->n_ctx,
                                    .sampling = g->sample ? &x->smp[i] : NULL};
         f->sessions[i] = g->session;
@@ -325,7 +332,9 @@ static int await_step(cluster_exec *x, uint64_t step, cluster_batch_result *r, c
 static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) {
     uint32_t seg = 0;
     cflight *f = pending_sample(x, s->id, &seg);
-    cluster_sampling smp = {.params = &s->params, .stream = 1, .history = s->hist, .n_history = s->n_hist};
+    /* the sample in flight was counted when it was sent */
+    cluster_sampling smp = {.params = &s->params, .stream = 1, .history = s->hist, .n_history = s->n_hist,
+                            .samples_before = s->n_sampled - 1};
     cluster_batch_result r = {.cap = x->base.max_batch, .sessions = x->res_sessions, .ids = x->res_ids};
     for (uint32_t pos = 0, n; pos < s->n_toks; pos += n) {
         n = s->n_toks - pos < x->base.max_batch ? s->n_toks - pos : x->base.max_batch;

@@ -208,13 +208,23 @@ static int32_t draw(rl_sampler *s, const rl_cand *cand, size_t n) {
     return cand[n - 1].id;   /* u landed in the rounding slack of the last sum */
 }
 
+void rl_sampler_skip(rl_sampler *s, uint64_t n) {
+    if (s->p.temperature > 0.0f)
+        for (uint64_t i = 0; i < n; i++)
+            rl_rng_next(&s->rng);
+}
+
 int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     const rl_sampler_params *p = &s->p;
     apply_penalties(s, logits, history, n_history);
     int32_t best = argmax(logits, s->n_vocab);
     float max = logits[best];
-    if (!(p->temperature > 0.0f) || !isfinite(max))
+    if (!(p->temperature > 0.0f))
         return best;
+    if (!isfinite(max)) {   /* nothing to draw from; the draw is spent all the same (rl_sampler_skip) */
+        rl_rng_next(&s->rng);
+        return best;
+    }
 
     size_t n = s->n_vocab;
     for (size_t i = 0; i < n; i++) {

@@ -31,6 +31,11 @@ void rl_sampler_destroy(rl_sampler **s);   /* NULLs *s */
  * are the ids so far (prompt and generated), used by the penalties. */
 int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history);
 
+/* Moves the sampler on as n calls of rl_sampler_sample would (every
+ * sample at a temperature above 0 spends exactly one draw), so that a
+ * sampler made anew in the middle of a seeded stream goes on with it. */
+void rl_sampler_skip(rl_sampler *s, uint64_t n);
+
 /* The k largest (id, logit) pairs of raw logits, largest first; ties by lower
  * id. Slots past n_vocab (when k > n_vocab) get id -1 and -inf. */
 void rl_top_logits(const float *logits, uint32_t n_vocab, uint32_t k, int32_t *ids, float *vals);

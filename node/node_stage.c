@@ -370,17 +370,24 @@ static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, uint32
 }
 
 /* The session's sampler for smp; a new stream value starts a new one (and
- * its seed), so a repeated request reproduces its ids. */
+ * its seed), so a repeated request reproduces its ids. A sampler made in the
+ * middle of a stream (this node took over the head in a re-plan) skips the
+ * draws of the ids sampled before; those cannot outnumber the positions. */
 static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const Relais__Sampling *smp, char *err,
                                          size_t errlen) {
     if (ss->sampler && ss->stream == smp->stream)
         return RELAIS__ERROR_CODE__ERR_NONE;
     rl_sampler_destroy(&ss->sampler);
+    if (smp->samples_before > rl_kv_len(ss->kv)) {
+        snprintf(err, errlen, "%u samples before position %u", smp->samples_before, rl_kv_len(ss->kv));
+        return RELAIS__ERROR_CODE__ERR_RANGE;
+    }
     rl_sampler_params p = wire_sampling_to_params(smp);
     if (!(ss->sampler = rl_sampler_new(&p, s->hp->n_vocab))) {
         snprintf(err, errlen, "out of memory for a sampler");
         return RELAIS__ERROR_CODE__ERR_MEMORY;
     }
+    rl_sampler_skip(ss->sampler, smp->samples_before);
     ss->stream = smp->stream;
     return RELAIS__ERROR_CODE__ERR_NONE;
 }

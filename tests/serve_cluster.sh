@@ -7,7 +7,8 @@
 # alone and none fails; a client that hangs up frees its session; the
 # server's RSS comes back; a node killed in the middle of a request is
 # survived: the layers are re-planned onto the other node, the request in
-# flight and later ones get the answers of one machine, /health shows the
+# flight (seeded sampling, so its random stream must go on across the new
+# head stage) and later ones get the answers of one machine, /health shows the
 # lost node and the new layers; the node restarted on its address is taken
 # back into the pipeline; every process stops cleanly.
 #
@@ -30,8 +31,8 @@ for i in $(seq 16); do
     req POST /v1/completions "$(prompt_of "$i")"
     text_of "$TMP/body" >"$TMP/local$i"
 done
-LONG_GREEDY='{"prompt":"A long story about the sea","max_tokens":300,"temperature":0}'
-req POST /v1/completions "$LONG_GREEDY"
+LONG_SEEDED='{"prompt":"A long story about the sea","max_tokens":300,"temperature":0.9,"seed":11}'
+req POST /v1/completions "$LONG_SEEDED"
 text_of "$TMP/body" >"$TMP/local_long"
 stop_servers
 
@@ -78,26 +79,34 @@ echo "# mean tokens per micro-batch over the run: $BATCH"
 check_rss_back "$RSS0"
 
 # ---- a node dies in the middle of a request: re-planned, served on ----
-curl -s --max-time 300 -o "$TMP/survived.json" -w '%{http_code}' -d "$LONG_GREEDY" \
-    "http://127.0.0.1:$PORT/v1/completions" >"$TMP/survived.code" &
+# The request streams, so the kill can wait for sampled tokens to be on the
+# way and be seen to land before the end: the new head stage's sampler must
+# go on with the seeded stream, not start it again.
+curl -s -N --max-time 300 -d "${LONG_SEEDED%\}},\"stream\":true}" \
+    "http://127.0.0.1:$PORT/v1/completions" >"$TMP/survived.sse" &
 LONG_PID=$!
-for _ in $(seq 300); do   # until the request is being generated (30 s at most)
-    req GET /health
-    js 'r.sessions.active === 1' && break
+for _ in $(seq 300); do   # until 20 tokens have streamed (30 s at most)
+    n=$(grep -c '"text"' "$TMP/survived.sse" 2>/dev/null || true)
+    [ "${n:-0}" -ge 20 ] && break
     sleep 0.1
 done
 NODE2_EP=$(sed -n 's|.*listening on \(tcp://[0-9.:]*\).*|\1|p' "$TMP/pair-node2.log")
-inflight=no
-kill -0 "$LONG_PID" 2>/dev/null && inflight=yes   # 300 tokens take seconds: still under way
 kill -9 "${NODE_PIDS[1]}"
+streamed=$(grep -c '"text"' "$TMP/survived.sse" 2>/dev/null || true)
+grep -q 'data: \[DONE\]' "$TMP/survived.sse" && streamed=done
 wait "${NODE_PIDS[1]}" 2>/dev/null || true
 NODE_PIDS=("${NODE_PIDS[0]}")
 wait "$LONG_PID" || true
-[ "$inflight" = yes ] && grep -q 'lost the connection to node node2.*re-planning' "$TMP/cluster.log" &&
-    ok "node2 killed while the request ran; the server re-planned" || bad "no re-plan in flight: $(tail -5 "$TMP/cluster.log")"
-[ "$(cat "$TMP/survived.code")" = 200 ] && [ "$(text_of "$TMP/survived.json")" = "$(cat "$TMP/local_long")" ] &&
-    ok "a node killed during a request: the request completes with the answer of one machine" ||
-    bad "request across the node loss: HTTP $(cat "$TMP/survived.code"), $(head -c 300 "$TMP/survived.json")"
+echo "# node2 killed after $streamed streamed tokens"
+[ "$streamed" != done ] && [ "$streamed" -ge 20 ] && grep -q 'lost the connection to node node2.*re-planning' "$TMP/cluster.log" &&
+    ok "node2 killed while the request streamed; the server re-planned" || bad "no re-plan in flight ($streamed tokens): $(tail -5 "$TMP/cluster.log")"
+survived=$(SSE="$TMP/survived.sse" node -e '
+    const s = require("fs").readFileSync(process.env.SSE, "utf8");
+    const ev = s.split("\n").filter(l => l.startsWith("data: ") && l !== "data: [DONE]").map(l => JSON.parse(l.slice(6)));
+    console.log(JSON.stringify(ev.map(e => e.choices[0].text).join("")))')
+grep -q 'data: \[DONE\]' "$TMP/survived.sse" && [ "$survived" = "$(cat "$TMP/local_long")" ] &&
+    ok "a node killed during a seeded request: it completes with the answer of one machine" ||
+    bad "request across the node loss: $survived, one machine: $(cat "$TMP/local_long")"
 req GET /health
 expect "health: node2 lost, node1 holds every layer" 200 'r.status === "ok" && r.nodes.length === 2 &&
     r.nodes[0].name === "node1" && r.nodes[0].state === "ready" && r.nodes[0].layers === "0-1" &&

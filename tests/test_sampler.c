@@ -86,6 +86,40 @@ static void test_seed_repeatable(void **state) {
     assert_true(same < C / 4);
 }
 
+/* A sampler made anew in the middle of a stream (a re-planned cluster's new
+ * head stage) and told how many ids came before goes on with the stream,
+ * including past a step whose logits had nothing finite to draw from. */
+static void test_skip_resumes_stream(void **state) {
+    (void)state;
+    enum { N = 1000, C = 60, CUT = 23 };
+    static float l[N], bad[N];
+    int32_t whole[C], rest[C - CUT];
+    fill_random(l, N, 5, 2.0f);
+    for (int i = 0; i < N; i++)
+        bad[i] = -INFINITY;
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 0.8f;
+    p.seed = 7;
+    rl_sampler *s = rl_sampler_new(&p, N);
+    assert_non_null(s);
+    for (int i = 0; i < C; i++) {
+        float tmp[N];
+        memcpy(tmp, i == 5 ? bad : l, sizeof tmp);
+        whole[i] = rl_sampler_sample(s, tmp, NULL, 0);
+    }
+    rl_sampler_destroy(&s);
+    s = rl_sampler_new(&p, N);
+    rl_sampler_skip(s, CUT);
+    for (int i = 0; i < C - CUT; i++) {
+        float tmp[N];
+        memcpy(tmp, l, sizeof tmp);
+        rest[i] = rl_sampler_sample(s, tmp, NULL, 0);
+    }
+    rl_sampler_destroy(&s);
+    assert_memory_equal(rest, whole + CUT, sizeof rest);
+    assert_null(s);
+}
+
 static void test_top_k1_and_tiny_top_p_are_greedy(void **state) {
     enum { N = 4096 };
     static float l[N];
@@ -324,6 +358,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_argmax),
         cmocka_unit_test(test_greedy_ties_lowest_id),
         cmocka_unit_test(test_seed_repeatable),
+        cmocka_unit_test(test_skip_resumes_stream),
         cmocka_unit_test(test_top_k1_and_tiny_top_p_are_greedy),
         cmocka_unit_test(test_temperature_matches_distribution),
         cmocka_unit_test(test_truncations_renormalize),
