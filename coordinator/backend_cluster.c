@@ -14,6 +14,7 @@
 #include "log.h"
 #include "planner.h"
 #include "tokenizer.h"
+#include "wire.h"
 
 #define SESSION 1                      /* the one session a run or chat uses */
 #define UNKNOWN_SPEED 1e9              /* a node that could not measure its matvec counts as 1 GB/s */
@@ -35,13 +36,15 @@ int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
     switch (opt) {
     case RL_CLUSTER_OPT_FILE: o->file = arg; return 1;
     case RL_CLUSTER_OPT_LAYERS: o->layers = arg; return 1;
-    case RL_CLUSTER_OPT_WIRE:
-        if (strcmp(arg, "f32") && strcmp(arg, "f16")) {
-            fprintf(stderr, "relais: --wire: '%s' is neither f32 nor f16\n", arg);
+    case RL_CLUSTER_OPT_WIRE: {
+        const int d = wire_dtype_from_name(arg);
+        if (d < 0) {
+            fprintf(stderr, "relais: --wire: '%s' is not f32, f16 or i16\n", arg);
             return -1;
         }
-        o->f16_wire = !strcmp(arg, "f16");
+        o->wire = (Relais__DType)d;
         return 1;
+    }
     default: return 0;
     }
 }
@@ -201,7 +204,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
                               .max_sessions = max_sessions, .max_batch = r->batch ? r->batch : 256,
                               .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
                               .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
-                              .swa_pattern = r->swa_pattern, .f16_wire = o->f16_wire, .progress = r->progress};
+                              .swa_pattern = r->swa_pattern, .wire = o->wire, .progress = r->progress};
     return cluster_assign(c, &ao, err, errlen);
 }
 
@@ -249,8 +252,8 @@ fail:
 rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen) {
     if (o->file)
         return rl_backend_cluster_new(o, r, err, errlen);
-    if (o->layers || o->f16_wire) {
-        snprintf(err, errlen, "--layers and --wire f16 need --cluster FILE");
+    if (o->layers || o->wire != RELAIS__DTYPE__DTYPE_F32) {
+        snprintf(err, errlen, "--layers and --wire %s need --cluster FILE", wire_dtype_name(o->wire));
         return NULL;
     }
     return rl_backend_local_new(r, err, errlen);

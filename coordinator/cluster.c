@@ -539,7 +539,7 @@ static int load_embedding(cluster *c, const cluster_assign_opts *o, uint32_t *n_
     free(c->x), free(c->act);
     c->max_batch = o->max_batch;
     c->x = malloc((size_t)o->max_batch * hp.dim * sizeof *c->x);
-    c->act = malloc((size_t)o->max_batch * hp.dim * sizeof(float));
+    c->act = malloc(wire_activations_max(o->max_batch, hp.dim));
     if (!c->x || !c->act) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -655,10 +655,14 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
                  o->max_batch, o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
         return -1;
     }
+    if (!wire_dtype_name(o->wire)) {
+        snprintf(err, errlen, "wire dtype %d is not one of the protocol's", (int)o->wire);
+        return -1;
+    }
     if (load_embedding(c, o, &n_layer, err, errlen) || set_pipeline(c, o->ranges, n_layer, err, errlen) ||
         cluster_model_hash(o->model_path, sha, err, errlen))
         return -1;
-    c->wire = o->f16_wire ? RELAIS__DTYPE__DTYPE_F16 : RELAIS__DTYPE__DTYPE_F32;
+    c->wire = o->wire;
     c->n_ctx = o->n_ctx;
     curve_zap_forget_role(c->zap, ROLE_NODE);
     if (curve_zap_allow(c->zap, c->nodes[c->pipe[c->n_pipe - 1]].key, ROLE_NODE)) {
@@ -740,8 +744,8 @@ static int send_chunk(cluster *c, uint64_t session, uint32_t pos, const int32_t 
     f.pos = pos;
     f.n_tokens = n;
     f.dtype = c->wire;
-    f.activations = (ProtobufCBinaryData){(size_t)n * dim * wire_dtype_bytes(c->wire), c->act};
-    wire_activations_encode(c->x, (size_t)n * dim, c->wire, c->act);
+    f.activations = (ProtobufCBinaryData){wire_activations_bytes(c->wire, n, dim), c->act};
+    wire_activations_encode(c->x, n, dim, c->wire, c->act);
     if (s) {
         cluster_sampling_to_wire(s, &smp);
         f.sampling = &smp;
@@ -936,7 +940,7 @@ int cluster_heartbeat(cluster *c, char *err, size_t errlen) {
 
 void cluster_describe(const cluster *c, char *buf, size_t len) {
     size_t used = (size_t)snprintf(buf, len, "%u-node pipeline (%s wire):", c->n_pipe,
-                                   c->wire == RELAIS__DTYPE__DTYPE_F16 ? "f16" : "f32");
+                                   wire_dtype_name(c->wire));
     for (uint32_t k = 0; k < c->n_pipe && used < len; k++) {
         const cl_node *nd = &c->nodes[c->pipe[k]];
         used += (size_t)snprintf(buf + used, len - used, " %s %u-%u", nd->name, nd->range.l0, nd->range.l1 - 1);

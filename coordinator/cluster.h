@@ -26,6 +26,7 @@
 #include "cluster_config.h"
 #include "model.h"
 #include "planner.h"
+#include "relais.pb-c.h"
 #include "sampler.h"
 
 typedef struct cluster cluster;
@@ -82,7 +83,7 @@ typedef struct {
     uint32_t threads;            /* per node; 0 = the node's own setting */
     int64_t swa_window;          /* -1 = the file's */
     const char *swa_pattern;     /* NULL = the file's */
-    bool f16_wire;               /* activations as f16 between stages */
+    Relais__DType wire;          /* how activations travel between stages (0: f32) */
     bool progress;               /* show the nodes' loading on a terminal */
 } cluster_assign_opts;
 

@@ -60,8 +60,8 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
     if (ws && ptrs && i == n && n > 0) {
         Relais__Forward f = RELAIS__FORWARD__INIT;
         f.dtype = c->wire;
-        f.activations = (ProtobufCBinaryData){(size_t)rows * dim * wire_dtype_bytes(c->wire), c->act};
-        wire_activations_encode(c->x, (size_t)rows * dim, c->wire, c->act);
+        f.activations = (ProtobufCBinaryData){wire_activations_bytes(c->wire, rows, dim), c->act};
+        wire_activations_encode(c->x, rows, dim, c->wire, c->act);
         f.segments = ptrs;
         f.n_segments = n;
         if (send_counted(c, &f, err, errlen) == 0)

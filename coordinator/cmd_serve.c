@@ -147,8 +147,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         fprintf(stderr, "relais serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!a->cluster.file && (a->cluster.layers || a->cluster.f16_wire)) {
-        fprintf(stderr, "relais serve: --layers and --wire f16 need --cluster FILE\n");
+    if (!a->cluster.file && (a->cluster.layers || a->cluster.wire != RELAIS__DTYPE__DTYPE_F32)) {
+        fprintf(stderr, "relais serve: --layers and --wire f16/i16 need --cluster FILE\n");
         return -1;
     }
     if (a->key && a->keys_file) {

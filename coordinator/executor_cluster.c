@@ -39,6 +39,7 @@
 #include "cluster.h"
 #include "executor.h"
 #include "log.h"
+#include "wire.h"
 
 #define N_BUCKETS 256
 
@@ -71,7 +72,8 @@ typedef struct {
 typedef struct {
     rl_executor base;           /* must be first */
     cluster *c;                 /* owned */
-    uint32_t dim, wire_bytes;   /* activation width and bytes per element on the wire */
+    uint32_t dim;               /* activation width */
+    Relais__DType wire;         /* how activations travel */
     cflight *ring;              /* (depth) outstanding micro-batches, oldest at head */
     uint32_t head, count;
     cluster_seg *segs;          /* (max_batch) the micro-batch being sent */
@@ -211,7 +213,7 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         return -1;
     f->batch = batch;
     f->n = n;
-    f->act_bytes = (uint64_t)rows * x->dim * x->wire_bytes;
+    f->act_bytes = wire_activations_bytes(x->wire, rows, x->dim);
     f->answered = false;
     x->count++;
     return 0;
@@ -488,7 +490,7 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
      * long, and a shorter pipeline only queues at its first node. */
     x->base = (rl_executor){&CLUSTER_OPS, ro->batch, cluster_n_stages(x->c), hp->n_vocab};
     x->dim = hp->dim;
-    x->wire_bytes = co->f16_wire ? 2 : 4;
+    x->wire = co->wire;
     x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
     publish_nodes(x);
     if (alloc_buffers(x)) {

@@ -180,7 +180,7 @@ static void take_assignment(node_server *s, const wire_msg *m, const Relais__Ass
     rl_log(RL_LOG_INFO, "assignment from %s: %s layers %u-%u of %u%s, context %u, batch %u, %s wire; "
            "previous hop %s, next hop %s (%s)", who(m, w, sizeof w), *a->model_name ? a->model_name : "model",
            a->layer_begin, a->layer_end - 1, a->n_layer, a->run_head ? " and the head" : "", a->n_ctx, a->max_batch,
-           a->wire_dtype == RELAIS__DTYPE__DTYPE_F16 ? "f16" : "f32", prev, a->next_hop, next);
+           wire_dtype_name(a->wire_dtype), prev, a->next_hop, next);
     send_progress(s, "map", 0, 0);   /* the coordinator shows the node as loading */
 }
 

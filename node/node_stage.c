@@ -114,7 +114,7 @@ static int alloc_buffers(node_stage *s) {
     const uint32_t mb = s->assign->max_batch;
     const size_t act = (size_t)mb * s->hp->dim;
     s->x = malloc(act * sizeof *s->x);
-    s->out = malloc(act * sizeof(float));
+    s->out = malloc(wire_activations_max(mb, s->hp->dim));
     s->segs = malloc(mb * sizeof *s->segs);
     s->owners = malloc(mb * sizeof *s->owners);
     if (!s->x || !s->out || !s->segs || !s->owners)
@@ -354,12 +354,11 @@ static Relais__ErrorCode send_result(node_stage *s, Relais__Result *r, const Rel
 static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, uint32_t n_tokens, double t0, char *err,
                                  size_t errlen) {
     Relais__Forward out = *f;
-    const size_t n = (size_t)n_tokens * s->hp->dim;
     stage_times t;
     out.dtype = s->assign->wire_dtype;
     out.activations.data = s->out;
-    out.activations.len = n * wire_dtype_bytes(out.dtype);
-    wire_activations_encode(s->x, n, out.dtype, s->out);
+    out.activations.len = wire_activations_bytes(out.dtype, n_tokens, s->hp->dim);
+    wire_activations_encode(s->x, n_tokens, s->hp->dim, out.dtype, s->out);
     times_close(&t, f, t0);
     out.stage_seconds = t.v;
     out.n_stage_seconds = t.n;
@@ -436,7 +435,7 @@ static Relais__ErrorCode single_forward(node_stage *s, const Relais__Forward *f,
     node_session *ss = session_for(s, f, &code, err, errlen);
     if (!ss)
         return code;
-    wire_activations_decode(f->activations.data, (size_t)f->n_tokens * s->hp->dim, f->dtype, s->x);
+    wire_activations_decode(f->activations.data, f->n_tokens, s->hp->dim, f->dtype, s->x);
     if (rl_forward_layers(s->ctx, ss->kv, s->x, f->n_tokens, f->pos, err, errlen))
         return RELAIS__ERROR_CODE__ERR_INTERNAL;
     return s->assign->run_head ? finish(s, ss, f, t0, err, errlen) : pass_on(s, f, f->n_tokens, t0, err, errlen);
@@ -483,10 +482,9 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
 static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f, uint32_t *rows, char *err,
                                         size_t errlen) {
     const uint32_t mb = s->assign->max_batch, V = s->hp->n_vocab;
-    const size_t es = wire_dtype_bytes(f->dtype);
     uint64_t total = 0, tops = 0;
     uint32_t fresh = 0, sampled = 0;
-    if (es == 0 || f->n_segments > mb) {
+    if (!wire_dtype_name(f->dtype) || f->n_segments > mb) {
         snprintf(err, errlen, "a micro-batch of %zu segments, dtype %d (this stage takes up to %u tokens)",
                  f->n_segments, (int)f->dtype, mb);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
@@ -504,9 +502,10 @@ static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f,
         if (s->assign->run_head && g->sample)
             sampled++, tops += g->sampling->top_logits < V ? g->sampling->top_logits : V;
     }
-    if (f->activations.len != total * s->hp->dim * es) {
-        snprintf(err, errlen, "activations of %zu bytes; %llu tokens x %u x %zu bytes make %llu", f->activations.len,
-                 (unsigned long long)total, s->hp->dim, es, (unsigned long long)(total * s->hp->dim * es));
+    const size_t want = wire_activations_bytes(f->dtype, total, s->hp->dim);
+    if (f->activations.len != want) {
+        snprintf(err, errlen, "activations of %zu bytes; %llu tokens x %u in %s make %zu", f->activations.len,
+                 (unsigned long long)total, s->hp->dim, wire_dtype_name(f->dtype), want);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
     if (sampled > s->max_rows || tops > WIRE_MAX_TOP) {
@@ -589,7 +588,7 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
         code = bind_segments(s, f, err, errlen);
     if (code)
         return code;
-    wire_activations_decode(f->activations.data, (size_t)rows * s->hp->dim, f->dtype, s->x);
+    wire_activations_decode(f->activations.data, rows, s->hp->dim, f->dtype, s->x);
     /* The quantized kernels at every size: a session's rows then come out
      * the same whatever else shares the micro-batch (the engine's batch
      * independence), so a served request's output does not depend on load. */

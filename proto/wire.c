@@ -2,6 +2,7 @@
  * encoding and socket monitors (see wire.h). */
 #include "wire.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -68,7 +69,7 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
 }
 
 int64_t wire_data_max(uint32_t max_batch, uint32_t dim, uint32_t n_history) {
-    return (int64_t)max_batch * dim * (int64_t)sizeof(float) + (int64_t)n_history * 6 + (1 << 20);
+    return (int64_t)wire_activations_max(max_batch, dim) + (int64_t)n_history * 6 + (1 << 20);
 }
 
 /* ---- receiving ---- */
@@ -246,7 +247,7 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
     if (a->n_ctx == 0 || a->max_sessions == 0 || a->max_batch == 0 || a->max_batch > WIRE_MAX_BATCH)
         return bad(err, errlen, "n_ctx %u, max_sessions %u, max_batch %u: each must be at least 1 (batch at most %d)",
                    a->n_ctx, a->max_sessions, a->max_batch, WIRE_MAX_BATCH);
-    if (a->threads > 4096 || a->swa_window < -1 || wire_dtype_bytes(a->wire_dtype) == 0)
+    if (a->threads > 4096 || a->swa_window < -1 || !wire_dtype_name(a->wire_dtype))
         return bad(err, errlen, "threads %u, swa_window %lld or wire dtype %d out of range", a->threads,
                    (long long)a->swa_window, (int)a->wire_dtype);
     size_t hop = strlen(a->next_hop);
@@ -277,48 +278,128 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
 
 Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uint32_t max_batch, char *err,
                                      size_t errlen) {
-    size_t es = wire_dtype_bytes(f->dtype);
-    if (es == 0)
+    if (!wire_dtype_name(f->dtype))
         return bad(err, errlen, "unknown activation dtype %d", (int)f->dtype);
     if (f->n_tokens == 0 || f->n_tokens > max_batch)
         return bad(err, errlen, "%u tokens in one Forward; this stage takes 1 to %u", f->n_tokens, max_batch);
-    size_t want = (size_t)f->n_tokens * dim * es;
+    size_t want = wire_activations_bytes(f->dtype, f->n_tokens, dim);
     if (f->activations.len != want)
-        return bad(err, errlen, "activations of %zu bytes; %u tokens x %u x %zu bytes make %zu",
-                   f->activations.len, f->n_tokens, dim, es, want);
+        return bad(err, errlen, "activations of %zu bytes; %u tokens x %u in %s make %zu", f->activations.len,
+                   f->n_tokens, dim, wire_dtype_name(f->dtype), want);
     return f->sampling ? wire_check_sampling(f->sampling, err, errlen) : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
 /* ---- activations ---- */
 
-size_t wire_dtype_bytes(int dtype) {
+static const char *const DTYPE_NAMES[] = {
+    [RELAIS__DTYPE__DTYPE_F32] = "f32", [RELAIS__DTYPE__DTYPE_F16] = "f16", [RELAIS__DTYPE__DTYPE_I16] = "i16"};
+#define N_DTYPES (sizeof DTYPE_NAMES / sizeof DTYPE_NAMES[0])
+
+const char *wire_dtype_name(int dtype) {
+    return dtype >= 0 && (size_t)dtype < N_DTYPES ? DTYPE_NAMES[dtype] : NULL;
+}
+
+int wire_dtype_from_name(const char *name) {
+    for (size_t i = 0; i < N_DTYPES; i++)
+        if (!strcmp(name, DTYPE_NAMES[i]))
+            return (int)i;
+    return -1;
+}
+
+size_t wire_activations_bytes(int dtype, size_t rows, size_t dim) {
     switch (dtype) {
-    case RELAIS__DTYPE__DTYPE_F32: return 4;
-    case RELAIS__DTYPE__DTYPE_F16: return 2;
+    case RELAIS__DTYPE__DTYPE_F32: return rows * dim * sizeof(float);
+    case RELAIS__DTYPE__DTYPE_F16: return rows * dim * sizeof(rl_fp16);
+    case RELAIS__DTYPE__DTYPE_I16: {
+        const size_t blocks = (dim + WIRE_I16_BLOCK - 1) / WIRE_I16_BLOCK;
+        return rows * (blocks * sizeof(float) + dim * sizeof(int16_t));
+    }
     default: return 0;
     }
 }
 
-void wire_activations_encode(const float *x, size_t n, Relais__DType dtype, uint8_t *out) {
-    if (dtype == RELAIS__DTYPE__DTYPE_F32) {
-        memcpy(out, x, n * sizeof(float));
-        return;
+size_t wire_activations_max(size_t rows, size_t dim) {
+    size_t most = 0;
+    for (size_t i = 0; i < N_DTYPES; i++) {
+        const size_t b = wire_activations_bytes((int)i, rows, dim);
+        most = b > most ? b : most;
     }
+    return most;
+}
+
+/* One DTYPE_I16 block of n values: its scale, then the values in units of
+ * it, rounded to nearest (even on a tie). The quotient is taken in double so
+ * the rounding is that of the exact x / scale. */
+static uint8_t *i16_encode_block(const float *x, size_t n, uint8_t *out) {
+    float amax = 0;
+    bool finite = true;
     for (size_t i = 0; i < n; i++) {
-        rl_fp16 h = rl_f32_to_fp16(x[i]);
-        memcpy(out + 2 * i, &h, 2);
+        finite = finite && isfinite(x[i]);
+        amax = fmaxf(amax, fabsf(x[i]));
+    }
+    const float scale = finite ? amax / 32767.0f : NAN;
+    memcpy(out, &scale, sizeof scale);
+    out += sizeof scale;
+    for (size_t i = 0; i < n; i++) {
+        /* scale 0: all zeros, or values so small that max/32767 underflowed */
+        double q = finite && scale > 0 ? nearbyint((double)x[i] / scale) : 0;
+        q = q > 32767 ? 32767 : q < -32767 ? -32767 : q;   /* a subnormal scale lost bits */
+        const int16_t v = (int16_t)q;
+        memcpy(out + 2 * i, &v, sizeof v);
+    }
+    return out + 2 * n;
+}
+
+static const uint8_t *i16_decode_block(const uint8_t *in, size_t n, float *x) {
+    float scale;
+    memcpy(&scale, in, sizeof scale);
+    in += sizeof scale;
+    for (size_t i = 0; i < n; i++) {
+        int16_t v;
+        memcpy(&v, in + 2 * i, sizeof v);
+        x[i] = (float)v * scale;
+    }
+    return in + 2 * n;
+}
+
+void wire_activations_encode(const float *x, size_t rows, size_t dim, Relais__DType dtype, uint8_t *out) {
+    const size_t n = rows * dim;
+    switch (dtype) {
+    case RELAIS__DTYPE__DTYPE_F32: memcpy(out, x, n * sizeof(float)); return;
+    case RELAIS__DTYPE__DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            const rl_fp16 h = rl_f32_to_fp16(x[i]);
+            memcpy(out + 2 * i, &h, 2);
+        }
+        return;
+    case RELAIS__DTYPE__DTYPE_I16:
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < dim; j += WIRE_I16_BLOCK)
+                out = i16_encode_block(x + r * dim + j, dim - j < WIRE_I16_BLOCK ? dim - j : WIRE_I16_BLOCK, out);
+        return;
+    default: assert(!"wire dtype outside the enum");
     }
 }
 
-void wire_activations_decode(const uint8_t *in, size_t n, Relais__DType dtype, float *x) {
-    if (dtype == RELAIS__DTYPE__DTYPE_F32) {
+void wire_activations_decode(const uint8_t *in, size_t rows, size_t dim, Relais__DType dtype, float *x) {
+    const size_t n = rows * dim;
+    switch (dtype) {
+    case RELAIS__DTYPE__DTYPE_F32:
         memcpy(x, in, n * sizeof(float));   /* protobuf bytes need not be aligned for floats */
         return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rl_fp16 h;
-        memcpy(&h, in + 2 * i, 2);
-        x[i] = rl_fp16_to_f32(h);
+    case RELAIS__DTYPE__DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            rl_fp16 h;
+            memcpy(&h, in + 2 * i, 2);
+            x[i] = rl_fp16_to_f32(h);
+        }
+        return;
+    case RELAIS__DTYPE__DTYPE_I16:
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < dim; j += WIRE_I16_BLOCK)
+                in = i16_decode_block(in, dim - j < WIRE_I16_BLOCK ? dim - j : WIRE_I16_BLOCK, x + r * dim + j);
+        return;
+    default: assert(!"wire dtype outside the enum");
     }
 }
 

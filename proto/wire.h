@@ -36,7 +36,8 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
 
 /* Inbound limit for a socket that receives Forward messages of up to
  * max_batch tokens of width dim, with up to n_history ids of sampling
- * history: the f32 activations plus 1 MiB for everything else. */
+ * history: the activations in their largest dtype plus 1 MiB for everything
+ * else. */
 int64_t wire_data_max(uint32_t max_batch, uint32_t dim, uint32_t n_history);
 
 /* ---- messages ---- */
@@ -91,11 +92,24 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
 
 /* ---- activations ---- */
 
-/* Bytes per element of a wire dtype; 0 for a value outside the enum. */
-size_t wire_dtype_bytes(int dtype);
-/* n floats to / from the little-endian wire form of dtype (f32 or f16). */
-void wire_activations_encode(const float *x, size_t n, Relais__DType dtype, uint8_t *out);
-void wire_activations_decode(const uint8_t *in, size_t n, Relais__DType dtype, float *x);
+#define WIRE_I16_BLOCK 32   /* values per scale in DTYPE_I16 (see relais.proto) */
+
+/* "f32", "f16", "i16"; NULL for a value outside the enum. */
+const char *wire_dtype_name(int dtype);
+/* The dtype of such a name, or -1. */
+int wire_dtype_from_name(const char *name);
+/* Bytes of rows x dim activations in the wire form of dtype; 0 for a dtype
+ * outside the enum. A Forward whose activations have another size is
+ * malformed. */
+size_t wire_activations_bytes(int dtype, size_t rows, size_t dim);
+/* The most any dtype takes: what a buffer for any of them needs. */
+size_t wire_activations_max(size_t rows, size_t dim);
+/* rows x dim floats to / from the little-endian wire form of dtype, which
+ * takes wire_activations_bytes(dtype, rows, dim) at out / in. DTYPE_I16
+ * scales each row's blocks on their own, so a row's encoding never depends on
+ * the rows sent with it. dtype must be one of the enum (checked before). */
+void wire_activations_encode(const float *x, size_t rows, size_t dim, Relais__DType dtype, uint8_t *out);
+void wire_activations_decode(const uint8_t *in, size_t rows, size_t dim, Relais__DType dtype, float *x);
 
 /* ---- sampling ---- */
 

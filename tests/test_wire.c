@@ -1,7 +1,9 @@
 /* The wire layer on its own, in one process: Envelope framing over inproc
  * sockets (malformed bytes, other versions, missing bodies and extra frames
  * are refused with the right code), the validation of Assign and Forward,
- * activation encoding, key files, the ZAP policy, and the file hash cache. */
+ * activation encoding (f32, f16, and block-scaled int16: its sizes, error
+ * bound, zeros, outliers, non-finite values and hostile bytes), key files,
+ * the ZAP policy, and the file hash cache. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,6 +198,15 @@ static void test_check_forward(void **state) {
     f.dtype = RELAIS__DTYPE__DTYPE_F32;   /* the same bytes are now half the floats they claim */
     assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_non_null(strstr(err, "activations of 48 bytes"));
+    f.dtype = RELAIS__DTYPE__DTYPE_I16;   /* 3 rows of one 8-value block: 3 x (4 + 16) = 60 bytes, not 48 */
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    uint8_t i16[3 * (4 + 16)];
+    f.activations = (ProtobufCBinaryData){sizeof i16, i16};
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    f.activations.len--;
+    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "in i16 make 60"));
+    f.activations = (ProtobufCBinaryData){sizeof act, act};
     f.dtype = 5;
     assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     f.dtype = RELAIS__DTYPE__DTYPE_F16;
@@ -222,16 +233,19 @@ static void test_activations_and_sampling(void **state) {
     (void)state;
     float x[6] = {1.0f, -2.5f, 0.1f, 65504.0f, 1e-8f, 3.14159265f}, y[6];
     uint8_t buf[sizeof x];
-    wire_activations_encode(x, 6, RELAIS__DTYPE__DTYPE_F32, buf);
-    wire_activations_decode(buf, 6, RELAIS__DTYPE__DTYPE_F32, y);
+    wire_activations_encode(x, 2, 3, RELAIS__DTYPE__DTYPE_F32, buf);
+    wire_activations_decode(buf, 2, 3, RELAIS__DTYPE__DTYPE_F32, y);
     assert_memory_equal(x, y, sizeof x);
-    wire_activations_encode(x, 6, RELAIS__DTYPE__DTYPE_F16, buf);
+    wire_activations_encode(x, 2, 3, RELAIS__DTYPE__DTYPE_F16, buf);
     assert_int_equal(buf[0] | buf[1] << 8, 0x3c00);   /* 1.0 in IEEE half */
-    wire_activations_decode(buf, 6, RELAIS__DTYPE__DTYPE_F16, y);
+    wire_activations_decode(buf, 2, 3, RELAIS__DTYPE__DTYPE_F16, y);
     for (int i = 0; i < 6; i++)
         assert_true(fabsf(y[i] - x[i]) <= fabsf(x[i]) * 0x1p-11f + 6e-8f);
-    assert_int_equal(wire_dtype_bytes(RELAIS__DTYPE__DTYPE_F16), 2);
-    assert_int_equal(wire_dtype_bytes(9), 0);
+    assert_string_equal(wire_dtype_name(RELAIS__DTYPE__DTYPE_I16), "i16");
+    assert_null(wire_dtype_name(9));
+    assert_null(wire_dtype_name(-1));
+    assert_int_equal(wire_dtype_from_name("f16"), RELAIS__DTYPE__DTYPE_F16);
+    assert_int_equal(wire_dtype_from_name("bf16"), -1);
     rl_sampler_params p = rl_sampler_defaults(), q;
     p.temperature = 0.7f, p.top_k = 40, p.top_p = 0.9f, p.min_p = 0.05f, p.repeat_penalty = 1.1f;
     p.frequency_penalty = 0.2f, p.presence_penalty = 0.3f, p.seed = 77, p.repeat_last_n = 16;
@@ -404,6 +418,137 @@ static void test_filehash(void **state) {
     assert_int_equal(filehash_sha256(g_dir, NULL, NULL, NULL, again, err, sizeof err), -1);   /* a directory */
 }
 
+/* ---- block-scaled int16 activations ---- */
+
+/* The scale DTYPE_I16 sent for block b (of WIRE_I16_BLOCK values) of a row
+ * starting at row: it leads the block, whose values take 2 bytes each. */
+static float i16_scale(const uint8_t *row, size_t b) {
+    float s;
+    memcpy(&s, row + b * (sizeof(float) + 2 * WIRE_I16_BLOCK), sizeof s);
+    return s;
+}
+
+/* Encodes rows x dim, checks that exactly wire_activations_bytes were
+ * written (the byte after them keeps its sentinel), and decodes. */
+static uint8_t *i16_roundtrip(const float *x, size_t rows, size_t dim, float *y) {
+    const size_t n = wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, rows, dim);
+    uint8_t *buf = malloc(n + 1);
+    assert_non_null(buf);
+    buf[n] = 0xa5;
+    wire_activations_encode(x, rows, dim, RELAIS__DTYPE__DTYPE_I16, buf);
+    assert_int_equal(buf[n], 0xa5);
+    wire_activations_decode(buf, rows, dim, RELAIS__DTYPE__DTYPE_I16, y);
+    return buf;
+}
+
+static void test_i16_sizes(void **state) {
+    (void)state;
+    /* per row: a 4-byte scale per block of 32 (the last may be shorter) and 2 bytes per value */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 64), 3 * (2 * 4 + 64 * 2));   /* 408 */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, 4096), 128 * 4 + 4096 * 2);  /* 53.1% */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 2, 40), 2 * (2 * 4 + 40 * 2));   /* a tail of 8 */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, 1), 4 + 2);
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F32, 3, 64), 3 * 64 * 4);
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F16, 3, 64), 3 * 64 * 2);
+    assert_int_equal(wire_activations_bytes(9, 3, 64), 0);
+    assert_int_equal(wire_activations_max(3, 64), 3 * 64 * 4);
+    assert_int_equal(wire_activations_max(2, 1), 2 * 6);   /* one value a row: i16 is the largest */
+}
+
+/* Random rows of 72 (two blocks and a tail of 8), each block of its own
+ * magnitude: every value comes back within half its block's scale (plus the
+ * float rounding of the product), the scale being the block's max|x|/32767. */
+static void test_i16_error_bound(void **state) {
+    (void)state;
+    enum { ROWS = 3, DIM = 72 };
+    float x[ROWS * DIM], y[ROWS * DIM];
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < ROWS * DIM; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        const float mag = powf(10.0f, (float)((i / WIRE_I16_BLOCK) % 7) - 3.0f);   /* 1e-3 .. 1e3 */
+        x[i] = mag * ((float)(seed >> 8) / 16777216.0f * 2.0f - 1.0f);
+    }
+    uint8_t *buf = i16_roundtrip(x, ROWS, DIM, y);
+    const size_t row_bytes = wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, DIM);
+    for (size_t r = 0; r < ROWS; r++)
+        for (size_t b = 0; b * WIRE_I16_BLOCK < DIM; b++) {
+            const size_t j0 = r * DIM + b * WIRE_I16_BLOCK, len = DIM - b * WIRE_I16_BLOCK < WIRE_I16_BLOCK ?
+                                                                  DIM - b * WIRE_I16_BLOCK : WIRE_I16_BLOCK;
+            float amax = 0;
+            for (size_t j = j0; j < j0 + len; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            const float scale = i16_scale(buf + r * row_bytes, b);
+            assert_true(scale == amax / 32767.0f);
+            for (size_t j = j0; j < j0 + len; j++)
+                if (!(fabsf(y[j] - x[j]) <= 0.5f * scale + fabsf(x[j]) * 0x1p-24f))
+                    fail_msg("row %zu value %zu: %.9g came back as %.9g (scale %g)", r, j - r * DIM, (double)x[j],
+                             (double)y[j], (double)scale);
+        }
+    free(buf);
+}
+
+/* Zeros stay zeros (a zero scale, no 0/0); an outlier costs only its own
+ * block precision, and a row's bytes do not depend on the rows sent with it. */
+static void test_i16_zeros_and_outlier(void **state) {
+    (void)state;
+    enum { DIM = 64 };
+    float x[2 * DIM], y[2 * DIM];
+    memset(x, 0, sizeof x);
+    x[DIM + 5] = -0.0f;
+    uint8_t *buf = i16_roundtrip(x, 2, DIM, y);
+    for (size_t i = 0; i < 2 * DIM; i++)
+        assert_true(y[i] == 0 && !signbit(y[i]));
+    assert_true(i16_scale(buf, 0) == 0);
+    free(buf);
+    for (size_t i = 0; i < 2 * DIM; i++)
+        x[i] = 1e-3f * (float)((int)(i % 17) - 8);
+    x[DIM + 3] = 1000.0f;   /* row 1, block 0 */
+    buf = i16_roundtrip(x, 2, DIM, y);
+    assert_true(fabsf(y[DIM + 3] - 1000.0f) <= 1000.0f / 65534.0f);
+    for (size_t i = DIM; i < DIM + WIRE_I16_BLOCK; i++)   /* its neighbours: within 1000/65534 */
+        assert_true(fabsf(y[i] - x[i]) <= 0.5f * 1000.0f / 32767.0f);
+    for (size_t i = DIM + WIRE_I16_BLOCK; i < 2 * DIM; i++)   /* the next block keeps its precision */
+        assert_true(fabsf(y[i] - x[i]) <= 0.5f * 8e-3f / 32767.0f + 1e-9f);
+    float alone[DIM];
+    uint8_t *one = i16_roundtrip(x + DIM, 1, DIM, alone);
+    const size_t row_bytes = wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, DIM);
+    assert_memory_equal(one, buf + row_bytes, row_bytes);
+    free(one);
+    free(buf);
+}
+
+/* A block holding a NaN or an infinity decodes as NaN throughout (a NaN
+ * scale): it never turns into finite numbers, and other blocks are intact.
+ * Hostile bytes (any scale, any values) decode without harm. */
+static void test_i16_non_finite(void **state) {
+    (void)state;
+    enum { DIM = 40 };   /* a block of 32, a tail of 8 */
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    float x[DIM], y[DIM];
+    for (int k = 0; k < 3; k++)
+        for (size_t at = 0; at < DIM; at += 37) {   /* in the first block, in the tail */
+            for (size_t i = 0; i < DIM; i++)
+                x[i] = 0.25f * (float)i - 3.0f;
+            x[at] = bad[k];
+            uint8_t *buf = i16_roundtrip(x, 1, DIM, y);
+            const size_t b0 = at < WIRE_I16_BLOCK ? 0 : WIRE_I16_BLOCK, b1 = b0 ? DIM : WIRE_I16_BLOCK;
+            assert_true(isnan(i16_scale(buf, b0 / WIRE_I16_BLOCK)));
+            for (size_t i = 0; i < DIM; i++)
+                if (i >= b0 && i < b1)
+                    assert_true(isnan(y[i]));
+                else
+                    assert_true(fabsf(y[i] - x[i]) <= 0.5f * 6.75f / 32767.0f);
+            free(buf);
+        }
+    uint8_t junk[4 + 2 * WIRE_I16_BLOCK];
+    const float scales[4] = {INFINITY, NAN, -1e30f, 1e-45f};
+    for (int k = 0; k < 4; k++) {
+        memset(junk, 0x80 + k, sizeof junk);
+        memcpy(junk, &scales[k], sizeof(float));
+        wire_activations_decode(junk, 1, WIRE_I16_BLOCK, RELAIS__DTYPE__DTYPE_I16, x);
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     return tu_dir_new(g_dir, "wire");
@@ -418,7 +563,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),         cmocka_unit_test(test_refused_frames),
         cmocka_unit_test(test_check_assign),      cmocka_unit_test(test_check_forward),
-        cmocka_unit_test(test_activations_and_sampling), cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_activations_and_sampling), cmocka_unit_test(test_i16_sizes),
+        cmocka_unit_test(test_i16_error_bound),   cmocka_unit_test(test_i16_zeros_and_outlier),
+        cmocka_unit_test(test_i16_non_finite),    cmocka_unit_test(test_keys),
         cmocka_unit_test(test_zap_policy),        cmocka_unit_test(test_filehash),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
