@@ -10,7 +10,8 @@
 # flight (seeded sampling, so its random stream must go on across the new
 # head stage) and later ones get the answers of one machine, /health shows the
 # lost node and the new layers; the node restarted on its address is taken
-# back into the pipeline; every process stops cleanly.
+# back into the pipeline; `--wire i16` is served; every process stops
+# cleanly.
 #
 # usage: serve_cluster.sh RELAIS RELAIS_NODE
 set -euo pipefail
@@ -133,4 +134,13 @@ done
     bad "node2 not taken back: $(cat "$TMP/body")"
 [ "$same" = "$tries" ] && ok "$tries requests around the re-admission: the answers of one machine" ||
     bad "around the re-admission only $same of $tries answers as one machine"
+
+# ---- --wire i16: the nodes are assigned block-scaled int16 and serve ----
+# (the logits move within the golden tolerance, so the text is not compared)
+stop_servers
+start_server i16 --cluster "$TMP/pair.yaml" -m "$MODEL" --ctx 512 --max-sessions 4 -t 1 --wire i16
+req POST /v1/completions "$(prompt_of 1)"
+expect "served over the i16 wire" 200 'r.choices[0].text.length > 0'
+grep -q 'i16 wire;' "$TMP/pair-node1.log" && ok "the nodes were assigned the i16 wire" ||
+    bad "no i16 assignment: $(tail -3 "$TMP/pair-node1.log")"
 finish
