@@ -6,7 +6,7 @@
 #  - bytes per token per hop: the bytes TCP carried on the link from the
 #    first node to the second during a run (ss: bytes_acked of that
 #    connection, so ZMTP framing, CURVE and heartbeats are in), divided by
-#    the tokens forwarded; f32 and f16 wire;
+#    the tokens forwarded; f32, f16 and i16 wire;
 #  - load time: cold (the nodes lack the model: weight transfer into empty
 #    caches) and warm (the nodes restarted: the slices from their caches),
 #    as the coordinator reports "N nodes ready in S s".
@@ -131,16 +131,18 @@ done
 local_ms=$(median <"$TMP/lat-local")
 echo "one process: median $local_ms ms/token (spread $(spread <"$TMP/lat-local"))"
 echo
-echo "| setup | ms/token (median) | spread | overhead vs one process | bytes/token/hop f32 | f16 | load cold (transfer) | load warm (cache) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| setup | ms/token (median) | spread | overhead vs one process | bytes/token/hop f32 | f16 | i16 | load cold (transfer) | load warm (cache) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for n in $NODES; do
     ms=$(median <"$TMP/lat-$n")
     cp "$TMP/cluster$n.yaml" "$TMP/cluster.yaml"
     f32=$(hop_bytes f32)
     f16=$(hop_bytes f16)
+    i16=$(hop_bytes i16)
     over=$(awk -v a="$ms" -v b="$local_ms" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
-    echo "| $n nodes | $ms | $(spread <"$TMP/lat-$n") | $over | $f32 | $f16 | ${COLD[$n]} s | ${WARM[$n]} s |"
+    echo "| $n nodes | $ms | $(spread <"$TMP/lat-$n") | $over | $f32 | $f16 | $i16 | ${COLD[$n]} s | ${WARM[$n]} s |"
 done
 echo
-echo "bytes/token/hop in theory: f32 dim*4 = $((dim * 4)) + envelope, f16 dim*2 = $((dim * 2)) + envelope" \
+echo "bytes/token/hop in theory: f32 dim*4 = $((dim * 4)) + envelope, f16 dim*2 = $((dim * 2)) + envelope," \
+     "i16 dim*2 + 4 per 32 values = $((dim * 2 + (dim + 31) / 32 * 4)) + envelope" \
      "(the measure adds ZMTP framing, CURVE's 16-byte MAC and a few heartbeats)"
