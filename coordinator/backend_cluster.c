@@ -42,7 +42,7 @@ int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
             fprintf(stderr, "relais: --wire: '%s' is not f32, f16 or i16\n", arg);
             return -1;
         }
-        o->wire = (Relais__DType)d;
+        o->wire = d;
         return 1;
     }
     default: return 0;

@@ -13,13 +13,12 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include "backend.h"
-#include "relais.pb-c.h"
 #include "runner.h"
 
 typedef struct {
     const char *file;      /* the cluster file; NULL: run on this machine */
     const char *layers;    /* a fixed split "0-11,12-23", one range per node; NULL: planned */
-    Relais__DType wire;    /* how activations travel between machines (0: f32) */
+    int wire;              /* a relais.proto DType: how activations travel between machines (0: f32) */
 } rl_cluster_opts;
 
 /* The options run and chat add to their tables, and their handler: 1 when

@@ -662,7 +662,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     if (load_embedding(c, o, &n_layer, err, errlen) || set_pipeline(c, o->ranges, n_layer, err, errlen) ||
         cluster_model_hash(o->model_path, sha, err, errlen))
         return -1;
-    c->wire = o->wire;
+    c->wire = (Relais__DType)o->wire;
     c->n_ctx = o->n_ctx;
     curve_zap_forget_role(c->zap, ROLE_NODE);
     if (curve_zap_allow(c->zap, c->nodes[c->pipe[c->n_pipe - 1]].key, ROLE_NODE)) {

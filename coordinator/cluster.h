@@ -26,7 +26,6 @@
 #include "cluster_config.h"
 #include "model.h"
 #include "planner.h"
-#include "relais.pb-c.h"
 #include "sampler.h"
 
 typedef struct cluster cluster;
@@ -83,7 +82,7 @@ typedef struct {
     uint32_t threads;            /* per node; 0 = the node's own setting */
     int64_t swa_window;          /* -1 = the file's */
     const char *swa_pattern;     /* NULL = the file's */
-    Relais__DType wire;          /* how activations travel between stages (0: f32) */
+    int wire;                    /* a relais.proto DType: how activations travel between stages (0: f32) */
     bool progress;               /* show the nodes' loading on a terminal */
 } cluster_assign_opts;
 
@@ -165,6 +164,7 @@ typedef struct {
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen);
 
 uint32_t cluster_n_stages(const cluster *c);                   /* nodes with layers */
+uint64_t cluster_activation_bytes(const cluster *c, uint32_t rows);   /* rows of activations on the wire */
 uint32_t cluster_stage_node(const cluster *c, uint32_t k);     /* the node index of stage k */
 const char *cluster_lost(const cluster *c);   /* why the cluster is unusable; "" when it is not */
 /* Reads the links' pending events without waiting: a node whose connection

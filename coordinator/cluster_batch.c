@@ -164,5 +164,10 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
 }
 
 uint32_t cluster_n_stages(const cluster *c) { return c->n_pipe; }
+
+uint64_t cluster_activation_bytes(const cluster *c, uint32_t rows) {
+    return wire_activations_bytes(c->wire, rows, rl_model_hparams(c->model)->dim);
+}
+
 uint32_t cluster_stage_node(const cluster *c, uint32_t k) { return c->pipe[k]; }
 const char *cluster_lost(const cluster *c) { return c->lost; }

@@ -18,6 +18,7 @@
 #include "http_server.h"
 #include "kv.h"
 #include "log.h"
+#include "wire.h"
 
 enum {
     OPT_HOST = CLI_OPT_FIRST_OWN, OPT_PORT, OPT_API_KEY, OPT_API_KEYS, OPT_MAX_SESSIONS, OPT_MAX_QUEUE,

@@ -39,7 +39,6 @@
 #include "cluster.h"
 #include "executor.h"
 #include "log.h"
-#include "wire.h"
 
 #define N_BUCKETS 256
 
@@ -72,8 +71,6 @@ typedef struct {
 typedef struct {
     rl_executor base;           /* must be first */
     cluster *c;                 /* owned */
-    uint32_t dim;               /* activation width */
-    Relais__DType wire;         /* how activations travel */
     cflight *ring;              /* (depth) outstanding micro-batches, oldest at head */
     uint32_t head, count;
     cluster_seg *segs;          /* (max_batch) the micro-batch being sent */
@@ -213,7 +210,7 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         return -1;
     f->batch = batch;
     f->n = n;
-    f->act_bytes = wire_activations_bytes(x->wire, rows, x->dim);
+    f->act_bytes = cluster_activation_bytes(x->c, rows);
     f->answered = false;
     x->count++;
     return 0;
@@ -489,8 +486,6 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
     /* The depth stays that of the first plan: the scheduler's ring is that
      * long, and a shorter pipeline only queues at its first node. */
     x->base = (rl_executor){&CLUSTER_OPS, ro->batch, cluster_n_stages(x->c), hp->n_vocab};
-    x->dim = hp->dim;
-    x->wire = co->wire;
     x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
     publish_nodes(x);
     if (alloc_buffers(x)) {
