@@ -7,7 +7,9 @@
  * the reference's bytes exactly and compute the reference's outputs within
  * summation error, for full and partial tiles, any token count, and weights
  * that are either quantized floats or random bytes (so every quant, scale
- * and min pattern occurs). */
+ * and min pattern occurs), and with every quant and activation at its
+ * largest. Where a set has a direct product from the x16 layout (qg_gemv,
+ * decode's path), it must give the reference's outputs bit for bit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -83,18 +85,36 @@ static void *make_weights(rl_dtype t, int rows, uint32_t cols, bool raw)
     return w;
 }
 
+/* Every quant of weights w (bytes long, type t) at its largest magnitude
+ * (15, 31 or 63 unsigned, -128 for Q8_0), the scales kept: with activations
+ * of 127 every 16-bit step of the SIMD kernels (VPMADDUBSW's pair sums,
+ * SMULL's products, Q8_0's sign transfer) is at its limit. */
+static void saturate_quants(rl_dtype t, uint8_t *w, size_t bytes)
+{
+    const size_t bb = rl_dtype_block_bytes(t);
+    size_t from = t == RL_Q8_0 ? offsetof(block_q8_0, qs) : offsetof(block_q4_0, qs), to = bb;
+    if (t == RL_Q4_K)
+        from = offsetof(block_q4_K, qs);
+    else if (t == RL_Q5_K)
+        from = offsetof(block_q5_K, qh);
+    else if (t == RL_Q6_K)
+        from = 0, to = offsetof(block_q6_K, scales);
+    for (size_t b = 0; b < bytes / bb; b++)
+        memset(w + b * bb + from, t == RL_Q8_0 ? 0x80 : 0xff, to - from);
+}
+
 typedef struct {
     rl_qg_act_buf buf;
     rl_qg_act act;
     float *x;
 } act_rows;
 
-static void make_act(act_rows *a, rl_qg_format f, uint32_t n, uint32_t cols)
+static void make_act(act_rows *a, rl_qg_format f, uint32_t n, uint32_t cols, bool extreme)
 {
     float scale = 1;
     a->x = malloc((size_t)n * cols * sizeof *a->x);
     for (size_t i = 0; i < (size_t)n * cols; i++)
-        a->x[i] = rnd_val((int)(i % cols), &scale);
+        a->x[i] = extreme ? 1.0f : rnd_val((int)(i % cols), &scale);
     assert_int_equal(rl_qg_act_buf_init(&a->buf, n, cols), 0);
     rl_qg_act_rows(rl_kernels_ref()->quantize_q8_0, f, a->x, cols, 0, n, &a->buf);
     a->act = rl_qg_act_view(&a->buf, f, n, cols);
@@ -160,7 +180,7 @@ static void check_ref_case(const shape *sh)
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols);
     void *w = make_weights(sh->t, sh->rows, sh->cols, sh->raw);
     act_rows a;
-    make_act(&a, f, sh->n, sh->cols);
+    make_act(&a, f, sh->n, sh->cols, false);
     float *acc = malloc((size_t)sh->n * RL_QG_ROWS * sizeof *acc);
     run_tiles(rl_kernels_ref(), sh, w, false, &a.act, acc, NULL);
     for (uint32_t j = 0; j < sh->n; j++)
@@ -284,13 +304,16 @@ static void compare_gemv(const rl_kernel_set *ks, const shape *sh, const void *x
     free(y2);
 }
 
-static void check_set_case(const rl_kernel_set *ks, const shape *sh)
+/* extreme: every quant at its largest magnitude, every activation 127. */
+static void check_set_case(const rl_kernel_set *ks, const shape *sh, bool extreme)
 {
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols);
     const uint32_t chunks = (sh->cols + RL_QG_CHUNK - 1) / RL_QG_CHUNK;
     void *w = make_weights(sh->t, sh->rows, sh->cols, sh->raw);
+    if (extreme)
+        saturate_quants(sh->t, w, rb * (size_t)sh->rows);
     act_rows a;
-    make_act(&a, rl_qg_format_of(sh->t), sh->n, sh->cols);
+    make_act(&a, rl_qg_format_of(sh->t), sh->n, sh->cols, extreme);
     rl_qg_tile *p1 = xmalloc(chunks * sizeof *p1);
     float *y1 = malloc((size_t)sh->n * RL_QG_ROWS * sizeof *y1);
     run_tiles(rl_kernels_ref(), sh, w, false, &a.act, y1, p1);
@@ -318,7 +341,7 @@ static void test_batch_independence(void **state)
         const shape all = {qg_types[k], 16, 512, 13, false}, one = {qg_types[k], 16, 512, 1, false};
         void *w = make_weights(all.t, all.rows, all.cols, false);
         act_rows a;
-        make_act(&a, rl_qg_format_of(all.t), all.n, all.cols);
+        make_act(&a, rl_qg_format_of(all.t), all.n, all.cols, false);
         float *y = malloc(all.n * RL_QG_ROWS * sizeof *y), y1[RL_QG_ROWS];
         run_tiles(ks, &all, w, false, &a.act, y, NULL);
         for (uint32_t j = 0; j < all.n; j++) {
@@ -357,11 +380,16 @@ static void check_set(const rl_kernel_set *ks)
     assert_non_null(ks->qg_kernel);
     check_quantizer(ks);
     for (size_t i = 0; i < N_SHAPES; i++)
-        check_set_case(ks, &shapes[i]);
+        check_set_case(ks, &shapes[i], false);
     for (size_t k = 0; k < N_QG_TYPES; k++)   /* every token count up to two register tiles */
         for (uint32_t n = 1; n <= 17; n++) {
             const shape sh = {qg_types[k], (int)(1 + rnd() % 16), 512, n, n % 2 == 0};
-            check_set_case(ks, &sh);
+            check_set_case(ks, &sh, false);
+        }
+    for (size_t k = 0; k < N_QG_TYPES; k++)   /* products at their largest */
+        for (uint32_t n = 1; n <= 5; n++) {
+            const shape sh = {qg_types[k], RL_QG_ROWS, 512, n, true};
+            check_set_case(ks, &sh, true);
         }
 }
 
