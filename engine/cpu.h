@@ -36,6 +36,7 @@ void rl_qg_pack_avx2(rl_dtype t, const void *w, size_t row_bytes, int rows, uint
                      rl_qg_tile *tile);
 void rl_qg_unpack_avx2(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_gemv_avx2(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
 void rl_qg_pack_avx512(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
                        rl_qg_tile *tile);
 void rl_qg_unpack_avx512(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);

@@ -375,6 +375,7 @@ static const rl_kernel_set avx2_set = {
     .qg_pack = rl_qg_pack_avx2,
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
+    .qg_gemv = rl_qg_gemv_avx2,
 };
 
 const rl_kernel_set *rl_kernels_avx2(void)

@@ -401,6 +401,7 @@ static void test_avx2(void **state)
         print_message("no AVX2 on this CPU: nothing to compare\n");
         return;
     }
+    assert_non_null(ks->qg_gemv);
     check_set(ks);
 }
 
