@@ -47,5 +47,7 @@ void rl_qg_pack_neon(rl_dtype t, const void *w, size_t row_bytes, int rows, uint
 void rl_qg_unpack_neon(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_neon(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
 void rl_qg_kernel_neon_dot(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_gemv_neon(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
+void rl_qg_gemv_neon_dot(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
 
 #endif

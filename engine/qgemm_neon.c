@@ -9,7 +9,6 @@
 
 #include <arm_neon.h>
 
-#include "qgemm_x16.h"
 #include "x16.h"
 
 typedef struct {
@@ -19,12 +18,14 @@ typedef struct {
 static inline void isum_init(isum *s, int32_t corr)
 {
     const int32x4_t c = vsetq_lane_s32(corr, vsetq_lane_s32(corr, vdupq_n_s32(0), 0), 2);
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++)
         s->v[k] = c;
 }
 
 static inline void isum_step(isum *s, const int8x16_t w[4], int8x16_t a)
 {
+#pragma GCC unroll 8
     for (int r = 0; r < 4; r++) {
         s->v[2 * r] = vpadalq_s16(s->v[2 * r], vmull_s8(vget_low_s8(w[r]), vget_low_s8(a)));
         s->v[2 * r + 1] = vpadalq_s16(s->v[2 * r + 1], vmull_high_s8(w[r], a));
@@ -33,6 +34,7 @@ static inline void isum_step(isum *s, const int8x16_t w[4], int8x16_t a)
 
 static inline void isum_rows(const isum *s, int32x4_t rows[4])
 {
+#pragma GCC unroll 8
     for (int r = 0; r < 4; r++)
         rows[r] = vpaddq_s32(s->v[2 * r], s->v[2 * r + 1]);
 }
@@ -44,17 +46,9 @@ void rl_qg_kernel_neon(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0
     neon_kernel(tile, act, c0, acc);
 }
 
-static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h)
+void rl_qg_gemv_neon(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc)
 {
-    uint16_t n[16];
-    v16f32 r;
-    for (int i = 0; i < 16; i++)
-        n[i] = (uint16_t)h[i];
-    for (int i = 0; i < 4; i++) {
-        const float32x4_t f = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(n + 4 * i)));
-        memcpy((char *)&r + sizeof f * i, &f, sizeof f);
-    }
-    return r;
+    neon_gemv(t, x16, nc, act, c0, acc);
 }
 
 void rl_qg_unpack_neon(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile)

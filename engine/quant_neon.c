@@ -113,14 +113,17 @@ static rl_kernel_set neon_set = {
     .qg_pack = rl_qg_pack_neon,
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,
+    .qg_gemv = rl_qg_gemv_neon,
 };
 
 static pthread_once_t neon_once = PTHREAD_ONCE_INIT;
 
 static void neon_complete(void)
 {
-    if (rl_cpu()->dotprod)
+    if (rl_cpu()->dotprod) {
         neon_set.qg_kernel = rl_qg_kernel_neon_dot;
+        neon_set.qg_gemv = rl_qg_gemv_neon_dot;
+    }
     rl_kernels_fill(&neon_set, rl_kernels_ref());
 }
 

@@ -425,8 +425,10 @@ static void test_neon(void **state)
         print_message("no NEON in this build: nothing to compare\n");
         return;
     }
+    assert_non_null(ks->qg_gemv);
 #if defined(__aarch64__)   /* the dot-product kernel exactly where the CPU has it */
     assert_true(ks->qg_kernel == (rl_cpu()->dotprod ? rl_qg_kernel_neon_dot : rl_qg_kernel_neon));
+    assert_true(ks->qg_gemv == (rl_cpu()->dotprod ? rl_qg_gemv_neon_dot : rl_qg_gemv_neon));
     print_message("NEON kernel %s dot product\n", rl_cpu()->dotprod ? "with" : "without");
     /* Set by deploy/test-arm.sh for the emulated CPU, so a run meant for the
      * A72 (or the A76) cannot silently test the other kernel. */
