@@ -239,6 +239,14 @@ bool cluster_node_in_pipeline(const cluster *c, uint32_t i) {
     return c->n_pipe && c->nodes[i].range.l0 != c->nodes[i].range.l1;
 }
 
+/* RELAIS_TRACE: when a message from the last node woke the poll and was read. */
+static void trace_result(const wire_msg *m, int64_t wake) {
+    const Relais__Envelope *e = wire_msg_env(m);
+    const bool result = e && e->body_case == RELAIS__ENVELOPE__BODY_RESULT;
+    rl_trace("result step=%llu wake=%lld read=%lld", result ? (unsigned long long)e->result->step_id : 0ULL,
+             (long long)wake, (long long)rl_now_us());
+}
+
 /* The next message from a node link (*from = its index) or from the result
  * endpoint (*from = -1) before deadline, serving ZAP and link events
  * meanwhile. 1 with *m, 0 on timeout, -1 with err when a link failed. */
@@ -261,6 +269,7 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
             snprintf(err, errlen, "poll: %s", zmq_strerror(errno));
             return -1;
         }
+        const int64_t wake = rl_trace_on() ? rl_now_us() : 0;
         while (items[0].revents && curve_zap_handle(c->zap))
             ;
         for (uint32_t i = 0; i < c->n; i++)
@@ -270,6 +279,8 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
             }
         if (items[1].revents && (*m = wire_msg_recv(c->results, true))) {
             *from = -1;
+            if (rl_trace_on())
+                trace_result(*m, wake);
             return 1;
         }
         for (uint32_t i = 0; i < c->n; i++)
@@ -726,10 +737,14 @@ int cluster_send_first(cluster *c, Relais__Forward *f, char *err, size_t errlen)
     env.forward = f;
     const cl_node *first = &c->nodes[c->pipe[0]];
     char why[256];
+    const int64_t send = rl_trace_on() ? rl_now_us() : 0;
     if (wire_send(first->dealer, NULL, 0, &env, why, sizeof why)) {
         snprintf(err, errlen, "node %s: %s", first->name, why);
         return -1;
     }
+    if (rl_trace_on())
+        rl_trace("send step=%llu session=%llu tokens=%u send=%lld sent=%lld", (unsigned long long)f->step_id,
+                 (unsigned long long)f->session_id, f->n_tokens, (long long)send, (long long)rl_now_us());
     return 0;
 }
 

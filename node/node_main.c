@@ -59,7 +59,8 @@ static void usage(FILE *out) {
             "    cache = /var/cache/relais\n"
             "    threads = 4\n"
             "    max-memory = 3G\n\n"
-            "SIGINT or SIGTERM stops the node cleanly. RELAIS_LOG=debug|info|warn|error sets the log level.\n",
+            "SIGINT or SIGTERM stops the node cleanly. RELAIS_LOG=debug|info|warn|error sets the log level;\n"
+            "RELAIS_TRACE=1 logs the times of every Forward (see bench/trace_hops.awk).\n",
             DEFAULT_MAX_MESSAGE_MIB, DEFAULT_CHUNK_KIB);
 }
 

@@ -299,7 +299,7 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
 
 /* ---- data path and sessions ---- */
 
-static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f) {
+static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f, const node_arrival *in) {
     char err[512], w[64];
     if (!s->stage) {
         refuse(s, m, RELAIS__ERROR_CODE__ERR_STATE, "Forward before any assignment");
@@ -310,7 +310,7 @@ static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f)
         refuse(s, m, RELAIS__ERROR_CODE__ERR_UNAUTHORIZED, "Forward from a peer that is not this stage's previous hop");
         return;
     }
-    Relais__ErrorCode code = node_stage_forward(s->stage, f, err, sizeof err);
+    Relais__ErrorCode code = node_stage_forward(s->stage, f, in, err, sizeof err);
     if (!code)
         return;
     rl_log(RL_LOG_WARN, "Forward from %s (session %llu, step %llu) failed: %s: %s", who(m, w, sizeof w),
@@ -354,7 +354,7 @@ static void heartbeat(node_server *s, const wire_msg *m, const Relais__Heartbeat
     reply_to(s, m, &env);
 }
 
-static void dispatch(node_server *s, const wire_msg *m) {
+static void dispatch(node_server *s, const wire_msg *m, const node_arrival *in) {
     if (wire_msg_code(m)) {
         refuse(s, m, wire_msg_code(m), wire_msg_error(m));
         return;
@@ -369,7 +369,7 @@ static void dispatch(node_server *s, const wire_msg *m) {
     switch (e->body_case) {
     case RELAIS__ENVELOPE__BODY_HELLO: hello(s, m, e->hello); break;
     case RELAIS__ENVELOPE__BODY_ASSIGN: assign(s, m, e->assign); break;
-    case RELAIS__ENVELOPE__BODY_FORWARD: forward(s, m, e->forward); break;
+    case RELAIS__ENVELOPE__BODY_FORWARD: forward(s, m, e->forward, in); break;
     case RELAIS__ENVELOPE__BODY_KV_TRUNCATE:
     case RELAIS__ENVELOPE__BODY_KV_DROP: kv(s, m, e); break;
     case RELAIS__ENVELOPE__BODY_HEARTBEAT: heartbeat(s, m, e->heartbeat); break;
@@ -432,6 +432,7 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
             rl_log(RL_LOG_ERROR, "poll: %s", zmq_strerror(errno));
             return -1;
         }
+        node_arrival in = {rl_trace_on() ? rl_now_us() : 0, 0};
         while (items[0].revents && curve_zap_handle(s->zap))   /* first: connecting peers wait for it */
             ;
         if (items[1].revents)
@@ -440,8 +441,9 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
             link_events(s);
         if (items[2].revents) {
             wire_msg *m = wire_msg_recv(s->router, true);
+            in.read_us = rl_trace_on() ? rl_now_us() : 0;
             if (m)
-                dispatch(s, m);
+                dispatch(s, m, &in);
             wire_msg_destroy(&m);
         }
     }

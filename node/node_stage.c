@@ -44,6 +44,8 @@ struct node_stage {
     Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) Result.top entries */
     Relais__TopLogit **top_ptrs;  /* (WIRE_MAX_TOP) */
     uint64_t weight_bytes;        /* bytes of the slice's weights */
+    int64_t compute_us, send_us;  /* RELAIS_TRACE: when the Forward under way began computing, began sending */
+    int64_t cpu_us;               /* RELAIS_TRACE: the thread's CPU time from one to the other */
 };
 
 /* Keeps the Assign beyond the message it came in. */
@@ -313,7 +315,17 @@ static node_session *session_for(node_stage *s, const Relais__Forward *f, Relais
     return ss;
 }
 
+/* RELAIS_TRACE: the Forward's compute starts (send_next marks its end). */
+static void mark_compute(node_stage *s) {
+    s->compute_us = rl_now_us();
+    s->cpu_us = -rl_thread_cpu_us();
+}
+
 static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *err, size_t errlen) {
+    if (rl_trace_on()) {
+        s->send_us = rl_now_us();
+        s->cpu_us += rl_thread_cpu_us();
+    }
     return wire_send(s->next, NULL, 0, env, err, errlen) ? RELAIS__ERROR_CODE__ERR_INTERNAL
                                                           : RELAIS__ERROR_CODE__ERR_NONE;
 }
@@ -436,6 +448,8 @@ static Relais__ErrorCode single_forward(node_stage *s, const Relais__Forward *f,
     if (!ss)
         return code;
     wire_activations_decode(f->activations.data, f->n_tokens, s->hp->dim, f->dtype, s->x);
+    if (rl_trace_on())
+        mark_compute(s);
     if (rl_forward_layers(s->ctx, ss->kv, s->x, f->n_tokens, f->pos, err, errlen))
         return RELAIS__ERROR_CODE__ERR_INTERNAL;
     return s->assign->run_head ? finish(s, ss, f, t0, err, errlen) : pass_on(s, f, f->n_tokens, t0, err, errlen);
@@ -593,6 +607,8 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
      * the same whatever else shares the micro-batch (the engine's batch
      * independence), so a served request's output does not depend on load. */
     rl_ctx_set_gemm_min(s->ctx, 0);
+    if (rl_trace_on())
+        mark_compute(s);
     if (rl_forward_batch(s->ctx, s->segs, (uint32_t)f->n_segments, s->x, err, errlen))
         code = RELAIS__ERROR_CODE__ERR_INTERNAL;
     else
@@ -601,7 +617,7 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
     return code;
 }
 
-Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
+static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
     const double t0 = now_s();
     if (f->n_stage_seconds >= NODE_MAX_STAGES) {
         snprintf(err, errlen, "a Forward that already went through %zu stages", f->n_stage_seconds);
@@ -622,6 +638,26 @@ Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, ch
     Relais__Result r = RELAIS__RESULT__INIT;
     r.step_id = f->step_id;
     return send_result(s, &r, f, t0, err, errlen);
+}
+
+/* One line per Forward: layers name the node; the times join, by step, with
+ * the previous hop's "sent" and the next one's "wake" (bench/trace_hops.awk). */
+static void trace(const node_stage *s, const Relais__Forward *f, const node_arrival *in, int64_t sent,
+                  Relais__ErrorCode code) {
+    rl_trace("forward step=%llu session=%llu tokens=%u layers=%u-%u code=%d wake=%lld read=%lld compute=%lld "
+             "send=%lld sent=%lld cpu=%lld", (unsigned long long)f->step_id, (unsigned long long)f->session_id,
+             f->n_tokens, s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
+             (long long)in->read_us, (long long)s->compute_us, (long long)s->send_us, (long long)sent,
+             (long long)(s->compute_us && s->send_us ? s->cpu_us : 0));
+}
+
+Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, const node_arrival *in, char *err,
+                                     size_t errlen) {
+    s->compute_us = s->send_us = s->cpu_us = 0;
+    Relais__ErrorCode code = run_forward(s, f, err, errlen);
+    if (rl_trace_on())
+        trace(s, f, in, rl_now_us(), code);
+    return code;
 }
 
 uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos) {

@@ -28,6 +28,12 @@ typedef struct {
 
 typedef struct node_stage node_stage;
 
+/* When a Forward reached the node, for RELAIS_TRACE (CLOCK_MONOTONIC, us):
+ * the server's poll returned, and the message was read and unpacked. */
+typedef struct {
+    int64_t wake_us, read_us;
+} node_arrival;
+
 /* Loads the slice an Assign describes from model_path and connects to the
  * next hop. NULL with a code (ERR_MODEL, ERR_RANGE, ERR_MEMORY, ...) and err.
  * Destroy with node_stage_destroy. */
@@ -69,8 +75,10 @@ const char *node_stage_link_error(const node_stage *s);   /* "" unless the last 
  * attention per session) with the quantized kernels at every size, so each
  * session's result does not depend on the others; the head stage sends one
  * SegmentResult per sampling segment. Every segment is checked before any
- * session is created: a refused micro-batch changes nothing. */
-Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen);
+ * session is created: a refused micro-batch changes nothing. With
+ * RELAIS_TRACE, logs the Forward's arrival, compute and send times. */
+Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, const node_arrival *in, char *err,
+                                     size_t errlen);
 /* KvTruncate / KvDrop: the positions the session keeps (0 when unknown). */
 uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos);
 void node_stage_drop(node_stage *s, uint64_t session);
