@@ -19,17 +19,24 @@
 # at a time per token, so with one thread per node that costs little, but
 # it is no LAN.
 #
+# With TRACE=1 the coordinator and the nodes run with RELAIS_TRACE=1 and,
+# after the table, bench/trace_hops.awk splits each cluster size's latency
+# runs into compute, links, handling and coordinator per token (the trace
+# lines add a write per Forward and process, a few microseconds).
+#
 # usage: bench/cluster_bench.sh BUILD_DIR [MODEL.gguf]
-#   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4")
+#   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4"), TRACE (0)
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "$1" && pwd)
 MODEL=${2:-/tmp/relais-bench-ministral-8b-l8-q4_0.gguf}
 THREADS=${THREADS:-1}
 N=${N:-32}
 RUNS=${RUNS:-5}
 NODES=${NODES:-"2 4"}
+export RELAIS_TRACE=${TRACE:-0}
 TMP=$(mktemp -d /tmp/relais-cluster-bench.XXXXXX)
-declare -A PID ADDR
+declare -A PID ADDR OFF
 trap 'for p in "${PID[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 IDS=1,1000,1001,1002,1003,1004,1005,1006
 
@@ -82,6 +89,17 @@ run() {
     awk -v t="$tps" -v r="${ready:-0}" 'BEGIN { printf "%.2f %s\n", 1000 / t, r }'
 }
 
+# keep_trace N: the trace lines of the run just made on nodes 1..N (its
+# coordinator's, and what each node logged since OFF), tagged with a run
+# number so that trace_hops.awk keeps the runs' steps apart.
+RUN_NO=0
+keep_trace() {
+    RUN_NO=$((RUN_NO + 1))
+    { grep '^relais: trace' "$TMP/run.log"
+      for i in $(seq "$1"); do tail -c +$((OFF[$i] + 1)) "$TMP/node$i.log" | grep '^relais: trace'; done
+    } | sed "s/^/run=$RUN_NO /" >>"$TMP/trace-$1"
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 spread() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
 
@@ -126,7 +144,11 @@ for n in $NODES; do write_yaml "$n" "$TMP/cluster$n.yaml"; done
 
 for r in $(seq "$RUNS"); do   # rounds: every setup once per round
     run | cut -d' ' -f1 >>"$TMP/lat-local"
-    for n in $NODES; do run --cluster "$TMP/cluster$n.yaml" | cut -d' ' -f1 >>"$TMP/lat-$n"; done
+    for n in $NODES; do
+        for i in "${!PID[@]}"; do OFF[$i]=$(stat -c %s "$TMP/node$i.log"); done
+        run --cluster "$TMP/cluster$n.yaml" | cut -d' ' -f1 >>"$TMP/lat-$n"
+        if [ "$RELAIS_TRACE" = 1 ]; then keep_trace "$n"; fi
+    done
 done
 local_ms=$(median <"$TMP/lat-local")
 echo "one process: median $local_ms ms/token (spread $(spread <"$TMP/lat-local"))"
@@ -146,3 +168,10 @@ echo
 echo "bytes/token/hop in theory: f32 dim*4 = $((dim * 4)) + envelope, f16 dim*2 = $((dim * 2)) + envelope," \
      "i16 dim*2 + 4 per 32 values = $((dim * 2 + (dim + 31) / 32 * 4)) + envelope" \
      "(the measure adds ZMTP framing, CURVE's 16-byte MAC and a few heartbeats)"
+if [ "$RELAIS_TRACE" = 1 ]; then
+    for n in $NODES; do
+        echo
+        echo "$n nodes, where a token's time goes (RELAIS_TRACE, the latency runs):"
+        awk -f "$HERE/trace_hops.awk" "$TMP/trace-$n"
+    done
+fi
