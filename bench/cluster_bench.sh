@@ -19,6 +19,15 @@
 # at a time per token, so with one thread per node that costs little, but
 # it is no LAN.
 #
+# Measured (BENCHMARKS.md, "Cluster overhead"): the pipeline's own cost at
+# 4 nodes is ~1 ms per token (min 0.95, median 1.36 under load), 2% of a
+# 49 ms token: 5 links of 110-160 us each at best (protobuf and copies ~6,
+# wake-ups of and hand-offs between the 4 threads ~30, framing and CURVE
+# ~70, loopback TCP ~40), a node's handling of a Forward 10-18 us, the
+# coordinator's work between tokens 20-40 us. Compute per layer is the same
+# as in one process; beyond that, on 2 shared cores, the stages wait for a
+# core, which is what makes wall-clock ratios swing.
+#
 # With TRACE=1 the coordinator and the nodes run with RELAIS_TRACE=1 and,
 # after the table, bench/trace_hops.awk splits each cluster size's latency
 # runs into compute, links, handling and coordinator per token (the trace
