@@ -20,8 +20,8 @@
 # it is no LAN.
 #
 # Measured (BENCHMARKS.md, "Cluster overhead"): the pipeline's own cost at
-# 4 nodes is ~1 ms per token (min 0.95, median 1.36 under load), 2% of a
-# 49 ms token: 5 links of 110-160 us each at best (protobuf and copies ~6,
+# 4 nodes is ~1 ms per token (min 0.95-0.99, median 1.36-1.40), 2-3% of a
+# 44-49 ms token: 5 links of 110-160 us each at best (protobuf and copies ~6,
 # wake-ups of and hand-offs between the 4 threads ~30, framing and CURVE
 # ~70, loopback TCP ~40), a node's handling of a Forward 10-18 us, the
 # coordinator's work between tokens 20-40 us. Compute per layer is the same
