@@ -51,7 +51,8 @@ enum {
     "      --swa-pattern P     override which layers slide: a period (\"4\": layer i full when\n"       \
     "                          i %% 4 == 0) or one S/F per layer\n"                                     \
     "      --batch N           prefill chunk (default 256); --gemm-min N, --no-gemm tune prefill\n"   \
-    "      --no-mmap           read the weights into memory (huge pages) instead of mapping the file\n" \
+    "      --no-mmap           read every weight into memory (huge pages), the embedding too; by\n" \
+    "                          default the embedding stays mapped from the file\n" \
     "      --file-layout       keep the file's weight layout (no load-time rearrangement; slower)\n"
 
 typedef struct {

@@ -68,8 +68,9 @@ typedef struct {
     void (*progress)(void *ud, uint64_t done, uint64_t total);  /* bytes touched while binding */
     void *progress_ud;
     bool file_layout;         /* keep the weights as the file lays them out (no x16 rearrangement) */
-    bool no_mmap;             /* read the bound weights into memory (huge pages where the kernel has
-                                 them) instead of serving them from the file mapping */
+    bool no_mmap;             /* read every bound weight into memory (huge pages where the kernel
+                                 has them); without it only those rearranged into x16 are, and
+                                 the rest (the embedding, file_layout weights) stays mapped */
 } rl_model_opts;
 
 rl_model_opts rl_model_opts_default(void);   /* all layers, embed, head, no overrides */

@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +74,29 @@ static void test_float_model(void **state) {
 }
 
 /* Which matrices end up rearranged: the layers' and an untied head's, not
- * with file_layout, never the embedding. */
+ * with file_layout, never the embedding. Mapped, the rearranged ones have
+ * been read into anonymous memory (huge pages where there are any), while
+ * the embedding stays a view of the file. */
+/* Whether the mapping holding p is of a file whose path ends in `name`
+ * (/proc/self/maps). */
+static bool mapped_from(const void *p, const char *name) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || (uintptr_t)p < lo || (uintptr_t)p >= hi)
+            continue;
+        line[strcspn(line, "\n")] = 0;
+        const size_t n = strlen(line), k = strlen(name);
+        found = n >= k && strcmp(line + n - k, name) == 0;
+        break;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
 static void test_which_are_rearranged(void **state) {
     (void)state;
     char err[512];
@@ -83,6 +107,8 @@ static void test_which_are_rearranged(void **state) {
     assert_true(rl_model_layer(m, 0)->w_down.x16);
     assert_false(rl_model_embed(m)->x16);
     assert_int_equal(rl_model_output(m)->x16, !rl_model_hparams(m)->tied_output);
+    assert_false(mapped_from(rl_model_layer(m, 0)->w_up.data, "small-q4_k_m.gguf"));
+    assert_true(mapped_from(rl_model_embed(m)->data, "small-q4_k_m.gguf"));
     rl_model_destroy(&m);
     o.file_layout = true;
     o.no_mmap = true;
