@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include "dtype.h"
 #include "matmul.h"
@@ -40,8 +41,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+#define HUGE_PAGE (2u << 20)
+
 /* Matrices of type t filling about o->mib MiB, quantized from floats in
- * [-1, 1); NULL out of memory. */
+ * [-1, 1), in huge pages where the kernel gives them, as a model load
+ * holds them (engine/model.c); NULL out of memory. */
 static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
 {
     const size_t rb = rl_dtype_row_bytes(t, COLS);
@@ -50,9 +54,11 @@ static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
     float *row = malloc(COLS * sizeof *row);
     unsigned seed = 1;
     for (int m = 0; w && row && m < n; m++) {
-        char *data = aligned_alloc(64, rb * ROWS);
+        const size_t bytes = (rb * ROWS + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        char *data = aligned_alloc(HUGE_PAGE, bytes);
         if (!data)
             break;
+        (void)madvise(data, bytes, MADV_HUGEPAGE);   /* a hint: without it the pages are small */
         for (int r = 0; r < ROWS; r++) {
             for (int c = 0; c < COLS; c++)
                 row[c] = (float)(rand_r(&seed) % 2000 - 1000) / 1000.0f;
