@@ -12,8 +12,9 @@
 #
 # Not run here: the tests that start relais-node (test_cluster,
 # test_plan_cli, the serve_*, weights_transfer, cluster_trace and
-# cluster_netns scripts) exec an aarch64 binary directly, which needs binfmt_misc (absent in
-# containers), and the engine code they run is covered by the tests here.
+# cluster_netns scripts) exec an aarch64 binary directly, which needs
+# binfmt_misc (absent in containers), and the engine code they run is
+# covered by the tests here.
 # test_golden_scalar proves the portable kernels, as the native runs do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
