@@ -165,12 +165,13 @@ static void qgemm_tile(const mm_task *t, const rl_qg_act *act, uint32_t k, rl_qg
     const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
     const bool x16 = w->x16 && rows == RL_QG_ROWS;   /* a partial group keeps the file's layout */
     const bool gemv = x16 && ks->qg_gemv && t->n <= RL_QG_GEMV_MAX;
+    const size_t chunk_bytes = rl_dtype_row_bytes(w->type, RL_QG_CHUNK) * RL_QG_ROWS;   /* a full chunk in x16 */
     memset(acc, 0, (size_t)t->n * RL_QG_ROWS * sizeof *acc);
     for (uint32_t c0 = 0; c0 < w->cols; c0 += RL_QG_CHUNK) {
         const uint32_t nc = w->cols - c0 < RL_QG_CHUNK ? w->cols - c0 : RL_QG_CHUNK;
         if (x16) {
-            const char *src = wr + rl_dtype_row_bytes(w->type, c0) * RL_QG_ROWS;
-            prefetch(src + PREFETCH_AHEAD, rl_dtype_row_bytes(w->type, nc) * RL_QG_ROWS);
+            const char *src = wr + (size_t)(c0 / RL_QG_CHUNK) * chunk_bytes;
+            prefetch(src + PREFETCH_AHEAD, nc == RL_QG_CHUNK ? chunk_bytes : rl_dtype_row_bytes(w->type, nc) * RL_QG_ROWS);
             if (gemv) {
                 ks->qg_gemv(w->type, src, nc, act, c0, acc);
                 continue;
