@@ -10,45 +10,11 @@ set -u
 relais=$1 node_bin=$2 models=$3
 here=$(cd "$(dirname "$0")" && pwd)
 model=$models/tiny-q8_0.gguf
-work=$(mktemp -d /tmp/relais-trace.XXXXXX)
-declare -A pid addr
+. "$here/cluster_lib.sh"
 
-cleanup() {
-    for i in "${!pid[@]}"; do kill "${pid[$i]}" 2>/dev/null; done
-    wait 2>/dev/null
-    [ -n "${RELAIS_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*"
-    for f in "$work"/*.log; do echo "--- $f"; tail -n 25 "$f"; done
-    exit 1
-}
-
-mkdir -p "$work/trusted"
-"$relais" keygen -o "$work/coordinator" >/dev/null || fail "keygen"
-cp "$work/coordinator.pub" "$work/trusted/"
-for i in 1 2; do
-    "$relais" keygen -o "$work/node$i" >/dev/null || fail "keygen"
-    RELAIS_TRACE=1 "$node_bin" --listen 'tcp://127.0.0.1:*' --key "$work/node$i.key" --trust "$work/trusted" \
-        --models "$models" --cache "$work/cache$i" --threads 1 >"$work/node$i.log" 2>&1 &
-    pid[$i]=$!
-    for _ in $(seq 200); do
-        addr[$i]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$work/node$i.log" 2>/dev/null)
-        [ -n "${addr[$i]}" ] && break
-        kill -0 "${pid[$i]}" 2>/dev/null || fail "node $i did not start"
-        sleep 0.1
-    done
-    [ -n "${addr[$i]}" ] || fail "node $i did not start listening within 20 s"
-done
-{
-    echo "coordinator:"
-    echo "  key: $work/coordinator.key"
-    echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
-    echo "nodes:"
-    for i in 1 2; do printf '  - address: %s\n    public_key: %s\n' "${addr[$i]}" "$work/node$i.pub"; done
-} >"$work/cluster.yaml"
+cluster_setup trace 2
+for i in 1 2; do NODE_MODELS=$models RELAIS_TRACE=1 start_node $i; done
+write_yaml 1 2
 
 args=(-m "$model" --prompt-ids 1,300,301,302,303,304,305,306 -n 10 --ignore-eos --temp 0 --top-logits 8 --json -t 1)
 "$relais" run "${args[@]}" >"$work/local.json" 2>/dev/null || fail "the single-process run failed"

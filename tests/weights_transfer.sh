@@ -14,63 +14,8 @@
 set -u
 relais=$1 node_bin=$2 models=$3
 model=$models/tiny-q8_0.gguf
-work=$(mktemp -d /tmp/relais-weights.XXXXXX)
-declare -A pid addr
-
-cleanup() {
-    for i in "${!pid[@]}"; do kill "${pid[$i]}" 2>/dev/null; done
-    wait 2>/dev/null
-    [ -n "${RELAIS_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "FAIL: $*"
-    for f in "$work"/*.log; do echo "--- $f"; tail -n 25 "$f"; done
-    exit 1
-}
-
-# start_node I [relais-node options...]: node I on a free loopback port, with
-# an empty models directory and its own cache.
-start_node() {
-    local i=$1
-    shift
-    mkdir -p "$work/cache$i"
-    rm -f "$work/node$i.log"   # a restarted node's address must not be read from the old log
-    "$node_bin" --listen 'tcp://127.0.0.1:*' --key "$work/node$i.key" --trust "$work/trusted" \
-        --models "$work/empty" --cache "$work/cache$i" --threads 1 "$@" >"$work/node$i.log" 2>&1 &
-    pid[$i]=$!
-    for _ in $(seq 200); do
-        addr[$i]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$work/node$i.log" 2>/dev/null)
-        [ -n "${addr[$i]}" ] && return 0
-        kill -0 "${pid[$i]}" 2>/dev/null || fail "node $i did not start"
-        sleep 0.1
-    done
-    fail "node $i did not start listening within 20 s"
-}
-
-# stop_node I [SIGNAL]: a node stopped by SIGTERM must exit 0 (no crash, no
-# sanitizer report, no leak).
-stop_node() {
-    local sig=${2:-TERM} st=0
-    kill "-$sig" "${pid[$1]}" 2>/dev/null
-    wait "${pid[$1]}" 2>/dev/null || st=$?
-    unset "pid[$1]"
-    [ "$sig" != TERM ] || [ "$st" = 0 ] || fail "node $1 did not stop cleanly (status $st)"
-}
-
-# write_yaml NODE...: the cluster file for these nodes, in this order.
-write_yaml() {
-    {
-        echo "coordinator:"
-        echo "  key: $work/coordinator.key"
-        echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
-        echo "nodes:"
-        for i in "$@"; do
-            printf '  - address: %s\n    public_key: %s\n    name: node%s\n' "${addr[$i]}" "$work/node$i.pub" "$i"
-        done
-    } >"$work/cluster.yaml"
-}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/cluster_lib.sh"
 
 ids=1,300,301,302,303,304,305,306,307,308
 # cluster_run NAME MODEL: a greedy run through the cluster; output in NAME.json, log in NAME.log.
@@ -85,10 +30,7 @@ same_as_local() {   # NAME MODEL
     cmp -s "$work/local.json" "$work/$1.json" || fail "$1: the cluster's output differs from one process"
 }
 
-mkdir -p "$work/trusted" "$work/empty"
-"$relais" keygen -o "$work/coordinator" >/dev/null || fail "keygen"
-cp "$work/coordinator.pub" "$work/trusted/"
-for i in 1 2; do "$relais" keygen -o "$work/node$i" >/dev/null || fail "keygen"; done
+cluster_setup weights 2
 
 # ---- 1. cold ----
 start_node 1

@@ -1,0 +1,73 @@
+# Shared by the shell tests that start relais-node processes on loopback and
+# drive them with `relais run --cluster` (weights_transfer.sh,
+# cluster_trace.sh): a scratch folder removed at exit with every node
+# stopped, failure with the logs shown, keys, nodes on free ports, and the
+# cluster file. The includer sets `relais` and `node_bin`, then calls
+# cluster_setup.
+
+declare -A pid addr
+
+cleanup() {
+    for i in "${!pid[@]}"; do kill "${pid[$i]}" 2>/dev/null; done
+    wait 2>/dev/null
+    [ -n "${RELAIS_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+
+fail() {
+    echo "FAIL: $*"
+    for f in "$work"/*.log; do echo "--- $f"; tail -n 25 "$f"; done
+    exit 1
+}
+
+# cluster_setup NAME NODES: the scratch folder /tmp/relais-NAME.*, the
+# coordinator's key (trusted by every node) and keys for nodes 1..NODES.
+cluster_setup() {
+    work=$(mktemp -d "/tmp/relais-$1.XXXXXX")
+    trap cleanup EXIT
+    mkdir -p "$work/trusted" "$work/empty"
+    "$relais" keygen -o "$work/coordinator" >/dev/null || fail "keygen"
+    cp "$work/coordinator.pub" "$work/trusted/"
+    for i in $(seq "$2"); do "$relais" keygen -o "$work/node$i" >/dev/null || fail "keygen"; done
+}
+
+# start_node I [relais-node options...]: node I on a free loopback port, with
+# its own cache and NODE_MODELS (default: an empty folder) as its models.
+start_node() {
+    local i=$1
+    shift
+    mkdir -p "$work/cache$i"
+    rm -f "$work/node$i.log"   # a restarted node's address must not be read from the old log
+    "$node_bin" --listen 'tcp://127.0.0.1:*' --key "$work/node$i.key" --trust "$work/trusted" \
+        --models "${NODE_MODELS:-$work/empty}" --cache "$work/cache$i" --threads 1 "$@" >"$work/node$i.log" 2>&1 &
+    pid[$i]=$!
+    for _ in $(seq 200); do
+        addr[$i]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$work/node$i.log" 2>/dev/null)
+        [ -n "${addr[$i]}" ] && return 0
+        kill -0 "${pid[$i]}" 2>/dev/null || fail "node $i did not start"
+        sleep 0.1
+    done
+    fail "node $i did not start listening within 20 s"
+}
+
+# stop_node I [SIGNAL]: a node stopped by SIGTERM must exit 0 (no crash, no
+# sanitizer report, no leak).
+stop_node() {
+    local sig=${2:-TERM} st=0
+    kill "-$sig" "${pid[$1]}" 2>/dev/null
+    wait "${pid[$1]}" 2>/dev/null || st=$?
+    unset "pid[$1]"
+    [ "$sig" != TERM ] || [ "$st" = 0 ] || fail "node $1 did not stop cleanly (status $st)"
+}
+
+# write_yaml NODE...: the cluster file for these nodes, in this order.
+write_yaml() {
+    {
+        echo "coordinator:"
+        echo "  key: $work/coordinator.key"
+        echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
+        echo "nodes:"
+        for i in "$@"; do
+            printf '  - address: %s\n    public_key: %s\n    name: node%s\n' "${addr[$i]}" "$work/node$i.pub" "$i"
+        done
+    } >"$work/cluster.yaml"
+}
