@@ -297,13 +297,20 @@ static uint64_t weight_bytes(const rl_weight *w) { return (uint64_t)w->row_bytes
  * memory), which reads and writes every page; other matrices are just paged
  * in. A tied head is the embedding, which is read a row at a time, so it
  * keeps the file's layout. */
-static bool rearranged(const rl_weight *w, bool rearrange) {
-    return rearrange && rl_x16_supported(w->type) && w->rows >= 16;
+/* Whether w is rearranged into x16: never the embedding (read by rows), nor
+ * anything with file_layout. */
+static bool rearranged(const rl_model *m, const rl_model_opts *o, const rl_weight *w) {
+    return !o->file_layout && w != &m->embed && rl_x16_supported(w->type) && w->rows >= 16;
 }
 
-static void place_weight(rl_model *m, rl_weight *w, bool rearrange) {
+/* Whether w is read into memory before it is placed (load_weights). */
+static bool read_first(const rl_model *m, const rl_model_opts *o, const rl_weight *w) {
+    return o->no_mmap || rearranged(m, o, w);
+}
+
+static void place_weight(rl_model *m, const rl_model_opts *o, rl_weight *w) {
     gguf_advise(m->file, w->data, weight_bytes(w), true);
-    if (rearranged(w, rearrange) && gguf_make_writable(m->file, w->data, weight_bytes(w)) == 0 &&
+    if (rearranged(m, o, w) && gguf_make_writable(m->file, w->data, weight_bytes(w)) == 0 &&
         rl_x16_repack(w->type, (void *)w->data, w->row_bytes, 0, w->rows / 16) == 0)
         w->x16 = true;
     else
@@ -348,32 +355,22 @@ static int load_weights(rl_model *m, const rl_model_opts *o, char *err, size_t e
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    bool *read = calloc(k ? k : 1, sizeof *read);
-    if (!read) {
-        free(ws);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    for (size_t i = 0; i < k; i++)
+        total += weight_bytes(ws[i]) * (read_first(m, o, ws[i]) ? 2 : 1);
     for (size_t i = 0; i < k; i++) {
-        read[i] = o->no_mmap || rearranged(ws[i], !o->file_layout && ws[i] != &m->embed);
-        total += weight_bytes(ws[i]) * (read[i] ? 2 : 1);
-    }
-    for (size_t i = 0; i < k; i++) {
-        if (!read[i])
+        if (!read_first(m, o, ws[i]))
             continue;
         if (gguf_load_range(m->file, ws[i]->data, weight_bytes(ws[i]))) {
             snprintf(err, errlen, "%s: cannot read tensor '%s' into memory", gguf_path(m->file), ws[i]->name);
-            free(read);
             free(ws);
             return -1;
         }
         report(o, done += weight_bytes(ws[i]), total);
     }
     for (size_t i = 0; i < k; i++) {
-        place_weight(m, ws[i], !o->file_layout && ws[i] != &m->embed);
+        place_weight(m, o, ws[i]);
         report(o, done += weight_bytes(ws[i]), total);
     }
-    free(read);
     free(ws);
     return 0;
 }
