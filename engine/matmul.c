@@ -23,6 +23,13 @@
 #define DEFAULT_QGEMM_MIN 1
 #define DEFAULT_SGEMM_MIN UINT32_MAX
 
+/* A thread's run of tiles; its own cache line, so that claiming one does not
+ * take the line from the other threads. */
+typedef struct {
+    _Alignas(64) atomic_uint next;   /* next unclaimed tile */
+    uint32_t end;                    /* one past the run's last tile */
+} tile_range;
+
 struct rl_matmul {
     rl_pool *pool;           /* not owned */
     uint32_t max_cols;       /* widest input row */
@@ -35,6 +42,7 @@ struct rl_matmul {
     rl_qg_tile **tiles;      /* (n_threads) a packed tile */
     float **acc;             /* (n_threads) (max_batch, RL_QG_ROWS) sums of the tile being computed */
     float **rows;            /* (n_threads) GEMM_TILE_ROWS dequantized rows for sgemm */
+    tile_range *ranges;      /* (n_threads) the packed path's tiles, a contiguous run per thread */
 };
 
 typedef struct {
@@ -46,7 +54,6 @@ typedef struct {
     size_t act_stride;       /* bytes of one quantized activation row */
     rl_dtype act_type;       /* dot type of the weight */
     rl_qg_format fmt;        /* packed format of the weight */
-    atomic_uint next_tile;   /* the packed path's next unclaimed tile */
 } mm_task;
 
 static size_t act_row_bytes(rl_dtype t, uint32_t cols) {
@@ -68,7 +75,8 @@ rl_matmul *rl_matmul_new(rl_pool *pool, uint32_t max_cols, uint32_t max_batch) {
     mm->tiles = calloc((size_t)nth, sizeof *mm->tiles);
     mm->acc = calloc((size_t)nth, sizeof *mm->acc);
     mm->rows = calloc((size_t)nth, sizeof *mm->rows);
-    bool ok = mm->act && mm->tiles && mm->acc && mm->rows && rl_qg_act_buf_init(&mm->qact, max_batch, max_cols) == 0;
+    mm->ranges = aligned_alloc(64, (size_t)nth * sizeof *mm->ranges);
+    bool ok = mm->act && mm->tiles && mm->acc && mm->rows && mm->ranges && rl_qg_act_buf_init(&mm->qact, max_batch, max_cols) == 0;
     for (int i = 0; ok && i < nth; i++) {
         mm->tiles[i] = aligned_alloc(64, sizeof(rl_qg_tile));
         mm->acc[i] = malloc((size_t)max_batch * RL_QG_ROWS * sizeof(float));
@@ -94,6 +102,7 @@ void rl_matmul_destroy(rl_matmul **pmm) {
     free(mm->tiles);
     free(mm->acc);
     free(mm->rows);
+    free(mm->ranges);
     rl_qg_act_buf_free(&mm->qact);
     free(mm->act);
     free(mm);
@@ -186,21 +195,32 @@ static void qgemm_tile(const mm_task *t, const rl_qg_act *act, uint32_t k, rl_qg
         memcpy(t->y + (size_t)j * w->rows + r0, acc + (size_t)j * RL_QG_ROWS, (size_t)rows * sizeof *acc);
 }
 
-/* Threads take runs of QGEMM_GRAB tiles from a shared counter rather than a
- * fixed half each: two threads on a shared machine rarely run at the same
- * speed, and with a fixed split the faster one waits at the end of every
- * matrix (a third of decode time, measured). */
+/* Claims up to QGEMM_GRAB tiles of range r; false when it has none left. */
+static bool claim(tile_range *r, uint32_t *k0, uint32_t *k1) {
+    const uint32_t k = atomic_fetch_add(&r->next, QGEMM_GRAB);
+    if (k >= r->end)
+        return false;
+    *k0 = k;
+    *k1 = k + QGEMM_GRAB < r->end ? k + QGEMM_GRAB : r->end;
+    return true;
+}
+
+/* Each thread streams its own contiguous run of tiles, so that the weights
+ * reach it as one sequential read the prefetchers follow: with tiles dealt
+ * from one shared counter every thread's stream jumped each QGEMM_GRAB tiles,
+ * and decode read 8-30% slower (bench/matvec_bench, relais bench). A fixed
+ * split alone is worse: two threads on a shared machine rarely run at the
+ * same speed, and the faster one waited at the end of every matrix (a third
+ * of decode time, measured). So a thread that finishes its run takes tiles
+ * from the others' runs. */
 static void qgemm_task(void *arg, int ith, int nth) {
     mm_task *t = arg;
-    (void)nth;
     const rl_qg_act act = rl_qg_act_view(&t->mm->qact, t->fmt, t->n, t->w->cols);
-    const uint32_t tiles = (t->w->rows + RL_QG_ROWS - 1) / RL_QG_ROWS;
-    for (;;) {
-        const uint32_t k0 = atomic_fetch_add(&t->next_tile, QGEMM_GRAB);
-        if (k0 >= tiles)
-            return;
-        for (uint32_t k = k0; k < k0 + QGEMM_GRAB && k < tiles; k++)
-            qgemm_tile(t, &act, k, t->mm->tiles[ith], t->mm->acc[ith]);
+    for (int i = 0; i < nth; i++) {
+        tile_range *r = &t->mm->ranges[(ith + i) % nth];
+        for (uint32_t k0, k1; claim(r, &k0, &k1);)
+            for (uint32_t k = k0; k < k1; k++)
+                qgemm_tile(t, &act, k, t->mm->tiles[ith], t->mm->acc[ith]);
     }
 }
 
@@ -231,7 +251,13 @@ void rl_matmul_run(rl_matmul *mm, const rl_weight *w, const float *x, uint32_t n
     if (!w->x16 && gemm && (!packed || n >= mm->sgemm_min)) {
         rl_pool_run(mm->pool, gemm_task, &t);
     } else if (w->x16 || (packed && n >= mm->qgemm_min)) {   /* only the packed path reads x16 */
-        atomic_init(&t.next_tile, 0);
+        const int nth = rl_pool_size(mm->pool);
+        for (int i = 0; i < nth; i++) {
+            long b, e;
+            rl_split((w->rows + RL_QG_ROWS - 1) / RL_QG_ROWS, i, nth, &b, &e);
+            atomic_init(&mm->ranges[i].next, (uint32_t)b);
+            mm->ranges[i].end = (uint32_t)e;
+        }
         if (n <= SERIAL_QUANTIZE_MAX)   /* a few rows: cheaper than a round trip through the pool */
             rl_qg_act_rows(rl_kernels()->quantize_q8_0, t.fmt, x, w->cols, 0, n, &mm->qact);
         else
