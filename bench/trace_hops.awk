@@ -1,8 +1,9 @@
 # Where a decode token's time goes in a cluster on one host: reads the
 # RELAIS_TRACE=1 lines of a coordinator and its nodes (any order, "relais:
 # trace ..." as they log them; a leading "run=R " keeps the steps of several
-# runs apart) and prints, in microseconds per generated token, the median
-# and the minimum over the decode steps (one token each) of:
+# runs apart) and prints, in microseconds per generated token, the median,
+# the minimum and the mean over the decode steps (one token each; the mean
+# is what a run's tokens/s sees, slow outliers included) of:
 #   - the token: from one Result read by the coordinator to the next;
 #   - compute: every stage from compute start to send start, wall time, and
 #     the CPU time of the computing thread (less than the wall time when the
@@ -43,7 +44,15 @@ function least(name,   i, m) {
             m = val[name, i]
     return m
 }
-function show(label, name) { if (n[name]) printf "| %s | %.0f | %.0f |\n", label, median(name), least(name) }
+function mean(name,   i, t) {
+    for (i = 1; i <= n[name]; i++)
+        t += val[name, i]
+    return t / n[name]
+}
+function show(label, name) {
+    if (n[name])
+        printf "| %s | %.0f | %.0f | %.0f |\n", label, median(name), least(name), mean(name)
+}
 
 { run = match($0, /^run=[^ ]+ /) ? substr($0, 5, RLENGTH - 5) : "" }
 /relais: trace send / { s = run SUBSEP field("step"); if (field("tokens") == 1) decode[s] = 1; sent_c[s] = field("send") }
@@ -86,8 +95,8 @@ END {
         exit 1
     }
     printf "%d decode tokens through %d stages; microseconds per token\n\n", n["token"], k
-    print "| part | median | min |"
-    print "|---|---|---|"
+    print "| part | median | min | mean |"
+    print "|---|---|---|---|"
     show("token", "token"); show("compute, all stages (wall)", "wall"); show("compute, all stages (CPU)", "busy")
     show("overhead = token - compute", "overhead"); show("- links, all " k + 1, "links")
     show("- handling, all", "handling"); show("- coordinator, Result to next send", "coordinator")
