@@ -23,8 +23,6 @@
 #include "quant.h"
 #include "threadpool.h"
 
-#define DEFAULT_GEMM_MIN 16
-
 struct rl_ctx {
     const rl_model *model;  /* not owned */
     rl_pool *pool;          /* persistent workers */
@@ -53,7 +51,7 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
         goto oom;
     c->model = m;
     c->max_batch = (uint32_t)B;
-    c->gemm_min = DEFAULT_GEMM_MIN;
+    c->gemm_min = RL_GEMM_MIN_DEFAULT;
     c->pool = rl_pool_new(n_threads);
     if (!c->pool)
         goto oom;

@@ -28,7 +28,10 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
 void rl_ctx_destroy(rl_ctx **c);   /* NULLs *c */
 int rl_ctx_threads(const rl_ctx *c);
 uint32_t rl_ctx_max_batch(const rl_ctx *c);
-/* Chunks of at least this many tokens use sgemm (default 16; 0 = never). */
+/* Chunks of at least this many tokens use sgemm (default RL_GEMM_MIN_DEFAULT;
+ * 0 = never). Shorter chunks compute each token as it would be computed
+ * alone, which a replay on a cluster relies on (coordinator/cluster_recover.c). */
+#define RL_GEMM_MIN_DEFAULT 16
 void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n);
 uint32_t rl_ctx_gemm_min(const rl_ctx *c);
 
