@@ -854,19 +854,28 @@ static int check_step(const cluster *c, uint32_t pos, const int32_t *ids, uint32
     return 0;
 }
 
-int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
-                 const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen) {
+/* Chunk k of a step: sizes[k] ids, or max_batch while that many are left. */
+static uint32_t chunk_at(const cluster *c, const uint32_t *sizes, uint32_t k, uint32_t left) {
+    return sizes ? sizes[k] : left < c->max_batch ? left : c->max_batch;
+}
+
+static int step_chunks(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
+                       const uint32_t *sizes, const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen) {
     if (check_step(c, pos, ids, n, s, err, errlen) || remember_session(c, session))
         return -1;
     const uint64_t first = c->next_step;
-    for (uint32_t done = 0; done < n;) {   /* all chunks go out at once: the pipeline overlaps them */
-        uint32_t chunk = n - done < c->max_batch ? n - done : c->max_batch;
+    for (uint32_t done = 0, k = 0; done < n; k++) {   /* all chunks go out at once: the pipeline overlaps them */
+        const uint32_t chunk = chunk_at(c, sizes, k, n - done);
+        if (chunk == 0 || chunk > c->max_batch || chunk > n - done) {
+            snprintf(err, errlen, "chunk %u of %u ids does not fit a Forward of %u", k, chunk, c->max_batch);
+            return -1;
+        }
         if (send_chunk(c, session, pos + done, ids + done, chunk, done + chunk == n ? s : NULL, err, errlen))
             return -1;
         done += chunk;
     }
     int64_t deadline = cluster_now_ms() + c->step_ms;
-    for (uint64_t want = first; want < c->next_step;) {
+    for (uint64_t want = first, through = 0; want < c->next_step;) {
         wire_msg *m = NULL;
         int from, rc = cluster_next_msg(c, deadline, &m, &from, err, errlen);
         if (rc == 0) {
@@ -877,8 +886,9 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
         if (rc > 0)
             rc = step_message(c, m, from, session, first, want, err, errlen);
         if (rc > 0 && c->prefill_progress) {   /* chunk want - first is through */
-            const uint64_t through = (want - first + 1) * c->max_batch;
-            rl_show_prefill(through < n ? (uint32_t)through : n, n, c->max_batch);
+            const uint32_t chunk = chunk_at(c, sizes, (uint32_t)(want - first), n - (uint32_t)through);
+            through += chunk;
+            rl_show_prefill((uint32_t)through, n, chunk);
         }
         if (rc > 0 && ++want == c->next_step)
             rc = take_result(c, wire_msg_env(m)->result, s->n_top, out, err, errlen);
@@ -889,6 +899,23 @@ int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids,
             return -1;
     }
     return 0;
+}
+
+int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
+                 const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen) {
+    return step_chunks(c, session, pos, ids, n, NULL, s, out, err, errlen);
+}
+
+int cluster_step_chunks(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, const uint32_t *sizes,
+                        uint32_t n_chunks, const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen) {
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < n_chunks; k++)
+        n += sizes[k];
+    if (n > UINT32_MAX) {
+        snprintf(err, errlen, "%llu ids in one step", (unsigned long long)n);
+        return -1;
+    }
+    return step_chunks(c, session, pos, ids, (uint32_t)n, sizes, s, out, err, errlen);
 }
 
 /* ---- sessions and liveness ---- */

@@ -110,6 +110,11 @@ typedef struct {
  * nodes may disagree: truncate or drop it). */
 int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
                  const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen);
+/* As cluster_step, with the ids cut into Forwards of sizes[k] ids (each at
+ * most the assignment's max_batch) instead of max_batch at a time: a replay
+ * (cluster_recover.h) computes every token as it was first computed. */
+int cluster_step_chunks(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, const uint32_t *sizes,
+                        uint32_t n_chunks, const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen);
 /* Forgets positions >= pos of a session on every node; returns the
  * positions all of them keep (pos, or 0 when a sliding window forced a
  * clear somewhere, in which case all are cleared), or -1 with err. */
