@@ -10,6 +10,7 @@
 #include <string.h>
 #include "cluster.h"
 #include "cluster_config.h"
+#include "forward.h"
 #include "gguf.h"
 #include "log.h"
 #include "planner.h"
@@ -135,15 +136,16 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
 
 /* Each node's layers: --layers or the planner's split, and in both cases
  * every slice checked against its node's free memory before anything is
- * sent. With `use` (a re-plan), only the nodes it flags get layers, split
- * by the planner (--layers named the nodes that were there); the others get
- * an empty range. */
+ * sent. With `use` (a re-plan), only the nodes it flags get layers; when
+ * that leaves some out, --layers (one range per node of the file) cannot
+ * apply and the planner splits the layers instead. The others get an empty
+ * range. */
 static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx, const bool *use,
                        plan_range *ranges, char *err, size_t errlen) {
     plan_node nodes[CLUSTER_MAX_NODES];
     plan_range fixed[CLUSTER_MAX_NODES];
-    uint32_t index[CLUSTER_MAX_NODES], n = 0;
-    for (uint32_t i = 0; i < cluster_n_nodes(c); i++) {
+    uint32_t index[CLUSTER_MAX_NODES], n = 0, total = cluster_n_nodes(c);
+    for (uint32_t i = 0; i < total; i++) {
         ranges[i] = (plan_range){0, 0};
         if (use && !use[i])
             continue;
@@ -159,7 +161,10 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     in.nodes = nodes;
     in.n_nodes = n;
     in.n_ctx = n_ctx;
-    if (o->layers && !use) {
+    if (o->layers && n < total)
+        rl_log(RL_LOG_WARN, "--layers %s names %u nodes and %u answer: the layers are planned over those instead",
+               o->layers, total, n);
+    if (o->layers && n == total) {
         if (plan_parse_ranges(o->layers, m->hp.n_layer, n, fixed, err, errlen))
             return -1;
         in.ranges = fixed;
@@ -175,6 +180,13 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
         ranges[index[i]] = (plan_range){plan_stage_at(p, i)->l0, plan_stage_at(p, i)->l1};
     plan_destroy(&p);
     return rc;
+}
+
+uint32_t rl_cluster_batch(const rl_runner_opts *r) { return r->batch ? r->batch : 256; }
+
+/* As the nodes set it from the assignment (node_stage.c): 0 never. */
+uint32_t rl_cluster_gemm_min(const rl_runner_opts *r) {
+    return r->no_gemm ? 0 : r->gemm_min ? r->gemm_min : RL_GEMM_MIN_DEFAULT;
 }
 
 static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, size_t errlen) {
@@ -201,7 +213,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
     if (rc)
         return -1;
     cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = *n_ctx,
-                              .max_sessions = max_sessions, .max_batch = r->batch ? r->batch : 256,
+                              .max_sessions = max_sessions, .max_batch = rl_cluster_batch(r),
                               .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
                               .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
                               .swa_pattern = r->swa_pattern, .wire = o->wire, .progress = r->progress};

@@ -49,10 +49,15 @@ struct cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *
 /* After a node was lost: greets the nodes of c again (answered[i], n_nodes
  * flags, says who answered within a bounded wait), plans the layers over
  * those that did and assigns them as rl_cluster_open does (slices from the
- * nodes' model files or caches, or sent). The sessions on the nodes are
- * gone. 0, or -1 with err. */
+ * nodes' model files or caches, or sent). --layers holds only while every
+ * node answers; otherwise the planner splits the layers (and says so). The
+ * sessions on the nodes are gone. 0, or -1 with err. */
 int rl_cluster_replan(struct cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                       bool *answered, char *err, size_t errlen);
+
+/* The Forward size (tokens) and sgemm threshold the nodes are assigned for r. */
+uint32_t rl_cluster_batch(const rl_runner_opts *r);
+uint32_t rl_cluster_gemm_min(const rl_runner_opts *r);
 
 /* The cluster backend itself. NULL with err. */
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);

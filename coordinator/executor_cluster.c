@@ -26,7 +26,7 @@
  * replay: the scheduler sees them complete, later. Outputs are those of an
  * unbroken run, seeded sampling included: a session's stream is told how
  * many ids it sampled before, and the new head stage's sampler skips their
- * draws. A lost node
+ * draws (cluster_recover.h, shared with run and chat). A lost node
  * that connects again is taken back by a re-plan as soon as nothing is in
  * flight. /health lists the new stages with their layers and the lost
  * nodes. */
@@ -37,6 +37,7 @@
 #include <time.h>
 #include "backend_cluster.h"
 #include "cluster.h"
+#include "cluster_recover.h"
 #include "executor.h"
 #include "log.h"
 
@@ -314,18 +315,6 @@ static cflight *pending_sample(cluster_exec *x, uint64_t session, uint32_t *seg)
     return NULL;
 }
 
-/* The answer to the micro-batch `step`, waiting as long as the pipeline
- * lives. 0, or -1 with err. */
-static int await_step(cluster_exec *x, uint64_t step, cluster_batch_result *r, char *err, size_t errlen) {
-    int rc;
-    do
-        rc = cluster_batch_wait(x->c, 1000, r, err, errlen);
-    while (rc == 0 || (rc > 0 && r->step != step));
-    if (rc > 0 && r->status)
-        snprintf(err, errlen, "%s", r->err);
-    return rc < 0 || r->status ? -1 : 0;
-}
-
 /* Feeds a session's tokens again from position 0, sampling after the last
  * one when an unanswered micro-batch waits for that id (put there). */
 static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) {
@@ -334,20 +323,28 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
     /* the sample in flight was counted when it was sent */
     cluster_sampling smp = {.params = &s->params, .stream = 1, .history = s->hist, .n_history = s->n_hist,
                             .samples_before = s->n_sampled - 1};
-    cluster_batch_result r = {.cap = x->base.max_batch, .sessions = x->res_sessions, .ids = x->res_ids};
-    for (uint32_t pos = 0, n; pos < s->n_toks; pos += n) {
-        n = s->n_toks - pos < x->base.max_batch ? s->n_toks - pos : x->base.max_batch;
-        const bool last = pos + n == s->n_toks;
-        cluster_seg g = {.session = s->id, .ids = s->toks + pos, .n = n, .pos = pos, .n_ctx = s->n_ctx,
-                         .sampling = last && f ? &smp : NULL};
-        uint64_t step = cluster_batch_send(x->c, &g, 1, err, errlen);
-        if (!step || await_step(x, step, &r, err, errlen))
-            return -1;
-    }
-    for (uint32_t k = 0; f && k < r.n; k++)
-        if (r.sessions[k] == s->id)
-            f->ids[seg] = r.ids[k];
+    cluster_replay r = {.session = s->id, .ids = s->toks, .n = s->n_toks, .n_ctx = s->n_ctx,
+                        .sampling = f ? &smp : NULL};
+    rl_step_result out;
+    if (cluster_replay_session(x->c, &r, &x->ro, &out, err, errlen))
+        return -1;
+    if (f)
+        f->ids[seg] = out.id;
     return 0;
+}
+
+/* Every session again on the new plan; the nodes it leaves out are lost. */
+static int replay_all(void *ud, const bool *answered, char *err, size_t errlen) {
+    cluster_exec *x = ud;
+    for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++) {
+        x->lost[i] = !answered[i];
+        x->lost_up[i] = cluster_node_up(x->c, i);
+    }
+    int rc = 0;
+    for (int b = 0; rc == 0 && b < N_BUCKETS; b++)
+        for (const csession *s = x->table[b]; rc == 0 && s; s = s->next)
+            rc = replay(x, s, err, errlen);
+    return rc;
 }
 
 /* Re-plans over the nodes that answer and restores every session there;
@@ -355,24 +352,11 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
  * fails, they fail with the reason, and the next submit tries again. */
 static int recover(cluster_exec *x, const char *why) {
     char err[RL_XERR_LEN];
-    rl_log(RL_LOG_WARN, "%s: re-planning over the nodes that answer", why);
     set_state(x, "lost");
     bool answered[CLUSTER_MAX_NODES];
-    int rc = rl_cluster_replan(x->c, &x->co, &x->ro, x->max_sessions, answered, err, sizeof err);
-    for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(x->c); i++) {
-        x->lost[i] = !answered[i];
-        x->lost_up[i] = cluster_node_up(x->c, i);
-        if (x->lost[i])
-            rl_log(RL_LOG_WARN, "node %s left out: it did not answer", cluster_node_name(x->c, i));
-    }
-    for (int b = 0; rc == 0 && b < N_BUCKETS; b++)
-        for (const csession *s = x->table[b]; rc == 0 && s; s = s->next)
-            rc = replay(x, s, err, sizeof err);
-    if (rc) {
-        char msg[RL_XERR_LEN];
-        snprintf(msg, sizeof msg, "%.90s; the re-plan failed: %.130s", why, err);
-        rl_log(RL_LOG_ERROR, "%s", msg);
-        fail_all(x, msg);
+    if (cluster_recover(x->c, &x->co, &x->ro, x->max_sessions, why, answered, replay_all, x, err, sizeof err)) {
+        rl_log(RL_LOG_ERROR, "%s", err);
+        fail_all(x, err);
         return -1;
     }
     for (uint32_t k = 0; k < x->count; k++) {
@@ -381,9 +365,6 @@ static int recover(cluster_exec *x, const char *why) {
             f->answered = true, f->status = 0;
     }
     publish_nodes(x);
-    char desc[512];
-    cluster_describe(x->c, desc, sizeof desc);
-    rl_log(RL_LOG_INFO, "serving again: %s", desc);
     return 0;
 }
 
