@@ -2,7 +2,13 @@
  * cluster file. The coordinator keeps the ids the session holds, and sends
  * the last node the part of them the penalties look at with every step;
  * each begin() starts a new sampler stream there (the seed restarts, as with
- * the local backend). */
+ * the local backend).
+ *
+ * Those ids are also what a lost node needs: a step that finds the pipeline
+ * broken re-plans over the nodes that still answer, feeds the ids again in
+ * Forwards computed as the first ones were (where each step began is kept
+ * for that), and takes the step's sample from the new head stage, whose
+ * sampler skips the draws this stream made before (cluster_recover.h). */
 #include "backend_cluster.h"
 
 #include <stdio.h>
@@ -10,6 +16,7 @@
 #include <string.h>
 #include "cluster.h"
 #include "cluster_config.h"
+#include "cluster_recover.h"
 #include "forward.h"
 #include "gguf.h"
 #include "log.h"
@@ -30,7 +37,11 @@ typedef struct {
     rl_sampler_params params;          /* the current stream's sampling */
     uint32_t stream;                   /* counts begin(): a new value restarts the last node's sampler */
     uint32_t n_top;                    /* top logits per step */
+    uint32_t n_sampled;                /* steps of the current stream: the draws its sampler made */
     int32_t *history;                  /* (n_ctx) the ids the session holds */
+    uint8_t *starts;                   /* (n_ctx) 1 where a step began: how a replay cuts the ids */
+    rl_cluster_opts co;                /* how the cluster was opened, for a re-plan */
+    rl_runner_opts ro;
 } cluster_backend;
 
 int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
@@ -58,7 +69,46 @@ static int cl_begin(rl_backend *b, const rl_sampler_params *p, uint32_t n_top, c
     cb->params = *p;
     cb->n_top = n_top > RL_MAX_TOP ? RL_MAX_TOP : n_top;
     cb->stream++;
+    cb->n_sampled = 0;
     return 0;
+}
+
+/* What a replay of the session needs: the ids up to the end of the step
+ * that failed, its sampling, and where its sample goes. */
+typedef struct {
+    cluster_backend *cb;
+    uint32_t n;
+    const cluster_sampling *s;
+    rl_step_result *out;
+    bool reached;                      /* the re-plan succeeded and the replay began */
+} replay_job;
+
+static int replay_one(void *ud, const bool *answered, char *err, size_t errlen) {
+    (void)answered;
+    replay_job *j = ud;
+    j->reached = true;
+    cluster_replay r = {.session = SESSION, .ids = j->cb->history, .n = j->n, .starts = j->cb->starts,
+                        .sampling = j->s};
+    return cluster_replay_session(j->cb->cluster, &r, &j->cb->ro, j->out, err, errlen);
+}
+
+/* The pipeline broke during a step of n ids: re-plan and replay until the
+ * step's sample comes back, as long as each re-plan finds nodes that fit
+ * the model (a replay may lose another node). 0, or -1 with err. */
+static int recover(cluster_backend *cb, uint32_t n, const cluster_sampling *s, rl_step_result *out, char *err,
+                   size_t errlen) {
+    replay_job job = {.cb = cb, .n = n, .s = s, .out = out};
+    bool answered[CLUSTER_MAX_NODES];
+    int rc = -1;
+    for (uint32_t tries = 0; rc && cluster_lost(cb->cluster)[0] && tries < cluster_n_nodes(cb->cluster); tries++) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        job.reached = false;
+        rc = cluster_recover(cb->cluster, &cb->co, &cb->ro, 1, why, answered, replay_one, &job, err, errlen);
+        if (rc && !job.reached)
+            break;
+    }
+    return rc;
 }
 
 static int cl_step(rl_backend *b, const int32_t *ids, uint32_t n, rl_step_result *out, char *err, size_t errlen) {
@@ -67,29 +117,42 @@ static int cl_step(rl_backend *b, const int32_t *ids, uint32_t n, rl_step_result
         snprintf(err, errlen, "step before begin");
         return -1;
     }
+    if (n == 0) {
+        snprintf(err, errlen, "a step needs at least one id");
+        return -1;
+    }
     if ((uint64_t)b->pos + n > b->n_ctx) {
         snprintf(err, errlen, "%u more tokens would exceed the context of %u (%u used)", n, b->n_ctx, b->pos);
         return -1;
     }
     memcpy(cb->history + b->pos, ids, n * sizeof *ids);
+    memset(cb->starts + b->pos, 0, n);
+    cb->starts[b->pos] = 1;
     cluster_sampling s = {.params = &cb->params, .stream = cb->stream, .history = cb->history,
-                          .n_history = b->pos + n, .n_top = cb->n_top};
-    if (cluster_step(cb->cluster, SESSION, b->pos, ids, n, &s, out, err, errlen)) {
+                          .n_history = b->pos + n, .n_top = cb->n_top, .samples_before = cb->n_sampled};
+    int rc = cluster_step(cb->cluster, SESSION, b->pos, ids, n, &s, out, err, errlen);
+    if (rc && cluster_lost(cb->cluster)[0])
+        rc = recover(cb, b->pos + n, &s, out, err, errlen);
+    else if (rc) {
         /* some nodes may have taken part of the ids: bring them all back */
         char why[256];
         int64_t kept = cluster_truncate(cb->cluster, SESSION, b->pos, why, sizeof why);
         if (kept >= 0)
             b->pos = (uint32_t)kept;
-        return -1;
     }
+    if (rc)
+        return -1;
     b->pos += n;
+    cb->n_sampled++;
     return 0;
 }
 
 static uint32_t cl_truncate(rl_backend *b, uint32_t pos) {
     cluster_backend *cb = (cluster_backend *)b;
     char err[512];
-    int64_t kept = cluster_truncate(cb->cluster, SESSION, pos, err, sizeof err);
+    int64_t kept = cluster_lost(cb->cluster)[0] ? -1 : cluster_truncate(cb->cluster, SESSION, pos, err, sizeof err);
+    if (kept < 0 && cluster_lost(cb->cluster)[0])   /* the next step re-plans and feeds the ids up to pos again */
+        return b->pos = pos < b->pos ? pos : b->pos;
     if (kept < 0)   /* the next step at position 0 will say what is wrong */
         rl_log(RL_LOG_ERROR, "truncating the session on the cluster: %s", err);
     return b->pos = kept < 0 ? 0 : (uint32_t)kept;
@@ -104,6 +167,7 @@ static void cl_destroy(rl_backend *b) {
     cluster_destroy(&cb->cluster);
     rl_tok_destroy(&cb->tok);
     free(cb->history);
+    free(cb->starts);
     free(cb);
 }
 
@@ -251,7 +315,9 @@ rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opt
     cb->base.tok = cb->tok;
     cb->base.hp = rl_model_hparams(model);
     cb->base.file = rl_model_gguf(model);
-    if (!(cb->history = malloc((size_t)cb->base.n_ctx * sizeof *cb->history))) {
+    cb->co = *o, cb->ro = *r;
+    if (!(cb->history = malloc((size_t)cb->base.n_ctx * sizeof *cb->history)) ||
+        !(cb->starts = malloc(cb->base.n_ctx))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -59,7 +59,10 @@ int rl_cluster_replan(struct cluster *c, const rl_cluster_opts *o, const rl_runn
 uint32_t rl_cluster_batch(const rl_runner_opts *r);
 uint32_t rl_cluster_gemm_min(const rl_runner_opts *r);
 
-/* The cluster backend itself. NULL with err. */
+/* The cluster backend itself. A node lost during a step does not end the
+ * session: the step re-plans over the nodes that answer and feeds the
+ * session's ids again (cluster_recover.h), then goes on, with the output of
+ * an unbroken run. NULL with err. */
 rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
 
 #endif
