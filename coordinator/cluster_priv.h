@@ -1,8 +1,8 @@
 /* The coordinator's cluster client, inside: the state of the links and the
- * pipeline, and the helpers its two halves share. cluster.c holds setup,
- * hello, assignment, the single-session step and KV calls; cluster_batch.c
- * the micro-batches of the server. Nothing else includes this file: the
- * interface is cluster.h. */
+ * pipeline, and the helpers its parts share. cluster.c holds setup, hello,
+ * assignment, waiting and the KV calls; cluster_step.c one session's steps;
+ * cluster_batch.c the micro-batches of the server. Nothing else includes
+ * this file: the interface is cluster.h. */
 #ifndef RELAIS_CLUSTER_PRIV_H
 #define RELAIS_CLUSTER_PRIV_H
 
