@@ -662,14 +662,6 @@ static bool page_range(const gguf_file *f, const void *ptr, uint64_t len, uintpt
     return true;
 }
 
-int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len)
-{
-    uintptr_t begin, end;
-    if (!page_range(f, ptr, len, &begin, &end))
-        return -1;
-    return mprotect((void *)begin, end - begin, PROT_READ | PROT_WRITE) == 0 ? 0 : -1;
-}
-
 int gguf_load_range(gguf_file *f, const void *ptr, uint64_t len)
 {
     uintptr_t begin, end;

@@ -103,13 +103,6 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);  /* N
  * ignored. Pages to keep are rounded outwards, pages to drop inwards. */
 void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willneed);
 
-/* Makes the pages of [ptr, ptr + len) (a tensor's data) writable, so a
- * caller can rearrange weights in place at load: the process gets private
- * copies of the pages it writes, the file never changes. A written range
- * must not be advised away afterwards. 0, or -1 when the range is not in the
- * mapping or the kernel refuses. */
-int gguf_make_writable(gguf_file *f, const void *ptr, uint64_t len);
-
 /* Reads [ptr, ptr + len) of the file (a tensor's data) into memory: its
  * pages of the mapping are replaced by anonymous ones, backed by huge pages
  * where the kernel has them, and filled from the file. Pointers stay valid,

@@ -292,13 +292,8 @@ static void report(const rl_model_opts *o, uint64_t done, uint64_t total) {
 
 static uint64_t weight_bytes(const rl_weight *w) { return (uint64_t)w->row_bytes * w->rows; }
 
-/* Rearranges a matrix the batched kernels read into the x16 layout in place
- * (x16.h; the pages become private copies, or are already, when read into
- * memory), which reads and writes every page; other matrices are just paged
- * in. A tied head is the embedding, which is read a row at a time, so it
- * keeps the file's layout. */
-/* Whether w is rearranged into x16: never the embedding (read by rows), nor
- * anything with file_layout. */
+/* Whether w is rearranged into x16: never the embedding (read by rows, and
+ * a tied head is the embedding), nor anything with file_layout. */
 static bool rearranged(const rl_model *m, const rl_model_opts *o, const rl_weight *w) {
     return !o->file_layout && w != &m->embed && rl_x16_supported(w->type) && w->rows >= 16;
 }
@@ -308,10 +303,12 @@ static bool read_first(const rl_model *m, const rl_model_opts *o, const rl_weigh
     return o->no_mmap || rearranged(m, o, w);
 }
 
+/* Rearranges a matrix the batched kernels read into the x16 layout in place
+ * (x16.h; load_weights has read it into writable memory), which reads and
+ * writes every page; other matrices are just paged in. */
 static void place_weight(rl_model *m, const rl_model_opts *o, rl_weight *w) {
     gguf_advise(m->file, w->data, weight_bytes(w), true);
-    if (rearranged(m, o, w) && gguf_make_writable(m->file, w->data, weight_bytes(w)) == 0 &&
-        rl_x16_repack(w->type, (void *)w->data, w->row_bytes, 0, w->rows / 16) == 0)
+    if (rearranged(m, o, w) && rl_x16_repack(w->type, (void *)w->data, w->row_bytes, 0, w->rows / 16) == 0)
         w->x16 = true;
     else
         prefault(w->data, weight_bytes(w));
