@@ -17,7 +17,6 @@
 #include "cluster.h"
 #include "cluster_config.h"
 #include "cluster_recover.h"
-#include "forward.h"
 #include "gguf.h"
 #include "log.h"
 #include "planner.h"
@@ -246,13 +245,6 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     return rc;
 }
 
-uint32_t rl_cluster_batch(const rl_runner_opts *r) { return r->batch ? r->batch : 256; }
-
-/* As the nodes set it from the assignment (node_stage.c): 0 never. */
-uint32_t rl_cluster_gemm_min(const rl_runner_opts *r) {
-    return r->no_gemm ? 0 : r->gemm_min ? r->gemm_min : RL_GEMM_MIN_DEFAULT;
-}
-
 static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, size_t errlen) {
     cluster_config *cfg = cluster_config_load(o->file, err, errlen);
     if (!cfg)
@@ -277,7 +269,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
     if (rc)
         return -1;
     cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = *n_ctx,
-                              .max_sessions = max_sessions, .max_batch = rl_cluster_batch(r),
+                              .max_sessions = max_sessions, .max_batch = rl_runner_batch(r),
                               .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
                               .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
                               .swa_pattern = r->swa_pattern, .wire = o->wire, .progress = r->progress};

@@ -55,10 +55,6 @@ struct cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *
 int rl_cluster_replan(struct cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                       bool *answered, char *err, size_t errlen);
 
-/* The Forward size (tokens) and sgemm threshold the nodes are assigned for r. */
-uint32_t rl_cluster_batch(const rl_runner_opts *r);
-uint32_t rl_cluster_gemm_min(const rl_runner_opts *r);
-
 /* The cluster backend itself. A node lost during a step does not end the
  * session: the step re-plans over the nodes that answer and feeds the
  * session's ids again (cluster_recover.h), then goes on, with the output of

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "forward.h"
 #include "log.h"
 
 uint32_t cluster_replay_chunks(const uint8_t *starts, uint32_t n, uint32_t max_batch, uint32_t gemm_min,
@@ -77,8 +78,8 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, const rl_runner_
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const uint32_t n_chunks = cluster_replay_chunks(r->starts, r->n, rl_cluster_batch(ro), rl_cluster_gemm_min(ro),
-                                                    sizes);
+    const uint32_t n_chunks = cluster_replay_chunks(r->starts, r->n, rl_runner_batch(ro),
+                                                    rl_gemm_min_for(ro->no_gemm, ro->gemm_min), sizes);
     int rc = r->starts ? cluster_step_chunks(c, r->session, 0, r->ids, sizes, n_chunks, r->sampling, out, err, errlen)
                        : replay_batches(c, r, sizes, n_chunks, out, err, errlen);
     free(sizes);

@@ -107,6 +107,10 @@ void rl_ctx_destroy(rl_ctx **pc) {
 
 int rl_ctx_threads(const rl_ctx *c) { return rl_pool_size(c->pool); }
 uint32_t rl_ctx_max_batch(const rl_ctx *c) { return c->max_batch; }
+uint32_t rl_gemm_min_for(bool no_gemm, uint32_t gemm_min) {
+    return no_gemm ? 0 : gemm_min ? gemm_min : RL_GEMM_MIN_DEFAULT;
+}
+
 void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n) { c->gemm_min = n; }
 uint32_t rl_ctx_gemm_min(const rl_ctx *c) { return c->gemm_min; }
 

@@ -32,6 +32,9 @@ uint32_t rl_ctx_max_batch(const rl_ctx *c);
  * 0 = never). Shorter chunks compute each token as it would be computed
  * alone, which a replay on a cluster relies on (coordinator/cluster_recover.c). */
 #define RL_GEMM_MIN_DEFAULT 16
+/* The threshold that --no-gemm and --gemm-min N (0: the default) ask for;
+ * the nodes and a coordinator replaying on them must agree on it. */
+uint32_t rl_gemm_min_for(bool no_gemm, uint32_t gemm_min);
 void rl_ctx_set_gemm_min(rl_ctx *c, uint32_t n);
 uint32_t rl_ctx_gemm_min(const rl_ctx *c);
 

@@ -28,6 +28,8 @@ rl_runner_opts rl_runner_opts_default(void) {
     return o;
 }
 
+uint32_t rl_runner_batch(const rl_runner_opts *o) { return o->batch ? o->batch : 256; }
+
 /* Load progress on stderr: redrawn in place on a terminal, one line per
  * 10% otherwise (a log file should not fill with carriage returns). */
 static void show_progress(void *ud, uint64_t done, uint64_t total) {
@@ -80,15 +82,12 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     if (!r->tok)
         goto fail;
     const rl_hparams *hp = rl_model_hparams(r->model);
-    r->batch = o->batch ? o->batch : 256;
+    r->batch = rl_runner_batch(o);
     r->progress = o->progress;
     r->ctx = rl_ctx_new(r->model, o->n_threads, r->batch, err, errlen);
     if (!r->ctx)
         goto fail;
-    if (o->no_gemm)
-        rl_ctx_set_gemm_min(r->ctx, 0);
-    else if (o->gemm_min)
-        rl_ctx_set_gemm_min(r->ctx, o->gemm_min);
+    rl_ctx_set_gemm_min(r->ctx, rl_gemm_min_for(o->no_gemm, o->gemm_min));
     r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), err, errlen);
     if (!r->kv)
         goto fail;

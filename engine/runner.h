@@ -26,6 +26,8 @@ typedef struct {
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);
+/* The prefill chunk o asks for (its batch, or the default of 256). */
+uint32_t rl_runner_batch(const rl_runner_opts *o);
 
 /* Prefill progress on stderr, called as each chunk of a prompt completes:
  * shown only for prompts of more than one chunk, redrawn in place on a

@@ -183,11 +183,8 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
     int threads = a->threads ? (int)a->threads : env->threads;
     if (!(s->ctx = rl_ctx_new(s->model, threads, a->max_batch, err, errlen)))
         return RELAIS__ERROR_CODE__ERR_MEMORY;
-    if (a->no_gemm)
-        rl_ctx_set_gemm_min(s->ctx, 0);
-    else if (a->gemm_min)
-        rl_ctx_set_gemm_min(s->ctx, a->gemm_min);
-    s->gemm_min = rl_ctx_gemm_min(s->ctx);
+    s->gemm_min = rl_gemm_min_for(a->no_gemm, a->gemm_min);
+    rl_ctx_set_gemm_min(s->ctx, s->gemm_min);
     if (!(s->sessions = node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end)) ||
         alloc_buffers(s)) {
         snprintf(err, errlen, "out of memory for the stage's buffers");
