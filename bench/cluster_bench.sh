@@ -24,9 +24,12 @@
 # 44-49 ms token: 5 links of 110-160 us each at best (protobuf and copies ~6,
 # wake-ups of and hand-offs between the 4 threads ~30, framing and CURVE
 # ~70, loopback TCP ~40), a node's handling of a Forward 10-18 us, the
-# coordinator's work between tokens 20-40 us. Compute per layer is the same
-# as in one process; beyond that, on 2 shared cores, the stages wait for a
-# core, which is what makes wall-clock ratios swing.
+# coordinator's work between tokens 20-40 us; each link is at the floor
+# that bench/link_bench.c measures for a ZeroMQ link after a wait. The
+# stages' compute adds up to about 3% more than one process's (medians): a
+# stage sleeps most of each token and starts the next one cold. On 2 shared
+# cores the stages also wait for a core, which is what makes wall-clock
+# ratios swing.
 #
 # With TRACE=1 the coordinator and the nodes run with RELAIS_TRACE=1 and,
 # after the table, bench/trace_hops.awk splits each cluster size's latency
