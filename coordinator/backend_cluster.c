@@ -250,6 +250,7 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
     if (!cfg)
         return -1;
     *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
+                     cluster_config_io_cpu(cfg),
                      cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
     cluster_config_destroy(&cfg);
     return *c ? cluster_hello(*c, err, errlen) : -1;

@@ -24,6 +24,7 @@
 #include "filehash.h"
 #include "forward.h"
 #include "gguf.h"
+#include "io_pin.h"
 #include "log.h"
 #include "weights_send.h"
 #include "wire.h"
@@ -91,8 +92,8 @@ static int bind_results(cluster *c, const char *listen, const char *advertise, c
     return 0;
 }
 
-cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, const cluster_node *nodes,
-                     uint32_t n_nodes, char *err, size_t errlen) {
+cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, int io_cpu,
+                     const cluster_node *nodes, uint32_t n_nodes, char *err, size_t errlen) {
     if (n_nodes == 0 || n_nodes > CLUSTER_MAX_NODES) {
         snprintf(err, errlen, "a cluster has 1 to %d nodes, not %u", CLUSTER_MAX_NODES, n_nodes);
         return NULL;
@@ -115,6 +116,8 @@ cluster *cluster_new(const char *key_path, const char *listen, const char *adver
         snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
         goto fail;
     }
+    if (!(c->pin = io_pin_new(c->zctx, io_cpu, err, errlen)))
+        goto fail;
     if (bind_results(c, listen, advertise, err, errlen))
         goto fail;
     for (uint32_t i = 0; i < n_nodes; i++)
@@ -156,6 +159,7 @@ void cluster_destroy(cluster **pc) {
     curve_zap_destroy(&c->zap);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
+    io_pin_destroy(&c->pin);
     rl_model_destroy(&c->model);
     weights_send_destroy(&c->weights);
     sodium_memzero(&c->keys, sizeof c->keys);
@@ -264,7 +268,7 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
         int64_t left = deadline - cluster_now_ms();
         if (left <= 0)
             return 0;
-        if (zmq_poll(items, k, (long)left) < 0) {
+        if (io_pin_poll(c->pin, items, k, (long)left) < 0) {
             if (errno == EINTR)
                 continue;
             snprintf(err, errlen, "poll: %s", zmq_strerror(errno));

@@ -43,9 +43,10 @@ typedef struct {
 /* Connects to the nodes (in pipeline order) with the coordinator's secret
  * certificate key_path, and binds the result endpoint `listen`; nodes reach
  * it at `advertise` (NULL: the bound endpoint, with 127.0.0.1 for a wildcard
- * host). Nothing is sent yet. NULL with err. Destroy with cluster_destroy. */
-cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, const cluster_node *nodes,
-                     uint32_t n_nodes, char *err, size_t errlen);
+ * host). Messages are handled on io_cpu (io_pin.h). Nothing is sent yet.
+ * NULL with err. Destroy with cluster_destroy. */
+cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, int io_cpu,
+                     const cluster_node *nodes, uint32_t n_nodes, char *err, size_t errlen);
 void cluster_destroy(cluster **c);   /* NULLs *c; drops the sessions it started on the nodes */
 
 /* Bounds of the waits, in milliseconds: for a control answer (hello,

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+#include "io_pin.h"
 
 #define MAX_DEPTH 16          /* the schema needs 4 levels; anything deeper is a mistake or an attack */
 #define MAX_YNODES 100000     /* bounds the tree a 1 MiB file of "[]," can build */
@@ -27,6 +28,7 @@ struct cluster_config {
     char *key;                /* coordinator's secret certificate, resolved */
     char *listen;             /* endpoint bound for results */
     char *advertise;          /* endpoint the last node connects to */
+    int io_cpu;               /* the CPU that handles messages (io_pin.h) */
     cluster_node *nodes;      /* n_nodes entries; their strings are owned here */
     uint32_t n_nodes;
 };
@@ -400,15 +402,20 @@ static char *default_advertise(const char *listen, const endpoint *le) {
 }
 
 static int read_coordinator(ctx *c, const ynode *v, const char *base_dir, cluster_config *cfg) {
-    static const char *const keys[] = {"key", "listen", "advertise"};
-    const ynode *vals[3];
-    const char *key, *listen, *adv;
+    static const char *const keys[] = {"key", "listen", "advertise", "io_cpu"};
+    const ynode *vals[4];
+    const char *key, *listen, *adv, *io_cpu;
     endpoint le, ae;
-    if (take_fields(c, v, "coordinator", keys, 3, vals) ||
+    if (take_fields(c, v, "coordinator", keys, 4, vals) ||
         scalar_field(c, v, vals[0], "coordinator", "key", true, &key) ||
         scalar_field(c, v, vals[1], "coordinator", "listen", false, &listen) ||
-        scalar_field(c, v, vals[2], "coordinator", "advertise", false, &adv))
+        scalar_field(c, v, vals[2], "coordinator", "advertise", false, &adv) ||
+        scalar_field(c, v, vals[3], "coordinator", "io_cpu", false, &io_cpu))
         return -1;
+    char why[128];
+    cfg->io_cpu = IO_PIN_DEFAULT;
+    if (io_cpu && io_pin_parse(io_cpu, &cfg->io_cpu, why, sizeof why))
+        return fail_at(c, vals[3]->line, vals[3]->col, "coordinator.io_cpu: %s", why);
     if (listen && endpoint_field(c, vals[1], "coordinator.listen", true, &le))
         return -1;
     if (adv && endpoint_field(c, vals[2], "coordinator.advertise", false, &ae))
@@ -597,6 +604,7 @@ void cluster_config_destroy(cluster_config **c) {
 const char *cluster_config_key(const cluster_config *c) { return c->key; }
 const char *cluster_config_listen(const cluster_config *c) { return c->listen; }
 const char *cluster_config_advertise(const cluster_config *c) { return c->advertise; }
+int cluster_config_io_cpu(const cluster_config *c) { return c->io_cpu; }
 uint32_t cluster_config_n_nodes(const cluster_config *c) { return c->n_nodes; }
 
 const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i) {

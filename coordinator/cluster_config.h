@@ -2,7 +2,7 @@
  * for results, and the nodes of the pipeline in order (the first node gets
  * the first layers). deploy/cluster.example.yaml documents the format:
  *
- *     coordinator: {key: FILE, listen: ENDPOINT, advertise: ENDPOINT}
+ *     coordinator: {key: FILE, listen: ENDPOINT, advertise: ENDPOINT, io_cpu: CPU|none}
  *     nodes: [{address: tcp://HOST:PORT, public_key: FILE, name: NAME}, ...]
  *
  * Loading validates everything it can without touching the network or the
@@ -45,6 +45,8 @@ void cluster_config_destroy(cluster_config **c);   /* NULLs *c */
 const char *cluster_config_key(const cluster_config *c);        /* coordinator's secret cert, resolved */
 const char *cluster_config_listen(const cluster_config *c);     /* result endpoint to bind */
 const char *cluster_config_advertise(const cluster_config *c);  /* result endpoint as nodes reach it */
+/* The CPU that handles messages: a number, IO_PIN_NONE or (absent) IO_PIN_DEFAULT (io_pin.h). */
+int cluster_config_io_cpu(const cluster_config *c);
 uint32_t cluster_config_n_nodes(const cluster_config *c);       /* 1..CLUSTER_MAX_NODES */
 /* Node i; NULL past the end. The nodes are one array: node 0 points at all of them. */
 const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i);

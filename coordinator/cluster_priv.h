@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include "cluster.h"
 #include "curve.h"
+#include "io_pin.h"
 #include "weights_send.h"
 #include "wire.h"
 
@@ -39,6 +40,7 @@ typedef struct {
 
 struct cluster {
     void *zctx;
+    io_pin *pin;                          /* the CPU that handles messages */
     curve_keys keys;                      /* the coordinator's key pair */
     curve_zap *zap;                       /* admits the last node to `results` */
     void *results;                        /* ROUTER the last node sends Results to */

@@ -193,6 +193,7 @@ static int parse_args(int argc, char **argv, plan_args *a) {
 static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed) {
     char err[1024];
     cluster *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
+                     cluster_config_io_cpu(cfg),
                              cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, sizeof err);
     int ms = (int)a->timeout_s * 1000;
     if (c)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "io_pin.h"
 #include "log.h"
 #include "node_server.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     long max_message_mib;
     long chunk_kib;
     unsigned long long max_memory;
+    int io_cpu;
 } node_options;
 
 static volatile sig_atomic_t g_stop;
@@ -48,6 +50,8 @@ static void usage(FILE *out) {
             "                      default: what the machine has available)\n"
             "  --weight-chunk-kib N  chunk size asked for when this node receives its slice from the\n"
             "                      coordinator because it lacks the model file (default %d)\n"
+            "  --io-cpu CPU|none   the CPU that receives and sends messages (default: the lowest this\n"
+            "                      process may use); compute still uses every core\n"
             "  --config FILE       read options from FILE first; the command line overrides it\n"
             "  -h, --help          this text\n\n"
             "Config file: one `name = value` per line, names as the long options without the dashes,\n"
@@ -111,6 +115,13 @@ static int set_option(node_options *o, const char *name, const char *v) {
         return parse_long("weight-chunk-kib", v, 4, 16384, &o->chunk_kib);
     if (!strcmp(name, "max-memory"))
         return parse_size("max-memory", v, &o->max_memory);
+    if (!strcmp(name, "io-cpu")) {
+        char why[128];
+        if (io_pin_parse(v, &o->io_cpu, why, sizeof why) == 0)
+            return 0;
+        fprintf(stderr, "relais-node: io-cpu: %s\n", why);
+        return -1;
+    }
     fprintf(stderr, "relais-node: unknown option '%s'\n", name);
     return -1;
 }
@@ -157,7 +168,7 @@ static int parse_args(int argc, char **argv, node_options *o) {
         {"cache", required_argument, 0, 0}, {"threads", required_argument, 0, 0},
         {"max-message-mib", required_argument, 0, 0}, {"config", required_argument, 0, 0},
         {"weight-chunk-kib", required_argument, 0, 0}, {"max-memory", required_argument, 0, 0},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"io-cpu", required_argument, 0, 0}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     for (int i = 1; i < argc - 1; i++)   /* the config file first, so the command line overrides it */
         if (!strcmp(argv[i], "--config") && read_config(o, argv[i + 1]))
             return -1;
@@ -196,7 +207,7 @@ static void free_options(node_options *o) {
 }
 
 int main(int argc, char **argv) {
-    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB};
+    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB, .io_cpu = IO_PIN_DEFAULT};
     if (set_string(&o.listen, DEFAULT_LISTEN) || parse_args(argc, argv, &o)) {
         free_options(&o);
         return 2;
@@ -208,7 +219,8 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     node_config cfg = {.listen = o.listen, .key = o.key, .trust = o.trust, .models = o.models, .cache = o.cache,
                        .threads = (int)o.threads, .max_message = (int64_t)o.max_message_mib << 20,
-                       .max_memory = o.max_memory, .chunk_bytes = (uint32_t)o.chunk_kib * 1024};
+                       .max_memory = o.max_memory, .chunk_bytes = (uint32_t)o.chunk_kib * 1024,
+                       .io_cpu = o.io_cpu};
     char err[1024];
     node_server *s = node_server_new(&cfg, err, sizeof err);
     int rc = 1;

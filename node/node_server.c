@@ -13,6 +13,7 @@
 #include <time.h>
 #include <zmq.h>
 #include "curve.h"
+#include "io_pin.h"
 #include "log.h"
 #include "node_caps.h"
 #include "node_models.h"
@@ -27,6 +28,7 @@
 
 struct node_server {
     void *zctx;                          /* ZeroMQ context (I/O threads) */
+    io_pin *pin;                         /* the CPU that handles messages */
     void *router;                        /* the listening socket */
     curve_zap *zap;                      /* who may connect */
     wire_monitor *mon;                   /* failed handshakes on the router */
@@ -426,7 +428,7 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
                                    {wire_monitor_socket(s->mon), 0, ZMQ_POLLIN, 0},
                                    {s->router, 0, ZMQ_POLLIN, 0},
                                    {s->stage ? node_stage_link_socket(s->stage) : NULL, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, s->stage ? 4 : 3, POLL_MS) < 0) {
+        if (io_pin_poll(s->pin, items, s->stage ? 4 : 3, POLL_MS) < 0) {
             if (errno == EINTR)
                 continue;
             rl_log(RL_LOG_ERROR, "poll: %s", zmq_strerror(errno));
@@ -500,6 +502,8 @@ node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot create a ZeroMQ context: %s", zmq_strerror(errno));
         goto fail;
     }
+    if (!(s->pin = io_pin_new(s->zctx, cfg->io_cpu, err, errlen)))
+        goto fail;
     if (setup_security(s, cfg, err, errlen) || !(s->models = node_models_new(cfg->models, cfg->cache, err, errlen)))
         goto fail;
     node_mem_set_limit(cfg->max_memory);
@@ -512,8 +516,11 @@ node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
         goto fail;
     char fp[CURVE_FP_LEN];
     curve_fingerprint(s->keys.public_key, fp);
-    rl_log(RL_LOG_INFO, "listening on %s, key %s, %zu model files, matvec %.2f GB/s", s->endpoint, fp,
-           node_models_count(s->models), node_caps_matvec(s->caps) / 1e9);
+    char where[32] = "any CPU";
+    if (io_pin_cpu(s->pin) != IO_PIN_NONE)
+        snprintf(where, sizeof where, "CPU %d", io_pin_cpu(s->pin));
+    rl_log(RL_LOG_INFO, "listening on %s, key %s, %zu model files, matvec %.2f GB/s, messages on %s", s->endpoint,
+           fp, node_models_count(s->models), node_caps_matvec(s->caps) / 1e9, where);
     return s;
 fail:
     node_server_destroy(&s);
@@ -535,6 +542,7 @@ void node_server_destroy(node_server **ps) {
     node_caps_destroy(&s->caps);
     if (s->zctx)
         zmq_ctx_term(s->zctx);
+    io_pin_destroy(&s->pin);
     sodium_memzero(&s->keys, sizeof s->keys);
     free(s);
     *ps = NULL;

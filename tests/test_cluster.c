@@ -22,6 +22,7 @@
 #include <string.h>
 #include <zmq.h>
 #include "cluster.h"
+#include "io_pin.h"
 #include "cluster_harness.h"
 #include "curve.h"
 #include "runner.h"
@@ -431,7 +432,13 @@ static void test_node_options(void **state) {
     char listening[64];
     snprintf(listening, sizeof listening, "listening on tcp://127.0.0.1:%d", port);
     expect_in(out, listening);
+    expect_in(out, "messages on CPU ");   /* io_pin's default: the lowest CPU it may use */
     expect_in(out, "stopping");
+    snprintf(cmd, sizeof cmd, RELAIS_NODE_BIN " --config %s --io-cpu 1023 2>&1", conf);
+    assert_int_not_equal(tu_run(cmd, out, sizeof out), 0);
+    expect_in(out, "CPU 1023 is not one this process may run on");
+    assert_int_equal(tu_run(RELAIS_NODE_BIN " --io-cpu first 2>&1", out, sizeof out), 2);
+    expect_in(out, "io-cpu: 'first' is neither a CPU number");
     f = fopen(conf, "a");
     fputs("bogus = 1\n", f);
     fclose(f);
@@ -789,7 +796,7 @@ static int setup(void **state) {
         make_reference(MODEL_NAMES[m], &g_refs[m]);
     if (harness_start(&H, HARNESS_MAX, MODELS))
         return -1;
-    C = cluster_new(H.coord_key, "tcp://127.0.0.1:*", NULL, H.nodes, HARNESS_MAX, err, sizeof err);
+    C = cluster_new(H.coord_key, "tcp://127.0.0.1:*", NULL, IO_PIN_DEFAULT, H.nodes, HARNESS_MAX, err, sizeof err);
     if (!C || (cluster_set_timeouts(C, 20000, 60000, 60000), cluster_hello(C, err, sizeof err))) {
         fprintf(stderr, "cluster: %s\n", err);
         return -1;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cluster_config.h"
+#include "io_pin.h"
 #include "testutil.h"
 
 static char err[1024];
@@ -104,6 +105,26 @@ static void test_defaults_and_advertise(void **state) {
         assert_string_equal(cluster_config_key(c), "/etc/relais/k");
         cluster_config_destroy(&c);
     }
+}
+
+/* coordinator.io_cpu: absent (the lowest CPU), a number, none, or an error at its place. */
+static void test_io_cpu(void **state) {
+    const char *nodes = "nodes: [{address: tcp://h:1, public_key: p}]\n";
+    struct { const char *coord; int cpu; } ok[] = {
+        {"{key: k}", IO_PIN_DEFAULT}, {"{key: k, io_cpu: 3}", 3}, {"{key: k, io_cpu: none}", IO_PIN_NONE}};
+    char text[512];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(text, sizeof text, "coordinator: %s\n%s", ok[i].coord, nodes);
+        cluster_config *c = parse(text);
+        if (!c)
+            fail_msg("%s: %s", text, err);
+        assert_int_equal(cluster_config_io_cpu(c), ok[i].cpu);
+        cluster_config_destroy(&c);
+    }
+    snprintf(text, sizeof text, "coordinator: {key: k, io_cpu: -1}\n%s", nodes);
+    expect_error(text, "c.yaml:1:31: coordinator.io_cpu: '-1' is neither a CPU number");
+    snprintf(text, sizeof text, "coordinator: {key: k, io_cpu: [0]}\n%s", nodes);
+    expect_error(text, "c.yaml:1:31: coordinator.io_cpu: expected a single value");
 }
 
 static void test_structure_errors(void **state) {
@@ -344,6 +365,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_file),
         cmocka_unit_test(test_defaults_and_advertise),
+        cmocka_unit_test(test_io_cpu),
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_endpoint_errors),
         cmocka_unit_test(test_duplicates_and_limits),

@@ -1,0 +1,48 @@
+/* Keeps a process's message handling on one CPU.
+ *
+ * A message that reaches a relais process wakes two threads in turn:
+ * ZeroMQ's I/O thread, which reads the socket, and the thread blocked in
+ * zmq_poll, which it signals. The kernel wakes each on whichever CPU is idle,
+ * and between two tokens every CPU of a pipeline stage is idle. Waking an
+ * idle CPU is the costly part of a hop where idle CPUs halt (virtual
+ * machines whose guests do not poll before halting): on loopback, a ZeroMQ
+ * link after a 40 ms wait took 200-234 us one way with the threads free to
+ * go anywhere, 109-144 us with all of them on one CPU (bench/link_bench.c
+ * under taskset), and the 5 links of a 4-node pipeline together 1.23-1.50 ms
+ * per token against 0.94-0.97 ms with an io_pin (BENCHMARKS.md).
+ *
+ * So the I/O threads of a ZeroMQ context are pinned to one CPU, and the
+ * thread that polls is held on that CPU only while it waits: the wake-ups of
+ * a hop then stay on a CPU that the hop has just kept busy, while the
+ * compute that follows is free to use every core (a compute thread pinned
+ * to a core that another process occupies would hold up every operation). */
+#ifndef RELAIS_IO_PIN_H
+#define RELAIS_IO_PIN_H
+
+#include <stddef.h>
+
+struct zmq_pollitem_t;   /* zmq.h */
+
+#define IO_PIN_NONE (-1)      /* pin nothing */
+#define IO_PIN_DEFAULT (-2)   /* the lowest CPU the calling thread may run on */
+
+typedef struct io_pin io_pin;
+
+/* Parses "none" (IO_PIN_NONE) or a CPU number. 0, or -1 with err. */
+int io_pin_parse(const char *text, int *cpu, char *err, size_t errlen);
+
+/* Pins the I/O threads of zctx, which must not have made a socket yet, to
+ * cpu (a number, IO_PIN_NONE or IO_PIN_DEFAULT), and remembers the CPUs the
+ * calling thread may use now, to give them back after each wait. NULL with
+ * err when cpu is not one of those CPUs or ZeroMQ refuses the setting.
+ * Destroy with io_pin_destroy. */
+io_pin *io_pin_new(void *zctx, int cpu, char *err, size_t errlen);
+void io_pin_destroy(io_pin **p);   /* NULLs *p */
+
+/* The CPU messages are handled on, or IO_PIN_NONE. */
+int io_pin_cpu(const io_pin *p);
+
+/* zmq_poll, with the calling thread on the pinned CPU while it waits. */
+int io_pin_poll(const io_pin *p, struct zmq_pollitem_t *items, int n, long timeout_ms);
+
+#endif
