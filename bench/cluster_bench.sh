@@ -36,8 +36,12 @@
 # runs into compute, links, handling and coordinator per token (the trace
 # lines add a write per Forward and process, a few microseconds).
 #
+# IO_CPU=none (or a CPU number) is given to the nodes as --io-cpu and to the
+# coordinator as the cluster file's io_cpu; unset, both keep their default
+# (proto/io_pin.h), so IO_CPU=none measures what that pinning saves.
+#
 # usage: bench/cluster_bench.sh BUILD_DIR [MODEL.gguf]
-#   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4"), TRACE (0)
+#   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4"), TRACE (0), IO_CPU
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=$(cd "$1" && pwd)
@@ -65,7 +69,7 @@ start_node() {   # I [fresh]: a node without the model; "fresh": with an empty c
     rm -f "$TMP/node$1.log"   # a restarted node's address must not be read from the old log
     "$BUILD/relais-node" --listen 'tcp://127.0.0.1:*' --key "$TMP/node$1.key" \
         --trust "$TMP/trusted" --models "$TMP/empty" --cache "$TMP/cache$1" --threads "$THREADS" \
-        >"$TMP/node$1.log" 2>&1 &
+        ${IO_CPU:+--io-cpu "$IO_CPU"} >"$TMP/node$1.log" 2>&1 &
     PID[$1]=$!
     for _ in $(seq 600); do
         ADDR[$1]=$(sed -n 's/.*listening on \(tcp:[^,]*\),.*/\1/p' "$TMP/node$1.log" 2>/dev/null || true)
@@ -86,6 +90,7 @@ write_yaml() {   # N [FILE]: a cluster file for nodes 1..N ($TMP/cluster.yaml)
         echo "coordinator:"
         echo "  key: $TMP/coordinator.key"
         echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
+        [ -z "${IO_CPU:-}" ] || echo "  io_cpu: $IO_CPU"
         echo "nodes:"
         for i in $(seq "$1"); do printf '  - address: %s\n    public_key: %s\n' "${ADDR[$i]}" "$TMP/node$i.pub"; done
     } >"${2:-$TMP/cluster.yaml}"
