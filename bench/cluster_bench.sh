@@ -20,16 +20,14 @@
 # it is no LAN.
 #
 # Measured (BENCHMARKS.md, "Cluster overhead"): the pipeline's own cost at
-# 4 nodes is ~1 ms per token (min 0.95-0.99, median 1.36-1.40), 2-3% of a
-# 44-49 ms token: 5 links of 110-160 us each at best (protobuf and copies ~6,
-# wake-ups of and hand-offs between the 4 threads ~30, framing and CURVE
-# ~70, loopback TCP ~40), a node's handling of a Forward 10-18 us, the
-# coordinator's work between tokens 20-40 us; each link is at the floor
-# that bench/link_bench.c measures for a ZeroMQ link after a wait. The
-# stages' compute adds up to about 3% more than one process's (medians): a
-# stage sleeps most of each token and starts the next one cold. On 2 shared
-# cores the stages also wait for a core, which is what makes wall-clock
-# ratios swing.
+# 4 nodes is 1.0-1.2 ms per token (median), 2.6-2.9% of a 38-40 ms token:
+# 5 links of 130-230 us each (protobuf and copies ~6, framing and CURVE
+# ~70, loopback TCP ~40, the rest wake-ups of threads on idle CPUs, which
+# io_pin keeps on one CPU: 0.3-0.4 ms more without it), a node's handling
+# of a Forward 10-20 us, the coordinator's work between tokens 20-40 us.
+# The stages' compute adds up to 1-3% more than one process's whole token,
+# as a 1-node cluster's does too. On 2 shared cores the stages also wait
+# for a core, which is what makes wall-clock ratios swing.
 #
 # With TRACE=1 the coordinator and the nodes run with RELAIS_TRACE=1 and,
 # after the table, bench/trace_hops.awk splits each cluster size's latency

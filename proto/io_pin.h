@@ -8,8 +8,8 @@
  * machines whose guests do not poll before halting): on loopback, a ZeroMQ
  * link after a 40 ms wait took 200-234 us one way with the threads free to
  * go anywhere, 109-144 us with all of them on one CPU (bench/link_bench.c
- * under taskset), and the 5 links of a 4-node pipeline together 1.23-1.50 ms
- * per token against 0.94-0.97 ms with an io_pin (BENCHMARKS.md).
+ * under taskset), and the 5 links of a 4-node pipeline together 1.14-1.32 ms
+ * per token against 0.87-1.04 ms with an io_pin (BENCHMARKS.md).
  *
  * So the I/O threads of a ZeroMQ context are pinned to one CPU, and the
  * thread that polls is held on that CPU only while it waits: the wake-ups of
