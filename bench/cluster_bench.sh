@@ -20,11 +20,11 @@
 # it is no LAN.
 #
 # Measured (BENCHMARKS.md, "Cluster overhead"): the pipeline's own cost at
-# 4 nodes is 1.0-1.2 ms per token (median), 2.6-2.9% of a 38-40 ms token:
-# 5 links of 130-230 us each (protobuf and copies ~6, framing and CURVE
-# ~70, loopback TCP ~40, the rest wake-ups of threads on idle CPUs, which
-# io_pin keeps on one CPU: 0.3-0.4 ms more without it), a node's handling
-# of a Forward 10-20 us, the coordinator's work between tokens 20-40 us.
+# 4 nodes is 1.26-1.46 ms per token (median), 3.2-3.6% of a 39-41 ms token:
+# 5 links of 160-310 us each (protobuf and copies ~6, framing and CURVE ~70,
+# loopback TCP ~40, the rest wake-ups of threads on idle CPUs; with
+# IO_CPU=0 130-230 us, 0.3-0.4 ms less in all), a node's handling of a
+# Forward 10-20 us, the coordinator's work between tokens 20-40 us.
 # The stages' compute adds up to 1-3% more than one process's whole token,
 # as a 1-node cluster's does too. On 2 shared cores the stages also wait
 # for a core, which is what makes wall-clock ratios swing.
@@ -34,9 +34,10 @@
 # runs into compute, links, handling and coordinator per token (the trace
 # lines add a write per Forward and process, a few microseconds).
 #
-# IO_CPU=none (or a CPU number) is given to the nodes as --io-cpu and to the
-# coordinator as the cluster file's io_cpu; unset, both keep their default
-# (proto/io_pin.h), so IO_CPU=none measures what that pinning saves.
+# IO_CPU (a CPU number, or none) is given to the nodes as --io-cpu and to
+# the coordinator as the cluster file's io_cpu; unset, both keep their
+# default, none. IO_CPU=0 measures what pinning the message handling saves
+# (proto/io_pin.h).
 #
 # usage: bench/cluster_bench.sh BUILD_DIR [MODEL.gguf]
 #   env: THREADS (1), N (32 tokens), RUNS (5), NODES ("2 4"), TRACE (0), IO_CPU

@@ -10,7 +10,8 @@
 # usage: bench/serve_bench.sh BUILD_DIR [MODEL.gguf]
 #   env: NODES ("0 1 2 4"; 0 = the engine in the server's process),
 #        THREADS (per process; default: cores / nodes, at least 1),
-#        MAX_TOKENS (32), REQS (2), LEVELS ("1 2 4 8 16")
+#        MAX_TOKENS (32), REQS (2), LEVELS ("1 2 4 8 16"),
+#        IO_CPU (the nodes' --io-cpu and the coordinator's io_cpu; unset: none)
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)

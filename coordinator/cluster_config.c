@@ -413,7 +413,7 @@ static int read_coordinator(ctx *c, const ynode *v, const char *base_dir, cluste
         scalar_field(c, v, vals[3], "coordinator", "io_cpu", false, &io_cpu))
         return -1;
     char why[128];
-    cfg->io_cpu = IO_PIN_DEFAULT;
+    cfg->io_cpu = IO_PIN_NONE;
     if (io_cpu && io_pin_parse(io_cpu, &cfg->io_cpu, why, sizeof why))
         return fail_at(c, vals[3]->line, vals[3]->col, "coordinator.io_cpu: %s", why);
     if (listen && endpoint_field(c, vals[1], "coordinator.listen", true, &le))

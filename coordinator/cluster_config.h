@@ -45,7 +45,7 @@ void cluster_config_destroy(cluster_config **c);   /* NULLs *c */
 const char *cluster_config_key(const cluster_config *c);        /* coordinator's secret cert, resolved */
 const char *cluster_config_listen(const cluster_config *c);     /* result endpoint to bind */
 const char *cluster_config_advertise(const cluster_config *c);  /* result endpoint as nodes reach it */
-/* The CPU that handles messages: a number, IO_PIN_NONE or (absent) IO_PIN_DEFAULT (io_pin.h). */
+/* The CPU that handles messages (io_pin.h), or IO_PIN_NONE (also when absent). */
 int cluster_config_io_cpu(const cluster_config *c);
 uint32_t cluster_config_n_nodes(const cluster_config *c);       /* 1..CLUSTER_MAX_NODES */
 /* Node i; NULL past the end. The nodes are one array: node 0 points at all of them. */

@@ -50,8 +50,8 @@ static void usage(FILE *out) {
             "                      default: what the machine has available)\n"
             "  --weight-chunk-kib N  chunk size asked for when this node receives its slice from the\n"
             "                      coordinator because it lacks the model file (default %d)\n"
-            "  --io-cpu CPU|none   the CPU that receives and sends messages (default: the lowest this\n"
-            "                      process may use); compute still uses every core\n"
+            "  --io-cpu CPU|none   receive and send messages on one CPU (default: none); saves wake-ups\n"
+            "                      of idle CPUs per hop where they are slow (VMs); compute uses every core\n"
             "  --config FILE       read options from FILE first; the command line overrides it\n"
             "  -h, --help          this text\n\n"
             "Config file: one `name = value` per line, names as the long options without the dashes,\n"
@@ -207,7 +207,7 @@ static void free_options(node_options *o) {
 }
 
 int main(int argc, char **argv) {
-    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB, .io_cpu = IO_PIN_DEFAULT};
+    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB, .io_cpu = IO_PIN_NONE};
     if (set_string(&o.listen, DEFAULT_LISTEN) || parse_args(argc, argv, &o)) {
         free_options(&o);
         return 2;

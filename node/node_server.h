@@ -24,7 +24,7 @@ typedef struct {
     int64_t max_message;    /* inbound message limit in bytes */
     uint64_t max_memory;    /* the most RAM this node offers for weights and KV; 0: what the machine has free */
     uint32_t chunk_bytes;   /* weight transfer: data bytes per chunk asked for (below max_message) */
-    int io_cpu;             /* the CPU that handles messages (io_pin.h): a number, IO_PIN_NONE or IO_PIN_DEFAULT */
+    int io_cpu;             /* the CPU that handles messages (io_pin.h), or IO_PIN_NONE */
 } node_config;
 
 typedef struct node_server node_server;

@@ -54,9 +54,6 @@ io_pin *io_pin_new(void *zctx, int cpu, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot read this thread's CPUs: %s", strerror(errno));
         goto fail;
     }
-    if (cpu == IO_PIN_DEFAULT)
-        for (cpu = 0; cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, &p->allowed); cpu++)
-            ;
     if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &p->allowed)) {
         char cpus[256];
         describe(&p->allowed, cpus, sizeof cpus);

@@ -1,4 +1,4 @@
-/* Keeps a process's message handling on one CPU.
+/* Keeps a process's message handling on one CPU, when asked to.
  *
  * A message that reaches a relais process wakes two threads in turn:
  * ZeroMQ's I/O thread, which reads the socket, and the thread blocked in
@@ -7,15 +7,22 @@
  * idle CPU is the costly part of a hop where idle CPUs halt (virtual
  * machines whose guests do not poll before halting): on loopback, a ZeroMQ
  * link after a 40 ms wait took 200-234 us one way with the threads free to
- * go anywhere, 109-144 us with all of them on one CPU (bench/link_bench.c
- * under taskset), and the 5 links of a 4-node pipeline together 1.14-1.32 ms
- * per token against 0.87-1.04 ms with an io_pin (BENCHMARKS.md).
+ * go anywhere, 126-144 us with all of them on one CPU (bench/link_bench.c
+ * under taskset).
  *
- * So the I/O threads of a ZeroMQ context are pinned to one CPU, and the
- * thread that polls is held on that CPU only while it waits: the wake-ups of
- * a hop then stay on a CPU that the hop has just kept busy, while the
- * compute that follows is free to use every core (a compute thread pinned
- * to a core that another process occupies would hold up every operation). */
+ * So the I/O threads of a ZeroMQ context go to one CPU, and the thread that
+ * polls is held on that CPU only while it waits; the compute that follows is
+ * free to use every core. Both halves are needed: the I/O threads alone on
+ * one CPU saved nothing measurable. The 5 links of a 4-node pipeline on one
+ * machine took 0.87-1.04 ms per token instead of 1.14-1.32 (BENCHMARKS.md).
+ *
+ * It is not the default, because a thread held on one CPU must wait for that
+ * CPU: with several nodes on one machine serving concurrent requests, their
+ * stages compute at the same time, and a poller woken while another node
+ * computes on its CPU waits for it. bench/serve_bench.sh with 2 and 4 nodes
+ * on this 2-CPU machine served 7-14% fewer tokens/s at 4 and 16 concurrent
+ * requests pinned than not. One node per machine, or one request at a time,
+ * has no such cost. */
 #ifndef RELAIS_IO_PIN_H
 #define RELAIS_IO_PIN_H
 
@@ -23,8 +30,7 @@
 
 struct zmq_pollitem_t;   /* zmq.h */
 
-#define IO_PIN_NONE (-1)      /* pin nothing */
-#define IO_PIN_DEFAULT (-2)   /* the lowest CPU the calling thread may run on */
+#define IO_PIN_NONE (-1)   /* pin nothing: the default */
 
 typedef struct io_pin io_pin;
 
@@ -32,7 +38,7 @@ typedef struct io_pin io_pin;
 int io_pin_parse(const char *text, int *cpu, char *err, size_t errlen);
 
 /* Pins the I/O threads of zctx, which must not have made a socket yet, to
- * cpu (a number, IO_PIN_NONE or IO_PIN_DEFAULT), and remembers the CPUs the
+ * cpu (a number, or IO_PIN_NONE for nothing), and remembers the CPUs the
  * calling thread may use now, to give them back after each wait. NULL with
  * err when cpu is not one of those CPUs or ZeroMQ refuses the setting.
  * Destroy with io_pin_destroy. */

@@ -40,7 +40,8 @@ stop_servers() {
 # start_nodes NAME N MODELS_DIR : N relais-node processes on free loopback
 # ports serving MODELS_DIR, with keys from `relais keygen`, and
 # $TMP/NAME.yaml, the cluster file naming them in order (NODE_BIN is the
-# relais-node binary). stop_nodes fails the test for a node that does not
+# relais-node binary; IO_CPU, when set, is the nodes' --io-cpu and the
+# coordinator's io_cpu). stop_nodes fails the test for a node that does not
 # exit cleanly.
 NODE_PIDS=()
 free_port() {
@@ -53,12 +54,15 @@ start_nodes() {
         "$RELAIS" keygen -o "$TMP/coordinator" >/dev/null
         cp "$TMP/coordinator.pub" "$TMP/trusted/"
     fi
-    printf 'coordinator:\n  key: %s\n  listen: tcp://127.0.0.1:%s\nnodes:\n' "$TMP/coordinator.key" "$(free_port)" \
+    printf 'coordinator:\n  key: %s\n  listen: tcp://127.0.0.1:%s\n' "$TMP/coordinator.key" "$(free_port)" \
         >"$TMP/$name.yaml"
+    [ -z "${IO_CPU:-}" ] || printf '  io_cpu: %s\n' "$IO_CPU" >>"$TMP/$name.yaml"
+    echo "nodes:" >>"$TMP/$name.yaml"
     for i in $(seq "$n"); do
         "$RELAIS" keygen -o "$TMP/$name-node$i" >/dev/null
         "$NODE_BIN" --listen tcp://127.0.0.1:0 --key "$TMP/$name-node$i.key" --trust "$TMP/trusted" \
-            --models "$models" --cache "$TMP/$name-cache$i" --threads 1 >"$TMP/$name-node$i.log" 2>&1 &
+            --models "$models" --cache "$TMP/$name-cache$i" --threads 1 ${IO_CPU:+--io-cpu "$IO_CPU"} \
+            >"$TMP/$name-node$i.log" 2>&1 &
         NODE_PIDS+=($!)
         ep=
         for _ in $(seq 300); do

@@ -107,11 +107,11 @@ static void test_defaults_and_advertise(void **state) {
     }
 }
 
-/* coordinator.io_cpu: absent (the lowest CPU), a number, none, or an error at its place. */
+/* coordinator.io_cpu: absent (none), a number, none, or an error at its place. */
 static void test_io_cpu(void **state) {
     const char *nodes = "nodes: [{address: tcp://h:1, public_key: p}]\n";
     struct { const char *coord; int cpu; } ok[] = {
-        {"{key: k}", IO_PIN_DEFAULT}, {"{key: k, io_cpu: 3}", 3}, {"{key: k, io_cpu: none}", IO_PIN_NONE}};
+        {"{key: k}", IO_PIN_NONE}, {"{key: k, io_cpu: 3}", 3}, {"{key: k, io_cpu: none}", IO_PIN_NONE}};
     char text[512];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         snprintf(text, sizeof text, "coordinator: %s\n%s", ok[i].coord, nodes);

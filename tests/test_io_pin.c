@@ -147,7 +147,7 @@ static void test_pinned(void **state) {
 
     void *ctx = zmq_ctx_new();
     char err[256];
-    io_pin *p = io_pin_new(ctx, IO_PIN_DEFAULT, err, sizeof err);
+    io_pin *p = io_pin_new(ctx, lowest_cpu(&mine), err, sizeof err);
     assert_non_null(p);
     assert_int_equal(io_pin_cpu(p), lowest_cpu(&mine));
     void *sock = zmq_socket(ctx, ZMQ_PULL);   /* starts the I/O thread */
