@@ -137,57 +137,47 @@ static void poll_and_watch(io_pin *p, void *sock, char *during, char *after) {
     allowed_list(my_tid(), after, 64);
 }
 
-static void test_pinned(void **state) {
-    (void)state;
-    cpu_set_t mine;
-    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
-    char before[64], want[16], during[64], after[64], io[8][64];
+/* An io_pin on cpu (or IO_PIN_NONE) with a socket that starts the I/O
+ * thread: the lists of the I/O threads and of this thread while it polls
+ * must be `want` (NULL: this thread's list before, as nothing is pinned),
+ * and this thread's list after the poll what it was before. */
+static void check_pin(int cpu, const char *want) {
+    char before[64], during[64], after[64], io[8][64];
     allowed_list(my_tid(), before, sizeof before);
-    snprintf(want, sizeof want, "%d", lowest_cpu(&mine));
-
+    if (!want)
+        want = before;
     void *ctx = zmq_ctx_new();
     char err[256];
-    io_pin *p = io_pin_new(ctx, lowest_cpu(&mine), err, sizeof err);
+    io_pin *p = io_pin_new(ctx, cpu, err, sizeof err);
     assert_non_null(p);
-    assert_int_equal(io_pin_cpu(p), lowest_cpu(&mine));
-    void *sock = zmq_socket(ctx, ZMQ_PULL);   /* starts the I/O thread */
+    assert_int_equal(io_pin_cpu(p), cpu);
+    void *sock = zmq_socket(ctx, ZMQ_PULL);
     assert_int_equal(zmq_bind(sock, "tcp://127.0.0.1:*"), 0);
     int n = io_thread_lists(io, 8, want);
     assert_true(n >= 1);
     for (int i = 0; i < n; i++)
         assert_string_equal(io[i], want);
-
     poll_and_watch(p, sock, during, after);
     assert_string_equal(during, want);
     assert_string_equal(after, before);
-
     zmq_close(sock);
     zmq_ctx_term(ctx);
     io_pin_destroy(&p);
     assert_null(p);
 }
 
+static void test_pinned(void **state) {
+    (void)state;
+    cpu_set_t mine;
+    assert_int_equal(sched_getaffinity(0, sizeof mine, &mine), 0);
+    char want[16];
+    snprintf(want, sizeof want, "%d", lowest_cpu(&mine));
+    check_pin(lowest_cpu(&mine), want);
+}
+
 static void test_none(void **state) {
     (void)state;
-    char before[64], during[64], after[64], io[8][64];
-    allowed_list(my_tid(), before, sizeof before);
-    void *ctx = zmq_ctx_new();
-    char err[256];
-    io_pin *p = io_pin_new(ctx, IO_PIN_NONE, err, sizeof err);
-    assert_non_null(p);
-    assert_int_equal(io_pin_cpu(p), IO_PIN_NONE);
-    void *sock = zmq_socket(ctx, ZMQ_PULL);
-    assert_int_equal(zmq_bind(sock, "tcp://127.0.0.1:*"), 0);
-    int n = io_thread_lists(io, 8, before);
-    assert_true(n >= 1);
-    for (int i = 0; i < n; i++)
-        assert_string_equal(io[i], before);
-    poll_and_watch(p, sock, during, after);
-    assert_string_equal(during, before);
-    assert_string_equal(after, before);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
-    io_pin_destroy(&p);
+    check_pin(IO_PIN_NONE, NULL);
 }
 
 int main(void) {
