@@ -25,10 +25,10 @@
 # loopback TCP ~40, the rest wake-ups of threads on idle CPUs; with
 # IO_CPU=0 130-230 us, 0.3-0.4 ms less in all), a node's handling of a
 # Forward 10-20 us, the coordinator's work between tokens 20-40 us.
-# The stages' compute adds up to 1-3% more than one process's whole token;
-# a process keeps the speed it started with (a restarted node can be 4%
-# faster), and on 2 shared cores the stages also wait for a core, which is
-# what makes wall-clock ratios swing.
+# The stages' compute adds up to 1-3% more than one process's whole token
+# (the same code and memory layout; a restarted node was once 4% faster,
+# cause not found), and on 2 shared cores the stages also wait for a core,
+# which is what makes wall-clock ratios swing.
 #
 # With TRACE=1 the coordinator and the nodes run with RELAIS_TRACE=1 and,
 # after the table, bench/trace_hops.awk splits each cluster size's latency
