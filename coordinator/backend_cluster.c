@@ -100,10 +100,8 @@ static int recover(cluster_backend *cb, uint32_t n, const cluster_sampling *s, r
     bool answered[CLUSTER_MAX_NODES];
     int rc = -1;
     for (uint32_t tries = 0; rc && cluster_lost(cb->cluster)[0] && tries < cluster_n_nodes(cb->cluster); tries++) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", err);
         job.reached = false;
-        rc = cluster_recover(cb->cluster, &cb->co, &cb->ro, 1, why, answered, replay_one, &job, err, errlen);
+        rc = cluster_recover(cb->cluster, &cb->co, &cb->ro, 1, err, answered, replay_one, &job, err, errlen);
         if (rc && !job.reached)
             break;
     }

@@ -89,7 +89,7 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, const rl_runner_
 int cluster_recover(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *ro, uint32_t max_sessions,
                     const char *why, bool *answered, cluster_replay_fn replay, void *ud, char *err, size_t errlen) {
     char lost[256], why_not[512];
-    snprintf(lost, sizeof lost, "%s", why);   /* `why` may be the cluster's own, which the re-plan rewrites */
+    snprintf(lost, sizeof lost, "%s", why);   /* `why` may be err, or the cluster's own, which the re-plan rewrites */
     rl_log(RL_LOG_WARN, "%s: re-planning over the nodes that answer", lost);
     int rc = rl_cluster_replan(c, o, ro, max_sessions, answered, why_not, sizeof why_not);
     for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(c); i++)

@@ -51,7 +51,8 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, const rl_runner_
  * 0, or -1 with err. */
 typedef int (*cluster_replay_fn)(void *ud, const bool *answered, char *err, size_t errlen);
 
-/* After the pipeline was lost (why): logs it, re-plans over the nodes that
+/* After the pipeline was lost (why, which may be err or the cluster's own
+ * reason: it is copied first): logs it, re-plans over the nodes that
  * answer (answered[i], n_nodes flags, says who did; --layers gives way to
  * the planner when some did not), names those left out, runs replay(ud) and
  * logs the new pipeline. 0, or -1 with err ("why; the re-plan failed: ..."):

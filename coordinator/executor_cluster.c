@@ -180,11 +180,8 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         return -1;
     }
     readmit(x);
-    if (cluster_lost(x->c)[0]) {   /* lost while idle, or an earlier re-plan failed: try again */
-        char why[256];
-        snprintf(why, sizeof why, "%s", cluster_lost(x->c));
-        recover(x, why);
-    }
+    if (cluster_lost(x->c)[0])   /* lost while idle, or an earlier re-plan failed: try again */
+        recover(x, cluster_lost(x->c));
     cflight *f = &x->ring[(x->head + x->count) % base->depth];
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++) {
