@@ -17,11 +17,12 @@
 #   bench/run_bench.sh --from FILE     (the table again from a --raw FILE)
 set -euo pipefail
 
-threads=2 rounds=5 relais=build/relais modes=mmap llama_reps=3 raw= from=
+threads=2 rounds=5 relais=build/relais modes=mmap llama_reps=3 n_gen=64 raw= from=
 while [ $# -gt 0 ]; do
   case "$1" in
     -t) threads=$2; shift 2 ;;
     -r) rounds=$2; shift 2 ;;
+    -n) n_gen=$2; shift 2 ;;
     -b) relais=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --no-mmap) modes=no-mmap; shift ;;
@@ -54,6 +55,9 @@ wait_idle() {
   return 0
 }
 
+# llama-bench's log goes to stderr, a page per run.
+quiet() { "$@" 2>/dev/null; }
+
 # record KIND FILE MODE COMMAND...: one JSON line of the command's output.
 record() {
   local kind=$1 file=$2 mode=$3
@@ -69,11 +73,20 @@ for round in $(seq "$rounds"); do
     for mode in $modes; do
       load=(); mmp=1
       [ "$mode" = no-mmap ] && load=(--no-mmap) mmp=0
-      record relais "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 64 -n 32 -r 3 --probe --json "${load[@]}"
+      short_relais=(record relais "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 64 -n "$n_gen" -r 3 --probe --json "${load[@]}")
+      short_llama=(record llama "$m" "$mode" quiet "${LLAMA_BENCH:-}" -m "$m" -t "$threads" -p 64 -n "$n_gen" -r "$llama_reps" -mmp "$mmp" -o json)
+      # Decode and pp64 of the two programs back to back, so that a pair
+      # sees the same host; which goes first alternates with the round.
+      if [ -z "${LLAMA_BENCH:-}" ]; then
+        "${short_relais[@]}"
+      elif [ $((round % 2)) = 1 ]; then
+        "${short_relais[@]}"; "${short_llama[@]}"
+      else
+        "${short_llama[@]}"; "${short_relais[@]}"
+      fi
       record relais512 "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 512 -n 0 -r 1 --json "${load[@]}"
       if [ -n "${LLAMA_BENCH:-}" ]; then
-        record llama "$m" "$mode" "$LLAMA_BENCH" -m "$m" -t "$threads" -p 64,512 -n 32 -r "$llama_reps" -mmp "$mmp" \
-          -o json 2>/dev/null
+        record llama "$m" "$mode" quiet "$LLAMA_BENCH" -m "$m" -t "$threads" -p 512 -n 0 -r "$llama_reps" -mmp "$mmp" -o json
       fi
     done
   done
@@ -90,11 +103,11 @@ print()
 head = ("| model | load | file MiB | tg t/s | pp64 t/s | pp512 t/s | tg GB/s | probe GB/s | tg/probe "
         "| peak RSS MiB | RSS target MiB |")
 if llama:
-    head += " llama tg | llama pp64 | llama pp512 | tg ratio (>= 1.1) | pp64 ratio (>= 1.0) | pp512 ratio (>= 1.0) |"
+    head += (" llama tg | llama pp64 | llama pp512 | tg ratio, paired (>= 1.1) | paired quartiles "
+             "| tg ratio of medians | pp64 ratio (>= 1.0) | pp512 ratio (>= 1.0) |")
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
-def ratio(a, b, target):
-    r = a / b if b else float('nan')
+def ratio(r, target):
     return f"{r:.2f}" + ("" if r >= target else " short")
 for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
     sel = lambda kind: [r['r'] for r in rows if r['file'] == f and r['mode'] == mode and r['kind'] == kind]
@@ -107,10 +120,15 @@ for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
             f"{bw:.1f} | {probe:.1f} | {bw / probe:.0%} | {rss:.0f}{'' if rss <= target else ' over'} | {target:.0f} |")
     if llama:
         ll = [t for r in sel('llama') for t in r]
-        ltg = med([t['avg_ts'] for t in ll if t['n_gen'] > 0])
+        ltgs = [t['avg_ts'] for t in ll if t['n_gen'] > 0]
+        ltg = med(ltgs)
         lpp = med([t['avg_ts'] for t in ll if t['n_prompt'] == 64])
         lpp5 = med([t['avg_ts'] for t in ll if t['n_prompt'] == 512])
-        line += (f" {ltg:.2f} | {lpp:.1f} | {lpp5:.1f} | {ratio(tg, ltg, 1.1)} | {ratio(pp, lpp, 1.0)} | "
-                 f"{ratio(pp5, lpp5, 1.0)} |")
+        # The k-th relais decode run against the k-th llama.cpp one: each
+        # round runs the two back to back, so a pair shares the host's state.
+        pairs = sorted(r['tg_tps'] / l for r, l in zip(rr, ltgs))
+        q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+        line += (f" {ltg:.2f} | {lpp:.1f} | {lpp5:.1f} | {ratio(med(pairs), 1.1)} | {q[0]:.2f}-{q[2]:.2f} | "
+                 f"{tg / ltg:.2f} | {ratio(pp / lpp, 1.0)} | {ratio(pp5 / lpp5, 1.0)} |")
     print(line)
 EOF
