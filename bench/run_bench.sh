@@ -4,16 +4,21 @@
 # bandwidth against a streaming-read probe, and peak RSS against the memory
 # target (file + KV + 100 MiB), from `relais bench --json`. With LLAMA_BENCH
 # set to a llama-bench binary, the same files are also run through llama.cpp
-# (-mmp 1 for mmap, -mmp 0 for no-mmap), alternating with relais round by
-# round, and the ratios printed against the targets (tg >= 1.1x, pp >= 1.0x;
-# a ratio short of its target is marked "short").
+# (-mmp 1 for mmap, -mmp 0 for no-mmap) and the ratios printed against the
+# targets (tg >= 1.1x, pp >= 1.0x; a ratio short of its target is marked
+# "short"), with llama.cpp's decode bandwidth: its tg times the bytes relais
+# reads per token, which are the same weights.
 #
-# The machine is shared and noisy: every figure is the median of ROUNDS
-# rounds, and each run first waits (up to IDLE_WAIT seconds, default 60)
-# for the CPUs to be at least 90% idle over one second.
+# The machine is shared and its memory bandwidth changes within seconds (a
+# host that streams 44 GB/s can stream 80 a second later), so each round runs
+# the two programs' decode back to back, the one that goes first alternating
+# with the round, and the tg ratio is the median of those paired ratios;
+# the ratio of the medians is printed beside it. Every run first waits (up to
+# IDLE_WAIT seconds, default 60) for the CPUs to be at least 90% idle over
+# one second.
 #
-#   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-b RELAIS] [--modes "mmap no-mmap"]
-#                      [--llama-reps N] [--raw FILE] MODEL.gguf...
+#   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-n DECODE_TOKENS] [-b RELAIS]
+#                      [--modes "mmap no-mmap"] [--llama-reps N] [--raw FILE] MODEL.gguf...
 #   bench/run_bench.sh --from FILE     (the table again from a --raw FILE)
 set -euo pipefail
 
@@ -29,11 +34,11 @@ while [ $# -gt 0 ]; do
     --llama-reps) llama_reps=$2; shift 2 ;;
     --raw) raw=$2; shift 2 ;;
     --from) from=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -gt 0 ] || [ -n "$from" ] || { echo "usage: bench/run_bench.sh [-t N] [-r N] [-b RELAIS] [--modes LIST] [--llama-reps N] MODEL.gguf..." >&2; exit 2; }
+[ $# -gt 0 ] || [ -n "$from" ] || { echo "usage: bench/run_bench.sh [-t N] [-r N] [-n N] [-b RELAIS] [--modes LIST] [--llama-reps N] MODEL.gguf..." >&2; exit 2; }
 for mode in $modes; do
   case "$mode" in mmap|no-mmap) ;; *) echo "run_bench.sh: unknown load mode '$mode' (mmap, no-mmap)" >&2; exit 2 ;; esac
 done
@@ -97,16 +102,19 @@ import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 med = lambda xs: statistics.median(xs) if xs else float('nan')
 llama = [t for r in rows if r['kind'] == 'llama' for t in r['r']]
-print(f"threads: {sys.argv[2]}, rounds: {max(r['round'] for r in rows)} (medians)"
+first = (rows[0]['file'], rows[0]['mode'])
+n_rounds = sum(1 for r in rows if r['kind'] == 'relais' and (r['file'], r['mode']) == first)
+print(f"threads: {sys.argv[2]}, rounds: {n_rounds} (medians)"
       + (f"; llama.cpp build {llama[0].get('build_number', '?')} ({llama[0].get('build_commit', '?')})" if llama else ""))
 print()
 head = ("| model | load | file MiB | tg t/s | pp64 t/s | pp512 t/s | tg GB/s | probe GB/s | tg/probe "
         "| peak RSS MiB | RSS target MiB |")
 if llama:
-    head += (" llama tg | llama pp64 | llama pp512 | tg ratio, paired (>= 1.1) | paired quartiles "
+    head += (" llama tg | llama tg GB/s | llama pp64 | llama pp512 | tg ratio, paired (>= 1.1) | paired quartiles "
              "| tg ratio of medians | pp64 ratio (>= 1.0) | pp512 ratio (>= 1.0) |")
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
+by_round = []
 def ratio(r, target):
     return f"{r:.2f}" + ("" if r >= target else " short")
 for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
@@ -115,6 +123,7 @@ for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
     tg, pp, pp5 = med([r['tg_tps'] for r in rr]), med([r['pp_tps'] for r in rr]), med([r['pp_tps'] for r in r5])
     bw, probe = med([r['tg_gbps'] for r in rr]), med([r['probe_gbps'] for r in rr])
     rss = max(r['peak_rss_mb'] for r in rr + r5)
+    bpt = rr[0]['bytes_per_token'] / 1e9
     target = (rr[0]['file_bytes'] + max(r['kv_bytes'] for r in rr + r5)) / 2**20 + 100
     line = (f"| {os.path.basename(f)} | {mode} | {rr[0]['file_bytes'] / 2**20:.0f} | {tg:.2f} | {pp:.1f} | {pp5:.1f} | "
             f"{bw:.1f} | {probe:.1f} | {bw / probe:.0%} | {rss:.0f}{'' if rss <= target else ' over'} | {target:.0f} |")
@@ -128,7 +137,17 @@ for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
         # round runs the two back to back, so a pair shares the host's state.
         pairs = sorted(r['tg_tps'] / l for r, l in zip(rr, ltgs))
         q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
-        line += (f" {ltg:.2f} | {lpp:.1f} | {lpp5:.1f} | {ratio(med(pairs), 1.1)} | {q[0]:.2f}-{q[2]:.2f} | "
-                 f"{tg / ltg:.2f} | {ratio(pp / lpp, 1.0)} | {ratio(pp5 / lpp5, 1.0)} |")
+        line += (f" {ltg:.2f} | {ltg * bpt:.1f} | {lpp:.1f} | {lpp5:.1f} | {ratio(med(pairs), 1.1)} | "
+                 f"{q[0]:.2f}-{q[2]:.2f} | {tg / ltg:.2f} | {ratio(pp / lpp, 1.0)} | {ratio(pp5 / lpp5, 1.0)} |")
+        by_round.append(f"| {os.path.basename(f)} | {mode} | "
+                        + " ".join(f"{r['tg_tps'] / l:.2f} ({r['tg_tps'] * bpt:.0f}:{l * bpt:.0f})" for r, l in zip(rr, ltgs))
+                        + " |")
     print(line)
+if by_round:
+    print()
+    print("Decode round by round: relais / llama.cpp tg ratio (relais GB/s : llama.cpp GB/s, the same bytes per token)")
+    print()
+    print("| model | load | pairs in run order |")
+    print("|---|---|---|")
+    print("\n".join(by_round))
 EOF
