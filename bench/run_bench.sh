@@ -115,6 +115,7 @@ if llama:
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
 by_round = []
+div = lambda a, b: a / b if b else float('nan')
 def ratio(r, target):
     return f"{r:.2f}" + ("" if r >= target else " short")
 for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
@@ -135,13 +136,14 @@ for f, mode in dict.fromkeys((r['file'], r['mode']) for r in rows):
         lpp5 = med([t['avg_ts'] for t in ll if t['n_prompt'] == 512])
         # The k-th relais decode run against the k-th llama.cpp one: each
         # round runs the two back to back, so a pair shares the host's state.
-        pairs = sorted(r['tg_tps'] / l for r, l in zip(rr, ltgs))
-        q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
-        line += (f" {ltg:.2f} | {ltg * bpt:.1f} | {lpp:.1f} | {lpp5:.1f} | {ratio(med(pairs), 1.1)} | "
-                 f"{q[0]:.2f}-{q[2]:.2f} | {tg / ltg:.2f} | {ratio(pp / lpp, 1.0)} | {ratio(pp5 / lpp5, 1.0)} |")
+        pairs = [(r['tg_tps'], l, div(r['tg_tps'], l)) for r, l in zip(rr, ltgs)]
+        ratios = sorted(x for _, _, x in pairs)
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        line += (f" {ltg:.2f} | {ltg * bpt:.1f} | {lpp:.1f} | {lpp5:.1f} | {ratio(med(ratios), 1.1)} | "
+                 f"{q[0]:.2f}-{q[2]:.2f} | {div(tg, ltg):.2f} | {ratio(div(pp, lpp), 1.0)} | "
+                 f"{ratio(div(pp5, lpp5), 1.0)} |")
         by_round.append(f"| {os.path.basename(f)} | {mode} | "
-                        + " ".join(f"{r['tg_tps'] / l:.2f} ({r['tg_tps'] * bpt:.0f}:{l * bpt:.0f})" for r, l in zip(rr, ltgs))
-                        + " |")
+                        + " ".join(f"{x:.2f} ({a * bpt:.0f}:{l * bpt:.0f})" for a, l, x in pairs) + " |")
     print(line)
 if by_round:
     print()
