@@ -172,7 +172,10 @@ static void test_all_shared_models_open(void **state)
         gguf_file *f = open_ok(g.gl_pathv[i]);
         gguf_str arch;
         assert_true(gguf_get_str(f, "general.architecture", &arch));
-        assert_true(str_is(arch, "llama") || str_is(arch, "gpt2"));
+        /* Vocab-only files say gpt2 or llama; model files llama or
+         * mistral3 (Ministral 3): every architecture the shared folder holds
+         * must at least open and read consistently. */
+        assert_true(str_is(arch, "llama") || str_is(arch, "gpt2") || str_is(arch, "mistral3"));
         gguf_type elem;
         uint64_t n;
         assert_true(gguf_get_arr(f, "tokenizer.ggml.tokens", &elem, &n, NULL));
