@@ -19,6 +19,7 @@
 #include <time.h>
 #include "http_server.h"
 #include "tool_calls.h"
+#include "util.h"
 
 #define WAIT_SLICE_MS 100
 
@@ -46,12 +47,6 @@ typedef struct {
     size_t pend_len, pend_off;
 } gen;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void gen_release(gen *g) {
     pthread_mutex_lock(&g->lock);
     int left = --g->refs;
@@ -72,7 +67,7 @@ static bool on_token(void *ud, int32_t id) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
     if (g->n_gen++ == 0)
-        rl_metrics_ttft(g->app->metrics, now_s() - g->t_submit);
+        rl_metrics_ttft(g->app->metrics, rl_now_s() - g->t_submit);
     bool go_on = rl_oai_out_feed(g->out, id);
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
@@ -338,7 +333,7 @@ static int submit(gen *g, rl_oai_err *e) {
     const rl_oai_req *q = &g->req;
     rl_sched_req sr = {.prompt = q->prompt, .n_prompt = (uint32_t)q->n_prompt, .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling, .sink = {on_token, on_done, g}};
-    g->t_submit = now_s();
+    g->t_submit = rl_now_s();
     g->refs++;   /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
     if (rc == RL_SCHED_OK)

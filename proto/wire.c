@@ -11,7 +11,7 @@
 #include <string.h>
 #include <zmq.h>
 #include "curve.h"
-#include "quant.h"
+#include "fp16.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the wire carries little-endian floats as they lie in memory; a big-endian port must byte-swap them"
