@@ -247,7 +247,25 @@ struct curve_zap {
     zap_entry *allowed;     /* (n_allowed) admitted keys and their roles */
     size_t n_allowed, cap;
     char refusal[160];      /* the reason logged for an unknown key */
+    double last_refusal_s;  /* when a refusal was last logged (rl_now_s) */
+    unsigned suppressed;    /* refusals not logged since then */
 };
+
+/* At most one refusal line per REFUSAL_LOG_GAP_S: a peer retrying with the
+ * wrong key (or someone scanning the port) must not fill the disk. The next
+ * line logged says how many were left out. Returns whether to log now. */
+#define REFUSAL_LOG_GAP_S 5.0
+static bool refusal_log_due(curve_zap *z, unsigned *left_out) {
+    const double now = rl_now_s();
+    if (z->last_refusal_s > 0 && now - z->last_refusal_s < REFUSAL_LOG_GAP_S) {
+        z->suppressed++;
+        return false;
+    }
+    *left_out = z->suppressed;
+    z->suppressed = 0;
+    z->last_refusal_s = now;
+    return true;
+}
 
 curve_zap *curve_zap_new(void *zctx, const char *refusal, char *err, size_t errlen) {
     curve_zap *z = calloc(1, sizeof *z);
@@ -407,7 +425,10 @@ static void decide(curve_zap *z, zmq_msg_t *frames, int n) {
         curve_fingerprint(key, fp);
     }
     if (strcmp(mech, "CURVE") || !key) {
-        rl_log(RL_LOG_WARN, "refused a %s peer from %s: only CURVE peers are admitted", mech, address);
+        unsigned left_out;
+        if (refusal_log_due(z, &left_out))
+            rl_log(RL_LOG_WARN, "refused a %s peer from %s: only CURVE peers are admitted (%u refusals not logged "
+                   "since the last line)", mech, address, left_out);
         reply(z, &frames[ZAP_REQUEST_ID], "400", "CURVE required", "", NULL);
         return;
     }
@@ -415,7 +436,10 @@ static void decide(curve_zap *z, zmq_msg_t *frames, int n) {
     if (!*role) {
         char z85[41];
         zmq_z85_encode(z85, key, CURVE_KEY_BYTES);
-        rl_log(RL_LOG_WARN, "refused a peer from %s with key %s (%s): %s", address, fp, z85, z->refusal);
+        unsigned left_out;
+        if (refusal_log_due(z, &left_out))
+            rl_log(RL_LOG_WARN, "refused a peer from %s with key %s (%s): %s (%u refusals not logged since the "
+                   "last line)", address, fp, z85, z->refusal, left_out);
         reply(z, &frames[ZAP_REQUEST_ID], "400", "key not admitted", "", NULL);
         return;
     }

@@ -2,7 +2,8 @@
  * certificate is created private whatever the umask and never through a
  * planted symlink; one that group or others can read is refused at load
  * with the chmod that fixes it; a trust folder that holds a secret key (a
- * .pub with a secret in it, or a .key) is refused rather than trusted. */
+ * .pub with a secret in it, or a .key) is refused rather than trusted; a
+ * peer knocking with an unknown key is logged at most once per interval. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,12 +116,79 @@ static void test_trust_folder_refuses_secrets(void **state) {
     trust_with("keyfile", false, -1);
 }
 
+/* One ZAP request for a CURVE peer with `key`, as libzmq sends it, answered
+ * by the handler; returns the status code ("200" or "400"). */
+static void zap_ask(curve_zap *z, void *req, const uint8_t key[32], char status[4]) {
+    const char *frames[] = {"1.0", "1", "", "10.9.8.7", "", "CURVE"};
+    for (int i = 0; i < 6; i++)
+        zmq_send(req, frames[i], strlen(frames[i]), ZMQ_SNDMORE);
+    zmq_send(req, key, 32, 0);
+    while (!curve_zap_handle(z))
+        usleep(1000);
+    char buf[64];
+    int more = 1, i = 0;
+    size_t sz = sizeof more;
+    while (more) {
+        int n = zmq_recv(req, buf, sizeof buf, 0);
+        if (i++ == 2)
+            snprintf(status, 4, "%.*s", n < 3 ? n : 3, buf);
+        zmq_getsockopt(req, ZMQ_RCVMORE, &more, &sz);
+    }
+}
+
+/* Count of lines in path containing needle. */
+static int lines_with(const char *path, const char *needle, char *last, size_t len) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, needle))
+            n++, snprintf(last, len, "%s", line);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A peer retrying with an unknown key is logged once per interval, and the
+ * next line counts what was left out. */
+static void test_refusals_rate_limited(void **state) {
+    (void)state;
+    char err[256], log[512], last[1024] = "", status[4];
+    uint8_t stranger[32];
+    memset(stranger, 7, sizeof stranger);
+    void *ctx = zmq_ctx_new();
+    curve_zap *z = curve_zap_new(ctx, "not trusted here", err, sizeof err);
+    assert_non_null(z);
+    void *req = zmq_socket(ctx, ZMQ_REQ);
+    assert_int_equal(zmq_connect(req, "inproc://zeromq.zap.01"), 0);
+    path_in(log, sizeof log, "zap.log");
+    fflush(stderr);
+    const int saved = dup(2);
+    FILE *f = freopen(log, "w", stderr);
+    assert_non_null(f);
+    for (int i = 0; i < 10; i++) {
+        zap_ask(z, req, stranger, status);
+        assert_string_equal(status, "400");
+    }
+    sleep(6);   /* past the interval */
+    zap_ask(z, req, stranger, status);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(lines_with(log, "refused a peer from 10.9.8.7", last, sizeof last), 2);
+    assert_non_null(strstr(last, "(9 refusals not logged since the last line)"));
+    zmq_close(req);
+    curve_zap_destroy(&z);
+    zmq_ctx_term(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_created_private_under_any_umask),
         cmocka_unit_test(test_symlink_not_followed),
         cmocka_unit_test(test_readable_secret_refused),
         cmocka_unit_test(test_trust_folder_refuses_secrets),
+        cmocka_unit_test(test_refusals_rate_limited),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
