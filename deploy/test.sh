@@ -2,8 +2,8 @@
 # Builds relais and runs every test: once in a release build (warnings are
 # errors), once under AddressSanitizer + UBSan, then cross-built for aarch64
 # with the tests run under qemu-user as the Pi 4's and the Pi 5's CPU
-# (deploy/test-arm.sh). Expects the dependencies (deploy/install-deps.sh) and
-# ../shared beside the repository.
+# (deploy/test-arm.sh). Expects the dependencies (deploy/install-deps.sh
+# --ci); the test data is the repository's own (tests/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
