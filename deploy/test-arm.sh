@@ -31,7 +31,7 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 start=$SECONDS
 
-cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=deploy/aarch64-toolchain.cmake -DRELAIS_WERROR=ON >/dev/null
+cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=deploy/aarch64-toolchain.cmake -DRELAIS_WERROR=ON -DRELAIS_TESTS=ON >/dev/null
 cmake --build build-arm -j"$jobs"
 echo "relais: aarch64 build took $((SECONDS - start)) s"
 # RELAIS_EXPECT_DOTPROD makes test_qgemm check that the emulated CPU is the

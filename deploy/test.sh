@@ -8,11 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
-cmake -S . -B build -DRELAIS_WERROR=ON >/dev/null
+cmake -S . -B build -DRELAIS_WERROR=ON -DRELAIS_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
 
-cmake -S . -B build-asan -DRELAIS_WERROR=ON -DRELAIS_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DRELAIS_WERROR=ON -DRELAIS_SANITIZE=ON -DRELAIS_TESTS=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j"$jobs")
