@@ -1,7 +1,8 @@
 /* Tests of the OpenAI layer apart from HTTP: the prompt built from a chat
  * request equals golden/chat/v3-tekken.json token for token (through the
  * same request reader the server uses), every bad field gets a 400 naming
- * it, tool_choice, the context check, tool-call parsing, and the output
+ * it, the model name (404 for another), response_format (only text),
+ * tool_choice, the context check, tool-call parsing, and the output
  * text's stop strings, tool-call switch and whole characters. */
 #include <stdarg.h>
 #include <setjmp.h>
@@ -30,7 +31,7 @@ static int setup(void **state) {
     assert_non_null(x->f);
     x->tok = rl_tok_new(x->f, err, sizeof err);
     assert_non_null(x->tok);
-    x->m = (rl_oai_model){x->tok, rl_chat_template_detect(x->tok, x->f), 4096};
+    x->m = (rl_oai_model){x->tok, rl_chat_template_detect(x->tok, x->f), 4096, "shaped"};
     assert_int_equal(x->m.tpl, RL_CHAT_MISTRAL_V3_TEKKEN);
     *state = x;
     return 0;
@@ -111,6 +112,14 @@ static void test_bad_fields(void **state) {
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": {\"5\": 3}}", "logit_bias",
          "not supported"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": 5}", "model", "string"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
+         "response_format", "'json_object' is not supported"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+               "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}", "response_format",
+         "'json_schema' is not supported"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"yaml\"}}",
+         "response_format", "must be 'text'"},
+        {false, "{\"prompt\": \"x\", \"response_format\": \"json\"}", "response_format", "must be an object"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": 5}", "tools", "array"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{\"type\": \"x\"}]}", "tools",
          "tools[0]"},
@@ -152,6 +161,38 @@ static void test_options_and_context(void **state) {
     assert_non_null(strstr(e.message, "maximum context length is 4096 tokens"));
     assert_non_null(strstr(e.message, "4097 tokens (3 in the prompt, 4094 in the completion)"));
     assert_int_equal(parse(x, false, "{\"prompt\": [1, 2, 3], \"max_tokens\": 4093}", &r, &e), 0);
+    rl_oai_req_free(&r);
+}
+
+/* The model field: the served name or none is fine, another name gets
+ * OpenAI's 404; response_format text is what relais writes anyway. */
+static void test_model_and_format(void **state) {
+    fixture *x = *state;
+    rl_oai_req r;
+    rl_oai_err e;
+    const char *ok[] = {
+        "{\"prompt\": \"Hi\", \"model\": \"shaped\"}",
+        "{\"prompt\": \"Hi\"}",
+        "{\"prompt\": \"Hi\", \"response_format\": {\"type\": \"text\"}}",
+        "{\"prompt\": \"Hi\", \"response_format\": null}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (parse(x, false, ok[i], &r, &e))
+            fail_msg("%s: %d %s", ok[i], e.status, e.message);
+        rl_oai_req_free(&r);
+    }
+    assert_int_equal(parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+                           &r, &e), -1);
+    assert_int_equal(e.status, 404);
+    assert_string_equal(e.code, "model_not_found");
+    assert_string_equal(e.param, "model");
+    assert_non_null(strstr(e.message, "'gpt-4o' does not exist"));
+    assert_non_null(strstr(e.message, "serves 'shaped'"));
+    /* a server that names no model takes any */
+    rl_oai_model any = x->m;
+    any.id = NULL;
+    const char *other = "{\"prompt\": \"Hi\", \"model\": \"gpt-4o\"}";
+    assert_int_equal(rl_oai_req_parse(&any, false, other, strlen(other), &r, &e), 0);
     rl_oai_req_free(&r);
 }
 
@@ -387,7 +428,7 @@ int main(void) {
         cmocka_unit_test(test_golden_prompts),      cmocka_unit_test(test_bad_fields),
         cmocka_unit_test(test_options_and_context), cmocka_unit_test(test_tool_choice),
         cmocka_unit_test(test_tool_call_parsing),   cmocka_unit_test(test_output_stops_and_tools),
-        cmocka_unit_test(test_output_split_characters),
+        cmocka_unit_test(test_output_split_characters), cmocka_unit_test(test_model_and_format),
         cmocka_unit_test(test_response_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
