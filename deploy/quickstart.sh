@@ -6,7 +6,7 @@
 # model is the first argument, or $RELAIS_MODEL, or else a small synthetic
 # model that this script writes (random weights: the text is made-up words,
 # said so before it is printed, but every part of the engine runs). Its
-# vocabulary is grown to 8192 pronounceable pieces so that the byte tokens,
+# vocabulary is grown to 32768 pronounceable pieces so that the byte tokens,
 # which a random model picks as often as any other, are rare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ model="${1:-${RELAIS_MODEL:-}}"
 note=""
 if [ -z "$model" ]; then
     model=build/synth-words.gguf
-    [ -f "$model" ] || ./build/relais synth --preset tiny --layers 4 --type q8_0 --vocab 8192 -o "$model"
+    [ -f "$model" ] || ./build/relais synth --preset tiny --layers 4 --type q8_0 --vocab 32768 -o "$model"
     note=" (a synthetic model of random weights: made-up words, not language; give a real GGUF as argument for text)"
 fi
 ./build/relais inspect "$model" | head -20

@@ -233,6 +233,12 @@ static bool alternates(const char *a, size_t la, const char *b) {
     return !is_letter(last) || is_vowel(last) != is_vowel(b[0]);
 }
 
+/* Whether piece s begins with the space marker: a word. */
+static bool starts_word(const vocab *v, const char *s) {
+    const char *m = v->kind == RL_SYNTH_VOCAB_TEKKEN ? BPE_MARKER : SPM_MARKER;
+    return strncmp(s, m, strlen(m)) == 0;
+}
+
 static int grow_pieces(vocab *v) {
     rl_rng r;
     rl_rng_seed(&r, 0x5eed0f7e5ull);
@@ -255,7 +261,7 @@ static int grow_pieces(vocab *v) {
             continue;
         uint32_t id = add_token(v, s, TOK_NORMAL);
         v->left[v->n_left++] = id;
-        if (word)
+        if (word || starts_word(v, ta))
             v->words[v->n_words++] = id;
         if (v->lower[a]) {
             v->right[v->n_right++] = id;
