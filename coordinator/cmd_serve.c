@@ -203,7 +203,8 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     so.n_ctx = n_ctx;
     if (!(en->sched = rl_sched_new(en->x, en->tok, &so, err, errlen)))
         return -1;
-    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->view)), n_ctx};
+    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->view)), n_ctx,
+                                app->model_id};
     app->sched = en->sched;
     app->x = en->x;
     rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "

@@ -50,11 +50,13 @@ typedef struct {
     const rl_tokenizer *tok;
     rl_chat_template tpl;
     uint32_t n_ctx;            /* positions one request may use */
+    const char *id;            /* the served model's name: a request naming another gets 404 (NULL: none checked) */
 } rl_oai_model;
 
 /* Reads a request body (len bytes of JSON). chat selects the endpoint's
  * shape. Returns 0 with *r filled (free with rl_oai_req_free), or -1 with
- * *e (status 400 naming the field, or 400 context_length_exceeded). */
+ * *e (status 400 naming the field, 400 context_length_exceeded, or 404
+ * model_not_found for a model this server does not serve). */
 int rl_oai_req_parse(const rl_oai_model *m, bool chat, const char *body, size_t len, rl_oai_req *r, rl_oai_err *e);
 void rl_oai_req_free(rl_oai_req *r);
 

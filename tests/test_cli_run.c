@@ -258,6 +258,21 @@ static void test_text_generation(void **s) {
     json_decref(g);
 }
 
+/* The streamed text holds a character's bytes until the token that
+ * completes it: "🦙" forced as four byte tokens (<0xF0> <0x9F> <0xA6> <0x99>,
+ * ids 3 + byte in the synthetic SentencePiece vocabulary) prints whole; cut
+ * after two, it ends as one U+FFFD, never as the raw lead bytes. */
+static void test_text_whole_characters(void **s) {
+    (void)s;
+    char out[256];
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162,169,156,36 -n 5 --temp 0",
+                         false, out, sizeof out), 0);
+    assert_string_equal(out, "\xF0\x9F\xA6\x99!\n");
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162 -n 2 --temp 0",
+                         false, out, sizeof out), 0);
+    assert_string_equal(out, "\xEF\xBF\xBD\n");
+}
+
 /* A prompt of several chunks streams the same text and shows its prefill
  * progress; a prompt of one chunk, or --json, shows none. */
 static void test_prefill_progress(void **s) {
@@ -304,7 +319,7 @@ int main(void) {
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
         cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
-        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,4 @@
-/* End-to-end numerics against ../shared/golden: outputs of independent
+/* End-to-end numerics against tests/data/golden: outputs of independent
  * implementations (llama.cpp, a numpy reference for sliding windows).
  *  - teacher forcing: after the prompt and each golden greedy id, our logits
  *    at the reference's 8 top ids agree within the tolerance (2e-3 for f32
