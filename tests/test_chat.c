@@ -246,57 +246,12 @@ static void test_detect_and_names(void **state)
 
 static char tmpdir[TU_DIR_MAX];
 
-/* A copy of vocab-tekken-shaped.gguf's tokenizer with ids 32-35 renamed to
- * the V11+ control tokens, and chat_template when not NULL. */
-static void write_v13_vocab(const char *path, const char *chat_template)
-{
-    static const char *const renamed[] = {"[ARGS]", "[CALL_ID]", "[THINK]", "[/THINK]"};
-    gguf_file *f = open_gguf("vocab-tekken-shaped.gguf");
-    uint64_t n_tok, n_merge;
-    assert_true(gguf_get_arr(f, "tokenizer.ggml.tokens", NULL, &n_tok, NULL));
-    assert_true(gguf_get_arr(f, "tokenizer.ggml.merges", NULL, &n_merge, NULL));
-    char **tok = calloc(n_tok, sizeof *tok), **merge = calloc(n_merge, sizeof *merge);
-    int32_t *type = calloc(n_tok, sizeof *type);
-    for (uint64_t i = 0; i < n_tok; i++) {
-        gguf_str sv = gguf_arr_str(f, "tokenizer.ggml.tokens", i);
-        tok[i] = i >= 32 && i < 36 ? strdup(renamed[i - 32]) : strndup(sv.ptr, sv.len);
-        int64_t v;
-        assert_true(gguf_arr_i64(f, "tokenizer.ggml.token_type", i, &v));
-        type[i] = (int32_t)v;
-    }
-    assert_int_equal(type[32], 3);   /* control, as <SPECIAL_32> was */
-    for (uint64_t i = 0; i < n_merge; i++) {
-        gguf_str sv = gguf_arr_str(f, "tokenizer.ggml.merges", i);
-        merge[i] = strndup(sv.ptr, sv.len);
-    }
-    gguf_writer *w = gguf_writer_new();
-    gguf_writer_set_str(w, "general.architecture", "mistral3");
-    gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
-    gguf_writer_set_str(w, "tokenizer.ggml.pre", "tekken");
-    gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, n_tok);
-    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_INT32, type, n_tok);
-    gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merge, n_merge);
-    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-    gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
-    gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
-    gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true);
-    if (chat_template) gguf_writer_set_str(w, "tokenizer.chat_template", chat_template);
-    char err[256];
-    assert_int_equal(gguf_writer_begin(w, path, err, sizeof err), 0);
-    assert_int_equal(gguf_writer_close(w, err, sizeof err), 0);
-    gguf_writer_destroy(&w);
-    for (uint64_t i = 0; i < n_tok; i++) free(tok[i]);
-    for (uint64_t i = 0; i < n_merge; i++) free(merge[i]);
-    free(tok), free(merge), free(type);
-    gguf_close(&f);
-}
-
 /* The V13 vocabulary (written once) and, in *f when asked, its file. */
 static rl_tokenizer *v13_tok(const char *name, const char *chat_template, gguf_file **f)
 {
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    if (access(path, F_OK) != 0) write_v13_vocab(path, chat_template);
+    if (access(path, F_OK) != 0 && tu_write_v13_vocab(path, chat_template) != 0) fail_msg("cannot write %s", path);
     gguf_file *g = gguf_open(path, err, sizeof err);
     if (!g) fail_msg("%s", err);
     rl_tokenizer *t = rl_tok_new(g, err, sizeof err);
