@@ -40,7 +40,7 @@ typedef struct {
  * temperature 0.1), 256k context, Tekken, no sliding window. */
 #define MINISTRAL3(nm, layers, d, ffn, base, tied)                                                              \
     {.name = nm, .n_layer = layers, .dim = d, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .ffn_dim = ffn,   \
-     .n_vocab = 131072, .n_ctx = 262144, .rope_base = base, .norm_eps = 1e-5f, .vocab = RL_SYNTH_VOCAB_TEKKEN, \
+     .n_vocab = 131072, .n_ctx = 262144, .rope_base = base, .norm_eps = 1e-5f, .vocab = RL_SYNTH_VOCAB_TEKKEN_V13, \
      .ftype = RL_SYNTH_Q4_K_M, .arch = "mistral3", .tied_output = tied, .rope_factor = 16.0f,                  \
      .rope_orig_ctx = 16384, .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f, .yarn_log_mul = 1.0f,            \
      .attn_temp_scale = 0.1f}
@@ -202,7 +202,7 @@ static uint64_t tensor_bytes(const plan_tensor *t) {
 /* ---- validation ---- */
 
 int rl_synth_check(const rl_synth_spec *s, char *err, size_t errlen) {
-    if ((unsigned)s->ftype >= RL_SYNTH_FTYPE_COUNT || (unsigned)s->vocab > RL_SYNTH_VOCAB_TEKKEN) {
+    if ((unsigned)s->ftype >= RL_SYNTH_FTYPE_COUNT || (unsigned)s->vocab > RL_SYNTH_VOCAB_TEKKEN_V13) {
         snprintf(err, errlen, "unknown weight type or vocabulary kind");
         return -1;
     }

@@ -22,6 +22,7 @@
 typedef enum {
     RL_SYNTH_VOCAB_SPM,      /* tokenizer.ggml.model=llama: <unk> <s> </s>, <0xNN>, ▁-pieces with scores */
     RL_SYNTH_VOCAB_TEKKEN,   /* tokenizer.ggml.model=gpt2, pre=tekken: 1000 control ids, 256 bytes, merges */
+    RL_SYNTH_VOCAB_TEKKEN_V13,   /* as TEKKEN, ids 32-35 named [ARGS] [CALL_ID] [THINK] [/THINK] (Ministral 3) */
 } rl_synth_vocab;
 
 /* Weight types, as llama.cpp's file types: a plain type for every matrix, or

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "chat.h"
 #include "gguf.h"
 #include "runner.h"
 #include "quant.h"
@@ -162,6 +163,12 @@ static void test_ministral3_file_loads_and_runs(void **state) {
     assert_int_equal(hp->rope_orig_ctx, 32);
     assert_float_equal(hp->attn_temp_scale, 0.1, 1e-7);
     assert_int_not_equal(hp->n_head * hp->head_dim, hp->dim);
+    /* its Tekken vocabulary names the V13 controls, so chat picks Ministral 3's format */
+    const rl_tokenizer *tok = rl_runner_tokenizer(r);
+    assert_int_equal(rl_tok_find(tok, "[ARGS]"), 32);
+    assert_int_equal(rl_tok_find(tok, "[/THINK]"), 35);
+    assert_true(rl_tok_is_control(tok, 34));
+    assert_int_equal(rl_chat_template_detect(tok, rl_runner_gguf(r)), RL_CHAT_MISTRAL_V13);
     float *logits = malloc(hp->n_vocab * sizeof *logits);
     int32_t ids[40];
     for (int i = 0; i < 40; i++)   /* past the original context of 32 */
