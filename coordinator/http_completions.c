@@ -43,6 +43,7 @@ typedef struct {
     /* streaming, HTTP thread only */
     int phase;                 /* 0: nothing sent, 1: content, 2: all events queued */
     size_t sent;               /* content bytes sent */
+    size_t sent_reasoning;     /* reasoning bytes sent (as reasoning_content deltas) */
     char *pend;                /* formatted SSE bytes not yet handed to MHD */
     size_t pend_len, pend_off;
 } gen;
@@ -177,7 +178,11 @@ static json_t *whole_answer(gen *g) {
         free(all);
         return resp;
     }
-    return rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
+    json_t *resp = rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
+    size_t rlen;
+    const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
+    rl_oai_set_reasoning(resp, reasoning, rlen);
+    return resp;
 }
 
 static enum MHD_Result reply_whole(http_req *r, gen *g) {
@@ -250,6 +255,14 @@ static void produce(gen *g) {
         if (g->meta.chat)
             pend_event(g, rl_oai_chunk(&g->meta, "assistant", "", 0, NULL, NULL));
         g->phase = 1;
+    }
+    size_t rlen;
+    const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
+    if (rlen > g->sent_reasoning && g->meta.chat) {
+        json_t *chunk = rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, NULL);
+        rl_oai_set_reasoning(chunk, reasoning + g->sent_reasoning, rlen - g->sent_reasoning);
+        pend_event(g, chunk);
+        g->sent_reasoning = rlen;
     }
     if (len > g->sent) {
         pend_event(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL));

@@ -70,6 +70,8 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     mo.swa_window = o->swa_window;
     mo.swa_pattern = o->swa_pattern;
     mo.no_mmap = o->no_mmap;
+    mo.no_yarn = o->no_yarn;
+    mo.no_attn_temp = o->no_attn_temp;
     mo.file_layout = o->file_layout;
     if (o->progress) {
         mo.progress = show_progress;

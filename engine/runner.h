@@ -23,6 +23,8 @@ typedef struct {
     bool progress;           /* show load and prefill progress on stderr */
     bool no_mmap;            /* read the weights into memory instead of mapping the file */
     bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
+    bool no_yarn;            /* debug (rl_model_opts): plain RoPE where the file asks for YaRN */
+    bool no_attn_temp;       /* debug (rl_model_opts): no attention temperature */
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);

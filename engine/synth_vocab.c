@@ -121,14 +121,14 @@ static int vocab_init(vocab *v, rl_synth_vocab kind, uint32_t cap) {
     v->text = malloc((size_t)cap * SLOT);
     v->type = malloc(cap * sizeof *v->type);
     v->score = malloc(cap * sizeof *v->score);
-    v->merges = kind == RL_SYNTH_VOCAB_TEKKEN ? malloc((size_t)cap * MERGE_SLOT) : NULL;
+    v->merges = kind != RL_SYNTH_VOCAB_SPM ? malloc((size_t)cap * MERGE_SLOT) : NULL;
     v->hash = calloc(size, sizeof *v->hash);
     v->left = malloc(cap * sizeof *v->left);
     v->right = malloc(cap * sizeof *v->right);
     v->words = malloc(cap * sizeof *v->words);
     v->lower = calloc(cap, sizeof *v->lower);
     if (!v->text || !v->type || !v->score || !v->hash || !v->left || !v->right || !v->words || !v->lower ||
-        (kind == RL_SYNTH_VOCAB_TEKKEN && !v->merges)) {
+        (kind != RL_SYNTH_VOCAB_SPM && !v->merges)) {
         vocab_free(v);
         return -1;
     }
@@ -165,12 +165,20 @@ static void add_gpt2_bytes(vocab *v) {
         }
 }
 
+/* The controls that Tekken files of tokenizer V11 and later (Magistral,
+ * Ministral 3) name at ranks 32-35. */
+static const char *const TEKKEN_V13_NAMED[] = {"[ARGS]", "[CALL_ID]", "[THINK]", "[/THINK]"};
+#define TEKKEN_V13_FIRST 32
+
 /* Tekken: 1000 controls, the byte tokens; letters are byte tokens themselves. */
 static void add_tekken_base(vocab *v) {
     char s[SLOT];
+    const uint32_t n_named = sizeof TEKKEN_NAMED / sizeof TEKKEN_NAMED[0], n_v13 = 4;
     for (uint32_t i = 0; i < TEKKEN_CONTROLS; i++) {
-        if (i < sizeof TEKKEN_NAMED / sizeof TEKKEN_NAMED[0])
+        if (i < n_named)
             snprintf(s, sizeof s, "%s", TEKKEN_NAMED[i]);
+        else if (v->kind == RL_SYNTH_VOCAB_TEKKEN_V13 && i >= TEKKEN_V13_FIRST && i < TEKKEN_V13_FIRST + n_v13)
+            snprintf(s, sizeof s, "%s", TEKKEN_V13_NAMED[i - TEKKEN_V13_FIRST]);
         else
             snprintf(s, sizeof s, "<SPECIAL_%u>", i);
         add_token(v, s, TOK_CONTROL);
@@ -274,7 +282,7 @@ static int grow_pieces(vocab *v) {
 }
 
 uint32_t rl_synth_vocab_min(rl_synth_vocab kind) {
-    if (kind == RL_SYNTH_VOCAB_TEKKEN)
+    if (kind != RL_SYNTH_VOCAB_SPM)
         return TEKKEN_CONTROLS + 256;
     return 3 + 256 + 1 + 52 + (uint32_t)strlen(SPM_EXTRA_CHARS);
 }
@@ -288,7 +296,7 @@ static const char **slot_ptrs(const char *base, size_t slot, uint32_t n) {
 }
 
 static int emit(vocab *v, gguf_writer *w) {
-    bool tekken = v->kind == RL_SYNTH_VOCAB_TEKKEN;
+    bool tekken = v->kind != RL_SYNTH_VOCAB_SPM;
     const char **toks = slot_ptrs(v->text, SLOT, v->n);
     const char **merges = tekken ? slot_ptrs(v->merges, MERGE_SLOT, v->n_merges) : NULL;
     if (!toks || (tekken && !merges)) {
@@ -327,7 +335,7 @@ int rl_synth_vocab_add(gguf_writer *w, rl_synth_vocab kind, uint32_t n_vocab, ch
         snprintf(err, errlen, "out of memory building a vocabulary of %u", n_vocab);
         return -1;
     }
-    if (kind == RL_SYNTH_VOCAB_TEKKEN)
+    if (kind != RL_SYNTH_VOCAB_SPM)
         add_tekken_base(&v);
     else
         add_spm_base(&v);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "gguf_write.h"
 #include "testutil.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
@@ -161,6 +162,70 @@ static void test_inspect(void **s) {
     assert_int_equal(run("inspect " MODELS "vocab-tekken-shaped.gguf", true, out, sizeof out), 0);
     assert_non_null(strstr(out, "vocab-only"));
     assert_non_null(strstr(out, "tekken"));
+    assert_int_equal(run("inspect " MODELS "tiny-mistral3-q8_0.gguf", true, out, sizeof out), 0);
+    const char *m3[] = {"architecture   mistral3", "head dim 32",
+                        "rope scaling   yarn: factor 4 over original context 32, beta_fast 32, beta_slow 1, "
+                        "log multiplier 0, attn_factor 1",
+                        "attention temp q *= 1 + 0.1 ln(1 + floor(pos / 32))"};
+    for (size_t i = 0; i < sizeof m3 / sizeof m3[0]; i++)
+        if (!strstr(out, m3[i]))
+            fail_msg("inspect output lacks '%s':\n%s", m3[i], out);
+    assert_int_equal(run("inspect " MODELS "tiny-f32.gguf", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "rope scaling   none"));
+    assert_null(strstr(out, "attention temp"));
+}
+
+/* A copy of a shared model with one metadata key renamed (same length). */
+static void rekey_copy(const char *model, const char *key, const char *renamed, const char *dst) {
+    char src[512];
+    snprintf(src, sizeof src, MODELS "%s", model);
+    size_t len, kl = strlen(key);
+    assert_int_equal(strlen(renamed), kl);
+    unsigned char *b = tu_slurp(src, &len);
+    assert_non_null(b);
+    size_t at = 0;
+    for (size_t i = 8; i + kl < len && !at; i++)   /* the key, preceded by its u64 length */
+        if (!memcmp(b + i, key, kl) && b[i - 8] == kl)
+            at = i;
+    assert_true(at > 0);
+    memcpy(b + at, renamed, kl);
+    FILE *out = fopen(dst, "wb");
+    fwrite(b, 1, len, out);
+    fclose(out);
+    free(b);
+}
+
+/* mistral3 files: a key llama.cpp requires is a load error naming it; a
+ * vision encoder (mmproj) file given as the model says that it is one. */
+static void test_mistral3_load_errors(void **s) {
+    (void)s;
+    char path[256], args[1024], err[256];
+    static char out[1 << 16];
+    snprintf(path, sizeof path, "%s/no-eps.gguf", tmpdir);
+    rekey_copy("tiny-mistral3.gguf", "mistral3.attention.layer_norm_rms_epsilon",
+               "mistral3.attention.layer_norm_rms_epsilom", path);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    if (!strstr(out, "required key mistral3.attention.layer_norm_rms_epsilon is missing"))
+        fail_msg("no clear error for a missing key:\n%s", out);
+    snprintf(path, sizeof path, "%s/bad-rope.gguf", tmpdir);
+    rekey_copy("tiny-mistral3.gguf", "mistral3.attention.key_length", "mistral3.attention.key_lengtX", path);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);   /* head dim 96/4 = 24: value_length 32 */
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    assert_non_null(strstr(out, "value_length"));
+
+    snprintf(path, sizeof path, "%s/mmproj-test.gguf", tmpdir);
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "general.architecture", "clip");
+    gguf_writer_set_bool(w, "clip.has_vision_encoder", true);
+    gguf_writer_set_str(w, "clip.projector_type", "pixtral");
+    assert_int_equal(gguf_writer_begin(w, path, err, sizeof err), 0);
+    assert_int_equal(gguf_writer_close(w, err, sizeof err), 0);
+    gguf_writer_destroy(&w);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    if (!strstr(out, "vision encoder (mmproj) is not supported"))
+        fail_msg("no clear error for an mmproj file:\n%s", out);
 }
 
 /* Copies the first `keep` bytes of a shared model into the temp dir. */
@@ -320,6 +385,7 @@ int main(void) {
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
         cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
+        cmocka_unit_test(test_mistral3_load_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "openai.h"
+#include "testutil.h"
 #include "tool_calls.h"
 #include "utf8.h"
 
@@ -265,6 +266,16 @@ static void test_tool_call_parsing(void **state) {
                          "[{\"name\": \"a\"}] trailing", "not json", "[{\"name\": \"a\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_null(calls_of(bad[i]));
+    /* the newer format (V13; V11 with [CALL_ID]) */
+    json_t *v = calls_of("f[ARGS]{\"a\": 1}[TOOL_CALLS]g[CALL_ID]abcdefghi[ARGS]{}");
+    assert_int_equal(json_array_size(v), 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(v, 0), "function"),
+                                                          "arguments")), "{\"a\":1}");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "id")), "abcdefghi");
+    json_decref(v);
+    const char *bad_v13[] = {"[ARGS]{}", "f[ARGS]{oops", "f[ARGS]{}[TOOL_CALLS]g", "f[ARGS]{}[TOOL_CALLS]"};
+    for (size_t i = 0; i < sizeof bad_v13 / sizeof bad_v13[0]; i++)
+        assert_null(calls_of(bad_v13[i]));
     char id[10];
     rl_tool_call_id(id);
     assert_true(rl_tool_call_id_valid(id));
@@ -394,6 +405,65 @@ static void test_output_split_characters(void **state) {
     free(ids);
 }
 
+/* Ministral 3's output: [THINK]..[/THINK] goes to the reasoning, and calls
+ * in the newer format keep their markers for the parser. */
+static void test_output_thinking_and_v13_calls(void **state) {
+    fixture *x = *state;
+    char dir[TU_DIR_MAX], path[TU_DIR_MAX + 16], err[256];
+    assert_int_equal(tu_dir_new(dir, "openai"), 0);
+    snprintf(path, sizeof path, "%s/v13.gguf", dir);
+    assert_int_equal(tu_write_v13_vocab(path, NULL), 0);
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    assert_non_null(f);
+    rl_tokenizer *tok = rl_tok_new(f, err, sizeof err);
+    assert_non_null(tok);
+    fixture y = *x;
+    y.tok = tok;
+    rl_oai_out *o = rl_oai_out_new(tok, NULL, 0, true, false);
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[THINK]")));
+    assert_true(feed_text(&y, o, "Two cities"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[/THINK]")));
+    assert_true(feed_text(&y, o, "Checking."));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[TOOL_CALLS]")));
+    assert_true(feed_text(&y, o, "get_weather"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[ARGS]")));
+    assert_true(feed_text(&y, o, "{\"city\": \"Paris\"}"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[TOOL_CALLS]")));
+    assert_true(feed_text(&y, o, "get_weather"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[ARGS]")));
+    assert_true(feed_text(&y, o, "{\"city\": \"Rome\"}"));
+    rl_oai_out_finish(o);
+    size_t len;
+    const char *t = rl_oai_out_reasoning(o, &len);
+    assert_int_equal(len, strlen("Two cities"));
+    assert_memory_equal(t, "Two cities", len);
+    t = rl_oai_out_content(o, &len);
+    assert_int_equal(len, strlen("Checking."));
+    assert_memory_equal(t, "Checking.", len);
+    t = rl_oai_out_tool_text(o, &len);
+    assert_string_equal(t, "get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}");
+    json_t *calls = rl_tool_calls_parse(t, len);
+    assert_int_equal(json_array_size(calls), 2);
+    json_t *fn = json_object_get(json_array_get(calls, 1), "function");
+    assert_string_equal(json_string_value(json_object_get(fn, "name")), "get_weather");
+    assert_string_equal(json_string_value(json_object_get(fn, "arguments")), "{\"city\":\"Rome\"}");
+    assert_true(rl_tool_call_id_valid(json_string_value(json_object_get(json_array_get(calls, 0), "id"))));
+    /* the reasoning reaches the response as reasoning_content */
+    rl_oai_meta m = {"chatcmpl-1", "m3", 1700000000, true};
+    t = rl_oai_out_content(o, &len);
+    json_t *r = rl_oai_response(&m, t, len, calls, "tool_calls", rl_oai_usage(1, 1));
+    t = rl_oai_out_reasoning(o, &len);
+    rl_oai_set_reasoning(r, t, len);
+    json_t *msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
+    assert_string_equal(json_string_value(json_object_get(msg, "reasoning_content")), "Two cities");
+    assert_string_equal(json_string_value(json_object_get(msg, "content")), "Checking.");
+    json_decref(r);
+    rl_oai_out_destroy(&o);
+    rl_tok_destroy(&tok);
+    gguf_close(&f);
+    tu_dir_remove(dir);
+}
+
 static void test_response_shapes(void **state) {
     (void)state;
     rl_oai_meta m = {"chatcmpl-1", "parrot", 1700000000, true};
@@ -429,7 +499,7 @@ int main(void) {
         cmocka_unit_test(test_options_and_context), cmocka_unit_test(test_tool_choice),
         cmocka_unit_test(test_tool_call_parsing),   cmocka_unit_test(test_output_stops_and_tools),
         cmocka_unit_test(test_output_split_characters), cmocka_unit_test(test_model_and_format),
-        cmocka_unit_test(test_response_shapes),
+        cmocka_unit_test(test_response_shapes),     cmocka_unit_test(test_output_thinking_and_v13_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
