@@ -10,6 +10,8 @@
  *   which keeps the file to seconds.
  * - Seeded sampling with penalties gives the single process's ids; truncation
  *   keeps what the single process keeps, sliding windows included.
+ * - A replay after a lost node cuts the ids as they were first computed
+ *   (cluster_replay_chunks).
  * - Refused and logged, while the cluster keeps working: an unknown key, a
  *   plaintext peer, a model of another hash, malformed frames, a neighbour
  *   sending control messages. */
@@ -883,6 +885,42 @@ static void test_lost_node(void **state) {
     still_works();   /* nodes 0-2 */
 }
 
+/* ---- recovery: how a replay cuts a session's ids ---- */
+
+/* The chunks sgemm computed come back as they were; the tokens between and
+ * after them (the quantized kernels, whose rows do not depend on their
+ * batch) go in micro-batches as long as max_batch allows. */
+static void test_replay_chunks(void **state) {
+    (void)state;
+    int32_t ids[64] = {0};
+    cluster_chunk out[64];
+    bool sg[64];
+    const cluster_chunk two[] = {{0, 16}, {16, 8}}, gap[] = {{0, 16}, {20, 16}};
+    cluster_replay r = {.ids = ids, .n = 40, .sgemm = two, .n_sgemm = 2};
+    assert_int_equal(cluster_replay_chunks(&r, 16, out, sg), 3);
+    const cluster_chunk want_two[] = {{0, 16}, {16, 8}, {24, 16}};
+    const bool sg_two[] = {true, true, false};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(out[k].pos, want_two[k].pos);
+        assert_int_equal(out[k].n, want_two[k].n);
+        assert_int_equal(sg[k], sg_two[k]);
+    }
+    r = (cluster_replay){.ids = ids, .n = 45, .sgemm = gap, .n_sgemm = 2};
+    assert_int_equal(cluster_replay_chunks(&r, 16, out, sg), 4);
+    const cluster_chunk want_gap[] = {{0, 16}, {16, 4}, {20, 16}, {36, 9}};
+    const bool sg_gap[] = {true, false, true, false};
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(out[k].pos, want_gap[k].pos);
+        assert_int_equal(out[k].n, want_gap[k].n);
+        assert_int_equal(sg[k], sg_gap[k]);
+    }
+    r = (cluster_replay){.ids = ids, .n = 40};   /* a served session: all quantized */
+    assert_int_equal(cluster_replay_chunks(&r, 16, out, sg), 3);
+    assert_int_equal(out[2].pos, 32);
+    assert_int_equal(out[2].n, 8);
+    assert_false(sg[0] || sg[1] || sg[2]);
+}
+
 /* ---- setup ---- */
 
 static int setup(void **state) {
@@ -930,6 +968,7 @@ int main(void) {
         cmocka_unit_test(test_refuse_malformed),
         cmocka_unit_test(test_micro_batch_equals_alone),
         cmocka_unit_test(test_lost_node),
+        cmocka_unit_test(test_replay_chunks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
