@@ -77,7 +77,7 @@ typedef struct {
     const plan_range *ranges;    /* (n_nodes) layers per node in order; l0 == l1 leaves a node out */
     uint32_t n_ctx;              /* positions per session */
     uint32_t max_sessions;
-    uint32_t max_batch;          /* tokens per Forward: the single-process prefill chunk */
+    uint32_t max_batch;          /* tokens per Forward: one process's prefill chunk */
     uint32_t gemm_min;           /* sgemm from this many rows (segments allowing it): 0 = engine default */
     bool no_gemm;                /* never sgemm */
     uint32_t threads;            /* per node; 0 = the node's own setting */

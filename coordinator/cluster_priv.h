@@ -1,8 +1,7 @@
 /* The coordinator's cluster client, inside: the state of the links and the
  * pipeline, and the helpers its parts share. cluster.c holds setup, hello,
- * assignment, waiting and the KV calls; cluster_step.c one session's steps;
- * cluster_batch.c the micro-batches of the server. Nothing else includes
- * this file: the interface is cluster.h. */
+ * assignment, waiting and the KV calls; cluster_batch.c the micro-batches.
+ * Nothing else includes this file: the interface is cluster.h. */
 #ifndef RELAIS_CLUSTER_PRIV_H
 #define RELAIS_CLUSTER_PRIV_H
 

@@ -44,7 +44,7 @@ int rl_cluster_opts_check(const rl_cluster_opts *o, char *err, size_t errlen);
 /* The nodes of o->file, greeted, their layers planned (or checked against
  * --layers) and assigned for up to max_sessions sessions of *n_ctx
  * positions (r->n_ctx, default 4096, capped at the model's), micro-batches
- * of r->batch tokens. NULL with err. */
+ * of rl_runner_batch(r) tokens. NULL with err. */
 cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, uint32_t *n_ctx,
                          char *err, size_t errlen);
 /* After a node was lost: greets the nodes of c again (answered[i], n_nodes

@@ -6,17 +6,19 @@
  * that session's next positions: a decode token, or a chunk of a prompt.
  * The executor runs the whole micro-batch through the model in one pass and
  * reports, for every segment that asked for it, the id sampled after its
- * last token. Sessions' caches and samplers live where the executor keeps
- * them (this process for the local engine, the nodes for a cluster); the
- * scheduler only names sessions by id and frees them with `drop`.
+ * last token and its top logits. Sessions' caches and samplers live where
+ * the executor keeps them (this process for the local engine, the nodes for
+ * a cluster); the caller only names sessions by id, truncates them and
+ * frees them with `drop`.
  *
  * Submission and completion are separate calls so that a pipeline of S
- * stages can hold S micro-batches in flight: the scheduler submits while
+ * stages can hold S micro-batches in flight: the caller submits while
  * fewer than `depth` are outstanding and collects completions in order.
  *
  * Implementations: executor_local.c (the engine in this process),
  * executor_cluster.c (the nodes of a cluster, one micro-batch per stage in
- * flight). */
+ * flight); opened by executor_open.c; one session driven by
+ * executor_session.c. */
 #ifndef RELAIS_EXECUTOR_H
 #define RELAIS_EXECUTOR_H
 
@@ -115,11 +117,11 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
                                      uint32_t *n_ctx, const rl_model **model, char *err, size_t errlen);
 
 /* The engine in this process: model m (borrowed), n_threads workers,
- * micro-batches of up to max_batch tokens, sgemm for micro-batches of
- * gemm_min rows or more whose segments allow it (rl_gemm_min_for; 0:
- * never). NULL with err on failure. */
-rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t gemm_min,
-                                   char *err, size_t errlen);
+ * micro-batches of up to max_batch tokens of which up to max_sessions
+ * segments sample, sgemm for micro-batches of gemm_min rows or more whose
+ * segments allow it (rl_gemm_min_for; 0: never). NULL with err on failure. */
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
+                                   uint32_t gemm_min, char *err, size_t errlen);
 
 /* ---- opening: what a command runs on ---- */
 typedef struct {

@@ -36,8 +36,9 @@ typedef struct {
     const rl_model *model;   /* borrowed: the caller keeps it alive */
     rl_ctx *ctx;             /* threads and scratch, max_batch rows */
     float *x;                /* (max_batch, dim) activations of the micro-batch */
-    float *rows;             /* (max_batch, dim) last row of each sampling segment */
-    float *logits;           /* (max_batch, n_vocab) */
+    uint32_t max_rows;       /* most segments that sample at once: min(max_batch, max_sessions) */
+    float *rows;             /* (max_rows, dim) last row of each sampling segment */
+    float *logits;           /* (max_rows, n_vocab) */
     rl_segment *segs;        /* (max_batch) the engine's view of the segments */
     lsession **owner;        /* (max_batch) session of each segment */
     int32_t *ids;            /* (max_batch) sampled ids handed out by wait */
@@ -140,6 +141,13 @@ static int sampler_for(local_exec *l, lsession *s, const rl_xseg *g, char *err, 
 static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(l->model);
     uint32_t row = 0, k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        k += segs[i].sample;
+    if (k > l->max_rows) {
+        snprintf(err, errlen, "%u segments sample in one micro-batch, at most %u", k, l->max_rows);
+        return -1;
+    }
+    k = 0;
     for (uint32_t i = 0; i < n; i++) {
         row += segs[i].n;
         l->ids[i] = -1;
@@ -256,8 +264,8 @@ static void local_destroy(rl_executor *x) {
 static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait,     local_drop,   local_truncate,
                                           local_nodes,  local_describe, local_destroy};
 
-rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t gemm_min,
-                                   char *err, size_t errlen) {
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
+                                   uint32_t gemm_min, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(m);
     local_exec *l = calloc(1, sizeof *l);
     if (!l) {
@@ -275,8 +283,9 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
     }
     l->gemm_min = gemm_min;
     l->x = malloc((size_t)max_batch * hp->dim * sizeof(float));
-    l->rows = malloc((size_t)max_batch * hp->dim * sizeof(float));
-    l->logits = malloc((size_t)max_batch * hp->n_vocab * sizeof(float));
+    l->max_rows = max_batch < max_sessions ? max_batch : max_sessions;
+    l->rows = malloc((size_t)l->max_rows * hp->dim * sizeof(float));
+    l->logits = malloc((size_t)l->max_rows * hp->n_vocab * sizeof(float));
     l->segs = malloc(max_batch * sizeof *l->segs);
     l->owner = malloc(max_batch * sizeof *l->owner);
     l->ids = malloc(max_batch * sizeof *l->ids);

@@ -8,13 +8,13 @@
 #include "executor.h"
 #include "forward.h"
 
-static int open_local(rl_xengine *e, const rl_runner_opts *ro, char *err, size_t errlen) {
+static int open_local(rl_xengine *e, const rl_runner_opts *ro, uint32_t max_sessions, char *err, size_t errlen) {
     rl_model_opts mo = rl_runner_model_opts(ro);
     if (!(e->model = rl_model_load(ro->model_path, &mo, err, errlen)))
         return -1;
     e->view = e->model;
     e->n_ctx = rl_hparams_ctx(rl_model_hparams(e->model), ro->n_ctx);
-    e->x = rl_executor_local_new(e->model, ro->n_threads, rl_runner_batch(ro),
+    e->x = rl_executor_local_new(e->model, ro->n_threads, rl_runner_batch(ro), max_sessions,
                                  rl_gemm_min_for(ro->no_gemm, ro->gemm_min), err, errlen);
     return e->x ? 0 : -1;
 }
@@ -26,7 +26,7 @@ int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_op
     if (rc == 0 && co->file)
         rc = (e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)) ? 0 : -1;
     else if (rc == 0)
-        rc = open_local(e, ro, err, errlen);
+        rc = open_local(e, ro, max_sessions, err, errlen);
     if (rc == 0 && !(e->tok = rl_tok_new(rl_model_gguf(e->view), err, errlen)))
         rc = -1;
     if (rc)
