@@ -9,9 +9,9 @@
  * stages) and every node has work while the others compute theirs.
  *
  * A session's sampling parameters are kept here from the first sampling
- * segment of its stream, for a replay. Dropping a session sends a drop-only Forward down the
- * pipeline, so its slots are free on every node before any later
- * micro-batch arrives there.
+ * segment of its stream, for a replay. Dropping a session sends a
+ * drop-only Forward down the pipeline, so its slots are free on every node
+ * before any later micro-batch arrives there.
  *
  * Statistics for /health and /metrics come from the answers: each node's
  * compute seconds (Result.stage_seconds) and the activation bytes it
@@ -25,10 +25,9 @@
  * replay: the scheduler sees them complete, later. Outputs are those of an
  * unbroken run, seeded sampling included: a session's stream is told how
  * many ids it sampled before, and the new head stage's sampler skips their
- * draws (cluster_recover.h). A lost node
- * that connects again is taken back by a re-plan as soon as nothing is in
- * flight. /health lists the new stages with their layers and the lost
- * nodes. */
+ * draws (cluster_recover.h). A lost node that connects again is taken back
+ * by a re-plan as soon as nothing is in flight. /health lists the new
+ * stages with their layers and the lost nodes. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

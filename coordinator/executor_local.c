@@ -189,8 +189,8 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
     for (uint32_t i = 0; i < n; i++)
         sgemm = sgemm && segs[i].sgemm;
     rl_ctx_set_gemm_min(l->ctx, sgemm ? l->gemm_min : 0);
-    if (prepare(l, segs, n, d->err, sizeof d->err) || rl_forward_batch(l->ctx, l->segs, n, l->x, d->err, sizeof d->err) ||
-        sample(l, segs, n, d->err, sizeof d->err))
+    if (prepare(l, segs, n, d->err, sizeof d->err) ||
+        rl_forward_batch(l->ctx, l->segs, n, l->x, d->err, sizeof d->err) || sample(l, segs, n, d->err, sizeof d->err))
         d->status = -1;
     l->has_done = true;
     pthread_mutex_lock(&l->stats_lock);

@@ -535,10 +535,8 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
     if (rl_trace_on())
         mark_compute(s);
     if (rl_forward_batch(s->ctx, s->segs, (uint32_t)f->n_segments, s->x, err, errlen))
-        code = RELAIS__ERROR_CODE__ERR_INTERNAL;
-    else
-        code = s->assign->run_head ? batch_finish(s, f, t0, err, errlen) : pass_on(s, f, rows, t0, err, errlen);
-    return code;
+        return RELAIS__ERROR_CODE__ERR_INTERNAL;
+    return s->assign->run_head ? batch_finish(s, f, t0, err, errlen) : pass_on(s, f, rows, t0, err, errlen);
 }
 
 static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
@@ -575,7 +573,8 @@ static void trace(const node_stage *s, const Relais__Forward *f, const node_arri
         tokens += f->segments[i]->n_tokens;
     rl_trace("forward step=%llu session=%llu tokens=%u layers=%u-%u code=%d wake=%lld read=%lld compute=%lld "
              "send=%lld sent=%lld cpu=%lld", (unsigned long long)f->step_id,
-             (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), (unsigned)tokens, s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
+             (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), (unsigned)tokens,
+             s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
              (long long)in->read_us, (long long)s->compute_us, (long long)s->send_us, (long long)sent,
              (long long)(s->compute_us && s->send_us ? s->cpu_us : 0));
 }
