@@ -164,6 +164,5 @@ int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id
 /* Forgets positions >= pos; returns the position kept (pos, or 0 when a
  * sliding window forces a clear), or -1 with err. */
 int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen);
-uint32_t rl_xsession_pos(const rl_xsession *s);
 
 #endif

@@ -52,9 +52,8 @@ void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_to
     s->stream++;
 }
 
-uint32_t rl_xsession_pos(const rl_xsession *s) { return s->pos; }
-
-/* Segment k of a step of n ids from s->pos. */
+/* The segment of a step of n ids (fed from s->pos) that starts `done` ids in:
+ * up to max_batch of them, the last one sampling. */
 static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
     const uint32_t chunk = n - done < s->x->max_batch ? n - done : s->x->max_batch;
     const uint32_t pos = s->pos + done;
