@@ -14,8 +14,9 @@
  * endpoint. Only the last node's key may connect there. Every wait is
  * bounded, and a node that refuses our key, fails a message or drops its
  * connection fails the call with a message naming the node. After a lost
- * link or a micro-batch without answer, micro-batches and KV calls fail at once (the
- * sessions' state is unknown) until cluster_assign succeeds again. */
+ * link or a micro-batch without answer, micro-batches and KV calls fail at
+ * once (the sessions' state is unknown) until cluster_assign succeeds
+ * again. */
 #ifndef RELAIS_CLUSTER_H
 #define RELAIS_CLUSTER_H
 
