@@ -31,9 +31,13 @@ rl_runner_opts rl_runner_opts_default(void);
 /* The prefill chunk o asks for (its batch, or the default of 256). */
 uint32_t rl_runner_batch(const rl_runner_opts *o);
 
+/* How a model is loaded for o: its window overrides, mapping, layout and
+ * load progress on stderr. What every command that loads a whole model uses. */
+rl_model_opts rl_runner_model_opts(const rl_runner_opts *o);
+
 /* Prefill progress on stderr, called as each chunk of a prompt completes:
  * shown only for prompts of more than one chunk, redrawn in place on a
- * terminal, one line per 10% otherwise (for log files). Shared by every backend that
+ * terminal, one line per 10% otherwise (for log files). Shared by everything that
  * feeds prompts in chunks. */
 void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk);
 

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "gguf_write.h"
+#include "runner.h"
+#include "sampler.h"
 #include "testutil.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
@@ -378,6 +380,66 @@ static void test_chat(void **s) {
     assert_true(prompts >= 3);
 }
 
+/* `relais run` drives the micro-batch executor with one session whose
+ * prompt chunks may use sgemm: its --json ids and top logits are, to the
+ * last bit, what the single-process runner computes with the same chunk
+ * (the path run took before the executor carried it): a 21-token prompt
+ * in chunks of 8 (sgemm at --gemm-min 8) and 5 (the quantized kernels),
+ * then greedy decode steps, on float, quantized and sliding-window models. */
+static void test_run_is_the_runner(void **s) {
+    (void)s;
+    static const char *const names[] = {"tiny-f32", "tiny-q8_0", "tiny-q4_0", "tiny-swa", "small-q4_k_m",
+                                        "stories260K"};
+    enum { N_PROMPT = 21, N_GEN = 6, TOP = 8, BATCH = 8 };
+    static char out[1 << 16];
+    for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+        char path[512], err[512], args[2048];
+        snprintf(path, sizeof path, MODELS "%s.gguf", names[m]);
+        rl_runner_opts o = rl_runner_opts_default();
+        o.model_path = path, o.n_threads = 2, o.batch = BATCH, o.gemm_min = BATCH, o.progress = false;
+        rl_runner *r = rl_runner_new(&o, err, sizeof err);
+        if (!r)
+            fail_msg("%s: %s", names[m], err);
+        const uint32_t V = rl_runner_hparams(r)->n_vocab;
+        int32_t prompt[N_PROMPT];
+        size_t n = (size_t)snprintf(args, sizeof args, "run -m %s -t 2 --batch %d --gemm-min %d --temp 0 -n %d "
+                                    "--top-logits %d --json --prompt-ids ", path, BATCH, BATCH, N_GEN, TOP);
+        for (int i = 0; i < N_PROMPT; i++) {
+            prompt[i] = i == 0 ? 1 : (int32_t)((i * 7919u + 13u) % V);
+            n += (size_t)snprintf(args + n, sizeof args - n, "%s%d", i ? "," : "", prompt[i]);
+        }
+        assert_int_equal(run(args, false, out, sizeof out), 0);
+        json_t *j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        const json_t *ids = json_object_get(j, "greedy_ids"), *top = json_object_get(j, "top");
+        assert_int_equal(json_array_size(ids), N_GEN);
+        float *logits = malloc(V * sizeof *logits);
+        assert_int_equal(rl_runner_feed(r, prompt, N_PROMPT, logits, err, sizeof err), 0);
+        for (int t = 0; t < N_GEN; t++) {
+            int32_t want[TOP];
+            float vals[TOP];
+            rl_top_logits(logits, V, TOP, want, vals);
+            const json_t *step = json_array_get(top, (size_t)t);
+            assert_int_equal(json_array_size(step), TOP);
+            for (int k = 0; k < TOP; k++) {
+                const json_t *pair = json_array_get(step, (size_t)k);
+                const float got = (float)json_real_value(json_array_get(pair, 1));
+                if (json_integer_value(json_array_get(pair, 0)) != want[k] || memcmp(&got, &vals[k], sizeof got))
+                    fail_msg("%s step %d top %d: (%lld, %.9g), the runner (%d, %.9g)", names[m], t, k,
+                             (long long)json_integer_value(json_array_get(pair, 0)), (double)got, want[k],
+                             (double)vals[k]);
+            }
+            const int32_t id = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
+            assert_int_equal(id, want[0]);   /* greedy: the largest logit */
+            if (t + 1 < N_GEN)
+                assert_int_equal(rl_runner_feed(r, &id, 1, logits, err, sizeof err), 0);
+        }
+        free(logits);
+        json_decref(j);
+        rl_runner_destroy(&r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
@@ -386,6 +448,7 @@ int main(void) {
         cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
         cmocka_unit_test(test_mistral3_load_errors),
+        cmocka_unit_test(test_run_is_the_runner),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
