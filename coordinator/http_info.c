@@ -35,10 +35,12 @@ static uint32_t nodes_of(rl_serve *app, rl_xnode *nodes) {
 }
 
 /* Bytes of KV cache a node's sessions hold: each session's cache covers the
- * node's layers at the full context per request. 0 when it holds no layers. */
+ * node's layers at the full context per request. A node without a range
+ * is the engine in this process (all layers) or a node left out of the
+ * plan, which holds no session. */
 static uint64_t kv_bytes(const rl_serve *app, const rl_xnode *nd) {
-    unsigned l0, l1;
-    if (!app->hp || sscanf(nd->layers, "%u-%u", &l0, &l1) != 2 || l1 < l0 || l1 >= app->hp->n_layer)
+    unsigned l0 = 0, l1 = app->hp ? app->hp->n_layer - 1 : 0;
+    if (!app->hp || (*nd->layers && sscanf(nd->layers, "%u-%u", &l0, &l1) != 2) || l1 < l0 || l1 >= app->hp->n_layer)
         return 0;
     return nd->sessions * rl_kv_bytes_for(app->hp, l0, l1 + 1, app->model.n_ctx);
 }

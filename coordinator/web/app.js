@@ -172,7 +172,8 @@ async function send(text) {
     setBusy(false);
     body.classList.remove("streaming");
   }
-  history.push({ role: "assistant", content: reply });
+  if (reply || err === "stopped") history.push({ role: "assistant", content: reply });
+  else history.pop();   // a request that failed outright leaves no turn behind
   const box = body.parentElement;
   box.dataset.finish = finish || (err === "stopped" ? "stopped" : "error");
   if (err && err !== "stopped") {

@@ -45,6 +45,25 @@ start_nodes pair 2 "$TMP/models"
 KEY=web-test-key
 start_server web --cluster "$TMP/pair.yaml" -m "$TMP/models/stories260K.gguf" --api-key "$KEY" --ctx 512 -t 1
 
+# the files as served: each with its type and the policy, no key needed; the API still wants one
+for f in /:text/html /style.css:text/css /app.js:text/javascript /markdown.js:text/javascript; do
+    path=${f%%:*} type=${f#*:}
+    file=${path#/}
+    [ -n "$file" ] || file=index.html
+    curl -s -D "$TMP/headers" -o "$TMP/body" "http://127.0.0.1:$PORT$path"
+    if grep -qi "^HTTP/1.1 200" "$TMP/headers" && grep -qi "^Content-Type: $type; charset=utf-8" "$TMP/headers" &&
+        grep -qi "^Content-Security-Policy: default-src 'none'; script-src 'self'" "$TMP/headers" &&
+        grep -qi "^X-Content-Type-Options: nosniff" "$TMP/headers" && cmp -s "$TMP/body" "$HERE/../../coordinator/web/$file"; then
+        ok "GET $path without a key: coordinator/web/$file as $type, with the CSP"
+    else
+        bad "GET $path: $(cat "$TMP/headers")"
+    fi
+done
+KEY= req GET /v1/models
+expect "the API still asks for the key" 401
+req POST / '{}'
+expect "POST / with the key: 405" 405
+
 rm -f "$OUT"/*.png
 if CHROMIUM=$CHROMIUM node "$OUT/web_ui.mjs" "http://127.0.0.1:$PORT" "$KEY" "$OUT"; then
     ok "the page in Chromium"
