@@ -6,7 +6,8 @@
  * node of a cluster file with Hello, as the coordinator does before a plan,
  * each from its own short-lived link so that one silent node delays no
  * other: what answers gives its host, memory, cores and measured speed, and
- * the time its answer took. Hello asks nothing of a node's state, so this is
+ * the time its answer took (the server alone gives a node's mean compute
+ * time per micro-batch instead of a speed). Hello asks nothing of a node's state, so this is
  * safe beside a serving coordinator; it uses the cluster file's coordinator
  * key and a result endpoint of its own on an ephemeral port. With both, the
  * rows are matched by node name.
@@ -43,7 +44,8 @@ typedef struct {
     char layers[24];
     bool from_server, greeted, answered;
     uint32_t sessions;
-    uint64_t kv_bytes;
+    uint64_t kv_bytes, batches;
+    double busy_seconds;         /* the server's count of the node's compute time */
     cluster_node_info info;      /* when answered */
     double hello_ms;
     /* for the Hello thread */
@@ -211,6 +213,8 @@ static int read_server(st_args *a, char *err, size_t errlen) {
         snprintf(r->layers, sizeof r->layers, "%s", l ? l : "");
         r->sessions = (uint32_t)json_integer_value(json_object_get(nd, "sessions"));
         r->kv_bytes = (uint64_t)json_integer_value(json_object_get(nd, "kv_bytes"));
+        r->batches = (uint64_t)json_integer_value(json_object_get(nd, "batches"));
+        r->busy_seconds = json_number_value(json_object_get(nd, "busy_seconds"));
     }
     json_decref(h);
     return 0;
@@ -305,6 +309,8 @@ static void print_table(const st_args *a) {
                 snprintf(speed, sizeof speed, "%.2f GB/s", r->info.matvec_bytes_per_s / 1e9);
         } else if (r->greeted)
             snprintf(seen, sizeof seen, "no answer");
+        if (!r->answered && r->batches)   /* without Hello: the server's mean time per micro-batch */
+            snprintf(speed, sizeof speed, "%.2f ms/batch", r->busy_seconds * 1e3 / (double)r->batches);
         if (r->from_server)
             snprintf(kv, sizeof kv, "%.1f MiB (%u)", (double)r->kv_bytes / 1048576.0, r->sessions);
         printf("%-12s %-26s %-16s %-10s %-7s %-19s %-12s %-9s %s\n", r->name, *r->address ? r->address : "-",
@@ -325,8 +331,9 @@ static int print_json(const st_args *a, uint32_t down) {
                               *r->address ? r->address : NULL, "fingerprint", *r->fingerprint ? r->fingerprint : NULL,
                               "state", state_of(r), "down", is_down(r));
         if (r->from_server)
-            json_object_update_new(o, json_pack("{s:s, s:i, s:I}", "layers", r->layers, "sessions", (int)r->sessions,
-                                                "kv_bytes", (json_int_t)r->kv_bytes));
+            json_object_update_new(o, json_pack("{s:s, s:i, s:I, s:I, s:f}", "layers", r->layers, "sessions",
+                                                (int)r->sessions, "kv_bytes", (json_int_t)r->kv_bytes, "batches",
+                                                (json_int_t)r->batches, "busy_seconds", r->busy_seconds));
         if (r->greeted)
             json_object_set_new(o, "answered", json_boolean(r->answered));
         if (r->greeted && !r->answered)

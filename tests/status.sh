@@ -80,6 +80,11 @@ req GET /health
 expect "/health: the KV freed once the requests end, the tokens counted" 200 '
     r.nodes.every(n => n.sessions === 0 && n.kv_bytes === 0 && n.batches > 0 && n.busy_seconds > 0) &&
     r.tokens.generated >= 8 && r.sessions.max === 8 && r.sessions.ctx === 512 && r.time > 1.7e9'
+status --server "http://127.0.0.1:$PORT"
+check "server: each node's mean compute time per micro-batch" 0 '
+    ["node1", "node2"].every((n) => row(n).slice(-2).join(" ").match(/^[0-9.]+ ms\/batch$/) && parseFloat(row(n).slice(-2)[0]) > 0)'
+status --server "http://127.0.0.1:$PORT" --json
+check "... and in JSON" 0 'r.nodes.every((n) => n.batches > 0 && n.busy_seconds > 0)'
 
 # ---- a node down ----
 kill -9 "${NODE_PIDS[1]}"
