@@ -190,6 +190,8 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
                                 app->model_id};
     app->sched = en->sched;
     app->x = en->e.x;
+    app->hp = hp;
+    app->max_sessions = so.max_sessions;
     rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "
            "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
            rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
