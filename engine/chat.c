@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "chat.h"
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL } role;
@@ -742,8 +743,8 @@ int rl_chat_template_from_name(const char *name)
     return -1;
 }
 
-int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *messages,
-                  const json_t *tools, int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+static int build_json(const rl_tokenizer *t, rl_chat_template tpl, const json_t *messages,
+                      const json_t *tools, int32_t **ids, size_t *n_ids, char *err, size_t errlen)
 {
     convo c = { .err = err, .errlen = errlen };
     prompt p = { .tok = t, .c = &c };
@@ -770,4 +771,31 @@ int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *mes
     *ids = p.ids;
     *n_ids = p.n;
     return 0;
+}
+
+/* NULL (tools absent) stays NULL; text that does not parse is an error
+ * naming the field and where the parser stopped. */
+static int parse_arg(const char *text, const char *what, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!text) return 0;
+    json_error_t je;
+    *out = json_loads(text, JSON_DECODE_ANY, &je);
+    if (*out) return 0;
+    snprintf(err, errlen, "%s: not valid JSON (line %d, column %d: %s)", what, je.line, je.column, je.text);
+    return -1;
+}
+
+int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const char *messages, const char *tools,
+                  int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+{
+    json_t *m = NULL, *tl = NULL;
+    int rc = -1;
+    if (!messages)
+        snprintf(err, errlen, "messages: must be a non-empty array");
+    else if (parse_arg(messages, "messages", &m, err, errlen) == 0 && parse_arg(tools, "tools", &tl, err, errlen) == 0)
+        rc = build_json(t, tpl, m, tl, ids, n_ids, err, errlen);
+    json_decref(m);
+    json_decref(tl);
+    return rc;
 }
