@@ -16,6 +16,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "chat.h"
+#include "util.h"
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL } role;
 
@@ -32,17 +33,12 @@ typedef struct {
 static void sb_add(strbuf *b, const char *s, size_t n)
 {
     if (b->oom || n == 0) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    char *p = rl_grow(b->p, &b->cap, b->n + n + 1, 1, 64);
+    if (!p) {
+        b->oom = true;
+        return;
     }
+    b->p = p;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
@@ -410,13 +406,9 @@ typedef struct {
 
 static int emit(prompt *p, int32_t id)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 256;
-        int32_t *ids = realloc(p->ids, cap * sizeof *ids);
-        if (!ids) return fail(p->c, "out of memory");
-        p->ids = ids;
-        p->cap = cap;
-    }
+    int32_t *ids = rl_grow(p->ids, &p->cap, p->n + 1, sizeof *ids, 256);
+    if (!ids) return fail(p->c, "out of memory");
+    p->ids = ids;
     p->ids[p->n++] = id;
     return 0;
 }
