@@ -4,7 +4,8 @@
 # and serve. With --ci (which .ci/run passes) also what the test suite needs:
 # cmocka, node and npm for the HTTP client tests, curl, the network tools of
 # the namespace test (iproute2, iptables, ping, libnetfilter-queue),
-# systemd-analyze for the install test, and on an x86-64 machine the aarch64
+# systemd-analyze for the install test, clang and its runtime libraries for
+# the libFuzzer harnesses (tests/fuzz/run.sh), and on an x86-64 machine the aarch64
 # cross toolchain, qemu-user and the arm64 libraries (deploy/test-arm.sh).
 # Safe to run again: apt-get skips what is already there. Needs root (or
 # sudo).
@@ -32,6 +33,7 @@ TEST_PKGS=(
   nodejs npm curl
   iproute2 iptables iputils-ping libnetfilter-queue-dev
   systemd
+  clang libclang-rt-dev
 )
 
 SUDO=""
