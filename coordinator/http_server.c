@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <stdatomic.h>
 #include <poll.h>
@@ -34,9 +35,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include "log.h"
 
 #define STACK_BYTES (512u << 10)   /* per connection thread; the handlers keep large data on the heap */
 #define SPARE_FDS 256              /* descriptors beyond the connections: model, cluster sockets, logs */
+#define LOG_GAP_S 5.0              /* at most one libmicrohttpd line per this (a flood must not fill the log) */
 
 /* A connection the watchdog keeps an eye on (MHD's socket context). */
 typedef struct watched {
@@ -58,12 +61,32 @@ struct rl_http {
     bool stopping;
     pthread_t watchdog;
     bool has_watchdog;
+    pthread_mutex_t log_lock; /* guards the two below */
+    double last_log_s;        /* when libmicrohttpd last logged (rl_now_s) */
+    unsigned log_left_out;    /* its lines not logged since then */
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+/* libmicrohttpd's messages, at most one per LOG_GAP_S: each connection
+ * refused at a limit is a line, and an attacker opens thousands. The next
+ * line logged says how many were left out. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    rl_http *h = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = 0;
+    pthread_mutex_lock(&h->log_lock);
+    const double now = rl_now_s();
+    const bool due = h->last_log_s == 0 || now - h->last_log_s >= LOG_GAP_S;
+    const unsigned left_out = h->log_left_out;
+    if (due)
+        h->last_log_s = now, h->log_left_out = 0;
+    else
+        h->log_left_out++;
+    pthread_mutex_unlock(&h->log_lock);
+    if (due && left_out)
+        rl_log(RL_LOG_WARN, "http: %s (%u lines not logged since the last one)", line, left_out);
+    else if (due)
+        rl_log(RL_LOG_WARN, "http: %s", line);
 }
 
 /* ---- replies ---- */
@@ -119,6 +142,14 @@ bool http_client_gone(http_req *r) {
 
 /* ---- the header deadline ---- */
 
+static void log_line(rl_http *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(rl_http *h, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mhd_log(h, fmt, ap);
+    va_end(ap);
+}
+
 /* MHD tells of each connection opened and closed; the closed one is told
  * before its socket is closed, so under the lock a listed fd is still the
  * connection's own. */
@@ -131,7 +162,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (!ci || !(w = calloc(1, sizeof *w)))
             return;   /* unwatched: MHD's own connection timeout still ends it */
         w->fd = ci->connect_fd;
-        w->since = now_s();
+        w->since = rl_now_s();
         pthread_mutex_lock(&h->lock);
         if ((w->next = h->conns))
             h->conns->prev = w;
@@ -161,7 +192,7 @@ static void watch_request(rl_http *h, struct MHD_Connection *c, bool begun) {
         return;
     pthread_mutex_lock(&h->lock);
     w->in_request = begun;
-    w->since = now_s();
+    w->since = rl_now_s();
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -171,12 +202,20 @@ static void *watchdog_main(void *arg) {
     rl_http *h = arg;
     pthread_mutex_lock(&h->lock);
     while (!h->stopping) {
-        double now = now_s();
+        double now = rl_now_s();
+        unsigned n_cut = 0;
         for (watched *w = h->conns; w; w = w->next)
             if (!w->in_request && w->fd >= 0 && now - w->since > h->o.header_timeout) {
                 shutdown(w->fd, SHUT_RDWR);
                 w->fd = -1;
+                n_cut++;
             }
+        if (n_cut) {
+            pthread_mutex_unlock(&h->lock);
+            log_line(h, "closed %u connection(s) whose request header did not arrive within %u s", n_cut,
+                     h->o.header_timeout);
+            pthread_mutex_lock(&h->lock);
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 250000000;
@@ -372,7 +411,8 @@ static struct MHD_Daemon *start_daemon(rl_http *h, struct sockaddr_storage *sa) 
     const rl_http_opts *o = &h->o;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG | (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
                             h, MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                             o->max_per_ip, MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_BYTES,
@@ -392,6 +432,7 @@ rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t e
     h->app = app;
     h->o = *o;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->log_lock, NULL);
     pthread_cond_init(&h->wake, NULL);
     if (!(h->daemon = start_daemon(h, &sa))) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not an address of this machine)", o->host,
@@ -426,6 +467,7 @@ void rl_http_stop(rl_http **ph) {
         MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->wake);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->log_lock);
     free(h);
     *ph = NULL;
 }

@@ -8,6 +8,7 @@
 # header deadline (not an inactivity timeout: the attacker is never idle for
 # 2 s) closes every one of them; and a POST without a valid key announcing a
 # large body gets its 401 as soon as its header is in, without the body.
+# The refusals do not flood the log (at most a line per 5 s).
 #
 # usage: serve_slowloris.sh RELAIS SHARED_DIR
 set -euo pipefail
@@ -80,6 +81,9 @@ STATUS=200
 expect "the server held at most $PER_IP of the attacker's $N connections" 200 "r.heldAt2s > 0 && r.heldAt2s <= $PER_IP"
 expect "the header deadline closed every one it held, within ${DEADLINE} s and a second" 200 \
     "r.closedByServer === r.connected && r.longest <= $DEADLINE + 1.5"
+lines=$(grep -c '^relais: http:' "$TMP/s.log" || true)
+[ "$lines" -le $(( ATTACK / 5 + 2 )) ] && ok "$lines log lines for $N refused or cut connections" ||
+    bad "$lines log lines for $N refused or cut connections (one per 5 s at most)"
 req GET /health
 expect "the server is healthy after the attack" 200 'r.status === "ok"'
 finish
