@@ -138,6 +138,9 @@ static bool plain_string(const json_t *s) {
 }
 
 static int add_stop(rl_oai_req *r, const json_t *s, rl_oai_err *e) {
+    if (json_string_length(s) > RL_OAI_MAX_STOP_BYTES)
+        return bad(e, "stop", "a stop string of %zu bytes; each may have at most %d", json_string_length(s),
+                   RL_OAI_MAX_STOP_BYTES);
     if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
         return bad(e, NULL, "out of memory");
     r->n_stop++;
