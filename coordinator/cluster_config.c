@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <yaml.h>
 #include "io_pin.h"
+#include "util.h"
 
 #define MAX_DEPTH 16          /* the schema needs 4 levels; anything deeper is a mistake or an attack */
 #define MAX_YNODES 100000     /* bounds the tree a 1 MiB file of "[]," can build */
@@ -124,14 +125,10 @@ static ynode *ynode_new(ctx *c, const yaml_event_t *ev, ykind kind) {
 }
 
 static int ynode_add(ctx *c, ynode *parent, ynode *kid) {
-    if (parent->n == parent->cap) {
-        size_t cap = parent->cap ? parent->cap * 2 : 4;
-        ynode **k = realloc(parent->kids, cap * sizeof *k);
-        if (!k)
-            return out_of_memory(c);
-        parent->kids = k;
-        parent->cap = cap;
-    }
+    ynode **k = rl_grow(parent->kids, &parent->cap, parent->n + 1, sizeof *k, 4);
+    if (!k)
+        return out_of_memory(c);
+    parent->kids = k;
     parent->kids[parent->n++] = kid;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Server counters and their Prometheus rendering (see http_metrics.h). */
 #include "http_metrics.h"
+#include "util.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -84,13 +85,12 @@ static void put(page *pg, const char *fmt, ...) {
             pg->len += pg->oom ? 0 : (size_t)n;
             return;
         }
-        char *p = realloc(pg->p, pg->cap * 2 + (size_t)n);
+        char *p = rl_grow(pg->p, &pg->cap, pg->len + (size_t)n + 1, 1, 4096);
         if (!p) {
             pg->oom = true;
             return;
         }
         pg->p = p;
-        pg->cap = pg->cap * 2 + (size_t)n;
     }
 }
 

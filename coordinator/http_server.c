@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include "log.h"
+#include "util.h"
 
 #define STACK_BYTES (512u << 10)   /* per connection thread; the handlers keep large data on the heap */
 #define SPARE_FDS 256              /* descriptors beyond the connections: model, cluster sockets, logs */
@@ -324,15 +325,10 @@ static bool append_body(rl_http *h, http_req *r, const char *data, size_t n) {
         r->too_big = true;
         return true;   /* read and dropped: the reply is 413 */
     }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *p = realloc(r->body, cap);
-        if (!p)
-            return false;
-        r->body = p, r->cap = cap;
-    }
+    char *p = rl_grow(r->body, &r->cap, r->len + n + 1, 1, 4096);
+    if (!p)
+        return false;
+    r->body = p;
     memcpy(r->body + r->len, data, n);
     r->len += n;
     r->body[r->len] = 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "openai.h"
+#include "util.h"
 
 typedef struct {
     char *p;
@@ -43,15 +44,10 @@ struct rl_oai_out {
 };
 
 static bool buf_add(buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return false;
-        b->p = p, b->cap = cap;
-    }
+    char *p = rl_grow(b->p, &b->cap, b->len + n + 1, 1, 256);
+    if (!p)
+        return false;
+    b->p = p;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
