@@ -61,14 +61,18 @@ static int open_link(cluster *c, cl_node *nd, const cluster_node *spec, char *er
     return 0;
 }
 
-/* The result endpoint as nodes reach it: `advertise`, or the bound endpoint
- * with 127.0.0.1 for a wildcard host. */
+/* The result endpoint as nodes reach it: `advertise` (its port * replaced
+ * by the port bound), or the bound endpoint with 127.0.0.1 for a wildcard
+ * host. */
 static void advertised(cluster *c, const char *advertise) {
     char bound[256] = "";
     size_t len = sizeof bound;
     zmq_getsockopt(c->results, ZMQ_LAST_ENDPOINT, bound, &len);
     const char *host = strstr(bound, "://");
-    if (advertise)
+    const size_t n = advertise ? strlen(advertise) : 0;
+    if (n > 2 && !strcmp(advertise + n - 2, ":*") && strrchr(bound, ':'))
+        snprintf(c->result_ep, sizeof c->result_ep, "%.*s%s", (int)(n - 2), advertise, strrchr(bound, ':'));
+    else if (advertise)
         snprintf(c->result_ep, sizeof c->result_ep, "%s", advertise);
     else if (host && (!strncmp(host + 3, "0.0.0.0:", 8) || !strncmp(host + 3, "*:", 2)))
         snprintf(c->result_ep, sizeof c->result_ep, "tcp://127.0.0.1%s", strrchr(bound, ':'));

@@ -284,7 +284,8 @@ static int scalar_field(ctx *c, const ynode *map, const ynode *val, const char *
 /* A tcp://HOST:PORT endpoint, split. */
 typedef struct {
     char host[256];           /* without IPv6 brackets */
-    uint16_t port;
+    uint16_t port;            /* 0 with any_port */
+    bool any_port;            /* the port is '*': chosen when the coordinator binds */
     bool wildcard;            /* *, 0.0.0.0 or :: (only valid to bind) */
     bool ipv6;
 } endpoint;
@@ -338,11 +339,12 @@ static int endpoint_parse(const char *s, endpoint *e, char *why, size_t whylen) 
     char *end;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (!isdigit((unsigned char)colon[1]) || *end || errno || port < 1 || port > 65535) {
-        snprintf(why, whylen, "'%s': the port must be a number in 1..65535", s);
+    e->any_port = !strcmp(colon + 1, "*");
+    if (!e->any_port && (!isdigit((unsigned char)colon[1]) || *end || errno || port < 1 || port > 65535)) {
+        snprintf(why, whylen, "'%s': the port must be a number in 1..65535 (or * where one is chosen)", s);
         return -1;
     }
-    e->port = (uint16_t)port;
+    e->port = e->any_port ? 0 : (uint16_t)port;
     unsigned char addr[16];
     bool ok;
     if (e->ipv6) {
@@ -364,11 +366,14 @@ static int endpoint_parse(const char *s, endpoint *e, char *why, size_t whylen) 
     return 0;
 }
 
-/* Checks an endpoint field; `bind` allows a wildcard host. */
-static int endpoint_field(ctx *c, const ynode *val, const char *where, bool bind, endpoint *e) {
+/* Checks an endpoint field; `bind` allows a wildcard host, `any_port` the
+ * port * (the coordinator's own endpoints: the port it is given at bind). */
+static int endpoint_field(ctx *c, const ynode *val, const char *where, bool bind, bool any_port, endpoint *e) {
     char why[512];
     if (endpoint_parse(val->text, e, why, sizeof why))
         return fail_at(c, val->line, val->col, "%s: %s", where, why);
+    if (e->any_port && !any_port)
+        return fail_at(c, val->line, val->col, "%s: '%s': the port must be a number in 1..65535", where, val->text);
     if (e->wildcard && !bind)
         return fail_at(c, val->line, val->col, "%s: '%s' is a wildcard address; give the address the "
                        "other machines reach it at", where, val->text);
@@ -385,7 +390,9 @@ static char *resolve_path(const char *base_dir, const char *p) {
     return out;
 }
 
-#define DEFAULT_LISTEN "tcp://0.0.0.0:7799"
+/* Any free port: the coordinator binds, then names the bound endpoint to the
+ * last node in its Assign, so two coordinators (or tests) never collide. */
+#define DEFAULT_LISTEN "tcp://0.0.0.0:*"
 
 /* Nodes reach a coordinator bound on a wildcard at the loopback address by
  * default: right for a cluster on one machine, and documented as the value
@@ -394,7 +401,10 @@ static char *default_advertise(const char *listen, const endpoint *le) {
     if (!le->wildcard)
         return strdup(listen);
     char buf[64];
-    snprintf(buf, sizeof buf, le->ipv6 ? "tcp://[::1]:%u" : "tcp://127.0.0.1:%u", le->port);
+    if (le->any_port)
+        snprintf(buf, sizeof buf, le->ipv6 ? "tcp://[::1]:*" : "tcp://127.0.0.1:*");
+    else
+        snprintf(buf, sizeof buf, le->ipv6 ? "tcp://[::1]:%u" : "tcp://127.0.0.1:%u", le->port);
     return strdup(buf);
 }
 
@@ -413,9 +423,9 @@ static int read_coordinator(ctx *c, const ynode *v, const char *base_dir, cluste
     cfg->io_cpu = IO_PIN_NONE;
     if (io_cpu && io_pin_parse(io_cpu, &cfg->io_cpu, why, sizeof why))
         return fail_at(c, vals[3]->line, vals[3]->col, "coordinator.io_cpu: %s", why);
-    if (listen && endpoint_field(c, vals[1], "coordinator.listen", true, &le))
+    if (listen && endpoint_field(c, vals[1], "coordinator.listen", true, true, &le))
         return -1;
-    if (adv && endpoint_field(c, vals[2], "coordinator.advertise", false, &ae))
+    if (adv && endpoint_field(c, vals[2], "coordinator.advertise", false, true, &ae))
         return -1;
     if (!listen) {
         listen = DEFAULT_LISTEN;
@@ -463,7 +473,7 @@ static int read_node_entry(ctx *c, const ynode *v, uint32_t i, const char *base_
         scalar_field(c, v, vals[2], where, "name", false, &name))
         return -1;
     snprintf(where, sizeof where, "nodes[%u].address", i);
-    if (endpoint_field(c, vals[0], where, false, &e))
+    if (endpoint_field(c, vals[0], where, false, false, &e))
         return -1;
     if (name && !valid_name(name))
         return fail_at(c, vals[2]->line, vals[2]->col, "nodes[%u].name: at most 64 printable characters", i);

@@ -64,7 +64,7 @@ write_yaml() {
     {
         echo "coordinator:"
         echo "  key: $work/coordinator.key"
-        echo "  listen: tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
+        echo "  listen: 'tcp://127.0.0.1:*'"   # bound, then named to the nodes: no port chosen by chance
         echo "nodes:"
         for i in "$@"; do
             printf '  - address: %s\n    public_key: %s\n    name: node%s\n' "${addr[$i]}" "$work/node$i.pub" "$i"

@@ -82,7 +82,9 @@ static void test_defaults_and_advertise(void **state) {
     const char *nodes = "nodes: [{address: tcp://h:1, public_key: p}]\n";
     char text[512];
     struct { const char *coord, *listen, *advertise; } cases[] = {
-        {"{key: k}", "tcp://0.0.0.0:7799", "tcp://127.0.0.1:7799"},
+        {"{key: k}", "tcp://0.0.0.0:*", "tcp://127.0.0.1:*"},   /* any port: bound, then named in Assign */
+        {"{key: k, listen: 'tcp://127.0.0.1:*'}", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"},
+        {"{key: k, listen: 'tcp://*:*', advertise: 'tcp://10.0.0.5:*'}", "tcp://*:*", "tcp://10.0.0.5:*"},
         {"{key: k, listen: 'tcp://0.0.0.0:9000'}", "tcp://0.0.0.0:9000", "tcp://127.0.0.1:9000"},
         {"{key: k, listen: 'tcp://[::]:9000'}", "tcp://[::]:9000", "tcp://[::1]:9000"},
         {"{key: k, listen: 'tcp://10.0.0.5:9000'}", "tcp://10.0.0.5:9000", "tcp://10.0.0.5:9000"},
@@ -185,6 +187,8 @@ static void test_endpoint_errors(void **state) {
         expect_error(t, want);
         expect_error(t, cases[i].want);
     }
+    expect_error("coordinator: {key: k}\nnodes: [{address: 'tcp://h:*', public_key: p}]\n",
+                 "c.yaml:2:19: nodes[0].address: 'tcp://h:*': the port must be a number in 1..65535");
     expect_error("coordinator: {key: k, listen: 'udp://*:1'}\nnodes: [{address: tcp://h:1, public_key: p}]\n",
                  "c.yaml:1:31: coordinator.listen: 'udp://*:1' is not a tcp://HOST:PORT endpoint");
     expect_error("coordinator: {key: k, advertise: 'tcp://*:1'}\nnodes: [{address: tcp://h:1, public_key: p}]\n",
