@@ -191,7 +191,7 @@ static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char 
         return -1;
     en->view = en->model;
     *n_ctx = rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx);
-    return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, err, errlen)) ? 0 : -1;
+    return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, ro.kv_type, err, errlen)) ? 0 : -1;
 }
 
 static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
@@ -206,11 +206,13 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->view)), n_ctx};
     app->sched = en->sched;
     app->x = en->x;
-    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "
+    char kv[160] = "";
+    if (!a->cluster.file)   /* a cluster's nodes report their KV when they are ready */
+        rl_kv_describe(hp, a->common.runner.kv_type, n_ctx, kv, sizeof kv);
+    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions%s%s%s, "
            "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
-           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
-           rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx) / 1048576.0, a->batch, en->x->depth, a->common.runner.n_threads,
-           a->cluster.file ? " per node" : "");
+           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions, *kv ? " (" : "", kv, *kv ? " each)" : "",
+           a->batch, en->x->depth, a->common.runner.n_threads, a->cluster.file ? " per node" : "");
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "backend_cluster.h"
+#include "kv.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -97,8 +98,8 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
 /* The engine in this process: model at path, n_threads workers, micro-batches
  * of up to max_batch tokens. Uses the quantized kernels for every batch size
  * (gemm_min 0), so a session's results do not depend on which other sessions
- * share its micro-batches. NULL with err on failure. */
-rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err,
-                                   size_t errlen);
+ * share its micro-batches; sessions cache K and V in kv_type. NULL with err on failure. */
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, rl_kv_type kv_type,
+                                   char *err, size_t errlen);
 
 #endif

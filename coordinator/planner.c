@@ -21,7 +21,7 @@ struct plan {
 };
 
 plan_input plan_input_default(void) {
-    return (plan_input){.n_sessions = 1, .reserve = PLAN_DEFAULT_RESERVE};
+    return (plan_input){.n_sessions = 1, .reserve = PLAN_DEFAULT_RESERVE, .kv_type = RL_KV_TYPE_DEFAULT};
 }
 
 /* Prefix sums, so the cost of any range is O(1). */
@@ -152,7 +152,7 @@ static int costs_init(costs *c, const plan_input *in) {
     }
     for (uint32_t j = 1; j <= c->n_layer; j++) {
         c->wsum[j] = c->wsum[j - 1] + in->layer_bytes[j - 1];
-        c->kvsum[j] = rl_kv_bytes_for(in->hp, 0, j, in->n_ctx) * in->n_sessions;
+        c->kvsum[j] = rl_kv_bytes_for(in->hp, 0, j, in->n_ctx, in->kv_type) * in->n_sessions;
     }
     return 0;
 }
@@ -242,7 +242,7 @@ static void fill_stages(plan *p, const costs *c, const uint32_t *cuts) {
         s->l1 = j;
         s->head = range_has_head(c, i, j);
         s->weight_bytes = c->wsum[j] - c->wsum[i];
-        s->kv_bytes = rl_kv_bytes_for(in->hp, i, j, in->n_ctx) * in->n_sessions;
+        s->kv_bytes = rl_kv_bytes_for(in->hp, i, j, in->n_ctx, in->kv_type) * in->n_sessions;
         s->head_bytes = s->head ? in->head_bytes : 0;
         s->reserve_bytes = i < j ? in->reserve : 0;
         s->need_bytes = s->weight_bytes + s->kv_bytes + s->head_bytes + s->reserve_bytes;

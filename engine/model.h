@@ -103,8 +103,5 @@ uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il);
 /* Bytes of the head as stored: output_norm and output (token_embd when the
  * output is tied to it), all of which a token's logits read. */
 uint64_t rl_head_file_bytes(const gguf_file *f, bool tied_output);
-/* Bytes of KV cache (f32 K and V) for layers [l0, l1) at n_ctx positions,
- * sliding layers counted at min(W, n_ctx). */
-uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx);
 
 #endif

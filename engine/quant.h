@@ -235,6 +235,13 @@ void rl_qg_pack_via(rl_qg_unpack_fn unpack,
  * any set's quantizers produce the same bytes as the reference's. */
 typedef float (*rl_vec_dot_fn)(int n, const void *w, const void *a);
 typedef void (*rl_quantize_act_fn)(const float *x, void *dst, int n);
+/* y (n) += a * x (n), x one row of a KV cache type (F32, F16, or whole Q8_0
+ * blocks): the attention's weighted sum of values, read in the cache's type.
+ * Each element is one multiply (a times the value; for Q8_0, a * d once per
+ * block, times the quant) and one add, never fused, so every set gives the
+ * reference's bits. The attention's scores use vec_dot: keys against the
+ * f32 query (F32, F16) or the query quantized by quantize_q8_0 (Q8_0). */
+typedef void (*rl_kv_axpy_fn)(int n, float a, const void *x, float *y);
 
 typedef struct {
     const char *name;                       /* "scalar", "avx2", "avx512", "neon" */
@@ -245,6 +252,7 @@ typedef struct {
     rl_qg_unpack_fn qg_unpack;
     rl_qg_kernel_fn qg_kernel;
     rl_qg_gemv_fn qg_gemv;                  /* NULL: small batches unpack too */
+    rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT];  /* F32, F16, Q8_0; NULL for the rest */
 } rl_kernel_set;
 
 /* The scalar reference set: the definition every other set is tested against. */

@@ -358,6 +358,31 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
     return dot_float(n, w, a, load8_bf16, elem_bf16);
 }
 
+/* ---- the attention's value sums: multiply, then add, as the reference ----- */
+
+static void kv_axpy_f16_avx2(int n, float a, const void *x, float *y)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load8_f16(x, i))));
+    for (; i < n; i++)
+        y[i] += a * elem_f16(x, i);
+}
+
+static void kv_axpy_q8_0_avx2(int n, float a, const void *xv, float *y)
+{
+    const block_q8_0 *x = xv;
+    for (int b = 0; b < n / QK8_0; b++, y += QK8_0) {
+        const __m256 s = _mm256_set1_ps(a * fp16(x[b].d));
+        for (int k = 0; k < QK8_0; k += 8) {
+            const __m128i q = _mm_loadl_epi64((const __m128i *)(x[b].qs + k));
+            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+            _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(s, v)));
+        }
+    }
+}
+
 static const rl_kernel_set avx2_set = {
     .name = "avx2",
     .quantize_q8_0 = quantize_q8_0_avx2,
@@ -376,6 +401,11 @@ static const rl_kernel_set avx2_set = {
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
     .qg_gemv = rl_qg_gemv_avx2,
+    .kv_axpy = {
+        [RL_F32] = rl_kv_axpy_f32,
+        [RL_F16] = kv_axpy_f16_avx2,
+        [RL_Q8_0] = kv_axpy_q8_0_avx2,
+    },
 };
 
 const rl_kernel_set *rl_kernels_avx2(void)

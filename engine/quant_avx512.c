@@ -191,6 +191,34 @@ static float vec_dot_q6_K_avx512(int n, const void *w, const void *a)
     return _mm512_reduce_add_ps(acc);
 }
 
+/* ---- the attention's value sums: 16 lanes, multiply then add ------------- */
+
+static void kv_axpy_f16_avx512(int n, float a, const void *xv, float *y)
+{
+    const rl_fp16 *x = xv;
+    const __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_mul_ps(va, v)));
+    }
+    for (; i < n; i++)
+        y[i] += a * fp16(x[i]);
+}
+
+static void kv_axpy_q8_0_avx512(int n, float a, const void *xv, float *y)
+{
+    const block_q8_0 *x = xv;
+    for (int b = 0; b < n / QK8_0; b++, y += QK8_0) {
+        const __m512 s = _mm512_set1_ps(a * fp16(x[b].d));
+        for (int k = 0; k < QK8_0; k += 16) {
+            const __m128i q = _mm_loadu_si128((const __m128i *)(x[b].qs + k));
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+            _mm512_storeu_ps(y + k, _mm512_add_ps(_mm512_loadu_ps(y + k), _mm512_mul_ps(s, v)));
+        }
+    }
+}
+
 static rl_kernel_set avx512_set = {
     .name = "avx512",
     .vec_dot = {
@@ -204,6 +232,10 @@ static rl_kernel_set avx512_set = {
     .qg_unpack = rl_qg_unpack_avx512,
     .qg_kernel = rl_qg_kernel_avx512,
     .qg_gemv = rl_qg_gemv_avx512,
+    .kv_axpy = {
+        [RL_F16] = kv_axpy_f16_avx512,
+        [RL_Q8_0] = kv_axpy_q8_0_avx512,
+    },
 };
 
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;

@@ -5,7 +5,8 @@
  *
  * The batched product serves every batch size of the quantized formats, so
  * their matrix-vector dots and the Q8_K quantizer never run on this path
- * and come from the scalar reference. Float weights (F32, F16, BF16 files)
+ * and come from the scalar reference, except the Q8_0 dot, which the
+ * attention runs over a Q8_0 KV cache's keys. Float weights (F32, F16, BF16 files)
  * have no batched kernel: their decode is the matrix-vector dot, which the
  * reference computes in double, element by element (and F16 through a
  * software conversion), several times slower than the memory it reads. */
@@ -102,6 +103,50 @@ static float vec_dot_bf16_neon(int n, const void *w, const void *a)
     return dot_float(n, w, a, load4_bf16, elem_bf16);
 }
 
+/* ---- KV cache reads: the attention's Q8_0 key dot and value sums ---------- */
+
+/* Q8_0 keys against the Q8_0 query: the reference's integer sum per block,
+ * then one float multiply-add per block in the reference's order. */
+static float vec_dot_q8_0_neon(int n, const void *w, const void *a)
+{
+    const block_q8_0 *x = w, *y = a;
+    float sum = 0;
+    for (int i = 0; i < n / QK8_0; i++) {
+        int32x4_t acc = vdupq_n_s32(0);
+        for (int k = 0; k < QK8_0; k += 16) {
+            const int8x16_t xv = vld1q_s8(x[i].qs + k), yv = vld1q_s8(y[i].qs + k);
+            acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(xv), vget_low_s8(yv)));
+            acc = vpadalq_s16(acc, vmull_s8(vget_high_s8(xv), vget_high_s8(yv)));
+        }
+        sum += (float)vaddvq_s32(acc) * (rl_fp16_to_f32(x[i].d) * rl_fp16_to_f32(y[i].d));
+    }
+    return sum;
+}
+
+static void kv_axpy_f16_neon(int n, float a, const void *x, float *y)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(load4_f16(x, i), a)));
+    for (; i < n; i++)
+        y[i] += a * elem_f16(x, i);
+}
+
+static void kv_axpy_q8_0_neon(int n, float a, const void *xv, float *y)
+{
+    const block_q8_0 *x = xv;
+    for (int b = 0; b < n / QK8_0; b++, y += QK8_0) {
+        const float s = a * rl_fp16_to_f32(x[b].d);
+        for (int k = 0; k < QK8_0; k += 8) {
+            const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + k));
+            const float32x4_t lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
+            const float32x4_t hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(q)));
+            vst1q_f32(y + k, vaddq_f32(vld1q_f32(y + k), vmulq_n_f32(lo, s)));
+            vst1q_f32(y + k + 4, vaddq_f32(vld1q_f32(y + k + 4), vmulq_n_f32(hi, s)));
+        }
+    }
+}
+
 static rl_kernel_set neon_set = {
     .name = "neon",
     .quantize_q8_0 = quantize_q8_0_neon,
@@ -109,11 +154,16 @@ static rl_kernel_set neon_set = {
         [RL_F32] = vec_dot_f32_neon,
         [RL_F16] = vec_dot_f16_neon,
         [RL_BF16] = vec_dot_bf16_neon,
+        [RL_Q8_0] = vec_dot_q8_0_neon,
     },
     .qg_pack = rl_qg_pack_neon,
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,
     .qg_gemv = rl_qg_gemv_neon,
+    .kv_axpy = {
+        [RL_F16] = kv_axpy_f16_neon,
+        [RL_Q8_0] = kv_axpy_q8_0_neon,
+    },
 };
 
 static pthread_once_t neon_once = PTHREAD_ONCE_INIT;

@@ -25,6 +25,7 @@ rl_runner_opts rl_runner_opts_default(void) {
     rl_runner_opts o = {0};
     o.swa_window = -1;
     o.progress = true;
+    o.kv_type = RL_KV_TYPE_DEFAULT;
     return o;
 }
 
@@ -88,10 +89,11 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     if (!r->ctx)
         goto fail;
     rl_ctx_set_gemm_min(r->ctx, rl_gemm_min_for(o->no_gemm, o->gemm_min));
-    r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), err, errlen);
+    r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), o->kv_type, err, errlen);
     if (!r->kv)
         goto fail;
-    rl_log(RL_LOG_DEBUG, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
+    char kv[160];
+    rl_log(RL_LOG_INFO, "%s", rl_kv_describe(hp, o->kv_type, rl_kv_ctx(r->kv), kv, sizeof kv));
     r->x = malloc((size_t)r->batch * hp->dim * sizeof(float));
     if (!r->x) {
         snprintf(err, errlen, "out of memory");

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "kv.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -23,6 +24,8 @@ typedef struct {
     bool progress;           /* show load and prefill progress on stderr */
     bool no_mmap;            /* read the weights into memory instead of mapping the file */
     bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
+    rl_kv_type kv_type;      /* types of the cached keys and values (default f16) */
+    bool kv_type_set;        /* kv_type was given (--kv-type): it overrides a cluster file's */
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);

@@ -82,7 +82,9 @@ static double top_error(const json_t *ours, const json_t *ref) {
 static json_t *run_json(const char *model, const char *extra, const json_t *g, bool force) {
     static char out[1 << 20];
     char args[16384];
-    int n = snprintf(args, sizeof args, "run -m " MODELS "%s --prompt-ids %s --temp 0 --top-logits 16 --json %s",
+    /* the goldens were made with f32 KV */
+    int n = snprintf(args, sizeof args,
+                     "run -m " MODELS "%s --kv-type f32 --prompt-ids %s --temp 0 --top-logits 16 --json %s",
                      model, ids_csv(json_object_get(g, "prompt_ids")), extra);
     if (force)
         snprintf(args + n, sizeof args - (size_t)n, " --force-ids %s", ids_csv(json_object_get(g, "greedy_ids")));
@@ -240,6 +242,27 @@ static void test_bad_input_errors(void **s) {
     assert_non_null(strstr(out, "unknown command"));
 }
 
+/* --kv-type: names checked, a type the model's heads cannot take refused
+ * with the reason, and the default (f16) close to the f32 golden. */
+static void test_kv_type_option(void **s) {
+    (void)s;
+    char out[4096];
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type f8", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--kv-type"));
+    assert_non_null(strstr(out, "expected f32, f16 or q8_0"));
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type q8_0", true, out, sizeof out),
+                         0);
+    assert_non_null(strstr(out, "multiple of 32"));
+    json_t *g = golden("tiny-f32.p1.json");
+    json_t *f16 = run_json("tiny-f32.gguf", "--kv-type f16", g, true);   /* the later option wins */
+    const double e = top_error(json_object_get(f16, "top"), json_object_get(g, "top"));
+    assert_true(e > 0 && e < 0.05);
+    json_t *gq = golden("small-q4_k_m.p1.json");
+    json_t *q = run_json("small-q4_k_m.gguf", "--kv-type f16,q8_0", gq, true);
+    assert_true(top_error(json_object_get(q, "top"), json_object_get(gq, "top")) < 1.0);
+    json_decref(q), json_decref(gq), json_decref(f16), json_decref(g);
+}
+
 static void test_text_generation(void **s) {
     (void)s;
     char out[1 << 16];
@@ -303,7 +326,7 @@ int main(void) {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

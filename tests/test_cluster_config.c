@@ -133,7 +133,7 @@ static void test_structure_errors(void **state) {
     expect_error("", "c.yaml:1:1: empty file");
     expect_error("# only a comment\n", "c.yaml:1:1: empty file");
     expect_error("- a\n- b\n", "c.yaml:1:1: cluster file: expected a mapping, found a list");
-    expect_error("coordinatr: {key: k}\n", "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes)");
+    expect_error("coordinatr: {key: k}\n", "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type)");
     expect_error(N, "c.yaml:1:1: cluster file: missing 'coordinator'");
     expect_error("coordinator: {key: k}\n", "c.yaml:1:1: cluster file: missing 'nodes'");
     expect_error("coordinator: {key: k}\nnodes:\n", "missing 'nodes'");

@@ -181,10 +181,10 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     for (size_t k = 0; k < 2; k++) {
         const json_t *o = json_array_get(arr, k);
         uint64_t l0 = jint(o, "layer_begin"), l1 = jint(o, "layer_end");
-        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096));
+        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096, RL_KV_TYPE_DEFAULT));
         kv += jint(o, "kv_bytes");
     }
-    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * sizeof(float);
+    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2;   /* f16, the default */
     assert_int_equal(kv, per_pos * (4096 + 3 * 8));
     json_decref(j);
 

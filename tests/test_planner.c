@@ -59,6 +59,7 @@ static void setup(fixture *f, uint32_t n_layer, uint64_t bytes_per_layer, uint32
         f->nodes[k] = (plan_node){f->names[k], ram, speed};
     }
     f->in = plan_input_default();
+    f->in.kv_type = RL_KV_TYPE_F32;   /* the figures below count 4 bytes per element */
     f->in.hp = &f->hp;
     f->in.layer_bytes = f->layer_bytes;
     f->in.nodes = f->nodes;
@@ -97,7 +98,7 @@ static void range_cost(const plan_input *in, uint32_t k, uint32_t i, uint32_t j,
         w += in->layer_bytes[l];
     bool head = !in->head_on_coordinator && j == in->hp->n_layer && i < j;
     uint64_t stream = w + (head ? in->head_bytes : 0);
-    *need = i == j ? 0 : stream + rl_kv_bytes_for(in->hp, i, j, in->n_ctx) * in->n_sessions + in->reserve;
+    *need = i == j ? 0 : stream + rl_kv_bytes_for(in->hp, i, j, in->n_ctx, in->kv_type) * in->n_sessions + in->reserve;
     *time = (double)stream / in->nodes[k].speed;
 }
 

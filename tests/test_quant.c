@@ -650,6 +650,48 @@ static void compare_act_quantizers(const rl_kernel_set *ks)
     free(z2);
 }
 
+/* The attention's value sums read a KV cache row in its type: every set
+ * gives the reference's bits (one multiply and one add per element), over
+ * rows of whole blocks and, for f16, odd tails; f32 is the one shared loop. */
+static void compare_kv_axpy(const rl_kernel_set *ks)
+{
+    const rl_kernel_set *ref = rl_kernels_ref();
+    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    static const int lengths[] = {32, 64, 128, 160, 256};
+    assert_ptr_equal(ks->kv_axpy[RL_F32], rl_kv_axpy_f32);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+            for (int rep = 0; rep < 8; rep++) {
+                const rl_dtype t = types[k];
+                const int n = lengths[li] + (t == RL_F16 ? rep : 0);
+                float *x = xmalloc((size_t)n * sizeof(float)), *y1 = xmalloc((size_t)n * sizeof(float));
+                float *y2 = xmalloc((size_t)n * sizeof(float)), *y0 = xmalloc((size_t)n * sizeof(float));
+                void *row = xmalloc((size_t)n * 4);
+                fill_random(x, n);
+                fill_random(y1, n);
+                memcpy(y2, y1, (size_t)n * sizeof(float));
+                memcpy(y0, y1, (size_t)n * sizeof(float));
+                assert_true(rl_quantize_row(t, x, row, n) > 0);
+                const float a = rnd_unit() * (rep % 3 ? 1.0f : 1e-3f);
+                assert_non_null(ks->kv_axpy[t]);
+                ks->kv_axpy[t](n, a, row, y1);
+                ref->kv_axpy[t](n, a, row, y2);
+                if (memcmp(y1, y2, (size_t)n * sizeof(float)))
+                    fail_msg("%s kv_axpy %s n=%d differs from the reference", ks->name, rl_dtype_name(t), n);
+                /* and it is the sum asked for: y += a * dequantized row */
+                float *dq = xmalloc((size_t)n * sizeof(float));
+                rl_dequantize_row(t, row, dq, n);
+                for (int i = 0; i < n; i++) {
+                    const double want = (double)y0[i] + (double)a * dq[i];
+                    if (fabs(y1[i] - want) > 1e-6 * (fabs(y0[i]) + fabs(a * dq[i])))
+                        fail_msg("%s kv_axpy %s n=%d: y[%d] = %.9g, want %.9g", ks->name, rl_dtype_name(t), n, i,
+                                 y1[i], want);
+                }
+                free(dq);
+                free(x), free(y0), free(y1), free(y2), free(row);
+            }
+}
+
 static void check_set(const rl_kernel_set *ks)
 {
     assert_non_null(ks->quantize_q8_0);
@@ -658,6 +700,7 @@ static void check_set(const rl_kernel_set *ks)
         assert_non_null(ks->vec_dot[all_types[k]]);
     compare_act_quantizers(ks);
     compare_sets(ks);
+    compare_kv_axpy(ks);
 }
 
 /* A set exists exactly where the CPU has its ISA, and then matches the reference. */
@@ -668,6 +711,12 @@ static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa)
         check_set(ks);
     else
         print_message("no %s on this CPU: nothing to compare\n", isa);
+}
+
+static void test_kv_axpy_ref(void **state)
+{
+    (void)state;
+    compare_kv_axpy(rl_kernels_ref());
 }
 
 static void test_avx2_vs_ref(void **state)
@@ -865,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_dot_vs_dequant),
         cmocka_unit_test(test_real_rows_dot),
+        cmocka_unit_test(test_kv_axpy_ref),
         cmocka_unit_test(test_avx2_vs_ref),
         cmocka_unit_test(test_avx512_vs_ref),
         cmocka_unit_test(test_neon_vs_ref),
