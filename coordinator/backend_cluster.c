@@ -183,6 +183,7 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = r->swa_window;
     mo.swa_pattern = r->swa_pattern;
+    mo.n_ctx_beyond = r->ctx_beyond_file ? r->n_ctx : 0;
     gguf_file *f = gguf_open(r->model_path, err, errlen);
     int rc = !f || rl_hparams_read(f, &mo, &m->hp, err, errlen) ? -1 : 0;
     if (rc == 0 && !(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes))) {
@@ -277,9 +278,10 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
         free(m.layer_bytes);
         return -1;
     }
-    *n_ctx = rl_hparams_ctx(&m.hp, r->n_ctx);
     rl_kv_type kt;
-    int rc = kv_type_for(o, r, &kt, err, errlen) || rl_kv_type_check(kt, &m.hp, err, errlen) ? -1
+    int rc = rl_hparams_ctx(&m.hp, r->n_ctx, n_ctx, err, errlen) || kv_type_for(o, r, &kt, err, errlen) ||
+                     rl_kv_type_check(kt, &m.hp, err, errlen)
+                 ? -1
              : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)

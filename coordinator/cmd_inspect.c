@@ -21,7 +21,11 @@ static void print_hparams(const rl_hparams *hp) {
            hp->head_dim);
     printf("ffn            %u\n", hp->ffn_dim);
     printf("vocab          %u\n", hp->n_vocab);
-    printf("context        %u\n", hp->n_ctx_train);
+    if (hp->n_ctx_train != hp->n_ctx_file)
+        printf("context        %u (Ministral-8B-2410's published context; the file declares %u)\n", hp->n_ctx_train,
+               hp->n_ctx_file);
+    else
+        printf("context        %u\n", hp->n_ctx_train);
     printf("rope base      %g\n", hp->rope_base);
     printf("rms eps        %g\n", hp->norm_eps);
     printf("output head    %s\n", hp->tied_output ? "tied to token_embd" : "separate (output.weight)");

@@ -35,8 +35,8 @@ static void usage(FILE *out) {
             "\n"
             "  --cluster FILE          the cluster file (deploy/cluster.example.yaml)\n"
             "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
-            "  --ctx N                 positions of KV per session (default 4096, capped at\n"
-            "                          the model's)\n"
+            "  --ctx N                 positions of KV per session (default 4096 or the model's,\n"
+            "                          if less; more than the model's is refused)\n"
             "  --sessions N            sessions each node keeps KV for (default 1)\n"
             "  --kv-type T             KV cache type: f32, f16 (default), q8_0, or K,V (f16,q8_0);\n"
             "                          default: the cluster file's kv_type, else f16\n"
@@ -367,7 +367,10 @@ static int plan_and_print(const plan_args *a, const cluster_config *cfg, const p
     in.head_bytes = m->head_bytes;
     in.nodes = nodes;
     in.n_nodes = n;
-    in.n_ctx = rl_hparams_ctx(&m->hp, (uint32_t)a->n_ctx);
+    if (rl_hparams_ctx(&m->hp, (uint32_t)a->n_ctx, &in.n_ctx, err, sizeof err)) {
+        fprintf(stderr, "relais plan: %s\n", err);
+        return 2;
+    }
     in.n_sessions = (uint32_t)a->n_sessions;
     in.kv_type = a->kv_type;
     if (!a->kv_type_set)

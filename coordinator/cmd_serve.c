@@ -49,8 +49,10 @@ static void usage(FILE *out) {
                  "      --api-keys FILE     ... with any key of FILE (one per line, # comments)\n"
                  "      --max-sessions N    requests generating at once, each with its KV cache (default 8)\n"
                  "      --max-queue N       requests waiting beyond those; more get 429 (default 64)\n"
-                 "      --ctx N             positions per request, prompt + completion (default 4096,\n"
-                 "                          capped at the model's)\n"
+                 "      --ctx N             positions per request, prompt + completion (default 4096 or\n"
+                 "                          the model's, if less); --ctx-beyond-file accepts more than\n"
+                 "                          the file's context\n"
+                 "      --kv-type T         KV cache type: f32, f16 (default) or q8_0; K,V apart (f16,q8_0)\n"
                  "  -t, --threads N         worker threads (default: one per core)\n"
                  "      --batch N           tokens per micro-batch (default 64)\n"
                  "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
@@ -120,6 +122,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
         {"ctx", required_argument, 0, CLI_OPT_CTX}, {"swa-window", required_argument, 0, CLI_OPT_SWA_W},
+        {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}, {"ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND},
         {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH},
         {"host", required_argument, 0, OPT_HOST}, {"port", required_argument, 0, OPT_PORT},
         {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
@@ -187,10 +190,13 @@ static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char 
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = ro.swa_window;
     mo.swa_pattern = ro.swa_pattern;
+    mo.n_ctx_beyond = ro.ctx_beyond_file ? ro.n_ctx : 0;
     if (!(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
         return -1;
     en->view = en->model;
-    *n_ctx = rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx);
+    if (rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx, n_ctx, err, errlen) ||
+        rl_kv_type_check(ro.kv_type, rl_model_hparams(en->model), err, errlen))
+        return -1;
     return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, ro.kv_type, err, errlen)) ? 0 : -1;
 }
 

@@ -26,7 +26,10 @@ typedef struct {
     uint32_t head_dim;           /* dim / n_head unless the file says otherwise */
     uint32_t ffn_dim;
     uint32_t n_vocab;
-    uint32_t n_ctx_train;        /* the model's context length */
+    uint32_t n_ctx_train;        /* the largest context a session may have: the file's context_length,
+                                    131072 on a Ministral-8B-2410 file, or a larger one the user
+                                    accepted (rl_model_opts.n_ctx_beyond) */
+    uint32_t n_ctx_file;         /* context_length as the file declares it */
     float norm_eps;
     float rope_base;
     uint32_t swa_window;         /* W; 0 when no layer slides */
@@ -68,6 +71,8 @@ typedef struct {
     void (*progress)(void *ud, uint64_t done, uint64_t total);  /* bytes touched while binding */
     void *progress_ud;
     bool file_layout;         /* keep the weights as the file lays them out (no x16 rearrangement) */
+    uint32_t n_ctx_beyond;    /* a context above the file's that the user accepted (--ctx-beyond-file):
+                                 the model's maximum is raised to it; 0 = none */
     bool no_mmap;             /* read every bound weight into memory (huge pages where the kernel
                                  has them); without it only those rearranged into x16 are, and
                                  the rest (the embedding, file_layout weights) stays mapped */
@@ -94,10 +99,12 @@ const float *rl_model_output_norm(const rl_model *m);             /* (dim); NULL
 /* Reads hyper-parameters and the sliding layout from an open file (no tensors
  * bound); used by inspect and the planner. Returns 0, or -1 with err. */
 int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *hp, char *err, size_t errlen);
-/* The context a session gets: asked (0 = RL_DEFAULT_CTX), capped at the
- * model's trained context; a cap of an explicit ask is logged. */
+/* The context a session gets into *n_ctx: asked, or RL_DEFAULT_CTX capped at
+ * the model's maximum when asked is 0. An ask above the maximum is refused
+ * (-1 with the reason and the way to accept it in err), never cut short. */
 #define RL_DEFAULT_CTX 4096
-uint32_t rl_hparams_ctx(const rl_hparams *hp, uint32_t asked);
+#define RL_MINISTRAL_8B_CTX 131072   /* Ministral-8B-2410's published context */
+int rl_hparams_ctx(const rl_hparams *hp, uint32_t asked, uint32_t *n_ctx, char *err, size_t errlen);
 /* Bytes of the weights of layer il as stored in the file. */
 uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il);
 /* Bytes of the head as stored: output_norm and output (token_embd when the

@@ -72,6 +72,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     mo.swa_pattern = o->swa_pattern;
     mo.no_mmap = o->no_mmap;
     mo.file_layout = o->file_layout;
+    mo.n_ctx_beyond = o->ctx_beyond_file ? o->n_ctx : 0;
     if (o->progress) {
         mo.progress = show_progress;
         mo.progress_ud = isatty(STDERR_FILENO) ? (void *)r : NULL;
@@ -89,8 +90,9 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     if (!r->ctx)
         goto fail;
     rl_ctx_set_gemm_min(r->ctx, rl_gemm_min_for(o->no_gemm, o->gemm_min));
-    r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), o->kv_type, err, errlen);
-    if (!r->kv)
+    uint32_t n_ctx;
+    if (rl_hparams_ctx(hp, o->n_ctx, &n_ctx, err, errlen) ||
+        !(r->kv = rl_kv_new(hp, 0, hp->n_layer, n_ctx, o->kv_type, err, errlen)))
         goto fail;
     char kv[160];
     rl_log(RL_LOG_INFO, "%s", rl_kv_describe(hp, o->kv_type, rl_kv_ctx(r->kv), kv, sizeof kv));

@@ -14,7 +14,8 @@
 
 typedef struct {
     const char *model_path;
-    uint32_t n_ctx;          /* 0 = 4096, capped at the model's context */
+    uint32_t n_ctx;          /* 0 = 4096, capped at the model's context; above it is refused */
+    bool ctx_beyond_file;    /* accept an n_ctx above the model's (--ctx-beyond-file) */
     int n_threads;           /* <= 0: one per core */
     uint32_t batch;          /* prefill chunk; 0 = 256 */
     uint32_t gemm_min;       /* chunks this long use sgemm; 0 = engine default */

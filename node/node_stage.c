@@ -68,6 +68,7 @@ static rl_model_opts model_opts(const Relais__Assign *a, const node_stage_env *e
     o.head = a->run_head;
     o.swa_window = a->swa_window;
     o.swa_pattern = *a->swa_pattern ? a->swa_pattern : NULL;
+    o.n_ctx_beyond = a->n_ctx;   /* the coordinator checked the context (and the user accepted it) */
     o.progress = env->progress;
     o.progress_ud = env->progress_ud;
     return o;

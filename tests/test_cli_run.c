@@ -149,6 +149,32 @@ static void test_ministral_layout_inferred(void **s) {
              tmpdir);
     assert_int_equal(run(args, true, out, sizeof out), 0);
     assert_non_null(strstr(out, "published layout"));
+    /* its published context of 131072, though the file declares 512 */
+    snprintf(args, sizeof args, "inspect %s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context        131072 (Ministral-8B-2410's published context; the file declares 512)"));
+    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131072 --prompt-ids 1,2,3 -n 2 "
+             "--temp 0", tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "maximum context 131072, as published (the file declares 512)"));
+    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131073 --prompt-ids 1 -n 1",
+             tmpdir);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "exceeds this model's context of 131072"));
+}
+
+/* Other models: a --ctx above the file's context is refused with the reason
+ * unless --ctx-beyond-file accepts it; the default stays within it. */
+static void test_ctx_beyond_file(void **s) {
+    (void)s;
+    char out[1 << 14];
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --prompt-ids 1 -n 1", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--ctx 4097 exceeds this model's context of 4096"));
+    assert_non_null(strstr(out, "--ctx-beyond-file"));
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --ctx-beyond-file --prompt-ids 1,2 -n 1", true,
+                         out, sizeof out), 0);
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4096 --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
+    assert_int_equal(run("run -m " MODELS "stories260K.gguf --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
 }
 
 static void test_inspect(void **s) {
@@ -326,7 +352,7 @@ int main(void) {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
