@@ -18,6 +18,7 @@
 #include "http_server.h"
 #include "kv.h"
 #include "log.h"
+#include "mem.h"
 #include "wire.h"
 
 enum {
@@ -191,7 +192,9 @@ static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char 
     mo.swa_window = ro.swa_window;
     mo.swa_pattern = ro.swa_pattern;
     mo.n_ctx_beyond = ro.ctx_beyond_file ? ro.n_ctx : 0;
-    if (!(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
+    /* every session may reach the full context: their KV is counted up front */
+    if (rl_mem_check_file(ro.model_path, &mo, ro.n_ctx, a->sched.max_sessions, ro.kv_type, err, errlen) ||
+        !(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
         return -1;
     en->view = en->model;
     if (rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx, n_ctx, err, errlen) ||

@@ -10,6 +10,7 @@
 #include "forward.h"
 #include "kv.h"
 #include "log.h"
+#include "mem.h"
 
 struct rl_runner {
     rl_model *model;        /* all layers, embedding and head */
@@ -77,6 +78,9 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
         mo.progress = show_progress;
         mo.progress_ud = isatty(STDERR_FILENO) ? (void *)r : NULL;
     }
+    /* weights and KV checked against the memory there is before any is taken */
+    if (rl_mem_check_file(o->model_path, &mo, o->n_ctx, 1, o->kv_type, err, errlen))
+        goto fail;
     r->model = rl_model_load(o->model_path, &mo, err, errlen);
     if (!r->model)
         goto fail;

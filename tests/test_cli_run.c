@@ -163,6 +163,52 @@ static void test_ministral_layout_inferred(void **s) {
     assert_non_null(strstr(out, "exceeds this model's context of 131072"));
 }
 
+/* Memory checked before it runs out: on a machine stated to have 72 MiB, the
+ * Ministral-named file at 131072 positions is refused at start with the
+ * figures and the largest --ctx that fits; that context then runs, one more
+ * position is refused, and q8_0 KV is offered when the heads allow it. */
+static void test_memory_checked_at_start(void **s) {
+    (void)s;
+    char args[1024], out[1 << 14], path[512];
+    snprintf(path, sizeof path, "%s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
+    snprintf(args, sizeof args, "synth --preset tiny --swa-window 0 -q -o %s", path);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    setenv("RELAIS_MEM_AVAILABLE", "72M", 1);
+    snprintf(args, sizeof args, "run -m %s --ctx 131072 --prompt-ids 1 -n 1", path);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    const char *want[] = {"not enough memory", "f16, context 131072, 1 session", "72 MiB is available",
+                          "RELAIS_MEM_AVAILABLE", "more nodes"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("lacks '%s':\n%s", want[i], out);
+    const char *at = strstr(out, "What would fit: --ctx ");
+    unsigned fit = 0;
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "What would fit: --ctx %u at most", &fit), 1);
+    assert_true(fit > 512 && fit < 131072);
+    snprintf(args, sizeof args, "run -m %s --ctx %u --prompt-ids 1 -n 1", path, fit);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    snprintf(args, sizeof args, "run -m %s --ctx %u --prompt-ids 1 -n 1", path, fit + 1);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "not enough memory"));
+    /* heads of 32: q8_0 is offered, with what it needs */
+    setenv("RELAIS_MEM_AVAILABLE", "66M", 1);
+    assert_int_not_equal(run("run -m " MODELS "small-q4_k_m.gguf --ctx 2048 --kv-type f32 --prompt-ids 1 -n 1", true,
+                             out, sizeof out), 0);
+    assert_non_null(strstr(out, "--kv-type q8_0 at this context needs 67 MiB"));
+    /* serve counts every session's KV at the full context */
+    setenv("RELAIS_MEM_AVAILABLE", "70M", 1);
+    assert_int_not_equal(run("serve -m " MODELS "stories260K.gguf --port 0 --max-sessions 64 --ctx 512", true, out,
+                             sizeof out), 0);
+    assert_non_null(strstr(out, "(f16, context 512, 64 sessions)"));
+    assert_non_null(strstr(out, "15 sessions at this context"));
+    /* a stated figure that is not a size is an error, not a silent pass */
+    setenv("RELAIS_MEM_AVAILABLE", "lots", 1);
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "RELAIS_MEM_AVAILABLE='lots' is not a size"));
+    unsetenv("RELAIS_MEM_AVAILABLE");
+}
+
 /* Other models: a --ctx above the file's context is refused with the reason
  * unless --ctx-beyond-file accepts it; the default stays within it. */
 static void test_ctx_beyond_file(void **s) {
@@ -352,7 +398,8 @@ int main(void) {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),
+        cmocka_unit_test(test_memory_checked_at_start),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
