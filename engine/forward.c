@@ -160,19 +160,41 @@ typedef struct {
     uint32_t *row0;     /* (n_segs) first row of each segment */
 } att_task;
 
-/* The K (or V) row of position pos for KV head kvh, seen from row `tok`, in
- * the cache's type: from the batch when the position is inside its
- * segment, else the cache. */
-static const void *kv_row(const att_task *t, uint32_t tok, uint32_t pos, uint32_t kvh, bool value) {
+/* Where one KV head's rows of one layer are, seen from one row of the batch:
+ * positions before the segment in the cache's ring, the segment's own in the
+ * batch's converted rows; both in the cache's type. Worked out once per
+ * (row, head) so the loop over tens of thousands of positions only indexes. */
+typedef struct {
+    const char *ring;      /* the cache's slot 0, at this head */
+    size_t ring_stride;    /* bytes from one slot to the next */
+    uint32_t cap;          /* slots in the ring */
+    const char *batch;     /* the segment's first row in kt / vt, at this head */
+    size_t batch_stride;   /* bytes from one batch row to the next */
+    uint32_t pos0;         /* the segment's first position */
+} kv_rows;
+
+static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     const uint32_t s = t->c->tok_seg[tok];
     const rl_segment *seg = &t->segs[s];
-    const rl_kv_type kt = rl_kv_types(seg->kv);
-    const size_t head = (size_t)kvh * rl_dtype_row_bytes(value ? kt.v : kt.k, hp->head_dim);
-    if (pos >= seg->pos0)
-        return (value ? t->c->vt : t->c->kt) + (t->row0[s] + pos - seg->pos0) * kv_dim * sizeof(float) + head;
-    return (const char *)(value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, pos) + head;
+    const rl_dtype type = value ? rl_kv_types(seg->kv).v : rl_kv_types(seg->kv).k;
+    const size_t head = (size_t)kvh * rl_dtype_row_bytes(type, hp->head_dim);
+    const char *slot0 = (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, 0);
+    return (kv_rows){
+        .ring = slot0 + head,
+        .ring_stride = rl_dtype_row_bytes(type, kv_dim),   /* kv.h: slot after slot, one row each */
+        .cap = rl_kv_span(seg->kv, t->il),
+        .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) + head,
+        .batch_stride = kv_dim * sizeof(float),
+        .pos0 = seg->pos0,
+    };
+}
+
+static inline const void *row_at(const kv_rows *r, uint32_t pos) {
+    if (pos >= r->pos0)
+        return r->batch + (size_t)(pos - r->pos0) * r->batch_stride;
+    return r->ring + (size_t)(pos % r->cap) * r->ring_stride;
 }
 
 /* For the G query heads that share KV head kvh (GQA), out (head_dim) =
@@ -203,8 +225,9 @@ static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *s
             ks->quantize_q8_0(q + (size_t)g * hd, (char *)qq + g * q_row, (int)hd);
         qa = qq;
     }
+    const kv_rows keys = rows_of(t, tok, kvh, false), values = rows_of(t, tok, kvh, true);
     for (uint32_t j = first; j <= p; j++) {
-        const void *k = kv_row(t, tok, j, kvh, false);
+        const void *k = row_at(&keys, j);
         for (uint32_t g = 0; g < G; g++)
             scores[(size_t)g * n + j - first] = dot((int)hd, k, qa + g * q_row) * scale;
     }
@@ -213,7 +236,7 @@ static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *s
     float *out = t->c->att + head0 * hd;
     memset(out, 0, (size_t)G * hd * sizeof(float));
     for (uint32_t j = first; j <= p; j++) {
-        const void *v = kv_row(t, tok, j, kvh, true);
+        const void *v = row_at(&values, j);
         for (uint32_t g = 0; g < G; g++)
             axpy((int)hd, scores[(size_t)g * n + j - first], v, out + (size_t)g * hd);
     }

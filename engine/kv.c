@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include "quant.h"
+#include "rng.h"
 
 typedef struct {
     char *k;         /* (cap, k_row) bytes */
@@ -205,3 +206,23 @@ void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos) {
 uint32_t rl_kv_span(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].cap; }
 
 void rl_kv_set_len(rl_kv *kv, uint32_t len) { kv->len = len; }
+
+void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed) {
+    float *row = malloc((size_t)kv->kv_dim * sizeof *row);
+    rl_rng rng;
+    rl_rng_seed(&rng, seed);
+    if (len > kv->n_ctx)
+        len = kv->n_ctx;
+    for (uint32_t il = kv->l0; row && il < kv->l1; il++) {
+        const uint32_t cap = kv->layers[il - kv->l0].cap, first = len > cap ? len - cap : 0;
+        for (uint32_t p = first; p < len; p++)
+            for (int kind = 0; kind < 2; kind++) {
+                for (uint32_t i = 0; i < kv->kv_dim; i++)
+                    row[i] = (float)(2.0 * rl_rng_uniform(&rng) - 1.0);
+                rl_quantize_row(kind ? kv->type.v : kv->type.k, row, kind ? rl_kv_v(kv, il, p) : rl_kv_k(kv, il, p),
+                                kv->kv_dim);
+            }
+    }
+    free(row);
+    kv->len = len;
+}

@@ -67,6 +67,12 @@ rl_kv_type rl_kv_types(const rl_kv *kv);
  * 0 when cleared), so the caller knows what it must feed again. */
 uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos);
 
+/* Benchmarks only: positions [0, len) (len <= the context) hold random keys
+ * and values, uniform in [-1, 1) and stored in the cache's types, as if a
+ * prompt of len tokens had been fed: decode at depth len is then timed
+ * without a prefill that would take far longer than the decode itself. */
+void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed);
+
 /* Internal to the forward pass: the K and V rows (n_head_kv * head_dim
  * elements of the cache's K or V type) of layer il (absolute index) for
  * position pos, and the slot capacity. */

@@ -155,6 +155,15 @@ int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, 
 
 uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos) { return rl_kv_truncate(r->kv, pos); }
 
+int rl_runner_fill_random(rl_runner *r, uint32_t len, char *err, size_t errlen) {
+    if (len >= rl_kv_ctx(r->kv)) {
+        snprintf(err, errlen, "depth %u leaves no room in the context of %u", len, rl_kv_ctx(r->kv));
+        return -1;
+    }
+    rl_kv_fill_random(r->kv, len, len);
+    return 0;
+}
+
 double rl_peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -60,6 +60,9 @@ int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, 
 /* Forgets positions >= pos; returns the position kept (pos, or 0 when a
  * sliding window cannot go back that far and everything must be fed again). */
 uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos);
+/* Benchmarks only (relais bench --depth): the session holds len positions
+ * of random keys and values (rl_kv_fill_random); -1 with err past the context. */
+int rl_runner_fill_random(rl_runner *r, uint32_t len, char *err, size_t errlen);
 
 /* Peak resident memory of this process so far, in MiB. */
 double rl_peak_rss_mib(void);

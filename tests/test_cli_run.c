@@ -209,6 +209,24 @@ static void test_memory_checked_at_start(void **s) {
     unsetenv("RELAIS_MEM_AVAILABLE");
 }
 
+/* relais bench --depth: decode timed after a cache filled to the depth, in
+ * the KV type asked; a depth the context cannot hold is refused. */
+static void test_bench_depth(void **s) {
+    (void)s;
+    static char out[1 << 14];
+    assert_int_equal(run("bench -m " MODELS "small-q4_k_m.gguf -t 1 -p 0 -n 4 -r 1 --depth 100 --kv-type q8_0,f16 "
+                         "--json", false, out, sizeof out), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "depth")), 100);
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "q8_0,f16");
+    assert_true(json_number_value(json_object_get(j, "tg_tps")) > 0);
+    json_decref(j);
+    assert_int_not_equal(run("bench -m " MODELS "small-q4_k_m.gguf -p 0 -n 4 -r 1 --depth 5000 --ctx 4096", true, out,
+                             sizeof out), 0);
+    assert_non_null(strstr(out, "depth 5000 leaves no room in the context of 4096"));
+}
+
 /* Other models: a --ctx above the file's context is refused with the reason
  * unless --ctx-beyond-file accepts it; the default stays within it. */
 static void test_ctx_beyond_file(void **s) {
@@ -399,7 +417,7 @@ int main(void) {
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
         cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),
-        cmocka_unit_test(test_memory_checked_at_start),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_memory_checked_at_start), cmocka_unit_test(test_bench_depth),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -503,6 +503,35 @@ static void test_ministral_8b_shape(void **state) {
     assert_false(plan_fits(p));
     assert_non_null(strstr(plan_problem(p), "and the 2 nodes have 12288.0 MiB free"));
     plan_destroy(&p);
+
+    /* At its published 131072: KV per token and per session in each type,
+     * beside llama.cpp's (which keeps all 36 layers at the full context, as
+     * it applies no window to llama-architecture files); then three 4 GiB
+     * nodes: f16 KV does not fit, q8_0 does. */
+    f.in.n_ctx = f.hp.n_ctx_train = RL_MINISTRAL_8B_CTX;
+    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    for (size_t t = 0; t < 3; t++) {
+        const rl_kv_type kt = {types[t], types[t]};
+        const uint64_t row = 2 * rl_dtype_row_bytes(types[t], (uint64_t)s.n_head_kv * s.head_dim);
+        const uint64_t ours = rl_kv_bytes_for(&f.hp, 0, s.n_layer, RL_MINISTRAL_8B_CTX, kt);
+        const uint64_t llama = (uint64_t)s.n_layer * RL_MINISTRAL_8B_CTX * row;
+        assert_int_equal(ours, 9 * RL_MINISTRAL_8B_CTX * row + 27ull * s.swa_window * row);
+        assert_int_equal(rl_kv_bytes_per_token(&f.hp, kt), s.n_layer * row);
+        print_message("Ministral 8B shape, KV %-4s: %3llu KiB per token; at 131072: relais %.2f GiB (27 of 36 layers "
+                      "at 32768), llama.cpp %.2f GiB\n", rl_dtype_name(types[t]),
+                      (unsigned long long)(s.n_layer * row >> 10), (double)ours / GiB, (double)llama / GiB);
+    }
+    f.in.n_nodes = 3;
+    f.nodes[0].free_ram = f.nodes[1].free_ram = f.nodes[2].free_ram = 4 * GiB;
+    f.in.kv_type = (rl_kv_type){RL_F16, RL_F16};
+    p = make_plan(&f.in);
+    assert_false(plan_fits(p));
+    plan_destroy(&p);
+    f.in.kv_type = (rl_kv_type){RL_Q8_0, RL_Q8_0};
+    p = make_plan(&f.in);
+    assert_true(plan_fits(p));
+    check_optimal(&f.in, p);
+    plan_destroy(&p);
 }
 
 /* The costs of a model file, and the errors of a file that is none. */
