@@ -83,6 +83,8 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
             set->vec_dot[t] = fallback->vec_dot[t];
         if (!set->kv_axpy[t])
             set->kv_axpy[t] = fallback->kv_axpy[t];
+        if (!set->kv_dot[t])
+            set->kv_dot[t] = fallback->kv_dot[t];
     }
     if (!set->qg_kernel) {   /* the three parts of the batched path go together */
         set->qg_pack = fallback->qg_pack;

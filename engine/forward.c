@@ -215,7 +215,8 @@ static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *s
     const float *q = t->c->q + head0 * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const rl_kernel_set *ks = rl_kernels();
-    const rl_vec_dot_fn dot = ks->vec_dot[kt.k];
+    const rl_vec_dot_fn dot_f32 = ks->vec_dot[RL_F32];
+    const rl_kv_dot_fn dot = ks->kv_dot[kt.k];
     const rl_kv_axpy_fn axpy = ks->kv_axpy[kt.v];
     const char *qa = (const char *)q;
     size_t q_row = (size_t)hd * sizeof(float);
@@ -228,18 +229,23 @@ static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *s
     const kv_rows keys = rows_of(t, tok, kvh, false), values = rows_of(t, tok, kvh, true);
     for (uint32_t j = first; j <= p; j++) {
         const void *k = row_at(&keys, j);
-        for (uint32_t g = 0; g < G; g++)
-            scores[(size_t)g * n + j - first] = dot((int)hd, k, qa + g * q_row) * scale;
+        float *s = scores + j - first;
+        if (kt.k == RL_F32)   /* the matrix-vector dot, as the goldens were checked with */
+            for (uint32_t g = 0; g < G; g++)
+                s[(size_t)g * n] = dot_f32((int)hd, k, qa + g * q_row);
+        else
+            dot((int)hd, k, qa, q_row, (int)G, s, n);
     }
-    for (uint32_t g = 0; g < G; g++)
-        rl_softmax(scores + (size_t)g * n, n);
+    for (uint32_t g = 0; g < G; g++) {
+        float *s = scores + (size_t)g * n;
+        for (uint32_t j = 0; j < n; j++)
+            s[j] *= scale;
+        rl_softmax(s, n);
+    }
     float *out = t->c->att + head0 * hd;
     memset(out, 0, (size_t)G * hd * sizeof(float));
-    for (uint32_t j = first; j <= p; j++) {
-        const void *v = row_at(&values, j);
-        for (uint32_t g = 0; g < G; g++)
-            axpy((int)hd, scores[(size_t)g * n + j - first], v, out + (size_t)g * hd);
-    }
+    for (uint32_t j = first; j <= p; j++)
+        axpy((int)hd, scores + j - first, n, row_at(&values, j), (int)G, out);
 }
 
 static void attention_task(void *arg, int ith, int nth) {

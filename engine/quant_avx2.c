@@ -358,27 +358,108 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
     return dot_float(n, w, a, load8_bf16, elem_bf16);
 }
 
-/* ---- the attention's value sums: multiply, then add, as the reference ----- */
+/* ---- the attention over a KV cache row, G query heads at once ------------ */
 
-static void kv_axpy_f16_avx2(int n, float a, const void *x, float *y)
+/* m (1..4, a constant once inlined) scores of one F16 key row: the row is
+ * converted once per 8 elements for every query. */
+static inline __attribute__((always_inline)) void dot_f16_m(int m, int n, const void *k, const char *q,
+                                                            size_t q_stride, float *scores, size_t s_stride)
 {
-    const __m256 va = _mm256_set1_ps(a);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(va, load8_f16(x, i))));
-    for (; i < n; i++)
-        y[i] += a * elem_f16(x, i);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 kv = load8_f16(k, i);
+        for (int g = 0; g < m; g++)
+            acc[g] = _mm256_fmadd_ps(kv, _mm256_loadu_ps((const float *)(q + g * q_stride) + i), acc[g]);
+    }
+    for (int g = 0; g < m; g++) {
+        const float *qg = (const float *)(q + g * q_stride);
+        float sum = hsum_ps(acc[g]);
+        for (int j = i; j < n; j++)
+            sum += elem_f16(k, j) * qg[j];
+        scores[g * s_stride] = sum;
+    }
 }
 
-static void kv_axpy_q8_0_avx2(int n, float a, const void *xv, float *y)
+static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                            size_t s_stride)
 {
-    const block_q8_0 *x = xv;
-    for (int b = 0; b < n / QK8_0; b++, y += QK8_0) {
-        const __m256 s = _mm256_set1_ps(a * fp16(x[b].d));
-        for (int k = 0; k < QK8_0; k += 8) {
-            const __m128i q = _mm_loadl_epi64((const __m128i *)(x[b].qs + k));
-            const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-            _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(s, v)));
+    for (int g = 0; g < G; g += 4) {
+        const char *qg = (const char *)q + (size_t)g * q_stride;
+        float *sg = scores + (size_t)g * s_stride;
+        switch (G - g) {
+        case 1: dot_f16_m(1, n, k, qg, q_stride, sg, s_stride); break;
+        case 2: dot_f16_m(2, n, k, qg, q_stride, sg, s_stride); break;
+        case 3: dot_f16_m(3, n, k, qg, q_stride, sg, s_stride); break;
+        default: dot_f16_m(4, n, k, qg, q_stride, sg, s_stride); break;
+        }
+    }
+}
+
+/* Q8_0 keys against Q8_0 queries: per block the integer dot (dot_i8), scaled
+ * by d_k * d_q, for m queries with the key's block loaded once. */
+static inline __attribute__((always_inline)) void dot_q8_0_m(int m, int n, const block_q8_0 *k, const char *q,
+                                                             size_t q_stride, float *scores, size_t s_stride)
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < n / QK8_0; b++) {
+        const __m256i kq = _mm256_loadu_si256((const __m256i *)k[b].qs);
+        const float dk = fp16(k[b].d);
+        for (int g = 0; g < m; g++) {
+            const block_q8_0 *y = (const block_q8_0 *)(q + g * q_stride) + b;
+            const __m256 p = _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y->qs)));
+            acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y->d)), p, acc[g]);
+        }
+    }
+    for (int g = 0; g < m; g++)
+        scores[g * s_stride] = hsum_ps(acc[g]);
+}
+
+static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                             size_t s_stride)
+{
+    for (int g = 0; g < G; g += 4) {
+        const char *qg = (const char *)q + (size_t)g * q_stride;
+        float *sg = scores + (size_t)g * s_stride;
+        switch (G - g) {
+        case 1: dot_q8_0_m(1, n, k, qg, q_stride, sg, s_stride); break;
+        case 2: dot_q8_0_m(2, n, k, qg, q_stride, sg, s_stride); break;
+        case 3: dot_q8_0_m(3, n, k, qg, q_stride, sg, s_stride); break;
+        default: dot_q8_0_m(4, n, k, qg, q_stride, sg, s_stride); break;
+        }
+    }
+}
+
+/* Value sums: the row converted once per 8 elements, then for each query
+ * one multiply and one add, as the reference. */
+static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void *v, int G, float *y)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = load8_f16(v, i);
+        for (int g = 0; g < G; g++) {
+            float *yg = y + (size_t)g * n + i;
+            _mm256_storeu_ps(yg, _mm256_add_ps(_mm256_loadu_ps(yg), _mm256_mul_ps(_mm256_set1_ps(a[g * a_stride]), x)));
+        }
+    }
+    for (; i < n; i++)
+        for (int g = 0; g < G; g++)
+            y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
+}
+
+static void kv_axpy_q8_0_avx2(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const block_q8_0 *x = vv;
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float d = fp16(x[b].d);
+        __m256 v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * k))));
+        for (int g = 0; g < G; g++) {
+            const __m256 s = _mm256_set1_ps(a[g * a_stride] * d);
+            float *yg = y + (size_t)g * n + b * QK8_0;
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(yg + 8 * k, _mm256_add_ps(_mm256_loadu_ps(yg + 8 * k), _mm256_mul_ps(s, v[k])));
         }
     }
 }
@@ -401,6 +482,10 @@ static const rl_kernel_set avx2_set = {
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
     .qg_gemv = rl_qg_gemv_avx2,
+    .kv_dot = {
+        [RL_F16] = kv_dot_f16_avx2,
+        [RL_Q8_0] = kv_dot_q8_0_avx2,
+    },
     .kv_axpy = {
         [RL_F32] = rl_kv_axpy_f32,
         [RL_F16] = kv_axpy_f16_avx2,

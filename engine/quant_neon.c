@@ -123,26 +123,81 @@ static float vec_dot_q8_0_neon(int n, const void *w, const void *a)
     return sum;
 }
 
-static void kv_axpy_f16_neon(int n, float a, const void *x, float *y)
+static inline __attribute__((always_inline)) void dot_f16_m(int m, int n, const void *k, const char *q,
+                                                            size_t q_stride, float *scores, size_t s_stride)
 {
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
     int i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vmulq_n_f32(load4_f16(x, i), a)));
-    for (; i < n; i++)
-        y[i] += a * elem_f16(x, i);
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t kv = load4_f16(k, i);
+        for (int g = 0; g < m; g++)
+            acc[g] = vfmaq_f32(acc[g], kv, vld1q_f32((const float *)(q + g * q_stride) + i));
+    }
+    for (int g = 0; g < m; g++) {
+        const float *qg = (const float *)(q + g * q_stride);
+        float sum = vaddvq_f32(acc[g]);
+        for (int j = i; j < n; j++)
+            sum += elem_f16(k, j) * qg[j];
+        scores[g * s_stride] = sum;
+    }
 }
 
-static void kv_axpy_q8_0_neon(int n, float a, const void *xv, float *y)
+/* F16 keys against f32 queries: the row converted once for up to 4 queries. */
+static void kv_dot_f16_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                            size_t s_stride)
 {
-    const block_q8_0 *x = xv;
-    for (int b = 0; b < n / QK8_0; b++, y += QK8_0) {
-        const float s = a * rl_fp16_to_f32(x[b].d);
-        for (int k = 0; k < QK8_0; k += 8) {
-            const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + k));
-            const float32x4_t lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
-            const float32x4_t hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(q)));
-            vst1q_f32(y + k, vaddq_f32(vld1q_f32(y + k), vmulq_n_f32(lo, s)));
-            vst1q_f32(y + k + 4, vaddq_f32(vld1q_f32(y + k + 4), vmulq_n_f32(hi, s)));
+    for (int g = 0; g < G; g += 4) {
+        const char *qg = (const char *)q + (size_t)g * q_stride;
+        float *sg = scores + (size_t)g * s_stride;
+        switch (G - g) {
+        case 1: dot_f16_m(1, n, k, qg, q_stride, sg, s_stride); break;
+        case 2: dot_f16_m(2, n, k, qg, q_stride, sg, s_stride); break;
+        case 3: dot_f16_m(3, n, k, qg, q_stride, sg, s_stride); break;
+        default: dot_f16_m(4, n, k, qg, q_stride, sg, s_stride); break;
+        }
+    }
+}
+
+/* Q8_0 keys against Q8_0 queries, each query as vec_dot_q8_0_neon. */
+static void kv_dot_q8_0_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                             size_t s_stride)
+{
+    for (int g = 0; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_q8_0_neon(n, k, (const char *)q + (size_t)g * q_stride);
+}
+
+/* Value sums: multiply, then add, as the reference. */
+static void kv_axpy_f16_neon(int n, const float *a, size_t a_stride, const void *v, int G, float *y)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = load4_f16(v, i);
+        for (int g = 0; g < G; g++) {
+            float *yg = y + (size_t)g * n + i;
+            vst1q_f32(yg, vaddq_f32(vld1q_f32(yg), vmulq_n_f32(x, a[g * a_stride])));
+        }
+    }
+    for (; i < n; i++)
+        for (int g = 0; g < G; g++)
+            y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
+}
+
+static void kv_axpy_q8_0_neon(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const block_q8_0 *x = vv;
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float d = rl_fp16_to_f32(x[b].d);
+        float32x4_t v[8];
+        for (int k = 0; k < 4; k++) {
+            const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + 8 * k));
+            v[2 * k] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
+            v[2 * k + 1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(q)));
+        }
+        for (int g = 0; g < G; g++) {
+            const float s = a[g * a_stride] * d;
+            float *yg = y + (size_t)g * n + b * QK8_0;
+            for (int k = 0; k < 8; k++)
+                vst1q_f32(yg + 4 * k, vaddq_f32(vld1q_f32(yg + 4 * k), vmulq_n_f32(v[k], s)));
         }
     }
 }
@@ -160,6 +215,10 @@ static rl_kernel_set neon_set = {
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,
     .qg_gemv = rl_qg_gemv_neon,
+    .kv_dot = {
+        [RL_F16] = kv_dot_f16_neon,
+        [RL_Q8_0] = kv_dot_q8_0_neon,
+    },
     .kv_axpy = {
         [RL_F16] = kv_axpy_f16_neon,
         [RL_Q8_0] = kv_axpy_q8_0_neon,
