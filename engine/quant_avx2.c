@@ -360,74 +360,71 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
 
 /* ---- the attention over a KV cache row, G query heads at once ------------ */
 
-/* m (1..4, a constant once inlined) scores of one F16 key row: the row is
- * converted once per 8 elements for every query. */
-static inline __attribute__((always_inline)) void dot_f16_m(int m, int n, const void *k, const char *q,
-                                                            size_t q_stride, float *scores, size_t s_stride)
+/* Four scores of one F16 key row: the row is converted once per 8 elements
+ * for the four queries, whose sums stay in registers. */
+static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
 {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
+    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 kv = load8_f16(k, i);
-        for (int g = 0; g < m; g++)
-            acc[g] = _mm256_fmadd_ps(kv, _mm256_loadu_ps((const float *)(q + g * q_stride) + i), acc[g]);
+        a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + i), a0);
+        a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q1 + i), a1);
+        a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q2 + i), a2);
+        a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q3 + i), a3);
     }
-    for (int g = 0; g < m; g++) {
-        const float *qg = (const float *)(q + g * q_stride);
-        float sum = hsum_ps(acc[g]);
-        for (int j = i; j < n; j++)
-            sum += elem_f16(k, j) * qg[j];
-        scores[g * s_stride] = sum;
+    float s0 = hsum_ps(a0), s1 = hsum_ps(a1), s2 = hsum_ps(a2), s3 = hsum_ps(a3);
+    for (; i < n; i++) {
+        const float kf = elem_f16(k, i);
+        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
     }
+    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
 }
 
+/* Queries four at a time, the rest one by one. */
 static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
                             size_t s_stride)
 {
-    for (int g = 0; g < G; g += 4) {
-        const char *qg = (const char *)q + (size_t)g * q_stride;
-        float *sg = scores + (size_t)g * s_stride;
-        switch (G - g) {
-        case 1: dot_f16_m(1, n, k, qg, q_stride, sg, s_stride); break;
-        case 2: dot_f16_m(2, n, k, qg, q_stride, sg, s_stride); break;
-        case 3: dot_f16_m(3, n, k, qg, q_stride, sg, s_stride); break;
-        default: dot_f16_m(4, n, k, qg, q_stride, sg, s_stride); break;
-        }
-    }
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    for (; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_f16_avx2(n, k, (const char *)q + (size_t)g * q_stride);
 }
 
-/* Q8_0 keys against Q8_0 queries: per block the integer dot (dot_i8), scaled
- * by d_k * d_q, for m queries with the key's block loaded once. */
-static inline __attribute__((always_inline)) void dot_q8_0_m(int m, int n, const block_q8_0 *k, const char *q,
-                                                             size_t q_stride, float *scores, size_t s_stride)
+/* Four scores of one Q8_0 key row against Q8_0 queries: per block the
+ * integer dot (dot_i8) scaled by d_k * d_q, the key's block loaded once. */
+static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
 {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const block_q8_0 *y0 = (const block_q8_0 *)q, *y1 = (const block_q8_0 *)(q + q_stride);
+    const block_q8_0 *y2 = (const block_q8_0 *)(q + 2 * q_stride), *y3 = (const block_q8_0 *)(q + 3 * q_stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     for (int b = 0; b < n / QK8_0; b++) {
         const __m256i kq = _mm256_loadu_si256((const __m256i *)k[b].qs);
         const float dk = fp16(k[b].d);
-        for (int g = 0; g < m; g++) {
-            const block_q8_0 *y = (const block_q8_0 *)(q + g * q_stride) + b;
-            const __m256 p = _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y->qs)));
-            acc[g] = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y->d)), p, acc[g]);
-        }
+#define RL_DOT4_STEP(acc, y)                                                                                 \
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y[b].d)),                                                \
+                          _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y[b].qs))), acc)
+        RL_DOT4_STEP(a0, y0);
+        RL_DOT4_STEP(a1, y1);
+        RL_DOT4_STEP(a2, y2);
+        RL_DOT4_STEP(a3, y3);
+#undef RL_DOT4_STEP
     }
-    for (int g = 0; g < m; g++)
-        scores[g * s_stride] = hsum_ps(acc[g]);
+    scores[0] = hsum_ps(a0), scores[s_stride] = hsum_ps(a1);
+    scores[2 * s_stride] = hsum_ps(a2), scores[3 * s_stride] = hsum_ps(a3);
 }
 
 static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
                              size_t s_stride)
 {
-    for (int g = 0; g < G; g += 4) {
-        const char *qg = (const char *)q + (size_t)g * q_stride;
-        float *sg = scores + (size_t)g * s_stride;
-        switch (G - g) {
-        case 1: dot_q8_0_m(1, n, k, qg, q_stride, sg, s_stride); break;
-        case 2: dot_q8_0_m(2, n, k, qg, q_stride, sg, s_stride); break;
-        case 3: dot_q8_0_m(3, n, k, qg, q_stride, sg, s_stride); break;
-        default: dot_q8_0_m(4, n, k, qg, q_stride, sg, s_stride); break;
-        }
-    }
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_q8_0(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    for (; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_q8_0_avx2(n, k, (const char *)q + (size_t)g * q_stride);
 }
 
 /* Value sums: the row converted once per 8 elements, then for each query

@@ -195,38 +195,40 @@ static float vec_dot_q6_K_avx512(int n, const void *w, const void *a)
  * (the Q8_0 key dot is AVX2's: a head's 128 values are four blocks, too few
  * for two blocks per register to pay). */
 
-static inline __attribute__((always_inline)) void dot_f16_m(int m, int n, const rl_fp16 *k, const char *q,
-                                                            size_t q_stride, float *scores, size_t s_stride)
+/* Four scores of one F16 key row, the row converted once per 16 elements,
+ * the four sums in registers. */
+static void dot4_f16(int n, const rl_fp16 *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
 {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
+    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     int i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m512 kv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i)));
-        for (int g = 0; g < m; g++)
-            acc[g] = _mm512_fmadd_ps(kv, _mm512_loadu_ps((const float *)(q + g * q_stride) + i), acc[g]);
+        a0 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q0 + i), a0);
+        a1 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q1 + i), a1);
+        a2 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q2 + i), a2);
+        a3 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q3 + i), a3);
     }
-    for (int g = 0; g < m; g++) {
-        const float *qg = (const float *)(q + g * q_stride);
-        float sum = _mm512_reduce_add_ps(acc[g]);
-        for (int j = i; j < n; j++)
-            sum += fp16(k[j]) * qg[j];
-        scores[g * s_stride] = sum;
+    float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
+    float s2 = _mm512_reduce_add_ps(a2), s3 = _mm512_reduce_add_ps(a3);
+    for (; i < n; i++) {
+        const float kf = fp16(k[i]);
+        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
     }
+    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
 }
 
+/* Queries four at a time, the rest with the AVX2 set's kernel. */
 static void kv_dot_f16_avx512(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
                               size_t s_stride)
 {
-    for (int g = 0; g < G; g += 4) {
-        const char *qg = (const char *)q + (size_t)g * q_stride;
-        float *sg = scores + (size_t)g * s_stride;
-        switch (G - g) {
-        case 1: dot_f16_m(1, n, k, qg, q_stride, sg, s_stride); break;
-        case 2: dot_f16_m(2, n, k, qg, q_stride, sg, s_stride); break;
-        case 3: dot_f16_m(3, n, k, qg, q_stride, sg, s_stride); break;
-        default: dot_f16_m(4, n, k, qg, q_stride, sg, s_stride); break;
-        }
-    }
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    if (g < G)
+        rl_kernels_avx2()->kv_dot[RL_F16](n, k, (const char *)q + (size_t)g * q_stride, q_stride, G - g,
+                                          scores + (size_t)g * s_stride, s_stride);
 }
 
 /* Value sums: multiply, then add, as the reference. */

@@ -123,39 +123,38 @@ static float vec_dot_q8_0_neon(int n, const void *w, const void *a)
     return sum;
 }
 
-static inline __attribute__((always_inline)) void dot_f16_m(int m, int n, const void *k, const char *q,
-                                                            size_t q_stride, float *scores, size_t s_stride)
+/* Four scores of one F16 key row, the row converted once per 4 elements,
+ * the four sums in registers. */
+static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
 {
-    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
+    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
+    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         const float32x4_t kv = load4_f16(k, i);
-        for (int g = 0; g < m; g++)
-            acc[g] = vfmaq_f32(acc[g], kv, vld1q_f32((const float *)(q + g * q_stride) + i));
+        a0 = vfmaq_f32(a0, kv, vld1q_f32(q0 + i));
+        a1 = vfmaq_f32(a1, kv, vld1q_f32(q1 + i));
+        a2 = vfmaq_f32(a2, kv, vld1q_f32(q2 + i));
+        a3 = vfmaq_f32(a3, kv, vld1q_f32(q3 + i));
     }
-    for (int g = 0; g < m; g++) {
-        const float *qg = (const float *)(q + g * q_stride);
-        float sum = vaddvq_f32(acc[g]);
-        for (int j = i; j < n; j++)
-            sum += elem_f16(k, j) * qg[j];
-        scores[g * s_stride] = sum;
+    float s0 = vaddvq_f32(a0), s1 = vaddvq_f32(a1), s2 = vaddvq_f32(a2), s3 = vaddvq_f32(a3);
+    for (; i < n; i++) {
+        const float kf = elem_f16(k, i);
+        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
     }
+    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
 }
 
-/* F16 keys against f32 queries: the row converted once for up to 4 queries. */
+/* F16 keys against f32 queries: four at a time, the rest one by one. */
 static void kv_dot_f16_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
                             size_t s_stride)
 {
-    for (int g = 0; g < G; g += 4) {
-        const char *qg = (const char *)q + (size_t)g * q_stride;
-        float *sg = scores + (size_t)g * s_stride;
-        switch (G - g) {
-        case 1: dot_f16_m(1, n, k, qg, q_stride, sg, s_stride); break;
-        case 2: dot_f16_m(2, n, k, qg, q_stride, sg, s_stride); break;
-        case 3: dot_f16_m(3, n, k, qg, q_stride, sg, s_stride); break;
-        default: dot_f16_m(4, n, k, qg, q_stride, sg, s_stride); break;
-        }
-    }
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    for (; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_f16_neon(n, k, (const char *)q + (size_t)g * q_stride);
 }
 
 /* Q8_0 keys against Q8_0 queries, each query as vec_dot_q8_0_neon. */
