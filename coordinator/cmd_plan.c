@@ -271,7 +271,7 @@ static void print_header(const plan_args *a, const plan_model *m, const plan_inp
     printf("context  %u positions x %u session%s; reserve %.1f MiB per node; head on the %s\n", in->n_ctx,
            in->n_sessions, in->n_sessions > 1 ? "s" : "", MIB(in->reserve),
            in->head_on_coordinator ? "coordinator" : "last node");
-    printf("kv       %s per session\n", rl_kv_describe(&m->hp, in->kv_type, in->n_ctx, kv, sizeof kv) + 3);
+    printf("cache    %s, per session\n", rl_kv_describe(&m->hp, in->kv_type, in->n_ctx, kv, sizeof kv));
     printf("nodes    free RAM %s, speed %s\n\n", a->ram ? "as given by --assume-node-ram" : "as the nodes report it",
            a->speed ? "as given by --assume-node-speed" : "as the nodes measured it");
 }

@@ -186,7 +186,24 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     }
     uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2;   /* f16, the default */
     assert_int_equal(kv, per_pos * (4096 + 3 * 8));
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
+    assert_int_equal(jint(j, "kv_bytes_per_token"), per_pos * m.hp.n_layer);
     json_decref(j);
+
+    /* --kv-type: the KV is counted in the type asked (f32 keys, f16 values:
+     * 1.5 times f16); a type the heads cannot take is refused */
+    snprintf(pinned, sizeof pinned, "%s --layers %s --kv-type f32,f16", args, split);
+    j = plan_json(pinned);
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f32,f16");
+    arr = json_object_get(j, "nodes");
+    assert_int_equal(jint(json_array_get(arr, 0), "kv_bytes") + jint(json_array_get(arr, 1), "kv_bytes"),
+                     kv * 3 / 2);
+    json_decref(j);
+    snprintf(pinned, sizeof pinned, "%s --kv-type q8_0", args);
+    assert_int_equal(plan_cmd(pinned, true), 2);
+    assert_non_null(strstr(out, "multiple of 32"));
+    assert_int_equal(plan_cmd(args, false), 0);
+    assert_non_null(strstr(out, "KV f16: 0.5 KiB per token"));
 
     /* a split of one's own choosing, and the window overridden off */
     snprintf(pinned, sizeof pinned, "%s --layers 0,1-3 --swa-window 0", args);
