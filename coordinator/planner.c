@@ -284,6 +284,13 @@ static int describe_problem(plan *p, const plan_input *in) {
                 MIB(s->need_bytes), MIB(s->weight_bytes), MIB(s->kv_bytes), MIB(s->head_bytes),
                 MIB(s->reserve_bytes), MIB(s->free_bytes), MIB(s->need_bytes - s->free_bytes));
     }
+    /* the smallest KV type, when the heads allow it and it is not the one planned */
+    const rl_kv_type q8 = {RL_Q8_0, RL_Q8_0};
+    char why[160];
+    if ((in->kv_type.k != RL_Q8_0 || in->kv_type.v != RL_Q8_0) && rl_kv_type_check(q8, in->hp, why, sizeof why) == 0)
+        fprintf(f, "  with --kv-type q8_0 the KV would take %.1f MiB in all instead of %.1f MiB\n",
+                MIB(rl_kv_bytes_for(in->hp, 0, in->hp->n_layer, in->n_ctx, q8) * in->n_sessions),
+                MIB(rl_kv_bytes_for(in->hp, 0, in->hp->n_layer, in->n_ctx, in->kv_type) * in->n_sessions));
     return fclose(f) ? -1 : 0;
 }
 

@@ -526,6 +526,8 @@ static void test_ministral_8b_shape(void **state) {
     f.in.kv_type = (rl_kv_type){RL_F16, RL_F16};
     p = make_plan(&f.in);
     assert_false(plan_fits(p));
+    assert_non_null(strstr(plan_problem(p), "with --kv-type q8_0 the KV would take 4284.0 MiB in all instead of "
+                                            "8064.0 MiB"));
     plan_destroy(&p);
     f.in.kv_type = (rl_kv_type){RL_Q8_0, RL_Q8_0};
     p = make_plan(&f.in);
