@@ -137,16 +137,6 @@ void cluster_destroy(cluster **pc) {
     cluster *c = pc ? *pc : NULL;
     if (!c)
         return;
-    for (size_t i = 0; c->n_pipe && i < c->n_sessions; i++)
-        for (uint32_t k = 0; k < c->n_pipe; k++) {   /* queued now, delivered within the linger */
-            Relais__KvDrop d = RELAIS__KV_DROP__INIT;
-            d.session_id = c->sessions[i];
-            Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-            env.body_case = RELAIS__ENVELOPE__BODY_KV_DROP;
-            env.kv_drop = &d;
-            char why[128];
-            wire_send(c->nodes[c->pipe[k]].dealer, NULL, 0, &env, why, sizeof why);
-        }
     for (uint32_t i = 0; i < c->n; i++) {
         wire_monitor_destroy(&c->nodes[i].mon);
         if (c->nodes[i].dealer)
@@ -163,7 +153,7 @@ void cluster_destroy(cluster **pc) {
     rl_model_destroy(&c->model);
     weights_send_destroy(&c->weights);
     sodium_memzero(&c->keys, sizeof c->keys);
-    free(c->x), free(c->act), free(c->sessions), free(c->nodes);
+    free(c->x), free(c->act), free(c->nodes);
     free(c);
     *pc = NULL;
 }
@@ -688,7 +678,6 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
-    c->prefill_progress = o->progress;
     int64_t t0 = cluster_now_ms();
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
@@ -739,33 +728,25 @@ static int on_kv_ack(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud
     return 1;
 }
 
-/* KvTruncate (truncate) or KvDrop to every pipeline node; the least length kept. */
-static int64_t kv_round(cluster *c, uint64_t session, uint32_t pos, bool truncate, char *err, size_t errlen) {
+/* KvTruncate to every pipeline node; the least length kept. */
+static int64_t kv_round(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen) {
     Relais__KvTruncate t = RELAIS__KV_TRUNCATE__INIT;
-    Relais__KvDrop d = RELAIS__KV_DROP__INIT;
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    t.session_id = d.session_id = session;
+    t.session_id = session;
     t.pos = pos;
-    if (truncate)
-        env.body_case = RELAIS__ENVELOPE__BODY_KV_TRUNCATE, env.kv_truncate = &t;
-    else
-        env.body_case = RELAIS__ENVELOPE__BODY_KV_DROP, env.kv_drop = &d;
+    env.body_case = RELAIS__ENVELOPE__BODY_KV_TRUNCATE, env.kv_truncate = &t;
     kv_wait kw = {session, pos};
     wait_spec w = {.fn = on_kv_ack, .ud = &kw, .timeout_ms = c->control_ms, .what = "KV acknowledgement"};
     return ask(c, &env, false, &w, err, errlen) ? -1 : (int64_t)kw.min_len;
 }
 
 int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen) {
-    int64_t kept = kv_round(c, session, pos, true, err, errlen);
+    int64_t kept = kv_round(c, session, pos, err, errlen);
     /* A node whose sliding window could not go back cleared the session;
      * the others must forget as much, which is always exact. */
     if (kept >= 0 && kept < pos)
-        kept = kv_round(c, session, (uint32_t)kept, true, err, errlen);
+        kept = kv_round(c, session, (uint32_t)kept, err, errlen);
     return kept;
-}
-
-int cluster_drop(cluster *c, uint64_t session, char *err, size_t errlen) {
-    return kv_round(c, session, 0, false, err, errlen) < 0 ? -1 : 0;
 }
 
 static int on_heartbeat(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {

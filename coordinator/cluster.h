@@ -5,28 +5,29 @@
  * every node, bind the result endpoint) -> cluster_hello (every node's
  * capabilities and model files) -> cluster_assign (ranges decided by the
  * planner or by the user; every node loads its slice, the coordinator loads
- * the embedding) -> cluster_step / cluster_truncate / cluster_drop ->
- * cluster_destroy.
+ * the embedding) -> cluster_batch_send / cluster_batch_wait /
+ * cluster_truncate -> cluster_destroy.
  *
- * A step embeds the ids here and sends them to the first node in chunks of
- * max_batch; activations go node to node and the last node sends back a
- * Result (the sampled id and the top logits), which arrives on the result
+ * A micro-batch embeds its sessions' ids here and goes to the first node as
+ * one Forward; activations go node to node and the last node sends back a
+ * Result (the sampled ids and top logits), which arrives on the result
  * endpoint. Only the last node's key may connect there. Every wait is
  * bounded, and a node that refuses our key, fails a message or drops its
  * connection fails the call with a message naming the node. After a lost
- * link or a step without result, steps and KV calls fail at once (the
- * sessions' state is unknown) until cluster_assign succeeds again. */
+ * link or a micro-batch without answer, micro-batches and KV calls fail at
+ * once (the sessions' state is unknown) until cluster_assign succeeds
+ * again. */
 #ifndef RELAIS_CLUSTER_H
 #define RELAIS_CLUSTER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "backend.h"
 #include "cluster_config.h"
 #include "model.h"
 #include "planner.h"
 #include "sampler.h"
+#include "top_logits.h"
 
 typedef struct cluster cluster;
 
@@ -77,9 +78,9 @@ typedef struct {
     const plan_range *ranges;    /* (n_nodes) layers per node in order; l0 == l1 leaves a node out */
     uint32_t n_ctx;              /* positions per session */
     uint32_t max_sessions;
-    uint32_t max_batch;          /* tokens per Forward: the single-process prefill chunk */
-    uint32_t gemm_min;           /* as the single process: 0 = engine default */
-    bool no_gemm;
+    uint32_t max_batch;          /* tokens per Forward: one process's prefill chunk */
+    uint32_t gemm_min;           /* sgemm from this many rows (segments allowing it): 0 = engine default */
+    bool no_gemm;                /* never sgemm */
     uint32_t threads;            /* per node; 0 = the node's own setting */
     int64_t swa_window;          /* -1 = the file's */
     const char *swa_pattern;     /* NULL = the file's */
@@ -107,31 +108,19 @@ typedef struct {
     uint32_t samples_before;     /* ids this stream sampled before: where a sampler made anew goes on */
 } cluster_sampling;
 
-/* Feeds n ids to a session at position pos and samples after the last one.
- * 0 with *out filled, or -1 with err (then the session's caches on the
- * nodes may disagree: truncate or drop it). */
-int cluster_step(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n,
-                 const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen);
-/* As cluster_step, with the ids cut into Forwards of sizes[k] ids (each at
- * most the assignment's max_batch) instead of max_batch at a time: a replay
- * (cluster_recover.h) computes every token as it was first computed. */
-int cluster_step_chunks(cluster *c, uint64_t session, uint32_t pos, const int32_t *ids, const uint32_t *sizes,
-                        uint32_t n_chunks, const cluster_sampling *s, rl_step_result *out, char *err, size_t errlen);
 /* Forgets positions >= pos of a session on every node; returns the
  * positions all of them keep (pos, or 0 when a sliding window forced a
  * clear somewhere, in which case all are cleared), or -1 with err. */
 int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen);
-int cluster_drop(cluster *c, uint64_t session, char *err, size_t errlen);
 /* A round trip to every node of the pipeline. 0, or -1 with err. */
 int cluster_heartbeat(cluster *c, char *err, size_t errlen);
 
-/* ---- serving: micro-batches of several sessions, pipelined ----
+/* ---- micro-batches of one or several sessions, pipelined ----
  *
  * A micro-batch goes out without waiting, so S of them can be in the S
  * stages at once; the answers are taken with cluster_batch_wait in the
  * order they arrive. A session lives on the nodes from its first segment
- * (position 0) until cluster_batch_drop. Do not mix these with cluster_step
- * on one cluster. */
+ * (position 0) until cluster_batch_drop. */
 
 typedef struct {
     uint64_t session;
@@ -140,6 +129,7 @@ typedef struct {
     uint32_t pos;                        /* 0 starts the session */
     uint32_t n_ctx;                      /* the new session's context (0: the assignment's) */
     const cluster_sampling *sampling;    /* sample after the last id; NULL: do not */
+    bool sgemm;                          /* may use sgemm (executor.h, rl_xseg.sgemm) */
 } cluster_seg;
 
 /* Embeds the segments (max_batch tokens in all, each session once) and
@@ -159,7 +149,7 @@ typedef struct {
     uint32_t cap;                        /* set by the caller: room in sessions and ids */
     uint64_t *sessions;                  /* (cap) caller's: the session of each id */
     int32_t *ids;                        /* (cap) caller's */
-    float *top1;                         /* (cap) caller's or NULL: the highest logit where top logits were asked, else NaN */
+    rl_top *top;                         /* (cap) caller's or NULL: the top logits of each id, as asked */
     uint32_t n_stages;                   /* compute seconds of each pipeline stage */
     float stage_seconds[CLUSTER_MAX_NODES];
 } cluster_batch_result;

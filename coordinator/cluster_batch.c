@@ -1,21 +1,55 @@
-/* The coordinator's micro-batches for the server (see cluster.h, "serving"):
- * several sessions' tokens in one Forward, sent without waiting so that one
+/* The coordinator's micro-batches (see cluster.h): one or several
+ * sessions' tokens in one Forward, sent without waiting so that one
  * micro-batch per pipeline stage can be in flight, and their answers taken
- * as they arrive. */
-#include <math.h>
+ * as they arrive. cluster.c opens, greets and assigns the nodes and waits on
+ * their links. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cluster.h"
 #include "cluster_priv.h"
 #include "forward.h"
+#include "log.h"
+#include "wire.h"
 
 /* Answers come back in order through the pipeline (a Result from the last
  * node) or out of it (an Error from the node that failed the step); each
  * Forward gets exactly one of them, which is how `flying` counts. */
 
-static int send_counted(cluster *c, Relais__Forward *f, char *err, size_t errlen) {
-    if (cluster_check_usable(c, err, errlen) || cluster_send_first(c, f, err, errlen))
+/* The session's sampling as the head stage takes it, with the part of its
+ * history the penalties look at. */
+static void sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) {
+    size_t w = wire_history_window(s->params, s->n_history);
+    wire_sampling_from_params(s->params, smp);
+    smp->stream = s->stream;
+    smp->samples_before = s->samples_before;
+    smp->top_logits = s->n_top;
+    smp->history = (int32_t *)(s->history + s->n_history - w);
+    smp->n_history = w;
+}
+
+/* f, with a new step id, to the first node of the pipeline; rows: its tokens. */
+static int send_first(cluster *c, Relais__Forward *f, uint32_t rows, char *err, size_t errlen) {
+    f->step_id = c->next_step++;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
+    env.forward = f;
+    const cl_node *first = &c->nodes[c->pipe[0]];
+    char why[256];
+    const int64_t send = rl_trace_on() ? rl_now_us() : 0;
+    if (wire_send(first->dealer, NULL, 0, &env, why, sizeof why)) {
+        snprintf(err, errlen, "node %s: %s", first->name, why);
+        return -1;
+    }
+    if (rl_trace_on() && f->n_segments)   /* a drop-only Forward carries no tokens to time */
+        rl_trace("send step=%llu session=%llu tokens=%u send=%lld sent=%lld", (unsigned long long)f->step_id,
+                 (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), rows, (long long)send,
+                 (long long)rl_now_us());
+    return 0;
+}
+
+static int send_counted(cluster *c, Relais__Forward *f, uint32_t rows, char *err, size_t errlen) {
+    if (cluster_check_usable(c, err, errlen) || send_first(c, f, rows, err, errlen))
         return -1;
     c->flying++;
     c->alive_ms = cluster_now_ms();   /* an answer may sit unread since long ago (a drop's, while idle) */
@@ -49,8 +83,14 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
         ws[i].seg.n_tokens = g->n;
         ws[i].seg.n_ctx = g->n_ctx;
         ws[i].seg.sample = g->sampling != NULL;
+        ws[i].seg.sgemm = g->sgemm;
         if (g->sampling) {
-            cluster_sampling_to_wire(g->sampling, &ws[i].smp);
+            if (g->sampling->n_top > RL_MAX_TOP) {
+                snprintf(err, errlen, "segment %u asks for %u top logits, at most %d", i, g->sampling->n_top,
+                         RL_MAX_TOP);
+                break;
+            }
+            sampling_to_wire(g->sampling, &ws[i].smp);
             ws[i].seg.sampling = &ws[i].smp;
         }
         ptrs[i] = &ws[i].seg;
@@ -64,7 +104,7 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
         wire_activations_encode(c->x, rows, dim, c->wire, c->act);
         f.segments = ptrs;
         f.n_segments = n;
-        if (send_counted(c, &f, err, errlen) == 0)
+        if (send_counted(c, &f, rows, err, errlen) == 0)
             step = f.step_id;
     } else if (n == 0) {
         snprintf(err, errlen, "an empty micro-batch");
@@ -78,7 +118,27 @@ uint64_t cluster_batch_drop(cluster *c, const uint64_t *sessions, uint32_t n, ch
     f.dtype = c->wire;
     f.drop_sessions = (uint64_t *)sessions;
     f.n_drop_sessions = n;
-    return n && send_counted(c, &f, err, errlen) == 0 ? f.step_id : 0;
+    return n && send_counted(c, &f, 0, err, errlen) == 0 ? f.step_id : 0;
+}
+
+/* A SegmentResult's top logits into *top, checked against the vocabulary:
+ * 0, or -1 with out's status and err set. */
+static int take_top(const cluster *c, const Relais__SegmentResult *sr, rl_top *top, cluster_batch_result *out) {
+    const uint32_t V = rl_model_hparams(c->model)->n_vocab;
+    bool ok = sr->n_top <= RL_MAX_TOP;
+    for (size_t k = 0; ok && k < sr->n_top; k++)
+        ok = sr->top[k]->id >= 0 && (uint32_t)sr->top[k]->id < V;
+    if (!ok) {
+        out->status = -1;
+        snprintf(out->err, sizeof out->err, "node %s sent %zu top logits for session %llu, not all in the "
+                 "vocabulary of %u or more than %d", c->nodes[c->pipe[c->n_pipe - 1]].name, sr->n_top,
+                 (unsigned long long)sr->session_id, V, RL_MAX_TOP);
+        return -1;
+    }
+    top->n = (uint32_t)sr->n_top;
+    for (uint32_t k = 0; k < top->n; k++)
+        top->ids[k] = sr->top[k]->id, top->vals[k] = sr->top[k]->logit;
+    return 0;
 }
 
 /* A Result from the last node: its sampled ids, checked against the
@@ -106,8 +166,8 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
         }
         out->sessions[k] = sr->session_id;
         out->ids[k] = sr->id;
-        if (out->top1)
-            out->top1[k] = sr->n_top ? sr->top[0]->logit : NAN;
+        if (out->top && take_top(c, sr, &out->top[k], out) < 0)
+            return;
     }
     out->n = (uint32_t)r->n_results;
 }

@@ -1,8 +1,7 @@
 /* The coordinator's cluster client, inside: the state of the links and the
  * pipeline, and the helpers its parts share. cluster.c holds setup, hello,
- * assignment, waiting and the KV calls; cluster_step.c one session's steps;
- * cluster_batch.c the micro-batches of the server. Nothing else includes
- * this file: the interface is cluster.h. */
+ * assignment, waiting and the KV calls; cluster_batch.c the micro-batches.
+ * Nothing else includes this file: the interface is cluster.h. */
 #ifndef RELAIS_CLUSTER_PRIV_H
 #define RELAIS_CLUSTER_PRIV_H
 
@@ -58,11 +57,8 @@ struct cluster {
     uint64_t next_step;                   /* step ids increase over the cluster's life */
     uint64_t first_step;                  /* the first of the current assignment */
     uint64_t hb_seq;
-    uint64_t *sessions;                   /* (n_sessions) sessions started, dropped at the end */
-    size_t n_sessions, cap_sessions;
     int control_ms, load_ms, step_ms;
     bool show_progress;                   /* a load progress line is on the terminal */
-    bool prefill_progress;                /* show the progress of long prompts */
     char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
     uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
     int64_t alive_ms;                     /* the last send or answer of one */
@@ -78,10 +74,4 @@ int64_t cluster_now_ms(void);   /* monotonic */
 int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char *err, size_t errlen);
 /* Whether the pipeline can take a request: assigned, and no link lost since. 0, or -1 with err. */
 int cluster_check_usable(const cluster *c, char *err, size_t errlen);
-/* f, with a new step id, to the first node of the pipeline. 0, or -1 with err. */
-int cluster_send_first(cluster *c, Relais__Forward *f, char *err, size_t errlen);
-/* The session's sampling as the head stage takes it, with the part of its
- * history the penalties look at. */
-void cluster_sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp);
-
 #endif

@@ -1,43 +1,27 @@
 /* Going on after a lost node (see cluster_recover.h): the re-plan, the
  * replay of a session's ids on the new pipeline, and what is logged about
- * them, for the server's executor and the run/chat backend alike. */
+ * them. */
 #include "cluster_recover.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "forward.h"
 #include "log.h"
 
-uint32_t cluster_replay_chunks(const uint8_t *starts, uint32_t n, uint32_t max_batch, uint32_t gemm_min,
-                               uint32_t *sizes) {
-    if (!starts)
-        gemm_min = 0;
-    const uint32_t join = gemm_min == 0 || gemm_min - 1 > max_batch ? max_batch : gemm_min - 1;
-    uint32_t k = 0, open = 0;   /* open: tokens of the joined Forward being filled */
-    for (uint32_t pos = 0; pos < n;) {
-        uint32_t end = pos + 1;   /* the step that began at pos ends where the next one begins */
-        while (end < n && !(starts && starts[end]))
-            end++;
-        while (pos < end) {
-            const uint32_t m = end - pos < max_batch ? end - pos : max_batch;   /* a Forward of the first feeding */
-            if (gemm_min && m >= gemm_min) {   /* sgemm then: the same cut again */
-                if (open)
-                    sizes[k++] = open, open = 0;
-                sizes[k++] = m;
-            } else {
-                for (uint32_t left = m; left;) {
-                    const uint32_t take = join - open < left ? join - open : left;
-                    open += take, left -= take;
-                    if (open == join)
-                        sizes[k++] = open, open = 0;
-                }
-            }
-            pos += m;
+uint32_t cluster_replay_chunks(const cluster_replay *r, uint32_t max_batch, cluster_chunk *out, bool *sgemm) {
+    uint32_t k = 0, next = 0;   /* next: the first sgemm chunk not reached yet */
+    for (uint32_t pos = 0; pos < r->n;) {
+        if (next < r->n_sgemm && r->sgemm[next].pos == pos && r->sgemm[next].n <= r->n - pos) {
+            out[k] = r->sgemm[next++];
+            sgemm[k++] = true;
+        } else {
+            uint32_t end = next < r->n_sgemm ? r->sgemm[next].pos : r->n;
+            if (end > r->n || end <= pos)   /* chunks past the ids (or out of order) are not there to replay */
+                end = r->n;
+            out[k] = (cluster_chunk){pos, end - pos < max_batch ? end - pos : max_batch};
+            sgemm[k++] = false;
         }
+        pos = out[k - 1].pos + out[k - 1].n;
     }
-    if (open)
-        sizes[k++] = open;
     return k;
 }
 
@@ -53,36 +37,29 @@ static int await_step(cluster *c, uint64_t step, cluster_batch_result *r, char *
     return rc < 0 || r->status ? -1 : 0;
 }
 
-/* A session of the server: one micro-batch at a time, each waited for. */
-static int replay_batches(cluster *c, const cluster_replay *r, const uint32_t *sizes, uint32_t n_chunks,
-                          rl_step_result *out, char *err, size_t errlen) {
+int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top,
+                           char *err, size_t errlen) {
+    cluster_chunk *chunks = malloc((r->n ? r->n : 1) * sizeof *chunks);
+    bool *sgemm = malloc(r->n ? r->n : 1);
     uint64_t session = 0;
-    int32_t id = -1;
-    cluster_batch_result res = {.cap = 1, .sessions = &session, .ids = &id};
-    for (uint32_t k = 0, pos = 0; k < n_chunks; pos += sizes[k++]) {
-        cluster_seg g = {.session = r->session, .ids = r->ids + pos, .n = sizes[k], .pos = pos, .n_ctx = r->n_ctx,
+    cluster_batch_result res = {.cap = 1, .sessions = &session, .ids = id, .top = top};
+    int rc = chunks && sgemm ? 0 : -1;
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    const uint32_t n_chunks = rc ? 0 : cluster_replay_chunks(r, max_batch, chunks, sgemm);
+    *id = -1;
+    for (uint32_t k = 0; rc == 0 && k < n_chunks; k++) {
+        cluster_seg g = {.session = r->session, .ids = r->ids + chunks[k].pos, .n = chunks[k].n,
+                         .pos = chunks[k].pos, .n_ctx = r->n_ctx, .sgemm = sgemm[k],
                          .sampling = k + 1 == n_chunks ? r->sampling : NULL};
         uint64_t step = cluster_batch_send(c, &g, 1, err, errlen);
-        if (!step || await_step(c, step, &res, err, errlen))
-            return -1;
+        rc = !step || await_step(c, step, &res, err, errlen) ? -1 : 0;
     }
-    *out = (rl_step_result){.id = res.n && session == r->session ? id : -1};
-    return 0;
-}
-
-int cluster_replay_session(cluster *c, const cluster_replay *r, const rl_runner_opts *ro, rl_step_result *out,
-                           char *err, size_t errlen) {
-    assert(r->sampling || !r->starts);   /* a step always samples */
-    uint32_t *sizes = malloc((r->n ? r->n : 1) * sizeof *sizes);
-    if (!sizes) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    if (rc == 0 && r->sampling && (res.n != 1 || session != r->session)) {
+        snprintf(err, errlen, "the replay of session %llu sampled no id", (unsigned long long)r->session);
+        rc = -1;
     }
-    const uint32_t n_chunks = cluster_replay_chunks(r->starts, r->n, rl_runner_batch(ro),
-                                                    rl_gemm_min_for(ro->no_gemm, ro->gemm_min), sizes);
-    int rc = r->starts ? cluster_step_chunks(c, r->session, 0, r->ids, sizes, n_chunks, r->sampling, out, err, errlen)
-                       : replay_batches(c, r, sizes, n_chunks, out, err, errlen);
-    free(sizes);
+    free(chunks), free(sgemm);
     return rc;
 }
 

@@ -15,7 +15,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "log.h"
-#include "quant.h"
+#include "machine.h"
 
 enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE, OPT_DEPTH };
 
@@ -157,7 +157,7 @@ typedef struct {
 static void print_json(const bench_args *a, rl_runner *r, const bench_result *b) {
     const rl_runner_opts *o = &a->common.runner;
     json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:f, s:f, s:f}", "model", o->model_path, "threads",
-                          rl_runner_threads(r), "isa", rl_kernels()->name, "n_prompt", (json_int_t)a->n_prompt,
+                          rl_runner_threads(r), "isa", rl_kernel_name(), "n_prompt", (json_int_t)a->n_prompt,
                           "n_gen", (json_int_t)a->n_gen, "pp_tps", b->pp, "tg_tps", b->tg, "peak_rss_mb",
                           rl_peak_rss_mib());
     json_object_set_new(j, "tg_gbps", json_real(b->tg_gbps));
@@ -180,10 +180,10 @@ static void print_table(const bench_args *a, rl_runner *r, const bench_result *b
     printf("%-40s %7s %6s %9s %9s %9s %9s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "tg GB/s",
            "probe", "peak RSS MiB");
     printf("%-40s %7d %6s %9.2f %9.2f %9.1f %9.1f %12.0f\n", a->common.runner.model_path, rl_runner_threads(r),
-           rl_kernels()->name, b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
+           rl_kernel_name(), b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
     printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time from position %lld; median of %lld; "
-           "tg GB/s: %.0f MiB of weights read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen,
-           (long long)a->depth, (long long)a->reps,
+           "tg GB/s: %.0f MiB read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen, (long long)a->depth,
+           (long long)a->reps,
            b->per_token / 1048576.0, a->probe ? "; probe: streaming read, same threads" : "");
 }
 

@@ -1,4 +1,5 @@
-/* `relais chat`: an interactive chat on one machine, using the model's chat
+/* `relais chat`: an interactive chat, on this machine or a cluster's nodes
+ * (one session through the executor, executor.h), using the model's chat
  * template. Each turn rebuilds the whole conversation's prompt and feeds only
  * what differs from what the cache already holds, so a long conversation
  * costs one turn's tokens per turn. */
@@ -6,16 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "backend.h"
-#include "backend_cluster.h"
 #include "chat.h"
 #include "cli.h"
 #include "commands.h"
+#include "executor.h"
 
 enum { OPT_SYSTEM = CLI_OPT_FIRST_OWN };
 
 typedef struct {
-    rl_backend *b;
+    rl_xengine e;
+    rl_xsession *xs;
     rl_sampler_params sampling;
     rl_chat_template tpl;
     int32_t *fed;        /* ids the cache holds, in order */
@@ -39,15 +40,14 @@ static int remember(chat_state *s, const int32_t *ids, size_t n) {
 
 /* Brings the cache to `prompt`, feeding only the part after the common
  * prefix, and samples the first reply id. */
-static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, rl_step_result *st, char *err,
-                       size_t errlen) {
+static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, int32_t *id, char *err, size_t errlen) {
     size_t common = 0;
     while (common < n && common < s->n_fed && s->fed[common] == prompt[common])
         common++;
     if (common == n)   /* the last prompt id must be fed again to sample after it */
         common--;
-    size_t kept = s->b->ops->truncate(s->b, (uint32_t)common);
-    if (s->b->ops->step(s->b, prompt + kept, (uint32_t)(n - kept), st, err, errlen))
+    int64_t kept = rl_xsession_truncate(s->xs, (uint32_t)common, err, errlen);
+    if (kept < 0 || rl_xsession_step(s->xs, prompt + kept, (uint32_t)(n - (size_t)kept), id, NULL, err, errlen))
         return -1;
     s->n_fed = 0;
     return remember(s, prompt, n);
@@ -55,23 +55,24 @@ static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, rl_step_r
 
 /* Generates the reply to the conversation; its text is appended to reply. */
 static int reply_turn(chat_state *s, const int32_t *prompt, size_t n, char *reply, size_t cap) {
-    const rl_tokenizer *tok = s->b->tok;
+    const rl_tokenizer *tok = s->e.tok;
     rl_tok_stream *stream = rl_tok_stream_new(tok, false);
-    rl_step_result st;
+    int32_t id;
     char err[512] = "out of memory", text[512];
     size_t used = 0;
     int rc = -1;
-    if (!stream || s->b->ops->begin(s->b, &s->sampling, 0, err, sizeof err) ||
-        sync_prompt(s, prompt, n, &st, err, sizeof err))
+    if (!stream)
         goto out;
-    for (int64_t i = 0; i < s->n_predict && !rl_tok_is_eog(tok, st.id); i++) {
-        int32_t id = st.id;
+    rl_xsession_begin(s->xs, &s->sampling, 0);
+    if (sync_prompt(s, prompt, n, &id, err, sizeof err))
+        goto out;
+    for (int64_t i = 0; i < s->n_predict && !rl_tok_is_eog(tok, id); i++) {
         size_t k = rl_tok_stream_feed(stream, id, text, sizeof text);
         fputs(text, stdout);
         fflush(stdout);
         if (used + k < cap)
             memcpy(reply + used, text, k), used += k;
-        if (remember(s, &id, 1) || s->b->ops->step(s->b, &id, 1, &st, err, sizeof err))
+        if (remember(s, &id, 1) || rl_xsession_step(s->xs, &id, 1, &id, NULL, err, sizeof err))
             goto out;
     }
     size_t k = rl_tok_stream_flush(stream, text, sizeof text);
@@ -93,7 +94,7 @@ static int turn(chat_state *s, json_t *messages, const char *line) {
     int32_t *ids = NULL;
     size_t n = 0;
     json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", line));
-    if (rl_chat_build(s->b->tok, s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
+    if (rl_chat_build(s->e.tok, s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
         fprintf(stderr, "relais chat: %s\n", err);
         return -1;
     }
@@ -112,7 +113,7 @@ int cmd_chat(int argc, char **argv) {
                                              {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS,
                                              RL_CLUSTER_LONGOPTS, {0, 0, 0, 0}};
     cli_common c;
-    rl_cluster_opts cluster = {0};
+    rl_cluster_opts copts = {0};
     chat_state s = {.n_predict = 1024};
     const char *system = NULL;
     char err[512];
@@ -122,7 +123,7 @@ int cmd_chat(int argc, char **argv) {
     while ((opt = getopt_long(argc, argv, "m:t:n:h", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&c, opt, optarg);
         if (rc == 0)
-            rc = rl_cluster_opt(&cluster, opt, optarg);
+            rc = rl_cluster_opt(&copts, opt, optarg);
         if (rc < 0)
             return 2;
         if (rc > 0)
@@ -140,17 +141,20 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     s.sampling = c.sampling;
-    if (cli_require_model(&c) || !(s.b = rl_backend_open(&cluster, &c.runner, err, sizeof err))) {
-        if (c.runner.model_path)
-            fprintf(stderr, "relais chat: %s\n", err);
+    if (cli_require_model(&c))
+        return 1;
+    if (rl_xengine_open(&s.e, &copts, &c.runner, 1, err, sizeof err) ||
+        !(s.xs = rl_xsession_new(s.e.x, s.e.n_ctx, c.runner.progress))) {
+        fprintf(stderr, "relais chat: %s\n", s.e.x ? "out of memory" : err);
+        rl_xengine_close(&s.e);
         return 1;
     }
-    s.tpl = rl_chat_template_detect(s.b->tok, s.b->file);
+    s.tpl = rl_chat_template_detect(s.e.tok, rl_model_gguf(s.e.view));
     json_t *messages = json_array();
     if (system)
         json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
     fprintf(stderr, "relais chat: template %s, context %u. Empty line quits.\n", rl_chat_template_name(s.tpl),
-            s.b->n_ctx);
+            s.e.n_ctx);
     char line[8192];
     int rc = 0;
     while (printf("> "), fflush(stdout), fgets(line, sizeof line, stdin)) {
@@ -164,6 +168,7 @@ int cmd_chat(int argc, char **argv) {
     }
     json_decref(messages);
     free(s.fed);
-    rl_backend_destroy(&s.b);
+    rl_xsession_destroy(&s.xs);
+    rl_xengine_close(&s.e);
     return rc;
 }

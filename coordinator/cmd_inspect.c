@@ -27,6 +27,14 @@ static void print_hparams(const rl_hparams *hp) {
     else
         printf("context        %u\n", hp->n_ctx_train);
     printf("rope base      %g\n", hp->rope_base);
+    if (hp->rope_yarn)
+        printf("rope scaling   yarn: factor %g over original context %u, beta_fast %g, beta_slow %g, "
+               "log multiplier %g, attn_factor %g\n", hp->rope_factor, hp->rope_orig_ctx, hp->yarn_beta_fast,
+               hp->yarn_beta_slow, hp->yarn_log_mul, hp->rope_attn_factor);
+    else
+        printf("rope scaling   none\n");
+    if (hp->attn_temp_scale != 0.0f)
+        printf("attention temp q *= 1 + %g ln(1 + floor(pos / %u))\n", hp->attn_temp_scale, hp->rope_orig_ctx);
     printf("rms eps        %g\n", hp->norm_eps);
     printf("output head    %s\n", hp->tied_output ? "tied to token_embd" : "separate (output.weight)");
 }

@@ -1,4 +1,5 @@
-/* `relais run`: generate from a prompt on one machine, streaming the text;
+/* `relais run`: generate from a prompt, streaming the text, on this machine
+ * or a cluster's nodes (one session through the executor, executor.h);
  * or, with --json, the machine-readable mode used to check relais against
  * other implementations (keep its output stable):
  *   {"prompt_ids": [...], "greedy_ids": [...], "top": [[[id, logit] x K] per step]}
@@ -8,10 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "backend.h"
-#include "backend_cluster.h"
 #include "cli.h"
 #include "commands.h"
+#include "executor.h"
 #include "log.h"
 
 enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL, OPT_IGNORE_EOS };
@@ -97,14 +97,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
     return cli_require_model(&a->common);
 }
 
-static json_t *top_json(const rl_step_result *st) {
+static json_t *top_json(const rl_top *top) {
     json_t *step = json_array();
-    for (uint32_t i = 0; i < st->n_top; i++)
-        json_array_append_new(step, json_pack("[i, f]", st->top_ids[i], (double)st->top_vals[i]));
+    for (uint32_t i = 0; i < top->n; i++)
+        json_array_append_new(step, json_pack("[i, f]", top->ids[i], (double)top->vals[i]));
     return step;
 }
 
-static int prompt_ids_of(const run_args *a, const rl_backend *b, int32_t **ids, size_t *n) {
+static int prompt_ids_of(const run_args *a, const rl_tokenizer *tok, int32_t **ids, size_t *n) {
     if (a->prompt_ids) {
         *ids = malloc(a->n_prompt * sizeof **ids);
         if (!*ids)
@@ -113,8 +113,8 @@ static int prompt_ids_of(const run_args *a, const rl_backend *b, int32_t **ids, 
         *n = a->n_prompt;
         return 0;
     }
-    bool bos = !a->no_bos && rl_tok_add_bos(b->tok);
-    if (rl_tok_encode(b->tok, a->prompt, strlen(a->prompt), bos, !a->no_special, ids, n)) {
+    bool bos = !a->no_bos && rl_tok_add_bos(tok);
+    if (rl_tok_encode(tok, a->prompt, strlen(a->prompt), bos, !a->no_special, ids, n)) {
         fprintf(stderr, "relais run: cannot tokenize the prompt\n");
         return -1;
     }
@@ -122,31 +122,34 @@ static int prompt_ids_of(const run_args *a, const rl_backend *b, int32_t **ids, 
 }
 
 /* The generation loop; fills res. Returns 0 or -1 (message printed). */
-static int generate(const run_args *a, rl_backend *b, const int32_t *prompt, size_t n_prompt, run_result *res) {
+static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, const int32_t *prompt,
+                    size_t n_prompt, run_result *res) {
     char err[512], text[512];
-    rl_step_result st;
-    rl_tok_stream *stream = rl_tok_stream_new(b->tok, false);
-    if (!stream || b->ops->begin(b, &a->common.sampling, (uint32_t)a->top_logits, err, sizeof err))
+    int32_t id;
+    rl_top top;
+    rl_tok_stream *stream = rl_tok_stream_new(e->tok, false);
+    if (!stream)
         goto fail;
+    rl_xsession_begin(xs, &a->common.sampling, (uint32_t)a->top_logits);
     double t0 = cli_now_s();
-    if (b->ops->step(b, prompt, (uint32_t)n_prompt, &st, err, sizeof err))
+    if (rl_xsession_step(xs, prompt, (uint32_t)n_prompt, &id, &top, err, sizeof err))
         goto fail;
     res->t_prompt = cli_now_s() - t0;
     t0 = cli_now_s();
     for (int64_t step = 0; step < a->n_predict; step++) {
         if (a->top_logits)
-            json_array_append_new(res->top, top_json(&st));
-        json_array_append_new(res->generated, json_integer(st.id));
+            json_array_append_new(res->top, top_json(&top));
+        json_array_append_new(res->generated, json_integer(id));
         res->n_gen++;
-        int32_t next = a->force_ids ? a->force_ids[step] : st.id;
+        int32_t next = a->force_ids ? a->force_ids[step] : id;
         if (!a->json) {
             rl_tok_stream_feed(stream, next, text, sizeof text);
             fputs(text, stdout);
             fflush(stdout);
         }
-        if ((!a->ignore_eos && rl_tok_is_eog(b->tok, st.id)) || step + 1 == a->n_predict)
+        if ((!a->ignore_eos && rl_tok_is_eog(e->tok, id)) || step + 1 == a->n_predict)
             break;
-        if (b->ops->step(b, &next, 1, &st, err, sizeof err))
+        if (rl_xsession_step(xs, &next, 1, &id, &top, err, sizeof err))
             goto fail;
     }
     res->t_gen = cli_now_s() - t0;
@@ -176,9 +179,9 @@ static void print_json(const int32_t *prompt, size_t n_prompt, const run_result 
     json_decref(root);
 }
 
-static void print_stats(const rl_backend *b, size_t n_prompt, const run_result *res) {
+static void print_stats(rl_executor *x, size_t n_prompt, const run_result *res) {
     char where[256];
-    b->ops->describe(b, where, sizeof where);
+    x->ops->describe(x, where, sizeof where);
     fprintf(stderr, "relais: prompt %zu tokens in %.2f s (%.1f t/s) | generation %zu tokens in %.2f s (%.1f t/s) | "
             "peak RSS %.0f MiB | %s\n",
             n_prompt, res->t_prompt, res->t_prompt > 0 ? n_prompt / res->t_prompt : 0.0, res->n_gen, res->t_gen,
@@ -188,7 +191,8 @@ static void print_stats(const rl_backend *b, size_t n_prompt, const run_result *
 int cmd_run(int argc, char **argv) {
     run_args a = {0};
     run_result res = {.generated = json_array(), .top = json_array()};
-    rl_backend *b = NULL;
+    rl_xengine e = {0};
+    rl_xsession *xs = NULL;
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     char err[512];
@@ -198,28 +202,33 @@ int cmd_run(int argc, char **argv) {
     if (a.json && !getenv("RELAIS_LOG"))   /* quiet unless asked: the JSON is the output */
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
-    if (!(b = rl_backend_open(&a.cluster, &a.common.runner, err, sizeof err))) {
+    if (rl_xengine_open(&e, &a.cluster, &a.common.runner, 1, err, sizeof err)) {
         fprintf(stderr, "relais run: %s\n", err);
         goto out;
     }
     char where[256];
-    b->ops->describe(b, where, sizeof where);
-    rl_log(RL_LOG_INFO, "context %u positions: %s", b->n_ctx, where);
-    if (prompt_ids_of(&a, b, &prompt, &n_prompt))
+    e.x->ops->describe(e.x, where, sizeof where);
+    rl_log(RL_LOG_INFO, "context %u positions: %s", e.n_ctx, where);
+    if (prompt_ids_of(&a, e.tok, &prompt, &n_prompt))
         goto out;
     if (n_prompt == 0) {
         fprintf(stderr, "relais run: the prompt has no tokens\n");
         goto out;
     }
-    if (generate(&a, b, prompt, n_prompt, &res))
+    if (!(xs = rl_xsession_new(e.x, e.n_ctx, a.common.runner.progress))) {
+        fprintf(stderr, "relais run: out of memory\n");
+        goto out;
+    }
+    if (generate(&a, &e, xs, prompt, n_prompt, &res))
         goto out;
     if (a.json)
         print_json(prompt, n_prompt, &res);
     else
-        print_stats(b, n_prompt, &res);
+        print_stats(e.x, n_prompt, &res);
     rc = 0;
 out:
-    rl_backend_destroy(&b);
+    rl_xsession_destroy(&xs);
+    rl_xengine_close(&e);
     json_decref(res.generated);
     json_decref(res.top);
     free(prompt);

@@ -152,8 +152,9 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         fprintf(stderr, "relais serve: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!a->cluster.file && (a->cluster.layers || a->cluster.wire != RELAIS__DTYPE__DTYPE_F32)) {
-        fprintf(stderr, "relais serve: --layers and --wire f16/i16 need --cluster FILE\n");
+    char err[256];
+    if (rl_cluster_opts_check(&a->cluster, err, sizeof err)) {
+        fprintf(stderr, "relais serve: %s\n", err);
         return -1;
     }
     if (a->key && a->keys_file) {
@@ -172,64 +173,42 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     return cli_require_model(&a->common);
 }
 
-/* What the server runs on: model, tokenizer, executor, scheduler. */
+/* What the server runs on: the executor with its model and tokenizer, and the scheduler. */
 typedef struct {
-    rl_model *model;          /* the whole model, when it runs in this process */
-    const rl_model *view;     /* the model the tokenizer comes from (model, or the cluster's embedding) */
-    rl_tokenizer *tok;
-    rl_executor *x;
+    rl_xengine e;
     rl_sched *sched;
 } engine;
 
-/* The executor: the engine here, or the cluster's nodes. *n_ctx = the context per session. */
-static int open_executor(const serve_args *a, engine *en, uint32_t *n_ctx, char *err, size_t errlen) {
+static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
     rl_runner_opts ro = a->common.runner;
     ro.batch = a->batch;
-    if (a->cluster.file)
-        return (en->x = rl_executor_cluster_new(&a->cluster, &ro, a->sched.max_sessions, n_ctx, &en->view, err,
-                                                errlen)) ? 0 : -1;
-    rl_model_opts mo = rl_model_opts_default();
-    mo.swa_window = ro.swa_window;
-    mo.swa_pattern = ro.swa_pattern;
-    mo.n_ctx_beyond = ro.ctx_beyond_file ? ro.n_ctx : 0;
-    /* every session may reach the full context: their KV is counted up front */
-    if (rl_mem_check_file(ro.model_path, &mo, ro.n_ctx, a->sched.max_sessions, ro.kv_type, err, errlen) ||
-        !(en->model = rl_model_load(ro.model_path, &mo, err, errlen)))
+    if (rl_xengine_open(&en->e, &a->cluster, &ro, a->sched.max_sessions, err, errlen))
         return -1;
-    en->view = en->model;
-    if (rl_hparams_ctx(rl_model_hparams(en->model), ro.n_ctx, n_ctx, err, errlen) ||
-        rl_kv_type_check(ro.kv_type, rl_model_hparams(en->model), err, errlen))
-        return -1;
-    return (en->x = rl_executor_local_new(en->model, ro.n_threads, a->batch, ro.kv_type, err, errlen)) ? 0 : -1;
-}
-
-static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
-    uint32_t n_ctx = 0;
-    if (open_executor(a, en, &n_ctx, err, errlen) || !(en->tok = rl_tok_new(rl_model_gguf(en->view), err, errlen)))
-        return -1;
-    const rl_hparams *hp = rl_model_hparams(en->view);
+    const uint32_t n_ctx = en->e.n_ctx;
+    const rl_hparams *hp = rl_model_hparams(en->e.view);
     rl_sched_opts so = a->sched;
     so.n_ctx = n_ctx;
-    if (!(en->sched = rl_sched_new(en->x, en->tok, &so, err, errlen)))
+    if (!(en->sched = rl_sched_new(en->e.x, en->e.tok, &so, err, errlen)))
         return -1;
-    app->model = (rl_oai_model){en->tok, rl_chat_template_detect(en->tok, rl_model_gguf(en->view)), n_ctx};
+    app->model = (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx,
+                                app->model_id};
     app->sched = en->sched;
-    app->x = en->x;
-    char kv[160] = "";
-    if (!a->cluster.file)   /* a cluster's nodes report their KV when they are ready */
-        rl_kv_describe(hp, a->common.runner.kv_type, n_ctx, kv, sizeof kv);
-    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions%s%s%s, "
+    app->x = en->e.x;
+    app->hp = hp;
+    app->kv_type = en->e.kv_type;
+    app->max_sessions = so.max_sessions;
+    char kv[160];
+    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
            "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
-           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions, *kv ? " (" : "", kv, *kv ? " each)" : "",
-           a->batch, en->x->depth, a->common.runner.n_threads, a->cluster.file ? " per node" : "");
+           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
+           rl_kv_describe(hp, en->e.kv_type, n_ctx, kv, sizeof kv), a->batch, en->e.x->depth,
+           a->common.runner.n_threads, a->cluster.file ? " per node" : "");
     return 0;
 }
 
 static void unload(engine *en) {
     rl_sched_destroy(&en->sched);
-    rl_tok_destroy(&en->tok);
-    rl_executor_destroy(&en->x);   /* the cluster's holds the model the tokenizer was read from */
-    rl_model_destroy(&en->model);
+    rl_xengine_close(&en->e);
 }
 
 static void model_id_of(const serve_args *a, char *out, size_t len) {

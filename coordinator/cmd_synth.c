@@ -4,6 +4,7 @@
  * stderr, updated in place when stderr is a terminal; the summary line goes
  * to stdout. */
 #include <getopt.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,13 +26,28 @@ static void usage(FILE *out) {
             "its text is gibberish.\n"
             "\n"
             "  --preset NAME       %s\n"
-            "  --layers N          number of layers (default: the preset's)\n"
+            "\n"
+            "Each option below overrides the preset's value:\n"
+            "  --layers N          number of layers\n"
+            "  --dim N             embedding width\n"
+            "  --heads N           query heads\n"
+            "  --kv-heads N        key/value heads (divides --heads)\n"
+            "  --head-dim N        width of one head (heads x head-dim need not equal dim)\n"
+            "  --ffn N             feed-forward width\n"
             "  --type T            weight type: f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K q4_K_M\n"
             "                      (default q4_K_M, f32 for tiny). Norms are always f32; as in\n"
             "                      llama.cpp, quantized types but q8_0 keep output.weight in q6_K;\n"
             "                      K-quant matrices whose rows are not a multiple of 256 are q8_0\n"
             "  --vocab N           vocabulary size (the preset's tokenizer, grown or cut)\n"
             "  --ctx N             context length written to the file\n"
+            "  --rope-base B       RoPE frequency base\n"
+            "  --rope-factor F     YaRN context extension factor (<= 1: no rope scaling keys)\n"
+            "  --rope-orig-ctx N   YaRN original context length\n"
+            "  --yarn-beta-fast B  YaRN ramp ends (defaults 32 and 1) ...\n"
+            "  --yarn-beta-slow B\n"
+            "  --yarn-log-mul M    yarn_log_multiplier: 1 keeps cos/sin at magnitude 1, 0 gives 1 + 0.1 ln F\n"
+            "  --attn-temp BETA    attention temperature: q *= 1 + BETA ln(1 + floor(pos / orig ctx));\n"
+            "                      0 = none\n"
             "  --swa-window W      sliding window (0 = none) ...\n"
             "  --swa-period P      ... on every layer but those with i %% P == 0\n"
             "  --seed N            weights seed (default 0; same seed, same bytes)\n"
@@ -58,13 +74,31 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
     fflush(stderr);
 }
 
-enum { OPT_PRESET = 1, OPT_LAYERS, OPT_TYPE, OPT_VOCAB, OPT_CTX, OPT_SWA_W, OPT_SWA_P, OPT_SEED };
+enum {
+    OPT_PRESET = 1, OPT_LAYERS, OPT_TYPE, OPT_VOCAB, OPT_CTX, OPT_SWA_W, OPT_SWA_P, OPT_SEED, OPT_DIM, OPT_HEADS,
+    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_FFN, OPT_ROPE_BASE, OPT_ROPE_FACTOR, OPT_ROPE_ORIG, OPT_BETA_FAST, OPT_BETA_SLOW,
+    OPT_LOG_MUL, OPT_ATTN_TEMP,
+};
 
-/* The numeric overrides, applied after the preset whatever their order. */
+/* The overrides, applied after the preset whatever their order. */
 typedef struct {
     int64_t layers, vocab, ctx, swa_w, swa_p, seed;   /* -1 = keep the preset's */
+    int64_t dim, heads, kv_heads, head_dim, ffn, orig_ctx;
     int ftype;                                         /* -1 = keep the preset's */
+    float rope_base, factor, beta_fast, beta_slow, log_mul, attn_temp;   /* NAN = keep the preset's */
 } overrides;
+
+static int parse_float_opt(int opt, const char *arg, overrides *o) {
+    switch (opt) {
+    case OPT_ROPE_BASE: return cli_parse_f32("--rope-base", arg, 1.0f, 1e12f, &o->rope_base);
+    case OPT_ROPE_FACTOR: return cli_parse_f32("--rope-factor", arg, 0.0f, 1e6f, &o->factor);
+    case OPT_BETA_FAST: return cli_parse_f32("--yarn-beta-fast", arg, 0.0f, 1e6f, &o->beta_fast);
+    case OPT_BETA_SLOW: return cli_parse_f32("--yarn-beta-slow", arg, 0.0f, 1e6f, &o->beta_slow);
+    case OPT_LOG_MUL: return cli_parse_f32("--yarn-log-mul", arg, 0.0f, 100.0f, &o->log_mul);
+    case OPT_ATTN_TEMP: return cli_parse_f32("--attn-temp", arg, 0.0f, 100.0f, &o->attn_temp);
+    default: return -1;   /* getopt already said what was wrong */
+    }
+}
 
 static int parse_opt(int opt, const char *arg, overrides *o) {
     switch (opt) {
@@ -74,6 +108,12 @@ static int parse_opt(int opt, const char *arg, overrides *o) {
     case OPT_SWA_W: return cli_parse_i64("--swa-window", arg, 0, UINT32_MAX, &o->swa_w);
     case OPT_SWA_P: return cli_parse_i64("--swa-period", arg, 1, 512, &o->swa_p);
     case OPT_SEED: return cli_parse_i64("--seed", arg, 0, INT64_MAX, &o->seed);
+    case OPT_DIM: return cli_parse_i64("--dim", arg, 1, 1 << 20, &o->dim);
+    case OPT_HEADS: return cli_parse_i64("--heads", arg, 1, 4096, &o->heads);
+    case OPT_KV_HEADS: return cli_parse_i64("--kv-heads", arg, 1, 4096, &o->kv_heads);
+    case OPT_HEAD_DIM: return cli_parse_i64("--head-dim", arg, 2, 1024, &o->head_dim);
+    case OPT_FFN: return cli_parse_i64("--ffn", arg, 1, 1 << 22, &o->ffn);
+    case OPT_ROPE_ORIG: return cli_parse_i64("--rope-orig-ctx", arg, 1, UINT32_MAX, &o->orig_ctx);
     case OPT_TYPE:
         if ((o->ftype = rl_synth_ftype_from_name(arg)) < 0) {
             fprintf(stderr, "relais synth: --type: unknown type '%s' (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K "
@@ -81,19 +121,39 @@ static int parse_opt(int opt, const char *arg, overrides *o) {
             return -1;
         }
         return 0;
-    default: return -1;   /* getopt already said what was wrong */
+    default: return parse_float_opt(opt, arg, o);
     }
 }
 
+static void set_u32(int64_t v, uint32_t *field) {
+    if (v >= 0)
+        *field = (uint32_t)v;
+}
+
+static void set_f32(float v, float *field) {
+    if (!isnan(v))
+        *field = v;
+}
+
 static void apply(const overrides *o, rl_synth_spec *s) {
-    if (o->layers >= 0)
-        s->n_layer = (uint32_t)o->layers;
-    if (o->vocab >= 0)
-        s->n_vocab = (uint32_t)o->vocab;
-    if (o->ctx >= 0)
-        s->n_ctx = (uint32_t)o->ctx;
-    if (o->swa_w >= 0)
-        s->swa_window = (uint32_t)o->swa_w;
+    set_u32(o->layers, &s->n_layer);
+    set_u32(o->vocab, &s->n_vocab);
+    set_u32(o->ctx, &s->n_ctx);
+    set_u32(o->dim, &s->dim);
+    set_u32(o->heads, &s->n_head);
+    set_u32(o->kv_heads, &s->n_head_kv);
+    set_u32(o->head_dim, &s->head_dim);
+    set_u32(o->ffn, &s->ffn_dim);
+    set_u32(o->orig_ctx, &s->rope_orig_ctx);
+    set_f32(o->rope_base, &s->rope_base);
+    set_f32(o->factor, &s->rope_factor);
+    set_f32(o->beta_fast, &s->yarn_beta_fast);
+    set_f32(o->beta_slow, &s->yarn_beta_slow);
+    set_f32(o->log_mul, &s->yarn_log_mul);
+    set_f32(o->attn_temp, &s->attn_temp_scale);
+    if ((s->rope_factor > 1.0f || s->attn_temp_scale != 0.0f) && s->rope_orig_ctx == 0)
+        s->rope_orig_ctx = s->n_ctx;   /* llama.cpp's default for a missing original context */
+    set_u32(o->swa_w, &s->swa_window);
     if (o->swa_p >= 0)
         s->swa_period = (uint32_t)o->swa_p;
     else if (o->swa_w > 0 && s->swa_period == 0)
@@ -111,9 +171,20 @@ static int parse_args(int argc, char **argv, rl_synth_spec *spec, const char **o
         {"type", required_argument, 0, OPT_TYPE},     {"vocab", required_argument, 0, OPT_VOCAB},
         {"ctx", required_argument, 0, OPT_CTX},       {"swa-window", required_argument, 0, OPT_SWA_W},
         {"swa-period", required_argument, 0, OPT_SWA_P}, {"seed", required_argument, 0, OPT_SEED},
+        {"dim", required_argument, 0, OPT_DIM},       {"heads", required_argument, 0, OPT_HEADS},
+        {"kv-heads", required_argument, 0, OPT_KV_HEADS}, {"head-dim", required_argument, 0, OPT_HEAD_DIM},
+        {"ffn", required_argument, 0, OPT_FFN},       {"rope-base", required_argument, 0, OPT_ROPE_BASE},
+        {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR},
+        {"rope-orig-ctx", required_argument, 0, OPT_ROPE_ORIG},
+        {"yarn-beta-fast", required_argument, 0, OPT_BETA_FAST},
+        {"yarn-beta-slow", required_argument, 0, OPT_BETA_SLOW},
+        {"yarn-log-mul", required_argument, 0, OPT_LOG_MUL}, {"attn-temp", required_argument, 0, OPT_ATTN_TEMP},
         {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    overrides o = {-1, -1, -1, -1, -1, -1, -1};
+    overrides o = {.layers = -1, .vocab = -1, .ctx = -1, .swa_w = -1, .swa_p = -1, .seed = -1, .dim = -1,
+                   .heads = -1, .kv_heads = -1, .head_dim = -1, .ffn = -1, .orig_ctx = -1, .ftype = -1,
+                   .rope_base = NAN, .factor = NAN, .beta_fast = NAN, .beta_slow = NAN, .log_mul = NAN,
+                   .attn_temp = NAN};
     const char *preset = NULL;
     int opt;
     optind = 1;
@@ -160,9 +231,14 @@ int cmd_synth(int argc, char **argv) {
     int rc = parse_args(argc, argv, &spec, &out, &quiet);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    fprintf(stderr, "synth: %u layers, dim %u, %u/%u heads of %u, ffn %u, vocab %u, ctx %u, %s, seed %llu\n",
-            spec.n_layer, spec.dim, spec.n_head, spec.n_head_kv, spec.head_dim, spec.ffn_dim, spec.n_vocab,
-            spec.n_ctx, rl_synth_ftype_name(spec.ftype), (unsigned long long)spec.seed);
+    fprintf(stderr, "synth: %s, %u layers, dim %u, %u/%u heads of %u, ffn %u, vocab %u, ctx %u, %s, seed %llu%s\n",
+            spec.arch, spec.n_layer, spec.dim, spec.n_head, spec.n_head_kv, spec.head_dim, spec.ffn_dim,
+            spec.n_vocab, spec.n_ctx, rl_synth_ftype_name(spec.ftype), (unsigned long long)spec.seed,
+            spec.tied_output ? ", output tied to token_embd" : "");
+    if (spec.rope_factor > 1.0f)
+        fprintf(stderr, "synth: YaRN factor %g over %u, beta %g/%g, log multiplier %g; attention temperature %g\n",
+                spec.rope_factor, spec.rope_orig_ctx, spec.yarn_beta_fast, spec.yarn_beta_slow, spec.yarn_log_mul,
+                spec.attn_temp_scale);
     progress_state ps = {.tty = !quiet && isatty(STDERR_FILENO), .last_pct = -1};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);

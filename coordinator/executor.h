@@ -1,30 +1,36 @@
-/* The micro-batch executor: what the serving scheduler (scheduler.h) drives.
+/* The micro-batch executor: the one path every generation takes. The serving
+ * scheduler (scheduler.h) drives it with many sessions; `relais run` and
+ * `relais chat` drive it with one, through rl_xsession (below).
  *
  * A micro-batch is a list of segments, each some tokens of one session at
  * that session's next positions: a decode token, or a chunk of a prompt.
  * The executor runs the whole micro-batch through the model in one pass and
  * reports, for every segment that asked for it, the id sampled after its
- * last token. Sessions' caches and samplers live where the executor keeps
- * them (this process for the local engine, the nodes for a cluster); the
- * scheduler only names sessions by id and frees them with `drop`.
+ * last token and its top logits. Sessions' caches and samplers live where
+ * the executor keeps them (this process for the local engine, the nodes for
+ * a cluster); the caller only names sessions by id, truncates them and
+ * frees them with `drop`.
  *
  * Submission and completion are separate calls so that a pipeline of S
- * stages can hold S micro-batches in flight: the scheduler submits while
+ * stages can hold S micro-batches in flight: the caller submits while
  * fewer than `depth` are outstanding and collects completions in order.
  *
  * Implementations: executor_local.c (the engine in this process),
  * executor_cluster.c (the nodes of a cluster, one micro-batch per stage in
- * flight). */
+ * flight); opened by executor_open.c; one session driven by
+ * executor_session.c. */
 #ifndef RELAIS_EXECUTOR_H
 #define RELAIS_EXECUTOR_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "backend_cluster.h"
+#include "cluster_session.h"
 #include "kv.h"
 #include "model.h"
 #include "sampler.h"
+#include "tokenizer.h"
+#include "top_logits.h"
 
 typedef struct {
     uint64_t session;                  /* the scheduler's id of the session */
@@ -33,8 +39,16 @@ typedef struct {
     uint32_t pos;                      /* position of ids[0]; 0 creates the session */
     uint32_t n_ctx;                    /* positions the session may hold (its cache size) */
     bool sample;                       /* sample an id after the last token */
-    const rl_sampler_params *sampling; /* the session's sampling; read when pos == 0 */
-    const int32_t *history;            /* ids generated so far, for the penalties (when sample) */
+    /* May use sgemm: a micro-batch of gemm_min rows or more whose segments
+     * all allow it multiplies through sgemm, as one process computes a
+     * prompt chunk (`run`, `chat`); otherwise the quantized kernels, whose
+     * rows do not depend on what else shares the micro-batch (`serve`). */
+    bool sgemm;
+    const rl_sampler_params *sampling; /* the session's sampling (when sample) */
+    uint32_t stream;                   /* a value other than the session's last starts a new sampler from
+                                          `sampling` (its seed restarts); read when sample */
+    uint32_t n_top;                    /* top logits to report with the sample (<= RL_MAX_TOP) */
+    const int32_t *history;            /* ids for the penalties (when sample) */
     uint32_t n_history;
 } rl_xseg;
 
@@ -47,6 +61,7 @@ typedef struct {
     uint32_t n_segs;                   /* as submitted */
     int32_t *ids;                      /* (n_segs) sampled id per segment, -1 where not sampled; owned by
                                           the executor, valid until the next call */
+    const rl_top *top;                 /* (n_segs) top logits of each sampled segment, as asked; likewise */
 } rl_xdone;
 
 /* One machine that runs part of the pipeline, for /health and /metrics. */
@@ -73,8 +88,15 @@ typedef struct {
     /* Forgets a session: its caches and sampler, everywhere. Only called when
      * no outstanding micro-batch holds the session. */
     void (*drop)(rl_executor *x, uint64_t session);
+    /* Forgets a session's positions >= pos, everywhere; returns the
+     * positions kept (pos, or 0 when a sliding window forced a clear; 0 for
+     * an unknown session), or -1 with err. Only called when no outstanding
+     * micro-batch holds the session. */
+    int64_t (*truncate)(rl_executor *x, uint64_t session, uint32_t pos, char *err, size_t errlen);
     /* Fills up to cap node descriptions; returns how many there are. */
     uint32_t (*nodes)(rl_executor *x, rl_xnode *out, uint32_t cap);
+    /* One line on where it runs, for the closing statistics. */
+    void (*describe)(rl_executor *x, char *buf, size_t len);
     void (*destroy)(rl_executor *x);
 } rl_executor_ops;
 
@@ -89,17 +111,61 @@ void rl_executor_destroy(rl_executor **x);   /* NULLs *x */
 
 /* The nodes of the cluster file co->file (rl_cluster_open: planned or
  * --layers, -t threads per node) for up to max_sessions sessions of *n_ctx
- * positions and micro-batches of ro->batch tokens; depth = the pipeline's
- * stages. *model = the coordinator's part of the model (embedding and
- * tokenizer), owned by the executor. NULL with err. */
+ * positions and micro-batches of rl_runner_batch(ro) tokens; depth = the
+ * pipeline's stages. *model = the coordinator's part of the model (embedding
+ * and tokenizer), owned by the executor. NULL with err. */
 rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
                                      uint32_t *n_ctx, const rl_model **model, char *err, size_t errlen);
 
-/* The engine in this process: model at path, n_threads workers, micro-batches
- * of up to max_batch tokens. Uses the quantized kernels for every batch size
- * (gemm_min 0), so a session's results do not depend on which other sessions
- * share its micro-batches; sessions cache K and V in kv_type. NULL with err on failure. */
-rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, rl_kv_type kv_type,
-                                   char *err, size_t errlen);
+/* The engine in this process: model m (borrowed), n_threads workers,
+ * micro-batches of up to max_batch tokens of which up to max_sessions
+ * segments sample, sgemm for micro-batches of gemm_min rows or more whose
+ * segments allow it (rl_gemm_min_for; 0: never); sessions cache K and V
+ * in kv_type. NULL with err on failure. */
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
+                                   uint32_t gemm_min, rl_kv_type kv_type, char *err, size_t errlen);
+
+/* ---- opening: what a command runs on ---- */
+typedef struct {
+    rl_executor *x;
+    rl_model *model;            /* the whole model, when it runs in this process */
+    const rl_model *view;       /* the model the tokenizer comes from (model, or the cluster's embedding) */
+    rl_tokenizer *tok;
+    uint32_t n_ctx;             /* positions per session */
+    rl_kv_type kv_type;         /* of the sessions' caches (here or on the nodes) */
+} rl_xengine;
+
+/* The executor of the nodes of co->file, or of the engine in this process
+ * (the model loaded here, micro-batches of rl_runner_batch(ro) tokens),
+ * for up to max_sessions sessions, and the model's tokenizer. 0, or -1
+ * with err (then *e holds nothing). */
+int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
+                    char *err, size_t errlen);
+void rl_xengine_close(rl_xengine *e);   /* frees what *e holds and zeroes it */
+
+/* ---- one session, as `relais run` and `relais chat` drive it ----
+ *
+ * Each step feeds ids at the session's next position, as micro-batches of
+ * one segment of up to max_batch tokens that may use sgemm (so a run
+ * computes exactly as one process always has), up to `depth` of them in
+ * flight, and returns the id sampled after the last one with its top
+ * logits. The session holds the ids it fed, for the penalties. */
+typedef struct rl_xsession rl_xsession;
+
+/* A session of up to n_ctx positions on x (borrowed). progress: show the
+ * prefill of prompts of several micro-batches on stderr. NULL out of memory. */
+rl_xsession *rl_xsession_new(rl_executor *x, uint32_t n_ctx, bool progress);
+void rl_xsession_destroy(rl_xsession **s);   /* NULLs *s; drops the session on the executor */
+/* Starts a new sampling stream (the sampler and its seed restart; the
+ * cache is kept) reporting n_top top logits per step. */
+void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_top);
+/* Feeds n >= 1 ids; *id = the id sampled after the last, *top its top
+ * logits (top may be NULL). -1 with err (bad id, context full, node lost
+ * for good): the session then holds what it held before. */
+int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id, rl_top *top, char *err,
+                     size_t errlen);
+/* Forgets positions >= pos; returns the position kept (pos, or 0 when a
+ * sliding window forces a clear), or -1 with err. */
+int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,5 @@
-/* The cluster micro-batch executor: `relais serve --cluster FILE`.
+/* The cluster micro-batch executor: `relais serve`, `run` and `chat` with
+ * --cluster FILE.
  *
  * A micro-batch becomes one Forward with a segment per session
  * (cluster_batch_send): the coordinator embeds the tokens, every node runs
@@ -7,12 +8,10 @@
  * the scheduler keeps one micro-batch per pipeline stage in flight (depth =
  * stages) and every node has work while the others compute theirs.
  *
- * A session's sampling parameters are kept here from its first segment
- * (the scheduler hands them over at position 0), because its sampler on
- * the last node is made at its first sampling segment, which may come after
- * some prompt chunks. Dropping a session sends a drop-only Forward down the
- * pipeline, so its slots are free on every node before any later
- * micro-batch arrives there.
+ * A session's sampling parameters are kept here from the first sampling
+ * segment of its stream, for a replay. Dropping a session sends a
+ * drop-only Forward down the pipeline, so its slots are free on every node
+ * before any later micro-batch arrives there.
  *
  * Statistics for /health and /metrics come from the answers: each node's
  * compute seconds (Result.stage_seconds) and the activation bytes it
@@ -26,32 +25,36 @@
  * replay: the scheduler sees them complete, later. Outputs are those of an
  * unbroken run, seeded sampling included: a session's stream is told how
  * many ids it sampled before, and the new head stage's sampler skips their
- * draws (cluster_recover.h, shared with run and chat). A lost node
- * that connects again is taken back by a re-plan as soon as nothing is in
- * flight. /health lists the new stages with their layers and the lost
- * nodes. */
+ * draws (cluster_recover.h). A lost node that connects again is taken back
+ * by a re-plan as soon as nothing is in flight. /health lists the new
+ * stages with their layers and the lost nodes. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "backend_cluster.h"
 #include "cluster.h"
 #include "cluster_recover.h"
 #include "executor.h"
+#include "forward.h"
 #include "log.h"
 
 #define N_BUCKETS 256
 
 typedef struct csession {
     uint64_t id;
-    rl_sampler_params params;   /* as given at position 0 */
+    rl_sampler_params params;   /* of its current stream */
+    uint32_t stream;            /* the current stream (valid when sampled) */
+    bool sampled;               /* a segment has sampled: params and stream are set */
     uint32_t n_ctx;             /* as given at position 0 */
     int32_t *toks;              /* (cap) every id fed, by position: what a replay feeds again */
     uint32_t n_toks, cap;
     int32_t *hist;              /* (n_hist) the history of its latest sampling segment */
     uint32_t n_hist;
-    uint32_t n_sampled;         /* segments that asked for a sample: the draws its seeded stream has made */
+    uint32_t n_top;             /* the top logits its latest sampling segment asked for */
+    uint32_t n_sampled;         /* its stream's sampling segments: the draws its seeded stream has made */
+    cluster_chunk *sg;          /* (n_sg) the chunks computed by sgemm: a replay cuts them again */
+    uint32_t n_sg, cap_sg;
     struct csession *next;      /* bucket chain */
 } csession;
 
@@ -63,6 +66,7 @@ typedef struct {
     uint64_t *sessions;         /* (max_batch) session of each segment */
     int32_t *ids;               /* (max_batch) sampled id of each segment, -1 where none */
     bool *sample;               /* (max_batch) whether the segment asked for an id */
+    rl_top *top;                /* (max_batch) the top logits of its id */
     uint64_t act_bytes;         /* activation bytes each hop carries */
     bool answered;
     int status;
@@ -78,7 +82,10 @@ typedef struct {
     cluster_sampling *smp;      /* (max_batch) their sampling */
     uint64_t *res_sessions;     /* (max_batch) an answer's sessions */
     int32_t *res_ids;           /* (max_batch) and ids */
+    rl_top *res_top;            /* (max_batch) and top logits */
     int32_t *done_ids;          /* (max_batch) handed out by wait */
+    rl_top *done_top;           /* (max_batch) likewise */
+    uint32_t gemm_min;          /* the nodes' sgemm threshold (rl_gemm_min_for) */
     csession *table[N_BUCKETS];
     rl_cluster_opts co;         /* how the cluster was opened, for a re-plan */
     rl_runner_opts ro;
@@ -112,28 +119,41 @@ static void set_state(cluster_exec *x, const char *state) {
     pthread_mutex_unlock(&x->stats_lock);
 }
 
-/* The session's sampling: remembered at position 0, found later. */
-static const rl_sampler_params *params_of(cluster_exec *x, const rl_xseg *g, char *err, size_t errlen) {
+static void session_free(csession *s) {
+    free(s->toks), free(s->hist), free(s->sg), free(s);
+}
+
+/* The session a segment names: created at position 0, found later; a
+ * sampling segment of a new stream takes its parameters. */
+static csession *session_of(cluster_exec *x, const rl_xseg *g, char *err, size_t errlen) {
     csession **p = slot_of(x, g->session);
     if (g->pos == 0 && !*p) {
-        if (!g->sampling || !(*p = calloc(1, sizeof **p))) {
-            snprintf(err, errlen, g->sampling ? "out of memory" : "session %llu starts without sampling parameters",
-                     (unsigned long long)g->session);
+        if (!(*p = calloc(1, sizeof **p))) {
+            snprintf(err, errlen, "out of memory");
             return NULL;
         }
         (*p)->id = g->session;
-        (*p)->params = *g->sampling;
         (*p)->n_ctx = g->n_ctx;
         count_sessions(x, 1);
     }
-    if (!*p)
+    csession *s = *p;
+    if (!s)
         snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
-    return *p ? &(*p)->params : NULL;
+    else if (g->sample && !g->sampling) {
+        snprintf(err, errlen, "session %llu samples without sampling parameters", (unsigned long long)g->session);
+        return NULL;
+    } else if (g->sample && (!s->sampled || s->stream != g->stream)) {
+        s->params = *g->sampling;
+        s->stream = g->stream;
+        s->sampled = true;
+        s->n_sampled = 0;
+    }
+    return s;
 }
 
-/* Keeps what a replay needs of a segment: its ids, and the history of a
- * sampling one. 0, or -1 out of memory. */
-static int remember(csession *s, const rl_xseg *g) {
+/* Keeps what a replay needs of a segment: its ids, whether sgemm computed
+ * them, and the history of a sampling one. 0, or -1 out of memory. */
+static int remember(csession *s, const rl_xseg *g, bool sgemm) {
     const uint32_t end = g->pos + g->n;
     if (end > s->cap) {
         uint32_t cap = end > 2 * s->cap ? end : 2 * s->cap;
@@ -144,8 +164,19 @@ static int remember(csession *s, const rl_xseg *g) {
     }
     memcpy(s->toks + g->pos, g->ids, g->n * sizeof *g->ids);
     s->n_toks = end;
+    if (sgemm) {
+        if (s->n_sg == s->cap_sg) {
+            uint32_t cap = s->cap_sg ? 2 * s->cap_sg : 8;
+            cluster_chunk *c = realloc(s->sg, cap * sizeof *c);
+            if (!c)
+                return -1;
+            s->sg = c, s->cap_sg = cap;
+        }
+        s->sg[s->n_sg++] = (cluster_chunk){g->pos, g->n};
+    }
     if (g->sample) {
         s->n_sampled++;
+        s->n_top = g->n_top;
         int32_t *h = realloc(s->hist, (g->n_history ? g->n_history : 1) * sizeof *h);
         if (!h)
             return -1;
@@ -184,25 +215,28 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         recover(x, cluster_lost(x->c));
     cflight *f = &x->ring[(x->head + x->count) % base->depth];
     uint32_t rows = 0;
+    bool sgemm = x->gemm_min > 0;   /* the nodes' rule: every segment allows it and the rows reach gemm_min */
+    for (uint32_t i = 0; i < n; i++)
+        rows += segs[i].n, sgemm = sgemm && segs[i].sgemm;
+    sgemm = sgemm && rows >= x->gemm_min;
     for (uint32_t i = 0; i < n; i++) {
         const rl_xseg *g = &segs[i];
-        const rl_sampler_params *p = params_of(x, g, err, errlen);
-        if (!p)
+        csession *s = session_of(x, g, err, errlen);
+        if (!s)
             return -1;
-        csession *s = *slot_of(x, g->session);
         const uint32_t before = s->n_sampled;
-        if (remember(s, g)) {
+        if (remember(s, g, sgemm)) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        x->smp[i] = (cluster_sampling){.params = p, .stream = 1, .history = g->history, .n_history = g->n_history,
-                                       .samples_before = before};
+        x->smp[i] = (cluster_sampling){.params = &s->params, .stream = s->stream, .history = g->history,
+                                       .n_history = g->n_history, .n_top = g->n_top, .samples_before = before};
         x->segs[i] = (cluster_seg){.session = g->session, .ids = g->ids, .n = g->n, .pos = g->pos, .n_ctx = g->n_ctx,
-                                   .sampling = g->sample ? &x->smp[i] : NULL};
+                                   .sampling = g->sample ? &x->smp[i] : NULL, .sgemm = g->sgemm};
         f->sessions[i] = g->session;
         f->ids[i] = -1;
+        f->top[i].n = 0;
         f->sample[i] = g->sample;
-        rows += g->n;
     }
     if (!(f->step = cluster_batch_send(x->c, x->segs, n, err, errlen)))
         return -1;
@@ -239,6 +273,7 @@ static void take(cluster_exec *x, cflight *f, const cluster_batch_result *r) {
             return;
         }
         f->ids[i] = r->ids[k];
+        f->top[i] = r->top[k];
     }
     pthread_mutex_lock(&x->stats_lock);
     for (uint32_t k = 0; k < r->n_stages && k < x->n_stages; k++) {
@@ -318,15 +353,16 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
     uint32_t seg = 0;
     cflight *f = pending_sample(x, s->id, &seg);
     /* the sample in flight was counted when it was sent */
-    cluster_sampling smp = {.params = &s->params, .stream = 1, .history = s->hist, .n_history = s->n_hist,
-                            .samples_before = s->n_sampled - 1};
-    cluster_replay r = {.session = s->id, .ids = s->toks, .n = s->n_toks, .n_ctx = s->n_ctx,
-                        .sampling = f ? &smp : NULL};
-    rl_step_result out;
-    if (cluster_replay_session(x->c, &r, &x->ro, &out, err, errlen))
+    cluster_sampling smp = {.params = &s->params, .stream = s->stream, .history = s->hist, .n_history = s->n_hist,
+                            .n_top = s->n_top, .samples_before = s->n_sampled - 1};
+    cluster_replay r = {.session = s->id, .ids = s->toks, .n = s->n_toks, .n_ctx = s->n_ctx, .sgemm = s->sg,
+                        .n_sgemm = s->n_sg, .sampling = f ? &smp : NULL};
+    int32_t id;
+    rl_top top;
+    if (cluster_replay_session(x->c, &r, x->base.max_batch, &id, &top, err, errlen))
         return -1;
     if (f)
-        f->ids[seg] = out.id;
+        f->ids[seg] = id, f->top[seg] = top;
     return 0;
 }
 
@@ -370,7 +406,8 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     if (x->count == 0)
         return 0;
     cflight *oldest = &x->ring[x->head];
-    cluster_batch_result r = {.cap = base->max_batch, .sessions = x->res_sessions, .ids = x->res_ids};
+    cluster_batch_result r = {.cap = base->max_batch, .sessions = x->res_sessions, .ids = x->res_ids,
+                              .top = x->res_top};
     while (!oldest->answered) {
         char err[RL_XERR_LEN];
         int rc = cluster_batch_wait(x->c, timeout_ms, &r, err, sizeof err);
@@ -383,7 +420,9 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
             take(x, f, &r);
     }
     memcpy(x->done_ids, oldest->ids, oldest->n * sizeof *x->done_ids);
-    *done = (rl_xdone){.batch = oldest->batch, .status = oldest->status, .n_segs = oldest->n, .ids = x->done_ids};
+    memcpy(x->done_top, oldest->top, oldest->n * sizeof *x->done_top);
+    *done = (rl_xdone){.batch = oldest->batch, .status = oldest->status, .n_segs = oldest->n, .ids = x->done_ids,
+                       .top = x->done_top};
     snprintf(done->err, sizeof done->err, "%s", oldest->err);
     x->head = (x->head + 1) % base->depth;
     x->count--;
@@ -395,12 +434,36 @@ static void cx_drop(rl_executor *base, uint64_t session) {
     csession **p = slot_of(x, session), *s = *p;
     if (s) {
         *p = s->next;
-        free(s->toks), free(s->hist), free(s);
+        session_free(s);
         count_sessions(x, -1);
     }
     char err[256];
     if (!cluster_batch_drop(x->c, &session, 1, err, sizeof err) && !cluster_lost(x->c)[0])
         rl_log(RL_LOG_WARN, "dropping session %llu on the nodes: %s", (unsigned long long)session, err);
+}
+
+/* The session forgets positions >= pos here (so a replay feeds only what
+ * it keeps) and on the nodes; with the pipeline lost, the next micro-batch
+ * re-plans and feeds what it keeps. */
+static int64_t cx_truncate(rl_executor *base, uint64_t session, uint32_t pos, char *err, size_t errlen) {
+    cluster_exec *x = (cluster_exec *)base;
+    csession *s = *slot_of(x, session);
+    if (!s)
+        return 0;
+    int64_t kept = cluster_lost(x->c)[0] ? (pos < s->n_toks ? pos : s->n_toks)
+                                         : cluster_truncate(x->c, session, pos, err, errlen);
+    if (kept < 0)
+        return -1;
+    s->n_toks = (uint32_t)kept < s->n_toks ? (uint32_t)kept : s->n_toks;
+    while (s->n_sg && s->sg[s->n_sg - 1].pos >= s->n_toks)
+        s->n_sg--;
+    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > s->n_toks)   /* cut short, as the caches are */
+        s->sg[s->n_sg - 1].n = s->n_toks - s->sg[s->n_sg - 1].pos;
+    return kept;
+}
+
+static void cx_describe(rl_executor *base, char *buf, size_t len) {
+    cluster_describe(((cluster_exec *)base)->c, buf, len);
 }
 
 static uint32_t cx_nodes(rl_executor *base, rl_xnode *out, uint32_t cap) {
@@ -417,17 +480,19 @@ static void cx_destroy(rl_executor *base) {
         while (x->table[b]) {
             csession *s = x->table[b];
             x->table[b] = s->next;
-            free(s->toks), free(s->hist), free(s);
+            session_free(s);
         }
     for (uint32_t k = 0; x->ring && k < base->depth; k++)
-        free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample);
+        free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample), free(x->ring[k].top);
     cluster_destroy(&x->c);
     free(x->ring), free(x->segs), free(x->smp), free(x->res_sessions), free(x->res_ids), free(x->done_ids);
+    free(x->res_top), free(x->done_top);
     pthread_mutex_destroy(&x->stats_lock);
     free(x);
 }
 
-static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait, cx_drop, cx_nodes, cx_destroy};
+static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait, cx_drop, cx_truncate, cx_nodes, cx_describe,
+                                            cx_destroy};
 
 static int alloc_buffers(cluster_exec *x) {
     const uint32_t mb = x->base.max_batch;
@@ -437,12 +502,16 @@ static int alloc_buffers(cluster_exec *x) {
     x->res_sessions = malloc(mb * sizeof *x->res_sessions);
     x->res_ids = malloc(mb * sizeof *x->res_ids);
     x->done_ids = malloc(mb * sizeof *x->done_ids);
-    if (!x->ring || !x->segs || !x->smp || !x->res_sessions || !x->res_ids || !x->done_ids)
+    x->res_top = malloc(mb * sizeof *x->res_top);
+    x->done_top = malloc(mb * sizeof *x->done_top);
+    if (!x->ring || !x->segs || !x->smp || !x->res_sessions || !x->res_ids || !x->done_ids || !x->res_top ||
+        !x->done_top)
         return -1;
     for (uint32_t k = 0; k < x->base.depth; k++)
         if (!(x->ring[k].sessions = malloc(mb * sizeof *x->ring[k].sessions)) ||
             !(x->ring[k].ids = malloc(mb * sizeof *x->ring[k].ids)) ||
-            !(x->ring[k].sample = malloc(mb * sizeof *x->ring[k].sample)))
+            !(x->ring[k].sample = malloc(mb * sizeof *x->ring[k].sample)) ||
+            !(x->ring[k].top = malloc(mb * sizeof *x->ring[k].top)))
             return -1;
     return 0;
 }
@@ -463,11 +532,12 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
     const rl_hparams *hp = rl_model_hparams(cluster_model(x->c));
     /* The depth stays that of the first plan: the scheduler's ring is that
      * long, and a shorter pipeline only queues at its first node. */
-    x->base = (rl_executor){&CLUSTER_OPS, ro->batch, cluster_n_stages(x->c), hp->n_vocab};
+    x->base = (rl_executor){&CLUSTER_OPS, rl_runner_batch(ro), cluster_n_stages(x->c), hp->n_vocab};
     x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
+    x->gemm_min = rl_gemm_min_for(ro->no_gemm, ro->gemm_min);
     publish_nodes(x);
     if (alloc_buffers(x)) {
-        snprintf(err, errlen, "out of memory for micro-batches of %u tokens", ro->batch);
+        snprintf(err, errlen, "out of memory for micro-batches of %u tokens", x->base.max_batch);
         cx_destroy(&x->base);
         return NULL;
     }

@@ -7,10 +7,11 @@
  * its id. Everything runs inside submit, so there is never more than one
  * micro-batch outstanding (depth 1) and wait only hands the result over.
  *
- * The context uses the quantized kernels for every batch size (gemm_min 0):
- * a row's result is then bit-identical whatever else shares its batch
- * (tests/test_forward.c test_batch_independence), which is what makes a
- * served request's output independent of the load. */
+ * A micro-batch uses the quantized kernels at every size unless all its
+ * segments allow sgemm (a run's or chat's prompt chunks, computed as one
+ * process always has): a row's result is then bit-identical whatever else
+ * shares its batch (tests/test_forward.c test_batch_independence), which is
+ * what makes a served request's output independent of the load. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@
 typedef struct lsession {
     uint64_t id;             /* the scheduler's session id */
     rl_kv *kv;               /* all layers, n_ctx of the session */
-    rl_sampler *sampler;     /* created with the session's parameters */
+    rl_sampler *sampler;     /* of its current stream; made at the stream's first sample */
+    uint32_t stream;
     struct lsession *next;   /* bucket chain */
 } lsession;
 
@@ -35,11 +37,14 @@ typedef struct {
     rl_kv_type kv_type;      /* of every session's cache */
     rl_ctx *ctx;             /* threads and scratch, max_batch rows */
     float *x;                /* (max_batch, dim) activations of the micro-batch */
-    float *rows;             /* (max_batch, dim) last row of each sampling segment */
-    float *logits;           /* (max_batch, n_vocab) */
+    uint32_t max_rows;       /* most segments that sample at once: min(max_batch, max_sessions) */
+    float *rows;             /* (max_rows, dim) last row of each sampling segment */
+    float *logits;           /* (max_rows, n_vocab) */
     rl_segment *segs;        /* (max_batch) the engine's view of the segments */
     lsession **owner;        /* (max_batch) session of each segment */
     int32_t *ids;            /* (max_batch) sampled ids handed out by wait */
+    rl_top *top;             /* (max_batch) and their top logits */
+    uint32_t gemm_min;       /* sgemm from this many rows, when every segment allows it (0: never) */
     lsession *table[N_BUCKETS];
     bool has_done;           /* a completion is waiting for wait */
     rl_xdone done;           /* that completion */
@@ -85,11 +90,7 @@ static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t 
         return NULL;
     }
     s->id = g->session;
-    s->kv = rl_kv_new(hp, 0, hp->n_layer, g->n_ctx, l->kv_type, err, errlen);
-    s->sampler = g->sampling ? rl_sampler_new(g->sampling, hp->n_vocab) : NULL;
-    if (!s->kv || !s->sampler) {
-        if (s->kv)
-            snprintf(err, errlen, "out of memory for the sampler");
+    if (!(s->kv = rl_kv_new(hp, 0, hp->n_layer, g->n_ctx, l->kv_type, err, errlen))) {
         session_free(s);
         return NULL;
     }
@@ -122,10 +123,32 @@ static int prepare(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, si
     return 0;
 }
 
-/* Head and sampling for the segments that ask for an id. */
+/* The session's sampler for a sampling segment: a new stream starts a new
+ * one (its seed restarts). 0, or -1 with err. */
+static int sampler_for(local_exec *l, lsession *s, const rl_xseg *g, char *err, size_t errlen) {
+    if (s->sampler && s->stream == g->stream)
+        return 0;
+    rl_sampler_destroy(&s->sampler);
+    if (!g->sampling || !(s->sampler = rl_sampler_new(g->sampling, l->base.n_vocab))) {
+        snprintf(err, errlen, g->sampling ? "out of memory for the sampler" : "a segment samples without parameters");
+        return -1;
+    }
+    s->stream = g->stream;
+    return 0;
+}
+
+/* Head and sampling for the segments that ask for an id; the top logits
+ * are taken before the sampler edits the row. */
 static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(l->model);
     uint32_t row = 0, k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        k += segs[i].sample;
+    if (k > l->max_rows) {
+        snprintf(err, errlen, "%u segments sample in one micro-batch, at most %u", k, l->max_rows);
+        return -1;
+    }
+    k = 0;
     for (uint32_t i = 0; i < n; i++) {
         row += segs[i].n;
         l->ids[i] = -1;
@@ -137,10 +160,19 @@ static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, siz
     if (rl_head_rows(l->ctx, l->rows, k, l->logits, err, errlen))
         return -1;
     k = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (segs[i].sample)
-            l->ids[i] = rl_sampler_sample(l->owner[i]->sampler, l->logits + (size_t)k++ * hp->n_vocab,
-                                          segs[i].history, segs[i].n_history);
+    for (uint32_t i = 0; i < n; i++) {
+        const rl_xseg *g = &segs[i];
+        l->top[i].n = 0;
+        if (!g->sample)
+            continue;
+        float *logits = l->logits + (size_t)k++ * hp->n_vocab;
+        if (sampler_for(l, l->owner[i], g, err, errlen))
+            return -1;
+        l->top[i].n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
+        l->top[i].n = l->top[i].n < hp->n_vocab ? l->top[i].n : hp->n_vocab;
+        rl_top_logits(logits, hp->n_vocab, l->top[i].n, l->top[i].ids, l->top[i].vals);
+        l->ids[i] = rl_sampler_sample(l->owner[i]->sampler, logits, g->history, g->n_history);
+    }
     return 0;
 }
 
@@ -153,9 +185,13 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
     }
     double t0 = now_s();
     rl_xdone *d = &l->done;
-    *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids};
-    if (prepare(l, segs, n, d->err, sizeof d->err) || rl_forward_batch(l->ctx, l->segs, n, l->x, d->err, sizeof d->err) ||
-        sample(l, segs, n, d->err, sizeof d->err))
+    *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids, .top = l->top};
+    bool sgemm = true;
+    for (uint32_t i = 0; i < n; i++)
+        sgemm = sgemm && segs[i].sgemm;
+    rl_ctx_set_gemm_min(l->ctx, sgemm ? l->gemm_min : 0);
+    if (prepare(l, segs, n, d->err, sizeof d->err) ||
+        rl_forward_batch(l->ctx, l->segs, n, l->x, d->err, sizeof d->err) || sample(l, segs, n, d->err, sizeof d->err))
         d->status = -1;
     l->has_done = true;
     pthread_mutex_lock(&l->stats_lock);
@@ -188,6 +224,20 @@ static void local_drop(rl_executor *x, uint64_t session) {
     }
 }
 
+static int64_t local_truncate(rl_executor *x, uint64_t session, uint32_t pos, char *err, size_t errlen) {
+    lsession *s = *slot_of((local_exec *)x, session);
+    return s ? rl_kv_truncate(s->kv, pos) : 0;
+}
+
+static void local_describe(rl_executor *x, char *buf, size_t len) {
+    local_exec *l = (local_exec *)x;
+    size_t kv = 0;
+    for (int b = 0; b < N_BUCKETS; b++)
+        for (const lsession *s = l->table[b]; s; s = s->next)
+            kv += rl_kv_bytes(s->kv);
+    snprintf(buf, len, "one process, %d threads, KV %.1f MiB", rl_ctx_threads(l->ctx), kv / 1048576.0);
+}
+
 static uint32_t local_nodes(rl_executor *x, rl_xnode *out, uint32_t cap) {
     local_exec *l = (local_exec *)x;
     if (cap > 0) {
@@ -207,15 +257,16 @@ static void local_destroy(rl_executor *x) {
             session_free(s);
         }
     rl_ctx_destroy(&l->ctx);
-    free(l->x), free(l->rows), free(l->logits), free(l->segs), free(l->owner), free(l->ids);
+    free(l->x), free(l->rows), free(l->logits), free(l->segs), free(l->owner), free(l->ids), free(l->top);
     pthread_mutex_destroy(&l->stats_lock);
     free(l);
 }
 
-static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait, local_drop, local_nodes, local_destroy};
+static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait,     local_drop,   local_truncate,
+                                          local_nodes,  local_describe, local_destroy};
 
-rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, rl_kv_type kv_type,
-                                   char *err, size_t errlen) {
+rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
+                                   uint32_t gemm_min, rl_kv_type kv_type, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(m);
     local_exec *l = calloc(1, sizeof *l);
     if (!l) {
@@ -232,14 +283,16 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
         local_destroy(&l->base);
         return NULL;
     }
-    rl_ctx_set_gemm_min(l->ctx, 0);
+    l->gemm_min = gemm_min;
     l->x = malloc((size_t)max_batch * hp->dim * sizeof(float));
-    l->rows = malloc((size_t)max_batch * hp->dim * sizeof(float));
-    l->logits = malloc((size_t)max_batch * hp->n_vocab * sizeof(float));
+    l->max_rows = max_batch < max_sessions ? max_batch : max_sessions;
+    l->rows = malloc((size_t)l->max_rows * hp->dim * sizeof(float));
+    l->logits = malloc((size_t)l->max_rows * hp->n_vocab * sizeof(float));
     l->segs = malloc(max_batch * sizeof *l->segs);
     l->owner = malloc(max_batch * sizeof *l->owner);
     l->ids = malloc(max_batch * sizeof *l->ids);
-    if (!l->x || !l->rows || !l->logits || !l->segs || !l->owner || !l->ids) {
+    l->top = malloc(max_batch * sizeof *l->top);
+    if (!l->x || !l->rows || !l->logits || !l->segs || !l->owner || !l->ids || !l->top) {
         snprintf(err, errlen, "out of memory for micro-batches of %u tokens", max_batch);
         local_destroy(&l->base);
         return NULL;

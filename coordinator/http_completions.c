@@ -19,6 +19,7 @@
 #include <time.h>
 #include "http_server.h"
 #include "tool_calls.h"
+#include "util.h"
 
 #define WAIT_SLICE_MS 100
 
@@ -42,15 +43,10 @@ typedef struct {
     /* streaming, HTTP thread only */
     int phase;                 /* 0: nothing sent, 1: content, 2: all events queued */
     size_t sent;               /* content bytes sent */
+    size_t sent_reasoning;     /* reasoning bytes sent (as reasoning_content deltas) */
     char *pend;                /* formatted SSE bytes not yet handed to MHD */
     size_t pend_len, pend_off;
 } gen;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void gen_release(gen *g) {
     pthread_mutex_lock(&g->lock);
@@ -72,7 +68,7 @@ static bool on_token(void *ud, int32_t id) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
     if (g->n_gen++ == 0)
-        rl_metrics_ttft(g->app->metrics, now_s() - g->t_submit);
+        rl_metrics_ttft(g->app->metrics, rl_now_s() - g->t_submit);
     bool go_on = rl_oai_out_feed(g->out, id);
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
@@ -182,7 +178,11 @@ static json_t *whole_answer(gen *g) {
         free(all);
         return resp;
     }
-    return rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
+    json_t *resp = rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
+    size_t rlen;
+    const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
+    rl_oai_set_reasoning(resp, reasoning, rlen);
+    return resp;
 }
 
 static enum MHD_Result reply_whole(http_req *r, gen *g) {
@@ -255,6 +255,14 @@ static void produce(gen *g) {
         if (g->meta.chat)
             pend_event(g, rl_oai_chunk(&g->meta, "assistant", "", 0, NULL, NULL));
         g->phase = 1;
+    }
+    size_t rlen;
+    const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
+    if (rlen > g->sent_reasoning && g->meta.chat) {
+        json_t *chunk = rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, NULL);
+        rl_oai_set_reasoning(chunk, reasoning + g->sent_reasoning, rlen - g->sent_reasoning);
+        pend_event(g, chunk);
+        g->sent_reasoning = rlen;
     }
     if (len > g->sent) {
         pend_event(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL));
@@ -338,7 +346,7 @@ static int submit(gen *g, rl_oai_err *e) {
     const rl_oai_req *q = &g->req;
     rl_sched_req sr = {.prompt = q->prompt, .n_prompt = (uint32_t)q->n_prompt, .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling, .sink = {on_token, on_done, g}};
-    g->t_submit = now_s();
+    g->t_submit = rl_now_s();
     g->refs++;   /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
     if (rc == RL_SCHED_OK)

@@ -1,8 +1,12 @@
 /* The informational endpoints: GET /v1/models (and /v1/models/ID), GET
- * /health (ready or loading, with each node's state; 503 until ready, so a
- * load balancer waits), and GET /metrics in Prometheus' text format. */
+ * /health (ready or loading, with each node's state, layers, sessions, the
+ * KV cache they hold and its counters, and the server's sessions and token
+ * counts; 503 until ready, so a load balancer waits), and GET /metrics in
+ * Prometheus' text format. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "http_server.h"
 
 #define MAX_NODES 64
@@ -30,6 +34,24 @@ static uint32_t nodes_of(rl_serve *app, rl_xnode *nodes) {
     return n < MAX_NODES ? n : MAX_NODES;
 }
 
+/* Bytes of KV cache a node's sessions hold: each session's cache covers the
+ * node's layers at the full context per request. A node without a range
+ * is the engine in this process (all layers) or a node left out of the
+ * plan, which holds no session. */
+static uint64_t kv_bytes(const rl_serve *app, const rl_xnode *nd) {
+    unsigned l0 = 0, l1 = app->hp ? app->hp->n_layer - 1 : 0;
+    if (!app->hp || (*nd->layers && sscanf(nd->layers, "%u-%u", &l0, &l1) != 2) || l1 < l0 || l1 >= app->hp->n_layer)
+        return 0;
+    return nd->sessions * rl_kv_bytes_for(app->hp, l0, l1 + 1, app->model.n_ctx, app->kv_type);
+}
+
+static json_t *node_object(const rl_serve *app, const rl_xnode *nd) {
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:f, s:I, s:I}", "name", nd->name, "state", nd->state, "layers",
+                     nd->layers, "sessions", (int)nd->sessions, "kv_bytes", (json_int_t)kv_bytes(app, nd), "batches",
+                     (json_int_t)nd->batches, "busy_seconds", nd->busy_seconds, "bytes_in", (json_int_t)nd->bytes_in,
+                     "bytes_out", (json_int_t)nd->bytes_out);
+}
+
 enum MHD_Result http_health(http_req *r) {
     rl_serve *app = r->app;
     int ready = atomic_load(&app->ready);
@@ -40,12 +62,16 @@ enum MHD_Result http_health(http_req *r) {
         rl_sched_stats_get(app->sched, &st);
     json_t *list = json_array();
     for (uint32_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:i, s:I}", "name", nodes[i].name, "state",
-                                              nodes[i].state, "layers", nodes[i].layers, "sessions",
-                                              (int)nodes[i].sessions, "batches", (json_int_t)nodes[i].batches));
+        json_array_append_new(list, node_object(app, &nodes[i]));
     const char *status = ready == 1 ? "ok" : ready == 0 ? "loading" : "failed";
-    json_t *body = json_pack("{s:s, s:s, s:o, s:{s:i, s:i}}", "status", status, "model", app->model_id, "nodes", list,
-                             "sessions", "active", (int)st.active, "queued", (int)st.queued);
+    struct timespec now;   /* the counters' time, so that a client's rates do not depend on its polling */
+    clock_gettime(CLOCK_REALTIME, &now);
+    json_t *body = json_pack("{s:s, s:s, s:f, s:I, s:o, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I}}", "status", status,
+                             "model", app->model_id, "time", now.tv_sec + now.tv_nsec * 1e-9, "uptime_seconds", (json_int_t)(time(NULL) - app->created),
+                             "nodes", list, "sessions", "active", (int)st.active, "queued", (int)st.queued, "max",
+                             (int)app->max_sessions, "ctx", (int)app->model.n_ctx, "tokens", "prompt",
+                             (json_int_t)st.prompt_tokens, "generated", (json_int_t)st.generated, "batches",
+                             (json_int_t)st.batches);
     return http_reply_json(r, ready == 1 ? 200 : 503, body);
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const EP_NAMES[EP_COUNT] = {"chat_completions", "completions", "models", "health", "metrics",
-                                               "other"};
+                                               "web", "other"};
 /* The statuses the server replies with; anything else counts as "other". */
 static const int CODES[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
 #define N_CODES (sizeof CODES / sizeof CODES[0])

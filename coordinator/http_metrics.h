@@ -10,7 +10,7 @@
 #include "executor.h"
 #include "scheduler.h"
 
-typedef enum { EP_CHAT, EP_COMPLETIONS, EP_MODELS, EP_HEALTH, EP_METRICS, EP_OTHER, EP_COUNT } rl_endpoint;
+typedef enum { EP_CHAT, EP_COMPLETIONS, EP_MODELS, EP_HEALTH, EP_METRICS, EP_WEB, EP_OTHER, EP_COUNT } rl_endpoint;
 
 typedef struct rl_metrics rl_metrics;
 

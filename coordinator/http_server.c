@@ -116,6 +116,8 @@ static rl_endpoint endpoint_of(const char *url) {
         return EP_HEALTH;
     if (!strcmp(url, "/metrics"))
         return EP_METRICS;
+    if (http_web_has(url))
+        return EP_WEB;
     return EP_OTHER;
 }
 
@@ -130,12 +132,15 @@ static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const cha
     const bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (r->endpoint == EP_HEALTH && get)
         return http_health(r);
+    if (r->endpoint == EP_WEB && get)
+        return http_web(r, url);   /* the page asks for the key itself */
     if (!authorized(h, r->conn))
         return error_reply(r, 401, "invalid_request_error", "invalid_api_key",
                            "Incorrect API key provided: pass a valid key as 'Authorization: Bearer KEY'.");
     if (r->endpoint == EP_OTHER)
         return error_reply(r, 404, "invalid_request_error", "not_found", "Unknown request URL. Endpoints: POST "
-                           "/v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics.");
+                           "/v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, "
+                           "GET / (the web page).");
     bool want_post = r->endpoint == EP_CHAT || r->endpoint == EP_COMPLETIONS;
     if (want_post ? !post : !get)
         return error_reply(r, 405, "invalid_request_error", "method_not_allowed",

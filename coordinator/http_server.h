@@ -4,7 +4,8 @@
  * http_server.c runs the daemon (binding, body limit, API keys, routing,
  * per-request bookkeeping), http_completions.c the two generation endpoints
  * (plain and streamed), http_info.c /v1/models, /health and /metrics,
- * http_errors.c the OpenAI error replies, http_metrics.c the counters. */
+ * http_errors.c the OpenAI error replies, http_metrics.c the counters,
+ * http_web.c the web page (GET /, no key needed). */
 #ifndef RELAIS_HTTP_SERVER_H
 #define RELAIS_HTTP_SERVER_H
 
@@ -27,6 +28,9 @@ typedef struct {
     rl_executor *x;
     char model_id[128];             /* the name /v1/models lists */
     int64_t created;                /* unix time the server started */
+    uint32_t max_sessions;          /* requests generating at once, for /health */
+    const rl_hparams *hp;           /* the model's shape, for /health's KV sizes; NULL until ready */
+    rl_kv_type kv_type;             /* of the sessions' caches, for the same */
     rl_metrics *metrics;
 } rl_serve;
 
@@ -77,5 +81,8 @@ enum MHD_Result http_completions(http_req *r, bool chat);
 enum MHD_Result http_models(http_req *r, const char *id);
 enum MHD_Result http_health(http_req *r);
 enum MHD_Result http_metrics_page(http_req *r);
+/* Whether url is a file of the web page, and the reply with it. */
+bool http_web_has(const char *url);
+enum MHD_Result http_web(http_req *r, const char *url);
 
 #endif

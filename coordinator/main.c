@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"bench", cmd_bench, "measure prefill and decode speed and peak memory"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"plan", cmd_plan, "show which layers each node of a cluster runs, and its memory"},
+    {"status", cmd_status, "the nodes of a cluster file or of a running server: state, layers, memory, speed"},
     {"keygen", cmd_keygen, "write a CURVE key pair (NAME.key, NAME.pub) for a coordinator or node"},
 };
 

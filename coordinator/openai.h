@@ -50,11 +50,13 @@ typedef struct {
     const rl_tokenizer *tok;
     rl_chat_template tpl;
     uint32_t n_ctx;            /* positions one request may use */
+    const char *id;            /* the served model's name: a request naming another gets 404 (NULL: none checked) */
 } rl_oai_model;
 
 /* Reads a request body (len bytes of JSON). chat selects the endpoint's
  * shape. Returns 0 with *r filled (free with rl_oai_req_free), or -1 with
- * *e (status 400 naming the field, or 400 context_length_exceeded). */
+ * *e (status 400 naming the field, 400 context_length_exceeded, or 404
+ * model_not_found for a model this server does not serve). */
 int rl_oai_req_parse(const rl_oai_model *m, bool chat, const char *body, size_t len, rl_oai_req *r, rl_oai_err *e);
 void rl_oai_req_free(rl_oai_req *r);
 
@@ -62,8 +64,11 @@ void rl_oai_req_free(rl_oai_req *r);
 
 /* The text a request generates: ids decoded into complete UTF-8, cut at the
  * first stop string, and the part after the model's [TOOL_CALLS] token kept
- * apart for tool-call parsing. Text that might be the start of a stop string
- * is held back until it is known not to be. */
+ * apart for tool-call parsing (with the [TOOL_CALLS], [CALL_ID] and [ARGS]
+ * tokens inside it written out, as the newer call format needs them to be
+ * split). Text between [THINK] and [/THINK] (Ministral 3 Reasoning) is kept
+ * apart as the reasoning. Text that might be the start of a stop string is
+ * held back until it is known not to be. */
 typedef struct rl_oai_out rl_oai_out;
 
 /* stop strings are borrowed; tools: whether [TOOL_CALLS] switches to tool
@@ -81,6 +86,8 @@ const char *rl_oai_out_content(const rl_oai_out *o, size_t *len);
 /* Whether the model started tool calls, and their raw text so far. */
 bool rl_oai_out_in_tools(const rl_oai_out *o);
 const char *rl_oai_out_tool_text(const rl_oai_out *o, size_t *len);
+/* The reasoning so far ([THINK] … [/THINK]); *len 0 when none. */
+const char *rl_oai_out_reasoning(const rl_oai_out *o, size_t *len);
 
 /* ---- responses ---- */
 
@@ -96,6 +103,9 @@ json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens);
 /* The whole non-streamed response. tool_calls (may be NULL) is stolen. */
 json_t *rl_oai_response(const rl_oai_meta *m, const char *content, size_t len, json_t *tool_calls,
                         const char *finish_reason, json_t *usage);
+/* Adds reasoning_content (len bytes) to a chat response's message or a
+ * chunk's delta; nothing for len 0 or a plain completion. */
+void rl_oai_set_reasoning(json_t *resp, const char *text, size_t len);
 /* One stream chunk: a delta of content (text may be NULL), of tool calls
  * (stolen; may be NULL), a role (first chat chunk), or the finish reason. */
 json_t *rl_oai_chunk(const rl_oai_meta *m, const char *role, const char *text, size_t len, json_t *tool_calls,

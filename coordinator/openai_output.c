@@ -1,6 +1,6 @@
 /* Assembling a request's generated text (see openai.h): streaming UTF-8
- * decoding, stop strings with hold-back, and the switch to tool-call text
- * at the model's [TOOL_CALLS] token. */
+ * decoding, stop strings with hold-back, the switch to tool-call text at
+ * the model's [TOOL_CALLS] token, and reasoning between [THINK] and [/THINK]. */
 #include <stdlib.h>
 #include <string.h>
 #include "openai.h"
@@ -17,6 +17,10 @@ struct rl_oai_out {
     size_t n_stop;
     size_t max_stop;           /* longest stop string */
     int32_t tool_id;           /* id of [TOOL_CALLS], -1 when tools are off */
+    int32_t args_id, call_id;  /* [ARGS], [CALL_ID] of the newer call format (-1: none, or tools off) */
+    int32_t think_id, unthink_id;   /* [THINK], [/THINK] (-1 when the vocabulary has none) */
+    bool in_think;             /* text now goes to `reasoning` */
+    buf reasoning;             /* text between [THINK] and [/THINK] */
     bool in_tools;             /* text now goes to `tools` */
     bool stopped;              /* a stop string matched: content is final */
     bool finished;             /* end of generation: nothing held back */
@@ -43,7 +47,8 @@ static bool buf_add(buf *b, const char *s, size_t n) {
 
 rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_stop, bool tools, bool forced) {
     rl_oai_out *o = calloc(1, sizeof *o);
-    if (!o || !(o->dec = rl_tok_stream_new(tok, false)) || !buf_add(&o->content, "", 0) || !buf_add(&o->tools, "", 0)) {
+    if (!o || !(o->dec = rl_tok_stream_new(tok, false)) || !buf_add(&o->content, "", 0) || !buf_add(&o->tools, "", 0) ||
+        !buf_add(&o->reasoning, "", 0)) {
         rl_oai_out_destroy(&o);
         return NULL;
     }
@@ -54,6 +59,10 @@ rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_
         if (strlen(stop[i]) > o->max_stop)
             o->max_stop = strlen(stop[i]);
     o->tool_id = tools ? rl_tok_find(tok, "[TOOL_CALLS]") : -1;
+    o->args_id = tools ? rl_tok_find(tok, "[ARGS]") : -1;
+    o->call_id = tools ? rl_tok_find(tok, "[CALL_ID]") : -1;
+    o->think_id = rl_tok_find(tok, "[THINK]");
+    o->unthink_id = rl_tok_find(tok, "[/THINK]");
     o->in_tools = forced;
     return o;
 }
@@ -65,6 +74,7 @@ void rl_oai_out_destroy(rl_oai_out **po) {
     rl_tok_stream_destroy(&o->dec);
     free(o->content.p);
     free(o->tools.p);
+    free(o->reasoning.p);
     free(o);
     *po = NULL;
 }
@@ -100,6 +110,10 @@ static void scan_stops(rl_oai_out *o, size_t from) {
 static void add_text(rl_oai_out *o, const char *s, size_t n) {
     if (n == 0)
         return;
+    if (o->in_think) {
+        buf_add(&o->reasoning, s, n);
+        return;
+    }
     if (o->in_tools) {
         buf_add(&o->tools, s, n);
         return;
@@ -110,10 +124,29 @@ static void add_text(rl_oai_out *o, const char *s, size_t n) {
     scan_stops(o, old > o->max_stop ? old - o->max_stop : 0);
 }
 
+/* A control token that switches where text goes, or that the newer
+ * call format needs written out; true when id was one. */
+static bool feed_control(rl_oai_out *o, int32_t id) {
+    char text[1024];
+    const bool think = id == o->think_id && !o->in_think && !o->in_tools;
+    const bool unthink = id == o->unthink_id && o->in_think;
+    const bool marker = o->in_tools && (id == o->tool_id || id == o->args_id || id == o->call_id);
+    if (id < 0 || !(think || unthink || marker))
+        return false;
+    add_text(o, text, rl_tok_stream_flush(o->dec, text, sizeof text));
+    if (marker)
+        buf_add(&o->tools, id == o->tool_id ? "[TOOL_CALLS]" : id == o->args_id ? "[ARGS]" : "[CALL_ID]",
+                id == o->args_id ? 6 : id == o->tool_id ? 12 : 9);
+    o->in_think = think;
+    return true;
+}
+
 bool rl_oai_out_feed(rl_oai_out *o, int32_t id) {
     char text[1024];
     if (o->stopped)
         return false;
+    if (feed_control(o, id))
+        return !o->stopped;
     if (id == o->tool_id && !o->in_tools) {
         add_text(o, text, rl_tok_stream_flush(o->dec, text, sizeof text));
         o->visible = o->content.len;   /* content is over: nothing can complete a stop string */
@@ -144,4 +177,9 @@ bool rl_oai_out_in_tools(const rl_oai_out *o) { return o->in_tools; }
 const char *rl_oai_out_tool_text(const rl_oai_out *o, size_t *len) {
     *len = o->tools.len;
     return o->tools.p;
+}
+
+const char *rl_oai_out_reasoning(const rl_oai_out *o, size_t *len) {
+    *len = o->reasoning.len;
+    return o->reasoning.p;
 }

@@ -80,6 +80,25 @@ static uint64_t random_seed(void) {
     return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
 }
 
+/* response_format: plain text is what relais writes; JSON output would need
+ * sampling constrained to a JSON grammar, which relais does not have, and a
+ * client asking for it must not get unchecked text instead. */
+static int response_format(const json_t *body, rl_oai_err *e) {
+    const json_t *rf = json_object_get(body, "response_format");
+    if (!rf || json_is_null(rf))
+        return 0;
+    const json_t *type = json_object_get(rf, "type");
+    if (!json_is_object(rf) || !json_is_string(type))
+        return bad(e, "response_format", "'response_format' must be an object with a string 'type'");
+    const char *t = json_string_value(type);
+    if (!strcmp(t, "text"))
+        return 0;
+    if (!strcmp(t, "json_object") || !strcmp(t, "json_schema"))
+        return bad(e, "response_format", "'response_format' of type '%s' is not supported: relais does not "
+                   "constrain its output to JSON; ask for JSON in the prompt and check the reply", t);
+    return bad(e, "response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
+}
+
 /* Fields OpenAI has that relais does not do: refused rather than ignored,
  * so a client never silently gets something else than it asked for. */
 static int unsupported(const json_t *body, rl_oai_err *e) {
@@ -93,7 +112,7 @@ static int unsupported(const json_t *body, rl_oai_err *e) {
         return bad(e, "logprobs", "'logprobs' is not supported");
     if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
         return bad(e, "logit_bias", "'logit_bias' is not supported");
-    return 0;
+    return response_format(body, e);
 }
 
 static int read_sampling(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
@@ -144,12 +163,19 @@ static int read_stop(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     return 0;
 }
 
-static int read_options(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+static int read_options(const rl_oai_model *m, const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     const json_t *so = json_object_get(body, "stream_options"), *model = json_object_get(body, "model");
     bool has_mct = false, has_mt = false;
     int64_t mct = -1, mt = -1;
     if (model && !json_is_string(model))
         return bad(e, "model", "'model' must be a string");
+    /* as OpenAI answers a model name it does not have */
+    if (json_is_string(model) && m->id && strcmp(json_string_value(model), m->id)) {
+        rl_oai_err_set(e, 404, "invalid_request_error", "model",
+                       "The model '%s' does not exist; this server serves '%s'.", json_string_value(model), m->id);
+        e->code = "model_not_found";
+        return -1;
+    }
     if (unsupported(body, e) || bool_field(body, "stream", &r->stream, e) ||
         int_field(body, "max_completion_tokens", 1, INT32_MAX, &mct, &has_mct, e) ||
         int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
@@ -305,7 +331,7 @@ int rl_oai_req_parse(const rl_oai_model *m, bool chat, const char *body, size_t 
     int rc = -1;
     if (!json_is_object(root))
         bad(e, NULL, "The request body must be a JSON object");
-    else if (read_options(root, r, e) == 0 &&
+    else if (read_options(m, root, r, e) == 0 &&
              (chat ? chat_prompt(m, root, r, e) : completion_prompt(m, root, r, e)) == 0)
         rc = fit_context(m, r, e);
     json_decref(root);

@@ -38,6 +38,15 @@ json_t *rl_oai_response(const rl_oai_meta *m, const char *content, size_t len, j
     return r;
 }
 
+void rl_oai_set_reasoning(json_t *resp, const char *text, size_t len) {
+    json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
+    json_t *msg = json_object_get(choice, "message");
+    if (!msg)
+        msg = json_object_get(choice, "delta");
+    if (len > 0 && msg)
+        json_object_set_new(msg, "reasoning_content", json_stringn(text, len));
+}
+
 json_t *rl_oai_chunk(const rl_oai_meta *m, const char *role, const char *text, size_t len, json_t *tool_calls,
                      const char *finish_reason) {
     json_t *choice;

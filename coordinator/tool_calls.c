@@ -60,8 +60,64 @@ static json_t *one_call(const json_t *c) {
     return call;
 }
 
+static const char *find(const char *s, const char *end, const char *needle) {
+    size_t n = strlen(needle);
+    for (; s + n <= end; s++)
+        if (!memcmp(s, needle, n))
+            return s;
+    return NULL;
+}
+
+/* One call of the newer format, "name[ARGS]json" or, in V11,
+ * "name[CALL_ID]id[ARGS]json", as the model's {"name", "arguments", "id"}. */
+static json_t *marked_call(const char *s, const char *end) {
+    const char *args = find(s, end, "[ARGS]"), *cid = find(s, end, "[CALL_ID]");
+    if (!args || (cid && cid > args))
+        return NULL;
+    const char *name_end = cid ? cid : args;
+    json_t *a = json_loadb(args + 6, (size_t)(end - args - 6), JSON_DECODE_ANY, NULL);
+    if (!a || name_end == s) {
+        json_decref(a);
+        return NULL;
+    }
+    json_t *c = json_pack("{s:s%, s:o}", "name", s, (size_t)(name_end - s), "arguments", a);
+    if (c && cid)
+        json_object_set_new(c, "id", json_stringn(cid + 9, (size_t)(args - cid - 9)));
+    return c;
+}
+
+/* The newer format's calls, each after a [TOOL_CALLS] (the first one's is
+ * the switch into tool text, so it is not in it): the list of the model's
+ * calls, or NULL. */
+static json_t *marked_calls(const char *text, size_t len) {
+    json_t *list = json_array();
+    const char *s = text, *end = text + len, *next;
+    do {   /* a [TOOL_CALLS] promises one more call: one with nothing after it is a cut-off list */
+        next = find(s, end, "[TOOL_CALLS]");
+        json_t *c = list ? marked_call(s, next ? next : end) : NULL;
+        if (!c) {
+            json_decref(list);
+            return NULL;
+        }
+        json_array_append_new(list, c);
+        s = next ? next + 12 : end;
+    } while (next);
+    return list;
+}
+
 json_t *rl_tool_calls_parse(const char *text, size_t len) {
     json_error_t jerr;
+    if (find(text, text + len, "[ARGS]")) {
+        json_t *calls = marked_calls(text, len);
+        if (!calls)
+            return NULL;
+        json_t *out = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(calls, i, c) json_array_append_new(out, one_call(c));
+        json_decref(calls);
+        return out;
+    }
     json_t *v = json_loadb(text, len, 0, &jerr);
     if (!v)
         return NULL;

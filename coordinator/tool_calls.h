@@ -1,6 +1,8 @@
 /* Tool calls in the model's output: the text a Mistral model writes after
  * its [TOOL_CALLS] token, `[{"name": …, "arguments": {…}, "id": …}, …]`
- * (or a single object), turned into OpenAI's `tool_calls` array:
+ * (or a single object), or in the newer format (Ministral 3, tokenizer V13)
+ * `name[ARGS]{…}` with a further `[TOOL_CALLS]name[ARGS]{…}` per call (V11
+ * puts `[CALL_ID]id` before [ARGS]), turned into OpenAI's `tool_calls` array:
  * `[{"id", "type": "function", "function": {"name", "arguments": "<json>"}}]`.
  * A call without a usable id gets a new 9-character alphanumeric one, the
  * shape Mistral's templates expect back in the tool message. */

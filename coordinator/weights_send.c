@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "log.h"
+#include "util.h"
 #include "weights_slice.h"
 #include "wire.h"
 
@@ -26,12 +26,6 @@ struct weights_send {
     size_t buf_len;
     uint64_t sent;              /* to all nodes */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 weights_send *weights_send_new(const char *model_path, const uint8_t sha256[32], uint32_t n_nodes) {
     weights_send *w = calloc(1, sizeof *w);
@@ -137,7 +131,7 @@ int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *soc
         w->buf = b, w->buf_len = chunk;
     }
     if (t->sent == 0) {
-        t->t0 = now_s();
+        t->t0 = rl_now_s();
         rl_log(RL_LOG_INFO, "node %s does not hold the model: sending layers %u-%u%s, %.1f MiB%s", name, l0, l1 - 1,
                head ? " and the head" : "", total / 1048576.0, r->offset ? ", resuming" : "");
         if (r->offset)
@@ -155,7 +149,7 @@ int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *soc
         off += len;
     }
     if (off == total) {
-        double dt = now_s() - t->t0;
+        double dt = rl_now_s() - t->t0;
         rl_log(RL_LOG_INFO, "sent node %s %.1f MiB of weights in %.1f s (%.1f MiB/s)", name, t->sent / 1048576.0, dt,
                dt > 0 ? t->sent / 1048576.0 / dt : 0.0);
     }

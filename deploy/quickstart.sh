@@ -4,8 +4,10 @@
 # machine: two relais-node processes on loopback that do not hold the model
 # (the coordinator sends each its slice), and `relais run --cluster`. The
 # model is the first argument, or $RELAIS_MODEL, or else a small synthetic
-# model that this script writes (random weights: the text is gibberish, but
-# every part of the engine runs).
+# model that this script writes (random weights: the text is made-up words,
+# said so before it is printed, but every part of the engine runs). Its
+# vocabulary is grown to 32768 pronounceable pieces so that the byte tokens,
+# which a random model picks as often as any other, are rare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
@@ -13,11 +15,15 @@ cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
 
 model="${1:-${RELAIS_MODEL:-}}"
+note=""
 if [ -z "$model" ]; then
-    model=build/synth-small.gguf
-    [ -f "$model" ] || ./build/relais synth --preset tiny --layers 4 --type q8_0 -o "$model"
+    model=build/synth-words.gguf
+    [ -f "$model" ] || ./build/relais synth --preset tiny --layers 4 --type q8_0 --vocab 32768 -o "$model"
+    note=" (a synthetic model of random weights: made-up words, not language; give a real GGUF as argument for text)"
 fi
 ./build/relais inspect "$model" | head -20
+echo
+echo "== relais run on $model$note =="
 ./build/relais run -m "$model" -p "${RELAIS_PROMPT:-Once upon a time}" -n 48 --temp 0.7 --seed 1
 
 # The same prompt on a 2-node cluster on loopback (see README, "A cluster").
@@ -42,6 +48,6 @@ done
     done
 } >"$demo/cluster.yaml"
 echo
-echo "== the same prompt on 2 relais-node processes (logs in $demo) =="
+echo "== the same prompt on 2 relais-node processes (logs in $demo)$note =="
 ./build/relais run --cluster "$demo/cluster.yaml" -m "$model" -p "${RELAIS_PROMPT:-Once upon a time}" -n 48 \
     --temp 0.7 --seed 1 -t 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the aarch64 (Raspberry Pi) build on an x86-64 machine: cross-builds
 # relais, relais-node and the tests with Debian's aarch64 toolchain
-# (deploy/aarch64-toolchain.cmake; packages from deploy/install-deps.sh) and
+# (deploy/aarch64-toolchain.cmake; packages from deploy/install-deps.sh --ci) and
 # runs the tests under qemu-user twice, as a Pi 4 (cortex-a72: NEON without
 # the dot product instructions) and as a Pi 5 (cortex-a76: with them). Among
 # them are the kernel tests against the scalar reference, the golden
@@ -25,13 +25,13 @@ fi
 # The binaries run with the multiarch loader and libc (libc6:arm64), which
 # the toolchain file relies on; see the comment on its emulator line.
 if [ ! -e /lib/ld-linux-aarch64.so.1 ]; then
-  echo "relais: /lib/ld-linux-aarch64.so.1 missing: run deploy/install-deps.sh (libc6:arm64)" >&2
+  echo "relais: /lib/ld-linux-aarch64.so.1 missing: run deploy/install-deps.sh --ci (libc6:arm64)" >&2
   exit 1
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
 start=$SECONDS
 
-cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=deploy/aarch64-toolchain.cmake -DRELAIS_WERROR=ON >/dev/null
+cmake -S . -B build-arm -DCMAKE_TOOLCHAIN_FILE=deploy/aarch64-toolchain.cmake -DRELAIS_WERROR=ON -DRELAIS_TESTS=ON >/dev/null
 cmake --build build-arm -j"$jobs"
 echo "relais: aarch64 build took $((SECONDS - start)) s"
 # RELAIS_EXPECT_DOTPROD makes test_qgemm check that the emulated CPU is the
@@ -41,7 +41,7 @@ for run in cortex-a72:0 cortex-a76:1; do
   t0=$SECONDS
   echo "relais: aarch64 tests under qemu-user as $cpu"
   (cd build-arm && QEMU_CPU=$cpu RELAIS_EXPECT_DOTPROD=${run#*:} ctest --output-on-failure -j"$jobs" \
-      -E '^(test_cluster|test_plan_cli|serve_.*|weights_transfer|cluster_trace|cluster_recover|cluster_netns|test_golden_scalar)$')
+      -E '^(test_cluster|test_plan_cli|serve_.*|web_ui|status|weights_transfer|cluster_trace|cluster_recover|cluster_netns|test_golden_scalar)$')
   echo "relais: $cpu took $((SECONDS - t0)) s"
 done
 echo "relais: aarch64 build and tests took $((SECONDS - start)) s"

@@ -181,8 +181,9 @@ static json_t *parse_json_text(const char *s, size_t len)
 
 /* One turn of the normalized conversation. */
 typedef struct {
-    role role;         /* never ROLE_SYSTEM: system text goes to the system prompt */
-    strbuf text;       /* user/assistant text, tool result text */
+    role role;         /* ROLE_SYSTEM only in mistral-v13, which keeps system messages in place */
+    strbuf text;       /* user/assistant/system text, tool result text */
+    strbuf think;      /* mistral-v13 assistant: reasoning_content */
     json_t *calls;     /* assistant: [{"name", "arguments", "id"?}...], or NULL */
     const char *call_id;   /* tool: tool_call_id, borrowed from the input */
 } turn;
@@ -190,7 +191,8 @@ typedef struct {
 typedef struct {
     turn *turns;       /* in order */
     size_t n;          /* turns in use */
-    strbuf system;     /* system messages joined by blank lines */
+    strbuf system;     /* system messages joined by blank lines (not mistral-v13) */
+    bool v13;          /* normalize as mistral-common's V7+ normalizer does */
     char *err;         /* caller's error buffer */
     size_t errlen;     /* its size */
 } convo;
@@ -293,8 +295,12 @@ static int check_fields(convo *c, const json_t *msg, size_t i, role r, bool pres
         return fail(c, "messages[%zu] (%s): missing 'content'", i, who);
     if (r == ROLE_ASSISTANT && calls && !json_is_null(calls) && !json_is_array(calls))
         return fail(c, "messages[%zu] (assistant): 'tool_calls' must be an array", i);
-    if (r == ROLE_ASSISTANT && has_calls && has_text)
+    if (r == ROLE_ASSISTANT && has_calls && has_text && !c->v13)
         return fail(c, "messages[%zu] (assistant): has both 'content' and 'tool_calls'; send them as two messages", i);
+    const json_t *think = json_object_get(msg, "reasoning_content");
+    if (think && !json_is_null(think) && (r != ROLE_ASSISTANT || !c->v13 || !json_is_string(think)))
+        return fail(c, "messages[%zu] (%s): 'reasoning_content' is taken only as a string on assistant messages "
+                       "of a mistral-v13 (Ministral 3) template", i, who);
     if (r == ROLE_ASSISTANT && !has_calls && !present)
         return fail(c, "messages[%zu] (assistant): needs 'content' or 'tool_calls'", i);
     if (r == ROLE_TOOL && !json_is_string(json_object_get(msg, "tool_call_id")))
@@ -306,16 +312,19 @@ static int check_fields(convo *c, const json_t *msg, size_t i, role r, bool pres
  * turn when it continues a run of user or assistant messages. */
 static int add_turn(convo *c, const json_t *msg, size_t i, role r, int prev_role, const strbuf *text)
 {
-    turn *t = (r != ROLE_TOOL && prev_role == (int)r) ? &c->turns[c->n - 1] : new_turn(c, r);
+    bool merge = r != ROLE_TOOL && r != ROLE_SYSTEM && prev_role == (int)r;
+    turn *t = merge ? &c->turns[c->n - 1] : new_turn(c, r);
     if (!t) return fail(c, "out of memory");
     join_text(&t->text, text->p, text->n);
     if (r == ROLE_TOOL) t->call_id = json_string_value(json_object_get(msg, "tool_call_id"));
+    const json_t *think = json_object_get(msg, "reasoning_content");
+    if (json_is_string(think)) sb_add(&t->think, json_string_value(think), json_string_length(think));
     const json_t *calls = json_object_get(msg, "tool_calls");
     if (json_array_size(calls) > 0) {
         if (!t->calls) t->calls = json_array();
         if (read_calls(c, calls, i, t->calls) != 0) return -1;
     }
-    if (t->calls && t->text.n)
+    if (t->calls && t->text.n && !c->v13)
         return fail(c, "messages[%zu] (assistant): merged with the assistant message before it, it gives "
                        "both text and tool calls; the template takes one or the other", i);
     return 0;
@@ -329,7 +338,7 @@ static int add_message(convo *c, const json_t *msg, size_t i, role r, int prev_r
     bool present;
     int rc = read_text(c, msg, i, ROLE_NAMES[r], &text, &present);
     if (rc == 0) rc = check_fields(c, msg, i, r, present, text.n > 0);
-    if (rc == 0 && r == ROLE_SYSTEM) join_text(&c->system, text.p, text.n);
+    if (rc == 0 && r == ROLE_SYSTEM && !c->v13) join_text(&c->system, text.p, text.n);
     else if (rc == 0) rc = add_turn(c, msg, i, r, prev_role, &text);
     free(text.p);
     return rc;
@@ -350,6 +359,7 @@ static void convo_free(convo *c)
 {
     for (size_t i = 0; i < c->n; i++) {
         free(c->turns[i].text.p);
+        free(c->turns[i].think.p);
         json_decref(c->turns[i].calls);
     }
     free(c->turns);
@@ -375,13 +385,14 @@ static int convo_read(convo *c, const json_t *messages)
     if (prev == ROLE_ASSISTANT)
         return fail(c, "messages[%zu]: the last message is the assistant's; the prompt must end with a user "
                        "or tool message", n - 1);
-    if (c->n == 0 || c->turns[0].role != ROLE_USER) {
+    /* V7+ (mistral-v13) starts with whatever comes first, system included */
+    if (!c->v13 && (c->n == 0 || c->turns[0].role != ROLE_USER)) {
         if (!new_turn(c, ROLE_USER)) return fail(c, "out of memory");
         memmove(c->turns + 1, c->turns, (c->n - 1) * sizeof *c->turns);
         c->turns[0] = (turn){ .role = ROLE_USER };
     }
     bool oom = c->system.oom;
-    for (size_t i = 0; i < c->n; i++) oom |= c->turns[i].text.oom;
+    for (size_t i = 0; i < c->n; i++) oom |= c->turns[i].text.oom | c->turns[i].think.oom;
     return oom ? fail(c, "out of memory") : 0;
 }
 
@@ -542,6 +553,113 @@ static int build_v3(prompt *p, const convo *c, const json_t *tools)
     return rc;
 }
 
+/* ---- mistral-v13 (mistral-common's tokenizer V13: Ministral 3) ---- */
+
+/* A text segment between two control tokens. */
+static int v13_wrapped(prompt *p, const char *open, const char *s, size_t len, const char *close)
+{
+    int rc = emit_control(p, open);
+    if (rc == 0) rc = emit_text(p, s, len);
+    return rc == 0 ? emit_control(p, close) : rc;
+}
+
+/* Each call as [TOOL_CALLS]name[ARGS]arguments-json; V13 requires the ids
+ * (it writes none, but orders the results by them). */
+static int v13_calls(prompt *p, const json_t *calls)
+{
+    size_t i;
+    const json_t *call;
+    json_array_foreach(calls, i, call) {
+        const json_t *name = json_object_get(call, "name");
+        if (!json_object_get(call, "id"))
+            return fail(p->c, "tool call '%s' has no 'id', which the mistral-v13 template needs",
+                        json_string_value(name));
+        int rc = emit_control(p, "[TOOL_CALLS]");
+        if (rc == 0) rc = emit_text(p, json_string_value(name), json_string_length(name));
+        if (rc == 0) rc = emit_control(p, "[ARGS]");
+        if (rc == 0) rc = emit_json(p, json_object_get(call, "arguments"));
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* Reasoning as a think chunk, then the text as its own chunk; text alone
+ * is a plain string and loses its trailing spaces, as in mistral-common. */
+static int v13_assistant(prompt *p, const turn *t, int32_t eos)
+{
+    int rc = 0;
+    if (t->think.n) {
+        rc = v13_wrapped(p, "[THINK]", t->think.p, t->think.n, "[/THINK]");
+        if (rc == 0) rc = emit_text(p, t->text.p, t->text.n);
+    } else {
+        rc = emit_text(p, t->text.p, rstrip_spaces(&t->text));
+    }
+    if (rc == 0 && t->calls) rc = v13_calls(p, t->calls);
+    return rc == 0 ? emit(p, eos) : rc;
+}
+
+/* Where a tool result sorts: its call's index among the calls of the
+ * assistant turn before the run, past the end when it answers none. */
+static size_t call_rank(const json_t *calls, const char *id)
+{
+    size_t i;
+    const json_t *call;
+    json_array_foreach(calls, i, call) {
+        const char *cid = json_string_value(json_object_get(call, "id"));
+        if (cid && strcmp(cid, id) == 0) return i;
+    }
+    return (size_t)-1;
+}
+
+/* mistral-common V13 orders a run of tool results as the calls were made
+ * (stably: insertion sort keeps equal ranks in their order). */
+static void v13_sort_results(convo *c)
+{
+    const json_t *calls = NULL;
+    for (size_t k = 0; k < c->n; k++) {
+        if (c->turns[k].role == ROLE_ASSISTANT) calls = c->turns[k].calls;
+        if (c->turns[k].role != ROLE_TOOL) continue;
+        for (size_t j = k; j > 0 && c->turns[j - 1].role == ROLE_TOOL &&
+                           call_rank(calls, c->turns[j - 1].call_id) > call_rank(calls, c->turns[j].call_id); j--) {
+            turn tmp = c->turns[j];
+            c->turns[j] = c->turns[j - 1];
+            c->turns[j - 1] = tmp;
+        }
+    }
+}
+
+static int build_v13(prompt *p, convo *c, const json_t *tools)
+{
+    size_t first_user = c->n;
+    for (size_t k = c->n; k-- > 0;) {
+        if (c->turns[k].role == ROLE_USER) first_user = k;
+    }
+    int32_t eos = rl_tok_eos(p->tok);
+    if (eos < 0) return fail(p->c, "the vocabulary has no end-of-sequence token, which the chat template needs");
+    v13_sort_results(c);
+    json_t *list = NULL;
+    int rc = json_array_size(tools) > 0 ? tools_json(p->c, tools, &list) : 0;
+    for (size_t k = 0; k < c->n && rc == 0; k++) {
+        const turn *t = &c->turns[k];
+        if (t->role == ROLE_SYSTEM) {
+            rc = v13_wrapped(p, "[SYSTEM_PROMPT]", t->text.p, t->text.n, "[/SYSTEM_PROMPT]");
+        } else if (t->role == ROLE_USER) {
+            if (k == first_user && list) {
+                rc = emit_control(p, "[AVAILABLE_TOOLS]");
+                if (rc == 0) rc = emit_json(p, list);
+                if (rc == 0) rc = emit_control(p, "[/AVAILABLE_TOOLS]");
+            }
+            if (rc == 0) rc = v13_wrapped(p, "[INST]", t->text.p, t->text.n, "[/INST]");
+        } else if (t->role == ROLE_TOOL) {
+            rc = v13_wrapped(p, "[TOOL_RESULTS]", t->text.p, t->text.n, "[/TOOL_RESULTS]");
+        } else {
+            rc = v13_assistant(p, t, eos);
+        }
+    }
+    json_decref(list);
+    return rc;
+}
+
 /* mistral-v1: "[INST] {user} [/INST]" and "{assistant}</s>" as text, the
  * system prompt in front of the first user message. */
 static int build_v1(prompt *p, const convo *c, const json_t *tools)
@@ -589,9 +707,17 @@ rl_chat_template rl_chat_template_detect(const rl_tokenizer *t, const gguf_file 
     int32_t inst = rl_tok_find(t, "[INST]");
     bool bpe = rl_tok_kind_of(t) == RL_TOK_BPE;
     bool inst_control = inst >= 0 && rl_tok_is_control(t, inst);
-    if (bpe && inst_control && strcmp(rl_tok_pre(t), "tekken") == 0) return RL_CHAT_MISTRAL_V3_TEKKEN;
     gguf_str tpl;
-    if (f && gguf_get_str(f, "tokenizer.chat_template", &tpl)) {
+    bool has_tpl = f && gguf_get_str(f, "tokenizer.chat_template", &tpl);
+    /* Tekken with [ARGS] and [SYSTEM_PROMPT] as control tokens is V11 or
+     * later; V13 (Ministral 3) writes no [CALL_ID] in its calls, which its
+     * template shows, and a file without a template is taken as V13 */
+    int32_t args = rl_tok_find(t, "[ARGS]"), sys = rl_tok_find(t, "[SYSTEM_PROMPT]");
+    bool v11_vocab = args >= 0 && rl_tok_is_control(t, args) && sys >= 0 && rl_tok_is_control(t, sys);
+    if (bpe && inst_control && v11_vocab && (!has_tpl || !str_contains(tpl, "[CALL_ID]")))
+        return RL_CHAT_MISTRAL_V13;
+    if (bpe && inst_control && strcmp(rl_tok_pre(t), "tekken") == 0) return RL_CHAT_MISTRAL_V3_TEKKEN;
+    if (has_tpl) {
         /* Only Mistral-style templates are implemented; another family's
          * template is better refused than imitated. */
         if (!str_contains(tpl, "[INST]")) return RL_CHAT_NONE;
@@ -601,7 +727,7 @@ rl_chat_template rl_chat_template_detect(const rl_tokenizer *t, const gguf_file 
     return bpe ? RL_CHAT_NONE : RL_CHAT_MISTRAL_V1;
 }
 
-static const char *const TEMPLATE_NAMES[] = { "mistral-v3-tekken", "mistral-v1", "none" };
+static const char *const TEMPLATE_NAMES[] = { "mistral-v3-tekken", "mistral-v1", "mistral-v13", "none" };
 
 const char *rl_chat_template_name(rl_chat_template tpl)
 {
@@ -622,7 +748,8 @@ int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *mes
     convo c = { .err = err, .errlen = errlen };
     prompt p = { .tok = t, .c = &c };
     int rc;
-    if (tpl != RL_CHAT_MISTRAL_V3_TEKKEN && tpl != RL_CHAT_MISTRAL_V1) {
+    c.v13 = tpl == RL_CHAT_MISTRAL_V13;
+    if (tpl != RL_CHAT_MISTRAL_V3_TEKKEN && tpl != RL_CHAT_MISTRAL_V1 && tpl != RL_CHAT_MISTRAL_V13) {
         rc = fail(&c, "no chat template for this model (template '%s')", rl_chat_template_name(tpl));
     } else if (tools && !json_is_null(tools) && !json_is_array(tools)) {
         rc = fail(&c, "tools: must be an array");
@@ -631,7 +758,9 @@ int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *mes
     } else {
         rc = convo_read(&c, messages);
         if (rc == 0) rc = emit(&p, rl_tok_bos(t));
-        if (rc == 0) rc = tpl == RL_CHAT_MISTRAL_V1 ? build_v1(&p, &c, tools) : build_v3(&p, &c, tools);
+        if (rc == 0)
+            rc = tpl == RL_CHAT_MISTRAL_V1 ? build_v1(&p, &c, tools)
+               : tpl == RL_CHAT_MISTRAL_V13 ? build_v13(&p, &c, tools) : build_v3(&p, &c, tools);
     }
     convo_free(&c);
     if (rc != 0) {

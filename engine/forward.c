@@ -2,7 +2,8 @@
  *
  *   for each layer:
  *     h   = rmsnorm(x) * attn_norm
- *     q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  rope(q, k)
+ *     q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  rope(q, k)  (YaRN-scaled where the file says)
+ *     q  *= 1 + beta ln(1 + floor(pos / L))  (mistral3's attention temperature; beta 0 elsewhere)
  *     x  += attention(q, K, V) · Woᵀ     (GQA, causal, windowed on sliding layers)
  *     h   = rmsnorm(x) * ffn_norm
  *     x  += (silu(h·Wgᵀ) * h·Wuᵀ) · Wdᵀ
@@ -49,7 +50,29 @@ struct rl_ctx {
     void **qq;              /* (n_threads, group, head_dim * 4 bytes) queries as Q8_0 for Q8_0 keys */
     uint32_t *tok_seg;      /* (max_batch) segment of each row of the batch */
     uint32_t *tok_pos;      /* (max_batch) position of each row */
+    rl_rope_table rope;     /* the position-independent part of RoPE (YaRN included) */
+    float *rope_cs;         /* (head_dim) cos, sin of one position */
 };
+
+/* The model's RoPE as a table: its base and, where the file asks, YaRN. */
+static int rope_init(rl_ctx *c, const rl_hparams *hp, char *err, size_t errlen) {
+    rl_rope_params p = rl_rope_params_plain(hp->rope_base);
+    p.yarn = hp->rope_yarn;
+    if (hp->rope_yarn) {
+        p.factor = hp->rope_factor;
+        p.orig_ctx = hp->rope_orig_ctx;
+        p.beta_fast = hp->yarn_beta_fast;
+        p.beta_slow = hp->yarn_beta_slow;
+        p.log_mul = hp->yarn_log_mul;
+        p.attn_factor = hp->rope_attn_factor;
+    }
+    if (rl_rope_table_init(&c->rope, &p, hp->head_dim)) {
+        snprintf(err, errlen, "head dimension %u is beyond RoPE's table of %u pairs", hp->head_dim,
+                 RL_ROPE_MAX_PAIRS);
+        return -1;
+    }
+    return 0;
+}
 
 rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(m);
@@ -82,7 +105,12 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
     c->qq = calloc((size_t)rl_pool_size(c->pool), sizeof *c->qq);
     c->tok_seg = malloc(B * sizeof *c->tok_seg);
     c->tok_pos = malloc(B * sizeof *c->tok_pos);
-    if (!c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores ||
+    c->rope_cs = malloc(hp->head_dim * sizeof(float));
+    if (rope_init(c, hp, err, errlen)) {
+        rl_ctx_destroy(&c);
+        return NULL;
+    }
+    if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores ||
         !c->kt || !c->vt || !c->qq)
         goto oom;
     for (int i = 0; i < rl_pool_size(c->pool); i++)
@@ -120,6 +148,7 @@ void rl_ctx_destroy(rl_ctx **pc) {
     free(c->proj);
     free(c->tok_seg);
     free(c->tok_pos);
+    free(c->rope_cs);
     free(c);
     *pc = NULL;
 }
@@ -303,8 +332,12 @@ static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, b
     rl_matmul_run(c->mm, &L->wk, c->h, n, c->k, gemm);
     rl_matmul_run(c->mm, &L->wv, c->h, n, c->v, gemm);
     for (uint32_t i = 0; i < n; i++) {
-        rl_rope(c->q + i * q_dim, hp->n_head, hp->head_dim, c->tok_pos[i], hp->rope_base);
-        rl_rope(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, c->tok_pos[i], hp->rope_base);
+        rl_rope_cos_sin(&c->rope, c->tok_pos[i], c->rope_cs);
+        rl_rope_apply(c->q + i * q_dim, hp->n_head, hp->head_dim, c->rope_cs);
+        rl_rope_apply(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, c->rope_cs);
+        if (hp->attn_temp_scale != 0.0f)   /* mistral3: queries sharpen past each original context */
+            rl_scale(c->q + i * q_dim, rl_attn_temp(hp->attn_temp_scale, hp->rope_orig_ctx, c->tok_pos[i]),
+                     (uint32_t)q_dim);
     }
     convert_kv(c, t, n_segs);
     rl_pool_run(c->pool, attention_task, t);

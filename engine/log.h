@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "util.h"   /* rl_now_us: the trace lines' clock */
 
 typedef enum { RL_LOG_DEBUG = 0, RL_LOG_INFO = 1, RL_LOG_WARN = 2, RL_LOG_ERROR = 3, RL_LOG_OFF = 4 } rl_log_level;
 
@@ -20,8 +21,6 @@ void rl_log(rl_log_level lvl, const char *fmt, ...) __attribute__((format(printf
  * of the coordinator and its nodes join by step into hop latencies
  * (bench/trace_hops.awk). */
 bool rl_trace_on(void);
-/* CLOCK_MONOTONIC in microseconds. */
-int64_t rl_now_us(void);
 /* CPU time of the calling thread in microseconds: against wall time, it
  * tells computing from waiting for a core. */
 int64_t rl_thread_cpu_us(void);

@@ -200,6 +200,79 @@ static int read_shape(const gguf_file *f, rl_hparams *hp, char *err, size_t errl
     return 0;
 }
 
+/* Keys llama.cpp requires of a mistral3 file beyond the shape read_shape
+ * already insists on; relais has defaults for them on llama files, as it
+ * always had, but a mistral3 file without one is malformed. */
+static int require_mistral3_keys(const gguf_file *f, const char *a, char *err, size_t errlen) {
+    static const char *const required[] = {"context_length", "attention.layer_norm_rms_epsilon"};
+    char key[160];
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        snprintf(key, sizeof key, "%s.%s", a, required[i]);
+        if (gguf_find_key(f, key) < 0) {
+            snprintf(err, errlen, "%s: required key %s is missing", gguf_path(f), key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Checks the head sizes a mistral3 file may state: keys and values of one
+ * width (the cache assumes it) and RoPE over the whole head. */
+static int check_head_keys(const gguf_file *f, const rl_hparams *hp, char *err, size_t errlen) {
+    uint32_t v;
+    if (arch_key_u32(f, hp->arch, "attention.value_length", &v) && v != hp->head_dim) {
+        snprintf(err, errlen, "%s.attention.value_length %u differs from key_length %u: not supported", hp->arch, v,
+                 hp->head_dim);
+        return -1;
+    }
+    if (arch_key_u32(f, hp->arch, "rope.dimension_count", &v) && v != hp->head_dim) {
+        snprintf(err, errlen, "%s.rope.dimension_count %u rotates part of the head of %u: not supported", hp->arch,
+                 v, hp->head_dim);
+        return -1;
+    }
+    return 0;
+}
+
+/* rope.scaling.* and the attention temperature. The defaults are llama.cpp's
+ * (beta_fast 32, beta_slow 1, original context = the context length). */
+static int read_rope_scaling(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp, char *err,
+                             size_t errlen) {
+    const char *a = hp->arch;
+    if (!strcmp(a, "mistral3") && (require_mistral3_keys(f, a, err, errlen) || check_head_keys(f, hp, err, errlen)))
+        return -1;
+    hp->rope_factor = 1.0f;
+    hp->rope_attn_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
+    hp->rope_orig_ctx = hp->n_ctx_train;
+    char key[160];
+    gguf_str type = {0};
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    if (gguf_get_str(f, key, &type) && !(type.len == 4 && !memcmp(type.ptr, "none", 4))) {
+        if (!(type.len == 4 && !memcmp(type.ptr, "yarn", 4))) {
+            snprintf(err, errlen, "%s '%.*s' is not supported (relais applies none or yarn)", key, (int)type.len,
+                     type.ptr);
+            return -1;
+        }
+        hp->rope_yarn = !(o && o->no_yarn);
+    }
+    float factor;
+    if (hp->rope_yarn && arch_key_f32(f, a, "rope.scaling.factor", &factor) && factor > 0.0f)
+        hp->rope_factor = factor;
+    arch_key_u32(f, a, "rope.scaling.original_context_length", &hp->rope_orig_ctx);
+    arch_key_f32(f, a, "rope.scaling.yarn_beta_fast", &hp->yarn_beta_fast);
+    arch_key_f32(f, a, "rope.scaling.yarn_beta_slow", &hp->yarn_beta_slow);
+    arch_key_f32(f, a, "rope.scaling.yarn_log_multiplier", &hp->yarn_log_mul);
+    arch_key_f32(f, a, "rope.scaling.attn_factor", &hp->rope_attn_factor);
+    if (!(o && o->no_attn_temp))
+        arch_key_f32(f, a, "attention.temperature_scale", &hp->attn_temp_scale);
+    if (hp->rope_orig_ctx == 0) {
+        snprintf(err, errlen, "%s.rope.scaling.original_context_length is 0", a);
+        return -1;
+    }
+    return 0;
+}
+
 int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *hp, char *err, size_t errlen) {
     memset(hp, 0, sizeof *hp);
     gguf_str s;
@@ -208,14 +281,19 @@ int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *h
         return -1;
     }
     snprintf(hp->arch, sizeof hp->arch, "%.*s", (int)(s.len < 31 ? s.len : 31), s.ptr);
-    if (strcmp(hp->arch, "llama") != 0) {
+    if (strcmp(hp->arch, "clip") == 0 || gguf_find_key(f, "clip.has_vision_encoder") >= 0) {
+        snprintf(err, errlen, "%s is a vision encoder (mmproj): a vision encoder (mmproj) is not supported; give "
+                 "the text model's GGUF", gguf_path(f));
+        return -1;
+    }
+    if (strcmp(hp->arch, "llama") != 0 && strcmp(hp->arch, "mistral3") != 0) {
         snprintf(err, errlen, "architecture '%s' is not supported (relais runs llama-architecture "
-                 "models: Mistral, Ministral, Llama)", hp->arch);
+                 "models: Mistral, Ministral, Llama, and mistral3: Ministral 3)", hp->arch);
         return -1;
     }
     if (gguf_get_str(f, "general.name", &s))
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
-    if (read_shape(f, hp, err, errlen))
+    if (read_shape(f, hp, err, errlen) || read_rope_scaling(f, opts, hp, err, errlen))
         return -1;
     if (read_window_layout(f, opts, hp, err, errlen))
         return -1;

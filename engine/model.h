@@ -1,5 +1,6 @@
-/* A llama-architecture model (Mistral, Ministral, Llama) bound from a GGUF
- * file: hyper-parameters, the per-layer sliding-window layout, and views of
+/* A llama-architecture model (Mistral, Ministral, Llama; also `mistral3`,
+ * the Ministral 3 text decoder: llama with YaRN RoPE and an attention
+ * temperature) bound from a GGUF file: hyper-parameters, the per-layer sliding-window layout, and views of
  * the weight tensors of the layers a caller asked for.
  *
  * A node binds only its own contiguous slice [l0, l1) (plus the embedding or
@@ -36,6 +37,17 @@ typedef struct {
     bool sliding[RL_MAX_LAYERS]; /* (n_layer) true = layer attends over (p-W, p] */
     bool swa_inferred;           /* the published Ministral-8B layout was applied */
     bool tied_output;            /* the head reuses token_embd */
+    /* RoPE scaling (rope.scaling.*), as llama.cpp applies it. */
+    bool rope_yarn;              /* scaling type "yarn" */
+    float rope_factor;           /* f: context extension factor; 1 = none */
+    uint32_t rope_orig_ctx;      /* original_context_length (the context before extension) */
+    float yarn_beta_fast;        /* correction range of the YaRN ramp (default 32) */
+    float yarn_beta_slow;        /* (default 1) */
+    float yarn_log_mul;          /* yarn_log_multiplier m (absent = 0) */
+    float rope_attn_factor;      /* rope.scaling.attn_factor, 1 when absent */
+    /* Attention temperature (llama 4 scaling): q at position p is multiplied
+     * by 1 + attn_temp_scale * ln(1 + floor(p / rope_orig_ctx)); 0 = off. */
+    float attn_temp_scale;
 } rl_hparams;
 
 /* A weight matrix: `rows` outputs of `cols` inputs, row-major in `type`. */
@@ -73,6 +85,9 @@ typedef struct {
     bool file_layout;         /* keep the weights as the file lays them out (no x16 rearrangement) */
     uint32_t n_ctx_beyond;    /* a context above the file's that the user accepted (--ctx-beyond-file):
                                  the model's maximum is raised to it; 0 = none */
+    bool no_yarn;             /* debug: plain RoPE even where the file asks for YaRN (the golden
+                                 tests show the answers then differ) */
+    bool no_attn_temp;        /* debug: no attention temperature scaling */
     bool no_mmap;             /* read every bound weight into memory (huge pages where the kernel
                                  has them); without it only those rearranged into x16 are, and
                                  the rest (the embedding, file_layout weights) stays mapped */

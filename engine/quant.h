@@ -19,9 +19,7 @@
 #include <stddef.h>
 #include <string.h>
 #include "dtype.h"
-
-typedef uint16_t rl_fp16;   /* IEEE half, stored as bits */
-typedef uint16_t rl_bf16;   /* bfloat16, stored as bits */
+#include "fp16.h"
 
 #define QK4_0 32
 #define QK8_0 32
@@ -110,12 +108,6 @@ static inline int rl_q6_K_quant(const block_q6_K *b, int e)
     const int hi = (b->qh[32 * h + l] >> (2 * p)) & 3;
     return lo | (hi << 4);
 }
-
-/* Half and bfloat16 conversion (scalar, exact, round-to-nearest-even). */
-float rl_fp16_to_f32(rl_fp16 h);
-rl_fp16 rl_f32_to_fp16(float f);
-float rl_bf16_to_f32(rl_bf16 h);
-rl_bf16 rl_f32_to_bf16(float f);
 
 /* Dequantizes n elements (a multiple of the type's block) of a row. */
 void rl_dequantize_row(rl_dtype t, const void *src, float *dst, int64_t n);

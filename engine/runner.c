@@ -50,6 +50,23 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
     fflush(stderr);
 }
 
+rl_model_opts rl_runner_model_opts(const rl_runner_opts *o) {
+    static const char tty_flag;   /* any address: show_progress only tells NULL from not */
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = o->swa_window;
+    mo.swa_pattern = o->swa_pattern;
+    mo.no_mmap = o->no_mmap;
+    mo.no_yarn = o->no_yarn;
+    mo.no_attn_temp = o->no_attn_temp;
+    mo.file_layout = o->file_layout;
+    mo.n_ctx_beyond = o->ctx_beyond_file ? o->n_ctx : 0;
+    if (o->progress) {
+        mo.progress = show_progress;
+        mo.progress_ud = isatty(STDERR_FILENO) ? (void *)&tty_flag : NULL;
+    }
+    return mo;
+}
+
 void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk) {
     if (total <= chunk)   /* one chunk: nothing to wait for between updates */
         return;
@@ -68,16 +85,7 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    rl_model_opts mo = rl_model_opts_default();
-    mo.swa_window = o->swa_window;
-    mo.swa_pattern = o->swa_pattern;
-    mo.no_mmap = o->no_mmap;
-    mo.file_layout = o->file_layout;
-    mo.n_ctx_beyond = o->ctx_beyond_file ? o->n_ctx : 0;
-    if (o->progress) {
-        mo.progress = show_progress;
-        mo.progress_ud = isatty(STDERR_FILENO) ? (void *)r : NULL;
-    }
+    rl_model_opts mo = rl_runner_model_opts(o);
     /* weights and KV checked against the memory there is before any is taken */
     if (rl_mem_check_file(o->model_path, &mo, o->n_ctx, 1, o->kv_type, err, errlen))
         goto fail;

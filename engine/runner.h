@@ -27,15 +27,21 @@ typedef struct {
     bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
     rl_kv_type kv_type;      /* types of the cached keys and values (default f16) */
     bool kv_type_set;        /* kv_type was given (--kv-type): it overrides a cluster file's */
+    bool no_yarn;            /* debug (rl_model_opts): plain RoPE where the file asks for YaRN */
+    bool no_attn_temp;       /* debug (rl_model_opts): no attention temperature */
 } rl_runner_opts;
 
 rl_runner_opts rl_runner_opts_default(void);
 /* The prefill chunk o asks for (its batch, or the default of 256). */
 uint32_t rl_runner_batch(const rl_runner_opts *o);
 
+/* How a model is loaded for o: its window overrides, mapping, layout and
+ * load progress on stderr. What every command that loads a whole model uses. */
+rl_model_opts rl_runner_model_opts(const rl_runner_opts *o);
+
 /* Prefill progress on stderr, called as each chunk of a prompt completes:
  * shown only for prompts of more than one chunk, redrawn in place on a
- * terminal, one line per 10% otherwise (for log files). Shared by every backend that
+ * terminal, one line per 10% otherwise (for log files). Shared by everything that
  * feeds prompts in chunks. */
 void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk);
 

@@ -33,15 +33,34 @@ typedef struct {
     rl_synth_spec spec;
 } preset;
 
+/* Ministral 3 (2512) text decoders: shapes from the published configs (HF
+ * transformers' ministral3 docs, NVIDIA Megatron Bridge's model list; FFN and
+ * the 14B's theta as apxml.com lists them), YaRN and temperature as their
+ * hub GGUFs carry them (factor 16 over 16384, beta 32/1, log multiplier 1,
+ * temperature 0.1), 256k context, Tekken, no sliding window. */
+#define MINISTRAL3(nm, layers, d, ffn, base, tied)                                                              \
+    {.name = nm, .n_layer = layers, .dim = d, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .ffn_dim = ffn,   \
+     .n_vocab = 131072, .n_ctx = 262144, .rope_base = base, .norm_eps = 1e-5f, .vocab = RL_SYNTH_VOCAB_TEKKEN_V13, \
+     .ftype = RL_SYNTH_Q4_K_M, .arch = "mistral3", .tied_output = tied, .rope_factor = 16.0f,                  \
+     .rope_orig_ctx = 16384, .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f, .yarn_log_mul = 1.0f,            \
+     .attn_temp_scale = 0.1f}
+#define LLAMA(nm, layers, d, nh, nkv, hd, ffn, voc, ctx, base, w, per, vk, ft)                                   \
+    {.name = nm, .n_layer = layers, .dim = d, .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .ffn_dim = ffn,  \
+     .n_vocab = voc, .n_ctx = ctx, .rope_base = base, .norm_eps = 1e-5f, .swa_window = w, .swa_period = per,  \
+     .vocab = vk, .ftype = ft, .arch = "llama", .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f}
+
 static const preset PRESETS[] = {
-    {"ministral-8b", {"Ministral-8B synthetic", 36, 4096, 32, 8, 128, 12288, 131072, 32768,
-                      100000000.0f, 1e-5f, 32768, 4, RL_SYNTH_VOCAB_TEKKEN, RL_SYNTH_Q4_K_M, 0}},
-    {"mistral-7b", {"Mistral-7B synthetic", 32, 4096, 32, 8, 128, 14336, 32768, 32768,
-                    1000000.0f, 1e-5f, 0, 0, RL_SYNTH_VOCAB_SPM, RL_SYNTH_Q4_K_M, 0}},
-    {"small", {"small synthetic", 4, 256, 8, 2, 32, 512, 1024, 2048,
-               10000.0f, 1e-5f, 0, 0, RL_SYNTH_VOCAB_SPM, RL_SYNTH_Q4_K_M, 0}},
-    {"tiny", {"tiny synthetic", 4, 64, 4, 2, 16, 192, 512, 512,
-              10000.0f, 1e-5f, 0, 0, RL_SYNTH_VOCAB_SPM, RL_SYNTH_F32, 0}},
+    {"ministral-8b", LLAMA("Ministral-8B synthetic", 36, 4096, 32, 8, 128, 12288, 131072, 32768, 100000000.0f,
+                           32768, 4, RL_SYNTH_VOCAB_TEKKEN, RL_SYNTH_Q4_K_M)},
+    {"mistral-7b", LLAMA("Mistral-7B synthetic", 32, 4096, 32, 8, 128, 14336, 32768, 32768, 1000000.0f, 0, 0,
+                         RL_SYNTH_VOCAB_SPM, RL_SYNTH_Q4_K_M)},
+    {"small", LLAMA("small synthetic", 4, 256, 8, 2, 32, 512, 1024, 2048, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM,
+                    RL_SYNTH_Q4_K_M)},
+    {"tiny", LLAMA("tiny synthetic", 4, 64, 4, 2, 16, 192, 512, 512, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM,
+                   RL_SYNTH_F32)},
+    {"ministral3-3b", MINISTRAL3("Ministral-3-3B synthetic", 26, 3072, 9216, 1000000.0f, true)},
+    {"ministral3-8b", MINISTRAL3("Ministral-3-8B synthetic", 34, 4096, 14336, 1000000.0f, false)},
+    {"ministral3-14b", MINISTRAL3("Ministral-3-14B synthetic", 40, 5120, 16384, 1000000000.0f, false)},
 };
 #define N_PRESETS (sizeof PRESETS / sizeof PRESETS[0])
 
@@ -55,7 +74,7 @@ int rl_synth_preset(const char *name, rl_synth_spec *spec) {
 }
 
 const char *rl_synth_preset_names(void) {
-    return "ministral-8b, mistral-7b, small, tiny";
+    return "ministral-8b, mistral-7b, small, tiny, ministral3-3b, ministral3-8b, ministral3-14b";
 }
 
 /* Name, the plain type of its matrices, and llama.cpp's general.file_type. */
@@ -155,7 +174,7 @@ static void plan_one(const rl_synth_spec *s, plan_tensor *t, const char *prefix,
 }
 
 static size_t plan_count(const rl_synth_spec *s) {
-    return 3 + N_LAYER_TENSORS * (size_t)s->n_layer;
+    return (s->tied_output ? 2 : 3) + N_LAYER_TENSORS * (size_t)s->n_layer;
 }
 
 /* Fills out[plan_count(s)] in file order. */
@@ -172,7 +191,8 @@ static void plan_tensors(const rl_synth_spec *s, plan_tensor *out) {
         }
     }
     plan_one(s, &out[k++], "", "output_norm.weight", 0, s->dim, 0);
-    plan_one(s, &out[k++], "", "output.weight", 0, s->dim, s->n_vocab);
+    if (!s->tied_output)
+        plan_one(s, &out[k++], "", "output.weight", 0, s->dim, s->n_vocab);
 }
 
 static uint64_t tensor_bytes(const plan_tensor *t) {
@@ -182,7 +202,7 @@ static uint64_t tensor_bytes(const plan_tensor *t) {
 /* ---- validation ---- */
 
 int rl_synth_check(const rl_synth_spec *s, char *err, size_t errlen) {
-    if ((unsigned)s->ftype >= RL_SYNTH_FTYPE_COUNT || (unsigned)s->vocab > RL_SYNTH_VOCAB_TEKKEN) {
+    if ((unsigned)s->ftype >= RL_SYNTH_FTYPE_COUNT || (unsigned)s->vocab > RL_SYNTH_VOCAB_TEKKEN_V13) {
         snprintf(err, errlen, "unknown weight type or vocabulary kind");
         return -1;
     }
@@ -205,6 +225,18 @@ int rl_synth_check(const rl_synth_spec *s, char *err, size_t errlen) {
     if (s->n_vocab < rl_synth_vocab_min(s->vocab) || s->n_vocab > (1u << 22)) {
         snprintf(err, errlen, "vocabulary must be %u..%u for this tokenizer (got %u)", rl_synth_vocab_min(s->vocab),
                  1u << 22, s->n_vocab);
+        return -1;
+    }
+    if (strcmp(s->arch, "llama") != 0 && strcmp(s->arch, "mistral3") != 0) {
+        snprintf(err, errlen, "architecture '%.16s' is not one relais writes (llama, mistral3)", s->arch);
+        return -1;
+    }
+    if (s->rope_factor > 1.0f && s->rope_orig_ctx == 0) {
+        snprintf(err, errlen, "YaRN needs an original context length > 0");
+        return -1;
+    }
+    if (s->rope_base <= 1.0f) {
+        snprintf(err, errlen, "rope base must exceed 1 (got %g)", s->rope_base);
         return -1;
     }
     if (s->swa_window > 0 && s->swa_period == 0) {
@@ -240,36 +272,62 @@ uint64_t rl_synth_data_bytes(const rl_synth_spec *s) {
 
 /* ---- metadata ---- */
 
-static void set_arch_u32(gguf_writer *w, const char *key, uint32_t v) {
+static void set_arch_u32(gguf_writer *w, const rl_synth_spec *s, const char *key, uint32_t v) {
     char k[96];
-    snprintf(k, sizeof k, "llama.%s", key);
+    snprintf(k, sizeof k, "%s.%s", s->arch, key);
     gguf_writer_set_u32(w, k, v);
 }
 
+static void set_arch_f32(gguf_writer *w, const rl_synth_spec *s, const char *key, float v) {
+    char k[96];
+    snprintf(k, sizeof k, "%s.%s", s->arch, key);
+    gguf_writer_set_f32(w, k, v);
+}
+
+/* rope.scaling.* (YaRN) and the attention temperature, as llama.cpp's
+ * converter writes them for Ministral 3. */
+static void write_rope_scaling(gguf_writer *w, const rl_synth_spec *s) {
+    if (s->rope_factor > 1.0f) {
+        char k[96];
+        snprintf(k, sizeof k, "%s.rope.scaling.type", s->arch);
+        gguf_writer_set_str(w, k, "yarn");
+        set_arch_f32(w, s, "rope.scaling.factor", s->rope_factor);
+        set_arch_u32(w, s, "rope.scaling.original_context_length", s->rope_orig_ctx);
+        set_arch_f32(w, s, "rope.scaling.yarn_beta_fast", s->yarn_beta_fast);
+        set_arch_f32(w, s, "rope.scaling.yarn_beta_slow", s->yarn_beta_slow);
+        set_arch_f32(w, s, "rope.scaling.yarn_log_multiplier", s->yarn_log_mul);
+    }
+    if (s->attn_temp_scale != 0.0f)
+        set_arch_f32(w, s, "attention.temperature_scale", s->attn_temp_scale);
+}
+
 static int write_metadata(gguf_writer *w, const rl_synth_spec *s, char *err, size_t errlen) {
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_str(w, "general.architecture", s->arch);
     gguf_writer_set_str(w, "general.name", s->name);
     gguf_writer_set_u32(w, "general.file_type", FTYPES[s->ftype].file_type);
     if (is_quantized(s->ftype))
         gguf_writer_set_u32(w, "general.quantization_version", 2);
-    set_arch_u32(w, "block_count", s->n_layer);
-    set_arch_u32(w, "context_length", s->n_ctx);
-    set_arch_u32(w, "embedding_length", s->dim);
-    set_arch_u32(w, "feed_forward_length", s->ffn_dim);
-    set_arch_u32(w, "attention.head_count", s->n_head);
-    set_arch_u32(w, "attention.head_count_kv", s->n_head_kv);
-    set_arch_u32(w, "attention.key_length", s->head_dim);
-    set_arch_u32(w, "attention.value_length", s->head_dim);
-    set_arch_u32(w, "rope.dimension_count", s->head_dim);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", s->rope_base);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", s->norm_eps);
-    set_arch_u32(w, "vocab_size", s->n_vocab);
+    set_arch_u32(w, s, "block_count", s->n_layer);
+    set_arch_u32(w, s, "context_length", s->n_ctx);
+    set_arch_u32(w, s, "embedding_length", s->dim);
+    set_arch_u32(w, s, "feed_forward_length", s->ffn_dim);
+    set_arch_u32(w, s, "attention.head_count", s->n_head);
+    set_arch_u32(w, s, "attention.head_count_kv", s->n_head_kv);
+    set_arch_u32(w, s, "attention.key_length", s->head_dim);
+    set_arch_u32(w, s, "attention.value_length", s->head_dim);
+    set_arch_u32(w, s, "rope.dimension_count", s->head_dim);
+    set_arch_f32(w, s, "rope.freq_base", s->rope_base);
+    set_arch_f32(w, s, "attention.layer_norm_rms_epsilon", s->norm_eps);
+    set_arch_u32(w, s, "vocab_size", s->n_vocab);
+    write_rope_scaling(w, s);
     if (s->swa_window > 0) {
         bool sliding[RL_MAX_LAYERS];
+        char k[96];
         for (uint32_t i = 0; i < s->n_layer; i++)
             sliding[i] = i % s->swa_period != 0;
-        set_arch_u32(w, "attention.sliding_window", s->swa_window);
-        gguf_writer_set_arr(w, "llama.attention.sliding_window_pattern", GGUF_BOOL, sliding, s->n_layer);
+        set_arch_u32(w, s, "attention.sliding_window", s->swa_window);
+        snprintf(k, sizeof k, "%s.attention.sliding_window_pattern", s->arch);
+        gguf_writer_set_arr(w, k, GGUF_BOOL, sliding, s->n_layer);
     }
     return rl_synth_vocab_add(w, s->vocab, s->n_vocab, err, errlen);
 }

@@ -1,5 +1,6 @@
 /* Synthetic models: GGUF files of random weights in the exact layout of
- * llama.cpp's llama-architecture files (Mistral, Ministral), with a working
+ * llama.cpp's llama-architecture files (Mistral, Ministral) and mistral3 ones
+ * (Ministral 3's text decoder), with a working
  * tokenizer, so a cluster can be sized and benchmarked at the real shape and
  * type without downloading a model, and tests get models of any shape.
  *
@@ -21,6 +22,7 @@
 typedef enum {
     RL_SYNTH_VOCAB_SPM,      /* tokenizer.ggml.model=llama: <unk> <s> </s>, <0xNN>, ▁-pieces with scores */
     RL_SYNTH_VOCAB_TEKKEN,   /* tokenizer.ggml.model=gpt2, pre=tekken: 1000 control ids, 256 bytes, merges */
+    RL_SYNTH_VOCAB_TEKKEN_V13,   /* as TEKKEN, ids 32-35 named [ARGS] [CALL_ID] [THINK] [/THINK] (Ministral 3) */
 } rl_synth_vocab;
 
 /* Weight types, as llama.cpp's file types: a plain type for every matrix, or
@@ -50,10 +52,18 @@ typedef struct {
     rl_synth_vocab vocab;
     rl_synth_ftype ftype;
     uint64_t seed;
+    char arch[16];             /* general.architecture and the key prefix: "llama" or "mistral3" */
+    bool tied_output;          /* no output.weight: the head reuses token_embd (Ministral 3 3B) */
+    float rope_factor;         /* YaRN factor; <= 1: no rope.scaling keys */
+    uint32_t rope_orig_ctx;    /* rope.scaling.original_context_length */
+    float yarn_beta_fast, yarn_beta_slow, yarn_log_mul;
+    float attn_temp_scale;     /* attention.temperature_scale; 0: not written */
 } rl_synth_spec;
 
 /* Fills *spec with a named preset: "ministral-8b", "mistral-7b", "small",
- * "tiny". Returns 0, or -1 for an unknown name. */
+ * "tiny", and the Ministral 3 text decoders "ministral3-3b", "ministral3-8b",
+ * "ministral3-14b" (architecture mistral3: YaRN, attention temperature, the
+ * 3B's head tied to its embedding). Returns 0, or -1 for an unknown name. */
 int rl_synth_preset(const char *name, rl_synth_spec *spec);
 /* The preset names, comma-separated, for help texts. */
 const char *rl_synth_preset_names(void);

@@ -12,6 +12,12 @@
  * case inside a word the way the Tekken pre-tokenizer would split, so the
  * merges do fire on ordinary text.
  *
+ * A random-weight model picks its tokens almost uniformly, so what it writes
+ * is this vocabulary shuffled. To make that read as words rather than
+ * letter soup (the quickstart's first run), letters alternate between
+ * vowels and consonants across every join, and most new pieces start with
+ * the space marker: the pieces are pronounceable words and word parts.
+ *
  * The layout of Tekken's ids 0..999 (named controls, then <SPECIAL_N>
  * fillers) and the GPT-2 byte order of ids 1000..1255 follow the real
  * Mistral vocabulary as llama.cpp converts it. */
@@ -60,6 +66,8 @@ typedef struct {
     uint32_t n_left;
     uint32_t *right;        /* ids of lowercase-only pieces a new piece may end with */
     uint32_t n_right;
+    uint32_t *words;        /* ids of pieces that start with the space marker */
+    uint32_t n_words;
     bool *lower;            /* (cap) the token is in `right` */
 } vocab;
 
@@ -98,6 +106,7 @@ static void vocab_free(vocab *v) {
     free(v->hash);
     free(v->left);
     free(v->right);
+    free(v->words);
     free(v->lower);
 }
 
@@ -112,13 +121,14 @@ static int vocab_init(vocab *v, rl_synth_vocab kind, uint32_t cap) {
     v->text = malloc((size_t)cap * SLOT);
     v->type = malloc(cap * sizeof *v->type);
     v->score = malloc(cap * sizeof *v->score);
-    v->merges = kind == RL_SYNTH_VOCAB_TEKKEN ? malloc((size_t)cap * MERGE_SLOT) : NULL;
+    v->merges = kind != RL_SYNTH_VOCAB_SPM ? malloc((size_t)cap * MERGE_SLOT) : NULL;
     v->hash = calloc(size, sizeof *v->hash);
     v->left = malloc(cap * sizeof *v->left);
     v->right = malloc(cap * sizeof *v->right);
+    v->words = malloc(cap * sizeof *v->words);
     v->lower = calloc(cap, sizeof *v->lower);
-    if (!v->text || !v->type || !v->score || !v->hash || !v->left || !v->right || !v->lower ||
-        (kind == RL_SYNTH_VOCAB_TEKKEN && !v->merges)) {
+    if (!v->text || !v->type || !v->score || !v->hash || !v->left || !v->right || !v->words || !v->lower ||
+        (kind != RL_SYNTH_VOCAB_SPM && !v->merges)) {
         vocab_free(v);
         return -1;
     }
@@ -155,18 +165,26 @@ static void add_gpt2_bytes(vocab *v) {
         }
 }
 
+/* The controls that Tekken files of tokenizer V11 and later (Magistral,
+ * Ministral 3) name at ranks 32-35. */
+static const char *const TEKKEN_V13_NAMED[] = {"[ARGS]", "[CALL_ID]", "[THINK]", "[/THINK]"};
+#define TEKKEN_V13_FIRST 32
+
 /* Tekken: 1000 controls, the byte tokens; letters are byte tokens themselves. */
 static void add_tekken_base(vocab *v) {
     char s[SLOT];
+    const uint32_t n_named = sizeof TEKKEN_NAMED / sizeof TEKKEN_NAMED[0], n_v13 = 4;
     for (uint32_t i = 0; i < TEKKEN_CONTROLS; i++) {
-        if (i < sizeof TEKKEN_NAMED / sizeof TEKKEN_NAMED[0])
+        if (i < n_named)
             snprintf(s, sizeof s, "%s", TEKKEN_NAMED[i]);
+        else if (v->kind == RL_SYNTH_VOCAB_TEKKEN_V13 && i >= TEKKEN_V13_FIRST && i < TEKKEN_V13_FIRST + n_v13)
+            snprintf(s, sizeof s, "%s", TEKKEN_V13_NAMED[i - TEKKEN_V13_FIRST]);
         else
             snprintf(s, sizeof s, "<SPECIAL_%u>", i);
         add_token(v, s, TOK_CONTROL);
     }
     add_gpt2_bytes(v);
-    v->left[v->n_left++] = *find_slot(v, BPE_MARKER) - 1;
+    v->left[v->n_left++] = v->words[v->n_words++] = *find_slot(v, BPE_MARKER) - 1;
 }
 
 /* SentencePiece: <unk> <s> </s>, <0xNN> fallbacks, then single-character
@@ -180,7 +198,7 @@ static void add_spm_base(vocab *v) {
         snprintf(s, sizeof s, "<0x%02X>", b);
         add_token(v, s, TOK_BYTE);
     }
-    v->left[v->n_left++] = add_token(v, SPM_MARKER, TOK_NORMAL);
+    v->left[v->n_left++] = v->words[v->n_words++] = add_token(v, SPM_MARKER, TOK_NORMAL);
     for (int c = 'a'; c <= 'z'; c++)
         add_token(v, (char[]){(char)c, 0}, TOK_NORMAL);
     for (int c = 'A'; c <= 'Z'; c++)
@@ -208,6 +226,27 @@ static uint32_t early(rl_rng *r, uint32_t n) {
     return (uint32_t)(u * u * u * n);
 }
 
+static bool is_vowel(char c) {
+    return c && strchr("aeiouAEIOU", c);
+}
+
+static bool is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Whether joining a and b keeps vowels and consonants alternating: after
+ * the space marker anything may follow. */
+static bool alternates(const char *a, size_t la, const char *b) {
+    char last = a[la - 1];
+    return !is_letter(last) || is_vowel(last) != is_vowel(b[0]);
+}
+
+/* Whether piece s begins with the space marker: a word. */
+static bool starts_word(const vocab *v, const char *s) {
+    const char *m = v->kind == RL_SYNTH_VOCAB_TEKKEN ? BPE_MARKER : SPM_MARKER;
+    return strncmp(s, m, strlen(m)) == 0;
+}
+
 static int grow_pieces(vocab *v) {
     rl_rng r;
     rl_rng_seed(&r, 0x5eed0f7e5ull);
@@ -216,10 +255,13 @@ static int grow_pieces(vocab *v) {
     while (v->n < v->cap) {
         if (++tries > max_tries)
             return -1;
-        uint32_t a = v->left[early(&r, v->n_left)], b = v->right[early(&r, v->n_right)];
+        /* three new pieces in four grow a word (marker first) */
+        bool word = rl_rng_uniform(&r) < 0.75;
+        uint32_t a = word ? v->words[early(&r, v->n_words)] : v->left[early(&r, v->n_left)];
+        uint32_t b = v->right[early(&r, v->n_right)];
         const char *ta = tok(v, a), *tb = tok(v, b);
         size_t la = strlen(ta), lb = strlen(tb);
-        if (la + lb > MAX_PIECE)
+        if (la + lb > MAX_PIECE || !alternates(ta, la, tb))
             continue;
         memcpy(s, ta, la);
         memcpy(s + la, tb, lb + 1);
@@ -227,6 +269,8 @@ static int grow_pieces(vocab *v) {
             continue;
         uint32_t id = add_token(v, s, TOK_NORMAL);
         v->left[v->n_left++] = id;
+        if (word || starts_word(v, ta))
+            v->words[v->n_words++] = id;
         if (v->lower[a]) {
             v->right[v->n_right++] = id;
             v->lower[id] = true;
@@ -238,7 +282,7 @@ static int grow_pieces(vocab *v) {
 }
 
 uint32_t rl_synth_vocab_min(rl_synth_vocab kind) {
-    if (kind == RL_SYNTH_VOCAB_TEKKEN)
+    if (kind != RL_SYNTH_VOCAB_SPM)
         return TEKKEN_CONTROLS + 256;
     return 3 + 256 + 1 + 52 + (uint32_t)strlen(SPM_EXTRA_CHARS);
 }
@@ -252,7 +296,7 @@ static const char **slot_ptrs(const char *base, size_t slot, uint32_t n) {
 }
 
 static int emit(vocab *v, gguf_writer *w) {
-    bool tekken = v->kind == RL_SYNTH_VOCAB_TEKKEN;
+    bool tekken = v->kind != RL_SYNTH_VOCAB_SPM;
     const char **toks = slot_ptrs(v->text, SLOT, v->n);
     const char **merges = tekken ? slot_ptrs(v->merges, MERGE_SLOT, v->n_merges) : NULL;
     if (!toks || (tekken && !merges)) {
@@ -291,7 +335,7 @@ int rl_synth_vocab_add(gguf_writer *w, rl_synth_vocab kind, uint32_t n_vocab, ch
         snprintf(err, errlen, "out of memory building a vocabulary of %u", n_vocab);
         return -1;
     }
-    if (kind == RL_SYNTH_VOCAB_TEKKEN)
+    if (kind != RL_SYNTH_VOCAB_SPM)
         add_tekken_base(&v);
     else
         add_spm_base(&v);

@@ -7,20 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
-#include "cpu.h"
 #include "log.h"
-#include "matmul.h"
+#include "machine.h"
 #include "mem.h"
-#include "quant.h"
-#include "threadpool.h"
+#include "util.h"
 #include "wire.h"
 
-/* Q4_0, 4096 wide, 16384 rows: 37.7 MB, past the last-level cache of the
- * machines relais targets, so the figure is memory-bound as decode is. */
-#define BENCH_COLS 4096
-#define BENCH_ROWS 16384
 #define BENCH_SECONDS 0.3
 
 struct node_caps {
@@ -30,42 +23,6 @@ struct node_caps {
     char hostname[256];
     char software[96];
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double run_benchmark(int threads) {
-    const size_t row_bytes = rl_dtype_row_bytes(RL_Q4_0, BENCH_COLS);
-    uint8_t *data = malloc(row_bytes * BENCH_ROWS);
-    float *x = malloc(BENCH_COLS * sizeof *x), *y = malloc(BENCH_ROWS * sizeof *y);
-    rl_pool *pool = rl_pool_new(threads);
-    rl_matmul *mm = pool ? rl_matmul_new(pool, BENCH_COLS, 1) : NULL;
-    double bps = 0;
-    if (data && x && y && mm) {
-        for (int i = 0; i < BENCH_COLS; i++)
-            x[i] = (float)((i * 7919) % 97) / 97.0f - 0.5f;
-        rl_quantize_row(RL_Q4_0, x, data, BENCH_COLS);
-        for (int r = 1; r < BENCH_ROWS; r++)
-            memcpy(data + (size_t)r * row_bytes, data, row_bytes);
-        rl_weight w = {.data = data, .type = RL_Q4_0, .rows = BENCH_ROWS, .cols = BENCH_COLS,
-                       .row_bytes = row_bytes, .name = "benchmark"};
-        rl_matmul_run(mm, &w, x, 1, y, false);   /* warm-up: page faults, thread wake-up */
-        int iters = 0;
-        double t0 = now_s(), t;
-        do {
-            rl_matmul_run(mm, &w, x, 1, y, false);
-            iters++;
-        } while ((t = now_s() - t0) < BENCH_SECONDS || iters < 3);
-        bps = (double)row_bytes * BENCH_ROWS * iters / t;
-    }
-    rl_matmul_destroy(&mm);
-    rl_pool_destroy(&pool);
-    free(data), free(x), free(y);
-    return bps;
-}
 
 /* What the cached figure depends on: this binary, the CPU, the threads. */
 static void bench_key(int threads, char *key, size_t len) {
@@ -104,9 +61,9 @@ static double cached_benchmark(const char *cache_dir, int threads) {
         if (hit)
             return bps;
     }
-    double t0 = now_s();
-    bps = run_benchmark(threads);
-    rl_log(RL_LOG_INFO, "matvec self-benchmark: %.2f GB/s of Q4_0 weights (%.2f s)", bps / 1e9, now_s() - t0);
+    double t0 = rl_now_s();
+    bps = rl_matvec_probe(threads, BENCH_SECONDS);
+    rl_log(RL_LOG_INFO, "matvec self-benchmark: %.2f GB/s of Q4_0 weights (%.2f s)", bps / 1e9, rl_now_s() - t0);
     if (bps > 0 && (f = fopen(path, "w"))) {
         fprintf(f, "%s\n%.6g\n", key, bps);
         if (fclose(f))
@@ -121,21 +78,11 @@ node_caps *node_caps_new(const char *cache_dir, int threads) {
         return NULL;
     int n = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     c->matvec = cached_benchmark(cache_dir, n);
-    const rl_cpu_features *f = rl_cpu();
-    if (f->avx2)
-        c->simd[c->n_simd++] = "avx2";
-    if (f->avx512)
-        c->simd[c->n_simd++] = "avx512";
-    if (f->avx512vnni)
-        c->simd[c->n_simd++] = "avx512vnni";
-    if (f->neon)
-        c->simd[c->n_simd++] = "neon";
-    if (f->dotprod)   /* the Pi 5's A76, not the Pi 4's A72: tells which integer kernel the node runs */
-        c->simd[c->n_simd++] = "dotprod";
+    c->n_simd = rl_simd_names(c->simd, sizeof c->simd / sizeof c->simd[0]);
     if (gethostname(c->hostname, sizeof c->hostname - 1))
         snprintf(c->hostname, sizeof c->hostname, "unknown");
     snprintf(c->software, sizeof c->software, "relais-node, protocol %u, %s kernels", WIRE_VERSION,
-             rl_kernels()->name);
+             rl_kernel_name());
     return c;
 }
 

@@ -315,15 +315,15 @@ static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f,
     Relais__ErrorCode code = node_stage_forward(s->stage, f, in, err, sizeof err);
     if (!code)
         return;
-    rl_log(RL_LOG_WARN, "Forward from %s (session %llu, step %llu) failed: %s: %s", who(m, w, sizeof w),
-           (unsigned long long)f->session_id, (unsigned long long)f->step_id, wire_code_name(code), err);
+    rl_log(RL_LOG_WARN, "Forward from %s (step %llu, %zu segments) failed: %s: %s", who(m, w, sizeof w),
+           (unsigned long long)f->step_id, f->n_segments, wire_code_name(code), err);
     /* A coordinator hears of its own Forward; a neighbour's failure goes to
      * the coordinator of the assignment, which is waiting for that step. */
     size_t len;
     const uint8_t *rid = wire_msg_routing_id(m, &len);
     if (strcmp(wire_msg_user(m), ROLE_COORDINATOR))
         rid = s->coord, len = s->coord_len;
-    send_error(s, rid, len, code, f->session_id, f->step_id, err);
+    send_error(s, rid, len, code, f->n_segments == 1 ? f->segments[0]->session_id : 0, f->step_id, err);
 }
 
 static void kv(node_server *s, const wire_msg *m, const Relais__Envelope *e) {

@@ -31,7 +31,7 @@ struct node_stage {
     char link_error[160];         /* why the last handshake failed ("" after a success) */
     float *x;                     /* (max_batch, dim) activations */
     uint8_t *out;                 /* (max_batch, dim) activations in the wire dtype */
-    uint32_t gemm_min;            /* the assignment's sgemm threshold, for single-session Forwards */
+    uint32_t gemm_min;            /* the assignment's sgemm threshold, for micro-batches allowing it */
     uint32_t max_rows;            /* most rows the head samples at once: min(max_batch, max_sessions) */
     rl_segment *segs;             /* (max_batch) the engine's view of a micro-batch */
     node_session **owners;        /* (max_batch) the session of each segment */
@@ -41,7 +41,7 @@ struct node_stage {
     Relais__SegmentResult **result_ptrs;  /* (max_rows) */
     int32_t *top_ids;             /* (WIRE_MAX_TOP) */
     float *top_vals;              /* (WIRE_MAX_TOP) */
-    Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) Result.top entries */
+    Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) SegmentResult.top entries */
     Relais__TopLogit **top_ptrs;  /* (WIRE_MAX_TOP) */
     uint64_t weight_bytes;        /* bytes of the slice's weights */
     int64_t compute_us, send_us;  /* RELAIS_TRACE: when the Forward under way began computing, began sending */
@@ -294,41 +294,6 @@ const char *node_stage_link_error(const node_stage *s) { return s->link_error; }
 
 /* ---- the data path ---- */
 
-/* The session a Forward belongs to, created at position 0. */
-static node_session *session_for(node_stage *s, const Relais__Forward *f, Relais__ErrorCode *code, char *err,
-                                 size_t errlen) {
-    node_session *ss = node_sessions_find(s->sessions, f->session_id);
-    *code = RELAIS__ERROR_CODE__ERR_SESSION;
-    if (!ss && f->pos != 0) {
-        snprintf(err, errlen, "unknown session %llu (a session starts at position 0, not %u)",
-                 (unsigned long long)f->session_id, f->pos);
-        return NULL;
-    }
-    if (!ss) {
-        uint32_t n_ctx = f->n_ctx ? f->n_ctx : s->assign->n_ctx;
-        if (n_ctx > s->assign->n_ctx) {
-            snprintf(err, errlen, "session context %u exceeds the assigned %u", n_ctx, s->assign->n_ctx);
-            *code = RELAIS__ERROR_CODE__ERR_RANGE;
-            return NULL;
-        }
-        if (!(ss = node_sessions_create(s->sessions, f->session_id, n_ctx, code, err, errlen)))
-            return NULL;
-    }
-    if (f->pos != rl_kv_len(ss->kv)) {
-        snprintf(err, errlen, "session %llu: a batch at position %u, but the session holds %u positions",
-                 (unsigned long long)f->session_id, f->pos, rl_kv_len(ss->kv));
-        return NULL;
-    }
-    if ((uint64_t)f->pos + f->n_tokens > rl_kv_ctx(ss->kv)) {
-        snprintf(err, errlen, "session %llu: positions up to %llu exceed its context of %u",
-                 (unsigned long long)f->session_id, (unsigned long long)f->pos + f->n_tokens, rl_kv_ctx(ss->kv));
-        *code = RELAIS__ERROR_CODE__ERR_RANGE;
-        return NULL;
-    }
-    *code = RELAIS__ERROR_CODE__ERR_NONE;
-    return ss;
-}
-
 /* RELAIS_TRACE: the Forward's compute starts (send_next marks its end). */
 static void mark_compute(node_stage *s) {
     s->compute_us = rl_now_us();
@@ -428,48 +393,6 @@ static int32_t pick(node_stage *s, node_session *ss, const Relais__Sampling *smp
     *n_top = k;
     return rl_sampler_sample(ss->sampler, logits, smp->history, smp->n_history);
 }
-
-/* The head stage: logits of the last token, top logits, the sampled id. A
- * Forward without Sampling (a prefill chunk before the last) is only
- * acknowledged, with id -1. */
-static Relais__ErrorCode finish(node_stage *s, node_session *ss, const Relais__Forward *f, double t0, char *err,
-                                size_t errlen) {
-    Relais__Result r = RELAIS__RESULT__INIT;
-    r.session_id = f->session_id;
-    r.step_id = f->step_id;
-    r.pos = rl_kv_len(ss->kv);
-    r.id = -1;
-    const Relais__Sampling *smp = f->sampling;
-    if (smp) {
-        if (rl_head(s->ctx, s->x + (size_t)(f->n_tokens - 1) * s->hp->dim, s->logits, err, errlen))
-            return RELAIS__ERROR_CODE__ERR_INTERNAL;
-        Relais__ErrorCode code = session_sampler(s, ss, smp, err, errlen);
-        if (code)
-            return code;
-        uint32_t k;
-        r.id = pick(s, ss, smp, s->logits, 0, &k);
-        r.top = s->top_ptrs;
-        r.n_top = k;
-    }
-    return send_result(s, &r, f, t0, err, errlen);
-}
-
-static Relais__ErrorCode single_forward(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
-    Relais__ErrorCode code = wire_check_forward(f, s->hp->dim, s->assign->max_batch, err, errlen);
-    if (code)
-        return code;
-    node_session *ss = session_for(s, f, &code, err, errlen);
-    if (!ss)
-        return code;
-    wire_activations_decode(f->activations.data, f->n_tokens, s->hp->dim, f->dtype, s->x);
-    if (rl_trace_on())
-        mark_compute(s);
-    if (rl_forward_layers(s->ctx, ss->kv, s->x, f->n_tokens, f->pos, err, errlen))
-        return RELAIS__ERROR_CODE__ERR_INTERNAL;
-    return s->assign->run_head ? finish(s, ss, f, t0, err, errlen) : pass_on(s, f, f->n_tokens, t0, err, errlen);
-}
-
-/* ---- micro-batches: several sessions' tokens in one Forward (serving) ---- */
 
 /* Segment i of f against its session (found, or new at position 0). */
 static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, size_t i, uint32_t *fresh, char *err,
@@ -617,18 +540,20 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
     if (code)
         return code;
     wire_activations_decode(f->activations.data, rows, s->hp->dim, f->dtype, s->x);
-    /* The quantized kernels at every size: a session's rows then come out
-     * the same whatever else shares the micro-batch (the engine's batch
-     * independence), so a served request's output does not depend on load. */
-    rl_ctx_set_gemm_min(s->ctx, 0);
+    /* sgemm only when every segment allows it (a run's prompt chunk, as one
+     * process computes it); else the quantized kernels at every size, so a
+     * session's rows come out the same whatever else shares the micro-batch
+     * (the engine's batch independence) and a served request's output does
+     * not depend on load. */
+    bool sgemm = true;
+    for (size_t i = 0; i < f->n_segments; i++)
+        sgemm = sgemm && f->segments[i]->sgemm;
+    rl_ctx_set_gemm_min(s->ctx, sgemm ? s->gemm_min : 0);
     if (rl_trace_on())
         mark_compute(s);
     if (rl_forward_batch(s->ctx, s->segs, (uint32_t)f->n_segments, s->x, err, errlen))
-        code = RELAIS__ERROR_CODE__ERR_INTERNAL;
-    else
-        code = s->assign->run_head ? batch_finish(s, f, t0, err, errlen) : pass_on(s, f, rows, t0, err, errlen);
-    rl_ctx_set_gemm_min(s->ctx, s->gemm_min);
-    return code;
+        return RELAIS__ERROR_CODE__ERR_INTERNAL;
+    return s->assign->run_head ? batch_finish(s, f, t0, err, errlen) : pass_on(s, f, rows, t0, err, errlen);
 }
 
 static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
@@ -645,8 +570,10 @@ static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, ch
     }
     if (f->n_segments)
         return batch_forward(s, f, t0, err, errlen);
-    if (f->n_tokens || !f->n_drop_sessions)
-        return single_forward(s, f, t0, err, errlen);
+    if (!f->n_drop_sessions) {
+        snprintf(err, errlen, "a Forward with neither segments nor sessions to drop");
+        return RELAIS__ERROR_CODE__ERR_MALFORMED;
+    }
     if (!s->assign->run_head)   /* only drops: on to the next node, and an empty Result from the last */
         return pass_on(s, f, 0, t0, err, errlen);
     Relais__Result r = RELAIS__RESULT__INIT;
@@ -658,9 +585,13 @@ static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, ch
  * the previous hop's "sent" and the next one's "wake" (bench/trace_hops.awk). */
 static void trace(const node_stage *s, const Relais__Forward *f, const node_arrival *in, int64_t sent,
                   Relais__ErrorCode code) {
+    uint64_t tokens = 0;
+    for (size_t i = 0; i < f->n_segments; i++)
+        tokens += f->segments[i]->n_tokens;
     rl_trace("forward step=%llu session=%llu tokens=%u layers=%u-%u code=%d wake=%lld read=%lld compute=%lld "
-             "send=%lld sent=%lld cpu=%lld", (unsigned long long)f->step_id, (unsigned long long)f->session_id,
-             f->n_tokens, s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
+             "send=%lld sent=%lld cpu=%lld", (unsigned long long)f->step_id,
+             (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), (unsigned)tokens,
+             s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
              (long long)in->read_us, (long long)s->compute_us, (long long)s->send_us, (long long)sent,
              (long long)(s->compute_us && s->send_us ? s->cpu_us : 0));
 }
@@ -669,7 +600,7 @@ Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, co
                                      size_t errlen) {
     s->compute_us = s->send_us = s->cpu_us = 0;
     Relais__ErrorCode code = run_forward(s, f, err, errlen);
-    if (rl_trace_on())
+    if (rl_trace_on() && f->n_segments)   /* a drop-only Forward carries no tokens to time */
         trace(s, f, in, rl_now_us(), code);
     return code;
 }

@@ -2,8 +2,8 @@
  * final norm, head and sampler when it is the last stage), its compute
  * context, its sessions and the link to the next hop.
  *
- * A Forward (one session's tokens, or a micro-batch of several sessions'
- * tokens) is run through the slice and its output sent on: as a Forward to
+ * A Forward (a micro-batch of one or several sessions' tokens) is run
+ * through the slice and its output sent on: as a Forward to
  * the next node, or, on the last stage, as a Result to the coordinator's
  * result endpoint. Each stage adds its compute time to Forward.stage_seconds,
  * so the coordinator learns every node's share from the Result. Failures come back as an error code and a message, which
@@ -69,14 +69,15 @@ bool node_stage_link_up(const node_stage *s);
 const char *node_stage_link_error(const node_stage *s);   /* "" unless the last handshake failed */
 
 /* Runs a Forward through the slice and sends the output on. ERR_NONE, or a
- * code with err; the session is left as it was unless the layers ran.
- * Forward.drop_sessions are forgotten first. A micro-batch (segments) runs
- * all its sessions' tokens in one pass (one matrix product per weight,
- * attention per session) with the quantized kernels at every size, so each
- * session's result does not depend on the others; the head stage sends one
- * SegmentResult per sampling segment. Every segment is checked before any
- * session is created: a refused micro-batch changes nothing. With
- * RELAIS_TRACE, logs the Forward's arrival, compute and send times. */
+ * code with err; the sessions are left as they were unless the layers ran.
+ * Forward.drop_sessions are forgotten first. A micro-batch runs all its
+ * sessions' tokens in one pass (one matrix product per weight, attention
+ * per session): through sgemm when every segment allows it and it has the
+ * assignment's gemm_min tokens or more, else with the quantized kernels, so
+ * each session's result does not depend on the others. The head stage
+ * sends one SegmentResult per sampling segment. Every segment is checked
+ * before any session is created: a refused micro-batch changes nothing.
+ * With RELAIS_TRACE, logs the Forward's arrival, compute and send times. */
 Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, const node_arrival *in, char *err,
                                      size_t errlen);
 /* KvTruncate / KvDrop: the positions the session keeps (0 when unknown). */

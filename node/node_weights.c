@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "filehash.h"
 #include "log.h"
+#include "util.h"
 
 #define MAX_CACHED 256
 
@@ -44,12 +44,6 @@ struct node_weights {
     Relais__CachedSlice *cached_ptrs[MAX_CACHED];
     uint8_t cached_sha[MAX_CACHED][32];
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 node_weights *node_weights_new(const char *cache_dir, uint32_t chunk_bytes) {
     node_weights *w = calloc(1, sizeof *w);
@@ -206,7 +200,7 @@ Relais__ErrorCode node_weights_begin(node_weights *w, const Relais__Assign *a, R
                                      size_t errlen) {
     node_weights_stop(w);
     transfer *t = &w->t;
-    *t = (transfer){.key = key_of(a), .fd = -1, .logged = -1, .t0 = now_s()};
+    *t = (transfer){.key = key_of(a), .fd = -1, .logged = -1, .t0 = rl_now_s()};
     slice_path(w, &t->key, t->path, sizeof t->path);
     struct stat st;
     if ((t->fd = open(t->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0 || fstat(t->fd, &st)) {
@@ -256,7 +250,7 @@ static void log_progress(transfer *t) {
     if (tenth == t->logged)
         return;
     t->logged = tenth;
-    double dt = now_s() - t->t0;
+    double dt = rl_now_s() - t->t0;
     rl_log(RL_LOG_INFO, "received %.1f of %.1f MiB (%d%%, %.1f MiB/s)", t->next / 1048576.0, t->total / 1048576.0,
            tenth * 10, dt > 0 ? t->next / 1048576.0 / dt : 0.0);
 }
@@ -295,7 +289,7 @@ static node_weights_status finish(node_weights *w, const Relais__WeightChunk *c,
         unlink(tmp);
         return NODE_WEIGHTS_FAILED;
     }
-    rl_log(RL_LOG_INFO, "slice received and verified (sha256 %.16s...) in %.1f s: %s", have, now_s() - t->t0,
+    rl_log(RL_LOG_INFO, "slice received and verified (sha256 %.16s...) in %.1f s: %s", have, rl_now_s() - t->t0,
            t->path);
     *code = RELAIS__ERROR_CODE__ERR_NONE;
     return NODE_WEIGHTS_DONE;

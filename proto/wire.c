@@ -11,7 +11,7 @@
 #include <string.h>
 #include <zmq.h>
 #include "curve.h"
-#include "quant.h"
+#include "fp16.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the wire carries little-endian floats as they lie in memory; a big-endian port must byte-swap them"
@@ -274,19 +274,6 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
         if (s->history[i] < 0)
             return bad(err, errlen, "negative id %d in the sampling history", s->history[i]);
     return RELAIS__ERROR_CODE__ERR_NONE;
-}
-
-Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uint32_t max_batch, char *err,
-                                     size_t errlen) {
-    if (!wire_dtype_name(f->dtype))
-        return bad(err, errlen, "unknown activation dtype %d", (int)f->dtype);
-    if (f->n_tokens == 0 || f->n_tokens > max_batch)
-        return bad(err, errlen, "%u tokens in one Forward; this stage takes 1 to %u", f->n_tokens, max_batch);
-    size_t want = wire_activations_bytes(f->dtype, f->n_tokens, dim);
-    if (f->activations.len != want)
-        return bad(err, errlen, "activations of %zu bytes; %u tokens x %u in %s make %zu", f->activations.len,
-                   f->n_tokens, dim, wire_dtype_name(f->dtype), want);
-    return f->sampling ? wire_check_sampling(f->sampling, err, errlen) : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
 /* ---- activations ---- */

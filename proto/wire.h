@@ -83,10 +83,6 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 /* Fields of an Assign that make sense on their own (ranges, sizes, keys,
  * endpoint); what depends on the model file is the node's to check. */
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
-/* A Forward's shapes against the receiver's width and batch limit, and its
- * sampling parameters when present. */
-Relais__ErrorCode wire_check_forward(const Relais__Forward *f, uint32_t dim, uint32_t max_batch, char *err,
-                                     size_t errlen);
 /* Sampling parameters: finite, in range, a non-negative history. */
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
 

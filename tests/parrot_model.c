@@ -2,7 +2,7 @@
  * known in advance, for the serving tests (tool calls end to end, the
  * OpenAI client's round trip).
  *
- * It carries the Tekken-shaped vocabulary of ../shared/models (so the chat
+ * It carries the Tekken-shaped vocabulary of tests/data/models (so the chat
  * template is mistral-v3-tekken, with tools) and is a bigram machine: every
  * layer's weights are zero, so the last activation is the embedding of the
  * last token; the embedding of each "source" token is a distinct unit vector

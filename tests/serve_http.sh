@@ -53,6 +53,18 @@ req POST /v1/chat/completions '{"messages":[{"role":"bot","content":"x"}]}'
 expect "bad role: 400 naming messages" 400 'r.error.param === "messages" && r.error.message.includes("messages[0]")'
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}'
 expect "tools on a template without tools: 400 naming tools" 400 'r.error.param === "tools"'
+req POST /v1/chat/completions '{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}'
+expect "chat naming a model not served: 404" 404 \
+    'r.error.code === "model_not_found" && r.error.param === "model" && r.error.message.includes("tiny-q8_0")'
+req POST /v1/completions '{"model":"gpt-4o","prompt":"x"}'
+expect "completion naming a model not served: 404" 404 'r.error.code === "model_not_found"'
+req POST /v1/chat/completions '{"model":"tiny-q8_0","messages":[{"role":"user","content":"x"}],"max_tokens":2,"response_format":{"type":"text"}}'
+expect "the served model by name, response_format text: 200" 200 'r.model === "tiny-q8_0"'
+req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}'
+expect "response_format json_object: 400 naming it" 400 \
+    'r.error.param === "response_format" && r.error.message.includes("not supported")'
+req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}}'
+expect "response_format json_schema: 400 naming it" 400 'r.error.param === "response_format"'
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"max_tokens":300}'
 expect "prompt + max_tokens over the context: 400" 400 \
     'r.error.code === "context_length_exceeded" && r.error.message.includes("maximum context length is 256")'

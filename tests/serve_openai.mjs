@@ -1,7 +1,8 @@
 // The official `openai` client against a real `relais serve`: model list,
 // chat, streaming (same text as the whole answer), a full tool-call round
 // trip (tools -> tool_calls -> tool message -> answer) plain and streamed,
-// and the client's typed errors for a bad field and a bad key.
+// and the client's typed errors for a bad field, a model not served, JSON
+// output asked for (relais refuses it), and a bad key.
 //
 // Run by serve_openai.sh from the folder where it installed the package.
 // CHAT_URL: a server of an ordinary model; TOOLS_URL: the parrot model's,
@@ -41,7 +42,7 @@ await check("models.list", async () => {
     assert(list.data.length === 1 && typeof list.data[0].id === "string", JSON.stringify(list.data));
 });
 await check("chat", async () => {
-    const r = await chat.chat.completions.create({ model: "any", messages: ask, max_tokens: 12, temperature: 0 });
+    const r = await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, max_tokens: 12, temperature: 0 });
     assert(r.object === "chat.completion", r.object);
     assert(typeof r.choices[0].message.content === "string", "content");
     assert(["stop", "length"].includes(r.choices[0].finish_reason), r.choices[0].finish_reason);
@@ -50,7 +51,7 @@ await check("chat", async () => {
 });
 await check("streaming gives the same text", async () => {
     const stream = await chat.chat.completions.create({
-        model: "any", messages: ask, max_tokens: 12, temperature: 0, stream: true,
+        model: "tiny-q8_0", messages: ask, max_tokens: 12, temperature: 0, stream: true,
         stream_options: { include_usage: true },
     });
     let text = "", finish = null, usage = null;
@@ -66,10 +67,29 @@ await check("streaming gives the same text", async () => {
 });
 await check("a bad field is a 400 naming it", async () => {
     try {
-        await chat.chat.completions.create({ model: "any", messages: ask, temperature: 5 });
+        await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, temperature: 5 });
         throw new Error("no error");
     } catch (e) {
         assert(e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === "temperature", `${e}`);
+    }
+});
+await check("a model the server does not serve is a 404", async () => {
+    try {
+        await chat.chat.completions.create({ model: "gpt-4o", messages: ask, max_tokens: 2 });
+        throw new Error("no error");
+    } catch (e) {
+        assert(e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === "model_not_found", `${e}`);
+    }
+});
+await check("JSON output (response_format) is refused, not ignored", async () => {
+    for (const format of [{ type: "json_object" },
+                          { type: "json_schema", json_schema: { name: "a", schema: { type: "object" } } }]) {
+        try {
+            await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, response_format: format });
+            throw new Error("no error");
+        } catch (e) {
+            assert(e instanceof OpenAI.BadRequestError && e.param === "response_format", `${format.type}: ${e}`);
+        }
     }
 });
 await check("a wrong key is a 401", async () => {

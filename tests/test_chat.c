@@ -3,7 +3,11 @@
  * rules that the golden cases do not reach (merged turns, the inserted empty
  * user turn, non-JSON tool results, Python's JSON formatting), the
  * mistral-v1 template on the Llama SentencePiece vocabulary against a
- * hand-checked sequence, template detection, and errors for bad messages. */
+ * hand-checked sequence, template detection, and errors for bad messages;
+ * the mistral-v13 template (Ministral 3) against sequences written here
+ * from mistral-common's V13 rules (instruct.py, normalize.py), on a copy of
+ * the Tekken-shaped vocabulary whose ids 32-35 are named [ARGS], [CALL_ID],
+ * [THINK], [/THINK] as in Tekken files of V11 and later. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "chat.h"
+#include "gguf_write.h"
+#include "testutil.h"
 
 static gguf_file *open_gguf(const char *name)
 {
@@ -235,6 +242,156 @@ static void test_detect_and_names(void **state)
     assert_int_equal(rl_chat_template_from_name("chatml"), -1);
 }
 
+/* ---- mistral-v13 ---- */
+
+static char tmpdir[TU_DIR_MAX];
+
+/* The V13 vocabulary (written once) and, in *f when asked, its file. */
+static rl_tokenizer *v13_tok(const char *name, const char *chat_template, gguf_file **f)
+{
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    if (access(path, F_OK) != 0 && tu_write_v13_vocab(path, chat_template) != 0) fail_msg("cannot write %s", path);
+    gguf_file *g = gguf_open(path, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    rl_tokenizer *t = rl_tok_new(g, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    if (f) *f = g;
+    else gguf_close(&g);
+    return t;
+}
+
+/* The expected sequence, written as mistral-common's rules give it: names
+ * in brackets (and <s>, </s>) are control tokens, anything else a text
+ * segment tokenized on its own. NULL ends the list. */
+static size_t expected(const rl_tokenizer *t, int32_t *out, size_t cap, const char *const *parts)
+{
+    size_t n = 0;
+    for (; *parts; parts++) {
+        int32_t id = **parts == '[' || !strcmp(*parts, "<s>") || !strcmp(*parts, "</s>") ? rl_tok_find(t, *parts) : -2;
+        if (id >= 0) {
+            assert_true(rl_tok_is_control(t, id));
+            assert_true(n < cap);
+            out[n++] = id;
+            continue;
+        }
+        int32_t *ids;
+        size_t k;
+        assert_int_equal(rl_tok_encode(t, *parts, strlen(*parts), false, false, &ids, &k), 0);
+        assert_true(n + k <= cap);
+        memcpy(out + n, ids, k * sizeof *ids);
+        n += k;
+        free(ids);
+    }
+    return n;
+}
+
+static void expect_v13(const rl_tokenizer *t, const char *messages, const char *tools, const char *const *parts)
+{
+    json_t *m = parse(messages), *tl = tools ? parse(tools) : NULL;
+    int32_t *ids, want[4096];
+    size_t n;
+    char err[256];
+    if (rl_chat_build(t, RL_CHAT_MISTRAL_V13, m, tl, &ids, &n, err, sizeof err) != 0) fail_msg("%s", err);
+    expect_same(ids, n, want, expected(t, want, 4096, parts));
+    free(ids);
+    json_decref(m);
+    json_decref(tl);
+}
+
+#define V13_TOOLS "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather\"," \
+                  "\"parameters\":{\"type\":\"object\"}}}]"
+
+/* System prompt in place, tools before the first user turn, reasoning as
+ * [THINK], text and calls in one turn, results ordered as the calls. */
+static void test_v13_tools_and_thinking(void **state)
+{
+    rl_tokenizer *t = v13_tok("v13.gguf", NULL, NULL);
+    const char *msgs =
+        "[{\"role\":\"system\",\"content\":\"You are helpful.\"},"
+        "{\"role\":\"user\",\"content\":\"Weather in Paris and Rome?\"},"
+        "{\"role\":\"assistant\",\"reasoning_content\":\"Two cities.\",\"content\":\"Checking. \",\"tool_calls\":["
+        "{\"id\":\"call1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}},"
+        "{\"id\":\"call2\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Rome\"}}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"call2\",\"content\":\"18C\"},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"call1\",\"content\":\"{\\\"t\\\":22}\"},"
+        "{\"role\":\"user\",\"content\":\"Thanks\"}]";
+    const char *const want[] = {
+        "<s>", "[SYSTEM_PROMPT]", "You are helpful.", "[/SYSTEM_PROMPT]",
+        "[AVAILABLE_TOOLS]",
+        "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather\", "
+        "\"parameters\": {\"type\": \"object\"}}}]",
+        "[/AVAILABLE_TOOLS]", "[INST]", "Weather in Paris and Rome?", "[/INST]",
+        "[THINK]", "Two cities.", "[/THINK]", "Checking. ",   /* a think chunk: the text is not stripped */
+        "[TOOL_CALLS]", "get_weather", "[ARGS]", "{\"city\": \"Paris\"}",
+        "[TOOL_CALLS]", "get_weather", "[ARGS]", "{\"city\": \"Rome\"}", "</s>",
+        "[TOOL_RESULTS]", "{\"t\":22}", "[/TOOL_RESULTS]",   /* call1's result first; its JSON kept as sent */
+        "[TOOL_RESULTS]", "18C", "[/TOOL_RESULTS]",
+        "[INST]", "Thanks", "[/INST]", NULL};
+    expect_v13(t, msgs, V13_TOOLS, want);
+    rl_tok_destroy(&t);
+}
+
+/* Neighbouring user turns merge with a blank line, system messages stay
+ * separate and where they were, assistant text alone loses trailing spaces,
+ * tools go before the first user turn, and no empty user turn is added. */
+static void test_v13_normalization(void **state)
+{
+    rl_tokenizer *t = v13_tok("v13.gguf", NULL, NULL);
+    const char *msgs =
+        "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"b\"}]},"
+        "{\"role\":\"assistant\",\"content\":\"Hi!  \"},{\"role\":\"system\",\"content\":\"S1\"},"
+        "{\"role\":\"system\",\"content\":\"S2\"},{\"role\":\"user\",\"content\":\"c\"}]";
+    const char *const want[] = {
+        "<s>", "[AVAILABLE_TOOLS]",
+        "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather\", "
+        "\"parameters\": {\"type\": \"object\"}}}]",
+        "[/AVAILABLE_TOOLS]", "[INST]", "a\n\nb", "[/INST]", "Hi!", "</s>",
+        "[SYSTEM_PROMPT]", "S1", "[/SYSTEM_PROMPT]", "[SYSTEM_PROMPT]", "S2", "[/SYSTEM_PROMPT]",
+        "[INST]", "c", "[/INST]", NULL};
+    expect_v13(t, msgs, V13_TOOLS, want);
+    const char *const sys_first[] = {"<s>", "[SYSTEM_PROMPT]", "S", "[/SYSTEM_PROMPT]", "[INST]", "q", "[/INST]", NULL};
+    expect_v13(t, "[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"q\"}]", NULL, sys_first);
+    /* a call without an id: V13 requires one */
+    json_t *m = parse("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"tool_calls\":"
+                      "[{\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                      "{\"role\":\"tool\",\"tool_call_id\":\"x\",\"content\":\"1\"}]");
+    int32_t *ids = NULL;
+    size_t n;
+    char err[256];
+    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V13, m, NULL, &ids, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "'id'"));
+    json_decref(m);
+    rl_tok_destroy(&t);
+    /* reasoning_content is refused where no template can write it */
+    t = open_tok("vocab-tekken-shaped.gguf");
+    m = parse("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\","
+              "\"reasoning_content\":\"r\"},{\"role\":\"user\",\"content\":\"c\"}]");
+    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, NULL, &ids, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "reasoning_content"));
+    json_decref(m);
+    rl_tok_destroy(&t);
+}
+
+/* The format comes from the file: the V11+ control tokens and a template
+ * without [CALL_ID] (or none) mean V13; a template writing [CALL_ID] is
+ * not V13. */
+static void test_v13_detect(void **state)
+{
+    gguf_file *f;
+    rl_tokenizer *t = v13_tok("v13-tpl.gguf", "{{ '[SYSTEM_PROMPT]' }}{{ '[TOOL_CALLS]' + name + '[ARGS]' }}"
+                                              "{{ '[THINK]' }}", &f);
+    assert_int_equal(rl_chat_template_detect(t, f), RL_CHAT_MISTRAL_V13);
+    gguf_close(&f);
+    rl_tok_destroy(&t);
+    t = v13_tok("v11-tpl.gguf", "{{ '[TOOL_CALLS]' + name + '[CALL_ID]' + id + '[ARGS]' }}", &f);
+    assert_int_not_equal(rl_chat_template_detect(t, f), RL_CHAT_MISTRAL_V13);
+    gguf_close(&f);
+    assert_int_equal(rl_chat_template_detect(t, NULL), RL_CHAT_MISTRAL_V13);
+    rl_tok_destroy(&t);
+    assert_string_equal(rl_chat_template_name(RL_CHAT_MISTRAL_V13), "mistral-v13");
+}
+
 /* Each bad input fails with a message naming where: all fragments must appear. */
 static void expect_error(const rl_tokenizer *t, const char *messages, const char *tools,
                          const char *frag1, const char *frag2)
@@ -295,6 +452,18 @@ static void test_errors(void **state)
     rl_tok_destroy(&t);
 }
 
+static int setup(void **state)
+{
+    (void)state;
+    return tu_dir_new(tmpdir, "chat");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return tu_dir_remove(tmpdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +472,9 @@ int main(void)
         cmocka_unit_test(test_v1_spm),
         cmocka_unit_test(test_detect_and_names),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_v13_tools_and_thinking),
+        cmocka_unit_test(test_v13_normalization),
+        cmocka_unit_test(test_v13_detect),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "gguf_write.h"
+#include "runner.h"
+#include "sampler.h"
 #include "testutil.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
@@ -253,6 +256,70 @@ static void test_inspect(void **s) {
     assert_int_equal(run("inspect " MODELS "vocab-tekken-shaped.gguf", true, out, sizeof out), 0);
     assert_non_null(strstr(out, "vocab-only"));
     assert_non_null(strstr(out, "tekken"));
+    assert_int_equal(run("inspect " MODELS "tiny-mistral3-q8_0.gguf", true, out, sizeof out), 0);
+    const char *m3[] = {"architecture   mistral3", "head dim 32",
+                        "rope scaling   yarn: factor 4 over original context 32, beta_fast 32, beta_slow 1, "
+                        "log multiplier 0, attn_factor 1",
+                        "attention temp q *= 1 + 0.1 ln(1 + floor(pos / 32))"};
+    for (size_t i = 0; i < sizeof m3 / sizeof m3[0]; i++)
+        if (!strstr(out, m3[i]))
+            fail_msg("inspect output lacks '%s':\n%s", m3[i], out);
+    assert_int_equal(run("inspect " MODELS "tiny-f32.gguf", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "rope scaling   none"));
+    assert_null(strstr(out, "attention temp"));
+}
+
+/* A copy of a shared model with one metadata key renamed (same length). */
+static void rekey_copy(const char *model, const char *key, const char *renamed, const char *dst) {
+    char src[512];
+    snprintf(src, sizeof src, MODELS "%s", model);
+    size_t len, kl = strlen(key);
+    assert_int_equal(strlen(renamed), kl);
+    unsigned char *b = tu_slurp(src, &len);
+    assert_non_null(b);
+    size_t at = 0;
+    for (size_t i = 8; i + kl < len && !at; i++)   /* the key, preceded by its u64 length */
+        if (!memcmp(b + i, key, kl) && b[i - 8] == kl)
+            at = i;
+    assert_true(at > 0);
+    memcpy(b + at, renamed, kl);
+    FILE *out = fopen(dst, "wb");
+    fwrite(b, 1, len, out);
+    fclose(out);
+    free(b);
+}
+
+/* mistral3 files: a key llama.cpp requires is a load error naming it; a
+ * vision encoder (mmproj) file given as the model says that it is one. */
+static void test_mistral3_load_errors(void **s) {
+    (void)s;
+    char path[256], args[1024], err[256];
+    static char out[1 << 16];
+    snprintf(path, sizeof path, "%s/no-eps.gguf", tmpdir);
+    rekey_copy("tiny-mistral3.gguf", "mistral3.attention.layer_norm_rms_epsilon",
+               "mistral3.attention.layer_norm_rms_epsilom", path);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    if (!strstr(out, "required key mistral3.attention.layer_norm_rms_epsilon is missing"))
+        fail_msg("no clear error for a missing key:\n%s", out);
+    snprintf(path, sizeof path, "%s/bad-rope.gguf", tmpdir);
+    rekey_copy("tiny-mistral3.gguf", "mistral3.attention.key_length", "mistral3.attention.key_lengtX", path);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);   /* head dim 96/4 = 24: value_length 32 */
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    assert_non_null(strstr(out, "value_length"));
+
+    snprintf(path, sizeof path, "%s/mmproj-test.gguf", tmpdir);
+    gguf_writer *w = gguf_writer_new();
+    gguf_writer_set_str(w, "general.architecture", "clip");
+    gguf_writer_set_bool(w, "clip.has_vision_encoder", true);
+    gguf_writer_set_str(w, "clip.projector_type", "pixtral");
+    assert_int_equal(gguf_writer_begin(w, path, err, sizeof err), 0);
+    assert_int_equal(gguf_writer_close(w, err, sizeof err), 0);
+    gguf_writer_destroy(&w);
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);
+    assert_int_equal(run(args, true, out, sizeof out), 1);
+    if (!strstr(out, "vision encoder (mmproj) is not supported"))
+        fail_msg("no clear error for an mmproj file:\n%s", out);
 }
 
 /* Copies the first `keep` bytes of a shared model into the temp dir. */
@@ -371,6 +438,21 @@ static void test_text_generation(void **s) {
     json_decref(g);
 }
 
+/* The streamed text holds a character's bytes until the token that
+ * completes it: "🦙" forced as four byte tokens (<0xF0> <0x9F> <0xA6> <0x99>,
+ * ids 3 + byte in the synthetic SentencePiece vocabulary) prints whole; cut
+ * after two, it ends as one U+FFFD, never as the raw lead bytes. */
+static void test_text_whole_characters(void **s) {
+    (void)s;
+    char out[256];
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162,169,156,36 -n 5 --temp 0",
+                         false, out, sizeof out), 0);
+    assert_string_equal(out, "\xF0\x9F\xA6\x99!\n");
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162 -n 2 --temp 0",
+                         false, out, sizeof out), 0);
+    assert_string_equal(out, "\xEF\xBF\xBD\n");
+}
+
 /* A prompt of several chunks streams the same text and shows its prefill
  * progress; a prompt of one chunk, or --json, shows none. */
 static void test_prefill_progress(void **s) {
@@ -411,14 +493,77 @@ static void test_chat(void **s) {
     assert_true(prompts >= 3);
 }
 
+/* `relais run` drives the micro-batch executor with one session whose
+ * prompt chunks may use sgemm: its --json ids and top logits are, to the
+ * last bit, what the single-process runner computes with the same chunk
+ * (the path run took before the executor carried it): a 21-token prompt
+ * in chunks of 8 (sgemm at --gemm-min 8) and 5 (the quantized kernels),
+ * then greedy decode steps, on float, quantized and sliding-window models. */
+static void test_run_is_the_runner(void **s) {
+    (void)s;
+    static const char *const names[] = {"tiny-f32", "tiny-q8_0", "tiny-q4_0", "tiny-swa", "small-q4_k_m",
+                                        "stories260K"};
+    enum { N_PROMPT = 21, N_GEN = 6, TOP = 8, BATCH = 8 };
+    static char out[1 << 16];
+    for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+        char path[512], err[512], args[2048];
+        snprintf(path, sizeof path, MODELS "%s.gguf", names[m]);
+        rl_runner_opts o = rl_runner_opts_default();
+        o.model_path = path, o.n_threads = 2, o.batch = BATCH, o.gemm_min = BATCH, o.progress = false;
+        rl_runner *r = rl_runner_new(&o, err, sizeof err);
+        if (!r)
+            fail_msg("%s: %s", names[m], err);
+        const uint32_t V = rl_runner_hparams(r)->n_vocab;
+        int32_t prompt[N_PROMPT];
+        size_t n = (size_t)snprintf(args, sizeof args, "run -m %s -t 2 --batch %d --gemm-min %d --temp 0 -n %d "
+                                    "--top-logits %d --json --prompt-ids ", path, BATCH, BATCH, N_GEN, TOP);
+        for (int i = 0; i < N_PROMPT; i++) {
+            prompt[i] = i == 0 ? 1 : (int32_t)((i * 7919u + 13u) % V);
+            n += (size_t)snprintf(args + n, sizeof args - n, "%s%d", i ? "," : "", prompt[i]);
+        }
+        assert_int_equal(run(args, false, out, sizeof out), 0);
+        json_t *j = json_loads(out, 0, NULL);
+        assert_non_null(j);
+        const json_t *ids = json_object_get(j, "greedy_ids"), *top = json_object_get(j, "top");
+        assert_int_equal(json_array_size(ids), N_GEN);
+        float *logits = malloc(V * sizeof *logits);
+        assert_int_equal(rl_runner_feed(r, prompt, N_PROMPT, logits, err, sizeof err), 0);
+        for (int t = 0; t < N_GEN; t++) {
+            int32_t want[TOP];
+            float vals[TOP];
+            rl_top_logits(logits, V, TOP, want, vals);
+            const json_t *step = json_array_get(top, (size_t)t);
+            assert_int_equal(json_array_size(step), TOP);
+            for (int k = 0; k < TOP; k++) {
+                const json_t *pair = json_array_get(step, (size_t)k);
+                const float got = (float)json_real_value(json_array_get(pair, 1));
+                if (json_integer_value(json_array_get(pair, 0)) != want[k] || memcmp(&got, &vals[k], sizeof got))
+                    fail_msg("%s step %d top %d: (%lld, %.9g), the runner (%d, %.9g)", names[m], t, k,
+                             (long long)json_integer_value(json_array_get(pair, 0)), (double)got, want[k],
+                             (double)vals[k]);
+            }
+            const int32_t id = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
+            assert_int_equal(id, want[0]);   /* greedy: the largest logit */
+            if (t + 1 < N_GEN)
+                assert_int_equal(rl_runner_feed(r, &id, 1, logits, err, sizeof err), 0);
+        }
+        free(logits);
+        json_decref(j);
+        rl_runner_destroy(&r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
         cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),
-        cmocka_unit_test(test_memory_checked_at_start), cmocka_unit_test(test_bench_depth),    cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
-        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_memory_checked_at_start), cmocka_unit_test(test_bench_depth),
+        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
+        cmocka_unit_test(test_mistral3_load_errors),
+        cmocka_unit_test(test_run_is_the_runner),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

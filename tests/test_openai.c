@@ -1,8 +1,9 @@
 /* Tests of the OpenAI layer apart from HTTP: the prompt built from a chat
  * request equals golden/chat/v3-tekken.json token for token (through the
  * same request reader the server uses), every bad field gets a 400 naming
- * it, tool_choice, the context check, tool-call parsing, and the output
- * text's stop strings and tool-call switch. */
+ * it, the model name (404 for another), response_format (only text),
+ * tool_choice, the context check, tool-call parsing, and the output
+ * text's stop strings, tool-call switch and whole characters. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -11,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "openai.h"
+#include "testutil.h"
 #include "tool_calls.h"
+#include "utf8.h"
 
 #define VOCAB RELAIS_SHARED_DIR "/models/vocab-tekken-shaped.gguf"
 #define GOLDEN RELAIS_SHARED_DIR "/golden/chat/v3-tekken.json"
@@ -29,7 +32,7 @@ static int setup(void **state) {
     assert_non_null(x->f);
     x->tok = rl_tok_new(x->f, err, sizeof err);
     assert_non_null(x->tok);
-    x->m = (rl_oai_model){x->tok, rl_chat_template_detect(x->tok, x->f), 4096};
+    x->m = (rl_oai_model){x->tok, rl_chat_template_detect(x->tok, x->f), 4096, "shaped"};
     assert_int_equal(x->m.tpl, RL_CHAT_MISTRAL_V3_TEKKEN);
     *state = x;
     return 0;
@@ -110,6 +113,14 @@ static void test_bad_fields(void **state) {
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": {\"5\": 3}}", "logit_bias",
          "not supported"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": 5}", "model", "string"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
+         "response_format", "'json_object' is not supported"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+               "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}", "response_format",
+         "'json_schema' is not supported"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"yaml\"}}",
+         "response_format", "must be 'text'"},
+        {false, "{\"prompt\": \"x\", \"response_format\": \"json\"}", "response_format", "must be an object"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": 5}", "tools", "array"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{\"type\": \"x\"}]}", "tools",
          "tools[0]"},
@@ -151,6 +162,38 @@ static void test_options_and_context(void **state) {
     assert_non_null(strstr(e.message, "maximum context length is 4096 tokens"));
     assert_non_null(strstr(e.message, "4097 tokens (3 in the prompt, 4094 in the completion)"));
     assert_int_equal(parse(x, false, "{\"prompt\": [1, 2, 3], \"max_tokens\": 4093}", &r, &e), 0);
+    rl_oai_req_free(&r);
+}
+
+/* The model field: the served name or none is fine, another name gets
+ * OpenAI's 404; response_format text is what relais writes anyway. */
+static void test_model_and_format(void **state) {
+    fixture *x = *state;
+    rl_oai_req r;
+    rl_oai_err e;
+    const char *ok[] = {
+        "{\"prompt\": \"Hi\", \"model\": \"shaped\"}",
+        "{\"prompt\": \"Hi\"}",
+        "{\"prompt\": \"Hi\", \"response_format\": {\"type\": \"text\"}}",
+        "{\"prompt\": \"Hi\", \"response_format\": null}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (parse(x, false, ok[i], &r, &e))
+            fail_msg("%s: %d %s", ok[i], e.status, e.message);
+        rl_oai_req_free(&r);
+    }
+    assert_int_equal(parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+                           &r, &e), -1);
+    assert_int_equal(e.status, 404);
+    assert_string_equal(e.code, "model_not_found");
+    assert_string_equal(e.param, "model");
+    assert_non_null(strstr(e.message, "'gpt-4o' does not exist"));
+    assert_non_null(strstr(e.message, "serves 'shaped'"));
+    /* a server that names no model takes any */
+    rl_oai_model any = x->m;
+    any.id = NULL;
+    const char *other = "{\"prompt\": \"Hi\", \"model\": \"gpt-4o\"}";
+    assert_int_equal(rl_oai_req_parse(&any, false, other, strlen(other), &r, &e), 0);
     rl_oai_req_free(&r);
 }
 
@@ -223,6 +266,16 @@ static void test_tool_call_parsing(void **state) {
                          "[{\"name\": \"a\"}] trailing", "not json", "[{\"name\": \"a\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_null(calls_of(bad[i]));
+    /* the newer format (V13; V11 with [CALL_ID]) */
+    json_t *v = calls_of("f[ARGS]{\"a\": 1}[TOOL_CALLS]g[CALL_ID]abcdefghi[ARGS]{}");
+    assert_int_equal(json_array_size(v), 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(v, 0), "function"),
+                                                          "arguments")), "{\"a\":1}");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "id")), "abcdefghi");
+    json_decref(v);
+    const char *bad_v13[] = {"[ARGS]{}", "f[ARGS]{oops", "f[ARGS]{}[TOOL_CALLS]g", "f[ARGS]{}[TOOL_CALLS]"};
+    for (size_t i = 0; i < sizeof bad_v13 / sizeof bad_v13[0]; i++)
+        assert_null(calls_of(bad_v13[i]));
     char id[10];
     rl_tool_call_id(id);
     assert_true(rl_tool_call_id_valid(id));
@@ -285,6 +338,132 @@ static void test_output_stops_and_tools(void **state) {
     rl_oai_out_destroy(&o);
 }
 
+/* Whether s[0..n) is whole, valid UTF-8: what an SSE delta must be. */
+static bool utf8_whole(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += rl_utf8_decode(s + i, n - i, &cp);
+        if (cp == RL_UTF8_INVALID)
+            return false;
+    }
+    return true;
+}
+
+/* The streamed content (what the SSE deltas carry) never ends inside a
+ * character, though the byte-level vocabulary splits "ï" and "🦙" across
+ * tokens; a stop string of several bytes per character still cuts; a
+ * character the generation never completes ends as one U+FFFD. */
+static void test_output_split_characters(void **state) {
+    fixture *x = *state;
+    const char *text = "na\xC3\xAFve \xF0\x9F\xA6\x99!";   /* "naïve 🦙!" */
+    int32_t *ids;
+    size_t n, len, held = 0;
+    assert_int_equal(rl_tok_encode(x->tok, text, strlen(text), false, false, &ids, &n), 0);
+    rl_oai_out *o = rl_oai_out_new(x->tok, NULL, 0, false, false);
+    size_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_true(rl_oai_out_feed(o, ids[i]));
+        const char *t = rl_oai_out_content(o, &len);
+        assert_true(utf8_whole(t, len));
+        assert_memory_equal(t, text, len);
+        char piece[16];
+        int k = rl_tok_piece(x->tok, ids[i], false, piece, sizeof piece);
+        held += k > 0 && len == prev;   /* a token's bytes came in, nothing could be shown */
+        prev = len;
+    }
+    assert_true(held >= 1);   /* the test does split a character */
+    rl_oai_out_finish(o);
+    const char *t = rl_oai_out_content(o, &len);
+    assert_int_equal(len, strlen(text));
+    assert_memory_equal(t, text, len);
+    rl_oai_out_destroy(&o);
+
+    char *stop[1] = {"\xF0\x9F\xA6\x99"};
+    o = rl_oai_out_new(x->tok, stop, 1, false, false);
+    assert_false(feed_text(x, o, text));
+    t = rl_oai_out_content(o, &len);
+    assert_int_equal(len, strlen("na\xC3\xAFve "));
+    assert_memory_equal(t, "na\xC3\xAFve ", len);
+    rl_oai_out_destroy(&o);
+
+    /* "🦙" cut after the tokens that carry its first bytes */
+    o = rl_oai_out_new(x->tok, NULL, 0, false, false);
+    int32_t *lids;
+    size_t ln;
+    assert_int_equal(rl_tok_encode(x->tok, "\xF0\x9F\xA6\x99", 4, false, false, &lids, &ln), 0);
+    assert_true(ln >= 2);
+    for (size_t i = 0; i + 1 < ln; i++)
+        assert_true(rl_oai_out_feed(o, lids[i]));
+    rl_oai_out_content(o, &len);
+    assert_int_equal(len, 0);
+    rl_oai_out_finish(o);
+    t = rl_oai_out_content(o, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(t, "\xEF\xBF\xBD", 3);
+    rl_oai_out_destroy(&o);
+    free(lids);
+    free(ids);
+}
+
+/* Ministral 3's output: [THINK]..[/THINK] goes to the reasoning, and calls
+ * in the newer format keep their markers for the parser. */
+static void test_output_thinking_and_v13_calls(void **state) {
+    fixture *x = *state;
+    char dir[TU_DIR_MAX], path[TU_DIR_MAX + 16], err[256];
+    assert_int_equal(tu_dir_new(dir, "openai"), 0);
+    snprintf(path, sizeof path, "%s/v13.gguf", dir);
+    assert_int_equal(tu_write_v13_vocab(path, NULL), 0);
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    assert_non_null(f);
+    rl_tokenizer *tok = rl_tok_new(f, err, sizeof err);
+    assert_non_null(tok);
+    fixture y = *x;
+    y.tok = tok;
+    rl_oai_out *o = rl_oai_out_new(tok, NULL, 0, true, false);
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[THINK]")));
+    assert_true(feed_text(&y, o, "Two cities"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[/THINK]")));
+    assert_true(feed_text(&y, o, "Checking."));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[TOOL_CALLS]")));
+    assert_true(feed_text(&y, o, "get_weather"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[ARGS]")));
+    assert_true(feed_text(&y, o, "{\"city\": \"Paris\"}"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[TOOL_CALLS]")));
+    assert_true(feed_text(&y, o, "get_weather"));
+    assert_true(rl_oai_out_feed(o, rl_tok_find(tok, "[ARGS]")));
+    assert_true(feed_text(&y, o, "{\"city\": \"Rome\"}"));
+    rl_oai_out_finish(o);
+    size_t len;
+    const char *t = rl_oai_out_reasoning(o, &len);
+    assert_int_equal(len, strlen("Two cities"));
+    assert_memory_equal(t, "Two cities", len);
+    t = rl_oai_out_content(o, &len);
+    assert_int_equal(len, strlen("Checking."));
+    assert_memory_equal(t, "Checking.", len);
+    t = rl_oai_out_tool_text(o, &len);
+    assert_string_equal(t, "get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}");
+    json_t *calls = rl_tool_calls_parse(t, len);
+    assert_int_equal(json_array_size(calls), 2);
+    json_t *fn = json_object_get(json_array_get(calls, 1), "function");
+    assert_string_equal(json_string_value(json_object_get(fn, "name")), "get_weather");
+    assert_string_equal(json_string_value(json_object_get(fn, "arguments")), "{\"city\":\"Rome\"}");
+    assert_true(rl_tool_call_id_valid(json_string_value(json_object_get(json_array_get(calls, 0), "id"))));
+    /* the reasoning reaches the response as reasoning_content */
+    rl_oai_meta m = {"chatcmpl-1", "m3", 1700000000, true};
+    t = rl_oai_out_content(o, &len);
+    json_t *r = rl_oai_response(&m, t, len, calls, "tool_calls", rl_oai_usage(1, 1));
+    t = rl_oai_out_reasoning(o, &len);
+    rl_oai_set_reasoning(r, t, len);
+    json_t *msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
+    assert_string_equal(json_string_value(json_object_get(msg, "reasoning_content")), "Two cities");
+    assert_string_equal(json_string_value(json_object_get(msg, "content")), "Checking.");
+    json_decref(r);
+    rl_oai_out_destroy(&o);
+    rl_tok_destroy(&tok);
+    gguf_close(&f);
+    tu_dir_remove(dir);
+}
+
 static void test_response_shapes(void **state) {
     (void)state;
     rl_oai_meta m = {"chatcmpl-1", "parrot", 1700000000, true};
@@ -319,7 +498,8 @@ int main(void) {
         cmocka_unit_test(test_golden_prompts),      cmocka_unit_test(test_bad_fields),
         cmocka_unit_test(test_options_and_context), cmocka_unit_test(test_tool_choice),
         cmocka_unit_test(test_tool_call_parsing),   cmocka_unit_test(test_output_stops_and_tools),
-        cmocka_unit_test(test_response_shapes),
+        cmocka_unit_test(test_output_split_characters), cmocka_unit_test(test_model_and_format),
+        cmocka_unit_test(test_response_shapes),     cmocka_unit_test(test_output_thinking_and_v13_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

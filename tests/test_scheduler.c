@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "executor.h"
+#include "forward.h"
 #include "model.h"
 #include "scheduler.h"
 #include "tokenizer.h"
@@ -121,7 +122,10 @@ static rl_sched *sched_new(fixture *f, uint32_t max_batch, uint32_t max_sessions
                            uint32_t chunk) {
     char err[256];
     rl_executor_destroy(&f->x);
-    f->x = rl_executor_local_new(f->m, 2, max_batch, RL_KV_TYPE_DEFAULT, err, sizeof err);
+    /* sgemm allowed from the engine's default: the scheduler's segments do
+     * not allow it, so its micro-batches still use the quantized kernels */
+    f->x = rl_executor_local_new(f->m, 2, max_batch, max_sessions, rl_gemm_min_for(false, 0),
+                                 RL_KV_TYPE_DEFAULT, err, sizeof err);
     assert_non_null(f->x);
     rl_sched_opts o = {.max_sessions = max_sessions, .max_queue = max_queue, .n_ctx = 256, .prefill_chunk = chunk};
     rl_sched *s = rl_sched_new(f->x, f->tok, &o, err, sizeof err);

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "chat.h"
 #include "gguf.h"
+#include "runner.h"
 #include "quant.h"
 #include "synth.h"
 #include "tokenizer.h"
@@ -88,6 +90,94 @@ static void test_presets_and_names(void **state) {
     assert_int_equal(rl_synth_ftype_from_name("bf16"), RL_SYNTH_BF16);
     assert_int_equal(rl_synth_ftype_from_name("q3_K"), -1);
     assert_string_equal(rl_synth_ftype_name(RL_SYNTH_Q8_0), "q8_0");
+}
+
+/* The Ministral 3 presets: the published shapes, mistral3 keys, the 3B's
+ * head tied to its embedding (no output.weight, so fewer bytes). */
+static void test_ministral3_presets(void **state) {
+    static const struct {
+        const char *name;
+        uint32_t layers, dim, ffn;
+        float base;
+        bool tied;
+    } want[] = {{"ministral3-3b", 26, 3072, 9216, 1e6f, true},
+                {"ministral3-8b", 34, 4096, 14336, 1e6f, false},
+                {"ministral3-14b", 40, 5120, 16384, 1e9f, false}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        rl_synth_spec s = preset(want[i].name);
+        assert_string_equal(s.arch, "mistral3");
+        assert_int_equal(s.n_layer, want[i].layers);
+        assert_int_equal(s.dim, want[i].dim);
+        assert_int_equal(s.ffn_dim, want[i].ffn);
+        assert_int_equal(s.n_head, 32);
+        assert_int_equal(s.n_head_kv, 8);
+        assert_int_equal(s.head_dim, 128);
+        assert_int_equal(s.n_vocab, 131072);
+        assert_int_equal(s.n_ctx, 262144);
+        assert_int_equal(s.swa_window, 0);
+        assert_true(s.tied_output == want[i].tied);
+        assert_float_equal(s.rope_base, want[i].base, 0);
+        assert_float_equal(s.rope_factor, 16, 0);
+        assert_int_equal(s.rope_orig_ctx, 16384);
+        assert_float_equal(s.yarn_log_mul, 1, 0);
+        assert_float_equal(s.attn_temp_scale, 0.1, 1e-7);
+    }
+    rl_synth_spec s3 = preset("ministral3-3b"), untied = s3;
+    untied.tied_output = false;
+    /* tied: the output matrix (131072 x 3072 in q6_K) is not written */
+    assert_int_equal(rl_synth_data_bytes(&untied) - rl_synth_data_bytes(&s3),
+                     rl_dtype_row_bytes(RL_Q6_K, 3072) * 131072ull);
+}
+
+/* A shrunk Ministral 3 3B: written with the mistral3 keys, no output.weight,
+ * and heads x head_dim != dim; it loads with its YaRN and temperature, and
+ * generates. */
+static void test_ministral3_file_loads_and_runs(void **state) {
+    char path[256], err[512];
+    tmp_path(path, sizeof path, "m3.gguf");
+    rl_synth_spec s = preset("ministral3-3b");
+    s.n_layer = 2, s.dim = 96, s.n_head = 4, s.n_head_kv = 2, s.head_dim = 32, s.ffn_dim = 256;
+    s.n_vocab = 2048, s.n_ctx = 128, s.rope_orig_ctx = 32, s.rope_factor = 4, s.ftype = RL_SYNTH_Q8_0;
+    write_or_fail(&s, path);
+    gguf_file *f = open_or_fail(path);
+    gguf_str arch, type;
+    assert_true(gguf_get_str(f, "general.architecture", &arch) && arch.len == 8 && !memcmp(arch.ptr, "mistral3", 8));
+    assert_true(gguf_get_str(f, "mistral3.rope.scaling.type", &type) && type.len == 4 && !memcmp(type.ptr, "yarn", 4));
+    assert_int_equal(get_u32(f, "mistral3.rope.scaling.original_context_length"), 32);
+    assert_int_equal(get_u32(f, "mistral3.attention.key_length"), 32);
+    assert_null(gguf_find_tensor(f, "output.weight"));
+    assert_int_equal(gguf_find_key(f, "llama.block_count"), -1);
+    gguf_close(&f);
+
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = path;
+    o.n_threads = 1;
+    o.progress = false;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    const rl_hparams *hp = rl_runner_hparams(r);
+    assert_string_equal(hp->arch, "mistral3");
+    assert_true(hp->rope_yarn && hp->tied_output);
+    assert_float_equal(hp->rope_factor, 4, 0);
+    assert_int_equal(hp->rope_orig_ctx, 32);
+    assert_float_equal(hp->attn_temp_scale, 0.1, 1e-7);
+    assert_int_not_equal(hp->n_head * hp->head_dim, hp->dim);
+    /* its Tekken vocabulary names the V13 controls, so chat picks Ministral 3's format */
+    const rl_tokenizer *tok = rl_runner_tokenizer(r);
+    assert_int_equal(rl_tok_find(tok, "[ARGS]"), 32);
+    assert_int_equal(rl_tok_find(tok, "[/THINK]"), 35);
+    assert_true(rl_tok_is_control(tok, 34));
+    assert_int_equal(rl_chat_template_detect(tok, rl_runner_gguf(r)), RL_CHAT_MISTRAL_V13);
+    float *logits = malloc(hp->n_vocab * sizeof *logits);
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)   /* past the original context of 32 */
+        ids[i] = 1000 + i * 7;
+    assert_int_equal(rl_runner_feed(r, ids, 40, logits, err, sizeof err), 0);
+    for (uint32_t i = 0; i < hp->n_vocab; i++)
+        assert_true(isfinite(logits[i]));
+    free(logits);
+    rl_runner_destroy(&r);
 }
 
 static void test_q4_k_m_mix(void **state) {
@@ -447,6 +537,8 @@ static void test_vocab_runs_through_tokenizer(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_and_names),
+        cmocka_unit_test(test_ministral3_presets),
+        cmocka_unit_test(test_ministral3_file_loads_and_runs),
         cmocka_unit_test(test_q4_k_m_mix),
         cmocka_unit_test(test_check_rejects),
         cmocka_unit_test(test_matches_reference_layout),

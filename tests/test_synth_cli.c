@@ -76,11 +76,48 @@ static void test_synth_writes_the_library_file(void **state) {
     free(b);
 }
 
+/* Every shape and rope flag overrides the preset: the file is the
+ * library's for the same spec. */
+static void test_synth_shape_flags(void **state) {
+    char cli[128], lib[128], args[1024], out[256], err[256];
+    snprintf(cli, sizeof cli, "%s/cli-m3.gguf", tmpdir);
+    snprintf(lib, sizeof lib, "%s/lib-m3.gguf", tmpdir);
+    snprintf(args, sizeof args,
+             "synth --preset ministral3-14b --layers 2 --dim 96 --heads 4 --kv-heads 2 --head-dim 32 --ffn 256 "
+             "--vocab 2048 --ctx 128 --rope-base 500000 --rope-factor 4 --rope-orig-ctx 32 --yarn-beta-fast 16 "
+             "--yarn-beta-slow 2 --yarn-log-mul 0 --attn-temp 0.2 --type q8_0 -q -o %s", cli);
+    assert_int_equal(run(args, out, sizeof out), 0);
+    rl_synth_spec s;
+    assert_int_equal(rl_synth_preset("ministral3-14b", &s), 0);
+    s.n_layer = 2, s.dim = 96, s.n_head = 4, s.n_head_kv = 2, s.head_dim = 32, s.ffn_dim = 256, s.n_vocab = 2048;
+    s.n_ctx = 128, s.rope_base = 500000, s.rope_factor = 4, s.rope_orig_ctx = 32, s.yarn_beta_fast = 16;
+    s.yarn_beta_slow = 2, s.yarn_log_mul = 0, s.attn_temp_scale = 0.2f, s.ftype = RL_SYNTH_Q8_0;
+    assert_int_equal(rl_synth_write(&s, lib, NULL, NULL, err, sizeof err), 0);
+    size_t la, lb;
+    unsigned char *a = slurp(cli, &la), *b = slurp(lib, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
+    /* inspect reads the parameters back */
+    snprintf(args, sizeof args, "inspect %s", cli);
+    static char text[1 << 16];
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " %s 2>&1", args);
+    assert_int_equal(tu_run(cmd, text, sizeof text), 0);
+    assert_non_null(strstr(text, "rope scaling   yarn: factor 4 over original context 32, beta_fast 16, beta_slow 2, "
+                                 "log multiplier 0"));
+    assert_non_null(strstr(text, "q *= 1 + 0.2 ln(1 + floor(pos / 32))"));
+    assert_non_null(strstr(text, "dim            96  (heads 4, kv heads 2, head dim 32)"));
+}
+
 static void test_synth_refuses_bad_values(void **state) {
     const char *bad[] = {
         "--preset tiny --layers 0",   "--preset tiny --layers 3x", "--preset tiny --type q3_K",
         "--preset nonesuch",          "--preset tiny --vocab 10",  "--preset ministral-8b --vocab 1000",
         "--preset tiny --seed -1",    "--layers 2",                "--preset tiny --what",
+        "--preset tiny --kv-heads 3", "--preset tiny --head-dim 7", "--preset tiny --dim 0",
+        "--preset tiny --rope-base 0.5", "--preset tiny --attn-temp x",
     };
     char path[128], args[512];
     snprintf(path, sizeof path, "%s/bad.gguf", tmpdir);
@@ -134,6 +171,7 @@ static void test_tokenize_prints_ids(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_synth_writes_the_library_file),
+        cmocka_unit_test(test_synth_shape_flags),
         cmocka_unit_test(test_synth_refuses_bad_values),
         cmocka_unit_test(test_tokenize_prints_ids),
     };

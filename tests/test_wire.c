@@ -75,8 +75,10 @@ static void test_roundtrip(void **state) {
     float x[2 * 8];
     for (int i = 0; i < 16; i++)
         x[i] = (float)i * 0.25f - 1.0f;
+    Relais__Segment g = RELAIS__SEGMENT__INIT, *segs[1] = {&g};
+    g.session_id = 42, g.pos = 7, g.n_tokens = 2, g.sgemm = true;
     Relais__Forward f = RELAIS__FORWARD__INIT;
-    f.session_id = 42, f.pos = 7, f.n_tokens = 2, f.step_id = 9;
+    f.segments = segs, f.n_segments = 1, f.step_id = 9;
     f.activations = (ProtobufCBinaryData){sizeof x, (uint8_t *)x};
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
     env.body_case = RELAIS__ENVELOPE__BODY_FORWARD;
@@ -88,11 +90,12 @@ static void test_roundtrip(void **state) {
     const Relais__Envelope *e = wire_msg_env(m);
     assert_int_equal(e->version, WIRE_VERSION);
     assert_int_equal(e->body_case, RELAIS__ENVELOPE__BODY_FORWARD);
-    assert_int_equal(e->forward->session_id, 42);
-    assert_int_equal(e->forward->pos, 7);
+    assert_int_equal(e->forward->n_segments, 1);
+    assert_int_equal(e->forward->segments[0]->session_id, 42);
+    assert_int_equal(e->forward->segments[0]->pos, 7);
+    assert_true(e->forward->segments[0]->sgemm);
     assert_int_equal(e->forward->activations.len, sizeof x);
     assert_memory_equal(e->forward->activations.data, x, sizeof x);
-    assert_int_equal(wire_check_forward(e->forward, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     assert_null(wire_msg_peer_key(m));   /* no ZAP handler on this link */
     size_t rid_len;
     const uint8_t *rid = wire_msg_routing_id(m, &rid_len);
@@ -132,11 +135,17 @@ static void test_refused_frames(void **state) {
     size_t n = relais__envelope__pack(&env, buf);
     assert_int_equal(code_of_raw(&l, buf, n - 5, why, sizeof why), RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_NONE);
-    /* another protocol version */
+    /* another protocol version: a newer one, and version 1 (whose Forward
+     * and Result carried a single session); the refusal names both */
     env.version = WIRE_VERSION + 1;
     n = relais__envelope__pack(&env, buf);
     assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_VERSION);
-    assert_non_null(strstr(why, "version 2"));
+    assert_non_null(strstr(why, "version 3"));
+    assert_int_equal(WIRE_VERSION, 2);
+    env.version = 1;
+    n = relais__envelope__pack(&env, buf);
+    assert_int_equal(code_of_raw(&l, buf, n, why, sizeof why), RELAIS__ERROR_CODE__ERR_VERSION);
+    assert_non_null(strstr(why, "protocol version 1, this side speaks version 2"));
     /* no body */
     env = (Relais__Envelope)RELAIS__ENVELOPE__INIT;
     env.version = WIRE_VERSION;
@@ -187,46 +196,28 @@ static void test_check_assign(void **state) {
             fail_msg("bad assignment %d accepted", i);
 }
 
-static void test_check_forward(void **state) {
+/* The sizes a Forward's activations must have, and the sampling checks the
+ * head stage applies to each sampling segment. */
+static void test_check_sampling(void **state) {
     (void)state;
     char err[256];
-    uint8_t act[3 * 8 * 2];
-    Relais__Forward f = RELAIS__FORWARD__INIT;
-    f.n_tokens = 3, f.dtype = RELAIS__DTYPE__DTYPE_F16;
-    f.activations = (ProtobufCBinaryData){sizeof act, act};
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
-    f.dtype = RELAIS__DTYPE__DTYPE_F32;   /* the same bytes are now half the floats they claim */
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    assert_non_null(strstr(err, "activations of 48 bytes"));
-    f.dtype = RELAIS__DTYPE__DTYPE_I16;   /* 3 rows of one 8-value block: 3 x (4 + 16) = 60 bytes, not 48 */
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    uint8_t i16[3 * (4 + 16)];
-    f.activations = (ProtobufCBinaryData){sizeof i16, i16};
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
-    f.activations.len--;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    assert_non_null(strstr(err, "in i16 make 60"));
-    f.activations = (ProtobufCBinaryData){sizeof act, act};
-    f.dtype = 5;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    f.dtype = RELAIS__DTYPE__DTYPE_F16;
-    assert_int_equal(wire_check_forward(&f, 8, 2, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);   /* over the batch */
-    f.n_tokens = 0, f.activations.len = 0;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    f.n_tokens = 3, f.activations.len = sizeof act;
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F16, 3, 8), 48);
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F32, 3, 8), 96);
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 8), 60);   /* 3 x (4 + 16) */
     Relais__Sampling s = RELAIS__SAMPLING__INIT;
     int32_t hist[2] = {5, -1};
-    f.sampling = &s;
     s.top_p = 1;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     s.temperature = NAN;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.temperature = 0.5f, s.top_logits = WIRE_MAX_TOP + 1;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.top_logits = 8, s.history = hist, s.n_history = 2;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
-    s.top_p = 1.5f, s.n_history = 1;
-    assert_int_equal(wire_check_forward(&f, 8, 4, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s.n_history = 1;
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    s.top_p = 1.5f;
+    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
 }
 
 static void test_activations_and_sampling(void **state) {
@@ -562,7 +553,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),         cmocka_unit_test(test_refused_frames),
-        cmocka_unit_test(test_check_assign),      cmocka_unit_test(test_check_forward),
+        cmocka_unit_test(test_check_assign),      cmocka_unit_test(test_check_sampling),
         cmocka_unit_test(test_activations_and_sampling), cmocka_unit_test(test_i16_sizes),
         cmocka_unit_test(test_i16_error_bound),   cmocka_unit_test(test_i16_zeros_and_outlier),
         cmocka_unit_test(test_i16_non_finite),    cmocka_unit_test(test_keys),

@@ -25,4 +25,10 @@ unsigned char *tu_slurp(const char *path, size_t *len);
  * could not be started. */
 int tu_run(const char *cmd, char *out, size_t cap);
 
+/* Writes to path a vocab-only GGUF: ../shared/models/vocab-tekken-shaped.gguf's
+ * tokenizer with ids 32-35 renamed [ARGS], [CALL_ID], [THINK], [/THINK] (the
+ * control tokens of Tekken files of V11 and later, Ministral 3's), and
+ * tokenizer.chat_template when not NULL. Returns 0 or -1. */
+int tu_write_v13_vocab(const char *path, const char *chat_template);
+
 #endif

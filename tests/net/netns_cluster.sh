@@ -52,7 +52,7 @@ delay_host() {
     fi
     [ "$delay_by" = netem ] && fail "netem worked on one host and not on $ns"
     delay_by=nfqueue
-    [ -n "$ipt" ] || fail "no netem qdisc and no iptables to delay the links with (deploy/install-deps.sh installs it)"
+    [ -n "$ipt" ] || fail "no netem qdisc and no iptables to delay the links with (deploy/install-deps.sh --ci installs it)"
     ip netns exec "$ns" "$nfq_delay" 0 1000 >"$work/delay-$ns.out" 2>"$work/delay-$ns.err" &
     pids+=($!)
     local i
@@ -135,7 +135,7 @@ cluster_run delayed
 echo "PASS: 3 nodes in separate namespaces, 1 ms links ($delay_by), give the single-process output"
 
 # Packet loss: every 10th packet each host sends is dropped before the delay.
-[ -n "$ipt" ] || fail "no iptables for the packet-loss case (deploy/install-deps.sh installs it)"
+[ -n "$ipt" ] || fail "no iptables for the packet-loss case (deploy/install-deps.sh --ci installs it)"
 for h in c n1 n2 n3; do
     ip netns exec "$tag-$h" "$ipt" -I OUTPUT 1 -o "$h-$tag" -m statistic --mode nth --every 10 --packet 0 -j DROP
 done

@@ -1,18 +1,19 @@
-/* The cluster backend of `relais run` and `relais chat` (`--cluster FILE`):
- * the same generation interface as the local backend (backend.h), served
- * by the nodes of a cluster file. Opening it reads the cluster file,
- * greets every node, splits the layers (the planner, from the nodes' free
- * memory and measured speed, or --layers), checks that every slice fits
- * before anything is sent, and waits until every node has loaded its slice.
+/* The cluster session below `relais run`, `chat` and `serve` alike: the
+ * options that name a cluster (--cluster, --layers, --wire), opening it
+ * (read the cluster file, greet every node, split the layers with the
+ * planner from the nodes' free memory and measured speed or by --layers,
+ * check that every slice fits before anything is sent, wait until every
+ * node has loaded its slice) and planning again after a lost node. The
+ * executor of the nodes (executor_cluster.c) runs on what this opens.
  *
  * With the f32 wire and the same --batch / --gemm-min / --no-gemm as a run
  * on one machine, the ids and logits are bit-identical to it. */
-#ifndef RELAIS_BACKEND_CLUSTER_H
-#define RELAIS_BACKEND_CLUSTER_H
+#ifndef RELAIS_CLUSTER_SESSION_H
+#define RELAIS_CLUSTER_SESSION_H
 
 #include <getopt.h>
 #include <stdbool.h>
-#include "backend.h"
+#include "cluster.h"
 #include "runner.h"
 
 typedef struct {
@@ -21,7 +22,7 @@ typedef struct {
     int wire;              /* a relais.proto DType: how activations travel between machines (0: f32) */
 } rl_cluster_opts;
 
-/* The options run and chat add to their tables, and their handler: 1 when
+/* The options run, chat and serve add to their tables, and their handler: 1 when
  * `opt` was one of them, 0 when not, -1 on a bad value (message printed). */
 enum { RL_CLUSTER_OPT_FILE = 1200, RL_CLUSTER_OPT_WIRE, RL_CLUSTER_OPT_LAYERS };
 #define RL_CLUSTER_LONGOPTS                                                                             \
@@ -36,29 +37,30 @@ enum { RL_CLUSTER_OPT_FILE = 1200, RL_CLUSTER_OPT_WIRE, RL_CLUSTER_OPT_LAYERS };
     "      --layers A-B,C-D    fix the layers of each node in the file's order instead of planning\n"
 int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg);
 
-/* The backend for a run: the cluster when o->file is set, else this machine.
- * NULL with err. */
-rl_backend *rl_backend_open(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
+/* Refuses --layers and --wire other than f32 without --cluster FILE. 0, or
+ * -1 with err. */
+int rl_cluster_opts_check(const rl_cluster_opts *o, char *err, size_t errlen);
+
+/* The KV type of the nodes of o->file into *t: --kv-type when given
+ * (r->kv_type_set), else the file's kv_type, else the default. 0, or -1
+ * with err when the file cannot be read. */
+int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen);
 
 /* The nodes of o->file, greeted, their layers planned (or checked against
  * --layers) and assigned for up to max_sessions sessions of *n_ctx
- * positions (r->n_ctx, default 4096, capped at the model's), micro-batches
- * of r->batch tokens. NULL with err. */
-struct cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
-                                uint32_t *n_ctx, char *err, size_t errlen);
+ * positions (r->n_ctx, default 4096 capped at the model's; more than the
+ * model's is refused unless r->ctx_beyond_file), their KV in the type
+ * rl_cluster_kv_type says, micro-batches of rl_runner_batch(r) tokens.
+ * NULL with err. */
+cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, uint32_t *n_ctx,
+                         char *err, size_t errlen);
 /* After a node was lost: greets the nodes of c again (answered[i], n_nodes
  * flags, says who answered within a bounded wait), plans the layers over
  * those that did and assigns them as rl_cluster_open does (slices from the
  * nodes' model files or caches, or sent). --layers holds only while every
  * node answers; otherwise the planner splits the layers (and says so). The
  * sessions on the nodes are gone. 0, or -1 with err. */
-int rl_cluster_replan(struct cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
+int rl_cluster_replan(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                       bool *answered, char *err, size_t errlen);
-
-/* The cluster backend itself. A node lost during a step does not end the
- * session: the step re-plans over the nodes that answer and feeds the
- * session's ids again (cluster_recover.h), then goes on, with the output of
- * an unbroken run. NULL with err. */
-rl_backend *rl_backend_cluster_new(const rl_cluster_opts *o, const rl_runner_opts *r, char *err, size_t errlen);
 
 #endif
