@@ -63,7 +63,7 @@ static rl_runner *open_runner_with(const char *model, bool no_gemm, uint32_t bat
     rl_runner_opts o = rl_runner_opts_default();
     o.model_path = path;
     o.n_threads = 2;
-    o.n_ctx = 256;
+    o.n_ctx = 0;   /* the default, capped at the model's: tiny-mistral3 has 128, and more is refused */
     o.progress = false;
     o.no_gemm = no_gemm;
     o.batch = batch;
