@@ -94,7 +94,11 @@ static int turn(chat_state *s, json_t *messages, const char *line) {
     int32_t *ids = NULL;
     size_t n = 0;
     json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", line));
-    if (rl_chat_build(s->e.tok, s->tpl, messages, NULL, &ids, &n, err, sizeof err)) {
+    char *text = json_dumps(messages, JSON_COMPACT);
+    int built = text ? rl_chat_build(s->e.tok, s->tpl, text, NULL, &ids, &n, err, sizeof err)
+                     : (snprintf(err, sizeof err, "out of memory"), -1);
+    free(text);
+    if (built) {
         fprintf(stderr, "relais chat: %s\n", err);
         return -1;
     }

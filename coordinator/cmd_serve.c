@@ -23,7 +23,7 @@
 
 enum {
     OPT_HOST = CLI_OPT_FIRST_OWN, OPT_PORT, OPT_API_KEY, OPT_API_KEYS, OPT_MAX_SESSIONS, OPT_MAX_QUEUE,
-    OPT_PREFILL_CHUNK, OPT_MAX_BODY, OPT_ALIAS
+    OPT_PREFILL_CHUNK, OPT_MAX_BODY, OPT_ALIAS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_HEADER_TIMEOUT
 };
 
 typedef struct {
@@ -58,6 +58,10 @@ static void usage(FILE *out) {
                  "      --batch N           tokens per micro-batch (default 64)\n"
                  "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
                  "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
+                 "      --max-connections N         open HTTP connections at once (default 1024)\n"
+                 "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
+                 "      --header-timeout SECONDS    a request's whole header must arrive within this,\n"
+                 "                          else the connection is closed (default 10)\n"
                  "      --alias NAME        model id reported by the API (default: the file name)\n"
                  "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n"
                  RL_CLUSTER_HELP);
@@ -113,6 +117,12 @@ static int own_opt(serve_args *a, int opt, const char *arg) {
         return cli_parse_i64("--prefill-chunk", arg, 1, 65536, &v) ? -1 : (a->sched.prefill_chunk = (uint32_t)v, 0);
     case OPT_MAX_BODY:
         return cli_parse_i64("--max-body", arg, 1024, 1 << 30, &v) ? -1 : (a->http.max_body = (size_t)v, 0);
+    case OPT_MAX_CONN:
+        return cli_parse_i64("--max-connections", arg, 16, 65536, &v) ? -1 : (a->http.max_connections = (unsigned)v, 0);
+    case OPT_MAX_PER_IP:
+        return cli_parse_i64("--max-connections-per-ip", arg, 0, 65536, &v) ? -1 : (a->http.max_per_ip = (unsigned)v, 0);
+    case OPT_HEADER_TIMEOUT:
+        return cli_parse_i64("--header-timeout", arg, 1, 3600, &v) ? -1 : (a->http.header_timeout = (unsigned)v, 0);
     case OPT_ALIAS: a->alias = arg; return 0;
     case CLI_OPT_BATCH: return cli_parse_i64("--batch", arg, 1, 4096, &v) ? -1 : (a->batch = (uint32_t)v, 0);
     default: usage(stderr); return -1;
@@ -129,11 +139,15 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
         {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS}, {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
         {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK}, {"max-body", required_argument, 0, OPT_MAX_BODY},
+        {"max-connections", required_argument, 0, OPT_MAX_CONN},
+        {"max-connections-per-ip", required_argument, 0, OPT_MAX_PER_IP},
+        {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
         {"alias", required_argument, 0, OPT_ALIAS}, {"help", no_argument, 0, 'h'}, RL_CLUSTER_LONGOPTS,
         {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0);
-    a->http = (rl_http_opts){.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 256};
+    a->http = (rl_http_opts){.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 1024,
+                             .max_per_ip = 64, .header_timeout = 10};
     a->sched = (rl_sched_opts){.max_sessions = 8, .max_queue = 64};
     a->batch = 64;
     optind = 1;
@@ -155,6 +169,11 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     char err[256];
     if (rl_cluster_opts_check(&a->cluster, err, sizeof err)) {
         fprintf(stderr, "relais serve: %s\n", err);
+        return -1;
+    }
+    if (a->http.max_per_ip >= a->http.max_connections) {
+        fprintf(stderr, "relais serve: --max-connections-per-ip %u must be below --max-connections %u, so that one "
+                "client cannot take every connection\n", a->http.max_per_ip, a->http.max_connections);
         return -1;
     }
     if (a->key && a->keys_file) {

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "gguf.h"
 #include "tokenizer.h"
+#include "util.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -46,7 +47,7 @@ static char *read_text(int argc, char **argv, size_t *len) {
         while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
             n += got;
             if (n == cap) {
-                char *nb = realloc(buf, cap *= 2);
+                char *nb = rl_grow(buf, &cap, cap + 1, 1, 4096);
                 if (!nb) {
                     free(buf);
                     return NULL;

@@ -7,6 +7,15 @@
  * checked in constant time, and every reply is counted for /metrics when
  * the request completes.
  *
+ * One client must not be able to starve the others. A watchdog thread shuts
+ * down the socket of any connection whose request header is not complete
+ * within the header deadline, counted from the connection's start or the
+ * end of its previous request (a whole-header deadline, not an inactivity
+ * timeout: a byte every second does not extend it); one address may hold
+ * only so many of the connections; and the API key is checked as soon as
+ * the header is in, before any body is read. Connection threads get small
+ * stacks, so idle connections cost little beyond their socket.
+ *
  * Each connection thread allocates from its own glibc arena, and an arena
  * keeps the pages it freed: after a burst of clients the heap would stay at
  * its peak. So when the last request in flight completes, the heap is
@@ -15,13 +24,30 @@
 
 #include <arpa/inet.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <stdatomic.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
+#include "log.h"
+
+#define STACK_BYTES (512u << 10)   /* per connection thread; the handlers keep large data on the heap */
+#define SPARE_FDS 256              /* descriptors beyond the connections: model, cluster sockets, logs */
+#define LOG_GAP_S 5.0              /* at most one libmicrohttpd line per this (a flood must not fill the log) */
+
+/* A connection the watchdog keeps an eye on (MHD's socket context). */
+typedef struct watched {
+    struct watched *prev, *next;
+    int fd;
+    double since;              /* start of the connection, or end of its last request */
+    bool in_request;           /* header complete: the deadline no longer applies */
+} watched;
 
 struct rl_http {
     struct MHD_Daemon *daemon;
@@ -29,7 +55,39 @@ struct rl_http {
     rl_http_opts o;           /* keys borrowed from the caller */
     uint16_t port;            /* the port bound */
     atomic_int in_flight;     /* requests begun and not yet completed */
+    pthread_mutex_t lock;     /* guards the watch list and stopping */
+    pthread_cond_t wake;
+    watched *conns;           /* open connections */
+    bool stopping;
+    pthread_t watchdog;
+    bool has_watchdog;
+    pthread_mutex_t log_lock; /* guards the two below */
+    double last_log_s;        /* when libmicrohttpd last logged (rl_now_s) */
+    unsigned log_left_out;    /* its lines not logged since then */
 };
+
+/* libmicrohttpd's messages, at most one per LOG_GAP_S: each connection
+ * refused at a limit is a line, and an attacker opens thousands. The next
+ * line logged says how many were left out. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    rl_http *h = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = 0;
+    pthread_mutex_lock(&h->log_lock);
+    const double now = rl_now_s();
+    const bool due = h->last_log_s == 0 || now - h->last_log_s >= LOG_GAP_S;
+    const unsigned left_out = h->log_left_out;
+    if (due)
+        h->last_log_s = now, h->log_left_out = 0;
+    else
+        h->log_left_out++;
+    pthread_mutex_unlock(&h->log_lock);
+    if (due && left_out)
+        rl_log(RL_LOG_WARN, "http: %s (%u lines not logged since the last one)", line, left_out);
+    else if (due)
+        rl_log(RL_LOG_WARN, "http: %s", line);
+}
 
 /* ---- replies ---- */
 
@@ -80,6 +138,93 @@ bool http_client_gone(http_req *r) {
         return true;
     struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* ---- the header deadline ---- */
+
+static void log_line(rl_http *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(rl_http *h, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mhd_log(h, fmt, ap);
+    va_end(ap);
+}
+
+/* MHD tells of each connection opened and closed; the closed one is told
+ * before its socket is closed, so under the lock a listed fd is still the
+ * connection's own. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    rl_http *h = cls;
+    watched *w = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || !(w = calloc(1, sizeof *w)))
+            return;   /* unwatched: MHD's own connection timeout still ends it */
+        w->fd = ci->connect_fd;
+        w->since = rl_now_s();
+        pthread_mutex_lock(&h->lock);
+        if ((w->next = h->conns))
+            h->conns->prev = w;
+        h->conns = w;
+        pthread_mutex_unlock(&h->lock);
+        *socket_context = w;
+    } else if (w) {
+        pthread_mutex_lock(&h->lock);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            h->conns = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&h->lock);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* Marks the connection's request as begun (its header is complete) or
+ * ended (the deadline applies again to the next one). */
+static void watch_request(rl_http *h, struct MHD_Connection *c, bool begun) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    watched *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&h->lock);
+    w->in_request = begun;
+    w->since = rl_now_s();
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Every quarter second, shuts down the sockets of connections past the
+ * deadline; their threads then see the end of the stream and close them. */
+static void *watchdog_main(void *arg) {
+    rl_http *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->stopping) {
+        double now = rl_now_s();
+        unsigned n_cut = 0;
+        for (watched *w = h->conns; w; w = w->next)
+            if (!w->in_request && w->fd >= 0 && now - w->since > h->o.header_timeout) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->fd = -1;
+                n_cut++;
+            }
+        if (n_cut) {
+            pthread_mutex_unlock(&h->lock);
+            log_line(h, "closed %u connection(s) whose request header did not arrive within %u s", n_cut,
+                     h->o.header_timeout);
+            pthread_mutex_lock(&h->lock);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000;
+        if (ts.tv_nsec >= 1000000000)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&h->wake, &h->lock, &ts);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
 }
 
 /* ---- requests ---- */
@@ -202,8 +347,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r) {
         if (!(r = *state = begin(h, c, url)))
             return MHD_NO;
-        /* a body announced over the limit is refused before it is sent */
-        return r->too_big ? route(h, r, url, method) : MHD_YES;
+        watch_request(h, c, true);
+        /* a body announced over the limit, or sent without a valid key, is
+         * refused before it is read */
+        return r->too_big || !authorized(h, c) ? route(h, r, url, method) : MHD_YES;
     }
     if (*upload_size) {
         bool ok = append_body(h, r, upload, *upload_size);
@@ -218,9 +365,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode tc) {
     rl_http *h = cls;
     http_req *r = *state;
-    (void)c, (void)tc;
+    (void)tc;
     if (!r)
         return;
+    watch_request(h, c, false);
     if (r->status)
         rl_metrics_request(h->app->metrics, r->endpoint, r->status);
     free(r->body);
@@ -248,10 +396,38 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa,
     return 0;
 }
 
+/* Raises the soft limit on open files to what max_connections needs (a
+ * socket each, plus spares), within the hard limit. */
+static int fd_room(unsigned max_connections, char *err, size_t errlen) {
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_connections + SPARE_FDS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        snprintf(err, errlen, "--max-connections %u needs %llu open files; this process may have %llu (ulimit -Hn)",
+                 max_connections, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+        return -1;
+    }
+    rl.rlim_cur = need;
+    return setrlimit(RLIMIT_NOFILE, &rl) ? (snprintf(err, errlen, "cannot raise the open-file limit"), -1) : 0;
+}
+
+static struct MHD_Daemon *start_daemon(rl_http *h, struct sockaddr_storage *sa) {
+    const rl_http_opts *o = &h->o;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG | (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                            h, MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                            o->max_per_ip, MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_BYTES,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+}
+
 rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen) {
     struct sockaddr_storage sa;
     socklen_t sa_len;
-    if (resolve(o->host, o->port, &sa, &sa_len, err, errlen))
+    if (resolve(o->host, o->port, &sa, &sa_len, err, errlen) || fd_room(o->max_connections, err, errlen))
         return NULL;
     rl_http *h = calloc(1, sizeof *h);
     if (!h) {
@@ -260,15 +436,18 @@ rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t e
     }
     h->app = app;
     h->o = *o;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
-                                 o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
-    if (!h->daemon) {
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->log_lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
+    if (!(h->daemon = start_daemon(h, &sa))) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not an address of this machine)", o->host,
                  o->port);
-        free(h);
+        rl_http_stop(&h);
+        return NULL;
+    }
+    if (o->header_timeout > 0 && !(h->has_watchdog = pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)) {
+        snprintf(err, errlen, "cannot start the header watchdog thread");
+        rl_http_stop(&h);
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -282,7 +461,18 @@ void rl_http_stop(rl_http **ph) {
     rl_http *h = ph ? *ph : NULL;
     if (!h)
         return;
-    MHD_stop_daemon(h->daemon);
+    if (h->has_watchdog) {
+        pthread_mutex_lock(&h->lock);
+        h->stopping = true;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->watchdog, NULL);
+    }
+    if (h->daemon)
+        MHD_stop_daemon(h->daemon);
+    pthread_cond_destroy(&h->wake);
+    pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->log_lock);
     free(h);
     *ph = NULL;
 }

@@ -1,8 +1,8 @@
 /* The HTTP side of `relais serve`: a libmicrohttpd daemon, one thread per
  * connection, serving the OpenAI-compatible API over the scheduler.
  *
- * http_server.c runs the daemon (binding, body limit, API keys, routing,
- * per-request bookkeeping), http_completions.c the two generation endpoints
+ * http_server.c runs the daemon (binding, connection limits, the header
+ * deadline, body limit, API keys, routing, per-request bookkeeping), http_completions.c the two generation endpoints
  * (plain and streamed), http_info.c /v1/models, /health and /metrics,
  * http_errors.c the OpenAI error replies, http_metrics.c the counters,
  * http_web.c the web page (GET /, no key needed). */
@@ -40,7 +40,9 @@ typedef struct {
     size_t max_body;                /* bytes of a request body; more gets 413 */
     char **keys;                    /* accepted API keys; none: no auth */
     size_t n_keys;
-    unsigned max_connections;
+    unsigned max_connections;       /* open connections at once, all clients */
+    unsigned max_per_ip;            /* ... from one address (0: no limit) */
+    unsigned header_timeout;        /* seconds a request's whole header may take to arrive */
 } rl_http_opts;
 
 typedef struct rl_http rl_http;

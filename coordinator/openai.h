@@ -14,7 +14,10 @@
 #include "sampler.h"
 #include "tokenizer.h"
 
+/* Stop strings as OpenAI takes them: at most 4, and (our limit, which
+ * OpenAI does not publish) at most 512 bytes each; beyond, a 400. */
 #define RL_OAI_MAX_STOP 4
+#define RL_OAI_MAX_STOP_BYTES 512
 
 /* An API error: HTTP status, OpenAI error type, the offending parameter
  * (empty when none) and the message. */
@@ -71,7 +74,9 @@ void rl_oai_req_free(rl_oai_req *r);
  * held back until it is known not to be. */
 typedef struct rl_oai_out rl_oai_out;
 
-/* stop strings are borrowed; tools: whether [TOOL_CALLS] switches to tool
+/* stop strings are borrowed (empty ones ignored, at most RL_OAI_MAX_STOP
+ * used); matching costs time proportional to the text, whatever their
+ * length. tools: whether [TOOL_CALLS] switches to tool
  * mode (else its text is dropped like other control tokens); forced: the
  * prompt already ends with [TOOL_CALLS], so every id is tool-call text. */
 rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_stop, bool tools, bool forced);

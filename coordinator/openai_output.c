@@ -1,6 +1,10 @@
 /* Assembling a request's generated text (see openai.h): streaming UTF-8
  * decoding, stop strings with hold-back, the switch to tool-call text at
- * the model's [TOOL_CALLS] token, and reasoning between [THINK] and [/THINK]. */
+ * the model's [TOOL_CALLS] token, and reasoning between [THINK] and [/THINK].
+ * Stop strings are matched by one Knuth-Morris-Pratt automaton each, fed
+ * every content byte once: the cost is proportional to the text generated,
+ * whatever the stop strings' lengths (this runs on the scheduler thread,
+ * where a rescan per token would hold every other request up). */
 #include <stdlib.h>
 #include <string.h>
 #include "openai.h"
@@ -10,12 +14,21 @@ typedef struct {
     size_t len, cap;
 } buf;
 
+/* One stop string's matcher: fail[i] is the length of the longest proper
+ * prefix of s[0..i] that is also its suffix; state is how many bytes of s
+ * end the content so far (always < len: a full match stops the output). */
+typedef struct {
+    const char *s;             /* borrowed */
+    size_t len;
+    size_t *fail;
+    size_t state;
+} stop_matcher;
+
 struct rl_oai_out {
     const rl_tokenizer *tok;   /* borrowed */
     rl_tok_stream *dec;        /* holds back incomplete UTF-8 */
-    char *const *stop;         /* borrowed stop strings */
+    stop_matcher stop[RL_OAI_MAX_STOP];
     size_t n_stop;
-    size_t max_stop;           /* longest stop string */
     int32_t tool_id;           /* id of [TOOL_CALLS], -1 when tools are off */
     int32_t args_id, call_id;  /* [ARGS], [CALL_ID] of the newer call format (-1: none, or tools off) */
     int32_t think_id, unthink_id;   /* [THINK], [/THINK] (-1 when the vocabulary has none) */
@@ -45,6 +58,34 @@ static bool buf_add(buf *b, const char *s, size_t n) {
     return true;
 }
 
+static int matcher_init(stop_matcher *m, const char *s) {
+    m->s = s;
+    m->len = strlen(s);
+    if (!(m->fail = malloc(m->len * sizeof *m->fail)))
+        return -1;
+    m->fail[0] = 0;
+    for (size_t i = 1, k = 0; i < m->len; i++) {
+        while (k > 0 && s[i] != s[k])
+            k = m->fail[k - 1];
+        if (s[i] == s[k])
+            k++;
+        m->fail[i] = k;
+    }
+    return 0;
+}
+
+/* Advances by one byte; true when the stop string now ends the content. */
+static bool matcher_feed(stop_matcher *m, char c) {
+    while (m->state > 0 && m->s[m->state] != c)
+        m->state = m->fail[m->state - 1];
+    if (m->s[m->state] == c)
+        m->state++;
+    if (m->state < m->len)
+        return false;
+    m->state = m->fail[m->len - 1];
+    return true;
+}
+
 rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_stop, bool tools, bool forced) {
     rl_oai_out *o = calloc(1, sizeof *o);
     if (!o || !(o->dec = rl_tok_stream_new(tok, false)) || !buf_add(&o->content, "", 0) || !buf_add(&o->tools, "", 0) ||
@@ -53,11 +94,15 @@ rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_
         return NULL;
     }
     o->tok = tok;
-    o->stop = stop;
-    o->n_stop = n_stop;
-    for (size_t i = 0; i < n_stop; i++)
-        if (strlen(stop[i]) > o->max_stop)
-            o->max_stop = strlen(stop[i]);
+    for (size_t i = 0; i < n_stop && o->n_stop < RL_OAI_MAX_STOP; i++) {
+        if (!stop[i][0])
+            continue;   /* an empty string stops nothing */
+        if (matcher_init(&o->stop[o->n_stop], stop[i])) {
+            rl_oai_out_destroy(&o);
+            return NULL;
+        }
+        o->n_stop++;
+    }
     o->tool_id = tools ? rl_tok_find(tok, "[TOOL_CALLS]") : -1;
     o->args_id = tools ? rl_tok_find(tok, "[ARGS]") : -1;
     o->call_id = tools ? rl_tok_find(tok, "[CALL_ID]") : -1;
@@ -72,6 +117,8 @@ void rl_oai_out_destroy(rl_oai_out **po) {
     if (!o)
         return;
     rl_tok_stream_destroy(&o->dec);
+    for (size_t i = 0; i < o->n_stop; i++)
+        free(o->stop[i].fail);
     free(o->content.p);
     free(o->tools.p);
     free(o->reasoning.p);
@@ -79,30 +126,27 @@ void rl_oai_out_destroy(rl_oai_out **po) {
     *po = NULL;
 }
 
-/* Cuts content at the first stop string that starts at or after `from`;
- * otherwise marks visible all but a tail that could begin one. */
+/* Feeds content bytes [from, len) to the matchers. The content is cut at
+ * the earliest start of any stop string completed in them; otherwise all
+ * but the longest tail that could begin one becomes visible. */
 static void scan_stops(rl_oai_out *o, size_t from) {
     buf *c = &o->content;
+    size_t cut = c->len;
     for (size_t i = from; i < c->len; i++)
-        for (size_t k = 0; k < o->n_stop; k++) {
-            size_t sl = strlen(o->stop[k]);
-            if (sl <= c->len - i && memcmp(c->p + i, o->stop[k], sl) == 0) {
-                c->len = i;
-                c->p[i] = 0;
-                o->visible = i;
-                o->stopped = true;
-                return;
-            }
-        }
-    size_t hold = 0;
-    for (size_t k = 0; k < o->n_stop; k++) {
-        size_t sl = strlen(o->stop[k]);
-        for (size_t h = sl - 1 < c->len ? sl - 1 : c->len; h > hold; h--)
-            if (memcmp(c->p + c->len - h, o->stop[k], h) == 0) {
-                hold = h;
-                break;
-            }
+        for (size_t k = 0; k < o->n_stop; k++)
+            if (matcher_feed(&o->stop[k], c->p[i]) && i + 1 - o->stop[k].len < cut)
+                cut = i + 1 - o->stop[k].len;
+    if (cut < c->len) {
+        c->len = cut;
+        c->p[cut] = 0;
+        o->visible = cut;
+        o->stopped = true;
+        return;
     }
+    size_t hold = 0;
+    for (size_t k = 0; k < o->n_stop; k++)
+        if (o->stop[k].state > hold)
+            hold = o->stop[k].state;
     o->visible = c->len - hold;
 }
 
@@ -119,9 +163,8 @@ static void add_text(rl_oai_out *o, const char *s, size_t n) {
         return;
     }
     size_t old = o->content.len;
-    buf_add(&o->content, s, n);
-    /* a stop string may straddle the old end */
-    scan_stops(o, old > o->max_stop ? old - o->max_stop : 0);
+    if (buf_add(&o->content, s, n))
+        scan_stops(o, old);   /* the matchers hold what came before */
 }
 
 /* A control token that switches where text goes, or that the newer

@@ -138,6 +138,9 @@ static bool plain_string(const json_t *s) {
 }
 
 static int add_stop(rl_oai_req *r, const json_t *s, rl_oai_err *e) {
+    if (json_string_length(s) > RL_OAI_MAX_STOP_BYTES)
+        return bad(e, "stop", "a stop string of %zu bytes; each may have at most %d", json_string_length(s),
+                   RL_OAI_MAX_STOP_BYTES);
     if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
         return bad(e, NULL, "out of memory");
     r->n_stop++;
@@ -248,7 +251,14 @@ static int chat_prompt(const rl_oai_model *m, const json_t *body, rl_oai_req *r,
         return bad(e, "messages", "'messages' must be a non-empty array");
     if (choose_tools(body, &tools, &forced, e))
         return -1;
-    int rc = rl_chat_build(m->tok, m->tpl, msgs, tools, &r->prompt, &r->n_prompt, err, sizeof err);
+    /* the engine takes JSON text; dumping keeps every value exactly (reals
+     * round-trip through %.17g) and the keys in their order */
+    char *msgs_text = json_dumps(msgs, JSON_COMPACT), *tools_text = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
+    int rc = !msgs_text || (tools && !tools_text)
+                 ? (snprintf(err, sizeof err, "messages: out of memory"), -1)
+                 : rl_chat_build(m->tok, m->tpl, msgs_text, tools_text, &r->prompt, &r->n_prompt, err, sizeof err);
+    free(msgs_text);
+    free(tools_text);
     json_decref(tools);
     if (rc)
         return bad(e, strncmp(err, "tools", 5) == 0 ? "tools" : "messages", "%s", err);

@@ -53,6 +53,7 @@ def main():
     w(" * Each entry is (first code point << 4) | class: a run of code points of\n")
     w(" * one rl_uclass that lasts until the next entry's first code point. */\n")
     w('#include "unicode_tables.h"\n\n')
+    w("/* clang-format off: the tables keep the layout written here */\n\n")
     w("const char rl_unicode_version[] = \"%s\";\n\n" % unicodedata.unidata_version)
     w("const uint32_t rl_unicode_runs[] = {\n")
     per_line = 6

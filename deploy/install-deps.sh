@@ -5,7 +5,8 @@
 # cmocka, node and npm for the HTTP client tests, curl, the network tools of
 # the namespace test (iproute2, iptables, ping, libnetfilter-queue),
 # systemd-analyze for the install test, Debian's chromium (and a font) for
-# the web page's test (tests/web), and on an x86-64 machine the aarch64
+# the web page's test (tests/web), clang and its runtime libraries for the
+# libFuzzer harnesses (tests/fuzz/run.sh), and on an x86-64 machine the aarch64
 # cross toolchain, qemu-user and the arm64 libraries (deploy/test-arm.sh).
 # Safe to run again: apt-get skips what is already there. Needs root (or
 # sudo).
@@ -34,6 +35,7 @@ TEST_PKGS=(
   iproute2 iptables iputils-ping libnetfilter-queue-dev
   systemd
   chromium fonts-dejavu-core
+  clang libclang-rt-dev
 )
 
 SUDO=""

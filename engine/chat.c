@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "chat.h"
+#include "util.h"
 
 typedef enum { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL } role;
 
@@ -31,17 +33,12 @@ typedef struct {
 static void sb_add(strbuf *b, const char *s, size_t n)
 {
     if (b->oom || n == 0) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    char *p = rl_grow(b->p, &b->cap, b->n + n + 1, 1, 64);
+    if (!p) {
+        b->oom = true;
+        return;
     }
+    b->p = p;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = '\0';
@@ -409,13 +406,9 @@ typedef struct {
 
 static int emit(prompt *p, int32_t id)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 256;
-        int32_t *ids = realloc(p->ids, cap * sizeof *ids);
-        if (!ids) return fail(p->c, "out of memory");
-        p->ids = ids;
-        p->cap = cap;
-    }
+    int32_t *ids = rl_grow(p->ids, &p->cap, p->n + 1, sizeof *ids, 256);
+    if (!ids) return fail(p->c, "out of memory");
+    p->ids = ids;
     p->ids[p->n++] = id;
     return 0;
 }
@@ -742,8 +735,8 @@ int rl_chat_template_from_name(const char *name)
     return -1;
 }
 
-int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *messages,
-                  const json_t *tools, int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+static int build_json(const rl_tokenizer *t, rl_chat_template tpl, const json_t *messages,
+                      const json_t *tools, int32_t **ids, size_t *n_ids, char *err, size_t errlen)
 {
     convo c = { .err = err, .errlen = errlen };
     prompt p = { .tok = t, .c = &c };
@@ -770,4 +763,31 @@ int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *mes
     *ids = p.ids;
     *n_ids = p.n;
     return 0;
+}
+
+/* NULL (tools absent) stays NULL; text that does not parse is an error
+ * naming the field and where the parser stopped. */
+static int parse_arg(const char *text, const char *what, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!text) return 0;
+    json_error_t je;
+    *out = json_loads(text, JSON_DECODE_ANY, &je);
+    if (*out) return 0;
+    snprintf(err, errlen, "%s: not valid JSON (line %d, column %d: %s)", what, je.line, je.column, je.text);
+    return -1;
+}
+
+int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const char *messages, const char *tools,
+                  int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+{
+    json_t *m = NULL, *tl = NULL;
+    int rc = -1;
+    if (!messages)
+        snprintf(err, errlen, "messages: must be a non-empty array");
+    else if (parse_arg(messages, "messages", &m, err, errlen) == 0 && parse_arg(tools, "tools", &tl, err, errlen) == 0)
+        rc = build_json(t, tpl, m, tl, ids, n_ids, err, errlen);
+    json_decref(m);
+    json_decref(tl);
+    return rc;
 }

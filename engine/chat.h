@@ -20,7 +20,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
 #include "gguf.h"
 #include "tokenizer.h"
 
@@ -31,13 +30,15 @@ rl_chat_template rl_chat_template_detect(const rl_tokenizer *t, const gguf_file 
 const char *rl_chat_template_name(rl_chat_template tpl);
 int rl_chat_template_from_name(const char *name);   /* -1 if unknown */
 
-/* Builds prompt ids from `messages` (a JSON array of OpenAI-style objects:
- * role system|user|assistant|tool, content string, assistant tool_calls,
- * tool tool_call_id; mistral-v13: assistant reasoning_content) and optional
- * `tools` (JSON array or NULL). The prompt
- * ends ready for the assistant's reply. *ids is malloc'd, owned by the caller.
- * Returns 0, or -1 with a message in err naming the offending message/field. */
-int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const json_t *messages,
-                  const json_t *tools, int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+/* Builds prompt ids from `messages`, the JSON text of an array of
+ * OpenAI-style objects (role system|user|assistant|tool, content string,
+ * assistant tool_calls, tool tool_call_id; mistral-v13: assistant
+ * reasoning_content), and `tools`, the JSON text of an array or NULL. JSON
+ * text, not a parser's types, is the contract: callers keep whatever JSON
+ * library they like, and the engine's stays private. The prompt ends ready
+ * for the assistant's reply. *ids is malloc'd, owned by the caller. Returns
+ * 0, or -1 with a message in err naming the offending message/field. */
+int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const char *messages, const char *tools,
+                  int32_t **ids, size_t *n_ids, char *err, size_t errlen);
 
 #endif

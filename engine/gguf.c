@@ -8,6 +8,7 @@
  * pages nobody touches are never read from disk. */
 #include "gguf.h"
 #include "gguf_priv.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,19 +64,6 @@ uint64_t gguf_type_size(gguf_type t)
 
 /* ---- error reporting ---------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool fail(cursor *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static bool fail(cursor *c, const char *fmt, ...)
@@ -86,9 +74,9 @@ static bool fail(cursor *c, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (c->ctx[0])
-        set_err(c->err, c->errlen, "%s: %s", c->ctx, msg);
+        rl_errf(c->err, c->errlen, "%s: %s", c->ctx, msg);
     else
-        set_err(c->err, c->errlen, "%s", msg);
+        rl_errf(c->err, c->errlen, "%s", msg);
     return false;
 }
 
@@ -496,24 +484,24 @@ static bool map_file(gguf_file *f, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        rl_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return false;
     }
     struct stat st;
     bool ok = false;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        rl_errf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        rl_errf(err, errlen, "%s: not a regular file", path);
     } else if ((uint64_t)st.st_size > SIZE_MAX) {
-        set_err(err, errlen, "%s: file of %" PRIu64 " bytes is too large to map", path, (uint64_t)st.st_size);
+        rl_errf(err, errlen, "%s: file of %" PRIu64 " bytes is too large to map", path, (uint64_t)st.st_size);
     } else {
         f->size = (uint64_t)st.st_size;
         ok = true;
         if (f->size > 0) {
             void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);
             if (m == MAP_FAILED) {
-                set_err(err, errlen, "%s: cannot map %" PRIu64 " bytes: %s", path, f->size, strerror(errno));
+                rl_errf(err, errlen, "%s: cannot map %" PRIu64 " bytes: %s", path, f->size, strerror(errno));
                 ok = false;
             } else {
                 f->map = m;
@@ -532,7 +520,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
         err[0] = '\0';
     gguf_file *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(path))) {
-        set_err(err, errlen, "%s: out of memory", path);
+        rl_errf(err, errlen, "%s: out of memory", path);
         free(f);
         return NULL;
     }
@@ -546,7 +534,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
         if (errlen) {
             char *msg = strdup(err);
             if (msg) {
-                set_err(err, errlen, "%s: %s", path, msg);
+                rl_errf(err, errlen, "%s: %s", path, msg);
                 free(msg);
             }
         }

@@ -5,6 +5,7 @@
  * the caller to the file, so the writer never holds tensor data and a model
  * larger than memory can be produced piece by piece. */
 #include "gguf_write.h"
+#include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -80,18 +81,12 @@ static void put(bytes *b, const void *src, size_t n)
 {
     if (b->oom)
         return;
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap - b->len < n && cap <= SIZE_MAX / 2)
-            cap *= 2;
-        uint8_t *p = cap - b->len >= n ? realloc(b->p, cap) : NULL;
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    uint8_t *p = n <= SIZE_MAX - b->len ? rl_grow(b->p, &b->cap, b->len + n, 1, 64) : NULL;
+    if (!p) {
+        b->oom = true;
+        return;
     }
+    b->p = p;
     memcpy(b->p + b->len, src, n);
     b->len += n;
 }

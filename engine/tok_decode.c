@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tok_internal.h"
+#include "util.h"
 #include "utf8.h"
 
 /* Appends into a bounded buffer while counting the full length. */
@@ -137,14 +138,9 @@ void rl_tok_stream_destroy(rl_tok_stream **sp)
 static int hold(rl_tok_stream *s, const char *p, size_t n)
 {
     if (n == 0) return 0;
-    if (s->n_held + n > s->cap_held) {
-        size_t cap = s->cap_held ? s->cap_held : 64;
-        while (cap < s->n_held + n) cap *= 2;
-        char *h = realloc(s->held, cap);
-        if (!h) return -1;
-        s->held = h;
-        s->cap_held = cap;
-    }
+    char *h = rl_grow(s->held, &s->cap_held, s->n_held + n, 1, 64);
+    if (!h) return -1;
+    s->held = h;
     memcpy(s->held + s->n_held, p, n);
     s->n_held += n;
     return 0;

@@ -6,6 +6,7 @@
  * The encoders differ only in how a pair is judged (rl_tok_pair_fn). */
 #include <stdlib.h>
 #include "tok_internal.h"
+#include "util.h"
 
 typedef struct {
     double prio;       /* higher merges first */
@@ -28,13 +29,9 @@ static bool better(const pair *a, const pair *b)
 
 static int heap_push(pair_heap *h, pair p)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        pair *items = realloc(h->items, cap * sizeof *items);
-        if (!items) return -1;
-        h->items = items;
-        h->cap = cap;
-    }
+    pair *items = rl_grow(h->items, &h->cap, h->n + 1, sizeof *items, 64);
+    if (!items) return -1;
+    h->items = items;
     size_t i = h->n++;
     while (i > 0 && better(&p, &h->items[(i - 1) / 2])) {
         h->items[i] = h->items[(i - 1) / 2];

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tok_internal.h"
+#include "util.h"
 
 /* ---- text -> id maps ---- */
 
@@ -60,13 +61,9 @@ static void map_put(const rl_tokenizer *t, rl_tok_map *m, int32_t id)
 
 int rl_idvec_push(rl_idvec *v, int32_t id)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 32;
-        int32_t *ids = realloc(v->ids, cap * sizeof *ids);
-        if (!ids) return -1;
-        v->ids = ids;
-        v->cap = cap;
-    }
+    int32_t *ids = rl_grow(v->ids, &v->cap, v->n + 1, sizeof *ids, 32);
+    if (!ids) return -1;
+    v->ids = ids;
     v->ids[v->n++] = id;
     return 0;
 }

@@ -4,6 +4,8 @@
  * one rl_uclass that lasts until the next entry's first code point. */
 #include "unicode_tables.h"
 
+/* clang-format off: the tables keep the layout written here */
+
 const char rl_unicode_version[] = "14.0.0";
 
 const uint32_t rl_unicode_runs[] = {

@@ -30,21 +30,19 @@ int rl_errf(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-int rl_grow(void **p, size_t *cap, size_t need, size_t elem, size_t first) {
-    if (need <= *cap)
-        return 0;
+void *rl_grow(void *p, size_t *cap, size_t need, size_t elem, size_t first) {
+    if (need <= *cap && p)
+        return p;
     size_t c = *cap ? *cap : (first ? first : 1);
     while (c < need) {
         if (c > SIZE_MAX / 2)
-            return -1;
+            return NULL;
         c *= 2;
     }
     if (elem && c > SIZE_MAX / elem)
-        return -1;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
+        return NULL;
+    void *q = realloc(p, c * elem);
+    if (q)
+        *cap = c;
+    return q;
 }

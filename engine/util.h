@@ -16,9 +16,13 @@ int64_t rl_now_us(void);
  * so an error path reads `return rl_errf(err, errlen, "...", ...);`. */
 int rl_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Makes room for `need` elements of `elem` bytes in *p (capacity *cap,
- * doubled from `first` until it fits). 0, or -1 with *p and *cap unchanged
- * when memory or size_t runs out. */
-int rl_grow(void **p, size_t *cap, size_t need, size_t elem, size_t first);
+/* Makes room for `need` (>= 1) elements of `elem` bytes in the array p of
+ * capacity *cap, doubling from `first`: returns the array to use from now on
+ * (p itself when it already fits) with *cap updated, or NULL with p still
+ * valid and *cap unchanged when memory or size_t runs out. Usage:
+ *     int32_t *ids = rl_grow(v->ids, &v->cap, v->n + 1, sizeof *ids, 32);
+ *     if (!ids) return -1;
+ *     v->ids = ids;  */
+void *rl_grow(void *p, size_t *cap, size_t need, size_t elem, size_t first);
 
 #endif

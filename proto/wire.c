@@ -12,6 +12,7 @@
 #include <zmq.h>
 #include "curve.h"
 #include "fp16.h"
+#include "util.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the wire carries little-endian floats as they lie in memory; a big-endian port must byte-swap them"
@@ -35,18 +36,10 @@ struct wire_msg {
     bool has_peer_key;
 };
 
-static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *err, size_t errlen, const char *f, ...) {
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(err, errlen, f, ap);
-    va_end(ap);
-}
-
 void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errlen) {
     void *s = zmq_socket(zctx, type);
     if (!s) {
-        fmt(err, errlen, "cannot create a socket: %s", zmq_strerror(errno));
+        rl_errf(err, errlen, "cannot create a socket: %s", zmq_strerror(errno));
         return NULL;
     }
     int linger = LINGER_MS, sndtimeo = WIRE_SEND_TIMEOUT_MS, ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
@@ -61,7 +54,7 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
     if (type == ZMQ_ROUTER)
         rc |= zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (rc) {
-        fmt(err, errlen, "cannot set socket options: %s", zmq_strerror(errno));
+        rl_errf(err, errlen, "cannot set socket options: %s", zmq_strerror(errno));
         zmq_close(s);
         return NULL;
     }
@@ -182,12 +175,12 @@ int wire_send(void *sock, const uint8_t *rid, size_t rid_len, Relais__Envelope *
     size_t n = relais__envelope__get_packed_size(env);
     zmq_msg_t frame;
     if (zmq_msg_init_size(&frame, n)) {
-        fmt(err, errlen, "cannot allocate a message of %zu bytes", n);
+        rl_errf(err, errlen, "cannot allocate a message of %zu bytes", n);
         return -1;
     }
     relais__envelope__pack(env, zmq_msg_data(&frame));
     if ((rid_len && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE) < 0) || zmq_msg_send(&frame, sock, 0) < 0) {
-        fmt(err, errlen, "cannot send %s: %s", wire_body_name(env->body_case), send_error_text(errno));
+        rl_errf(err, errlen, "cannot send %s: %s", wire_body_name(env->body_case), send_error_text(errno));
         zmq_msg_close(&frame);
         return -1;
     }
@@ -436,7 +429,7 @@ wire_monitor *wire_monitor_new(void *zctx, void *sock, const char *name, char *e
     wire_monitor *m = calloc(1, sizeof *m);
     if (!m || zmq_socket_monitor(sock, ep, ZMQ_EVENT_ALL) ||
         !(m->pair = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(m->pair, ep)) {
-        fmt(err, errlen, "cannot monitor the %s socket: %s", name, m ? zmq_strerror(errno) : "out of memory");
+        rl_errf(err, errlen, "cannot monitor the %s socket: %s", name, m ? zmq_strerror(errno) : "out of memory");
         if (m && m->pair)
             zmq_close(m->pair);
         if (m)

@@ -98,6 +98,21 @@ expect "stop string cuts the text" 200 "r.choices[0].finish_reason === 'stop' &&
     r.choices[0].text.length === $FULL.indexOf($STOP)"
 req POST /v1/completions "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":0,\"stream\":true,\"stop\":$STOP}"
 expect "stop string in a stream" 200 "s.endsWith('data: [DONE]\n\n') && ev.map(e => e.choices[0].text).join('') === $FULL.slice(0, $FULL.indexOf($STOP))"
+# Four stop strings of the largest size taken (512 bytes) that never match
+# leave a long answer as it is without them, in about the same time.
+STOPLESS='"prompt":"Once upon a time","max_tokens":200,"temperature":0'
+t0=$(date +%s%N)
+req POST /v1/completions "{$STOPLESS}"
+t_plain=$(( ($(date +%s%N) - t0) / 1000000 ))
+PLAIN=$(jval "$TMP/body" 'JSON.stringify(r.choices[0].text)')
+S512=$(printf 'a%.0s' $(seq 511))
+t0=$(date +%s%N)
+req POST /v1/completions "{$STOPLESS,\"stop\":[\"${S512}b\",\"${S512}c\",\"${S512}d\",\"${S512}e\"]}"
+t_stop=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect "four 512-byte stop strings that never match: the same text" 200 "r.choices[0].text === $PLAIN"
+echo "# $t_plain ms without stop strings, $t_stop ms with four of 512 bytes"
+[ "$t_stop" -lt $(( 3 * t_plain + 2000 )) ] && ok "stop strings cost little ($t_stop ms against $t_plain ms)" ||
+    bad "four 512-byte stop strings: $t_stop ms against $t_plain ms without"
 req POST /v1/completions '{"prompt":[1, 20, 30, 40],"max_tokens":5,"temperature":0.9,"seed":42}'
 cp "$TMP/body" "$TMP/seeded"
 SEEDED=$(jval "$TMP/seeded" 'JSON.stringify(r.choices[0].text)')
@@ -118,6 +133,13 @@ stop_servers
 "$PARROT" "$TMP/parrot.gguf" "$SHARED/models/vocab-tekken-shaped.gguf"
 start_server b -m "$TMP/parrot.gguf" --ctx 1024 -t 2
 KEY=
+# Stop strings as OpenAI limits them: four of 1.9 MB (7.6 MB, within the
+# default 8 MiB body limit) get a 400 naming 'stop', quickly.
+BIG=$(printf 'x%.0s' $(seq 1900) | sed 's/.*/&&&&&&&&&&/; s/.*/&&&&&&&&&&/; s/.*/&&&&&&&&&&/')
+t0=$(date +%s%N)
+req POST /v1/completions "{\"prompt\":\"Once\",\"max_tokens\":4,\"stop\":[\"$BIG\",\"$BIG\",\"$BIG\",\"$BIG\"]}"
+expect "four 1.9 MB stop strings: 400 naming stop" 400 'r.error.param === "stop" && r.error.message.includes("at most 512")'
+[ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] && ok "refused in under 5 s" || bad "four 1.9 MB stop strings took over 5 s"
 TOOLS='"tools":[{"type":"function","function":{"name":"get_weather","description":"Get the weather for a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]'
 ASK='{"role":"user","content":"What is the weather in Paris?"}'
 req POST /v1/chat/completions "{\"messages\":[$ASK],$TOOLS,\"temperature\":0}"

@@ -18,9 +18,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "chat.h"
 #include "gguf_write.h"
 #include "testutil.h"
+
+
+/* rl_chat_build takes JSON text: the tests keep their messages as jansson
+ * values and hand over their text, as the server does. */
+static int build_j(const rl_tokenizer *t, rl_chat_template tpl, const json_t *m, const json_t *tl, int32_t **ids,
+                   size_t *n, char *err, size_t errlen) {
+    char *mt = m ? json_dumps(m, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *tt = tl ? json_dumps(tl, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    int rc = rl_chat_build(t, tpl, mt, tt, ids, n, err, errlen);
+    free(mt);
+    free(tt);
+    return rc;
+}
 
 static gguf_file *open_gguf(const char *name)
 {
@@ -84,7 +98,7 @@ static void test_golden_v3_tekken(void **state)
         for (size_t k = 0; k < n_want; k++) w[k] = (int32_t)json_integer_value(json_array_get(want, k));
         int32_t *ids;
         size_t n;
-        if (rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, json_object_get(c, "messages"),
+        if (build_j(t, RL_CHAT_MISTRAL_V3_TEKKEN, json_object_get(c, "messages"),
                           json_object_get(c, "tools"), &ids, &n, err, sizeof err) != 0)
             fail_msg("case %zu: %s", i, err);
         expect_same(ids, n, w, n_want);
@@ -122,7 +136,7 @@ static void expect_prompt(const rl_tokenizer *t, const char *messages, const cha
     int32_t *ids;
     size_t n;
     char err[256];
-    if (rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, tl, &ids, &n, err, sizeof err) != 0)
+    if (build_j(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, tl, &ids, &n, err, sizeof err) != 0)
         fail_msg("%s", err);
     expect_same(ids, n, want, n_want);
     free(ids);
@@ -203,14 +217,14 @@ static void test_v1_spm(void **state)
     };
     int32_t *ids;
     size_t n;
-    if (rl_chat_build(t, RL_CHAT_MISTRAL_V1, m, NULL, &ids, &n, err, sizeof err) != 0) fail_msg("%s", err);
+    if (build_j(t, RL_CHAT_MISTRAL_V1, m, NULL, &ids, &n, err, sizeof err) != 0) fail_msg("%s", err);
     expect_same(ids, n, want, sizeof want / sizeof want[0]);
     free(ids);
     json_decref(m);
     /* no tool support in v1 */
     m = parse("[{\"role\":\"user\",\"content\":\"Hi\"}]");
     json_t *tools = parse("[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]");
-    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V1, m, tools, &ids, &n, err, sizeof err), -1);
+    assert_int_equal(build_j(t, RL_CHAT_MISTRAL_V1, m, tools, &ids, &n, err, sizeof err), -1);
     assert_non_null(strstr(err, "tools"));
     json_decref(tools);
     json_decref(m);
@@ -231,7 +245,7 @@ static void test_detect_and_names(void **state)
     int32_t *ids;
     size_t n;
     char err[256];
-    assert_int_equal(rl_chat_build(t, RL_CHAT_NONE, m, NULL, &ids, &n, err, sizeof err), -1);
+    assert_int_equal(build_j(t, RL_CHAT_NONE, m, NULL, &ids, &n, err, sizeof err), -1);
     assert_non_null(strstr(err, "no chat template"));
     json_decref(m);
     rl_tok_destroy(&t);
@@ -292,7 +306,7 @@ static void expect_v13(const rl_tokenizer *t, const char *messages, const char *
     int32_t *ids, want[4096];
     size_t n;
     char err[256];
-    if (rl_chat_build(t, RL_CHAT_MISTRAL_V13, m, tl, &ids, &n, err, sizeof err) != 0) fail_msg("%s", err);
+    if (build_j(t, RL_CHAT_MISTRAL_V13, m, tl, &ids, &n, err, sizeof err) != 0) fail_msg("%s", err);
     expect_same(ids, n, want, expected(t, want, 4096, parts));
     free(ids);
     json_decref(m);
@@ -359,7 +373,7 @@ static void test_v13_normalization(void **state)
     int32_t *ids = NULL;
     size_t n;
     char err[256];
-    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V13, m, NULL, &ids, &n, err, sizeof err), -1);
+    assert_int_equal(build_j(t, RL_CHAT_MISTRAL_V13, m, NULL, &ids, &n, err, sizeof err), -1);
     assert_non_null(strstr(err, "'id'"));
     json_decref(m);
     rl_tok_destroy(&t);
@@ -367,7 +381,7 @@ static void test_v13_normalization(void **state)
     t = open_tok("vocab-tekken-shaped.gguf");
     m = parse("[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\","
               "\"reasoning_content\":\"r\"},{\"role\":\"user\",\"content\":\"c\"}]");
-    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, NULL, &ids, &n, err, sizeof err), -1);
+    assert_int_equal(build_j(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, NULL, &ids, &n, err, sizeof err), -1);
     assert_non_null(strstr(err, "reasoning_content"));
     json_decref(m);
     rl_tok_destroy(&t);
@@ -401,7 +415,7 @@ static void expect_error(const rl_tokenizer *t, const char *messages, const char
     int32_t *ids = NULL;
     size_t n = 0;
     char err[256] = "";
-    if (rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, tl, &ids, &n, err, sizeof err) != -1) fail_msg("accepted: %s", messages);
+    if (build_j(t, RL_CHAT_MISTRAL_V3_TEKKEN, m, tl, &ids, &n, err, sizeof err) != -1) fail_msg("accepted: %s", messages);
     assert_null(ids);
     if (!strstr(err, frag1) || !strstr(err, frag2)) fail_msg("error '%s' lacks '%s' or '%s'", err, frag1, frag2);
     json_decref(m);
@@ -464,6 +478,30 @@ static int teardown(void **state)
     return tu_dir_remove(tmpdir);
 }
 
+/* Text that is not JSON is refused with the field and the parser's place. */
+static void test_malformed_json_text(void **state) {
+    (void)state;
+    char err[256];
+    gguf_file *f = gguf_open(RELAIS_SHARED_DIR "/models/vocab-tekken-shaped.gguf", err, sizeof err);
+    assert_non_null(f);
+    rl_tokenizer *t = rl_tok_new(f, err, sizeof err);
+    assert_non_null(t);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, "[{\"role\": \"user\"", NULL, &ids, &n, err,
+                                   sizeof err), -1);
+    assert_non_null(strstr(err, "messages: not valid JSON"));
+    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, "[{\"role\":\"user\",\"content\":\"hi\"}]", "[1,",
+                                   &ids, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tools: not valid JSON"));
+    assert_int_equal(rl_chat_build(t, RL_CHAT_MISTRAL_V3_TEKKEN, "[{\"role\":\"user\",\"content\":\"hi\"}]", NULL,
+                                   &ids, &n, err, sizeof err), 0);
+    assert_true(n > 2);
+    free(ids);
+    rl_tok_destroy(&t);
+    gguf_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_v13_tools_and_thinking),
         cmocka_unit_test(test_v13_normalization),
         cmocka_unit_test(test_v13_detect),
+        cmocka_unit_test(test_malformed_json_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One client cannot starve `relais serve`: 300 connections from 127.0.0.2
+# (the whole of 127/8 is loopback on Linux, so the attacker has an address of
+# its own and the per-address limit applies to it) each send a request
+# header one byte every 2 s, as slowloris does. Meanwhile a legitimate
+# request with the API key from 127.0.0.1 is answered promptly; the server
+# holds at most --max-connections-per-ip of the attacker's connections; the
+# header deadline (not an inactivity timeout: the attacker is never idle for
+# 2 s) closes every one of them; and a POST without a valid key announcing a
+# large body gets its 401 as soon as its header is in, without the body.
+# The refusals do not flood the log (at most a line per 5 s).
+#
+# usage: serve_slowloris.sh RELAIS SHARED_DIR
+set -euo pipefail
+RELAIS=$1
+SHARED=$2
+TMP=$(mktemp -d)
+. "$(dirname "$0")/serve_lib.sh"
+trap 'stop_servers; rm -rf "$TMP"' EXIT
+command -v node >/dev/null || { echo "FAIL - node is needed for the attacker"; exit 1; }
+
+N=300 PER_IP=32 DEADLINE=4 ATTACK=14
+start_server s -m "$SHARED/models/tiny-q8_0.gguf" --api-key sekrit --ctx 256 -t 1 \
+    --max-connections-per-ip "$PER_IP" --header-timeout "$DEADLINE"
+
+# The attacker: N sockets from 127.0.0.2, each sending "GET / HTTP/1.1\r\n"
+# then header bytes that never end, one every 2 s, for ATTACK seconds. It
+# reports how many connections the server still held after 2 s and how long
+# the longest-lived one lasted before the server closed it.
+cat >"$TMP/slowloris.mjs" <<'JS'
+import net from "node:net";
+const [port, n, secs] = process.argv.slice(2).map(Number);
+const t0 = Date.now(), socks = [];
+for (let i = 0; i < n; i++) {
+  const s = net.connect({ port, host: "127.0.0.1", localAddress: "127.0.0.2" });
+  const st = { open: true, closedAt: null, connected: false };
+  socks.push(st);
+  s.on("connect", () => { st.connected = true; s.write("GET /v1/models HTTP/1.1\r\nHost: x\r\n"); });
+  s.on("error", () => {});
+  s.on("close", () => { st.open = false; st.closedAt = Date.now() - t0; });
+  const tick = setInterval(() => { if (st.open) s.write("X"); }, 2000);
+  setTimeout(() => { clearInterval(tick); s.destroy(); }, secs * 1000);
+}
+let heldAt2s = 0;
+setTimeout(() => { heldAt2s = socks.filter(s => s.open).length; }, 2000);
+setTimeout(() => {
+  const closedByServer = socks.filter(s => s.closedAt !== null && s.closedAt < secs * 1000 - 100);
+  console.log(JSON.stringify({
+    connected: socks.filter(s => s.connected).length, heldAt2s,
+    closedByServer: closedByServer.length,
+    longest: Math.max(0, ...closedByServer.map(s => s.closedAt)) / 1000,
+  }));
+}, secs * 1000 + 500);
+JS
+node "$TMP/slowloris.mjs" "$PORT" "$N" "$ATTACK" >"$TMP/attack.json" &
+ATTACKER=$!
+sleep 2
+
+# The legitimate client, from 127.0.0.1, while the attack goes on.
+KEY=sekrit
+t0=$(date +%s%N)
+req POST /v1/completions '{"prompt":"Once upon a time","max_tokens":4,"temperature":0}' --max-time 10 || STATUS="refused (curl $?)"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect "a request with the key during the attack is answered ($ms ms)" 200 'r.usage.completion_tokens > 0'
+[ "$STATUS" = 200 ] && [ "$ms" -lt 5000 ] && ok "answered in under 5 s" || bad "the legitimate request took $ms ms"
+
+# No key, a large body announced and never sent: 401 from the header alone.
+reply=$(node -e '
+const s = require("net").connect(+process.argv[1], "127.0.0.1", () =>
+  s.write("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"));
+let got = "";
+s.on("data", d => { got += d; if (got.includes("\r\n\r\n")) { console.log(got.split("\r\n")[0]); process.exit(0); } });
+setTimeout(() => { console.log("no answer"); process.exit(0); }, 3000);' "$PORT")
+[[ "$reply" == "HTTP/1.1 401"* ]] && ok "no key: 401 before the body ($reply)" || bad "no key, body unsent: '$reply'"
+
+wait "$ATTACKER"
+A=$(cat "$TMP/attack.json")
+echo "# attacker: $A"
+cp "$TMP/attack.json" "$TMP/body"
+STATUS=200
+expect "the server held at most $PER_IP of the attacker's $N connections" 200 "r.heldAt2s > 0 && r.heldAt2s <= $PER_IP"
+expect "the header deadline closed every one it held, within ${DEADLINE} s and a second" 200 \
+    "r.closedByServer === r.connected && r.longest <= $DEADLINE + 1.5"
+lines=$(grep -c '^relais: http:' "$TMP/s.log" || true)
+[ "$lines" -le $(( ATTACK / 5 + 2 )) ] && ok "$lines log lines for $N refused or cut connections" ||
+    bad "$lines log lines for $N refused or cut connections (one per 5 s at most)"
+req GET /health
+expect "the server is healthy after the attack" 200 'r.status === "ok"'
+finish
