@@ -35,10 +35,11 @@ int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_op
                     char *err, size_t errlen) {
     memset(e, 0, sizeof *e);
     int rc = rl_cluster_opts_check(co, err, errlen);
-    if (rc == 0 && co->file)
-        rc = rl_cluster_kv_type(co, ro, &e->kv_type, err, errlen) ? -1
-           : (e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)) ? 0 : -1;
-    else if (rc == 0)
+    if (rc == 0 && co->file) {
+        rc = rl_cluster_kv_type(co, ro, &e->kv_type, err, errlen);
+        if (rc == 0 && !(e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)))
+            rc = -1;
+    } else if (rc == 0)
         rc = open_local(e, ro, max_sessions, err, errlen);
     if (rc == 0 && !(e->tok = rl_tok_new(rl_model_gguf(e->view), err, errlen)))
         rc = -1;
