@@ -101,6 +101,14 @@ int cli_common_opt(cli_common *c, int opt, const char *arg) {
     case CLI_OPT_NO_GEMM: c->runner.no_gemm = true; break;
     case CLI_OPT_NO_MMAP: c->runner.no_mmap = true; break;
     case CLI_OPT_FILE_LAYOUT: c->runner.file_layout = true; break;
+    case CLI_OPT_CTX_BEYOND: c->runner.ctx_beyond_file = true; break;
+    case CLI_OPT_KV_TYPE: {
+        char err[160];
+        if ((rc = rl_kv_type_parse(arg, &c->runner.kv_type, err, sizeof err)))
+            fprintf(stderr, "relais: --kv-type: %s\n", err);
+        c->runner.kv_type_set = true;
+        break;
+    }
     case CLI_OPT_GEMM_MIN:
         rc = cli_parse_i64("--gemm-min", arg, 1, 65536, &i);
         c->runner.gemm_min = (uint32_t)i;

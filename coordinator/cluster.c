@@ -582,6 +582,8 @@ static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t
     a->model_name = (char *)(base ? base + 1 : o->model_path);
     a->gemm_min = o->gemm_min;
     a->no_gemm = o->no_gemm;
+    a->kv_type_k = o->kv_type.k;
+    a->kv_type_v = o->kv_type.v;
 }
 
 /* An assignment's answers: a first progress report says the node took it

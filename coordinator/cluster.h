@@ -85,6 +85,7 @@ typedef struct {
     int64_t swa_window;          /* -1 = the file's */
     const char *swa_pattern;     /* NULL = the file's */
     int wire;                    /* a relais.proto DType: how activations travel between stages (0: f32) */
+    rl_kv_type kv_type;          /* the nodes' KV cache types */
     bool progress;               /* show the nodes' loading on a terminal */
 } cluster_assign_opts;
 

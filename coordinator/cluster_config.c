@@ -32,6 +32,8 @@ struct cluster_config {
     int io_cpu;               /* the CPU that handles messages (io_pin.h) */
     cluster_node *nodes;      /* n_nodes entries; their strings are owned here */
     uint32_t n_nodes;
+    rl_kv_type kv_type;       /* the file's kv_type, when kv_type_given */
+    bool kv_type_given;
 };
 
 /* Where messages go and what they are prefixed with. */
@@ -495,10 +497,16 @@ static int read_node_entry(ctx *c, const ynode *v, uint32_t i, const char *base_
 static int read_config(ctx *c, const ynode *root, const char *base_dir, cluster_config *cfg) {
     if (!root)
         return fail_at(c, 1, 1, "empty file: a cluster file has 'coordinator' and 'nodes'");
-    static const char *const keys[] = {"coordinator", "nodes"};
-    const ynode *vals[2];
-    if (take_fields(c, root, "cluster file", keys, 2, vals))
+    static const char *const keys[] = {"coordinator", "nodes", "kv_type"};
+    const ynode *vals[3];
+    const char *kv_type;
+    if (take_fields(c, root, "cluster file", keys, 3, vals) ||
+        scalar_field(c, root, vals[2], "cluster file", "kv_type", false, &kv_type))
         return -1;
+    char why[160];
+    if (kv_type && rl_kv_type_parse(kv_type, &cfg->kv_type, why, sizeof why))
+        return fail_at(c, vals[2]->line, vals[2]->col, "kv_type: %s", why);
+    cfg->kv_type_given = kv_type != NULL;
     if (!vals[0])
         return fail_at(c, root->line, root->col, "cluster file: missing 'coordinator'");
     if (read_coordinator(c, vals[0], base_dir, cfg))
@@ -612,6 +620,12 @@ const char *cluster_config_key(const cluster_config *c) { return c->key; }
 const char *cluster_config_listen(const cluster_config *c) { return c->listen; }
 const char *cluster_config_advertise(const cluster_config *c) { return c->advertise; }
 int cluster_config_io_cpu(const cluster_config *c) { return c->io_cpu; }
+
+bool cluster_config_kv_type(const cluster_config *c, rl_kv_type *t) {
+    if (c->kv_type_given)
+        *t = c->kv_type;
+    return c->kv_type_given;
+}
 uint32_t cluster_config_n_nodes(const cluster_config *c) { return c->n_nodes; }
 
 const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i) {

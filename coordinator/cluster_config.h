@@ -4,6 +4,7 @@
  *
  *     coordinator: {key: FILE, listen: ENDPOINT, advertise: ENDPOINT, io_cpu: CPU|none}
  *     nodes: [{address: tcp://HOST:PORT, public_key: FILE, name: NAME}, ...]
+ *     kv_type: f16          (optional: the nodes' KV cache types, as --kv-type)
  *
  * Loading validates everything it can without touching the network or the
  * key files: the YAML syntax, the keys (unknown, duplicate or missing ones),
@@ -16,8 +17,10 @@
 #ifndef RELAIS_CLUSTER_CONFIG_H
 #define RELAIS_CLUSTER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "kv.h"
 
 #define CLUSTER_MAX_NODES 64                  /* the planner's limit too */
 #define CLUSTER_CONFIG_MAX_BYTES (1u << 20)   /* a real cluster file is a few KiB */
@@ -47,6 +50,8 @@ const char *cluster_config_listen(const cluster_config *c);     /* result endpoi
 const char *cluster_config_advertise(const cluster_config *c);  /* result endpoint as nodes reach it */
 /* The CPU that handles messages (io_pin.h), or IO_PIN_NONE (also when absent). */
 int cluster_config_io_cpu(const cluster_config *c);
+/* The file's kv_type into *t; false (t untouched) when the file has none. */
+bool cluster_config_kv_type(const cluster_config *c, rl_kv_type *t);
 uint32_t cluster_config_n_nodes(const cluster_config *c);       /* 1..CLUSTER_MAX_NODES */
 /* Node i; NULL past the end. The nodes are one array: node 0 points at all of them. */
 const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i);

@@ -52,6 +52,7 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = r->swa_window;
     mo.swa_pattern = r->swa_pattern;
+    mo.n_ctx_beyond = r->ctx_beyond_file ? r->n_ctx : 0;
     gguf_file *f = gguf_open(r->model_path, err, errlen);
     int rc = !f || rl_hparams_read(f, &mo, &m->hp, err, errlen) ? -1 : 0;
     if (rc == 0 && !(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes))) {
@@ -70,8 +71,8 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
  * that leaves some out, --layers (one range per node of the file) cannot
  * apply and the planner splits the layers instead. The others get an empty
  * range. */
-static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx, const bool *use,
-                       plan_range *ranges, char *err, size_t errlen) {
+static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx, rl_kv_type kt,
+                       const bool *use, plan_range *ranges, char *err, size_t errlen) {
     plan_node nodes[CLUSTER_MAX_NODES];
     plan_range fixed[CLUSTER_MAX_NODES];
     uint32_t index[CLUSTER_MAX_NODES], n = 0, total = cluster_n_nodes(c);
@@ -91,6 +92,7 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
     in.nodes = nodes;
     in.n_nodes = n;
     in.n_ctx = n_ctx;
+    in.kv_type = kt;
     if (o->layers && n < total)
         rl_log(RL_LOG_WARN, "--layers %s names %u nodes and %u answer: the layers are planned over those instead",
                o->layers, total, n);
@@ -123,6 +125,18 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
     return *c ? cluster_hello(*c, err, errlen) : -1;
 }
 
+int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen) {
+    *t = r->kv_type;
+    if (r->kv_type_set)
+        return 0;
+    cluster_config *cfg = cluster_config_load(o->file, err, errlen);
+    if (!cfg)
+        return -1;
+    cluster_config_kv_type(cfg, t);
+    cluster_config_destroy(&cfg);
+    return 0;
+}
+
 static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                   const bool *use, uint32_t *n_ctx, char *err, size_t errlen) {
     model_costs m = {0};
@@ -131,8 +145,11 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
         free(m.layer_bytes);
         return -1;
     }
-    *n_ctx = rl_hparams_ctx(&m.hp, r->n_ctx);
-    int rc = plan_ranges(o, c, &m, *n_ctx, use, ranges, err, errlen);
+    rl_kv_type kt;
+    int rc = rl_hparams_ctx(&m.hp, r->n_ctx, n_ctx, err, errlen) || rl_cluster_kv_type(o, r, &kt, err, errlen) ||
+                     rl_kv_type_check(kt, &m.hp, err, errlen)
+                 ? -1
+             : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)
         return -1;
@@ -140,7 +157,8 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
                               .max_sessions = max_sessions, .max_batch = rl_runner_batch(r),
                               .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
                               .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
-                              .swa_pattern = r->swa_pattern, .wire = o->wire, .progress = r->progress};
+                              .swa_pattern = r->swa_pattern, .wire = o->wire, .kv_type = kt,
+                              .progress = r->progress};
     return cluster_assign(c, &ao, err, errlen);
 }
 

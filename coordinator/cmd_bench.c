@@ -17,13 +17,14 @@
 #include "log.h"
 #include "machine.h"
 
-enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE };
+enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE, OPT_DEPTH };
 
 #define PROBE_BYTES ((size_t)512 << 20)   /* far beyond any cache relais runs on */
 
 typedef struct {
     cli_common common;
     int64_t n_prompt, n_gen, reps;
+    int64_t depth;   /* decode from this position: the cache filled with random K/V first */
     bool json, probe;
 } bench_args;
 
@@ -43,6 +44,7 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                                              {"reps", required_argument, 0, OPT_REPS},
                                              {"json", no_argument, 0, OPT_JSON},
                                              {"probe", no_argument, 0, OPT_PROBE},
+                                             {"depth", required_argument, 0, OPT_DEPTH},
                                              {"help", no_argument, 0, 'h'},
                                              CLI_COMMON_LONGOPTS,
                                              {0, 0, 0, 0}};
@@ -65,25 +67,34 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         case OPT_REPS: if (cli_parse_i64("--reps", optarg, 1, 1000, &a->reps)) return -1; break;
         case OPT_JSON: a->json = true; break;
         case OPT_PROBE: a->probe = true; break;
+        case OPT_DEPTH: if (cli_parse_i64("--depth", optarg, 0, 1 << 24, &a->depth)) return -1; break;
         case 'h':
             printf("usage: relais bench -m MODEL.gguf [-t THREADS] [-p 64] [-n 32] [-r 3] [--probe] [--json]\n"
                    "  -p N      prompt tokens for the prefill test (0 = skip)\n"
                    "  -n N      tokens for the decode test (0 = skip)\n"
                    "  -r N      repetitions; the median is reported\n"
-                   "  --probe   also measure a streaming read of memory with the same threads\n" CLI_COMMON_HELP);
+                   "  --probe   also measure a streaming read of memory with the same threads\n"
+                   "  --depth D decode from position D (llama-bench -d): the cache is filled with random keys\n"
+                   "            and values instead of a prefill, so only the decode is timed\n" CLI_COMMON_HELP);
             exit(0);
         default: return -1;
         }
     }
     if (a->common.runner.n_ctx == 0)
-        a->common.runner.n_ctx = (uint32_t)(a->n_prompt > a->n_gen ? a->n_prompt : a->n_gen) + 1;
+        a->common.runner.n_ctx = (uint32_t)(a->n_prompt > a->n_gen + a->depth ? a->n_prompt : a->n_gen + a->depth) + 1;
     return cli_require_model(&a->common);
 }
 
-/* Seconds to feed ids[0..n) as one prompt, or one by one, from an empty cache. */
-static int timed_feed(rl_runner *r, const int32_t *ids, uint32_t n, bool one_by_one, float *logits, double *secs) {
+/* Seconds to feed ids[0..n) as one prompt, or one by one, after depth
+ * positions (an empty cache, or one filled with random K/V). */
+static int timed_feed(rl_runner *r, const int32_t *ids, uint32_t n, bool one_by_one, uint32_t depth, float *logits,
+                      double *secs) {
     char err[512];
     rl_runner_truncate(r, 0);
+    if (depth && rl_runner_fill_random(r, depth, err, sizeof err)) {
+        fprintf(stderr, "relais bench: %s\n", err);
+        return -1;
+    }
     double t0 = cli_now_s();
     for (uint32_t i = 0; i < n; i += one_by_one ? 1 : n)
         if (rl_runner_feed(r, ids + i, one_by_one ? 1 : n, logits, err, sizeof err)) {
@@ -107,16 +118,16 @@ static int measure(const bench_args *a, rl_runner *r, double *pp_tps, double *tg
         ids[i] = (int32_t)((i * 2654435761u) % hp->n_vocab);
     *pp_tps = *tg_tps = 0;
     if (a->n_prompt > 0) {
-        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, logits, &t[0]))   /* warm-up */
+        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[0]))   /* warm-up */
             goto out;
         for (int i = 0; i < a->reps; i++)
-            if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, logits, &t[i]))
+            if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[i]))
                 goto out;
         *pp_tps = a->n_prompt / median(t, (int)a->reps);
     }
     if (a->n_gen > 0) {
         for (int i = 0; i < a->reps; i++)
-            if (timed_feed(r, ids, (uint32_t)a->n_gen, true, logits, &t[i]))
+            if (timed_feed(r, ids, (uint32_t)a->n_gen, true, (uint32_t)a->depth, logits, &t[i]))
                 goto out;
         *tg_tps = a->n_gen / median(t, (int)a->reps);
     }
@@ -154,6 +165,9 @@ static void print_json(const bench_args *a, rl_runner *r, const bench_result *b)
     json_object_set_new(j, "bytes_per_token", json_integer((json_int_t)b->per_token));
     json_object_set_new(j, "file_bytes", json_integer((json_int_t)gguf_file_size(rl_runner_gguf(r))));
     json_object_set_new(j, "kv_bytes", json_integer((json_int_t)rl_runner_kv_bytes(r)));
+    char kvs[32];
+    json_object_set_new(j, "kv_type", json_string(rl_kv_type_str(o->kv_type, kvs, sizeof kvs)));
+    json_object_set_new(j, "depth", json_integer((json_int_t)a->depth));
     json_object_set_new(j, "load", json_string(o->no_mmap ? "no-mmap" : "mmap"));
     json_object_set_new(j, "layout", json_string(o->file_layout ? "file" : "x16"));
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -167,8 +181,9 @@ static void print_table(const bench_args *a, rl_runner *r, const bench_result *b
            "probe", "peak RSS MiB");
     printf("%-40s %7d %6s %9.2f %9.2f %9.1f %9.1f %12.0f\n", a->common.runner.model_path, rl_runner_threads(r),
            rl_kernel_name(), b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
-    printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time; median of %lld; tg GB/s: %.0f MiB "
-           "read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen, (long long)a->reps,
+    printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time from position %lld; median of %lld; "
+           "tg GB/s: %.0f MiB read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen, (long long)a->depth,
+           (long long)a->reps,
            b->per_token / 1048576.0, a->probe ? "; probe: streaming read, same threads" : "");
 }
 

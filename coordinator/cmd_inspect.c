@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cli.h"
 #include "commands.h"
 #include "gguf.h"
+#include "kv.h"
 #include "log.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -19,7 +21,11 @@ static void print_hparams(const rl_hparams *hp) {
            hp->head_dim);
     printf("ffn            %u\n", hp->ffn_dim);
     printf("vocab          %u\n", hp->n_vocab);
-    printf("context        %u\n", hp->n_ctx_train);
+    if (hp->n_ctx_train != hp->n_ctx_file)
+        printf("context        %u (Ministral-8B-2410's published context; the file declares %u)\n", hp->n_ctx_train,
+               hp->n_ctx_file);
+    else
+        printf("context        %u\n", hp->n_ctx_train);
     printf("rope base      %g\n", hp->rope_base);
     if (hp->rope_yarn)
         printf("rope scaling   yarn: factor %g over original context %u, beta_fast %g, beta_slow %g, "
@@ -47,8 +53,26 @@ static void print_window_layout(const rl_hparams *hp) {
     for (uint32_t i = 0; i < hp->n_layer; i++)
         putchar(hp->sliding[i] ? 'S' : 'F');
     printf("  (F full, S sliding; layer 0 first)\n");
-    printf("KV at full ctx %.1f MiB (f32, sliding layers at W)\n",
-           rl_kv_bytes_for(hp, 0, hp->n_layer, hp->n_ctx_train) / 1048576.0);
+}
+
+/* KV bytes per token and at the context asked (0: the model's maximum), in
+ * the type asked, and per token in each type for comparison. */
+static void print_kv_bytes(const rl_hparams *hp, rl_kv_type t, uint32_t n_ctx) {
+    char line[160], name[32];
+    if (rl_kv_type_check(t, hp, line, sizeof line))
+        printf("KV cache       %s\n", line);
+    else
+        printf("KV cache       %s (sliding layers at W)\n",
+               rl_kv_describe(hp, t, n_ctx ? n_ctx : hp->n_ctx_train, line, sizeof line));
+    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    printf("KV per token  ");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        rl_kv_type one = {types[i], types[i]};
+        char why[160];
+        if (rl_kv_type_check(one, hp, why, sizeof why) == 0)
+            printf(" %s %.1f KiB", rl_kv_type_str(one, name, sizeof name), rl_kv_bytes_per_token(hp, one) / 1024.0);
+    }
+    putchar('\n');
 }
 
 static void print_layer_bytes(const gguf_file *f, const rl_hparams *hp) {
@@ -84,23 +108,40 @@ static void print_kv(const gguf_file *f) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    static const struct option longopts[] = {{"kv", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    enum { OPT_KV_TYPE = 1000, OPT_CTX };
+    static const struct option longopts[] = {{"kv", no_argument, 0, 'k'}, {"kv-type", required_argument, 0, OPT_KV_TYPE},
+                                              {"ctx", required_argument, 0, OPT_CTX}, {"help", no_argument, 0, 'h'},
+                                              {0, 0, 0, 0}};
+    static const char usage[] = "usage: relais inspect [--kv] [--kv-type T] [--ctx N] FILE.gguf\n"
+                                "  --kv          print every metadata value\n"
+                                "  --kv-type T   KV cache type for the KV figures: f32, f16 (default), q8_0 or K,V\n"
+                                "  --ctx N       context for the KV figures (default: the model's maximum)\n";
     bool show_kv = false;
+    rl_kv_type kv_type = RL_KV_TYPE_DEFAULT;
+    int64_t n_ctx = 0;
+    char err[512];
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "kh", longopts, NULL)) != -1) {
-        if (opt == 'k')
+        if (opt == 'k') {
             show_kv = true;
-        else {
-            fprintf(opt == 'h' ? stdout : stderr, "usage: relais inspect [--kv] FILE.gguf\n");
+        } else if (opt == OPT_KV_TYPE) {
+            if (rl_kv_type_parse(optarg, &kv_type, err, sizeof err)) {
+                fprintf(stderr, "relais inspect: --kv-type: %s\n", err);
+                return 2;
+            }
+        } else if (opt == OPT_CTX) {
+            if (cli_parse_i64("--ctx", optarg, 1, 1 << 24, &n_ctx))
+                return 2;
+        } else {
+            fputs(usage, opt == 'h' ? stdout : stderr);
             return opt == 'h' ? 0 : 2;
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: relais inspect [--kv] FILE.gguf\n");
+        fputs(usage, stderr);
         return 2;
     }
-    char err[512];
     gguf_file *f = gguf_open(argv[optind], err, sizeof err);
     if (!f) {
         fprintf(stderr, "relais inspect: %s\n", err);
@@ -119,6 +160,7 @@ int cmd_inspect(int argc, char **argv) {
     if (gguf_n_tensors(f) > 0 && rl_hparams_read(f, &mo, &hp, err, sizeof err) == 0) {
         print_hparams(&hp);
         print_window_layout(&hp);
+        print_kv_bytes(&hp, kv_type, (uint32_t)n_ctx);
         print_layer_bytes(f, &hp);
     } else if (gguf_n_tensors(f) > 0) {
         printf("model          not runnable: %s\n", err);

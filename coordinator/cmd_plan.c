@@ -35,9 +35,11 @@ static void usage(FILE *out) {
             "\n"
             "  --cluster FILE          the cluster file (deploy/cluster.example.yaml)\n"
             "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
-            "  --ctx N                 positions of KV per session (default 4096, capped at\n"
-            "                          the model's)\n"
+            "  --ctx N                 positions of KV per session (default 4096 or the model's,\n"
+            "                          if less; more than the model's is refused)\n"
             "  --sessions N            sessions each node keeps KV for (default 1)\n"
+            "  --kv-type T             KV cache type: f32, f16 (default), q8_0, or K,V (f16,q8_0);\n"
+            "                          default: the cluster file's kv_type, else f16\n"
             "  --layers A-B,C-D,...    check this split instead of planning one: one range\n"
             "                          per node in the file's order, inclusive, '-' for none\n"
             "  --allow-idle            a node may get no layers (a slow node is left out)\n"
@@ -61,7 +63,7 @@ static void usage(FILE *out) {
 
 enum {
     OPT_CLUSTER = 1, OPT_CTX, OPT_SESSIONS, OPT_LAYERS, OPT_IDLE, OPT_HEAD_COORD, OPT_RESERVE, OPT_SWA_W,
-    OPT_SWA_P, OPT_RAM, OPT_SPEED, OPT_TIMEOUT, OPT_JSON
+    OPT_SWA_P, OPT_RAM, OPT_SPEED, OPT_TIMEOUT, OPT_JSON, OPT_KV_TYPE
 };
 
 typedef struct {
@@ -74,6 +76,8 @@ typedef struct {
     int64_t swa_window;         /* -1 keeps the file's */
     int64_t timeout_s;          /* for the nodes' answers to Hello */
     const char *swa_pattern;    /* NULL keeps the file's */
+    rl_kv_type kv_type;         /* the nodes' KV types */
+    bool kv_type_set;           /* --kv-type given: overrides the cluster file's */
     double reserve;
     bool allow_idle, head_on_coordinator, json;
 } plan_args;
@@ -145,6 +149,14 @@ static int parse_opt(int opt, const char *arg, plan_args *a) {
     case OPT_SPEED: a->speed = arg; return 0;
     case OPT_TIMEOUT: return cli_parse_i64("--timeout", arg, 1, 3600, &a->timeout_s);
     case OPT_JSON: a->json = true; return 0;
+    case OPT_KV_TYPE: {
+        char err[160];
+        a->kv_type_set = true;
+        if (rl_kv_type_parse(arg, &a->kv_type, err, sizeof err) == 0)
+            return 0;
+        fprintf(stderr, "relais plan: --kv-type: %s\n", err);
+        return -1;
+    }
     default: return -1;   /* getopt already said what was wrong */
     }
 }
@@ -162,8 +174,10 @@ static int parse_args(int argc, char **argv, plan_args *a) {
         {"assume-node-speed", required_argument, 0, OPT_SPEED},
         {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"json", no_argument, 0, OPT_JSON},             {"help", no_argument, 0, 'h'},
+        {"kv-type", required_argument, 0, OPT_KV_TYPE},
         {0, 0, 0, 0}};
-    *a = (plan_args){.n_sessions = 1, .swa_window = -1, .timeout_s = 10, .reserve = (double)PLAN_DEFAULT_RESERVE};
+    *a = (plan_args){.n_sessions = 1, .swa_window = -1, .timeout_s = 10, .reserve = (double)PLAN_DEFAULT_RESERVE,
+                     .kv_type = RL_KV_TYPE_DEFAULT};
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
@@ -253,9 +267,11 @@ static void print_header(const plan_args *a, const plan_model *m, const plan_inp
     if (n_slide)
         printf(" (%u sliding over %u positions)", n_slide, m->hp.swa_window);
     printf(", %.1f MiB of layer weights, head %.1f MiB\n", MIB(w), MIB(m->head_bytes));
+    char kv[160];
     printf("context  %u positions x %u session%s; reserve %.1f MiB per node; head on the %s\n", in->n_ctx,
            in->n_sessions, in->n_sessions > 1 ? "s" : "", MIB(in->reserve),
            in->head_on_coordinator ? "coordinator" : "last node");
+    printf("cache    %s, per session\n", rl_kv_describe(&m->hp, in->kv_type, in->n_ctx, kv, sizeof kv));
     printf("nodes    free RAM %s, speed %s\n\n", a->ram ? "as given by --assume-node-ram" : "as the nodes report it",
            a->speed ? "as given by --assume-node-speed" : "as the nodes measured it");
 }
@@ -322,6 +338,9 @@ static void print_json(const plan_args *a, const cluster_config *cfg, const plan
                              (json_int_t)plan_total_free(p), "nodes", nodes, "free_ram_from",
                              a->ram ? "assumed" : "nodes", "speed_from", a->speed ? "assumed" : "nodes");
     json_object_set_new(root, "problem", plan_fits(p) ? json_null() : json_string(plan_problem(p)));
+    char kt[32];
+    json_object_set_new(root, "kv_type", json_string(rl_kv_type_str(in->kv_type, kt, sizeof kt)));
+    json_object_set_new(root, "kv_bytes_per_token", json_integer((json_int_t)rl_kv_bytes_per_token(&m->hp, in->kv_type)));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     if (text)
         puts(text);
@@ -348,8 +367,18 @@ static int plan_and_print(const plan_args *a, const cluster_config *cfg, const p
     in.head_bytes = m->head_bytes;
     in.nodes = nodes;
     in.n_nodes = n;
-    in.n_ctx = rl_hparams_ctx(&m->hp, (uint32_t)a->n_ctx);
+    if (rl_hparams_ctx(&m->hp, (uint32_t)a->n_ctx, &in.n_ctx, err, sizeof err)) {
+        fprintf(stderr, "relais plan: %s\n", err);
+        return 2;
+    }
     in.n_sessions = (uint32_t)a->n_sessions;
+    in.kv_type = a->kv_type;
+    if (!a->kv_type_set)
+        cluster_config_kv_type(cfg, &in.kv_type);
+    if (rl_kv_type_check(in.kv_type, &m->hp, err, sizeof err)) {
+        fprintf(stderr, "relais plan: %s\n", err);
+        return 2;
+    }
     in.reserve = (uint64_t)a->reserve;
     in.head_on_coordinator = a->head_on_coordinator;
     in.allow_idle = a->allow_idle;

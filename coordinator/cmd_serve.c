@@ -18,6 +18,7 @@
 #include "http_server.h"
 #include "kv.h"
 #include "log.h"
+#include "mem.h"
 #include "wire.h"
 
 enum {
@@ -49,8 +50,10 @@ static void usage(FILE *out) {
                  "      --api-keys FILE     ... with any key of FILE (one per line, # comments)\n"
                  "      --max-sessions N    requests generating at once, each with its KV cache (default 8)\n"
                  "      --max-queue N       requests waiting beyond those; more get 429 (default 64)\n"
-                 "      --ctx N             positions per request, prompt + completion (default 4096,\n"
-                 "                          capped at the model's)\n"
+                 "      --ctx N             positions per request, prompt + completion (default 4096 or\n"
+                 "                          the model's, if less); --ctx-beyond-file accepts more than\n"
+                 "                          the file's context\n"
+                 "      --kv-type T         KV cache type: f32, f16 (default) or q8_0; K,V apart (f16,q8_0)\n"
                  "  -t, --threads N         worker threads (default: one per core)\n"
                  "      --batch N           tokens per micro-batch (default 64)\n"
                  "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
@@ -130,6 +133,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
         {"ctx", required_argument, 0, CLI_OPT_CTX}, {"swa-window", required_argument, 0, CLI_OPT_SWA_W},
+        {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}, {"ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND},
         {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH},
         {"host", required_argument, 0, OPT_HOST}, {"port", required_argument, 0, OPT_PORT},
         {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
@@ -210,11 +214,13 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     app->sched = en->sched;
     app->x = en->e.x;
     app->hp = hp;
+    app->kv_type = en->e.kv_type;
     app->max_sessions = so.max_sessions;
-    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (KV up to %.1f MiB each), "
+    char kv[160];
+    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
            "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
            rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
-           rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx) / 1048576.0, a->batch, en->e.x->depth,
+           rl_kv_describe(hp, en->e.kv_type, n_ctx, kv, sizeof kv), a->batch, en->e.x->depth,
            a->common.runner.n_threads, a->cluster.file ? " per node" : "");
     return 0;
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "cluster_session.h"
+#include "kv.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -119,9 +120,10 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
 /* The engine in this process: model m (borrowed), n_threads workers,
  * micro-batches of up to max_batch tokens of which up to max_sessions
  * segments sample, sgemm for micro-batches of gemm_min rows or more whose
- * segments allow it (rl_gemm_min_for; 0: never). NULL with err on failure. */
+ * segments allow it (rl_gemm_min_for; 0: never); sessions cache K and V
+ * in kv_type. NULL with err on failure. */
 rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
-                                   uint32_t gemm_min, char *err, size_t errlen);
+                                   uint32_t gemm_min, rl_kv_type kv_type, char *err, size_t errlen);
 
 /* ---- opening: what a command runs on ---- */
 typedef struct {
@@ -130,6 +132,7 @@ typedef struct {
     const rl_model *view;       /* the model the tokenizer comes from (model, or the cluster's embedding) */
     rl_tokenizer *tok;
     uint32_t n_ctx;             /* positions per session */
+    rl_kv_type kv_type;         /* of the sessions' caches (here or on the nodes) */
 } rl_xengine;
 
 /* The executor of the nodes of co->file, or of the engine in this process

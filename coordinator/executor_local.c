@@ -34,6 +34,7 @@ typedef struct lsession {
 typedef struct {
     rl_executor base;        /* must be first */
     const rl_model *model;   /* borrowed: the caller keeps it alive */
+    rl_kv_type kv_type;      /* of every session's cache */
     rl_ctx *ctx;             /* threads and scratch, max_batch rows */
     float *x;                /* (max_batch, dim) activations of the micro-batch */
     uint32_t max_rows;       /* most segments that sample at once: min(max_batch, max_sessions) */
@@ -89,7 +90,7 @@ static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t 
         return NULL;
     }
     s->id = g->session;
-    if (!(s->kv = rl_kv_new(hp, 0, hp->n_layer, g->n_ctx, err, errlen))) {
+    if (!(s->kv = rl_kv_new(hp, 0, hp->n_layer, g->n_ctx, l->kv_type, err, errlen))) {
         session_free(s);
         return NULL;
     }
@@ -265,7 +266,7 @@ static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait,     local_dr
                                           local_nodes,  local_describe, local_destroy};
 
 rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
-                                   uint32_t gemm_min, char *err, size_t errlen) {
+                                   uint32_t gemm_min, rl_kv_type kv_type, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(m);
     local_exec *l = calloc(1, sizeof *l);
     if (!l) {
@@ -275,6 +276,7 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
     pthread_mutex_init(&l->stats_lock, NULL);
     l->base = (rl_executor){&LOCAL_OPS, max_batch, 1, hp->n_vocab};
     l->model = m;
+    l->kv_type = kv_type;
     snprintf(l->node.name, sizeof l->node.name, "local");
     snprintf(l->node.state, sizeof l->node.state, "ready");
     if (!(l->ctx = rl_ctx_new(m, n_threads, max_batch, err, errlen))) {

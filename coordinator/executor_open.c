@@ -7,15 +7,27 @@
 #include <string.h>
 #include "executor.h"
 #include "forward.h"
+#include "kv.h"
+#include "log.h"
+#include "mem.h"
 
+/* The model loaded here once the memory check passed: the weights and
+ * every session's KV at the full context (the context and the KV type are
+ * checked there too, before any memory is taken). */
 static int open_local(rl_xengine *e, const rl_runner_opts *ro, uint32_t max_sessions, char *err, size_t errlen) {
     rl_model_opts mo = rl_runner_model_opts(ro);
-    if (!(e->model = rl_model_load(ro->model_path, &mo, err, errlen)))
+    if (rl_mem_check_file(ro->model_path, &mo, ro->n_ctx, max_sessions, ro->kv_type, err, errlen) ||
+        !(e->model = rl_model_load(ro->model_path, &mo, err, errlen)))
         return -1;
     e->view = e->model;
-    e->n_ctx = rl_hparams_ctx(rl_model_hparams(e->model), ro->n_ctx);
+    e->kv_type = ro->kv_type;
+    const rl_hparams *hp = rl_model_hparams(e->model);
+    if (rl_hparams_ctx(hp, ro->n_ctx, &e->n_ctx, err, errlen) || rl_kv_type_check(ro->kv_type, hp, err, errlen))
+        return -1;
+    char kv[160];
+    rl_log(RL_LOG_INFO, "%s", rl_kv_describe(hp, ro->kv_type, e->n_ctx, kv, sizeof kv));
     e->x = rl_executor_local_new(e->model, ro->n_threads, rl_runner_batch(ro), max_sessions,
-                                 rl_gemm_min_for(ro->no_gemm, ro->gemm_min), err, errlen);
+                                 rl_gemm_min_for(ro->no_gemm, ro->gemm_min), ro->kv_type, err, errlen);
     return e->x ? 0 : -1;
 }
 
@@ -23,9 +35,11 @@ int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_op
                     char *err, size_t errlen) {
     memset(e, 0, sizeof *e);
     int rc = rl_cluster_opts_check(co, err, errlen);
-    if (rc == 0 && co->file)
-        rc = (e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)) ? 0 : -1;
-    else if (rc == 0)
+    if (rc == 0 && co->file) {
+        rc = rl_cluster_kv_type(co, ro, &e->kv_type, err, errlen);
+        if (rc == 0 && !(e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)))
+            rc = -1;
+    } else if (rc == 0)
         rc = open_local(e, ro, max_sessions, err, errlen);
     if (rc == 0 && !(e->tok = rl_tok_new(rl_model_gguf(e->view), err, errlen)))
         rc = -1;

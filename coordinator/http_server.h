@@ -30,6 +30,7 @@ typedef struct {
     int64_t created;                /* unix time the server started */
     uint32_t max_sessions;          /* requests generating at once, for /health */
     const rl_hparams *hp;           /* the model's shape, for /health's KV sizes; NULL until ready */
+    rl_kv_type kv_type;             /* of the sessions' caches, for the same */
     rl_metrics *metrics;
 } rl_serve;
 

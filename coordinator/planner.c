@@ -21,7 +21,7 @@ struct plan {
 };
 
 plan_input plan_input_default(void) {
-    return (plan_input){.n_sessions = 1, .reserve = PLAN_DEFAULT_RESERVE};
+    return (plan_input){.n_sessions = 1, .reserve = PLAN_DEFAULT_RESERVE, .kv_type = RL_KV_TYPE_DEFAULT};
 }
 
 /* Prefix sums, so the cost of any range is O(1). */
@@ -152,7 +152,7 @@ static int costs_init(costs *c, const plan_input *in) {
     }
     for (uint32_t j = 1; j <= c->n_layer; j++) {
         c->wsum[j] = c->wsum[j - 1] + in->layer_bytes[j - 1];
-        c->kvsum[j] = rl_kv_bytes_for(in->hp, 0, j, in->n_ctx) * in->n_sessions;
+        c->kvsum[j] = rl_kv_bytes_for(in->hp, 0, j, in->n_ctx, in->kv_type) * in->n_sessions;
     }
     return 0;
 }
@@ -242,7 +242,7 @@ static void fill_stages(plan *p, const costs *c, const uint32_t *cuts) {
         s->l1 = j;
         s->head = range_has_head(c, i, j);
         s->weight_bytes = c->wsum[j] - c->wsum[i];
-        s->kv_bytes = rl_kv_bytes_for(in->hp, i, j, in->n_ctx) * in->n_sessions;
+        s->kv_bytes = rl_kv_bytes_for(in->hp, i, j, in->n_ctx, in->kv_type) * in->n_sessions;
         s->head_bytes = s->head ? in->head_bytes : 0;
         s->reserve_bytes = i < j ? in->reserve : 0;
         s->need_bytes = s->weight_bytes + s->kv_bytes + s->head_bytes + s->reserve_bytes;
@@ -284,6 +284,13 @@ static int describe_problem(plan *p, const plan_input *in) {
                 MIB(s->need_bytes), MIB(s->weight_bytes), MIB(s->kv_bytes), MIB(s->head_bytes),
                 MIB(s->reserve_bytes), MIB(s->free_bytes), MIB(s->need_bytes - s->free_bytes));
     }
+    /* the smallest KV type, when the heads allow it and it is not the one planned */
+    const rl_kv_type q8 = {RL_Q8_0, RL_Q8_0};
+    char why[160];
+    if ((in->kv_type.k != RL_Q8_0 || in->kv_type.v != RL_Q8_0) && rl_kv_type_check(q8, in->hp, why, sizeof why) == 0)
+        fprintf(f, "  with --kv-type q8_0 the KV would take %.1f MiB in all instead of %.1f MiB\n",
+                MIB(rl_kv_bytes_for(in->hp, 0, in->hp->n_layer, in->n_ctx, q8) * in->n_sessions),
+                MIB(rl_kv_bytes_for(in->hp, 0, in->hp->n_layer, in->n_ctx, in->kv_type) * in->n_sessions));
     return fclose(f) ? -1 : 0;
 }
 

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "gguf.h"
+#include "kv.h"
 #include "model.h"
 
 #define PLAN_MAX_NODES 64
@@ -49,6 +50,7 @@ typedef struct {
     uint32_t n_nodes;               /* 1..PLAN_MAX_NODES */
     uint32_t n_ctx;                 /* positions of KV per session (>= 1) */
     uint32_t n_sessions;            /* sessions each node keeps KV for (>= 1) */
+    rl_kv_type kv_type;             /* KV cache element types (default f16) */
     uint64_t reserve;               /* per used node: activations, buffers, the runtime */
     bool head_on_coordinator;       /* false: the last node runs final norm, head and sampling */
     bool allow_idle;                /* a node may get no layers; otherwise each gets at least one */

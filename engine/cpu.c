@@ -78,9 +78,14 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
         set->quantize_q8_0 = fallback->quantize_q8_0;
     if (!set->quantize_q8_K)
         set->quantize_q8_K = fallback->quantize_q8_K;
-    for (int t = 0; t < RL_DTYPE_COUNT; t++)
+    for (int t = 0; t < RL_DTYPE_COUNT; t++) {
         if (!set->vec_dot[t])
             set->vec_dot[t] = fallback->vec_dot[t];
+        if (!set->kv_axpy[t])
+            set->kv_axpy[t] = fallback->kv_axpy[t];
+        if (!set->kv_dot[t])
+            set->kv_dot[t] = fallback->kv_dot[t];
+    }
     if (!set->qg_kernel) {   /* the three parts of the batched path go together */
         set->qg_pack = fallback->qg_pack;
         set->qg_unpack = fallback->qg_unpack;

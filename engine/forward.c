@@ -12,7 +12,13 @@
  * and keys inside the batch from the batch's own K/V rows; the batch is
  * written to the cache only afterwards. That way a sliding layer's ring of W
  * entries is never overwritten while a query of the same batch still needs
- * the key it held. */
+ * the key it held.
+ *
+ * The cache may hold keys and values in f16 or q8_0 (kv.h). The batch's own
+ * K/V rows are converted to those types right after RoPE, and the attention
+ * reads every key and value, the batch's as the cache's, in the cache's
+ * type: a token sees the same bytes whether it was computed alone or inside
+ * a chunk, so chunking never changes a result. */
 #include "forward.h"
 
 #include <math.h>
@@ -34,11 +40,14 @@ struct rl_ctx {
     float *q;               /* (max_batch, q_dim) */
     float *k;               /* (max_batch, kv_dim) */
     float *v;               /* (max_batch, kv_dim) */
+    char *kt;               /* (max_batch) K rows in the cache's type, kv_dim * 4 bytes apart */
+    char *vt;               /* (max_batch) V rows likewise */
     float *att;             /* (max_batch, q_dim) attention output */
     float *gate;            /* (max_batch, ffn_dim) */
     float *up;              /* (max_batch, ffn_dim) */
     float *proj;            /* (max_batch, dim) output of Wo / Wd */
     float **scores;         /* (n_threads, group, n_ctx_train + max_batch) attention weights */
+    void **qq;              /* (n_threads, group, head_dim * 4 bytes) queries as Q8_0 for Q8_0 keys */
     uint32_t *tok_seg;      /* (max_batch) segment of each row of the batch */
     uint32_t *tok_pos;      /* (max_batch) position of each row */
     rl_rope_table rope;     /* the position-independent part of RoPE (YaRN included) */
@@ -86,11 +95,14 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
     c->q = malloc(B * q_dim * sizeof(float));
     c->k = malloc(B * kv_dim * sizeof(float));
     c->v = malloc(B * kv_dim * sizeof(float));
+    c->kt = malloc(B * kv_dim * sizeof(float));
+    c->vt = malloc(B * kv_dim * sizeof(float));
     c->att = malloc(B * q_dim * sizeof(float));
     c->gate = malloc(B * hp->ffn_dim * sizeof(float));
     c->up = malloc(B * hp->ffn_dim * sizeof(float));
     c->proj = malloc(B * hp->dim * sizeof(float));
     c->scores = calloc((size_t)rl_pool_size(c->pool), sizeof *c->scores);
+    c->qq = calloc((size_t)rl_pool_size(c->pool), sizeof *c->qq);
     c->tok_seg = malloc(B * sizeof *c->tok_seg);
     c->tok_pos = malloc(B * sizeof *c->tok_pos);
     c->rope_cs = malloc(hp->head_dim * sizeof(float));
@@ -98,10 +110,12 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
         rl_ctx_destroy(&c);
         return NULL;
     }
-    if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores)
+    if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores ||
+        !c->kt || !c->vt || !c->qq)
         goto oom;
     for (int i = 0; i < rl_pool_size(c->pool); i++)
-        if (!(c->scores[i] = malloc((size_t)hp->n_head / hp->n_head_kv * (hp->n_ctx_train + B) * sizeof(float))))
+        if (!(c->scores[i] = malloc((size_t)hp->n_head / hp->n_head_kv * (hp->n_ctx_train + B) * sizeof(float))) ||
+            !(c->qq[i] = malloc(q_dim / hp->n_head_kv * sizeof(float))))
             goto oom;
     return c;
 oom:
@@ -116,13 +130,18 @@ void rl_ctx_destroy(rl_ctx **pc) {
         return;
     for (int i = 0; c->scores && c->pool && i < rl_pool_size(c->pool); i++)
         free(c->scores[i]);
+    for (int i = 0; c->qq && c->pool && i < rl_pool_size(c->pool); i++)
+        free(c->qq[i]);
     free(c->scores);
+    free(c->qq);
     rl_matmul_destroy(&c->mm);
     rl_pool_destroy(&c->pool);
     free(c->h);
     free(c->q);
     free(c->k);
     free(c->v);
+    free(c->kt);
+    free(c->vt);
     free(c->att);
     free(c->gate);
     free(c->up);
@@ -170,63 +189,92 @@ typedef struct {
     uint32_t *row0;     /* (n_segs) first row of each segment */
 } att_task;
 
-/* The K (or V) row of position pos for KV head kvh, seen from row `tok`:
- * from the batch when the position is inside its segment, else the cache. */
-static const float *kv_row(const att_task *t, uint32_t tok, uint32_t pos, uint32_t kvh, bool value) {
+/* Where one KV head's rows of one layer are, seen from one row of the batch:
+ * positions before the segment in the cache's ring, the segment's own in the
+ * batch's converted rows; both in the cache's type. Worked out once per
+ * (row, head) so the loop over tens of thousands of positions only indexes. */
+typedef struct {
+    const char *ring;      /* the cache's slot 0, at this head */
+    size_t ring_stride;    /* bytes from one slot to the next */
+    uint32_t cap;          /* slots in the ring */
+    const char *batch;     /* the segment's first row in kt / vt, at this head */
+    size_t batch_stride;   /* bytes from one batch row to the next */
+    uint32_t pos0;         /* the segment's first position */
+} kv_rows;
+
+static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     const uint32_t s = t->c->tok_seg[tok];
     const rl_segment *seg = &t->segs[s];
-    if (pos >= seg->pos0)
-        return (value ? t->c->v : t->c->k) + (t->row0[s] + pos - seg->pos0) * kv_dim + (size_t)kvh * hp->head_dim;
-    return (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, pos) + (size_t)kvh * hp->head_dim;
+    const rl_dtype type = value ? rl_kv_types(seg->kv).v : rl_kv_types(seg->kv).k;
+    const size_t head = (size_t)kvh * rl_dtype_row_bytes(type, hp->head_dim);
+    const char *slot0 = (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, 0);
+    return (kv_rows){
+        .ring = slot0 + head,
+        .ring_stride = rl_dtype_row_bytes(type, kv_dim),   /* kv.h: slot after slot, one row each */
+        .cap = rl_kv_span(seg->kv, t->il),
+        .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) + head,
+        .batch_stride = kv_dim * sizeof(float),
+        .pos0 = seg->pos0,
+    };
 }
 
-/* y (n) += a * x (n). Written with a portable vector type because the
- * compiler does not vectorize a loop of unknown length at -O2; each element
- * is the same single multiply and add as the plain loop. */
-typedef float v8f32 __attribute__((vector_size(32)));
-static void axpy(float *restrict y, float a, const float *restrict x, uint32_t n) {
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f32 vy, vx;
-        memcpy(&vy, y + i, sizeof vy);
-        memcpy(&vx, x + i, sizeof vx);
-        vy += a * vx;
-        memcpy(y + i, &vy, sizeof vy);
-    }
-    for (; i < n; i++)
-        y[i] += a * x[i];
+static inline const void *row_at(const kv_rows *r, uint32_t pos) {
+    if (pos >= r->pos0)
+        return r->batch + (size_t)(pos - r->pos0) * r->batch_stride;
+    return r->ring + (size_t)(pos % r->cap) * r->ring_stride;
 }
 
 /* For the G query heads that share KV head kvh (GQA), out (head_dim) =
  * softmax(q·K over the visible positions / sqrt(hd)) · V. The group is done
  * together so each key and value row is fetched once for G heads rather than
  * G times; at 512 tokens of prefill the per-head version spent as long in
- * attention as in the matrix products. scores holds G rows of the span. */
-static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *scores) {
+ * attention as in the matrix products. scores holds G rows of the span; qq
+ * the G queries as Q8_0 when the keys are Q8_0 (an integer dot, as
+ * llama.cpp does for a q8_0 cache). */
+static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *scores, void *qq) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const uint32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
-    const uint32_t p = t->c->tok_pos[tok], cap = rl_kv_span(t->segs[t->c->tok_seg[tok]].kv, t->il);
+    const rl_kv *kv = t->segs[t->c->tok_seg[tok]].kv;
+    const rl_kv_type kt = rl_kv_types(kv);
+    const uint32_t p = t->c->tok_pos[tok], cap = rl_kv_span(kv, t->il);
     const uint32_t first = p + 1 > cap ? p + 1 - cap : 0, n = p - first + 1;
     const size_t head0 = (size_t)tok * hp->n_head + (size_t)kvh * G;
     const float *q = t->c->q + head0 * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const rl_vec_dot_fn dot = rl_kernels()->vec_dot[RL_F32];
-    for (uint32_t j = first; j <= p; j++) {
-        const float *k = kv_row(t, tok, j, kvh, false);
+    const rl_kernel_set *ks = rl_kernels();
+    const rl_vec_dot_fn dot_f32 = ks->vec_dot[RL_F32];
+    const rl_kv_dot_fn dot = ks->kv_dot[kt.k];
+    const rl_kv_axpy_fn axpy = ks->kv_axpy[kt.v];
+    const char *qa = (const char *)q;
+    size_t q_row = (size_t)hd * sizeof(float);
+    if (kt.k == RL_Q8_0) {
+        q_row = rl_dtype_row_bytes(RL_Q8_0, hd);
         for (uint32_t g = 0; g < G; g++)
-            scores[(size_t)g * n + j - first] = dot((int)hd, k, q + (size_t)g * hd) * scale;
+            ks->quantize_q8_0(q + (size_t)g * hd, (char *)qq + g * q_row, (int)hd);
+        qa = qq;
     }
-    for (uint32_t g = 0; g < G; g++)
-        rl_softmax(scores + (size_t)g * n, n);
+    const kv_rows keys = rows_of(t, tok, kvh, false), values = rows_of(t, tok, kvh, true);
+    for (uint32_t j = first; j <= p; j++) {
+        const void *k = row_at(&keys, j);
+        float *s = scores + j - first;
+        if (kt.k == RL_F32)   /* the matrix-vector dot, as the goldens were checked with */
+            for (uint32_t g = 0; g < G; g++)
+                s[(size_t)g * n] = dot_f32((int)hd, k, qa + g * q_row);
+        else
+            dot((int)hd, k, qa, q_row, (int)G, s, n);
+    }
+    for (uint32_t g = 0; g < G; g++) {
+        float *s = scores + (size_t)g * n;
+        for (uint32_t j = 0; j < n; j++)
+            s[j] *= scale;
+        rl_softmax(s, n);
+    }
     float *out = t->c->att + head0 * hd;
     memset(out, 0, (size_t)G * hd * sizeof(float));
-    for (uint32_t j = first; j <= p; j++) {
-        const float *v = kv_row(t, tok, j, kvh, true);
-        for (uint32_t g = 0; g < G; g++)
-            axpy(out + (size_t)g * hd, scores[(size_t)g * n + j - first], v, hd);
-    }
+    for (uint32_t j = first; j <= p; j++)
+        axpy((int)hd, scores + j - first, n, row_at(&values, j), (int)G, out);
 }
 
 static void attention_task(void *arg, int ith, int nth) {
@@ -235,7 +283,22 @@ static void attention_task(void *arg, int ith, int nth) {
     long b, e;
     rl_split((long)t->n * n_kv, ith, nth, &b, &e);
     for (long i = b; i < e; i++)
-        attend_group(t, (uint32_t)(i / n_kv), (uint32_t)(i % n_kv), t->c->scores[ith]);
+        attend_group(t, (uint32_t)(i / n_kv), (uint32_t)(i % n_kv), t->c->scores[ith], t->c->qq[ith]);
+}
+
+/* Converts each segment's new K/V rows (f32, after RoPE) to its cache's
+ * types, into kt / vt; an f32 cache's rows are copied as they are. */
+static void convert_kv(rl_ctx *c, const att_task *t, uint32_t n_segs) {
+    const rl_hparams *hp = rl_model_hparams(c->model);
+    const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    for (uint32_t s = 0; s < n_segs; s++) {
+        const rl_kv_type kt = rl_kv_types(t->segs[s].kv);
+        for (uint32_t i = 0; i < t->segs[s].n; i++) {
+            const size_t row = t->row0[s] + i;
+            rl_quantize_row(kt.k, c->k + row * kv_dim, c->kt + row * kv_dim * sizeof(float), (int64_t)kv_dim);
+            rl_quantize_row(kt.v, c->v + row * kv_dim, c->vt + row * kv_dim * sizeof(float), (int64_t)kv_dim);
+        }
+    }
 }
 
 /* Writes each segment's new K/V rows into its cache; rows a ring would
@@ -245,11 +308,13 @@ static void store_kv(rl_ctx *c, const att_task *t, uint32_t n_segs) {
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     for (uint32_t s = 0; s < n_segs; s++) {
         const rl_segment *seg = &t->segs[s];
+        const rl_kv_type kt = rl_kv_types(seg->kv);
+        const size_t k_row = rl_dtype_row_bytes(kt.k, kv_dim), v_row = rl_dtype_row_bytes(kt.v, kv_dim);
         const uint32_t cap = rl_kv_span(seg->kv, t->il);
         for (uint32_t i = seg->n > cap ? seg->n - cap : 0; i < seg->n; i++) {
             size_t row = t->row0[s] + i;
-            memcpy(rl_kv_k(seg->kv, t->il, seg->pos0 + i), c->k + row * kv_dim, kv_dim * sizeof(float));
-            memcpy(rl_kv_v(seg->kv, t->il, seg->pos0 + i), c->v + row * kv_dim, kv_dim * sizeof(float));
+            memcpy(rl_kv_k(seg->kv, t->il, seg->pos0 + i), c->kt + row * kv_dim * sizeof(float), k_row);
+            memcpy(rl_kv_v(seg->kv, t->il, seg->pos0 + i), c->vt + row * kv_dim * sizeof(float), v_row);
         }
     }
 }
@@ -274,6 +339,7 @@ static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, b
             rl_scale(c->q + i * q_dim, rl_attn_temp(hp->attn_temp_scale, hp->rope_orig_ctx, c->tok_pos[i]),
                      (uint32_t)q_dim);
     }
+    convert_kv(c, t, n_segs);
     rl_pool_run(c->pool, attention_task, t);
     store_kv(c, t, n_segs);
     rl_matmul_run(c->mm, &L->wo, c->att, n, c->proj, gemm);

@@ -1,16 +1,20 @@
-/* Per-session KV cache over a layer range: one f32 K and V buffer per layer,
- * full layers sized to the context, sliding layers to their window, used as a
- * ring (slot = position % capacity). A full layer's ring never wraps because
- * its capacity is the context, so one indexing rule serves both kinds. */
+/* Per-session KV cache over a layer range: one K and one V buffer per layer
+ * (rows of the cache's K and V types), full layers sized to the context,
+ * sliding layers to their window, used as a ring (slot = position %
+ * capacity). A full layer's ring never wraps because its capacity is the
+ * context, so one indexing rule serves both kinds. */
 #include "kv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include "quant.h"
+#include "rng.h"
 
 typedef struct {
-    float *k;        /* (cap, kv_dim) */
-    float *v;        /* (cap, kv_dim) */
+    char *k;         /* (cap, k_row) bytes */
+    char *v;         /* (cap, v_row) bytes */
     uint32_t cap;    /* n_ctx for full layers, min(W, n_ctx) for sliding ones */
 } kv_layer;
 
@@ -18,6 +22,8 @@ struct rl_kv {
     uint32_t l0, l1;       /* absolute layer range */
     uint32_t n_ctx;        /* positions this session may reach */
     uint32_t kv_dim;       /* n_head_kv * head_dim */
+    rl_kv_type type;
+    size_t k_row, v_row;   /* bytes of one position's K and V row */
     uint32_t len;          /* positions written: 0..len-1 */
     uint32_t min_cap;      /* smallest ring: how far back truncation stays exact */
     size_t bytes;          /* allocated K+V bytes */
@@ -30,14 +36,83 @@ static uint32_t layer_cap(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
     return n_ctx;
 }
 
-uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx) {
-    uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim, total = 0;
+static bool kv_dtype_ok(rl_dtype t) { return t == RL_F32 || t == RL_F16 || t == RL_Q8_0; }
+
+static int parse_one(const char *s, size_t n, rl_dtype *t) {
+    static const rl_dtype ok[] = {RL_F32, RL_F16, RL_Q8_0};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *name = rl_dtype_name(ok[i]);
+        if (strlen(name) == n && strncasecmp(s, name, n) == 0) {
+            *t = ok[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int rl_kv_type_parse(const char *s, rl_kv_type *t, char *err, size_t errlen) {
+    const char *comma = s ? strchr(s, ',') : NULL;
+    rl_kv_type r;
+    int bad = !s || (comma ? parse_one(s, (size_t)(comma - s), &r.k) || parse_one(comma + 1, strlen(comma + 1), &r.v)
+                           : parse_one(s, strlen(s), &r.k));
+    if (bad) {
+        snprintf(err, errlen, "KV type '%s': expected f32, f16 or q8_0, or K,V such as f16,q8_0", s ? s : "");
+        return -1;
+    }
+    if (!comma)
+        r.v = r.k;
+    *t = r;
+    return 0;
+}
+
+const char *rl_kv_type_str(rl_kv_type t, char *buf, size_t n) {
+    if (t.k == t.v)
+        snprintf(buf, n, "%s", rl_dtype_name(t.k));
+    else
+        snprintf(buf, n, "%s,%s", rl_dtype_name(t.k), rl_dtype_name(t.v));
+    return buf;
+}
+
+int rl_kv_type_check(rl_kv_type t, const rl_hparams *hp, char *err, size_t errlen) {
+    const rl_dtype both[2] = {t.k, t.v};
+    for (int i = 0; i < 2; i++) {
+        if (!kv_dtype_ok(both[i])) {
+            snprintf(err, errlen, "KV type %s: the cache holds f32, f16 or q8_0", rl_dtype_name(both[i]));
+            return -1;
+        }
+        /* q8_0 blocks must not straddle heads: a head's dot reads whole blocks. */
+        if (both[i] == RL_Q8_0 && hp->head_dim % QK8_0) {
+            snprintf(err, errlen, "KV type q8_0 needs a head size that is a multiple of %d; this model's is %u "
+                     "(use f16 or f32)", QK8_0, hp->head_dim);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+uint64_t rl_kv_bytes_per_token(const rl_hparams *hp, rl_kv_type t) {
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    return (uint64_t)hp->n_layer * (rl_dtype_row_bytes(t.k, kv_dim) + rl_dtype_row_bytes(t.v, kv_dim));
+}
+
+uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx, rl_kv_type t) {
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    const uint64_t row = rl_dtype_row_bytes(t.k, kv_dim) + rl_dtype_row_bytes(t.v, kv_dim);
+    uint64_t total = 0;
     for (uint32_t il = l0; il < l1 && il < hp->n_layer; il++)
-        total += 2ull * layer_cap(hp, il, n_ctx) * kv_dim * sizeof(float);
+        total += (uint64_t)layer_cap(hp, il, n_ctx) * row;
     return total;
 }
 
-rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx, char *err, size_t errlen) {
+const char *rl_kv_describe(const rl_hparams *hp, rl_kv_type t, uint32_t n_ctx, char *buf, size_t n) {
+    char name[32];
+    snprintf(buf, n, "KV %s: %.1f KiB per token, %.1f MiB at context %u", rl_kv_type_str(t, name, sizeof name),
+             rl_kv_bytes_per_token(hp, t) / 1024.0, rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx, t) / 1048576.0, n_ctx);
+    return buf;
+}
+
+rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx, rl_kv_type t, char *err,
+                 size_t errlen) {
     if (l0 >= l1 || l1 > hp->n_layer) {
         snprintf(err, errlen, "kv: layer range [%u, %u) outside the model's %u layers", l0, l1, hp->n_layer);
         return NULL;
@@ -46,6 +121,8 @@ rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx,
         snprintf(err, errlen, "kv: context of 0 positions");
         return NULL;
     }
+    if (rl_kv_type_check(t, hp, err, errlen))
+        return NULL;
     rl_kv *kv = calloc(1, sizeof *kv);
     if (!kv || !(kv->layers = calloc(l1 - l0, sizeof *kv->layers))) {
         free(kv);
@@ -56,20 +133,22 @@ rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx,
     kv->l1 = l1;
     kv->n_ctx = n_ctx;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
+    kv->type = t;
+    kv->k_row = rl_dtype_row_bytes(t.k, kv->kv_dim);
+    kv->v_row = rl_dtype_row_bytes(t.v, kv->kv_dim);
     kv->min_cap = n_ctx;
     for (uint32_t il = l0; il < l1; il++) {
         kv_layer *L = &kv->layers[il - l0];
         L->cap = layer_cap(hp, il, n_ctx);
-        size_t n = (size_t)L->cap * kv->kv_dim;
-        L->k = malloc(n * sizeof(float));
-        L->v = malloc(n * sizeof(float));
+        L->k = malloc((size_t)L->cap * kv->k_row);
+        L->v = malloc((size_t)L->cap * kv->v_row);
         if (!L->k || !L->v) {
             snprintf(err, errlen, "kv: cannot allocate %zu MiB for layer %u",
-                     2 * n * sizeof(float) >> 20, il);
+                     (size_t)L->cap * (kv->k_row + kv->v_row) >> 20, il);
             rl_kv_destroy(&kv);
             return NULL;
         }
-        kv->bytes += 2 * n * sizeof(float);
+        kv->bytes += (size_t)L->cap * (kv->k_row + kv->v_row);
         if (L->cap < kv->min_cap)
             kv->min_cap = L->cap;
     }
@@ -97,6 +176,7 @@ void rl_kv_range(const rl_kv *kv, uint32_t *l0, uint32_t *l1) {
     *l1 = kv->l1;
 }
 size_t rl_kv_bytes(const rl_kv *kv) { return kv->bytes; }
+rl_kv_type rl_kv_types(const rl_kv *kv) { return kv->type; }
 
 uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos) {
     if (pos >= kv->len)
@@ -113,16 +193,36 @@ uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos) {
 
 static kv_layer *layer_of(rl_kv *kv, uint32_t il) { return &kv->layers[il - kv->l0]; }
 
-float *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos) {
+void *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos) {
     kv_layer *L = layer_of(kv, il);
-    return L->k + (size_t)(pos % L->cap) * kv->kv_dim;
+    return L->k + (size_t)(pos % L->cap) * kv->k_row;
 }
 
-float *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos) {
+void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos) {
     kv_layer *L = layer_of(kv, il);
-    return L->v + (size_t)(pos % L->cap) * kv->kv_dim;
+    return L->v + (size_t)(pos % L->cap) * kv->v_row;
 }
 
 uint32_t rl_kv_span(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].cap; }
 
 void rl_kv_set_len(rl_kv *kv, uint32_t len) { kv->len = len; }
+
+void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed) {
+    float *row = malloc((size_t)kv->kv_dim * sizeof *row);
+    rl_rng rng;
+    rl_rng_seed(&rng, seed);
+    if (len > kv->n_ctx)
+        len = kv->n_ctx;
+    for (uint32_t il = kv->l0; row && il < kv->l1; il++) {
+        const uint32_t cap = kv->layers[il - kv->l0].cap, first = len > cap ? len - cap : 0;
+        for (uint32_t p = first; p < len; p++)
+            for (int kind = 0; kind < 2; kind++) {
+                for (uint32_t i = 0; i < kv->kv_dim; i++)
+                    row[i] = (float)(2.0 * rl_rng_uniform(&rng) - 1.0);
+                rl_quantize_row(kind ? kv->type.v : kv->type.k, row, kind ? rl_kv_v(kv, il, p) : rl_kv_k(kv, il, p),
+                                kv->kv_dim);
+            }
+    }
+    free(row);
+    kv->len = len;
+}

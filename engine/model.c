@@ -92,6 +92,21 @@ static bool looks_like_ministral_8b(const gguf_file *f, const rl_hparams *hp) {
     return strstr(low, "ministral-8b") != NULL || strstr(low, "ministral_8b") != NULL;
 }
 
+/* The largest context: the file's, except that Ministral-8B-2410 files from
+ * the hub declare 32768 (the HF config's max_position_embeddings, its window)
+ * while the model was published for 131072; and a larger context the user
+ * accepted. */
+static void read_max_context(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp) {
+    hp->n_ctx_file = hp->n_ctx_train;
+    if (looks_like_ministral_8b(f, hp) && hp->n_ctx_train < RL_MINISTRAL_8B_CTX) {
+        hp->n_ctx_train = RL_MINISTRAL_8B_CTX;
+        rl_log(RL_LOG_INFO, "Ministral-8B-2410: maximum context %u, as published (the file declares %u)",
+               RL_MINISTRAL_8B_CTX, hp->n_ctx_file);
+    }
+    if (o && o->n_ctx_beyond > hp->n_ctx_train)
+        hp->n_ctx_train = o->n_ctx_beyond;
+}
+
 static int apply_pattern_override(rl_hparams *hp, const char *pat, char *err, size_t errlen) {
     char *end;
     unsigned long period = strtoul(pat, &end, 10);
@@ -280,7 +295,10 @@ int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *h
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
     if (read_shape(f, hp, err, errlen) || read_rope_scaling(f, opts, hp, err, errlen))
         return -1;
-    return read_window_layout(f, opts, hp, err, errlen);
+    if (read_window_layout(f, opts, hp, err, errlen))
+        return -1;
+    read_max_context(f, opts, hp);
+    return 0;
 }
 
 /* ---- tensor binding ---- */
@@ -549,12 +567,17 @@ uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il) {
     return total;
 }
 
-uint32_t rl_hparams_ctx(const rl_hparams *hp, uint32_t asked) {
-    uint32_t n = asked ? asked : RL_DEFAULT_CTX;
-    if (n > hp->n_ctx_train) {
-        if (asked)
-            rl_log(RL_LOG_INFO, "context %u capped at the model's %u", asked, hp->n_ctx_train);
-        n = hp->n_ctx_train;
+int rl_hparams_ctx(const rl_hparams *hp, uint32_t asked, uint32_t *n_ctx, char *err, size_t errlen) {
+    if (asked == 0) {
+        *n_ctx = hp->n_ctx_train < RL_DEFAULT_CTX ? hp->n_ctx_train : RL_DEFAULT_CTX;
+        return 0;
     }
-    return n;
+    if (asked > hp->n_ctx_train) {
+        snprintf(err, errlen, "--ctx %u exceeds this model's context of %u (the file's context_length); the "
+                 "model was not made for more, so it is refused unless you accept it with --ctx-beyond-file",
+                 asked, hp->n_ctx_train);
+        return -1;
+    }
+    *n_ctx = asked;
+    return 0;
 }

@@ -27,7 +27,10 @@ typedef struct {
     uint32_t head_dim;           /* dim / n_head unless the file says otherwise */
     uint32_t ffn_dim;
     uint32_t n_vocab;
-    uint32_t n_ctx_train;        /* the model's context length */
+    uint32_t n_ctx_train;        /* the largest context a session may have: the file's context_length,
+                                    131072 on a Ministral-8B-2410 file, or a larger one the user
+                                    accepted (rl_model_opts.n_ctx_beyond) */
+    uint32_t n_ctx_file;         /* context_length as the file declares it */
     float norm_eps;
     float rope_base;
     uint32_t swa_window;         /* W; 0 when no layer slides */
@@ -80,6 +83,8 @@ typedef struct {
     void (*progress)(void *ud, uint64_t done, uint64_t total);  /* bytes touched while binding */
     void *progress_ud;
     bool file_layout;         /* keep the weights as the file lays them out (no x16 rearrangement) */
+    uint32_t n_ctx_beyond;    /* a context above the file's that the user accepted (--ctx-beyond-file):
+                                 the model's maximum is raised to it; 0 = none */
     bool no_yarn;             /* debug: plain RoPE even where the file asks for YaRN (the golden
                                  tests show the answers then differ) */
     bool no_attn_temp;        /* debug: no attention temperature scaling */
@@ -109,17 +114,16 @@ const float *rl_model_output_norm(const rl_model *m);             /* (dim); NULL
 /* Reads hyper-parameters and the sliding layout from an open file (no tensors
  * bound); used by inspect and the planner. Returns 0, or -1 with err. */
 int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *hp, char *err, size_t errlen);
-/* The context a session gets: asked (0 = RL_DEFAULT_CTX), capped at the
- * model's trained context; a cap of an explicit ask is logged. */
+/* The context a session gets into *n_ctx: asked, or RL_DEFAULT_CTX capped at
+ * the model's maximum when asked is 0. An ask above the maximum is refused
+ * (-1 with the reason and the way to accept it in err), never cut short. */
 #define RL_DEFAULT_CTX 4096
-uint32_t rl_hparams_ctx(const rl_hparams *hp, uint32_t asked);
+#define RL_MINISTRAL_8B_CTX 131072   /* Ministral-8B-2410's published context */
+int rl_hparams_ctx(const rl_hparams *hp, uint32_t asked, uint32_t *n_ctx, char *err, size_t errlen);
 /* Bytes of the weights of layer il as stored in the file. */
 uint64_t rl_layer_file_bytes(const gguf_file *f, uint32_t il);
 /* Bytes of the head as stored: output_norm and output (token_embd when the
  * output is tied to it), all of which a token's logits read. */
 uint64_t rl_head_file_bytes(const gguf_file *f, bool tied_output);
-/* Bytes of KV cache (f32 K and V) for layers [l0, l1) at n_ctx positions,
- * sliding layers counted at min(W, n_ctx). */
-uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx);
 
 #endif

@@ -227,6 +227,20 @@ void rl_qg_pack_via(rl_qg_unpack_fn unpack,
  * any set's quantizers produce the same bytes as the reference's. */
 typedef float (*rl_vec_dot_fn)(int n, const void *w, const void *a);
 typedef void (*rl_quantize_act_fn)(const float *x, void *dst, int n);
+/* The attention over one KV head for the G query heads that share it (GQA),
+ * each key and value row read from the cache in its type once for all G:
+ *  kv_dot:  scores[g * s_stride] = k · q_g for g < G, q_g at q + g * q_stride
+ *           bytes: f32 rows for F16 keys, Q8_0 rows (quantize_q8_0) for Q8_0
+ *           keys, as llama.cpp does for a q8_0 cache. F32 keys go through
+ *           vec_dot[RL_F32], the dot the goldens were checked with.
+ *  kv_axpy: y_g (n) += a[g * a_stride] * v (n) for g < G, y_g at y + g * n:
+ *           the weighted sum of values. Each element is one multiply (a_g
+ *           times the value; for Q8_0, a_g * d once per block, times the
+ *           quant) and one add, never fused, so every set gives the
+ *           reference's bits. */
+typedef void (*rl_kv_dot_fn)(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                             size_t s_stride);
+typedef void (*rl_kv_axpy_fn)(int n, const float *a, size_t a_stride, const void *v, int G, float *y);
 
 typedef struct {
     const char *name;                       /* "scalar", "avx2", "avx512", "neon" */
@@ -237,6 +251,8 @@ typedef struct {
     rl_qg_unpack_fn qg_unpack;
     rl_qg_kernel_fn qg_kernel;
     rl_qg_gemv_fn qg_gemv;                  /* NULL: small batches unpack too */
+    rl_kv_dot_fn kv_dot[RL_DTYPE_COUNT];    /* F16, Q8_0; NULL for the rest */
+    rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT];  /* F32, F16, Q8_0; NULL for the rest */
 } rl_kernel_set;
 
 /* The scalar reference set: the definition every other set is tested against. */

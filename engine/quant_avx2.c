@@ -358,6 +358,109 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
     return dot_float(n, w, a, load8_bf16, elem_bf16);
 }
 
+/* ---- the attention over a KV cache row, G query heads at once ------------ */
+
+/* Four scores of one F16 key row: the row is converted once per 8 elements
+ * for the four queries, whose sums stay in registers. */
+static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
+{
+    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
+    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 kv = load8_f16(k, i);
+        a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + i), a0);
+        a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q1 + i), a1);
+        a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q2 + i), a2);
+        a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q3 + i), a3);
+    }
+    float s0 = hsum_ps(a0), s1 = hsum_ps(a1), s2 = hsum_ps(a2), s3 = hsum_ps(a3);
+    for (; i < n; i++) {
+        const float kf = elem_f16(k, i);
+        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
+    }
+    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
+}
+
+/* Queries four at a time, the rest one by one. */
+static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                            size_t s_stride)
+{
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    for (; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_f16_avx2(n, k, (const char *)q + (size_t)g * q_stride);
+}
+
+/* Four scores of one Q8_0 key row against Q8_0 queries: per block the
+ * integer dot (dot_i8) scaled by d_k * d_q, the key's block loaded once. */
+static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
+{
+    const block_q8_0 *y0 = (const block_q8_0 *)q, *y1 = (const block_q8_0 *)(q + q_stride);
+    const block_q8_0 *y2 = (const block_q8_0 *)(q + 2 * q_stride), *y3 = (const block_q8_0 *)(q + 3 * q_stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK8_0; b++) {
+        const __m256i kq = _mm256_loadu_si256((const __m256i *)k[b].qs);
+        const float dk = fp16(k[b].d);
+#define RL_DOT4_STEP(acc, y)                                                                                 \
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y[b].d)),                                                \
+                          _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y[b].qs))), acc)
+        RL_DOT4_STEP(a0, y0);
+        RL_DOT4_STEP(a1, y1);
+        RL_DOT4_STEP(a2, y2);
+        RL_DOT4_STEP(a3, y3);
+#undef RL_DOT4_STEP
+    }
+    scores[0] = hsum_ps(a0), scores[s_stride] = hsum_ps(a1);
+    scores[2 * s_stride] = hsum_ps(a2), scores[3 * s_stride] = hsum_ps(a3);
+}
+
+static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                             size_t s_stride)
+{
+    int g = 0;
+    for (; g + 4 <= G; g += 4)
+        dot4_q8_0(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
+    for (; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_q8_0_avx2(n, k, (const char *)q + (size_t)g * q_stride);
+}
+
+/* Value sums: the row converted once per 8 elements, then for each query
+ * one multiply and one add, as the reference. */
+static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void *v, int G, float *y)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = load8_f16(v, i);
+        for (int g = 0; g < G; g++) {
+            float *yg = y + (size_t)g * n + i;
+            _mm256_storeu_ps(yg, _mm256_add_ps(_mm256_loadu_ps(yg), _mm256_mul_ps(_mm256_set1_ps(a[g * a_stride]), x)));
+        }
+    }
+    for (; i < n; i++)
+        for (int g = 0; g < G; g++)
+            y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
+}
+
+static void kv_axpy_q8_0_avx2(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const block_q8_0 *x = vv;
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float d = fp16(x[b].d);
+        __m256 v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * k))));
+        for (int g = 0; g < G; g++) {
+            const __m256 s = _mm256_set1_ps(a[g * a_stride] * d);
+            float *yg = y + (size_t)g * n + b * QK8_0;
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(yg + 8 * k, _mm256_add_ps(_mm256_loadu_ps(yg + 8 * k), _mm256_mul_ps(s, v[k])));
+        }
+    }
+}
+
 static const rl_kernel_set avx2_set = {
     .name = "avx2",
     .quantize_q8_0 = quantize_q8_0_avx2,
@@ -376,6 +479,15 @@ static const rl_kernel_set avx2_set = {
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
     .qg_gemv = rl_qg_gemv_avx2,
+    .kv_dot = {
+        [RL_F16] = kv_dot_f16_avx2,
+        [RL_Q8_0] = kv_dot_q8_0_avx2,
+    },
+    .kv_axpy = {
+        [RL_F32] = rl_kv_axpy_f32,
+        [RL_F16] = kv_axpy_f16_avx2,
+        [RL_Q8_0] = kv_axpy_q8_0_avx2,
+    },
 };
 
 const rl_kernel_set *rl_kernels_avx2(void)

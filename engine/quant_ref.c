@@ -538,6 +538,64 @@ static float vec_dot_bf16_ref(int n, const void *w, const void *a)
     return (float)sum;
 }
 
+/* ---- the attention over a KV cache row (kv_dot, kv_axpy) ------------------- */
+
+/* Written with a portable vector type because the compiler does not vectorize
+ * a loop of unknown length at -O2; each element is the same single multiply
+ * and add as the plain loop. */
+typedef float v8f32 __attribute__((vector_size(32)));
+void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const float *restrict x = vv;
+    for (int g = 0; g < G; g++) {
+        float *restrict yg = y + (size_t)g * n;
+        const float ag = a[(size_t)g * a_stride];
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            v8f32 vy, vx;
+            memcpy(&vy, yg + i, sizeof vy);
+            memcpy(&vx, x + i, sizeof vx);
+            vy += ag * vx;
+            memcpy(yg + i, &vy, sizeof vy);
+        }
+        for (; i < n; i++)
+            yg[i] += ag * x[i];
+    }
+}
+
+static void kv_axpy_f16_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const rl_fp16 *x = vv;
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < n; i++)
+            y[(size_t)g * n + i] += a[(size_t)g * a_stride] * rl_fp16_to_f32(x[i]);
+}
+
+static void kv_axpy_q8_0_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
+{
+    const block_q8_0 *x = vv;
+    for (int g = 0; g < G; g++)
+        for (int b = 0; b < n / QK8_0; b++) {
+            const float s = a[(size_t)g * a_stride] * rl_fp16_to_f32(x[b].d);
+            for (int l = 0; l < QK8_0; l++)
+                y[(size_t)g * n + b * QK8_0 + l] += s * (float)x[b].qs[l];
+        }
+}
+
+static void kv_dot_f16_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                           size_t s_stride)
+{
+    for (int g = 0; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_f16_ref(n, k, (const char *)q + (size_t)g * q_stride);
+}
+
+static void kv_dot_q8_0_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
+                            size_t s_stride)
+{
+    for (int g = 0; g < G; g++)
+        scores[(size_t)g * s_stride] = vec_dot_q8_0_ref(n, k, (const char *)q + (size_t)g * q_stride);
+}
+
 static const rl_kernel_set ref_set = {
     .name = "scalar",
     .quantize_q8_0 = quantize_q8_0_ref,
@@ -555,6 +613,15 @@ static const rl_kernel_set ref_set = {
     .qg_pack = rl_qg_pack_ref,
     .qg_unpack = rl_qg_unpack_ref,
     .qg_kernel = rl_qg_kernel_ref,
+    .kv_dot = {
+        [RL_F16] = kv_dot_f16_ref,
+        [RL_Q8_0] = kv_dot_q8_0_ref,
+    },
+    .kv_axpy = {
+        [RL_F32] = rl_kv_axpy_f32,
+        [RL_F16] = kv_axpy_f16_ref,
+        [RL_Q8_0] = kv_axpy_q8_0_ref,
+    },
 };
 
 const rl_kernel_set *rl_kernels_ref(void)

@@ -10,6 +10,7 @@
 #include "forward.h"
 #include "kv.h"
 #include "log.h"
+#include "mem.h"
 
 struct rl_runner {
     rl_model *model;        /* all layers, embedding and head */
@@ -25,6 +26,7 @@ rl_runner_opts rl_runner_opts_default(void) {
     rl_runner_opts o = {0};
     o.swa_window = -1;
     o.progress = true;
+    o.kv_type = RL_KV_TYPE_DEFAULT;
     return o;
 }
 
@@ -57,6 +59,7 @@ rl_model_opts rl_runner_model_opts(const rl_runner_opts *o) {
     mo.no_yarn = o->no_yarn;
     mo.no_attn_temp = o->no_attn_temp;
     mo.file_layout = o->file_layout;
+    mo.n_ctx_beyond = o->ctx_beyond_file ? o->n_ctx : 0;
     if (o->progress) {
         mo.progress = show_progress;
         mo.progress_ud = isatty(STDERR_FILENO) ? (void *)&tty_flag : NULL;
@@ -83,6 +86,9 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
         return NULL;
     }
     rl_model_opts mo = rl_runner_model_opts(o);
+    /* weights and KV checked against the memory there is before any is taken */
+    if (rl_mem_check_file(o->model_path, &mo, o->n_ctx, 1, o->kv_type, err, errlen))
+        goto fail;
     r->model = rl_model_load(o->model_path, &mo, err, errlen);
     if (!r->model)
         goto fail;
@@ -96,10 +102,12 @@ rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen) {
     if (!r->ctx)
         goto fail;
     rl_ctx_set_gemm_min(r->ctx, rl_gemm_min_for(o->no_gemm, o->gemm_min));
-    r->kv = rl_kv_new(hp, 0, hp->n_layer, rl_hparams_ctx(hp, o->n_ctx), err, errlen);
-    if (!r->kv)
+    uint32_t n_ctx;
+    if (rl_hparams_ctx(hp, o->n_ctx, &n_ctx, err, errlen) ||
+        !(r->kv = rl_kv_new(hp, 0, hp->n_layer, n_ctx, o->kv_type, err, errlen)))
         goto fail;
-    rl_log(RL_LOG_DEBUG, "KV cache: %.1f MiB for %u positions", rl_kv_bytes(r->kv) / 1048576.0, rl_kv_ctx(r->kv));
+    char kv[160];
+    rl_log(RL_LOG_INFO, "%s", rl_kv_describe(hp, o->kv_type, rl_kv_ctx(r->kv), kv, sizeof kv));
     r->x = malloc((size_t)r->batch * hp->dim * sizeof(float));
     if (!r->x) {
         snprintf(err, errlen, "out of memory");
@@ -154,6 +162,15 @@ int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, 
 }
 
 uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos) { return rl_kv_truncate(r->kv, pos); }
+
+int rl_runner_fill_random(rl_runner *r, uint32_t len, char *err, size_t errlen) {
+    if (len >= rl_kv_ctx(r->kv)) {
+        snprintf(err, errlen, "depth %u leaves no room in the context of %u", len, rl_kv_ctx(r->kv));
+        return -1;
+    }
+    rl_kv_fill_random(r->kv, len, len);
+    return 0;
+}
 
 double rl_peak_rss_mib(void) {
     struct rusage ru;

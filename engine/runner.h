@@ -8,12 +8,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "kv.h"
 #include "model.h"
 #include "tokenizer.h"
 
 typedef struct {
     const char *model_path;
-    uint32_t n_ctx;          /* 0 = 4096, capped at the model's context */
+    uint32_t n_ctx;          /* 0 = 4096, capped at the model's context; above it is refused */
+    bool ctx_beyond_file;    /* accept an n_ctx above the model's (--ctx-beyond-file) */
     int n_threads;           /* <= 0: one per core */
     uint32_t batch;          /* prefill chunk; 0 = 256 */
     uint32_t gemm_min;       /* chunks this long use sgemm; 0 = engine default */
@@ -23,6 +25,8 @@ typedef struct {
     bool progress;           /* show load and prefill progress on stderr */
     bool no_mmap;            /* read the weights into memory instead of mapping the file */
     bool file_layout;        /* keep the file's weight layout (no x16 rearrangement; slower) */
+    rl_kv_type kv_type;      /* types of the cached keys and values (default f16) */
+    bool kv_type_set;        /* kv_type was given (--kv-type): it overrides a cluster file's */
     bool no_yarn;            /* debug (rl_model_opts): plain RoPE where the file asks for YaRN */
     bool no_attn_temp;       /* debug (rl_model_opts): no attention temperature */
 } rl_runner_opts;
@@ -62,6 +66,9 @@ int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, 
 /* Forgets positions >= pos; returns the position kept (pos, or 0 when a
  * sliding window cannot go back that far and everything must be fed again). */
 uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos);
+/* Benchmarks only (relais bench --depth): the session holds len positions
+ * of random keys and values (rl_kv_fill_random); -1 with err past the context. */
+int rl_runner_fill_random(rl_runner *r, uint32_t len, char *err, size_t errlen);
 
 /* Peak resident memory of this process so far, in MiB. */
 double rl_peak_rss_mib(void);

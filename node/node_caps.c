@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "log.h"
 #include "machine.h"
+#include "mem.h"
 #include "util.h"
 #include "wire.h"
 
@@ -101,19 +102,13 @@ static uint64_t g_mem_limit;
 void node_mem_set_limit(uint64_t bytes) { g_mem_limit = bytes; }
 
 uint64_t node_mem_available(uint64_t *total) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    unsigned long long kb, avail = 0, tot = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            avail = kb * 1024;
-        else if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
-            tot = kb * 1024;
-    }
-    if (f)
-        fclose(f);
+    rl_mem_info m;
+    char err[160];
+    if (rl_mem_read(&m, err, sizeof err))   /* a malformed RELAIS_MEM_AVAILABLE: as if unknown */
+        rl_log(RL_LOG_WARN, "%s", err);
     if (total)
-        *total = tot;
+        *total = m.total;
+    const uint64_t avail = m.available;
     return g_mem_limit && (!avail || g_mem_limit < avail) ? g_mem_limit : avail;
 }
 

@@ -26,9 +26,10 @@ double node_caps_matvec(const node_caps *c);   /* weight bytes per second */
  * hostname, software). The strings point into c, valid until the next call. */
 void node_caps_fill(node_caps *c, Relais__Capabilities *out);
 
-/* MemAvailable (capped by node_mem_set_limit) and MemTotal from
- * /proc/meminfo, in bytes (0 when unknown). What Hello reports as free and
- * what an assignment is checked against. */
+/* The memory available (rl_mem_read: MemAvailable or the cgroup's room, or
+ * RELAIS_MEM_AVAILABLE; capped by node_mem_set_limit) and MemTotal, in
+ * bytes (0 when unknown). What Hello reports as free and what an assignment
+ * is checked against. */
 uint64_t node_mem_available(uint64_t *total);
 /* Caps what node_mem_available reports (relais-node --max-memory); 0 lifts the cap. */
 void node_mem_set_limit(uint64_t bytes);

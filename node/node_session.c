@@ -8,18 +8,19 @@
 struct node_sessions {
     const rl_hparams *hp;   /* the model's shape (not owned) */
     uint32_t l0, l1;        /* the node's layers */
+    rl_kv_type kv_type;     /* of every session's cache */
     uint32_t max;           /* capacity: Assign.max_sessions */
     uint32_t n;             /* sessions in use: slots [0, n) */
     node_session *slots;    /* (max) */
 };
 
-node_sessions *node_sessions_new(uint32_t max, const rl_hparams *hp, uint32_t l0, uint32_t l1) {
+node_sessions *node_sessions_new(uint32_t max, const rl_hparams *hp, uint32_t l0, uint32_t l1, rl_kv_type kv_type) {
     node_sessions *s = calloc(1, sizeof *s);
     if (!s || !(s->slots = calloc(max, sizeof *s->slots))) {
         free(s);
         return NULL;
     }
-    s->hp = hp, s->l0 = l0, s->l1 = l1, s->max = max;
+    s->hp = hp, s->l0 = l0, s->l1 = l1, s->max = max, s->kv_type = kv_type;
     return s;
 }
 
@@ -60,7 +61,7 @@ node_session *node_sessions_create(node_sessions *s, uint64_t id, uint32_t n_ctx
     }
     node_session *ss = &s->slots[s->n];
     char kerr[256];
-    if (!(ss->kv = rl_kv_new(s->hp, s->l0, s->l1, n_ctx, kerr, sizeof kerr))) {
+    if (!(ss->kv = rl_kv_new(s->hp, s->l0, s->l1, n_ctx, s->kv_type, kerr, sizeof kerr))) {
         snprintf(err, errlen, "KV cache for session %llu: %s", (unsigned long long)id, kerr);
         return NULL;
     }

@@ -20,8 +20,9 @@ typedef struct {
 typedef struct node_sessions node_sessions;
 
 /* Room for up to max sessions of layers [l0, l1) of the model hp (not
- * copied: it must outlive the table). NULL when out of memory. */
-node_sessions *node_sessions_new(uint32_t max, const rl_hparams *hp, uint32_t l0, uint32_t l1);
+ * copied: it must outlive the table), caching K and V in kv_type. NULL when
+ * out of memory. */
+node_sessions *node_sessions_new(uint32_t max, const rl_hparams *hp, uint32_t l0, uint32_t l1, rl_kv_type kv_type);
 void node_sessions_destroy(node_sessions **s);   /* NULLs *s; frees every session */
 
 node_session *node_sessions_find(node_sessions *s, uint64_t id);

@@ -68,13 +68,25 @@ static rl_model_opts model_opts(const Relais__Assign *a, const node_stage_env *e
     o.head = a->run_head;
     o.swa_window = a->swa_window;
     o.swa_pattern = *a->swa_pattern ? a->swa_pattern : NULL;
+    o.n_ctx_beyond = a->n_ctx;   /* the coordinator checked the context (and the user accepted it) */
     o.progress = env->progress;
     o.progress_ud = env->progress_ud;
     return o;
 }
 
+/* The KV types an Assign asks for (0, 0 from a coordinator that predates
+ * them: f32). */
+static rl_kv_type assign_kv_type(const Relais__Assign *a) {
+    /* An id past the enum becomes 4, which no ggml type uses: rl_kv_type_check
+     * refuses it as an unknown type. */
+    const uint32_t k = a->kv_type_k < RL_DTYPE_COUNT ? a->kv_type_k : 4;
+    const uint32_t v = a->kv_type_v < RL_DTYPE_COUNT ? a->kv_type_v : 4;
+    return (rl_kv_type){(rl_dtype)k, (rl_dtype)v};
+}
+
 /* Checks the Assign against the file before anything is read: the layer
- * count, the context, the message size and the memory the slice needs. */
+ * count, the context, the KV types, the message size and the memory the
+ * slice needs. */
 static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, const node_stage_env *env,
                                    uint64_t *weights, char *err, size_t errlen) {
     rl_model_opts o = model_opts(a, env);
@@ -96,12 +108,15 @@ static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, co
         snprintf(err, errlen, "context %u exceeds the model's %u", a->n_ctx, hp.n_ctx_train);
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
+    if (rl_kv_type_check(assign_kv_type(a), &hp, err, errlen))
+        return RELAIS__ERROR_CODE__ERR_RANGE;
     if (wire_data_max(a->max_batch, hp.dim, a->n_ctx) > env->max_message) {
         snprintf(err, errlen, "a Forward of %u tokens of width %u exceeds this node's message limit of %lld MiB",
                  a->max_batch, hp.dim, (long long)(env->max_message >> 20));
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
-    uint64_t need = *weights + rl_kv_bytes_for(&hp, a->layer_begin, a->layer_end, a->n_ctx) * a->max_sessions;
+    uint64_t need =
+        *weights + rl_kv_bytes_for(&hp, a->layer_begin, a->layer_end, a->n_ctx, assign_kv_type(a)) * a->max_sessions;
     uint64_t avail = node_mem_available(NULL);
     if (avail && need > avail) {
         snprintf(err, errlen, "layers %u-%u need %llu MiB (weights and KV of %u sessions), %llu MiB available",
@@ -185,7 +200,8 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
         return RELAIS__ERROR_CODE__ERR_MEMORY;
     s->gemm_min = rl_gemm_min_for(a->no_gemm, a->gemm_min);
     rl_ctx_set_gemm_min(s->ctx, s->gemm_min);
-    if (!(s->sessions = node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end)) ||
+    if (!(s->sessions =
+              node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end, assign_kv_type(a))) ||
         alloc_buffers(s)) {
         snprintf(err, errlen, "out of memory for the stage's buffers");
         return RELAIS__ERROR_CODE__ERR_MEMORY;
@@ -239,7 +255,7 @@ bool node_stage_matches(const node_stage *s, const Relais__Assign *a) {
            a->run_head == b->run_head && a->wire_dtype == b->wire_dtype && !strcmp(a->next_hop, b->next_hop) &&
            same_bytes(&a->next_hop_public_key, &b->next_hop_public_key) &&
            same_bytes(&a->prev_hop_public_key, &b->prev_hop_public_key) && a->gemm_min == b->gemm_min &&
-           a->no_gemm == b->no_gemm;
+           a->no_gemm == b->no_gemm && a->kv_type_k == b->kv_type_k && a->kv_type_v == b->kv_type_v;
 }
 
 void node_stage_reset(node_stage *s) { node_sessions_clear(s->sessions); }
@@ -250,7 +266,8 @@ uint32_t node_stage_sessions(const node_stage *s) { return node_sessions_count(s
 void *node_stage_link_socket(node_stage *s) { return wire_monitor_socket(s->link); }
 
 uint64_t node_stage_kv_bytes(const node_stage *s) {
-    return rl_kv_bytes_for(s->hp, s->assign->layer_begin, s->assign->layer_end, s->assign->n_ctx);
+    return rl_kv_bytes_for(s->hp, s->assign->layer_begin, s->assign->layer_end, s->assign->n_ctx,
+                           assign_kv_type(s->assign));
 }
 
 node_link node_stage_link_event(node_stage *s) {

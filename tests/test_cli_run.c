@@ -85,7 +85,9 @@ static double top_error(const json_t *ours, const json_t *ref) {
 static json_t *run_json(const char *model, const char *extra, const json_t *g, bool force) {
     static char out[1 << 20];
     char args[16384];
-    int n = snprintf(args, sizeof args, "run -m " MODELS "%s --prompt-ids %s --temp 0 --top-logits 16 --json %s",
+    /* the goldens were made with f32 KV */
+    int n = snprintf(args, sizeof args,
+                     "run -m " MODELS "%s --kv-type f32 --prompt-ids %s --temp 0 --top-logits 16 --json %s",
                      model, ids_csv(json_object_get(g, "prompt_ids")), extra);
     if (force)
         snprintf(args + n, sizeof args - (size_t)n, " --force-ids %s", ids_csv(json_object_get(g, "greedy_ids")));
@@ -150,6 +152,96 @@ static void test_ministral_layout_inferred(void **s) {
              tmpdir);
     assert_int_equal(run(args, true, out, sizeof out), 0);
     assert_non_null(strstr(out, "published layout"));
+    /* its published context of 131072, though the file declares 512 */
+    snprintf(args, sizeof args, "inspect %s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "context        131072 (Ministral-8B-2410's published context; the file declares 512)"));
+    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131072 --prompt-ids 1,2,3 -n 2 "
+             "--temp 0", tmpdir);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "maximum context 131072, as published (the file declares 512)"));
+    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131073 --prompt-ids 1 -n 1",
+             tmpdir);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "exceeds this model's context of 131072"));
+}
+
+/* Memory checked before it runs out: on a machine stated to have 72 MiB, the
+ * Ministral-named file at 131072 positions is refused at start with the
+ * figures and the largest --ctx that fits; that context then runs, one more
+ * position is refused, and q8_0 KV is offered when the heads allow it. */
+static void test_memory_checked_at_start(void **s) {
+    (void)s;
+    char args[1024], out[1 << 14], path[512];
+    snprintf(path, sizeof path, "%s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
+    snprintf(args, sizeof args, "synth --preset tiny --swa-window 0 -q -o %s", path);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    setenv("RELAIS_MEM_AVAILABLE", "72M", 1);
+    snprintf(args, sizeof args, "run -m %s --ctx 131072 --prompt-ids 1 -n 1", path);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    const char *want[] = {"not enough memory", "f16, context 131072, 1 session", "72 MiB is available",
+                          "RELAIS_MEM_AVAILABLE", "more nodes"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("lacks '%s':\n%s", want[i], out);
+    const char *at = strstr(out, "What would fit: --ctx ");
+    unsigned fit = 0;
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "What would fit: --ctx %u at most", &fit), 1);
+    assert_true(fit > 512 && fit < 131072);
+    snprintf(args, sizeof args, "run -m %s --ctx %u --prompt-ids 1 -n 1", path, fit);
+    assert_int_equal(run(args, true, out, sizeof out), 0);
+    snprintf(args, sizeof args, "run -m %s --ctx %u --prompt-ids 1 -n 1", path, fit + 1);
+    assert_int_not_equal(run(args, true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "not enough memory"));
+    /* heads of 32: q8_0 is offered, with what it needs */
+    setenv("RELAIS_MEM_AVAILABLE", "66M", 1);
+    assert_int_not_equal(run("run -m " MODELS "small-q4_k_m.gguf --ctx 2048 --kv-type f32 --prompt-ids 1 -n 1", true,
+                             out, sizeof out), 0);
+    assert_non_null(strstr(out, "--kv-type q8_0 at this context needs 67 MiB"));
+    /* serve counts every session's KV at the full context */
+    setenv("RELAIS_MEM_AVAILABLE", "70M", 1);
+    assert_int_not_equal(run("serve -m " MODELS "stories260K.gguf --port 0 --max-sessions 64 --ctx 512", true, out,
+                             sizeof out), 0);
+    assert_non_null(strstr(out, "(f16, context 512, 64 sessions)"));
+    assert_non_null(strstr(out, "15 sessions at this context"));
+    /* a stated figure that is not a size is an error, not a silent pass */
+    setenv("RELAIS_MEM_AVAILABLE", "lots", 1);
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "RELAIS_MEM_AVAILABLE='lots' is not a size"));
+    unsetenv("RELAIS_MEM_AVAILABLE");
+}
+
+/* relais bench --depth: decode timed after a cache filled to the depth, in
+ * the KV type asked; a depth the context cannot hold is refused. */
+static void test_bench_depth(void **s) {
+    (void)s;
+    static char out[1 << 14];
+    assert_int_equal(run("bench -m " MODELS "small-q4_k_m.gguf -t 1 -p 0 -n 4 -r 1 --depth 100 --kv-type q8_0,f16 "
+                         "--json", false, out, sizeof out), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "depth")), 100);
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "q8_0,f16");
+    assert_true(json_number_value(json_object_get(j, "tg_tps")) > 0);
+    json_decref(j);
+    assert_int_not_equal(run("bench -m " MODELS "small-q4_k_m.gguf -p 0 -n 4 -r 1 --depth 5000 --ctx 4096", true, out,
+                             sizeof out), 0);
+    assert_non_null(strstr(out, "depth 5000 leaves no room in the context of 4096"));
+}
+
+/* Other models: a --ctx above the file's context is refused with the reason
+ * unless --ctx-beyond-file accepts it; the default stays within it. */
+static void test_ctx_beyond_file(void **s) {
+    (void)s;
+    char out[1 << 14];
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --prompt-ids 1 -n 1", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--ctx 4097 exceeds this model's context of 4096"));
+    assert_non_null(strstr(out, "--ctx-beyond-file"));
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --ctx-beyond-file --prompt-ids 1,2 -n 1", true,
+                         out, sizeof out), 0);
+    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4096 --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
+    assert_int_equal(run("run -m " MODELS "stories260K.gguf --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
 }
 
 static void test_inspect(void **s) {
@@ -307,6 +399,27 @@ static void test_bad_input_errors(void **s) {
     assert_non_null(strstr(out, "unknown command"));
 }
 
+/* --kv-type: names checked, a type the model's heads cannot take refused
+ * with the reason, and the default (f16) close to the f32 golden. */
+static void test_kv_type_option(void **s) {
+    (void)s;
+    char out[4096];
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type f8", true, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--kv-type"));
+    assert_non_null(strstr(out, "expected f32, f16 or q8_0"));
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type q8_0", true, out, sizeof out),
+                         0);
+    assert_non_null(strstr(out, "multiple of 32"));
+    json_t *g = golden("tiny-f32.p1.json");
+    json_t *f16 = run_json("tiny-f32.gguf", "--kv-type f16", g, true);   /* the later option wins */
+    const double e = top_error(json_object_get(f16, "top"), json_object_get(g, "top"));
+    assert_true(e > 0 && e < 0.05);
+    json_t *gq = golden("small-q4_k_m.p1.json");
+    json_t *q = run_json("small-q4_k_m.gguf", "--kv-type f16,q8_0", gq, true);
+    assert_true(top_error(json_object_get(q, "top"), json_object_get(gq, "top")) < 1.0);
+    json_decref(q), json_decref(gq), json_decref(f16), json_decref(g);
+}
+
 static void test_text_generation(void **s) {
     (void)s;
     char out[1 << 16];
@@ -445,6 +558,8 @@ int main(void) {
         cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
         cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
         cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
+        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),
+        cmocka_unit_test(test_memory_checked_at_start), cmocka_unit_test(test_bench_depth),
         cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
         cmocka_unit_test(test_mistral3_load_errors),

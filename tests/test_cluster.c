@@ -83,6 +83,9 @@ static harness H;
 static cluster *C;
 static uint64_t g_session = 100;
 static reference g_refs[N_MODELS];
+/* The KV types of the reference and the nodes: f32, the goldens' numerics,
+ * except in test_kv_types_bit_identical. */
+static rl_kv_type g_kv = {RL_F32, RL_F32};
 
 static void model_path(const char *name, char *out, size_t len) { snprintf(out, len, MODELS "/%s.gguf", name); }
 
@@ -107,6 +110,7 @@ static rl_runner *reference_runner(const char *path) {
     o.n_threads = 1;
     o.batch = BATCH;
     o.progress = false;
+    o.kv_type = g_kv;
     rl_runner *r = rl_runner_new(&o, err, sizeof err);
     if (!r)
         fail_msg("%s", err);
@@ -148,7 +152,7 @@ static void split(uint32_t n_layer, int n, plan_range r[HARNESS_MAX]) {
 
 static cluster_assign_opts assign_opts(const char *path, const plan_range *r, Relais__DType wire) {
     return (cluster_assign_opts){.model_path = path, .ranges = r, .n_ctx = N_CTX, .max_sessions = 4,
-                                 .max_batch = BATCH, .swa_window = -1, .wire = wire};
+                                 .max_batch = BATCH, .swa_window = -1, .wire = wire, .kv_type = g_kv};
 }
 
 static int assign(const char *name, int n_nodes, Relais__DType wire, char *err, size_t errlen) {
@@ -313,6 +317,30 @@ static void check_all(Relais__DType wire) {
 static void test_f32_bit_identical(void **state) {
     (void)state;
     check_all(RELAIS__DTYPE__DTYPE_F32);
+}
+
+/* With the KV cache in f16 or q8_0 on the nodes (the Assign's kv_type_k/v),
+ * an f32 wire still gives one process's bits with the same cache types. */
+static void test_kv_types_bit_identical(void **state) {
+    (void)state;
+    char err[512], what[128], kvs[32];
+    static const struct {
+        const char *model;
+        rl_kv_type kv;
+    } cases[] = {{"tiny-swa", {RL_F16, RL_F16}}, {"small-q4_k_m", {RL_Q8_0, RL_Q8_0}}, {"small-q6_k", {RL_F16, RL_Q8_0}}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        reference ref;
+        g_kv = cases[c].kv;
+        make_reference(cases[c].model, &ref);
+        for (int n = 1; n <= 3; n += 2) {
+            snprintf(what, sizeof what, "%s on %d nodes, KV %s", cases[c].model, n,
+                     rl_kv_type_str(cases[c].kv, kvs, sizeof kvs));
+            if (assign(cases[c].model, n, RELAIS__DTYPE__DTYPE_F32, err, sizeof err))
+                fail_msg("%s: assign: %s", what, err);
+            run_and_compare(&ref, true, 0, what);
+        }
+    }
+    g_kv = (rl_kv_type){RL_F32, RL_F32};
 }
 
 static void test_f16_within_tolerance(void **state) {
@@ -962,6 +990,7 @@ int main(void) {
         cmocka_unit_test(test_f32_bit_identical),
         cmocka_unit_test(test_f16_within_tolerance),
         cmocka_unit_test(test_i16_within_golden_tolerance),
+        cmocka_unit_test(test_kv_types_bit_identical),
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_step_errors),

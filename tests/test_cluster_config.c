@@ -135,7 +135,7 @@ static void test_structure_errors(void **state) {
     expect_error("", "c.yaml:1:1: empty file");
     expect_error("# only a comment\n", "c.yaml:1:1: empty file");
     expect_error("- a\n- b\n", "c.yaml:1:1: cluster file: expected a mapping, found a list");
-    expect_error("coordinatr: {key: k}\n", "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes)");
+    expect_error("coordinatr: {key: k}\n", "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type)");
     expect_error(N, "c.yaml:1:1: cluster file: missing 'coordinator'");
     expect_error("coordinator: {key: k}\n", "c.yaml:1:1: cluster file: missing 'nodes'");
     expect_error("coordinator: {key: k}\nnodes:\n", "missing 'nodes'");
@@ -362,11 +362,35 @@ static void test_example_file(void **state) {
         assert_string_equal(n->address, addr);
         assert_string_equal(n->public_key, key);
     }
+    rl_kv_type kt = {RL_F32, RL_F32};
+    assert_true(cluster_config_kv_type(c, &kt));
+    assert_true(kt.k == RL_F16 && kt.v == RL_F16);
     cluster_config_destroy(&c);
+}
+
+/* kv_type: optional, as --kv-type; a bad one is placed in the file. */
+static void test_kv_type_key(void **state) {
+    static const char base[] = "coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\n";
+    char text[512];
+    rl_kv_type kt = {RL_F32, RL_F32};
+    cluster_config *c = cluster_config_parse(base, strlen(base), "c.yaml", "/d", err, sizeof err);
+    assert_non_null(c);
+    assert_false(cluster_config_kv_type(c, &kt));
+    assert_true(kt.k == RL_F32 && kt.v == RL_F32);   /* untouched */
+    cluster_config_destroy(&c);
+    snprintf(text, sizeof text, "%skv_type: f16,q8_0\n", base);
+    c = cluster_config_parse(text, strlen(text), "c.yaml", "/d", err, sizeof err);
+    assert_non_null(c);
+    assert_true(cluster_config_kv_type(c, &kt));
+    assert_true(kt.k == RL_F16 && kt.v == RL_Q8_0);
+    cluster_config_destroy(&c);
+    expect_error("coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\nkv_type: q4_0\n",
+                 "c.yaml:3:10: kv_type: KV type 'q4_0': expected f32, f16 or q8_0");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kv_type_key),
         cmocka_unit_test(test_valid_file),
         cmocka_unit_test(test_defaults_and_advertise),
         cmocka_unit_test(test_io_cpu),

@@ -3,7 +3,9 @@
  * explicit window mask (a query at p sees keys in (p-W, p]). The engine's ring
  * buffers, its batching (chunks longer than the window, crossing the wrap),
  * its sgemm prefill, its split into layer ranges with a cache per range, and
- * KV truncation must all give the reference's logits. */
+ * KV truncation must all give the reference's logits. The KV cache in f16
+ * and q8_0 too: close to the reference (which keeps f32), and bit-identical
+ * whatever the chunking, across the sliding rings' wrap. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,8 @@
 #include "forward.h"
 #include "quant.h"
 #include "runner.h"
+#include "synth.h"
+#include <unistd.h>
 
 #define MODEL_SWA RELAIS_SHARED_DIR "/models/tiny-swa.gguf"
 #define MODEL_Q8 RELAIS_SHARED_DIR "/models/tiny-swa-q8_0.gguf"
@@ -166,6 +170,7 @@ static void engine_matches(const char *path, const float *ref, const int32_t *id
     o.batch = chunk;
     o.gemm_min = gemm ? 1 : 0;
     o.no_gemm = !gemm;
+    o.kv_type = RL_KV_TYPE_F32;   /* the reference keeps K and V in f32 */
     rl_runner *r = rl_runner_new(&o, err, sizeof err);
     assert_non_null(r);
     const uint32_t V = rl_runner_hparams(r)->n_vocab;
@@ -223,7 +228,7 @@ static void test_split_ranges(void **s) {
     assert_null(rl_model_embed(mb));
     const rl_hparams *hp = rl_model_hparams(ma);
     rl_ctx *ca = rl_ctx_new(ma, 1, 8, err, sizeof err), *cb = rl_ctx_new(mb, 2, 8, err, sizeof err);
-    rl_kv *ka = rl_kv_new(hp, 0, 2, 64, err, sizeof err), *kb = rl_kv_new(hp, 2, 4, 64, err, sizeof err);
+    rl_kv *ka = rl_kv_new(hp, 0, 2, 64, RL_KV_TYPE_F32, err, sizeof err), *kb = rl_kv_new(hp, 2, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     float *x = malloc(7 * hp->dim * sizeof(float)), *logits = malloc(hp->n_vocab * sizeof(float));
     assert_int_not_equal(rl_forward_layers(ca, kb, x, 1, 0, err, sizeof err), 0);   /* wrong range's cache */
     for (uint32_t p = 0; p < N_TOK; p += 7) {
@@ -250,7 +255,7 @@ static void test_truncate(void **s) {
     fixed_ids(ids);
     float *ref = reference_logits(MODEL_SWA, ids);
     rl_runner_opts o = rl_runner_opts_default();
-    o.model_path = MODEL_SWA, o.n_threads = 2, o.n_ctx = 64, o.progress = false;
+    o.model_path = MODEL_SWA, o.n_threads = 2, o.n_ctx = 64, o.progress = false, o.kv_type = RL_KV_TYPE_F32;
     rl_runner *r = rl_runner_new(&o, err, sizeof err);
     const uint32_t V = rl_runner_hparams(r)->n_vocab, W = rl_runner_hparams(r)->swa_window;
     float *logits = malloc(V * sizeof *logits);
@@ -289,9 +294,9 @@ static void test_batch_independence(void **s) {
     const rl_hparams *hp = rl_model_hparams(m);
     rl_ctx *c = rl_ctx_new(m, 2, 32, err, sizeof err);
     rl_ctx_set_gemm_min(c, 0);
-    rl_kv *alone = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
-    rl_kv *a = rl_kv_new(hp, 0, 4, 64, err, sizeof err), *b = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
-    rl_kv *d = rl_kv_new(hp, 0, 4, 64, err, sizeof err);
+    rl_kv *alone = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *a = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err), *b = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *d = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     float *x = malloc(32 * hp->dim * sizeof(float)), *x1 = malloc(32 * hp->dim * sizeof(float));
     float *want = malloc(hp->n_vocab * sizeof(float)), *got = malloc(3 * hp->n_vocab * sizeof(float));
     /* b and d already hold some positions: decode tokens next to a's prompt chunks */
@@ -338,21 +343,148 @@ static void test_kv_memory(void **s) {
     const rl_hparams *hp = rl_model_hparams(m);
     const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(float);
     /* layer 0 is full, layers 1-3 slide with W = 8 */
-    rl_kv *kv = rl_kv_new(hp, 0, 4, 100, err, sizeof err);
+    rl_kv *kv = rl_kv_new(hp, 0, 4, 100, RL_KV_TYPE_F32, err, sizeof err);
     assert_int_equal(rl_kv_bytes(kv), row * (100 + 3 * hp->swa_window));
-    assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100), rl_kv_bytes(kv));
+    assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, RL_KV_TYPE_F32), rl_kv_bytes(kv));
     rl_kv_destroy(&kv);
     assert_null(kv);
-    assert_null(rl_kv_new(hp, 3, 5, 100, err, sizeof err));
+    assert_null(rl_kv_new(hp, 3, 5, 100, RL_KV_TYPE_F32, err, sizeof err));
     assert_non_null(strstr(err, "layer range"));
     rl_model_destroy(&m);
+}
+
+/* A sliding-window model whose heads are whole q8_0 blocks (head dim 32):
+ * layers 1-3 slide over 8 positions. Written once, removed at exit. */
+static char g_synth32[64];
+static void remove_synth32(void) { unlink(g_synth32); }
+static const char *synth32(void) {
+    if (g_synth32[0])
+        return g_synth32;
+    char err[512];
+    rl_synth_spec s;
+    assert_int_equal(rl_synth_preset("tiny", &s), 0);
+    s.dim = 128, s.n_head = 4, s.n_head_kv = 2, s.head_dim = 32, s.ffn_dim = 256;
+    s.swa_window = 8, s.swa_period = 4, s.seed = 7;
+    snprintf(g_synth32, sizeof g_synth32, "/tmp/relais-test-forward-%d.gguf", (int)getpid());
+    if (rl_synth_write(&s, g_synth32, NULL, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    atexit(remove_synth32);
+    return g_synth32;
+}
+
+/* Feeds ids in chunks through the quantized kernels with the cache in kv:
+ * every checked position within tol of the reference; returns the logits of
+ * the last position (malloc'd). */
+static float *typed_run(const char *path, const float *ref, const int32_t *ids, uint32_t chunk, rl_kv_type kv,
+                        float tol, double *worst, uint32_t *n_vocab) {
+    char err[512], what[96], kvs[32];
+    snprintf(what, sizeof what, "%s KV %s chunk %u", path, rl_kv_type_str(kv, kvs, sizeof kvs), chunk);
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = path, o.n_threads = 2, o.n_ctx = 64, o.progress = false, o.batch = chunk, o.no_gemm = true;
+    o.kv_type = kv;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    if (!r)
+        fail_msg("%s: %s", what, err);
+    const uint32_t V = *n_vocab = rl_runner_hparams(r)->n_vocab;
+    float *logits = malloc(V * sizeof *logits);
+    for (uint32_t p = 0; p < N_TOK; p += chunk) {
+        uint32_t n = N_TOK - p < chunk ? N_TOK - p : chunk;
+        assert_int_equal(rl_runner_feed(r, ids + p, n, logits, err, sizeof err), 0);
+        compare(logits, ref + (size_t)(p + n - 1) * V, V, tol, what, p + n - 1);
+        for (uint32_t i = 0; i < V; i++) {
+            double d = fabs(logits[i] - ref[(size_t)(p + n - 1) * V + i]);
+            *worst = d > *worst ? d : *worst;
+        }
+    }
+    rl_runner_destroy(&r);
+    return logits;
+}
+
+/* Every KV type across the rings' wrap (40 positions, W = 8): near the
+ * reference, and the same bits in one chunk as token by token, because the
+ * batch's own keys are converted to the cache's type before it attends. */
+static void test_kv_types_across_the_wrap(void **s) {
+    (void)s;
+    int32_t ids[N_TOK];
+    fixed_ids(ids);
+    static const struct {
+        rl_kv_type kv;
+        bool heads32;   /* q8_0: only a model with heads of whole blocks */
+        float tol;
+    } cases[] = {
+        {{RL_F16, RL_F16}, false, 0.02f}, {{RL_F32, RL_F16}, false, 0.02f}, {{RL_F16, RL_F32}, false, 0.02f},
+        {{RL_F16, RL_F16}, true, 0.02f},  {{RL_Q8_0, RL_Q8_0}, true, 0.2f},  {{RL_F16, RL_Q8_0}, true, 0.2f},
+        {{RL_Q8_0, RL_F32}, true, 0.2f},
+    };
+    const char *paths[2] = {MODEL_SWA, synth32()};
+    float *refs[2] = {reference_logits(paths[0], ids), reference_logits(paths[1], ids)};
+    const uint32_t chunks[] = {3, 8, 13, 40};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int m = cases[c].heads32;
+        char kvs[32];
+        double worst = 0;
+        uint32_t V;
+        float *one = typed_run(paths[m], refs[m], ids, 1, cases[c].kv, cases[c].tol, &worst, &V);
+        for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+            float *got = typed_run(paths[m], refs[m], ids, chunks[k], cases[c].kv, cases[c].tol, &worst, &V);
+            if (memcmp(got, one, V * sizeof(float)))
+                fail_msg("KV %s on %s: chunks of %u give other logits than one by one",
+                         rl_kv_type_str(cases[c].kv, kvs, sizeof kvs), paths[m], chunks[k]);
+            free(got);
+        }
+        print_message("KV %-9s %s: max logit deviation from the f32 reference %.5f\n",
+                      rl_kv_type_str(cases[c].kv, kvs, sizeof kvs), m ? "head dim 32" : "tiny-swa", worst);
+        free(one);
+    }
+    free(refs[0]), free(refs[1]);
+}
+
+/* Bytes per type, the names --kv-type takes, and what a cache refuses. */
+static void test_kv_type_bytes_and_names(void **s) {
+    (void)s;
+    char err[512], buf[32];
+    rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
+    const rl_hparams *hp = rl_model_hparams(m);
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim, f32 = rl_kv_bytes_for(hp, 0, 4, 100, RL_KV_TYPE_F32);
+    assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, (rl_kv_type){RL_F16, RL_F16}), f32 / 2);
+    assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, (rl_kv_type){RL_F32, RL_F16}), f32 * 3 / 4);
+    assert_int_equal(rl_kv_bytes_per_token(hp, (rl_kv_type){RL_F16, RL_F16}), hp->n_layer * kv_dim * 4);
+    rl_kv *kv = rl_kv_new(hp, 0, 4, 100, (rl_kv_type){RL_F16, RL_F32}, err, sizeof err);
+    assert_non_null(kv);
+    assert_int_equal(rl_kv_bytes(kv), f32 * 3 / 4);
+    rl_kv_destroy(&kv);
+    /* heads of 16: q8_0 cannot hold them (a head's dot reads whole blocks of 32) */
+    assert_null(rl_kv_new(hp, 0, 4, 100, (rl_kv_type){RL_F16, RL_Q8_0}, err, sizeof err));
+    assert_non_null(strstr(err, "multiple of 32"));
+    assert_null(rl_kv_new(hp, 0, 4, 100, (rl_kv_type){RL_Q4_0, RL_Q4_0}, err, sizeof err));
+    assert_non_null(strstr(err, "f32, f16 or q8_0"));
+    rl_model_destroy(&m);
+    m = rl_model_load(synth32(), NULL, err, sizeof err);
+    hp = rl_model_hparams(m);
+    /* q8_0: 34 bytes per 32 elements */
+    assert_int_equal(rl_kv_bytes_per_token(hp, (rl_kv_type){RL_Q8_0, RL_Q8_0}),
+                     hp->n_layer * 2 * (hp->n_head_kv * hp->head_dim / 32) * 34);
+    rl_model_destroy(&m);
+    rl_kv_type t;
+    assert_int_equal(rl_kv_type_parse("q8_0", &t, err, sizeof err), 0);
+    assert_true(t.k == RL_Q8_0 && t.v == RL_Q8_0);
+    assert_int_equal(rl_kv_type_parse("F16,q8_0", &t, err, sizeof err), 0);
+    assert_true(t.k == RL_F16 && t.v == RL_Q8_0);
+    assert_string_equal(rl_kv_type_str(t, buf, sizeof buf), "f16,q8_0");
+    assert_string_equal(rl_kv_type_str(RL_KV_TYPE_DEFAULT, buf, sizeof buf), "f16");
+    const char *bad[] = {"", "f8", "q4_0", "f16,", ",f16", "f16,q8_0,f32", "f16 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(rl_kv_type_parse(bad[i], &t, err, sizeof err), -1);
+        assert_non_null(strstr(err, "expected f32, f16 or q8_0"));
+    }
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_against_masked_reference), cmocka_unit_test(test_quantized_against_reference),
         cmocka_unit_test(test_split_ranges), cmocka_unit_test(test_truncate), cmocka_unit_test(test_kv_memory),
-        cmocka_unit_test(test_batch_independence),
+        cmocka_unit_test(test_batch_independence), cmocka_unit_test(test_kv_types_across_the_wrap),
+        cmocka_unit_test(test_kv_type_bytes_and_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

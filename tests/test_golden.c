@@ -6,8 +6,11 @@
  *    argmax matches wherever the reference's top-2 gap exceeds twice it;
  *  - free running: f32 models give the identical greedy ids;
  *  - stories260K (a real trained model) continues each prompt with exactly
- *    the golden text.
- * Each model runs through both the batched prefill path and token by token. */
+ *    the golden text, with the KV cache in f32 and in f16.
+ * Each model runs through both the batched prefill path and token by token.
+ * The goldens were made with the KV cache in f32, so these comparisons run
+ * with --kv-type f32; kv_type_deviation then prints, per model and KV type,
+ * the largest distance of our logits from the goldens', and bounds it. */
 #include <jansson.h>
 #include <math.h>
 #include <setjmp.h>
@@ -47,9 +50,11 @@ static int32_t *ids_of(const json_t *arr, size_t *n) {
     return v;
 }
 
-/* Debug switches of the engine a run may turn on (rl_model_opts). */
+/* Debug switches of the engine a run may turn on (rl_model_opts), and the
+ * KV type (zeroed: f32, what the goldens were made with). */
 typedef struct {
     bool no_yarn, no_attn_temp;
+    rl_kv_type kv;
 } switches;
 
 static rl_runner *open_runner_with(const char *model, bool no_gemm, uint32_t batch, switches sw) {
@@ -58,11 +63,12 @@ static rl_runner *open_runner_with(const char *model, bool no_gemm, uint32_t bat
     rl_runner_opts o = rl_runner_opts_default();
     o.model_path = path;
     o.n_threads = 2;
-    o.n_ctx = 256;
+    o.n_ctx = 0;   /* the default, capped at the model's: tiny-mistral3 has 128, and more is refused */
     o.progress = false;
     o.no_gemm = no_gemm;
     o.batch = batch;
     o.gemm_min = 4;
+    o.kv_type = sw.kv;
     o.no_yarn = sw.no_yarn;
     o.no_attn_temp = sw.no_attn_temp;
     rl_runner *r = rl_runner_new(&o, err, sizeof err);
@@ -71,8 +77,8 @@ static rl_runner *open_runner_with(const char *model, bool no_gemm, uint32_t bat
     return r;
 }
 
-static rl_runner *open_runner(const char *model, bool no_gemm, uint32_t batch) {
-    return open_runner_with(model, no_gemm, batch, (switches){0});
+static rl_runner *open_runner(const char *model, bool no_gemm, uint32_t batch, rl_kv_type kv) {
+    return open_runner_with(model, no_gemm, batch, (switches){.kv = kv});
 }
 
 static uint32_t argmax(const float *v, uint32_t n) {
@@ -162,7 +168,7 @@ static void greedy_identical(const golden_case *gc) {
     size_t n_prompt, n_greedy;
     int32_t *prompt = ids_of(json_object_get(g, "prompt_ids"), &n_prompt);
     int32_t *greedy = ids_of(json_object_get(g, "greedy_ids"), &n_greedy);
-    rl_runner *r = open_runner(gc->model, false, 256);
+    rl_runner *r = open_runner(gc->model, false, 256, RL_KV_TYPE_F32);
     int32_t *got = free_run(r, prompt, n_prompt, n_greedy);
     for (size_t i = 0; i < n_greedy; i++)
         if (got[i] != greedy[i])
@@ -208,9 +214,10 @@ static void mistral3_switches_matter(void **state) {
     }
 }
 
-static void stories_text(void **state) {
-    (void)state;
-    char path[512], err[512];
+/* stories260K's golden continuations, text and ids, with the cache in kv. */
+static void stories_text_with(rl_kv_type kv) {
+    char path[512], err[512], kvs[32];
+    rl_kv_type_str(kv, kvs, sizeof kvs);
     snprintf(path, sizeof path, "%s/golden/stories260K.json", SHARED);
     json_t *g = load_json(path);
     json_t *cases = json_object_get(g, "cases");
@@ -221,7 +228,7 @@ static void stories_text(void **state) {
         size_t n_prompt, n_greedy, n_tok;
         int32_t *prompt = ids_of(json_object_get(cs, "prompt_ids"), &n_prompt);
         int32_t *greedy = ids_of(json_object_get(cs, "greedy_ids"), &n_greedy);
-        rl_runner *r = open_runner("stories260K.gguf", false, 256);
+        rl_runner *r = open_runner("stories260K.gguf", false, 256, kv);
         const rl_tokenizer *tok = rl_runner_tokenizer(r);
         int32_t *ids;
         assert_int_equal(rl_tok_encode(tok, prompt_text, strlen(prompt_text), true, false, &ids, &n_tok), 0);
@@ -234,7 +241,7 @@ static void stories_text(void **state) {
         rl_tok_stream_feed(s, prompt[n_prompt - 1], piece, sizeof piece);
         for (size_t i = 0; i < n_greedy; i++) {
             if (got[i] != greedy[i])
-                fail_msg("case %zu: greedy id %zu is %d, reference %d", c, i, got[i], greedy[i]);
+                fail_msg("KV %s, case %zu: greedy id %zu is %d, reference %d", kvs, c, i, got[i], greedy[i]);
             rl_tok_stream_feed(s, got[i], piece, sizeof piece);
             strncat(text, piece, sizeof text - strlen(text) - 1);
         }
@@ -250,6 +257,45 @@ static void stories_text(void **state) {
         free(greedy);
     }
     json_decref(g);
+}
+
+static void stories_text(void **state) {
+    (void)state;
+    stories_text_with(RL_KV_TYPE_F32);
+    stories_text_with((rl_kv_type){RL_F16, RL_F16});
+}
+
+/* The largest |our logit - the golden's| over every step's top ids, teacher
+ * forced with the prompt as one batch and then token by token. */
+static double max_deviation(const golden_case *gc, rl_kv_type kv) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/golden/%s", SHARED, gc->golden);
+    json_t *g = load_json(path);
+    size_t n_prompt, n_greedy;
+    int32_t *prompt = ids_of(json_object_get(g, "prompt_ids"), &n_prompt);
+    int32_t *greedy = ids_of(json_object_get(g, "greedy_ids"), &n_greedy);
+    json_t *top = json_object_get(g, "top");
+    rl_runner *r = open_runner(gc->model, false, 256, kv);
+    uint32_t n_vocab = rl_runner_hparams(r)->n_vocab;
+    float *logits = malloc(n_vocab * sizeof *logits);
+    double worst = 0;
+    assert_int_equal(rl_runner_feed(r, prompt, (uint32_t)n_prompt, logits, err, sizeof err), 0);
+    for (size_t t = 0; t < json_array_size(top); t++) {
+        const json_t *step = json_array_get(top, t);
+        for (size_t i = 0; i < json_array_size(step); i++) {
+            const json_t *pair = json_array_get(step, i);
+            double d = fabs(logits[json_integer_value(json_array_get(pair, 0))] - json_number_value(json_array_get(pair, 1)));
+            worst = d > worst ? d : worst;
+        }
+        if (t + 1 < n_greedy && rl_runner_feed(r, &greedy[t], 1, logits, err, sizeof err))
+            fail_msg("%s: %s", gc->golden, err);
+    }
+    free(logits);
+    rl_runner_destroy(&r);
+    free(prompt);
+    free(greedy);
+    json_decref(g);
+    return worst;
 }
 
 #define CASE(m, g, tol, exact) {m, g, tol, exact}
@@ -273,15 +319,72 @@ static const golden_case CASES[] = {
     CASE("tiny-mistral3-q8_0.gguf", "tiny-mistral3-q8_0.p1.json", 0.5f, false),
     CASE("tiny-mistral3-q8_0.gguf", "tiny-mistral3-q8_0.p2.json", 0.5f, false),
 };
+static const size_t N_CASES = sizeof CASES / sizeof CASES[0];
+
+/* Whether kv holds q8_0 and the model's heads are not whole q8_0 blocks; then
+ * the runner must refuse it, with the reason. */
+static bool refuses_q8_0(const golden_case *gc, rl_kv_type kv) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/models/%s", SHARED, gc->model);
+    rl_runner_opts o = rl_runner_opts_default();
+    o.model_path = path;
+    o.n_ctx = 64;
+    o.progress = false;
+    o.kv_type = kv;
+    rl_runner *r = rl_runner_new(&o, err, sizeof err);
+    if (r) {
+        rl_runner_destroy(&r);
+        return false;
+    }
+    assert_true(kv.k == RL_Q8_0 || kv.v == RL_Q8_0);
+    if (!strstr(err, "multiple of 32"))
+        fail_msg("%s: %s", gc->model, err);
+    return true;
+}
+
+/* Per model and KV type, the deviation from the goldens (made with f32 KV):
+ * printed for the record, bounded so that a broken kernel or conversion (a
+ * wrong scale, a misplaced block moves logits by whole units) fails. f32 must
+ * stay within the golden tolerance itself; f16 keeps 11 significant bits, so
+ * it may add little; q8_0 (8 bits per block of 32) may add more. */
+static void kv_type_deviation(void **state) {
+    (void)state;
+    static const struct {
+        rl_kv_type kv;
+        float f32_models, quant_models;   /* bounds for golden tolerance 2e-3 / 0.5 */
+    } types[] = {
+        {{RL_F32, RL_F32}, 2e-3f, 0.5f},
+        {{RL_F16, RL_F16}, 0.05f, 0.6f},
+        {{RL_Q8_0, RL_Q8_0}, 0.5f, 1.0f},
+        {{RL_F16, RL_Q8_0}, 0.5f, 1.0f},
+    };
+    for (size_t c = 0; c < N_CASES; c++)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            char kvs[32];
+            rl_kv_type_str(types[t].kv, kvs, sizeof kvs);
+            if (refuses_q8_0(&CASES[c], types[t].kv)) {
+                print_message("kv %-9s %-22s not applicable: the head size is not a multiple of 32 (refused)\n", kvs,
+                              CASES[c].golden);
+                continue;
+            }
+            const double d = max_deviation(&CASES[c], types[t].kv);
+            const float bound = CASES[c].tol < 0.01f ? types[t].f32_models : types[t].quant_models;
+            print_message("kv %-9s %-22s max logit deviation from the golden %.5f (bound %g)\n",
+                          kvs, CASES[c].golden, d, bound);
+            if (!(d <= bound))
+                fail_msg("KV %s on %s: logits %.4f from the golden, more than %g", kvs, CASES[c].golden, d, bound);
+        }
+}
 
 int main(void) {
-    struct CMUnitTest tests[sizeof CASES / sizeof CASES[0] + 2];
+    struct CMUnitTest tests[sizeof CASES / sizeof CASES[0] + 3];
     size_t n = 0;
     for (; n < sizeof CASES / sizeof CASES[0]; n++) {
         tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(run_case, (void *)&CASES[n]);
         tests[n].name = CASES[n].golden;
     }
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(stories_text);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(kv_type_deviation);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(mistral3_switches_matter);
     return _cmocka_run_group_tests("golden", tests, n, NULL, NULL);
 }

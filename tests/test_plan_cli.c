@@ -181,12 +181,29 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     for (size_t k = 0; k < 2; k++) {
         const json_t *o = json_array_get(arr, k);
         uint64_t l0 = jint(o, "layer_begin"), l1 = jint(o, "layer_end");
-        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096));
+        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096, RL_KV_TYPE_DEFAULT));
         kv += jint(o, "kv_bytes");
     }
-    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * sizeof(float);
+    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2;   /* f16, the default */
     assert_int_equal(kv, per_pos * (4096 + 3 * 8));
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
+    assert_int_equal(jint(j, "kv_bytes_per_token"), per_pos * m.hp.n_layer);
     json_decref(j);
+
+    /* --kv-type: the KV is counted in the type asked (f32 keys, f16 values:
+     * 1.5 times f16); a type the heads cannot take is refused */
+    snprintf(pinned, sizeof pinned, "%s --layers %s --kv-type f32,f16", args, split);
+    j = plan_json(pinned);
+    assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f32,f16");
+    arr = json_object_get(j, "nodes");
+    assert_int_equal(jint(json_array_get(arr, 0), "kv_bytes") + jint(json_array_get(arr, 1), "kv_bytes"),
+                     kv * 3 / 2);
+    json_decref(j);
+    snprintf(pinned, sizeof pinned, "%s --kv-type q8_0", args);
+    assert_int_equal(plan_cmd(pinned, true), 2);
+    assert_non_null(strstr(out, "multiple of 32"));
+    assert_int_equal(plan_cmd(args, false), 0);
+    assert_non_null(strstr(out, "KV f16: 0.5 KiB per token"));
 
     /* a split of one's own choosing, and the window overridden off */
     snprintf(pinned, sizeof pinned, "%s --layers 0,1-3 --swa-window 0", args);

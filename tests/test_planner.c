@@ -59,6 +59,7 @@ static void setup(fixture *f, uint32_t n_layer, uint64_t bytes_per_layer, uint32
         f->nodes[k] = (plan_node){f->names[k], ram, speed};
     }
     f->in = plan_input_default();
+    f->in.kv_type = RL_KV_TYPE_F32;   /* the figures below count 4 bytes per element */
     f->in.hp = &f->hp;
     f->in.layer_bytes = f->layer_bytes;
     f->in.nodes = f->nodes;
@@ -97,7 +98,7 @@ static void range_cost(const plan_input *in, uint32_t k, uint32_t i, uint32_t j,
         w += in->layer_bytes[l];
     bool head = !in->head_on_coordinator && j == in->hp->n_layer && i < j;
     uint64_t stream = w + (head ? in->head_bytes : 0);
-    *need = i == j ? 0 : stream + rl_kv_bytes_for(in->hp, i, j, in->n_ctx) * in->n_sessions + in->reserve;
+    *need = i == j ? 0 : stream + rl_kv_bytes_for(in->hp, i, j, in->n_ctx, in->kv_type) * in->n_sessions + in->reserve;
     *time = (double)stream / in->nodes[k].speed;
 }
 
@@ -501,6 +502,37 @@ static void test_ministral_8b_shape(void **state) {
     p = make_plan(&f.in);
     assert_false(plan_fits(p));
     assert_non_null(strstr(plan_problem(p), "and the 2 nodes have 12288.0 MiB free"));
+    plan_destroy(&p);
+
+    /* At its published 131072: KV per token and per session in each type,
+     * beside llama.cpp's (which keeps all 36 layers at the full context, as
+     * it applies no window to llama-architecture files); then three 4 GiB
+     * nodes: f16 KV does not fit, q8_0 does. */
+    f.in.n_ctx = f.hp.n_ctx_train = RL_MINISTRAL_8B_CTX;
+    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    for (size_t t = 0; t < 3; t++) {
+        const rl_kv_type kt = {types[t], types[t]};
+        const uint64_t row = 2 * rl_dtype_row_bytes(types[t], (uint64_t)s.n_head_kv * s.head_dim);
+        const uint64_t ours = rl_kv_bytes_for(&f.hp, 0, s.n_layer, RL_MINISTRAL_8B_CTX, kt);
+        const uint64_t llama = (uint64_t)s.n_layer * RL_MINISTRAL_8B_CTX * row;
+        assert_int_equal(ours, 9 * RL_MINISTRAL_8B_CTX * row + 27ull * s.swa_window * row);
+        assert_int_equal(rl_kv_bytes_per_token(&f.hp, kt), s.n_layer * row);
+        print_message("Ministral 8B shape, KV %-4s: %3llu KiB per token; at 131072: relais %.2f GiB (27 of 36 layers "
+                      "at 32768), llama.cpp %.2f GiB\n", rl_dtype_name(types[t]),
+                      (unsigned long long)(s.n_layer * row >> 10), (double)ours / GiB, (double)llama / GiB);
+    }
+    f.in.n_nodes = 3;
+    f.nodes[0].free_ram = f.nodes[1].free_ram = f.nodes[2].free_ram = 4 * GiB;
+    f.in.kv_type = (rl_kv_type){RL_F16, RL_F16};
+    p = make_plan(&f.in);
+    assert_false(plan_fits(p));
+    assert_non_null(strstr(plan_problem(p), "with --kv-type q8_0 the KV would take 4284.0 MiB in all instead of "
+                                            "8064.0 MiB"));
+    plan_destroy(&p);
+    f.in.kv_type = (rl_kv_type){RL_Q8_0, RL_Q8_0};
+    p = make_plan(&f.in);
+    assert_true(plan_fits(p));
+    check_optimal(&f.in, p);
     plan_destroy(&p);
 }
 

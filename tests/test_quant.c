@@ -650,6 +650,82 @@ static void compare_act_quantizers(const rl_kernel_set *ks)
     free(z2);
 }
 
+/* The attention's kernels read a KV cache row in its type for G query heads
+ * at once. Value sums: every set gives the reference's bits (one multiply and
+ * one add per element) and the sum asked for; f32 is the one shared loop.
+ * Key dots: within float rounding of the reference. Rows of whole blocks and,
+ * for f16, odd tails; G from 1 to 8; strides that are not the row length. */
+static void compare_kv_kernels(const rl_kernel_set *ks)
+{
+    const rl_kernel_set *ref = rl_kernels_ref();
+    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    static const int lengths[] = {32, 64, 128, 160, 256};
+    static const int groups[] = {1, 2, 3, 4, 5, 8};
+    enum { A_STRIDE = 3 };
+    assert_ptr_equal(ks->kv_axpy[RL_F32], rl_kv_axpy_f32);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+                const rl_dtype t = types[k];
+                const int G = groups[gi], n = lengths[li] + (t == RL_F16 ? (int)gi : 0);
+                const size_t yn = (size_t)G * n;
+                float *x = xmalloc((size_t)n * sizeof(float)), *dq = xmalloc((size_t)n * sizeof(float));
+                float *y0 = xmalloc(yn * sizeof(float)), *y1 = xmalloc(yn * sizeof(float));
+                float *y2 = xmalloc(yn * sizeof(float)), *a = xmalloc((size_t)G * A_STRIDE * sizeof(float));
+                void *row = xmalloc((size_t)n * 4);
+                fill_random(x, n);
+                fill_random(y0, (int)yn);
+                for (int g = 0; g < G * A_STRIDE; g++)
+                    a[g] = rnd_unit() * (g % 2 ? 1.0f : 1e-3f);
+                assert_true(rl_quantize_row(t, x, row, n) > 0);
+                rl_dequantize_row(t, row, dq, n);
+                memcpy(y1, y0, yn * sizeof(float));
+                memcpy(y2, y0, yn * sizeof(float));
+                assert_non_null(ks->kv_axpy[t]);
+                ks->kv_axpy[t](n, a, A_STRIDE, row, G, y1);
+                ref->kv_axpy[t](n, a, A_STRIDE, row, G, y2);
+                if (memcmp(y1, y2, yn * sizeof(float)))
+                    fail_msg("%s kv_axpy %s n=%d G=%d differs from the reference", ks->name, rl_dtype_name(t), n, G);
+                for (int g = 0; g < G; g++)
+                    for (int i = 0; i < n; i++) {
+                        const size_t e = (size_t)g * n + i;
+                        const double want = (double)y0[e] + (double)a[g * A_STRIDE] * dq[i];
+                        if (fabs(y1[e] - want) > 1e-6 * (fabs(y0[e]) + fabs(a[g * A_STRIDE] * dq[i])))
+                            fail_msg("%s kv_axpy %s n=%d G=%d: y[%d][%d] = %.9g, want %.9g", ks->name,
+                                     rl_dtype_name(t), n, G, g, i, y1[e], want);
+                    }
+                if (t != RL_F32) {   /* f32 keys use vec_dot, compared above */
+                    /* G queries, 16 bytes of padding apart: f32 rows, or Q8_0 rows for Q8_0 keys */
+                    const size_t q_stride = (t == RL_Q8_0 ? (size_t)n / QK8_0 * sizeof(block_q8_0) : n * 4u) + 16;
+                    char *q = xmalloc((size_t)G * q_stride);
+                    float *qf = xmalloc((size_t)n * sizeof(float));
+                    float s1[8 * 2], s2[8 * 2];
+                    for (int g = 0; g < G; g++) {
+                        fill_random(qf, n);
+                        if (t == RL_Q8_0)
+                            ref->quantize_q8_0(qf, q + g * q_stride, n);
+                        else
+                            memcpy(q + g * q_stride, qf, (size_t)n * sizeof(float));
+                    }
+                    assert_non_null(ks->kv_dot[t]);
+                    ks->kv_dot[t](n, row, q, q_stride, G, s1, 2);
+                    ref->kv_dot[t](n, row, q, q_stride, G, s2, 2);
+                    for (int g = 0; g < G; g++) {
+                        const double tol = 1e-5 * abs_dot(t, row, q + g * q_stride, n) + 1e-30;
+                        if (!(fabs(s1[2 * g] - s2[2 * g]) <= tol))
+                            fail_msg("%s kv_dot %s n=%d G=%d g=%d: %.9g vs ref %.9g", ks->name, rl_dtype_name(t), n, G,
+                                     g, s1[2 * g], s2[2 * g]);
+                        /* and each is the plain dot of that query */
+                        const double one = ref->vec_dot[t](n, row, q + g * q_stride);
+                        if (!(fabs(s2[2 * g] - one) <= tol))
+                            fail_msg("ref kv_dot %s g=%d: %.9g, vec_dot %.9g", rl_dtype_name(t), g, s2[2 * g], one);
+                    }
+                    free(q), free(qf);
+                }
+                free(x), free(dq), free(y0), free(y1), free(y2), free(a), free(row);
+            }
+}
+
 static void check_set(const rl_kernel_set *ks)
 {
     assert_non_null(ks->quantize_q8_0);
@@ -658,6 +734,7 @@ static void check_set(const rl_kernel_set *ks)
         assert_non_null(ks->vec_dot[all_types[k]]);
     compare_act_quantizers(ks);
     compare_sets(ks);
+    compare_kv_kernels(ks);
 }
 
 /* A set exists exactly where the CPU has its ISA, and then matches the reference. */
@@ -668,6 +745,12 @@ static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa)
         check_set(ks);
     else
         print_message("no %s on this CPU: nothing to compare\n", isa);
+}
+
+static void test_kv_kernels_ref(void **state)
+{
+    (void)state;
+    compare_kv_kernels(rl_kernels_ref());
 }
 
 static void test_avx2_vs_ref(void **state)
@@ -865,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_dot_vs_dequant),
         cmocka_unit_test(test_real_rows_dot),
+        cmocka_unit_test(test_kv_kernels_ref),
         cmocka_unit_test(test_avx2_vs_ref),
         cmocka_unit_test(test_avx512_vs_ref),
         cmocka_unit_test(test_neon_vs_ref),

@@ -124,7 +124,8 @@ static rl_sched *sched_new(fixture *f, uint32_t max_batch, uint32_t max_sessions
     rl_executor_destroy(&f->x);
     /* sgemm allowed from the engine's default: the scheduler's segments do
      * not allow it, so its micro-batches still use the quantized kernels */
-    f->x = rl_executor_local_new(f->m, 2, max_batch, max_sessions, rl_gemm_min_for(false, 0), err, sizeof err);
+    f->x = rl_executor_local_new(f->m, 2, max_batch, max_sessions, rl_gemm_min_for(false, 0),
+                                 RL_KV_TYPE_DEFAULT, err, sizeof err);
     assert_non_null(f->x);
     rl_sched_opts o = {.max_sessions = max_sessions, .max_queue = max_queue, .n_ctx = 256, .prefill_chunk = chunk};
     rl_sched *s = rl_sched_new(f->x, f->tok, &o, err, sizeof err);
