@@ -1,12 +1,12 @@
 /* Shared option parsing for the subcommands. */
 #include "cli.h"
+#include "util.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int cli_parse_i64(const char *what, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
@@ -128,8 +128,3 @@ int cli_require_model(cli_common *c) {
     return 0;
 }
 
-double cli_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}

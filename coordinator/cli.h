@@ -67,8 +67,6 @@ typedef struct {
 } cli_common;
 
 void cli_common_init(cli_common *c, float default_temp);
-/* Seconds on the monotonic clock, for the speed figures. */
-double cli_now_s(void);
 int cli_common_opt(cli_common *c, int opt, const char *arg);
 /* Fills runner.model_path from $RELAIS_MODEL when -m was not given; -1 with a message if neither. */
 int cli_require_model(cli_common *c);

@@ -28,15 +28,10 @@
 #include "log.h"
 #include "weights_send.h"
 #include "wire.h"
+#include "util.h"
 
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
-
-int64_t cluster_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- setup ---- */
 
@@ -259,7 +254,7 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
             items[k++] = (zmq_pollitem_t){wire_monitor_socket(c->nodes[i].mon), 0, ZMQ_POLLIN, 0};
             items[k++] = (zmq_pollitem_t){c->nodes[i].dealer, 0, ZMQ_POLLIN, 0};
         }
-        int64_t left = deadline - cluster_now_ms();
+        int64_t left = deadline - (rl_now_us() / 1000);
         if (left <= 0)
             return 0;
         if (io_pin_poll(c->pin, items, k, (long)left) < 0) {
@@ -348,7 +343,7 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
 }
 
 static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
-    int64_t deadline = cluster_now_ms() + w->timeout_ms;
+    int64_t deadline = (rl_now_us() / 1000) + w->timeout_ms;
     bool failed = false;
     for (;;) {
         uint32_t waiting = c->n;
@@ -371,7 +366,7 @@ static int collect(cluster *c, wait_spec *w, char *err, size_t errlen) {
             if (a)
                 w->pending[from] = false;
             else if (w->renew && w->pending[from])
-                deadline = cluster_now_ms() + w->timeout_ms;
+                deadline = (rl_now_us() / 1000) + w->timeout_ms;
         }
         wire_msg_destroy(&m);
     }
@@ -682,7 +677,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     c->show_progress = o->progress && isatty(STDERR_FILENO);
-    int64_t t0 = cluster_now_ms();
+    int64_t t0 = (rl_now_us() / 1000);
     assign_wait aw = {.node = 0};
     wait_spec w = {.fn = on_assign, .ud = &aw, .timeout_ms = c->load_ms, .renew = true};
     weights_send_destroy(&c->weights);
@@ -710,7 +705,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         c->lost[0] = '\0';
         c->flying = 0;                   /* what was in flight went down with the old pipeline */
         c->first_step = c->next_step;    /* and its late answers are not this pipeline's */
-        rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, (cluster_now_ms() - t0) / 1000.0);
+        rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, ((rl_now_us() / 1000) - t0) / 1000.0);
     }
     return rc;
 }

@@ -11,6 +11,7 @@
 #include "forward.h"
 #include "log.h"
 #include "wire.h"
+#include "util.h"
 
 /* Answers come back in order through the pipeline (a Result from the last
  * node) or out of it (an Error from the node that failed the step); each
@@ -52,7 +53,7 @@ static int send_counted(cluster *c, Relais__Forward *f, uint32_t rows, char *err
     if (cluster_check_usable(c, err, errlen) || send_first(c, f, rows, err, errlen))
         return -1;
     c->flying++;
-    c->alive_ms = cluster_now_ms();   /* an answer may sit unread since long ago (a drop's, while idle) */
+    c->alive_ms = (rl_now_us() / 1000);   /* an answer may sit unread since long ago (a drop's, while idle) */
     return 0;
 }
 
@@ -197,12 +198,12 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
 }
 
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen) {
-    const int64_t deadline = cluster_now_ms() + timeout_ms;
+    const int64_t deadline = (rl_now_us() / 1000) + timeout_ms;
     for (;;) {
         if (cluster_check_usable(c, err, errlen))
             return -1;
         const int64_t silent = c->alive_ms + c->step_ms;
-        if (c->flying && cluster_now_ms() >= silent) {
+        if (c->flying && (rl_now_us() / 1000) >= silent) {
             snprintf(err, errlen, "no answer from the pipeline within %d s", c->step_ms / 1000);
             snprintf(c->lost, sizeof c->lost, "%s", err);
             return -1;
@@ -211,13 +212,13 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
         int from, rc = cluster_next_msg(c, c->flying && silent < deadline ? silent : deadline, &m, &from, err, errlen);
         if (rc < 0)
             return -1;   /* next_msg marked the pipeline lost */
-        if (rc == 0 && cluster_now_ms() >= deadline)
+        if (rc == 0 && (rl_now_us() / 1000) >= deadline)
             return 0;
         rc = rc > 0 ? batch_answer(c, m, from, out) : 0;
         wire_msg_destroy(&m);
         if (rc > 0) {
             c->flying -= c->flying > 0;
-            c->alive_ms = cluster_now_ms();
+            c->alive_ms = (rl_now_us() / 1000);
             return 1;
         }
     }

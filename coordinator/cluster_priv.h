@@ -66,7 +66,6 @@ struct cluster {
     uint64_t weight_bytes;                /* slice bytes sent over the cluster's life */
 };
 
-int64_t cluster_now_ms(void);   /* monotonic */
 /* The next message from a node link (*from = its index) or from the result
  * endpoint (*from = -1) before deadline, serving ZAP and link events
  * meanwhile. 1 with *m, 0 on timeout, -1 with err when a link failed (the

@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "log.h"
 #include "machine.h"
+#include "util.h"
 
 enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE, OPT_DEPTH };
 
@@ -95,13 +96,13 @@ static int timed_feed(rl_runner *r, const int32_t *ids, uint32_t n, bool one_by_
         fprintf(stderr, "relais bench: %s\n", err);
         return -1;
     }
-    double t0 = cli_now_s();
+    double t0 = rl_now_s();
     for (uint32_t i = 0; i < n; i += one_by_one ? 1 : n)
         if (rl_runner_feed(r, ids + i, one_by_one ? 1 : n, logits, err, sizeof err)) {
             fprintf(stderr, "relais bench: %s\n", err);
             return -1;
         }
-    *secs = cli_now_s() - t0;
+    *secs = rl_now_s() - t0;
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "executor.h"
 #include "log.h"
+#include "util.h"
 
 enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL, OPT_IGNORE_EOS };
 
@@ -131,11 +132,11 @@ static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, con
     if (!stream)
         goto fail;
     rl_xsession_begin(xs, &a->common.sampling, (uint32_t)a->top_logits);
-    double t0 = cli_now_s();
+    double t0 = rl_now_s();
     if (rl_xsession_step(xs, prompt, (uint32_t)n_prompt, &id, &top, err, sizeof err))
         goto fail;
-    res->t_prompt = cli_now_s() - t0;
-    t0 = cli_now_s();
+    res->t_prompt = rl_now_s() - t0;
+    t0 = rl_now_s();
     for (int64_t step = 0; step < a->n_predict; step++) {
         if (a->top_logits)
             json_array_append_new(res->top, top_json(&top));
@@ -152,7 +153,7 @@ static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, con
         if (rl_xsession_step(xs, &next, 1, &id, &top, err, sizeof err))
             goto fail;
     }
-    res->t_gen = cli_now_s() - t0;
+    res->t_gen = rl_now_s() - t0;
     if (!a->json) {
         rl_tok_stream_flush(stream, text, sizeof text);
         printf("%s\n", text);

@@ -34,6 +34,7 @@
 #include "commands.h"
 #include "curve.h"
 #include "io_pin.h"
+#include "util.h"
 
 #define MAX_REPLY (4u << 20)   /* a /health of 64 nodes is a few KiB */
 
@@ -222,23 +223,17 @@ static int read_server(st_args *a, char *err, size_t errlen) {
 
 /* ---- Hello to the nodes of a cluster file ---- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* One node, over a link of its own (a thread per node). */
 static void *greet(void *arg) {
     st_row *r = arg;
     char err[512];
     bool answered = false;
-    double t0 = now_ms();
+    double t0 = (rl_now_s() * 1e3);
     cluster *c = cluster_new(cluster_config_key(r->cfg), "tcp://127.0.0.1:*", NULL, IO_PIN_NONE, r->node, 1, err,
                              sizeof err);
     if (c && cluster_hello_some(c, r->timeout_ms, &answered, err, sizeof err) == 1 && answered) {
         r->answered = true;
-        r->hello_ms = now_ms() - t0;
+        r->hello_ms = (rl_now_s() * 1e3) - t0;
         r->info = *cluster_info(c, 0);
     } else {
         snprintf(r->why, sizeof r->why, "%s", strncmp(err, "no node answered: ", 18) ? err : err + 18);

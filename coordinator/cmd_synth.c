@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "synth.h"
+#include "util.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -240,8 +241,7 @@ int cmd_synth(int argc, char **argv) {
                 spec.rope_factor, spec.rope_orig_ctx, spec.yarn_beta_fast, spec.yarn_beta_slow, spec.yarn_log_mul,
                 spec.attn_temp_scale);
     progress_state ps = {.tty = !quiet && isatty(STDERR_FILENO), .last_pct = -1};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = rl_now_s();
     char err[512];
     if (rl_synth_write(&spec, out, show_progress, &ps, err, sizeof err) < 0) {
         if (ps.last_pct >= 0 && ps.last_pct < 100)
@@ -249,10 +249,9 @@ int cmd_synth(int argc, char **argv) {
         fprintf(stderr, "relais synth: %s\n", err);
         return 1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     struct stat st;
     long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
     printf("wrote %s: %lld bytes (%.1f MiB) in %.1f s\n", out, size, size / 1048576.0,
-           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+           rl_now_s() - t0);
     return 0;
 }

@@ -16,10 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "executor.h"
 #include "forward.h"
 #include "kv.h"
+#include "util.h"
 
 #define N_BUCKETS 256
 
@@ -51,12 +51,6 @@ typedef struct {
     pthread_mutex_t stats_lock;  /* guards node: /metrics reads it from other threads */
     rl_xnode node;           /* this process as the single "node" */
 } local_exec;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static lsession **slot_of(local_exec *l, uint64_t id) {
     lsession **p = &l->table[id % N_BUCKETS];
@@ -183,7 +177,7 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
         snprintf(err, errlen, l->has_done ? "a micro-batch is already outstanding" : "bad segment count %u", n);
         return -1;
     }
-    double t0 = now_s();
+    double t0 = rl_now_s();
     rl_xdone *d = &l->done;
     *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids, .top = l->top};
     bool sgemm = true;
@@ -195,7 +189,7 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
         d->status = -1;
     l->has_done = true;
     pthread_mutex_lock(&l->stats_lock);
-    l->node.busy_seconds += now_s() - t0;
+    l->node.busy_seconds += rl_now_s() - t0;
     l->node.batches++;
     pthread_mutex_unlock(&l->stats_lock);
     return 0;

@@ -2,7 +2,6 @@
 #include "node_stage.h"
 
 #include <errno.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "node_caps.h"
 #include "node_session.h"
 #include "sampler.h"
+#include "util.h"
 
 #define NODE_MAX_STAGES 64   /* stages a Forward may have been through: bounds Forward.stage_seconds */
 
@@ -309,12 +309,6 @@ static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *e
                                                           : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* The compute seconds of the stages so far, this one's (since t0) last. */
 typedef struct {
     float v[NODE_MAX_STAGES + 1];
@@ -324,7 +318,7 @@ typedef struct {
 static void times_close(stage_times *t, const Relais__Forward *f, double t0) {
     if (f->n_stage_seconds)   /* an empty repeated field may have no array at all */
         memcpy(t->v, f->stage_seconds, f->n_stage_seconds * sizeof *t->v);
-    t->v[f->n_stage_seconds] = (float)(now_s() - t0);
+    t->v[f->n_stage_seconds] = (float)(rl_now_s() - t0);
     t->n = f->n_stage_seconds + 1;
 }
 
@@ -557,7 +551,7 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
 }
 
 static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
-    const double t0 = now_s();
+    const double t0 = rl_now_s();
     if (f->n_stage_seconds >= NODE_MAX_STAGES) {
         snprintf(err, errlen, "a Forward that already went through %zu stages", f->n_stage_seconds);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
