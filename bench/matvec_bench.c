@@ -45,7 +45,7 @@ static double now_s(void)
 
 /* Matrices of type t filling about o->mib MiB, quantized from floats in
  * [-1, 1), in huge pages where the kernel gives them, as a model load
- * holds them (engine/model.c); NULL out of memory. */
+ * holds them (engine/model/model.c); NULL out of memory. */
 static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
 {
     const size_t rb = rl_dtype_row_bytes(t, COLS);

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Generates engine/unicode_tables.c: the Unicode character classes that the
+"""Generates engine/tok/unicode_tables.c: the Unicode character classes that the
 byte-level BPE pre-tokenizers need (letters by case class Lu/Ll/Lt/Lm/Lo,
 marks M, numbers N, and White_Space), as one sorted table of runs searched
-with binary search by rl_unicode_class() in engine/utf8.c.
+with binary search by rl_unicode_class() in engine/tok/utf8.c.
 
 General categories come from this Python's unicodedata. White_Space is not a
 general category and Python exposes no property for it (str.isspace() uses a
 different rule), so its code points are listed below from the Unicode
 PropList.txt, which has not changed since Unicode 6.
 
-Usage: python3 deploy/gen_unicode_tables.py > engine/unicode_tables.c
-The class numbers must match rl_uclass in engine/unicode_tables.h.
+Usage: python3 deploy/gen_unicode_tables.py > engine/tok/unicode_tables.c
+The class numbers must match rl_uclass in engine/tok/unicode_tables.h.
 """
 import sys
 import unicodedata

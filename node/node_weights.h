@@ -1,7 +1,7 @@
 /* A node's slice cache and the receiving side of a weight transfer.
  *
  * A node assigned a model it does not hold gets its slice from the
- * coordinator (see coordinator/weights_send.h) and keeps it in --cache as
+ * coordinator (see coordinator/cluster/weights_send.h) and keeps it in --cache as
  *     slice-<model sha256>-<first layer>-<last layer + 1>[-head].gguf
  * with the slice's verified sha256 beside it in the same name + ".sha256".
  * The .sha256 file is written only after the whole slice arrived and its

@@ -1,4 +1,4 @@
-/* Tests of the quantization kernels (engine/quant*.c, engine/cpu.c).
+/* Tests of the quantization kernels (engine/quant*.c, engine/kernels/cpu.c).
  *
  * The block formats are checked three ways: hand-made blocks against the
  * format definitions written out again here (independently of quant_ref.c),

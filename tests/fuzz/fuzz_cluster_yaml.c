@@ -1,4 +1,4 @@
-/* libFuzzer harness for the cluster file reader (coordinator/cluster_config.c):
+/* libFuzzer harness for the cluster file reader (coordinator/plan/cluster_config.c):
  * any bytes as the YAML text, parsed as `relais serve --cluster` parses a
  * file. A bad file must give "NAME:LINE:COL: ..." and no crash or leak; an
  * accepted one must hold what the accessors promise (1..CLUSTER_MAX_NODES

@@ -1,4 +1,4 @@
-/* libFuzzer harness for the GGUF reader (engine/gguf.c): any bytes as a
+/* libFuzzer harness for the GGUF reader (engine/gguf/gguf.c): any bytes as a
  * file, opened, and when the header parses every key formatted, every
  * string array read, every tensor looked up by name, and a tokenizer built
  * from the vocabulary keys (the reader's largest consumer of untrusted

@@ -1,5 +1,5 @@
 /* libFuzzer harness for the OpenAI request reader
- * (coordinator/openai_request.c): any bytes as the body of
+ * (coordinator/serve/openai_request.c): any bytes as the body of
  * /v1/chat/completions (first input byte even) or /v1/completions (odd),
  * read with the Tekken-shaped vocabulary of the test data, as `relais serve`
  * reads them with a real model's tokenizer and chat template. Every body

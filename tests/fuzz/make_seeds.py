@@ -4,7 +4,7 @@
 # past the first checks at once. The files are committed; this script says
 # how they were made and remakes them (python3 tests/fuzz/make_seeds.py).
 # The GGUF and protobuf bytes are written by hand here (no library), in the
-# layouts of engine/gguf.c and proto/relais.proto. The GGUF seeds have no
+# layouts of engine/gguf/gguf.c and proto/relais.proto. The GGUF seeds have no
 # .gguf suffix: the repository ignores *.gguf outside tests/data.
 import os
 import struct

@@ -53,8 +53,8 @@ for f in /:text/html /style.css:text/css /app.js:text/javascript /markdown.js:te
     curl -s -D "$TMP/headers" -o "$TMP/body" "http://127.0.0.1:$PORT$path"
     if grep -qi "^HTTP/1.1 200" "$TMP/headers" && grep -qi "^Content-Type: $type; charset=utf-8" "$TMP/headers" &&
         grep -qi "^Content-Security-Policy: default-src 'none'; script-src 'self'" "$TMP/headers" &&
-        grep -qi "^X-Content-Type-Options: nosniff" "$TMP/headers" && cmp -s "$TMP/body" "$HERE/../../coordinator/web/$file"; then
-        ok "GET $path without a key: coordinator/web/$file as $type, with the CSP"
+        grep -qi "^X-Content-Type-Options: nosniff" "$TMP/headers" && cmp -s "$TMP/body" "$HERE/../../coordinator/serve/web/$file"; then
+        ok "GET $path without a key: coordinator/serve/web/$file as $type, with the CSP"
     else
         bad "GET $path: $(cat "$TMP/headers")"
     fi

@@ -1,4 +1,4 @@
-/* The web page of `relais serve` (coordinator/web), compiled into the
+/* The web page of `relais serve` (coordinator/serve/web), compiled into the
  * binary: cmake/embed_web.cmake turns every file of that folder into a byte
  * array at build time, listed here by the URL path it is served at. */
 #ifndef RELAIS_WEB_ASSETS_H

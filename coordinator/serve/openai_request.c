@@ -1,7 +1,7 @@
 /* Reading OpenAI request bodies (see openai.h). Every field is checked
  * before it is used, and a bad one gets a 400 that names it, as OpenAI's
  * `param`. The chat prompt is built by the model's chat template
- * (engine/chat.h) from `messages` and the tools `tool_choice` leaves in;
+ * (engine/tok/chat.h) from `messages` and the tools `tool_choice` leaves in;
  * a forced tool choice also opens the assistant's reply with [TOOL_CALLS]
  * so the model can only answer with calls. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* GET / and the page's other files (coordinator/web, compiled in: see
+/* GET / and the page's other files (coordinator/serve/web, compiled in: see
  * web_assets.h). The page needs no API key to load; it asks for one and
  * sends it with its API calls. Every file goes out with its content type,
  * nosniff, and a Content-Security-Policy allowing only this origin's

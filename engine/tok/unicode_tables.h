@@ -1,6 +1,6 @@
 /* Unicode character classes for the byte-level BPE pre-tokenizers: letters by
  * case class, marks, numbers and White_Space. The table itself is generated
- * (engine/unicode_tables.c by deploy/gen_unicode_tables.py); the class numbers
+ * (engine/tok/unicode_tables.c by deploy/gen_unicode_tables.py); the class numbers
  * below are the ones that script writes. */
 #ifndef RELAIS_UNICODE_TABLES_H
 #define RELAIS_UNICODE_TABLES_H

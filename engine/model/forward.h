@@ -30,7 +30,7 @@ int rl_ctx_threads(const rl_ctx *c);
 uint32_t rl_ctx_max_batch(const rl_ctx *c);
 /* Chunks of at least this many tokens use sgemm (default RL_GEMM_MIN_DEFAULT;
  * 0 = never). Shorter chunks compute each token as it would be computed
- * alone, which a replay on a cluster relies on (coordinator/cluster_recover.c). */
+ * alone, which a replay on a cluster relies on (coordinator/cluster/cluster_recover.c). */
 #define RL_GEMM_MIN_DEFAULT 16
 /* The threshold that --no-gemm and --gemm-min N (0: the default) ask for;
  * the nodes and a coordinator replaying on them must agree on it. */
