@@ -23,29 +23,26 @@
 #include <unistd.h>
 #include <zmq.h>
 
-typedef struct {   /* one side of the link: its own context, so its own I/O thread, as a node has */
+typedef struct { /* one side of the link: its own context, so its own I/O thread, as a node has */
     void *ctx, *sock;
 } side;
 
-typedef struct {   /* the keys of a CURVE link, Z85 text */
+typedef struct { /* the keys of a CURVE link, Z85 text */
     char server_pub[41], server_sec[41], client_pub[41], client_sec[41];
 } keys;
 
-static double now_us(void)
-{
+static double now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
-static int by_value(const void *a, const void *b)
-{
+static int by_value(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static int open_side(side *s, const keys *k, bool server)
-{
+static int open_side(side *s, const keys *k, bool server) {
     s->ctx = zmq_ctx_new();
     s->sock = s->ctx ? zmq_socket(s->ctx, ZMQ_PAIR) : NULL;
     if (!s->sock || !k)
@@ -53,14 +50,13 @@ static int open_side(side *s, const keys *k, bool server)
     const int one = 1;
     if (server)
         return zmq_setsockopt(s->sock, ZMQ_CURVE_SERVER, &one, sizeof one) |
-               zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, k->server_sec, 40);
+            zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, k->server_sec, 40);
     return zmq_setsockopt(s->sock, ZMQ_CURVE_SERVERKEY, k->server_pub, 40) |
-           zmq_setsockopt(s->sock, ZMQ_CURVE_PUBLICKEY, k->client_pub, 40) |
-           zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, k->client_sec, 40);
+        zmq_setsockopt(s->sock, ZMQ_CURVE_PUBLICKEY, k->client_pub, 40) |
+        zmq_setsockopt(s->sock, ZMQ_CURVE_SECRETKEY, k->client_sec, 40);
 }
 
-static void close_side(side *s)
-{
+static void close_side(side *s) {
     if (s->sock)
         zmq_close(s->sock);
     if (s->ctx)
@@ -68,8 +64,7 @@ static void close_side(side *s)
 }
 
 /* The echo side: returns every message until an empty one. */
-static void *echo(void *arg)
-{
+static void *echo(void *arg) {
     void *sock = arg;
     for (;;) {
         zmq_msg_t m;
@@ -84,11 +79,10 @@ static void *echo(void *arg)
 
 /* Bounces `bytes` over the connected socket; fills `rounds` one-way times
  * in us; 0 or -1. */
-static int bounce(void *sock, size_t bytes, int rounds, int gap_us, double *oneway)
-{
+static int bounce(void *sock, size_t bytes, int rounds, int gap_us, double *oneway) {
     char *buf = calloc(bytes ? bytes : 1, 1);
     int rc = buf ? 0 : -1;
-    for (int i = -10; rc == 0 && i < rounds; i++) {   /* 10 rounds to warm up */
+    for (int i = -10; rc == 0 && i < rounds; i++) { /* 10 rounds to warm up */
         if (gap_us)
             usleep((useconds_t)gap_us);
         const double t0 = now_us();
@@ -99,24 +93,28 @@ static int bounce(void *sock, size_t bytes, int rounds, int gap_us, double *onew
         if (i >= 0)
             oneway[i] = (now_us() - t0) / 2;
     }
-    zmq_send(sock, "", 0, 0);   /* ends the echo */
+    zmq_send(sock, "", 0, 0); /* ends the echo */
     free(buf);
     return rc;
 }
 
-static int measure(size_t bytes, bool curve, int rounds, int gap_us)
-{
+static int measure(size_t bytes, bool curve, int rounds, int gap_us) {
     keys k;
     side a = {0}, b = {0};
     pthread_t th;
     double *t = calloc((size_t)rounds, sizeof *t);
-    int rc = t && (!curve || (zmq_curve_keypair(k.server_pub, k.server_sec) |
-                              zmq_curve_keypair(k.client_pub, k.client_sec)) == 0) ? 0 : -1;
+    int rc = t &&
+            (!curve ||
+             (zmq_curve_keypair(k.server_pub, k.server_sec) | zmq_curve_keypair(k.client_pub, k.client_sec)) == 0)
+        ? 0
+        : -1;
     rc = rc || open_side(&b, curve ? &k : NULL, true) || zmq_bind(b.sock, "tcp://127.0.0.1:*") ? -1 : 0;
     char endpoint[128];
     size_t len = sizeof endpoint;
-    rc = rc || zmq_getsockopt(b.sock, ZMQ_LAST_ENDPOINT, endpoint, &len) ||
-         open_side(&a, curve ? &k : NULL, false) || zmq_connect(a.sock, endpoint) ? -1 : 0;
+    rc = rc || zmq_getsockopt(b.sock, ZMQ_LAST_ENDPOINT, endpoint, &len) || open_side(&a, curve ? &k : NULL, false) ||
+            zmq_connect(a.sock, endpoint)
+        ? -1
+        : 0;
     if (rc == 0 && pthread_create(&th, NULL, echo, b.sock) == 0) {
         rc = bounce(a.sock, bytes, rounds, gap_us, t);
         pthread_join(th, NULL);
@@ -137,8 +135,7 @@ static int measure(size_t bytes, bool curve, int rounds, int gap_us)
     return rc;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int rounds = 1000, gap_us = 0, opt;
     while ((opt = getopt(argc, argv, "n:g:")) != -1) {
         if (opt == 'n')

@@ -34,8 +34,7 @@ typedef struct {
     bool file_layout;
 } options;
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -46,8 +45,7 @@ static double now_s(void)
 /* Matrices of type t filling about o->mib MiB, quantized from floats in
  * [-1, 1), in huge pages where the kernel gives them, as a model load
  * holds them (engine/model/model.c); NULL out of memory. */
-static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
-{
+static rl_weight *make_weights(rl_dtype t, const options *o, int *count) {
     const size_t rb = rl_dtype_row_bytes(t, COLS);
     const int n = (int)(o->mib * 1024 * 1024 / (rb * ROWS)) + 1;
     rl_weight *w = calloc((size_t)n, sizeof *w);
@@ -58,7 +56,7 @@ static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
         char *data = aligned_alloc(HUGE_PAGE, bytes);
         if (!data)
             break;
-        (void)madvise(data, bytes, MADV_HUGEPAGE);   /* a hint: without it the pages are small */
+        (void)madvise(data, bytes, MADV_HUGEPAGE); /* a hint: without it the pages are small */
         for (int r = 0; r < ROWS; r++) {
             for (int c = 0; c < COLS; c++)
                 row[c] = (float)(rand_r(&seed) % 2000 - 1000) / 1000.0f;
@@ -66,16 +64,20 @@ static rl_weight *make_weights(rl_dtype t, const options *o, int *count)
         }
         if (!o->file_layout && rl_x16_repack(t, data, rb, 0, ROWS / 16) != 0)
             break;
-        w[m] = (rl_weight){.data = data, .type = t, .rows = ROWS, .cols = COLS, .row_bytes = rb,
-                           .name = "bench", .x16 = !o->file_layout};
+        w[m] = (rl_weight){.data = data,
+                           .type = t,
+                           .rows = ROWS,
+                           .cols = COLS,
+                           .row_bytes = rb,
+                           .name = "bench",
+                           .x16 = !o->file_layout};
         *count = m + 1;
     }
     free(row);
     return w;
 }
 
-static int bench_type(rl_dtype t, const options *o, rl_matmul *mm)
-{
+static int bench_type(rl_dtype t, const options *o, rl_matmul *mm) {
     int n = 0;
     rl_weight *w = make_weights(t, o, &n);
     float *x = malloc(COLS * sizeof *x), *y = malloc(ROWS * sizeof *y);
@@ -86,7 +88,7 @@ static int bench_type(rl_dtype t, const options *o, rl_matmul *mm)
     for (int c = 0; c < COLS; c++)
         x[c] = (float)((c * 7919) % 2001 - 1000) / 1000.0f;
     double best = 1e30, sum = 0;
-    for (int p = 0; p < o->passes + 1; p++) {   /* the first pass warms up */
+    for (int p = 0; p < o->passes + 1; p++) { /* the first pass warms up */
         const double t0 = now_s();
         sum = 0;
         for (int m = 0; m < n; m++) {
@@ -98,8 +100,8 @@ static int bench_type(rl_dtype t, const options *o, rl_matmul *mm)
             best = dt;
     }
     const double bytes = (double)n * ROWS * rl_dtype_row_bytes(t, COLS);
-    printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t),
-           o->threads, rl_kernels()->name, bytes / best / 1e9, best * 1e3, n, ROWS, COLS, sum);
+    printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t), o->threads,
+           rl_kernels()->name, bytes / best / 1e9, best * 1e3, n, ROWS, COLS, sum);
     for (int m = 0; m < n; m++)
         free((void *)w[m].data);
     free(w);
@@ -108,8 +110,7 @@ static int bench_type(rl_dtype t, const options *o, rl_matmul *mm)
     return 0;
 }
 
-static int parse(int argc, char **argv, options *o, int *first_type)
-{
+static int parse(int argc, char **argv, options *o, int *first_type) {
     *o = (options){.threads = 2, .passes = 10, .mib = 512};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -128,13 +129,13 @@ static int parse(int argc, char **argv, options *o, int *first_type)
     return i < argc && o->threads > 0 && o->passes > 0 && o->mib > 0 ? 0 : -1;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     options o;
     int first;
     if (parse(argc, argv, &o, &first) != 0) {
-        fprintf(stderr, "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...\n"
-                        "  TYPE: q4_0 q8_0 q4_K q5_K q6_K\n");
+        fprintf(stderr,
+                "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...\n"
+                "  TYPE: q4_0 q8_0 q4_K q5_K q6_K\n");
         return 2;
     }
     rl_pool *pool = rl_pool_new(o.threads);

@@ -26,11 +26,11 @@
 
 typedef struct {
     int port;
-    int client;          /* index: makes each client's prompt different */
+    int client; /* index: makes each client's prompt different */
     int requests;
     int max_tokens;
-    double *ttft;        /* (requests) seconds, -1 for a failed request */
-    long tokens;         /* completion tokens of the successful requests */
+    double *ttft; /* (requests) seconds, -1 for a failed request */
+    long tokens;  /* completion tokens of the successful requests */
     int failed;
 } client;
 
@@ -67,7 +67,8 @@ static long one_request(const client *c, int k, double *ttft) {
                         c->client, k, c->max_tokens);
     int hlen = snprintf(head, sizeof head,
                         "POST /v1/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %d\r\n\r\n", blen);
+                        "Content-Length: %d\r\n\r\n",
+                        blen);
     int fd = connect_loopback(c->port);
     if (fd < 0)
         return -1;
@@ -85,7 +86,7 @@ static long one_request(const client *c, int k, double *ttft) {
             const char *u = strstr(buf, "\"completion_tokens\":");
             if (u)
                 tokens = strtol(u + 20, NULL, 10);
-            if (have > sizeof buf / 2) {   /* keep the tail: the usage chunk comes last */
+            if (have > sizeof buf / 2) { /* keep the tail: the usage chunk comes last */
                 memmove(buf, buf + have - 1024, 1024);
                 have = 1024;
             }

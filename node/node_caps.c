@@ -17,8 +17,8 @@
 #define BENCH_SECONDS 0.3
 
 struct node_caps {
-    double matvec;           /* measured weight bytes per second (0 if the benchmark could not run) */
-    const char *simd[5];     /* names of the SIMD features found */
+    double matvec;       /* measured weight bytes per second (0 if the benchmark could not run) */
+    const char *simd[5]; /* names of the SIMD features found */
     size_t n_simd;
     char hostname[256];
     char software[96];
@@ -44,8 +44,7 @@ static void bench_key(int threads, char *key, size_t len) {
     struct utsname u;
     if (!cpu[0] && uname(&u) == 0)
         snprintf(cpu, sizeof cpu, "%s", u.machine);
-    snprintf(key, len, "exe %lld %lld cpu %s threads %d", (long long)st.st_size, (long long)st.st_mtime, cpu,
-             threads);
+    snprintf(key, len, "exe %lld %lld cpu %s threads %d", (long long)st.st_size, (long long)st.st_mtime, cpu, threads);
 }
 
 static double cached_benchmark(const char *cache_dir, int threads) {
@@ -56,7 +55,7 @@ static double cached_benchmark(const char *cache_dir, int threads) {
     FILE *f = fopen(path, "r");
     if (f) {
         bool hit = fgets(line, sizeof line, f) && (line[strcspn(line, "\n")] = '\0', !strcmp(line, key)) &&
-                   fscanf(f, "%lf", &bps) == 1 && bps > 0;
+            fscanf(f, "%lf", &bps) == 1 && bps > 0;
         fclose(f);
         if (hit)
             return bps;
@@ -81,8 +80,7 @@ node_caps *node_caps_new(const char *cache_dir, int threads) {
     c->n_simd = rl_simd_names(c->simd, sizeof c->simd / sizeof c->simd[0]);
     if (gethostname(c->hostname, sizeof c->hostname - 1))
         snprintf(c->hostname, sizeof c->hostname, "unknown");
-    snprintf(c->software, sizeof c->software, "relais-node, protocol %u, %s kernels", WIRE_VERSION,
-             rl_kernel_name());
+    snprintf(c->software, sizeof c->software, "relais-node, protocol %u, %s kernels", WIRE_VERSION, rl_kernel_name());
     return c;
 }
 
@@ -104,7 +102,7 @@ void node_mem_set_limit(uint64_t bytes) { g_mem_limit = bytes; }
 uint64_t node_mem_available(uint64_t *total) {
     rl_mem_info m;
     char err[160];
-    if (rl_mem_read(&m, err, sizeof err))   /* a malformed RELAIS_MEM_AVAILABLE: as if unknown */
+    if (rl_mem_read(&m, err, sizeof err)) /* a malformed RELAIS_MEM_AVAILABLE: as if unknown */
         rl_log(RL_LOG_WARN, "%s", err);
     if (total)
         *total = m.total;

@@ -18,9 +18,9 @@ typedef struct node_caps node_caps;
 /* Loads the cached benchmark or runs it. threads <= 0: one per core. NULL
  * only when out of memory. */
 node_caps *node_caps_new(const char *cache_dir, int threads);
-void node_caps_destroy(node_caps **c);   /* NULLs *c */
+void node_caps_destroy(node_caps **c); /* NULLs *c */
 
-double node_caps_matvec(const node_caps *c);   /* weight bytes per second */
+double node_caps_matvec(const node_caps *c); /* weight bytes per second */
 
 /* Fills the machine fields of out (cores, RAM read now, SIMD, throughput,
  * hostname, software). The strings point into c, valid until the next call. */

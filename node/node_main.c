@@ -162,14 +162,20 @@ static int read_config(node_options *o, const char *path) {
 }
 
 static int parse_args(int argc, char **argv, node_options *o) {
-    static const struct option longopts[] = {
-        {"listen", required_argument, 0, 0}, {"key", required_argument, 0, 0},
-        {"trust", required_argument, 0, 0}, {"models", required_argument, 0, 0},
-        {"cache", required_argument, 0, 0}, {"threads", required_argument, 0, 0},
-        {"max-message-mib", required_argument, 0, 0}, {"config", required_argument, 0, 0},
-        {"weight-chunk-kib", required_argument, 0, 0}, {"max-memory", required_argument, 0, 0},
-        {"io-cpu", required_argument, 0, 0}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    for (int i = 1; i < argc - 1; i++)   /* the config file first, so the command line overrides it */
+    static const struct option longopts[] = {{"listen", required_argument, 0, 0},
+                                             {"key", required_argument, 0, 0},
+                                             {"trust", required_argument, 0, 0},
+                                             {"models", required_argument, 0, 0},
+                                             {"cache", required_argument, 0, 0},
+                                             {"threads", required_argument, 0, 0},
+                                             {"max-message-mib", required_argument, 0, 0},
+                                             {"config", required_argument, 0, 0},
+                                             {"weight-chunk-kib", required_argument, 0, 0},
+                                             {"max-memory", required_argument, 0, 0},
+                                             {"io-cpu", required_argument, 0, 0},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    for (int i = 1; i < argc - 1; i++) /* the config file first, so the command line overrides it */
         if (!strcmp(argv[i], "--config") && read_config(o, argv[i + 1]))
             return -1;
     int opt, idx;
@@ -194,7 +200,7 @@ static int parse_args(int argc, char **argv, node_options *o) {
         fprintf(stderr, "relais-node: --key, --trust, --models and --cache are required (see --help)\n");
         return -1;
     }
-    if (o->chunk_kib * 1024 + (64 << 10) > o->max_message_mib << 20) {   /* 64 KiB for the rest of a chunk message */
+    if (o->chunk_kib * 1024 + (64 << 10) > o->max_message_mib << 20) { /* 64 KiB for the rest of a chunk message */
         fprintf(stderr, "relais-node: --weight-chunk-kib %ld does not fit --max-message-mib %ld\n", o->chunk_kib,
                 o->max_message_mib);
         return -1;
@@ -207,7 +213,8 @@ static void free_options(node_options *o) {
 }
 
 int main(int argc, char **argv) {
-    node_options o = {.max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB, .io_cpu = IO_PIN_NONE};
+    node_options o = {
+        .max_message_mib = DEFAULT_MAX_MESSAGE_MIB, .chunk_kib = DEFAULT_CHUNK_KIB, .io_cpu = IO_PIN_NONE};
     if (set_string(&o.listen, DEFAULT_LISTEN) || parse_args(argc, argv, &o)) {
         free_options(&o);
         return 2;
@@ -217,9 +224,15 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    node_config cfg = {.listen = o.listen, .key = o.key, .trust = o.trust, .models = o.models, .cache = o.cache,
-                       .threads = (int)o.threads, .max_message = (int64_t)o.max_message_mib << 20,
-                       .max_memory = o.max_memory, .chunk_bytes = (uint32_t)o.chunk_kib * 1024,
+    node_config cfg = {.listen = o.listen,
+                       .key = o.key,
+                       .trust = o.trust,
+                       .models = o.models,
+                       .cache = o.cache,
+                       .threads = (int)o.threads,
+                       .max_message = (int64_t)o.max_message_mib << 20,
+                       .max_memory = o.max_memory,
+                       .chunk_bytes = (uint32_t)o.chunk_kib * 1024,
                        .io_cpu = o.io_cpu};
     char err[1024];
     node_server *s = node_server_new(&cfg, err, sizeof err);

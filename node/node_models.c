@@ -12,9 +12,9 @@
 #include "log.h"
 
 struct node_models {
-    char dir[4096];            /* the --models directory */
-    char cache_file[4096];     /* hash cache in the --cache directory */
-    node_model_file *files;    /* (n) files found by the last scan */
+    char dir[4096];         /* the --models directory */
+    char cache_file[4096];  /* hash cache in the --cache directory */
+    node_model_file *files; /* (n) files found by the last scan */
     size_t n, cap;
 };
 
@@ -49,7 +49,7 @@ static bool is_gguf(const char *name) {
  * per file version: say so, and how far it got. */
 typedef struct {
     const char *name;
-    int last_quarter;    /* last 25% step logged, -1 before the first */
+    int last_quarter; /* last 25% step logged, -1 before the first */
 } hash_log;
 
 static void hash_progress(void *ud, uint64_t done, uint64_t total) {
@@ -124,13 +124,17 @@ Relais__ErrorCode node_models_resolve(node_models *m, const uint8_t sha256[32], 
         if (*name && !strcmp(m->files[i].name, name)) {
             char have[65];
             filehash_hex(m->files[i].sha256, have);
-            snprintf(err, errlen, "model %s: this node's file has sha256 %.16s..., the coordinator's has %.16s...: "
-                     "a different model under the same name", name, have, want);
+            snprintf(err, errlen,
+                     "model %s: this node's file has sha256 %.16s..., the coordinator's has %.16s...: "
+                     "a different model under the same name",
+                     name, have, want);
             rl_log(RL_LOG_WARN, "refused an assignment: %s", err);
             return RELAIS__ERROR_CODE__ERR_MODEL;
         }
-    rl_log(RL_LOG_INFO, "model %s (sha256 %.16s...) is not held here: its slice comes from the cache or the "
-           "coordinator", *name ? name : "unnamed", want);
+    rl_log(RL_LOG_INFO,
+           "model %s (sha256 %.16s...) is not held here: its slice comes from the cache or the "
+           "coordinator",
+           *name ? name : "unnamed", want);
     *path = '\0';
     return RELAIS__ERROR_CODE__ERR_NONE;
 }

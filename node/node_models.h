@@ -11,8 +11,8 @@
 #include "relais.pb-c.h"
 
 typedef struct {
-    char name[256];      /* file name in the directory */
-    char path[4096];     /* directory/name */
+    char name[256];  /* file name in the directory */
+    char path[4096]; /* directory/name */
     uint64_t size;
     uint8_t sha256[32];
 } node_model_file;
@@ -22,7 +22,7 @@ typedef struct node_models node_models;
 /* dir: the --models directory; cache_dir: where the hash cache lives. NULL
  * with err when dir cannot be read. Scans once. Destroy with node_models_destroy. */
 node_models *node_models_new(const char *dir, const char *cache_dir, char *err, size_t errlen);
-void node_models_destroy(node_models **m);   /* NULLs *m */
+void node_models_destroy(node_models **m); /* NULLs *m */
 
 /* Rescans the directory (a stat per file; new or changed files are hashed).
  * A file that cannot be hashed is logged and left out. 0, or -1 with err

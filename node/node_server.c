@@ -27,25 +27,25 @@
 #define PROGRESS_EVERY_MS 200
 
 struct node_server {
-    void *zctx;                          /* ZeroMQ context (I/O threads) */
-    io_pin *pin;                         /* the CPU that handles messages */
-    void *router;                        /* the listening socket */
-    curve_zap *zap;                      /* who may connect */
-    wire_monitor *mon;                   /* failed handshakes on the router */
-    curve_keys keys;                     /* the node's key pair */
-    node_models *models;                 /* model files by hash */
-    node_caps *caps;                     /* machine description and benchmark */
-    node_stage *stage;                   /* the current assignment; NULL when none */
-    node_weights *weights;               /* slices received from coordinators, and the transfer under way */
-    uint8_t *pending;                    /* (pending_len) the packed Assign waiting for its slice; NULL when none */
+    void *zctx;            /* ZeroMQ context (I/O threads) */
+    io_pin *pin;           /* the CPU that handles messages */
+    void *router;          /* the listening socket */
+    curve_zap *zap;        /* who may connect */
+    wire_monitor *mon;     /* failed handshakes on the router */
+    curve_keys keys;       /* the node's key pair */
+    node_models *models;   /* model files by hash */
+    node_caps *caps;       /* machine description and benchmark */
+    node_stage *stage;     /* the current assignment; NULL when none */
+    node_weights *weights; /* slices received from coordinators, and the transfer under way */
+    uint8_t *pending;      /* (pending_len) the packed Assign waiting for its slice; NULL when none */
     size_t pending_len;
-    uint8_t coord[WIRE_ROUTING_ID_MAX];  /* routing id of the coordinator that assigned the stage */
-    size_t coord_len;                    /* 0 when none */
-    int threads;                         /* --threads */
-    int64_t max_message;                 /* inbound limit */
-    uint64_t progress_ms;                /* when the last LoadProgress went out */
-    bool ready_pending;                  /* the slice is loaded; Ready waits for the link to the next hop */
-    char endpoint[256];                  /* the bound endpoint */
+    uint8_t coord[WIRE_ROUTING_ID_MAX]; /* routing id of the coordinator that assigned the stage */
+    size_t coord_len;                   /* 0 when none */
+    int threads;                        /* --threads */
+    int64_t max_message;                /* inbound limit */
+    uint64_t progress_ms;               /* when the last LoadProgress went out */
+    bool ready_pending;                 /* the slice is loaded; Ready waits for the link to the next hop */
+    char endpoint[256];                 /* the bound endpoint */
 };
 
 static uint64_t now_ms(void) {
@@ -78,8 +78,8 @@ static void reply_to(node_server *s, const wire_msg *m, Relais__Envelope *env) {
     reply(s, rid, len, env);
 }
 
-static void send_error(node_server *s, const uint8_t *rid, size_t rid_len, Relais__ErrorCode code,
-                       uint64_t session, uint64_t step, const char *text) {
+static void send_error(node_server *s, const uint8_t *rid, size_t rid_len, Relais__ErrorCode code, uint64_t session,
+                       uint64_t step, const char *text) {
     char err[256];
     if (wire_send_error(s->router, rid, rid_len, code, session, step, text, err, sizeof err))
         rl_log(RL_LOG_WARN, "%s", err);
@@ -179,11 +179,13 @@ static void take_assignment(node_server *s, const wire_msg *m, const Relais__Ass
     char prev[CURVE_FP_LEN], next[CURVE_FP_LEN], w[64];
     curve_fingerprint(a->prev_hop_public_key.data, prev);
     curve_fingerprint(a->next_hop_public_key.data, next);
-    rl_log(RL_LOG_INFO, "assignment from %s: %s layers %u-%u of %u%s, context %u, batch %u, %s wire; "
-           "previous hop %s, next hop %s (%s)", who(m, w, sizeof w), *a->model_name ? a->model_name : "model",
-           a->layer_begin, a->layer_end - 1, a->n_layer, a->run_head ? " and the head" : "", a->n_ctx, a->max_batch,
-           wire_dtype_name(a->wire_dtype), prev, a->next_hop, next);
-    send_progress(s, "map", 0, 0);   /* the coordinator shows the node as loading */
+    rl_log(RL_LOG_INFO,
+           "assignment from %s: %s layers %u-%u of %u%s, context %u, batch %u, %s wire; "
+           "previous hop %s, next hop %s (%s)",
+           who(m, w, sizeof w), *a->model_name ? a->model_name : "model", a->layer_begin, a->layer_end - 1, a->n_layer,
+           a->run_head ? " and the head" : "", a->n_ctx, a->max_batch, wire_dtype_name(a->wire_dtype), prev,
+           a->next_hop, next);
+    send_progress(s, "map", 0, 0); /* the coordinator shows the node as loading */
 }
 
 /* Loads the slice at path as the assigned stage and says Ready, or tells
@@ -191,8 +193,12 @@ static void take_assignment(node_server *s, const wire_msg *m, const Relais__Ass
 static void load_stage(node_server *s, const Relais__Assign *a, const char *path) {
     char err[512];
     Relais__ErrorCode code;
-    node_stage_env env = {.zctx = s->zctx, .keys = &s->keys, .threads = s->threads, .max_message = s->max_message,
-                          .progress = on_progress, .progress_ud = s};
+    node_stage_env env = {.zctx = s->zctx,
+                          .keys = &s->keys,
+                          .threads = s->threads,
+                          .max_message = s->max_message,
+                          .progress = on_progress,
+                          .progress_ud = s};
     if (!(s->stage = node_stage_new(a, path, &env, &code, err, sizeof err))) {
         rl_log(RL_LOG_WARN, "assignment failed: %s: %s", wire_code_name(code), err);
         send_error(s, s->coord, s->coord_len, code, 0, 0, err);
@@ -274,7 +280,7 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
         return;
     }
     take_assignment(s, m, a);
-    s->ready_pending = false;   /* a new assignment starts over */
+    s->ready_pending = false; /* a new assignment starts over */
     drop_pending(s);
     if (s->stage && node_stage_matches(s->stage, a)) {
         node_stage_reset(s->stage);
@@ -294,7 +300,7 @@ static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
         return;
     }
     if (!*path && !node_weights_lookup(s->weights, a, path, sizeof path))
-        fetch_slice(s, a);   /* the stage is loaded when the slice is in */
+        fetch_slice(s, a); /* the stage is loaded when the slice is in */
     else
         load_stage(s, a, path);
 }
@@ -369,13 +375,25 @@ static void dispatch(node_server *s, const wire_msg *m, const node_arrival *in) 
         return;
     }
     switch (e->body_case) {
-    case RELAIS__ENVELOPE__BODY_HELLO: hello(s, m, e->hello); break;
-    case RELAIS__ENVELOPE__BODY_ASSIGN: assign(s, m, e->assign); break;
-    case RELAIS__ENVELOPE__BODY_FORWARD: forward(s, m, e->forward, in); break;
+    case RELAIS__ENVELOPE__BODY_HELLO:
+        hello(s, m, e->hello);
+        break;
+    case RELAIS__ENVELOPE__BODY_ASSIGN:
+        assign(s, m, e->assign);
+        break;
+    case RELAIS__ENVELOPE__BODY_FORWARD:
+        forward(s, m, e->forward, in);
+        break;
     case RELAIS__ENVELOPE__BODY_KV_TRUNCATE:
-    case RELAIS__ENVELOPE__BODY_KV_DROP: kv(s, m, e); break;
-    case RELAIS__ENVELOPE__BODY_HEARTBEAT: heartbeat(s, m, e->heartbeat); break;
-    case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK: weight_chunk(s, e->weight_chunk); break;
+    case RELAIS__ENVELOPE__BODY_KV_DROP:
+        kv(s, m, e);
+        break;
+    case RELAIS__ENVELOPE__BODY_HEARTBEAT:
+        heartbeat(s, m, e->heartbeat);
+        break;
+    case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK:
+        weight_chunk(s, e->weight_chunk);
+        break;
     default: {
         char text[128];
         snprintf(text, sizeof text, "a node does not take %s messages", wire_body_name(e->body_case));
@@ -398,8 +416,10 @@ static void router_events(node_server *s) {
         if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
             rl_log(RL_LOG_WARN, "refused a connection on %s: %s", ep, wire_event_text(ev, val));
         else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-            rl_log(RL_LOG_WARN, "refused a connection on %s: the peer hung up during the handshake (a plaintext "
-                   "peer, or one with another idea of this node's key?)", ep);
+            rl_log(RL_LOG_WARN,
+                   "refused a connection on %s: the peer hung up during the handshake (a plaintext "
+                   "peer, or one with another idea of this node's key?)",
+                   ep);
 }
 
 /* The next-hop link: its first success completes a pending Ready; a failure
@@ -435,7 +455,7 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
             return -1;
         }
         node_arrival in = {rl_trace_on() ? rl_now_us() : 0, 0};
-        while (items[0].revents && curve_zap_handle(s->zap))   /* first: connecting peers wait for it */
+        while (items[0].revents && curve_zap_handle(s->zap)) /* first: connecting peers wait for it */
             ;
         if (items[1].revents)
             router_events(s);
@@ -458,8 +478,10 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
 static int setup_security(node_server *s, const node_config *cfg, char *err, size_t errlen) {
     if (curve_keys_load(cfg->key, true, &s->keys, err, errlen))
         return -1;
-    if (!(s->zap = curve_zap_new(s->zctx, "not a trusted coordinator (--trust) nor the previous hop a coordinator "
-                                          "introduced", err, errlen)))
+    if (!(s->zap = curve_zap_new(s->zctx,
+                                 "not a trusted coordinator (--trust) nor the previous hop a coordinator "
+                                 "introduced",
+                                 err, errlen)))
         return -1;
     int n = curve_zap_allow_dir(s->zap, cfg->trust, ROLE_COORDINATOR, err, errlen);
     if (n < 0)
@@ -519,8 +541,8 @@ node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
     char where[32] = "any CPU";
     if (io_pin_cpu(s->pin) != IO_PIN_NONE)
         snprintf(where, sizeof where, "CPU %d", io_pin_cpu(s->pin));
-    rl_log(RL_LOG_INFO, "listening on %s, key %s, %zu model files, matvec %.2f GB/s, messages on %s", s->endpoint,
-           fp, node_models_count(s->models), node_caps_matvec(s->caps) / 1e9, where);
+    rl_log(RL_LOG_INFO, "listening on %s, key %s, %zu model files, matvec %.2f GB/s, messages on %s", s->endpoint, fp,
+           node_models_count(s->models), node_caps_matvec(s->caps) / 1e9, where);
     return s;
 fail:
     node_server_destroy(&s);

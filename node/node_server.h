@@ -15,16 +15,16 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *listen;     /* ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:7700 */
-    const char *key;        /* the node's secret certificate; created when missing */
-    const char *trust;      /* directory of trusted coordinators' public certificates (*.pub) */
-    const char *models;     /* directory of model files (*.gguf) */
-    const char *cache;      /* hash and benchmark caches and received slices; created when missing */
-    int threads;            /* compute threads when the coordinator leaves it to the node; <= 0: one per core */
-    int64_t max_message;    /* inbound message limit in bytes */
-    uint64_t max_memory;    /* the most RAM this node offers for weights and KV; 0: what the machine has free */
-    uint32_t chunk_bytes;   /* weight transfer: data bytes per chunk asked for (below max_message) */
-    int io_cpu;             /* the CPU that handles messages (io_pin.h), or IO_PIN_NONE */
+    const char *listen;   /* ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:7700 */
+    const char *key;      /* the node's secret certificate; created when missing */
+    const char *trust;    /* directory of trusted coordinators' public certificates (*.pub) */
+    const char *models;   /* directory of model files (*.gguf) */
+    const char *cache;    /* hash and benchmark caches and received slices; created when missing */
+    int threads;          /* compute threads when the coordinator leaves it to the node; <= 0: one per core */
+    int64_t max_message;  /* inbound message limit in bytes */
+    uint64_t max_memory;  /* the most RAM this node offers for weights and KV; 0: what the machine has free */
+    uint32_t chunk_bytes; /* weight transfer: data bytes per chunk asked for (below max_message) */
+    int io_cpu;           /* the CPU that handles messages (io_pin.h), or IO_PIN_NONE */
 } node_config;
 
 typedef struct node_server node_server;
@@ -32,7 +32,7 @@ typedef struct node_server node_server;
 /* Loads the key, the trusted certificates and the model list, measures (or
  * recalls) the matvec throughput and binds. NULL with err. */
 node_server *node_server_new(const node_config *cfg, char *err, size_t errlen);
-void node_server_destroy(node_server **s);   /* NULLs *s */
+void node_server_destroy(node_server **s); /* NULLs *s */
 
 /* Serves until *stop becomes non-zero (checked at least twice a second).
  * 0 on a clean stop, -1 when the socket fails. */

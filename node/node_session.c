@@ -6,12 +6,12 @@
 #include <stdlib.h>
 
 struct node_sessions {
-    const rl_hparams *hp;   /* the model's shape (not owned) */
-    uint32_t l0, l1;        /* the node's layers */
-    rl_kv_type kv_type;     /* of every session's cache */
-    uint32_t max;           /* capacity: Assign.max_sessions */
-    uint32_t n;             /* sessions in use: slots [0, n) */
-    node_session *slots;    /* (max) */
+    const rl_hparams *hp; /* the model's shape (not owned) */
+    uint32_t l0, l1;      /* the node's layers */
+    rl_kv_type kv_type;   /* of every session's cache */
+    uint32_t max;         /* capacity: Assign.max_sessions */
+    uint32_t n;           /* sessions in use: slots [0, n) */
+    node_session *slots;  /* (max) */
 };
 
 node_sessions *node_sessions_new(uint32_t max, const rl_hparams *hp, uint32_t l0, uint32_t l1, rl_kv_type kv_type) {
@@ -78,7 +78,7 @@ void node_sessions_drop(node_sessions *s, uint64_t id) {
     if (!ss)
         return;
     release(ss);
-    *ss = s->slots[--s->n];   /* the last slot fills the hole */
+    *ss = s->slots[--s->n]; /* the last slot fills the hole */
 }
 
 uint32_t node_sessions_count(const node_sessions *s) { return s->n; }

@@ -15,37 +15,37 @@
 #include "sampler.h"
 #include "util.h"
 
-#define NODE_MAX_STAGES 64   /* stages a Forward may have been through: bounds Forward.stage_seconds */
+#define NODE_MAX_STAGES 64 /* stages a Forward may have been through: bounds Forward.stage_seconds */
 
 struct node_stage {
-    Relais__Assign *assign;       /* a packed-and-unpacked copy of the Assign (owned) */
-    void *zctx;                   /* the node's ZeroMQ context (not owned) */
-    const curve_keys *keys;       /* the node's key pair (not owned) */
-    rl_model *model;              /* the slice: layers [l0, l1), head when run_head */
-    const rl_hparams *hp;         /* the model's shape (owned by model) */
-    rl_ctx *ctx;                  /* threads and scratch */
-    node_sessions *sessions;      /* per-session KV and sampler */
-    void *next;                   /* DEALER to the next node or the coordinator's result endpoint */
-    wire_monitor *link;           /* events of `next` */
-    bool link_up;                 /* the handshake with the next hop succeeded and the link holds */
-    char link_error[160];         /* why the last handshake failed ("" after a success) */
-    float *x;                     /* (max_batch, dim) activations */
-    uint8_t *out;                 /* (max_batch, dim) activations in the wire dtype */
-    uint32_t gemm_min;            /* the assignment's sgemm threshold, for micro-batches allowing it */
-    uint32_t max_rows;            /* most rows the head samples at once: min(max_batch, max_sessions) */
-    rl_segment *segs;             /* (max_batch) the engine's view of a micro-batch */
-    node_session **owners;        /* (max_batch) the session of each segment */
-    float *rows;                  /* (max_rows, dim) last rows of the sampling segments, head stage */
-    float *logits;                /* (max_rows, n_vocab) on the head stage */
-    Relais__SegmentResult *results;       /* (max_rows) Result.results entries */
-    Relais__SegmentResult **result_ptrs;  /* (max_rows) */
-    int32_t *top_ids;             /* (WIRE_MAX_TOP) */
-    float *top_vals;              /* (WIRE_MAX_TOP) */
-    Relais__TopLogit *tops;       /* (WIRE_MAX_TOP) SegmentResult.top entries */
-    Relais__TopLogit **top_ptrs;  /* (WIRE_MAX_TOP) */
-    uint64_t weight_bytes;        /* bytes of the slice's weights */
-    int64_t compute_us, send_us;  /* RELAIS_TRACE: when the Forward under way began computing, began sending */
-    int64_t cpu_us;               /* RELAIS_TRACE: the thread's CPU time from one to the other */
+    Relais__Assign *assign;              /* a packed-and-unpacked copy of the Assign (owned) */
+    void *zctx;                          /* the node's ZeroMQ context (not owned) */
+    const curve_keys *keys;              /* the node's key pair (not owned) */
+    rl_model *model;                     /* the slice: layers [l0, l1), head when run_head */
+    const rl_hparams *hp;                /* the model's shape (owned by model) */
+    rl_ctx *ctx;                         /* threads and scratch */
+    node_sessions *sessions;             /* per-session KV and sampler */
+    void *next;                          /* DEALER to the next node or the coordinator's result endpoint */
+    wire_monitor *link;                  /* events of `next` */
+    bool link_up;                        /* the handshake with the next hop succeeded and the link holds */
+    char link_error[160];                /* why the last handshake failed ("" after a success) */
+    float *x;                            /* (max_batch, dim) activations */
+    uint8_t *out;                        /* (max_batch, dim) activations in the wire dtype */
+    uint32_t gemm_min;                   /* the assignment's sgemm threshold, for micro-batches allowing it */
+    uint32_t max_rows;                   /* most rows the head samples at once: min(max_batch, max_sessions) */
+    rl_segment *segs;                    /* (max_batch) the engine's view of a micro-batch */
+    node_session **owners;               /* (max_batch) the session of each segment */
+    float *rows;                         /* (max_rows, dim) last rows of the sampling segments, head stage */
+    float *logits;                       /* (max_rows, n_vocab) on the head stage */
+    Relais__SegmentResult *results;      /* (max_rows) Result.results entries */
+    Relais__SegmentResult **result_ptrs; /* (max_rows) */
+    int32_t *top_ids;                    /* (WIRE_MAX_TOP) */
+    float *top_vals;                     /* (WIRE_MAX_TOP) */
+    Relais__TopLogit *tops;              /* (WIRE_MAX_TOP) SegmentResult.top entries */
+    Relais__TopLogit **top_ptrs;         /* (WIRE_MAX_TOP) */
+    uint64_t weight_bytes;               /* bytes of the slice's weights */
+    int64_t compute_us, send_us;         /* RELAIS_TRACE: when the Forward under way began computing, began sending */
+    int64_t cpu_us;                      /* RELAIS_TRACE: the thread's CPU time from one to the other */
 };
 
 /* Keeps the Assign beyond the message it came in. */
@@ -68,7 +68,7 @@ static rl_model_opts model_opts(const Relais__Assign *a, const node_stage_env *e
     o.head = a->run_head;
     o.swa_window = a->swa_window;
     o.swa_pattern = *a->swa_pattern ? a->swa_pattern : NULL;
-    o.n_ctx_beyond = a->n_ctx;   /* the coordinator checked the context (and the user accepted it) */
+    o.n_ctx_beyond = a->n_ctx; /* the coordinator checked the context (and the user accepted it) */
     o.progress = env->progress;
     o.progress_ud = env->progress_ud;
     return o;
@@ -96,7 +96,7 @@ static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, co
         gguf_close(&f);
         return RELAIS__ERROR_CODE__ERR_MODEL;
     }
-    *weights = a->run_head ? rl_head_file_bytes(f, hp.tied_output) : 0;   /* the last stage maps the head too */
+    *weights = a->run_head ? rl_head_file_bytes(f, hp.tied_output) : 0; /* the last stage maps the head too */
     for (uint32_t il = a->layer_begin; il < a->layer_end && il < hp.n_layer; il++)
         *weights += rl_layer_file_bytes(f, il);
     gguf_close(&f);
@@ -200,8 +200,7 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
         return RELAIS__ERROR_CODE__ERR_MEMORY;
     s->gemm_min = rl_gemm_min_for(a->no_gemm, a->gemm_min);
     rl_ctx_set_gemm_min(s->ctx, s->gemm_min);
-    if (!(s->sessions =
-              node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end, assign_kv_type(a))) ||
+    if (!(s->sessions = node_sessions_new(a->max_sessions, s->hp, a->layer_begin, a->layer_end, assign_kv_type(a))) ||
         alloc_buffers(s)) {
         snprintf(err, errlen, "out of memory for the stage's buffers");
         return RELAIS__ERROR_CODE__ERR_MEMORY;
@@ -249,13 +248,13 @@ static bool same_bytes(const ProtobufCBinaryData *x, const ProtobufCBinaryData *
 bool node_stage_matches(const node_stage *s, const Relais__Assign *a) {
     const Relais__Assign *b = s->assign;
     return same_bytes(&a->model_sha256, &b->model_sha256) && a->layer_begin == b->layer_begin &&
-           a->layer_end == b->layer_end && a->n_layer == b->n_layer && a->n_ctx == b->n_ctx &&
-           a->max_sessions == b->max_sessions && a->max_batch == b->max_batch && a->threads == b->threads &&
-           a->swa_window == b->swa_window && !strcmp(a->swa_pattern, b->swa_pattern) &&
-           a->run_head == b->run_head && a->wire_dtype == b->wire_dtype && !strcmp(a->next_hop, b->next_hop) &&
-           same_bytes(&a->next_hop_public_key, &b->next_hop_public_key) &&
-           same_bytes(&a->prev_hop_public_key, &b->prev_hop_public_key) && a->gemm_min == b->gemm_min &&
-           a->no_gemm == b->no_gemm && a->kv_type_k == b->kv_type_k && a->kv_type_v == b->kv_type_v;
+        a->layer_end == b->layer_end && a->n_layer == b->n_layer && a->n_ctx == b->n_ctx &&
+        a->max_sessions == b->max_sessions && a->max_batch == b->max_batch && a->threads == b->threads &&
+        a->swa_window == b->swa_window && !strcmp(a->swa_pattern, b->swa_pattern) && a->run_head == b->run_head &&
+        a->wire_dtype == b->wire_dtype && !strcmp(a->next_hop, b->next_hop) &&
+        same_bytes(&a->next_hop_public_key, &b->next_hop_public_key) &&
+        same_bytes(&a->prev_hop_public_key, &b->prev_hop_public_key) && a->gemm_min == b->gemm_min &&
+        a->no_gemm == b->no_gemm && a->kv_type_k == b->kv_type_k && a->kv_type_v == b->kv_type_v;
 }
 
 void node_stage_reset(node_stage *s) { node_sessions_clear(s->sessions); }
@@ -306,7 +305,7 @@ static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *e
         s->cpu_us += rl_thread_cpu_us();
     }
     return wire_send(s->next, NULL, 0, env, err, errlen) ? RELAIS__ERROR_CODE__ERR_INTERNAL
-                                                          : RELAIS__ERROR_CODE__ERR_NONE;
+                                                         : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
 /* The compute seconds of the stages so far, this one's (since t0) last. */
@@ -316,7 +315,7 @@ typedef struct {
 } stage_times;
 
 static void times_close(stage_times *t, const Relais__Forward *f, double t0) {
-    if (f->n_stage_seconds)   /* an empty repeated field may have no array at all */
+    if (f->n_stage_seconds) /* an empty repeated field may have no array at all */
         memcpy(t->v, f->stage_seconds, f->n_stage_seconds * sizeof *t->v);
     t->v[f->n_stage_seconds] = (float)(rl_now_s() - t0);
     t->n = f->n_stage_seconds + 1;
@@ -407,8 +406,8 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
         return RELAIS__ERROR_CODE__ERR_SESSION;
     }
     if (ctx > s->assign->n_ctx || (uint64_t)g->pos + g->n_tokens > ctx) {
-        snprintf(err, errlen, "segment %zu: session %llu: positions up to %llu in a context of %u (assigned %u)", i,
-                 id, (unsigned long long)g->pos + g->n_tokens, ctx, s->assign->n_ctx);
+        snprintf(err, errlen, "segment %zu: session %llu: positions up to %llu in a context of %u (assigned %u)", i, id,
+                 (unsigned long long)g->pos + g->n_tokens, ctx, s->assign->n_ctx);
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     *fresh += !ss;
@@ -454,8 +453,10 @@ static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f,
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
     if (sampled > s->max_rows || tops > WIRE_MAX_TOP) {
-        snprintf(err, errlen, "%u sampling segments with %llu top logits; this stage samples up to %u rows and %d "
-                 "top logits at once", sampled, (unsigned long long)tops, s->max_rows, WIRE_MAX_TOP);
+        snprintf(err, errlen,
+                 "%u sampling segments with %llu top logits; this stage samples up to %u rows and %d "
+                 "top logits at once",
+                 sampled, (unsigned long long)tops, s->max_rows, WIRE_MAX_TOP);
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     if (fresh > s->assign->max_sessions - node_sessions_count(s->sessions)) {
@@ -476,8 +477,8 @@ static Relais__ErrorCode bind_segments(node_stage *s, const Relais__Forward *f, 
         const Relais__Segment *g = f->segments[i];
         node_session *ss = node_sessions_find(s->sessions, g->session_id);
         if (!ss)
-            ss = node_sessions_create(s->sessions, g->session_id, g->n_ctx ? g->n_ctx : s->assign->n_ctx, &code,
-                                      err, errlen);
+            ss = node_sessions_create(s->sessions, g->session_id, g->n_ctx ? g->n_ctx : s->assign->n_ctx, &code, err,
+                                      errlen);
         s->owners[i] = ss;
         if (ss)
             s->segs[i] = (rl_segment){ss->kv, g->pos, g->n_tokens};
@@ -556,9 +557,9 @@ static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, ch
         snprintf(err, errlen, "a Forward that already went through %zu stages", f->n_stage_seconds);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
-    for (size_t i = 0; i < f->n_drop_sessions; i++)   /* before the tokens: they may reuse the slots */
+    for (size_t i = 0; i < f->n_drop_sessions; i++) /* before the tokens: they may reuse the slots */
         node_sessions_drop(s->sessions, f->drop_sessions[i]);
-    if (s->link_error[0]) {   /* the output could not go anywhere: say why instead of letting the step time out */
+    if (s->link_error[0]) { /* the output could not go anywhere: say why instead of letting the step time out */
         snprintf(err, errlen, "%s", s->link_error);
         return RELAIS__ERROR_CODE__ERR_STATE;
     }
@@ -568,7 +569,7 @@ static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, ch
         snprintf(err, errlen, "a Forward with neither segments nor sessions to drop");
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
-    if (!s->assign->run_head)   /* only drops: on to the next node, and an empty Result from the last */
+    if (!s->assign->run_head) /* only drops: on to the next node, and an empty Result from the last */
         return pass_on(s, f, 0, t0, err, errlen);
     Relais__Result r = RELAIS__RESULT__INIT;
     r.step_id = f->step_id;
@@ -583,9 +584,9 @@ static void trace(const node_stage *s, const Relais__Forward *f, const node_arri
     for (size_t i = 0; i < f->n_segments; i++)
         tokens += f->segments[i]->n_tokens;
     rl_trace("forward step=%llu session=%llu tokens=%u layers=%u-%u code=%d wake=%lld read=%lld compute=%lld "
-             "send=%lld sent=%lld cpu=%lld", (unsigned long long)f->step_id,
-             (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), (unsigned)tokens,
-             s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
+             "send=%lld sent=%lld cpu=%lld",
+             (unsigned long long)f->step_id, (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0),
+             (unsigned)tokens, s->assign->layer_begin, s->assign->layer_end - 1, (int)code, (long long)in->wake_us,
              (long long)in->read_us, (long long)s->compute_us, (long long)s->send_us, (long long)sent,
              (long long)(s->compute_us && s->send_us ? s->cpu_us : 0));
 }
@@ -594,7 +595,7 @@ Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, co
                                      size_t errlen) {
     s->compute_us = s->send_us = s->cpu_us = 0;
     Relais__ErrorCode code = run_forward(s, f, err, errlen);
-    if (rl_trace_on() && f->n_segments)   /* a drop-only Forward carries no tokens to time */
+    if (rl_trace_on() && f->n_segments) /* a drop-only Forward carries no tokens to time */
         trace(s, f, in, rl_now_us(), code);
     return code;
 }

@@ -18,11 +18,11 @@
 #include "wire.h"
 
 typedef struct {
-    void *zctx;                /* the node's ZeroMQ context */
-    const curve_keys *keys;    /* the node's own key pair */
-    int threads;               /* --threads, used when the Assign asks for 0 (<= 0: one per core) */
-    int64_t max_message;       /* the node's inbound message limit */
-    void (*progress)(void *ud, uint64_t done, uint64_t total);   /* while the slice is read in */
+    void *zctx;             /* the node's ZeroMQ context */
+    const curve_keys *keys; /* the node's own key pair */
+    int threads;            /* --threads, used when the Assign asks for 0 (<= 0: one per core) */
+    int64_t max_message;    /* the node's inbound message limit */
+    void (*progress)(void *ud, uint64_t done, uint64_t total); /* while the slice is read in */
     void *progress_ud;
 } node_stage_env;
 
@@ -39,7 +39,7 @@ typedef struct {
  * Destroy with node_stage_destroy. */
 node_stage *node_stage_new(const Relais__Assign *a, const char *model_path, const node_stage_env *env,
                            Relais__ErrorCode *code, char *err, size_t errlen);
-void node_stage_destroy(node_stage **s);   /* NULLs *s */
+void node_stage_destroy(node_stage **s); /* NULLs *s */
 
 /* True when a describes exactly this stage (so a repeated Assign need not
  * load anything again). */
@@ -50,23 +50,23 @@ void node_stage_reset(node_stage *s);
  * handshake was refused). ERR_NONE, or a code with err. */
 Relais__ErrorCode node_stage_relink(node_stage *s, char *err, size_t errlen);
 
-const uint8_t *node_stage_prev_key(const node_stage *s);   /* who may send Forward */
+const uint8_t *node_stage_prev_key(const node_stage *s); /* who may send Forward */
 uint64_t node_stage_weight_bytes(const node_stage *s);
-uint64_t node_stage_kv_bytes(const node_stage *s);          /* per session at the assigned context */
+uint64_t node_stage_kv_bytes(const node_stage *s); /* per session at the assigned context */
 uint32_t node_stage_sessions(const node_stage *s);
 /* The link to the next hop: poll its event socket, and read one event with
  * node_stage_link_event. A failed handshake is remembered (and reported by
  * every Forward) until one succeeds. */
 typedef enum {
-    NODE_LINK_NONE,     /* no event pending */
-    NODE_LINK_UP,       /* a handshake succeeded */
-    NODE_LINK_FAILED,   /* a handshake failed: node_stage_link_error says why */
-    NODE_LINK_OTHER     /* connects, retries, disconnects */
+    NODE_LINK_NONE,   /* no event pending */
+    NODE_LINK_UP,     /* a handshake succeeded */
+    NODE_LINK_FAILED, /* a handshake failed: node_stage_link_error says why */
+    NODE_LINK_OTHER   /* connects, retries, disconnects */
 } node_link;
 void *node_stage_link_socket(node_stage *s);
 node_link node_stage_link_event(node_stage *s);
 bool node_stage_link_up(const node_stage *s);
-const char *node_stage_link_error(const node_stage *s);   /* "" unless the last handshake failed */
+const char *node_stage_link_error(const node_stage *s); /* "" unless the last handshake failed */
 
 /* Runs a Forward through the slice and sends the output on. ERR_NONE, or a
  * code with err; the sessions are left as they were unless the layers ran.

@@ -18,7 +18,7 @@
 #define MAX_CACHED 256
 
 typedef struct {
-    uint8_t sha[32];         /* the model's */
+    uint8_t sha[32]; /* the model's */
     uint32_t l0, l1;
     bool head;
 } slice_key;
@@ -26,18 +26,18 @@ typedef struct {
 typedef struct {
     bool active;
     slice_key key;
-    char path[4096];         /* the slice file being written */
+    char path[4096]; /* the slice file being written */
     int fd;
-    uint64_t next;           /* bytes present: the offset expected next */
-    uint64_t total;          /* the slice's size; 0 until the first chunk */
-    uint32_t left;           /* chunks still to come in the current window */
-    int logged;              /* last tenth logged */
+    uint64_t next;  /* bytes present: the offset expected next */
+    uint64_t total; /* the slice's size; 0 until the first chunk */
+    uint32_t left;  /* chunks still to come in the current window */
+    int logged;     /* last tenth logged */
     double t0;
 } transfer;
 
 struct node_weights {
-    char dir[3800];                      /* --cache (room left for the file names) */
-    char hash_cache[4200];               /* the node's file-hash cache */
+    char dir[3800];        /* --cache (room left for the file names) */
+    char hash_cache[4200]; /* the node's file-hash cache */
     uint32_t chunk_bytes;
     transfer t;
     Relais__CachedSlice cached[MAX_CACHED];
@@ -150,7 +150,7 @@ bool node_weights_lookup(node_weights *w, const Relais__Assign *a, char *path, s
     snprintf(sidecar, sizeof sidecar, "%s.sha256", path);
     FILE *f = fopen(sidecar, "r");
     if (!f)
-        return false;   /* never received, or only in part */
+        return false; /* never received, or only in part */
     bool read_ok = fgets(want, sizeof want, f) != NULL;
     fclose(f);
     want[strcspn(want, "\n")] = '\0';
@@ -272,8 +272,10 @@ static node_weights_status finish(node_weights *w, const Relais__WeightChunk *c,
     filehash_hex(got, have);
     filehash_hex(c->slice_sha256.data, want);
     if (strcmp(have, want)) {
-        snprintf(err, errlen, "the received slice has sha256 %.16s..., the coordinator's %.16s...: discarded, the "
-                 "next assignment receives it again", have, want);
+        snprintf(err, errlen,
+                 "the received slice has sha256 %.16s..., the coordinator's %.16s...: discarded, the "
+                 "next assignment receives it again",
+                 have, want);
         unlink(t->path);
         *code = RELAIS__ERROR_CODE__ERR_MODEL;
         return NODE_WEIGHTS_FAILED;

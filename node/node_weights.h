@@ -18,14 +18,14 @@
 #include <stdint.h>
 #include "relais.pb-c.h"
 
-#define NODE_WEIGHTS_WINDOW 4   /* chunks asked for at once */
+#define NODE_WEIGHTS_WINDOW 4 /* chunks asked for at once */
 
 typedef struct node_weights node_weights;
 
 /* cache_dir: the node's --cache; chunk_bytes: data bytes per chunk asked
  * for. NULL when out of memory. */
 node_weights *node_weights_new(const char *cache_dir, uint32_t chunk_bytes);
-void node_weights_destroy(node_weights **w);   /* NULLs *w; a transfer under way stays resumable */
+void node_weights_destroy(node_weights **w); /* NULLs *w; a transfer under way stays resumable */
 
 /* The complete slices in the cache, for Capabilities.slices: *n entries,
  * owned by w, valid until the next call. */
@@ -48,11 +48,11 @@ bool node_weights_receiving(const node_weights *w);
 void node_weights_progress(const node_weights *w, uint64_t *done, uint64_t *total);
 
 typedef enum {
-    NODE_WEIGHTS_IGNORED,   /* not for the transfer under way, or a repeat: nothing changed */
-    NODE_WEIGHTS_WAIT,      /* written; more of this window is on its way */
-    NODE_WEIGHTS_MORE,      /* written; send *next for the next window */
-    NODE_WEIGHTS_DONE,      /* the slice is complete and verified: load `path` */
-    NODE_WEIGHTS_FAILED     /* the transfer is abandoned: *code and err say why */
+    NODE_WEIGHTS_IGNORED, /* not for the transfer under way, or a repeat: nothing changed */
+    NODE_WEIGHTS_WAIT,    /* written; more of this window is on its way */
+    NODE_WEIGHTS_MORE,    /* written; send *next for the next window */
+    NODE_WEIGHTS_DONE,    /* the slice is complete and verified: load `path` */
+    NODE_WEIGHTS_FAILED   /* the transfer is abandoned: *code and err say why */
 } node_weights_status;
 
 /* Takes one chunk. Every field is checked against the transfer under way

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CURVE_KEY_BYTES 32
-#define CURVE_FP_LEN 17                  /* 16 hex digits and the NUL */
+#define CURVE_FP_LEN 17 /* 16 hex digits and the NUL */
 #define CURVE_ZAP_KEY_PROPERTY "Peer-Key"
 
 typedef struct {
@@ -57,8 +57,8 @@ typedef struct curve_zap curve_zap;
  * reason logged for an unknown key, e.g. "not a trusted coordinator nor the
  * introduced neighbour". NULL with err. */
 curve_zap *curve_zap_new(void *zctx, const char *refusal, char *err, size_t errlen);
-void curve_zap_destroy(curve_zap **z);   /* NULLs *z */
-void *curve_zap_socket(curve_zap *z);    /* poll it for input, then curve_zap_handle */
+void curve_zap_destroy(curve_zap **z); /* NULLs *z */
+void *curve_zap_socket(curve_zap *z);  /* poll it for input, then curve_zap_handle */
 /* Answers one pending request: true, or false when none was pending. */
 bool curve_zap_handle(curve_zap *z);
 

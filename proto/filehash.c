@@ -19,7 +19,7 @@
 #define READ_CHUNK (4u << 20)
 
 typedef struct {
-    char path[PATH_MAX];   /* real path of the file */
+    char path[PATH_MAX]; /* real path of the file */
     uint64_t size;
     int64_t mtime_s, mtime_ns;
 } file_id;
@@ -160,7 +160,7 @@ int filehash_sha256(const char *path, const char *cache_file, filehash_progress_
     }
     id.size = (uint64_t)st.st_size;
     id.mtime_s = st.st_mtim.tv_sec, id.mtime_ns = st.st_mtim.tv_nsec;
-    if (strchr(id.path, '\n'))   /* one entry per line: such a path is hashed every time */
+    if (strchr(id.path, '\n')) /* one entry per line: such a path is hashed every time */
         cache_file = NULL;
     if (cache_file && !cache_lookup(cache_file, &id, out)) {
         close(fd);

@@ -12,9 +12,9 @@
 #include <zmq.h>
 
 struct io_pin {
-    int cpu;             /* where I/O threads run and polls wait; IO_PIN_NONE */
-    cpu_set_t one;       /* {cpu} */
-    cpu_set_t allowed;   /* the creating thread's CPUs: the poller's between waits */
+    int cpu;           /* where I/O threads run and polls wait; IO_PIN_NONE */
+    cpu_set_t one;     /* {cpu} */
+    cpu_set_t allowed; /* the creating thread's CPUs: the poller's between waits */
 };
 
 int io_pin_parse(const char *text, int *cpu, char *err, size_t errlen) {

@@ -28,9 +28,9 @@
 
 #include <stddef.h>
 
-struct zmq_pollitem_t;   /* zmq.h */
+struct zmq_pollitem_t; /* zmq.h */
 
-#define IO_PIN_NONE (-1)   /* pin nothing: the default */
+#define IO_PIN_NONE (-1) /* pin nothing: the default */
 
 typedef struct io_pin io_pin;
 
@@ -43,7 +43,7 @@ int io_pin_parse(const char *text, int *cpu, char *err, size_t errlen);
  * err when cpu is not one of those CPUs or ZeroMQ refuses the setting.
  * Destroy with io_pin_destroy. */
 io_pin *io_pin_new(void *zctx, int cpu, char *err, size_t errlen);
-void io_pin_destroy(io_pin **p);   /* NULLs *p */
+void io_pin_destroy(io_pin **p); /* NULLs *p */
 
 /* The CPU messages are handled on, or IO_PIN_NONE. */
 int io_pin_cpu(const io_pin *p);

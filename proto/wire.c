@@ -22,17 +22,17 @@
 #define HEARTBEAT_TIMEOUT_MS 10000
 #define LINGER_MS 200
 #define RECONNECT_IVL_MS 100
-#define RECONNECT_IVL_MAX_MS 1000   /* back off, so a refused peer is not retried ten times a second */
+#define RECONNECT_IVL_MAX_MS 1000 /* back off, so a refused peer is not retried ten times a second */
 #define MAX_ENDPOINT 255
 
 struct wire_msg {
-    Relais__Envelope *env;                   /* unpacked body; NULL when refused */
-    Relais__ErrorCode code;                  /* ERR_NONE or why the frame is refused */
-    char error[256];                         /* the refusal in words */
-    uint8_t rid[WIRE_ROUTING_ID_MAX];        /* sender's routing id (ROUTER only) */
+    Relais__Envelope *env;            /* unpacked body; NULL when refused */
+    Relais__ErrorCode code;           /* ERR_NONE or why the frame is refused */
+    char error[256];                  /* the refusal in words */
+    uint8_t rid[WIRE_ROUTING_ID_MAX]; /* sender's routing id (ROUTER only) */
     size_t rid_len;
-    char user[64];                           /* ZAP User-Id of the connection */
-    uint8_t peer_key[WIRE_KEY_BYTES];        /* from our ZAP handler's metadata */
+    char user[64];                    /* ZAP User-Id of the connection */
+    uint8_t peer_key[WIRE_KEY_BYTES]; /* from our ZAP handler's metadata */
     bool has_peer_key;
 };
 
@@ -45,12 +45,12 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
     int linger = LINGER_MS, sndtimeo = WIRE_SEND_TIMEOUT_MS, ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
     int one = 1, rc_ivl = RECONNECT_IVL_MS, rc_max = RECONNECT_IVL_MAX_MS;
     int rc = zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) |
-             zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) |
-             zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &rc_ivl, sizeof rc_ivl) |
-             zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &rc_max, sizeof rc_max) |
-             zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) |
-             zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) |
-             zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_to, sizeof hb_to);
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) |
+        zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &rc_ivl, sizeof rc_ivl) |
+        zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &rc_max, sizeof rc_max) |
+        zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) |
+        zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) |
+        zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_to, sizeof hb_to);
     if (type == ZMQ_ROUTER)
         rc |= zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     if (rc) {
@@ -95,8 +95,8 @@ static void unpack(wire_msg *m, const zmq_msg_t *frame) {
     if (!m->env)
         refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "a frame of %zu bytes that is not a relais Envelope", n);
     else if (m->env->version != WIRE_VERSION)
-        refuse(m, RELAIS__ERROR_CODE__ERR_VERSION, "protocol version %u, this side speaks version %u",
-               m->env->version, WIRE_VERSION);
+        refuse(m, RELAIS__ERROR_CODE__ERR_VERSION, "protocol version %u, this side speaks version %u", m->env->version,
+               WIRE_VERSION);
     else if (m->env->body_case == RELAIS__ENVELOPE__BODY__NOT_SET)
         refuse(m, RELAIS__ERROR_CODE__ERR_MALFORMED, "an Envelope without a (known) body");
 }
@@ -111,7 +111,7 @@ wire_msg *wire_msg_recv(void *sock, bool routed) {
         return NULL;
     }
     wire_msg *m = calloc(1, sizeof *m);
-    if (!m) {   /* drain the rest of the message so the socket stays usable */
+    if (!m) { /* drain the rest of the message so the socket stays usable */
         while (zmq_msg_more(&frame) && zmq_msg_recv(&frame, sock, 0) >= 0)
             ;
         zmq_msg_close(&frame);
@@ -252,15 +252,17 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
 }
 
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen) {
-    const float vals[] = {s->temperature, s->top_p, s->min_p, s->repeat_penalty, s->frequency_penalty,
-                          s->presence_penalty};
+    const float vals[] = {s->temperature,       s->top_p,           s->min_p, s->repeat_penalty,
+                          s->frequency_penalty, s->presence_penalty};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
         if (!isfinite(vals[i]))
             return bad(err, errlen, "sampling parameter %zu is not a finite number", i + 1);
     if (s->temperature < 0 || s->top_k < 0 || s->top_p < 0 || s->top_p > 1 || s->min_p < 0 || s->min_p > 1 ||
         s->repeat_penalty < 0)
-        return bad(err, errlen, "sampling parameters out of range (temperature %g, top_k %d, top_p %g, min_p %g, "
-                   "repeat_penalty %g)", s->temperature, s->top_k, s->top_p, s->min_p, s->repeat_penalty);
+        return bad(err, errlen,
+                   "sampling parameters out of range (temperature %g, top_k %d, top_p %g, min_p %g, "
+                   "repeat_penalty %g)",
+                   s->temperature, s->top_k, s->top_p, s->min_p, s->repeat_penalty);
     if (s->top_logits > WIRE_MAX_TOP)
         return bad(err, errlen, "%u top logits asked, at most %d", s->top_logits, WIRE_MAX_TOP);
     for (size_t i = 0; i < s->n_history; i++)
@@ -275,9 +277,7 @@ static const char *const DTYPE_NAMES[] = {
     [RELAIS__DTYPE__DTYPE_F32] = "f32", [RELAIS__DTYPE__DTYPE_F16] = "f16", [RELAIS__DTYPE__DTYPE_I16] = "i16"};
 #define N_DTYPES (sizeof DTYPE_NAMES / sizeof DTYPE_NAMES[0])
 
-const char *wire_dtype_name(int dtype) {
-    return dtype >= 0 && (size_t)dtype < N_DTYPES ? DTYPE_NAMES[dtype] : NULL;
-}
+const char *wire_dtype_name(int dtype) { return dtype >= 0 && (size_t)dtype < N_DTYPES ? DTYPE_NAMES[dtype] : NULL; }
 
 int wire_dtype_from_name(const char *name) {
     for (size_t i = 0; i < N_DTYPES; i++)
@@ -288,13 +288,16 @@ int wire_dtype_from_name(const char *name) {
 
 size_t wire_activations_bytes(int dtype, size_t rows, size_t dim) {
     switch (dtype) {
-    case RELAIS__DTYPE__DTYPE_F32: return rows * dim * sizeof(float);
-    case RELAIS__DTYPE__DTYPE_F16: return rows * dim * sizeof(rl_fp16);
+    case RELAIS__DTYPE__DTYPE_F32:
+        return rows * dim * sizeof(float);
+    case RELAIS__DTYPE__DTYPE_F16:
+        return rows * dim * sizeof(rl_fp16);
     case RELAIS__DTYPE__DTYPE_I16: {
         const size_t blocks = (dim + WIRE_I16_BLOCK - 1) / WIRE_I16_BLOCK;
         return rows * (blocks * sizeof(float) + dim * sizeof(int16_t));
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -323,7 +326,7 @@ static uint8_t *i16_encode_block(const float *x, size_t n, uint8_t *out) {
     for (size_t i = 0; i < n; i++) {
         /* scale 0: all zeros, or values so small that max/32767 underflowed */
         double q = finite && scale > 0 ? nearbyint((double)x[i] / scale) : 0;
-        q = q > 32767 ? 32767 : q < -32767 ? -32767 : q;   /* a subnormal scale lost bits */
+        q = q > 32767 ? 32767 : q < -32767 ? -32767 : q; /* a subnormal scale lost bits */
         const int16_t v = (int16_t)q;
         memcpy(out + 2 * i, &v, sizeof v);
     }
@@ -345,7 +348,9 @@ static const uint8_t *i16_decode_block(const uint8_t *in, size_t n, float *x) {
 void wire_activations_encode(const float *x, size_t rows, size_t dim, Relais__DType dtype, uint8_t *out) {
     const size_t n = rows * dim;
     switch (dtype) {
-    case RELAIS__DTYPE__DTYPE_F32: memcpy(out, x, n * sizeof(float)); return;
+    case RELAIS__DTYPE__DTYPE_F32:
+        memcpy(out, x, n * sizeof(float));
+        return;
     case RELAIS__DTYPE__DTYPE_F16:
         for (size_t i = 0; i < n; i++) {
             const rl_fp16 h = rl_f32_to_fp16(x[i]);
@@ -357,7 +362,8 @@ void wire_activations_encode(const float *x, size_t rows, size_t dim, Relais__DT
             for (size_t j = 0; j < dim; j += WIRE_I16_BLOCK)
                 out = i16_encode_block(x + r * dim + j, dim - j < WIRE_I16_BLOCK ? dim - j : WIRE_I16_BLOCK, out);
         return;
-    default: assert(!"wire dtype outside the enum");
+    default:
+        assert(!"wire dtype outside the enum");
     }
 }
 
@@ -365,7 +371,7 @@ void wire_activations_decode(const uint8_t *in, size_t rows, size_t dim, Relais_
     const size_t n = rows * dim;
     switch (dtype) {
     case RELAIS__DTYPE__DTYPE_F32:
-        memcpy(x, in, n * sizeof(float));   /* protobuf bytes need not be aligned for floats */
+        memcpy(x, in, n * sizeof(float)); /* protobuf bytes need not be aligned for floats */
         return;
     case RELAIS__DTYPE__DTYPE_F16:
         for (size_t i = 0; i < n; i++) {
@@ -379,7 +385,8 @@ void wire_activations_decode(const uint8_t *in, size_t rows, size_t dim, Relais_
             for (size_t j = 0; j < dim; j += WIRE_I16_BLOCK)
                 in = i16_decode_block(in, dim - j < WIRE_I16_BLOCK ? dim - j : WIRE_I16_BLOCK, x + r * dim + j);
         return;
-    default: assert(!"wire dtype outside the enum");
+    default:
+        assert(!"wire dtype outside the enum");
     }
 }
 
@@ -403,7 +410,7 @@ rl_sampler_params wire_sampling_to_params(const Relais__Sampling *s) {
     p.top_p = s->top_p;
     p.min_p = s->min_p;
     p.repeat_penalty = s->repeat_penalty;
-    p.repeat_last_n = -1;   /* the history sent is the window */
+    p.repeat_last_n = -1; /* the history sent is the window */
     p.frequency_penalty = s->frequency_penalty;
     p.presence_penalty = s->presence_penalty;
     p.seed = s->seed;
@@ -419,16 +426,16 @@ size_t wire_history_window(const rl_sampler_params *p, size_t n) {
 /* ---- monitors ---- */
 
 struct wire_monitor {
-    void *watched;   /* the monitored socket (not owned) */
-    void *pair;      /* our end of the monitor's inproc pipe */
+    void *watched; /* the monitored socket (not owned) */
+    void *pair;    /* our end of the monitor's inproc pipe */
 };
 
 wire_monitor *wire_monitor_new(void *zctx, void *sock, const char *name, char *err, size_t errlen) {
     char ep[128];
     snprintf(ep, sizeof ep, "inproc://relais-monitor-%s-%p", name, sock);
     wire_monitor *m = calloc(1, sizeof *m);
-    if (!m || zmq_socket_monitor(sock, ep, ZMQ_EVENT_ALL) ||
-        !(m->pair = zmq_socket(zctx, ZMQ_PAIR)) || zmq_connect(m->pair, ep)) {
+    if (!m || zmq_socket_monitor(sock, ep, ZMQ_EVENT_ALL) || !(m->pair = zmq_socket(zctx, ZMQ_PAIR)) ||
+        zmq_connect(m->pair, ep)) {
         rl_errf(err, errlen, "cannot monitor the %s socket: %s", name, m ? zmq_strerror(errno) : "out of memory");
         if (m && m->pair)
             zmq_close(m->pair);
@@ -487,13 +494,21 @@ const char *wire_event_text(uint16_t event, uint32_t value) {
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
             return "CURVE handshake failed (wrong server key, or garbage from the peer)";
         return "handshake protocol error";
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: return "authentication refused by the peer";
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: return "handshake failed";
-    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: return "handshake succeeded";
-    case ZMQ_EVENT_CONNECTED: return "connected";
-    case ZMQ_EVENT_ACCEPTED: return "accepted";
-    case ZMQ_EVENT_DISCONNECTED: return "disconnected";
-    case ZMQ_EVENT_CLOSED: return "closed";
-    default: return "socket event";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        return "authentication refused by the peer";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return "handshake failed";
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        return "handshake succeeded";
+    case ZMQ_EVENT_CONNECTED:
+        return "connected";
+    case ZMQ_EVENT_ACCEPTED:
+        return "accepted";
+    case ZMQ_EVENT_DISCONNECTED:
+        return "disconnected";
+    case ZMQ_EVENT_CLOSED:
+        return "closed";
+    default:
+        return "socket event";
     }
 }

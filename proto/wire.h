@@ -19,12 +19,12 @@
 #include "sampler.h"
 
 #define WIRE_VERSION ((uint32_t)RELAIS__CONSTANTS__PROTOCOL_VERSION)
-#define WIRE_KEY_BYTES 32           /* CURVE public keys, sha256 digests */
-#define WIRE_ROUTING_ID_MAX 255     /* ZeroMQ's limit on a routing id */
-#define WIRE_MAX_TOP 1024           /* most (id, logit) pairs a Result may carry */
-#define WIRE_MAX_BATCH 65536        /* most tokens a Forward may carry */
-#define WIRE_CONTROL_MAX (4 << 20)  /* inbound limit of sockets that only get control messages and Results */
-#define WIRE_SEND_TIMEOUT_MS 10000  /* a send that cannot be queued this long fails */
+#define WIRE_KEY_BYTES 32          /* CURVE public keys, sha256 digests */
+#define WIRE_ROUTING_ID_MAX 255    /* ZeroMQ's limit on a routing id */
+#define WIRE_MAX_TOP 1024          /* most (id, logit) pairs a Result may carry */
+#define WIRE_MAX_BATCH 65536       /* most tokens a Forward may carry */
+#define WIRE_CONTROL_MAX (4 << 20) /* inbound limit of sockets that only get control messages and Results */
+#define WIRE_SEND_TIMEOUT_MS 10000 /* a send that cannot be queued this long fails */
 
 /* ---- sockets ---- */
 
@@ -49,7 +49,7 @@ typedef struct wire_msg wire_msg;
  * NULL only when nothing could be read (errno: EAGAIN, EINTR, ETERM).
  * Otherwise a message, valid or not (wire_msg_code). Destroy it. */
 wire_msg *wire_msg_recv(void *sock, bool routed);
-void wire_msg_destroy(wire_msg **m);   /* NULLs *m */
+void wire_msg_destroy(wire_msg **m); /* NULLs *m */
 
 /* The unpacked Envelope; NULL unless wire_msg_code is ERR_NONE. Owned by m. */
 const Relais__Envelope *wire_msg_env(const wire_msg *m);
@@ -88,7 +88,7 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
 
 /* ---- activations ---- */
 
-#define WIRE_I16_BLOCK 32   /* values per scale in DTYPE_I16 (see relais.proto) */
+#define WIRE_I16_BLOCK 32 /* values per scale in DTYPE_I16 (see relais.proto) */
 
 /* "f32", "f16", "i16"; NULL for a value outside the enum. */
 const char *wire_dtype_name(int dtype);
@@ -125,8 +125,8 @@ typedef struct wire_monitor wire_monitor;
 
 /* Starts monitoring sock; `name` makes the inproc endpoint unique. NULL with err. */
 wire_monitor *wire_monitor_new(void *zctx, void *sock, const char *name, char *err, size_t errlen);
-void wire_monitor_destroy(wire_monitor **m);   /* NULLs *m; stops the monitor */
-void *wire_monitor_socket(wire_monitor *m);    /* to poll for input */
+void wire_monitor_destroy(wire_monitor **m); /* NULLs *m; stops the monitor */
+void *wire_monitor_socket(wire_monitor *m);  /* to poll for input */
 /* Reads one event: 0 with *event (ZMQ_EVENT_*), *value and the endpoint, or
  * -1 when none could be read. */
 int wire_monitor_read(wire_monitor *m, uint16_t *event, uint32_t *value, char *endpoint, size_t len);

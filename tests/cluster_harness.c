@@ -63,8 +63,8 @@ static pid_t spawn_node(const harness *h, int i, const char *models_dir, int por
     snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", port);
     snprintf(cache, sizeof cache, "%s/cache%d", h->dir, i);
     snprintf(trust, sizeof trust, "%s/trust", h->dir);
-    char *argv[] = {RELAIS_NODE_BIN, "--listen", listen, "--key", (char *)h->key[i], "--trust", trust,
-                    "--models", (char *)models_dir, "--cache", cache, "--threads", "1", NULL};
+    char *argv[] = {RELAIS_NODE_BIN, "--listen",         listen,    "--key", (char *)h->key[i], "--trust", trust,
+                    "--models",      (char *)models_dir, "--cache", cache,   "--threads",       "1",       NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, h->log[i], O_WRONLY | O_CREAT | O_TRUNC, 0644);

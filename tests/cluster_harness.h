@@ -13,13 +13,13 @@
 #define HARNESS_MAX 4
 
 typedef struct {
-    char dir[256];                          /* the temporary directory */
-    char coord_key[320], coord_pub[320];    /* the coordinator's certificates */
-    int n;                                  /* nodes running */
+    char dir[256];                       /* the temporary directory */
+    char coord_key[320], coord_pub[320]; /* the coordinator's certificates */
+    int n;                               /* nodes running */
     pid_t pid[HARNESS_MAX];
     char key[HARNESS_MAX][320], pub[HARNESS_MAX][320], log[HARNESS_MAX][320];
     char address[HARNESS_MAX][64], name[HARNESS_MAX][16];
-    cluster_node nodes[HARNESS_MAX];        /* for cluster_new */
+    cluster_node nodes[HARNESS_MAX]; /* for cluster_new */
 } harness;
 
 /* Makes the keys and starts n nodes serving models_dir. 0, or -1 with a

@@ -27,7 +27,7 @@
 #define N_HEAD 4
 #define N_HEAD_KV 2
 #define MAX_CHAIN 64
-#define N_LAYER 2        /* two (both zero), so a cluster test can give each of two nodes one */
+#define N_LAYER 2 /* two (both zero), so a cluster test can give each of two nodes one */
 
 /* compact JSON: fewer repeated pieces to spell with distinct tokens */
 static const char TOOL_JSON[] = "[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}]";
@@ -36,9 +36,9 @@ static const char ANSWER[] = "It is 18 degrees in Paris.";
 typedef struct {
     const rl_tokenizer *tok;
     uint32_t n_vocab;
-    char **piece;       /* decoded text of each id ("" for control tokens) */
-    bool *used;         /* ids already in a chain */
-    long budget;        /* search steps left: a text that cannot be spelled fails fast */
+    char **piece; /* decoded text of each id ("" for control tokens) */
+    bool *used;   /* ids already in a chain */
+    long budget;  /* search steps left: a text that cannot be spelled fails fast */
 } speller;
 
 static int by_length_desc(const void *a, const void *b, void *ud) {
@@ -130,21 +130,25 @@ static void set_hparams(gguf_writer *w, uint32_t n_vocab) {
 
 typedef struct {
     char name[48];
-    uint64_t ne0, ne1;       /* ne1 = 1 for vectors */
-    int fill;                /* 0 zeros, 1 ones, 2 embedding, 3 head */
+    uint64_t ne0, ne1; /* ne1 = 1 for vectors */
+    int fill;          /* 0 zeros, 1 ones, 2 embedding, 3 head */
 } tensor;
 
 /* The tensors of one layer, after "blk.N.". */
-static const tensor LAYER[] = {
-    {"attn_norm.weight", DIM, 1, 1},  {"attn_q.weight", DIM, DIM, 0},
-    {"attn_k.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0}, {"attn_v.weight", DIM, DIM / N_HEAD * N_HEAD_KV, 0},
-    {"attn_output.weight", DIM, DIM, 0}, {"ffn_norm.weight", DIM, 1, 1}, {"ffn_gate.weight", DIM, FFN, 0},
-    {"ffn_up.weight", DIM, FFN, 0}, {"ffn_down.weight", FFN, DIM, 0}};
+static const tensor LAYER[] = {{"attn_norm.weight", DIM, 1, 1},
+                               {"attn_q.weight", DIM, DIM, 0},
+                               {"attn_k.weight", DIM, DIM / N_HEAD *N_HEAD_KV, 0},
+                               {"attn_v.weight", DIM, DIM / N_HEAD *N_HEAD_KV, 0},
+                               {"attn_output.weight", DIM, DIM, 0},
+                               {"ffn_norm.weight", DIM, 1, 1},
+                               {"ffn_gate.weight", DIM, FFN, 0},
+                               {"ffn_up.weight", DIM, FFN, 0},
+                               {"ffn_down.weight", FFN, DIM, 0}};
 #define N_PER_LAYER (int)(sizeof LAYER / sizeof LAYER[0])
 
 /* Writes every tensor; the embedding and head rows follow the chains. */
-static int write_tensors(gguf_writer *w, const char *path, uint32_t n_vocab, const int32_t *src, const int32_t *dst, int n_links,
-                         char *err, size_t errlen) {
+static int write_tensors(gguf_writer *w, const char *path, uint32_t n_vocab, const int32_t *src, const int32_t *dst,
+                         int n_links, char *err, size_t errlen) {
     tensor T[N_LAYER * N_PER_LAYER + 3] = {{"token_embd.weight", DIM, n_vocab, 2}};
     int nt = 1;
     for (int l = 0; l < N_LAYER; l++)
@@ -165,7 +169,7 @@ static int write_tensors(gguf_writer *w, const char *path, uint32_t n_vocab, con
         for (uint64_t r = 0; r < T[i].ne1; r++) {
             for (uint64_t c = 0; c < T[i].ne0; c++)
                 row[c] = T[i].fill == 1 ? 1.0f : 0.0f;
-            for (int k = 0; k < n_links; k++)   /* link k uses unit vector k */
+            for (int k = 0; k < n_links; k++) /* link k uses unit vector k */
                 if ((T[i].fill == 2 && (uint64_t)src[k] == r) || (T[i].fill == 3 && (uint64_t)dst[k] == r))
                     row[k] = 1.0f;
             if (gguf_writer_write_data(w, row, T[i].ne0 * sizeof(float), err, errlen) < 0)
@@ -215,14 +219,16 @@ int main(int argc, char **argv) {
     for (uint32_t id = 0; id < sp.n_vocab; id++) {
         char piece[256];
         int len = rl_tok_is_control(tok, (int32_t)id) ? 0 : rl_tok_piece(tok, (int32_t)id, false, piece, sizeof piece);
-        sp.piece[id] = strndup(piece, len > 0 && (size_t)len < sizeof piece && strlen(piece) == (size_t)len ? (size_t)len : 0);
+        sp.piece[id] =
+            strndup(piece, len > 0 && (size_t)len < sizeof piece && strlen(piece) == (size_t)len ? (size_t)len : 0);
     }
     const int32_t inst_end = rl_tok_find(tok, "[/INST]"), calls = rl_tok_find(tok, "[TOOL_CALLS]");
     const int32_t results_end = rl_tok_find(tok, "[/TOOL_RESULTS]");
     int32_t src[DIM], dst[DIM], start1[2] = {inst_end, calls}, start2[1] = {results_end};
     int n_links = 0, rc = 1;
     gguf_writer *w = gguf_writer_new();
-    if (inst_end >= 0 && calls >= 0 && results_end >= 0 && add_chain(&sp, start1, 2, TOOL_JSON, src, dst, &n_links) == 0 &&
+    if (inst_end >= 0 && calls >= 0 && results_end >= 0 &&
+        add_chain(&sp, start1, 2, TOOL_JSON, src, dst, &n_links) == 0 &&
         add_chain(&sp, start2, 1, ANSWER, src, dst, &n_links) == 0 && copy_tokenizer(w, v) == 0) {
         set_hparams(w, sp.n_vocab);
         rc = write_tensors(w, argv[1], sp.n_vocab, src, dst, n_links, err, sizeof err) ? 1 : 0;

@@ -74,7 +74,7 @@ static double top_error(const json_t *ours, const json_t *ref) {
                 if (json_integer_value(json_array_get(json_array_get(o, j), 0)) == id)
                     got = json_number_value(json_array_get(json_array_get(o, j), 1));
             if (isnan(got))
-                return INFINITY;   /* a reference top id missing from our top list */
+                return INFINITY; /* a reference top id missing from our top list */
             if (fabs(got - want) > worst)
                 worst = fabs(got - want);
         }
@@ -87,8 +87,8 @@ static json_t *run_json(const char *model, const char *extra, const json_t *g, b
     char args[16384];
     /* the goldens were made with f32 KV */
     int n = snprintf(args, sizeof args,
-                     "run -m " MODELS "%s --kv-type f32 --prompt-ids %s --temp 0 --top-logits 16 --json %s",
-                     model, ids_csv(json_object_get(g, "prompt_ids")), extra);
+                     "run -m " MODELS "%s --kv-type f32 --prompt-ids %s --temp 0 --top-logits 16 --json %s", model,
+                     ids_csv(json_object_get(g, "prompt_ids")), extra);
     if (force)
         snprintf(args + n, sizeof args - (size_t)n, " --force-ids %s", ids_csv(json_object_get(g, "greedy_ids")));
     else
@@ -126,14 +126,14 @@ static void test_window_overrides(void **s) {
     json_t *g = golden("tiny-swa.p1.json");
     json_t *same = run_json("tiny-swa.gguf", "--swa-window 8 --swa-pattern FSSS", g, true);
     json_t *none = run_json("tiny-swa.gguf", "--swa-window 0", g, true);
-    json_t *period = run_json("tiny-swa.gguf", "--swa-pattern 4", g, true);   /* period 4 = FSSS again */
+    json_t *period = run_json("tiny-swa.gguf", "--swa-pattern 4", g, true); /* period 4 = FSSS again */
     assert_true(top_error(json_object_get(same, "top"), json_object_get(g, "top")) < 2e-3);
     assert_true(top_error(json_object_get(period, "top"), json_object_get(g, "top")) < 2e-3);
     assert_true(top_error(json_object_get(none, "top"), json_object_get(g, "top")) > 1e-2);
     json_decref(same), json_decref(none), json_decref(period), json_decref(g);
     char out[4096];
-    assert_int_not_equal(run("run -m " MODELS "tiny-swa.gguf --prompt-ids 1 --swa-pattern FSX", true, out,
-                             sizeof out), 0);
+    assert_int_not_equal(run("run -m " MODELS "tiny-swa.gguf --prompt-ids 1 --swa-pattern FSX", true, out, sizeof out),
+                         0);
     assert_non_null(strstr(out, "pattern"));
 }
 
@@ -155,9 +155,12 @@ static void test_ministral_layout_inferred(void **s) {
     /* its published context of 131072, though the file declares 512 */
     snprintf(args, sizeof args, "inspect %s/Ministral-8B-Instruct-2410-test.gguf", tmpdir);
     assert_int_equal(run(args, true, out, sizeof out), 0);
-    assert_non_null(strstr(out, "context        131072 (Ministral-8B-2410's published context; the file declares 512)"));
-    snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131072 --prompt-ids 1,2,3 -n 2 "
-             "--temp 0", tmpdir);
+    assert_non_null(
+        strstr(out, "context        131072 (Ministral-8B-2410's published context; the file declares 512)"));
+    snprintf(args, sizeof args,
+             "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131072 --prompt-ids 1,2,3 -n 2 "
+             "--temp 0",
+             tmpdir);
     assert_int_equal(run(args, true, out, sizeof out), 0);
     assert_non_null(strstr(out, "maximum context 131072, as published (the file declares 512)"));
     snprintf(args, sizeof args, "run -m %s/Ministral-8B-Instruct-2410-test.gguf --ctx 131073 --prompt-ids 1 -n 1",
@@ -196,13 +199,14 @@ static void test_memory_checked_at_start(void **s) {
     assert_non_null(strstr(out, "not enough memory"));
     /* heads of 32: q8_0 is offered, with what it needs */
     setenv("RELAIS_MEM_AVAILABLE", "66M", 1);
-    assert_int_not_equal(run("run -m " MODELS "small-q4_k_m.gguf --ctx 2048 --kv-type f32 --prompt-ids 1 -n 1", true,
-                             out, sizeof out), 0);
+    assert_int_not_equal(
+        run("run -m " MODELS "small-q4_k_m.gguf --ctx 2048 --kv-type f32 --prompt-ids 1 -n 1", true, out, sizeof out),
+        0);
     assert_non_null(strstr(out, "--kv-type q8_0 at this context needs 67 MiB"));
     /* serve counts every session's KV at the full context */
     setenv("RELAIS_MEM_AVAILABLE", "70M", 1);
-    assert_int_not_equal(run("serve -m " MODELS "stories260K.gguf --port 0 --max-sessions 64 --ctx 512", true, out,
-                             sizeof out), 0);
+    assert_int_not_equal(
+        run("serve -m " MODELS "stories260K.gguf --port 0 --max-sessions 64 --ctx 512", true, out, sizeof out), 0);
     assert_non_null(strstr(out, "(f16, context 512, 64 sessions)"));
     assert_non_null(strstr(out, "15 sessions at this context"));
     /* a stated figure that is not a size is an error, not a silent pass */
@@ -218,15 +222,17 @@ static void test_bench_depth(void **s) {
     (void)s;
     static char out[1 << 14];
     assert_int_equal(run("bench -m " MODELS "small-q4_k_m.gguf -t 1 -p 0 -n 4 -r 1 --depth 100 --kv-type q8_0,f16 "
-                         "--json", false, out, sizeof out), 0);
+                         "--json",
+                         false, out, sizeof out),
+                     0);
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
     assert_int_equal(json_integer_value(json_object_get(j, "depth")), 100);
     assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "q8_0,f16");
     assert_true(json_number_value(json_object_get(j, "tg_tps")) > 0);
     json_decref(j);
-    assert_int_not_equal(run("bench -m " MODELS "small-q4_k_m.gguf -p 0 -n 4 -r 1 --depth 5000 --ctx 4096", true, out,
-                             sizeof out), 0);
+    assert_int_not_equal(
+        run("bench -m " MODELS "small-q4_k_m.gguf -p 0 -n 4 -r 1 --depth 5000 --ctx 4096", true, out, sizeof out), 0);
     assert_non_null(strstr(out, "depth 5000 leaves no room in the context of 4096"));
 }
 
@@ -235,11 +241,13 @@ static void test_bench_depth(void **s) {
 static void test_ctx_beyond_file(void **s) {
     (void)s;
     char out[1 << 14];
-    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --prompt-ids 1 -n 1", true, out, sizeof out), 0);
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --prompt-ids 1 -n 1", true, out, sizeof out),
+                         0);
     assert_non_null(strstr(out, "--ctx 4097 exceeds this model's context of 4096"));
     assert_non_null(strstr(out, "--ctx-beyond-file"));
-    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --ctx-beyond-file --prompt-ids 1,2 -n 1", true,
-                         out, sizeof out), 0);
+    assert_int_equal(
+        run("run -m " MODELS "tiny-f32.gguf --ctx 4097 --ctx-beyond-file --prompt-ids 1,2 -n 1", true, out, sizeof out),
+        0);
     assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 4096 --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
     assert_int_equal(run("run -m " MODELS "stories260K.gguf --prompt-ids 1,2 -n 1", true, out, sizeof out), 0);
 }
@@ -248,8 +256,9 @@ static void test_inspect(void **s) {
     (void)s;
     static char out[1 << 16];
     assert_int_equal(run("inspect " MODELS "tiny-swa.gguf", true, out, sizeof out), 0);
-    const char *want[] = {"architecture   llama", "layers         4", "kv heads 2", "sliding window 8 on 3 of 4",
-                          "layout         FSSS", "bytes/layer", "blk.0.attn_q.weight", "token_embd.weight", "f32"};
+    const char *want[] = {"architecture   llama",       "layers         4",    "kv heads 2",
+                          "sliding window 8 on 3 of 4", "layout         FSSS", "bytes/layer",
+                          "blk.0.attn_q.weight",        "token_embd.weight",   "f32"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(out, want[i]))
             fail_msg("inspect output lacks '%s':\n%s", want[i], out);
@@ -278,7 +287,7 @@ static void rekey_copy(const char *model, const char *key, const char *renamed, 
     unsigned char *b = tu_slurp(src, &len);
     assert_non_null(b);
     size_t at = 0;
-    for (size_t i = 8; i + kl < len && !at; i++)   /* the key, preceded by its u64 length */
+    for (size_t i = 8; i + kl < len && !at; i++) /* the key, preceded by its u64 length */
         if (!memcmp(b + i, key, kl) && b[i - 8] == kl)
             at = i;
     assert_true(at > 0);
@@ -304,7 +313,7 @@ static void test_mistral3_load_errors(void **s) {
         fail_msg("no clear error for a missing key:\n%s", out);
     snprintf(path, sizeof path, "%s/bad-rope.gguf", tmpdir);
     rekey_copy("tiny-mistral3.gguf", "mistral3.attention.key_length", "mistral3.attention.key_lengtX", path);
-    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path);   /* head dim 96/4 = 24: value_length 32 */
+    snprintf(args, sizeof args, "run -m %s --prompt-ids 1,2", path); /* head dim 96/4 = 24: value_length 32 */
     assert_int_equal(run(args, true, out, sizeof out), 1);
     assert_non_null(strstr(out, "value_length"));
 
@@ -345,7 +354,7 @@ static void retype_copy(const char *model, const char *tensor, uint32_t type, co
     unsigned char *b = tu_slurp(src, &len);
     assert_non_null(b);
     size_t nl = strlen(tensor), at = 0;
-    for (size_t i = 8; i + nl < len && !at; i++)   /* name, preceded by its u64 length */
+    for (size_t i = 8; i + nl < len && !at; i++) /* name, preceded by its u64 length */
         if (!memcmp(b + i, tensor, nl) && b[i - 8] == nl)
             at = i + nl;
     assert_true(at > 0);
@@ -384,8 +393,8 @@ static void test_bad_input_errors(void **s) {
     assert_non_null(strstr(out, "blk.2.ffn_up.weight"));
     assert_non_null(strstr(out, "q4_1"));
 
-    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --ctx 8 --prompt-ids 1,2,3,4,5,6,7,8,9,10", true, out,
-                         sizeof out), 1);
+    assert_int_equal(
+        run("run -m " MODELS "tiny-f32.gguf --ctx 8 --prompt-ids 1,2,3,4,5,6,7,8,9,10", true, out, sizeof out), 1);
     assert_non_null(strstr(out, "context"));
     assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1,99999", true, out, sizeof out), 1);
     assert_non_null(strstr(out, "99999"));
@@ -404,14 +413,15 @@ static void test_bad_input_errors(void **s) {
 static void test_kv_type_option(void **s) {
     (void)s;
     char out[4096];
-    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type f8", true, out, sizeof out), 0);
+    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type f8", true, out, sizeof out),
+                         0);
     assert_non_null(strstr(out, "--kv-type"));
     assert_non_null(strstr(out, "expected f32, f16 or q8_0"));
-    assert_int_not_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type q8_0", true, out, sizeof out),
-                         0);
+    assert_int_not_equal(
+        run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 -n 1 --kv-type q8_0", true, out, sizeof out), 0);
     assert_non_null(strstr(out, "multiple of 32"));
     json_t *g = golden("tiny-f32.p1.json");
-    json_t *f16 = run_json("tiny-f32.gguf", "--kv-type f16", g, true);   /* the later option wins */
+    json_t *f16 = run_json("tiny-f32.gguf", "--kv-type f16", g, true); /* the later option wins */
     const double e = top_error(json_object_get(f16, "top"), json_object_get(g, "top"));
     assert_true(e > 0 && e < 0.05);
     json_t *gq = golden("small-q4_k_m.p1.json");
@@ -433,7 +443,7 @@ static void test_text_generation(void **s) {
     if (strncmp(out, want, strlen(want)) != 0)
         fail_msg("streamed text:\n%s\nexpected:\n%s", out, want);
     assert_int_equal(run(args, true, out, sizeof out), 0);
-    assert_non_null(strstr(out, "t/s"));        /* the closing speed line */
+    assert_non_null(strstr(out, "t/s")); /* the closing speed line */
     assert_non_null(strstr(out, "peak RSS"));
     json_decref(g);
 }
@@ -446,10 +456,12 @@ static void test_text_whole_characters(void **s) {
     (void)s;
     char out[256];
     assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162,169,156,36 -n 5 --temp 0",
-                         false, out, sizeof out), 0);
+                         false, out, sizeof out),
+                     0);
     assert_string_equal(out, "\xF0\x9F\xA6\x99!\n");
-    assert_int_equal(run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162 -n 2 --temp 0",
-                         false, out, sizeof out), 0);
+    assert_int_equal(
+        run("run -m " MODELS "tiny-f32.gguf --prompt-ids 1 --force-ids 243,162 -n 2 --temp 0", false, out, sizeof out),
+        0);
     assert_string_equal(out, "\xEF\xBF\xBD\n");
 }
 
@@ -482,8 +494,10 @@ static void test_chat(void **s) {
     int rc = run("chat -m " MODELS "stories260K.gguf --temp 0 -n 12 < /dev/null", true, out, sizeof out);
     assert_int_equal(rc, 0);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\nThe end\\n\\n' | %s chat -m " MODELS
-             "stories260K.gguf --system 'Tell stories.' --temp 0 -n 12 2>&1", RELAIS_BIN);
+    snprintf(cmd, sizeof cmd,
+             "printf 'Once upon a time\\nThe end\\n\\n' | %s chat -m " MODELS
+             "stories260K.gguf --system 'Tell stories.' --temp 0 -n 12 2>&1",
+             RELAIS_BIN);
     assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "template mistral-v1"));
     /* two prompts answered: three "> " prompts shown (the last one meets the empty line) */
@@ -501,8 +515,8 @@ static void test_chat(void **s) {
  * then greedy decode steps, on float, quantized and sliding-window models. */
 static void test_run_is_the_runner(void **s) {
     (void)s;
-    static const char *const names[] = {"tiny-f32", "tiny-q8_0", "tiny-q4_0", "tiny-swa", "small-q4_k_m",
-                                        "stories260K"};
+    static const char *const names[] = {"tiny-f32", "tiny-q8_0",    "tiny-q4_0",
+                                        "tiny-swa", "small-q4_k_m", "stories260K"};
     enum { N_PROMPT = 21, N_GEN = 6, TOP = 8, BATCH = 8 };
     static char out[1 << 16];
     for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
@@ -515,8 +529,10 @@ static void test_run_is_the_runner(void **s) {
             fail_msg("%s: %s", names[m], err);
         const uint32_t V = rl_runner_hparams(r)->n_vocab;
         int32_t prompt[N_PROMPT];
-        size_t n = (size_t)snprintf(args, sizeof args, "run -m %s -t 2 --batch %d --gemm-min %d --temp 0 -n %d "
-                                    "--top-logits %d --json --prompt-ids ", path, BATCH, BATCH, N_GEN, TOP);
+        size_t n = (size_t)snprintf(args, sizeof args,
+                                    "run -m %s -t 2 --batch %d --gemm-min %d --temp 0 -n %d "
+                                    "--top-logits %d --json --prompt-ids ",
+                                    path, BATCH, BATCH, N_GEN, TOP);
         for (int i = 0; i < N_PROMPT; i++) {
             prompt[i] = i == 0 ? 1 : (int32_t)((i * 7919u + 13u) % V);
             n += (size_t)snprintf(args + n, sizeof args - n, "%s%d", i ? "," : "", prompt[i]);
@@ -543,7 +559,7 @@ static void test_run_is_the_runner(void **s) {
                              (double)vals[k]);
             }
             const int32_t id = (int32_t)json_integer_value(json_array_get(ids, (size_t)t));
-            assert_int_equal(id, want[0]);   /* greedy: the largest logit */
+            assert_int_equal(id, want[0]); /* greedy: the largest logit */
             if (t + 1 < N_GEN)
                 assert_int_equal(rl_runner_feed(r, &id, 1, logits, err, sizeof err), 0);
         }
@@ -555,13 +571,20 @@ static void test_run_is_the_runner(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_greedy_f32),   cmocka_unit_test(test_json_force_ids_quantized),
-        cmocka_unit_test(test_window_overrides),  cmocka_unit_test(test_ministral_layout_inferred),
-        cmocka_unit_test(test_inspect),           cmocka_unit_test(test_bad_input_errors),
-        cmocka_unit_test(test_kv_type_option),    cmocka_unit_test(test_ctx_beyond_file),
-        cmocka_unit_test(test_memory_checked_at_start), cmocka_unit_test(test_bench_depth),
-        cmocka_unit_test(test_text_generation),   cmocka_unit_test(test_prefill_progress),
-        cmocka_unit_test(test_chat),              cmocka_unit_test(test_text_whole_characters),
+        cmocka_unit_test(test_json_greedy_f32),
+        cmocka_unit_test(test_json_force_ids_quantized),
+        cmocka_unit_test(test_window_overrides),
+        cmocka_unit_test(test_ministral_layout_inferred),
+        cmocka_unit_test(test_inspect),
+        cmocka_unit_test(test_bad_input_errors),
+        cmocka_unit_test(test_kv_type_option),
+        cmocka_unit_test(test_ctx_beyond_file),
+        cmocka_unit_test(test_memory_checked_at_start),
+        cmocka_unit_test(test_bench_depth),
+        cmocka_unit_test(test_text_generation),
+        cmocka_unit_test(test_prefill_progress),
+        cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_text_whole_characters),
         cmocka_unit_test(test_mistral3_load_errors),
         cmocka_unit_test(test_run_is_the_runner),
     };

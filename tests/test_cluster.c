@@ -36,8 +36,8 @@
 
 #define MODELS RELAIS_SHARED_DIR "/models"
 #define N_PROMPT 20
-#define N_GEN 16     /* positions reach 35: past the mistral3 files' original context of 32 */
-#define BATCH 16     /* the prompt goes as a 16-token sgemm chunk and a 4-token matvec chunk */
+#define N_GEN 16 /* positions reach 35: past the mistral3 files' original context of 32 */
+#define BATCH 16 /* the prompt goes as a 16-token sgemm chunk and a 4-token matvec chunk */
 #define N_CTX 64
 #define TOP 8
 
@@ -66,17 +66,17 @@
 /* stories260K stays last (g_refs[N_MODELS - 1] below); the mistral3 files'
  * queries depend on the position (YaRN, temperature), which must reach
  * every node with each Forward. */
-static const char *const MODEL_NAMES[] = {"tiny-f32",     "tiny-q8_0",    "tiny-q4_0",     "tiny-swa",
-                                          "tiny-swa-q8_0", "small-q4_k_m", "small-q6_k",    "tiny-mistral3",
+static const char *const MODEL_NAMES[] = {"tiny-f32",           "tiny-q8_0",    "tiny-q4_0",  "tiny-swa",
+                                          "tiny-swa-q8_0",      "small-q4_k_m", "small-q6_k", "tiny-mistral3",
                                           "tiny-mistral3-q8_0", "stories260K"};
 #define N_MODELS (sizeof MODEL_NAMES / sizeof MODEL_NAMES[0])
 
 typedef struct {
     int32_t prompt[N_PROMPT];
-    int32_t ids[N_GEN];                 /* greedy, free running */
+    int32_t ids[N_GEN]; /* greedy, free running */
     int32_t top_ids[N_GEN][TOP];
     float top_vals[N_GEN][TOP];
-    float gap[N_GEN];                   /* top-1 minus top-2 logit */
+    float gap[N_GEN]; /* top-1 minus top-2 logit */
 } reference;
 
 static harness H;
@@ -91,7 +91,7 @@ static void model_path(const char *name, char *out, size_t len) { snprintf(out, 
 
 static bool is_float_model(const char *name) {
     return !strcmp(name, "tiny-f32") || !strcmp(name, "tiny-swa") || !strcmp(name, "stories260K") ||
-           !strcmp(name, "tiny-mistral3");
+        !strcmp(name, "tiny-mistral3");
 }
 
 /* err mentions needle (else the test fails showing err). */
@@ -131,7 +131,7 @@ static void make_reference(const char *name, reference *ref) {
         float vals[2];
         rl_top_logits(logits, V, TOP, ref->top_ids[t], ref->top_vals[t]);
         rl_top_logits(logits, V, 2, ids, vals);
-        ref->ids[t] = ref->top_ids[t][0];   /* greedy: the largest logit, the lower id on a tie */
+        ref->ids[t] = ref->top_ids[t][0]; /* greedy: the largest logit, the lower id on a tie */
         ref->gap[t] = vals[0] - vals[1];
         if (t + 1 < N_GEN)
             assert_int_equal(rl_runner_feed(r, &ref->ids[t], 1, logits, err, sizeof err), 0);
@@ -151,15 +151,21 @@ static void split(uint32_t n_layer, int n, plan_range r[HARNESS_MAX]) {
 }
 
 static cluster_assign_opts assign_opts(const char *path, const plan_range *r, Relais__DType wire) {
-    return (cluster_assign_opts){.model_path = path, .ranges = r, .n_ctx = N_CTX, .max_sessions = 4,
-                                 .max_batch = BATCH, .swa_window = -1, .wire = wire, .kv_type = g_kv};
+    return (cluster_assign_opts){.model_path = path,
+                                 .ranges = r,
+                                 .n_ctx = N_CTX,
+                                 .max_sessions = 4,
+                                 .max_batch = BATCH,
+                                 .swa_window = -1,
+                                 .wire = wire,
+                                 .kv_type = g_kv};
 }
 
 static int assign(const char *name, int n_nodes, Relais__DType wire, char *err, size_t errlen) {
     char path[512];
     model_path(name, path, sizeof path);
     plan_range r[HARNESS_MAX];
-    split(name[0] == 's' && name[1] == 't' ? 5 : 4, n_nodes, r);   /* stories260K has 5 layers, the others 4 */
+    split(name[0] == 's' && name[1] == 't' ? 5 : 4, n_nodes, r); /* stories260K has 5 layers, the others 4 */
     cluster_assign_opts o = assign_opts(path, r, wire);
     return cluster_assign(C, &o, err, errlen);
 }
@@ -192,8 +198,12 @@ static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, 
     uint64_t first = 0, last = 0;
     for (uint32_t done = 0; done < n;) {
         const uint32_t chunk = n - done < BATCH ? n - done : BATCH;
-        const cluster_seg g = {.session = session, .ids = ids + done, .n = chunk, .pos = pos + done,
-                               .sampling = done + chunk == n ? s : NULL, .sgemm = true};
+        const cluster_seg g = {.session = session,
+                               .ids = ids + done,
+                               .n = chunk,
+                               .pos = pos + done,
+                               .sampling = done + chunk == n ? s : NULL,
+                               .sgemm = true};
         if (!(last = cluster_batch_send(C, &g, 1, err, errlen)))
             break;
         first = first ? first : last;
@@ -209,7 +219,7 @@ static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, 
         int got;
         while ((got = cluster_batch_wait(C, 30000, &r, why, sizeof why)) == 1 && (r.step < first || r.step > last))
             ;
-        if (got != 1) {   /* the pipeline is lost: nothing more will come */
+        if (got != 1) { /* the pipeline is lost: nothing more will come */
             snprintf(err, errlen, "%s", got ? why : "no answer within 30 s");
             return -1;
         }
@@ -327,7 +337,8 @@ static void test_kv_types_bit_identical(void **state) {
     static const struct {
         const char *model;
         rl_kv_type kv;
-    } cases[] = {{"tiny-swa", {RL_F16, RL_F16}}, {"small-q4_k_m", {RL_Q8_0, RL_Q8_0}}, {"small-q6_k", {RL_F16, RL_Q8_0}}};
+    } cases[] = {
+        {"tiny-swa", {RL_F16, RL_F16}}, {"small-q4_k_m", {RL_Q8_0, RL_Q8_0}}, {"small-q6_k", {RL_F16, RL_Q8_0}}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         reference ref;
         g_kv = cases[c].kv;
@@ -468,7 +479,6 @@ static void test_step_errors(void **state) {
 
 /* ---- the commands ---- */
 
-
 static void write_cluster_file(char *path, size_t len) {
     snprintf(path, len, "%s/cluster.yaml", H.dir);
     FILE *f = fopen(path, "w");
@@ -503,18 +513,20 @@ static void test_commands(void **state) {
     assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0);
     expect_in(remote, "not f32, f16 or i16");
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --wire i16 %s 2>&1", args);
-    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0);   /* no cluster to send activations to */
+    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0); /* no cluster to send activations to */
     expect_in(remote, "need --cluster");
     const char *chat = "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat -m " MODELS
                        "/stories260K.gguf --temp 0 -n 24 2>/dev/null";
     snprintf(cmd, sizeof cmd, "%s", chat);
     assert_int_equal(tu_run(cmd, local, sizeof local), 0);
-    snprintf(cmd, sizeof cmd, "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat --cluster %s -m " MODELS
-             "/stories260K.gguf --temp 0 -n 24 2>/dev/null", yaml);
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hello there\\nWhat next\\n\\n' | " RELAIS_BIN " chat --cluster %s -m " MODELS
+             "/stories260K.gguf --temp 0 -n 24 2>/dev/null",
+             yaml);
     assert_int_equal(tu_run(cmd, remote, sizeof remote), 0);
     assert_string_equal(remote, local);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-3 %s 2>&1", yaml, args);
-    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0);   /* two ranges for four nodes */
+    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0); /* two ranges for four nodes */
     still_works();
 }
 
@@ -531,17 +543,19 @@ static void test_node_options(void **state) {
     int cpu = 0;
     while (!CPU_ISSET(cpu, &mine))
         cpu++;
-    fprintf(f, "# a node\nlisten = tcp://127.0.0.1:1\nkey = %s\ntrust = %s/trust\nmodels = " MODELS "\n"
-            "cache = %s/cache0   # benchmark and hashes already there\nthreads = 1\nio-cpu = %d\n", H.key[0], H.dir,
-            H.dir, cpu);
+    fprintf(f,
+            "# a node\nlisten = tcp://127.0.0.1:1\nkey = %s\ntrust = %s/trust\nmodels = " MODELS "\n"
+            "cache = %s/cache0   # benchmark and hashes already there\nthreads = 1\nio-cpu = %d\n",
+            H.key[0], H.dir, H.dir, cpu);
     assert_int_equal(fclose(f), 0);
     int port = harness_free_port();
     /* --foreground: TERM to the node alone and no SIGCONT after it. Twice under load the node hung
      * at exit in LeakSanitizer's stop-the-world (its tracer waiting for a thread to stop), which a
      * SIGCONT landing during the attach can cause. -k: a hang fails the test in 30 s, not 900. */
-    snprintf(cmd, sizeof cmd, "timeout --foreground --preserve-status -k 30 -s TERM 2 " RELAIS_NODE_BIN
-             " --config %s --listen "
-             "tcp://127.0.0.1:%d 2>&1", conf, port);
+    snprintf(cmd, sizeof cmd,
+             "timeout --foreground --preserve-status -k 30 -s TERM 2 " RELAIS_NODE_BIN " --config %s --listen "
+             "tcp://127.0.0.1:%d 2>&1",
+             conf, port);
     assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     char listening[64];
     snprintf(listening, sizeof listening, "listening on tcp://127.0.0.1:%d", port);
@@ -650,7 +664,7 @@ static void expect_error(peer *p, Relais__ErrorCode code) { expect_error_saying(
 
 static void test_refuse_unknown_key(void **state) {
     (void)state;
-    curve_keys rogue;   /* a fresh pair the node has never seen */
+    curve_keys rogue; /* a fresh pair the node has never seen */
     char pub[41], sec[41], fp[CURVE_FP_LEN];
     assert_int_equal(zmq_curve_keypair(pub, sec), 0);
     zmq_z85_decode(rogue.public_key, pub);
@@ -689,7 +703,7 @@ static void test_refuse_model_of_another_hash(void **state) {
     snprintf(unheld, sizeof unheld, "%s/unheld.gguf", H.dir);
     model_path("tiny-f32", src, sizeof src);
     snprintf(cmd, sizeof cmd, "cp %s %s && cp %s %s && chmod u+w %s %s && printf x >> %s && printf y >> %s", src,
-             same_name, src, unheld, same_name, unheld, same_name, unheld);   /* a byte past the data: new hashes */
+             same_name, src, unheld, same_name, unheld, same_name, unheld); /* a byte past the data: new hashes */
     assert_int_equal(system(cmd), 0);
     plan_range r[HARNESS_MAX];
     split(4, 2, r);
@@ -708,14 +722,14 @@ static void test_refuse_model_of_another_hash(void **state) {
 static void test_refuse_malformed(void **state) {
     (void)state;
     char err[256];
-    float act[2 * 64] = {0};   /* two rows of tiny-f32's width */
+    float act[2 * 64] = {0}; /* two rows of tiny-f32's width */
     curve_keys coord, n0;
     assert_int_equal(curve_keys_load(H.coord_key, false, &coord, err, sizeof err), 0);
     assert_int_equal(curve_keys_load(H.key[0], false, &n0, err, sizeof err), 0);
     assert_int_equal(assign("tiny-f32", 2, RELAIS__DTYPE__DTYPE_F32, err, sizeof err), 0);
     peer p;
     peer_open(&p, 0, &coord);
-    peer_send_raw(&p, "\xff\xff\xff not protobuf", 17);   /* undecodable */
+    peer_send_raw(&p, "\xff\xff\xff not protobuf", 17); /* undecodable */
     expect_error(&p, RELAIS__ERROR_CODE__ERR_MALFORMED);
     Relais__Heartbeat hb = RELAIS__HEARTBEAT__INIT;
     Relais__Envelope env = RELAIS__ENVELOPE__INIT;
@@ -723,9 +737,9 @@ static void test_refuse_malformed(void **state) {
     env.heartbeat = &hb;
     env.version = 99;
     uint8_t buf[64];
-    peer_send_raw(&p, buf, relais__envelope__pack(&env, buf));   /* another protocol version */
+    peer_send_raw(&p, buf, relais__envelope__pack(&env, buf)); /* another protocol version */
     expect_error(&p, RELAIS__ERROR_CODE__ERR_VERSION);
-    env.version = 1;   /* a version 1 coordinator, whose Forward carried one session */
+    env.version = 1; /* a version 1 coordinator, whose Forward carried one session */
     peer_send_raw(&p, buf, relais__envelope__pack(&env, buf));
     expect_error_saying(&p, RELAIS__ERROR_CODE__ERR_VERSION, "protocol version 1, this side speaks version 2");
     /* one segment: 12 bytes for 2 x 64 floats, a row of f32 where i16 takes
@@ -748,7 +762,7 @@ static void test_refuse_malformed(void **state) {
     f.dtype = RELAIS__DTYPE__DTYPE_F32, one.n_ctx = 1000;
     assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);
     expect_error(&p, RELAIS__ERROR_CODE__ERR_RANGE);
-    f.n_segments = 0;   /* neither segments nor drops */
+    f.n_segments = 0; /* neither segments nor drops */
     assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);
     expect_error_saying(&p, RELAIS__ERROR_CODE__ERR_MALFORMED, "neither segments nor sessions to drop");
     /* micro-batches: rows that do not match the segments, an empty segment,
@@ -761,8 +775,10 @@ static void test_refuse_malformed(void **state) {
     const struct {
         uint32_t n_tokens, n_ctx;
         Relais__ErrorCode code;
-    } bad_segs[] = {{2, 0, RELAIS__ERROR_CODE__ERR_MALFORMED}, {0, 0, RELAIS__ERROR_CODE__ERR_MALFORMED},
-                    {BATCH, 0, RELAIS__ERROR_CODE__ERR_MALFORMED}, {1, 1000, RELAIS__ERROR_CODE__ERR_RANGE}};
+    } bad_segs[] = {{2, 0, RELAIS__ERROR_CODE__ERR_MALFORMED},
+                    {0, 0, RELAIS__ERROR_CODE__ERR_MALFORMED},
+                    {BATCH, 0, RELAIS__ERROR_CODE__ERR_MALFORMED},
+                    {1, 1000, RELAIS__ERROR_CODE__ERR_RANGE}};
     for (size_t i = 0; i < sizeof bad_segs / sizeof bad_segs[0]; i++) {
         sb.n_tokens = bad_segs[i].n_tokens, sb.n_ctx = bad_segs[i].n_ctx;
         assert_int_equal(wire_send(p.sock, NULL, 0, &env, err, sizeof err), 0);
@@ -781,17 +797,17 @@ static void test_refuse_malformed(void **state) {
 
 /* ---- micro-batches (serving) ---- */
 
-#define MB_STEPS 6    /* ids generated per session */
-#define MB_CHUNK 5    /* most prompt tokens per segment: a 12-token prompt goes as 5, 5 and 2 */
+#define MB_STEPS 6 /* ids generated per session */
+#define MB_CHUNK 5 /* most prompt tokens per segment: a 12-token prompt goes as 5, 5 and 2 */
 
 typedef struct {
     uint64_t id;
     const int32_t *prompt;
     uint32_t n_prompt;
-    uint32_t pos;                 /* positions fed */
+    uint32_t pos; /* positions fed */
     uint32_t n_gen;
     int32_t gen[MB_STEPS];
-    float top1[MB_STEPS];         /* the highest logit when each id was sampled */
+    float top1[MB_STEPS]; /* the highest logit when each id was sampled */
 } mb_session;
 
 /* Sends segs and waits for its answer (answers of drops are skipped). */
@@ -825,10 +841,12 @@ static void mb_generate(mb_session *ss, uint32_t n) {
             const uint32_t len = !prompt ? 1 : s->n_prompt - s->pos < MB_CHUNK ? s->n_prompt - s->pos : MB_CHUNK;
             if (s->n_gen == MB_STEPS)
                 continue;
-            smp[k] = (cluster_sampling){.params = &greedy, .stream = 1, .history = s->gen, .n_history = s->n_gen,
-                                        .n_top = 1};
-            segs[k] = (cluster_seg){.session = s->id, .ids = prompt ? s->prompt + s->pos : &s->gen[s->n_gen - 1],
-                                    .n = len, .pos = s->pos,
+            smp[k] = (cluster_sampling){
+                .params = &greedy, .stream = 1, .history = s->gen, .n_history = s->n_gen, .n_top = 1};
+            segs[k] = (cluster_seg){.session = s->id,
+                                    .ids = prompt ? s->prompt + s->pos : &s->gen[s->n_gen - 1],
+                                    .n = len,
+                                    .pos = s->pos,
                                     .sampling = !prompt || s->pos + len == s->n_prompt ? &smp[k] : NULL};
             s->pos += len;
             k++;
@@ -915,7 +933,7 @@ static void test_lost_node(void **state) {
     expect_in(err, "node3");
     assert_int_equal(cluster_truncate(C, session, 0, err, sizeof err), -1);
     expect_in(err, "assigned again");
-    still_works();   /* nodes 0-2 */
+    still_works(); /* nodes 0-2 */
 }
 
 /* ---- recovery: how a replay cuts a session's ids ---- */
@@ -947,7 +965,7 @@ static void test_replay_chunks(void **state) {
         assert_int_equal(out[k].n, want_gap[k].n);
         assert_int_equal(sg[k], sg_gap[k]);
     }
-    r = (cluster_replay){.ids = ids, .n = 40};   /* a served session: all quantized */
+    r = (cluster_replay){.ids = ids, .n = 40}; /* a served session: all quantized */
     assert_int_equal(cluster_replay_chunks(&r, 16, out, sg), 3);
     assert_int_equal(out[2].pos, 32);
     assert_int_equal(out[2].n, 8);

@@ -37,18 +37,17 @@ static void expect_error(const char *text, const char *want) {
         fail_msg("error '%s' lacks '%s' for:\n%s", err, want, text);
 }
 
-static const char *VALID =
-    "# a three-node cluster\n"
-    "coordinator:\n"
-    "  key: keys/coordinator.key\n"
-    "  listen: tcp://*:7799\n"
-    "nodes:\n"
-    "  - address: tcp://192.168.1.11:7700\n"
-    "    public_key: /abs/node1.pub\n"
-    "    name: pi1\n"
-    "  - {address: 'tcp://Node-2.lan:7700', public_key: node2.pub}\n"
-    "  - address: tcp://[fe80::1]:7701\n"
-    "    public_key: ../node3.pub\n";
+static const char *VALID = "# a three-node cluster\n"
+                           "coordinator:\n"
+                           "  key: keys/coordinator.key\n"
+                           "  listen: tcp://*:7799\n"
+                           "nodes:\n"
+                           "  - address: tcp://192.168.1.11:7700\n"
+                           "    public_key: /abs/node1.pub\n"
+                           "    name: pi1\n"
+                           "  - {address: 'tcp://Node-2.lan:7700', public_key: node2.pub}\n"
+                           "  - address: tcp://[fe80::1]:7701\n"
+                           "    public_key: ../node3.pub\n";
 
 static void test_valid_file(void **state) {
     cluster_config *c = parse(VALID);
@@ -75,22 +74,23 @@ static void test_valid_file(void **state) {
     assert_null(cluster_config_node(c, 3));
     cluster_config_destroy(&c);
     assert_null(c);
-    cluster_config_destroy(&c);   /* a second destroy is harmless */
+    cluster_config_destroy(&c); /* a second destroy is harmless */
 }
 
 static void test_defaults_and_advertise(void **state) {
     const char *nodes = "nodes: [{address: tcp://h:1, public_key: p}]\n";
     char text[512];
-    struct { const char *coord, *listen, *advertise; } cases[] = {
-        {"{key: k}", "tcp://0.0.0.0:*", "tcp://127.0.0.1:*"},   /* any port: bound, then named in Assign */
+    struct {
+        const char *coord, *listen, *advertise;
+    } cases[] = {
+        {"{key: k}", "tcp://0.0.0.0:*", "tcp://127.0.0.1:*"}, /* any port: bound, then named in Assign */
         {"{key: k, listen: 'tcp://127.0.0.1:*'}", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"},
         {"{key: k, listen: 'tcp://*:*', advertise: 'tcp://10.0.0.5:*'}", "tcp://*:*", "tcp://10.0.0.5:*"},
         {"{key: k, listen: 'tcp://0.0.0.0:9000'}", "tcp://0.0.0.0:9000", "tcp://127.0.0.1:9000"},
         {"{key: k, listen: 'tcp://[::]:9000'}", "tcp://[::]:9000", "tcp://[::1]:9000"},
         {"{key: k, listen: 'tcp://10.0.0.5:9000'}", "tcp://10.0.0.5:9000", "tcp://10.0.0.5:9000"},
-        {"{key: k, listen: 'tcp://*:9000', advertise: 'tcp://10.0.0.5:9000'}", "tcp://*:9000",
-         "tcp://10.0.0.5:9000"},
-        {"{key: k, listen: ~, name: }", NULL, NULL},   /* unknown key 'name' */
+        {"{key: k, listen: 'tcp://*:9000', advertise: 'tcp://10.0.0.5:9000'}", "tcp://*:9000", "tcp://10.0.0.5:9000"},
+        {"{key: k, listen: ~, name: }", NULL, NULL}, /* unknown key 'name' */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(text, sizeof text, "coordinator: %s\n%s", cases[i].coord, nodes);
@@ -112,8 +112,10 @@ static void test_defaults_and_advertise(void **state) {
 /* coordinator.io_cpu: absent (none), a number, none, or an error at its place. */
 static void test_io_cpu(void **state) {
     const char *nodes = "nodes: [{address: tcp://h:1, public_key: p}]\n";
-    struct { const char *coord; int cpu; } ok[] = {
-        {"{key: k}", IO_PIN_NONE}, {"{key: k, io_cpu: 3}", 3}, {"{key: k, io_cpu: none}", IO_PIN_NONE}};
+    struct {
+        const char *coord;
+        int cpu;
+    } ok[] = {{"{key: k}", IO_PIN_NONE}, {"{key: k, io_cpu: 3}", 3}, {"{key: k, io_cpu: none}", IO_PIN_NONE}};
     char text[512];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         snprintf(text, sizeof text, "coordinator: %s\n%s", ok[i].coord, nodes);
@@ -135,7 +137,8 @@ static void test_structure_errors(void **state) {
     expect_error("", "c.yaml:1:1: empty file");
     expect_error("# only a comment\n", "c.yaml:1:1: empty file");
     expect_error("- a\n- b\n", "c.yaml:1:1: cluster file: expected a mapping, found a list");
-    expect_error("coordinatr: {key: k}\n", "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type)");
+    expect_error("coordinatr: {key: k}\n",
+                 "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type)");
     expect_error(N, "c.yaml:1:1: cluster file: missing 'coordinator'");
     expect_error("coordinator: {key: k}\n", "c.yaml:1:1: cluster file: missing 'nodes'");
     expect_error("coordinator: {key: k}\nnodes:\n", "missing 'nodes'");
@@ -149,16 +152,20 @@ static void test_structure_errors(void **state) {
     expect_error(t, "c.yaml:3:1: cluster file: key 'nodes' appears twice");
     expect_error("coordinator: {key: k}\nnodes:\n  - address: tcp://h:1\n    public_key: p\n    adress: x\n",
                  "c.yaml:5:5: nodes[0]: unknown key 'adress' (expected address, public_key, name)");
-    expect_error("coordinator: {key: k}\nnodes:\n  - address: tcp://h:1\n", "c.yaml:3:5: nodes[0]: missing 'public_key'");
+    expect_error("coordinator: {key: k}\nnodes:\n  - address: tcp://h:1\n",
+                 "c.yaml:3:5: nodes[0]: missing 'public_key'");
     expect_error("coordinator: {key: k}\nnodes:\n  - public_key: p\n", "c.yaml:3:5: nodes[0]: missing 'address'");
-    expect_error("coordinator: {key: k}\nnodes: [tcp://h:1]\n", "c.yaml:2:9: nodes[0]: expected a mapping, found a scalar");
+    expect_error("coordinator: {key: k}\nnodes: [tcp://h:1]\n",
+                 "c.yaml:2:9: nodes[0]: expected a mapping, found a scalar");
     expect_error("coordinator: {key: k}\nnodes: [{? [a]: b}]\n", "nodes[0]: a key must be a plain name");
     expect_error("coordinator: {key: k}\nnodes: [{address: tcp://h:1, public_key: p, name: \"a\\tb\"}]\n",
                  "nodes[0].name: at most 64 printable characters");
 }
 
 static void test_endpoint_errors(void **state) {
-    struct { const char *addr, *want; } cases[] = {
+    struct {
+        const char *addr, *want;
+    } cases[] = {
         {"http://h:1", "is not a tcp://HOST:PORT endpoint (only tcp is supported)"},
         {"h:1", "only tcp is supported"},
         {"tcp://h", "is not tcp://HOST:PORT (no port)"},
@@ -332,7 +339,7 @@ static void test_load_files(void **state) {
     assert_non_null(strstr(err, "not a regular file"));
     snprintf(path, sizeof path, "%s/fifo", dir);
     assert_int_equal(mkfifo(path, 0600), 0);
-    assert_null(cluster_config_load(path, err, sizeof err));   /* refused, not waited on */
+    assert_null(cluster_config_load(path, err, sizeof err)); /* refused, not waited on */
     assert_non_null(strstr(err, "not a regular file"));
     snprintf(path, sizeof path, "%s/big.yaml", dir);
     int fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -370,13 +377,14 @@ static void test_example_file(void **state) {
 
 /* kv_type: optional, as --kv-type; a bad one is placed in the file. */
 static void test_kv_type_key(void **state) {
-    static const char base[] = "coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\n";
+    static const char base[] =
+        "coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\n";
     char text[512];
     rl_kv_type kt = {RL_F32, RL_F32};
     cluster_config *c = cluster_config_parse(base, strlen(base), "c.yaml", "/d", err, sizeof err);
     assert_non_null(c);
     assert_false(cluster_config_kv_type(c, &kt));
-    assert_true(kt.k == RL_F32 && kt.v == RL_F32);   /* untouched */
+    assert_true(kt.k == RL_F32 && kt.v == RL_F32); /* untouched */
     cluster_config_destroy(&c);
     snprintf(text, sizeof text, "%skv_type: f16,q8_0\n", base);
     c = cluster_config_parse(text, strlen(text), "c.yaml", "/d", err, sizeof err);
@@ -384,8 +392,9 @@ static void test_kv_type_key(void **state) {
     assert_true(cluster_config_kv_type(c, &kt));
     assert_true(kt.k == RL_F16 && kt.v == RL_Q8_0);
     cluster_config_destroy(&c);
-    expect_error("coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\nkv_type: q4_0\n",
-                 "c.yaml:3:10: kv_type: KV type 'q4_0': expected f32, f16 or q8_0");
+    expect_error(
+        "coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\nkv_type: q4_0\n",
+        "c.yaml:3:10: kv_type: KV type 'q4_0': expected f32, f16 or q8_0");
 }
 
 int main(void) {

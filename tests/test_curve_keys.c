@@ -63,7 +63,7 @@ static void test_symlink_not_followed(void **state) {
     assert_int_equal(curve_keys_create(key, pub, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "already exists"));
     assert_int_equal(stat(target, &st), 0);
-    assert_int_equal(st.st_size, 10);   /* the link's target was not written */
+    assert_int_equal(st.st_size, 10); /* the link's target was not written */
     assert_int_not_equal(access(pub, F_OK), 0);
 }
 
@@ -170,7 +170,7 @@ static void test_refusals_rate_limited(void **state) {
         zap_ask(z, req, stranger, status);
         assert_string_equal(status, "400");
     }
-    sleep(6);   /* past the interval */
+    sleep(6); /* past the interval */
     zap_ask(z, req, stranger, status);
     fflush(stderr);
     dup2(saved, 2);
@@ -184,10 +184,8 @@ static void test_refusals_rate_limited(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_created_private_under_any_umask),
-        cmocka_unit_test(test_symlink_not_followed),
-        cmocka_unit_test(test_readable_secret_refused),
-        cmocka_unit_test(test_trust_folder_refuses_secrets),
+        cmocka_unit_test(test_created_private_under_any_umask), cmocka_unit_test(test_symlink_not_followed),
+        cmocka_unit_test(test_readable_secret_refused),         cmocka_unit_test(test_trust_folder_refuses_secrets),
         cmocka_unit_test(test_refusals_rate_limited),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);

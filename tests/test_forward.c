@@ -30,7 +30,7 @@
 typedef struct {
     const rl_hparams *hp;
     const rl_model *m;
-    float *K, *V;   /* (n_layer, N_TOK, kv_dim) */
+    float *K, *V; /* (n_layer, N_TOK, kv_dim) */
 } ref_state;
 
 static void ref_matvec(const rl_weight *w, const float *x, float *y) {
@@ -131,7 +131,7 @@ static float *reference_logits(const char *path, const int32_t *ids) {
     if (!m)
         fail_msg("%s", err);
     const rl_hparams *hp = rl_model_hparams(m);
-    assert_true(hp->swa_window > 0 && hp->swa_window < N_TOK / 2);   /* the ring must wrap */
+    assert_true(hp->swa_window > 0 && hp->swa_window < N_TOK / 2); /* the ring must wrap */
     ref_state st = {hp, m, NULL, NULL};
     size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
     st.K = calloc(hp->n_layer * N_TOK * kvd, sizeof(float));
@@ -170,7 +170,7 @@ static void engine_matches(const char *path, const float *ref, const int32_t *id
     o.batch = chunk;
     o.gemm_min = gemm ? 1 : 0;
     o.no_gemm = !gemm;
-    o.kv_type = RL_KV_TYPE_F32;   /* the reference keeps K and V in f32 */
+    o.kv_type = RL_KV_TYPE_F32; /* the reference keeps K and V in f32 */
     rl_runner *r = rl_runner_new(&o, err, sizeof err);
     assert_non_null(r);
     const uint32_t V = rl_runner_hparams(r)->n_vocab;
@@ -228,9 +228,10 @@ static void test_split_ranges(void **s) {
     assert_null(rl_model_embed(mb));
     const rl_hparams *hp = rl_model_hparams(ma);
     rl_ctx *ca = rl_ctx_new(ma, 1, 8, err, sizeof err), *cb = rl_ctx_new(mb, 2, 8, err, sizeof err);
-    rl_kv *ka = rl_kv_new(hp, 0, 2, 64, RL_KV_TYPE_F32, err, sizeof err), *kb = rl_kv_new(hp, 2, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *ka = rl_kv_new(hp, 0, 2, 64, RL_KV_TYPE_F32, err, sizeof err),
+          *kb = rl_kv_new(hp, 2, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     float *x = malloc(7 * hp->dim * sizeof(float)), *logits = malloc(hp->n_vocab * sizeof(float));
-    assert_int_not_equal(rl_forward_layers(ca, kb, x, 1, 0, err, sizeof err), 0);   /* wrong range's cache */
+    assert_int_not_equal(rl_forward_layers(ca, kb, x, 1, 0, err, sizeof err), 0); /* wrong range's cache */
     for (uint32_t p = 0; p < N_TOK; p += 7) {
         uint32_t n = N_TOK - p < 7 ? N_TOK - p : 7;
         assert_int_equal(rl_embed(ma, ids + p, n, x, err, sizeof err), 0);
@@ -239,8 +240,8 @@ static void test_split_ranges(void **s) {
         assert_int_equal(rl_head(cb, x + (size_t)(n - 1) * hp->dim, logits, err, sizeof err), 0);
         compare(logits, ref + (size_t)(p + n - 1) * hp->n_vocab, hp->n_vocab, 2e-3f, "split", p + n - 1);
     }
-    assert_int_not_equal(rl_forward_layers(ca, ka, x, 1, 3, err, sizeof err), 0);   /* wrong position */
-    assert_int_not_equal(rl_head(ca, x, logits, err, sizeof err), 0);               /* no head bound */
+    assert_int_not_equal(rl_forward_layers(ca, ka, x, 1, 3, err, sizeof err), 0); /* wrong position */
+    assert_int_not_equal(rl_head(ca, x, logits, err, sizeof err), 0);             /* no head bound */
     int32_t bad = (int32_t)hp->n_vocab;
     assert_int_not_equal(rl_embed(ma, &bad, 1, x, err, sizeof err), 0);
     free(x), free(logits), free(ref);
@@ -295,7 +296,8 @@ static void test_batch_independence(void **s) {
     rl_ctx *c = rl_ctx_new(m, 2, 32, err, sizeof err);
     rl_ctx_set_gemm_min(c, 0);
     rl_kv *alone = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
-    rl_kv *a = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err), *b = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *a = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err),
+          *b = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     rl_kv *d = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     float *x = malloc(32 * hp->dim * sizeof(float)), *x1 = malloc(32 * hp->dim * sizeof(float));
     float *want = malloc(hp->n_vocab * sizeof(float)), *got = malloc(3 * hp->n_vocab * sizeof(float));
@@ -409,11 +411,11 @@ static void test_kv_types_across_the_wrap(void **s) {
     fixed_ids(ids);
     static const struct {
         rl_kv_type kv;
-        bool heads32;   /* q8_0: only a model with heads of whole blocks */
+        bool heads32; /* q8_0: only a model with heads of whole blocks */
         float tol;
     } cases[] = {
         {{RL_F16, RL_F16}, false, 0.02f}, {{RL_F32, RL_F16}, false, 0.02f}, {{RL_F16, RL_F32}, false, 0.02f},
-        {{RL_F16, RL_F16}, true, 0.02f},  {{RL_Q8_0, RL_Q8_0}, true, 0.2f},  {{RL_F16, RL_Q8_0}, true, 0.2f},
+        {{RL_F16, RL_F16}, true, 0.02f},  {{RL_Q8_0, RL_Q8_0}, true, 0.2f}, {{RL_F16, RL_Q8_0}, true, 0.2f},
         {{RL_Q8_0, RL_F32}, true, 0.2f},
     };
     const char *paths[2] = {MODEL_SWA, synth32()};
@@ -445,7 +447,8 @@ static void test_kv_type_bytes_and_names(void **s) {
     char err[512], buf[32];
     rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
     const rl_hparams *hp = rl_model_hparams(m);
-    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim, f32 = rl_kv_bytes_for(hp, 0, 4, 100, RL_KV_TYPE_F32);
+    const uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim,
+                   f32 = rl_kv_bytes_for(hp, 0, 4, 100, RL_KV_TYPE_F32);
     assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, (rl_kv_type){RL_F16, RL_F16}), f32 / 2);
     assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, (rl_kv_type){RL_F32, RL_F16}), f32 * 3 / 4);
     assert_int_equal(rl_kv_bytes_per_token(hp, (rl_kv_type){RL_F16, RL_F16}), hp->n_layer * kv_dim * 4);
@@ -481,9 +484,13 @@ static void test_kv_type_bytes_and_names(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ring_against_masked_reference), cmocka_unit_test(test_quantized_against_reference),
-        cmocka_unit_test(test_split_ranges), cmocka_unit_test(test_truncate), cmocka_unit_test(test_kv_memory),
-        cmocka_unit_test(test_batch_independence), cmocka_unit_test(test_kv_types_across_the_wrap),
+        cmocka_unit_test(test_ring_against_masked_reference),
+        cmocka_unit_test(test_quantized_against_reference),
+        cmocka_unit_test(test_split_ranges),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_kv_memory),
+        cmocka_unit_test(test_batch_independence),
+        cmocka_unit_test(test_kv_types_across_the_wrap),
         cmocka_unit_test(test_kv_type_bytes_and_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

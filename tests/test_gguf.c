@@ -35,30 +35,26 @@ typedef struct {
     char s[400];
 } scratch_path;
 
-static scratch_path tmp_path(const char *name)
-{
+static scratch_path tmp_path(const char *name) {
     scratch_path p;
     snprintf(p.s, sizeof p.s, "%s/%s", tmpdir, name);
     return p;
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
+static uint8_t *slurp(const char *path, size_t *n) {
     uint8_t *p = tu_slurp(path, n);
     assert_non_null(p);
     return p;
 }
 
-static void spit(const char *path, const void *p, size_t n)
-{
+static void spit(const char *path, const void *p, size_t n) {
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
     assert_int_equal(fwrite(p, 1, n, fp), n);
     assert_int_equal(fclose(fp), 0);
 }
 
-static gguf_file *open_ok(const char *path)
-{
+static gguf_file *open_ok(const char *path) {
     char err[512] = "";
     gguf_file *f = gguf_open(path, err, sizeof err);
     if (!f)
@@ -67,8 +63,7 @@ static gguf_file *open_ok(const char *path)
 }
 
 /* Opening must fail with a message containing each non-NULL needle. */
-static void expect_refused(const char *path, const char *needle1, const char *needle2)
-{
+static void expect_refused(const char *path, const char *needle1, const char *needle2) {
     char err[512] = "";
     gguf_file *f = gguf_open(path, err, sizeof err);
     if (f) {
@@ -83,15 +78,11 @@ static void expect_refused(const char *path, const char *needle1, const char *ne
         fail_msg("message \"%s\" lacks \"%s\"", err, needle2);
 }
 
-static bool str_is(gguf_str s, const char *c)
-{
-    return s.ptr && s.len == strlen(c) && memcmp(s.ptr, c, s.len) == 0;
-}
+static bool str_is(gguf_str s, const char *c) { return s.ptr && s.len == strlen(c) && memcmp(s.ptr, c, s.len) == 0; }
 
 /* Offset just past the first occurrence of `needle` (a key or tensor name
  * preceded by its u64 length) in buf. */
-static size_t after_name(const uint8_t *buf, size_t n, const char *needle)
-{
+static size_t after_name(const uint8_t *buf, size_t n, const char *needle) {
     size_t len = strlen(needle);
     uint64_t len64 = len;
     for (size_t i = 8; i + len <= n; i++) {
@@ -102,28 +93,22 @@ static size_t after_name(const uint8_t *buf, size_t n, const char *needle)
     return 0;
 }
 
-static double now_seconds(void)
-{
+static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint8_t pattern_byte(size_t tensor, size_t k)
-{
-    return (uint8_t)(tensor * 31 + k * 7 + (k >> 8));
-}
+static uint8_t pattern_byte(size_t tensor, size_t k) { return (uint8_t)(tensor * 31 + k * 7 + (k >> 8)); }
 
 /* ---- fixture --------------------------------------------------------------- */
 
-static int make_tmpdir(void **state)
-{
+static int make_tmpdir(void **state) {
     (void)state;
     return tu_dir_new(tmpdir, "gguf");
 }
 
-static int remove_tmpdir(void **state)
-{
+static int remove_tmpdir(void **state) {
     (void)state;
     return tu_dir_remove(tmpdir);
 }
@@ -131,8 +116,7 @@ static int remove_tmpdir(void **state)
 /* ---- the shared models ------------------------------------------------------------ */
 
 /* What must hold for any well-formed file, checked on every shared model. */
-static void check_consistent(gguf_file *f)
-{
+static void check_consistent(gguf_file *f) {
     assert_true(gguf_version(f) == 2 || gguf_version(f) == 3);
     assert_int_equal(gguf_data_offset(f) % gguf_alignment(f), 0);
     char buf[256];
@@ -163,8 +147,7 @@ static void check_consistent(gguf_file *f)
     assert_int_equal(gguf_kv_type(f, gguf_n_kv(f)), GGUF_TYPE_COUNT);
 }
 
-static void test_all_shared_models_open(void **state)
-{
+static void test_all_shared_models_open(void **state) {
     glob_t g;
     assert_int_equal(glob(MODELS "*.gguf", 0, NULL, &g), 0);
     assert_true(g.gl_pathc >= 11);
@@ -189,8 +172,7 @@ static void test_all_shared_models_open(void **state)
     globfree(&g);
 }
 
-static void test_tiny_f32(void **state)
-{
+static void test_tiny_f32(void **state) {
     gguf_file *f = open_ok(MODELS "tiny-f32.gguf");
     gguf_str s;
     uint32_t u;
@@ -212,7 +194,7 @@ static void test_tiny_f32(void **state)
     assert_true(gguf_get_f32(f, "llama.rope.freq_base", &x) && x == 10000.0f);
     assert_true(gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &x));
     assert_float_equal(x, 1e-5f, 1e-9f);
-    assert_false(gguf_get_u32(f, "llama.rope.freq_base", &u));      /* a float, not an integer */
+    assert_false(gguf_get_u32(f, "llama.rope.freq_base", &u)); /* a float, not an integer */
     assert_false(gguf_get_u32(f, "no.such.key", &u));
     assert_int_equal(gguf_find_key(f, "no.such.key"), -1);
 
@@ -258,8 +240,7 @@ static void test_tiny_f32(void **state)
 
 /* Tensor data pointers must address exactly the bytes the file holds there,
  * and paging hints must not change what is read. */
-static void test_tensor_data_matches_file(void **state)
-{
+static void test_tensor_data_matches_file(void **state) {
     size_t n;
     uint8_t *raw = slurp(MODELS "tiny-q4_0.gguf", &n);
     gguf_file *f = open_ok(MODELS "tiny-q4_0.gguf");
@@ -274,15 +255,14 @@ static void test_tensor_data_matches_file(void **state)
     assert_int_equal(t->type, RL_Q4_0);
     assert_int_equal(t->nbytes, 512 * 2 * 18);
     assert_int_equal(gguf_find_tensor(f, "blk.0.attn_norm.weight")->type, RL_F32);
-    gguf_advise(f, raw, 16, true);          /* not in the mapping: ignored */
+    gguf_advise(f, raw, 16, true); /* not in the mapping: ignored */
     gguf_advise(f, t->data, UINT64_MAX, false);
     assert_memory_equal(t->data, raw + gguf_data_offset(f), t->nbytes);
     gguf_close(&f);
     free(raw);
 }
 
-static void test_other_shared_models(void **state)
-{
+static void test_other_shared_models(void **state) {
     uint32_t u;
     uint64_t u64, n;
     int64_t v;
@@ -297,7 +277,7 @@ static void test_other_shared_models(void **state)
     assert_true(gguf_get_u32(f, "llama.embedding_length", &u) && u == 256);
     gguf_close(&f);
 
-    f = open_ok(MODELS "stories260K.gguf");   /* no general.alignment: default 32 */
+    f = open_ok(MODELS "stories260K.gguf"); /* no general.alignment: default 32 */
     assert_int_equal(gguf_find_key(f, "general.alignment"), -1);
     assert_int_equal(gguf_alignment(f), 32);
     assert_int_equal(gguf_data_offset(f), 14176);
@@ -314,7 +294,7 @@ static void test_other_shared_models(void **state)
     assert_true(gguf_get_arr(f, "llama.attention.sliding_window_pattern", &elem, &n, NULL));
     assert_int_equal(elem, GGUF_BOOL);
     assert_int_equal(n, 4);
-    static const int64_t pattern[4] = { 0, 1, 1, 1 };
+    static const int64_t pattern[4] = {0, 1, 1, 1};
     for (uint64_t i = 0; i < 4; i++)
         assert_true(gguf_arr_i64(f, "llama.attention.sliding_window_pattern", i, &v) && v == pattern[i]);
     assert_false(gguf_arr_i64(f, "llama.attention.sliding_window_pattern", 4, &v));
@@ -358,27 +338,23 @@ typedef struct {
 } tensor_spec;
 
 static const tensor_spec round_trip_tensors[] = {
-    { "a.f32", RL_F32, 2, { 8, 3, 1, 1 }, 96 },
-    { "b.f16", RL_F16, 1, { 16, 1, 1, 1 }, 32 },
-    { "c.q4_0", RL_Q4_0, 2, { 64, 2, 1, 1 }, 72 },
-    { "d.q8_0", RL_Q8_0, 3, { 32, 1, 2, 1 }, 68 },
-    { "e.q4_K", RL_Q4_K, 2, { 256, 2, 1, 1 }, 288 },
-    { "f.bf16", RL_BF16, 4, { 4, 2, 2, 2 }, 64 },
-    { "g.q6_K", RL_Q6_K, 1, { 256, 1, 1, 1 }, 210 },   /* last and padded */
+    {"a.f32", RL_F32, 2, {8, 3, 1, 1}, 96},      {"b.f16", RL_F16, 1, {16, 1, 1, 1}, 32},
+    {"c.q4_0", RL_Q4_0, 2, {64, 2, 1, 1}, 72},   {"d.q8_0", RL_Q8_0, 3, {32, 1, 2, 1}, 68},
+    {"e.q4_K", RL_Q4_K, 2, {256, 2, 1, 1}, 288}, {"f.bf16", RL_BF16, 4, {4, 2, 2, 2}, 64},
+    {"g.q6_K", RL_Q6_K, 1, {256, 1, 1, 1}, 210}, /* last and padded */
 };
 #define N_RT_TENSORS (sizeof round_trip_tensors / sizeof round_trip_tensors[0])
 
-static const char *const rt_strings[] = { "alpha", "", "g\xc3\xa4mma \"q\"", "d", "e", "f", "g", "h", "i", "j" };
-static const int32_t rt_i32s[] = { -5, 0, 7, INT32_MAX, INT32_MIN };
-static const double rt_f64s[] = { 0.5, -2.25, 1e300 };
-static const uint8_t rt_bools[] = { 1, 0, 1 };
-static const uint64_t rt_u64s[] = { 1, (uint64_t)1 << 63 };
-static const float rt_f32s[] = { 0.25f, -1.0f };
+static const char *const rt_strings[] = {"alpha", "", "g\xc3\xa4mma \"q\"", "d", "e", "f", "g", "h", "i", "j"};
+static const int32_t rt_i32s[] = {-5, 0, 7, INT32_MAX, INT32_MIN};
+static const double rt_f64s[] = {0.5, -2.25, 1e300};
+static const uint8_t rt_bools[] = {1, 0, 1};
+static const uint64_t rt_u64s[] = {1, (uint64_t)1 << 63};
+static const float rt_f32s[] = {0.25f, -1.0f};
 
 /* Writes a file with every metadata type and the tensors above, their data
  * streamed in chunks of varying size that straddle tensor boundaries. */
-static void write_round_trip(const char *path)
-{
+static void write_round_trip(const char *path) {
     gguf_writer *w = gguf_writer_new();
     assert_non_null(w);
     uint8_t u8 = 200;
@@ -410,7 +386,7 @@ static void write_round_trip(const char *path)
     gguf_writer_set_arr(w, "a.empty", GGUF_UINT32, NULL, 0);
     gguf_writer_set_arr_str(w, "a.nostr", NULL, 0);
     gguf_writer_set_u32(w, "t.replaced", 1);
-    gguf_writer_set_u32(w, "t.replaced", 2);   /* keeps its place, takes the new value */
+    gguf_writer_set_u32(w, "t.replaced", 2); /* keeps its place, takes the new value */
 
     size_t total = 0;
     for (size_t i = 0; i < N_RT_TENSORS; i++) {
@@ -428,7 +404,7 @@ static void write_round_trip(const char *path)
     char err[256] = "";
     if (gguf_writer_begin(w, path, err, sizeof err) != 0)
         fail_msg("begin: %s", err);
-    static const size_t chunks[] = { 1, 5, 50, 13, 200 };
+    static const size_t chunks[] = {1, 5, 50, 13, 200};
     for (size_t done = 0, c = 0; done < total; c++) {
         size_t k = chunks[c % 5] < total - done ? chunks[c % 5] : total - done;
         assert_int_equal(gguf_writer_write_data(w, data + done, k, err, sizeof err), 0);
@@ -441,8 +417,7 @@ static void write_round_trip(const char *path)
     free(data);
 }
 
-static void check_round_trip_scalars(gguf_file *f)
-{
+static void check_round_trip_scalars(gguf_file *f) {
     uint32_t u32;
     uint64_t u64;
     int64_t i64;
@@ -451,7 +426,7 @@ static void check_round_trip_scalars(gguf_file *f)
     gguf_str s;
     assert_true(gguf_get_u32(f, "t.u8", &u32) && u32 == 200);
     assert_true(gguf_get_i64(f, "t.i8", &i64) && i64 == -100);
-    assert_false(gguf_get_u32(f, "t.i8", &u32));                   /* negative */
+    assert_false(gguf_get_u32(f, "t.i8", &u32)); /* negative */
     assert_false(gguf_get_u64(f, "t.i8", &u64));
     assert_true(gguf_get_u32(f, "t.u16", &u32) && u32 == 60000);
     assert_true(gguf_get_i64(f, "t.i16", &i64) && i64 == -30000);
@@ -461,8 +436,8 @@ static void check_round_trip_scalars(gguf_file *f)
     assert_true(gguf_get_bool(f, "t.bool", &b) && b);
     assert_true(gguf_get_str(f, "t.str", &s) && str_is(s, "h\xc3\xa9llo \"x\"\n\x01"));
     assert_true(gguf_get_u64(f, "t.u64", &u64) && u64 == ((uint64_t)1 << 63) + 5);
-    assert_false(gguf_get_i64(f, "t.u64", &i64));                  /* above INT64_MAX */
-    assert_false(gguf_get_u32(f, "t.u64", &u32));                  /* above UINT32_MAX */
+    assert_false(gguf_get_i64(f, "t.u64", &i64)); /* above INT64_MAX */
+    assert_false(gguf_get_u32(f, "t.u64", &u32)); /* above UINT32_MAX */
     assert_true(gguf_get_i64(f, "t.i64", &i64) && i64 == -((int64_t)1 << 62));
     assert_true(gguf_get_f32(f, "t.f64", &x) && x == (float)3.141592653589793);
     assert_true(gguf_get_u32(f, "t.replaced", &u32) && u32 == 2);
@@ -476,8 +451,7 @@ static void check_round_trip_scalars(gguf_file *f)
     assert_false(gguf_get_i64(f, "t.f32", &i64));
 }
 
-static void check_round_trip_arrays(gguf_file *f)
-{
+static void check_round_trip_arrays(gguf_file *f) {
     gguf_type elem;
     uint64_t n;
     const void *data;
@@ -503,13 +477,13 @@ static void check_round_trip_arrays(gguf_file *f)
     assert_true(gguf_get_arr(f, "a.f64", &elem, &n, &data) && elem == GGUF_FLOAT64 && n == 3);
     assert_memory_equal(data, rt_f64s, sizeof rt_f64s);
     assert_true(gguf_arr_f32(f, "a.f64", 1, &x) && x == -2.25f);
-    assert_false(gguf_arr_i64(f, "a.f64", 0, &v));                 /* floats are not integers */
+    assert_false(gguf_arr_i64(f, "a.f64", 0, &v)); /* floats are not integers */
     assert_true(gguf_arr_f32(f, "a.f32", 0, &x) && x == 0.25f);
     assert_true(gguf_get_arr(f, "a.bool", &elem, &n, NULL) && elem == GGUF_BOOL && n == 3);
     assert_true(gguf_arr_i64(f, "a.bool", 0, &v) && v == 1);
     assert_true(gguf_arr_i64(f, "a.bool", 1, &v) && v == 0);
     assert_true(gguf_arr_i64(f, "a.u64", 0, &v) && v == 1);
-    assert_false(gguf_arr_i64(f, "a.u64", 1, &v));                 /* 2^63 */
+    assert_false(gguf_arr_i64(f, "a.u64", 1, &v)); /* 2^63 */
     assert_true(gguf_get_arr(f, "a.empty", &elem, &n, NULL) && elem == GGUF_UINT32 && n == 0);
     assert_false(gguf_arr_i64(f, "a.empty", 0, &v));
     assert_true(gguf_get_arr(f, "a.nostr", &elem, &n, NULL) && elem == GGUF_STRING && n == 0);
@@ -517,15 +491,13 @@ static void check_round_trip_arrays(gguf_file *f)
     assert_false(gguf_arr_f32(f, "a.str", 0, &x));
 }
 
-static void expect_format(gguf_file *f, const char *key, const char *want)
-{
+static void expect_format(gguf_file *f, const char *key, const char *want) {
     char buf[256];
     gguf_format_value(f, gguf_find_key(f, key), buf, sizeof buf);
     assert_string_equal(buf, want);
 }
 
-static void check_round_trip_format(gguf_file *f)
-{
+static void check_round_trip_format(gguf_file *f) {
     expect_format(f, "t.u8", "200");
     expect_format(f, "t.i8", "-100");
     expect_format(f, "t.i64", "-4611686018427387904");
@@ -536,8 +508,9 @@ static void check_round_trip_format(gguf_file *f)
     expect_format(f, "t.str", "\"h\xc3\xa9llo \\\"x\\\"\\n\\x01\"");
     expect_format(f, "a.i32", "[i32 x 5] -5, 0, 7, 2147483647, -2147483648");
     expect_format(f, "a.empty", "[u32 x 0]");
-    expect_format(f, "a.str", "[str x 10] \"alpha\", \"\", \"g\xc3\xa4mma \\\"q\\\"\", \"d\", \"e\", \"f\", "
-                              "\"g\", \"h\", ...");
+    expect_format(f, "a.str",
+                  "[str x 10] \"alpha\", \"\", \"g\xc3\xa4mma \\\"q\\\"\", \"d\", \"e\", \"f\", "
+                  "\"g\", \"h\", ...");
     char small[12];
     gguf_format_value(f, gguf_find_key(f, "a.str"), small, sizeof small);
     assert_string_equal(small, "[str x 1...");
@@ -545,8 +518,7 @@ static void check_round_trip_format(gguf_file *f)
     assert_string_equal(small, "");
 }
 
-static void test_writer_round_trip(void **state)
-{
+static void test_writer_round_trip(void **state) {
     scratch_path path_buf = tmp_path("round-trip.gguf");
     const char *path = path_buf.s;
     write_round_trip(path);
@@ -585,8 +557,7 @@ static void test_writer_round_trip(void **state)
 
 /* A v2 file has the same layout with these field widths, so patching the
  * version of a v3 file gives a valid v2 file. */
-static void test_version_2_accepted(void **state)
-{
+static void test_version_2_accepted(void **state) {
     scratch_path path_buf = tmp_path("round-trip.gguf");
     const char *path = path_buf.s;
     write_round_trip(path);
@@ -604,8 +575,7 @@ static void test_version_2_accepted(void **state)
 
 /* ---- writer misuse ------------------------------------------------------------------ */
 
-static void expect_begin_fails(gguf_writer *w, const char *needle)
-{
+static void expect_begin_fails(gguf_writer *w, const char *needle) {
     char err[256] = "";
     assert_int_equal(gguf_writer_begin(w, tmp_path("never.gguf").s, err, sizeof err), -1);
     if (!strstr(err, needle))
@@ -613,10 +583,9 @@ static void expect_begin_fails(gguf_writer *w, const char *needle)
     gguf_writer_destroy(&w);
 }
 
-static void test_writer_errors(void **state)
-{
-    static const uint64_t ne[4] = { 100, 2, 1, 1 };
-    static const uint64_t ne32[4] = { 32, 1, 1, 1 };
+static void test_writer_errors(void **state) {
+    static const uint64_t ne[4] = {100, 2, 1, 1};
+    static const uint64_t ne32[4] = {32, 1, 1, 1};
     gguf_writer *w = gguf_writer_new();
     gguf_writer_add_tensor(w, "bad.type", (rl_dtype)4, 1, ne);
     expect_begin_fails(w, "bad.type");
@@ -654,9 +623,9 @@ static void test_writer_errors(void **state)
     gguf_writer_destroy(&w);
 
     /* Too much data, then too little. */
-    uint8_t buf[256] = { 0 };
+    uint8_t buf[256] = {0};
     w = gguf_writer_new();
-    assert_int_equal(gguf_writer_write_data(w, buf, 1, err, sizeof err), -1);   /* before begin */
+    assert_int_equal(gguf_writer_write_data(w, buf, 1, err, sizeof err), -1); /* before begin */
     gguf_writer_destroy(&w);
     w = gguf_writer_new();
     gguf_writer_add_tensor(w, "small", RL_F32, 1, ne32);
@@ -680,8 +649,7 @@ static void test_writer_errors(void **state)
 
 /* Copies src into the scratch dir, then cuts the copy shorter and shorter:
  * every length in [0, keep) listed by `step` must be refused. */
-static void truncate_all(const char *src, uint64_t keep, uint64_t dense_until, uint64_t step)
-{
+static void truncate_all(const char *src, uint64_t keep, uint64_t dense_until, uint64_t step) {
     size_t n;
     uint8_t *buf = slurp(src, &n);
     scratch_path path_buf = tmp_path("truncated.gguf");
@@ -699,15 +667,14 @@ static void truncate_all(const char *src, uint64_t keep, uint64_t dense_until, u
     close(fd);
 }
 
-static void test_truncated_written_file(void **state)
-{
+static void test_truncated_written_file(void **state) {
     scratch_path path_buf = tmp_path("round-trip.gguf");
     const char *path = path_buf.s;
     write_round_trip(path);
     gguf_file *f = open_ok(path);
     const gguf_tensor *last = gguf_tensor_at(f, gguf_n_tensors(f) - 1);
     uint64_t end = gguf_data_offset(f) + last->offset + last->nbytes;
-    assert_true(end < gguf_file_size(f));   /* the last tensor is padded */
+    assert_true(end < gguf_file_size(f)); /* the last tensor is padded */
     gguf_close(&f);
     truncate_all(path, end, UINT64_MAX, 1);
 
@@ -720,8 +687,7 @@ static void test_truncated_written_file(void **state)
     gguf_close(&f);
 }
 
-static void test_truncated_shared_model(void **state)
-{
+static void test_truncated_shared_model(void **state) {
     gguf_file *f = open_ok(MODELS "tiny-q4_0.gguf");
     uint64_t size = gguf_file_size(f), data = gguf_data_offset(f);
     gguf_close(&f);
@@ -731,14 +697,13 @@ static void test_truncated_shared_model(void **state)
 
 /* ---- targeted corruption --------------------------------------------------------------- */
 
-static uint8_t *victim;          /* a small valid file, rewritten with one patch at a time */
+static uint8_t *victim; /* a small valid file, rewritten with one patch at a time */
 static size_t victim_len;
 
-static void make_victim(void)
-{
-    static const char *const strs[] = { "ab", "cd", "ef" };
-    static const uint32_t nums[] = { 1, 2, 3 };
-    static const uint64_t ne_a[4] = { 8, 2, 1, 1 }, ne_b[4] = { 32, 2, 1, 1 };
+static void make_victim(void) {
+    static const char *const strs[] = {"ab", "cd", "ef"};
+    static const uint32_t nums[] = {1, 2, 3};
+    static const uint64_t ne_a[4] = {8, 2, 1, 1}, ne_b[4] = {32, 2, 1, 1};
     uint8_t one = 1;
     gguf_writer *w = gguf_writer_new();
     gguf_writer_set_u32(w, "general.alignment", 32);
@@ -750,7 +715,7 @@ static void make_victim(void)
     gguf_writer_add_tensor(w, "t.a", RL_F32, 2, ne_a);
     gguf_writer_add_tensor(w, "t.b", RL_Q4_0, 2, ne_b);
     char err[256];
-    uint8_t data[64 + 36] = { 0 };
+    uint8_t data[64 + 36] = {0};
     assert_int_equal(gguf_writer_begin(w, tmp_path("victim.gguf").s, err, sizeof err), 0);
     assert_int_equal(gguf_writer_write_data(w, data, sizeof data, err, sizeof err), 0);
     assert_int_equal(gguf_writer_close(w, err, sizeof err), 0);
@@ -762,8 +727,7 @@ static void make_victim(void)
 
 /* Writes the victim with `len` bytes at `at` replaced and expects refusal
  * quickly (a huge count must not be walked). */
-static void refuse_patch(size_t at, const void *bytes, size_t len, const char *needle1, const char *needle2)
-{
+static void refuse_patch(size_t at, const void *bytes, size_t len, const char *needle1, const char *needle2) {
     uint8_t *buf = malloc(victim_len);
     assert_non_null(buf);
     memcpy(buf, victim, victim_len);
@@ -779,8 +743,7 @@ static void refuse_patch(size_t at, const void *bytes, size_t len, const char *n
 static void patch_u32(size_t at, uint32_t v, const char *n1, const char *n2) { refuse_patch(at, &v, 4, n1, n2); }
 static void patch_u64(size_t at, uint64_t v, const char *n1, const char *n2) { refuse_patch(at, &v, 8, n1, n2); }
 
-static void test_corrupt_header_and_metadata(void **state)
-{
+static void test_corrupt_header_and_metadata(void **state) {
     make_victim();
     refuse_patch(0, "GGUX", 4, "not a GGUF file", NULL);
     patch_u32(4, 1, "version 1", "not supported");
@@ -788,13 +751,13 @@ static void test_corrupt_header_and_metadata(void **state)
     patch_u32(4, 0x03000000, "big-endian", NULL);
     patch_u64(8, (uint64_t)1 << 60, "tensor count", NULL);
     patch_u64(16, (uint64_t)1 << 60, "metadata count", NULL);
-    patch_u64(16, 7, "tensor #0", NULL);   /* one kv too many eats the start of the tensor table */
+    patch_u64(16, 7, "tensor #0", NULL); /* one kv too many eats the start of the tensor table */
 
     size_t num = after_name(victim, victim_len, "k.num");
     patch_u32(num, 13, "'k.num'", "value type 13");
     patch_u32(num, 0xFFFFFFFFu, "'k.num'", "not a GGUF type");
     patch_u32(num, GGUF_STRING, "'k.num'", "runs past end of file");
-    patch_u32(num, GGUF_ARRAY, "kv #2", "key length");   /* k.num swallows the next key */
+    patch_u32(num, GGUF_ARRAY, "kv #2", "key length"); /* k.num swallows the next key */
     patch_u64(num - 5 - 8, (uint64_t)1 << 63, "kv #1", "key length");
 
     size_t strs = after_name(victim, victim_len, "k.strs");
@@ -816,10 +779,9 @@ static void test_corrupt_header_and_metadata(void **state)
     free(victim);
 }
 
-static void test_corrupt_tensor_infos(void **state)
-{
+static void test_corrupt_tensor_infos(void **state) {
     make_victim();
-    size_t a = after_name(victim, victim_len, "t.a");   /* n_dims, ne[2], type, offset */
+    size_t a = after_name(victim, victim_len, "t.a"); /* n_dims, ne[2], type, offset */
     size_t b = after_name(victim, victim_len, "t.b");
     patch_u32(b + 4 + 16, 4, "'t.b'", "not a known ggml type");
     patch_u32(b + 4 + 16, 1000, "'t.b'", "tensor type 1000");
@@ -827,15 +789,15 @@ static void test_corrupt_tensor_infos(void **state)
     patch_u32(b, 5, "'t.b'", "n_dims 5");
     patch_u64(a + 4 + 8, 0, "'t.a'", "ne[1]");
     patch_u64(b + 4, 33, "'t.b'", "not a multiple of the q4_0 block size 32");
-    uint64_t big[2] = { (uint64_t)1 << 40, (uint64_t)1 << 40 };
+    uint64_t big[2] = {(uint64_t)1 << 40, (uint64_t)1 << 40};
     refuse_patch(a + 4, big, 16, "'t.a'", "overflow");
-    uint64_t wide_rows[2] = { (uint64_t)1 << 61, 2 }, wide_row[2] = { (uint64_t)1 << 62, 1 };
-    refuse_patch(a + 4, wide_rows, 16, "'t.a'", "data size");       /* 2 rows of 2^63 bytes */
-    refuse_patch(a + 4, wide_row, 16, "'t.a'", "data size");        /* one row of 2^64 bytes */
+    uint64_t wide_rows[2] = {(uint64_t)1 << 61, 2}, wide_row[2] = {(uint64_t)1 << 62, 1};
+    refuse_patch(a + 4, wide_rows, 16, "'t.a'", "data size"); /* 2 rows of 2^63 bytes */
+    refuse_patch(a + 4, wide_row, 16, "'t.a'", "data size");  /* one row of 2^64 bytes */
     patch_u64(a + 4, UINT64_MAX, "'t.a'", "overflow");
     patch_u64(b + 4 + 16 + 4, 64 + 1, "'t.b'", "not a multiple of the alignment");
     patch_u64(b + 4 + 16 + 4, (uint64_t)1 << 62, "'t.b'", "past end of file");
-    patch_u64(b + 4 + 16 + 4, 96, "'t.b'", "runs past end of file");   /* starts inside, ends outside */
+    patch_u64(b + 4 + 16 + 4, 96, "'t.b'", "runs past end of file"); /* starts inside, ends outside */
     patch_u64(b + 4 + 16 + 4, UINT64_MAX - 31, "'t.b'", "past end of file");
     refuse_patch(b - 1, "a", 1, "'t.a'", "duplicate tensor name");
     refuse_patch(b - 2, "\0", 1, "tensor #1", "NUL byte");
@@ -844,8 +806,7 @@ static void test_corrupt_tensor_infos(void **state)
 }
 
 /* The same kind of damage in a real model, found by name. */
-static void test_corrupt_shared_model(void **state)
-{
+static void test_corrupt_shared_model(void **state) {
     uint8_t *buf = slurp(MODELS "tiny-f32.gguf", &victim_len);
     victim = buf;
     size_t tokens = after_name(victim, victim_len, "tokenizer.ggml.tokens");
@@ -859,8 +820,7 @@ static void test_corrupt_shared_model(void **state)
     free(victim);
 }
 
-static void test_not_files(void **state)
-{
+static void test_not_files(void **state) {
     spit(tmp_path("empty.gguf").s, "", 0);
     expect_refused(tmp_path("empty.gguf").s, "magic", "0 bytes");
     spit(tmp_path("short.gguf").s, "GGUF\3\0", 6);
@@ -878,8 +838,7 @@ static void test_not_files(void **state)
 /* Flips random bytes of a valid file many times: each open either fails with
  * a message or yields a file whose every value and tensor byte is readable
  * (the sanitizer build turns any stray read into a failure). */
-static void test_random_byte_flips(void **state)
-{
+static void test_random_byte_flips(void **state) {
     scratch_path src_buf = tmp_path("round-trip.gguf");
     const char *src = src_buf.s;
     write_round_trip(src);
@@ -919,13 +878,12 @@ static void test_random_byte_flips(void **state)
         }
         gguf_close(&f);
     }
-    assert_true(opened > 0);   /* flips in string contents leave valid files */
+    assert_true(opened > 0); /* flips in string contents leave valid files */
     free(buf);
     free(orig);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_shared_models_open),
         cmocka_unit_test(test_tiny_f32),

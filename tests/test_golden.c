@@ -63,7 +63,7 @@ static rl_runner *open_runner_with(const char *model, bool no_gemm, uint32_t bat
     rl_runner_opts o = rl_runner_opts_default();
     o.model_path = path;
     o.n_threads = 2;
-    o.n_ctx = 0;   /* the default, capped at the model's: tiny-mistral3 has 128, and more is refused */
+    o.n_ctx = 0; /* the default, capped at the model's: tiny-mistral3 has 128, and more is refused */
     o.progress = false;
     o.no_gemm = no_gemm;
     o.batch = batch;
@@ -100,8 +100,8 @@ static void check_step(const golden_case *gc, const char *tag, size_t step, cons
         if (worst && fabs(logits[id] - want) > *worst)
             *worst = fabs(logits[id] - want);
         else if (!worst && fabs(logits[id] - want) > gc->tol)
-            fail_msg("%s %s step %zu: logit[%d] = %.5f, reference %.5f (tol %g)", gc->golden, tag, step, id,
-                     logits[id], want, gc->tol);
+            fail_msg("%s %s step %zu: logit[%d] = %.5f, reference %.5f (tol %g)", gc->golden, tag, step, id, logits[id],
+                     want, gc->tol);
     }
     if (worst)
         return;
@@ -182,10 +182,10 @@ static void greedy_identical(const golden_case *gc) {
 
 static void run_case(void **state) {
     const golden_case *gc = *state;
-    teacher_forcing(gc, false, 256);   /* whole prompt as one sgemm batch */
-    teacher_forcing(gc, true, 256);    /* prompt batch through the quantized kernels */
-    teacher_forcing(gc, true, 1);      /* one token at a time */
-    teacher_forcing(gc, false, 3);     /* odd chunks below the sgemm threshold */
+    teacher_forcing(gc, false, 256); /* whole prompt as one sgemm batch */
+    teacher_forcing(gc, true, 256);  /* prompt batch through the quantized kernels */
+    teacher_forcing(gc, true, 1);    /* one token at a time */
+    teacher_forcing(gc, false, 3);   /* odd chunks below the sgemm threshold */
     if (gc->exact_greedy)
         greedy_identical(gc);
 }
@@ -206,8 +206,8 @@ static void mistral3_switches_matter(void **state) {
         forced_run(&cases[i], false, 256, (switches){0}, &on);
         forced_run(&cases[i], false, 256, (switches){.no_yarn = true}, &no_yarn);
         forced_run(&cases[i], false, 256, (switches){.no_attn_temp = true}, &no_temp);
-        print_message("%s: worst deviation %.4f; without YaRN %.3f; without the temperature %.3f\n",
-                      cases[i].golden, on, no_yarn, no_temp);
+        print_message("%s: worst deviation %.4f; without YaRN %.3f; without the temperature %.3f\n", cases[i].golden,
+                      on, no_yarn, no_temp);
         assert_true(on <= cases[i].tol);
         assert_true(no_yarn > 2 * cases[i].tol && no_yarn > 0.5);
         assert_true(no_temp > 2 * cases[i].tol && no_temp > 0.5);
@@ -284,7 +284,8 @@ static double max_deviation(const golden_case *gc, rl_kv_type kv) {
         const json_t *step = json_array_get(top, t);
         for (size_t i = 0; i < json_array_size(step); i++) {
             const json_t *pair = json_array_get(step, i);
-            double d = fabs(logits[json_integer_value(json_array_get(pair, 0))] - json_number_value(json_array_get(pair, 1)));
+            double d =
+                fabs(logits[json_integer_value(json_array_get(pair, 0))] - json_number_value(json_array_get(pair, 1)));
             worst = d > worst ? d : worst;
         }
         if (t + 1 < n_greedy && rl_runner_feed(r, &greedy[t], 1, logits, err, sizeof err))
@@ -298,7 +299,8 @@ static double max_deviation(const golden_case *gc, rl_kv_type kv) {
     return worst;
 }
 
-#define CASE(m, g, tol, exact) {m, g, tol, exact}
+#define CASE(m, g, tol, exact) \
+    { m, g, tol, exact }
 static const golden_case CASES[] = {
     CASE("tiny-f32.gguf", "tiny-f32.p1.json", 2e-3f, true),
     CASE("tiny-f32.gguf", "tiny-f32.p2.json", 2e-3f, true),
@@ -351,7 +353,7 @@ static void kv_type_deviation(void **state) {
     (void)state;
     static const struct {
         rl_kv_type kv;
-        float f32_models, quant_models;   /* bounds for golden tolerance 2e-3 / 0.5 */
+        float f32_models, quant_models; /* bounds for golden tolerance 2e-3 / 0.5 */
     } types[] = {
         {{RL_F32, RL_F32}, 2e-3f, 0.5f},
         {{RL_F16, RL_F16}, 0.05f, 0.6f},
@@ -369,8 +371,8 @@ static void kv_type_deviation(void **state) {
             }
             const double d = max_deviation(&CASES[c], types[t].kv);
             const float bound = CASES[c].tol < 0.01f ? types[t].f32_models : types[t].quant_models;
-            print_message("kv %-9s %-22s max logit deviation from the golden %.5f (bound %g)\n",
-                          kvs, CASES[c].golden, d, bound);
+            print_message("kv %-9s %-22s max logit deviation from the golden %.5f (bound %g)\n", kvs, CASES[c].golden,
+                          d, bound);
             if (!(d <= bound))
                 fail_msg("KV %s on %s: logits %.4f from the golden, more than %g", kvs, CASES[c].golden, d, bound);
         }

@@ -113,13 +113,13 @@ static void test_cpu_not_allowed(void **state) {
 }
 
 typedef struct {
-    pid_t tid;        /* the polling thread */
-    char during[64];  /* its list while it waits */
+    pid_t tid;       /* the polling thread */
+    char during[64]; /* its list while it waits */
 } watch;
 
 static void *look_while_polling(void *v) {
     watch *w = v;
-    usleep(150 * 1000);   /* the poll below waits 600 ms */
+    usleep(150 * 1000); /* the poll below waits 600 ms */
     allowed_list(w->tid, w->during, sizeof w->during);
     return NULL;
 }

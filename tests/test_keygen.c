@@ -60,7 +60,7 @@ static void check_pair(const char *name, const char *out, char z85[41]) {
     assert_string_equal(zcert_public_txt(public), z85);
     uint8_t zero[32] = {0};
     assert_memory_not_equal(zcert_secret_key(secret), zero, 32);
-    assert_memory_equal(zcert_secret_key(public), zero, 32);   /* the .pub holds no secret */
+    assert_memory_equal(zcert_secret_key(public), zero, 32); /* the .pub holds no secret */
 
     uint8_t h[crypto_hash_sha256_BYTES];
     char want[17];
@@ -77,7 +77,7 @@ static void test_writes_a_private_pair(void **state) {
     snprintf(name, sizeof name, "%s/node1", dir);
     char args[256];
     snprintf(args, sizeof args, "-o %s", name);
-    assert_int_equal(keygen("000", args, out, sizeof out), 0);   /* a umask letting everyone read */
+    assert_int_equal(keygen("000", args, out, sizeof out), 0); /* a umask letting everyone read */
     check_pair(name, out, z85);
     assert_non_null(strstr(out, "(secret, mode 0600)"));
 

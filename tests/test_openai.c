@@ -98,14 +98,16 @@ static void test_bad_fields(void **state) {
         {true, "{\"messages\": [{\"role\": \"wizard\", \"content\": \"x\"}]}", "messages", "messages[0]"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": \"hot\"}", "temperature",
          "between 0 and 2"},
-        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": 3}", "temperature", "number"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": 3}", "temperature",
+         "number"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_p\": -1}", "top_p", "number"},
-        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 0}", "max_tokens", "integer"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 0}", "max_tokens",
+         "integer"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_completion_tokens\": 1.5}",
          "max_completion_tokens", "integer"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"seed\": \"x\"}", "seed", "integer"},
-        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"presence_penalty\": 9}", "presence_penalty",
-         "between -2 and 2"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"presence_penalty\": 9}",
+         "presence_penalty", "between -2 and 2"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"frequency_penalty\": null, \"stream\": 1}",
          "stream", "boolean"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]}",
@@ -115,11 +117,13 @@ static void test_bad_fields(void **state) {
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": {\"5\": 3}}", "logit_bias",
          "not supported"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": 5}", "model", "string"},
-        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
+        {true,
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
          "response_format", "'json_object' is not supported"},
-        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
-               "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}", "response_format",
-         "'json_schema' is not supported"},
+        {true,
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}",
+         "response_format", "'json_schema' is not supported"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"yaml\"}}",
          "response_format", "must be 'text'"},
         {false, "{\"prompt\": \"x\", \"response_format\": \"json\"}", "response_format", "must be an object"},
@@ -149,8 +153,11 @@ static void test_options_and_context(void **state) {
     fixture *x = *state;
     rl_oai_req r;
     rl_oai_err e;
-    assert_int_equal(parse(x, false, "{\"prompt\": \"Hello\", \"stop\": [\"a\", \"bc\"], \"seed\": 7, \"stream\": true,"
-                                     " \"stream_options\": {\"include_usage\": true}, \"top_p\": 0.5}", &r, &e), 0);
+    assert_int_equal(parse(x, false,
+                           "{\"prompt\": \"Hello\", \"stop\": [\"a\", \"bc\"], \"seed\": 7, \"stream\": true,"
+                           " \"stream_options\": {\"include_usage\": true}, \"top_p\": 0.5}",
+                           &r, &e),
+                     0);
     assert_int_equal(r.n_stop, 2);
     assert_string_equal(r.stop[1], "bc");
     assert_true(r.stream && r.include_usage);
@@ -184,8 +191,9 @@ static void test_model_and_format(void **state) {
             fail_msg("%s: %d %s", ok[i], e.status, e.message);
         rl_oai_req_free(&r);
     }
-    assert_int_equal(parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
-                           &r, &e), -1);
+    assert_int_equal(
+        parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", &r, &e),
+        -1);
     assert_int_equal(e.status, 404);
     assert_string_equal(e.code, "model_not_found");
     assert_string_equal(e.param, "model");
@@ -210,8 +218,10 @@ static void test_tool_choice(void **state) {
     snprintf(body, sizeof body, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s}", tools);
     assert_int_equal(parse(x, true, body, &plain, &e), 0);
     assert_int_equal(plain.tool_mode, RL_TOOLS_AUTO);
-    snprintf(body, sizeof body, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
-             "\"required\"}", tools);
+    snprintf(body, sizeof body,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
+             "\"required\"}",
+             tools);
     assert_int_equal(parse(x, true, body, &r, &e), 0);
     assert_int_equal(r.tool_mode, RL_TOOLS_REQUIRED);
     assert_int_equal(r.n_prompt, plain.n_prompt + 1);
@@ -219,19 +229,25 @@ static void test_tool_choice(void **state) {
     assert_int_equal(r.prompt[r.n_prompt - 1], calls);
     rl_oai_req_free(&r);
     /* a named function: only that one is listed */
-    snprintf(body, sizeof body, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
-             "{\"type\": \"function\", \"function\": {\"name\": \"b\"}}}", tools);
+    snprintf(body, sizeof body,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
+             "{\"type\": \"function\", \"function\": {\"name\": \"b\"}}}",
+             tools);
     assert_int_equal(parse(x, true, body, &r, &e), 0);
     assert_true(r.n_prompt < plain.n_prompt + 1);
     assert_int_equal(r.prompt[r.n_prompt - 1], calls);
     rl_oai_req_free(&r);
-    snprintf(body, sizeof body, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
-             "{\"type\": \"function\", \"function\": {\"name\": \"zz\"}}}", tools);
+    snprintf(body, sizeof body,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
+             "{\"type\": \"function\", \"function\": {\"name\": \"zz\"}}}",
+             tools);
     assert_int_equal(parse(x, true, body, &r, &e), -1);
     assert_string_equal(e.param, "tool_choice");
     /* none: no tools in the prompt */
-    snprintf(body, sizeof body, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
-             "\"none\"}", tools);
+    snprintf(body, sizeof body,
+             "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], %s, \"tool_choice\": "
+             "\"none\"}",
+             tools);
     assert_int_equal(parse(x, true, body, &r, &e), 0);
     assert_false(r.tools_offered);
     assert_true(r.n_prompt < plain.n_prompt);
@@ -259,20 +275,28 @@ static void test_tool_call_parsing(void **state) {
     check_call(c, 1, "f", "{\"x\": 1}");
     assert_string_equal(json_string_value(json_object_get(json_array_get(c, 1), "id")), "abcDEF123");
     json_decref(c);
-    c = calls_of("{\"name\": \"g\", \"id\": \"not-valid-id\"}");   /* one object; no arguments; bad id */
+    c = calls_of("{\"name\": \"g\", \"id\": \"not-valid-id\"}"); /* one object; no arguments; bad id */
     assert_int_equal(json_array_size(c), 1);
     check_call(c, 0, "g", "{}");
     assert_string_not_equal(json_string_value(json_object_get(json_array_get(c, 0), "id")), "not-valid-id");
     json_decref(c);
-    const char *bad[] = {"", "[]", "[{\"arguments\": {}}]", "[{\"name\": 5}]", "[{\"name\": \"\"}]", "[1]",
-                         "[{\"name\": \"a\"}] trailing", "not json", "[{\"name\": \"a\""};
+    const char *bad[] = {"",
+                         "[]",
+                         "[{\"arguments\": {}}]",
+                         "[{\"name\": 5}]",
+                         "[{\"name\": \"\"}]",
+                         "[1]",
+                         "[{\"name\": \"a\"}] trailing",
+                         "not json",
+                         "[{\"name\": \"a\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_null(calls_of(bad[i]));
     /* the newer format (V13; V11 with [CALL_ID]) */
     json_t *v = calls_of("f[ARGS]{\"a\": 1}[TOOL_CALLS]g[CALL_ID]abcdefghi[ARGS]{}");
     assert_int_equal(json_array_size(v), 2);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(v, 0), "function"),
-                                                          "arguments")), "{\"a\":1}");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(json_array_get(v, 0), "function"), "arguments")),
+        "{\"a\":1}");
     assert_string_equal(json_string_value(json_object_get(json_array_get(v, 1), "id")), "abcdefghi");
     json_decref(v);
     const char *bad_v13[] = {"[ARGS]{}", "f[ARGS]{oops", "f[ARGS]{}[TOOL_CALLS]g", "f[ARGS]{}[TOOL_CALLS]"};
@@ -305,7 +329,7 @@ static void test_output_stops_and_tools(void **state) {
     assert_true(feed_text(x, o, "Hello wor"));
     assert_true(feed_text(x, o, "ld, the E"));
     const char *t = rl_oai_out_content(o, &len);
-    assert_true(len <= strlen("Hello world, the "));   /* "E" is held back */
+    assert_true(len <= strlen("Hello world, the ")); /* "E" is held back */
     assert_false(feed_text(x, o, "ND is near"));
     t = rl_oai_out_content(o, &len);
     assert_int_equal(len, strlen("Hello world, the "));
@@ -322,7 +346,7 @@ static void test_output_stops_and_tools(void **state) {
     o = rl_oai_out_new(x->tok, stop, 2, true, false);
     assert_true(feed_text(x, o, "Sure. "));
     assert_true(rl_oai_out_feed(o, rl_tok_find(x->tok, "[TOOL_CALLS]")));
-    assert_true(feed_text(x, o, "[{\"name\": \"a\"}]\n\nEND"));   /* stops do not apply to calls */
+    assert_true(feed_text(x, o, "[{\"name\": \"a\"}]\n\nEND")); /* stops do not apply to calls */
     rl_oai_out_finish(o);
     assert_true(rl_oai_out_in_tools(o));
     t = rl_oai_out_tool_text(o, &len);
@@ -446,7 +470,7 @@ static bool utf8_whole(const char *s, size_t n) {
  * character the generation never completes ends as one U+FFFD. */
 static void test_output_split_characters(void **state) {
     fixture *x = *state;
-    const char *text = "na\xC3\xAFve \xF0\x9F\xA6\x99!";   /* "naïve 🦙!" */
+    const char *text = "na\xC3\xAFve \xF0\x9F\xA6\x99!"; /* "naïve 🦙!" */
     int32_t *ids;
     size_t n, len, held = 0;
     assert_int_equal(rl_tok_encode(x->tok, text, strlen(text), false, false, &ids, &n), 0);
@@ -459,10 +483,10 @@ static void test_output_split_characters(void **state) {
         assert_memory_equal(t, text, len);
         char piece[16];
         int k = rl_tok_piece(x->tok, ids[i], false, piece, sizeof piece);
-        held += k > 0 && len == prev;   /* a token's bytes came in, nothing could be shown */
+        held += k > 0 && len == prev; /* a token's bytes came in, nothing could be shown */
         prev = len;
     }
-    assert_true(held >= 1);   /* the test does split a character */
+    assert_true(held >= 1); /* the test does split a character */
     rl_oai_out_finish(o);
     const char *t = rl_oai_out_content(o, &len);
     assert_int_equal(len, strlen(text));
@@ -586,12 +610,18 @@ static void test_response_shapes(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stop_limits),         cmocka_unit_test(test_stop_matching_linear),
-        cmocka_unit_test(test_golden_prompts),      cmocka_unit_test(test_bad_fields),
-        cmocka_unit_test(test_options_and_context), cmocka_unit_test(test_tool_choice),
-        cmocka_unit_test(test_tool_call_parsing),   cmocka_unit_test(test_output_stops_and_tools),
-        cmocka_unit_test(test_output_split_characters), cmocka_unit_test(test_model_and_format),
-        cmocka_unit_test(test_response_shapes),     cmocka_unit_test(test_output_thinking_and_v13_calls),
+        cmocka_unit_test(test_stop_limits),
+        cmocka_unit_test(test_stop_matching_linear),
+        cmocka_unit_test(test_golden_prompts),
+        cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_options_and_context),
+        cmocka_unit_test(test_tool_choice),
+        cmocka_unit_test(test_tool_call_parsing),
+        cmocka_unit_test(test_output_stops_and_tools),
+        cmocka_unit_test(test_output_split_characters),
+        cmocka_unit_test(test_model_and_format),
+        cmocka_unit_test(test_response_shapes),
+        cmocka_unit_test(test_output_thinking_and_v13_calls),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,7 +21,7 @@ static void test_rmsnorm(void **s) {
     rl_rmsnorm(out, x, w, 7, 1e-5f);
     for (int i = 0; i < 7; i++)
         assert_float_equal(out[i], x[i] * scale * w[i], 1e-6);
-    rl_rmsnorm(x, x, w, 7, 1e-5f);   /* in place */
+    rl_rmsnorm(x, x, w, 7, 1e-5f); /* in place */
     assert_memory_equal(x, out, sizeof out);
 }
 
@@ -51,11 +51,12 @@ static void test_rope(void **s) {
             assert_float_equal(x[h * D + i], a * cos(th) - b * sin(th), 2e-4);
             assert_float_equal(x[h * D + i + 1], a * sin(th) + b * cos(th), 2e-4);
             /* a rotation keeps each pair's length */
-            double n0 = a * a + b * b, n1 = (double)x[h * D + i] * x[h * D + i] + (double)x[h * D + i + 1] * x[h * D + i + 1];
+            double n0 = a * a + b * b,
+                   n1 = (double)x[h * D + i] * x[h * D + i] + (double)x[h * D + i + 1] * x[h * D + i + 1];
             assert_float_equal(n0, n1, 1e-4);
         }
     float y[D] = {1, 0, 1, 0, 1, 0, 1, 0};
-    rope(y, 1, D, 0, base);   /* position 0 is the identity */
+    rope(y, 1, D, 0, base); /* position 0 is the identity */
     for (int i = 0; i < D; i++)
         assert_float_equal(y[i], (i % 2) ? 0.0 : 1.0, 0);
 }
@@ -107,7 +108,7 @@ static void test_rope_yarn(void **s) {
     p.orig_ctx = 32;
     p.log_mul = 1;
     check_yarn(&p, 32);
-    p.log_mul = 0;   /* magnitude 1 + 0.1 ln 4 */
+    p.log_mul = 0; /* magnitude 1 + 0.1 ln 4 */
     check_yarn(&p, 32);
     p.factor = 16;
     p.orig_ctx = 16384;
@@ -185,7 +186,7 @@ static void test_pool(void **s) {
         assert_non_null(pool);
         assert_int_equal(rl_pool_size(pool), n);
         pool_probe p = {0};
-        for (int rep = 0; rep < 2000; rep++)   /* many short tasks: the decode pattern */
+        for (int rep = 0; rep < 2000; rep++) /* many short tasks: the decode pattern */
             rl_pool_run(pool, probe_task, &p);
         assert_int_equal(atomic_load(&p.sum), 2000L * 999 * 1000 / 2);
         assert_int_equal(atomic_load(&p.calls), 2000 * n);
@@ -212,10 +213,9 @@ static void test_split(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_rope_yarn),
-        cmocka_unit_test(test_attn_temp), cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_swiglu), cmocka_unit_test(test_pool), cmocka_unit_test(test_split),
+        cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_rope),    cmocka_unit_test(test_rope_yarn),
+        cmocka_unit_test(test_attn_temp), cmocka_unit_test(test_softmax), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_pool),      cmocka_unit_test(test_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,7 +53,7 @@ static int setup(void **state) {
     return 0;
 }
 
-static pid_t node_pids[2];   /* relais-node processes of the live test, 0 when not running */
+static pid_t node_pids[2]; /* relais-node processes of the live test, 0 when not running */
 
 /* SIGTERM, then SIGKILL if the node has not exited within 5 s. */
 static void stop_node(pid_t *pid) {
@@ -111,14 +111,18 @@ static void read_costs(const char *path, plan_model *m) {
 
 static void test_json_is_the_library_plan(void **state) {
     char args[512];
-    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 256 --assume-node-ram 1G,512M,512M,2G "
-             "--assume-node-speed 8G,4G,4G,8G", cluster4, SMALL);
+    snprintf(args, sizeof args,
+             "--cluster %s -m %s --ctx 256 --assume-node-ram 1G,512M,512M,2G "
+             "--assume-node-speed 8G,4G,4G,8G",
+             cluster4, SMALL);
     json_t *j = plan_json(args);
 
     plan_model m;
     read_costs(SMALL, &m);
-    plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30)}, {"n2", 512ull << 20, 4.0 * (1 << 30)},
-                          {"n3", 512ull << 20, 4.0 * (1 << 30)}, {"n4", 2ull << 30, 8.0 * (1 << 30)}};
+    plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30)},
+                          {"n2", 512ull << 20, 4.0 * (1 << 30)},
+                          {"n3", 512ull << 20, 4.0 * (1 << 30)},
+                          {"n4", 2ull << 30, 8.0 * (1 << 30)}};
     plan_input in = plan_input_default();
     in.hp = &m.hp;
     in.layer_bytes = m.layer_bytes;
@@ -159,8 +163,8 @@ static void test_json_is_the_library_plan(void **state) {
 
 static void test_sliding_kv_and_pinned_split(void **state) {
     char args[512];
-    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 4096 --assume-node-ram 1G --assume-node-speed 10G",
-             cluster2, TINY_SWA);
+    snprintf(args, sizeof args, "--cluster %s -m %s --ctx 4096 --assume-node-ram 1G --assume-node-speed 10G", cluster2,
+             TINY_SWA);
     assert_int_equal(plan_cmd(args, false), 0);
     assert_non_null(strstr(out, "3 sliding over 8 positions"));
     assert_non_null(strstr(out, "context  4096 positions x 1 session"));
@@ -181,10 +185,11 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     for (size_t k = 0; k < 2; k++) {
         const json_t *o = json_array_get(arr, k);
         uint64_t l0 = jint(o, "layer_begin"), l1 = jint(o, "layer_end");
-        assert_int_equal(jint(o, "kv_bytes"), rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096, RL_KV_TYPE_DEFAULT));
+        assert_int_equal(jint(o, "kv_bytes"),
+                         rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096, RL_KV_TYPE_DEFAULT));
         kv += jint(o, "kv_bytes");
     }
-    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2;   /* f16, the default */
+    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2; /* f16, the default */
     assert_int_equal(kv, per_pos * (4096 + 3 * 8));
     assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
     assert_int_equal(jint(j, "kv_bytes_per_token"), per_pos * m.hp.n_layer);
@@ -196,8 +201,7 @@ static void test_sliding_kv_and_pinned_split(void **state) {
     j = plan_json(pinned);
     assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f32,f16");
     arr = json_object_get(j, "nodes");
-    assert_int_equal(jint(json_array_get(arr, 0), "kv_bytes") + jint(json_array_get(arr, 1), "kv_bytes"),
-                     kv * 3 / 2);
+    assert_int_equal(jint(json_array_get(arr, 0), "kv_bytes") + jint(json_array_get(arr, 1), "kv_bytes"), kv * 3 / 2);
     json_decref(j);
     snprintf(pinned, sizeof pinned, "%s --kv-type q8_0", args);
     assert_int_equal(plan_cmd(pinned, true), 2);
@@ -224,7 +228,7 @@ static void test_does_not_fit(void **state) {
     assert_non_null(strstr(out, "  n1 (layers "));
     assert_non_null(strstr(out, "MiB short"));
     assert_non_null(strstr(out, "SHORT"));
-    assert_null(strstr(out, "n2 (layers"));   /* n2 has room for its share */
+    assert_null(strstr(out, "n2 (layers")); /* n2 has room for its share */
 
     /* four nodes for four layers, one too small: the JSON says which */
     snprintf(args, sizeof args, "--cluster %s -m %s --assume-node-ram 1G,1G,1G,10M --assume-node-speed 1G --json",
@@ -239,7 +243,11 @@ static void test_does_not_fit(void **state) {
 
 static void test_errors(void **state) {
     char args[1024], bad[160];
-    struct { const char *opts; int rc; const char *want; } cases[] = {
+    struct {
+        const char *opts;
+        int rc;
+        const char *want;
+    } cases[] = {
         {"--assume-node-ram 1G --assume-node-speed 1G --layers 0-1,1-3", 2,
          "--layers 0-1,1-3: ranges 0-1 and 1-3 overlap: layer 1 is in both"},
         {"--assume-node-ram 1G --assume-node-speed 1G --layers 0-3", 2, "1 range for 2 nodes"},
@@ -269,8 +277,10 @@ static void test_errors(void **state) {
     snprintf(args, sizeof args, "--cluster %s -m %s --assume-node-ram 1G --assume-node-speed 1G", bad, TINY_SWA);
     assert_int_equal(plan_cmd(args, true), 1);
     assert_non_null(strstr(out, "bad.yaml:3:15: nodes[0].address: 'tcp://h' is not tcp://HOST:PORT (no port)"));
-    snprintf(args, sizeof args, "--cluster %s -m %s/models/vocab-gpt2.gguf --assume-node-ram 1G "
-             "--assume-node-speed 1G", cluster2, RELAIS_SHARED_DIR);
+    snprintf(args, sizeof args,
+             "--cluster %s -m %s/models/vocab-gpt2.gguf --assume-node-ram 1G "
+             "--assume-node-speed 1G",
+             cluster2, RELAIS_SHARED_DIR);
     assert_int_equal(plan_cmd(args, true), 1);
     assert_non_null(strstr(out, "relais plan: "));
     snprintf(args, sizeof args, "--cluster %s -m /nonexistent.gguf --assume-node-ram 1G --assume-node-speed 1G",
@@ -315,16 +325,20 @@ static pid_t start_node(const char *name, int port) {
 
 static void test_asks_the_nodes(void **state) {
     char cmd[1024], yaml[160], args[512];
-    snprintf(cmd, sizeof cmd, "cd %s && mkdir trust models && for k in coordinator n1 n2; do %s keygen -o $k "
-             ">/dev/null || exit 1; done && cp coordinator.pub trust/", dir, RELAIS_BIN);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir trust models && for k in coordinator n1 n2; do %s keygen -o $k "
+             ">/dev/null || exit 1; done && cp coordinator.pub trust/",
+             dir, RELAIS_BIN);
     assert_int_equal(system(cmd), 0);
-    int ports[3] = {0, free_port(), free_port()};   /* the coordinator binds port * */
+    int ports[3] = {0, free_port(), free_port()}; /* the coordinator binds port * */
     snprintf(yaml, sizeof yaml, "%s/live.yaml", dir);
     FILE *f = fopen(yaml, "w");
     assert_non_null(f);
-    fprintf(f, "coordinator: {key: coordinator.key, listen: 'tcp://127.0.0.1:*'}\nnodes:\n"
+    fprintf(f,
+            "coordinator: {key: coordinator.key, listen: 'tcp://127.0.0.1:*'}\nnodes:\n"
             "  - {address: 'tcp://127.0.0.1:%d', public_key: n1.pub, name: n1}\n"
-            "  - {address: 'tcp://127.0.0.1:%d', public_key: n2.pub, name: n2}\n", ports[1], ports[2]);
+            "  - {address: 'tcp://127.0.0.1:%d', public_key: n2.pub, name: n2}\n",
+            ports[1], ports[2]);
     fclose(f);
     node_pids[0] = start_node("n1", ports[1]);
     node_pids[1] = start_node("n2", ports[2]);

@@ -59,7 +59,7 @@ static void setup(fixture *f, uint32_t n_layer, uint64_t bytes_per_layer, uint32
         f->nodes[k] = (plan_node){f->names[k], ram, speed};
     }
     f->in = plan_input_default();
-    f->in.kv_type = RL_KV_TYPE_F32;   /* the figures below count 4 bytes per element */
+    f->in.kv_type = RL_KV_TYPE_F32; /* the figures below count 4 bytes per element */
     f->in.hp = &f->hp;
     f->in.layer_bytes = f->layer_bytes;
     f->in.nodes = f->nodes;
@@ -202,7 +202,7 @@ static void test_one_to_four_nodes(void **state) {
         assert_int_equal(last->head_bytes, 150 * MiB);
         for (uint32_t i = 0; i + 1 < k; i++)
             assert_false(plan_stage_at(p, i)->head);
-        if (k == 4)   /* 8 layers and the head: 9.5 layers of time, under the others' 9-10 */
+        if (k == 4) /* 8 layers and the head: 9.5 layers of time, under the others' 9-10 */
             assert_int_equal(last->l1 - last->l0, 8);
         plan_destroy(&p);
     }
@@ -212,7 +212,7 @@ static void test_memory_limits_the_split(void **state) {
     fixture f;
     setup(&f, 12, 100 * MiB, 3, 8 * GiB, 1e9);
     f.in.head_on_coordinator = true;
-    f.nodes[1].free_ram = 300 * MiB;   /* two layers, their KV and the reserve */
+    f.nodes[1].free_ram = 300 * MiB; /* two layers, their KV and the reserve */
     plan *p = make_plan(&f.in);
     assert_counts(p, "5,2,5");
     check_optimal(&f.in, p);
@@ -237,7 +237,7 @@ static void test_memory_limits_the_split(void **state) {
 static void test_sliding_layers_count_at_the_window(void **state) {
     fixture f;
     setup(&f, 8, 10 * MiB, 2, 8 * GiB, 1e9);
-    f.hp = make_hp(8, 256, 4);   /* layers 0 and 4 full, the others slide over 256 */
+    f.hp = make_hp(8, 256, 4); /* layers 0 and 4 full, the others slide over 256 */
     f.in.n_ctx = 4096;
     f.in.head_on_coordinator = true;
     plan *p = make_plan(&f.in);
@@ -285,10 +285,12 @@ static void test_does_not_fit(void **state) {
     const char *msg = plan_problem(p);
     assert_non_null(msg);
     /* 2400 weights + 24 KV + 50 head + 2 x 64 reserve */
-    assert_non_null(strstr(msg, "the model does not fit: it needs 2602.0 MiB and the 2 nodes have 2048.0 MiB free "
-                                "(554.0 MiB short in all)"));
-    assert_non_null(strstr(msg, "  n1 (layers 0-11): needs 1276.0 MiB (weights 1200.0, KV 12.0, head 0.0, reserve "
-                                "64.0), has 1024.0 MiB free: 252.0 MiB short\n"));
+    assert_non_null(strstr(msg,
+                           "the model does not fit: it needs 2602.0 MiB and the 2 nodes have 2048.0 MiB free "
+                           "(554.0 MiB short in all)"));
+    assert_non_null(strstr(msg,
+                           "  n1 (layers 0-11): needs 1276.0 MiB (weights 1200.0, KV 12.0, head 0.0, reserve "
+                           "64.0), has 1024.0 MiB free: 252.0 MiB short\n"));
     assert_non_null(strstr(msg, "  n2 (layers 12-23 + head): needs 1326.0 MiB"));
     assert_non_null(strstr(msg, "302.0 MiB short\n"));
     assert_int_equal(plan_total_need(p), 2602 * MiB);
@@ -302,8 +304,9 @@ static void test_does_not_fit(void **state) {
     p = make_plan(&f.in);
     assert_false(plan_fits(p));
     msg = plan_problem(p);
-    assert_non_null(strstr(msg, "it needs 1231.0 MiB of the nodes' 1400.0 MiB free, but no split into contiguous "
-                                "ranges fits every node"));
+    assert_non_null(strstr(msg,
+                           "it needs 1231.0 MiB of the nodes' 1400.0 MiB free, but no split into contiguous "
+                           "ranges fits every node"));
     /* the split shown is the one of the smallest worst shortfall: one node short */
     assert_non_null(strstr(msg, "n1 (layers 0-1)") || strstr(msg, "n2 (layers 1-2)"));
     assert_true(!strstr(msg, "n1") != !strstr(msg, "n2"));
@@ -314,8 +317,9 @@ static void test_input_errors(void **state) {
     fixture f;
     setup(&f, 4, MiB, 5, GiB, 1e9);
     assert_null(plan_new(&f.in, err, sizeof err));
-    assert_string_equal(err, "5 nodes for a model of 4 layers: each node needs at least one layer (allow idle "
-                             "nodes, or list fewer nodes)");
+    assert_string_equal(err,
+                        "5 nodes for a model of 4 layers: each node needs at least one layer (allow idle "
+                        "nodes, or list fewer nodes)");
     f.in.allow_idle = true;
     plan *p = make_plan(&f.in);
     assert_true(plan_fits(p));
@@ -345,12 +349,12 @@ static void test_idle_nodes(void **state) {
     setup(&f, 6, 100 * MiB, 2, 8 * GiB, 1e9);
     f.in.allow_idle = true;
     f.in.head_bytes = 10 * MiB;
-    f.nodes[1].speed = 1e6;   /* so slow that any layer there costs more than all on n1 */
+    f.nodes[1].speed = 1e6; /* so slow that any layer there costs more than all on n1 */
     plan *p = make_plan(&f.in);
     assert_counts(p, "6,0");
     check_optimal(&f.in, p);
     const plan_stage *s0 = plan_stage_at(p, 0), *s1 = plan_stage_at(p, 1);
-    assert_true(s0->head);              /* the last node that has layers runs the head */
+    assert_true(s0->head); /* the last node that has layers runs the head */
     assert_false(s1->head);
     assert_int_equal(s1->need_bytes, 0);
     assert_true(s0->share == 1.0 && s1->share == 0.0);
@@ -441,13 +445,19 @@ static void test_fixed_split(void **state) {
  * would hold them. */
 static uint64_t synth_layer_bytes(const rl_synth_spec *s, uint32_t il) {
     uint32_t q = s->n_head * s->head_dim, kv = s->n_head_kv * s->head_dim;
-    struct { const char *name; uint64_t rows, cols; } t[] = {
-        {"attn_q.weight", q, s->dim},         {"attn_k.weight", kv, s->dim},
-        {"attn_v.weight", kv, s->dim},        {"attn_output.weight", s->dim, q},
-        {"ffn_gate.weight", s->ffn_dim, s->dim}, {"ffn_up.weight", s->ffn_dim, s->dim},
+    struct {
+        const char *name;
+        uint64_t rows, cols;
+    } t[] = {
+        {"attn_q.weight", q, s->dim},
+        {"attn_k.weight", kv, s->dim},
+        {"attn_v.weight", kv, s->dim},
+        {"attn_output.weight", s->dim, q},
+        {"ffn_gate.weight", s->ffn_dim, s->dim},
+        {"ffn_up.weight", s->ffn_dim, s->dim},
         {"ffn_down.weight", s->dim, s->ffn_dim},
     };
-    uint64_t total = 2ull * s->dim * sizeof(float);   /* the two norms */
+    uint64_t total = 2ull * s->dim * sizeof(float); /* the two norms */
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         total += t[i].rows * rl_dtype_row_bytes(rl_synth_tensor_type(s, t[i].name, il, t[i].cols), t[i].cols);
     return total;
@@ -468,9 +478,10 @@ static void test_ministral_8b_shape(void **state) {
         f.hp.sliding[i] = i % s.swa_period != 0;
         f.layer_bytes[i] = synth_layer_bytes(&s, i);
     }
-    f.in.head_bytes = (uint64_t)s.n_vocab * rl_dtype_row_bytes(rl_synth_tensor_type(&s, "output.weight", 0, s.dim), s.dim) +
-                      s.dim * sizeof(float);
-    f.in.n_ctx = s.n_ctx;   /* 32768, the window: every layer holds 256 MiB of KV */
+    f.in.head_bytes =
+        (uint64_t)s.n_vocab * rl_dtype_row_bytes(rl_synth_tensor_type(&s, "output.weight", 0, s.dim), s.dim) +
+        s.dim * sizeof(float);
+    f.in.n_ctx = s.n_ctx; /* 32768, the window: every layer holds 256 MiB of KV */
 
     plan *p = make_plan(&f.in);
     check_optimal(&f.in, p);
@@ -518,16 +529,18 @@ static void test_ministral_8b_shape(void **state) {
         assert_int_equal(ours, 9 * RL_MINISTRAL_8B_CTX * row + 27ull * s.swa_window * row);
         assert_int_equal(rl_kv_bytes_per_token(&f.hp, kt), s.n_layer * row);
         print_message("Ministral 8B shape, KV %-4s: %3llu KiB per token; at 131072: relais %.2f GiB (27 of 36 layers "
-                      "at 32768), llama.cpp %.2f GiB\n", rl_dtype_name(types[t]),
-                      (unsigned long long)(s.n_layer * row >> 10), (double)ours / GiB, (double)llama / GiB);
+                      "at 32768), llama.cpp %.2f GiB\n",
+                      rl_dtype_name(types[t]), (unsigned long long)(s.n_layer * row >> 10), (double)ours / GiB,
+                      (double)llama / GiB);
     }
     f.in.n_nodes = 3;
     f.nodes[0].free_ram = f.nodes[1].free_ram = f.nodes[2].free_ram = 4 * GiB;
     f.in.kv_type = (rl_kv_type){RL_F16, RL_F16};
     p = make_plan(&f.in);
     assert_false(plan_fits(p));
-    assert_non_null(strstr(plan_problem(p), "with --kv-type q8_0 the KV would take 4284.0 MiB in all instead of "
-                                            "8064.0 MiB"));
+    assert_non_null(strstr(plan_problem(p),
+                           "with --kv-type q8_0 the KV would take 4284.0 MiB in all instead of "
+                           "8064.0 MiB"));
     plan_destroy(&p);
     f.in.kv_type = (rl_kv_type){RL_Q8_0, RL_Q8_0};
     p = make_plan(&f.in);
@@ -551,7 +564,7 @@ static void test_model_read(void **state) {
     plan_model_free(&m);
     assert_null(m.layer_bytes);
     assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", 0, NULL, &m, err, sizeof err), 0);
-    assert_int_equal(m.hp.swa_window, 0);   /* the override */
+    assert_int_equal(m.hp.swa_window, 0); /* the override */
     plan_model_free(&m);
 
     assert_int_equal(plan_model_read("/nonexistent.gguf", -1, NULL, &m, err, sizeof err), -1);

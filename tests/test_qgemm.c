@@ -30,8 +30,7 @@ static const rl_dtype qg_types[] = {RL_Q4_0, RL_Q8_0, RL_Q4_K, RL_Q5_K, RL_Q6_K}
 
 static uint64_t rng = 0x2545f4914f6cdd1dULL;
 
-static uint32_t rnd(void)
-{
+static uint32_t rnd(void) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
     rng ^= rng << 17;
@@ -39,8 +38,7 @@ static uint32_t rnd(void)
 }
 
 /* Roughly normal, with a scale that jumps every 16 values. */
-static float rnd_val(int i, float *scale)
-{
+static float rnd_val(int i, float *scale) {
     if (i % 16 == 0)
         *scale = powf(10.0f, 1.5f * ((float)(rnd() % 2001) / 1000.0f - 1.0f));
     float s = 0;
@@ -49,8 +47,7 @@ static float rnd_val(int i, float *scale)
     return *scale * s;
 }
 
-static void *xmalloc(size_t n)
-{
+static void *xmalloc(size_t n) {
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);
     assert_non_null(p);
     return p;
@@ -58,8 +55,7 @@ static void *xmalloc(size_t n)
 
 /* rows x cols weights of type t: quantized random floats, or (raw) random
  * bytes with every half-float scale replaced by a sane one. */
-static void *make_weights(rl_dtype t, int rows, uint32_t cols, bool raw)
-{
+static void *make_weights(rl_dtype t, int rows, uint32_t cols, bool raw) {
     const size_t rb = rl_dtype_row_bytes(t, cols), bb = rl_dtype_block_bytes(t);
     uint8_t *w = xmalloc(rb * (size_t)rows);
     float *x = malloc(cols * sizeof *x), scale = 1;
@@ -75,7 +71,7 @@ static void *make_weights(rl_dtype t, int rows, uint32_t cols, bool raw)
         w[i] = (uint8_t)rnd();
     for (size_t b = 0; b < rb * (size_t)rows / bb; b++) {
         uint8_t *blk = w + b * bb;
-        for (int k = 0; k < 2; k++) {   /* d (and dmin): magnitude 2^-12 .. 2^-2 */
+        for (int k = 0; k < 2; k++) { /* d (and dmin): magnitude 2^-12 .. 2^-2 */
             const rl_fp16 h = (rl_fp16)(((rnd() & 1) << 15) | ((3 + rnd() % 11) << 10) | (rnd() & 0x3ff));
             const size_t at = t == RL_Q6_K ? bb - 2 : 2 * (size_t)k;
             if (k == 0 || t == RL_Q4_K || t == RL_Q5_K)
@@ -89,8 +85,7 @@ static void *make_weights(rl_dtype t, int rows, uint32_t cols, bool raw)
  * (15, 31 or 63 unsigned, -128 for Q8_0), the scales kept: with activations
  * of 127 every 16-bit step of the SIMD kernels (VPMADDUBSW's pair sums,
  * SMULL's products, Q8_0's sign transfer) is at its limit. */
-static void saturate_quants(rl_dtype t, uint8_t *w, size_t bytes)
-{
+static void saturate_quants(rl_dtype t, uint8_t *w, size_t bytes) {
     const size_t bb = rl_dtype_block_bytes(t);
     size_t from = t == RL_Q8_0 ? offsetof(block_q8_0, qs) : offsetof(block_q4_0, qs), to = bb;
     if (t == RL_Q4_K)
@@ -109,8 +104,7 @@ typedef struct {
     float *x;
 } act_rows;
 
-static void make_act(act_rows *a, rl_qg_format f, uint32_t n, uint32_t cols, bool extreme)
-{
+static void make_act(act_rows *a, rl_qg_format f, uint32_t n, uint32_t cols, bool extreme) {
     float scale = 1;
     a->x = malloc((size_t)n * cols * sizeof *a->x);
     for (size_t i = 0; i < (size_t)n * cols; i++)
@@ -120,15 +114,13 @@ static void make_act(act_rows *a, rl_qg_format f, uint32_t n, uint32_t cols, boo
     a->act = rl_qg_act_view(&a->buf, f, n, cols);
 }
 
-static void free_act(act_rows *a)
-{
+static void free_act(act_rows *a) {
     rl_qg_act_buf_free(&a->buf);
     free(a->x);
 }
 
 /* The exact dot of weight row r with activation j, and sum |w a|. */
-static double exact_dot(rl_dtype t, const void *w, uint32_t cols, const rl_qg_act *a, uint32_t j, double *mag)
-{
+static double exact_dot(rl_dtype t, const void *w, uint32_t cols, const rl_qg_act *a, uint32_t j, double *mag) {
     float *wd = malloc(cols * sizeof *wd);
     rl_dequantize_row(t, w, wd, cols);
     double s = 0;
@@ -153,10 +145,9 @@ typedef struct {
  * the engine runs it, from the file's layout or (x16) from the rearranged
  * one; the packed chunks are kept in `packed` when given. */
 static void run_tiles(const rl_kernel_set *ks, const shape *sh, const void *w, bool x16, const rl_qg_act *act,
-                      float *acc, rl_qg_tile *packed)
-{
+                      float *acc, rl_qg_tile *packed) {
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols), bs = rl_dtype_block(sh->t);
-    const size_t group = rb * RL_QG_ROWS / (sh->cols / bs);   /* bytes of one block group */
+    const size_t group = rb * RL_QG_ROWS / (sh->cols / bs); /* bytes of one block group */
     rl_qg_tile *tile = xmalloc(sizeof *tile);
     memset(acc, 0, (size_t)sh->n * RL_QG_ROWS * sizeof *acc);
     for (uint32_t c0 = 0, k = 0; c0 < sh->cols; c0 += RL_QG_CHUNK, k++) {
@@ -174,8 +165,7 @@ static void run_tiles(const rl_kernel_set *ks, const shape *sh, const void *w, b
 }
 
 /* The reference pack + kernel against the format definition. */
-static void check_ref_case(const shape *sh)
-{
+static void check_ref_case(const shape *sh) {
     const rl_qg_format f = rl_qg_format_of(sh->t);
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols);
     void *w = make_weights(sh->t, sh->rows, sh->cols, sh->raw);
@@ -190,8 +180,8 @@ static void check_ref_case(const shape *sh)
                 want = exact_dot(sh->t, (const char *)w + (size_t)i * rb, sh->cols, &a.act, j, &mag);
             const double got = acc[(size_t)j * RL_QG_ROWS + i];
             if (!(fabs(got - want) <= 1e-5 * mag))
-                fail_msg("ref %s cols %u row %d token %u: %.9g, exact %.9g (mag %g)", rl_dtype_name(sh->t), sh->cols,
-                         i, j, got, want, mag);
+                fail_msg("ref %s cols %u row %d token %u: %.9g, exact %.9g (mag %g)", rl_dtype_name(sh->t), sh->cols, i,
+                         j, got, want, mag);
         }
     free(acc);
     free(w);
@@ -199,16 +189,15 @@ static void check_ref_case(const shape *sh)
 }
 
 static const shape shapes[] = {
-    {RL_Q4_0, 16, 96, 5, false},  {RL_Q4_0, 7, 256, 9, true},     {RL_Q4_0, 16, 4096, 17, false},
-    {RL_Q4_0, 16, 352, 2, true},  {RL_Q8_0, 5, 800, 7, false},
-    {RL_Q8_0, 16, 160, 3, true},  {RL_Q8_0, 12, 1024, 8, false},  {RL_Q4_K, 16, 512, 11, false},
-    {RL_Q4_K, 3, 256, 2, true},   {RL_Q5_K, 16, 768, 6, true},    {RL_Q5_K, 9, 256, 1, false},
-    {RL_Q6_K, 16, 1024, 13, false}, {RL_Q6_K, 15, 256, 4, true},  {RL_Q8_0, 16, 32, 1, false},
+    {RL_Q4_0, 16, 96, 5, false},   {RL_Q4_0, 7, 256, 9, true},    {RL_Q4_0, 16, 4096, 17, false},
+    {RL_Q4_0, 16, 352, 2, true},   {RL_Q8_0, 5, 800, 7, false},   {RL_Q8_0, 16, 160, 3, true},
+    {RL_Q8_0, 12, 1024, 8, false}, {RL_Q4_K, 16, 512, 11, false}, {RL_Q4_K, 3, 256, 2, true},
+    {RL_Q5_K, 16, 768, 6, true},   {RL_Q5_K, 9, 256, 1, false},   {RL_Q6_K, 16, 1024, 13, false},
+    {RL_Q6_K, 15, 256, 4, true},   {RL_Q8_0, 16, 32, 1, false},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
-static void test_ref_matches_definition(void **state)
-{
+static void test_ref_matches_definition(void **state) {
     (void)state;
     for (size_t i = 0; i < N_SHAPES; i++)
         check_ref_case(&shapes[i]);
@@ -216,8 +205,7 @@ static void test_ref_matches_definition(void **state)
 
 /* The rearrangement is a permutation of each group's bytes: undone exactly,
  * and in place it leaves partial groups alone. */
-static void test_x16_layout(void **state)
-{
+static void test_x16_layout(void **state) {
     (void)state;
     for (size_t k = 0; k < N_QG_TYPES; k++) {
         const rl_dtype t = qg_types[k];
@@ -226,7 +214,7 @@ static void test_x16_layout(void **state)
         uint8_t *w = make_weights(t, (int)rows, cols, true), *x = xmalloc(rb * rows), *back = xmalloc(rb * rows);
         memcpy(x, w, rb * rows);
         assert_int_equal(rl_x16_repack(t, x, rb, 0, rows / 16), 0);
-        assert_memory_equal(x + rb * 32, w + rb * 32, rb * 5);   /* the partial group is untouched */
+        assert_memory_equal(x + rb * 32, w + rb * 32, rb * 5); /* the partial group is untouched */
         for (uint32_t g = 0; g < rows / 16; g++) {
             uint8_t *want = xmalloc(rb * 16);
             rl_x16_interleave(t, w + rb * 16 * g, rb, 0, (uint32_t)nblk, want);
@@ -237,8 +225,8 @@ static void test_x16_layout(void **state)
         assert_memory_equal(back, w, rb * 32);
         /* a block's halves and the first dword of its quants, where the layout says */
         if (t == RL_Q4_0) {
-            assert_memory_equal(x + 2 * 3, w + rb * 3, 2);             /* d of row 3 */
-            assert_memory_equal(x + 32 + 4 * 5, w + rb * 5 + 2, 4);    /* qs[0..3] of row 5 */
+            assert_memory_equal(x + 2 * 3, w + rb * 3, 2);          /* d of row 3 */
+            assert_memory_equal(x + 32 + 4 * 5, w + rb * 5 + 2, 4); /* qs[0..3] of row 5 */
             assert_memory_equal(x + 32 + 64 + 4 * 5, w + rb * 5 + 6, 4);
         }
         free(w);
@@ -249,8 +237,7 @@ static void test_x16_layout(void **state)
     assert_true(rl_x16_supported(RL_Q6_K));
 }
 
-static void test_formats(void **state)
-{
+static void test_formats(void **state) {
     (void)state;
     for (size_t k = 0; k < N_QG_TYPES; k++) {
         const rl_qg_format f = rl_qg_format_of(qg_types[k]);
@@ -267,8 +254,7 @@ static void test_formats(void **state)
  * exactly, then do the same float operations), so results never depend on
  * the ISA. */
 static void compare_runs(const rl_kernel_set *ks, const shape *sh, const void *w, bool x16, const rl_qg_act *act,
-                         const rl_qg_tile *p1, const float *y1)
-{
+                         const rl_qg_tile *p1, const float *y1) {
     const uint32_t chunks = (sh->cols + RL_QG_CHUNK - 1) / RL_QG_CHUNK;
     rl_qg_tile *p2 = xmalloc(chunks * sizeof *p2);
     float *y2 = malloc((size_t)sh->n * RL_QG_ROWS * sizeof *y2);
@@ -288,8 +274,7 @@ static void compare_runs(const rl_kernel_set *ks, const shape *sh, const void *w
 /* A set's direct product from the x16 layout (decode's path) gives the
  * reference's outputs bit for bit, at every batch size. */
 static void compare_gemv(const rl_kernel_set *ks, const shape *sh, const void *x16, const rl_qg_act *act,
-                         const float *y1)
-{
+                         const float *y1) {
     const size_t group = rl_dtype_row_bytes(sh->t, sh->cols) * RL_QG_ROWS / (sh->cols / rl_dtype_block(sh->t));
     float *y2 = malloc((size_t)sh->n * RL_QG_ROWS * sizeof *y2);
     memset(y2, 0, (size_t)sh->n * RL_QG_ROWS * sizeof *y2);
@@ -305,8 +290,7 @@ static void compare_gemv(const rl_kernel_set *ks, const shape *sh, const void *x
 }
 
 /* extreme: every quant at its largest magnitude, every activation 127. */
-static void check_set_case(const rl_kernel_set *ks, const shape *sh, bool extreme)
-{
+static void check_set_case(const rl_kernel_set *ks, const shape *sh, bool extreme) {
     const size_t rb = rl_dtype_row_bytes(sh->t, sh->cols);
     const uint32_t chunks = (sh->cols + RL_QG_CHUNK - 1) / RL_QG_CHUNK;
     void *w = make_weights(sh->t, sh->rows, sh->cols, sh->raw);
@@ -333,8 +317,7 @@ static void check_set_case(const rl_kernel_set *ks, const shape *sh, bool extrem
 }
 
 /* A token's outputs do not depend on the tokens it is batched with. */
-static void test_batch_independence(void **state)
-{
+static void test_batch_independence(void **state) {
     (void)state;
     const rl_kernel_set *ks = rl_kernels();
     for (size_t k = 0; k < N_QG_TYPES; k++) {
@@ -361,8 +344,7 @@ static void test_batch_independence(void **state)
 }
 
 /* The activation quantizer every set brings gives the reference's bytes. */
-static void check_quantizer(const rl_kernel_set *ks)
-{
+static void check_quantizer(const rl_kernel_set *ks) {
     float x[1024], scale = 1;
     block_q8_0 a[1024 / QK8_0], b[1024 / QK8_0];
     for (int rep = 0; rep < 20; rep++) {
@@ -374,27 +356,25 @@ static void check_quantizer(const rl_kernel_set *ks)
     }
 }
 
-static void check_set(const rl_kernel_set *ks)
-{
+static void check_set(const rl_kernel_set *ks) {
     assert_non_null(ks->qg_pack);
     assert_non_null(ks->qg_kernel);
     check_quantizer(ks);
     for (size_t i = 0; i < N_SHAPES; i++)
         check_set_case(ks, &shapes[i], false);
-    for (size_t k = 0; k < N_QG_TYPES; k++)   /* every token count up to two register tiles */
+    for (size_t k = 0; k < N_QG_TYPES; k++) /* every token count up to two register tiles */
         for (uint32_t n = 1; n <= 17; n++) {
             const shape sh = {qg_types[k], (int)(1 + rnd() % 16), 512, n, n % 2 == 0};
             check_set_case(ks, &sh, false);
         }
-    for (size_t k = 0; k < N_QG_TYPES; k++)   /* products at their largest */
+    for (size_t k = 0; k < N_QG_TYPES; k++) /* products at their largest */
         for (uint32_t n = 1; n <= 5; n++) {
             const shape sh = {qg_types[k], RL_QG_ROWS, 512, n, true};
             check_set_case(ks, &sh, true);
         }
 }
 
-static void test_avx2(void **state)
-{
+static void test_avx2(void **state) {
     (void)state;
     const rl_kernel_set *ks = rl_kernels_avx2();
     if (!ks) {
@@ -405,8 +385,7 @@ static void test_avx2(void **state)
     check_set(ks);
 }
 
-static void test_avx512(void **state)
-{
+static void test_avx512(void **state) {
     (void)state;
     const rl_kernel_set *ks = rl_kernels_avx512();
     if (!ks || !rl_cpu()->avx512vnni) {
@@ -417,8 +396,7 @@ static void test_avx512(void **state)
     check_set(ks);
 }
 
-static void test_neon(void **state)
-{
+static void test_neon(void **state) {
     (void)state;
     const rl_kernel_set *ks = rl_kernels_neon();
     if (!ks) {
@@ -426,7 +404,7 @@ static void test_neon(void **state)
         return;
     }
     assert_non_null(ks->qg_gemv);
-#if defined(__aarch64__)   /* the dot-product kernel exactly where the CPU has it */
+#if defined(__aarch64__) /* the dot-product kernel exactly where the CPU has it */
     assert_true(ks->qg_kernel == (rl_cpu()->dotprod ? rl_qg_kernel_neon_dot : rl_qg_kernel_neon));
     assert_true(ks->qg_gemv == (rl_cpu()->dotprod ? rl_qg_gemv_neon_dot : rl_qg_gemv_neon));
     print_message("NEON kernel %s dot product\n", rl_cpu()->dotprod ? "with" : "without");
@@ -439,8 +417,7 @@ static void test_neon(void **state)
     check_set(ks);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats),
         cmocka_unit_test(test_x16_layout),

@@ -33,23 +33,21 @@ static const rl_dtype all_types[] = {RL_F32, RL_F16, RL_BF16, RL_Q4_0, RL_Q8_0, 
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
-static uint32_t rnd_u32(void)
-{
+static uint32_t rnd_u32(void) {
     rng_state ^= rng_state << 13;
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return (uint32_t)(rng_state >> 16);
 }
 
-static float rnd_unit(void)   /* uniform in [-1, 1) */
+static float rnd_unit(void) /* uniform in [-1, 1) */
 {
     return (float)((double)rnd_u32() / 2147483648.0 - 1.0);
 }
 
 /* Roughly normal values whose scale changes from one 16-element group to the
  * next (over three decades), the way real weights and activations vary. */
-static void fill_random(float *x, int n)
-{
+static void fill_random(float *x, int n) {
     float scale = 1;
     for (int i = 0; i < n; i++) {
         if (i % 16 == 0)
@@ -58,28 +56,24 @@ static void fill_random(float *x, int n)
     }
 }
 
-static uint32_t fbits(float f)
-{
+static uint32_t fbits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static float bitsf(uint32_t u)
-{
+static float bitsf(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
 /* A random finite half of magnitude 2^-12 .. 2^-2, either sign. */
-static rl_fp16 rnd_scale16(void)
-{
+static rl_fp16 rnd_scale16(void) {
     return (rl_fp16)(((rnd_u32() & 1) << 15) | ((3 + rnd_u32() % 11) << 10) | (rnd_u32() & 0x3ff));
 }
 
-static void *xmalloc(size_t n)
-{
+static void *xmalloc(size_t n) {
     void *p = malloc(n);
     assert_non_null(p);
     return p;
@@ -87,8 +81,7 @@ static void *xmalloc(size_t n)
 
 /* ---- half and bfloat16 ----------------------------------------------------- */
 
-static void test_fp16_to_f32_all(void **state)
-{
+static void test_fp16_to_f32_all(void **state) {
     (void)state;
     for (uint32_t h = 0; h < 0x10000; h++) {
         const uint32_t e = (h >> 10) & 31, m = h & 0x3ff;
@@ -96,7 +89,7 @@ static void test_fp16_to_f32_all(void **state)
         const float got = rl_fp16_to_f32((rl_fp16)h);
         if (e == 31 && m) {
             assert_true(isnan(got));
-            assert_int_equal((fbits(got) >> 13) & 0x3ff, m);   /* payload kept */
+            assert_int_equal((fbits(got) >> 13) & 0x3ff, m); /* payload kept */
         } else if (e == 31) {
             assert_true(isinf(got) && !!signbit(got) == (sign < 0));
         } else {
@@ -106,8 +99,7 @@ static void test_fp16_to_f32_all(void **state)
     }
 }
 
-static void test_f32_to_fp16_rounding(void **state)
-{
+static void test_f32_to_fp16_rounding(void **state) {
     (void)state;
     for (uint32_t h = 0; h < 0x7c00; h++) {
         if (rl_f32_to_fp16(rl_fp16_to_f32((rl_fp16)h)) != h)
@@ -126,18 +118,18 @@ static void test_f32_to_fp16_rounding(void **state)
     assert_int_equal(rl_f32_to_fp16(65520.0f), 0x7c00);
     assert_int_equal(rl_f32_to_fp16(-1e30f), 0xfc00);
     assert_int_equal(rl_f32_to_fp16(INFINITY), 0x7c00);
-    assert_int_equal(rl_f32_to_fp16(0x1p-25f), 0x0000);               /* tie to even zero */
+    assert_int_equal(rl_f32_to_fp16(0x1p-25f), 0x0000); /* tie to even zero */
     assert_int_equal(rl_f32_to_fp16(nextafterf(0x1p-25f, 1)), 0x0001);
-    assert_int_equal(rl_f32_to_fp16(0x1.8p-24f), 0x0002);             /* tie 1.5 -> 2 */
-    assert_int_equal(rl_f32_to_fp16(0x1p-14f), 0x0400);               /* smallest normal */
-    assert_int_equal(rl_f32_to_fp16(0x1.ff8p-15f), 0x03ff);           /* largest subnormal */
+    assert_int_equal(rl_f32_to_fp16(0x1.8p-24f), 0x0002);   /* tie 1.5 -> 2 */
+    assert_int_equal(rl_f32_to_fp16(0x1p-14f), 0x0400);     /* smallest normal */
+    assert_int_equal(rl_f32_to_fp16(0x1.ff8p-15f), 0x03ff); /* largest subnormal */
     assert_int_equal(rl_f32_to_fp16(1e-30f), 0x0000);
     assert_int_equal(rl_f32_to_fp16(-0.0f), 0x8000);
-    const rl_fp16 n = rl_f32_to_fp16(bitsf(0x7fa00000u));              /* signalling NaN */
+    const rl_fp16 n = rl_f32_to_fp16(bitsf(0x7fa00000u)); /* signalling NaN */
     assert_true((n & 0x7c00) == 0x7c00 && (n & 0x3ff) != 0 && (n & 0x200));
 #ifdef __FLT16_MAX__
-    for (int i = 0; i < 1000000; i++) {   /* against the compiler's conversion */
-        const float f = bitsf(rnd_u32() & 0xc7ffffffu);   /* exponents up to 2^16 */
+    for (int i = 0; i < 1000000; i++) {                 /* against the compiler's conversion */
+        const float f = bitsf(rnd_u32() & 0xc7ffffffu); /* exponents up to 2^16 */
         const _Float16 c = (_Float16)f;
         uint16_t want;
         memcpy(&want, &c, sizeof want);
@@ -147,8 +139,7 @@ static void test_f32_to_fp16_rounding(void **state)
 #endif
 }
 
-static void test_bf16(void **state)
-{
+static void test_bf16(void **state) {
     (void)state;
     for (uint32_t h = 0; h < 0x10000; h++) {
         const float f = rl_bf16_to_f32((rl_bf16)h);
@@ -157,22 +148,21 @@ static void test_bf16(void **state)
             assert_int_equal(rl_f32_to_bf16(f), h);
         if ((h & 0x7fff) >= 0x7f7f)
             continue;
-        const uint32_t mid = (h << 16) | 0x8000u;   /* exactly between h and h+1 */
+        const uint32_t mid = (h << 16) | 0x8000u; /* exactly between h and h+1 */
         assert_int_equal(rl_f32_to_bf16(bitsf(mid)), (h & 1) ? h + 1 : h);
         assert_int_equal(rl_f32_to_bf16(bitsf(mid + 1)), h + 1);
         assert_int_equal(rl_f32_to_bf16(bitsf(mid - 1)), h);
     }
-    assert_int_equal(rl_f32_to_bf16(bitsf(0x7f7f8000u)), 0x7f80);   /* rounds to inf */
-    const rl_bf16 n = rl_f32_to_bf16(bitsf(0x7f800001u));           /* NaN with low payload */
+    assert_int_equal(rl_f32_to_bf16(bitsf(0x7f7f8000u)), 0x7f80); /* rounds to inf */
+    const rl_bf16 n = rl_f32_to_bf16(bitsf(0x7f800001u));         /* NaN with low payload */
     assert_true(isnan(rl_bf16_to_f32(n)));
 }
 
 /* ---- hand-made blocks against the format definitions ------------------------ */
 
-static void test_dequant_q4_0_q8_0_known(void **state)
-{
+static void test_dequant_q4_0_q8_0_known(void **state) {
     (void)state;
-    block_q4_0 b4 = {.d = 0x3800};   /* 0.5 */
+    block_q4_0 b4 = {.d = 0x3800}; /* 0.5 */
     for (int l = 0; l < 16; l++)
         b4.qs[l] = (uint8_t)(l | ((15 - l) << 4));
     float y[32];
@@ -181,7 +171,7 @@ static void test_dequant_q4_0_q8_0_known(void **state)
         assert_true(y[l] == 0.5f * (float)(l - 8));
         assert_true(y[l + 16] == 0.5f * (float)(7 - l));
     }
-    block_q8_0 b8 = {.d = 0xb400};   /* -0.25 */
+    block_q8_0 b8 = {.d = 0xb400}; /* -0.25 */
     for (int l = 0; l < 32; l++)
         b8.qs[l] = (int8_t)(8 * l - 128);
     rl_dequantize_row(RL_Q8_0, &b8, y, 32);
@@ -190,8 +180,7 @@ static void test_dequant_q4_0_q8_0_known(void **state)
 }
 
 /* ggml's get_scale_min_k4, written out from the format description. */
-static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
-{
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
     if (j < 4) {
         *sc = q[j] & 63;
         *mn = q[j + 4] & 63;
@@ -203,8 +192,7 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn)
 
 static const uint8_t k_scales_example[12] = {0xc5, 0x02, 0x7f, 0x11, 0x40, 0x83, 0x3e, 0xc9, 0x21, 0xf0, 0x0a, 0x5c};
 
-static void test_k_scales_known(void **state)
-{
+static void test_k_scales_known(void **state) {
     (void)state;
     /* worked by hand from the bit layout */
     const uint8_t want_sc[8] = {5, 2, 63, 17, 1 | 48, 0, 10 | 16, 12};
@@ -222,9 +210,8 @@ static void test_k_scales_known(void **state)
 }
 
 /* Dequantizes Q4_K (qh NULL) or Q5_K the way ggml's loop states it. */
-static void k_expected(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales, const uint8_t *qh,
-                       const uint8_t *qs, float *y)
-{
+static void k_expected(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales, const uint8_t *qh, const uint8_t *qs,
+                       float *y) {
     const float d = rl_fp16_to_f32(d16), dmin = rl_fp16_to_f32(dmin16);
     int is = 0;
     uint8_t u1 = 1, u2 = 2;
@@ -245,10 +232,9 @@ static void k_expected(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales, const
     }
 }
 
-static void test_dequant_q4_K_q5_K_known(void **state)
-{
+static void test_dequant_q4_K_q5_K_known(void **state) {
     (void)state;
-    block_q4_K b4 = {.d = 0x3800, .dmin = 0x3400};   /* 0.5, 0.25 */
+    block_q4_K b4 = {.d = 0x3800, .dmin = 0x3400}; /* 0.5, 0.25 */
     memcpy(b4.scales, k_scales_example, 12);
     for (int l = 0; l < 128; l++)
         b4.qs[l] = (uint8_t)(l * 37 + 11);
@@ -261,7 +247,7 @@ static void test_dequant_q4_K_q5_K_known(void **state)
     /* element 255: qs[127] = 0x66 (high nibble 6), sub-block 7: sc 12, min 53 */
     assert_true(y[255] == 0.5f * 12 * 6 - 0.25f * 53);
 
-    block_q5_K b5 = {.d = 0xb800, .dmin = 0x3c00};   /* -0.5, 1 */
+    block_q5_K b5 = {.d = 0xb800, .dmin = 0x3c00}; /* -0.5, 1 */
     memcpy(b5.scales, k_scales_example, 12);
     for (int l = 0; l < 128; l++)
         b5.qs[l] = (uint8_t)(l * 91 + 5);
@@ -274,10 +260,9 @@ static void test_dequant_q4_K_q5_K_known(void **state)
     assert_true(y[0] == -52.5f);
 }
 
-static void test_dequant_q6_K_known(void **state)
-{
+static void test_dequant_q6_K_known(void **state) {
     (void)state;
-    block_q6_K b = {.d = 0x3400};   /* 0.25 */
+    block_q6_K b = {.d = 0x3400}; /* 0.25 */
     for (int l = 0; l < 128; l++)
         b.ql[l] = (uint8_t)(l * 29 + 3);
     for (int l = 0; l < 64; l++)
@@ -314,8 +299,7 @@ static void test_dequant_q6_K_known(void **state)
 
 /* ---- real tensors from the shared models ------------------------------------- */
 
-static const gguf_tensor *open_tensor(const char *path, const char *name, gguf_file **f)
-{
+static const gguf_tensor *open_tensor(const char *path, const char *name, gguf_file **f) {
     char err[256];
     *f = gguf_open(path, err, sizeof err);
     if (!*f)
@@ -329,9 +313,8 @@ static const gguf_tensor *open_tensor(const char *path, const char *name, gguf_f
 /* Dequantizes the same tensor from a quantized and a reference file; returns
  * both and a copy of the quantized bytes (caller frees all three), the row
  * length in *row, after checking the quantized file's type. */
-static int64_t load_pair(const char *qfile, const char *reffile, const char *name, rl_dtype want,
-                         float **q, float **ref, const void **qdata, int64_t *row)
-{
+static int64_t load_pair(const char *qfile, const char *reffile, const char *name, rl_dtype want, float **q,
+                         float **ref, const void **qdata, int64_t *row) {
     gguf_file *fa, *fb;
     const gguf_tensor *ta = open_tensor(qfile, name, &fa), *tb = open_tensor(reffile, name, &fb);
     assert_int_equal(ta->type, want);
@@ -350,8 +333,7 @@ static int64_t load_pair(const char *qfile, const char *reffile, const char *nam
     return n;
 }
 
-static double rms(const float *a, int64_t n)
-{
+static double rms(const float *a, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++)
         s += (double)a[i] * a[i];
@@ -362,8 +344,7 @@ static double rms(const float *a, int64_t n)
  * the same distribution: the dequantized tensors must match its rms. Each
  * block must also show the mark of llama.cpp's quantizer: the element of
  * largest magnitude lands exactly on -8 (Q4_0) or +-127 (Q8_0) steps. */
-static void check_real_blocks(const char *qfile, rl_dtype t)
-{
+static void check_real_blocks(const char *qfile, rl_dtype t) {
     static const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.3.ffn_down.weight"};
     for (size_t k = 0; k < 3; k++) {
         float *q, *ref;
@@ -374,8 +355,8 @@ static void check_real_blocks(const char *qfile, rl_dtype t)
         if (!(r > 0.95 && r < 1.05))
             fail_msg("%s %s: rms ratio %g to the f32 model", qfile, names[k], r);
         for (int64_t i = 0; i < n / 32; i++) {
-            const float d = rl_fp16_to_f32(t == RL_Q4_0 ? ((const block_q4_0 *)raw)[i].d
-                                                        : ((const block_q8_0 *)raw)[i].d);
+            const float d =
+                rl_fp16_to_f32(t == RL_Q4_0 ? ((const block_q4_0 *)raw)[i].d : ((const block_q8_0 *)raw)[i].d);
             float amax = 0, extreme = 0;
             for (int l = 0; l < 32; l++)
                 if (fabsf(q[32 * i + l]) > amax) {
@@ -391,16 +372,14 @@ static void check_real_blocks(const char *qfile, rl_dtype t)
     }
 }
 
-static void test_real_q4_0_q8_0(void **state)
-{
+static void test_real_q4_0_q8_0(void **state) {
     (void)state;
     check_real_blocks(MODELS "tiny-q4_0.gguf", RL_Q4_0);
     check_real_blocks(MODELS "tiny-q8_0.gguf", RL_Q8_0);
 }
 
 /* rms(a - b) / rms(b) */
-static double rel_rms(const float *a, const float *b, int64_t n)
-{
+static double rel_rms(const float *a, const float *b, int64_t n) {
     double e = 0, s = 0;
     for (int64_t i = 0; i < n; i++) {
         e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
@@ -412,16 +391,15 @@ static double rel_rms(const float *a, const float *b, int64_t n)
 /* The Q4_K_M file against the Q6_K file of the same weights: Q4_K's error is
  * a few percent of the signal, a misread layout would be of its order. The
  * Q6_K output matrix is in both files and must dequantize identically. */
-static void test_real_q4_K_q6_K(void **state)
-{
+static void test_real_q4_K_q6_K(void **state) {
     (void)state;
     static const char *names[] = {"token_embd.weight", "blk.0.attn_k.weight", "blk.2.ffn_gate.weight"};
     for (size_t k = 0; k < 3; k++) {
         float *q, *ref;
         const void *raw;
         int64_t row;
-        const int64_t n = load_pair(MODELS "small-q4_k_m.gguf", MODELS "small-q6_k.gguf", names[k], RL_Q4_K, &q,
-                                    &ref, &raw, &row);
+        const int64_t n =
+            load_pair(MODELS "small-q4_k_m.gguf", MODELS "small-q6_k.gguf", names[k], RL_Q4_K, &q, &ref, &raw, &row);
         const double e = rel_rms(q, ref, n);
         if (!(e > 0.01 && e < 0.12))
             fail_msg("%s: relative rms difference %g", names[k], e);
@@ -432,8 +410,8 @@ static void test_real_q4_K_q6_K(void **state)
     float *q, *ref;
     const void *raw;
     int64_t row;
-    const int64_t n = load_pair(MODELS "small-q4_k_m.gguf", MODELS "small-q6_k.gguf", "output.weight", RL_Q6_K, &q,
-                                &ref, &raw, &row);
+    const int64_t n =
+        load_pair(MODELS "small-q4_k_m.gguf", MODELS "small-q6_k.gguf", "output.weight", RL_Q6_K, &q, &ref, &raw, &row);
     assert_memory_equal(q, ref, (size_t)n * sizeof(float));
     double s = 0;
     for (int64_t i = 0; i < n; i++)
@@ -449,8 +427,7 @@ static void test_real_q4_K_q6_K(void **state)
 /* The largest error the quantizer may make on x[0 .. block), from the format's
  * arithmetic (see quant_ref.c): half a step, plus what clamping and the
  * quantization of sub-block scales to 6 or 8 bits can add. */
-static float kminmax_bound(const float *x, int nmax)
-{
+static float kminmax_bound(const float *x, int nmax) {
     float smax = 0, mmax = 0;
     for (int s = 0; s < 8; s++) {
         float lo = 0, hi = x[32 * s];
@@ -465,8 +442,7 @@ static float kminmax_bound(const float *x, int nmax)
     return 1.01f * (0.5f * smax + (float)(nmax + 1) * d / 2 + dmin / 2);
 }
 
-static float q6_K_group_bound(const float *x, int g)
-{
+static float q6_K_group_bound(const float *x, int g) {
     float gmax = 0, all = 0;
     for (int h = 0; h < 16; h++) {
         float m = 0;
@@ -479,28 +455,35 @@ static float q6_K_group_bound(const float *x, int g)
     return 1.01f * (gmax + 16 * all / 128);
 }
 
-static float element_bound(rl_dtype t, const float *x, int64_t i)
-{
+static float element_bound(rl_dtype t, const float *x, int64_t i) {
     const int64_t b0 = i / 32 * 32, k0 = i / 256 * 256;
     float amax = 0;
     for (int l = 0; l < 32; l++)
         amax = fmaxf(amax, fabsf(x[b0 + l]));
     switch (t) {
-    case RL_F32: return 0;
-    case RL_F16: return fmaxf(fabsf(x[i]) * 0x1p-11f, 0x1p-25f);   /* subnormals: absolute */
-    case RL_BF16: return fabsf(x[i]) * 0x1p-8f;
-    case RL_Q8_0: return 0.6f * amax / 127;
-    case RL_Q4_0: return 1.01f * amax / 8;
-    case RL_Q4_K: return kminmax_bound(x + k0, 15);
-    case RL_Q5_K: return kminmax_bound(x + k0, 31);
-    case RL_Q6_K: return q6_K_group_bound(x + k0, (int)(i - k0) / 16);
-    default: fail_msg("no bound for type %d", t);
+    case RL_F32:
+        return 0;
+    case RL_F16:
+        return fmaxf(fabsf(x[i]) * 0x1p-11f, 0x1p-25f); /* subnormals: absolute */
+    case RL_BF16:
+        return fabsf(x[i]) * 0x1p-8f;
+    case RL_Q8_0:
+        return 0.6f * amax / 127;
+    case RL_Q4_0:
+        return 1.01f * amax / 8;
+    case RL_Q4_K:
+        return kminmax_bound(x + k0, 15);
+    case RL_Q5_K:
+        return kminmax_bound(x + k0, 31);
+    case RL_Q6_K:
+        return q6_K_group_bound(x + k0, (int)(i - k0) / 16);
+    default:
+        fail_msg("no bound for type %d", t);
     }
     return 0;
 }
 
-static void test_roundtrip(void **state)
-{
+static void test_roundtrip(void **state) {
     (void)state;
     /* relative rms error ceilings on this data, a guard against quality loss */
     static const double rms_max[] = {0, 3e-4, 3e-3, 0.1, 7e-3, 0.1, 0.05, 0.022};
@@ -509,9 +492,9 @@ static void test_roundtrip(void **state)
     void *q = xmalloc((size_t)n * 4);
     fill_random(x, n);
     x[5] = 0;
-    for (int l = 0; l < 256; l++)   /* an all-zero super-block */
+    for (int l = 0; l < 256; l++) /* an all-zero super-block */
         x[1024 + l] = 0;
-    for (int l = 0; l < 256; l++)   /* all positive, all negative */
+    for (int l = 0; l < 256; l++) /* all positive, all negative */
         x[2048 + l] = fabsf(x[2048 + l]), x[2304 + l] = -fabsf(x[2304 + l]);
     for (size_t k = 0; k < N_TYPES; k++) {
         const rl_dtype t = all_types[k];
@@ -519,14 +502,13 @@ static void test_roundtrip(void **state)
         rl_dequantize_row(t, q, y, n);
         for (int i = 0; i < n; i++)
             if (!(fabsf(y[i] - x[i]) <= element_bound(t, x, i)))
-                fail_msg("%s element %d: %g -> %g (bound %g)", rl_dtype_name(t), i, x[i], y[i],
-                         element_bound(t, x, i));
+                fail_msg("%s element %d: %g -> %g (bound %g)", rl_dtype_name(t), i, x[i], y[i], element_bound(t, x, i));
         const double e = rel_rms(y, x, n);
         if (!(e <= rms_max[k]))
             fail_msg("%s: relative rms error %g", rl_dtype_name(t), e);
     }
-    assert_int_equal(rl_quantize_row(RL_Q4_K, x, q, 100), 0);   /* not a block multiple */
-    assert_int_equal(rl_quantize_row(RL_Q4_1, x, q, 256), 0);   /* unsupported */
+    assert_int_equal(rl_quantize_row(RL_Q4_K, x, q, 100), 0); /* not a block multiple */
+    assert_int_equal(rl_quantize_row(RL_Q4_1, x, q, 256), 0); /* unsupported */
     assert_int_equal(rl_quantize_row(RL_Q8_0, x, q, 0), 0);
     free(x);
     free(y);
@@ -536,8 +518,7 @@ static void test_roundtrip(void **state)
 /* ---- dot products ------------------------------------------------------------ */
 
 /* Activation row in the type the weight is dotted with. */
-static void *make_act(const rl_kernel_set *ks, rl_dtype wt, const float *x, int n)
-{
+static void *make_act(const rl_kernel_set *ks, rl_dtype wt, const float *x, int n) {
     const rl_dtype at = rl_vec_dot_type(wt);
     void *a = xmalloc(rl_dtype_row_bytes(at, (uint64_t)n));
     if (at == RL_Q8_0)
@@ -550,8 +531,7 @@ static void *make_act(const rl_kernel_set *ks, rl_dtype wt, const float *x, int 
 }
 
 /* The activation row as floats, whatever its type. */
-static void dequant_act(rl_dtype at, const void *a, float *ad, int n)
-{
+static void dequant_act(rl_dtype at, const void *a, float *ad, int n) {
     if (at == RL_Q8_K)
         for (int i = 0; i < n; i++)
             ad[i] = ((const block_q8_K *)a)[i / QK_K].d * ((const block_q8_K *)a)[i / QK_K].qs[i % QK_K];
@@ -560,8 +540,7 @@ static void dequant_act(rl_dtype at, const void *a, float *ad, int n)
 }
 
 /* sum |w_i * a_i|: the scale of the rounding error of any summation order. */
-static double abs_dot(rl_dtype t, const void *w, const void *a, int n)
-{
+static double abs_dot(rl_dtype t, const void *w, const void *a, int n) {
     float *wd = xmalloc((size_t)n * sizeof(float)), *ad = xmalloc((size_t)n * sizeof(float));
     rl_dequantize_row(t, w, wd, n);
     dequant_act(rl_vec_dot_type(t), a, ad, n);
@@ -575,8 +554,7 @@ static double abs_dot(rl_dtype t, const void *w, const void *a, int n)
 
 /* Random weight rows: half from the quantizer, half raw random bytes with
  * sane scales (every bit pattern of quants, scales and mins gets exercised). */
-static void random_weights(rl_dtype t, void *w, const float *x, int n, int raw)
-{
+static void random_weights(rl_dtype t, void *w, const float *x, int n, int raw) {
     rl_quantize_row(t, x, w, n);
     if (!raw || rl_dtype_block(t) == 1)
         return;
@@ -586,15 +564,14 @@ static void random_weights(rl_dtype t, void *w, const float *x, int n, int raw)
     for (size_t b = 0; b < bytes / bb; b++) {
         uint8_t *blk = (uint8_t *)w + b * bb;
         const rl_fp16 d = rnd_scale16(), dmin = rnd_scale16();
-        const size_t at = t == RL_Q6_K ? bb - 2 : 0;   /* Q6_K keeps d last */
+        const size_t at = t == RL_Q6_K ? bb - 2 : 0; /* Q6_K keeps d last */
         memcpy(blk + at, &d, 2);
         if (t == RL_Q4_K || t == RL_Q5_K)
             memcpy(blk + 2, &dmin, 2);
     }
 }
 
-static void compare_sets(const rl_kernel_set *ks)
-{
+static void compare_sets(const rl_kernel_set *ks) {
     const rl_kernel_set *ref = rl_kernels_ref();
     static const int lengths[] = {256, 512, 768, 1792, 4096, 11008};
     for (size_t k = 0; k < N_TYPES; k++) {
@@ -622,8 +599,7 @@ static void compare_sets(const rl_kernel_set *ks)
 }
 
 /* Activation quantizers must produce the reference's bytes exactly. */
-static void compare_act_quantizers(const rl_kernel_set *ks)
-{
+static void compare_act_quantizers(const rl_kernel_set *ks) {
     const rl_kernel_set *ref = rl_kernels_ref();
     const int n = 4096;
     float *x = xmalloc(n * sizeof(float));
@@ -631,7 +607,7 @@ static void compare_act_quantizers(const rl_kernel_set *ks)
     block_q8_0 *z1 = xmalloc(n / QK8_0 * sizeof *z1), *z2 = xmalloc(n / QK8_0 * sizeof *z2);
     for (int rep = 0; rep < 50; rep++) {
         fill_random(x, n);
-        if (rep % 5 == 1)   /* ties at half steps, zeros, equal magnitudes of both signs */
+        if (rep % 5 == 1) /* ties at half steps, zeros, equal magnitudes of both signs */
             for (int i = 0; i < n; i++)
                 x[i] = (float)((int)(rnd_u32() % 64) - 32) * 0.5f;
         if (rep % 5 == 2)
@@ -655,8 +631,7 @@ static void compare_act_quantizers(const rl_kernel_set *ks)
  * one add per element) and the sum asked for; f32 is the one shared loop.
  * Key dots: within float rounding of the reference. Rows of whole blocks and,
  * for f16, odd tails; G from 1 to 8; strides that are not the row length. */
-static void compare_kv_kernels(const rl_kernel_set *ks)
-{
+static void compare_kv_kernels(const rl_kernel_set *ks) {
     const rl_kernel_set *ref = rl_kernels_ref();
     static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
     static const int lengths[] = {32, 64, 128, 160, 256};
@@ -691,10 +666,10 @@ static void compare_kv_kernels(const rl_kernel_set *ks)
                         const size_t e = (size_t)g * n + i;
                         const double want = (double)y0[e] + (double)a[g * A_STRIDE] * dq[i];
                         if (fabs(y1[e] - want) > 1e-6 * (fabs(y0[e]) + fabs(a[g * A_STRIDE] * dq[i])))
-                            fail_msg("%s kv_axpy %s n=%d G=%d: y[%d][%d] = %.9g, want %.9g", ks->name,
-                                     rl_dtype_name(t), n, G, g, i, y1[e], want);
+                            fail_msg("%s kv_axpy %s n=%d G=%d: y[%d][%d] = %.9g, want %.9g", ks->name, rl_dtype_name(t),
+                                     n, G, g, i, y1[e], want);
                     }
-                if (t != RL_F32) {   /* f32 keys use vec_dot, compared above */
+                if (t != RL_F32) { /* f32 keys use vec_dot, compared above */
                     /* G queries, 16 bytes of padding apart: f32 rows, or Q8_0 rows for Q8_0 keys */
                     const size_t q_stride = (t == RL_Q8_0 ? (size_t)n / QK8_0 * sizeof(block_q8_0) : n * 4u) + 16;
                     char *q = xmalloc((size_t)G * q_stride);
@@ -726,8 +701,7 @@ static void compare_kv_kernels(const rl_kernel_set *ks)
             }
 }
 
-static void check_set(const rl_kernel_set *ks)
-{
+static void check_set(const rl_kernel_set *ks) {
     assert_non_null(ks->quantize_q8_0);
     assert_non_null(ks->quantize_q8_K);
     for (size_t k = 0; k < N_TYPES; k++)
@@ -738,8 +712,7 @@ static void check_set(const rl_kernel_set *ks)
 }
 
 /* A set exists exactly where the CPU has its ISA, and then matches the reference. */
-static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa)
-{
+static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa) {
     assert_true((ks != NULL) == cpu_has);
     if (ks)
         check_set(ks);
@@ -747,26 +720,22 @@ static void set_vs_ref(const rl_kernel_set *ks, bool cpu_has, const char *isa)
         print_message("no %s on this CPU: nothing to compare\n", isa);
 }
 
-static void test_kv_kernels_ref(void **state)
-{
+static void test_kv_kernels_ref(void **state) {
     (void)state;
     compare_kv_kernels(rl_kernels_ref());
 }
 
-static void test_avx2_vs_ref(void **state)
-{
+static void test_avx2_vs_ref(void **state) {
     (void)state;
     set_vs_ref(rl_kernels_avx2(), rl_cpu()->avx2, "AVX2");
 }
 
-static void test_avx512_vs_ref(void **state)
-{
+static void test_avx512_vs_ref(void **state) {
     (void)state;
     set_vs_ref(rl_kernels_avx512(), rl_cpu()->avx512, "AVX-512");
 }
 
-static void test_neon_vs_ref(void **state)
-{
+static void test_neon_vs_ref(void **state) {
     (void)state;
     set_vs_ref(rl_kernels_neon(), rl_cpu()->neon, "NEON");
 }
@@ -774,8 +743,7 @@ static void test_neon_vs_ref(void **state)
 /* The reference dot is exactly the float dot of the dequantized rows (up to
  * summation rounding), and within the activation's quantization error of the
  * dot with the unquantized activation. */
-static void test_dot_vs_dequant(void **state)
-{
+static void test_dot_vs_dequant(void **state) {
     (void)state;
     const rl_kernel_set *ref = rl_kernels_ref();
     const int n = 2048;
@@ -812,8 +780,7 @@ static void test_dot_vs_dequant(void **state)
 }
 
 /* Rows of the real files through every kernel set against dequantize+dot. */
-static void test_real_rows_dot(void **state)
-{
+static void test_real_rows_dot(void **state) {
     (void)state;
     static const struct {
         const char *file, *tensor;
@@ -846,8 +813,8 @@ static void test_real_rows_dot(void **state)
                 if (sets[s]) {
                     const double got = sets[s]->vec_dot[cases[c].t]((int)row, (const char *)raw + r * rb, a);
                     if (!(fabs(got - want) <= 1e-5 * mag))
-                        fail_msg("%s %s row %lld: %.9g vs %.9g", sets[s]->name, cases[c].tensor, (long long)r,
-                                 got, want);
+                        fail_msg("%s %s row %lld: %.9g vs %.9g", sets[s]->name, cases[c].tensor, (long long)r, got,
+                                 want);
                 }
             free(a);
         }
@@ -863,8 +830,7 @@ static void test_real_rows_dot(void **state)
 
 /* Runs rl_kernels() twice in a child with RELAIS_ISA=isa (NULL: unset); gives
  * the chosen set's name and the number of lines the child wrote to stderr. */
-static void child_choice(const char *isa, char *name, size_t len, int *lines)
-{
+static void child_choice(const char *isa, char *name, size_t len, int *lines) {
     int out[2], err[2];
     assert_int_equal(pipe(out), 0);
     assert_int_equal(pipe(err), 0);
@@ -897,10 +863,12 @@ static void child_choice(const char *isa, char *name, size_t len, int *lines)
     close(err[0]);
 }
 
-static void test_dispatch(void **state)
-{
+static void test_dispatch(void **state) {
     (void)state;
-    const char *best = rl_kernels_avx512() ? "avx512" : rl_kernels_avx2() ? "avx2" : rl_kernels_neon() ? "neon" : "scalar";
+    const char *best = rl_kernels_avx512() ? "avx512"
+        : rl_kernels_avx2()                ? "avx2"
+        : rl_kernels_neon()                ? "neon"
+                                           : "scalar";
     char name[32];
     int lines;
     child_choice(NULL, name, sizeof name, &lines);
@@ -914,11 +882,11 @@ static void test_dispatch(void **state)
         assert_string_equal(name, "avx2");
         assert_int_equal(lines, 0);
     }
-    child_choice("sse9", name, sizeof name, &lines);   /* unknown: best, one message */
+    child_choice("sse9", name, sizeof name, &lines); /* unknown: best, one message */
     assert_string_equal(name, best);
     assert_int_equal(lines, 1);
     const char *absent = rl_kernels_neon() ? "avx2" : "neon";
-    if (!rl_kernels_neon() || !rl_kernels_avx2()) {   /* unsupported here: best, one message */
+    if (!rl_kernels_neon() || !rl_kernels_avx2()) { /* unsupported here: best, one message */
         child_choice(absent, name, sizeof name, &lines);
         assert_string_equal(name, best);
         assert_int_equal(lines, 1);
@@ -933,8 +901,7 @@ static void test_dispatch(void **state)
     assert_int_equal(rl_vec_dot_type(RL_BF16), RL_F32);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fp16_to_f32_all),
         cmocka_unit_test(test_f32_to_fp16_rounding),

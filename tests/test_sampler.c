@@ -52,8 +52,7 @@ static void test_greedy_ties_lowest_id(void **state) {
     assert_int_equal(sample_once(&p, m, 4), 2);
 }
 
-static void draw_sequence(const rl_sampler_params *p, const float *logits, uint32_t n,
-                          int32_t *out, int count) {
+static void draw_sequence(const rl_sampler_params *p, const float *logits, uint32_t n, int32_t *out, int count) {
     float *tmp = malloc(n * sizeof *tmp);
     assert_non_null(tmp);
     rl_sampler *s = rl_sampler_new(p, n);
@@ -174,7 +173,7 @@ static const double BASE[NB] = {0.4, 0.25, 0.2, 0.1, 0.05};
 
 static void base_logits(float *l) {
     for (int i = 0; i < NB; i++)
-        l[i] = (float)log(BASE[i]) + 3.0f;   /* an offset changes nothing */
+        l[i] = (float)log(BASE[i]) + 3.0f; /* an offset changes nothing */
 }
 
 static void test_temperature_matches_distribution(void **state) {
@@ -257,7 +256,7 @@ static void test_large_vocab_truncation_sets(void **state) {
     while (cum < 0.9 * z)
         cum += exp((double)sorted[nucleus++] - sorted[0]);
     float p_cut = sorted[nucleus - 1];
-    assert_true(nucleus > 1000 && nucleus < N / 2);   /* a large nucleus, cut mid-vocabulary */
+    assert_true(nucleus > 1000 && nucleus < N / 2); /* a large nucleus, cut mid-vocabulary */
 
     rl_sampler_params p = rl_sampler_defaults();
     p.temperature = 1.0f;
@@ -278,7 +277,7 @@ static void test_large_vocab_truncation_sets(void **state) {
             first &= ids[j] != ids[i];
         distinct += first;
     }
-    assert_true(distinct > 20);   /* it samples, it does not collapse to greedy */
+    assert_true(distinct > 20); /* it samples, it does not collapse to greedy */
     free(l);
     free(sorted);
     free(ids);
@@ -286,13 +285,13 @@ static void test_large_vocab_truncation_sets(void **state) {
 
 static void test_penalties_arithmetic(void **state) {
     const float base[5] = {2.0f, -1.0f, 0.5f, 3.0f, 0.0f};
-    const int32_t hist[] = {3, 0, 1, 1, 4, 77, -5};   /* ids out of range are ignored */
+    const int32_t hist[] = {3, 0, 1, 1, 4, 77, -5}; /* ids out of range are ignored */
     float l[5];
     rl_sampler_params p = rl_sampler_defaults();
     p.repeat_penalty = 2.0f;
     p.frequency_penalty = 0.5f;
     p.presence_penalty = 0.25f;
-    p.repeat_last_n = 6;   /* window: 0, 1, 1, 4, 77, -5 */
+    p.repeat_last_n = 6; /* window: 0, 1, 1, 4, 77, -5 */
     rl_sampler *s = rl_sampler_new(&p, 5);
     assert_non_null(s);
     memcpy(l, base, sizeof l);

@@ -25,10 +25,10 @@ typedef struct {
     pthread_cond_t cond;
     int32_t ids[MAX_IDS];
     int n;
-    int stop_after;          /* sink returns false at this many ids (0 = never) */
-    char tag;                /* when set, each id is logged in `order` under this tag */
-    bool hold;               /* on_token blocks while set: pins a request mid-generation */
-    int done;                /* on_done calls */
+    int stop_after; /* sink returns false at this many ids (0 = never) */
+    char tag;       /* when set, each id is logged in `order` under this tag */
+    bool hold;      /* on_token blocks while set: pins a request mid-generation */
+    int done;       /* on_done calls */
     rl_finish why;
     char err[256];
 } sink_state;
@@ -118,14 +118,13 @@ static int teardown(void **state) {
     return 0;
 }
 
-static rl_sched *sched_new(fixture *f, uint32_t max_batch, uint32_t max_sessions, uint32_t max_queue,
-                           uint32_t chunk) {
+static rl_sched *sched_new(fixture *f, uint32_t max_batch, uint32_t max_sessions, uint32_t max_queue, uint32_t chunk) {
     char err[256];
     rl_executor_destroy(&f->x);
     /* sgemm allowed from the engine's default: the scheduler's segments do
      * not allow it, so its micro-batches still use the quantized kernels */
-    f->x = rl_executor_local_new(f->m, 2, max_batch, max_sessions, rl_gemm_min_for(false, 0),
-                                 RL_KV_TYPE_DEFAULT, err, sizeof err);
+    f->x = rl_executor_local_new(f->m, 2, max_batch, max_sessions, rl_gemm_min_for(false, 0), RL_KV_TYPE_DEFAULT, err,
+                                 sizeof err);
     assert_non_null(f->x);
     rl_sched_opts o = {.max_sessions = max_sessions, .max_queue = max_queue, .n_ctx = 256, .prefill_chunk = chunk};
     rl_sched *s = rl_sched_new(f->x, f->tok, &o, err, sizeof err);
@@ -246,8 +245,8 @@ static void test_queue_bound_and_cancel(void **state) {
     sink_wait(&a);
     assert_int_equal(a.why, RL_FINISH_CANCELLED);
     assert_true(a.n < 150);
-    rl_sched_cancel(s, 987654);   /* unknown: ignored */
-    assert_int_equal(c.done, 0);  /* refused: never called */
+    rl_sched_cancel(s, 987654);  /* unknown: ignored */
+    assert_int_equal(c.done, 0); /* refused: never called */
     rl_sched_destroy(&s);
     assert_int_equal(executor_sessions(f->x), 0);
     sink_fini(&a), sink_fini(&b), sink_fini(&c);
@@ -315,7 +314,7 @@ static void test_long_prompt_does_not_freeze_decode(void **state) {
     r.prompt = ids;
     uint64_t id;
     assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
-    for (int i = 0; i < 6000 && a.n < 3; i++)   /* a is decoding */
+    for (int i = 0; i < 6000 && a.n < 3; i++) /* a is decoding */
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     prompt_of(8, ids, 190);
     r = (rl_sched_req){.prompt = ids, .n_prompt = 190, .max_tokens = 4, .sink = {on_token, on_done, &b}};

@@ -34,9 +34,7 @@ static int remove_dir(void **state) {
     return tu_dir_remove(tmpdir);
 }
 
-static void tmp_path(char *buf, size_t len, const char *name) {
-    snprintf(buf, len, "%s/%s", tmpdir, name);
-}
+static void tmp_path(char *buf, size_t len, const char *name) { snprintf(buf, len, "%s/%s", tmpdir, name); }
 
 static void write_or_fail(const rl_synth_spec *s, const char *path) {
     char err[512] = "";
@@ -171,7 +169,7 @@ static void test_ministral3_file_loads_and_runs(void **state) {
     assert_int_equal(rl_chat_template_detect(tok, rl_runner_gguf(r)), RL_CHAT_MISTRAL_V13);
     float *logits = malloc(hp->n_vocab * sizeof *logits);
     int32_t ids[40];
-    for (int i = 0; i < 40; i++)   /* past the original context of 32 */
+    for (int i = 0; i < 40; i++) /* past the original context of 32 */
         ids[i] = 1000 + i * 7;
     assert_int_equal(rl_runner_feed(r, ids, 40, logits, err, sizeof err), 0);
     for (uint32_t i = 0; i < hp->n_vocab; i++)
@@ -219,7 +217,7 @@ static void test_check_rejects(void **state) {
     s.n_vocab = 300;
     assert_int_equal(rl_synth_check(&s, err, sizeof err), -1);
     s = preset("ministral-8b");
-    s.n_vocab = 1000;   /* below the 1000 controls + 256 bytes */
+    s.n_vocab = 1000; /* below the 1000 controls + 256 bytes */
     assert_int_equal(rl_synth_check(&s, err, sizeof err), -1);
     assert_non_null(strstr(err, "1256"));
     s = preset("tiny");
@@ -394,15 +392,13 @@ static tensor_stats compare_tensor(const gguf_tensor *t, const gguf_tensor *ref)
     }
     free(row);
     double scale = 1.0 / sqrt((double)t->ne[0]), mean = sum / (double)n;
-    return (tensor_stats){mean / scale, sqrt(sq / (double)n - mean * mean) / scale,
-                          sqrt(diff / (double)n) / scale};
+    return (tensor_stats){mean / scale, sqrt(sq / (double)n - mean * mean) / scale, sqrt(diff / (double)n) / scale};
 }
 
 /* Writes `base` in each type and checks every weight matrix against the
  * f32 file of the same seed: same distribution, and quantization noise of
  * the size the type implies (so the same values went into every type). */
-static void check_types(const char *preset_name, const rl_synth_ftype *types, size_t n_types,
-                        const double *max_noise) {
+static void check_types(const char *preset_name, const rl_synth_ftype *types, size_t n_types, const double *max_noise) {
     char ref_path[128], path[128];
     rl_synth_spec s = preset(preset_name);
     s.seed = 77;
@@ -425,8 +421,8 @@ static void check_types(const char *preset_name, const rl_synth_ftype *types, si
             double n = (double)(t->ne[0] * t->ne[1]);
             if (fabs(st.mean) > 5.0 / sqrt(n) || fabs(st.std - 1.0) > 0.02 + 5.0 / sqrt(2.0 * n) ||
                 st.rms_diff > max_noise[k])
-                fail_msg("%s %s (%s): mean %.3f std %.3f noise %.4f (max %.4f)", rl_synth_ftype_name(types[k]),
-                         t->name, rl_dtype_name(t->type), st.mean, st.std, st.rms_diff, max_noise[k]);
+                fail_msg("%s %s (%s): mean %.3f std %.3f noise %.4f (max %.4f)", rl_synth_ftype_name(types[k]), t->name,
+                         rl_dtype_name(t->type), st.mean, st.std, st.rms_diff, max_noise[k]);
         }
         gguf_close(&f);
     }
@@ -477,15 +473,15 @@ static void test_determinism_and_seeds(void **state) {
     unsigned char *da = slurp(a, &la), *db = slurp(b, &lb), *dc = slurp(c, &lc);
     assert_int_equal(la, lb);
     assert_memory_equal(da, db, la);
-    assert_int_equal(la, lc);   /* same layout... */
+    assert_int_equal(la, lc); /* same layout... */
     gguf_file *f = open_or_fail(a);
     size_t off = (size_t)gguf_data_offset(f);
     gguf_close(&f);
-    assert_memory_equal(da, dc, off);   /* ...same metadata... */
+    assert_memory_equal(da, dc, off); /* ...same metadata... */
     size_t same = 0;
     for (size_t i = off; i < la; i++)
         same += da[i] == dc[i];
-    assert_true(same < (la - off) / 4);   /* ...other weights */
+    assert_true(same < (la - off) / 4); /* ...other weights */
     free(da);
     free(db);
     free(dc);
@@ -514,7 +510,7 @@ static void roundtrip(const char *path, const char *text) {
     /* SentencePiece adds a leading space that decoding a whole text drops */
     const char *got = rl_tok_kind_of(t) == RL_TOK_SPM && out[0] == ' ' ? out + 1 : out;
     assert_string_equal(got, text);
-    assert_true(n - 1 < strlen(text));   /* some pieces longer than one byte were used */
+    assert_true(n - 1 < strlen(text)); /* some pieces longer than one byte were used */
     free(ids);
     rl_tok_destroy(&t);
 }

@@ -36,7 +36,7 @@ static int run(const char *args, char *out, size_t outlen) {
     snprintf(cmd, sizeof cmd, "%s %s 2>/dev/null", RELAIS_BIN, args);
     static char all[1 << 16];
     const int rc = tu_run(cmd, all, sizeof all);
-    const char *nl = strchr(all, '\n');   /* the first line, newline included */
+    const char *nl = strchr(all, '\n'); /* the first line, newline included */
     if (out)
         snprintf(out, outlen, "%.*s", nl ? (int)(nl - all + 1) : (int)strlen(all), all);
     return rc;
@@ -54,7 +54,8 @@ static void test_synth_writes_the_library_file(void **state) {
     snprintf(lib, sizeof lib, "%s/lib.gguf", tmpdir);
     snprintf(args, sizeof args,
              "synth --preset tiny --layers 2 --type q4_0 --vocab 600 --ctx 256 --seed 9 "
-             "--swa-window 16 --swa-period 2 -o %s", cli);
+             "--swa-window 16 --swa-period 2 -o %s",
+             cli);
     assert_int_equal(run(args, out, sizeof out), 0);
     assert_non_null(strstr(out, "bytes"));
 
@@ -85,7 +86,8 @@ static void test_synth_shape_flags(void **state) {
     snprintf(args, sizeof args,
              "synth --preset ministral3-14b --layers 2 --dim 96 --heads 4 --kv-heads 2 --head-dim 32 --ffn 256 "
              "--vocab 2048 --ctx 128 --rope-base 500000 --rope-factor 4 --rope-orig-ctx 32 --yarn-beta-fast 16 "
-             "--yarn-beta-slow 2 --yarn-log-mul 0 --attn-temp 0.2 --type q8_0 -q -o %s", cli);
+             "--yarn-beta-slow 2 --yarn-log-mul 0 --attn-temp 0.2 --type q8_0 -q -o %s",
+             cli);
     assert_int_equal(run(args, out, sizeof out), 0);
     rl_synth_spec s;
     assert_int_equal(rl_synth_preset("ministral3-14b", &s), 0);
@@ -105,18 +107,21 @@ static void test_synth_shape_flags(void **state) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, RELAIS_BIN " %s 2>&1", args);
     assert_int_equal(tu_run(cmd, text, sizeof text), 0);
-    assert_non_null(strstr(text, "rope scaling   yarn: factor 4 over original context 32, beta_fast 16, beta_slow 2, "
-                                 "log multiplier 0"));
+    assert_non_null(strstr(text,
+                           "rope scaling   yarn: factor 4 over original context 32, beta_fast 16, beta_slow 2, "
+                           "log multiplier 0"));
     assert_non_null(strstr(text, "q *= 1 + 0.2 ln(1 + floor(pos / 32))"));
     assert_non_null(strstr(text, "dim            96  (heads 4, kv heads 2, head dim 32)"));
 }
 
 static void test_synth_refuses_bad_values(void **state) {
     const char *bad[] = {
-        "--preset tiny --layers 0",   "--preset tiny --layers 3x", "--preset tiny --type q3_K",
-        "--preset nonesuch",          "--preset tiny --vocab 10",  "--preset ministral-8b --vocab 1000",
-        "--preset tiny --seed -1",    "--layers 2",                "--preset tiny --what",
-        "--preset tiny --kv-heads 3", "--preset tiny --head-dim 7", "--preset tiny --dim 0",
+        "--preset tiny --layers 0",      "--preset tiny --layers 3x",
+        "--preset tiny --type q3_K",     "--preset nonesuch",
+        "--preset tiny --vocab 10",      "--preset ministral-8b --vocab 1000",
+        "--preset tiny --seed -1",       "--layers 2",
+        "--preset tiny --what",          "--preset tiny --kv-heads 3",
+        "--preset tiny --head-dim 7",    "--preset tiny --dim 0",
         "--preset tiny --rope-base 0.5", "--preset tiny --attn-temp x",
     };
     char path[128], args[512];
@@ -127,7 +132,7 @@ static void test_synth_refuses_bad_values(void **state) {
             fail_msg("'%s' was not refused with exit code 2", args);
         assert_int_equal(access(path, F_OK), -1);
     }
-    assert_int_equal(run("synth --preset tiny", NULL, 0), 2);   /* no -o */
+    assert_int_equal(run("synth --preset tiny", NULL, 0), 2); /* no -o */
     assert_int_equal(run("synth --help", NULL, 0), 0);
 }
 

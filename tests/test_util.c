@@ -20,17 +20,17 @@ static void test_grow(void **state) {
     assert_int_equal(cap, 4);
     for (int i = 0; i < 4; i++)
         a[i] = i;
-    assert_ptr_equal(rl_grow(a, &cap, 4, sizeof *a, 4), a);   /* fits: unchanged */
+    assert_ptr_equal(rl_grow(a, &cap, 4, sizeof *a, 4), a); /* fits: unchanged */
     a = rl_grow(a, &cap, 9, sizeof *a, 4);
     assert_non_null(a);
     assert_int_equal(cap, 16);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(a[i], i);   /* kept across the move */
+        assert_int_equal(a[i], i); /* kept across the move */
     size_t before = cap;
-    assert_null(rl_grow(a, &cap, SIZE_MAX / 2 + 2, 1, 4));    /* doubling would wrap */
-    assert_null(rl_grow(a, &cap, SIZE_MAX / 4, 8, 4));        /* the bytes would wrap */
+    assert_null(rl_grow(a, &cap, SIZE_MAX / 2 + 2, 1, 4)); /* doubling would wrap */
+    assert_null(rl_grow(a, &cap, SIZE_MAX / 4, 8, 4));     /* the bytes would wrap */
     assert_int_equal(cap, before);
-    assert_int_equal(a[3], 3);                                /* still ours */
+    assert_int_equal(a[3], 3); /* still ours */
     free(a);
 }
 

@@ -25,7 +25,7 @@
 #include "testutil.h"
 #include "wire.h"
 
-#define MODEL RELAIS_SHARED_DIR "/models/tiny-q8_0.gguf"   /* 4 layers, output not tied */
+#define MODEL RELAIS_SHARED_DIR "/models/tiny-q8_0.gguf" /* 4 layers, output not tied */
 #define CHUNK 4096u
 
 static char g_dir[TU_DIR_MAX];
@@ -107,11 +107,11 @@ static void write_tied_model(const char *path) {
     static const struct {
         const char *name;
         uint64_t ne0, ne1;
-    } T[] = {{"token_embd.weight", DIM, VOCAB},    {"blk.0.attn_norm.weight", DIM, 1},
-             {"blk.0.attn_q.weight", DIM, DIM},    {"blk.0.attn_k.weight", DIM, DIM / 2},
+    } T[] = {{"token_embd.weight", DIM, VOCAB},     {"blk.0.attn_norm.weight", DIM, 1},
+             {"blk.0.attn_q.weight", DIM, DIM},     {"blk.0.attn_k.weight", DIM, DIM / 2},
              {"blk.0.attn_v.weight", DIM, DIM / 2}, {"blk.0.attn_output.weight", DIM, DIM},
-             {"blk.0.ffn_norm.weight", DIM, 1},    {"blk.0.ffn_gate.weight", DIM, FFN},
-             {"blk.0.ffn_up.weight", DIM, FFN},    {"blk.0.ffn_down.weight", FFN, DIM},
+             {"blk.0.ffn_norm.weight", DIM, 1},     {"blk.0.ffn_gate.weight", DIM, FFN},
+             {"blk.0.ffn_up.weight", DIM, FFN},     {"blk.0.ffn_down.weight", FFN, DIM},
              {"output_norm.weight", DIM, 1}};
     char err[256];
     float row[FFN];
@@ -182,7 +182,7 @@ static void test_slice_bad_range(void **state) {
 /* ---- both ends through a socket pair ---- */
 
 typedef struct {
-    void *zctx, *coord, *node;       /* PAIR sockets: the coordinator's end, the node's */
+    void *zctx, *coord, *node; /* PAIR sockets: the coordinator's end, the node's */
     weights_send *ws;
     node_weights *nw;
     Relais__Assign a;
@@ -256,12 +256,12 @@ static void test_transfer_resume_and_damaged_cache(void **state) {
     assert_false(node_weights_lookup(r.nw, &r.a, cached, sizeof cached));
     assert_int_equal(node_weights_begin(r.nw, &r.a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     assert_int_equal(req.offset, 0);
-    assert_int_not_equal(transfer(&r, req, 6, path), NODE_WEIGHTS_DONE);   /* then the node goes away */
+    assert_int_not_equal(transfer(&r, req, 6, path), NODE_WEIGHTS_DONE); /* then the node goes away */
     node_weights_destroy(&r.nw);
 
     r.nw = node_weights_new(r.cache, CHUNK);
     assert_int_equal(node_weights_begin(r.nw, &r.a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
-    assert_int_equal(req.offset, 6 * CHUNK);   /* resumes where the file ends */
+    assert_int_equal(req.offset, 6 * CHUNK); /* resumes where the file ends */
     uint64_t before = weights_send_bytes(r.ws);
     assert_int_equal(transfer(&r, req, 1 << 30, path), NODE_WEIGHTS_DONE);
     char want[128];
@@ -283,7 +283,7 @@ static void test_transfer_resume_and_damaged_cache(void **state) {
 
     snprintf(cmd, sizeof cmd, "printf x | dd of=%s bs=1 seek=100 conv=notrunc status=none", path);
     assert_int_equal(system(cmd), 0);
-    assert_false(node_weights_lookup(r.nw, &r.a, cached, sizeof cached));   /* damaged: deleted */
+    assert_false(node_weights_lookup(r.nw, &r.a, cached, sizeof cached)); /* damaged: deleted */
     assert_int_equal(access(path, F_OK), -1);
     node_weights_cached(r.nw, &n);
     assert_int_equal(n, 0);
@@ -348,17 +348,17 @@ static void test_bad_chunks(void **state) {
     chunk_buf *b = malloc(sizeof *b);
 
     make_chunk(b, s, &a, 0, CHUNK);
-    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED);   /* no transfer under way */
+    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED); /* no transfer under way */
     assert_int_equal(node_weights_begin(nw, &a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_WAIT);
-    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED);   /* a repeat */
+    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED); /* a repeat */
     b->c.layer_end = 5;
-    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED);   /* another slice */
+    assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_IGNORED); /* another slice */
 
     make_chunk(b, s, &a, 3 * CHUNK, CHUNK);
-    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "expected byte 4096");   /* a gap */
+    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "expected byte 4096"); /* a gap */
     make_chunk(b, s, &a, CHUNK, 2 * CHUNK);
-    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "at most 4096 bytes");   /* oversize */
+    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "at most 4096 bytes"); /* oversize */
     assert_int_equal(node_weights_begin(nw, &a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     make_chunk(b, s, &a, CHUNK, CHUNK);
     assert_int_equal(feed(nw, b, &code, err), NODE_WEIGHTS_WAIT);
@@ -370,7 +370,7 @@ static void test_bad_chunks(void **state) {
     expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "which no slice has");
     make_chunk(b, s, &a, 2 * CHUNK, CHUNK);
     b->c.slice_sha256 = (ProtobufCBinaryData){32, b->hash};
-    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "slice hash");   /* a hash before the end */
+    expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MALFORMED, "slice hash"); /* a hash before the end */
 
     /* Up to the last chunk, then a last chunk without hash, and one with a wrong hash. */
     assert_int_equal(node_weights_begin(nw, &a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
@@ -388,7 +388,7 @@ static void test_bad_chunks(void **state) {
     b->hash[0] ^= 1;
     expect_failed(nw, &a, b, RELAIS__ERROR_CODE__ERR_MODEL, "discarded");
     assert_int_equal(node_weights_begin(nw, &a, &req, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
-    assert_int_equal(req.offset, 0);   /* the bad file is gone: a new transfer starts over */
+    assert_int_equal(req.offset, 0); /* the bad file is gone: a new transfer starts over */
 
     free(b);
     weights_slice_destroy(&s);

@@ -96,12 +96,12 @@ static void test_roundtrip(void **state) {
     assert_true(e->forward->segments[0]->sgemm);
     assert_int_equal(e->forward->activations.len, sizeof x);
     assert_memory_equal(e->forward->activations.data, x, sizeof x);
-    assert_null(wire_msg_peer_key(m));   /* no ZAP handler on this link */
+    assert_null(wire_msg_peer_key(m)); /* no ZAP handler on this link */
     size_t rid_len;
     const uint8_t *rid = wire_msg_routing_id(m, &rid_len);
     assert_true(rid_len > 0);
-    assert_int_equal(wire_send_error(l.router, rid, rid_len, RELAIS__ERROR_CODE__ERR_RANGE, 42, 9, "too far", err,
-                                     sizeof err), 0);
+    assert_int_equal(
+        wire_send_error(l.router, rid, rid_len, RELAIS__ERROR_CODE__ERR_RANGE, 42, 9, "too far", err, sizeof err), 0);
     wire_msg *r = recv_within(l.dealer, false, 2000);
     assert_non_null(r);
     assert_int_equal(wire_msg_env(r)->error->code, RELAIS__ERROR_CODE__ERR_RANGE);
@@ -112,7 +112,8 @@ static void test_roundtrip(void **state) {
     wire_msg_destroy(&m);
     /* a peer that is gone: ROUTER_MANDATORY turns the reply into an error */
     assert_int_equal(wire_send_error(l.router, (const uint8_t *)"nobody", 6, RELAIS__ERROR_CODE__ERR_NONE, 0, 0, "",
-                                     err, sizeof err), -1);
+                                     err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "no longer connected"));
     link_close(&l);
 }
@@ -123,7 +124,8 @@ static void test_refused_frames(void **state) {
     link_open(&l, "refused");
     char why[256];
     uint8_t buf[256];
-    assert_int_equal(code_of_raw(&l, "\xff\xff\xff\xff garbage", 13, why, sizeof why), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(code_of_raw(&l, "\xff\xff\xff\xff garbage", 13, why, sizeof why),
+                     RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_non_null(strstr(why, "not a relais Envelope"));
     /* a valid Envelope cut short */
     Relais__Hello h = RELAIS__HELLO__INIT;
@@ -185,12 +187,12 @@ static void test_check_assign(void **state) {
     Relais__Assign bad[6];
     for (int i = 0; i < 6; i++)
         bad[i] = good_assign(key);
-    bad[0].layer_begin = 4;                 /* empty range */
-    bad[1].layer_end = 5;                   /* past the model */
+    bad[0].layer_begin = 4; /* empty range */
+    bad[1].layer_end = 5;   /* past the model */
     bad[2].n_ctx = 0;
     bad[3].max_batch = WIRE_MAX_BATCH + 1;
     bad[4].wire_dtype = 7;
-    bad[5].next_hop = "localhost";          /* not an endpoint */
+    bad[5].next_hop = "localhost"; /* not an endpoint */
     for (int i = 0; i < 6; i++)
         if (wire_check_assign(&bad[i], err, sizeof err) != RELAIS__ERROR_CODE__ERR_MALFORMED)
             fail_msg("bad assignment %d accepted", i);
@@ -203,7 +205,7 @@ static void test_check_sampling(void **state) {
     char err[256];
     assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F16, 3, 8), 48);
     assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F32, 3, 8), 96);
-    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 8), 60);   /* 3 x (4 + 16) */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 8), 60); /* 3 x (4 + 16) */
     Relais__Sampling s = RELAIS__SAMPLING__INIT;
     int32_t hist[2] = {5, -1};
     s.top_p = 1;
@@ -228,7 +230,7 @@ static void test_activations_and_sampling(void **state) {
     wire_activations_decode(buf, 2, 3, RELAIS__DTYPE__DTYPE_F32, y);
     assert_memory_equal(x, y, sizeof x);
     wire_activations_encode(x, 2, 3, RELAIS__DTYPE__DTYPE_F16, buf);
-    assert_int_equal(buf[0] | buf[1] << 8, 0x3c00);   /* 1.0 in IEEE half */
+    assert_int_equal(buf[0] | buf[1] << 8, 0x3c00); /* 1.0 in IEEE half */
     wire_activations_decode(buf, 2, 3, RELAIS__DTYPE__DTYPE_F16, y);
     for (int i = 0; i < 6; i++)
         assert_true(fabsf(y[i] - x[i]) <= fabsf(x[i]) * 0x1p-11f + 6e-8f);
@@ -268,7 +270,7 @@ static void test_keys(void **state) {
     assert_int_equal(curve_keys_create(key, pub, &k, err, sizeof err), 0);
     assert_int_equal(stat(key, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(curve_keys_create(key, pub, &k, err, sizeof err), -1);   /* never overwrites */
+    assert_int_equal(curve_keys_create(key, pub, &k, err, sizeof err), -1); /* never overwrites */
     assert_non_null(strstr(err, "already exists"));
     assert_int_equal(curve_keys_load(key, false, &back, err, sizeof err), 0);
     assert_memory_equal(&k, &back, sizeof k);
@@ -277,11 +279,11 @@ static void test_keys(void **state) {
     assert_int_equal(curve_public_load(key, p2, err, sizeof err), 0);
     assert_memory_equal(p1, k.public_key, 32);
     assert_memory_equal(p2, k.public_key, 32);
-    assert_int_equal(curve_keys_load(pub, false, &back, err, sizeof err), -1);   /* a public certificate */
+    assert_int_equal(curve_keys_load(pub, false, &back, err, sizeof err), -1); /* a public certificate */
     assert_non_null(strstr(err, "no secret key"));
     path_in(key, sizeof key, "missing.key");
     assert_int_equal(curve_keys_load(key, false, &back, err, sizeof err), -1);
-    assert_int_equal(curve_keys_load(key, true, &back, err, sizeof err), 0);     /* a node makes its own */
+    assert_int_equal(curve_keys_load(key, true, &back, err, sizeof err), 0); /* a node makes its own */
     curve_public_path(key, derived, sizeof derived);
     assert_int_equal(stat(derived, &st), 0);
     curve_public_path("x/node", derived, sizeof derived);
@@ -334,7 +336,7 @@ static void test_zap_policy(void **state) {
     void *ctx = zmq_ctx_new();
     curve_zap *z = curve_zap_new(ctx, "not on the test's list", err, sizeof err);
     assert_non_null(z);
-    assert_null(curve_zap_new(ctx, "second", err, sizeof err));   /* one handler per context */
+    assert_null(curve_zap_new(ctx, "second", err, sizeof err)); /* one handler per context */
     path_in(trust, sizeof trust, "trust");
     path_in(pubfile, sizeof pubfile, "trust/good.pub");
     mkdir(trust, 0700);
@@ -344,7 +346,7 @@ static void test_zap_policy(void **state) {
     assert_int_equal(curve_zap_allow_dir(z, "/nonexistent-relais-dir", "coordinator", err, sizeof err), -1);
     assert_int_equal(curve_zap_allow_dir(z, trust, "coordinator", err, sizeof err), 1);
     assert_string_equal(curve_zap_role(z, good.public_key), "coordinator");
-    assert_int_equal(curve_zap_allow(z, good.public_key, "neighbour"), 0);   /* keeps its first role */
+    assert_int_equal(curve_zap_allow(z, good.public_key, "neighbour"), 0); /* keeps its first role */
     assert_string_equal(curve_zap_role(z, good.public_key), "coordinator");
     void *server = wire_socket(ctx, ZMQ_ROUTER, 1 << 20, err, sizeof err);
     assert_int_equal(curve_apply_server(server, &server_k, err, sizeof err), 0);
@@ -358,7 +360,7 @@ static void test_zap_policy(void **state) {
     assert_non_null(wire_msg_peer_key(m));
     assert_memory_equal(wire_msg_peer_key(m), good.public_key, 32);
     wire_msg_destroy(&m);
-    void *c2 = client(ctx, &bad, server_k.public_key, ep);   /* unknown: refused, nothing arrives */
+    void *c2 = client(ctx, &bad, server_k.public_key, ep); /* unknown: refused, nothing arrives */
     assert_null(serve_until_message(z, server, 500));
     curve_zap_forget_role(z, "coordinator");
     assert_string_equal(curve_zap_role(z, good.public_key), "");
@@ -406,7 +408,7 @@ static void test_filehash(void **state) {
     assert_memory_equal(again, want, 32);
     path_in(file, sizeof file, "absent.bin");
     assert_int_equal(filehash_sha256(file, cache, NULL, NULL, again, err, sizeof err), -1);
-    assert_int_equal(filehash_sha256(g_dir, NULL, NULL, NULL, again, err, sizeof err), -1);   /* a directory */
+    assert_int_equal(filehash_sha256(g_dir, NULL, NULL, NULL, again, err, sizeof err), -1); /* a directory */
 }
 
 /* ---- block-scaled int16 activations ---- */
@@ -435,15 +437,15 @@ static uint8_t *i16_roundtrip(const float *x, size_t rows, size_t dim, float *y)
 static void test_i16_sizes(void **state) {
     (void)state;
     /* per row: a 4-byte scale per block of 32 (the last may be shorter) and 2 bytes per value */
-    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 64), 3 * (2 * 4 + 64 * 2));   /* 408 */
-    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, 4096), 128 * 4 + 4096 * 2);  /* 53.1% */
-    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 2, 40), 2 * (2 * 4 + 40 * 2));   /* a tail of 8 */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 3, 64), 3 * (2 * 4 + 64 * 2)); /* 408 */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, 4096), 128 * 4 + 4096 * 2); /* 53.1% */
+    assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 2, 40), 2 * (2 * 4 + 40 * 2)); /* a tail of 8 */
     assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, 1), 4 + 2);
     assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F32, 3, 64), 3 * 64 * 4);
     assert_int_equal(wire_activations_bytes(RELAIS__DTYPE__DTYPE_F16, 3, 64), 3 * 64 * 2);
     assert_int_equal(wire_activations_bytes(9, 3, 64), 0);
     assert_int_equal(wire_activations_max(3, 64), 3 * 64 * 4);
-    assert_int_equal(wire_activations_max(2, 1), 2 * 6);   /* one value a row: i16 is the largest */
+    assert_int_equal(wire_activations_max(2, 1), 2 * 6); /* one value a row: i16 is the largest */
 }
 
 /* Random rows of 72 (two blocks and a tail of 8), each block of its own
@@ -456,15 +458,15 @@ static void test_i16_error_bound(void **state) {
     uint32_t seed = 12345;
     for (size_t i = 0; i < ROWS * DIM; i++) {
         seed = seed * 1664525u + 1013904223u;
-        const float mag = powf(10.0f, (float)((i / WIRE_I16_BLOCK) % 7) - 3.0f);   /* 1e-3 .. 1e3 */
+        const float mag = powf(10.0f, (float)((i / WIRE_I16_BLOCK) % 7) - 3.0f); /* 1e-3 .. 1e3 */
         x[i] = mag * ((float)(seed >> 8) / 16777216.0f * 2.0f - 1.0f);
     }
     uint8_t *buf = i16_roundtrip(x, ROWS, DIM, y);
     const size_t row_bytes = wire_activations_bytes(RELAIS__DTYPE__DTYPE_I16, 1, DIM);
     for (size_t r = 0; r < ROWS; r++)
         for (size_t b = 0; b * WIRE_I16_BLOCK < DIM; b++) {
-            const size_t j0 = r * DIM + b * WIRE_I16_BLOCK, len = DIM - b * WIRE_I16_BLOCK < WIRE_I16_BLOCK ?
-                                                                  DIM - b * WIRE_I16_BLOCK : WIRE_I16_BLOCK;
+            const size_t j0 = r * DIM + b * WIRE_I16_BLOCK,
+                         len = DIM - b * WIRE_I16_BLOCK < WIRE_I16_BLOCK ? DIM - b * WIRE_I16_BLOCK : WIRE_I16_BLOCK;
             float amax = 0;
             for (size_t j = j0; j < j0 + len; j++)
                 amax = fmaxf(amax, fabsf(x[j]));
@@ -493,12 +495,12 @@ static void test_i16_zeros_and_outlier(void **state) {
     free(buf);
     for (size_t i = 0; i < 2 * DIM; i++)
         x[i] = 1e-3f * (float)((int)(i % 17) - 8);
-    x[DIM + 3] = 1000.0f;   /* row 1, block 0 */
+    x[DIM + 3] = 1000.0f; /* row 1, block 0 */
     buf = i16_roundtrip(x, 2, DIM, y);
     assert_true(fabsf(y[DIM + 3] - 1000.0f) <= 1000.0f / 65534.0f);
-    for (size_t i = DIM; i < DIM + WIRE_I16_BLOCK; i++)   /* its neighbours: within 1000/65534 */
+    for (size_t i = DIM; i < DIM + WIRE_I16_BLOCK; i++) /* its neighbours: within 1000/65534 */
         assert_true(fabsf(y[i] - x[i]) <= 0.5f * 1000.0f / 32767.0f);
-    for (size_t i = DIM + WIRE_I16_BLOCK; i < 2 * DIM; i++)   /* the next block keeps its precision */
+    for (size_t i = DIM + WIRE_I16_BLOCK; i < 2 * DIM; i++) /* the next block keeps its precision */
         assert_true(fabsf(y[i] - x[i]) <= 0.5f * 8e-3f / 32767.0f + 1e-9f);
     float alone[DIM];
     uint8_t *one = i16_roundtrip(x + DIM, 1, DIM, alone);
@@ -513,11 +515,11 @@ static void test_i16_zeros_and_outlier(void **state) {
  * Hostile bytes (any scale, any values) decode without harm. */
 static void test_i16_non_finite(void **state) {
     (void)state;
-    enum { DIM = 40 };   /* a block of 32, a tail of 8 */
+    enum { DIM = 40 }; /* a block of 32, a tail of 8 */
     const float bad[3] = {NAN, INFINITY, -INFINITY};
     float x[DIM], y[DIM];
     for (int k = 0; k < 3; k++)
-        for (size_t at = 0; at < DIM; at += 37) {   /* in the first block, in the tail */
+        for (size_t at = 0; at < DIM; at += 37) { /* in the first block, in the tail */
             for (size_t i = 0; i < DIM; i++)
                 x[i] = 0.25f * (float)i - 3.0f;
             x[at] = bad[k];
@@ -552,12 +554,18 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),         cmocka_unit_test(test_refused_frames),
-        cmocka_unit_test(test_check_assign),      cmocka_unit_test(test_check_sampling),
-        cmocka_unit_test(test_activations_and_sampling), cmocka_unit_test(test_i16_sizes),
-        cmocka_unit_test(test_i16_error_bound),   cmocka_unit_test(test_i16_zeros_and_outlier),
-        cmocka_unit_test(test_i16_non_finite),    cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_zap_policy),        cmocka_unit_test(test_filehash),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_refused_frames),
+        cmocka_unit_test(test_check_assign),
+        cmocka_unit_test(test_check_sampling),
+        cmocka_unit_test(test_activations_and_sampling),
+        cmocka_unit_test(test_i16_sizes),
+        cmocka_unit_test(test_i16_error_bound),
+        cmocka_unit_test(test_i16_zeros_and_outlier),
+        cmocka_unit_test(test_i16_non_finite),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_zap_policy),
+        cmocka_unit_test(test_filehash),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,9 +23,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-int tu_dir_remove(const char *dir) {
-    return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+int tu_dir_remove(const char *dir) { return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 unsigned char *tu_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -104,7 +102,7 @@ int tu_write_v13_vocab(const char *path, const char *chat_template) {
         merge[i] = strndup(sv.ptr, sv.len);
     }
     int rc = -1;
-    if (tok && merge && type[32] == 3) {   /* <SPECIAL_32> was a control token, and so is [ARGS] */
+    if (tok && merge && type[32] == 3) { /* <SPECIAL_32> was a control token, and so is [ARGS] */
         gguf_writer *w = gguf_writer_new();
         gguf_writer_set_str(w, "general.architecture", "mistral3");
         gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");

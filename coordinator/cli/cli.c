@@ -13,8 +13,7 @@ int cli_parse_i64(const char *what, const char *s, int64_t lo, int64_t hi, int64
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "relais: %s: '%s' is not an integer in [%lld, %lld]\n", what, s, (long long)lo,
-                (long long)hi);
+        fprintf(stderr, "relais: %s: '%s' is not an integer in [%lld, %lld]\n", what, s, (long long)lo, (long long)hi);
         return -1;
     }
     *out = v;
@@ -80,28 +79,69 @@ int cli_common_opt(cli_common *c, int opt, const char *arg) {
     rl_sampler_params *s = &c->sampling;
     int rc = 0;
     switch (opt) {
-    case 'm': c->runner.model_path = arg; break;
-    case 't': rc = cli_parse_i64("--threads", arg, 1, 1024, &i); c->runner.n_threads = (int)i; break;
-    case CLI_OPT_CTX: rc = cli_parse_i64("--ctx", arg, 1, 1 << 24, &i); c->runner.n_ctx = (uint32_t)i; break;
-    case CLI_OPT_TEMP: rc = cli_parse_f32("--temp", arg, 0, 100, &s->temperature); break;
-    case CLI_OPT_TOPK: rc = cli_parse_i64("--top-k", arg, 0, 1 << 24, &i); s->top_k = (int32_t)i; break;
-    case CLI_OPT_TOPP: rc = cli_parse_f32("--top-p", arg, 0, 1, &s->top_p); break;
-    case CLI_OPT_MINP: rc = cli_parse_f32("--min-p", arg, 0, 1, &s->min_p); break;
-    case CLI_OPT_SEED: rc = cli_parse_i64("--seed", arg, 0, INT64_MAX, &i); s->seed = (uint64_t)i; break;
-    case CLI_OPT_REPEAT: rc = cli_parse_f32("--repeat-penalty", arg, 0, 100, &s->repeat_penalty); break;
+    case 'm':
+        c->runner.model_path = arg;
+        break;
+    case 't':
+        rc = cli_parse_i64("--threads", arg, 1, 1024, &i);
+        c->runner.n_threads = (int)i;
+        break;
+    case CLI_OPT_CTX:
+        rc = cli_parse_i64("--ctx", arg, 1, 1 << 24, &i);
+        c->runner.n_ctx = (uint32_t)i;
+        break;
+    case CLI_OPT_TEMP:
+        rc = cli_parse_f32("--temp", arg, 0, 100, &s->temperature);
+        break;
+    case CLI_OPT_TOPK:
+        rc = cli_parse_i64("--top-k", arg, 0, 1 << 24, &i);
+        s->top_k = (int32_t)i;
+        break;
+    case CLI_OPT_TOPP:
+        rc = cli_parse_f32("--top-p", arg, 0, 1, &s->top_p);
+        break;
+    case CLI_OPT_MINP:
+        rc = cli_parse_f32("--min-p", arg, 0, 1, &s->min_p);
+        break;
+    case CLI_OPT_SEED:
+        rc = cli_parse_i64("--seed", arg, 0, INT64_MAX, &i);
+        s->seed = (uint64_t)i;
+        break;
+    case CLI_OPT_REPEAT:
+        rc = cli_parse_f32("--repeat-penalty", arg, 0, 100, &s->repeat_penalty);
+        break;
     case CLI_OPT_REPEAT_N:
         rc = cli_parse_i64("--repeat-last-n", arg, -1, 1 << 24, &i);
         s->repeat_last_n = (int32_t)i;
         break;
-    case CLI_OPT_FREQ: rc = cli_parse_f32("--frequency-penalty", arg, -2, 2, &s->frequency_penalty); break;
-    case CLI_OPT_PRES: rc = cli_parse_f32("--presence-penalty", arg, -2, 2, &s->presence_penalty); break;
-    case CLI_OPT_SWA_W: rc = cli_parse_i64("--swa-window", arg, 0, 1 << 24, &c->runner.swa_window); break;
-    case CLI_OPT_SWA_P: c->runner.swa_pattern = arg; break;
-    case CLI_OPT_BATCH: rc = cli_parse_i64("--batch", arg, 1, 65536, &i); c->runner.batch = (uint32_t)i; break;
-    case CLI_OPT_NO_GEMM: c->runner.no_gemm = true; break;
-    case CLI_OPT_NO_MMAP: c->runner.no_mmap = true; break;
-    case CLI_OPT_FILE_LAYOUT: c->runner.file_layout = true; break;
-    case CLI_OPT_CTX_BEYOND: c->runner.ctx_beyond_file = true; break;
+    case CLI_OPT_FREQ:
+        rc = cli_parse_f32("--frequency-penalty", arg, -2, 2, &s->frequency_penalty);
+        break;
+    case CLI_OPT_PRES:
+        rc = cli_parse_f32("--presence-penalty", arg, -2, 2, &s->presence_penalty);
+        break;
+    case CLI_OPT_SWA_W:
+        rc = cli_parse_i64("--swa-window", arg, 0, 1 << 24, &c->runner.swa_window);
+        break;
+    case CLI_OPT_SWA_P:
+        c->runner.swa_pattern = arg;
+        break;
+    case CLI_OPT_BATCH:
+        rc = cli_parse_i64("--batch", arg, 1, 65536, &i);
+        c->runner.batch = (uint32_t)i;
+        break;
+    case CLI_OPT_NO_GEMM:
+        c->runner.no_gemm = true;
+        break;
+    case CLI_OPT_NO_MMAP:
+        c->runner.no_mmap = true;
+        break;
+    case CLI_OPT_FILE_LAYOUT:
+        c->runner.file_layout = true;
+        break;
+    case CLI_OPT_CTX_BEYOND:
+        c->runner.ctx_beyond_file = true;
+        break;
     case CLI_OPT_KV_TYPE: {
         char err[160];
         if ((rc = rl_kv_type_parse(arg, &c->runner.kv_type, err, sizeof err)))
@@ -113,7 +153,8 @@ int cli_common_opt(cli_common *c, int opt, const char *arg) {
         rc = cli_parse_i64("--gemm-min", arg, 1, 65536, &i);
         c->runner.gemm_min = (uint32_t)i;
         break;
-    default: return 0;
+    default:
+        return 0;
     }
     return rc ? -1 : 1;
 }
@@ -127,4 +168,3 @@ int cli_require_model(cli_common *c) {
     }
     return 0;
 }
-

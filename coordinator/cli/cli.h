@@ -21,44 +21,60 @@ int cli_parse_ids(const char *what, const char *s, int32_t **ids, size_t *n);
  * and their handler: returns 1 when `opt` was one of them (handled), 0 when
  * not, -1 on a bad value. */
 enum {
-    CLI_OPT_CTX = 1000, CLI_OPT_TEMP, CLI_OPT_TOPK, CLI_OPT_TOPP, CLI_OPT_MINP, CLI_OPT_SEED,
-    CLI_OPT_REPEAT, CLI_OPT_REPEAT_N, CLI_OPT_FREQ, CLI_OPT_PRES, CLI_OPT_SWA_W, CLI_OPT_SWA_P,
-    CLI_OPT_BATCH, CLI_OPT_NO_GEMM, CLI_OPT_GEMM_MIN, CLI_OPT_NO_MMAP, CLI_OPT_FILE_LAYOUT, CLI_OPT_KV_TYPE,
+    CLI_OPT_CTX = 1000,
+    CLI_OPT_TEMP,
+    CLI_OPT_TOPK,
+    CLI_OPT_TOPP,
+    CLI_OPT_MINP,
+    CLI_OPT_SEED,
+    CLI_OPT_REPEAT,
+    CLI_OPT_REPEAT_N,
+    CLI_OPT_FREQ,
+    CLI_OPT_PRES,
+    CLI_OPT_SWA_W,
+    CLI_OPT_SWA_P,
+    CLI_OPT_BATCH,
+    CLI_OPT_NO_GEMM,
+    CLI_OPT_GEMM_MIN,
+    CLI_OPT_NO_MMAP,
+    CLI_OPT_FILE_LAYOUT,
+    CLI_OPT_KV_TYPE,
     CLI_OPT_CTX_BEYOND,
     CLI_OPT_FIRST_OWN = 1100
 };
-#define CLI_COMMON_LONGOPTS                                                                             \
-    {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                       \
-    {"ctx", required_argument, 0, CLI_OPT_CTX}, {"temp", required_argument, 0, CLI_OPT_TEMP},           \
-    {"top-k", required_argument, 0, CLI_OPT_TOPK}, {"top-p", required_argument, 0, CLI_OPT_TOPP},       \
-    {"min-p", required_argument, 0, CLI_OPT_MINP}, {"seed", required_argument, 0, CLI_OPT_SEED},        \
-    {"repeat-penalty", required_argument, 0, CLI_OPT_REPEAT},                                           \
-    {"repeat-last-n", required_argument, 0, CLI_OPT_REPEAT_N},                                          \
-    {"frequency-penalty", required_argument, 0, CLI_OPT_FREQ},                                          \
-    {"presence-penalty", required_argument, 0, CLI_OPT_PRES},                                           \
-    {"swa-window", required_argument, 0, CLI_OPT_SWA_W},                                                \
-    {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH}, \
-    {"no-gemm", no_argument, 0, CLI_OPT_NO_GEMM}, {"gemm-min", required_argument, 0, CLI_OPT_GEMM_MIN}, \
-    {"no-mmap", no_argument, 0, CLI_OPT_NO_MMAP}, {"file-layout", no_argument, 0, CLI_OPT_FILE_LAYOUT}, \
-    {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}, {"ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND}
-#define CLI_COMMON_HELP                                                                                 \
-    "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"                                   \
-    "  -t, --threads N         worker threads (default: one per core)\n"                                \
-    "      --ctx N             context to allocate KV for (default 4096 or the model's, if less;\n"  \
-    "                          Ministral-8B-2410 files allow 131072, the published context)\n"     \
+#define CLI_COMMON_LONGOPTS                                                                                            \
+    {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                                      \
+        {"ctx", required_argument, 0, CLI_OPT_CTX}, {"temp", required_argument, 0, CLI_OPT_TEMP},                      \
+        {"top-k", required_argument, 0, CLI_OPT_TOPK}, {"top-p", required_argument, 0, CLI_OPT_TOPP},                  \
+        {"min-p", required_argument, 0, CLI_OPT_MINP}, {"seed", required_argument, 0, CLI_OPT_SEED},                   \
+        {"repeat-penalty", required_argument, 0, CLI_OPT_REPEAT},                                                      \
+        {"repeat-last-n", required_argument, 0, CLI_OPT_REPEAT_N},                                                     \
+        {"frequency-penalty", required_argument, 0, CLI_OPT_FREQ},                                                     \
+        {"presence-penalty", required_argument, 0, CLI_OPT_PRES}, {"swa-window", required_argument, 0, CLI_OPT_SWA_W}, \
+        {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH},          \
+        {"no-gemm", no_argument, 0, CLI_OPT_NO_GEMM}, {"gemm-min", required_argument, 0, CLI_OPT_GEMM_MIN},            \
+        {"no-mmap", no_argument, 0, CLI_OPT_NO_MMAP}, {"file-layout", no_argument, 0, CLI_OPT_FILE_LAYOUT},            \
+        {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}, {                                                          \
+        "ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND                                                          \
+    }
+#define CLI_COMMON_HELP                                                                                   \
+    "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"                                     \
+    "  -t, --threads N         worker threads (default: one per core)\n"                                  \
+    "      --ctx N             context to allocate KV for (default 4096 or the model's, if less;\n"       \
+    "                          Ministral-8B-2410 files allow 131072, the published context)\n"            \
     "      --ctx-beyond-file   accept a --ctx above the file's context (the model was not made for it)\n" \
-    "      --temp T            temperature, 0 = greedy\n"                                               \
-    "      --top-k K --top-p P --min-p P   truncation (0 / 1 / 0 = off)\n"                               \
-    "      --repeat-penalty R --repeat-last-n N --frequency-penalty F --presence-penalty P\n"          \
-    "      --seed N            random seed (same seed, same output)\n"                                 \
-    "      --swa-window W      override the sliding window (0 = none)\n"                                \
-    "      --swa-pattern P     override which layers slide: a period (\"4\": layer i full when\n"       \
-    "                          i %% 4 == 0) or one S/F per layer\n"                                     \
-    "      --batch N           prefill chunk (default 256); --gemm-min N, --no-gemm tune prefill\n"   \
-    "      --no-mmap           read every weight into memory (huge pages), the embedding too; by\n" \
-    "                          default the embedding stays mapped from the file\n" \
-    "      --file-layout       keep the file's weight layout (no load-time rearrangement; slower)\n" \
-    "      --kv-type T         KV cache element type: f32, f16 (default) or q8_0; K,V for keys and\n" \
+    "      --temp T            temperature, 0 = greedy\n"                                                 \
+    "      --top-k K --top-p P --min-p P   truncation (0 / 1 / 0 = off)\n"                                \
+    "      --repeat-penalty R --repeat-last-n N --frequency-penalty F --presence-penalty P\n"             \
+    "      --seed N            random seed (same seed, same output)\n"                                    \
+    "      --swa-window W      override the sliding window (0 = none)\n"                                  \
+    "      --swa-pattern P     override which layers slide: a period (\"4\": layer i full when\n"         \
+    "                          i %% 4 == 0) or one S/F per layer\n"                                       \
+    "      --batch N           prefill chunk (default 256); --gemm-min N, --no-gemm tune prefill\n"       \
+    "      --no-mmap           read every weight into memory (huge pages), the embedding too; by\n"       \
+    "                          default the embedding stays mapped from the file\n"                        \
+    "      --file-layout       keep the file's weight layout (no load-time rearrangement; slower)\n"      \
+    "      --kv-type T         KV cache element type: f32, f16 (default) or q8_0; K,V for keys and\n"     \
     "                          values apart (f16,q8_0); f32 gives the numerics of the goldens\n"
 
 typedef struct {

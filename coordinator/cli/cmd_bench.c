@@ -20,12 +20,12 @@
 
 enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE, OPT_DEPTH };
 
-#define PROBE_BYTES ((size_t)512 << 20)   /* far beyond any cache relais runs on */
+#define PROBE_BYTES ((size_t)512 << 20) /* far beyond any cache relais runs on */
 
 typedef struct {
     cli_common common;
     int64_t n_prompt, n_gen, reps;
-    int64_t depth;   /* decode from this position: the cache filled with random K/V first */
+    int64_t depth; /* decode from this position: the cache filled with random K/V first */
     bool json, probe;
 } bench_args;
 
@@ -62,13 +62,29 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         if (rc > 0)
             continue;
         switch (opt) {
-        case 'p': if (cli_parse_i64("-p", optarg, 0, 1 << 20, &a->n_prompt)) return -1; break;
-        case 'n': if (cli_parse_i64("-n", optarg, 0, 1 << 20, &a->n_gen)) return -1; break;
+        case 'p':
+            if (cli_parse_i64("-p", optarg, 0, 1 << 20, &a->n_prompt))
+                return -1;
+            break;
+        case 'n':
+            if (cli_parse_i64("-n", optarg, 0, 1 << 20, &a->n_gen))
+                return -1;
+            break;
         case 'r':
-        case OPT_REPS: if (cli_parse_i64("--reps", optarg, 1, 1000, &a->reps)) return -1; break;
-        case OPT_JSON: a->json = true; break;
-        case OPT_PROBE: a->probe = true; break;
-        case OPT_DEPTH: if (cli_parse_i64("--depth", optarg, 0, 1 << 24, &a->depth)) return -1; break;
+        case OPT_REPS:
+            if (cli_parse_i64("--reps", optarg, 1, 1000, &a->reps))
+                return -1;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_PROBE:
+            a->probe = true;
+            break;
+        case OPT_DEPTH:
+            if (cli_parse_i64("--depth", optarg, 0, 1 << 24, &a->depth))
+                return -1;
+            break;
         case 'h':
             printf("usage: relais bench -m MODEL.gguf [-t THREADS] [-p 64] [-n 32] [-r 3] [--probe] [--json]\n"
                    "  -p N      prompt tokens for the prefill test (0 = skip)\n"
@@ -78,7 +94,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                    "  --depth D decode from position D (llama-bench -d): the cache is filled with random keys\n"
                    "            and values instead of a prefill, so only the decode is timed\n" CLI_COMMON_HELP);
             exit(0);
-        default: return -1;
+        default:
+            return -1;
         }
     }
     if (a->common.runner.n_ctx == 0)
@@ -115,11 +132,11 @@ static int measure(const bench_args *a, rl_runner *r, double *pp_tps, double *tg
     int rc = -1;
     if (!ids || !logits || !t)
         goto out;
-    for (uint32_t i = 0; i < n_max; i++)   /* arbitrary but valid ids */
+    for (uint32_t i = 0; i < n_max; i++) /* arbitrary but valid ids */
         ids[i] = (int32_t)((i * 2654435761u) % hp->n_vocab);
     *pp_tps = *tg_tps = 0;
     if (a->n_prompt > 0) {
-        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[0]))   /* warm-up */
+        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[0])) /* warm-up */
             goto out;
         for (int i = 0; i < a->reps; i++)
             if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[i]))
@@ -158,9 +175,8 @@ typedef struct {
 static void print_json(const bench_args *a, rl_runner *r, const bench_result *b) {
     const rl_runner_opts *o = &a->common.runner;
     json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:f, s:f, s:f}", "model", o->model_path, "threads",
-                          rl_runner_threads(r), "isa", rl_kernel_name(), "n_prompt", (json_int_t)a->n_prompt,
-                          "n_gen", (json_int_t)a->n_gen, "pp_tps", b->pp, "tg_tps", b->tg, "peak_rss_mb",
-                          rl_peak_rss_mib());
+                          rl_runner_threads(r), "isa", rl_kernel_name(), "n_prompt", (json_int_t)a->n_prompt, "n_gen",
+                          (json_int_t)a->n_gen, "pp_tps", b->pp, "tg_tps", b->tg, "peak_rss_mb", rl_peak_rss_mib());
     json_object_set_new(j, "tg_gbps", json_real(b->tg_gbps));
     json_object_set_new(j, "probe_gbps", json_real(b->probe));
     json_object_set_new(j, "bytes_per_token", json_integer((json_int_t)b->per_token));
@@ -178,13 +194,13 @@ static void print_json(const bench_args *a, rl_runner *r, const bench_result *b)
 }
 
 static void print_table(const bench_args *a, rl_runner *r, const bench_result *b) {
-    printf("%-40s %7s %6s %9s %9s %9s %9s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "tg GB/s",
-           "probe", "peak RSS MiB");
+    printf("%-40s %7s %6s %9s %9s %9s %9s %12s\n", "model", "threads", "isa", "pp t/s", "tg t/s", "tg GB/s", "probe",
+           "peak RSS MiB");
     printf("%-40s %7d %6s %9.2f %9.2f %9.1f %9.1f %12.0f\n", a->common.runner.model_path, rl_runner_threads(r),
            rl_kernel_name(), b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
     printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time from position %lld; median of %lld; "
-           "tg GB/s: %.0f MiB read per token%s)\n", (long long)a->n_prompt, (long long)a->n_gen, (long long)a->depth,
-           (long long)a->reps,
+           "tg GB/s: %.0f MiB read per token%s)\n",
+           (long long)a->n_prompt, (long long)a->n_gen, (long long)a->depth, (long long)a->reps,
            b->per_token / 1048576.0, a->probe ? "; probe: streaming read, same threads" : "");
 }
 
@@ -197,7 +213,7 @@ int cmd_bench(int argc, char **argv) {
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
     bench_result b = {0};
-    if (a.probe)   /* before the model is in memory, so the two never compete for it */
+    if (a.probe) /* before the model is in memory, so the two never compete for it */
         b.probe = bench_probe_gbps(a.common.runner.n_threads, PROBE_BYTES);
     rl_runner *r = rl_runner_new(&a.common.runner, err, sizeof err);
     if (!r) {

@@ -19,7 +19,7 @@ typedef struct {
     rl_xsession *xs;
     rl_sampler_params sampling;
     rl_chat_template tpl;
-    int32_t *fed;        /* ids the cache holds, in order */
+    int32_t *fed; /* ids the cache holds, in order */
     size_t n_fed, cap;
     int64_t n_predict;
 } chat_state;
@@ -44,7 +44,7 @@ static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, int32_t *
     size_t common = 0;
     while (common < n && common < s->n_fed && s->fed[common] == prompt[common])
         common++;
-    if (common == n)   /* the last prompt id must be fed again to sample after it */
+    if (common == n) /* the last prompt id must be fed again to sample after it */
         common--;
     int64_t kept = rl_xsession_truncate(s->xs, (uint32_t)common, err, errlen);
     if (kept < 0 || rl_xsession_step(s->xs, prompt + kept, (uint32_t)(n - (size_t)kept), id, NULL, err, errlen))
@@ -114,8 +114,10 @@ static int turn(chat_state *s, json_t *messages, const char *line) {
 int cmd_chat(int argc, char **argv) {
     static const struct option longopts[] = {{"system", required_argument, 0, OPT_SYSTEM},
                                              {"n-predict", required_argument, 0, 'n'},
-                                             {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS,
-                                             RL_CLUSTER_LONGOPTS, {0, 0, 0, 0}};
+                                             {"help", no_argument, 0, 'h'},
+                                             CLI_COMMON_LONGOPTS,
+                                             RL_CLUSTER_LONGOPTS,
+                                             {0, 0, 0, 0}};
     cli_common c;
     rl_cluster_opts copts = {0};
     chat_state s = {.n_predict = 1024};
@@ -138,9 +140,10 @@ int cmd_chat(int argc, char **argv) {
             if (cli_parse_i64("-n", optarg, 1, 1 << 20, &s.n_predict))
                 return 2;
         } else {
-            fprintf(opt == 'h' ? stdout : stderr, "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
+            fprintf(opt == 'h' ? stdout : stderr,
+                    "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
                     "Type a message and press enter; an empty line or end of input quits.\n" CLI_COMMON_HELP
-                    RL_CLUSTER_HELP);
+                        RL_CLUSTER_HELP);
             return opt == 'h' ? 0 : 2;
         }
     }

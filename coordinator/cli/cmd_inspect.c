@@ -29,8 +29,9 @@ static void print_hparams(const rl_hparams *hp) {
     printf("rope base      %g\n", hp->rope_base);
     if (hp->rope_yarn)
         printf("rope scaling   yarn: factor %g over original context %u, beta_fast %g, beta_slow %g, "
-               "log multiplier %g, attn_factor %g\n", hp->rope_factor, hp->rope_orig_ctx, hp->yarn_beta_fast,
-               hp->yarn_beta_slow, hp->yarn_log_mul, hp->rope_attn_factor);
+               "log multiplier %g, attn_factor %g\n",
+               hp->rope_factor, hp->rope_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow, hp->yarn_log_mul,
+               hp->rope_attn_factor);
     else
         printf("rope scaling   none\n");
     if (hp->attn_temp_scale != 0.0f)
@@ -109,9 +110,11 @@ static void print_kv(const gguf_file *f) {
 
 int cmd_inspect(int argc, char **argv) {
     enum { OPT_KV_TYPE = 1000, OPT_CTX };
-    static const struct option longopts[] = {{"kv", no_argument, 0, 'k'}, {"kv-type", required_argument, 0, OPT_KV_TYPE},
-                                              {"ctx", required_argument, 0, OPT_CTX}, {"help", no_argument, 0, 'h'},
-                                              {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"kv", no_argument, 0, 'k'},
+                                             {"kv-type", required_argument, 0, OPT_KV_TYPE},
+                                             {"ctx", required_argument, 0, OPT_CTX},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     static const char usage[] = "usage: relais inspect [--kv] [--kv-type T] [--ctx N] FILE.gguf\n"
                                 "  --kv          print every metadata value\n"
                                 "  --kv-type T   KV cache type for the KV figures: f32, f16 (default), q8_0 or K,V\n"
@@ -147,8 +150,8 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "relais inspect: %s\n", err);
         return 1;
     }
-    printf("file           %s (GGUF v%u, %.1f MiB, %lld tensors, %lld metadata keys)\n", argv[optind],
-           gguf_version(f), gguf_file_size(f) / 1048576.0, (long long)gguf_n_tensors(f), (long long)gguf_n_kv(f));
+    printf("file           %s (GGUF v%u, %.1f MiB, %lld tensors, %lld metadata keys)\n", argv[optind], gguf_version(f),
+           gguf_file_size(f) / 1048576.0, (long long)gguf_n_tensors(f), (long long)gguf_n_kv(f));
     rl_tokenizer *tok = rl_tok_new(f, err, sizeof err);
     printf("tokenizer      %s", tok ? rl_tok_kind_name(tok) : "none");
     if (tok)

@@ -36,16 +36,18 @@ static int remove_old(const char *path) {
     if (lstat(path, &st) && errno == ENOENT)
         return 0;
     if (S_ISDIR(st.st_mode) || unlink(path)) {
-        fprintf(stderr, "relais keygen: cannot replace %s: %s\n", path, S_ISDIR(st.st_mode) ? "a directory" :
-                strerror(errno));
+        fprintf(stderr, "relais keygen: cannot replace %s: %s\n", path,
+                S_ISDIR(st.st_mode) ? "a directory" : strerror(errno));
         return -1;
     }
     return 0;
 }
 
 static int parse_args(int argc, char **argv, const char **name, bool *force) {
-    static const struct option longopts[] = {{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-                                              {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"output", required_argument, 0, 'o'},
+                                             {"force", no_argument, 0, 'f'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "o:fh", longopts, NULL)) != -1) {

@@ -62,22 +62,34 @@ static void usage(FILE *out) {
 }
 
 enum {
-    OPT_CLUSTER = 1, OPT_CTX, OPT_SESSIONS, OPT_LAYERS, OPT_IDLE, OPT_HEAD_COORD, OPT_RESERVE, OPT_SWA_W,
-    OPT_SWA_P, OPT_RAM, OPT_SPEED, OPT_TIMEOUT, OPT_JSON, OPT_KV_TYPE
+    OPT_CLUSTER = 1,
+    OPT_CTX,
+    OPT_SESSIONS,
+    OPT_LAYERS,
+    OPT_IDLE,
+    OPT_HEAD_COORD,
+    OPT_RESERVE,
+    OPT_SWA_W,
+    OPT_SWA_P,
+    OPT_RAM,
+    OPT_SPEED,
+    OPT_TIMEOUT,
+    OPT_JSON,
+    OPT_KV_TYPE
 };
 
 typedef struct {
-    const char *cluster;        /* the cluster file */
-    const char *model;          /* the GGUF file */
-    const char *layers;         /* a fixed split, or NULL */
-    const char *ram, *speed;    /* --assume-node-* lists, or NULL */
-    int64_t n_ctx;              /* 0: 4096 capped at the model's */
+    const char *cluster;     /* the cluster file */
+    const char *model;       /* the GGUF file */
+    const char *layers;      /* a fixed split, or NULL */
+    const char *ram, *speed; /* --assume-node-* lists, or NULL */
+    int64_t n_ctx;           /* 0: 4096 capped at the model's */
     int64_t n_sessions;
-    int64_t swa_window;         /* -1 keeps the file's */
-    int64_t timeout_s;          /* for the nodes' answers to Hello */
-    const char *swa_pattern;    /* NULL keeps the file's */
-    rl_kv_type kv_type;         /* the nodes' KV types */
-    bool kv_type_set;           /* --kv-type given: overrides the cluster file's */
+    int64_t swa_window;      /* -1 keeps the file's */
+    int64_t timeout_s;       /* for the nodes' answers to Hello */
+    const char *swa_pattern; /* NULL keeps the file's */
+    rl_kv_type kv_type;      /* the nodes' KV types */
+    bool kv_type_set;        /* --kv-type given: overrides the cluster file's */
     double reserve;
     bool allow_idle, head_on_coordinator, json;
 } plan_args;
@@ -117,8 +129,8 @@ static int parse_per_node(const char *what, const char *list, uint32_t n_nodes, 
     for (const char *p = list; *p; p++)
         count += *p == ',';
     if (count != 1 && count != n_nodes) {
-        fprintf(stderr, "relais plan: %s: %u values for %u nodes (give one for all, or one per node)\n", what,
-                count, n_nodes);
+        fprintf(stderr, "relais plan: %s: %u values for %u nodes (give one for all, or one per node)\n", what, count,
+                n_nodes);
         return -1;
     }
     const char *p = list;
@@ -135,20 +147,43 @@ static int parse_per_node(const char *what, const char *list, uint32_t n_nodes, 
 
 static int parse_opt(int opt, const char *arg, plan_args *a) {
     switch (opt) {
-    case OPT_CLUSTER: a->cluster = arg; return 0;
-    case 'm': a->model = arg; return 0;
-    case OPT_CTX: return cli_parse_i64("--ctx", arg, 1, 1 << 24, &a->n_ctx);
-    case OPT_SESSIONS: return cli_parse_i64("--sessions", arg, 1, 1 << 16, &a->n_sessions);
-    case OPT_LAYERS: a->layers = arg; return 0;
-    case OPT_IDLE: a->allow_idle = true; return 0;
-    case OPT_HEAD_COORD: a->head_on_coordinator = true; return 0;
-    case OPT_RESERVE: return parse_size("--reserve", arg, strlen(arg), &a->reserve);
-    case OPT_SWA_W: return cli_parse_i64("--swa-window", arg, 0, 1 << 24, &a->swa_window);
-    case OPT_SWA_P: a->swa_pattern = arg; return 0;
-    case OPT_RAM: a->ram = arg; return 0;
-    case OPT_SPEED: a->speed = arg; return 0;
-    case OPT_TIMEOUT: return cli_parse_i64("--timeout", arg, 1, 3600, &a->timeout_s);
-    case OPT_JSON: a->json = true; return 0;
+    case OPT_CLUSTER:
+        a->cluster = arg;
+        return 0;
+    case 'm':
+        a->model = arg;
+        return 0;
+    case OPT_CTX:
+        return cli_parse_i64("--ctx", arg, 1, 1 << 24, &a->n_ctx);
+    case OPT_SESSIONS:
+        return cli_parse_i64("--sessions", arg, 1, 1 << 16, &a->n_sessions);
+    case OPT_LAYERS:
+        a->layers = arg;
+        return 0;
+    case OPT_IDLE:
+        a->allow_idle = true;
+        return 0;
+    case OPT_HEAD_COORD:
+        a->head_on_coordinator = true;
+        return 0;
+    case OPT_RESERVE:
+        return parse_size("--reserve", arg, strlen(arg), &a->reserve);
+    case OPT_SWA_W:
+        return cli_parse_i64("--swa-window", arg, 0, 1 << 24, &a->swa_window);
+    case OPT_SWA_P:
+        a->swa_pattern = arg;
+        return 0;
+    case OPT_RAM:
+        a->ram = arg;
+        return 0;
+    case OPT_SPEED:
+        a->speed = arg;
+        return 0;
+    case OPT_TIMEOUT:
+        return cli_parse_i64("--timeout", arg, 1, 3600, &a->timeout_s);
+    case OPT_JSON:
+        a->json = true;
+        return 0;
     case OPT_KV_TYPE: {
         char err[160];
         a->kv_type_set = true;
@@ -157,26 +192,34 @@ static int parse_opt(int opt, const char *arg, plan_args *a) {
         fprintf(stderr, "relais plan: --kv-type: %s\n", err);
         return -1;
     }
-    default: return -1;   /* getopt already said what was wrong */
+    default:
+        return -1; /* getopt already said what was wrong */
     }
 }
 
 /* 0, 1 after --help, -1 on a bad option. */
 static int parse_args(int argc, char **argv, plan_args *a) {
-    static const struct option longopts[] = {
-        {"cluster", required_argument, 0, OPT_CLUSTER}, {"model", required_argument, 0, 'm'},
-        {"ctx", required_argument, 0, OPT_CTX},         {"sessions", required_argument, 0, OPT_SESSIONS},
-        {"layers", required_argument, 0, OPT_LAYERS},   {"allow-idle", no_argument, 0, OPT_IDLE},
-        {"head-on-coordinator", no_argument, 0, OPT_HEAD_COORD},
-        {"reserve", required_argument, 0, OPT_RESERVE}, {"swa-window", required_argument, 0, OPT_SWA_W},
-        {"swa-pattern", required_argument, 0, OPT_SWA_P},
-        {"assume-node-ram", required_argument, 0, OPT_RAM},
-        {"assume-node-speed", required_argument, 0, OPT_SPEED},
-        {"timeout", required_argument, 0, OPT_TIMEOUT},
-        {"json", no_argument, 0, OPT_JSON},             {"help", no_argument, 0, 'h'},
-        {"kv-type", required_argument, 0, OPT_KV_TYPE},
-        {0, 0, 0, 0}};
-    *a = (plan_args){.n_sessions = 1, .swa_window = -1, .timeout_s = 10, .reserve = (double)PLAN_DEFAULT_RESERVE,
+    static const struct option longopts[] = {{"cluster", required_argument, 0, OPT_CLUSTER},
+                                             {"model", required_argument, 0, 'm'},
+                                             {"ctx", required_argument, 0, OPT_CTX},
+                                             {"sessions", required_argument, 0, OPT_SESSIONS},
+                                             {"layers", required_argument, 0, OPT_LAYERS},
+                                             {"allow-idle", no_argument, 0, OPT_IDLE},
+                                             {"head-on-coordinator", no_argument, 0, OPT_HEAD_COORD},
+                                             {"reserve", required_argument, 0, OPT_RESERVE},
+                                             {"swa-window", required_argument, 0, OPT_SWA_W},
+                                             {"swa-pattern", required_argument, 0, OPT_SWA_P},
+                                             {"assume-node-ram", required_argument, 0, OPT_RAM},
+                                             {"assume-node-speed", required_argument, 0, OPT_SPEED},
+                                             {"timeout", required_argument, 0, OPT_TIMEOUT},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {"kv-type", required_argument, 0, OPT_KV_TYPE},
+                                             {0, 0, 0, 0}};
+    *a = (plan_args){.n_sessions = 1,
+                     .swa_window = -1,
+                     .timeout_s = 10,
+                     .reserve = (double)PLAN_DEFAULT_RESERVE,
                      .kv_type = RL_KV_TYPE_DEFAULT};
     optind = 1;
     int opt;
@@ -202,19 +245,17 @@ static int parse_args(int argc, char **argv, plan_args *a) {
     return 0;
 }
 
-
 /* The free RAM and speed the nodes report at Hello, where not assumed. */
 static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed) {
     char err[1024];
     cluster *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
-                     cluster_config_io_cpu(cfg),
-                             cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, sizeof err);
+                             cluster_config_io_cpu(cfg), cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err,
+                             sizeof err);
     int ms = (int)a->timeout_s * 1000;
     if (c)
-        cluster_set_timeouts(c, ms, ms, ms);   /* only Hello is waited for */
+        cluster_set_timeouts(c, ms, ms, ms); /* only Hello is waited for */
     if (!c || cluster_hello(c, err, sizeof err)) {
-        fprintf(stderr, "relais plan: %s\n(--assume-node-ram and --assume-node-speed plan without the nodes)\n",
-                err);
+        fprintf(stderr, "relais plan: %s\n(--assume-node-ram and --assume-node-speed plan without the nodes)\n", err);
         cluster_destroy(&c);
         return -1;
     }
@@ -295,8 +336,8 @@ static void print_table(const plan_args *a, const cluster_config *cfg, const pla
         const cluster_node *n = cluster_config_node(cfg, k);
         const plan_stage *s = plan_stage_at(p, k);
         stage_layers(s, layers, sizeof layers);
-        printf("%-*s  %-*s  %-*s  %11.1f  %9.1f  %9.1f  %9.1f  %11.2f  %9.2f  %5.1f%%%s\n", wn, n->name, wa,
-               n->address, wl, layers, MIB(s->weight_bytes + s->head_bytes), MIB(s->kv_bytes), MIB(s->need_bytes),
+        printf("%-*s  %-*s  %-*s  %11.1f  %9.1f  %9.1f  %9.1f  %11.2f  %9.2f  %5.1f%%%s\n", wn, n->name, wa, n->address,
+               wl, layers, MIB(s->weight_bytes + s->head_bytes), MIB(s->kv_bytes), MIB(s->need_bytes),
                MIB(s->free_bytes), in->nodes[k].speed / (1024.0 * 1024 * 1024), s->time_s * 1e3, s->share * 100,
                s->need_bytes > s->free_bytes ? "  SHORT" : "");
         total_ms += s->time_s * 1e3;
@@ -321,26 +362,27 @@ static void print_json(const plan_args *a, const cluster_config *cfg, const plan
         const cluster_node *n = cluster_config_node(cfg, k);
         const plan_stage *s = plan_stage_at(p, k);
         plan_stage_layers(s, layers, sizeof layers);
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}",
-                              "name", n->name, "address", n->address, "layers", layers, "layer_begin",
-                              (json_int_t)s->l0, "layer_end", (json_int_t)s->l1, "head", s->head, "weight_bytes",
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "name",
+                              n->name, "address", n->address, "layers", layers, "layer_begin", (json_int_t)s->l0,
+                              "layer_end", (json_int_t)s->l1, "head", s->head, "weight_bytes",
                               (json_int_t)s->weight_bytes, "kv_bytes", (json_int_t)s->kv_bytes, "head_bytes",
-                              (json_int_t)s->head_bytes, "reserve_bytes", (json_int_t)s->reserve_bytes,
-                              "need_bytes", (json_int_t)s->need_bytes, "free_bytes", (json_int_t)s->free_bytes,
-                              "speed_bytes_per_s", in->nodes[k].speed, "time_s", s->time_s, "time_share", s->share);
+                              (json_int_t)s->head_bytes, "reserve_bytes", (json_int_t)s->reserve_bytes, "need_bytes",
+                              (json_int_t)s->need_bytes, "free_bytes", (json_int_t)s->free_bytes, "speed_bytes_per_s",
+                              in->nodes[k].speed, "time_s", s->time_s, "time_share", s->share);
         json_array_append_new(nodes, o);
     }
-    json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:s, s:I, s:I, s:o, s:s, s:s}", "model", a->model,
-                             "n_layer", (json_int_t)m->hp.n_layer, "n_ctx", (json_int_t)in->n_ctx, "n_sessions",
-                             (json_int_t)in->n_sessions, "reserve_bytes", (json_int_t)in->reserve,
-                             "head_on_coordinator", in->head_on_coordinator, "fits", plan_fits(p), "split", split,
-                             "total_need_bytes", (json_int_t)plan_total_need(p), "total_free_bytes",
-                             (json_int_t)plan_total_free(p), "nodes", nodes, "free_ram_from",
-                             a->ram ? "assumed" : "nodes", "speed_from", a->speed ? "assumed" : "nodes");
+    json_t *root =
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:s, s:I, s:I, s:o, s:s, s:s}", "model", a->model, "n_layer",
+                  (json_int_t)m->hp.n_layer, "n_ctx", (json_int_t)in->n_ctx, "n_sessions", (json_int_t)in->n_sessions,
+                  "reserve_bytes", (json_int_t)in->reserve, "head_on_coordinator", in->head_on_coordinator, "fits",
+                  plan_fits(p), "split", split, "total_need_bytes", (json_int_t)plan_total_need(p), "total_free_bytes",
+                  (json_int_t)plan_total_free(p), "nodes", nodes, "free_ram_from", a->ram ? "assumed" : "nodes",
+                  "speed_from", a->speed ? "assumed" : "nodes");
     json_object_set_new(root, "problem", plan_fits(p) ? json_null() : json_string(plan_problem(p)));
     char kt[32];
     json_object_set_new(root, "kv_type", json_string(rl_kv_type_str(in->kv_type, kt, sizeof kt)));
-    json_object_set_new(root, "kv_bytes_per_token", json_integer((json_int_t)rl_kv_bytes_per_token(&m->hp, in->kv_type)));
+    json_object_set_new(root, "kv_bytes_per_token",
+                        json_integer((json_int_t)rl_kv_bytes_per_token(&m->hp, in->kv_type)));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     if (text)
         puts(text);

@@ -15,7 +15,15 @@
 #include "log.h"
 #include "util.h"
 
-enum { OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN, OPT_FORCE_IDS, OPT_TOP_LOGITS, OPT_JSON, OPT_NO_BOS, OPT_NO_SPECIAL, OPT_IGNORE_EOS };
+enum {
+    OPT_PROMPT_IDS = CLI_OPT_FIRST_OWN,
+    OPT_FORCE_IDS,
+    OPT_TOP_LOGITS,
+    OPT_JSON,
+    OPT_NO_BOS,
+    OPT_NO_SPECIAL,
+    OPT_IGNORE_EOS
+};
 
 typedef struct {
     cli_common common;
@@ -29,33 +37,41 @@ typedef struct {
 } run_args;
 
 typedef struct {
-    json_t *generated;   /* ids produced at each step */
-    json_t *top;         /* per step: [[id, logit] x K] */
+    json_t *generated; /* ids produced at each step */
+    json_t *top;       /* per step: [[id, logit] x K] */
     double t_prompt, t_gen;
     size_t n_gen;
 } run_result;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: relais run -m MODEL.gguf (-p PROMPT | --prompt-ids 1,5,17) [options]\n\n"
-                 "  -p, --prompt TEXT       prompt (control-token text such as [INST] is parsed)\n"
-                 "  -n, --n-predict N       tokens to generate (default 128)\n"
-                 "      --prompt-ids LIST   prompt as comma-separated token ids\n"
-                 "      --force-ids LIST    teacher forcing: feed these ids instead of the sampled ones\n"
-                 "      --top-logits K      report the K largest logits of every step (with --json)\n"
-                 "      --json              machine-readable output on stdout; generates exactly N ids\n"
-                 "      --ignore-eos        do not stop at an end-of-generation token\n"
-                 "      --no-bos            do not add BOS to a text prompt\n"
-                 "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP
-                 RL_CLUSTER_HELP);
+    fprintf(out,
+            "usage: relais run -m MODEL.gguf (-p PROMPT | --prompt-ids 1,5,17) [options]\n\n"
+            "  -p, --prompt TEXT       prompt (control-token text such as [INST] is parsed)\n"
+            "  -n, --n-predict N       tokens to generate (default 128)\n"
+            "      --prompt-ids LIST   prompt as comma-separated token ids\n"
+            "      --force-ids LIST    teacher forcing: feed these ids instead of the sampled ones\n"
+            "      --top-logits K      report the K largest logits of every step (with --json)\n"
+            "      --json              machine-readable output on stdout; generates exactly N ids\n"
+            "      --ignore-eos        do not stop at an end-of-generation token\n"
+            "      --no-bos            do not add BOS to a text prompt\n"
+            "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP
+                RL_CLUSTER_HELP);
 }
 
 static int parse_args(int argc, char **argv, run_args *a) {
-    static const struct option longopts[] = {
-        {"prompt", required_argument, 0, 'p'}, {"n-predict", required_argument, 0, 'n'},
-        {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS}, {"force-ids", required_argument, 0, OPT_FORCE_IDS},
-        {"top-logits", required_argument, 0, OPT_TOP_LOGITS}, {"json", no_argument, 0, OPT_JSON},
-        {"no-bos", no_argument, 0, OPT_NO_BOS}, {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS}, {"no-special", no_argument, 0, OPT_NO_SPECIAL},
-        {"help", no_argument, 0, 'h'}, CLI_COMMON_LONGOPTS, RL_CLUSTER_LONGOPTS, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"prompt", required_argument, 0, 'p'},
+                                             {"n-predict", required_argument, 0, 'n'},
+                                             {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
+                                             {"force-ids", required_argument, 0, OPT_FORCE_IDS},
+                                             {"top-logits", required_argument, 0, OPT_TOP_LOGITS},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"no-bos", no_argument, 0, OPT_NO_BOS},
+                                             {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
+                                             {"no-special", no_argument, 0, OPT_NO_SPECIAL},
+                                             {"help", no_argument, 0, 'h'},
+                                             CLI_COMMON_LONGOPTS,
+                                             RL_CLUSTER_LONGOPTS,
+                                             {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0.7f);
     a->n_predict = 128;
@@ -69,17 +85,43 @@ static int parse_args(int argc, char **argv, run_args *a) {
         if (rc > 0)
             continue;
         switch (opt) {
-        case 'p': a->prompt = optarg; break;
-        case 'n': if (cli_parse_i64("-n", optarg, 0, 1 << 24, &a->n_predict)) return -1; break;
-        case OPT_PROMPT_IDS: if (cli_parse_ids("--prompt-ids", optarg, &a->prompt_ids, &a->n_prompt)) return -1; break;
-        case OPT_FORCE_IDS: if (cli_parse_ids("--force-ids", optarg, &a->force_ids, &a->n_force)) return -1; break;
-        case OPT_TOP_LOGITS: if (cli_parse_i64("--top-logits", optarg, 1, 1000, &a->top_logits)) return -1; break;
-        case OPT_JSON: a->json = true; break;
-        case OPT_NO_BOS: a->no_bos = true; break;
-        case OPT_NO_SPECIAL: a->no_special = true; break;
-        case OPT_IGNORE_EOS: a->ignore_eos = true; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'p':
+            a->prompt = optarg;
+            break;
+        case 'n':
+            if (cli_parse_i64("-n", optarg, 0, 1 << 24, &a->n_predict))
+                return -1;
+            break;
+        case OPT_PROMPT_IDS:
+            if (cli_parse_ids("--prompt-ids", optarg, &a->prompt_ids, &a->n_prompt))
+                return -1;
+            break;
+        case OPT_FORCE_IDS:
+            if (cli_parse_ids("--force-ids", optarg, &a->force_ids, &a->n_force))
+                return -1;
+            break;
+        case OPT_TOP_LOGITS:
+            if (cli_parse_i64("--top-logits", optarg, 1, 1000, &a->top_logits))
+                return -1;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
+        case OPT_NO_BOS:
+            a->no_bos = true;
+            break;
+        case OPT_NO_SPECIAL:
+            a->no_special = true;
+            break;
+        case OPT_IGNORE_EOS:
+            a->ignore_eos = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -123,8 +165,8 @@ static int prompt_ids_of(const run_args *a, const rl_tokenizer *tok, int32_t **i
 }
 
 /* The generation loop; fills res. Returns 0 or -1 (message printed). */
-static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, const int32_t *prompt,
-                    size_t n_prompt, run_result *res) {
+static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, const int32_t *prompt, size_t n_prompt,
+                    run_result *res) {
     char err[512], text[512];
     int32_t id;
     rl_top top;
@@ -157,7 +199,7 @@ static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, con
     if (!a->json) {
         rl_tok_stream_flush(stream, text, sizeof text);
         printf("%s\n", text);
-        fflush(stdout);   /* before the statistics line on stderr */
+        fflush(stdout); /* before the statistics line on stderr */
     }
     rl_tok_stream_destroy(&stream);
     return 0;
@@ -183,7 +225,8 @@ static void print_json(const int32_t *prompt, size_t n_prompt, const run_result 
 static void print_stats(rl_executor *x, size_t n_prompt, const run_result *res) {
     char where[256];
     x->ops->describe(x, where, sizeof where);
-    fprintf(stderr, "relais: prompt %zu tokens in %.2f s (%.1f t/s) | generation %zu tokens in %.2f s (%.1f t/s) | "
+    fprintf(stderr,
+            "relais: prompt %zu tokens in %.2f s (%.1f t/s) | generation %zu tokens in %.2f s (%.1f t/s) | "
             "peak RSS %.0f MiB | %s\n",
             n_prompt, res->t_prompt, res->t_prompt > 0 ? n_prompt / res->t_prompt : 0.0, res->n_gen, res->t_gen,
             res->t_gen > 0 && res->n_gen > 1 ? (res->n_gen - 1) / res->t_gen : 0.0, rl_peak_rss_mib(), where);
@@ -200,7 +243,7 @@ int cmd_run(int argc, char **argv) {
     int rc = 1;
     if (parse_args(argc, argv, &a))
         goto out;
-    if (a.json && !getenv("RELAIS_LOG"))   /* quiet unless asked: the JSON is the output */
+    if (a.json && !getenv("RELAIS_LOG")) /* quiet unless asked: the JSON is the output */
         rl_log_set_level(RL_LOG_WARN);
     a.common.runner.progress = !a.json;
     if (rl_xengine_open(&e, &a.cluster, &a.common.runner, 1, err, sizeof err)) {

@@ -22,49 +22,59 @@
 #include "wire.h"
 
 enum {
-    OPT_HOST = CLI_OPT_FIRST_OWN, OPT_PORT, OPT_API_KEY, OPT_API_KEYS, OPT_MAX_SESSIONS, OPT_MAX_QUEUE,
-    OPT_PREFILL_CHUNK, OPT_MAX_BODY, OPT_ALIAS, OPT_MAX_CONN, OPT_MAX_PER_IP, OPT_HEADER_TIMEOUT
+    OPT_HOST = CLI_OPT_FIRST_OWN,
+    OPT_PORT,
+    OPT_API_KEY,
+    OPT_API_KEYS,
+    OPT_MAX_SESSIONS,
+    OPT_MAX_QUEUE,
+    OPT_PREFILL_CHUNK,
+    OPT_MAX_BODY,
+    OPT_ALIAS,
+    OPT_MAX_CONN,
+    OPT_MAX_PER_IP,
+    OPT_HEADER_TIMEOUT
 };
 
 typedef struct {
-    cli_common common;             /* model path, threads, context, window overrides */
-    rl_cluster_opts cluster;       /* --cluster, --layers, --wire */
+    cli_common common;       /* model path, threads, context, window overrides */
+    rl_cluster_opts cluster; /* --cluster, --layers, --wire */
     rl_http_opts http;
     rl_sched_opts sched;
-    uint32_t batch;                /* tokens per micro-batch */
-    const char *alias;             /* model id to report (default: file name) */
-    const char *key;               /* --api-key */
-    const char *keys_file;         /* --api-keys */
-    char **keys;                   /* owned: the accepted keys */
+    uint32_t batch;        /* tokens per micro-batch */
+    const char *alias;     /* model id to report (default: file name) */
+    const char *key;       /* --api-key */
+    const char *keys_file; /* --api-keys */
+    char **keys;           /* owned: the accepted keys */
     size_t n_keys;
 } serve_args;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: relais serve -m MODEL.gguf [options]\n\n"
-                 "OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
-                 "GET /v1/models, GET /health, GET /metrics.\n\n"
-                 "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
-                 "      --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
-                 "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
-                 "      --api-key KEY       require 'Authorization: Bearer KEY'\n"
-                 "      --api-keys FILE     ... with any key of FILE (one per line, # comments)\n"
-                 "      --max-sessions N    requests generating at once, each with its KV cache (default 8)\n"
-                 "      --max-queue N       requests waiting beyond those; more get 429 (default 64)\n"
-                 "      --ctx N             positions per request, prompt + completion (default 4096 or\n"
-                 "                          the model's, if less); --ctx-beyond-file accepts more than\n"
-                 "                          the file's context\n"
-                 "      --kv-type T         KV cache type: f32, f16 (default) or q8_0; K,V apart (f16,q8_0)\n"
-                 "  -t, --threads N         worker threads (default: one per core)\n"
-                 "      --batch N           tokens per micro-batch (default 64)\n"
-                 "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
-                 "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
-                 "      --max-connections N         open HTTP connections at once (default 1024)\n"
-                 "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
-                 "      --header-timeout SECONDS    a request's whole header must arrive within this,\n"
-                 "                          else the connection is closed (default 10)\n"
-                 "      --alias NAME        model id reported by the API (default: the file name)\n"
-                 "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n"
-                 RL_CLUSTER_HELP);
+    fprintf(out,
+            "usage: relais serve -m MODEL.gguf [options]\n\n"
+            "OpenAI-compatible API: POST /v1/chat/completions, POST /v1/completions,\n"
+            "GET /v1/models, GET /health, GET /metrics.\n\n"
+            "  -m, --model FILE        GGUF model (default: $RELAIS_MODEL)\n"
+            "      --host ADDR         address to listen on (default 127.0.0.1: this machine only)\n"
+            "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
+            "      --api-key KEY       require 'Authorization: Bearer KEY'\n"
+            "      --api-keys FILE     ... with any key of FILE (one per line, # comments)\n"
+            "      --max-sessions N    requests generating at once, each with its KV cache (default 8)\n"
+            "      --max-queue N       requests waiting beyond those; more get 429 (default 64)\n"
+            "      --ctx N             positions per request, prompt + completion (default 4096 or\n"
+            "                          the model's, if less); --ctx-beyond-file accepts more than\n"
+            "                          the file's context\n"
+            "      --kv-type T         KV cache type: f32, f16 (default) or q8_0; K,V apart (f16,q8_0)\n"
+            "  -t, --threads N         worker threads (default: one per core)\n"
+            "      --batch N           tokens per micro-batch (default 64)\n"
+            "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
+            "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
+            "      --max-connections N         open HTTP connections at once (default 1024)\n"
+            "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
+            "      --header-timeout SECONDS    a request's whole header must arrive within this,\n"
+            "                          else the connection is closed (default 10)\n"
+            "      --alias NAME        model id reported by the API (default: the file name)\n"
+            "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n" RL_CLUSTER_HELP);
 }
 
 /* Reads keys, one per line; blank lines and # comments skipped. */
@@ -101,14 +111,19 @@ static int read_keys(serve_args *a) {
 static int own_opt(serve_args *a, int opt, const char *arg) {
     int64_t v;
     switch (opt) {
-    case OPT_HOST: a->http.host = arg; return 0;
-    case OPT_PORT: return cli_parse_i64("--port", arg, 0, 65535, &v) ? -1 : (a->http.port = (uint16_t)v, 0);
+    case OPT_HOST:
+        a->http.host = arg;
+        return 0;
+    case OPT_PORT:
+        return cli_parse_i64("--port", arg, 0, 65535, &v) ? -1 : (a->http.port = (uint16_t)v, 0);
     case OPT_API_KEY:
         if (!*arg)
             return fprintf(stderr, "relais serve: --api-key must not be empty\n"), -1;
         a->key = arg;
         return 0;
-    case OPT_API_KEYS: a->keys_file = arg; return 0;
+    case OPT_API_KEYS:
+        a->keys_file = arg;
+        return 0;
     case OPT_MAX_SESSIONS:
         return cli_parse_i64("--max-sessions", arg, 1, 4096, &v) ? -1 : (a->sched.max_sessions = (uint32_t)v, 0);
     case OPT_MAX_QUEUE:
@@ -120,34 +135,53 @@ static int own_opt(serve_args *a, int opt, const char *arg) {
     case OPT_MAX_CONN:
         return cli_parse_i64("--max-connections", arg, 16, 65536, &v) ? -1 : (a->http.max_connections = (unsigned)v, 0);
     case OPT_MAX_PER_IP:
-        return cli_parse_i64("--max-connections-per-ip", arg, 0, 65536, &v) ? -1 : (a->http.max_per_ip = (unsigned)v, 0);
+        return cli_parse_i64("--max-connections-per-ip", arg, 0, 65536, &v) ? -1
+                                                                            : (a->http.max_per_ip = (unsigned)v, 0);
     case OPT_HEADER_TIMEOUT:
         return cli_parse_i64("--header-timeout", arg, 1, 3600, &v) ? -1 : (a->http.header_timeout = (unsigned)v, 0);
-    case OPT_ALIAS: a->alias = arg; return 0;
-    case CLI_OPT_BATCH: return cli_parse_i64("--batch", arg, 1, 4096, &v) ? -1 : (a->batch = (uint32_t)v, 0);
-    default: usage(stderr); return -1;
+    case OPT_ALIAS:
+        a->alias = arg;
+        return 0;
+    case CLI_OPT_BATCH:
+        return cli_parse_i64("--batch", arg, 1, 4096, &v) ? -1 : (a->batch = (uint32_t)v, 0);
+    default:
+        usage(stderr);
+        return -1;
     }
 }
 
 static int parse_args(int argc, char **argv, serve_args *a) {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},
-        {"ctx", required_argument, 0, CLI_OPT_CTX}, {"swa-window", required_argument, 0, CLI_OPT_SWA_W},
-        {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}, {"ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND},
-        {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P}, {"batch", required_argument, 0, CLI_OPT_BATCH},
-        {"host", required_argument, 0, OPT_HOST}, {"port", required_argument, 0, OPT_PORT},
-        {"api-key", required_argument, 0, OPT_API_KEY}, {"api-keys", required_argument, 0, OPT_API_KEYS},
-        {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS}, {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
-        {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK}, {"max-body", required_argument, 0, OPT_MAX_BODY},
-        {"max-connections", required_argument, 0, OPT_MAX_CONN},
-        {"max-connections-per-ip", required_argument, 0, OPT_MAX_PER_IP},
-        {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
-        {"alias", required_argument, 0, OPT_ALIAS}, {"help", no_argument, 0, 'h'}, RL_CLUSTER_LONGOPTS,
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"ctx", required_argument, 0, CLI_OPT_CTX},
+                                             {"swa-window", required_argument, 0, CLI_OPT_SWA_W},
+                                             {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE},
+                                             {"ctx-beyond-file", no_argument, 0, CLI_OPT_CTX_BEYOND},
+                                             {"swa-pattern", required_argument, 0, CLI_OPT_SWA_P},
+                                             {"batch", required_argument, 0, CLI_OPT_BATCH},
+                                             {"host", required_argument, 0, OPT_HOST},
+                                             {"port", required_argument, 0, OPT_PORT},
+                                             {"api-key", required_argument, 0, OPT_API_KEY},
+                                             {"api-keys", required_argument, 0, OPT_API_KEYS},
+                                             {"max-sessions", required_argument, 0, OPT_MAX_SESSIONS},
+                                             {"max-queue", required_argument, 0, OPT_MAX_QUEUE},
+                                             {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK},
+                                             {"max-body", required_argument, 0, OPT_MAX_BODY},
+                                             {"max-connections", required_argument, 0, OPT_MAX_CONN},
+                                             {"max-connections-per-ip", required_argument, 0, OPT_MAX_PER_IP},
+                                             {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
+                                             {"alias", required_argument, 0, OPT_ALIAS},
+                                             {"help", no_argument, 0, 'h'},
+                                             RL_CLUSTER_LONGOPTS,
+                                             {0, 0, 0, 0}};
     int opt;
     cli_common_init(&a->common, 0);
-    a->http = (rl_http_opts){.host = "127.0.0.1", .port = 8080, .max_body = 8u << 20, .max_connections = 1024,
-                             .max_per_ip = 64, .header_timeout = 10};
+    a->http = (rl_http_opts){.host = "127.0.0.1",
+                             .port = 8080,
+                             .max_body = 8u << 20,
+                             .max_connections = 1024,
+                             .max_per_ip = 64,
+                             .header_timeout = 10};
     a->sched = (rl_sched_opts){.max_sessions = 8, .max_queue = 64};
     a->batch = 64;
     optind = 1;
@@ -172,8 +206,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         return -1;
     }
     if (a->http.max_per_ip >= a->http.max_connections) {
-        fprintf(stderr, "relais serve: --max-connections-per-ip %u must be below --max-connections %u, so that one "
-                "client cannot take every connection\n", a->http.max_per_ip, a->http.max_connections);
+        fprintf(stderr,
+                "relais serve: --max-connections-per-ip %u must be below --max-connections %u, so that one "
+                "client cannot take every connection\n",
+                a->http.max_per_ip, a->http.max_connections);
         return -1;
     }
     if (a->key && a->keys_file) {
@@ -209,17 +245,18 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     so.n_ctx = n_ctx;
     if (!(en->sched = rl_sched_new(en->e.x, en->e.tok, &so, err, errlen)))
         return -1;
-    app->model = (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx,
-                                app->model_id};
+    app->model =
+        (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx, app->model_id};
     app->sched = en->sched;
     app->x = en->e.x;
     app->hp = hp;
     app->kv_type = en->e.kv_type;
     app->max_sessions = so.max_sessions;
     char kv[160];
-    rl_log(RL_LOG_INFO, "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
-           "micro-batches of %u tokens, %u in flight, %d threads%s", app->model_id,
-           rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
+    rl_log(RL_LOG_INFO,
+           "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
+           "micro-batches of %u tokens, %u in flight, %d threads%s",
+           app->model_id, rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
            rl_kv_describe(hp, en->e.kv_type, n_ctx, kv, sizeof kv), a->batch, en->e.x->depth,
            a->common.runner.n_threads, a->cluster.file ? " per node" : "");
     return 0;

@@ -36,18 +36,18 @@
 #include "io_pin.h"
 #include "util.h"
 
-#define MAX_REPLY (4u << 20)   /* a /health of 64 nodes is a few KiB */
+#define MAX_REPLY (4u << 20) /* a /health of 64 nodes is a few KiB */
 
 typedef struct {
     char name[64], address[160], fingerprint[CURVE_FP_LEN];
-    char state[16];              /* the server's word ("ready", "loading", "lost") */
-    char why[512];               /* why Hello went unanswered */
+    char state[16]; /* the server's word ("ready", "loading", "lost") */
+    char why[512];  /* why Hello went unanswered */
     char layers[24];
     bool from_server, greeted, answered;
     uint32_t sessions;
     uint64_t kv_bytes, batches;
-    double busy_seconds;         /* the server's count of the node's compute time */
-    cluster_node_info info;      /* when answered */
+    double busy_seconds;    /* the server's count of the node's compute time */
+    cluster_node_info info; /* when answered */
     double hello_ms;
     /* for the Hello thread */
     const cluster_config *cfg;
@@ -65,15 +65,16 @@ typedef struct {
 } st_args;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: relais status (--server URL [--api-key KEY] | --cluster FILE | both) [--json]\n\n"
-                 "The nodes of a cluster: name, address, key fingerprint, state, layers, memory, KV cache,\n"
-                 "when last seen, measured speed.\n\n"
-                 "  --server URL        a running `relais serve` (http://HOST:PORT): reads its /health\n"
-                 "  --api-key KEY       the server's key (only needed where /health is behind one)\n"
-                 "  --cluster FILE      greets each node of a cluster file with Hello, with its coordinator key\n"
-                 "  --timeout MS        how long to wait for a node or the server (default 3000)\n"
-                 "  --json              one JSON object instead of the table\n\n"
-                 "Exit status 1 when a node is down (lost, or no answer) or the server cannot be read.\n");
+    fprintf(out,
+            "usage: relais status (--server URL [--api-key KEY] | --cluster FILE | both) [--json]\n\n"
+            "The nodes of a cluster: name, address, key fingerprint, state, layers, memory, KV cache,\n"
+            "when last seen, measured speed.\n\n"
+            "  --server URL        a running `relais serve` (http://HOST:PORT): reads its /health\n"
+            "  --api-key KEY       the server's key (only needed where /health is behind one)\n"
+            "  --cluster FILE      greets each node of a cluster file with Hello, with its coordinator key\n"
+            "  --timeout MS        how long to wait for a node or the server (default 3000)\n"
+            "  --json              one JSON object instead of the table\n\n"
+            "Exit status 1 when a node is down (lost, or no answer) or the server cannot be read.\n");
 }
 
 /* ---- /health over plain HTTP ---- */
@@ -87,7 +88,7 @@ static int parse_url(const char *url, char *host, size_t hostlen, char *port, si
     }
     const char *h = url + 7, *end = h + strcspn(h, "/");
     const char *colon = NULL;
-    if (*h == '[') {   /* [IPv6]:port */
+    if (*h == '[') { /* [IPv6]:port */
         const char *close = memchr(h, ']', (size_t)(end - h));
         if (!close) {
             snprintf(err, errlen, "--server %s: unclosed '['", url);
@@ -209,7 +210,8 @@ static int read_server(st_args *a, char *err, size_t errlen) {
         if (!r)
             continue;
         r->from_server = true;
-        const char *s = json_string_value(json_object_get(nd, "state")), *l = json_string_value(json_object_get(nd, "layers"));
+        const char *s = json_string_value(json_object_get(nd, "state")),
+                   *l = json_string_value(json_object_get(nd, "layers"));
         snprintf(r->state, sizeof r->state, "%s", s ? s : "?");
         snprintf(r->layers, sizeof r->layers, "%s", l ? l : "");
         r->sessions = (uint32_t)json_integer_value(json_object_get(nd, "sessions"));
@@ -229,8 +231,8 @@ static void *greet(void *arg) {
     char err[512];
     bool answered = false;
     double t0 = (rl_now_s() * 1e3);
-    cluster *c = cluster_new(cluster_config_key(r->cfg), "tcp://127.0.0.1:*", NULL, IO_PIN_NONE, r->node, 1, err,
-                             sizeof err);
+    cluster *c =
+        cluster_new(cluster_config_key(r->cfg), "tcp://127.0.0.1:*", NULL, IO_PIN_NONE, r->node, 1, err, sizeof err);
     if (c && cluster_hello_some(c, r->timeout_ms, &answered, err, sizeof err) == 1 && answered) {
         r->answered = true;
         r->hello_ms = (rl_now_s() * 1e3) - t0;
@@ -304,13 +306,12 @@ static void print_table(const st_args *a) {
                 snprintf(speed, sizeof speed, "%.2f GB/s", r->info.matvec_bytes_per_s / 1e9);
         } else if (r->greeted)
             snprintf(seen, sizeof seen, "no answer");
-        if (!r->answered && r->batches)   /* without Hello: the server's mean time per micro-batch */
+        if (!r->answered && r->batches) /* without Hello: the server's mean time per micro-batch */
             snprintf(speed, sizeof speed, "%.2f ms/batch", r->busy_seconds * 1e3 / (double)r->batches);
         if (r->from_server)
             snprintf(kv, sizeof kv, "%.1f MiB (%u)", (double)r->kv_bytes / 1048576.0, r->sessions);
         printf("%-12s %-26s %-16s %-10s %-7s %-19s %-12s %-9s %s\n", r->name, *r->address ? r->address : "-",
-               *r->fingerprint ? r->fingerprint : "-", state_of(r), *r->layers ? r->layers : "-", mem, kv, seen,
-               speed);
+               *r->fingerprint ? r->fingerprint : "-", state_of(r), *r->layers ? r->layers : "-", mem, kv, seen, speed);
     }
     /* the reasons of the nodes down, in full, below the table */
     for (uint32_t i = 0; i < a->n; i++)
@@ -322,29 +323,32 @@ static int print_json(const st_args *a, uint32_t down) {
     json_t *nodes = json_array();
     for (uint32_t i = 0; i < a->n; i++) {
         const st_row *r = &a->rows[i];
-        json_t *o = json_pack("{s:s, s:s?, s:s?, s:s, s:b}", "name", r->name, "address",
-                              *r->address ? r->address : NULL, "fingerprint", *r->fingerprint ? r->fingerprint : NULL,
-                              "state", state_of(r), "down", is_down(r));
+        json_t *o =
+            json_pack("{s:s, s:s?, s:s?, s:s, s:b}", "name", r->name, "address", *r->address ? r->address : NULL,
+                      "fingerprint", *r->fingerprint ? r->fingerprint : NULL, "state", state_of(r), "down", is_down(r));
         if (r->from_server)
-            json_object_update_new(o, json_pack("{s:s, s:i, s:I, s:I, s:f}", "layers", r->layers, "sessions",
-                                                (int)r->sessions, "kv_bytes", (json_int_t)r->kv_bytes, "batches",
-                                                (json_int_t)r->batches, "busy_seconds", r->busy_seconds));
+            json_object_update_new(o,
+                                   json_pack("{s:s, s:i, s:I, s:I, s:f}", "layers", r->layers, "sessions",
+                                             (int)r->sessions, "kv_bytes", (json_int_t)r->kv_bytes, "batches",
+                                             (json_int_t)r->batches, "busy_seconds", r->busy_seconds));
         if (r->greeted)
             json_object_set_new(o, "answered", json_boolean(r->answered));
         if (r->greeted && !r->answered)
             json_object_set_new(o, "error", json_string(r->why));
         if (r->answered)
-            json_object_update_new(o, json_pack("{s:s, s:i, s:I, s:I, s:f, s:f, s:s}", "hostname", r->info.hostname,
-                                                "cores", (int)r->info.cores, "free_ram", (json_int_t)r->info.free_ram,
-                                                "total_ram", (json_int_t)r->info.total_ram, "speed_bytes_per_s",
-                                                r->info.matvec_bytes_per_s, "hello_ms", r->hello_ms, "software",
-                                                r->info.software));
+            json_object_update_new(o,
+                                   json_pack("{s:s, s:i, s:I, s:I, s:f, s:f, s:s}", "hostname", r->info.hostname,
+                                             "cores", (int)r->info.cores, "free_ram", (json_int_t)r->info.free_ram,
+                                             "total_ram", (json_int_t)r->info.total_ram, "speed_bytes_per_s",
+                                             r->info.matvec_bytes_per_s, "hello_ms", r->hello_ms, "software",
+                                             r->info.software));
         json_array_append_new(nodes, o);
     }
     json_t *top = json_pack("{s:o, s:i}", "nodes", nodes, "down", (int)down);
     if (a->server)
-        json_object_set_new(top, "server", json_pack("{s:s, s:s, s:s}", "url", a->server, "status", a->server_status,
-                                                     "model", a->model));
+        json_object_set_new(
+            top, "server",
+            json_pack("{s:s, s:s, s:s}", "url", a->server, "status", a->server_status, "model", a->model));
     char *text = json_dumps(top, JSON_INDENT(2));
     json_decref(top);
     if (!text)
@@ -369,21 +373,34 @@ static int parse_args(int argc, char **argv, st_args *a) {
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (c) {
-        case OPT_SERVER: a->server = optarg; break;
-        case OPT_KEY: a->key = optarg; break;
-        case OPT_CLUSTER: a->cluster = optarg; break;
-        case OPT_JSON: a->json = true; break;
+        case OPT_SERVER:
+            a->server = optarg;
+            break;
+        case OPT_KEY:
+            a->key = optarg;
+            break;
+        case OPT_CLUSTER:
+            a->cluster = optarg;
+            break;
+        case OPT_JSON:
+            a->json = true;
+            break;
         case OPT_TIMEOUT:
             if (cli_parse_i64("--timeout", optarg, 1, 600000, &v))
                 return -1;
             a->timeout_ms = (int)v;
             break;
-        case 'h': usage(stdout); return 1;
-        default: usage(stderr); return -1;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc || (!a->server && !a->cluster)) {
-        fprintf(stderr, "relais status: %s\n", optind < argc ? "unexpected argument" : "give --server URL or --cluster FILE");
+        fprintf(stderr, "relais status: %s\n",
+                optind < argc ? "unexpected argument" : "give --server URL or --cluster FILE");
         usage(stderr);
         return -1;
     }

@@ -59,8 +59,8 @@ static void usage(FILE *out) {
 
 /* Progress state: redraws only when the shown percentage changes. */
 typedef struct {
-    bool tty;          /* stderr is a terminal: redraw in place */
-    int last_pct;      /* percentage last drawn, -1 before the first */
+    bool tty;     /* stderr is a terminal: redraw in place */
+    int last_pct; /* percentage last drawn, -1 before the first */
 } progress_state;
 
 static void show_progress(void *ud, uint64_t done, uint64_t total) {
@@ -76,53 +76,92 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
 }
 
 enum {
-    OPT_PRESET = 1, OPT_LAYERS, OPT_TYPE, OPT_VOCAB, OPT_CTX, OPT_SWA_W, OPT_SWA_P, OPT_SEED, OPT_DIM, OPT_HEADS,
-    OPT_KV_HEADS, OPT_HEAD_DIM, OPT_FFN, OPT_ROPE_BASE, OPT_ROPE_FACTOR, OPT_ROPE_ORIG, OPT_BETA_FAST, OPT_BETA_SLOW,
-    OPT_LOG_MUL, OPT_ATTN_TEMP,
+    OPT_PRESET = 1,
+    OPT_LAYERS,
+    OPT_TYPE,
+    OPT_VOCAB,
+    OPT_CTX,
+    OPT_SWA_W,
+    OPT_SWA_P,
+    OPT_SEED,
+    OPT_DIM,
+    OPT_HEADS,
+    OPT_KV_HEADS,
+    OPT_HEAD_DIM,
+    OPT_FFN,
+    OPT_ROPE_BASE,
+    OPT_ROPE_FACTOR,
+    OPT_ROPE_ORIG,
+    OPT_BETA_FAST,
+    OPT_BETA_SLOW,
+    OPT_LOG_MUL,
+    OPT_ATTN_TEMP,
 };
 
 /* The overrides, applied after the preset whatever their order. */
 typedef struct {
-    int64_t layers, vocab, ctx, swa_w, swa_p, seed;   /* -1 = keep the preset's */
+    int64_t layers, vocab, ctx, swa_w, swa_p, seed; /* -1 = keep the preset's */
     int64_t dim, heads, kv_heads, head_dim, ffn, orig_ctx;
-    int ftype;                                         /* -1 = keep the preset's */
-    float rope_base, factor, beta_fast, beta_slow, log_mul, attn_temp;   /* NAN = keep the preset's */
+    int ftype;                                                         /* -1 = keep the preset's */
+    float rope_base, factor, beta_fast, beta_slow, log_mul, attn_temp; /* NAN = keep the preset's */
 } overrides;
 
 static int parse_float_opt(int opt, const char *arg, overrides *o) {
     switch (opt) {
-    case OPT_ROPE_BASE: return cli_parse_f32("--rope-base", arg, 1.0f, 1e12f, &o->rope_base);
-    case OPT_ROPE_FACTOR: return cli_parse_f32("--rope-factor", arg, 0.0f, 1e6f, &o->factor);
-    case OPT_BETA_FAST: return cli_parse_f32("--yarn-beta-fast", arg, 0.0f, 1e6f, &o->beta_fast);
-    case OPT_BETA_SLOW: return cli_parse_f32("--yarn-beta-slow", arg, 0.0f, 1e6f, &o->beta_slow);
-    case OPT_LOG_MUL: return cli_parse_f32("--yarn-log-mul", arg, 0.0f, 100.0f, &o->log_mul);
-    case OPT_ATTN_TEMP: return cli_parse_f32("--attn-temp", arg, 0.0f, 100.0f, &o->attn_temp);
-    default: return -1;   /* getopt already said what was wrong */
+    case OPT_ROPE_BASE:
+        return cli_parse_f32("--rope-base", arg, 1.0f, 1e12f, &o->rope_base);
+    case OPT_ROPE_FACTOR:
+        return cli_parse_f32("--rope-factor", arg, 0.0f, 1e6f, &o->factor);
+    case OPT_BETA_FAST:
+        return cli_parse_f32("--yarn-beta-fast", arg, 0.0f, 1e6f, &o->beta_fast);
+    case OPT_BETA_SLOW:
+        return cli_parse_f32("--yarn-beta-slow", arg, 0.0f, 1e6f, &o->beta_slow);
+    case OPT_LOG_MUL:
+        return cli_parse_f32("--yarn-log-mul", arg, 0.0f, 100.0f, &o->log_mul);
+    case OPT_ATTN_TEMP:
+        return cli_parse_f32("--attn-temp", arg, 0.0f, 100.0f, &o->attn_temp);
+    default:
+        return -1; /* getopt already said what was wrong */
     }
 }
 
 static int parse_opt(int opt, const char *arg, overrides *o) {
     switch (opt) {
-    case OPT_LAYERS: return cli_parse_i64("--layers", arg, 1, 512, &o->layers);
-    case OPT_VOCAB: return cli_parse_i64("--vocab", arg, 1, 1 << 22, &o->vocab);
-    case OPT_CTX: return cli_parse_i64("--ctx", arg, 1, UINT32_MAX, &o->ctx);
-    case OPT_SWA_W: return cli_parse_i64("--swa-window", arg, 0, UINT32_MAX, &o->swa_w);
-    case OPT_SWA_P: return cli_parse_i64("--swa-period", arg, 1, 512, &o->swa_p);
-    case OPT_SEED: return cli_parse_i64("--seed", arg, 0, INT64_MAX, &o->seed);
-    case OPT_DIM: return cli_parse_i64("--dim", arg, 1, 1 << 20, &o->dim);
-    case OPT_HEADS: return cli_parse_i64("--heads", arg, 1, 4096, &o->heads);
-    case OPT_KV_HEADS: return cli_parse_i64("--kv-heads", arg, 1, 4096, &o->kv_heads);
-    case OPT_HEAD_DIM: return cli_parse_i64("--head-dim", arg, 2, 1024, &o->head_dim);
-    case OPT_FFN: return cli_parse_i64("--ffn", arg, 1, 1 << 22, &o->ffn);
-    case OPT_ROPE_ORIG: return cli_parse_i64("--rope-orig-ctx", arg, 1, UINT32_MAX, &o->orig_ctx);
+    case OPT_LAYERS:
+        return cli_parse_i64("--layers", arg, 1, 512, &o->layers);
+    case OPT_VOCAB:
+        return cli_parse_i64("--vocab", arg, 1, 1 << 22, &o->vocab);
+    case OPT_CTX:
+        return cli_parse_i64("--ctx", arg, 1, UINT32_MAX, &o->ctx);
+    case OPT_SWA_W:
+        return cli_parse_i64("--swa-window", arg, 0, UINT32_MAX, &o->swa_w);
+    case OPT_SWA_P:
+        return cli_parse_i64("--swa-period", arg, 1, 512, &o->swa_p);
+    case OPT_SEED:
+        return cli_parse_i64("--seed", arg, 0, INT64_MAX, &o->seed);
+    case OPT_DIM:
+        return cli_parse_i64("--dim", arg, 1, 1 << 20, &o->dim);
+    case OPT_HEADS:
+        return cli_parse_i64("--heads", arg, 1, 4096, &o->heads);
+    case OPT_KV_HEADS:
+        return cli_parse_i64("--kv-heads", arg, 1, 4096, &o->kv_heads);
+    case OPT_HEAD_DIM:
+        return cli_parse_i64("--head-dim", arg, 2, 1024, &o->head_dim);
+    case OPT_FFN:
+        return cli_parse_i64("--ffn", arg, 1, 1 << 22, &o->ffn);
+    case OPT_ROPE_ORIG:
+        return cli_parse_i64("--rope-orig-ctx", arg, 1, UINT32_MAX, &o->orig_ctx);
     case OPT_TYPE:
         if ((o->ftype = rl_synth_ftype_from_name(arg)) < 0) {
-            fprintf(stderr, "relais synth: --type: unknown type '%s' (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K "
-                    "q4_K_M)\n", arg);
+            fprintf(stderr,
+                    "relais synth: --type: unknown type '%s' (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K "
+                    "q4_K_M)\n",
+                    arg);
             return -1;
         }
         return 0;
-    default: return parse_float_opt(opt, arg, o);
+    default:
+        return parse_float_opt(opt, arg, o);
     }
 }
 
@@ -153,12 +192,12 @@ static void apply(const overrides *o, rl_synth_spec *s) {
     set_f32(o->log_mul, &s->yarn_log_mul);
     set_f32(o->attn_temp, &s->attn_temp_scale);
     if ((s->rope_factor > 1.0f || s->attn_temp_scale != 0.0f) && s->rope_orig_ctx == 0)
-        s->rope_orig_ctx = s->n_ctx;   /* llama.cpp's default for a missing original context */
+        s->rope_orig_ctx = s->n_ctx; /* llama.cpp's default for a missing original context */
     set_u32(o->swa_w, &s->swa_window);
     if (o->swa_p >= 0)
         s->swa_period = (uint32_t)o->swa_p;
     else if (o->swa_w > 0 && s->swa_period == 0)
-        s->swa_period = 4;   /* a window alone gets Ministral's layout */
+        s->swa_period = 4; /* a window alone gets Ministral's layout */
     if (o->seed >= 0)
         s->seed = (uint64_t)o->seed;
     if (o->ftype >= 0)
@@ -167,24 +206,48 @@ static void apply(const overrides *o, rl_synth_spec *s) {
 
 /* Parses argv into *spec and *out; returns 0, 1 after --help, or -1. */
 static int parse_args(int argc, char **argv, rl_synth_spec *spec, const char **out, bool *quiet) {
-    static const struct option longopts[] = {
-        {"preset", required_argument, 0, OPT_PRESET}, {"layers", required_argument, 0, OPT_LAYERS},
-        {"type", required_argument, 0, OPT_TYPE},     {"vocab", required_argument, 0, OPT_VOCAB},
-        {"ctx", required_argument, 0, OPT_CTX},       {"swa-window", required_argument, 0, OPT_SWA_W},
-        {"swa-period", required_argument, 0, OPT_SWA_P}, {"seed", required_argument, 0, OPT_SEED},
-        {"dim", required_argument, 0, OPT_DIM},       {"heads", required_argument, 0, OPT_HEADS},
-        {"kv-heads", required_argument, 0, OPT_KV_HEADS}, {"head-dim", required_argument, 0, OPT_HEAD_DIM},
-        {"ffn", required_argument, 0, OPT_FFN},       {"rope-base", required_argument, 0, OPT_ROPE_BASE},
-        {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR},
-        {"rope-orig-ctx", required_argument, 0, OPT_ROPE_ORIG},
-        {"yarn-beta-fast", required_argument, 0, OPT_BETA_FAST},
-        {"yarn-beta-slow", required_argument, 0, OPT_BETA_SLOW},
-        {"yarn-log-mul", required_argument, 0, OPT_LOG_MUL}, {"attn-temp", required_argument, 0, OPT_ATTN_TEMP},
-        {"output", required_argument, 0, 'o'},        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
-    overrides o = {.layers = -1, .vocab = -1, .ctx = -1, .swa_w = -1, .swa_p = -1, .seed = -1, .dim = -1,
-                   .heads = -1, .kv_heads = -1, .head_dim = -1, .ffn = -1, .orig_ctx = -1, .ftype = -1,
-                   .rope_base = NAN, .factor = NAN, .beta_fast = NAN, .beta_slow = NAN, .log_mul = NAN,
+    static const struct option longopts[] = {{"preset", required_argument, 0, OPT_PRESET},
+                                             {"layers", required_argument, 0, OPT_LAYERS},
+                                             {"type", required_argument, 0, OPT_TYPE},
+                                             {"vocab", required_argument, 0, OPT_VOCAB},
+                                             {"ctx", required_argument, 0, OPT_CTX},
+                                             {"swa-window", required_argument, 0, OPT_SWA_W},
+                                             {"swa-period", required_argument, 0, OPT_SWA_P},
+                                             {"seed", required_argument, 0, OPT_SEED},
+                                             {"dim", required_argument, 0, OPT_DIM},
+                                             {"heads", required_argument, 0, OPT_HEADS},
+                                             {"kv-heads", required_argument, 0, OPT_KV_HEADS},
+                                             {"head-dim", required_argument, 0, OPT_HEAD_DIM},
+                                             {"ffn", required_argument, 0, OPT_FFN},
+                                             {"rope-base", required_argument, 0, OPT_ROPE_BASE},
+                                             {"rope-factor", required_argument, 0, OPT_ROPE_FACTOR},
+                                             {"rope-orig-ctx", required_argument, 0, OPT_ROPE_ORIG},
+                                             {"yarn-beta-fast", required_argument, 0, OPT_BETA_FAST},
+                                             {"yarn-beta-slow", required_argument, 0, OPT_BETA_SLOW},
+                                             {"yarn-log-mul", required_argument, 0, OPT_LOG_MUL},
+                                             {"attn-temp", required_argument, 0, OPT_ATTN_TEMP},
+                                             {"output", required_argument, 0, 'o'},
+                                             {"quiet", no_argument, 0, 'q'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    overrides o = {.layers = -1,
+                   .vocab = -1,
+                   .ctx = -1,
+                   .swa_w = -1,
+                   .swa_p = -1,
+                   .seed = -1,
+                   .dim = -1,
+                   .heads = -1,
+                   .kv_heads = -1,
+                   .head_dim = -1,
+                   .ffn = -1,
+                   .orig_ctx = -1,
+                   .ftype = -1,
+                   .rope_base = NAN,
+                   .factor = NAN,
+                   .beta_fast = NAN,
+                   .beta_slow = NAN,
+                   .log_mul = NAN,
                    .attn_temp = NAN};
     const char *preset = NULL;
     int opt;
@@ -233,8 +296,8 @@ int cmd_synth(int argc, char **argv) {
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     fprintf(stderr, "synth: %s, %u layers, dim %u, %u/%u heads of %u, ffn %u, vocab %u, ctx %u, %s, seed %llu%s\n",
-            spec.arch, spec.n_layer, spec.dim, spec.n_head, spec.n_head_kv, spec.head_dim, spec.ffn_dim,
-            spec.n_vocab, spec.n_ctx, rl_synth_ftype_name(spec.ftype), (unsigned long long)spec.seed,
+            spec.arch, spec.n_layer, spec.dim, spec.n_head, spec.n_head_kv, spec.head_dim, spec.ffn_dim, spec.n_vocab,
+            spec.n_ctx, rl_synth_ftype_name(spec.ftype), (unsigned long long)spec.seed,
             spec.tied_output ? ", output tied to token_embd" : "");
     if (spec.rope_factor > 1.0f)
         fprintf(stderr, "synth: YaRN factor %g over %u, beta %g/%g, log multiplier %g; attention temperature %g\n",
@@ -251,7 +314,6 @@ int cmd_synth(int argc, char **argv) {
     }
     struct stat st;
     long long size = stat(out, &st) == 0 ? (long long)st.st_size : -1;
-    printf("wrote %s: %lld bytes (%.1f MiB) in %.1f s\n", out, size, size / 1048576.0,
-           rl_now_s() - t0);
+    printf("wrote %s: %lld bytes (%.1f MiB) in %.1f s\n", out, size, size / 1048576.0, rl_now_s() - t0);
     return 0;
 }

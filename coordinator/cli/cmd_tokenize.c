@@ -84,21 +84,33 @@ static void print_ids(const int32_t *ids, size_t n, bool json) {
 int cmd_tokenize(int argc, char **argv) {
     enum { OPT_SPECIAL = 1, OPT_NO_BOS, OPT_JSON };
     static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'}, {"special", no_argument, 0, OPT_SPECIAL},
+        {"model", required_argument, 0, 'm'},   {"special", no_argument, 0, OPT_SPECIAL},
         {"no-bos", no_argument, 0, OPT_NO_BOS}, {"json", no_argument, 0, OPT_JSON},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model = getenv("RELAIS_MODEL");
     bool special = false, no_bos = false, json = false;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:h", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case OPT_SPECIAL: special = true; break;
-        case OPT_NO_BOS: no_bos = true; break;
-        case OPT_JSON: json = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'm':
+            model = optarg;
+            break;
+        case OPT_SPECIAL:
+            special = true;
+            break;
+        case OPT_NO_BOS:
+            no_bos = true;
+            break;
+        case OPT_JSON:
+            json = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!model || !*model) {

@@ -199,8 +199,10 @@ static int link_event(cluster *c, cl_node *nd, char *err, size_t errlen) {
     else if (ev == ZMQ_EVENT_CONNECTED)
         nd->state = "connected, handshake under way";
     if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-        snprintf(err, errlen, "node %s (%s) refused this coordinator's key: is the coordinator's public "
-                 "certificate in the node's --trust directory?", nd->name, nd->address);
+        snprintf(err, errlen,
+                 "node %s (%s) refused this coordinator's key: is the coordinator's public "
+                 "certificate in the node's --trust directory?",
+                 nd->name, nd->address);
     else if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
         snprintf(err, errlen, "handshake with node %s (%s) failed: %s", nd->name, nd->address,
                  wire_event_text(ev, val));
@@ -310,9 +312,9 @@ struct wait_spec {
     answer_fn fn;
     void *ud;
     int timeout_ms;
-    bool renew;                            /* every message from a pending node restarts the timeout */
-    const char *what;                      /* what is awaited, for the timeout message */
-    bool (*enough)(const wait_spec *w);    /* ends the wait early (pending answers stay pending); or NULL */
+    bool renew;                         /* every message from a pending node restarts the timeout */
+    const char *what;                   /* what is awaited, for the timeout message */
+    bool (*enough)(const wait_spec *w); /* ends the wait early (pending answers stay pending); or NULL */
 };
 
 /* Node i's message during a wait: 1 (its answer), -1 (its answer, an error:
@@ -321,7 +323,7 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
     const cl_node *nd = &c->nodes[i];
     const Relais__Envelope *e = wire_msg_env(m);
     if (!w->pending[i])
-        return 0;   /* left over from an earlier call, or not asked for */
+        return 0; /* left over from an earlier call, or not asked for */
     if (!e) {
         if (err)
             snprintf(err, errlen, "node %s sent a message this coordinator cannot read: %s", nd->name,
@@ -331,7 +333,7 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
     if (e->body_case == RELAIS__ENVELOPE__BODY_ERROR) {
         if (err)
             snprintf(err, errlen, "node %s: %s: %s", nd->name, wire_code_name(e->error->code), e->error->message);
-        return e->error->step_id == 0 ? -1 : 0;   /* a step's error is an earlier step's */
+        return e->error->step_id == 0 ? -1 : 0; /* a step's error is an earlier step's */
     }
     if (e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS) {
         c->nodes[i].done = e->load_progress->done;
@@ -510,8 +512,8 @@ static int set_pipeline(cluster *c, const plan_range *r, uint32_t n_layer, char 
         if (r[i].l0 == r[i].l1)
             continue;
         if (r[i].l0 != next || r[i].l1 < r[i].l0) {
-            snprintf(err, errlen, "node %s: layers [%u, %u) do not continue the pipeline at layer %u",
-                     c->nodes[i].name, r[i].l0, r[i].l1, next);
+            snprintf(err, errlen, "node %s: layers [%u, %u) do not continue the pipeline at layer %u", c->nodes[i].name,
+                     r[i].l0, r[i].l1, next);
             return -1;
         }
         next = r[i].l1;
@@ -586,8 +588,8 @@ static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t
  * linked to its next hop. */
 typedef struct {
     bool taken[CLUSTER_MAX_NODES];
-    uint32_t node;       /* the node whose taking is awaited */
-    char error[512];     /* a weight request that could not be answered */
+    uint32_t node;   /* the node whose taking is awaited */
+    char error[512]; /* a weight request that could not be answered */
 } assign_wait;
 
 /* A node without the model asks for its slice: the answer goes out at once;
@@ -597,7 +599,7 @@ static int on_weight_request(cluster *c, uint32_t i, const Relais__WeightRequest
     const bool head = c->pipe[c->n_pipe - 1] == i;
     aw->taken[i] = true;
     if (aw->error[0])
-        return 1;   /* the assignment failed already: no more transfers */
+        return 1; /* the assignment failed already: no more transfers */
     return weights_send_answer(c->weights, i, nd->name, nd->dealer, nd->range.l0, nd->range.l1, head, r, aw->error,
                                sizeof aw->error) != 0;
 }
@@ -606,7 +608,8 @@ static int on_assign(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud
     assign_wait *aw = ud;
     if (e->body_case == RELAIS__ENVELOPE__BODY_WEIGHT_REQUEST)
         return on_weight_request(c, i, e->weight_request, aw);
-    aw->taken[i] |= e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS || e->body_case == RELAIS__ENVELOPE__BODY_READY;
+    aw->taken[i] |=
+        e->body_case == RELAIS__ENVELOPE__BODY_LOAD_PROGRESS || e->body_case == RELAIS__ENVELOPE__BODY_READY;
     return e->body_case == RELAIS__ENVELOPE__BODY_READY;
 }
 
@@ -634,7 +637,7 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
         rl_log(RL_LOG_INFO, "node %s: layers %u-%u%s from %s", nd->name, a.layer_begin, a.layer_end - 1,
                a.run_head ? " and the head" : "",
                cluster_node_holds(c, c->pipe[k], sha) ? "its copy of the model"
-               : cluster_node_cached(c, c->pipe[k], sha, a.layer_begin, a.layer_end, a.run_head)
+                   : cluster_node_cached(c, c->pipe[k], sha, a.layer_begin, a.layer_end, a.run_head)
                    ? "the slice in its cache"
                    : "a weight transfer (the node does not hold the model)");
         if (wire_send(nd->dealer, NULL, 0, &env, why, sizeof why)) {
@@ -656,10 +659,10 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
 int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen) {
     uint8_t sha[32];
     uint32_t n_layer;
-    snprintf(c->lost, sizeof c->lost, "the last assignment failed");   /* until this one succeeds */
+    snprintf(c->lost, sizeof c->lost, "the last assignment failed"); /* until this one succeeds */
     if (o->max_batch == 0 || o->max_batch > WIRE_MAX_BATCH || o->n_ctx == 0 || o->max_sessions == 0) {
-        snprintf(err, errlen, "batch %u, context %u and sessions %u must be positive (batch at most %d)",
-                 o->max_batch, o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
+        snprintf(err, errlen, "batch %u, context %u and sessions %u must be positive (batch at most %d)", o->max_batch,
+                 o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
         return -1;
     }
     if (!wire_dtype_name(o->wire)) {
@@ -690,7 +693,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     w.enough = NULL;
     if (rc == 0)
         rc = collect(c, &w, err, errlen);
-    else   /* the nodes already told will answer: take their answers now */
+    else /* the nodes already told will answer: take their answers now */
         collect(c, &w, ignored, sizeof ignored);
     if (rc == 0 && aw.error[0]) {
         snprintf(err, errlen, "%s", aw.error);
@@ -703,8 +706,8 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     c->show_progress = false;
     if (rc == 0) {
         c->lost[0] = '\0';
-        c->flying = 0;                   /* what was in flight went down with the old pipeline */
-        c->first_step = c->next_step;    /* and its late answers are not this pipeline's */
+        c->flying = 0;                /* what was in flight went down with the old pipeline */
+        c->first_step = c->next_step; /* and its late answers are not this pipeline's */
         rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, ((rl_now_us() / 1000) - t0) / 1000.0);
     }
     return rc;
@@ -713,8 +716,8 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
 /* ---- sessions and liveness ---- */
 
 typedef struct {
-    uint64_t session;   /* the KvAck expected */
-    uint32_t min_len;   /* the least any node kept */
+    uint64_t session; /* the KvAck expected */
+    uint32_t min_len; /* the least any node kept */
 } kv_wait;
 
 static int on_kv_ack(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
@@ -765,8 +768,7 @@ int cluster_heartbeat(cluster *c, char *err, size_t errlen) {
 }
 
 void cluster_describe(const cluster *c, char *buf, size_t len) {
-    size_t used = (size_t)snprintf(buf, len, "%u-node pipeline (%s wire):", c->n_pipe,
-                                   wire_dtype_name(c->wire));
+    size_t used = (size_t)snprintf(buf, len, "%u-node pipeline (%s wire):", c->n_pipe, wire_dtype_name(c->wire));
     for (uint32_t k = 0; k < c->n_pipe && used < len; k++) {
         const cl_node *nd = &c->nodes[c->pipe[k]];
         used += (size_t)snprintf(buf + used, len - used, " %s %u-%u", nd->name, nd->range.l0, nd->range.l1 - 1);

@@ -35,10 +35,10 @@ typedef struct cluster cluster;
 typedef struct {
     char hostname[64];
     char software[96];
-    char simd[64];              /* space-separated feature names */
+    char simd[64]; /* space-separated feature names */
     uint32_t cores;
     uint64_t free_ram, total_ram;
-    double matvec_bytes_per_s;  /* weight bytes a matvec streams per second */
+    double matvec_bytes_per_s; /* weight bytes a matvec streams per second */
 } cluster_node_info;
 
 /* Connects to the nodes (in pipeline order) with the coordinator's secret
@@ -48,7 +48,7 @@ typedef struct {
  * NULL with err. Destroy with cluster_destroy. */
 cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, int io_cpu,
                      const cluster_node *nodes, uint32_t n_nodes, char *err, size_t errlen);
-void cluster_destroy(cluster **c);   /* NULLs *c; drops the sessions it started on the nodes */
+void cluster_destroy(cluster **c); /* NULLs *c; drops the sessions it started on the nodes */
 
 /* Bounds of the waits, in milliseconds: for a control answer (hello,
  * acknowledgements), for news while nodes load (each progress report
@@ -63,7 +63,7 @@ int cluster_hello(cluster *c, char *err, size_t errlen);
 int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen);
 uint32_t cluster_n_nodes(const cluster *c);
 const char *cluster_node_name(const cluster *c, uint32_t i);
-const cluster_node_info *cluster_info(const cluster *c, uint32_t i);   /* after cluster_hello */
+const cluster_node_info *cluster_info(const cluster *c, uint32_t i); /* after cluster_hello */
 /* Whether node i reported a model file with this sha256 at Hello. */
 bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]);
 /* Whether node i reported that slice of that model in its cache at Hello. */
@@ -74,19 +74,19 @@ bool cluster_node_cached(const cluster *c, uint32_t i, const uint8_t sha256[32],
 int cluster_model_hash(const char *path, uint8_t out[32], char *err, size_t errlen);
 
 typedef struct {
-    const char *model_path;      /* the model file on this machine */
-    const plan_range *ranges;    /* (n_nodes) layers per node in order; l0 == l1 leaves a node out */
-    uint32_t n_ctx;              /* positions per session */
+    const char *model_path;   /* the model file on this machine */
+    const plan_range *ranges; /* (n_nodes) layers per node in order; l0 == l1 leaves a node out */
+    uint32_t n_ctx;           /* positions per session */
     uint32_t max_sessions;
-    uint32_t max_batch;          /* tokens per Forward: one process's prefill chunk */
-    uint32_t gemm_min;           /* sgemm from this many rows (segments allowing it): 0 = engine default */
-    bool no_gemm;                /* never sgemm */
-    uint32_t threads;            /* per node; 0 = the node's own setting */
-    int64_t swa_window;          /* -1 = the file's */
-    const char *swa_pattern;     /* NULL = the file's */
-    int wire;                    /* a relais.proto DType: how activations travel between stages (0: f32) */
-    rl_kv_type kv_type;          /* the nodes' KV cache types */
-    bool progress;               /* show the nodes' loading on a terminal */
+    uint32_t max_batch;      /* tokens per Forward: one process's prefill chunk */
+    uint32_t gemm_min;       /* sgemm from this many rows (segments allowing it): 0 = engine default */
+    bool no_gemm;            /* never sgemm */
+    uint32_t threads;        /* per node; 0 = the node's own setting */
+    int64_t swa_window;      /* -1 = the file's */
+    const char *swa_pattern; /* NULL = the file's */
+    int wire;                /* a relais.proto DType: how activations travel between stages (0: f32) */
+    rl_kv_type kv_type;      /* the nodes' KV cache types */
+    bool progress;           /* show the nodes' loading on a terminal */
 } cluster_assign_opts;
 
 /* Sends every node its slice (the last node also runs the head) and waits
@@ -101,11 +101,11 @@ const rl_model *cluster_model(const cluster *c);
 
 typedef struct {
     const rl_sampler_params *params;
-    uint32_t stream;             /* changes when a new sampler (and seed) starts */
-    const int32_t *history;      /* the ids the session holds, these included (the penalties' window is cut here) */
+    uint32_t stream;        /* changes when a new sampler (and seed) starts */
+    const int32_t *history; /* the ids the session holds, these included (the penalties' window is cut here) */
     size_t n_history;
-    uint32_t n_top;              /* top logits to report, <= RL_MAX_TOP */
-    uint32_t samples_before;     /* ids this stream sampled before: where a sampler made anew goes on */
+    uint32_t n_top;          /* top logits to report, <= RL_MAX_TOP */
+    uint32_t samples_before; /* ids this stream sampled before: where a sampler made anew goes on */
 } cluster_sampling;
 
 /* Forgets positions >= pos of a session on every node; returns the
@@ -124,12 +124,12 @@ int cluster_heartbeat(cluster *c, char *err, size_t errlen);
 
 typedef struct {
     uint64_t session;
-    const int32_t *ids;                  /* tokens at positions pos.. */
-    uint32_t n;                          /* >= 1 */
-    uint32_t pos;                        /* 0 starts the session */
-    uint32_t n_ctx;                      /* the new session's context (0: the assignment's) */
-    const cluster_sampling *sampling;    /* sample after the last id; NULL: do not */
-    bool sgemm;                          /* may use sgemm (executor.h, rl_xseg.sgemm) */
+    const int32_t *ids;               /* tokens at positions pos.. */
+    uint32_t n;                       /* >= 1 */
+    uint32_t pos;                     /* 0 starts the session */
+    uint32_t n_ctx;                   /* the new session's context (0: the assignment's) */
+    const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
+    bool sgemm;                       /* may use sgemm (executor.h, rl_xseg.sgemm) */
 } cluster_seg;
 
 /* Embeds the segments (max_batch tokens in all, each session once) and
@@ -142,15 +142,15 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
 uint64_t cluster_batch_drop(cluster *c, const uint64_t *sessions, uint32_t n, char *err, size_t errlen);
 
 typedef struct {
-    uint64_t step;                       /* the Forward answered */
-    int status;                          /* 0, or -1 with err: a node failed it */
+    uint64_t step; /* the Forward answered */
+    int status;    /* 0, or -1 with err: a node failed it */
     char err[256];
-    uint32_t n;                          /* sampled ids */
-    uint32_t cap;                        /* set by the caller: room in sessions and ids */
-    uint64_t *sessions;                  /* (cap) caller's: the session of each id */
-    int32_t *ids;                        /* (cap) caller's */
-    rl_top *top;                         /* (cap) caller's or NULL: the top logits of each id, as asked */
-    uint32_t n_stages;                   /* compute seconds of each pipeline stage */
+    uint32_t n;         /* sampled ids */
+    uint32_t cap;       /* set by the caller: room in sessions and ids */
+    uint64_t *sessions; /* (cap) caller's: the session of each id */
+    int32_t *ids;       /* (cap) caller's */
+    rl_top *top;        /* (cap) caller's or NULL: the top logits of each id, as asked */
+    uint32_t n_stages;  /* compute seconds of each pipeline stage */
     float stage_seconds[CLUSTER_MAX_NODES];
 } cluster_batch_result;
 
@@ -160,17 +160,17 @@ typedef struct {
  * is lost then, and the cluster unusable until it is assigned again. */
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen);
 
-uint32_t cluster_n_stages(const cluster *c);                   /* nodes with layers */
-uint64_t cluster_activation_bytes(const cluster *c, uint32_t rows);   /* rows of activations on the wire */
-uint32_t cluster_stage_node(const cluster *c, uint32_t k);     /* the node index of stage k */
-const char *cluster_lost(const cluster *c);   /* why the cluster is unusable; "" when it is not */
+uint32_t cluster_n_stages(const cluster *c);                        /* nodes with layers */
+uint64_t cluster_activation_bytes(const cluster *c, uint32_t rows); /* rows of activations on the wire */
+uint32_t cluster_stage_node(const cluster *c, uint32_t k);          /* the node index of stage k */
+const char *cluster_lost(const cluster *c);                         /* why the cluster is unusable; "" when it is not */
 /* Reads the links' pending events without waiting: a node whose connection
  * came back is up again; a pipeline node's lost connection makes the
  * cluster unusable. */
 void cluster_poll_links(cluster *c);
-bool cluster_node_up(const cluster *c, uint32_t i);            /* node i's link has a live connection */
-bool cluster_node_in_pipeline(const cluster *c, uint32_t i);   /* node i holds layers of the current plan */
-plan_range cluster_node_range(const cluster *c, uint32_t i);    /* node i's layers in the current plan */
+bool cluster_node_up(const cluster *c, uint32_t i);          /* node i's link has a live connection */
+bool cluster_node_in_pipeline(const cluster *c, uint32_t i); /* node i holds layers of the current plan */
+plan_range cluster_node_range(const cluster *c, uint32_t i); /* node i's layers in the current plan */
 
 /* One line: the nodes and their layers, for the closing statistics. */
 void cluster_describe(const cluster *c, char *buf, size_t len);

@@ -42,7 +42,7 @@ static int send_first(cluster *c, Relais__Forward *f, uint32_t rows, char *err, 
         snprintf(err, errlen, "node %s: %s", first->name, why);
         return -1;
     }
-    if (rl_trace_on() && f->n_segments)   /* a drop-only Forward carries no tokens to time */
+    if (rl_trace_on() && f->n_segments) /* a drop-only Forward carries no tokens to time */
         rl_trace("send step=%llu session=%llu tokens=%u send=%lld sent=%lld", (unsigned long long)f->step_id,
                  (unsigned long long)(f->n_segments ? f->segments[0]->session_id : 0), rows, (long long)send,
                  (long long)rl_now_us());
@@ -53,7 +53,7 @@ static int send_counted(cluster *c, Relais__Forward *f, uint32_t rows, char *err
     if (cluster_check_usable(c, err, errlen) || send_first(c, f, rows, err, errlen))
         return -1;
     c->flying++;
-    c->alive_ms = (rl_now_us() / 1000);   /* an answer may sit unread since long ago (a drop's, while idle) */
+    c->alive_ms = (rl_now_us() / 1000); /* an answer may sit unread since long ago (a drop's, while idle) */
     return 0;
 }
 
@@ -131,9 +131,10 @@ static int take_top(const cluster *c, const Relais__SegmentResult *sr, rl_top *t
         ok = sr->top[k]->id >= 0 && (uint32_t)sr->top[k]->id < V;
     if (!ok) {
         out->status = -1;
-        snprintf(out->err, sizeof out->err, "node %s sent %zu top logits for session %llu, not all in the "
-                 "vocabulary of %u or more than %d", c->nodes[c->pipe[c->n_pipe - 1]].name, sr->n_top,
-                 (unsigned long long)sr->session_id, V, RL_MAX_TOP);
+        snprintf(out->err, sizeof out->err,
+                 "node %s sent %zu top logits for session %llu, not all in the "
+                 "vocabulary of %u or more than %d",
+                 c->nodes[c->pipe[c->n_pipe - 1]].name, sr->n_top, (unsigned long long)sr->session_id, V, RL_MAX_TOP);
         return -1;
     }
     top->n = (uint32_t)sr->n_top;
@@ -149,7 +150,7 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
     const char *last = c->nodes[c->pipe[c->n_pipe - 1]].name;
     out->step = r->step_id;
     out->n_stages = r->n_stage_seconds < CLUSTER_MAX_NODES ? (uint32_t)r->n_stage_seconds : CLUSTER_MAX_NODES;
-    if (out->n_stages)   /* an empty repeated field may have no array at all */
+    if (out->n_stages) /* an empty repeated field may have no array at all */
         memcpy(out->stage_seconds, r->stage_seconds, out->n_stages * sizeof *out->stage_seconds);
     if (r->n_results > out->cap) {
         out->status = -1;
@@ -179,7 +180,7 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
     out->status = 0;
     out->err[0] = '\0';
     out->n = out->n_stages = 0;
-    if (from >= 0) {   /* a node's own link: an Error naming the step it failed */
+    if (from >= 0) { /* a node's own link: an Error naming the step it failed */
         if (!e || e->body_case != RELAIS__ENVELOPE__BODY_ERROR || e->error->step_id < c->first_step ||
             e->error->step_id == 0)
             return 0;
@@ -211,7 +212,7 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
         wire_msg *m = NULL;
         int from, rc = cluster_next_msg(c, c->flying && silent < deadline ? silent : deadline, &m, &from, err, errlen);
         if (rc < 0)
-            return -1;   /* next_msg marked the pipeline lost */
+            return -1; /* next_msg marked the pipeline lost */
         if (rc == 0 && (rl_now_us() / 1000) >= deadline)
             return 0;
         rc = rc > 0 ? batch_answer(c, m, from, out) : 0;

@@ -14,56 +14,56 @@
 #include "wire.h"
 
 typedef struct {
-    uint8_t sha256[32];            /* the model's */
+    uint8_t sha256[32]; /* the model's */
     uint32_t l0, l1;
     bool head;
-} cl_slice;                        /* a slice a node keeps in its cache */
+} cl_slice; /* a slice a node keeps in its cache */
 
 typedef struct {
     char name[64];
     char address[256];
-    uint8_t key[CURVE_KEY_BYTES];  /* the node's public key, from its certificate */
-    void *dealer;                  /* control link, and the data link to the first stage */
-    wire_monitor *mon;             /* events of `dealer` */
-    bool up;                       /* a handshake has succeeded */
-    const char *state;             /* the link's last event, for a timeout message */
-    cluster_node_info info;        /* from Capabilities */
-    uint8_t (*models)[32];         /* (n_models) model file hashes from Capabilities */
+    uint8_t key[CURVE_KEY_BYTES]; /* the node's public key, from its certificate */
+    void *dealer;                 /* control link, and the data link to the first stage */
+    wire_monitor *mon;            /* events of `dealer` */
+    bool up;                      /* a handshake has succeeded */
+    const char *state;            /* the link's last event, for a timeout message */
+    cluster_node_info info;       /* from Capabilities */
+    uint8_t (*models)[32];        /* (n_models) model file hashes from Capabilities */
     size_t n_models;
-    cl_slice *slices;              /* (n_slices) cached slices from Capabilities */
+    cl_slice *slices; /* (n_slices) cached slices from Capabilities */
     size_t n_slices;
-    plan_range range;              /* assigned layers */
-    uint64_t done, total;          /* load progress */
-    char phase[16];                /* of the last progress report: "map", "receive" */
+    plan_range range;     /* assigned layers */
+    uint64_t done, total; /* load progress */
+    char phase[16];       /* of the last progress report: "map", "receive" */
 } cl_node;
 
 struct cluster {
     void *zctx;
-    io_pin *pin;                          /* the CPU that handles messages */
-    curve_keys keys;                      /* the coordinator's key pair */
-    curve_zap *zap;                       /* admits the last node to `results` */
-    void *results;                        /* ROUTER the last node sends Results to */
-    char result_ep[256];                  /* `results` as the nodes reach it */
-    cl_node *nodes;                       /* (n) in pipeline order */
+    io_pin *pin;         /* the CPU that handles messages */
+    curve_keys keys;     /* the coordinator's key pair */
+    curve_zap *zap;      /* admits the last node to `results` */
+    void *results;       /* ROUTER the last node sends Results to */
+    char result_ep[256]; /* `results` as the nodes reach it */
+    cl_node *nodes;      /* (n) in pipeline order */
     uint32_t n;
-    uint32_t pipe[CLUSTER_MAX_NODES];     /* indexes of the nodes with layers, in order */
+    uint32_t pipe[CLUSTER_MAX_NODES]; /* indexes of the nodes with layers, in order */
     uint32_t n_pipe;
-    rl_model *model;                      /* the embedding (no layers, no head) */
-    float *x;                             /* (max_batch, dim) embedded chunk */
-    uint8_t *act;                         /* (max_batch, dim) the chunk in the wire dtype */
+    rl_model *model; /* the embedding (no layers, no head) */
+    float *x;        /* (max_batch, dim) embedded chunk */
+    uint8_t *act;    /* (max_batch, dim) the chunk in the wire dtype */
     uint32_t max_batch;
-    uint32_t n_ctx;                       /* positions a session may hold */
+    uint32_t n_ctx; /* positions a session may hold */
     Relais__DType wire;
-    uint64_t next_step;                   /* step ids increase over the cluster's life */
-    uint64_t first_step;                  /* the first of the current assignment */
+    uint64_t next_step;  /* step ids increase over the cluster's life */
+    uint64_t first_step; /* the first of the current assignment */
     uint64_t hb_seq;
     int control_ms, load_ms, step_ms;
-    bool show_progress;                   /* a load progress line is on the terminal */
-    char lost[256];                       /* why the pipeline cannot be trusted until the next assign */
-    uint32_t flying;                      /* micro-batches and drops sent, not answered yet */
-    int64_t alive_ms;                     /* the last send or answer of one */
-    weights_send *weights;                /* during an assignment: slices for nodes without the model */
-    uint64_t weight_bytes;                /* slice bytes sent over the cluster's life */
+    bool show_progress;    /* a load progress line is on the terminal */
+    char lost[256];        /* why the pipeline cannot be trusted until the next assign */
+    uint32_t flying;       /* micro-batches and drops sent, not answered yet */
+    int64_t alive_ms;      /* the last send or answer of one */
+    weights_send *weights; /* during an assignment: slices for nodes without the model */
+    uint64_t weight_bytes; /* slice bytes sent over the cluster's life */
 };
 
 /* The next message from a node link (*from = its index) or from the result

@@ -8,14 +8,14 @@
 #include "log.h"
 
 uint32_t cluster_replay_chunks(const cluster_replay *r, uint32_t max_batch, cluster_chunk *out, bool *sgemm) {
-    uint32_t k = 0, next = 0;   /* next: the first sgemm chunk not reached yet */
+    uint32_t k = 0, next = 0; /* next: the first sgemm chunk not reached yet */
     for (uint32_t pos = 0; pos < r->n;) {
         if (next < r->n_sgemm && r->sgemm[next].pos == pos && r->sgemm[next].n <= r->n - pos) {
             out[k] = r->sgemm[next++];
             sgemm[k++] = true;
         } else {
             uint32_t end = next < r->n_sgemm ? r->sgemm[next].pos : r->n;
-            if (end > r->n || end <= pos)   /* chunks past the ids (or out of order) are not there to replay */
+            if (end > r->n || end <= pos) /* chunks past the ids (or out of order) are not there to replay */
                 end = r->n;
             out[k] = (cluster_chunk){pos, end - pos < max_batch ? end - pos : max_batch};
             sgemm[k++] = false;
@@ -37,8 +37,8 @@ static int await_step(cluster *c, uint64_t step, cluster_batch_result *r, char *
     return rc < 0 || r->status ? -1 : 0;
 }
 
-int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top,
-                           char *err, size_t errlen) {
+int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top, char *err,
+                           size_t errlen) {
     cluster_chunk *chunks = malloc((r->n ? r->n : 1) * sizeof *chunks);
     bool *sgemm = malloc(r->n ? r->n : 1);
     uint64_t session = 0;
@@ -49,8 +49,12 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_bat
     const uint32_t n_chunks = rc ? 0 : cluster_replay_chunks(r, max_batch, chunks, sgemm);
     *id = -1;
     for (uint32_t k = 0; rc == 0 && k < n_chunks; k++) {
-        cluster_seg g = {.session = r->session, .ids = r->ids + chunks[k].pos, .n = chunks[k].n,
-                         .pos = chunks[k].pos, .n_ctx = r->n_ctx, .sgemm = sgemm[k],
+        cluster_seg g = {.session = r->session,
+                         .ids = r->ids + chunks[k].pos,
+                         .n = chunks[k].n,
+                         .pos = chunks[k].pos,
+                         .n_ctx = r->n_ctx,
+                         .sgemm = sgemm[k],
                          .sampling = k + 1 == n_chunks ? r->sampling : NULL};
         uint64_t step = cluster_batch_send(c, &g, 1, err, errlen);
         rc = !step || await_step(c, step, &res, err, errlen) ? -1 : 0;
@@ -66,7 +70,7 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_bat
 int cluster_recover(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *ro, uint32_t max_sessions,
                     const char *why, bool *answered, cluster_replay_fn replay, void *ud, char *err, size_t errlen) {
     char lost[256], why_not[512];
-    snprintf(lost, sizeof lost, "%s", why);   /* `why` may be err, or the cluster's own, which the re-plan rewrites */
+    snprintf(lost, sizeof lost, "%s", why); /* `why` may be err, or the cluster's own, which the re-plan rewrites */
     rl_log(RL_LOG_WARN, "%s: re-planning over the nodes that answer", lost);
     int rc = rl_cluster_replan(c, o, ro, max_sessions, answered, why_not, sizeof why_not);
     for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(c); i++)

@@ -30,12 +30,12 @@ typedef struct {
 /* One session as a replay feeds it. */
 typedef struct {
     uint64_t session;
-    const int32_t *ids;                 /* every id it holds, by position from 0 */
+    const int32_t *ids; /* every id it holds, by position from 0 */
     uint32_t n;
-    uint32_t n_ctx;                     /* its context (0: the assignment's) */
-    const cluster_chunk *sgemm;         /* (n_sgemm) the chunks sgemm computed, in order */
+    uint32_t n_ctx;             /* its context (0: the assignment's) */
+    const cluster_chunk *sgemm; /* (n_sgemm) the chunks sgemm computed, in order */
     uint32_t n_sgemm;
-    const cluster_sampling *sampling;   /* sample after the last id; NULL: do not */
+    const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
 } cluster_replay;
 
 /* The micro-batches of a replay of r (room for r->n in out): the sgemm
@@ -47,8 +47,8 @@ uint32_t cluster_replay_chunks(const cluster_replay *r, uint32_t max_batch, clus
 /* Feeds r again on c's new pipeline, one micro-batch at a time. The id
  * sampled after the last one (when r->sampling) in *id, its top logits in
  * *top. 0, or -1 with err. */
-int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top,
-                           char *err, size_t errlen);
+int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top, char *err,
+                           size_t errlen);
 
 /* Feeds every session of the caller again (cluster_replay_session), once
  * the new plan is assigned; answered[i] says which nodes it was made over.

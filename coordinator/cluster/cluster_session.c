@@ -11,15 +11,19 @@
 #include "planner.h"
 #include "wire.h"
 
-#define UNKNOWN_SPEED 1e9              /* a node that could not measure its matvec counts as 1 GB/s */
+#define UNKNOWN_SPEED 1e9 /* a node that could not measure its matvec counts as 1 GB/s */
 /* How long a re-plan waits for the nodes' answers to hello: a live node
  * answers at once, or after the micro-batch it is computing. */
 #define REPLAN_HELLO_MS 10000
 
 int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
     switch (opt) {
-    case RL_CLUSTER_OPT_FILE: o->file = arg; return 1;
-    case RL_CLUSTER_OPT_LAYERS: o->layers = arg; return 1;
+    case RL_CLUSTER_OPT_FILE:
+        o->file = arg;
+        return 1;
+    case RL_CLUSTER_OPT_LAYERS:
+        o->layers = arg;
+        return 1;
     case RL_CLUSTER_OPT_WIRE: {
         const int d = wire_dtype_from_name(arg);
         if (d < 0) {
@@ -29,7 +33,8 @@ int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
         o->wire = d;
         return 1;
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -44,7 +49,7 @@ int rl_cluster_opts_check(const rl_cluster_opts *o, char *err, size_t errlen) {
 /* The model's shape and per-layer costs, with the run's window overrides. */
 typedef struct {
     rl_hparams hp;
-    uint64_t *layer_bytes;   /* (hp.n_layer) */
+    uint64_t *layer_bytes; /* (hp.n_layer) */
     uint64_t head_bytes;
 } model_costs;
 
@@ -119,8 +124,7 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
     if (!cfg)
         return -1;
     *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
-                     cluster_config_io_cpu(cfg),
-                     cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
+                     cluster_config_io_cpu(cfg), cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
     cluster_config_destroy(&cfg);
     return *c ? cluster_hello(*c, err, errlen) : -1;
 }
@@ -137,8 +141,8 @@ int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_
     return 0;
 }
 
-static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
-                  const bool *use, uint32_t *n_ctx, char *err, size_t errlen) {
+static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, const bool *use,
+                  uint32_t *n_ctx, char *err, size_t errlen) {
     model_costs m = {0};
     plan_range ranges[CLUSTER_MAX_NODES];
     if (read_costs(r, &m, err, errlen)) {
@@ -147,17 +151,24 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
     }
     rl_kv_type kt;
     int rc = rl_hparams_ctx(&m.hp, r->n_ctx, n_ctx, err, errlen) || rl_cluster_kv_type(o, r, &kt, err, errlen) ||
-                     rl_kv_type_check(kt, &m.hp, err, errlen)
-                 ? -1
-             : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);
+            rl_kv_type_check(kt, &m.hp, err, errlen)
+        ? -1
+        : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);
     free(m.layer_bytes);
     if (rc)
         return -1;
-    cluster_assign_opts ao = {.model_path = r->model_path, .ranges = ranges, .n_ctx = *n_ctx,
-                              .max_sessions = max_sessions, .max_batch = rl_runner_batch(r),
-                              .gemm_min = r->no_gemm ? 0 : r->gemm_min, .no_gemm = r->no_gemm,
-                              .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0, .swa_window = r->swa_window,
-                              .swa_pattern = r->swa_pattern, .wire = o->wire, .kv_type = kt,
+    cluster_assign_opts ao = {.model_path = r->model_path,
+                              .ranges = ranges,
+                              .n_ctx = *n_ctx,
+                              .max_sessions = max_sessions,
+                              .max_batch = rl_runner_batch(r),
+                              .gemm_min = r->no_gemm ? 0 : r->gemm_min,
+                              .no_gemm = r->no_gemm,
+                              .threads = r->n_threads > 0 ? (uint32_t)r->n_threads : 0,
+                              .swa_window = r->swa_window,
+                              .swa_pattern = r->swa_pattern,
+                              .wire = o->wire,
+                              .kv_type = kt,
                               .progress = r->progress};
     return cluster_assign(c, &ao, err, errlen);
 }
@@ -177,4 +188,3 @@ int rl_cluster_replan(cluster *c, const rl_cluster_opts *o, const rl_runner_opts
         return -1;
     return assign(c, o, r, max_sessions, answered, &n_ctx, err, errlen);
 }
-

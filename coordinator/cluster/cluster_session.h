@@ -17,23 +17,24 @@
 #include "runner.h"
 
 typedef struct {
-    const char *file;      /* the cluster file; NULL: run on this machine */
-    const char *layers;    /* a fixed split "0-11,12-23", one range per node; NULL: planned */
-    int wire;              /* a relais.proto DType: how activations travel between machines (0: f32) */
+    const char *file;   /* the cluster file; NULL: run on this machine */
+    const char *layers; /* a fixed split "0-11,12-23", one range per node; NULL: planned */
+    int wire;           /* a relais.proto DType: how activations travel between machines (0: f32) */
 } rl_cluster_opts;
 
 /* The options run, chat and serve add to their tables, and their handler: 1 when
  * `opt` was one of them, 0 when not, -1 on a bad value (message printed). */
 enum { RL_CLUSTER_OPT_FILE = 1200, RL_CLUSTER_OPT_WIRE, RL_CLUSTER_OPT_LAYERS };
-#define RL_CLUSTER_LONGOPTS                                                                             \
-    {"cluster", required_argument, 0, RL_CLUSTER_OPT_FILE}, {"wire", required_argument, 0, RL_CLUSTER_OPT_WIRE}, \
-    {"layers", required_argument, 0, RL_CLUSTER_OPT_LAYERS}
-#define RL_CLUSTER_HELP                                                                                 \
-    "      --cluster FILE      run on the nodes of a cluster file (deploy/cluster.example.yaml);\n"      \
-    "                          -t then sets the threads of every node\n"                                \
-    "      --wire f32|f16|i16  activations between machines (default f32: bit-identical to one\n"      \
-    "                          machine); f16 and i16 take about half the bytes, i16 (int16 in\n"       \
-    "                          blocks of 32 with a scale each) keeps 16 bits where f16 keeps 11\n"      \
+#define RL_CLUSTER_LONGOPTS                                                                                        \
+    {"cluster", required_argument, 0, RL_CLUSTER_OPT_FILE}, {"wire", required_argument, 0, RL_CLUSTER_OPT_WIRE}, { \
+        "layers", required_argument, 0, RL_CLUSTER_OPT_LAYERS                                                      \
+    }
+#define RL_CLUSTER_HELP                                                                             \
+    "      --cluster FILE      run on the nodes of a cluster file (deploy/cluster.example.yaml);\n" \
+    "                          -t then sets the threads of every node\n"                            \
+    "      --wire f32|f16|i16  activations between machines (default f32: bit-identical to one\n"   \
+    "                          machine); f16 and i16 take about half the bytes, i16 (int16 in\n"    \
+    "                          blocks of 32 with a scale each) keeps 16 bits where f16 keeps 11\n"  \
     "      --layers A-B,C-D    fix the layers of each node in the file's order instead of planning\n"
 int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg);
 

@@ -7,11 +7,11 @@
 
 #include <stdint.h>
 
-#define RL_MAX_TOP 64   /* most top logits one sampled position reports */
+#define RL_MAX_TOP 64 /* most top logits one sampled position reports */
 
 typedef struct {
-    uint32_t n;                  /* reported (as asked, at most the vocabulary) */
-    int32_t ids[RL_MAX_TOP];     /* largest first */
+    uint32_t n;              /* reported (as asked, at most the vocabulary) */
+    int32_t ids[RL_MAX_TOP]; /* largest first */
     float vals[RL_MAX_TOP];
 } rl_top;
 

@@ -10,21 +10,21 @@
 #include "wire.h"
 
 typedef struct {
-    weights_slice *slice;       /* laid out on the node's first request */
-    uint32_t l0, l1;            /* what the slice was laid out for */
+    weights_slice *slice; /* laid out on the node's first request */
+    uint32_t l0, l1;      /* what the slice was laid out for */
     bool head;
-    uint64_t sent;              /* bytes sent to this node */
-    double t0;                  /* when its transfer (or resume) began */
+    uint64_t sent; /* bytes sent to this node */
+    double t0;     /* when its transfer (or resume) began */
 } node_transfer;
 
 struct weights_send {
     char *model_path;
     uint8_t sha256[32];
     uint32_t n;
-    node_transfer *nodes;       /* (n) */
-    uint8_t *buf;               /* (buf_len) one chunk, as large as the largest asked for */
+    node_transfer *nodes; /* (n) */
+    uint8_t *buf;         /* (buf_len) one chunk, as large as the largest asked for */
     size_t buf_len;
-    uint64_t sent;              /* to all nodes */
+    uint64_t sent; /* to all nodes */
 };
 
 weights_send *weights_send_new(const char *model_path, const uint8_t sha256[32], uint32_t n_nodes) {
@@ -111,8 +111,8 @@ static int send_chunk(weights_send *w, node_transfer *t, void *sock, uint64_t of
     return 0;
 }
 
-int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *sock, uint32_t l0, uint32_t l1,
-                        bool head, const Relais__WeightRequest *r, char *err, size_t errlen) {
+int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *sock, uint32_t l0, uint32_t l1, bool head,
+                        const Relais__WeightRequest *r, char *err, size_t errlen) {
     uint32_t chunk, chunks;
     char why[256];
     node_transfer *t = i < w->n ? &w->nodes[i] : NULL;
@@ -140,7 +140,7 @@ int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *soc
     /* A partial file longer than the slice gets the last chunk, at the end:
      * the node sees the mismatch, drops its file and says so. */
     uint64_t off = r->offset < total ? r->offset : total;
-    for (uint32_t k = 0; k < chunks && (off < total || k == 0); k++) {   /* an empty last chunk when all is there */
+    for (uint32_t k = 0; k < chunks && (off < total || k == 0); k++) { /* an empty last chunk when all is there */
         size_t len = total - off < chunk ? (size_t)(total - off) : chunk;
         if (send_chunk(w, t, sock, off, len, why, sizeof why)) {
             snprintf(err, errlen, "node %s: weight transfer: %s", name, why);

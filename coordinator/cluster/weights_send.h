@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "relais.pb-c.h"
 
-#define WEIGHTS_DEFAULT_CHUNK (1u << 20)     /* bytes per chunk when the node leaves it to us */
+#define WEIGHTS_DEFAULT_CHUNK (1u << 20) /* bytes per chunk when the node leaves it to us */
 #define WEIGHTS_MIN_CHUNK (4u << 10)
 #define WEIGHTS_MAX_CHUNK (16u << 20)
 #define WEIGHTS_DEFAULT_WINDOW 4             /* chunks per request when the node leaves it to us */
@@ -27,13 +27,13 @@ typedef struct weights_send weights_send;
 /* For the model at model_path (hash sha256) and up to n_nodes nodes. NULL
  * when out of memory. */
 weights_send *weights_send_new(const char *model_path, const uint8_t sha256[32], uint32_t n_nodes);
-void weights_send_destroy(weights_send **w);   /* NULLs *w; logs what was sent */
+void weights_send_destroy(weights_send **w); /* NULLs *w; logs what was sent */
 
 /* Node i (called name, assigned layers [l0, l1), head or not) asks for r:
  * sends it the window on sock (its DEALER). 0, or -1 with err when the
  * request does not match the assignment or a send fails. */
-int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *sock, uint32_t l0, uint32_t l1,
-                        bool head, const Relais__WeightRequest *r, char *err, size_t errlen);
+int weights_send_answer(weights_send *w, uint32_t i, const char *name, void *sock, uint32_t l0, uint32_t l1, bool head,
+                        const Relais__WeightRequest *r, char *err, size_t errlen);
 
 /* Slice bytes sent so far to all nodes. */
 uint64_t weights_send_bytes(const weights_send *w);

@@ -13,19 +13,19 @@
 #define HASH_BLOCK (1u << 20)
 
 typedef struct {
-    uint64_t off;          /* in the slice */
+    uint64_t off; /* in the slice */
     uint64_t len;
-    const uint8_t *src;    /* in the model's mapping */
+    const uint8_t *src; /* in the model's mapping */
 } piece;
 
 struct weights_slice {
-    gguf_file *model;                  /* mapped; the tensor bytes */
-    uint8_t *header;                   /* (header_len) everything before the data section */
+    gguf_file *model; /* mapped; the tensor bytes */
+    uint8_t *header;  /* (header_len) everything before the data section */
     size_t header_len;
-    piece *pieces;                     /* (n_pieces) tensors in slice order */
+    piece *pieces; /* (n_pieces) tensors in slice order */
     size_t n_pieces;
     uint64_t size;
-    crypto_hash_sha256_state hash;     /* over bytes [0, hashed) */
+    crypto_hash_sha256_state hash; /* over bytes [0, hashed) */
     uint64_t hashed;
     bool hash_done;
     uint8_t digest[32];
@@ -42,7 +42,7 @@ static bool wanted(const char *name, uint32_t l0, uint32_t l1, bool head, bool t
     if (!head)
         return false;
     return !strcmp(name, "output_norm.weight") || !strcmp(name, "output.weight") ||
-           (tied && !strcmp(name, "token_embd.weight"));
+        (tied && !strcmp(name, "token_embd.weight"));
 }
 
 /* A metadata string as a C string; GGUF strings carry a length, so one with
@@ -56,8 +56,7 @@ static char *c_string(gguf_str s, const char *key, char *err, size_t errlen) {
     return c;
 }
 
-static int copy_str_array(gguf_writer *w, const gguf_file *f, const char *key, uint64_t n, char *err,
-                          size_t errlen) {
+static int copy_str_array(gguf_writer *w, const gguf_file *f, const char *key, uint64_t n, char *err, size_t errlen) {
     char **v = calloc(n ? n : 1, sizeof *v);
     uint64_t i = 0;
     if (!v)
@@ -78,7 +77,13 @@ static int copy_str_array(gguf_writer *w, const gguf_file *f, const char *key, u
 static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, size_t errlen) {
     char *key = c_string(gguf_kv_key(f, i), "key", err, errlen);
     gguf_type t = gguf_kv_type(f, i), elem;
-    union { int64_t i; uint64_t u; bool b; float f; double d; } v;
+    union {
+        int64_t i;
+        uint64_t u;
+        bool b;
+        float f;
+        double d;
+    } v;
     uint64_t n;
     const void *data;
     gguf_str s;
@@ -86,14 +91,13 @@ static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, siz
     if (rc == 0 && t == GGUF_UINT64 && gguf_get_u64(f, key, &v.u))
         gguf_writer_set_scalar(w, key, t, &v.u);
     else if (rc == 0 && (t <= GGUF_INT32 || t == GGUF_INT64) && gguf_get_i64(f, key, &v.i))
-        gguf_writer_set_scalar(w, key, t, &v.i);   /* little-endian: the low bytes are the value */
+        gguf_writer_set_scalar(w, key, t, &v.i); /* little-endian: the low bytes are the value */
     else if (rc == 0 && t == GGUF_FLOAT32 && gguf_get_f32(f, key, &v.f))
         gguf_writer_set_f32(w, key, v.f);
     else if (rc == 0 && t == GGUF_FLOAT64 && gguf_get_f32(f, key, &v.f)) {
         v.d = v.f;
         gguf_writer_set_scalar(w, key, t, &v.d);
-    }
-    else if (rc == 0 && t == GGUF_BOOL && gguf_get_bool(f, key, &v.b))
+    } else if (rc == 0 && t == GGUF_BOOL && gguf_get_bool(f, key, &v.b))
         gguf_writer_set_bool(w, key, v.b);
     else if (rc == 0 && t == GGUF_STRING && gguf_get_str(f, key, &s)) {
         char *c = c_string(s, key, err, errlen);
@@ -123,8 +127,7 @@ static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, siz
 
 /* Declares the metadata and the slice's tensors; records where their bytes
  * are in the model. */
-static int declare(weights_slice *s, gguf_writer *w, uint32_t l0, uint32_t l1, bool head, char *err,
-                   size_t errlen) {
+static int declare(weights_slice *s, gguf_writer *w, uint32_t l0, uint32_t l1, bool head, char *err, size_t errlen) {
     const gguf_file *f = s->model;
     for (int64_t i = 0; i < gguf_n_kv(f); i++)
         if (copy_kv(w, f, i, err, errlen))
@@ -206,7 +209,7 @@ uint64_t weights_slice_size(const weights_slice *s) { return s->size; }
 /* ---- reading ---- */
 
 static void copy_out(const weights_slice *s, uint64_t off, uint8_t *buf, size_t len) {
-    memset(buf, 0, len);   /* padding */
+    memset(buf, 0, len); /* padding */
     uint64_t end = off + len;
     if (off < s->header_len)
         memcpy(buf, s->header + off, (size_t)((end < s->header_len ? end : s->header_len) - off));

@@ -33,12 +33,12 @@
 #include "top_logits.h"
 
 typedef struct {
-    uint64_t session;                  /* the scheduler's id of the session */
-    const int32_t *ids;                /* tokens to feed (borrowed until submit returns) */
-    uint32_t n;                        /* number of ids, >= 1 */
-    uint32_t pos;                      /* position of ids[0]; 0 creates the session */
-    uint32_t n_ctx;                    /* positions the session may hold (its cache size) */
-    bool sample;                       /* sample an id after the last token */
+    uint64_t session;   /* the scheduler's id of the session */
+    const int32_t *ids; /* tokens to feed (borrowed until submit returns) */
+    uint32_t n;         /* number of ids, >= 1 */
+    uint32_t pos;       /* position of ids[0]; 0 creates the session */
+    uint32_t n_ctx;     /* positions the session may hold (its cache size) */
+    bool sample;        /* sample an id after the last token */
     /* May use sgemm: a micro-batch of gemm_min rows or more whose segments
      * all allow it multiplies through sgemm, as one process computes a
      * prompt chunk (`run`, `chat`); otherwise the quantized kernels, whose
@@ -55,24 +55,24 @@ typedef struct {
 #define RL_XERR_LEN 256
 
 typedef struct {
-    uint64_t batch;                    /* the id given to submit */
-    int status;                        /* 0, or -1 with err: the whole micro-batch failed */
+    uint64_t batch; /* the id given to submit */
+    int status;     /* 0, or -1 with err: the whole micro-batch failed */
     char err[RL_XERR_LEN];
-    uint32_t n_segs;                   /* as submitted */
-    int32_t *ids;                      /* (n_segs) sampled id per segment, -1 where not sampled; owned by
+    uint32_t n_segs;   /* as submitted */
+    int32_t *ids;      /* (n_segs) sampled id per segment, -1 where not sampled; owned by
                                           the executor, valid until the next call */
-    const rl_top *top;                 /* (n_segs) top logits of each sampled segment, as asked; likewise */
+    const rl_top *top; /* (n_segs) top logits of each sampled segment, as asked; likewise */
 } rl_xdone;
 
 /* One machine that runs part of the pipeline, for /health and /metrics. */
 typedef struct {
     char name[64];
-    char state[16];                    /* "ready", "loading", "lost" */
-    char layers[24];                   /* "first-last" of the current plan; "" when it holds none */
-    double busy_seconds;               /* time spent computing micro-batches */
-    uint64_t bytes_in, bytes_out;      /* activations received and sent */
+    char state[16];               /* "ready", "loading", "lost" */
+    char layers[24];              /* "first-last" of the current plan; "" when it holds none */
+    double busy_seconds;          /* time spent computing micro-batches */
+    uint64_t bytes_in, bytes_out; /* activations received and sent */
     uint64_t batches;
-    uint32_t sessions;                 /* sessions holding a cache there */
+    uint32_t sessions; /* sessions holding a cache there */
 } rl_xnode;
 
 typedef struct rl_executor rl_executor;
@@ -102,12 +102,12 @@ typedef struct {
 
 struct rl_executor {
     const rl_executor_ops *ops;
-    uint32_t max_batch;                /* tokens per micro-batch */
-    uint32_t depth;                    /* micro-batches to keep in flight (pipeline stages) */
+    uint32_t max_batch; /* tokens per micro-batch */
+    uint32_t depth;     /* micro-batches to keep in flight (pipeline stages) */
     uint32_t n_vocab;
 };
 
-void rl_executor_destroy(rl_executor **x);   /* NULLs *x */
+void rl_executor_destroy(rl_executor **x); /* NULLs *x */
 
 /* The nodes of the cluster file co->file (rl_cluster_open: planned or
  * --layers, -t threads per node) for up to max_sessions sessions of *n_ctx
@@ -128,11 +128,11 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
 /* ---- opening: what a command runs on ---- */
 typedef struct {
     rl_executor *x;
-    rl_model *model;            /* the whole model, when it runs in this process */
-    const rl_model *view;       /* the model the tokenizer comes from (model, or the cluster's embedding) */
+    rl_model *model;      /* the whole model, when it runs in this process */
+    const rl_model *view; /* the model the tokenizer comes from (model, or the cluster's embedding) */
     rl_tokenizer *tok;
-    uint32_t n_ctx;             /* positions per session */
-    rl_kv_type kv_type;         /* of the sessions' caches (here or on the nodes) */
+    uint32_t n_ctx;     /* positions per session */
+    rl_kv_type kv_type; /* of the sessions' caches (here or on the nodes) */
 } rl_xengine;
 
 /* The executor of the nodes of co->file, or of the engine in this process
@@ -141,7 +141,7 @@ typedef struct {
  * with err (then *e holds nothing). */
 int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
                     char *err, size_t errlen);
-void rl_xengine_close(rl_xengine *e);   /* frees what *e holds and zeroes it */
+void rl_xengine_close(rl_xengine *e); /* frees what *e holds and zeroes it */
 
 /* ---- one session, as `relais run` and `relais chat` drive it ----
  *
@@ -155,7 +155,7 @@ typedef struct rl_xsession rl_xsession;
 /* A session of up to n_ctx positions on x (borrowed). progress: show the
  * prefill of prompts of several micro-batches on stderr. NULL out of memory. */
 rl_xsession *rl_xsession_new(rl_executor *x, uint32_t n_ctx, bool progress);
-void rl_xsession_destroy(rl_xsession **s);   /* NULLs *s; drops the session on the executor */
+void rl_xsession_destroy(rl_xsession **s); /* NULLs *s; drops the session on the executor */
 /* Starts a new sampling stream (the sampler and its seed restart; the
  * cache is kept) reporting n_top top logits per step. */
 void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_top);

@@ -43,57 +43,57 @@
 
 typedef struct csession {
     uint64_t id;
-    rl_sampler_params params;   /* of its current stream */
-    uint32_t stream;            /* the current stream (valid when sampled) */
-    bool sampled;               /* a segment has sampled: params and stream are set */
-    uint32_t n_ctx;             /* as given at position 0 */
-    int32_t *toks;              /* (cap) every id fed, by position: what a replay feeds again */
+    rl_sampler_params params; /* of its current stream */
+    uint32_t stream;          /* the current stream (valid when sampled) */
+    bool sampled;             /* a segment has sampled: params and stream are set */
+    uint32_t n_ctx;           /* as given at position 0 */
+    int32_t *toks;            /* (cap) every id fed, by position: what a replay feeds again */
     uint32_t n_toks, cap;
-    int32_t *hist;              /* (n_hist) the history of its latest sampling segment */
+    int32_t *hist; /* (n_hist) the history of its latest sampling segment */
     uint32_t n_hist;
-    uint32_t n_top;             /* the top logits its latest sampling segment asked for */
-    uint32_t n_sampled;         /* its stream's sampling segments: the draws its seeded stream has made */
-    cluster_chunk *sg;          /* (n_sg) the chunks computed by sgemm: a replay cuts them again */
+    uint32_t n_top;     /* the top logits its latest sampling segment asked for */
+    uint32_t n_sampled; /* its stream's sampling segments: the draws its seeded stream has made */
+    cluster_chunk *sg;  /* (n_sg) the chunks computed by sgemm: a replay cuts them again */
     uint32_t n_sg, cap_sg;
-    struct csession *next;      /* bucket chain */
+    struct csession *next; /* bucket chain */
 } csession;
 
 /* An outstanding micro-batch. */
 typedef struct {
-    uint64_t batch;             /* the scheduler's id */
-    uint64_t step;              /* the cluster's id of its Forward */
-    uint32_t n;                 /* segments */
-    uint64_t *sessions;         /* (max_batch) session of each segment */
-    int32_t *ids;               /* (max_batch) sampled id of each segment, -1 where none */
-    bool *sample;               /* (max_batch) whether the segment asked for an id */
-    rl_top *top;                /* (max_batch) the top logits of its id */
-    uint64_t act_bytes;         /* activation bytes each hop carries */
+    uint64_t batch;     /* the scheduler's id */
+    uint64_t step;      /* the cluster's id of its Forward */
+    uint32_t n;         /* segments */
+    uint64_t *sessions; /* (max_batch) session of each segment */
+    int32_t *ids;       /* (max_batch) sampled id of each segment, -1 where none */
+    bool *sample;       /* (max_batch) whether the segment asked for an id */
+    rl_top *top;        /* (max_batch) the top logits of its id */
+    uint64_t act_bytes; /* activation bytes each hop carries */
     bool answered;
     int status;
     char err[RL_XERR_LEN];
 } cflight;
 
 typedef struct {
-    rl_executor base;           /* must be first */
-    cluster *c;                 /* owned */
-    cflight *ring;              /* (depth) outstanding micro-batches, oldest at head */
+    rl_executor base; /* must be first */
+    cluster *c;       /* owned */
+    cflight *ring;    /* (depth) outstanding micro-batches, oldest at head */
     uint32_t head, count;
-    cluster_seg *segs;          /* (max_batch) the micro-batch being sent */
-    cluster_sampling *smp;      /* (max_batch) their sampling */
-    uint64_t *res_sessions;     /* (max_batch) an answer's sessions */
-    int32_t *res_ids;           /* (max_batch) and ids */
-    rl_top *res_top;            /* (max_batch) and top logits */
-    int32_t *done_ids;          /* (max_batch) handed out by wait */
-    rl_top *done_top;           /* (max_batch) likewise */
-    uint32_t gemm_min;          /* the nodes' sgemm threshold (rl_gemm_min_for) */
+    cluster_seg *segs;      /* (max_batch) the micro-batch being sent */
+    cluster_sampling *smp;  /* (max_batch) their sampling */
+    uint64_t *res_sessions; /* (max_batch) an answer's sessions */
+    int32_t *res_ids;       /* (max_batch) and ids */
+    rl_top *res_top;        /* (max_batch) and top logits */
+    int32_t *done_ids;      /* (max_batch) handed out by wait */
+    rl_top *done_top;       /* (max_batch) likewise */
+    uint32_t gemm_min;      /* the nodes' sgemm threshold (rl_gemm_min_for) */
     csession *table[N_BUCKETS];
-    rl_cluster_opts co;         /* how the cluster was opened, for a re-plan */
+    rl_cluster_opts co; /* how the cluster was opened, for a re-plan */
     rl_runner_opts ro;
     uint32_t max_sessions;
-    bool lost[CLUSTER_MAX_NODES];       /* by the cluster file's index: left out for not answering */
-    bool lost_up[CLUSTER_MAX_NODES];    /* and whether its link was up then (it is not back until it drops) */
-    pthread_mutex_t stats_lock; /* guards nodes: /health and /metrics read them from other threads */
-    rl_xnode nodes[CLUSTER_MAX_NODES];   /* the pipeline stages, then the lost nodes */
+    bool lost[CLUSTER_MAX_NODES];      /* by the cluster file's index: left out for not answering */
+    bool lost_up[CLUSTER_MAX_NODES];   /* and whether its link was up then (it is not back until it drops) */
+    pthread_mutex_t stats_lock;        /* guards nodes: /health and /metrics read them from other threads */
+    rl_xnode nodes[CLUSTER_MAX_NODES]; /* the pipeline stages, then the lost nodes */
     uint32_t n_nodes, n_stages;
 } cluster_exec;
 
@@ -119,9 +119,7 @@ static void set_state(cluster_exec *x, const char *state) {
     pthread_mutex_unlock(&x->stats_lock);
 }
 
-static void session_free(csession *s) {
-    free(s->toks), free(s->hist), free(s->sg), free(s);
-}
+static void session_free(csession *s) { free(s->toks), free(s->hist), free(s->sg), free(s); }
 
 /* The session a segment names: created at position 0, found later; a
  * sampling segment of a new stream takes its parameters. */
@@ -211,11 +209,11 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         return -1;
     }
     readmit(x);
-    if (cluster_lost(x->c)[0])   /* lost while idle, or an earlier re-plan failed: try again */
+    if (cluster_lost(x->c)[0]) /* lost while idle, or an earlier re-plan failed: try again */
         recover(x, cluster_lost(x->c));
     cflight *f = &x->ring[(x->head + x->count) % base->depth];
     uint32_t rows = 0;
-    bool sgemm = x->gemm_min > 0;   /* the nodes' rule: every segment allows it and the rows reach gemm_min */
+    bool sgemm = x->gemm_min > 0; /* the nodes' rule: every segment allows it and the rows reach gemm_min */
     for (uint32_t i = 0; i < n; i++)
         rows += segs[i].n, sgemm = sgemm && segs[i].sgemm;
     sgemm = sgemm && rows >= x->gemm_min;
@@ -229,10 +227,19 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        x->smp[i] = (cluster_sampling){.params = &s->params, .stream = s->stream, .history = g->history,
-                                       .n_history = g->n_history, .n_top = g->n_top, .samples_before = before};
-        x->segs[i] = (cluster_seg){.session = g->session, .ids = g->ids, .n = g->n, .pos = g->pos, .n_ctx = g->n_ctx,
-                                   .sampling = g->sample ? &x->smp[i] : NULL, .sgemm = g->sgemm};
+        x->smp[i] = (cluster_sampling){.params = &s->params,
+                                       .stream = s->stream,
+                                       .history = g->history,
+                                       .n_history = g->n_history,
+                                       .n_top = g->n_top,
+                                       .samples_before = before};
+        x->segs[i] = (cluster_seg){.session = g->session,
+                                   .ids = g->ids,
+                                   .n = g->n,
+                                   .pos = g->pos,
+                                   .n_ctx = g->n_ctx,
+                                   .sampling = g->sample ? &x->smp[i] : NULL,
+                                   .sgemm = g->sgemm};
         f->sessions[i] = g->session;
         f->ids[i] = -1;
         f->top[i].n = 0;
@@ -254,7 +261,7 @@ static cflight *flight_of(cluster_exec *x, uint64_t step) {
         if (f->step == step)
             return f;
     }
-    return NULL;   /* a drop's answer, or one of a micro-batch already failed */
+    return NULL; /* a drop's answer, or one of a micro-batch already failed */
 }
 
 /* Puts an answer's ids at their segments and counts the work per node. */
@@ -353,10 +360,19 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
     uint32_t seg = 0;
     cflight *f = pending_sample(x, s->id, &seg);
     /* the sample in flight was counted when it was sent */
-    cluster_sampling smp = {.params = &s->params, .stream = s->stream, .history = s->hist, .n_history = s->n_hist,
-                            .n_top = s->n_top, .samples_before = s->n_sampled - 1};
-    cluster_replay r = {.session = s->id, .ids = s->toks, .n = s->n_toks, .n_ctx = s->n_ctx, .sgemm = s->sg,
-                        .n_sgemm = s->n_sg, .sampling = f ? &smp : NULL};
+    cluster_sampling smp = {.params = &s->params,
+                            .stream = s->stream,
+                            .history = s->hist,
+                            .n_history = s->n_hist,
+                            .n_top = s->n_top,
+                            .samples_before = s->n_sampled - 1};
+    cluster_replay r = {.session = s->id,
+                        .ids = s->toks,
+                        .n = s->n_toks,
+                        .n_ctx = s->n_ctx,
+                        .sgemm = s->sg,
+                        .n_sgemm = s->n_sg,
+                        .sampling = f ? &smp : NULL};
     int32_t id;
     rl_top top;
     if (cluster_replay_session(x->c, &r, x->base.max_batch, &id, &top, err, errlen))
@@ -406,8 +422,8 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     if (x->count == 0)
         return 0;
     cflight *oldest = &x->ring[x->head];
-    cluster_batch_result r = {.cap = base->max_batch, .sessions = x->res_sessions, .ids = x->res_ids,
-                              .top = x->res_top};
+    cluster_batch_result r = {
+        .cap = base->max_batch, .sessions = x->res_sessions, .ids = x->res_ids, .top = x->res_top};
     while (!oldest->answered) {
         char err[RL_XERR_LEN];
         int rc = cluster_batch_wait(x->c, timeout_ms, &r, err, sizeof err);
@@ -421,8 +437,8 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     }
     memcpy(x->done_ids, oldest->ids, oldest->n * sizeof *x->done_ids);
     memcpy(x->done_top, oldest->top, oldest->n * sizeof *x->done_top);
-    *done = (rl_xdone){.batch = oldest->batch, .status = oldest->status, .n_segs = oldest->n, .ids = x->done_ids,
-                       .top = x->done_top};
+    *done = (rl_xdone){
+        .batch = oldest->batch, .status = oldest->status, .n_segs = oldest->n, .ids = x->done_ids, .top = x->done_top};
     snprintf(done->err, sizeof done->err, "%s", oldest->err);
     x->head = (x->head + 1) % base->depth;
     x->count--;
@@ -450,14 +466,14 @@ static int64_t cx_truncate(rl_executor *base, uint64_t session, uint32_t pos, ch
     csession *s = *slot_of(x, session);
     if (!s)
         return 0;
-    int64_t kept = cluster_lost(x->c)[0] ? (pos < s->n_toks ? pos : s->n_toks)
-                                         : cluster_truncate(x->c, session, pos, err, errlen);
+    int64_t kept =
+        cluster_lost(x->c)[0] ? (pos < s->n_toks ? pos : s->n_toks) : cluster_truncate(x->c, session, pos, err, errlen);
     if (kept < 0)
         return -1;
     s->n_toks = (uint32_t)kept < s->n_toks ? (uint32_t)kept : s->n_toks;
     while (s->n_sg && s->sg[s->n_sg - 1].pos >= s->n_toks)
         s->n_sg--;
-    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > s->n_toks)   /* cut short, as the caches are */
+    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > s->n_toks) /* cut short, as the caches are */
         s->sg[s->n_sg - 1].n = s->n_toks - s->sg[s->n_sg - 1].pos;
     return kept;
 }
@@ -491,8 +507,8 @@ static void cx_destroy(rl_executor *base) {
     free(x);
 }
 
-static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait, cx_drop, cx_truncate, cx_nodes, cx_describe,
-                                            cx_destroy};
+static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait,     cx_drop,   cx_truncate,
+                                            cx_nodes,  cx_describe, cx_destroy};
 
 static int alloc_buffers(cluster_exec *x) {
     const uint32_t mb = x->base.max_batch;

@@ -24,32 +24,32 @@
 #define N_BUCKETS 256
 
 typedef struct lsession {
-    uint64_t id;             /* the scheduler's session id */
-    rl_kv *kv;               /* all layers, n_ctx of the session */
-    rl_sampler *sampler;     /* of its current stream; made at the stream's first sample */
+    uint64_t id;         /* the scheduler's session id */
+    rl_kv *kv;           /* all layers, n_ctx of the session */
+    rl_sampler *sampler; /* of its current stream; made at the stream's first sample */
     uint32_t stream;
-    struct lsession *next;   /* bucket chain */
+    struct lsession *next; /* bucket chain */
 } lsession;
 
 typedef struct {
-    rl_executor base;        /* must be first */
-    const rl_model *model;   /* borrowed: the caller keeps it alive */
-    rl_kv_type kv_type;      /* of every session's cache */
-    rl_ctx *ctx;             /* threads and scratch, max_batch rows */
-    float *x;                /* (max_batch, dim) activations of the micro-batch */
-    uint32_t max_rows;       /* most segments that sample at once: min(max_batch, max_sessions) */
-    float *rows;             /* (max_rows, dim) last row of each sampling segment */
-    float *logits;           /* (max_rows, n_vocab) */
-    rl_segment *segs;        /* (max_batch) the engine's view of the segments */
-    lsession **owner;        /* (max_batch) session of each segment */
-    int32_t *ids;            /* (max_batch) sampled ids handed out by wait */
-    rl_top *top;             /* (max_batch) and their top logits */
-    uint32_t gemm_min;       /* sgemm from this many rows, when every segment allows it (0: never) */
+    rl_executor base;      /* must be first */
+    const rl_model *model; /* borrowed: the caller keeps it alive */
+    rl_kv_type kv_type;    /* of every session's cache */
+    rl_ctx *ctx;           /* threads and scratch, max_batch rows */
+    float *x;              /* (max_batch, dim) activations of the micro-batch */
+    uint32_t max_rows;     /* most segments that sample at once: min(max_batch, max_sessions) */
+    float *rows;           /* (max_rows, dim) last row of each sampling segment */
+    float *logits;         /* (max_rows, n_vocab) */
+    rl_segment *segs;      /* (max_batch) the engine's view of the segments */
+    lsession **owner;      /* (max_batch) session of each segment */
+    int32_t *ids;          /* (max_batch) sampled ids handed out by wait */
+    rl_top *top;           /* (max_batch) and their top logits */
+    uint32_t gemm_min;     /* sgemm from this many rows, when every segment allows it (0: never) */
     lsession *table[N_BUCKETS];
-    bool has_done;           /* a completion is waiting for wait */
-    rl_xdone done;           /* that completion */
-    pthread_mutex_t stats_lock;  /* guards node: /metrics reads it from other threads */
-    rl_xnode node;           /* this process as the single "node" */
+    bool has_done;              /* a completion is waiting for wait */
+    rl_xdone done;              /* that completion */
+    pthread_mutex_t stats_lock; /* guards node: /metrics reads it from other threads */
+    rl_xnode node;              /* this process as the single "node" */
 } local_exec;
 
 static lsession **slot_of(local_exec *l, uint64_t id) {
@@ -170,8 +170,7 @@ static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, siz
     return 0;
 }
 
-static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uint32_t n, char *err,
-                        size_t errlen) {
+static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
     local_exec *l = (local_exec *)x;
     if (l->has_done || n == 0 || n > x->max_batch) {
         snprintf(err, errlen, l->has_done ? "a micro-batch is already outstanding" : "bad segment count %u", n);
@@ -197,7 +196,7 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
 
 static int local_wait(rl_executor *x, int timeout_ms, rl_xdone *done) {
     local_exec *l = (local_exec *)x;
-    (void)timeout_ms;   /* the work was done in submit */
+    (void)timeout_ms; /* the work was done in submit */
     if (!l->has_done)
         return 0;
     *done = l->done;

@@ -50,7 +50,7 @@ int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_op
 
 void rl_xengine_close(rl_xengine *e) {
     rl_tok_destroy(&e->tok);
-    rl_executor_destroy(&e->x);   /* the cluster's holds the model the tokenizer was read from */
+    rl_executor_destroy(&e->x); /* the cluster's holds the model the tokenizer was read from */
     rl_model_destroy(&e->model);
     memset(e, 0, sizeof *e);
 }

@@ -10,18 +10,18 @@
 #include "executor.h"
 #include "runner.h"
 
-#define SESSION 1          /* the executor's id of the one session */
-#define WAIT_MS 1000       /* one wait; a step waits as long as the executor says it lives */
+#define SESSION 1    /* the executor's id of the one session */
+#define WAIT_MS 1000 /* one wait; a step waits as long as the executor says it lives */
 
 struct rl_xsession {
-    rl_executor *x;        /* borrowed */
+    rl_executor *x; /* borrowed */
     uint32_t n_ctx;
     bool progress;
-    bool held;             /* the executor holds the session */
-    int32_t *ids;          /* (n_ctx) the ids the session holds, for the penalties */
+    bool held;    /* the executor holds the session */
+    int32_t *ids; /* (n_ctx) the ids the session holds, for the penalties */
     uint32_t pos;
     rl_sampler_params params;
-    uint32_t stream;       /* counts begin(): a new value restarts the sampler */
+    uint32_t stream; /* counts begin(): a new value restarts the sampler */
     uint32_t n_top;
     uint64_t next_batch;
 };
@@ -57,9 +57,18 @@ void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_to
 static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
     const uint32_t chunk = n - done < s->x->max_batch ? n - done : s->x->max_batch;
     const uint32_t pos = s->pos + done;
-    return (rl_xseg){.session = SESSION, .ids = s->ids + pos, .n = chunk, .pos = pos, .n_ctx = s->n_ctx,
-                     .sample = done + chunk == n, .sgemm = true, .sampling = &s->params, .stream = s->stream,
-                     .n_top = s->n_top, .history = s->ids, .n_history = s->pos + n};
+    return (rl_xseg){.session = SESSION,
+                     .ids = s->ids + pos,
+                     .n = chunk,
+                     .pos = pos,
+                     .n_ctx = s->n_ctx,
+                     .sample = done + chunk == n,
+                     .sgemm = true,
+                     .sampling = &s->params,
+                     .stream = s->stream,
+                     .n_top = s->n_top,
+                     .history = s->ids,
+                     .n_history = s->pos + n};
 }
 
 /* Submits and collects the step's micro-batches; the last one's sample in
@@ -102,13 +111,13 @@ int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id
         snprintf(err, errlen, "%u more tokens would exceed the context of %u (%u used)", n, s->n_ctx, s->pos);
         return -1;
     }
-    if (s->pos == 0 && s->held) {   /* cleared (a sliding window's truncate): the session starts again */
+    if (s->pos == 0 && s->held) { /* cleared (a sliding window's truncate): the session starts again */
         s->x->ops->drop(s->x, SESSION);
         s->held = false;
     }
     memcpy(s->ids + s->pos, ids, n * sizeof *ids);
     if (run_step(s, n, id, top, err, errlen)) {
-        char why[256];   /* part of the ids may have gone in: bring the session back */
+        char why[256]; /* part of the ids may have gone in: bring the session back */
         int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, s->pos, why, sizeof why) : 0;
         if (kept >= 0)
             s->pos = (uint32_t)kept;

@@ -21,29 +21,29 @@
 #include "io_pin.h"
 #include "util.h"
 
-#define MAX_DEPTH 16          /* the schema needs 4 levels; anything deeper is a mistake or an attack */
-#define MAX_YNODES 100000     /* bounds the tree a 1 MiB file of "[]," can build */
-#define MAX_SCALAR 4096       /* longer than any path or endpoint */
+#define MAX_DEPTH 16      /* the schema needs 4 levels; anything deeper is a mistake or an attack */
+#define MAX_YNODES 100000 /* bounds the tree a 1 MiB file of "[]," can build */
+#define MAX_SCALAR 4096   /* longer than any path or endpoint */
 
 struct cluster_config {
-    char *key;                /* coordinator's secret certificate, resolved */
-    char *listen;             /* endpoint bound for results */
-    char *advertise;          /* endpoint the last node connects to */
-    int io_cpu;               /* the CPU that handles messages (io_pin.h) */
-    cluster_node *nodes;      /* n_nodes entries; their strings are owned here */
+    char *key;           /* coordinator's secret certificate, resolved */
+    char *listen;        /* endpoint bound for results */
+    char *advertise;     /* endpoint the last node connects to */
+    int io_cpu;          /* the CPU that handles messages (io_pin.h) */
+    cluster_node *nodes; /* n_nodes entries; their strings are owned here */
     uint32_t n_nodes;
-    rl_kv_type kv_type;       /* the file's kv_type, when kv_type_given */
+    rl_kv_type kv_type; /* the file's kv_type, when kv_type_given */
     bool kv_type_given;
 };
 
 /* Where messages go and what they are prefixed with. */
 typedef struct {
-    const char *name;         /* the file, as named by the caller */
+    const char *name; /* the file, as named by the caller */
     char *err;
     size_t errlen;
-    const char *text;         /* the input, to place reader errors (libyaml gives only an offset) */
+    const char *text; /* the input, to place reader errors (libyaml gives only an offset) */
     size_t len;
-    size_t n_built;           /* tree nodes built so far, against MAX_YNODES */
+    size_t n_built; /* tree nodes built so far, against MAX_YNODES */
 } ctx;
 
 static int fail_at(ctx *c, uint32_t line, uint32_t col, const char *fmt, ...) {
@@ -69,16 +69,14 @@ typedef enum { Y_SCALAR, Y_SEQ, Y_MAP } ykind;
 typedef struct ynode ynode;
 struct ynode {
     ykind kind;
-    char *text;               /* scalar value, NUL-terminated; NULL for collections */
-    bool null;                /* a plain scalar YAML reads as null: empty, ~, null */
-    uint32_t line, col;       /* 1-based start */
-    ynode **kids;             /* sequence items, or mapping keys and values alternating */
+    char *text;         /* scalar value, NUL-terminated; NULL for collections */
+    bool null;          /* a plain scalar YAML reads as null: empty, ~, null */
+    uint32_t line, col; /* 1-based start */
+    ynode **kids;       /* sequence items, or mapping keys and values alternating */
     size_t n, cap;
 };
 
-static const char *kind_name(ykind k) {
-    return k == Y_SCALAR ? "a scalar" : k == Y_SEQ ? "a list" : "a mapping";
-}
+static const char *kind_name(ykind k) { return k == Y_SCALAR ? "a scalar" : k == Y_SEQ ? "a list" : "a mapping"; }
 
 static void ynode_free(ynode *y) {
     if (!y)
@@ -141,7 +139,7 @@ static int next_event(ctx *c, yaml_parser_t *p, yaml_event_t *ev) {
     uint32_t line = (uint32_t)p->problem_mark.line + 1, col = (uint32_t)p->problem_mark.column + 1;
     if (p->error == YAML_MEMORY_ERROR)
         return out_of_memory(c);
-    if (p->error == YAML_READER_ERROR) {   /* bad bytes: the mark is unset, the offset is right */
+    if (p->error == YAML_READER_ERROR) { /* bad bytes: the mark is unset, the offset is right */
         line = col = 1;
         for (size_t i = 0; i < p->problem_offset && i < c->len; i++, col++)
             if (c->text[i] == '\n')
@@ -197,7 +195,7 @@ static int read_tree(ctx *c, const char *text, size_t len, ynode **root) {
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     yaml_event_t ev;
     int rc = -1;
-    if (next_event(c, &p, &ev))   /* stream start */
+    if (next_event(c, &p, &ev)) /* stream start */
         goto out;
     yaml_event_delete(&ev);
     if (next_event(c, &p, &ev))
@@ -207,10 +205,10 @@ static int read_tree(ctx *c, const char *text, size_t len, ynode **root) {
         rc = 0;
         goto out;
     }
-    yaml_event_delete(&ev);       /* document start */
+    yaml_event_delete(&ev); /* document start */
     if (next_event(c, &p, &ev) || !(*root = read_node(c, &p, &ev, 1)))
         goto out;
-    if (next_event(c, &p, &ev))   /* document end */
+    if (next_event(c, &p, &ev)) /* document end */
         goto out;
     yaml_event_delete(&ev);
     if (next_event(c, &p, &ev))
@@ -240,7 +238,7 @@ static int take_fields(ctx *c, const ynode *map, const char *where, const char *
         return fail_at(c, map->line, map->col, "%s: expected a mapping, found %s", where, kind_name(map->kind));
     for (size_t k = 0; k < n_keys; k++)
         vals[k] = NULL;
-    bool seen[8] = {false};   /* n_keys <= 3 in this schema */
+    bool seen[8] = {false}; /* n_keys <= 3 in this schema */
     for (size_t i = 0; i + 1 < map->n; i += 2) {
         const ynode *key = map->kids[i], *val = map->kids[i + 1];
         if (key->kind != Y_SCALAR)
@@ -266,8 +264,8 @@ static int take_fields(ctx *c, const ynode *map, const char *where, const char *
 
 /* The text of a scalar field; a missing required field is reported at its
  * mapping. *out is NULL for an absent optional field. */
-static int scalar_field(ctx *c, const ynode *map, const ynode *val, const char *where, const char *key,
-                        bool required, const char **out) {
+static int scalar_field(ctx *c, const ynode *map, const ynode *val, const char *where, const char *key, bool required,
+                        const char **out) {
     *out = NULL;
     if (!val) {
         if (required)
@@ -285,10 +283,10 @@ static int scalar_field(ctx *c, const ynode *map, const ynode *val, const char *
 
 /* A tcp://HOST:PORT endpoint, split. */
 typedef struct {
-    char host[256];           /* without IPv6 brackets */
-    uint16_t port;            /* 0 with any_port */
-    bool any_port;            /* the port is '*': chosen when the coordinator binds */
-    bool wildcard;            /* *, 0.0.0.0 or :: (only valid to bind) */
+    char host[256]; /* without IPv6 brackets */
+    uint16_t port;  /* 0 with any_port */
+    bool any_port;  /* the port is '*': chosen when the coordinator binds */
+    bool wildcard;  /* *, 0.0.0.0 or :: (only valid to bind) */
     bool ipv6;
 } endpoint;
 
@@ -355,14 +353,16 @@ static int endpoint_parse(const char *s, endpoint *e, char *why, size_t whylen) 
     } else if (!strcmp(e->host, "*")) {
         ok = e->wildcard = true;
     } else if (strspn(e->host, "0123456789.") == hlen) {
-        ok = inet_pton(AF_INET, e->host, addr) == 1;   /* all digits: must be a dotted quad */
+        ok = inet_pton(AF_INET, e->host, addr) == 1; /* all digits: must be a dotted quad */
         e->wildcard = ok && !memcmp(addr, (unsigned char[4]){0}, 4);
     } else {
         ok = valid_hostname(e->host);
     }
     if (!ok) {
         snprintf(why, whylen, "'%s': '%s' is not a valid %s", s, e->host,
-                 e->ipv6 ? "IPv6 address" : strspn(e->host, "0123456789.") == hlen ? "IPv4 address" : "host name");
+                 e->ipv6                                      ? "IPv6 address"
+                     : strspn(e->host, "0123456789.") == hlen ? "IPv4 address"
+                                                              : "host name");
         return -1;
     }
     return 0;
@@ -377,8 +377,10 @@ static int endpoint_field(ctx *c, const ynode *val, const char *where, bool bind
     if (e->any_port && !any_port)
         return fail_at(c, val->line, val->col, "%s: '%s': the port must be a number in 1..65535", where, val->text);
     if (e->wildcard && !bind)
-        return fail_at(c, val->line, val->col, "%s: '%s' is a wildcard address; give the address the "
-                       "other machines reach it at", where, val->text);
+        return fail_at(c, val->line, val->col,
+                       "%s: '%s' is a wildcard address; give the address the "
+                       "other machines reach it at",
+                       where, val->text);
     return 0;
 }
 
@@ -449,13 +451,15 @@ static bool valid_name(const char *s) {
 }
 
 /* Two nodes at the same host and port would be one process twice over. */
-static int check_unique(ctx *c, const cluster_config *cfg, const cluster_node *n, const ynode *addr,
-                        const ynode *name, uint32_t i) {
+static int check_unique(ctx *c, const cluster_config *cfg, const cluster_node *n, const ynode *addr, const ynode *name,
+                        uint32_t i) {
     for (uint32_t j = 0; j < i; j++) {
         const cluster_node *o = &cfg->nodes[j];
         if (o->port == n->port && !strcasecmp(o->host, n->host))
-            return fail_at(c, addr->line, addr->col, "nodes[%u].address: %s is also the address of nodes[%u] "
-                           "(line %u)", i, n->address, j, o->line);
+            return fail_at(c, addr->line, addr->col,
+                           "nodes[%u].address: %s is also the address of nodes[%u] "
+                           "(line %u)",
+                           i, n->address, j, o->line);
         if (!strcmp(o->name, n->name))
             return fail_at(c, name ? name->line : addr->line, name ? name->col : addr->col,
                            "nodes[%u]: the name '%s' is also the name of nodes[%u] (line %u)", i, n->name, j, o->line);
@@ -488,7 +492,7 @@ static int read_node_entry(ctx *c, const ynode *v, uint32_t i, const char *base_
     n->host = strdup(e.host);
     n->name = strdup(name ? name : fallback);
     n->public_key = resolve_path(base_dir, pub);
-    cfg->n_nodes = i + 1;   /* counted now so destroy frees what was allocated */
+    cfg->n_nodes = i + 1; /* counted now so destroy frees what was allocated */
     if (!n->address || !n->host || !n->name || !n->public_key)
         return out_of_memory(c);
     return check_unique(c, cfg, n, vals[0], vals[2], i);
@@ -529,8 +533,8 @@ static int read_config(ctx *c, const ynode *root, const char *base_dir, cluster_
     return 0;
 }
 
-cluster_config *cluster_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
-                                     char *err, size_t errlen) {
+cluster_config *cluster_config_parse(const char *text, size_t len, const char *name, const char *base_dir, char *err,
+                                     size_t errlen) {
     ctx c = {.name = name, .err = err, .errlen = errlen, .text = text, .len = len};
     ynode *root;
     if (read_tree(&c, text, len, &root))

@@ -12,12 +12,12 @@
 #include <string.h>
 
 struct plan {
-    plan_stage *stages;      /* n_stages, in pipeline order */
+    plan_stage *stages; /* n_stages, in pipeline order */
     uint32_t n_stages;
-    bool fits;               /* every stage's need is within its node's free RAM */
-    char *problem;           /* why it does not fit; NULL when it fits */
-    uint64_t total_need;     /* sum of the stages' need */
-    uint64_t total_free;     /* sum of the nodes' free RAM */
+    bool fits;           /* every stage's need is within its node's free RAM */
+    char *problem;       /* why it does not fit; NULL when it fits */
+    uint64_t total_need; /* sum of the stages' need */
+    uint64_t total_free; /* sum of the nodes' free RAM */
 };
 
 plan_input plan_input_default(void) {
@@ -28,8 +28,8 @@ plan_input plan_input_default(void) {
 typedef struct {
     const plan_input *in;
     uint32_t n_layer;
-    uint64_t *wsum;          /* (n_layer + 1) weight bytes of layers [0, j) */
-    uint64_t *kvsum;         /* (n_layer + 1) KV bytes of layers [0, j), all sessions */
+    uint64_t *wsum;  /* (n_layer + 1) weight bytes of layers [0, j) */
+    uint64_t *kvsum; /* (n_layer + 1) KV bytes of layers [0, j), all sessions */
 } costs;
 
 static bool range_has_head(const costs *c, uint32_t i, uint32_t j) {
@@ -104,11 +104,11 @@ static double dp_bottleneck(const costs *c, range_cost worst, double *rows) {
 /* Among the splits whose every node has worst() <= limit, the one of the
  * smallest sum of add(); its first layers go to cuts (n_nodes + 1 entries,
  * cuts[n_nodes] = n_layer). choice: n_nodes * (n_layer + 1) scratch. */
-static void dp_min_sum(const costs *c, range_cost worst, double limit, range_cost add, double *rows,
-                       uint32_t *choice, uint32_t *cuts) {
+static void dp_min_sum(const costs *c, range_cost worst, double limit, range_cost add, double *rows, uint32_t *choice,
+                       uint32_t *cuts) {
     uint32_t L = c->n_layer, K = c->in->n_nodes;
     double *prev = rows, *cur = rows + L + 1;
-    double slack = limit + fabs(limit) * 1e-9;   /* the same sums, possibly rounded differently */
+    double slack = limit + fabs(limit) * 1e-9; /* the same sums, possibly rounded differently */
     for (uint32_t j = 0; j <= L; j++)
         prev[j] = j ? INFINITY : 0;
     for (uint32_t k = 0; k < K; k++) {
@@ -183,8 +183,10 @@ static int check_input(const plan_input *in, char *err, size_t errlen) {
             return -1;
         }
     if (!in->allow_idle && in->n_nodes > in->hp->n_layer) {
-        snprintf(err, errlen, "%u nodes for a model of %u layers: each node needs at least one layer (allow idle "
-                 "nodes, or list fewer nodes)", in->n_nodes, in->hp->n_layer);
+        snprintf(err, errlen,
+                 "%u nodes for a model of %u layers: each node needs at least one layer (allow idle "
+                 "nodes, or list fewer nodes)",
+                 in->n_nodes, in->hp->n_layer);
         return -1;
     }
     for (uint32_t k = 0; in->ranges && k < in->n_nodes; k++) {
@@ -266,9 +268,10 @@ static int describe_problem(plan *p, const plan_input *in) {
     if (!f)
         return -1;
     if (p->total_need > p->total_free)
-        fprintf(f, "the model does not fit: it needs %.1f MiB and the %u nodes have %.1f MiB free "
-                "(%.1f MiB short in all)\n", MIB(p->total_need), in->n_nodes, MIB(p->total_free),
-                MIB(p->total_need - p->total_free));
+        fprintf(f,
+                "the model does not fit: it needs %.1f MiB and the %u nodes have %.1f MiB free "
+                "(%.1f MiB short in all)\n",
+                MIB(p->total_need), in->n_nodes, MIB(p->total_free), MIB(p->total_need - p->total_free));
     else
         fprintf(f, "the model does not fit: it needs %.1f MiB of the nodes' %.1f MiB free, but %s\n",
                 MIB(p->total_need), MIB(p->total_free),
@@ -279,10 +282,12 @@ static int describe_problem(plan *p, const plan_input *in) {
             continue;
         char layers[32];
         range_text(s->l0, s->l1, layers, sizeof layers);
-        fprintf(f, "  %s (layers %s%s): needs %.1f MiB (weights %.1f, KV %.1f, head %.1f, reserve %.1f), "
-                "has %.1f MiB free: %.1f MiB short\n", in->nodes[k].name, layers, s->head ? " + head" : "",
-                MIB(s->need_bytes), MIB(s->weight_bytes), MIB(s->kv_bytes), MIB(s->head_bytes),
-                MIB(s->reserve_bytes), MIB(s->free_bytes), MIB(s->need_bytes - s->free_bytes));
+        fprintf(f,
+                "  %s (layers %s%s): needs %.1f MiB (weights %.1f, KV %.1f, head %.1f, reserve %.1f), "
+                "has %.1f MiB free: %.1f MiB short\n",
+                in->nodes[k].name, layers, s->head ? " + head" : "", MIB(s->need_bytes), MIB(s->weight_bytes),
+                MIB(s->kv_bytes), MIB(s->head_bytes), MIB(s->reserve_bytes), MIB(s->free_bytes),
+                MIB(s->need_bytes - s->free_bytes));
     }
     /* the smallest KV type, when the heads allow it and it is not the one planned */
     const rl_kv_type q8 = {RL_Q8_0, RL_Q8_0};
@@ -335,9 +340,7 @@ uint32_t plan_n_stages(const plan *p) { return p->n_stages; }
 uint64_t plan_total_need(const plan *p) { return p->total_need; }
 uint64_t plan_total_free(const plan *p) { return p->total_free; }
 
-const plan_stage *plan_stage_at(const plan *p, uint32_t i) {
-    return i < p->n_stages ? &p->stages[i] : NULL;
-}
+const plan_stage *plan_stage_at(const plan *p, uint32_t i) { return i < p->n_stages ? &p->stages[i] : NULL; }
 
 void plan_format_ranges(const plan *p, char *buf, size_t len) {
     size_t n = 0;
@@ -350,9 +353,7 @@ void plan_format_ranges(const plan *p, char *buf, size_t len) {
     }
 }
 
-void plan_stage_layers(const plan_stage *s, char *buf, size_t len) {
-    range_text(s->l0, s->l1, buf, len);
-}
+void plan_stage_layers(const plan_stage *s, char *buf, size_t len) { range_text(s->l0, s->l1, buf, len); }
 
 /* A layer number of at most 6 digits at *s; advances *s. -1 if none. */
 static int64_t parse_layer(const char **s) {
@@ -416,14 +417,13 @@ static int parse_entry(const char *e, size_t n, uint32_t n_layer, uint32_t *next
     return 0;
 }
 
-int plan_parse_ranges(const char *spec, uint32_t n_layer, uint32_t n_nodes, plan_range *out, char *err,
-                      size_t errlen) {
+int plan_parse_ranges(const char *spec, uint32_t n_layer, uint32_t n_nodes, plan_range *out, char *err, size_t errlen) {
     uint32_t count = 1;
     for (const char *s = spec; *s; s++)
         count += *s == ',';
     if (count != n_nodes) {
-        snprintf(err, errlen, "%u range%s for %u node%s: give one range per node", count, count > 1 ? "s" : "",
-                 n_nodes, n_nodes > 1 ? "s" : "");
+        snprintf(err, errlen, "%u range%s for %u node%s: give one range per node", count, count > 1 ? "s" : "", n_nodes,
+                 n_nodes > 1 ? "s" : "");
         return -1;
     }
     uint32_t next = 0;

@@ -24,27 +24,27 @@
 #define WAIT_SLICE_MS 100
 
 typedef struct {
-    pthread_mutex_t lock;      /* guards everything the sink touches */
-    pthread_cond_t cond;       /* signalled on each token and at the end */
-    int refs;                  /* HTTP side + scheduler sink */
+    pthread_mutex_t lock; /* guards everything the sink touches */
+    pthread_cond_t cond;  /* signalled on each token and at the end */
+    int refs;             /* HTTP side + scheduler sink */
     rl_serve *app;
-    http_req *http;            /* the request (valid while the HTTP side holds its reference) */
-    rl_oai_req req;            /* the parsed request (stop strings, prompt) */
-    rl_oai_out *out;           /* generated text */
-    char id[48];               /* response id */
+    http_req *http;  /* the request (valid while the HTTP side holds its reference) */
+    rl_oai_req req;  /* the parsed request (stop strings, prompt) */
+    rl_oai_out *out; /* generated text */
+    char id[48];     /* response id */
     rl_oai_meta meta;
     uint64_t sched_id;
-    bool cancelled;            /* rl_sched_cancel was called */
-    uint32_t n_gen;            /* ids generated */
-    double t_submit;           /* CLOCK_MONOTONIC seconds */
-    bool done;                 /* on_done was called */
+    bool cancelled;  /* rl_sched_cancel was called */
+    uint32_t n_gen;  /* ids generated */
+    double t_submit; /* CLOCK_MONOTONIC seconds */
+    bool done;       /* on_done was called */
     rl_finish why;
     char err[RL_XERR_LEN];
     /* streaming, HTTP thread only */
-    int phase;                 /* 0: nothing sent, 1: content, 2: all events queued */
-    size_t sent;               /* content bytes sent */
-    size_t sent_reasoning;     /* reasoning bytes sent (as reasoning_content deltas) */
-    char *pend;                /* formatted SSE bytes not yet handed to MHD */
+    int phase;             /* 0: nothing sent, 1: content, 2: all events queued */
+    size_t sent;           /* content bytes sent */
+    size_t sent_reasoning; /* reasoning bytes sent (as reasoning_content deltas) */
+    char *pend;            /* formatted SSE bytes not yet handed to MHD */
     size_t pend_len, pend_off;
 } gen;
 
@@ -235,9 +235,9 @@ static bool pend_tool_calls(gen *g) {
     json_t *c;
     json_array_foreach(calls, i, c) {
         json_t *fn = json_object_get(c, "function");
-        json_t *head = json_pack("[{s:I, s:O, s:s, s:{s:O, s:s}}]", "index", (json_int_t)i, "id",
-                                 json_object_get(c, "id"), "type", "function", "function", "name",
-                                 json_object_get(fn, "name"), "arguments", "");
+        json_t *head =
+            json_pack("[{s:I, s:O, s:s, s:{s:O, s:s}}]", "index", (json_int_t)i, "id", json_object_get(c, "id"), "type",
+                      "function", "function", "name", json_object_get(fn, "name"), "arguments", "");
         json_t *args = json_pack("[{s:I, s:{s:O}}]", "index", (json_int_t)i, "function", "arguments",
                                  json_object_get(fn, "arguments"));
         pend_event(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, head, NULL));
@@ -323,7 +323,7 @@ static enum MHD_Result reply_stream(http_req *r, gen *g) {
     if (failed)
         failure(g, &e);
     else
-        g->refs++;   /* the response's reference, released by stream_free */
+        g->refs++; /* the response's reference, released by stream_free */
     pthread_mutex_unlock(&g->lock);
     if (failed)
         return http_reply_error(r, &e);
@@ -344,16 +344,20 @@ static enum MHD_Result reply_stream(http_req *r, gen *g) {
 
 static int submit(gen *g, rl_oai_err *e) {
     const rl_oai_req *q = &g->req;
-    rl_sched_req sr = {.prompt = q->prompt, .n_prompt = (uint32_t)q->n_prompt, .max_tokens = (uint32_t)q->max_tokens,
-                       .sampling = q->sampling, .sink = {on_token, on_done, g}};
+    rl_sched_req sr = {.prompt = q->prompt,
+                       .n_prompt = (uint32_t)q->n_prompt,
+                       .max_tokens = (uint32_t)q->max_tokens,
+                       .sampling = q->sampling,
+                       .sink = {on_token, on_done, g}};
     g->t_submit = rl_now_s();
-    g->refs++;   /* the sink's */
+    g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
     if (rc == RL_SCHED_OK)
         return 0;
     g->refs--;
     if (rc == RL_SCHED_EFULL)
-        rl_oai_err_set(e, 429, "server_error", NULL, "The server is busy: every session and queue place is taken. "
+        rl_oai_err_set(e, 429, "server_error", NULL,
+                       "The server is busy: every session and queue place is taken. "
                        "Retry shortly.");
     else if (rc == RL_SCHED_ESTOPPED)
         rl_oai_err_set(e, 503, "server_error", NULL, "The server is shutting down.");

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const EP_NAMES[EP_COUNT] = {"chat_completions", "completions", "models", "health", "metrics",
-                                               "web", "other"};
+static const char *const EP_NAMES[EP_COUNT] = {"chat_completions", "completions", "models", "health",
+                                               "metrics",          "web",         "other"};
 /* The statuses the server replies with; anything else counts as "other". */
 static const int CODES[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
 #define N_CODES (sizeof CODES / sizeof CODES[0])
@@ -18,12 +18,12 @@ static const double TTFT_BOUNDS[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 #define N_BOUNDS (sizeof TTFT_BOUNDS / sizeof TTFT_BOUNDS[0])
 
 struct rl_metrics {
-    pthread_mutex_t lock;                    /* guards everything below */
-    uint64_t requests[EP_COUNT][N_CODES + 1];/* by endpoint and status (last: other) */
-    uint64_t ttft_bucket[N_BOUNDS + 1];      /* non-cumulative; last: above every bound */
+    pthread_mutex_t lock;                     /* guards everything below */
+    uint64_t requests[EP_COUNT][N_CODES + 1]; /* by endpoint and status (last: other) */
+    uint64_t ttft_bucket[N_BOUNDS + 1];       /* non-cumulative; last: above every bound */
     double ttft_sum;
     uint64_t ttft_count;
-    uint64_t prompt_tokens, generated_tokens;/* of requests that ran */
+    uint64_t prompt_tokens, generated_tokens; /* of requests that ran */
 };
 
 rl_metrics *rl_metrics_new(void) {
@@ -156,8 +156,7 @@ static void render_nodes(page *pg, const rl_xnode *nodes, uint32_t n) {
         put(pg, "relais_node_sessions{node=\"%s\"} %u\n", nodes[i].name, nodes[i].sessions);
 }
 
-char *rl_metrics_render(rl_metrics *m, const rl_sched_stats *st, const rl_xnode *nodes, uint32_t n_nodes,
-                        bool ready) {
+char *rl_metrics_render(rl_metrics *m, const rl_sched_stats *st, const rl_xnode *nodes, uint32_t n_nodes, bool ready) {
     page pg = {.p = malloc(4096), .cap = 4096};
     if (!pg.p)
         return NULL;

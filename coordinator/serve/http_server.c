@@ -38,27 +38,27 @@
 #include "log.h"
 #include "util.h"
 
-#define STACK_BYTES (512u << 10)   /* per connection thread; the handlers keep large data on the heap */
-#define SPARE_FDS 256              /* descriptors beyond the connections: model, cluster sockets, logs */
-#define LOG_GAP_S 5.0              /* at most one libmicrohttpd line per this (a flood must not fill the log) */
+#define STACK_BYTES (512u << 10) /* per connection thread; the handlers keep large data on the heap */
+#define SPARE_FDS 256            /* descriptors beyond the connections: model, cluster sockets, logs */
+#define LOG_GAP_S 5.0            /* at most one libmicrohttpd line per this (a flood must not fill the log) */
 
 /* A connection the watchdog keeps an eye on (MHD's socket context). */
 typedef struct watched {
     struct watched *prev, *next;
     int fd;
-    double since;              /* start of the connection, or end of its last request */
-    bool in_request;           /* header complete: the deadline no longer applies */
+    double since;    /* start of the connection, or end of its last request */
+    bool in_request; /* header complete: the deadline no longer applies */
 } watched;
 
 struct rl_http {
     struct MHD_Daemon *daemon;
-    rl_serve *app;            /* borrowed */
-    rl_http_opts o;           /* keys borrowed from the caller */
-    uint16_t port;            /* the port bound */
-    atomic_int in_flight;     /* requests begun and not yet completed */
-    pthread_mutex_t lock;     /* guards the watch list and stopping */
+    rl_serve *app;        /* borrowed */
+    rl_http_opts o;       /* keys borrowed from the caller */
+    uint16_t port;        /* the port bound */
+    atomic_int in_flight; /* requests begun and not yet completed */
+    pthread_mutex_t lock; /* guards the watch list and stopping */
     pthread_cond_t wake;
-    watched *conns;           /* open connections */
+    watched *conns; /* open connections */
     bool stopping;
     pthread_t watchdog;
     bool has_watchdog;
@@ -102,8 +102,7 @@ enum MHD_Result http_queue(http_req *r, int status, struct MHD_Response *resp) {
 }
 
 enum MHD_Result http_reply_text(http_req *r, int status, const char *content_type, const char *text) {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
     if (resp)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     return http_queue(r, status, resp);
@@ -161,7 +160,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!ci || !(w = calloc(1, sizeof *w)))
-            return;   /* unwatched: MHD's own connection timeout still ends it */
+            return; /* unwatched: MHD's own connection timeout still ends it */
         w->fd = ci->connect_fd;
         w->since = rl_now_s();
         pthread_mutex_lock(&h->lock);
@@ -279,12 +278,13 @@ static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const cha
     if (r->endpoint == EP_HEALTH && get)
         return http_health(r);
     if (r->endpoint == EP_WEB && get)
-        return http_web(r, url);   /* the page asks for the key itself */
+        return http_web(r, url); /* the page asks for the key itself */
     if (!authorized(h, r->conn))
         return error_reply(r, 401, "invalid_request_error", "invalid_api_key",
                            "Incorrect API key provided: pass a valid key as 'Authorization: Bearer KEY'.");
     if (r->endpoint == EP_OTHER)
-        return error_reply(r, 404, "invalid_request_error", "not_found", "Unknown request URL. Endpoints: POST "
+        return error_reply(r, 404, "invalid_request_error", "not_found",
+                           "Unknown request URL. Endpoints: POST "
                            "/v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, "
                            "GET / (the web page).");
     bool want_post = r->endpoint == EP_CHAT || r->endpoint == EP_COMPLETIONS;
@@ -297,11 +297,16 @@ static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const cha
         return error_reply(r, 413, "invalid_request_error", "request_too_large", msg);
     }
     switch (r->endpoint) {
-    case EP_CHAT: return http_completions(r, true);
-    case EP_COMPLETIONS: return http_completions(r, false);
-    case EP_MODELS: return http_models(r, url[10] == '/' ? url + 11 : NULL);
-    case EP_METRICS: return http_metrics_page(r);
-    default: return http_health(r);
+    case EP_CHAT:
+        return http_completions(r, true);
+    case EP_COMPLETIONS:
+        return http_completions(r, false);
+    case EP_MODELS:
+        return http_models(r, url[10] == '/' ? url + 11 : NULL);
+    case EP_METRICS:
+        return http_metrics_page(r);
+    default:
+        return http_health(r);
     }
 }
 
@@ -323,7 +328,7 @@ static http_req *begin(rl_http *h, struct MHD_Connection *c, const char *url) {
 static bool append_body(rl_http *h, http_req *r, const char *data, size_t n) {
     if (r->too_big || r->len + n > h->o.max_body) {
         r->too_big = true;
-        return true;   /* read and dropped: the reply is 413 */
+        return true; /* read and dropped: the reply is 413 */
     }
     char *p = rl_grow(r->body, &r->cap, r->len + n + 1, 1, 4096);
     if (!p)
@@ -411,13 +416,13 @@ static int fd_room(unsigned max_connections, char *err, size_t errlen) {
 static struct MHD_Daemon *start_daemon(rl_http *h, struct sockaddr_storage *sa) {
     const rl_http_opts *o = &h->o;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG | (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+        MHD_USE_ERROR_LOG | (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-                            h, MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                            o->max_per_ip, MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_BYTES,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_LIMIT,
+                            o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
+                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_BYTES, MHD_OPTION_CONNECTION_TIMEOUT, 300u,
+                            MHD_OPTION_END);
 }
 
 rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen) {

@@ -22,27 +22,27 @@
 /* What the endpoints serve. The command fills it; `ready` turns 1 once the
  * model is loaded (the other fields are set before that and then fixed). */
 typedef struct {
-    atomic_int ready;               /* 0 loading, 1 ready, -1 failed to load */
-    rl_oai_model model;             /* tokenizer, template, context per request */
+    atomic_int ready;   /* 0 loading, 1 ready, -1 failed to load */
+    rl_oai_model model; /* tokenizer, template, context per request */
     rl_sched *sched;
     rl_executor *x;
-    char model_id[128];             /* the name /v1/models lists */
-    int64_t created;                /* unix time the server started */
-    uint32_t max_sessions;          /* requests generating at once, for /health */
-    const rl_hparams *hp;           /* the model's shape, for /health's KV sizes; NULL until ready */
-    rl_kv_type kv_type;             /* of the sessions' caches, for the same */
+    char model_id[128];    /* the name /v1/models lists */
+    int64_t created;       /* unix time the server started */
+    uint32_t max_sessions; /* requests generating at once, for /health */
+    const rl_hparams *hp;  /* the model's shape, for /health's KV sizes; NULL until ready */
+    rl_kv_type kv_type;    /* of the sessions' caches, for the same */
     rl_metrics *metrics;
 } rl_serve;
 
 typedef struct {
-    const char *host;               /* address to bind; "127.0.0.1" by default */
-    uint16_t port;                  /* 0: any free port (see rl_http_port) */
-    size_t max_body;                /* bytes of a request body; more gets 413 */
-    char **keys;                    /* accepted API keys; none: no auth */
+    const char *host; /* address to bind; "127.0.0.1" by default */
+    uint16_t port;    /* 0: any free port (see rl_http_port) */
+    size_t max_body;  /* bytes of a request body; more gets 413 */
+    char **keys;      /* accepted API keys; none: no auth */
     size_t n_keys;
-    unsigned max_connections;       /* open connections at once, all clients */
-    unsigned max_per_ip;            /* ... from one address (0: no limit) */
-    unsigned header_timeout;        /* seconds a request's whole header may take to arrive */
+    unsigned max_connections; /* open connections at once, all clients */
+    unsigned max_per_ip;      /* ... from one address (0: no limit) */
+    unsigned header_timeout;  /* seconds a request's whole header may take to arrive */
 } rl_http_opts;
 
 typedef struct rl_http rl_http;
@@ -59,11 +59,11 @@ void rl_http_stop(rl_http **h);
 typedef struct {
     rl_serve *app;
     struct MHD_Connection *conn;
-    char *body;                     /* the request body, NUL-terminated */
+    char *body; /* the request body, NUL-terminated */
     size_t len, cap;
-    bool too_big;                   /* body over the limit: 413 */
-    rl_endpoint endpoint;           /* for the metrics */
-    int status;                     /* status of the reply queued */
+    bool too_big;         /* body over the limit: 413 */
+    rl_endpoint endpoint; /* for the metrics */
+    int status;           /* status of the reply queued */
 } http_req;
 
 /* A JSON response of body (stolen; NULL or unencodable gives a 500 error

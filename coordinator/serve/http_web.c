@@ -25,8 +25,7 @@ enum MHD_Result http_web(http_req *r, const char *url) {
     const rl_web_asset *a = find(url);
     if (!a)
         return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
     if (resp) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
         MHD_add_response_header(resp, "Content-Security-Policy", CSP);

@@ -23,8 +23,8 @@
  * (empty when none) and the message. */
 typedef struct {
     int status;
-    const char *type;          /* "invalid_request_error", "server_error", ... */
-    const char *code;          /* OpenAI error code or NULL */
+    const char *type; /* "invalid_request_error", "server_error", ... */
+    const char *code; /* OpenAI error code or NULL */
     char param[64];
     char message[512];
 } rl_oai_err;
@@ -35,16 +35,16 @@ void rl_oai_err_set(rl_oai_err *e, int status, const char *type, const char *par
 typedef enum { RL_TOOLS_AUTO, RL_TOOLS_NONE, RL_TOOLS_REQUIRED } rl_tool_mode;
 
 typedef struct {
-    bool chat;                 /* chat.completions (else completions) */
+    bool chat; /* chat.completions (else completions) */
     bool stream;
-    bool include_usage;        /* stream_options.include_usage */
-    int64_t max_tokens;        /* -1: as many as the context leaves */
+    bool include_usage; /* stream_options.include_usage */
+    int64_t max_tokens; /* -1: as many as the context leaves */
     rl_sampler_params sampling;
     char *stop[RL_OAI_MAX_STOP];
     size_t n_stop;
-    rl_tool_mode tool_mode;    /* REQUIRED also for a named function */
-    bool tools_offered;        /* the prompt lists tools: parse [TOOL_CALLS] output */
-    int32_t *prompt;           /* malloc'd prompt ids */
+    rl_tool_mode tool_mode; /* REQUIRED also for a named function */
+    bool tools_offered;     /* the prompt lists tools: parse [TOOL_CALLS] output */
+    int32_t *prompt;        /* malloc'd prompt ids */
     size_t n_prompt;
 } rl_oai_req;
 
@@ -52,8 +52,8 @@ typedef struct {
 typedef struct {
     const rl_tokenizer *tok;
     rl_chat_template tpl;
-    uint32_t n_ctx;            /* positions one request may use */
-    const char *id;            /* the served model's name: a request naming another gets 404 (NULL: none checked) */
+    uint32_t n_ctx; /* positions one request may use */
+    const char *id; /* the served model's name: a request naming another gets 404 (NULL: none checked) */
 } rl_oai_model;
 
 /* Reads a request body (len bytes of JSON). chat selects the endpoint's
@@ -80,7 +80,7 @@ typedef struct rl_oai_out rl_oai_out;
  * mode (else its text is dropped like other control tokens); forced: the
  * prompt already ends with [TOOL_CALLS], so every id is tool-call text. */
 rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_stop, bool tools, bool forced);
-void rl_oai_out_destroy(rl_oai_out **o);   /* NULLs *o */
+void rl_oai_out_destroy(rl_oai_out **o); /* NULLs *o */
 /* Feeds a generated id; false once a stop string has matched (then the
  * request should end). */
 bool rl_oai_out_feed(rl_oai_out *o, int32_t id);
@@ -97,9 +97,9 @@ const char *rl_oai_out_reasoning(const rl_oai_out *o, size_t *len);
 /* ---- responses ---- */
 
 typedef struct {
-    const char *id;            /* "chatcmpl-…" / "cmpl-…" */
+    const char *id; /* "chatcmpl-…" / "cmpl-…" */
     const char *model;
-    int64_t created;           /* unix seconds */
+    int64_t created; /* unix seconds */
     bool chat;
 } rl_oai_meta;
 

@@ -19,28 +19,28 @@ typedef struct {
  * prefix of s[0..i] that is also its suffix; state is how many bytes of s
  * end the content so far (always < len: a full match stops the output). */
 typedef struct {
-    const char *s;             /* borrowed */
+    const char *s; /* borrowed */
     size_t len;
     size_t *fail;
     size_t state;
 } stop_matcher;
 
 struct rl_oai_out {
-    const rl_tokenizer *tok;   /* borrowed */
-    rl_tok_stream *dec;        /* holds back incomplete UTF-8 */
+    const rl_tokenizer *tok; /* borrowed */
+    rl_tok_stream *dec;      /* holds back incomplete UTF-8 */
     stop_matcher stop[RL_OAI_MAX_STOP];
     size_t n_stop;
-    int32_t tool_id;           /* id of [TOOL_CALLS], -1 when tools are off */
-    int32_t args_id, call_id;  /* [ARGS], [CALL_ID] of the newer call format (-1: none, or tools off) */
-    int32_t think_id, unthink_id;   /* [THINK], [/THINK] (-1 when the vocabulary has none) */
-    bool in_think;             /* text now goes to `reasoning` */
-    buf reasoning;             /* text between [THINK] and [/THINK] */
-    bool in_tools;             /* text now goes to `tools` */
-    bool stopped;              /* a stop string matched: content is final */
-    bool finished;             /* end of generation: nothing held back */
-    buf content;               /* text before tool calls (cut at a stop string) */
-    size_t visible;            /* bytes of content that may be shown */
-    buf tools;                 /* text after [TOOL_CALLS] */
+    int32_t tool_id;              /* id of [TOOL_CALLS], -1 when tools are off */
+    int32_t args_id, call_id;     /* [ARGS], [CALL_ID] of the newer call format (-1: none, or tools off) */
+    int32_t think_id, unthink_id; /* [THINK], [/THINK] (-1 when the vocabulary has none) */
+    bool in_think;                /* text now goes to `reasoning` */
+    buf reasoning;                /* text between [THINK] and [/THINK] */
+    bool in_tools;                /* text now goes to `tools` */
+    bool stopped;                 /* a stop string matched: content is final */
+    bool finished;                /* end of generation: nothing held back */
+    buf content;                  /* text before tool calls (cut at a stop string) */
+    size_t visible;               /* bytes of content that may be shown */
+    buf tools;                    /* text after [TOOL_CALLS] */
 };
 
 static bool buf_add(buf *b, const char *s, size_t n) {
@@ -92,7 +92,7 @@ rl_oai_out *rl_oai_out_new(const rl_tokenizer *tok, char *const *stop, size_t n_
     o->tok = tok;
     for (size_t i = 0; i < n_stop && o->n_stop < RL_OAI_MAX_STOP; i++) {
         if (!stop[i][0])
-            continue;   /* an empty string stops nothing */
+            continue; /* an empty string stops nothing */
         if (matcher_init(&o->stop[o->n_stop], stop[i])) {
             rl_oai_out_destroy(&o);
             return NULL;
@@ -160,7 +160,7 @@ static void add_text(rl_oai_out *o, const char *s, size_t n) {
     }
     size_t old = o->content.len;
     if (buf_add(&o->content, s, n))
-        scan_stops(o, old);   /* the matchers hold what came before */
+        scan_stops(o, old); /* the matchers hold what came before */
 }
 
 /* A control token that switches where text goes, or that the newer
@@ -174,8 +174,13 @@ static bool feed_control(rl_oai_out *o, int32_t id) {
         return false;
     add_text(o, text, rl_tok_stream_flush(o->dec, text, sizeof text));
     if (marker)
-        buf_add(&o->tools, id == o->tool_id ? "[TOOL_CALLS]" : id == o->args_id ? "[ARGS]" : "[CALL_ID]",
-                id == o->args_id ? 6 : id == o->tool_id ? 12 : 9);
+        buf_add(&o->tools,
+                id == o->tool_id       ? "[TOOL_CALLS]"
+                    : id == o->args_id ? "[ARGS]"
+                                       : "[CALL_ID]",
+                id == o->args_id       ? 6
+                    : id == o->tool_id ? 12
+                                       : 9);
     o->in_think = think;
     return true;
 }
@@ -188,7 +193,7 @@ bool rl_oai_out_feed(rl_oai_out *o, int32_t id) {
         return !o->stopped;
     if (id == o->tool_id && !o->in_tools) {
         add_text(o, text, rl_tok_stream_flush(o->dec, text, sizeof text));
-        o->visible = o->content.len;   /* content is over: nothing can complete a stop string */
+        o->visible = o->content.len; /* content is over: nothing can complete a stop string */
         o->in_tools = !o->stopped;
         return !o->stopped;
     }

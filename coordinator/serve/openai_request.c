@@ -94,8 +94,10 @@ static int response_format(const json_t *body, rl_oai_err *e) {
     if (!strcmp(t, "text"))
         return 0;
     if (!strcmp(t, "json_object") || !strcmp(t, "json_schema"))
-        return bad(e, "response_format", "'response_format' of type '%s' is not supported: relais does not "
-                   "constrain its output to JSON; ask for JSON in the prompt and check the reply", t);
+        return bad(e, "response_format",
+                   "'response_format' of type '%s' is not supported: relais does not "
+                   "constrain its output to JSON; ask for JSON in the prompt and check the reply",
+                   t);
     return bad(e, "response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
 }
 
@@ -120,15 +122,16 @@ static int read_sampling(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     int64_t seed = 0;
     bool has_seed = false;
     *s = rl_sampler_defaults();
-    s->temperature = 1.0f;   /* OpenAI's defaults */
-    s->repeat_last_n = -1;   /* the penalties see every generated id */
-    if (number_field(body, "temperature", 0, 2, &s->temperature, e) || number_field(body, "top_p", 0, 1, &s->top_p, e) ||
+    s->temperature = 1.0f; /* OpenAI's defaults */
+    s->repeat_last_n = -1; /* the penalties see every generated id */
+    if (number_field(body, "temperature", 0, 2, &s->temperature, e) ||
+        number_field(body, "top_p", 0, 1, &s->top_p, e) ||
         number_field(body, "presence_penalty", -2, 2, &s->presence_penalty, e) ||
         number_field(body, "frequency_penalty", -2, 2, &s->frequency_penalty, e) ||
         int_field(body, "seed", INT64_MIN, INT64_MAX, &seed, &has_seed, e))
         return -1;
     if (s->top_p == 0)
-        s->temperature = 0;   /* only the most likely token is left */
+        s->temperature = 0; /* only the most likely token is left */
     s->seed = has_seed ? (uint64_t)seed : random_seed();
     return 0;
 }
@@ -255,8 +258,8 @@ static int chat_prompt(const rl_oai_model *m, const json_t *body, rl_oai_req *r,
      * round-trip through %.17g) and the keys in their order */
     char *msgs_text = json_dumps(msgs, JSON_COMPACT), *tools_text = tools ? json_dumps(tools, JSON_COMPACT) : NULL;
     int rc = !msgs_text || (tools && !tools_text)
-                 ? (snprintf(err, sizeof err, "messages: out of memory"), -1)
-                 : rl_chat_build(m->tok, m->tpl, msgs_text, tools_text, &r->prompt, &r->n_prompt, err, sizeof err);
+        ? (snprintf(err, sizeof err, "messages: out of memory"), -1)
+        : rl_chat_build(m->tok, m->tpl, msgs_text, tools_text, &r->prompt, &r->n_prompt, err, sizeof err);
     free(msgs_text);
     free(tools_text);
     json_decref(tools);

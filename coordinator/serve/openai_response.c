@@ -14,9 +14,7 @@ static json_t *envelope(const rl_oai_meta *m, const char *object, json_t *choice
                      "model", m->model, "choices", choice);
 }
 
-static json_t *reason(const char *finish_reason) {
-    return finish_reason ? json_string(finish_reason) : json_null();
-}
+static json_t *reason(const char *finish_reason) { return finish_reason ? json_string(finish_reason) : json_null(); }
 
 json_t *rl_oai_response(const rl_oai_meta *m, const char *content, size_t len, json_t *tool_calls,
                         const char *finish_reason, json_t *usage) {

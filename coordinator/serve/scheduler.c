@@ -14,52 +14,52 @@
 
 typedef struct sess {
     uint64_t id;
-    int32_t *tokens;          /* prompt, then the generated ids (n_prompt + max_tokens) */
+    int32_t *tokens; /* prompt, then the generated ids (n_prompt + max_tokens) */
     uint32_t n_prompt;
     uint32_t max_tokens;
-    uint32_t n_gen;           /* ids generated */
-    uint32_t n_sent;          /* positions handed to the executor */
-    uint32_t in_flight;       /* outstanding micro-batches holding the session */
-    bool awaiting;            /* a sampling segment is outstanding */
-    bool has_next;            /* the last generated id still has to be fed */
-    bool created;             /* the executor has seen the session */
-    bool cancel;              /* asked by rl_sched_cancel (under lock) */
-    bool finished;            /* ends as soon as in_flight drops to 0 */
-    rl_finish why;            /* how it finished */
-    char err[RL_XERR_LEN];    /* message for ERROR */
+    uint32_t n_gen;        /* ids generated */
+    uint32_t n_sent;       /* positions handed to the executor */
+    uint32_t in_flight;    /* outstanding micro-batches holding the session */
+    bool awaiting;         /* a sampling segment is outstanding */
+    bool has_next;         /* the last generated id still has to be fed */
+    bool created;          /* the executor has seen the session */
+    bool cancel;           /* asked by rl_sched_cancel (under lock) */
+    bool finished;         /* ends as soon as in_flight drops to 0 */
+    rl_finish why;         /* how it finished */
+    char err[RL_XERR_LEN]; /* message for ERROR */
     rl_sampler_params sampling;
     rl_sched_sink sink;
-    struct sess *next;        /* in the queue or the active list */
+    struct sess *next; /* in the queue or the active list */
 } sess;
 
 /* What the scheduler remembers of an outstanding micro-batch. */
 typedef struct {
     uint64_t batch;
-    uint32_t n;               /* segments */
+    uint32_t n; /* segments */
     uint32_t tokens;
-    uint64_t *sessions;       /* (max_batch) session of each segment */
+    uint64_t *sessions; /* (max_batch) session of each segment */
 } flight;
 
 struct rl_sched {
-    rl_executor *x;           /* borrowed */
-    const rl_tokenizer *tok;  /* borrowed: end-of-generation ids */
+    rl_executor *x;          /* borrowed */
+    const rl_tokenizer *tok; /* borrowed: end-of-generation ids */
     rl_sched_opts o;
     pthread_t thread;
-    bool started;             /* thread running (joined by shutdown) */
-    pthread_mutex_t lock;     /* guards queue, active, cancel flags, counters, stopping */
-    pthread_cond_t wake;      /* new request, cancel or shutdown */
+    bool started;         /* thread running (joined by shutdown) */
+    pthread_mutex_t lock; /* guards queue, active, cancel flags, counters, stopping */
+    pthread_cond_t wake;  /* new request, cancel or shutdown */
     bool stopping;
     sess *queue, *queue_tail; /* waiting for a slot, in arrival order */
     sess *active;             /* holding a slot */
     uint32_t n_queued, n_active;
     uint64_t next_id;
-    rl_sched_stats stats;     /* counters (active/queued filled on read) */
+    rl_sched_stats stats; /* counters (active/queued filled on read) */
     /* scheduler-thread only */
-    flight *flights;          /* (depth) ring of outstanding micro-batches */
+    flight *flights; /* (depth) ring of outstanding micro-batches */
     uint32_t f_head, f_count;
-    rl_xseg *segs;            /* (max_batch) the micro-batch being formed */
+    rl_xseg *segs; /* (max_batch) the micro-batch being formed */
     uint64_t next_batch;
-    uint32_t rr;              /* rotates which session is served first */
+    uint32_t rr; /* rotates which session is served first */
 };
 
 static void sess_free(sess *s) {
@@ -154,9 +154,15 @@ static sess *find_active(rl_sched *s, uint64_t id) {
 }
 
 static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool sample) {
-    s->segs[*n] = (rl_xseg){.session = q->id, .ids = q->tokens + q->n_sent, .n = count, .pos = q->n_sent,
-                            .n_ctx = q->n_prompt + q->max_tokens, .sample = sample, .sampling = &q->sampling,
-                            .history = q->tokens + q->n_prompt, .n_history = q->n_gen};
+    s->segs[*n] = (rl_xseg){.session = q->id,
+                            .ids = q->tokens + q->n_sent,
+                            .n = count,
+                            .pos = q->n_sent,
+                            .n_ctx = q->n_prompt + q->max_tokens,
+                            .sample = sample,
+                            .sampling = &q->sampling,
+                            .history = q->tokens + q->n_prompt,
+                            .n_history = q->n_gen};
     (*n)++;
     q->created = true;
     q->n_sent += count;
@@ -290,8 +296,7 @@ static bool has_work(const rl_sched *s) {
     if (s->queue && s->n_active < s->o.max_sessions)
         return true;
     for (const sess *q = s->active; q; q = q->next)
-        if (q->cancel || (q->finished && q->in_flight == 0) || q->has_next ||
-            (q->n_sent < q->n_prompt && !q->awaiting))
+        if (q->cancel || (q->finished && q->in_flight == 0) || q->has_next || (q->n_sent < q->n_prompt && !q->awaiting))
             return true;
     for (const sess *q = s->queue; q; q = q->next)
         if (q->cancel)

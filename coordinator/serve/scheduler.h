@@ -26,10 +26,10 @@
 #include "tokenizer.h"
 
 typedef enum {
-    RL_FINISH_STOP,        /* end-of-generation token, or the sink asked to stop */
-    RL_FINISH_LENGTH,      /* max_tokens reached */
-    RL_FINISH_CANCELLED,   /* rl_sched_cancel, or the scheduler shut down */
-    RL_FINISH_ERROR        /* the executor failed a micro-batch holding the session */
+    RL_FINISH_STOP,      /* end-of-generation token, or the sink asked to stop */
+    RL_FINISH_LENGTH,    /* max_tokens reached */
+    RL_FINISH_CANCELLED, /* rl_sched_cancel, or the scheduler shut down */
+    RL_FINISH_ERROR      /* the executor failed a micro-batch holding the session */
 } rl_finish;
 
 typedef struct {
@@ -43,27 +43,27 @@ typedef struct {
 } rl_sched_sink;
 
 typedef struct {
-    const int32_t *prompt;         /* copied by submit */
-    uint32_t n_prompt;             /* >= 1 */
-    uint32_t max_tokens;           /* >= 1; n_prompt + max_tokens <= the scheduler's n_ctx */
+    const int32_t *prompt; /* copied by submit */
+    uint32_t n_prompt;     /* >= 1 */
+    uint32_t max_tokens;   /* >= 1; n_prompt + max_tokens <= the scheduler's n_ctx */
     rl_sampler_params sampling;
     rl_sched_sink sink;
 } rl_sched_req;
 
 typedef struct {
-    uint32_t max_sessions;         /* sessions holding a cache at once */
-    uint32_t max_queue;            /* requests waiting beyond the slots; more are refused */
-    uint32_t n_ctx;                /* most positions of one session */
-    uint32_t prefill_chunk;        /* most prompt tokens of one session per micro-batch; 0 = max_batch */
+    uint32_t max_sessions;  /* sessions holding a cache at once */
+    uint32_t max_queue;     /* requests waiting beyond the slots; more are refused */
+    uint32_t n_ctx;         /* most positions of one session */
+    uint32_t prefill_chunk; /* most prompt tokens of one session per micro-batch; 0 = max_batch */
 } rl_sched_opts;
 
 typedef struct {
-    uint32_t active;               /* sessions holding a slot */
-    uint32_t queued;               /* waiting for one */
-    uint64_t batches;              /* micro-batches completed */
-    uint64_t batch_tokens;         /* tokens in them */
-    uint64_t prompt_tokens;        /* prompt tokens fed */
-    uint64_t generated;            /* ids sampled */
+    uint32_t active;        /* sessions holding a slot */
+    uint32_t queued;        /* waiting for one */
+    uint64_t batches;       /* micro-batches completed */
+    uint64_t batch_tokens;  /* tokens in them */
+    uint64_t prompt_tokens; /* prompt tokens fed */
+    uint64_t generated;     /* ids sampled */
 } rl_sched_stats;
 
 typedef struct rl_sched rl_sched;
@@ -74,7 +74,7 @@ rl_sched *rl_sched_new(rl_executor *x, const rl_tokenizer *tok, const rl_sched_o
 /* Finishes every request (CANCELLED, "server shutting down"), refuses new
  * ones, stops the thread. Idempotent. After it returns no sink is called. */
 void rl_sched_shutdown(rl_sched *s);
-void rl_sched_destroy(rl_sched **s);   /* shuts down if needed; NULLs *s */
+void rl_sched_destroy(rl_sched **s); /* shuts down if needed; NULLs *s */
 
 enum { RL_SCHED_OK = 0, RL_SCHED_EINVAL = -1, RL_SCHED_EFULL = -2, RL_SCHED_ESTOPPED = -3 };
 

@@ -19,7 +19,7 @@ void rl_tool_call_id(char out[10]) {
             r[i] = (unsigned char)(x >> 33);
     }
     for (int i = 0; i < 9; i++)
-        out[i] = ALNUM[r[i] % 62];   /* the 4-value bias of 256 % 62 does not matter for ids */
+        out[i] = ALNUM[r[i] % 62]; /* the 4-value bias of 256 % 62 does not matter for ids */
     out[9] = 0;
 }
 
@@ -27,7 +27,7 @@ bool rl_tool_call_id_valid(const char *s) {
     if (strlen(s) != 9)
         return false;
     for (int i = 0; i < 9; i++)
-        if (!strchr(ALNUM, s[i]))   /* strlen 9: no NUL among them */
+        if (!strchr(ALNUM, s[i])) /* strlen 9: no NUL among them */
             return false;
     return true;
 }
@@ -48,8 +48,8 @@ static json_t *one_call(const json_t *c) {
     if (!arg_text)
         return NULL;
     char fresh[10];
-    const char *id_text = json_is_string(id) && rl_tool_call_id_valid(json_string_value(id)) ? json_string_value(id)
-                                                                                              : NULL;
+    const char *id_text =
+        json_is_string(id) && rl_tool_call_id_valid(json_string_value(id)) ? json_string_value(id) : NULL;
     if (!id_text) {
         rl_tool_call_id(fresh);
         id_text = fresh;
@@ -92,7 +92,7 @@ static json_t *marked_call(const char *s, const char *end) {
 static json_t *marked_calls(const char *text, size_t len) {
     json_t *list = json_array();
     const char *s = text, *end = text + len, *next;
-    do {   /* a [TOOL_CALLS] promises one more call: one with nothing after it is a cut-off list */
+    do { /* a [TOOL_CALLS] promises one more call: one with nothing after it is a cut-off list */
         next = find(s, end, "[TOOL_CALLS]");
         json_t *c = list ? marked_call(s, next ? next : end) : NULL;
         if (!c) {

@@ -7,9 +7,9 @@
 #include <stddef.h>
 
 typedef struct {
-    const char *path;                  /* "/app.js"; "/" is index.html again */
+    const char *path; /* "/app.js"; "/" is index.html again */
     const char *content_type;
-    const unsigned char *data;         /* len bytes (and a NUL after them) */
+    const unsigned char *data; /* len bytes (and a NUL after them) */
     size_t len;
 } rl_web_asset;
 

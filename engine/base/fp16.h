@@ -6,8 +6,8 @@
 
 #include <stdint.h>
 
-typedef uint16_t rl_fp16;   /* IEEE half, stored as bits */
-typedef uint16_t rl_bf16;   /* bfloat16, stored as bits */
+typedef uint16_t rl_fp16; /* IEEE half, stored as bits */
+typedef uint16_t rl_bf16; /* bfloat16, stored as bits */
 
 float rl_fp16_to_f32(rl_fp16 h);
 rl_fp16 rl_f32_to_fp16(float f);

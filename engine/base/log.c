@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-static int g_level = -1;   /* -1 until first use reads RELAIS_LOG */
+static int g_level = -1; /* -1 until first use reads RELAIS_LOG */
 
 static rl_log_level level_from_env(void) {
     const char *e = getenv("RELAIS_LOG");
@@ -42,7 +42,7 @@ void rl_log(rl_log_level lvl, const char *fmt, ...) {
 }
 
 bool rl_trace_on(void) {
-    static _Atomic int on = -1;   /* read once: the data path asks per message, from any thread */
+    static _Atomic int on = -1; /* read once: the data path asks per message, from any thread */
     int v = atomic_load_explicit(&on, memory_order_relaxed);
     if (v < 0) {
         const char *e = getenv("RELAIS_TRACE");
@@ -62,7 +62,7 @@ int64_t rl_thread_cpu_us(void) {
  * unbuffered, so piecewise output would cost a system call per piece. */
 void rl_trace(const char *fmt, ...) {
     char line[512] = "relais: trace ";
-    const size_t at = strlen(line), room = sizeof line - at - 1;   /* a byte kept for the newline */
+    const size_t at = strlen(line), room = sizeof line - at - 1; /* a byte kept for the newline */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line + at, room, fmt, ap);

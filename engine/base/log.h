@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "util.h"   /* rl_now_us: the trace lines' clock */
+#include "util.h" /* rl_now_us: the trace lines' clock */
 
 typedef enum { RL_LOG_DEBUG = 0, RL_LOG_INFO = 1, RL_LOG_WARN = 2, RL_LOG_ERROR = 3, RL_LOG_OFF = 4 } rl_log_level;
 

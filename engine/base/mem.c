@@ -52,10 +52,10 @@ static uint64_t cgroup_room(const char *dir, bool v2) {
     snprintf(lim_path, sizeof lim_path, "%s/%s", dir, v2 ? "memory.max" : "memory.limit_in_bytes");
     snprintf(use_path, sizeof use_path, "%s/%s", dir, v2 ? "memory.current" : "memory.usage_in_bytes");
     uint64_t limit, used = 0;
-    if (!read_u64(lim_path, &limit) || limit >= (1ull << 62))   /* "max", or v1's "no limit" */
+    if (!read_u64(lim_path, &limit) || limit >= (1ull << 62)) /* "max", or v1's "no limit" */
         return 0;
     read_u64(use_path, &used);
-    return limit > used ? limit - used : 1;   /* 1: at the limit, which is not "unlimited" */
+    return limit > used ? limit - used : 1; /* 1: at the limit, which is not "unlimited" */
 }
 
 /* The smallest room from the cgroup of this process up to the root of its
@@ -127,8 +127,8 @@ static uint64_t need_for(const rl_hparams *hp, uint64_t weights, uint32_t n_ctx,
 }
 
 /* The largest context whose need fits avail (0 when not even one position). */
-static uint32_t largest_ctx(const rl_hparams *hp, uint64_t weights, uint32_t n_max, uint32_t n_sessions,
-                            rl_kv_type kv, uint64_t avail) {
+static uint32_t largest_ctx(const rl_hparams *hp, uint64_t weights, uint32_t n_max, uint32_t n_sessions, rl_kv_type kv,
+                            uint64_t avail) {
     uint32_t lo = 0, hi = n_max;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo + 1) / 2;
@@ -178,7 +178,7 @@ int rl_mem_check(const rl_hparams *hp, uint64_t weight_bytes, uint32_t n_ctx, ui
         if (n_sessions > 1 && sessions_fit >= 1)
             snprintf(ctx_hint + k, sizeof ctx_hint - (size_t)k, "; %llu session%s at this context",
                      (unsigned long long)sessions_fit, sessions_fit == 1 ? "" : "s");
-    } else {   /* the weights and the reserve alone are too much: only more machines help */
+    } else { /* the weights and the reserve alone are too much: only more machines help */
         snprintf(ctx_hint, sizeof ctx_hint, "no context: the weights alone do not fit");
         alt[0] = 0;
     }
@@ -192,16 +192,16 @@ int rl_mem_check(const rl_hparams *hp, uint64_t weight_bytes, uint32_t n_ctx, ui
     return -1;
 }
 
-int rl_mem_check_file(const char *path, const rl_model_opts *mo, uint32_t asked_ctx, uint32_t n_sessions,
-                      rl_kv_type kv, char *err, size_t errlen) {
+int rl_mem_check_file(const char *path, const rl_model_opts *mo, uint32_t asked_ctx, uint32_t n_sessions, rl_kv_type kv,
+                      char *err, size_t errlen) {
     rl_hparams hp;
     uint32_t n_ctx;
     gguf_file *f = gguf_open(path, err, errlen);
     int rc = !f || rl_hparams_read(f, mo, &hp, err, errlen) || rl_hparams_ctx(&hp, asked_ctx, &n_ctx, err, errlen) ||
-                     rl_kv_type_check(kv, &hp, err, errlen) ||
-                     rl_mem_check(&hp, gguf_file_size(f), n_ctx, n_sessions, kv, err, errlen)
-                 ? -1
-                 : 0;
+            rl_kv_type_check(kv, &hp, err, errlen) ||
+            rl_mem_check(&hp, gguf_file_size(f), n_ctx, n_sessions, kv, err, errlen)
+        ? -1
+        : 0;
     gguf_close(&f);
     return rc;
 }

@@ -22,11 +22,11 @@
 #define RL_MEM_RESERVE (64ull << 20)
 
 typedef struct {
-    uint64_t available;     /* what the check uses: the smallest of the below that is known */
-    uint64_t meminfo;       /* MemAvailable, 0 when unknown */
-    uint64_t cgroup;        /* room under the cgroup limits, 0 when unlimited or unknown */
-    uint64_t stated;        /* RELAIS_MEM_AVAILABLE, 0 when not set */
-    uint64_t total;         /* MemTotal, 0 when unknown */
+    uint64_t available; /* what the check uses: the smallest of the below that is known */
+    uint64_t meminfo;   /* MemAvailable, 0 when unknown */
+    uint64_t cgroup;    /* room under the cgroup limits, 0 when unlimited or unknown */
+    uint64_t stated;    /* RELAIS_MEM_AVAILABLE, 0 when not set */
+    uint64_t total;     /* MemTotal, 0 when unknown */
 } rl_mem_info;
 
 /* Reads the figures now. available is 0 when nothing is known (the check
@@ -47,7 +47,7 @@ int rl_mem_check(const rl_hparams *hp, uint64_t weight_bytes, uint32_t n_ctx, ui
 /* The same for a model file before it is loaded: its hparams read with mo,
  * the context resolved from asked (rl_hparams_ctx), the KV type checked
  * against its heads, and the file's bytes counted as the weights. */
-int rl_mem_check_file(const char *path, const rl_model_opts *mo, uint32_t asked_ctx, uint32_t n_sessions,
-                      rl_kv_type kv, char *err, size_t errlen);
+int rl_mem_check_file(const char *path, const rl_model_opts *mo, uint32_t asked_ctx, uint32_t n_sessions, rl_kv_type kv,
+                      char *err, size_t errlen);
 
 #endif

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t s[4];   /* xoshiro256** state; never all zero after seeding */
+    uint64_t s[4]; /* xoshiro256** state; never all zero after seeding */
 } rl_rng;
 
 /* One step of splitmix64: also a good 64-bit mixing function for deriving
@@ -26,9 +26,7 @@ static inline void rl_rng_seed(rl_rng *r, uint64_t seed) {
         r->s[i] = rl_splitmix64(&seed);
 }
 
-static inline uint64_t rl_rng_rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
+static inline uint64_t rl_rng_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static inline uint64_t rl_rng_next(rl_rng *r) {
     uint64_t *s = r->s;
@@ -44,9 +42,7 @@ static inline uint64_t rl_rng_next(rl_rng *r) {
 }
 
 /* Uniform in [0, 1) with 53 random bits. */
-static inline double rl_rng_uniform(rl_rng *r) {
-    return (double)(rl_rng_next(r) >> 11) * 0x1.0p-53;
-}
+static inline double rl_rng_uniform(rl_rng *r) { return (double)(rl_rng_next(r) >> 11) * 0x1.0p-53; }
 
 /* Uniform integer in [0, n), n > 0 (multiply-shift; bias below 2^-32 for
  * the small n used here). */

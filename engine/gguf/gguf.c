@@ -27,36 +27,33 @@
 #error "the GGUF reader needs a little-endian host"
 #endif
 
-#define MIN_KV_BYTES 13            /* key length, value type, 1-byte value */
-#define MIN_TENSOR_INFO_BYTES 32   /* name length, n_dims, one ne, type, offset */
+#define MIN_KV_BYTES 13          /* key length, value type, 1-byte value */
+#define MIN_TENSOR_INFO_BYTES 32 /* name length, n_dims, one ne, type, offset */
 #define DEFAULT_ALIGNMENT 32
-#define NO_INDEX UINT64_MAX        /* a message item that is not an array element */
+#define NO_INDEX UINT64_MAX /* a message item that is not an array element */
 
 /* The parse position plus what it is parsing, for error messages. */
 typedef struct {
-    const uint8_t *p;    /* the mapping */
-    uint64_t size;       /* bytes in the mapping */
-    uint64_t pos;        /* next byte to read; never above size */
-    char *err;           /* caller's message buffer */
+    const uint8_t *p; /* the mapping */
+    uint64_t size;    /* bytes in the mapping */
+    uint64_t pos;     /* next byte to read; never above size */
+    char *err;        /* caller's message buffer */
     size_t errlen;
-    char ctx[160];       /* "kv #5 'tokenizer.ggml.tokens'", prefixed to messages */
+    char ctx[160]; /* "kv #5 'tokenizer.ggml.tokens'", prefixed to messages */
 } cursor;
 
 static const char *const type_names[GGUF_TYPE_COUNT] = {
-    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool",
-    "str", "arr", "u64", "i64", "f64",
+    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "str", "arr", "u64", "i64", "f64",
 };
 
-const char *gguf_type_name(gguf_type t)
-{
+const char *gguf_type_name(gguf_type t) {
     if ((int)t < 0 || t >= GGUF_TYPE_COUNT)
         return "unknown";
     return type_names[t];
 }
 
-uint64_t gguf_type_size(gguf_type t)
-{
-    static const uint8_t sizes[GGUF_TYPE_COUNT] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
+uint64_t gguf_type_size(gguf_type t) {
+    static const uint8_t sizes[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
     if ((int)t < 0 || t >= GGUF_TYPE_COUNT)
         return 0;
     return sizes[t];
@@ -66,8 +63,7 @@ uint64_t gguf_type_size(gguf_type t)
 
 static bool fail(cursor *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static bool fail(cursor *c, const char *fmt, ...)
-{
+static bool fail(cursor *c, const char *fmt, ...) {
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
@@ -82,8 +78,7 @@ static bool fail(cursor *c, const char *fmt, ...)
 
 /* Copies a name from the file into a message, bounded and with control bytes
  * masked, since a hostile name could be megabytes long or hold escapes. */
-static void describe(char *dst, size_t n, const char *s, uint64_t len)
-{
+static void describe(char *dst, size_t n, const char *s, uint64_t len) {
     const size_t max = 96;
     size_t k = 0;
     for (uint64_t i = 0; i < len && i < max && k + 1 < n; i++) {
@@ -95,8 +90,7 @@ static void describe(char *dst, size_t n, const char *s, uint64_t len)
         memcpy(dst + k, "...", 4);
 }
 
-static void set_ctx(cursor *c, const char *what, int64_t i, const gguf_str *name)
-{
+static void set_ctx(cursor *c, const char *what, int64_t i, const gguf_str *name) {
     if (!name) {
         snprintf(c->ctx, sizeof c->ctx, "%s #%" PRId64, what, i);
         return;
@@ -106,8 +100,7 @@ static void set_ctx(cursor *c, const char *what, int64_t i, const gguf_str *name
     snprintf(c->ctx, sizeof c->ctx, "%s #%" PRId64 " '%s'", what, i, shown);
 }
 
-static const char *label(char *buf, size_t n, const char *what, uint64_t idx)
-{
+static const char *label(char *buf, size_t n, const char *what, uint64_t idx) {
     if (idx == NO_INDEX)
         return what;
     snprintf(buf, n, "%s %" PRIu64, what, idx);
@@ -116,8 +109,7 @@ static const char *label(char *buf, size_t n, const char *what, uint64_t idx)
 
 /* ---- bounds-checked reads ------------------------------------------------ */
 
-static bool need(cursor *c, uint64_t n, const char *what, uint64_t idx)
-{
+static bool need(cursor *c, uint64_t n, const char *what, uint64_t idx) {
     if (n <= c->size - c->pos)
         return true;
     char buf[96];
@@ -125,8 +117,7 @@ static bool need(cursor *c, uint64_t n, const char *what, uint64_t idx)
                 label(buf, sizeof buf, what, idx), n, c->pos, c->size);
 }
 
-static bool rd_u32(cursor *c, const char *what, uint32_t *v)
-{
+static bool rd_u32(cursor *c, const char *what, uint32_t *v) {
     if (!need(c, 4, what, NO_INDEX))
         return false;
     memcpy(v, c->p + c->pos, 4);
@@ -134,8 +125,7 @@ static bool rd_u32(cursor *c, const char *what, uint32_t *v)
     return true;
 }
 
-static bool rd_u64(cursor *c, const char *what, uint64_t *v)
-{
+static bool rd_u64(cursor *c, const char *what, uint64_t *v) {
     if (!need(c, 8, what, NO_INDEX))
         return false;
     memcpy(v, c->p + c->pos, 8);
@@ -143,8 +133,7 @@ static bool rd_u64(cursor *c, const char *what, uint64_t *v)
     return true;
 }
 
-static bool rd_str(cursor *c, const char *what, uint64_t idx, gguf_str *s)
-{
+static bool rd_str(cursor *c, const char *what, uint64_t idx, gguf_str *s) {
     char buf[96];
     if (!need(c, 8, what, idx))
         return false;
@@ -165,27 +154,21 @@ static bool rd_str(cursor *c, const char *what, uint64_t idx, gguf_str *s)
 
 typedef gguf_str (*name_fn)(const gguf_file *f, int64_t i);
 
-static gguf_str kv_name(const gguf_file *f, int64_t i)
-{
-    return f->kv[i].key;
-}
+static gguf_str kv_name(const gguf_file *f, int64_t i) { return f->kv[i].key; }
 
-static gguf_str tensor_name(const gguf_file *f, int64_t i)
-{
-    gguf_str s = { f->tensors[i].name, strlen(f->tensors[i].name) };
+static gguf_str tensor_name(const gguf_file *f, int64_t i) {
+    gguf_str s = {f->tensors[i].name, strlen(f->tensors[i].name)};
     return s;
 }
 
-static uint64_t hash_bytes(const char *s, uint64_t len)
-{
-    uint64_t h = 14695981039346656037ull;   /* FNV-1a */
+static uint64_t hash_bytes(const char *s, uint64_t len) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
     for (uint64_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
 }
 
-static bool index_init(name_index *ix, int64_t n)
-{
+static bool index_init(name_index *ix, int64_t n) {
     uint64_t slots = 8;
     while (slots < 2 * (uint64_t)n)
         slots *= 2;
@@ -195,9 +178,7 @@ static bool index_init(name_index *ix, int64_t n)
 }
 
 /* The slot holding `s`, or the empty slot where it would go. */
-static uint64_t index_probe(const name_index *ix, const gguf_file *f, name_fn at,
-                            const char *s, uint64_t len)
-{
+static uint64_t index_probe(const name_index *ix, const gguf_file *f, name_fn at, const char *s, uint64_t len) {
     uint64_t h = hash_bytes(s, len) & ix->mask;
     while (ix->slot[h]) {
         gguf_str e = at(f, ix->slot[h] - 1);
@@ -208,16 +189,14 @@ static uint64_t index_probe(const name_index *ix, const gguf_file *f, name_fn at
     return h;
 }
 
-static int64_t index_find(const name_index *ix, const gguf_file *f, name_fn at, const char *s)
-{
+static int64_t index_find(const name_index *ix, const gguf_file *f, name_fn at, const char *s) {
     if (!ix->slot || !s)
         return -1;
     return ix->slot[index_probe(ix, f, at, s, strlen(s))] - 1;
 }
 
 /* Adds entry i; returns -1, or the index of an earlier entry of that name. */
-static int64_t index_add(name_index *ix, const gguf_file *f, name_fn at, int64_t i)
-{
+static int64_t index_add(name_index *ix, const gguf_file *f, name_fn at, int64_t i) {
     gguf_str s = at(f, i);
     uint64_t h = index_probe(ix, f, at, s.ptr, s.len);
     if (ix->slot[h])
@@ -228,13 +207,12 @@ static int64_t index_add(name_index *ix, const gguf_file *f, name_fn at, int64_t
 
 /* ---- parsing -------------------------------------------------------------- */
 
-static bool parse_header(gguf_file *f, cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
-{
+static bool parse_header(gguf_file *f, cursor *c, uint64_t *n_tensors, uint64_t *n_kv) {
     if (!need(c, 4, "magic", NO_INDEX))
         return false;
     if (memcmp(c->p, "GGUF", 4) != 0) {
-        return fail(c, "not a GGUF file: magic at offset 0 is %02x %02x %02x %02x, not \"GGUF\"",
-                    c->p[0], c->p[1], c->p[2], c->p[3]);
+        return fail(c, "not a GGUF file: magic at offset 0 is %02x %02x %02x %02x, not \"GGUF\"", c->p[0], c->p[1],
+                    c->p[2], c->p[3]);
     }
     c->pos = 4;
     if (!rd_u32(c, "version", &f->version))
@@ -244,25 +222,24 @@ static bool parse_header(gguf_file *f, cursor *c, uint64_t *n_tensors, uint64_t 
     if (v == 1)
         return fail(c, "GGUF version 1 (at offset 4) is not supported: only versions 2 and 3 are");
     if (v != 2 && v != 3) {
-        return fail(c, "GGUF version %" PRIu32 " at offset 4 is not supported: only versions 2 and 3 are%s",
-                    v, (swapped == 2 || swapped == 3) ? " (this looks like a big-endian file)" : "");
+        return fail(c, "GGUF version %" PRIu32 " at offset 4 is not supported: only versions 2 and 3 are%s", v,
+                    (swapped == 2 || swapped == 3) ? " (this looks like a big-endian file)" : "");
     }
     if (!rd_u64(c, "tensor count", n_tensors) || !rd_u64(c, "metadata count", n_kv))
         return false;
     uint64_t room = c->size - c->pos;
     if (*n_kv > room / MIN_KV_BYTES) {
-        return fail(c, "metadata count %" PRIu64 " at offset 16 is more than a file of %" PRIu64
-                    " bytes can hold", *n_kv, c->size);
+        return fail(c, "metadata count %" PRIu64 " at offset 16 is more than a file of %" PRIu64 " bytes can hold",
+                    *n_kv, c->size);
     }
     if (*n_tensors > room / MIN_TENSOR_INFO_BYTES) {
-        return fail(c, "tensor count %" PRIu64 " at offset 8 is more than a file of %" PRIu64
-                    " bytes can hold", *n_tensors, c->size);
+        return fail(c, "tensor count %" PRIu64 " at offset 8 is more than a file of %" PRIu64 " bytes can hold",
+                    *n_tensors, c->size);
     }
     return true;
 }
 
-static bool parse_type(cursor *c, const char *what, gguf_type *t)
-{
+static bool parse_type(cursor *c, const char *what, gguf_type *t) {
     uint64_t at = c->pos;
     uint32_t v;
     if (!rd_u32(c, what, &v))
@@ -273,8 +250,7 @@ static bool parse_type(cursor *c, const char *what, gguf_type *t)
     return true;
 }
 
-static bool parse_array(cursor *c, kv_entry *e)
-{
+static bool parse_array(cursor *c, kv_entry *e) {
     uint64_t at = c->pos;
     if (!parse_type(c, "array element type", &e->elem))
         return false;
@@ -287,16 +263,17 @@ static bool parse_array(cursor *c, kv_entry *e)
     if (e->elem != GGUF_STRING) {
         uint64_t sz = gguf_type_size(e->elem);
         if (e->n > room / sz) {
-            return fail(c, "array of %" PRIu64 " %s elements at offset %" PRIu64
-                        " runs past end of file (%" PRIu64 " bytes)",
-                        e->n, gguf_type_name(e->elem), e->off, c->size);
+            return fail(
+                c, "array of %" PRIu64 " %s elements at offset %" PRIu64 " runs past end of file (%" PRIu64 " bytes)",
+                e->n, gguf_type_name(e->elem), e->off, c->size);
         }
         c->pos += e->n * sz;
         return true;
     }
     if (e->n > room / 8) {
-        return fail(c, "string array of %" PRIu64 " elements at offset %" PRIu64
-                    " runs past end of file (%" PRIu64 " bytes)", e->n, e->off, c->size);
+        return fail(
+            c, "string array of %" PRIu64 " elements at offset %" PRIu64 " runs past end of file (%" PRIu64 " bytes)",
+            e->n, e->off, c->size);
     }
     e->str_off = malloc((e->n ? e->n : 1) * sizeof *e->str_off);
     if (!e->str_off)
@@ -310,8 +287,7 @@ static bool parse_array(cursor *c, kv_entry *e)
     return true;
 }
 
-static bool parse_value(cursor *c, kv_entry *e)
-{
+static bool parse_value(cursor *c, kv_entry *e) {
     if (!parse_type(c, "value type", &e->type))
         return false;
     if (e->type == GGUF_ARRAY)
@@ -328,8 +304,7 @@ static bool parse_value(cursor *c, kv_entry *e)
     return true;
 }
 
-static bool parse_kvs(gguf_file *f, cursor *c, uint64_t n)
-{
+static bool parse_kvs(gguf_file *f, cursor *c, uint64_t n) {
     f->kv = calloc(n ? n : 1, sizeof *f->kv);
     if (!f->kv || !index_init(&f->kv_index, (int64_t)n))
         return fail(c, "out of memory for %" PRIu64 " metadata entries", n);
@@ -350,8 +325,7 @@ static bool parse_kvs(gguf_file *f, cursor *c, uint64_t n)
     return true;
 }
 
-static bool read_alignment(gguf_file *f, cursor *c)
-{
+static bool read_alignment(gguf_file *f, cursor *c) {
     int64_t i = index_find(&f->kv_index, f, kv_name, "general.alignment");
     f->alignment = DEFAULT_ALIGNMENT;
     if (i < 0)
@@ -370,8 +344,7 @@ static bool read_alignment(gguf_file *f, cursor *c)
 }
 
 /* Dimensions, element count and byte size of one tensor, all overflow-checked. */
-static bool parse_shape(cursor *c, gguf_tensor *t)
-{
+static bool parse_shape(cursor *c, gguf_tensor *t) {
     uint64_t at = c->pos;
     if (!rd_u32(c, "n_dims", &t->n_dims))
         return false;
@@ -387,8 +360,8 @@ static bool parse_shape(cursor *c, gguf_tensor *t)
         if (t->ne[d] == 0)
             return fail(c, "ne[%" PRIu32 "] at offset %" PRIu64 " is zero", d, at);
         if (t->ne[d] > INT64_MAX / elements) {
-            return fail(c, "ne[%" PRIu32 "] = %" PRIu64 " at offset %" PRIu64
-                        " makes the element count overflow", d, t->ne[d], at);
+            return fail(c, "ne[%" PRIu32 "] = %" PRIu64 " at offset %" PRIu64 " makes the element count overflow", d,
+                        t->ne[d], at);
         }
         elements *= t->ne[d];
     }
@@ -401,8 +374,8 @@ static bool parse_shape(cursor *c, gguf_tensor *t)
     if (block == 0)
         return fail(c, "tensor type %" PRIu32 " at offset %" PRIu64 " is not a known ggml type", type, at);
     if (t->ne[0] % block != 0) {
-        return fail(c, "ne[0] = %" PRIu64 " is not a multiple of the %s block size %" PRIu32,
-                    t->ne[0], rl_dtype_name(t->type), block);
+        return fail(c, "ne[0] = %" PRIu64 " is not a multiple of the %s block size %" PRIu32, t->ne[0],
+                    rl_dtype_name(t->type), block);
     }
     uint64_t row = rl_dtype_row_bytes(t->type, t->ne[0]);
     uint64_t rows = elements / t->ne[0];
@@ -412,8 +385,7 @@ static bool parse_shape(cursor *c, gguf_tensor *t)
     return true;
 }
 
-static bool parse_tensor_infos(gguf_file *f, cursor *c, uint64_t n)
-{
+static bool parse_tensor_infos(gguf_file *f, cursor *c, uint64_t n) {
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     if (!f->tensors || !index_init(&f->tensor_index, (int64_t)n))
         return fail(c, "out of memory for %" PRIu64 " tensors", n);
@@ -445,22 +417,21 @@ static bool parse_tensor_infos(gguf_file *f, cursor *c, uint64_t n)
 
 /* Runs once the data section's start is known: every tensor's bytes must be
  * aligned and lie inside the file. */
-static bool place_tensors(gguf_file *f, cursor *c)
-{
+static bool place_tensors(gguf_file *f, cursor *c) {
     for (int64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
-        gguf_str name = { t->name, strlen(t->name) };
+        gguf_str name = {t->name, strlen(t->name)};
         set_ctx(c, "tensor", i, &name);
         if (t->offset % f->alignment != 0) {
-            return fail(c, "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
-                        t->offset, f->alignment);
+            return fail(c, "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64, t->offset,
+                        f->alignment);
         }
         if (t->offset > f->size)
             return fail(c, "data offset %" PRIu64 " is past end of file (%" PRIu64 " bytes)", t->offset, f->size);
         uint64_t start = f->data_offset + t->offset;
         if (start > f->size || t->nbytes > f->size - start) {
-            return fail(c, "data [%" PRIu64 "+%" PRIu64 ") runs past end of file (%" PRIu64 " bytes)",
-                        start, t->nbytes, f->size);
+            return fail(c, "data [%" PRIu64 "+%" PRIu64 ") runs past end of file (%" PRIu64 " bytes)", start, t->nbytes,
+                        f->size);
         }
         t->data = f->map + start;
     }
@@ -468,11 +439,10 @@ static bool place_tensors(gguf_file *f, cursor *c)
     return true;
 }
 
-static bool parse(gguf_file *f, cursor *c)
-{
+static bool parse(gguf_file *f, cursor *c) {
     uint64_t n_tensors, n_kv;
-    if (!parse_header(f, c, &n_tensors, &n_kv) || !parse_kvs(f, c, n_kv) ||
-        !read_alignment(f, c) || !parse_tensor_infos(f, c, n_tensors))
+    if (!parse_header(f, c, &n_tensors, &n_kv) || !parse_kvs(f, c, n_kv) || !read_alignment(f, c) ||
+        !parse_tensor_infos(f, c, n_tensors))
         return false;
     /* A file without tensors may end before the aligned start of its (empty)
      * data section; the start is still reported as the aligned offset. */
@@ -480,8 +450,7 @@ static bool parse(gguf_file *f, cursor *c)
     return place_tensors(f, c);
 }
 
-static bool map_file(gguf_file *f, const char *path, char *err, size_t errlen)
-{
+static bool map_file(gguf_file *f, const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rl_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -512,8 +481,7 @@ static bool map_file(gguf_file *f, const char *path, char *err, size_t errlen)
     return ok;
 }
 
-gguf_file *gguf_open(const char *path, char *err, size_t errlen)
-{
+gguf_file *gguf_open(const char *path, char *err, size_t errlen) {
     if (!err)
         errlen = 0;
     if (errlen)
@@ -528,7 +496,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
         gguf_close(&f);
         return NULL;
     }
-    cursor c = { .p = f->map, .size = f->size, .err = err, .errlen = errlen };
+    cursor c = {.p = f->map, .size = f->size, .err = err, .errlen = errlen};
     if (!parse(f, &c)) {
         /* The path goes in front so a message stands on its own in a log. */
         if (errlen) {
@@ -544,8 +512,7 @@ gguf_file *gguf_open(const char *path, char *err, size_t errlen)
     return f;
 }
 
-void gguf_close(gguf_file **fp)
-{
+void gguf_close(gguf_file **fp) {
     if (!fp || !*fp)
         return;
     gguf_file *f = *fp;
@@ -574,37 +541,29 @@ const char *gguf_path(const gguf_file *f) { return f->path; }
 int64_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
 int64_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
 
-int64_t gguf_find_key(const gguf_file *f, const char *key)
-{
-    return index_find(&f->kv_index, f, kv_name, key);
-}
+int64_t gguf_find_key(const gguf_file *f, const char *key) { return index_find(&f->kv_index, f, kv_name, key); }
 
-gguf_str gguf_kv_key(const gguf_file *f, int64_t i)
-{
-    gguf_str none = { NULL, 0 };
+gguf_str gguf_kv_key(const gguf_file *f, int64_t i) {
+    gguf_str none = {NULL, 0};
     return (i >= 0 && i < f->n_kv) ? f->kv[i].key : none;
 }
 
-gguf_type gguf_kv_type(const gguf_file *f, int64_t i)
-{
+gguf_type gguf_kv_type(const gguf_file *f, int64_t i) {
     return (i >= 0 && i < f->n_kv) ? f->kv[i].type : GGUF_TYPE_COUNT;
 }
 
-const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i)
-{
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i) {
     return (i >= 0 && i < f->n_tensors) ? &f->tensors[i] : NULL;
 }
 
-const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
-{
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name) {
     int64_t i = index_find(&f->tensor_index, f, tensor_name, name);
     return i < 0 ? NULL : &f->tensors[i];
 }
 
 /* ---- paging hints ------------------------------------------------------------- */
 
-void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willneed)
-{
+void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willneed) {
     uintptr_t base = (uintptr_t)f->map, p = (uintptr_t)ptr;
     if (!f->map || len == 0 || p < base || p - base >= f->size)
         return;
@@ -639,8 +598,7 @@ void gguf_advise(const gguf_file *f, const void *ptr, uint64_t len, bool willnee
 
 /* The whole pages holding [ptr, ptr + len), or false when the range is not
  * inside the mapping. */
-static bool page_range(const gguf_file *f, const void *ptr, uint64_t len, uintptr_t *begin, uintptr_t *end)
-{
+static bool page_range(const gguf_file *f, const void *ptr, uint64_t len, uintptr_t *begin, uintptr_t *end) {
     uintptr_t base = (uintptr_t)f->map, p = (uintptr_t)ptr;
     if (!f->map || p < base || p - base > f->size || len > f->size - (p - base))
         return false;
@@ -650,15 +608,14 @@ static bool page_range(const gguf_file *f, const void *ptr, uint64_t len, uintpt
     return true;
 }
 
-int gguf_load_range(gguf_file *f, const void *ptr, uint64_t len)
-{
+int gguf_load_range(gguf_file *f, const void *ptr, uint64_t len) {
     uintptr_t begin, end;
     if (!page_range(f, ptr, len, &begin, &end))
         return -1;
     void *m = mmap((void *)begin, end - begin, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     if (m == MAP_FAILED)
         return -1;
-    (void)madvise(m, end - begin, MADV_HUGEPAGE);   /* a hint: without it the pages are small */
+    (void)madvise(m, end - begin, MADV_HUGEPAGE); /* a hint: without it the pages are small */
     const int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;

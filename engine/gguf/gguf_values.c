@@ -9,33 +9,72 @@
 #include "gguf.h"
 #include "gguf_priv.h"
 
-#define FORMAT_ARRAY_ITEMS 8   /* array elements gguf_format_value shows */
-#define FORMAT_STR_BYTES 48    /* bytes shown of each string in an array */
+#define FORMAT_ARRAY_ITEMS 8 /* array elements gguf_format_value shows */
+#define FORMAT_STR_BYTES 48  /* bytes shown of each string in an array */
 
 /* ---- typed values ------------------------------------------------------------ */
 
 /* An integer of any GGUF width, kept so both signed and unsigned callers can
  * tell whether it fits. */
 typedef struct {
-    bool neg;     /* below zero; then only `i` is meaningful */
-    uint64_t u;   /* the value when not negative */
-    int64_t i;    /* the value when it fits in int64 */
+    bool neg;   /* below zero; then only `i` is meaningful */
+    uint64_t u; /* the value when not negative */
+    int64_t i;  /* the value when it fits in int64 */
 } wide_int;
 
-static bool read_int(gguf_type t, const uint8_t *p, wide_int *w)
-{
+static bool read_int(gguf_type t, const uint8_t *p, wide_int *w) {
     uint64_t u = 0;
     int64_t s = 0;
     bool is_signed = false;
     switch (t) {
-    case GGUF_UINT8:  { uint8_t v;  memcpy(&v, p, 1); u = v; break; }
-    case GGUF_UINT16: { uint16_t v; memcpy(&v, p, 2); u = v; break; }
-    case GGUF_UINT32: { uint32_t v; memcpy(&v, p, 4); u = v; break; }
-    case GGUF_UINT64: { memcpy(&u, p, 8); break; }
-    case GGUF_INT8:   { int8_t v;   memcpy(&v, p, 1); s = v; is_signed = true; break; }
-    case GGUF_INT16:  { int16_t v;  memcpy(&v, p, 2); s = v; is_signed = true; break; }
-    case GGUF_INT32:  { int32_t v;  memcpy(&v, p, 4); s = v; is_signed = true; break; }
-    case GGUF_INT64:  { memcpy(&s, p, 8); is_signed = true; break; }
+    case GGUF_UINT8: {
+        uint8_t v;
+        memcpy(&v, p, 1);
+        u = v;
+        break;
+    }
+    case GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        u = v;
+        break;
+    }
+    case GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        u = v;
+        break;
+    }
+    case GGUF_UINT64: {
+        memcpy(&u, p, 8);
+        break;
+    }
+    case GGUF_INT8: {
+        int8_t v;
+        memcpy(&v, p, 1);
+        s = v;
+        is_signed = true;
+        break;
+    }
+    case GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        s = v;
+        is_signed = true;
+        break;
+    }
+    case GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        s = v;
+        is_signed = true;
+        break;
+    }
+    case GGUF_INT64: {
+        memcpy(&s, p, 8);
+        is_signed = true;
+        break;
+    }
     default:
         return false;
     }
@@ -51,28 +90,24 @@ static bool read_int(gguf_type t, const uint8_t *p, wide_int *w)
     return true;
 }
 
-static bool int_to_i64(const wide_int *w, int64_t *out)
-{
+static bool int_to_i64(const wide_int *w, int64_t *out) {
     if (!w->neg && w->u > INT64_MAX)
         return false;
     *out = w->i;
     return true;
 }
 
-static const kv_entry *find_kv(const gguf_file *f, const char *key)
-{
+static const kv_entry *find_kv(const gguf_file *f, const char *key) {
     int64_t i = gguf_find_key(f, key);
     return i < 0 ? NULL : &f->kv[i];
 }
 
-static bool scalar_int(const gguf_file *f, const char *key, wide_int *w)
-{
+static bool scalar_int(const gguf_file *f, const char *key, wide_int *w) {
     const kv_entry *e = find_kv(f, key);
     return e && read_int(e->type, f->map + e->off, w);
 }
 
-bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out)
-{
+bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out) {
     wide_int w;
     if (!scalar_int(f, key, &w) || w.neg || w.u > UINT32_MAX)
         return false;
@@ -80,8 +115,7 @@ bool gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out)
     return true;
 }
 
-bool gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out)
-{
+bool gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out) {
     wide_int w;
     if (!scalar_int(f, key, &w) || w.neg)
         return false;
@@ -89,14 +123,12 @@ bool gguf_get_u64(const gguf_file *f, const char *key, uint64_t *out)
     return true;
 }
 
-bool gguf_get_i64(const gguf_file *f, const char *key, int64_t *out)
-{
+bool gguf_get_i64(const gguf_file *f, const char *key, int64_t *out) {
     wide_int w;
     return scalar_int(f, key, &w) && int_to_i64(&w, out);
 }
 
-static bool read_float(gguf_type t, const uint8_t *p, double *out)
-{
+static bool read_float(gguf_type t, const uint8_t *p, double *out) {
     if (t == GGUF_FLOAT32) {
         float v;
         memcpy(&v, p, 4);
@@ -110,8 +142,7 @@ static bool read_float(gguf_type t, const uint8_t *p, double *out)
     return false;
 }
 
-bool gguf_get_f32(const gguf_file *f, const char *key, float *out)
-{
+bool gguf_get_f32(const gguf_file *f, const char *key, float *out) {
     const kv_entry *e = find_kv(f, key);
     double v;
     if (!e || !read_float(e->type, f->map + e->off, &v))
@@ -120,8 +151,7 @@ bool gguf_get_f32(const gguf_file *f, const char *key, float *out)
     return true;
 }
 
-bool gguf_get_bool(const gguf_file *f, const char *key, bool *out)
-{
+bool gguf_get_bool(const gguf_file *f, const char *key, bool *out) {
     const kv_entry *e = find_kv(f, key);
     if (!e || e->type != GGUF_BOOL)
         return false;
@@ -129,16 +159,14 @@ bool gguf_get_bool(const gguf_file *f, const char *key, bool *out)
     return true;
 }
 
-static gguf_str str_at(const gguf_file *f, uint64_t off)
-{
+static gguf_str str_at(const gguf_file *f, uint64_t off) {
     gguf_str s;
     memcpy(&s.len, f->map + off, 8);
     s.ptr = (const char *)f->map + off + 8;
     return s;
 }
 
-bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out)
-{
+bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out) {
     const kv_entry *e = find_kv(f, key);
     if (!e || e->type != GGUF_STRING)
         return false;
@@ -146,9 +174,7 @@ bool gguf_get_str(const gguf_file *f, const char *key, gguf_str *out)
     return true;
 }
 
-bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem,
-                  uint64_t *n, const void **data)
-{
+bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem, uint64_t *n, const void **data) {
     const kv_entry *e = find_kv(f, key);
     if (!e || e->type != GGUF_ARRAY)
         return false;
@@ -161,19 +187,17 @@ bool gguf_get_arr(const gguf_file *f, const char *key, gguf_type *elem,
     return true;
 }
 
-gguf_str gguf_arr_str(const gguf_file *f, const char *key, uint64_t i)
-{
+gguf_str gguf_arr_str(const gguf_file *f, const char *key, uint64_t i) {
     const kv_entry *e = find_kv(f, key);
     if (!e || e->type != GGUF_ARRAY || e->elem != GGUF_STRING || i >= e->n) {
-        gguf_str none = { NULL, 0 };
+        gguf_str none = {NULL, 0};
         return none;
     }
     return str_at(f, e->str_off[i]);
 }
 
 /* Element i of a numeric or bool array, or NULL. */
-static const uint8_t *num_elem(const gguf_file *f, const char *key, uint64_t i, gguf_type *t)
-{
+static const uint8_t *num_elem(const gguf_file *f, const char *key, uint64_t i, gguf_type *t) {
     const kv_entry *e = find_kv(f, key);
     if (!e || e->type != GGUF_ARRAY || e->elem == GGUF_STRING || i >= e->n)
         return NULL;
@@ -181,8 +205,7 @@ static const uint8_t *num_elem(const gguf_file *f, const char *key, uint64_t i, 
     return f->map + e->off + i * gguf_type_size(e->elem);
 }
 
-bool gguf_arr_i64(const gguf_file *f, const char *key, uint64_t i, int64_t *out)
-{
+bool gguf_arr_i64(const gguf_file *f, const char *key, uint64_t i, int64_t *out) {
     gguf_type t;
     const uint8_t *p = num_elem(f, key, i, &t);
     wide_int w;
@@ -195,8 +218,7 @@ bool gguf_arr_i64(const gguf_file *f, const char *key, uint64_t i, int64_t *out)
     return read_int(t, p, &w) && int_to_i64(&w, out);
 }
 
-bool gguf_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *out)
-{
+bool gguf_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *out) {
     gguf_type t;
     const uint8_t *p = num_elem(f, key, i, &t);
     wide_int w;
@@ -217,14 +239,13 @@ bool gguf_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *out)
 
 /* Appends into a fixed buffer; once it overflows, the end becomes "...". */
 typedef struct {
-    char *buf;     /* caller's buffer */
-    size_t cap;    /* its size */
-    size_t len;    /* characters written, excluding the NUL */
-    bool full;     /* something did not fit */
+    char *buf;  /* caller's buffer */
+    size_t cap; /* its size */
+    size_t len; /* characters written, excluding the NUL */
+    bool full;  /* something did not fit */
 } sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
+static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->full || b->cap == 0)
         return;
     size_t room = b->cap - 1 - b->len;
@@ -239,8 +260,7 @@ static void sb_put(sbuf *b, const char *s, size_t n)
 
 static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
+static void sb_printf(sbuf *b, const char *fmt, ...) {
     char tmp[64];
     va_list ap;
     va_start(ap, fmt);
@@ -252,8 +272,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
 
 /* A string in double quotes with quotes and control bytes escaped, cut after
  * `max` bytes (at a UTF-8 character boundary). */
-static void sb_quoted(sbuf *b, gguf_str s, uint64_t max)
-{
+static void sb_quoted(sbuf *b, gguf_str s, uint64_t max) {
     uint64_t n = s.len;
     if (n > max) {
         n = max;
@@ -279,8 +298,7 @@ static void sb_quoted(sbuf *b, gguf_str s, uint64_t max)
     sb_put(b, "\"", 1);
 }
 
-static void sb_scalar(sbuf *b, gguf_type t, const uint8_t *p)
-{
+static void sb_scalar(sbuf *b, gguf_type t, const uint8_t *p) {
     wide_int w;
     double v;
     if (t == GGUF_BOOL) {
@@ -295,9 +313,8 @@ static void sb_scalar(sbuf *b, gguf_type t, const uint8_t *p)
     }
 }
 
-void gguf_format_value(const gguf_file *f, int64_t i, char *buf, size_t buflen)
-{
-    sbuf b = { buf, buflen, 0, false };
+void gguf_format_value(const gguf_file *f, int64_t i, char *buf, size_t buflen) {
+    sbuf b = {buf, buflen, 0, false};
     if (buflen)
         buf[0] = '\0';
     if (i < 0 || i >= f->n_kv)

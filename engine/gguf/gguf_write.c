@@ -20,48 +20,47 @@
 /* A growable byte buffer; `oom` sticks after the first failed allocation so
  * callers check once at the end. */
 typedef struct {
-    uint8_t *p;     /* bytes */
-    size_t len;     /* bytes used */
-    size_t cap;     /* bytes allocated */
-    bool oom;       /* an append failed */
+    uint8_t *p; /* bytes */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+    bool oom;   /* an append failed */
 } bytes;
 
 typedef struct {
-    char *key;      /* NUL-terminated copy */
-    bytes val;      /* value type (u32) followed by the value, as in the file */
+    char *key; /* NUL-terminated copy */
+    bytes val; /* value type (u32) followed by the value, as in the file */
 } wkv;
 
 typedef struct {
-    char *name;         /* NUL-terminated copy */
+    char *name; /* NUL-terminated copy */
     rl_dtype type;
     uint32_t n_dims;
-    uint64_t ne[4];     /* unused dimensions are 1 */
-    uint64_t nbytes;    /* data bytes, without padding */
-    uint64_t offset;    /* in the data section, set by begin */
+    uint64_t ne[4];  /* unused dimensions are 1 */
+    uint64_t nbytes; /* data bytes, without padding */
+    uint64_t offset; /* in the data section, set by begin */
 } wtensor;
 
 typedef enum { W_DECLARING, W_WRITING, W_CLOSED, W_FAILED } wstate;
 
 struct gguf_writer {
-    wkv *kv;              /* metadata in the order added */
+    wkv *kv; /* metadata in the order added */
     size_t n_kv, cap_kv;
-    wtensor *t;           /* tensors in the order declared */
+    wtensor *t; /* tensors in the order declared */
     size_t n_t, cap_t;
-    uint64_t alignment;   /* from general.alignment, else 32 */
-    char err[256];        /* first problem found while declaring; empty if none */
+    uint64_t alignment; /* from general.alignment, else 32 */
+    char err[256];      /* first problem found while declaring; empty if none */
     wstate state;
-    FILE *fp;             /* open between begin and close */
-    char *path;           /* file being written, for messages */
-    uint64_t pos;         /* bytes written to fp so far */
-    size_t cur;           /* tensor whose data is being written */
-    uint64_t cur_done;    /* bytes of it written */
+    FILE *fp;          /* open between begin and close */
+    char *path;        /* file being written, for messages */
+    uint64_t pos;      /* bytes written to fp so far */
+    size_t cur;        /* tensor whose data is being written */
+    uint64_t cur_done; /* bytes of it written */
 };
 
 /* Keeps the first problem only: later ones are usually its consequences. */
 static void defer_err(gguf_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void defer_err(gguf_writer *w, const char *fmt, ...)
-{
+static void defer_err(gguf_writer *w, const char *fmt, ...) {
     if (w->err[0])
         return;
     va_list ap;
@@ -70,15 +69,11 @@ static void defer_err(gguf_writer *w, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t align_up(uint64_t x, uint64_t a)
-{
-    return (x + a - 1) & ~(a - 1);
-}
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
 /* ---- byte buffers ------------------------------------------------------ */
 
-static void put(bytes *b, const void *src, size_t n)
-{
+static void put(bytes *b, const void *src, size_t n) {
     if (b->oom)
         return;
     uint8_t *p = n <= SIZE_MAX - b->len ? rl_grow(b->p, &b->cap, b->len + n, 1, 64) : NULL;
@@ -94,8 +89,7 @@ static void put(bytes *b, const void *src, size_t n)
 static void put_u32(bytes *b, uint32_t v) { put(b, &v, 4); }
 static void put_u64(bytes *b, uint64_t v) { put(b, &v, 8); }
 
-static void put_str(bytes *b, const char *s)
-{
+static void put_str(bytes *b, const char *s) {
     size_t n = strlen(s);
     put_u64(b, n);
     put(b, s, n);
@@ -103,16 +97,14 @@ static void put_str(bytes *b, const char *s)
 
 /* ---- declaring ------------------------------------------------------------ */
 
-gguf_writer *gguf_writer_new(void)
-{
+gguf_writer *gguf_writer_new(void) {
     gguf_writer *w = calloc(1, sizeof *w);
     if (w)
         w->alignment = DEFAULT_ALIGNMENT;
     return w;
 }
 
-void gguf_writer_destroy(gguf_writer **wp)
-{
+void gguf_writer_destroy(gguf_writer **wp) {
     if (!wp || !*wp)
         return;
     gguf_writer *w = *wp;
@@ -132,8 +124,7 @@ void gguf_writer_destroy(gguf_writer **wp)
 }
 
 /* The alignment is taken from the blob so every setter is checked the same way. */
-static bool check_alignment(gguf_writer *w, const bytes *val)
-{
+static bool check_alignment(gguf_writer *w, const bytes *val) {
     uint32_t type, a;
     memcpy(&type, val->p, 4);
     if (type != GGUF_UINT32) {
@@ -150,8 +141,7 @@ static bool check_alignment(gguf_writer *w, const bytes *val)
 }
 
 /* Takes ownership of val's bytes in every case. */
-static void store_kv(gguf_writer *w, const char *key, bytes *val)
-{
+static void store_kv(gguf_writer *w, const char *key, bytes *val) {
     bool ok = false;
     if (w->state != W_DECLARING)
         defer_err(w, "metadata '%s' set after gguf_writer_begin", key ? key : "(null)");
@@ -192,13 +182,12 @@ static void store_kv(gguf_writer *w, const char *key, bytes *val)
     w->n_kv++;
 }
 
-void gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_type type, const void *v)
-{
+void gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_type type, const void *v) {
     uint64_t sz = gguf_type_size(type);
-    bytes b = { 0 };
+    bytes b = {0};
     if (sz == 0 || !v) {
-        defer_err(w, "metadata '%s': %s is not a fixed-size type or the value is NULL",
-                  key ? key : "(null)", gguf_type_name(type));
+        defer_err(w, "metadata '%s': %s is not a fixed-size type or the value is NULL", key ? key : "(null)",
+                  gguf_type_name(type));
         return;
     }
     put_u32(&b, type);
@@ -206,35 +195,25 @@ void gguf_writer_set_scalar(gguf_writer *w, const char *key, gguf_type type, con
     store_kv(w, key, &b);
 }
 
-void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v)
-{
+void gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
     gguf_writer_set_scalar(w, key, GGUF_UINT32, &v);
 }
 
-void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v)
-{
-    gguf_writer_set_scalar(w, key, GGUF_INT32, &v);
-}
+void gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) { gguf_writer_set_scalar(w, key, GGUF_INT32, &v); }
 
-void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v)
-{
+void gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v) {
     gguf_writer_set_scalar(w, key, GGUF_UINT64, &v);
 }
 
-void gguf_writer_set_f32(gguf_writer *w, const char *key, float v)
-{
-    gguf_writer_set_scalar(w, key, GGUF_FLOAT32, &v);
-}
+void gguf_writer_set_f32(gguf_writer *w, const char *key, float v) { gguf_writer_set_scalar(w, key, GGUF_FLOAT32, &v); }
 
-void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v)
-{
+void gguf_writer_set_bool(gguf_writer *w, const char *key, bool v) {
     uint8_t b = v ? 1 : 0;
     gguf_writer_set_scalar(w, key, GGUF_BOOL, &b);
 }
 
-void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
-{
-    bytes b = { 0 };
+void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v) {
+    bytes b = {0};
     if (!v) {
         defer_err(w, "metadata '%s': string is NULL", key ? key : "(null)");
         return;
@@ -244,18 +223,17 @@ void gguf_writer_set_str(gguf_writer *w, const char *key, const char *v)
     store_kv(w, key, &b);
 }
 
-void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, uint64_t n)
-{
+void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, uint64_t n) {
     uint64_t sz = gguf_type_size(elem);
-    bytes b = { 0 };
+    bytes b = {0};
     if (sz == 0) {
-        defer_err(w, "metadata '%s': %s arrays need gguf_writer_set_arr_str or are not supported",
-                  key ? key : "(null)", gguf_type_name(elem));
+        defer_err(w, "metadata '%s': %s arrays need gguf_writer_set_arr_str or are not supported", key ? key : "(null)",
+                  gguf_type_name(elem));
         return;
     }
     if (n > SIZE_MAX / sz || (n && !data)) {
-        defer_err(w, "metadata '%s': array of %" PRIu64 " elements has no data or is too large",
-                  key ? key : "(null)", n);
+        defer_err(w, "metadata '%s': array of %" PRIu64 " elements has no data or is too large", key ? key : "(null)",
+                  n);
         return;
     }
     put_u32(&b, GGUF_ARRAY);
@@ -266,9 +244,8 @@ void gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem, const 
     store_kv(w, key, &b);
 }
 
-void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n)
-{
-    bytes b = { 0 };
+void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n) {
+    bytes b = {0};
     put_u32(&b, GGUF_ARRAY);
     put_u32(&b, GGUF_STRING);
     put_u64(&b, n);
@@ -284,9 +261,8 @@ void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const 
 }
 
 /* Shape checks mirror the reader's, so a declared tensor always reads back. */
-static bool tensor_size(gguf_writer *w, const char *name, rl_dtype type,
-                        uint32_t n_dims, const uint64_t ne[4], uint64_t *nbytes)
-{
+static bool tensor_size(gguf_writer *w, const char *name, rl_dtype type, uint32_t n_dims, const uint64_t ne[4],
+                        uint64_t *nbytes) {
     uint32_t block = rl_dtype_block(type);
     if (n_dims < 1 || n_dims > 4) {
         defer_err(w, "tensor '%s': n_dims %" PRIu32 " is not in 1..4", name, n_dims);
@@ -307,18 +283,18 @@ static bool tensor_size(gguf_writer *w, const char *name, rl_dtype type,
     uint64_t row = rl_dtype_row_bytes(type, ne[0]);
     uint64_t rows = elements / ne[0];
     if (row == 0 || rows > UINT64_MAX / row) {
-        defer_err(w, "tensor '%s': ne[0] = %" PRIu64 " is not a multiple of the %s block size %" PRIu32
-                  " or the size overflows", name, ne[0], rl_dtype_name(type), block);
+        defer_err(w,
+                  "tensor '%s': ne[0] = %" PRIu64 " is not a multiple of the %s block size %" PRIu32
+                  " or the size overflows",
+                  name, ne[0], rl_dtype_name(type), block);
         return false;
     }
     *nbytes = row * rows;
     return true;
 }
 
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
-                            uint32_t n_dims, const uint64_t ne[4])
-{
-    wtensor t = { .type = type, .n_dims = n_dims, .ne = { 1, 1, 1, 1 } };
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type, uint32_t n_dims, const uint64_t ne[4]) {
+    wtensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}};
     if (w->state != W_DECLARING) {
         defer_err(w, "tensor '%s' declared after gguf_writer_begin", name ? name : "(null)");
         return;
@@ -354,12 +330,10 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static int fail(gguf_writer *w, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static int fail(gguf_writer *w, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Any failure after begin leaves the file incomplete, so the writer stops. */
-static int fail(gguf_writer *w, char *err, size_t errlen, const char *fmt, ...)
-{
+static int fail(gguf_writer *w, char *err, size_t errlen, const char *fmt, ...) {
     char msg[320];
     va_list ap;
     va_start(ap, fmt);
@@ -371,16 +345,14 @@ static int fail(gguf_writer *w, char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static int write_bytes(gguf_writer *w, const void *p, size_t n, char *err, size_t errlen)
-{
+static int write_bytes(gguf_writer *w, const void *p, size_t n, char *err, size_t errlen) {
     if (n && fwrite(p, 1, n, w->fp) != n)
         return fail(w, err, errlen, "write failed at offset %" PRIu64 ": %s", w->pos, strerror(errno));
     w->pos += n;
     return 0;
 }
 
-static int write_padding(gguf_writer *w, char *err, size_t errlen)
-{
+static int write_padding(gguf_writer *w, char *err, size_t errlen) {
     static const uint8_t zeros[256];
     uint64_t n = align_up(w->pos, w->alignment) - w->pos;
     while (n > 0) {
@@ -393,9 +365,8 @@ static int write_padding(gguf_writer *w, char *err, size_t errlen)
 }
 
 /* Everything before the data section (padding excluded), built in memory once. */
-static bytes build_header(const gguf_writer *w)
-{
-    bytes h = { 0 };
+static bytes build_header(const gguf_writer *w) {
+    bytes h = {0};
     put(&h, "GGUF", 4);
     put_u32(&h, 3);
     put_u64(&h, w->n_t);
@@ -415,19 +386,16 @@ static bytes build_header(const gguf_writer *w)
     return h;
 }
 
-static int write_header(gguf_writer *w, char *err, size_t errlen)
-{
+static int write_header(gguf_writer *w, char *err, size_t errlen) {
     bytes h = build_header(w);
-    int rc = h.oom ? fail(w, err, errlen, "out of memory for the header")
-                   : write_bytes(w, h.p, h.len, err, errlen);
+    int rc = h.oom ? fail(w, err, errlen, "out of memory for the header") : write_bytes(w, h.p, h.len, err, errlen);
     free(h.p);
     return rc == 0 ? write_padding(w, err, errlen) : -1;
 }
 
 /* Places every tensor in the data section, each at an aligned offset; the
  * data section's size, padding included, in *data_size. */
-static int assign_offsets(gguf_writer *w, uint64_t *data_size, char *err, size_t errlen)
-{
+static int assign_offsets(gguf_writer *w, uint64_t *data_size, char *err, size_t errlen) {
     if (w->err[0])
         return fail(w, err, errlen, "%s", w->err);
     uint64_t off = 0;
@@ -442,9 +410,8 @@ static int assign_offsets(gguf_writer *w, uint64_t *data_size, char *err, size_t
     return 0;
 }
 
-int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets,
-                       uint64_t *data_size, char *err, size_t errlen)
-{
+int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets, uint64_t *data_size,
+                       char *err, size_t errlen) {
     if (w->state != W_DECLARING)
         return fail(w, err, errlen, "gguf_writer_layout after gguf_writer_begin");
     if (assign_offsets(w, data_size, err, errlen) != 0)
@@ -466,8 +433,7 @@ int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uin
     return 0;
 }
 
-int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen)
-{
+int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen) {
     if (w->state != W_DECLARING)
         return fail(w, err, errlen, "gguf_writer_begin called twice");
     w->path = strdup(path);
@@ -484,8 +450,7 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen
     return write_header(w, err, errlen);
 }
 
-int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *err, size_t errlen)
-{
+int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *err, size_t errlen) {
     const uint8_t *p = data;
     if (w->state != W_WRITING)
         return fail(w, err, errlen, "write_data outside gguf_writer_begin .. gguf_writer_close");
@@ -510,14 +475,13 @@ int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *e
     return 0;
 }
 
-int gguf_writer_close(gguf_writer *w, char *err, size_t errlen)
-{
+int gguf_writer_close(gguf_writer *w, char *err, size_t errlen) {
     if (w->state != W_WRITING)
         return fail(w, err, errlen, "gguf_writer_close without a successful gguf_writer_begin");
     if (w->cur < w->n_t) {
         const wtensor *t = &w->t[w->cur];
-        return fail(w, err, errlen, "tensor '%s' got %" PRIu64 " of its %" PRIu64 " bytes",
-                    t->name, w->cur_done, t->nbytes);
+        return fail(w, err, errlen, "tensor '%s' got %" PRIu64 " of its %" PRIu64 " bytes", t->name, w->cur_done,
+                    t->nbytes);
     }
     FILE *fp = w->fp;
     w->fp = NULL;

@@ -16,7 +16,7 @@ typedef struct gguf_writer gguf_writer;
 
 /* Alignment 32 unless a general.alignment kv is set. NULL when out of memory. */
 gguf_writer *gguf_writer_new(void);
-void gguf_writer_destroy(gguf_writer **w);    /* NULLs *w */
+void gguf_writer_destroy(gguf_writer **w); /* NULLs *w */
 
 /* Metadata, in the order added. Keys and strings are copied. Setting a key
  * again replaces its value in place. general.alignment must be set as a u32
@@ -39,8 +39,7 @@ void gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const 
 
 /* Declares a tensor; ne[0] is the fastest dimension, entries past n_dims are
  * not read. */
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
-                            uint32_t n_dims, const uint64_t ne[4]);
+void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type, uint32_t n_dims, const uint64_t ne[4]);
 
 /* Writes header, metadata and tensor table to `path`. Then the caller writes
  * each tensor's data, in declaration order, in as many pieces as it likes with
@@ -54,8 +53,8 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, rl_dtype type,
  * declaration order), and the data section's size, padding included: the
  * file is *header_len + *data_size bytes, zeros wherever no tensor lies.
  * 0, or -1 with err. */
-int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets,
-                       uint64_t *data_size, char *err, size_t errlen);
+int gguf_writer_layout(gguf_writer *w, uint8_t **header, size_t *header_len, uint64_t *offsets, uint64_t *data_size,
+                       char *err, size_t errlen);
 
 int gguf_writer_begin(gguf_writer *w, const char *path, char *err, size_t errlen);
 int gguf_writer_write_data(gguf_writer *w, const void *data, size_t len, char *err, size_t errlen);

@@ -16,15 +16,13 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 
-static uint64_t read_xcr0(void)
-{
+static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
 }
 
-static void detect(rl_cpu_features *f)
-{
+static void detect(rl_cpu_features *f) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return;
@@ -33,8 +31,8 @@ static void detect(rl_cpu_features *f)
     if (!osxsave || !avx)
         return;
     const uint64_t xcr0 = read_xcr0();
-    const bool ymm_ok = (xcr0 & 0x6) == 0x6;      /* SSE and AVX state */
-    const bool zmm_ok = (xcr0 & 0xe6) == 0xe6;    /* plus opmask, ZMM_Hi256, Hi16_ZMM */
+    const bool ymm_ok = (xcr0 & 0x6) == 0x6;   /* SSE and AVX state */
+    const bool zmm_ok = (xcr0 & 0xe6) == 0xe6; /* plus opmask, ZMM_Hi256, Hi16_ZMM */
     if (!ymm_ok || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return;
     f->avx2 = (b & (1u << 5)) && fma && f16c;
@@ -46,34 +44,25 @@ static void detect(rl_cpu_features *f)
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
 
-static void detect(rl_cpu_features *f)
-{
+static void detect(rl_cpu_features *f) {
     f->neon = true;
     f->dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
 #else
-static void detect(rl_cpu_features *f)
-{
-    (void)f;
-}
+static void detect(rl_cpu_features *f) { (void)f; }
 #endif
 
 static rl_cpu_features g_features;
 static pthread_once_t g_features_once = PTHREAD_ONCE_INIT;
 
-static void detect_once(void)
-{
-    detect(&g_features);
-}
+static void detect_once(void) { detect(&g_features); }
 
-const rl_cpu_features *rl_cpu(void)
-{
+const rl_cpu_features *rl_cpu(void) {
     pthread_once(&g_features_once, detect_once);
     return &g_features;
 }
 
-void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
-{
+void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback) {
     if (!set->quantize_q8_0)
         set->quantize_q8_0 = fallback->quantize_q8_0;
     if (!set->quantize_q8_K)
@@ -86,7 +75,7 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
         if (!set->kv_dot[t])
             set->kv_dot[t] = fallback->kv_dot[t];
     }
-    if (!set->qg_kernel) {   /* the three parts of the batched path go together */
+    if (!set->qg_kernel) { /* the three parts of the batched path go together */
         set->qg_pack = fallback->qg_pack;
         set->qg_unpack = fallback->qg_unpack;
         set->qg_kernel = fallback->qg_kernel;
@@ -97,36 +86,25 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback)
 /* The ISA files exist only for their architecture; elsewhere the set is
  * simply absent. An aarch64 build gets rl_kernels_neon from quant_neon.c. */
 #if !defined(__x86_64__)
-const rl_kernel_set *rl_kernels_avx2(void)
-{
-    return NULL;
-}
+const rl_kernel_set *rl_kernels_avx2(void) { return NULL; }
 
-const rl_kernel_set *rl_kernels_avx512(void)
-{
-    return NULL;
-}
+const rl_kernel_set *rl_kernels_avx512(void) { return NULL; }
 #endif
 #if !defined(__aarch64__)
-const rl_kernel_set *rl_kernels_neon(void)
-{
-    return NULL;
-}
+const rl_kernel_set *rl_kernels_neon(void) { return NULL; }
 #endif
 
 static const rl_kernel_set *g_kernels;
 static pthread_once_t g_kernels_once = PTHREAD_ONCE_INIT;
 
-static const rl_kernel_set *best_set(void)
-{
+static const rl_kernel_set *best_set(void) {
     const rl_kernel_set *s;
     if ((s = rl_kernels_avx512()) || (s = rl_kernels_avx2()) || (s = rl_kernels_neon()))
         return s;
     return rl_kernels_ref();
 }
 
-static void choose_once(void)
-{
+static void choose_once(void) {
     const char *want = getenv("RELAIS_ISA");
     g_kernels = best_set();
     if (!want || !*want)
@@ -135,8 +113,10 @@ static void choose_once(void)
         const char *name;
         const rl_kernel_set *(*get)(void);
     } sets[] = {
-        {"scalar", rl_kernels_ref}, {"avx2", rl_kernels_avx2},
-        {"avx512", rl_kernels_avx512}, {"neon", rl_kernels_neon},
+        {"scalar", rl_kernels_ref},
+        {"avx2", rl_kernels_avx2},
+        {"avx512", rl_kernels_avx512},
+        {"neon", rl_kernels_neon},
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         if (strcmp(want, sets[i].name) != 0)
@@ -146,16 +126,14 @@ static void choose_once(void)
             g_kernels = s;
             return;
         }
-        fprintf(stderr, "relais: RELAIS_ISA=%s is not supported on this CPU or build; using %s\n",
-                want, g_kernels->name);
+        fprintf(stderr, "relais: RELAIS_ISA=%s is not supported on this CPU or build; using %s\n", want,
+                g_kernels->name);
         return;
     }
-    fprintf(stderr, "relais: RELAIS_ISA=%s is unknown (scalar, avx2, avx512, neon); using %s\n",
-            want, g_kernels->name);
+    fprintf(stderr, "relais: RELAIS_ISA=%s is unknown (scalar, avx2, avx512, neon); using %s\n", want, g_kernels->name);
 }
 
-const rl_kernel_set *rl_kernels(void)
-{
+const rl_kernel_set *rl_kernels(void) {
     pthread_once(&g_kernels_once, choose_once);
     return g_kernels;
 }

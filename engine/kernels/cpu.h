@@ -11,11 +11,11 @@
 #include "quant.h"
 
 typedef struct {
-    bool avx2;        /* AVX2 + FMA + F16C, YMM state enabled by the OS */
-    bool avx512;      /* AVX-512 F/BW/VL/DQ, ZMM and opmask state enabled */
-    bool avx512vnni;  /* VPDPBUSD, on top of avx512 */
-    bool neon;        /* Advanced SIMD (always on aarch64) */
-    bool dotprod;     /* SDOT/UDOT (HWCAP_ASIMDDP: Cortex-A76 and later) */
+    bool avx2;       /* AVX2 + FMA + F16C, YMM state enabled by the OS */
+    bool avx512;     /* AVX-512 F/BW/VL/DQ, ZMM and opmask state enabled */
+    bool avx512vnni; /* VPDPBUSD, on top of avx512 */
+    bool neon;       /* Advanced SIMD (always on aarch64) */
+    bool dotprod;    /* SDOT/UDOT (HWCAP_ASIMDDP: Cortex-A76 and later) */
 } rl_cpu_features;
 
 /* Detected once; safe to call from any thread. */
@@ -33,12 +33,10 @@ void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *v, int G
 
 /* The scalar reference of the batched path (qgemm_ref.c), and the SIMD
  * versions the ISA sets install (qgemm_avx2.c, qgemm_avx512.c, qgemm_neon.c). */
-void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
-                    rl_qg_tile *tile);
+void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_unpack_ref(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_ref(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
-void rl_qg_pack_avx2(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
-                     rl_qg_tile *tile);
+void rl_qg_pack_avx2(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_unpack_avx2(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
 void rl_qg_gemv_avx2(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
@@ -47,8 +45,7 @@ void rl_qg_pack_avx512(rl_dtype t, const void *w, size_t row_bytes, int rows, ui
 void rl_qg_unpack_avx512(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_avx512(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
 void rl_qg_gemv_avx512(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
-void rl_qg_pack_neon(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
-                     rl_qg_tile *tile);
+void rl_qg_pack_neon(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_unpack_neon(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile);
 void rl_qg_kernel_neon(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);
 void rl_qg_kernel_neon_dot(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc);

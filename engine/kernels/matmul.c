@@ -10,10 +10,10 @@
 #include <string.h>
 #include "quant.h"
 
-#define GEMM_TILE_ROWS 64        /* weight rows dequantized per sgemm call */
-#define QGEMM_GRAB 2             /* tiles a thread claims at a time */
-#define SERIAL_QUANTIZE_MAX 4    /* batches this small are quantized by the calling thread */
-#define PREFETCH_AHEAD 4096      /* bytes of lead of the x16 stream's prefetch */
+#define GEMM_TILE_ROWS 64     /* weight rows dequantized per sgemm call */
+#define QGEMM_GRAB 2          /* tiles a thread claims at a time */
+#define SERIAL_QUANTIZE_MAX 4 /* batches this small are quantized by the calling thread */
+#define PREFETCH_AHEAD 4096   /* bytes of lead of the x16 stream's prefetch */
 /* The packed path serves every batch size of a quantized weight: a token's
  * result must not depend on the batch it comes in (one session's logits are
  * bit-identical alone and batched with others), and with the x16 layout it
@@ -26,34 +26,34 @@
 /* A thread's run of tiles; its own cache line, so that claiming one does not
  * take the line from the other threads. */
 typedef struct {
-    _Alignas(64) atomic_uint next;   /* next unclaimed tile */
-    uint32_t end;                    /* one past the run's last tile */
+    _Alignas(64) atomic_uint next; /* next unclaimed tile */
+    uint32_t end;                  /* one past the run's last tile */
 } tile_range;
 
 struct rl_matmul {
-    rl_pool *pool;           /* not owned */
-    uint32_t max_cols;       /* widest input row */
-    uint32_t max_batch;      /* most rows of x */
-    uint32_t qgemm_min;      /* batches this long use the packed integer kernel */
-    uint32_t sgemm_min;      /* ...and this long sgemm, when the caller allows it */
-    void *act;               /* (max_batch, row bytes of the widest dot type) quantized x */
-    size_t act_stride_max;   /* bytes of one quantized row at max_cols */
-    rl_qg_act_buf qact;      /* x quantized for the packed kernel */
-    rl_qg_tile **tiles;      /* (n_threads) a packed tile */
-    float **acc;             /* (n_threads) (max_batch, RL_QG_ROWS) sums of the tile being computed */
-    float **rows;            /* (n_threads) GEMM_TILE_ROWS dequantized rows for sgemm */
-    tile_range *ranges;      /* (n_threads) the packed path's tiles, a contiguous run per thread */
+    rl_pool *pool;         /* not owned */
+    uint32_t max_cols;     /* widest input row */
+    uint32_t max_batch;    /* most rows of x */
+    uint32_t qgemm_min;    /* batches this long use the packed integer kernel */
+    uint32_t sgemm_min;    /* ...and this long sgemm, when the caller allows it */
+    void *act;             /* (max_batch, row bytes of the widest dot type) quantized x */
+    size_t act_stride_max; /* bytes of one quantized row at max_cols */
+    rl_qg_act_buf qact;    /* x quantized for the packed kernel */
+    rl_qg_tile **tiles;    /* (n_threads) a packed tile */
+    float **acc;           /* (n_threads) (max_batch, RL_QG_ROWS) sums of the tile being computed */
+    float **rows;          /* (n_threads) GEMM_TILE_ROWS dequantized rows for sgemm */
+    tile_range *ranges;    /* (n_threads) the packed path's tiles, a contiguous run per thread */
 };
 
 typedef struct {
     rl_matmul *mm;
     const rl_weight *w;
-    const float *x;          /* (n, cols) */
+    const float *x; /* (n, cols) */
     uint32_t n;
-    float *y;                /* (n, rows) */
-    size_t act_stride;       /* bytes of one quantized activation row */
-    rl_dtype act_type;       /* dot type of the weight */
-    rl_qg_format fmt;        /* packed format of the weight */
+    float *y;          /* (n, rows) */
+    size_t act_stride; /* bytes of one quantized activation row */
+    rl_dtype act_type; /* dot type of the weight */
+    rl_qg_format fmt;  /* packed format of the weight */
 } mm_task;
 
 static size_t act_row_bytes(rl_dtype t, uint32_t cols) {
@@ -70,13 +70,14 @@ rl_matmul *rl_matmul_new(rl_pool *pool, uint32_t max_cols, uint32_t max_batch) {
     mm->max_batch = max_batch;
     mm->qgemm_min = DEFAULT_QGEMM_MIN;
     mm->sgemm_min = DEFAULT_SGEMM_MIN;
-    mm->act_stride_max = (size_t)max_cols * sizeof(float);   /* f32 is the widest dot type */
+    mm->act_stride_max = (size_t)max_cols * sizeof(float); /* f32 is the widest dot type */
     mm->act = malloc(mm->act_stride_max * max_batch);
     mm->tiles = calloc((size_t)nth, sizeof *mm->tiles);
     mm->acc = calloc((size_t)nth, sizeof *mm->acc);
     mm->rows = calloc((size_t)nth, sizeof *mm->rows);
     mm->ranges = aligned_alloc(64, (size_t)nth * sizeof *mm->ranges);
-    bool ok = mm->act && mm->tiles && mm->acc && mm->rows && mm->ranges && rl_qg_act_buf_init(&mm->qact, max_batch, max_cols) == 0;
+    bool ok = mm->act && mm->tiles && mm->acc && mm->rows && mm->ranges &&
+        rl_qg_act_buf_init(&mm->qact, max_batch, max_cols) == 0;
     for (int i = 0; ok && i < nth; i++) {
         mm->tiles[i] = aligned_alloc(64, sizeof(rl_qg_tile));
         mm->acc[i] = malloc((size_t)max_batch * RL_QG_ROWS * sizeof(float));
@@ -172,22 +173,22 @@ static void qgemm_tile(const mm_task *t, const rl_qg_act *act, uint32_t k, rl_qg
     const uint32_t r0 = k * RL_QG_ROWS;
     const int rows = (int)(w->rows - r0 < RL_QG_ROWS ? w->rows - r0 : RL_QG_ROWS);
     const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
-    const bool x16 = w->x16 && rows == RL_QG_ROWS;   /* a partial group keeps the file's layout */
+    const bool x16 = w->x16 && rows == RL_QG_ROWS; /* a partial group keeps the file's layout */
     const bool gemv = x16 && ks->qg_gemv && t->n <= RL_QG_GEMV_MAX;
-    const size_t chunk_bytes = rl_dtype_row_bytes(w->type, RL_QG_CHUNK) * RL_QG_ROWS;   /* a full chunk in x16 */
+    const size_t chunk_bytes = rl_dtype_row_bytes(w->type, RL_QG_CHUNK) * RL_QG_ROWS; /* a full chunk in x16 */
     memset(acc, 0, (size_t)t->n * RL_QG_ROWS * sizeof *acc);
     for (uint32_t c0 = 0; c0 < w->cols; c0 += RL_QG_CHUNK) {
         const uint32_t nc = w->cols - c0 < RL_QG_CHUNK ? w->cols - c0 : RL_QG_CHUNK;
         if (x16) {
             const char *src = wr + (size_t)(c0 / RL_QG_CHUNK) * chunk_bytes;
-            prefetch(src + PREFETCH_AHEAD, nc == RL_QG_CHUNK ? chunk_bytes : rl_dtype_row_bytes(w->type, nc) * RL_QG_ROWS);
+            prefetch(src + PREFETCH_AHEAD,
+                     nc == RL_QG_CHUNK ? chunk_bytes : rl_dtype_row_bytes(w->type, nc) * RL_QG_ROWS);
             if (gemv) {
                 ks->qg_gemv(w->type, src, nc, act, c0, acc);
                 continue;
             }
             ks->qg_unpack(w->type, src, nc, tile);
-        }
-        else
+        } else
             ks->qg_pack(w->type, wr, w->row_bytes, rows, c0, nc, tile);
         ks->qg_kernel(tile, act, c0, acc);
     }
@@ -236,12 +237,11 @@ static void gemm_task(void *arg, int ith, int nth) {
         if (w->type == RL_F32) {
             wt = (const float *)w->data + (size_t)r0 * w->cols;
         } else {
-            rl_dequantize_row(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, tile,
-                              (int64_t)nr * w->cols);
+            rl_dequantize_row(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, tile, (int64_t)nr * w->cols);
             wt = tile;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t->n, nr, (int)w->cols, 1.0f, t->x,
-                    (int)w->cols, wt, (int)w->cols, 0.0f, t->y + r0, (int)w->rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t->n, nr, (int)w->cols, 1.0f, t->x, (int)w->cols, wt,
+                    (int)w->cols, 0.0f, t->y + r0, (int)w->rows);
     }
 }
 
@@ -250,7 +250,7 @@ void rl_matmul_run(rl_matmul *mm, const rl_weight *w, const float *x, uint32_t n
     const bool packed = t.fmt.sub != 0;
     if (!w->x16 && gemm && (!packed || n >= mm->sgemm_min)) {
         rl_pool_run(mm->pool, gemm_task, &t);
-    } else if (w->x16 || (packed && n >= mm->qgemm_min)) {   /* only the packed path reads x16 */
+    } else if (w->x16 || (packed && n >= mm->qgemm_min)) { /* only the packed path reads x16 */
         const int nth = rl_pool_size(mm->pool);
         for (int i = 0; i < nth; i++) {
             long b, e;
@@ -258,7 +258,7 @@ void rl_matmul_run(rl_matmul *mm, const rl_weight *w, const float *x, uint32_t n
             atomic_init(&mm->ranges[i].next, (uint32_t)b);
             mm->ranges[i].end = (uint32_t)e;
         }
-        if (n <= SERIAL_QUANTIZE_MAX)   /* a few rows: cheaper than a round trip through the pool */
+        if (n <= SERIAL_QUANTIZE_MAX) /* a few rows: cheaper than a round trip through the pool */
             rl_qg_act_rows(rl_kernels()->quantize_q8_0, t.fmt, x, w->cols, 0, n, &mm->qact);
         else
             rl_pool_run(mm->pool, qgemm_act_task, &t);

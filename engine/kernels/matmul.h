@@ -24,7 +24,7 @@ typedef struct rl_matmul rl_matmul;
 
 /* Scratch for inputs of up to max_cols and batches of up to max_batch rows. */
 rl_matmul *rl_matmul_new(rl_pool *pool, uint32_t max_cols, uint32_t max_batch);
-void rl_matmul_destroy(rl_matmul **mm);   /* NULLs *mm; does not own the pool */
+void rl_matmul_destroy(rl_matmul **mm); /* NULLs *mm; does not own the pool */
 
 /* y (n, w->rows) = x (n, w->cols) · wᵀ. gemm allows the sgemm path (for
  * float weights, and quantized ones from the sgemm crossover on); without it

@@ -19,21 +19,21 @@ void rl_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float ep
  * What does not depend on the position is computed once, into the table. */
 #define RL_ROPE_MAX_PAIRS 512
 typedef struct {
-    float base;            /* freq_base */
-    float factor;          /* f; 1 = no scaling */
-    bool yarn;             /* mix by the YaRN ramp (else f only divides the angle) */
-    uint32_t orig_ctx;     /* original_context_length */
+    float base;        /* freq_base */
+    float factor;      /* f; 1 = no scaling */
+    bool yarn;         /* mix by the YaRN ramp (else f only divides the angle) */
+    uint32_t orig_ctx; /* original_context_length */
     float beta_fast, beta_slow;
-    float log_mul;         /* yarn_log_multiplier */
-    float attn_factor;     /* rope.scaling.attn_factor */
+    float log_mul;     /* yarn_log_multiplier */
+    float attn_factor; /* rope.scaling.attn_factor */
 } rl_rope_params;
 
 typedef struct {
     uint32_t head_dim;
-    float freq_scale;                     /* 1 / f */
-    float mscale;                         /* cos and sin multiplier */
-    float freq[RL_ROPE_MAX_PAIRS];        /* base^(-2i/head_dim) */
-    float ramp_mix[RL_ROPE_MAX_PAIRS];    /* share of the unscaled angle: 1 on fast pairs, 0 on slow ones */
+    float freq_scale;                  /* 1 / f */
+    float mscale;                      /* cos and sin multiplier */
+    float freq[RL_ROPE_MAX_PAIRS];     /* base^(-2i/head_dim) */
+    float ramp_mix[RL_ROPE_MAX_PAIRS]; /* share of the unscaled angle: 1 on fast pairs, 0 on slow ones */
 } rl_rope_table;
 
 /* Plain RoPE over base (no scaling). */

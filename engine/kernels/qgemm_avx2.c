@@ -19,14 +19,13 @@
 #include "cpu.h"
 
 #include <immintrin.h>
-#define X16_GV_BYTES 32   /* rows 8h..8h+7 */
+#define X16_GV_BYTES 32 /* rows 8h..8h+7 */
 #include "qgemm_x16.h"
 #include "x16.h"
 
-#define TOKENS 4   /* tokens per register tile (16 YMM registers) */
+#define TOKENS 4 /* tokens per register tile (16 YMM registers) */
 
-static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h)
-{
+static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h) {
     const v16u16 n = __builtin_convertvector(h, v16u16);
     __m128i a, b;
     memcpy(&a, &n, sizeof a);
@@ -38,19 +37,14 @@ static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h)
     return r;
 }
 
-void rl_qg_unpack_avx2(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile)
-{
-    x16_unpack(t, x16, nc, tile);
-}
+void rl_qg_unpack_avx2(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile) { x16_unpack(t, x16, nc, tile); }
 
 void rl_qg_pack_avx2(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
-                     rl_qg_tile *tile)
-{
+                     rl_qg_tile *tile) {
     rl_qg_pack_via(rl_qg_unpack_avx2, rl_x16_interleave, t, w, row_bytes, rows, c0, nc, tile);
 }
 
-static inline __m256i bcast4(const int8_t *p)
-{
+static inline __m256i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return _mm256_set1_epi32(v);
@@ -59,7 +53,7 @@ static inline __m256i bcast4(const int8_t *p)
 /* Where a span's weights come from: a packed tile (xt < 0) or, for decode,
  * the x16 block groups of type xt with their scales unpacked beside. */
 typedef struct {
-    const uint8_t *q;   /* the tile's quants, or the chunk's first block group */
+    const uint8_t *q; /* the tile's quants, or the chunk's first block group */
     const float *scale, *min;
     uint32_t cols;
 } wsrc;
@@ -67,10 +61,10 @@ typedef struct {
 /* Column group g of sub-block s0 + u, rows 8h..8h+7: unsigned quants, or for
  * Q8_0 (sgn) the file's signed bytes. */
 static inline __attribute__((always_inline)) __m256i weights(const wsrc *w, const int xt, const int sub, const bool sgn,
-                                                             uint32_t s0, int u, int g, int h)
-{
+                                                             uint32_t s0, int u, int g, int h) {
     if (xt < 0) {
-        const __m256i v = _mm256_load_si256((const __m256i *)(w->q + ((size_t)(s0 + u) * sub + 4 * g) * RL_QG_ROWS + 32 * h));
+        const __m256i v =
+            _mm256_load_si256((const __m256i *)(w->q + ((size_t)(s0 + u) * sub + 4 * g) * RL_QG_ROWS + 32 * h));
         return sgn ? _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)) : v;
     }
     const x16_gv v = x16_quants(xt, w->q + s0 / x16_subs(xt) * x16_group_bytes(xt) + 32 * h, u, g);
@@ -84,8 +78,7 @@ static inline __attribute__((always_inline)) __m256i weights(const wsrc *w, cons
  * constant: Q6_K's decode goes from 17 to 22 GB/s on one Zen 5 thread. */
 static inline __attribute__((always_inline)) void span(const wsrc *src, const int xt, const rl_qg_act *a, uint32_t c0,
                                                        uint32_t j0, const int T, const int sub, const bool mins,
-                                                       const bool sgn, int h, float *accm)
-{
+                                                       const bool sgn, int h, float *accm) {
     const uint32_t cols = a->cols, nsub = cols / sub, nb = cols / 32;
     const int8_t *x = a->qs + (size_t)j0 * cols + c0;
     const int32_t *corr = a->corr + (size_t)j0 * nsub + c0 / sub;
@@ -112,7 +105,8 @@ static inline __attribute__((always_inline)) void span(const wsrc *src, const in
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
                     const __m256i b = bcast4(xs + (size_t)t * cols + 4 * g);
-                    const __m256i p = sgn ? _mm256_maddubs_epi16(wa, _mm256_sign_epi8(b, w)) : _mm256_maddubs_epi16(w, b);
+                    const __m256i p =
+                        sgn ? _mm256_maddubs_epi16(wa, _mm256_sign_epi8(b, w)) : _mm256_maddubs_epi16(w, b);
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
                 }
             }
@@ -136,8 +130,7 @@ static inline __attribute__((always_inline)) void span(const wsrc *src, const in
 
 static inline __attribute__((always_inline)) void kernel_fmt(const wsrc *src, const int xt, const rl_qg_act *a,
                                                              uint32_t c0, float *acc, const int sub, const bool mins,
-                                                             const bool sgn)
-{
+                                                             const bool sgn) {
     for (int h = 0; h < 2; h++) {
         uint32_t j = 0;
         for (; j + TOKENS <= a->n; j += TOKENS)
@@ -151,8 +144,7 @@ static inline __attribute__((always_inline)) void kernel_fmt(const wsrc *src, co
     }
 }
 
-void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc)
-{
+void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc) {
     const wsrc src = {tile->q, tile->scale, tile->min, tile->cols};
     if (tile->fmt.sub == 16)
         kernel_fmt(&src, -1, act, c0, acc, 16, false, false);
@@ -166,16 +158,25 @@ void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0
 
 /* Decode's product: the quants go from the x16 loads straight into the
  * multiplies; only the chunk's scales are unpacked, by the tile's code. */
-void rl_qg_gemv_avx2(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc)
-{
+void rl_qg_gemv_avx2(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc) {
     _Alignas(32) float scale[RL_QG_CHUNK / 16 * RL_QG_ROWS], min[RL_QG_CHUNK / 32 * RL_QG_ROWS];
     x16_scales(t, x16, nc, scale, min);
     const wsrc src = {x16, scale, min, nc};
     switch (t) {
-    case RL_Q4_0: kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false); break;
-    case RL_Q8_0: kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true); break;
-    case RL_Q4_K: kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false); break;
-    case RL_Q5_K: kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false); break;
-    default: kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false); break;
+    case RL_Q4_0:
+        kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false);
+        break;
+    case RL_Q8_0:
+        kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true);
+        break;
+    case RL_Q4_K:
+        kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false);
+        break;
+    case RL_Q5_K:
+        kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false);
+        break;
+    default:
+        kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false);
+        break;
     }
 }

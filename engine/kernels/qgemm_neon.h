@@ -23,12 +23,11 @@
 #include <arm_neon.h>
 #include <string.h>
 #include "quant.h"
-#define X16_GV_BYTES 16   /* 4 rows */
+#define X16_GV_BYTES 16 /* 4 rows */
 #include "qgemm_x16.h"
 
 /* For qgemm_x16.h: FCVTL, 4 halves at a time. */
-static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h)
-{
+static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h) {
     uint16_t n[16];
     v16f32 r;
     for (int i = 0; i < 16; i++)
@@ -40,10 +39,9 @@ static inline __attribute__((always_inline)) v16f32 halves_to_f32(v16u32 h)
     return r;
 }
 
-#define NEON_TOKENS 2   /* tokens per register tile (32 Q registers) */
+#define NEON_TOKENS 2 /* tokens per register tile (32 Q registers) */
 
-static inline int8x16_t neon_bcast4(const int8_t *p)
-{
+static inline int8x16_t neon_bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
     return vreinterpretq_s8_s32(vdupq_n_s32(v));
@@ -52,7 +50,7 @@ static inline int8x16_t neon_bcast4(const int8_t *p)
 /* Where a span's weights come from: a packed tile (xt < 0) or, for decode,
  * the x16 block groups of type xt with their scales unpacked beside. */
 typedef struct {
-    const uint8_t *q;   /* the tile's quants, or the chunk's first block group */
+    const uint8_t *q; /* the tile's quants, or the chunk's first block group */
     const float *scale, *min;
     uint32_t cols;
 } neon_src;
@@ -61,8 +59,7 @@ typedef struct {
  * for Q8_0 (sgn) the file's signed bytes. */
 static inline __attribute__((always_inline)) void neon_weights(const neon_src *w, const int xt, const int sub,
                                                                const bool sgn, uint32_t s0, int u, int g,
-                                                               int8x16_t out[4])
-{
+                                                               int8x16_t out[4]) {
     if (xt < 0) {
         const uint8_t *q = w->q + ((size_t)(s0 + u) * sub + 4 * g) * RL_QG_ROWS;
 #pragma GCC unroll 4
@@ -83,8 +80,7 @@ static inline __attribute__((always_inline)) void neon_weights(const neon_src *w
  * loads and spills most of the 32 registers' worth of sums and weights. */
 static inline __attribute__((always_inline)) void neon_span(const neon_src *src, const int xt, const rl_qg_act *a,
                                                             uint32_t c0, uint32_t j0, const int T, const int sub,
-                                                            const bool mins, const bool sgn, float *accm)
-{
+                                                            const bool mins, const bool sgn, float *accm) {
     const uint32_t cols = a->cols, nsub = cols / sub, nb = cols / 32;
     const int8_t *x = a->qs + (size_t)j0 * cols + c0;
     const int32_t *corr = a->corr + (size_t)j0 * nsub + c0 / sub;
@@ -118,8 +114,8 @@ static inline __attribute__((always_inline)) void neon_span(const neon_src *src,
                 isum_rows(&is[t], rows);
 #pragma GCC unroll 4
                 for (int r = 0; r < 4; r++) {
-                    const float32x4_t sc = vmulq_n_f32(vld1q_f32(src->scale + (size_t)s * RL_QG_ROWS + 4 * r),
-                                                       d[(size_t)t * nb + k]);
+                    const float32x4_t sc =
+                        vmulq_n_f32(vld1q_f32(src->scale + (size_t)s * RL_QG_ROWS + 4 * r), d[(size_t)t * nb + k]);
                     acc[t][r] = vfmaq_f32(acc[t][r], vcvtq_f32_s32(rows[r]), sc);
                     if (mins)
                         acc[t][r] = vfmsq_f32(acc[t][r], vld1q_f32(src->min + (size_t)s * RL_QG_ROWS + 4 * r),
@@ -134,10 +130,9 @@ static inline __attribute__((always_inline)) void neon_span(const neon_src *src,
             vst1q_f32(accm + (size_t)(j0 + t) * RL_QG_ROWS + 4 * r, acc[t][r]);
 }
 
-static inline __attribute__((always_inline)) void neon_kernel_fmt(const neon_src *src, const int xt,
-                                                                  const rl_qg_act *a, uint32_t c0, float *acc,
-                                                                  const int sub, const bool mins, const bool sgn)
-{
+static inline __attribute__((always_inline)) void neon_kernel_fmt(const neon_src *src, const int xt, const rl_qg_act *a,
+                                                                  uint32_t c0, float *acc, const int sub,
+                                                                  const bool mins, const bool sgn) {
     uint32_t j = 0;
     for (; j + NEON_TOKENS <= a->n; j += NEON_TOKENS)
         neon_span(src, xt, a, c0, j, NEON_TOKENS, sub, mins, sgn, acc);
@@ -145,9 +140,8 @@ static inline __attribute__((always_inline)) void neon_kernel_fmt(const neon_src
         neon_span(src, xt, a, c0, j, 1, sub, mins, sgn, acc);
 }
 
-static inline __attribute__((always_inline)) void neon_kernel(const rl_qg_tile *tile, const rl_qg_act *act,
-                                                              uint32_t c0, float *acc)
-{
+static inline __attribute__((always_inline)) void neon_kernel(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0,
+                                                              float *acc) {
     const neon_src src = {tile->q, tile->scale, tile->min, tile->cols};
     if (tile->fmt.sub == 16)
         neon_kernel_fmt(&src, -1, act, c0, acc, 16, false, false);
@@ -162,17 +156,26 @@ static inline __attribute__((always_inline)) void neon_kernel(const rl_qg_tile *
 /* Decode's product: the quants go from the x16 loads straight into the
  * multiplies; only the chunk's scales are unpacked, by the tile's code. */
 static inline __attribute__((always_inline)) void neon_gemv(rl_dtype t, const void *x16, uint32_t nc,
-                                                            const rl_qg_act *act, uint32_t c0, float *acc)
-{
+                                                            const rl_qg_act *act, uint32_t c0, float *acc) {
     float scale[RL_QG_CHUNK / 16 * RL_QG_ROWS], min[RL_QG_CHUNK / 32 * RL_QG_ROWS];
     x16_scales(t, x16, nc, scale, min);
     const neon_src src = {x16, scale, min, nc};
     switch (t) {
-    case RL_Q4_0: neon_kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false); break;
-    case RL_Q8_0: neon_kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true); break;
-    case RL_Q4_K: neon_kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false); break;
-    case RL_Q5_K: neon_kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false); break;
-    default: neon_kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false); break;
+    case RL_Q4_0:
+        neon_kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false);
+        break;
+    case RL_Q8_0:
+        neon_kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true);
+        break;
+    case RL_Q4_K:
+        neon_kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false);
+        break;
+    case RL_Q5_K:
+        neon_kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false);
+        break;
+    default:
+        neon_kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false);
+        break;
     }
 }
 

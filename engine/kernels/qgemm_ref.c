@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include "x16.h"
 
-rl_qg_format rl_qg_format_of(rl_dtype weight)
-{
+rl_qg_format rl_qg_format_of(rl_dtype weight) {
     switch (weight) {
     case RL_Q4_0:
         return (rl_qg_format){.sub = 32, .zero = 8};
@@ -31,8 +30,7 @@ rl_qg_format rl_qg_format_of(rl_dtype weight)
 
 /* ---- activations ------------------------------------------------------------ */
 
-int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols)
-{
+int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols) {
     const size_t nq = (size_t)n * cols;
     b->qs = malloc(nq);
     b->d = malloc(nq / 32 * sizeof *b->d);
@@ -44,8 +42,7 @@ int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols)
     return -1;
 }
 
-void rl_qg_act_buf_free(rl_qg_act_buf *b)
-{
+void rl_qg_act_buf_free(rl_qg_act_buf *b) {
     free(b->qs);
     free(b->d);
     free(b->dsum);
@@ -53,17 +50,15 @@ void rl_qg_act_buf_free(rl_qg_act_buf *b)
     *b = (rl_qg_act_buf){0};
 }
 
-static int sum_i8(const int8_t *q, int n)
-{
+static int sum_i8(const int8_t *q, int n) {
     int s = 0;
     for (int i = 0; i < n; i++)
         s += q[i];
     return s;
 }
 
-void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_format fmt, const float *x,
-                    uint32_t cols, uint32_t r0, uint32_t r1, rl_qg_act_buf *b)
-{
+void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_format fmt, const float *x, uint32_t cols,
+                    uint32_t r0, uint32_t r1, rl_qg_act_buf *b) {
     const uint32_t nb = cols / QK8_0, nsub = cols / fmt.sub, per = QK8_0 / fmt.sub;
     for (uint32_t r = r0; r < r1; r++) {
         for (uint32_t k = 0; k < nb; k++) {
@@ -79,18 +74,15 @@ void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_for
     }
 }
 
-rl_qg_act rl_qg_act_view(const rl_qg_act_buf *b, rl_qg_format fmt, uint32_t n, uint32_t cols)
-{
-    return (rl_qg_act){.n = n, .cols = cols, .sub = fmt.sub, .qs = b->qs, .d = b->d, .corr = b->corr,
-                       .dsum = b->dsum};
+rl_qg_act rl_qg_act_view(const rl_qg_act_buf *b, rl_qg_format fmt, uint32_t n, uint32_t cols) {
+    return (rl_qg_act){.n = n, .cols = cols, .sub = fmt.sub, .qs = b->qs, .d = b->d, .corr = b->corr, .dsum = b->dsum};
 }
 
 /* ---- tiles ------------------------------------------------------------------ */
 
 /* Unpacks one weight block to bytes q[0..block) and its scales (and mins) to
  * scale[s * RL_QG_ROWS] for each sub-block s of the block. */
-static void unpack_block(rl_dtype t, const void *blk, uint8_t *q, float *scale, float *min)
-{
+static void unpack_block(rl_dtype t, const void *blk, uint8_t *q, float *scale, float *min) {
     switch (t) {
     case RL_Q4_0: {
         const block_q4_0 *b = blk;
@@ -145,13 +137,12 @@ static void unpack_block(rl_dtype t, const void *blk, uint8_t *q, float *scale, 
 
 void rl_qg_pack_via(rl_qg_unpack_fn unpack,
                     void (*interleave)(rl_dtype, const void *, size_t, uint32_t, uint32_t, void *), rl_dtype t,
-                    const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile)
-{
+                    const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile) {
     const size_t bs = rl_dtype_block(t), bb = rl_dtype_block_bytes(t), span = nc / bs * bb;
     _Alignas(64) uint8_t x[RL_QG_CHUNK_X16_BYTES];
     if (rows == RL_QG_ROWS) {
         interleave(t, w, row_bytes, (uint32_t)(c0 / bs), (uint32_t)(nc / bs), x);
-    } else {   /* the rows there are, then zero blocks */
+    } else { /* the rows there are, then zero blocks */
         uint8_t pad[RL_QG_CHUNK_X16_BYTES] = {0};
         for (int i = 0; i < rows; i++)
             memcpy(pad + (size_t)i * span, (const char *)w + (size_t)i * row_bytes + c0 / bs * bb, span);
@@ -164,9 +155,7 @@ void rl_qg_pack_via(rl_qg_unpack_fn unpack,
 
 /* The definition: each row's blocks unpacked to one byte per quant (all-zero
  * blocks for missing rows), then interleaved 4 bytes at a time. */
-void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc,
-                    rl_qg_tile *tile)
-{
+void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile) {
     const rl_qg_format f = rl_qg_format_of(t);
     const uint32_t bs = rl_dtype_block(t), bb = rl_dtype_block_bytes(t);
     const uint8_t zero[sizeof(block_q6_K)] = {0};
@@ -187,8 +176,7 @@ void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint3
 }
 
 /* From the x16 layout: back to the file's layout, then as above. */
-void rl_qg_unpack_ref(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile)
-{
+void rl_qg_unpack_ref(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile) {
     const uint32_t nblk = nc / rl_dtype_block(t);
     const size_t span = (size_t)nblk * rl_dtype_block_bytes(t);
     uint8_t rows[RL_QG_CHUNK_X16_BYTES];
@@ -199,8 +187,7 @@ void rl_qg_unpack_ref(rl_dtype t, const void *x16, uint32_t nc, rl_qg_tile *tile
 /* Row i of the tile against token j from column c0 on: per sub-block an
  * exact integer sum (offset by the activation's correction), then one
  * multiply-add in float, as every SIMD kernel does it. */
-static float tile_dot_ref(const rl_qg_tile *tl, int i, const rl_qg_act *a, uint32_t j, uint32_t c0, float acc)
-{
+static float tile_dot_ref(const rl_qg_tile *tl, int i, const rl_qg_act *a, uint32_t j, uint32_t c0, float acc) {
     const uint32_t sub = tl->fmt.sub, nsub = a->cols / sub, nb = a->cols / 32;
     const int8_t *x = a->qs + (size_t)j * a->cols + c0;
     for (uint32_t s = 0; s < tl->cols / sub; s++) {
@@ -215,8 +202,7 @@ static float tile_dot_ref(const rl_qg_tile *tl, int i, const rl_qg_act *a, uint3
     return acc;
 }
 
-void rl_qg_kernel_ref(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc)
-{
+void rl_qg_kernel_ref(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc) {
     for (uint32_t j = 0; j < act->n; j++)
         for (int i = 0; i < RL_QG_ROWS; i++)
             acc[(size_t)j * RL_QG_ROWS + i] = tile_dot_ref(tile, i, act, j, c0, acc[(size_t)j * RL_QG_ROWS + i]);

@@ -27,22 +27,22 @@
 #define K_SCALE_SIZE 12
 
 typedef struct {
-    rl_fp16 d;               /* scale */
-    uint8_t qs[QK4_0 / 2];   /* nibbles: low = elements 0..15, high = 16..31, value = q - 8 */
+    rl_fp16 d;             /* scale */
+    uint8_t qs[QK4_0 / 2]; /* nibbles: low = elements 0..15, high = 16..31, value = q - 8 */
 } block_q4_0;
 _Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 size");
 
 typedef struct {
-    rl_fp16 d;               /* scale */
-    int8_t qs[QK8_0];        /* value = d * q */
+    rl_fp16 d;        /* scale */
+    int8_t qs[QK8_0]; /* value = d * q */
 } block_q8_0;
 _Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 size");
 
 typedef struct {
-    rl_fp16 d;                      /* super-block scale for the 6-bit scales */
-    rl_fp16 dmin;                   /* super-block scale for the 6-bit mins */
-    uint8_t scales[K_SCALE_SIZE];   /* 8 scales and 8 mins, 6 bits each, packed */
-    uint8_t qs[QK_K / 2];           /* 4-bit quants */
+    rl_fp16 d;                    /* super-block scale for the 6-bit scales */
+    rl_fp16 dmin;                 /* super-block scale for the 6-bit mins */
+    uint8_t scales[K_SCALE_SIZE]; /* 8 scales and 8 mins, 6 bits each, packed */
+    uint8_t qs[QK_K / 2];         /* 4-bit quants */
 } block_q4_K;
 _Static_assert(sizeof(block_q4_K) == 144, "block_q4_K size");
 
@@ -50,23 +50,23 @@ typedef struct {
     rl_fp16 d;
     rl_fp16 dmin;
     uint8_t scales[K_SCALE_SIZE];
-    uint8_t qh[QK_K / 8];           /* 5th bit of each quant */
-    uint8_t qs[QK_K / 2];           /* low 4 bits */
+    uint8_t qh[QK_K / 8]; /* 5th bit of each quant */
+    uint8_t qs[QK_K / 2]; /* low 4 bits */
 } block_q5_K;
 _Static_assert(sizeof(block_q5_K) == 176, "block_q5_K size");
 
 typedef struct {
-    uint8_t ql[QK_K / 2];           /* low 4 bits */
-    uint8_t qh[QK_K / 4];           /* high 2 bits */
-    int8_t scales[QK_K / 16];       /* 8-bit scales of 16-element groups */
-    rl_fp16 d;                      /* super-block scale */
+    uint8_t ql[QK_K / 2];     /* low 4 bits */
+    uint8_t qh[QK_K / 4];     /* high 2 bits */
+    int8_t scales[QK_K / 16]; /* 8-bit scales of 16-element groups */
+    rl_fp16 d;                /* super-block scale */
 } block_q6_K;
 _Static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
 
 typedef struct {
-    float d;                        /* scale */
-    int8_t qs[QK_K];                /* quants */
-    int16_t bsums[QK_K / 16];       /* sums of each 16 quants, for the K-quant mins */
+    float d;                  /* scale */
+    int8_t qs[QK_K];          /* quants */
+    int16_t bsums[QK_K / 16]; /* sums of each 16 quants, for the K-quant mins */
 } block_q8_K;
 _Static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
 
@@ -78,8 +78,7 @@ _Static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
  * (high nibble), whose top 2 bits sit in bits 6-7 of bytes 0-3 and 4-7.
  * Done on 32-bit words because the dot kernels call it per super-block; they
  * move the words straight into a vector register. */
-static inline void rl_k_scales_words(const uint8_t *packed, uint32_t r[4])
-{
+static inline void rl_k_scales_words(const uint8_t *packed, uint32_t r[4]) {
     uint32_t w[3];
     memcpy(w, packed, sizeof w);
     const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, low2 = 0x03030303u;
@@ -90,8 +89,7 @@ static inline void rl_k_scales_words(const uint8_t *packed, uint32_t r[4])
 }
 
 /* The same as bytes: out[0..7] scales, out[8..15] mins. */
-static inline void rl_k_scales_unpack(const uint8_t *packed, uint8_t out[16])
-{
+static inline void rl_k_scales_unpack(const uint8_t *packed, uint8_t out[16]) {
     uint32_t r[4];
     rl_k_scales_words(packed, r);
     memcpy(out, r, sizeof r);
@@ -101,8 +99,7 @@ static inline void rl_k_scales_unpack(const uint8_t *packed, uint8_t out[16])
  * element 128h + 32p + l takes its low nibble from ql[64h + 32(p&1) + l]
  * (low half for p < 2, high half otherwise) and its top 2 bits from
  * qh[32h + l] bits 2p..2p+1. */
-static inline int rl_q6_K_quant(const block_q6_K *b, int e)
-{
+static inline int rl_q6_K_quant(const block_q6_K *b, int e) {
     const int h = e / 128, p = (e % 128) / 32, l = e % 32;
     const int lo = (b->ql[64 * h + 32 * (p & 1) + l] >> (4 * (p >> 1))) & 0xf;
     const int hi = (b->qh[32 * h + l] >> (2 * p)) & 3;
@@ -144,31 +141,31 @@ rl_dtype rl_vec_dot_type(rl_dtype weight);
  * does not depend on the batch it came in: one session's logits are
  * bit-identical alone and batched with others. */
 #define RL_QG_ROWS 16
-#define RL_QG_CHUNK 256   /* columns packed at a time: one K-quant super-block */
+#define RL_QG_CHUNK 256 /* columns packed at a time: one K-quant super-block */
 
 typedef struct {
-    uint8_t sub;    /* elements per scale: 32, or 16 (Q6_K); 0 = no batched kernel */
-    uint8_t zero;   /* z: the unsigned quant that stands for 0 */
-    bool mins;      /* a min per 32 elements is subtracted (Q4_K, Q5_K) */
+    uint8_t sub;  /* elements per scale: 32, or 16 (Q6_K); 0 = no batched kernel */
+    uint8_t zero; /* z: the unsigned quant that stands for 0 */
+    bool mins;    /* a min per 32 elements is subtracted (Q4_K, Q5_K) */
 } rl_qg_format;
 
 rl_qg_format rl_qg_format_of(rl_dtype weight);
 
-typedef struct {   /* RL_QG_ROWS weight rows x up to RL_QG_CHUNK columns, packed */
-    _Alignas(64) uint8_t q[RL_QG_CHUNK * RL_QG_ROWS];   /* quants 4k..4k+3 of row i at q[(16k + i) * 4] */
-    _Alignas(64) float scale[RL_QG_CHUNK / 16 * RL_QG_ROWS];   /* (cols / sub, RL_QG_ROWS) */
-    _Alignas(64) float min[RL_QG_CHUNK / 32 * RL_QG_ROWS];     /* (cols / 32, RL_QG_ROWS) when fmt.mins */
-    uint32_t cols;     /* columns packed: a multiple of 32 */
+typedef struct {                                      /* RL_QG_ROWS weight rows x up to RL_QG_CHUNK columns, packed */
+    _Alignas(64) uint8_t q[RL_QG_CHUNK * RL_QG_ROWS]; /* quants 4k..4k+3 of row i at q[(16k + i) * 4] */
+    _Alignas(64) float scale[RL_QG_CHUNK / 16 * RL_QG_ROWS]; /* (cols / sub, RL_QG_ROWS) */
+    _Alignas(64) float min[RL_QG_CHUNK / 32 * RL_QG_ROWS];   /* (cols / 32, RL_QG_ROWS) when fmt.mins */
+    uint32_t cols;                                           /* columns packed: a multiple of 32 */
     rl_qg_format fmt;
 } rl_qg_tile;
 
-typedef struct {   /* n quantized activation rows, for one weight format */
+typedef struct { /* n quantized activation rows, for one weight format */
     uint32_t n, cols;
-    uint8_t sub;            /* the format's sub-block */
-    const int8_t *qs;       /* (n, cols) quants */
-    const float *d;         /* (n, cols / 32) block scales */
-    const int32_t *corr;    /* (n, cols / sub) -z * sum of each sub-block's quants */
-    const float *dsum;      /* (n, cols / 32) d * sum of each block's quants (mins only) */
+    uint8_t sub;         /* the format's sub-block */
+    const int8_t *qs;    /* (n, cols) quants */
+    const float *d;      /* (n, cols / 32) block scales */
+    const int32_t *corr; /* (n, cols / sub) -z * sum of each sub-block's quants */
+    const float *dsum;   /* (n, cols / 32) d * sum of each block's quants (mins only) */
 } rl_qg_act;
 
 /* Scratch for rl_qg_act of up to n rows of cols (a multiple of 32). */
@@ -178,12 +175,12 @@ typedef struct {
     int32_t *corr;
 } rl_qg_act_buf;
 
-int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols);   /* 0, or -1 out of memory */
+int rl_qg_act_buf_init(rl_qg_act_buf *b, uint32_t n, uint32_t cols); /* 0, or -1 out of memory */
 void rl_qg_act_buf_free(rl_qg_act_buf *b);
 /* Quantizes rows [r0, r1) of x (n, cols) with `quantize_q8_0` (so the bytes
  * are those of the matrix-vector path) into b, for weight format fmt. */
-void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_format fmt, const float *x,
-                    uint32_t cols, uint32_t r0, uint32_t r1, rl_qg_act_buf *b);
+void rl_qg_act_rows(void (*quantize_q8_0)(const float *, void *, int), rl_qg_format fmt, const float *x, uint32_t cols,
+                    uint32_t r0, uint32_t r1, rl_qg_act_buf *b);
 /* The view of the first n rows of b for format fmt. */
 rl_qg_act rl_qg_act_view(const rl_qg_act_buf *b, rl_qg_format fmt, uint32_t n, uint32_t cols);
 
@@ -206,8 +203,7 @@ typedef void (*rl_qg_kernel_fn)(const rl_qg_tile *tile, const rl_qg_act *act, ui
  * give. The engine uses it for batches of at most RL_QG_GEMV_MAX tokens
  * (decode), where a tile would be written and read back for a single use;
  * beyond that the tile's reuse pays for it. */
-typedef void (*rl_qg_gemv_fn)(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0,
-                              float *acc);
+typedef void (*rl_qg_gemv_fn)(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
 #define RL_QG_GEMV_MAX 2
 
 /* Bytes of the x16 block groups of one chunk, at most. */
@@ -243,16 +239,16 @@ typedef void (*rl_kv_dot_fn)(int n, const void *k, const void *q, size_t q_strid
 typedef void (*rl_kv_axpy_fn)(int n, const float *a, size_t a_stride, const void *v, int G, float *y);
 
 typedef struct {
-    const char *name;                       /* "scalar", "avx2", "avx512", "neon" */
+    const char *name; /* "scalar", "avx2", "avx512", "neon" */
     rl_quantize_act_fn quantize_q8_0;
     rl_quantize_act_fn quantize_q8_K;
-    rl_vec_dot_fn vec_dot[RL_DTYPE_COUNT];  /* by weight type; NULL if unsupported */
-    rl_qg_pack_fn qg_pack;                  /* types with rl_qg_format_of(t).sub != 0 */
+    rl_vec_dot_fn vec_dot[RL_DTYPE_COUNT]; /* by weight type; NULL if unsupported */
+    rl_qg_pack_fn qg_pack;                 /* types with rl_qg_format_of(t).sub != 0 */
     rl_qg_unpack_fn qg_unpack;
     rl_qg_kernel_fn qg_kernel;
-    rl_qg_gemv_fn qg_gemv;                  /* NULL: small batches unpack too */
-    rl_kv_dot_fn kv_dot[RL_DTYPE_COUNT];    /* F16, Q8_0; NULL for the rest */
-    rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT];  /* F32, F16, Q8_0; NULL for the rest */
+    rl_qg_gemv_fn qg_gemv;                 /* NULL: small batches unpack too */
+    rl_kv_dot_fn kv_dot[RL_DTYPE_COUNT];   /* F16, Q8_0; NULL for the rest */
+    rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT]; /* F32, F16, Q8_0; NULL for the rest */
 } rl_kernel_set;
 
 /* The scalar reference set: the definition every other set is tested against. */

@@ -13,44 +13,34 @@
 
 #include <immintrin.h>
 
-static inline float hsum_ps(__m256 v)
-{
+static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-static inline float hmax_ps(__m256 v)
-{
+static inline float hmax_ps(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-static inline float fp16(rl_fp16 h)
-{
-    return _cvtsh_ss(h);
-}
+static inline float fp16(rl_fp16 h) { return _cvtsh_ss(h); }
 
-static inline __m256 abs_ps(__m256 v)
-{
-    return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
-}
+static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
 /* 8 floats times s, rounded half-to-even to int32, capped at 127 (which only
  * the Q8_K quantizer can exceed, by rounding 127.5 up). */
-static inline __m256i round_cvt8(const float *x, __m256 s)
-{
+static inline __m256i round_cvt8(const float *x, __m256 s) {
     const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), s);
     const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     return _mm256_min_epi32(q, _mm256_set1_epi32(127));
 }
 
 /* 32 floats times s, rounded and capped as above, packed to int8 in order. */
-static inline __m256i round_pack32(const float *x, __m256 s)
-{
+static inline __m256i round_pack32(const float *x, __m256 s) {
     const __m256i q0 = round_cvt8(x, s), q1 = round_cvt8(x + 8, s);
     const __m256i q2 = round_cvt8(x + 16, s), q3 = round_cvt8(x + 24, s);
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
@@ -58,8 +48,7 @@ static inline __m256i round_pack32(const float *x, __m256 s)
     return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-static void quantize_q8_0_avx2(const float *x, void *dst, int n)
-{
+static void quantize_q8_0_avx2(const float *x, void *dst, int n) {
     block_q8_0 *y = dst;
     for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
         __m256 amax = _mm256_setzero_ps();
@@ -73,8 +62,7 @@ static void quantize_q8_0_avx2(const float *x, void *dst, int n)
 }
 
 /* Sums of each 16 int8 of q0 (groups 0,1) .. q7 (groups 14,15) as int16. */
-static void q8_K_bsums(const __m256i q[8], int16_t *bsums)
-{
+static void q8_K_bsums(const __m256i q[8], int16_t *bsums) {
     __m256i s[8];
     for (int k = 0; k < 8; k++)
         s[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q[k]), _mm256_set1_epi16(1));
@@ -87,8 +75,7 @@ static void q8_K_bsums(const __m256i q[8], int16_t *bsums)
     _mm_storeu_si128((__m128i *)(bsums + 8), _mm_unpackhi_epi16(even, odd));
 }
 
-static void quantize_q8_K_avx2(const float *x, void *dst, int n)
-{
+static void quantize_q8_K_avx2(const float *x, void *dst, int n) {
     block_q8_K *y = dst;
     for (int i = 0; i < n / QK_K; i++, x += QK_K) {
         __m256 vmax = _mm256_setzero_ps();
@@ -121,29 +108,25 @@ static void quantize_q8_K_avx2(const float *x, void *dst, int n)
 }
 
 /* Sum of x*y over 32 signed bytes into 8 int32; requires y != -128. */
-static inline __m256i dot_i8(__m256i x, __m256i y)
-{
+static inline __m256i dot_i8(__m256i x, __m256i y) {
     const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
 /* 32 Q4_0 quants as signed bytes -8..7, in element order. */
-static inline __m256i q4_0_bytes(const uint8_t *qs)
-{
+static inline __m256i q4_0_bytes(const uint8_t *qs) {
     const __m128i b = _mm_loadu_si128((const __m128i *)qs);
     const __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
     return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
 }
 
-static inline __m256 q4_0_block(const block_q4_0 *x, const block_q8_0 *y, __m256 acc)
-{
+static inline __m256 q4_0_block(const block_q4_0 *x, const block_q8_0 *y, __m256 acc) {
     const __m256i y8 = _mm256_loadu_si256((const __m256i *)y->qs);
     const __m256 s = _mm256_cvtepi32_ps(dot_i8(q4_0_bytes(x->qs), y8));
     return _mm256_fmadd_ps(_mm256_set1_ps(fp16(x->d) * fp16(y->d)), s, acc);
 }
 
-static inline __m256 q8_0_block(const block_q8_0 *x, const block_q8_0 *y, __m256 acc)
-{
+static inline __m256 q8_0_block(const block_q8_0 *x, const block_q8_0 *y, __m256 acc) {
     const __m256i x8 = _mm256_loadu_si256((const __m256i *)x->qs);
     const __m256i y8 = _mm256_loadu_si256((const __m256i *)y->qs);
     const __m256 s = _mm256_cvtepi32_ps(dot_i8(x8, y8));
@@ -151,8 +134,7 @@ static inline __m256 q8_0_block(const block_q8_0 *x, const block_q8_0 *y, __m256
 }
 
 /* Two accumulators so consecutive blocks' FMAs do not wait on each other. */
-static float vec_dot_q4_0_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_0_avx2(int n, const void *w, const void *a) {
     const block_q4_0 *x = w;
     const block_q8_0 *y = a;
     const int nb = n / QK4_0;
@@ -167,8 +149,7 @@ static float vec_dot_q4_0_avx2(int n, const void *w, const void *a)
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-static float vec_dot_q8_0_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_q8_0_avx2(int n, const void *w, const void *a) {
     const block_q8_0 *x = w, *y = a;
     const int nb = n / QK8_0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -184,9 +165,8 @@ static float vec_dot_q8_0_avx2(int n, const void *w, const void *a)
 
 /* Accumulates one Q4_K/Q5_K super-block (qh NULL for Q4_K): d * sum(scale *
  * q * q8) into acc and dmin * sum(min * q8) into accm, both times y->d. */
-static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales, const uint8_t *qh,
-                                  const uint8_t *qs, const block_q8_K *y, __m256 *acc, __m128 *accm)
-{
+static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales, const uint8_t *qh, const uint8_t *qs,
+                                  const block_q8_K *y, __m256 *acc, __m128 *accm) {
     uint32_t r[4];
     rl_k_scales_words(scales, r);
     const __m256i sm16 = _mm256_cvtepu8_epi16(_mm_set_epi32((int)r[3], (int)r[2], (int)r[1], (int)r[0]));
@@ -206,7 +186,7 @@ static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales
         const __m256i sh = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0302 + 0x0404 * c)));
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if (qh) {   /* bit 2c -> 16 for the low nibbles, bit 2c+1 for the high */
+        if (qh) { /* bit 2c -> 16 for the low nibbles, bit 2c+1 for the high */
             lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4));
             hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4));
             hb = _mm256_srli_epi16(hb, 2);
@@ -219,8 +199,7 @@ static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(y->d * fp16(d)), _mm256_cvtepi32_ps(sumi), *acc);
 }
 
-static float vec_dot_q4_K_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_K_avx2(int n, const void *w, const void *a) {
     const block_q4_K *x = w;
     const block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
@@ -230,8 +209,7 @@ static float vec_dot_q4_K_avx2(int n, const void *w, const void *a)
     return hsum_ps(_mm256_sub_ps(acc, _mm256_set_m128(_mm_setzero_ps(), accm)));
 }
 
-static float vec_dot_q5_K_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_q5_K_avx2(int n, const void *w, const void *a) {
     const block_q5_K *x = w;
     const block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
@@ -243,16 +221,14 @@ static float vec_dot_q5_K_avx2(int n, const void *w, const void *a)
 
 /* sum(q * q8 * scale) over 32 elements of two 16-element groups, as int32;
  * `pick` selects the groups' int8 scales from sc8 (8 bytes each). */
-static inline __m256i q6_K_groups(__m256i q, const int8_t *q8, __m128i sc8, __m128i pick)
-{
+static inline __m256i q6_K_groups(__m256i q, const int8_t *q8, __m128i sc8, __m128i pick) {
     const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8)), sc);
 }
 
 /* Q6_K quants are used unsigned (0..63); the -32 offset is applied once per
  * super-block as 32 * sum(scale * bsum) instead of per element. */
-static float vec_dot_q6_K_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_q6_K_avx2(int n, const void *w, const void *a) {
     const block_q6_K *x = w;
     const block_q8_K *y = a;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
@@ -263,19 +239,22 @@ static float vec_dot_q6_K_avx2(int n, const void *w, const void *a)
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
                                         _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bs), 5));
-        __m128i pick = _mm_set_epi64x(0x0101010101010101LL, 0);   /* groups 0 and 1 */
+        __m128i pick = _mm_set_epi64x(0x0101010101010101LL, 0); /* groups 0 and 1 */
         for (int h = 0; h < 2; h++) {
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
             const int8_t *q8 = y[i].qs + 128 * h;
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            const __m256i q0 =
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
             sumi = _mm256_add_epi32(sumi, q6_K_groups(q0, q8, sc8, pick));
             pick = _mm_add_epi8(pick, next);
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            const __m256i q1 =
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
             sumi = _mm256_add_epi32(sumi, q6_K_groups(q1, q8 + 32, sc8, pick));
             pick = _mm_add_epi8(pick, next);
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            const __m256i q2 =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
             sumi = _mm256_add_epi32(sumi, q6_K_groups(q2, q8 + 64, sc8, pick));
             pick = _mm_add_epi8(pick, next);
             const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
@@ -290,42 +269,26 @@ static float vec_dot_q6_K_avx2(int n, const void *w, const void *a)
 
 /* ---- float weights: four 8-wide accumulators, scalar tail ------------------- */
 
-static inline __m256 load8_f32(const void *w, int i)
-{
-    return _mm256_loadu_ps((const float *)w + i);
-}
+static inline __m256 load8_f32(const void *w, int i) { return _mm256_loadu_ps((const float *)w + i); }
 
-static inline __m256 load8_f16(const void *w, int i)
-{
+static inline __m256 load8_f16(const void *w, int i) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const rl_fp16 *)w + i)));
 }
 
-static inline __m256 load8_bf16(const void *w, int i)
-{
+static inline __m256 load8_bf16(const void *w, int i) {
     const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const rl_bf16 *)w + i)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-static inline float elem_f32(const void *w, int i)
-{
-    return ((const float *)w)[i];
-}
+static inline float elem_f32(const void *w, int i) { return ((const float *)w)[i]; }
 
-static inline float elem_f16(const void *w, int i)
-{
-    return fp16(((const rl_fp16 *)w)[i]);
-}
+static inline float elem_f16(const void *w, int i) { return fp16(((const rl_fp16 *)w)[i]); }
 
-static inline float elem_bf16(const void *w, int i)
-{
-    return rl_bf16_to_f32(((const rl_bf16 *)w)[i]);
-}
+static inline float elem_bf16(const void *w, int i) { return rl_bf16_to_f32(((const rl_bf16 *)w)[i]); }
 
 /* Inlined into each caller with constant loaders, so no indirect calls remain. */
-static inline __attribute__((always_inline)) float dot_float(int n, const void *w, const float *y,
-                                                             __m256 (*load8)(const void *, int),
-                                                             float (*elem)(const void *, int))
-{
+static inline __attribute__((always_inline)) float
+dot_float(int n, const void *w, const float *y, __m256 (*load8)(const void *, int), float (*elem)(const void *, int)) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     int i = 0;
@@ -343,18 +306,11 @@ static inline __attribute__((always_inline)) float dot_float(int n, const void *
     return sum;
 }
 
-static float vec_dot_f32_avx2(int n, const void *w, const void *a)
-{
-    return dot_float(n, w, a, load8_f32, elem_f32);
-}
+static float vec_dot_f32_avx2(int n, const void *w, const void *a) { return dot_float(n, w, a, load8_f32, elem_f32); }
 
-static float vec_dot_f16_avx2(int n, const void *w, const void *a)
-{
-    return dot_float(n, w, a, load8_f16, elem_f16);
-}
+static float vec_dot_f16_avx2(int n, const void *w, const void *a) { return dot_float(n, w, a, load8_f16, elem_f16); }
 
-static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
-{
+static float vec_dot_bf16_avx2(int n, const void *w, const void *a) {
     return dot_float(n, w, a, load8_bf16, elem_bf16);
 }
 
@@ -362,8 +318,7 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a)
 
 /* Four scores of one F16 key row: the row is converted once per 8 elements
  * for the four queries, whose sums stay in registers. */
-static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
-{
+static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
     const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
     const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -385,8 +340,7 @@ static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float
 
 /* Queries four at a time, the rest one by one. */
 static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride)
-{
+                            size_t s_stride) {
     int g = 0;
     for (; g + 4 <= G; g += 4)
         dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
@@ -396,16 +350,15 @@ static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride
 
 /* Four scores of one Q8_0 key row against Q8_0 queries: per block the
  * integer dot (dot_i8) scaled by d_k * d_q, the key's block loaded once. */
-static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
-{
+static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
     const block_q8_0 *y0 = (const block_q8_0 *)q, *y1 = (const block_q8_0 *)(q + q_stride);
     const block_q8_0 *y2 = (const block_q8_0 *)(q + 2 * q_stride), *y3 = (const block_q8_0 *)(q + 3 * q_stride);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     for (int b = 0; b < n / QK8_0; b++) {
         const __m256i kq = _mm256_loadu_si256((const __m256i *)k[b].qs);
         const float dk = fp16(k[b].d);
-#define RL_DOT4_STEP(acc, y)                                                                                 \
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y[b].d)),                                                \
+#define RL_DOT4_STEP(acc, y)                                 \
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y[b].d)), \
                           _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y[b].qs))), acc)
         RL_DOT4_STEP(a0, y0);
         RL_DOT4_STEP(a1, y1);
@@ -418,8 +371,7 @@ static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride
 }
 
 static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                             size_t s_stride)
-{
+                             size_t s_stride) {
     int g = 0;
     for (; g + 4 <= G; g += 4)
         dot4_q8_0(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
@@ -429,8 +381,7 @@ static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_strid
 
 /* Value sums: the row converted once per 8 elements, then for each query
  * one multiply and one add, as the reference. */
-static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void *v, int G, float *y)
-{
+static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void *v, int G, float *y) {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 x = load8_f16(v, i);
@@ -444,8 +395,7 @@ static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void 
             y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
 }
 
-static void kv_axpy_q8_0_avx2(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_q8_0_avx2(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const block_q8_0 *x = vv;
     for (int b = 0; b < n / QK8_0; b++) {
         const float d = fp16(x[b].d);
@@ -465,33 +415,35 @@ static const rl_kernel_set avx2_set = {
     .name = "avx2",
     .quantize_q8_0 = quantize_q8_0_avx2,
     .quantize_q8_K = quantize_q8_K_avx2,
-    .vec_dot = {
-        [RL_F32] = vec_dot_f32_avx2,
-        [RL_F16] = vec_dot_f16_avx2,
-        [RL_BF16] = vec_dot_bf16_avx2,
-        [RL_Q4_0] = vec_dot_q4_0_avx2,
-        [RL_Q8_0] = vec_dot_q8_0_avx2,
-        [RL_Q4_K] = vec_dot_q4_K_avx2,
-        [RL_Q5_K] = vec_dot_q5_K_avx2,
-        [RL_Q6_K] = vec_dot_q6_K_avx2,
-    },
+    .vec_dot =
+        {
+            [RL_F32] = vec_dot_f32_avx2,
+            [RL_F16] = vec_dot_f16_avx2,
+            [RL_BF16] = vec_dot_bf16_avx2,
+            [RL_Q4_0] = vec_dot_q4_0_avx2,
+            [RL_Q8_0] = vec_dot_q8_0_avx2,
+            [RL_Q4_K] = vec_dot_q4_K_avx2,
+            [RL_Q5_K] = vec_dot_q5_K_avx2,
+            [RL_Q6_K] = vec_dot_q6_K_avx2,
+        },
     .qg_pack = rl_qg_pack_avx2,
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
     .qg_gemv = rl_qg_gemv_avx2,
-    .kv_dot = {
-        [RL_F16] = kv_dot_f16_avx2,
-        [RL_Q8_0] = kv_dot_q8_0_avx2,
-    },
-    .kv_axpy = {
-        [RL_F32] = rl_kv_axpy_f32,
-        [RL_F16] = kv_axpy_f16_avx2,
-        [RL_Q8_0] = kv_axpy_q8_0_avx2,
-    },
+    .kv_dot =
+        {
+            [RL_F16] = kv_dot_f16_avx2,
+            [RL_Q8_0] = kv_dot_q8_0_avx2,
+        },
+    .kv_axpy =
+        {
+            [RL_F32] = rl_kv_axpy_f32,
+            [RL_F16] = kv_axpy_f16_avx2,
+            [RL_Q8_0] = kv_axpy_q8_0_avx2,
+        },
 };
 
-const rl_kernel_set *rl_kernels_avx2(void)
-{
+const rl_kernel_set *rl_kernels_avx2(void) {
     if (!rl_cpu()->avx2)
         return NULL;
     return &avx2_set;

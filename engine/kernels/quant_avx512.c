@@ -13,45 +13,37 @@
 #include <immintrin.h>
 #include <pthread.h>
 
-static inline float fp16(rl_fp16 h)
-{
-    return _cvtsh_ss(h);
-}
+static inline float fp16(rl_fp16 h) { return _cvtsh_ss(h); }
 
 /* Two 32-byte rows a and b as one register. */
-static inline __m512i load_2x256(const void *a, const void *b)
-{
+static inline __m512i load_2x256(const void *a, const void *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
                               _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
 /* Sums of x*y over each 4 signed bytes; y must not hold -128. The sign of x
  * moves onto y so that |x| can be the unsigned operand. */
-static inline __m512i dot_i8(__m512i x, __m512i y)
-{
+static inline __m512i dot_i8(__m512i x, __m512i y) {
     const __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y);
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(x), sy);
 }
 
 /* Low 8 lanes a, high 8 lanes b. */
-static inline __m512 two_scales(float a, float b)
-{
+static inline __m512 two_scales(float a, float b) {
     return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
 }
 
 /* Q4_0 blocks x[0], x[1]: quants as signed bytes in element order per block. */
-static inline __m512i q4_0_pair(const block_q4_0 *x)
-{
-    const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)x[1].qs),
-                                       _mm_loadu_si128((const __m128i *)x[0].qs));
+static inline __m512i q4_0_pair(const block_q4_0 *x) {
+    const __m256i q =
+        _mm256_set_m128i(_mm_loadu_si128((const __m128i *)x[1].qs), _mm_loadu_si128((const __m128i *)x[0].qs));
     /* lanes qs0 qs1 qs0>>4 qs1>>4, reordered to lo0 hi0 lo1 hi1 */
     __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
     v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
     return _mm512_sub_epi8(_mm512_and_si512(v, _mm512_set1_epi8(0x0f)), _mm512_set1_epi8(8));
 }
 
-static float vec_dot_q4_0_avx512(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_0_avx512(int n, const void *w, const void *a) {
     const block_q4_0 *x = w;
     const block_q8_0 *y = a;
     const int nb = n / QK4_0;
@@ -68,8 +60,7 @@ static float vec_dot_q4_0_avx512(int n, const void *w, const void *a)
     return sum;
 }
 
-static float vec_dot_q8_0_avx512(int n, const void *w, const void *a)
-{
+static float vec_dot_q8_0_avx512(int n, const void *w, const void *a) {
     const block_q8_0 *x = w, *y = a;
     const int nb = n / QK8_0;
     __m512 acc = _mm512_setzero_ps();
@@ -86,8 +77,7 @@ static float vec_dot_q8_0_avx512(int n, const void *w, const void *a)
 }
 
 /* Word index vector: 16 words of a then 16 words of b. */
-static inline __m512i words_2(int a, int b)
-{
+static inline __m512i words_2(int a, int b) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
 }
 
@@ -95,9 +85,8 @@ static inline __m512i words_2(int a, int b)
  * q * q8) into acc and dmin * sum(min * q8) into accm, both times y->d.
  * Chunk c of 64 elements is one register: low nibbles (sub-block 2c), then
  * high (2c+1). */
-static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales, const uint8_t *qh,
-                                  const uint8_t *qs, const block_q8_K *y, __m512 *acc, __m128 *accm)
-{
+static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales, const uint8_t *qh, const uint8_t *qs,
+                                  const block_q8_K *y, __m512 *acc, __m128 *accm) {
     uint32_t r[4];
     rl_k_scales_words(scales, r);
     const __m256i sm16 = _mm256_cvtepu8_epi16(_mm_set_epi32((int)r[3], (int)r[2], (int)r[1], (int)r[0]));
@@ -116,9 +105,9 @@ static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         v = _mm512_and_si512(v, m4);
-        if (qh) {   /* bit 2c -> 16 for the low nibbles, bit 2c+1 for the high */
-            const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(hb, 4)),
-                                                 _mm256_slli_epi16(hb, 3), 1);
+        if (qh) { /* bit 2c -> 16 for the low nibbles, bit 2c+1 for the high */
+            const __m512i h =
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(hb, 4)), _mm256_slli_epi16(hb, 3), 1);
             v = _mm512_or_si512(v, _mm512_and_si512(h, bit4));
             hb = _mm256_srli_epi16(hb, 2);
         }
@@ -128,8 +117,7 @@ static inline void k_minmax_block(rl_fp16 d, rl_fp16 dmin, const uint8_t *scales
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(y->d * fp16(d)), _mm512_cvtepi32_ps(sumi), *acc);
 }
 
-static float vec_dot_q4_K_avx512(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_K_avx512(int n, const void *w, const void *a) {
     const block_q4_K *x = w;
     const block_q8_K *y = a;
     __m512 acc = _mm512_setzero_ps();
@@ -139,8 +127,7 @@ static float vec_dot_q4_K_avx512(int n, const void *w, const void *a)
     return _mm512_reduce_add_ps(_mm512_sub_ps(acc, _mm512_zextps128_ps512(accm)));
 }
 
-static float vec_dot_q5_K_avx512(int n, const void *w, const void *a)
-{
+static float vec_dot_q5_K_avx512(int n, const void *w, const void *a) {
     const block_q5_K *x = w;
     const block_q8_K *y = a;
     __m512 acc = _mm512_setzero_ps();
@@ -151,16 +138,14 @@ static float vec_dot_q5_K_avx512(int n, const void *w, const void *a)
 }
 
 /* Word index vector: each 128-bit lane k holds g + k. */
-static inline __m512i words_4(int g)
-{
+static inline __m512i words_4(int g) {
     const long long r = 0x0001000100010001LL;
     return _mm512_set_epi64(r * (g + 3), r * (g + 3), r * (g + 2), r * (g + 2), r * (g + 1), r * (g + 1), r * g, r * g);
 }
 
 /* Q6_K as in the AVX2 version (unsigned quants, -32 applied via bsums), with
  * 64 elements, four scale groups, per register. */
-static float vec_dot_q6_K_avx512(int n, const void *w, const void *a)
-{
+static float vec_dot_q6_K_avx512(int n, const void *w, const void *a) {
     const block_q6_K *x = w;
     const block_q8_K *y = a;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
@@ -173,12 +158,12 @@ static float vec_dot_q6_K_avx512(int n, const void *w, const void *a)
         for (int h = 0; h < 2; h++) {
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             const __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * h));
-            const __m512i ha = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(qh, 4)),
-                                                  _mm256_slli_epi16(qh, 2), 1);
+            const __m512i ha =
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_slli_epi16(qh, 4)), _mm256_slli_epi16(qh, 2), 1);
             const __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
             const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(ha, m30));
-            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                               _mm512_and_si512(hb, m30));
+            const __m512i qb =
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(hb, m30));
             const __m512i sa = _mm512_permutexvar_epi16(words_4(8 * h), _mm512_castsi256_si512(sc16));
             const __m512i sb = _mm512_permutexvar_epi16(words_4(8 * h + 4), _mm512_castsi256_si512(sc16));
             const __m512i ya = _mm512_loadu_si512((const void *)(y[i].qs + 128 * h));
@@ -197,8 +182,7 @@ static float vec_dot_q6_K_avx512(int n, const void *w, const void *a)
 
 /* Four scores of one F16 key row, the row converted once per 16 elements,
  * the four sums in registers. */
-static void dot4_f16(int n, const rl_fp16 *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
-{
+static void dot4_f16(int n, const rl_fp16 *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
     const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
     const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
@@ -221,8 +205,7 @@ static void dot4_f16(int n, const rl_fp16 *k, const char *q, size_t q_stride, fl
 
 /* Queries four at a time, the rest with the AVX2 set's kernel. */
 static void kv_dot_f16_avx512(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                              size_t s_stride)
-{
+                              size_t s_stride) {
     int g = 0;
     for (; g + 4 <= G; g += 4)
         dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
@@ -232,8 +215,7 @@ static void kv_dot_f16_avx512(int n, const void *k, const void *q, size_t q_stri
 }
 
 /* Value sums: multiply, then add, as the reference. */
-static void kv_axpy_f16_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_f16_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const rl_fp16 *x = vv;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -248,8 +230,7 @@ static void kv_axpy_f16_avx512(int n, const float *a, size_t a_stride, const voi
             y[(size_t)g * n + i] += a[g * a_stride] * fp16(x[i]);
 }
 
-static void kv_axpy_q8_0_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_q8_0_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const block_q8_0 *x = vv;
     for (int b = 0; b < n / QK8_0; b++) {
         const float d = fp16(x[b].d);
@@ -266,31 +247,33 @@ static void kv_axpy_q8_0_avx512(int n, const float *a, size_t a_stride, const vo
 
 static rl_kernel_set avx512_set = {
     .name = "avx512",
-    .vec_dot = {
-        [RL_Q4_0] = vec_dot_q4_0_avx512,
-        [RL_Q8_0] = vec_dot_q8_0_avx512,
-        [RL_Q4_K] = vec_dot_q4_K_avx512,
-        [RL_Q5_K] = vec_dot_q5_K_avx512,
-        [RL_Q6_K] = vec_dot_q6_K_avx512,
-    },
+    .vec_dot =
+        {
+            [RL_Q4_0] = vec_dot_q4_0_avx512,
+            [RL_Q8_0] = vec_dot_q8_0_avx512,
+            [RL_Q4_K] = vec_dot_q4_K_avx512,
+            [RL_Q5_K] = vec_dot_q5_K_avx512,
+            [RL_Q6_K] = vec_dot_q6_K_avx512,
+        },
     .qg_pack = rl_qg_pack_avx512,
     .qg_unpack = rl_qg_unpack_avx512,
     .qg_kernel = rl_qg_kernel_avx512,
     .qg_gemv = rl_qg_gemv_avx512,
-    .kv_dot = {
-        [RL_F16] = kv_dot_f16_avx512,
-    },
-    .kv_axpy = {
-        [RL_F16] = kv_axpy_f16_avx512,
-        [RL_Q8_0] = kv_axpy_q8_0_avx512,
-    },
+    .kv_dot =
+        {
+            [RL_F16] = kv_dot_f16_avx512,
+        },
+    .kv_axpy =
+        {
+            [RL_F16] = kv_axpy_f16_avx512,
+            [RL_Q8_0] = kv_axpy_q8_0_avx512,
+        },
 };
 
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 
-static void avx512_complete(void)
-{
-    if (!rl_cpu()->avx512vnni) {   /* the Q4_0/Q8_0 dots and the batched kernel need VPDPBUSD */
+static void avx512_complete(void) {
+    if (!rl_cpu()->avx512vnni) { /* the Q4_0/Q8_0 dots and the batched kernel need VPDPBUSD */
         avx512_set.vec_dot[RL_Q4_0] = NULL;
         avx512_set.vec_dot[RL_Q8_0] = NULL;
         avx512_set.qg_pack = NULL;
@@ -301,8 +284,7 @@ static void avx512_complete(void)
     rl_kernels_fill(&avx512_set, rl_kernels_avx2());
 }
 
-const rl_kernel_set *rl_kernels_avx512(void)
-{
+const rl_kernel_set *rl_kernels_avx512(void) {
     if (!rl_cpu()->avx512)
         return NULL;
     pthread_once(&avx512_once, avx512_complete);

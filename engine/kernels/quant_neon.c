@@ -17,8 +17,7 @@
 
 /* The reference's Q8_0 quantizer, 32 elements at a time, byte for byte: the
  * same float operations, FCVTNS rounding half to even like lrintf. */
-static void quantize_q8_0_neon(const float *x, void *dst, int n)
-{
+static void quantize_q8_0_neon(const float *x, void *dst, int n) {
     block_q8_0 *y = dst;
     for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float32x4_t v[8], amax = vdupq_n_f32(0);
@@ -39,42 +38,27 @@ static void quantize_q8_0_neon(const float *x, void *dst, int n)
 
 /* ---- float weights: four 4-wide accumulators, scalar tail ----------------- */
 
-static inline float32x4_t load4_f32(const void *w, int i)
-{
-    return vld1q_f32((const float *)w + i);
-}
+static inline float32x4_t load4_f32(const void *w, int i) { return vld1q_f32((const float *)w + i); }
 
-static inline float32x4_t load4_f16(const void *w, int i)
-{
+static inline float32x4_t load4_f16(const void *w, int i) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const rl_fp16 *)w + i)));
 }
 
-static inline float32x4_t load4_bf16(const void *w, int i)
-{
+static inline float32x4_t load4_bf16(const void *w, int i) {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const rl_bf16 *)w + i), 16));
 }
 
-static inline float elem_f32(const void *w, int i)
-{
-    return ((const float *)w)[i];
-}
+static inline float elem_f32(const void *w, int i) { return ((const float *)w)[i]; }
 
-static inline float elem_f16(const void *w, int i)
-{
-    return rl_fp16_to_f32(((const rl_fp16 *)w)[i]);
-}
+static inline float elem_f16(const void *w, int i) { return rl_fp16_to_f32(((const rl_fp16 *)w)[i]); }
 
-static inline float elem_bf16(const void *w, int i)
-{
-    return rl_bf16_to_f32(((const rl_bf16 *)w)[i]);
-}
+static inline float elem_bf16(const void *w, int i) { return rl_bf16_to_f32(((const rl_bf16 *)w)[i]); }
 
 /* Inlined into each caller with constant loaders, so no indirect calls
  * remain. Four independent accumulators cover the latency of FMLA. */
 static inline __attribute__((always_inline)) float dot_float(int n, const void *w, const float *y,
                                                              float32x4_t (*load4)(const void *, int),
-                                                             float (*elem)(const void *, int))
-{
+                                                             float (*elem)(const void *, int)) {
     float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
     int i = 0;
     for (; i + 16 <= n; i += 16)
@@ -88,18 +72,11 @@ static inline __attribute__((always_inline)) float dot_float(int n, const void *
     return sum;
 }
 
-static float vec_dot_f32_neon(int n, const void *w, const void *a)
-{
-    return dot_float(n, w, a, load4_f32, elem_f32);
-}
+static float vec_dot_f32_neon(int n, const void *w, const void *a) { return dot_float(n, w, a, load4_f32, elem_f32); }
 
-static float vec_dot_f16_neon(int n, const void *w, const void *a)
-{
-    return dot_float(n, w, a, load4_f16, elem_f16);
-}
+static float vec_dot_f16_neon(int n, const void *w, const void *a) { return dot_float(n, w, a, load4_f16, elem_f16); }
 
-static float vec_dot_bf16_neon(int n, const void *w, const void *a)
-{
+static float vec_dot_bf16_neon(int n, const void *w, const void *a) {
     return dot_float(n, w, a, load4_bf16, elem_bf16);
 }
 
@@ -107,8 +84,7 @@ static float vec_dot_bf16_neon(int n, const void *w, const void *a)
 
 /* Q8_0 keys against the Q8_0 query: the reference's integer sum per block,
  * then one float multiply-add per block in the reference's order. */
-static float vec_dot_q8_0_neon(int n, const void *w, const void *a)
-{
+static float vec_dot_q8_0_neon(int n, const void *w, const void *a) {
     const block_q8_0 *x = w, *y = a;
     float sum = 0;
     for (int i = 0; i < n / QK8_0; i++) {
@@ -125,8 +101,7 @@ static float vec_dot_q8_0_neon(int n, const void *w, const void *a)
 
 /* Four scores of one F16 key row, the row converted once per 4 elements,
  * the four sums in registers. */
-static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride)
-{
+static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
     const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
     const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
     float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
@@ -148,8 +123,7 @@ static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float
 
 /* F16 keys against f32 queries: four at a time, the rest one by one. */
 static void kv_dot_f16_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride)
-{
+                            size_t s_stride) {
     int g = 0;
     for (; g + 4 <= G; g += 4)
         dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
@@ -159,15 +133,13 @@ static void kv_dot_f16_neon(int n, const void *k, const void *q, size_t q_stride
 
 /* Q8_0 keys against Q8_0 queries, each query as vec_dot_q8_0_neon. */
 static void kv_dot_q8_0_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                             size_t s_stride)
-{
+                             size_t s_stride) {
     for (int g = 0; g < G; g++)
         scores[(size_t)g * s_stride] = vec_dot_q8_0_neon(n, k, (const char *)q + (size_t)g * q_stride);
 }
 
 /* Value sums: multiply, then add, as the reference. */
-static void kv_axpy_f16_neon(int n, const float *a, size_t a_stride, const void *v, int G, float *y)
-{
+static void kv_axpy_f16_neon(int n, const float *a, size_t a_stride, const void *v, int G, float *y) {
     int i = 0;
     for (; i + 4 <= n; i += 4) {
         const float32x4_t x = load4_f16(v, i);
@@ -181,8 +153,7 @@ static void kv_axpy_f16_neon(int n, const float *a, size_t a_stride, const void 
             y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
 }
 
-static void kv_axpy_q8_0_neon(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_q8_0_neon(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const block_q8_0 *x = vv;
     for (int b = 0; b < n / QK8_0; b++) {
         const float d = rl_fp16_to_f32(x[b].d);
@@ -204,30 +175,32 @@ static void kv_axpy_q8_0_neon(int n, const float *a, size_t a_stride, const void
 static rl_kernel_set neon_set = {
     .name = "neon",
     .quantize_q8_0 = quantize_q8_0_neon,
-    .vec_dot = {
-        [RL_F32] = vec_dot_f32_neon,
-        [RL_F16] = vec_dot_f16_neon,
-        [RL_BF16] = vec_dot_bf16_neon,
-        [RL_Q8_0] = vec_dot_q8_0_neon,
-    },
+    .vec_dot =
+        {
+            [RL_F32] = vec_dot_f32_neon,
+            [RL_F16] = vec_dot_f16_neon,
+            [RL_BF16] = vec_dot_bf16_neon,
+            [RL_Q8_0] = vec_dot_q8_0_neon,
+        },
     .qg_pack = rl_qg_pack_neon,
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,
     .qg_gemv = rl_qg_gemv_neon,
-    .kv_dot = {
-        [RL_F16] = kv_dot_f16_neon,
-        [RL_Q8_0] = kv_dot_q8_0_neon,
-    },
-    .kv_axpy = {
-        [RL_F16] = kv_axpy_f16_neon,
-        [RL_Q8_0] = kv_axpy_q8_0_neon,
-    },
+    .kv_dot =
+        {
+            [RL_F16] = kv_dot_f16_neon,
+            [RL_Q8_0] = kv_dot_q8_0_neon,
+        },
+    .kv_axpy =
+        {
+            [RL_F16] = kv_axpy_f16_neon,
+            [RL_Q8_0] = kv_axpy_q8_0_neon,
+        },
 };
 
 static pthread_once_t neon_once = PTHREAD_ONCE_INIT;
 
-static void neon_complete(void)
-{
+static void neon_complete(void) {
     if (rl_cpu()->dotprod) {
         neon_set.qg_kernel = rl_qg_kernel_neon_dot;
         neon_set.qg_gemv = rl_qg_gemv_neon_dot;
@@ -235,8 +208,7 @@ static void neon_complete(void)
     rl_kernels_fill(&neon_set, rl_kernels_ref());
 }
 
-const rl_kernel_set *rl_kernels_neon(void)
-{
+const rl_kernel_set *rl_kernels_neon(void) {
     if (!rl_cpu()->neon)
         return NULL;
     pthread_once(&neon_once, neon_complete);

@@ -14,48 +14,44 @@
 
 /* ---- half and bfloat16 ---------------------------------------------------- */
 
-static uint32_t f32_bits(float f)
-{
+static uint32_t f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static float bits_f32(uint32_t u)
-{
+static float bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
-float rl_fp16_to_f32(rl_fp16 h)
-{
+float rl_fp16_to_f32(rl_fp16 h) {
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
     if (exp == 0x1f)
         return bits_f32(sign | 0x7f800000u | (mant << 13));
     if (exp == 0) {
-        const float mag = (float)mant * 0x1p-24f;   /* subnormal: exact in f32 */
+        const float mag = (float)mant * 0x1p-24f; /* subnormal: exact in f32 */
         return sign ? -mag : mag;
     }
     return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-rl_fp16 rl_f32_to_fp16(float f)
-{
+rl_fp16 rl_f32_to_fp16(float f) {
     uint32_t x = f32_bits(f);
     const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     x &= 0x7fffffffu;
-    if (x > 0x7f800000u)   /* NaN: keep the top payload bits, force quiet */
+    if (x > 0x7f800000u) /* NaN: keep the top payload bits, force quiet */
         return (uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu));
-    if (x >= 0x477ff000u)  /* 65520 and up rounds past the largest half */
+    if (x >= 0x477ff000u) /* 65520 and up rounds past the largest half */
         return (uint16_t)(sign | 0x7c00u);
-    if (x >= 0x38800000u) {   /* normal half: rebias, round the 13 dropped bits */
+    if (x >= 0x38800000u) { /* normal half: rebias, round the 13 dropped bits */
         x -= 112u << 23;
         x += 0xfffu + ((x >> 13) & 1u);
         return (uint16_t)(sign | (x >> 13));
     }
-    const uint32_t shift = 126u - (x >> 23);   /* subnormal half or zero */
+    const uint32_t shift = 126u - (x >> 23); /* subnormal half or zero */
     if (shift > 24)
         return sign;
     const uint32_t m = (x & 0x7fffffu) | 0x800000u;
@@ -66,13 +62,9 @@ rl_fp16 rl_f32_to_fp16(float f)
     return (uint16_t)(sign | q);
 }
 
-float rl_bf16_to_f32(rl_bf16 h)
-{
-    return bits_f32((uint32_t)h << 16);
-}
+float rl_bf16_to_f32(rl_bf16 h) { return bits_f32((uint32_t)h << 16); }
 
-rl_bf16 rl_f32_to_bf16(float f)
-{
+rl_bf16 rl_f32_to_bf16(float f) {
     const uint32_t x = f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((x >> 16) | 0x40u);
@@ -81,8 +73,7 @@ rl_bf16 rl_f32_to_bf16(float f)
 
 /* ---- dequantization --------------------------------------------------------- */
 
-static void dequant_q4_0(const block_q4_0 *b, float *y, int64_t nb)
-{
+static void dequant_q4_0(const block_q4_0 *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, y += QK4_0) {
         const float d = rl_fp16_to_f32(b[i].d);
         for (int l = 0; l < QK4_0 / 2; l++) {
@@ -92,8 +83,7 @@ static void dequant_q4_0(const block_q4_0 *b, float *y, int64_t nb)
     }
 }
 
-static void dequant_q8_0(const block_q8_0 *b, float *y, int64_t nb)
-{
+static void dequant_q8_0(const block_q8_0 *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, y += QK8_0) {
         const float d = rl_fp16_to_f32(b[i].d);
         for (int l = 0; l < QK8_0; l++)
@@ -104,9 +94,8 @@ static void dequant_q8_0(const block_q8_0 *b, float *y, int64_t nb)
 /* Q4_K and Q5_K share everything but the fifth bit; qh is NULL for Q4_K. In
  * each 64-element chunk c, the low nibbles of qs[32c..32c+31] are sub-block
  * 2c and the high nibbles sub-block 2c+1; qh bit 2c / 2c+1 adds 16. */
-static void dequant_k_minmax(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales,
-                             const uint8_t *qh, const uint8_t *qs, float *y)
-{
+static void dequant_k_minmax(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales, const uint8_t *qh, const uint8_t *qs,
+                             float *y) {
     const float d = rl_fp16_to_f32(d16), dmin = rl_fp16_to_f32(dmin16);
     uint8_t sm[16];
     rl_k_scales_unpack(scales, sm);
@@ -125,13 +114,9 @@ static void dequant_k_minmax(rl_fp16 d16, rl_fp16 dmin16, const uint8_t *scales,
 }
 
 /* Q6_K: value = d * scales[e/16] * (q - 32), q as rl_q6_K_quant reads it. */
-static int q6_K_value(const block_q6_K *b, int e)
-{
-    return rl_q6_K_quant(b, e) - 32;
-}
+static int q6_K_value(const block_q6_K *b, int e) { return rl_q6_K_quant(b, e) - 32; }
 
-static void dequant_q6_K(const block_q6_K *b, float *y, int64_t nb)
-{
+static void dequant_q6_K(const block_q6_K *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, y += QK_K) {
         const float d = rl_fp16_to_f32(b[i].d);
         for (int e = 0; e < QK_K; e++)
@@ -139,8 +124,7 @@ static void dequant_q6_K(const block_q6_K *b, float *y, int64_t nb)
     }
 }
 
-void rl_dequantize_row(rl_dtype t, const void *src, float *dst, int64_t n)
-{
+void rl_dequantize_row(rl_dtype t, const void *src, float *dst, int64_t n) {
     const uint32_t bs = rl_dtype_block(t);
     assert(bs && n % bs == 0);
     const int64_t nb = n / bs;
@@ -185,19 +169,12 @@ void rl_dequantize_row(rl_dtype t, const void *src, float *dst, int64_t n)
 /* ---- quantization ------------------------------------------------------------ */
 
 /* Round half to even, the mode of the vector conversion instructions. */
-static int round_even(float v)
-{
-    return (int)lrintf(v);
-}
+static int round_even(float v) { return (int)lrintf(v); }
 
-static int clampi(int v, int lo, int hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* The element of largest magnitude, sign kept; the first one on ties. */
-static float signed_absmax(const float *x, int n)
-{
+static float signed_absmax(const float *x, int n) {
     float amax = 0, max = 0;
     for (int j = 0; j < n; j++)
         if (fabsf(x[j]) > amax) {
@@ -207,8 +184,7 @@ static float signed_absmax(const float *x, int n)
     return max;
 }
 
-static void quantize_q8_0_ref(const float *x, void *dst, int n)
-{
+static void quantize_q8_0_ref(const float *x, void *dst, int n) {
     block_q8_0 *y = dst;
     for (int i = 0; i < n / QK8_0; i++, x += QK8_0) {
         float amax = 0;
@@ -224,8 +200,7 @@ static void quantize_q8_0_ref(const float *x, void *dst, int n)
 
 /* ggml's Q8_K: the largest-magnitude element maps to -127 (current ggml uses
  * 127, not 128, so every quant stays in [-127, 127]). */
-static void quantize_q8_K_ref(const float *x, void *dst, int n)
-{
+static void quantize_q8_K_ref(const float *x, void *dst, int n) {
     block_q8_K *y = dst;
     for (int i = 0; i < n / QK_K; i++, x += QK_K) {
         const float max = signed_absmax(x, QK_K);
@@ -242,8 +217,7 @@ static void quantize_q8_K_ref(const float *x, void *dst, int n)
     }
 }
 
-static void quantize_q4_0(const float *x, block_q4_0 *y, int64_t nb)
-{
+static void quantize_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK4_0) {
         const float d = signed_absmax(x, QK4_0) / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -261,9 +235,8 @@ static void quantize_q4_0(const float *x, block_q4_0 *y, int64_t nb)
  * quantized to 6 bits against the super-block d and dmin, and the quants are
  * chosen against the scales as stored. Writes d, dmin, the 12 packed scale
  * bytes and q[256]. */
-static void quantize_k_minmax(const float *x, int nmax, rl_fp16 *d16, rl_fp16 *dmin16,
-                              uint8_t *packed, uint8_t q[QK_K])
-{
+static void quantize_k_minmax(const float *x, int nmax, rl_fp16 *d16, rl_fp16 *dmin16, uint8_t *packed,
+                              uint8_t q[QK_K]) {
     float scale[8], min[8], max_scale = 0, max_min = 0;
     for (int s = 0; s < 8; s++) {
         float lo = 0, hi = x[32 * s];
@@ -294,8 +267,7 @@ static void quantize_k_minmax(const float *x, int nmax, rl_fp16 *d16, rl_fp16 *d
     }
 }
 
-static void quantize_q4_K(const float *x, block_q4_K *y, int64_t nb)
-{
+static void quantize_q4_K(const float *x, block_q4_K *y, int64_t nb) {
     uint8_t q[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         quantize_k_minmax(x, 15, &y[i].d, &y[i].dmin, y[i].scales, q);
@@ -305,8 +277,7 @@ static void quantize_q4_K(const float *x, block_q4_K *y, int64_t nb)
     }
 }
 
-static void quantize_q5_K(const float *x, block_q5_K *y, int64_t nb)
-{
+static void quantize_q5_K(const float *x, block_q5_K *y, int64_t nb) {
     uint8_t q[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         quantize_k_minmax(x, 31, &y[i].d, &y[i].dmin, y[i].scales, q);
@@ -323,8 +294,7 @@ static void quantize_q5_K(const float *x, block_q5_K *y, int64_t nb)
 /* Q6_K: each 16-element group gets a signed scale mapping its largest-
  * magnitude element to -32; the 16 scales become int8 against the super-block
  * d, and the quants are chosen against the scales as stored. */
-static void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb)
-{
+static void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         float scale[16];
         for (int g = 0; g < 16; g++)
@@ -353,8 +323,7 @@ static void quantize_q6_K(const float *x, block_q6_K *y, int64_t nb)
     }
 }
 
-size_t rl_quantize_row(rl_dtype t, const float *src, void *dst, int64_t n)
-{
+size_t rl_quantize_row(rl_dtype t, const float *src, void *dst, int64_t n) {
     const size_t bytes = rl_dtype_row_bytes(t, (uint64_t)n);
     if (n <= 0 || bytes == 0)
         return 0;
@@ -393,8 +362,7 @@ size_t rl_quantize_row(rl_dtype t, const float *src, void *dst, int64_t n)
     return bytes;
 }
 
-rl_dtype rl_vec_dot_type(rl_dtype weight)
-{
+rl_dtype rl_vec_dot_type(rl_dtype weight) {
     switch (weight) {
     case RL_Q4_0:
     case RL_Q8_0:
@@ -410,8 +378,7 @@ rl_dtype rl_vec_dot_type(rl_dtype weight)
 
 /* ---- dot products ---------------------------------------------------------- */
 
-static float vec_dot_q4_0_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_0_ref(int n, const void *w, const void *a) {
     const block_q4_0 *x = w;
     const block_q8_0 *y = a;
     float sum = 0;
@@ -426,8 +393,7 @@ static float vec_dot_q4_0_ref(int n, const void *w, const void *a)
     return sum;
 }
 
-static float vec_dot_q8_0_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_q8_0_ref(int n, const void *w, const void *a) {
     const block_q8_0 *x = w, *y = a;
     float sum = 0;
     for (int i = 0; i < n / QK8_0; i++) {
@@ -441,9 +407,8 @@ static float vec_dot_q8_0_ref(int n, const void *w, const void *a)
 
 /* Integer part of a Q4_K/Q5_K super-block dot: sum over sub-blocks of
  * scale * sum(q * q8), and of min * (sum of the sub-block's q8, from bsums). */
-static void k_minmax_isums(const uint8_t *scales, const uint8_t *qh, const uint8_t *qs,
-                           const block_q8_K *y, int *isum, int *msum)
-{
+static void k_minmax_isums(const uint8_t *scales, const uint8_t *qh, const uint8_t *qs, const block_q8_K *y, int *isum,
+                           int *msum) {
     uint8_t sm[16];
     rl_k_scales_unpack(scales, sm);
     *isum = *msum = 0;
@@ -461,8 +426,7 @@ static void k_minmax_isums(const uint8_t *scales, const uint8_t *qh, const uint8
     }
 }
 
-static float vec_dot_q4_K_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_q4_K_ref(int n, const void *w, const void *a) {
     const block_q4_K *x = w;
     const block_q8_K *y = a;
     float sum = 0;
@@ -475,8 +439,7 @@ static float vec_dot_q4_K_ref(int n, const void *w, const void *a)
     return sum;
 }
 
-static float vec_dot_q5_K_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_q5_K_ref(int n, const void *w, const void *a) {
     const block_q5_K *x = w;
     const block_q8_K *y = a;
     float sum = 0;
@@ -489,8 +452,7 @@ static float vec_dot_q5_K_ref(int n, const void *w, const void *a)
     return sum;
 }
 
-static float vec_dot_q6_K_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_q6_K_ref(int n, const void *w, const void *a) {
     const block_q6_K *x = w;
     const block_q8_K *y = a;
     float sum = 0;
@@ -509,8 +471,7 @@ static float vec_dot_q6_K_ref(int n, const void *w, const void *a)
 
 /* The float dots accumulate in double: the reference should carry no
  * rounding of its own beyond the final conversion. */
-static float vec_dot_f32_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_f32_ref(int n, const void *w, const void *a) {
     const float *x = w, *y = a;
     double sum = 0;
     for (int i = 0; i < n; i++)
@@ -518,8 +479,7 @@ static float vec_dot_f32_ref(int n, const void *w, const void *a)
     return (float)sum;
 }
 
-static float vec_dot_f16_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_f16_ref(int n, const void *w, const void *a) {
     const rl_fp16 *x = w;
     const float *y = a;
     double sum = 0;
@@ -528,8 +488,7 @@ static float vec_dot_f16_ref(int n, const void *w, const void *a)
     return (float)sum;
 }
 
-static float vec_dot_bf16_ref(int n, const void *w, const void *a)
-{
+static float vec_dot_bf16_ref(int n, const void *w, const void *a) {
     const rl_bf16 *x = w;
     const float *y = a;
     double sum = 0;
@@ -544,8 +503,7 @@ static float vec_dot_bf16_ref(int n, const void *w, const void *a)
  * a loop of unknown length at -O2; each element is the same single multiply
  * and add as the plain loop. */
 typedef float v8f32 __attribute__((vector_size(32)));
-void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const float *restrict x = vv;
     for (int g = 0; g < G; g++) {
         float *restrict yg = y + (size_t)g * n;
@@ -563,16 +521,14 @@ void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *vv, int 
     }
 }
 
-static void kv_axpy_f16_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_f16_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const rl_fp16 *x = vv;
     for (int g = 0; g < G; g++)
         for (int i = 0; i < n; i++)
             y[(size_t)g * n + i] += a[(size_t)g * a_stride] * rl_fp16_to_f32(x[i]);
 }
 
-static void kv_axpy_q8_0_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y)
-{
+static void kv_axpy_q8_0_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
     const block_q8_0 *x = vv;
     for (int g = 0; g < G; g++)
         for (int b = 0; b < n / QK8_0; b++) {
@@ -583,15 +539,13 @@ static void kv_axpy_q8_0_ref(int n, const float *a, size_t a_stride, const void 
 }
 
 static void kv_dot_f16_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                           size_t s_stride)
-{
+                           size_t s_stride) {
     for (int g = 0; g < G; g++)
         scores[(size_t)g * s_stride] = vec_dot_f16_ref(n, k, (const char *)q + (size_t)g * q_stride);
 }
 
 static void kv_dot_q8_0_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride)
-{
+                            size_t s_stride) {
     for (int g = 0; g < G; g++)
         scores[(size_t)g * s_stride] = vec_dot_q8_0_ref(n, k, (const char *)q + (size_t)g * q_stride);
 }
@@ -600,31 +554,31 @@ static const rl_kernel_set ref_set = {
     .name = "scalar",
     .quantize_q8_0 = quantize_q8_0_ref,
     .quantize_q8_K = quantize_q8_K_ref,
-    .vec_dot = {
-        [RL_F32] = vec_dot_f32_ref,
-        [RL_F16] = vec_dot_f16_ref,
-        [RL_BF16] = vec_dot_bf16_ref,
-        [RL_Q4_0] = vec_dot_q4_0_ref,
-        [RL_Q8_0] = vec_dot_q8_0_ref,
-        [RL_Q4_K] = vec_dot_q4_K_ref,
-        [RL_Q5_K] = vec_dot_q5_K_ref,
-        [RL_Q6_K] = vec_dot_q6_K_ref,
-    },
+    .vec_dot =
+        {
+            [RL_F32] = vec_dot_f32_ref,
+            [RL_F16] = vec_dot_f16_ref,
+            [RL_BF16] = vec_dot_bf16_ref,
+            [RL_Q4_0] = vec_dot_q4_0_ref,
+            [RL_Q8_0] = vec_dot_q8_0_ref,
+            [RL_Q4_K] = vec_dot_q4_K_ref,
+            [RL_Q5_K] = vec_dot_q5_K_ref,
+            [RL_Q6_K] = vec_dot_q6_K_ref,
+        },
     .qg_pack = rl_qg_pack_ref,
     .qg_unpack = rl_qg_unpack_ref,
     .qg_kernel = rl_qg_kernel_ref,
-    .kv_dot = {
-        [RL_F16] = kv_dot_f16_ref,
-        [RL_Q8_0] = kv_dot_q8_0_ref,
-    },
-    .kv_axpy = {
-        [RL_F32] = rl_kv_axpy_f32,
-        [RL_F16] = kv_axpy_f16_ref,
-        [RL_Q8_0] = kv_axpy_q8_0_ref,
-    },
+    .kv_dot =
+        {
+            [RL_F16] = kv_dot_f16_ref,
+            [RL_Q8_0] = kv_dot_q8_0_ref,
+        },
+    .kv_axpy =
+        {
+            [RL_F32] = rl_kv_axpy_f32,
+            [RL_F16] = kv_axpy_f16_ref,
+            [RL_Q8_0] = kv_axpy_q8_0_ref,
+        },
 };
 
-const rl_kernel_set *rl_kernels_ref(void)
-{
-    return &ref_set;
-}
+const rl_kernel_set *rl_kernels_ref(void) { return &ref_set; }

@@ -27,16 +27,16 @@
 #define SPIN_ROUNDS 20000
 
 struct rl_pool {
-    int n;                         /* threads including the caller */
-    int spin;                      /* pause rounds before sleeping; 0 when oversubscribed */
-    pthread_t *threads;            /* (n - 1) workers */
-    rl_task_fn fn;                 /* current task */
-    void *arg;                     /* its argument */
-    atomic_uint gen;               /* bumped once per task */
-    atomic_ullong claim;           /* (generation << 32) | next unclaimed share of the current task */
-    atomic_int done;               /* shares finished of the current task */
-    atomic_int sleeping;           /* workers blocked on wake */
-    atomic_bool quit;              /* set by destroy */
+    int n;               /* threads including the caller */
+    int spin;            /* pause rounds before sleeping; 0 when oversubscribed */
+    pthread_t *threads;  /* (n - 1) workers */
+    rl_task_fn fn;       /* current task */
+    void *arg;           /* its argument */
+    atomic_uint gen;     /* bumped once per task */
+    atomic_ullong claim; /* (generation << 32) | next unclaimed share of the current task */
+    atomic_int done;     /* shares finished of the current task */
+    atomic_int sleeping; /* workers blocked on wake */
+    atomic_bool quit;    /* set by destroy */
     pthread_mutex_t mu;
     pthread_cond_t wake;
 };
@@ -72,7 +72,7 @@ static void run_shares(rl_pool *p, unsigned gen) {
     unsigned long long c = atomic_load(&p->claim);
     while ((unsigned)(c >> 32) == gen && (int)(c & 0xffffffffu) < p->n) {
         if (!atomic_compare_exchange_weak(&p->claim, &c, c + 1))
-            continue;   /* c now holds the current value */
+            continue; /* c now holds the current value */
         p->fn(p->arg, (int)(c & 0xffffffffu), p->n);
         atomic_fetch_add(&p->done, 1);
         c = atomic_load(&p->claim);
@@ -81,7 +81,7 @@ static void run_shares(rl_pool *p, unsigned gen) {
 
 static void *worker_main(void *v) {
     rl_pool *p = v;
-    unsigned seen = 0;   /* the generation at creation: a task published before we got here still runs */
+    unsigned seen = 0; /* the generation at creation: a task published before we got here still runs */
     for (;;) {
         seen = wait_for_task(p, seen);
         if (atomic_load(&p->quit))
@@ -112,7 +112,7 @@ rl_pool *rl_pool_new(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         if (pthread_create(&p->threads[i - 1], NULL, worker_main, p) != 0) {
-            p->n = i;   /* destroy joins only the threads that exist */
+            p->n = i; /* destroy joins only the threads that exist */
             rl_pool_destroy(&p);
             return NULL;
         }

@@ -14,7 +14,7 @@ typedef struct rl_pool rl_pool;
 
 /* n_threads <= 0: one per online core. NULL if threads cannot be created. */
 rl_pool *rl_pool_new(int n_threads);
-void rl_pool_destroy(rl_pool **p);   /* joins the workers, NULLs *p */
+void rl_pool_destroy(rl_pool **p); /* joins the workers, NULLs *p */
 int rl_pool_size(const rl_pool *p);
 
 /* Runs fn(arg, ith, nth) on all threads and returns when all have finished.

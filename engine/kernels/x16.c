@@ -11,8 +11,7 @@
 
 #define ROWS 16
 
-static int add(rl_x16_unit *u, int n, uint16_t off, uint8_t size)
-{
+static int add(rl_x16_unit *u, int n, uint16_t off, uint8_t size) {
     u[n].off = off;
     u[n].size = size;
     u[n].pos = n ? (uint16_t)(u[n - 1].pos + u[n - 1].size * ROWS) : 0;
@@ -27,8 +26,7 @@ static int add(rl_x16_unit *u, int n, uint16_t off, uint8_t size)
  * block's scale, then its quants; Q5_K has its high-bit dwords next to the
  * first quant dwords that use them, Q6_K the three dwords that make 16 quants
  * together. */
-int rl_x16_units(rl_dtype t, rl_x16_unit u[RL_X16_MAX_UNITS])
-{
+int rl_x16_units(rl_dtype t, rl_x16_unit u[RL_X16_MAX_UNITS]) {
     int n = 0;
     switch (t) {
     case RL_Q4_0:
@@ -40,7 +38,7 @@ int rl_x16_units(rl_dtype t, rl_x16_unit u[RL_X16_MAX_UNITS])
     case RL_Q4_K:
     case RL_Q5_K: {
         const uint16_t qs = t == RL_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-        for (uint16_t o = 0; o < 4 + K_SCALE_SIZE; o += 4)   /* d and dmin, then the scales */
+        for (uint16_t o = 0; o < 4 + K_SCALE_SIZE; o += 4) /* d and dmin, then the scales */
             n = add(u, n, o, 4);
         for (uint16_t o = 0; o < QK_K / 2; o += 4) {
             if (t == RL_Q5_K && o < QK_K / 8)
@@ -49,7 +47,7 @@ int rl_x16_units(rl_dtype t, rl_x16_unit u[RL_X16_MAX_UNITS])
         }
         break;
     }
-    case RL_Q6_K:   /* d last, so that the quant dwords keep 64-byte alignment */
+    case RL_Q6_K: /* d last, so that the quant dwords keep 64-byte alignment */
         for (uint16_t o = 0; o < QK_K / 16; o += 4)
             n = add(u, n, offsetof(block_q6_K, scales) + o, 4);
         for (uint16_t h = 0; h < 2; h++)
@@ -66,16 +64,14 @@ int rl_x16_units(rl_dtype t, rl_x16_unit u[RL_X16_MAX_UNITS])
     return n;
 }
 
-bool rl_x16_supported(rl_dtype t)
-{
+bool rl_x16_supported(rl_dtype t) {
     rl_x16_unit u[RL_X16_MAX_UNITS];
     return rl_x16_units(t, u) > 0;
 }
 
 /* Moves one block group between the file layout (rows of `blk`, row_bytes
  * apart) and the x16 layout at x; `to_x16` gives the direction. */
-static void move_block(const rl_x16_unit *u, int n, uint8_t *blk, size_t row_bytes, uint8_t *x, bool to_x16)
-{
+static void move_block(const rl_x16_unit *u, int n, uint8_t *blk, size_t row_bytes, uint8_t *x, bool to_x16) {
     for (int k = 0; k < n; k++)
         for (int i = 0; i < ROWS; i++) {
             uint8_t *row = blk + (size_t)i * row_bytes + u[k].off, *il = x + u[k].pos + (size_t)i * u[k].size;
@@ -83,8 +79,7 @@ static void move_block(const rl_x16_unit *u, int n, uint8_t *blk, size_t row_byt
         }
 }
 
-void rl_x16_interleave(rl_dtype t, const void *w, size_t row_bytes, uint32_t k0, uint32_t nblk, void *dst)
-{
+void rl_x16_interleave(rl_dtype t, const void *w, size_t row_bytes, uint32_t k0, uint32_t nblk, void *dst) {
     rl_x16_unit u[RL_X16_MAX_UNITS];
     const int n = rl_x16_units(t, u);
     const size_t bb = rl_dtype_block_bytes(t);
@@ -92,17 +87,16 @@ void rl_x16_interleave(rl_dtype t, const void *w, size_t row_bytes, uint32_t k0,
         move_block(u, n, (uint8_t *)w + (size_t)(k0 + k) * bb, row_bytes, (uint8_t *)dst + (size_t)k * bb * ROWS, true);
 }
 
-void rl_x16_deinterleave(rl_dtype t, const void *src, uint32_t k0, uint32_t nblk, void *w, size_t row_bytes)
-{
+void rl_x16_deinterleave(rl_dtype t, const void *src, uint32_t k0, uint32_t nblk, void *w, size_t row_bytes) {
     rl_x16_unit u[RL_X16_MAX_UNITS];
     const int n = rl_x16_units(t, u);
     const size_t bb = rl_dtype_block_bytes(t);
     for (uint32_t k = 0; k < nblk; k++)
-        move_block(u, n, (uint8_t *)w + (size_t)(k0 + k) * bb, row_bytes, (uint8_t *)src + (size_t)k * bb * ROWS, false);
+        move_block(u, n, (uint8_t *)w + (size_t)(k0 + k) * bb, row_bytes, (uint8_t *)src + (size_t)k * bb * ROWS,
+                   false);
 }
 
-int rl_x16_repack(rl_dtype t, void *w, size_t row_bytes, uint32_t g0, uint32_t g1)
-{
+int rl_x16_repack(rl_dtype t, void *w, size_t row_bytes, uint32_t g0, uint32_t g1) {
     uint8_t *tmp = malloc(row_bytes * ROWS);
     if (!tmp)
         return -1;

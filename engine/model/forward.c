@@ -31,27 +31,27 @@
 #include "threadpool.h"
 
 struct rl_ctx {
-    const rl_model *model;  /* not owned */
-    rl_pool *pool;          /* persistent workers */
-    rl_matmul *mm;          /* matmul scratch */
-    uint32_t max_batch;     /* tokens per chunk */
-    uint32_t gemm_min;      /* chunks this long or longer use sgemm */
-    float *h;               /* (max_batch, dim) normed input of a sub-block */
-    float *q;               /* (max_batch, q_dim) */
-    float *k;               /* (max_batch, kv_dim) */
-    float *v;               /* (max_batch, kv_dim) */
-    char *kt;               /* (max_batch) K rows in the cache's type, kv_dim * 4 bytes apart */
-    char *vt;               /* (max_batch) V rows likewise */
-    float *att;             /* (max_batch, q_dim) attention output */
-    float *gate;            /* (max_batch, ffn_dim) */
-    float *up;              /* (max_batch, ffn_dim) */
-    float *proj;            /* (max_batch, dim) output of Wo / Wd */
-    float **scores;         /* (n_threads, group, n_ctx_train + max_batch) attention weights */
-    void **qq;              /* (n_threads, group, head_dim * 4 bytes) queries as Q8_0 for Q8_0 keys */
-    uint32_t *tok_seg;      /* (max_batch) segment of each row of the batch */
-    uint32_t *tok_pos;      /* (max_batch) position of each row */
-    rl_rope_table rope;     /* the position-independent part of RoPE (YaRN included) */
-    float *rope_cs;         /* (head_dim) cos, sin of one position */
+    const rl_model *model; /* not owned */
+    rl_pool *pool;         /* persistent workers */
+    rl_matmul *mm;         /* matmul scratch */
+    uint32_t max_batch;    /* tokens per chunk */
+    uint32_t gemm_min;     /* chunks this long or longer use sgemm */
+    float *h;              /* (max_batch, dim) normed input of a sub-block */
+    float *q;              /* (max_batch, q_dim) */
+    float *k;              /* (max_batch, kv_dim) */
+    float *v;              /* (max_batch, kv_dim) */
+    char *kt;              /* (max_batch) K rows in the cache's type, kv_dim * 4 bytes apart */
+    char *vt;              /* (max_batch) V rows likewise */
+    float *att;            /* (max_batch, q_dim) attention output */
+    float *gate;           /* (max_batch, ffn_dim) */
+    float *up;             /* (max_batch, ffn_dim) */
+    float *proj;           /* (max_batch, dim) output of Wo / Wd */
+    float **scores;        /* (n_threads, group, n_ctx_train + max_batch) attention weights */
+    void **qq;             /* (n_threads, group, head_dim * 4 bytes) queries as Q8_0 for Q8_0 keys */
+    uint32_t *tok_seg;     /* (max_batch) segment of each row of the batch */
+    uint32_t *tok_pos;     /* (max_batch) position of each row */
+    rl_rope_table rope;    /* the position-independent part of RoPE (YaRN included) */
+    float *rope_cs;        /* (head_dim) cos, sin of one position */
 };
 
 /* The model's RoPE as a table: its base and, where the file asks, YaRN. */
@@ -67,8 +67,7 @@ static int rope_init(rl_ctx *c, const rl_hparams *hp, char *err, size_t errlen) 
         p.attn_factor = hp->rope_attn_factor;
     }
     if (rl_rope_table_init(&c->rope, &p, hp->head_dim)) {
-        snprintf(err, errlen, "head dimension %u is beyond RoPE's table of %u pairs", hp->head_dim,
-                 RL_ROPE_MAX_PAIRS);
+        snprintf(err, errlen, "head dimension %u is beyond RoPE's table of %u pairs", hp->head_dim, RL_ROPE_MAX_PAIRS);
         return -1;
     }
     return 0;
@@ -110,8 +109,8 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
         rl_ctx_destroy(&c);
         return NULL;
     }
-    if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att || !c->gate || !c->up || !c->proj || !c->scores ||
-        !c->kt || !c->vt || !c->qq)
+    if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att ||
+        !c->gate || !c->up || !c->proj || !c->scores || !c->kt || !c->vt || !c->qq)
         goto oom;
     for (int i = 0; i < rl_pool_size(c->pool); i++)
         if (!(c->scores[i] = malloc((size_t)hp->n_head / hp->n_head_kv * (hp->n_ctx_train + B) * sizeof(float))) ||
@@ -184,9 +183,9 @@ int rl_embed(const rl_model *m, const int32_t *ids, uint32_t n, float *x, char *
 typedef struct {
     rl_ctx *c;
     const rl_segment *segs;
-    uint32_t il;        /* absolute layer index */
-    uint32_t n;         /* rows in the batch */
-    uint32_t *row0;     /* (n_segs) first row of each segment */
+    uint32_t il;    /* absolute layer index */
+    uint32_t n;     /* rows in the batch */
+    uint32_t *row0; /* (n_segs) first row of each segment */
 } att_task;
 
 /* Where one KV head's rows of one layer are, seen from one row of the batch:
@@ -194,12 +193,12 @@ typedef struct {
  * batch's converted rows; both in the cache's type. Worked out once per
  * (row, head) so the loop over tens of thousands of positions only indexes. */
 typedef struct {
-    const char *ring;      /* the cache's slot 0, at this head */
-    size_t ring_stride;    /* bytes from one slot to the next */
-    uint32_t cap;          /* slots in the ring */
-    const char *batch;     /* the segment's first row in kt / vt, at this head */
-    size_t batch_stride;   /* bytes from one batch row to the next */
-    uint32_t pos0;         /* the segment's first position */
+    const char *ring;    /* the cache's slot 0, at this head */
+    size_t ring_stride;  /* bytes from one slot to the next */
+    uint32_t cap;        /* slots in the ring */
+    const char *batch;   /* the segment's first row in kt / vt, at this head */
+    size_t batch_stride; /* bytes from one batch row to the next */
+    uint32_t pos0;       /* the segment's first position */
 } kv_rows;
 
 static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value) {
@@ -212,7 +211,7 @@ static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value
     const char *slot0 = (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, 0);
     return (kv_rows){
         .ring = slot0 + head,
-        .ring_stride = rl_dtype_row_bytes(type, kv_dim),   /* kv.h: slot after slot, one row each */
+        .ring_stride = rl_dtype_row_bytes(type, kv_dim), /* kv.h: slot after slot, one row each */
         .cap = rl_kv_span(seg->kv, t->il),
         .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) + head,
         .batch_stride = kv_dim * sizeof(float),
@@ -259,7 +258,7 @@ static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *s
     for (uint32_t j = first; j <= p; j++) {
         const void *k = row_at(&keys, j);
         float *s = scores + j - first;
-        if (kt.k == RL_F32)   /* the matrix-vector dot, as the goldens were checked with */
+        if (kt.k == RL_F32) /* the matrix-vector dot, as the goldens were checked with */
             for (uint32_t g = 0; g < G; g++)
                 s[(size_t)g * n] = dot_f32((int)hd, k, qa + g * q_row);
         else
@@ -335,7 +334,7 @@ static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, b
         rl_rope_cos_sin(&c->rope, c->tok_pos[i], c->rope_cs);
         rl_rope_apply(c->q + i * q_dim, hp->n_head, hp->head_dim, c->rope_cs);
         rl_rope_apply(c->k + i * kv_dim, hp->n_head_kv, hp->head_dim, c->rope_cs);
-        if (hp->attn_temp_scale != 0.0f)   /* mistral3: queries sharpen past each original context */
+        if (hp->attn_temp_scale != 0.0f) /* mistral3: queries sharpen past each original context */
             rl_scale(c->q + i * q_dim, rl_attn_temp(hp->attn_temp_scale, hp->rope_orig_ctx, c->tok_pos[i]),
                      (uint32_t)q_dim);
     }
@@ -370,8 +369,8 @@ static int check_segments(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, ui
         uint32_t k0, k1;
         rl_kv_range(g->kv, &k0, &k1);
         if (k0 != l0 || k1 != l1) {
-            snprintf(err, errlen, "segment %u: the cache holds layers [%u, %u) but the model instance runs [%u, %u)",
-                     s, k0, k1, l0, l1);
+            snprintf(err, errlen, "segment %u: the cache holds layers [%u, %u) but the model instance runs [%u, %u)", s,
+                     k0, k1, l0, l1);
             return -1;
         }
         if (rl_kv_ctx(g->kv) > hp->n_ctx_train) {

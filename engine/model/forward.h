@@ -25,7 +25,7 @@ typedef struct rl_ctx rl_ctx;
 /* Scratch buffers for batches of up to max_batch tokens and a persistent pool
  * of n_threads workers (n_threads <= 0: one per core). */
 rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *err, size_t errlen);
-void rl_ctx_destroy(rl_ctx **c);   /* NULLs *c */
+void rl_ctx_destroy(rl_ctx **c); /* NULLs *c */
 int rl_ctx_threads(const rl_ctx *c);
 uint32_t rl_ctx_max_batch(const rl_ctx *c);
 /* Chunks of at least this many tokens use sgemm (default RL_GEMM_MIN_DEFAULT;
@@ -52,9 +52,9 @@ int rl_forward_layers(rl_ctx *c, rl_kv *kv, float *x, uint32_t n, uint32_t pos0,
  * its own session's cache. The total must not exceed max_batch, and a cache
  * may appear in only one segment. */
 typedef struct {
-    rl_kv *kv;       /* the session's cache over this model instance's range */
-    uint32_t pos0;   /* position of the segment's first token: rl_kv_len(kv) */
-    uint32_t n;      /* tokens (rows of x) */
+    rl_kv *kv;     /* the session's cache over this model instance's range */
+    uint32_t pos0; /* position of the segment's first token: rl_kv_len(kv) */
+    uint32_t n;    /* tokens (rows of x) */
 } rl_segment;
 
 int rl_forward_batch(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, float *x, char *err, size_t errlen);

@@ -13,21 +13,21 @@
 #include "rng.h"
 
 typedef struct {
-    char *k;         /* (cap, k_row) bytes */
-    char *v;         /* (cap, v_row) bytes */
-    uint32_t cap;    /* n_ctx for full layers, min(W, n_ctx) for sliding ones */
+    char *k;      /* (cap, k_row) bytes */
+    char *v;      /* (cap, v_row) bytes */
+    uint32_t cap; /* n_ctx for full layers, min(W, n_ctx) for sliding ones */
 } kv_layer;
 
 struct rl_kv {
-    uint32_t l0, l1;       /* absolute layer range */
-    uint32_t n_ctx;        /* positions this session may reach */
-    uint32_t kv_dim;       /* n_head_kv * head_dim */
+    uint32_t l0, l1; /* absolute layer range */
+    uint32_t n_ctx;  /* positions this session may reach */
+    uint32_t kv_dim; /* n_head_kv * head_dim */
     rl_kv_type type;
-    size_t k_row, v_row;   /* bytes of one position's K and V row */
-    uint32_t len;          /* positions written: 0..len-1 */
-    uint32_t min_cap;      /* smallest ring: how far back truncation stays exact */
-    size_t bytes;          /* allocated K+V bytes */
-    kv_layer *layers;      /* (l1 - l0) */
+    size_t k_row, v_row; /* bytes of one position's K and V row */
+    uint32_t len;        /* positions written: 0..len-1 */
+    uint32_t min_cap;    /* smallest ring: how far back truncation stays exact */
+    size_t bytes;        /* allocated K+V bytes */
+    kv_layer *layers;    /* (l1 - l0) */
 };
 
 static uint32_t layer_cap(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
@@ -53,8 +53,9 @@ static int parse_one(const char *s, size_t n, rl_dtype *t) {
 int rl_kv_type_parse(const char *s, rl_kv_type *t, char *err, size_t errlen) {
     const char *comma = s ? strchr(s, ',') : NULL;
     rl_kv_type r;
-    int bad = !s || (comma ? parse_one(s, (size_t)(comma - s), &r.k) || parse_one(comma + 1, strlen(comma + 1), &r.v)
-                           : parse_one(s, strlen(s), &r.k));
+    int bad = !s ||
+        (comma ? parse_one(s, (size_t)(comma - s), &r.k) || parse_one(comma + 1, strlen(comma + 1), &r.v)
+               : parse_one(s, strlen(s), &r.k));
     if (bad) {
         snprintf(err, errlen, "KV type '%s': expected f32, f16 or q8_0, or K,V such as f16,q8_0", s ? s : "");
         return -1;
@@ -82,8 +83,10 @@ int rl_kv_type_check(rl_kv_type t, const rl_hparams *hp, char *err, size_t errle
         }
         /* q8_0 blocks must not straddle heads: a head's dot reads whole blocks. */
         if (both[i] == RL_Q8_0 && hp->head_dim % QK8_0) {
-            snprintf(err, errlen, "KV type q8_0 needs a head size that is a multiple of %d; this model's is %u "
-                     "(use f16 or f32)", QK8_0, hp->head_dim);
+            snprintf(err, errlen,
+                     "KV type q8_0 needs a head size that is a multiple of %d; this model's is %u "
+                     "(use f16 or f32)",
+                     QK8_0, hp->head_dim);
             return -1;
         }
     }

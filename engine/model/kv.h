@@ -53,12 +53,12 @@ uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_
  * had. */
 rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx, rl_kv_type t, char *err,
                  size_t errlen);
-void rl_kv_destroy(rl_kv **kv);   /* NULLs *kv: the session's "drop" */
+void rl_kv_destroy(rl_kv **kv); /* NULLs *kv: the session's "drop" */
 
-uint32_t rl_kv_len(const rl_kv *kv);      /* positions held: the next token's position */
+uint32_t rl_kv_len(const rl_kv *kv); /* positions held: the next token's position */
 uint32_t rl_kv_ctx(const rl_kv *kv);
 void rl_kv_range(const rl_kv *kv, uint32_t *l0, uint32_t *l1);
-size_t rl_kv_bytes(const rl_kv *kv);      /* memory allocated */
+size_t rl_kv_bytes(const rl_kv *kv); /* memory allocated */
 rl_kv_type rl_kv_types(const rl_kv *kv);
 
 /* Forgets positions >= pos. A sliding layer whose ring has already
@@ -78,7 +78,7 @@ void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed);
  * position pos, and the slot capacity. */
 void *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos);
 void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos);
-uint32_t rl_kv_span(const rl_kv *kv, uint32_t il);   /* positions a query sees back: n_ctx or W */
+uint32_t rl_kv_span(const rl_kv *kv, uint32_t il); /* positions a query sees back: n_ctx or W */
 void rl_kv_set_len(rl_kv *kv, uint32_t len);
 
 #endif

@@ -20,7 +20,7 @@
 
 #define READ_PASSES 5
 #define READ_STREAMS 4
-#define READ_RUN 64     /* words read from one stream before the next (8 cache lines) */
+#define READ_RUN 64 /* words read from one stream before the next (8 cache lines) */
 
 const char *rl_kernel_name(void) { return rl_kernels()->name; }
 
@@ -29,7 +29,10 @@ size_t rl_simd_names(const char **names, size_t cap) {
     const struct {
         bool on;
         const char *name;
-    } all[] = {{f->avx2, "avx2"}, {f->avx512, "avx512"}, {f->avx512vnni, "avx512vnni"}, {f->neon, "neon"},
+    } all[] = {{f->avx2, "avx2"},
+               {f->avx512, "avx512"},
+               {f->avx512vnni, "avx512vnni"},
+               {f->neon, "neon"},
                /* the Pi 5's A76, not the Pi 4's A72: tells which integer kernel runs */
                {f->dotprod, "dotprod"}};
     size_t n = 0;
@@ -52,9 +55,13 @@ double rl_matvec_probe(int threads, double seconds) {
         rl_quantize_row(RL_Q4_0, x, data, MATVEC_COLS);
         for (int r = 1; r < MATVEC_ROWS; r++)
             memcpy(data + (size_t)r * row_bytes, data, row_bytes);
-        rl_weight w = {.data = data, .type = RL_Q4_0, .rows = MATVEC_ROWS, .cols = MATVEC_COLS,
-                       .row_bytes = row_bytes, .name = "benchmark"};
-        rl_matmul_run(mm, &w, x, 1, y, false);   /* warm-up: page faults, thread wake-up */
+        rl_weight w = {.data = data,
+                       .type = RL_Q4_0,
+                       .rows = MATVEC_ROWS,
+                       .cols = MATVEC_COLS,
+                       .row_bytes = row_bytes,
+                       .name = "benchmark"};
+        rl_matmul_run(mm, &w, x, 1, y, false); /* warm-up: page faults, thread wake-up */
         int iters = 0;
         double t0 = rl_now_s(), t;
         do {
@@ -71,8 +78,8 @@ double rl_matvec_probe(int threads, double seconds) {
 
 typedef struct {
     const uint64_t *buf;
-    size_t words;          /* in buf */
-    uint64_t sums[256];    /* per thread, so the reads are not optimised away */
+    size_t words;       /* in buf */
+    uint64_t sums[256]; /* per thread, so the reads are not optimised away */
 } read_probe;
 
 /* Each thread sums its share through four interleaved streams, 8 cache lines
@@ -88,7 +95,7 @@ static void read_task(void *arg, int ith, int nth) {
     for (size_t i = (size_t)b * READ_RUN; i < (size_t)e * READ_RUN; i += READ_RUN)
         for (int k = 0; k < READ_STREAMS; k++) {
             const uint64_t *q = p->buf + (size_t)k * quarter + i;
-            for (int j = 0; j < READ_RUN; j++)   /* a fixed-length reduction: vectorized */
+            for (int j = 0; j < READ_RUN; j++) /* a fixed-length reduction: vectorized */
                 s[k] += q[j];
         }
     p->sums[ith % 256] = s[0] + s[1] + s[2] + s[3];
@@ -100,7 +107,7 @@ double rl_read_probe(int threads, size_t bytes) {
     rl_pool *pool = rl_pool_new(threads);
     double best = 0;
     if (buf && pool) {
-        memset(buf, 1, p.words * sizeof *buf);   /* fault every page in before timing */
+        memset(buf, 1, p.words * sizeof *buf); /* fault every page in before timing */
         p.buf = buf;
         rl_pool_run(pool, read_task, &p);
         for (int i = 0; i < READ_PASSES; i++) {

@@ -16,13 +16,13 @@
 #include "x16.h"
 
 struct rl_model {
-    gguf_file *file;        /* the mapped GGUF */
-    rl_hparams hp;          /* hyper-parameters and window layout */
-    uint32_t l0, l1;        /* bound layer range */
-    rl_layer *layers;       /* (l1 - l0) bound layers */
-    rl_weight embed;        /* (n_vocab, dim) token_embd, when bound */
-    rl_weight output;       /* (n_vocab, dim) head (token_embd when tied), when bound */
-    const float *out_norm;  /* (dim) output_norm, when bound */
+    gguf_file *file;       /* the mapped GGUF */
+    rl_hparams hp;         /* hyper-parameters and window layout */
+    uint32_t l0, l1;       /* bound layer range */
+    rl_layer *layers;      /* (l1 - l0) bound layers */
+    rl_weight embed;       /* (n_vocab, dim) token_embd, when bound */
+    rl_weight output;      /* (n_vocab, dim) head (token_embd when tied), when bound */
+    const float *out_norm; /* (dim) output_norm, when bound */
     bool has_embed, has_head;
 };
 
@@ -76,7 +76,7 @@ static int read_file_pattern(const gguf_file *f, rl_hparams *hp, char *err, size
     } else if (gguf_get_u32(f, key, &period)) {
         pattern_period(hp, period);
     } else {
-        for (uint32_t i = 0; i < hp->n_layer; i++)   /* a window without a pattern slides everywhere */
+        for (uint32_t i = 0; i < hp->n_layer; i++) /* a window without a pattern slides everywhere */
             hp->sliding[i] = true;
     }
     return 0;
@@ -115,8 +115,10 @@ static int apply_pattern_override(rl_hparams *hp, const char *pat, char *err, si
         return 0;
     }
     if (strlen(pat) != hp->n_layer) {
-        snprintf(err, errlen, "window pattern '%s' has %zu entries for %u layers (give a period or one "
-                 "S/F per layer)", pat, strlen(pat), hp->n_layer);
+        snprintf(err, errlen,
+                 "window pattern '%s' has %zu entries for %u layers (give a period or one "
+                 "S/F per layer)",
+                 pat, strlen(pat), hp->n_layer);
         return -1;
     }
     for (uint32_t i = 0; i < hp->n_layer; i++) {
@@ -130,8 +132,7 @@ static int apply_pattern_override(rl_hparams *hp, const char *pat, char *err, si
     return 0;
 }
 
-static int read_window_layout(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp, char *err,
-                              size_t errlen) {
+static int read_window_layout(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp, char *err, size_t errlen) {
     uint32_t w = 0;
     if (arch_key_u32(f, hp->arch, "attention.sliding_window", &w) && w > 0) {
         hp->swa_window = w;
@@ -141,13 +142,14 @@ static int read_window_layout(const gguf_file *f, const rl_model_opts *o, rl_hpa
         hp->swa_window = 32768;
         pattern_period(hp, 4);
         hp->swa_inferred = true;
-        rl_log(RL_LOG_INFO, "no sliding-window keys: applying Ministral-8B's published layout "
+        rl_log(RL_LOG_INFO,
+               "no sliding-window keys: applying Ministral-8B's published layout "
                "(layer i full when i %% 4 == 0, otherwise window 32768)");
     }
     if (o && o->swa_window >= 0) {
         bool had_layout = hp->swa_window > 0;
         hp->swa_window = (uint32_t)o->swa_window;
-        if (!had_layout)   /* a window given for a model without one slides on every layer */
+        if (!had_layout) /* a window given for a model without one slides on every layer */
             memset(hp->sliding, 1, hp->n_layer);
     }
     if (o && o->swa_pattern && apply_pattern_override(hp, o->swa_pattern, err, errlen))
@@ -162,16 +164,18 @@ static int read_shape(const gguf_file *f, rl_hparams *hp, char *err, size_t errl
     if (!arch_key_u32(f, a, "block_count", &hp->n_layer) || !arch_key_u32(f, a, "embedding_length", &hp->dim) ||
         !arch_key_u32(f, a, "attention.head_count", &hp->n_head) ||
         !arch_key_u32(f, a, "feed_forward_length", &hp->ffn_dim)) {
-        snprintf(err, errlen, "missing %s.block_count, embedding_length, attention.head_count or "
-                 "feed_forward_length", a);
+        snprintf(err, errlen,
+                 "missing %s.block_count, embedding_length, attention.head_count or "
+                 "feed_forward_length",
+                 a);
         return -1;
     }
     if (!arch_key_u32(f, a, "attention.head_count_kv", &hp->n_head_kv))
         hp->n_head_kv = hp->n_head;
-    if (hp->n_layer == 0 || hp->n_layer > RL_MAX_LAYERS || hp->dim == 0 || hp->n_head == 0 ||
-        hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0 || hp->ffn_dim == 0) {
-        snprintf(err, errlen, "implausible shape: %u layers, dim %u, %u heads, %u kv heads, ffn %u",
-                 hp->n_layer, hp->dim, hp->n_head, hp->n_head_kv, hp->ffn_dim);
+    if (hp->n_layer == 0 || hp->n_layer > RL_MAX_LAYERS || hp->dim == 0 || hp->n_head == 0 || hp->n_head_kv == 0 ||
+        hp->n_head % hp->n_head_kv != 0 || hp->ffn_dim == 0) {
+        snprintf(err, errlen, "implausible shape: %u layers, dim %u, %u heads, %u kv heads, ffn %u", hp->n_layer,
+                 hp->dim, hp->n_head, hp->n_head_kv, hp->ffn_dim);
         return -1;
     }
     if (!arch_key_u32(f, a, "attention.key_length", &hp->head_dim))
@@ -226,8 +230,8 @@ static int check_head_keys(const gguf_file *f, const rl_hparams *hp, char *err, 
         return -1;
     }
     if (arch_key_u32(f, hp->arch, "rope.dimension_count", &v) && v != hp->head_dim) {
-        snprintf(err, errlen, "%s.rope.dimension_count %u rotates part of the head of %u: not supported", hp->arch,
-                 v, hp->head_dim);
+        snprintf(err, errlen, "%s.rope.dimension_count %u rotates part of the head of %u: not supported", hp->arch, v,
+                 hp->head_dim);
         return -1;
     }
     return 0;
@@ -235,8 +239,7 @@ static int check_head_keys(const gguf_file *f, const rl_hparams *hp, char *err, 
 
 /* rope.scaling.* and the attention temperature. The defaults are llama.cpp's
  * (beta_fast 32, beta_slow 1, original context = the context length). */
-static int read_rope_scaling(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp, char *err,
-                             size_t errlen) {
+static int read_rope_scaling(const gguf_file *f, const rl_model_opts *o, rl_hparams *hp, char *err, size_t errlen) {
     const char *a = hp->arch;
     if (!strcmp(a, "mistral3") && (require_mistral3_keys(f, a, err, errlen) || check_head_keys(f, hp, err, errlen)))
         return -1;
@@ -282,13 +285,17 @@ int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *h
     }
     snprintf(hp->arch, sizeof hp->arch, "%.*s", (int)(s.len < 31 ? s.len : 31), s.ptr);
     if (strcmp(hp->arch, "clip") == 0 || gguf_find_key(f, "clip.has_vision_encoder") >= 0) {
-        snprintf(err, errlen, "%s is a vision encoder (mmproj): a vision encoder (mmproj) is not supported; give "
-                 "the text model's GGUF", gguf_path(f));
+        snprintf(err, errlen,
+                 "%s is a vision encoder (mmproj): a vision encoder (mmproj) is not supported; give "
+                 "the text model's GGUF",
+                 gguf_path(f));
         return -1;
     }
     if (strcmp(hp->arch, "llama") != 0 && strcmp(hp->arch, "mistral3") != 0) {
-        snprintf(err, errlen, "architecture '%s' is not supported (relais runs llama-architecture "
-                 "models: Mistral, Ministral, Llama, and mistral3: Ministral 3)", hp->arch);
+        snprintf(err, errlen,
+                 "architecture '%s' is not supported (relais runs llama-architecture "
+                 "models: Mistral, Ministral, Llama, and mistral3: Ministral 3)",
+                 hp->arch);
         return -1;
     }
     if (gguf_get_str(f, "general.name", &s))
@@ -303,8 +310,8 @@ int rl_hparams_read(const gguf_file *f, const rl_model_opts *opts, rl_hparams *h
 
 /* ---- tensor binding ---- */
 
-static int bind_weight(const gguf_file *f, const char *name, uint32_t rows, uint32_t cols, rl_weight *w,
-                       char *err, size_t errlen) {
+static int bind_weight(const gguf_file *f, const char *name, uint32_t rows, uint32_t cols, rl_weight *w, char *err,
+                       size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
         snprintf(err, errlen, "tensor '%s' is missing", name);
@@ -316,8 +323,10 @@ static int bind_weight(const gguf_file *f, const char *name, uint32_t rows, uint
         return -1;
     }
     if (!rl_dtype_supported(t->type)) {
-        snprintf(err, errlen, "tensor '%s' has type %s, which relais does not support (supported: f32, f16, "
-                 "bf16, q8_0, q4_0, q4_K, q5_K, q6_K)", name, rl_dtype_name(t->type));
+        snprintf(err, errlen,
+                 "tensor '%s' has type %s, which relais does not support (supported: f32, f16, "
+                 "bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
+                 name, rl_dtype_name(t->type));
         return -1;
     }
     w->data = t->data;
@@ -329,8 +338,7 @@ static int bind_weight(const gguf_file *f, const char *name, uint32_t rows, uint
     return 0;
 }
 
-static int bind_norm(const gguf_file *f, const char *name, uint32_t n, const float **out, char *err,
-                     size_t errlen) {
+static int bind_norm(const gguf_file *f, const char *name, uint32_t n, const float **out, char *err, size_t errlen) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
         snprintf(err, errlen, "tensor '%s' is missing", name);
@@ -345,8 +353,7 @@ static int bind_norm(const gguf_file *f, const char *name, uint32_t n, const flo
     return 0;
 }
 
-static int bind_layer(const gguf_file *f, const rl_hparams *hp, uint32_t il, rl_layer *L, char *err,
-                      size_t errlen) {
+static int bind_layer(const gguf_file *f, const rl_hparams *hp, uint32_t il, rl_layer *L, char *err, size_t errlen) {
     char name[96];
     const uint32_t q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
     struct {
@@ -354,9 +361,12 @@ static int bind_layer(const gguf_file *f, const rl_hparams *hp, uint32_t il, rl_
         rl_weight *w;
         uint32_t rows, cols;
     } mats[] = {
-        {"attn_q", &L->wq, q_dim, hp->dim},         {"attn_k", &L->wk, kv_dim, hp->dim},
-        {"attn_v", &L->wv, kv_dim, hp->dim},        {"attn_output", &L->wo, hp->dim, q_dim},
-        {"ffn_gate", &L->w_gate, hp->ffn_dim, hp->dim}, {"ffn_up", &L->w_up, hp->ffn_dim, hp->dim},
+        {"attn_q", &L->wq, q_dim, hp->dim},
+        {"attn_k", &L->wk, kv_dim, hp->dim},
+        {"attn_v", &L->wv, kv_dim, hp->dim},
+        {"attn_output", &L->wo, hp->dim, q_dim},
+        {"ffn_gate", &L->w_gate, hp->ffn_dim, hp->dim},
+        {"ffn_up", &L->w_up, hp->ffn_dim, hp->dim},
         {"ffn_down", &L->w_down, hp->dim, hp->ffn_dim},
     };
     for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
@@ -573,7 +583,8 @@ int rl_hparams_ctx(const rl_hparams *hp, uint32_t asked, uint32_t *n_ctx, char *
         return 0;
     }
     if (asked > hp->n_ctx_train) {
-        snprintf(err, errlen, "--ctx %u exceeds this model's context of %u (the file's context_length); the "
+        snprintf(err, errlen,
+                 "--ctx %u exceeds this model's context of %u (the file's context_length); the "
                  "model was not made for more, so it is refused unless you accept it with --ctx-beyond-file",
                  asked, hp->n_ctx_train);
         return -1;

@@ -13,13 +13,13 @@
 #include "mem.h"
 
 struct rl_runner {
-    rl_model *model;        /* all layers, embedding and head */
-    rl_tokenizer *tok;      /* from the model's metadata */
-    rl_ctx *ctx;            /* threads and scratch */
-    rl_kv *kv;              /* the session's cache */
-    float *x;               /* (batch, dim) activations of the chunk being fed */
-    uint32_t batch;         /* chunk size */
-    bool progress;          /* show prefill progress */
+    rl_model *model;   /* all layers, embedding and head */
+    rl_tokenizer *tok; /* from the model's metadata */
+    rl_ctx *ctx;       /* threads and scratch */
+    rl_kv *kv;         /* the session's cache */
+    float *x;          /* (batch, dim) activations of the chunk being fed */
+    uint32_t batch;    /* chunk size */
+    bool progress;     /* show prefill progress */
 };
 
 rl_runner_opts rl_runner_opts_default(void) {
@@ -37,7 +37,7 @@ uint32_t rl_runner_batch(const rl_runner_opts *o) { return o->batch ? o->batch :
 static void show_progress(void *ud, uint64_t done, uint64_t total) {
     static int last = -1;
     const bool tty = ud != NULL;
-    if (total < (64u << 20))   /* small models load before anyone would look */
+    if (total < (64u << 20)) /* small models load before anyone would look */
         return;
     int pct = (int)(done * 100 / total);
     if (pct == last || (!tty && pct / 10 == last / 10 && done < total))
@@ -51,7 +51,7 @@ static void show_progress(void *ud, uint64_t done, uint64_t total) {
 }
 
 rl_model_opts rl_runner_model_opts(const rl_runner_opts *o) {
-    static const char tty_flag;   /* any address: show_progress only tells NULL from not */
+    static const char tty_flag; /* any address: show_progress only tells NULL from not */
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = o->swa_window;
     mo.swa_pattern = o->swa_pattern;
@@ -68,14 +68,14 @@ rl_model_opts rl_runner_model_opts(const rl_runner_opts *o) {
 }
 
 void rl_show_prefill(uint32_t done, uint32_t total, uint32_t chunk) {
-    if (total <= chunk)   /* one chunk: nothing to wait for between updates */
+    if (total <= chunk) /* one chunk: nothing to wait for between updates */
         return;
     const bool tty = isatty(STDERR_FILENO);
     const uint32_t before = done > chunk ? done - chunk : 0;
     if (!tty && (uint64_t)before * 10 / total == (uint64_t)done * 10 / total)
         return;
-    fprintf(stderr, "%srelais: prefill %3u%% (%u / %u tokens)%s", tty ? "\r" : "", (unsigned)((uint64_t)done * 100 / total),
-            done, total, tty && done < total ? "" : "\n");
+    fprintf(stderr, "%srelais: prefill %3u%% (%u / %u tokens)%s", tty ? "\r" : "",
+            (unsigned)((uint64_t)done * 100 / total), done, total, tty && done < total ? "" : "\n");
     fflush(stderr);
 }
 

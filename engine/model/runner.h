@@ -49,13 +49,13 @@ typedef struct rl_runner rl_runner;
 
 /* NULL with a message in err when the model cannot be loaded. */
 rl_runner *rl_runner_new(const rl_runner_opts *o, char *err, size_t errlen);
-void rl_runner_destroy(rl_runner **r);   /* NULLs *r */
+void rl_runner_destroy(rl_runner **r); /* NULLs *r */
 
 const rl_hparams *rl_runner_hparams(const rl_runner *r);
-const rl_tokenizer *rl_runner_tokenizer(const rl_runner *r);  /* owned by the runner */
+const rl_tokenizer *rl_runner_tokenizer(const rl_runner *r); /* owned by the runner */
 const gguf_file *rl_runner_gguf(const rl_runner *r);
 uint32_t rl_runner_ctx(const rl_runner *r);
-uint32_t rl_runner_pos(const rl_runner *r);      /* ids fed so far */
+uint32_t rl_runner_pos(const rl_runner *r); /* ids fed so far */
 size_t rl_runner_kv_bytes(const rl_runner *r);
 int rl_runner_threads(const rl_runner *r);
 

@@ -19,17 +19,17 @@
 
 typedef struct {
     int32_t id;
-    float l;   /* (logit - max logit) / temperature: 0 for the best, -inf for impossible */
-    float w;   /* exp(l): the unnormalized probability, 1 for the best */
+    float l; /* (logit - max logit) / temperature: 0 for the best, -inf for impossible */
+    float w; /* exp(l): the unnormalized probability, 1 for the best */
 } rl_cand;
 
 struct rl_sampler {
-    rl_sampler_params p;   /* copy of the caller's parameters */
-    uint32_t n_vocab;      /* length of every logits vector */
-    rl_rng rng;            /* seeded from p.seed; advances one draw per sampled token */
-    rl_cand *cand;         /* (n_vocab) scratch candidate list, rebuilt each call */
-    uint32_t *count;       /* (n_vocab) occurrences in the penalty window; all zero between calls */
-    int32_t *seen;         /* (n_vocab) distinct ids counted this call, to reset `count` cheaply */
+    rl_sampler_params p; /* copy of the caller's parameters */
+    uint32_t n_vocab;    /* length of every logits vector */
+    rl_rng rng;          /* seeded from p.seed; advances one draw per sampled token */
+    rl_cand *cand;       /* (n_vocab) scratch candidate list, rebuilt each call */
+    uint32_t *count;     /* (n_vocab) occurrences in the penalty window; all zero between calls */
+    int32_t *seen;       /* (n_vocab) distinct ids counted this call, to reset `count` cheaply */
 };
 
 rl_sampler_params rl_sampler_defaults(void) {
@@ -74,14 +74,10 @@ void rl_sampler_destroy(rl_sampler **s) {
 }
 
 /* NaN would poison every comparison and sum; it is treated as impossible. */
-static inline float clean(float l) {
-    return isnan(l) ? -INFINITY : l;
-}
+static inline float clean(float l) { return isnan(l) ? -INFINITY : l; }
 
 /* The strict total order used everywhere: higher logit first, lower id on ties. */
-static inline bool better(float la, int32_t ia, float lb, int32_t ib) {
-    return la > lb || (la == lb && ia < ib);
-}
+static inline bool better(float la, int32_t ia, float lb, int32_t ib) { return la > lb || (la == lb && ia < ib); }
 
 static inline void swap_cand(rl_cand *a, rl_cand *b) {
     rl_cand t = *a;
@@ -205,7 +201,7 @@ static int32_t draw(rl_sampler *s, const rl_cand *cand, size_t n) {
         if (u < cum)
             return cand[i].id;
     }
-    return cand[n - 1].id;   /* u landed in the rounding slack of the last sum */
+    return cand[n - 1].id; /* u landed in the rounding slack of the last sum */
 }
 
 void rl_sampler_skip(rl_sampler *s, uint64_t n) {
@@ -221,7 +217,7 @@ int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, 
     float max = logits[best];
     if (!(p->temperature > 0.0f))
         return best;
-    if (!isfinite(max)) {   /* nothing to draw from; the draw is spent all the same (rl_sampler_skip) */
+    if (!isfinite(max)) { /* nothing to draw from; the draw is spent all the same (rl_sampler_skip) */
         rl_rng_next(&s->rng);
         return best;
     }

@@ -9,14 +9,14 @@
 #include <stdint.h>
 
 typedef struct {
-    float temperature;        /* 0 = greedy */
-    int32_t top_k;            /* 0 = off */
-    float top_p;              /* 1 = off */
-    float min_p;              /* 0 = off */
-    float repeat_penalty;     /* 1 = off; divides positive / multiplies negative logits of seen tokens */
-    int32_t repeat_last_n;    /* window of history the penalties look at; 0 = none, -1 = all */
-    float frequency_penalty;  /* 0 = off; subtracts count * value */
-    float presence_penalty;   /* 0 = off; subtracts value once if seen */
+    float temperature;       /* 0 = greedy */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off; divides positive / multiplies negative logits of seen tokens */
+    int32_t repeat_last_n;   /* window of history the penalties look at; 0 = none, -1 = all */
+    float frequency_penalty; /* 0 = off; subtracts count * value */
+    float presence_penalty;  /* 0 = off; subtracts value once if seen */
     uint64_t seed;
 } rl_sampler_params;
 
@@ -25,7 +25,7 @@ rl_sampler_params rl_sampler_defaults(void);
 
 typedef struct rl_sampler rl_sampler;
 rl_sampler *rl_sampler_new(const rl_sampler_params *p, uint32_t n_vocab);
-void rl_sampler_destroy(rl_sampler **s);   /* NULLs *s */
+void rl_sampler_destroy(rl_sampler **s); /* NULLs *s */
 
 /* Picks the next id. `logits` (n_vocab) may be modified in place. `history`
  * are the ids so far (prompt and generated), used by the penalties. */

@@ -23,9 +23,9 @@
 #include "rng.h"
 
 enum {
-    CHUNK_BYTES = 4 << 20,   /* quantized bytes produced between two writes */
+    CHUNK_BYTES = 4 << 20, /* quantized bytes produced between two writes */
     MAX_THREADS = 8,
-    QK_ROW = 256,            /* K-quant block: rows must be a multiple of it */
+    QK_ROW = 256, /* K-quant block: rows must be a multiple of it */
 };
 
 typedef struct {
@@ -38,26 +38,31 @@ typedef struct {
  * the 14B's theta as apxml.com lists them), YaRN and temperature as their
  * hub GGUFs carry them (factor 16 over 16384, beta 32/1, log multiplier 1,
  * temperature 0.1), 256k context, Tekken, no sliding window. */
-#define MINISTRAL3(nm, layers, d, ffn, base, tied)                                                              \
-    {.name = nm, .n_layer = layers, .dim = d, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .ffn_dim = ffn,   \
-     .n_vocab = 131072, .n_ctx = 262144, .rope_base = base, .norm_eps = 1e-5f, .vocab = RL_SYNTH_VOCAB_TEKKEN_V13, \
-     .ftype = RL_SYNTH_Q4_K_M, .arch = "mistral3", .tied_output = tied, .rope_factor = 16.0f,                  \
-     .rope_orig_ctx = 16384, .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f, .yarn_log_mul = 1.0f,            \
-     .attn_temp_scale = 0.1f}
+#define MINISTRAL3(nm, layers, d, ffn, base, tied)                                                                    \
+    {                                                                                                                 \
+        .name = nm, .n_layer = layers, .dim = d, .n_head = 32, .n_head_kv = 8, .head_dim = 128, .ffn_dim = ffn,       \
+        .n_vocab = 131072, .n_ctx = 262144, .rope_base = base, .norm_eps = 1e-5f, .vocab = RL_SYNTH_VOCAB_TEKKEN_V13, \
+        .ftype = RL_SYNTH_Q4_K_M, .arch = "mistral3", .tied_output = tied, .rope_factor = 16.0f,                      \
+        .rope_orig_ctx = 16384, .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f, .yarn_log_mul = 1.0f,                \
+        .attn_temp_scale = 0.1f                                                                                       \
+    }
 #define LLAMA(nm, layers, d, nh, nkv, hd, ffn, voc, ctx, base, w, per, vk, ft)                                   \
-    {.name = nm, .n_layer = layers, .dim = d, .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .ffn_dim = ffn,  \
-     .n_vocab = voc, .n_ctx = ctx, .rope_base = base, .norm_eps = 1e-5f, .swa_window = w, .swa_period = per,  \
-     .vocab = vk, .ftype = ft, .arch = "llama", .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f}
+    {                                                                                                            \
+        .name = nm, .n_layer = layers, .dim = d, .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .ffn_dim = ffn, \
+        .n_vocab = voc, .n_ctx = ctx, .rope_base = base, .norm_eps = 1e-5f, .swa_window = w, .swa_period = per,  \
+        .vocab = vk, .ftype = ft, .arch = "llama", .yarn_beta_fast = 32.0f, .yarn_beta_slow = 1.0f               \
+    }
 
 static const preset PRESETS[] = {
-    {"ministral-8b", LLAMA("Ministral-8B synthetic", 36, 4096, 32, 8, 128, 12288, 131072, 32768, 100000000.0f,
-                           32768, 4, RL_SYNTH_VOCAB_TEKKEN, RL_SYNTH_Q4_K_M)},
-    {"mistral-7b", LLAMA("Mistral-7B synthetic", 32, 4096, 32, 8, 128, 14336, 32768, 32768, 1000000.0f, 0, 0,
-                         RL_SYNTH_VOCAB_SPM, RL_SYNTH_Q4_K_M)},
-    {"small", LLAMA("small synthetic", 4, 256, 8, 2, 32, 512, 1024, 2048, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM,
-                    RL_SYNTH_Q4_K_M)},
-    {"tiny", LLAMA("tiny synthetic", 4, 64, 4, 2, 16, 192, 512, 512, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM,
-                   RL_SYNTH_F32)},
+    {"ministral-8b",
+     LLAMA("Ministral-8B synthetic", 36, 4096, 32, 8, 128, 12288, 131072, 32768, 100000000.0f, 32768, 4,
+           RL_SYNTH_VOCAB_TEKKEN, RL_SYNTH_Q4_K_M)},
+    {"mistral-7b",
+     LLAMA("Mistral-7B synthetic", 32, 4096, 32, 8, 128, 14336, 32768, 32768, 1000000.0f, 0, 0, RL_SYNTH_VOCAB_SPM,
+           RL_SYNTH_Q4_K_M)},
+    {"small",
+     LLAMA("small synthetic", 4, 256, 8, 2, 32, 512, 1024, 2048, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM, RL_SYNTH_Q4_K_M)},
+    {"tiny", LLAMA("tiny synthetic", 4, 64, 4, 2, 16, 192, 512, 512, 10000.0f, 0, 0, RL_SYNTH_VOCAB_SPM, RL_SYNTH_F32)},
     {"ministral3-3b", MINISTRAL3("Ministral-3-3B synthetic", 26, 3072, 9216, 1000000.0f, true)},
     {"ministral3-8b", MINISTRAL3("Ministral-3-8B synthetic", 34, 4096, 14336, 1000000.0f, false)},
     {"ministral3-14b", MINISTRAL3("Ministral-3-14B synthetic", 40, 5120, 16384, 1000000000.0f, false)},
@@ -83,10 +88,10 @@ static const struct {
     rl_dtype base;
     uint32_t file_type;
 } FTYPES[RL_SYNTH_FTYPE_COUNT] = {
-    [RL_SYNTH_F32] = {"f32", RL_F32, 0},       [RL_SYNTH_F16] = {"f16", RL_F16, 1},
-    [RL_SYNTH_BF16] = {"bf16", RL_BF16, 32},   [RL_SYNTH_Q8_0] = {"q8_0", RL_Q8_0, 7},
-    [RL_SYNTH_Q4_0] = {"q4_0", RL_Q4_0, 2},    [RL_SYNTH_Q4_K] = {"q4_K", RL_Q4_K, 14},
-    [RL_SYNTH_Q5_K] = {"q5_K", RL_Q5_K, 16},   [RL_SYNTH_Q6_K] = {"q6_K", RL_Q6_K, 18},
+    [RL_SYNTH_F32] = {"f32", RL_F32, 0},         [RL_SYNTH_F16] = {"f16", RL_F16, 1},
+    [RL_SYNTH_BF16] = {"bf16", RL_BF16, 32},     [RL_SYNTH_Q8_0] = {"q8_0", RL_Q8_0, 7},
+    [RL_SYNTH_Q4_0] = {"q4_0", RL_Q4_0, 2},      [RL_SYNTH_Q4_K] = {"q4_K", RL_Q4_K, 14},
+    [RL_SYNTH_Q5_K] = {"q5_K", RL_Q5_K, 16},     [RL_SYNTH_Q6_K] = {"q6_K", RL_Q6_K, 18},
     [RL_SYNTH_Q4_K_M] = {"q4_K_M", RL_Q4_K, 15},
 };
 
@@ -101,15 +106,11 @@ const char *rl_synth_ftype_name(rl_synth_ftype t) {
     return (unsigned)t < RL_SYNTH_FTYPE_COUNT ? FTYPES[t].name : "unknown";
 }
 
-static bool is_quantized(rl_synth_ftype t) {
-    return t != RL_SYNTH_F32 && t != RL_SYNTH_F16 && t != RL_SYNTH_BF16;
-}
+static bool is_quantized(rl_synth_ftype t) { return t != RL_SYNTH_F32 && t != RL_SYNTH_F16 && t != RL_SYNTH_BF16; }
 
 /* llama.cpp's use_more_bits: the first and last eighth of the layers, and
  * every third one between, get more bits in its _M mixes. */
-static bool use_more_bits(uint32_t i, uint32_t n) {
-    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
-}
+static bool use_more_bits(uint32_t i, uint32_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
@@ -133,11 +134,11 @@ rl_dtype rl_synth_tensor_type(const rl_synth_spec *spec, const char *tensor, uin
 /* ---- the tensor plan ---- */
 
 typedef struct {
-    char name[48];       /* GGUF tensor name */
+    char name[48]; /* GGUF tensor name */
     uint32_t n_dims;
-    uint64_t ne[4];      /* ne[0] = row length (fan-in) */
+    uint64_t ne[4]; /* ne[0] = row length (fan-in) */
     rl_dtype type;
-    bool ones;           /* a norm: every element 1 */
+    bool ones; /* a norm: every element 1 */
 } plan_tensor;
 
 enum { D_DIM, D_Q, D_KV, D_FFN };
@@ -147,23 +148,27 @@ static const struct {
     const char *name;
     int cols, rows;
 } LAYER_TENSORS[] = {
-    {"attn_norm.weight", D_DIM, -1}, {"attn_q.weight", D_DIM, D_Q},     {"attn_k.weight", D_DIM, D_KV},
-    {"attn_v.weight", D_DIM, D_KV},  {"attn_output.weight", D_Q, D_DIM}, {"ffn_norm.weight", D_DIM, -1},
-    {"ffn_gate.weight", D_DIM, D_FFN}, {"ffn_up.weight", D_DIM, D_FFN},   {"ffn_down.weight", D_FFN, D_DIM},
+    {"attn_norm.weight", D_DIM, -1},   {"attn_q.weight", D_DIM, D_Q},      {"attn_k.weight", D_DIM, D_KV},
+    {"attn_v.weight", D_DIM, D_KV},    {"attn_output.weight", D_Q, D_DIM}, {"ffn_norm.weight", D_DIM, -1},
+    {"ffn_gate.weight", D_DIM, D_FFN}, {"ffn_up.weight", D_DIM, D_FFN},    {"ffn_down.weight", D_FFN, D_DIM},
 };
 #define N_LAYER_TENSORS (sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0])
 
 static uint64_t dim_of(const rl_synth_spec *s, int d) {
     switch (d) {
-    case D_DIM: return s->dim;
-    case D_Q: return (uint64_t)s->n_head * s->head_dim;
-    case D_KV: return (uint64_t)s->n_head_kv * s->head_dim;
-    default: return s->ffn_dim;
+    case D_DIM:
+        return s->dim;
+    case D_Q:
+        return (uint64_t)s->n_head * s->head_dim;
+    case D_KV:
+        return (uint64_t)s->n_head_kv * s->head_dim;
+    default:
+        return s->ffn_dim;
     }
 }
 
-static void plan_one(const rl_synth_spec *s, plan_tensor *t, const char *prefix, const char *name,
-                     uint32_t il, uint64_t cols, uint64_t rows) {
+static void plan_one(const rl_synth_spec *s, plan_tensor *t, const char *prefix, const char *name, uint32_t il,
+                     uint64_t cols, uint64_t rows) {
     snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
     t->n_dims = rows ? 2 : 1;
     t->ne[0] = cols;
@@ -195,9 +200,7 @@ static void plan_tensors(const rl_synth_spec *s, plan_tensor *out) {
         plan_one(s, &out[k++], "", "output.weight", 0, s->dim, s->n_vocab);
 }
 
-static uint64_t tensor_bytes(const plan_tensor *t) {
-    return rl_dtype_row_bytes(t->type, t->ne[0]) * t->ne[1];
-}
+static uint64_t tensor_bytes(const plan_tensor *t) { return rl_dtype_row_bytes(t->type, t->ne[0]) * t->ne[1]; }
 
 /* ---- validation ---- */
 
@@ -343,7 +346,7 @@ static void gen_row(float *x, uint64_t n, float scale, uint64_t key) {
     for (uint64_t i = 0; i < n; i++) {
         uint64_t v = rl_rng_next(&r);
         int32_t sum = (int32_t)(v & 0xffff) + (int32_t)((v >> 16) & 0xffff) + (int32_t)((v >> 32) & 0xffff) +
-                      (int32_t)(v >> 48) - 131070;
+            (int32_t)(v >> 48) - 131070;
         x[i] = (float)sum * k;
     }
 }
@@ -351,11 +354,11 @@ static void gen_row(float *x, uint64_t n, float scale, uint64_t key) {
 /* A slice of a chunk: rows [r0, r1) of one tensor, quantized into out. */
 typedef struct {
     const plan_tensor *t;
-    uint64_t key;          /* the tensor's seed; row r uses key ^ r */
+    uint64_t key; /* the tensor's seed; row r uses key ^ r */
     uint64_t r0, r1;
     uint8_t *out;
-    float *row;            /* (ne[0]) scratch */
-    int ok;                /* every row quantized */
+    float *row; /* (ne[0]) scratch */
+    int ok;     /* every row quantized */
 } slice_job;
 
 static void *run_slice(void *arg) {
@@ -379,11 +382,11 @@ static void *run_slice(void *arg) {
 /* Shared state of one rl_synth_write. */
 typedef struct {
     gguf_writer *w;
-    uint8_t *chunk;              /* CHUNK_BYTES, or one row if larger */
-    float *rows[MAX_THREADS];    /* per-thread row scratch, the widest row */
+    uint8_t *chunk;           /* CHUNK_BYTES, or one row if larger */
+    float *rows[MAX_THREADS]; /* per-thread row scratch, the widest row */
     int n_threads;
-    bool begun;                  /* the file has been created: remove it on failure */
-    uint64_t done, total;        /* tensor bytes written / to write */
+    bool begun;           /* the file has been created: remove it on failure */
+    uint64_t done, total; /* tensor bytes written / to write */
     rl_synth_progress progress;
     void *ud;
 } writer_state;
@@ -402,7 +405,7 @@ static int fill_chunk(writer_state *st, const plan_tensor *t, uint64_t key, uint
         started[i] = i > 0 && pthread_create(&tid[i], NULL, run_slice, &jobs[i]) == 0;
     }
     for (int i = 0; i < nt; i++)
-        if (!started[i])   /* slice 0, and any slice whose thread did not start, run here */
+        if (!started[i]) /* slice 0, and any slice whose thread did not start, run here */
             run_slice(&jobs[i]);
     int ok = 1;
     for (int i = 0; i < nt; i++) {
@@ -419,8 +422,8 @@ static int write_tensor(writer_state *st, const plan_tensor *t, uint64_t key, ch
     for (uint64_t r0 = 0; r0 < t->ne[1]; r0 += per_chunk) {
         uint64_t r1 = r0 + per_chunk < t->ne[1] ? r0 + per_chunk : t->ne[1];
         if (fill_chunk(st, t, key, r0, r1) < 0) {
-            snprintf(err, errlen, "%s: rows of %llu cannot be quantized to %s", t->name,
-                     (unsigned long long)t->ne[0], rl_dtype_name(t->type));
+            snprintf(err, errlen, "%s: rows of %llu cannot be quantized to %s", t->name, (unsigned long long)t->ne[0],
+                     rl_dtype_name(t->type));
             return -1;
         }
         size_t len = (size_t)(r1 - r0) * rb;

@@ -29,23 +29,42 @@
 #include "rng.h"
 
 enum {
-    SLOT = 32,                /* bytes per token string, NUL included */
-    MAX_PIECE = 16,           /* longest grown piece, in bytes */
+    SLOT = 32,      /* bytes per token string, NUL included */
+    MAX_PIECE = 16, /* longest grown piece, in bytes */
     MERGE_SLOT = 2 * MAX_PIECE + 2,
     TEKKEN_CONTROLS = 1000,
-    TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_BYTE = 6,
+    TOK_NORMAL = 1,
+    TOK_UNKNOWN = 2,
+    TOK_CONTROL = 3,
+    TOK_BYTE = 6,
 };
 
 static const char *const TEKKEN_NAMED[] = {
-    "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
-    "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]",
-    "[IMG_END]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    "[TOOL_CALLS]",
+    "[IMG]",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[PREFIX]",
+    "[MIDDLE]",
+    "[SUFFIX]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
     "[TOOL_CONTENT]",
 };
 #define TEKKEN_PAD 11
 
-static const char SPM_MARKER[] = "\xe2\x96\x81";   /* U+2581, SentencePiece's space */
-static const char BPE_MARKER[] = "\xc4\xa0";       /* U+0120, GPT-2's mapped space byte */
+static const char SPM_MARKER[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's space */
+static const char BPE_MARKER[] = "\xc4\xa0";     /* U+0120, GPT-2's mapped space byte */
 static const char SPM_EXTRA_CHARS[] = "0123456789.,!?'-:;\"()";
 static const char LOWER_BY_FREQ[] = "etaoinshrdlcumwfgypbvkjxqz";
 static const char UPPER_BY_FREQ[] = "TAISOWHBCMFPDRLNEGUVYJKQXZ";
@@ -53,30 +72,28 @@ static const char UPPER_BY_FREQ[] = "TAISOWHBCMFPDRLNEGUVYJKQXZ";
 /* The vocabulary being built. */
 typedef struct {
     rl_synth_vocab kind;
-    uint32_t cap;           /* n_vocab: tokens to reach */
-    uint32_t n;             /* tokens so far */
-    char *text;             /* (cap * SLOT) token strings */
-    int32_t *type;          /* (cap) token types */
-    float *score;           /* (cap) SentencePiece scores */
-    char *merges;           /* (cap * MERGE_SLOT) "left right" strings, BPE only */
+    uint32_t cap;  /* n_vocab: tokens to reach */
+    uint32_t n;    /* tokens so far */
+    char *text;    /* (cap * SLOT) token strings */
+    int32_t *type; /* (cap) token types */
+    float *score;  /* (cap) SentencePiece scores */
+    char *merges;  /* (cap * MERGE_SLOT) "left right" strings, BPE only */
     uint32_t n_merges;
-    uint32_t *hash;         /* open addressing over token strings: id + 1, 0 = empty */
-    uint32_t hash_mask;     /* table size - 1 (a power of two >= 2 cap) */
-    uint32_t *left;         /* ids a new piece may start with */
+    uint32_t *hash;     /* open addressing over token strings: id + 1, 0 = empty */
+    uint32_t hash_mask; /* table size - 1 (a power of two >= 2 cap) */
+    uint32_t *left;     /* ids a new piece may start with */
     uint32_t n_left;
-    uint32_t *right;        /* ids of lowercase-only pieces a new piece may end with */
+    uint32_t *right; /* ids of lowercase-only pieces a new piece may end with */
     uint32_t n_right;
-    uint32_t *words;        /* ids of pieces that start with the space marker */
+    uint32_t *words; /* ids of pieces that start with the space marker */
     uint32_t n_words;
-    bool *lower;            /* (cap) the token is in `right` */
+    bool *lower; /* (cap) the token is in `right` */
 } vocab;
 
-static char *tok(vocab *v, uint32_t id) {
-    return v->text + (size_t)id * SLOT;
-}
+static char *tok(vocab *v, uint32_t id) { return v->text + (size_t)id * SLOT; }
 
 static uint32_t str_hash(const char *s) {
-    uint32_t h = 2166136261u;   /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 16777619u;
     return h;
@@ -226,13 +243,9 @@ static uint32_t early(rl_rng *r, uint32_t n) {
     return (uint32_t)(u * u * u * n);
 }
 
-static bool is_vowel(char c) {
-    return c && strchr("aeiouAEIOU", c);
-}
+static bool is_vowel(char c) { return c && strchr("aeiouAEIOU", c); }
 
-static bool is_letter(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+static bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 /* Whether joining a and b keeps vowels and consonants alternating: after
  * the space marker anything may follow. */
@@ -326,8 +339,8 @@ static int emit(vocab *v, gguf_writer *w) {
 
 int rl_synth_vocab_add(gguf_writer *w, rl_synth_vocab kind, uint32_t n_vocab, char *err, size_t errlen) {
     if (n_vocab < rl_synth_vocab_min(kind)) {
-        snprintf(err, errlen, "vocabulary of %u is too small for this tokenizer (at least %u)",
-                 n_vocab, rl_synth_vocab_min(kind));
+        snprintf(err, errlen, "vocabulary of %u is too small for this tokenizer (at least %u)", n_vocab,
+                 rl_synth_vocab_min(kind));
         return -1;
     }
     vocab v;

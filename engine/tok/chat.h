@@ -28,7 +28,7 @@ typedef enum { RL_CHAT_MISTRAL_V3_TEKKEN, RL_CHAT_MISTRAL_V1, RL_CHAT_MISTRAL_V1
 /* Picks the template for a tokenizer (f may be NULL; then only the vocabulary decides). */
 rl_chat_template rl_chat_template_detect(const rl_tokenizer *t, const gguf_file *f);
 const char *rl_chat_template_name(rl_chat_template tpl);
-int rl_chat_template_from_name(const char *name);   /* -1 if unknown */
+int rl_chat_template_from_name(const char *name); /* -1 if unknown */
 
 /* Builds prompt ids from `messages`, the JSON text of an array of
  * OpenAI-style objects (role system|user|assistant|tool, content string,
@@ -38,7 +38,7 @@ int rl_chat_template_from_name(const char *name);   /* -1 if unknown */
  * library they like, and the engine's stays private. The prompt ends ready
  * for the assistant's reply. *ids is malloc'd, owned by the caller. Returns
  * 0, or -1 with a message in err naming the offending message/field. */
-int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const char *messages, const char *tools,
-                  int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+int rl_chat_build(const rl_tokenizer *t, rl_chat_template tpl, const char *messages, const char *tools, int32_t **ids,
+                  size_t *n_ids, char *err, size_t errlen);
 
 #endif

@@ -18,20 +18,20 @@ typedef struct rl_tokenizer rl_tokenizer;
 /* Builds the tokenizer from f's tokenizer.* metadata (f may be closed after).
  * NULL with a message in err when the metadata is missing or inconsistent. */
 rl_tokenizer *rl_tok_new(const gguf_file *f, char *err, size_t errlen);
-void rl_tok_destroy(rl_tokenizer **t);   /* NULLs *t */
+void rl_tok_destroy(rl_tokenizer **t); /* NULLs *t */
 
 rl_tok_kind rl_tok_kind_of(const rl_tokenizer *t);
-const char *rl_tok_kind_name(const rl_tokenizer *t);   /* "llama (SentencePiece)", "gpt2 (byte-level BPE, pre=tekken)" */
+const char *rl_tok_kind_name(const rl_tokenizer *t); /* "llama (SentencePiece)", "gpt2 (byte-level BPE, pre=tekken)" */
 /* tokenizer.ggml.pre as found in the file ("" when absent). BPE splits text
  * with the Tekken pattern for "tekken" and with GPT-2's for anything else. */
 const char *rl_tok_pre(const rl_tokenizer *t);
 uint32_t rl_tok_n_vocab(const rl_tokenizer *t);
-int32_t rl_tok_bos(const rl_tokenizer *t);          /* -1 if none */
-int32_t rl_tok_eos(const rl_tokenizer *t);          /* -1 if none */
-bool rl_tok_add_bos(const rl_tokenizer *t);         /* tokenizer.ggml.add_bos_token, default true for SPM */
+int32_t rl_tok_bos(const rl_tokenizer *t);  /* -1 if none */
+int32_t rl_tok_eos(const rl_tokenizer *t);  /* -1 if none */
+bool rl_tok_add_bos(const rl_tokenizer *t); /* tokenizer.ggml.add_bos_token, default true for SPM */
 /* Id of a token by its exact text (e.g. "[INST]"), -1 if absent. */
 int32_t rl_tok_find(const rl_tokenizer *t, const char *text);
-bool rl_tok_is_control(const rl_tokenizer *t, int32_t id);   /* control/special tokens */
+bool rl_tok_is_control(const rl_tokenizer *t, int32_t id); /* control/special tokens */
 /* Token ids that end generation: EOS and any end-of-turn control token. */
 bool rl_tok_is_eog(const rl_tokenizer *t, int32_t id);
 
@@ -41,8 +41,8 @@ bool rl_tok_is_eog(const rl_tokenizer *t, int32_t id);
  * tokens) are matched either way, as llama.cpp and their references do.
  * add_bos prepends BOS when the vocabulary has one. *ids is malloc'd and
  * owned by the caller. Returns 0, or -1 (invalid id table, out of memory). */
-int rl_tok_encode(const rl_tokenizer *t, const char *text, size_t len,
-                  bool add_bos, bool parse_special, int32_t **ids, size_t *n_ids);
+int rl_tok_encode(const rl_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special, int32_t **ids,
+                  size_t *n_ids);
 
 /* The bytes a token stands for when decoded (byte-level BPE unmapped, U+2581
  * turned into spaces, <0xNN> into the byte). Control tokens give their text

@@ -9,15 +9,15 @@
 #include <stdint.h>
 
 typedef enum {
-    RL_UC_OTHER = 0,   /* punctuation, symbols, controls, unassigned... */
-    RL_UC_LU = 1,      /* uppercase letter */
-    RL_UC_LL = 2,      /* lowercase letter */
-    RL_UC_LT = 3,      /* titlecase letter */
-    RL_UC_LM = 4,      /* modifier letter */
-    RL_UC_LO = 5,      /* other letter */
-    RL_UC_M = 6,       /* mark: Mn, Mc, Me */
-    RL_UC_N = 7,       /* number: Nd, Nl, No */
-    RL_UC_SPACE = 8    /* White_Space property */
+    RL_UC_OTHER = 0, /* punctuation, symbols, controls, unassigned... */
+    RL_UC_LU = 1,    /* uppercase letter */
+    RL_UC_LL = 2,    /* lowercase letter */
+    RL_UC_LT = 3,    /* titlecase letter */
+    RL_UC_LM = 4,    /* modifier letter */
+    RL_UC_LO = 5,    /* other letter */
+    RL_UC_M = 6,     /* mark: Mn, Mc, Me */
+    RL_UC_N = 7,     /* number: Nd, Nl, No */
+    RL_UC_SPACE = 8  /* White_Space property */
 } rl_uclass;
 
 extern const char rl_unicode_version[];

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cluster_config *c = cluster_config_parse((const char *)data, size, "fuzz.yaml", "/nonexistent", err, sizeof err);
     if (!c) {
         if (strncmp(err, "fuzz.yaml", 9) != 0)
-            abort();   /* every refusal names the file */
+            abort(); /* every refusal names the file */
         return 0;
     }
     uint32_t n = cluster_config_n_nodes(c);

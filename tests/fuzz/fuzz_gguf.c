@@ -33,7 +33,7 @@ static void walk(const gguf_file *f) {
     for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         if (t && gguf_find_tensor(f, t->name) != t)
-            abort();   /* every listed tensor is found by its name */
+            abort(); /* every listed tensor is found by its name */
     }
 }
 

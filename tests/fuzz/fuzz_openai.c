@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         run_output(&r);
         rl_oai_req_free(&r);
     } else if (e.status < 400 || e.status > 499 || !e.message[0]) {
-        abort();   /* a refusal is a client error with a message */
+        abort(); /* a refusal is a client error with a message */
     }
     return 0;
 }

@@ -71,14 +71,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t *ids = NULL;
     size_t n = 0;
     if (rl_tok_encode(t, text, len, bos, special, &ids, &n) != 0)
-        abort();   /* only an invalid table or no memory may fail */
+        abort(); /* only an invalid table or no memory may fail */
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || (uint32_t)ids[i] >= rl_tok_n_vocab(t))
             abort();
     char *back = malloc(len + 64);
     size_t blen = decode(t, ids, n, back, len + 64);
     if (which == 0 && !bos && !special && valid_utf8(text, len) && (blen != len || memcmp(back, text, len) != 0))
-        abort();   /* byte-level BPE is lossless */
+        abort(); /* byte-level BPE is lossless */
     free(back);
     free(ids);
     return 0;

@@ -36,8 +36,8 @@ static void check_body(const Relais__Envelope *env) {
         break;
     case RELAIS__ENVELOPE__BODY_FORWARD:
         if (wire_check_forward(env->forward, DIM, MAX_BATCH, err, sizeof err) == RELAIS__ERROR_CODE__ERR_NONE)
-            wire_activations_decode(env->forward->activations.data, env->forward->n_tokens, DIM,
-                                    env->forward->dtype, x);
+            wire_activations_decode(env->forward->activations.data, env->forward->n_tokens, DIM, env->forward->dtype,
+                                    x);
         if (env->forward->sampling) {
             rl_sampler_params p = wire_sampling_to_params(env->forward->sampling);
             (void)p;
@@ -56,14 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     wire_msg *m = wire_msg_recv(g_rx, false);
     if (!m)
-        abort();   /* a frame was sent: there is something to read */
+        abort(); /* a frame was sent: there is something to read */
     const Relais__Envelope *env = wire_msg_env(m);
     if ((wire_msg_code(m) == RELAIS__ERROR_CODE__ERR_NONE) != (env != NULL))
-        abort();   /* an envelope exactly when the frame was accepted */
+        abort(); /* an envelope exactly when the frame was accepted */
     if (env)
         check_body(env);
     else if (!*wire_msg_error(m))
-        abort();   /* a refusal always says why */
+        abort(); /* a refusal always says why */
     wire_msg_destroy(&m);
     return 0;
 }

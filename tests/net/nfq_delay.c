@@ -43,7 +43,10 @@ typedef struct {
 
 static volatile sig_atomic_t stop_requested;
 
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -56,7 +59,8 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
     (void)msg;
     delay_state *st = arg;
     struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa);
-    if (!ph) return 0;
+    if (!ph)
+        return 0;
     uint32_t id = ntohl(ph->packet_id);
     if (st->count == HELD_MAX) {
         /* Cannot happen with the kernel queue no longer than the ring; if it
@@ -76,7 +80,8 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
 static int release_due(delay_state *st, int flush) {
     int64_t now = now_ns();
     while (st->count > 0 && (flush || st->ring[st->head].due_ns <= now)) {
-        if (nfq_set_verdict(st->queue, st->ring[st->head].id, NF_ACCEPT, 0, NULL) < 0) return -1;
+        if (nfq_set_verdict(st->queue, st->ring[st->head].id, NF_ACCEPT, 0, NULL) < 0)
+            return -1;
         st->head = (st->head + 1) % HELD_MAX;
         st->count--;
     }
@@ -89,7 +94,8 @@ static int release_due(delay_state *st, int flush) {
  * time, where poll()'s whole milliseconds would add up to one more. */
 static struct timespec wait_time(const delay_state *st) {
     int64_t wait = st->count ? st->ring[st->head].due_ns - now_ns() : 200000000;
-    if (wait < 0) wait = 0;
+    if (wait < 0)
+        wait = 0;
     return (struct timespec){wait / 1000000000, wait % 1000000000};
 }
 
@@ -100,7 +106,10 @@ static int run(delay_state *st, struct nfq_handle *h) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         struct timespec timeout = wait_time(st);
         int n = ppoll(&pfd, 1, &timeout, NULL);
-        if (n < 0 && errno != EINTR) { perror("nfq_delay: poll"); return -1; }
+        if (n < 0 && errno != EINTR) {
+            perror("nfq_delay: poll");
+            return -1;
+        }
         if (n > 0) {
             ssize_t len = recv(fd, buf, sizeof buf, 0);
             if (len < 0 && errno == ENOBUFS) {
@@ -112,7 +121,10 @@ static int run(delay_state *st, struct nfq_handle *h) {
                 nfq_handle_packet(h, buf, (int)len);
             }
         }
-        if (release_due(st, 0) < 0) { perror("nfq_delay: verdict"); return -1; }
+        if (release_due(st, 0) < 0) {
+            perror("nfq_delay: verdict");
+            return -1;
+        }
     }
     return release_due(st, 1);
 }
@@ -124,9 +136,15 @@ int main(int argc, char **argv) {
     }
     char *end;
     long qnum = strtol(argv[1], &end, 10);
-    if (*end || qnum < 0 || qnum > 65535) { fprintf(stderr, "nfq_delay: bad queue number %s\n", argv[1]); return 2; }
+    if (*end || qnum < 0 || qnum > 65535) {
+        fprintf(stderr, "nfq_delay: bad queue number %s\n", argv[1]);
+        return 2;
+    }
     long delay_us = strtol(argv[2], &end, 10);
-    if (*end || delay_us < 0 || delay_us > 10000000) { fprintf(stderr, "nfq_delay: bad delay %s\n", argv[2]); return 2; }
+    if (*end || delay_us < 0 || delay_us > 10000000) {
+        fprintf(stderr, "nfq_delay: bad delay %s\n", argv[2]);
+        return 2;
+    }
 
     static delay_state st;
     st.delay_ns = (int64_t)delay_us * 1000;
@@ -136,19 +154,33 @@ int main(int argc, char **argv) {
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
     struct nfq_handle *h = nfq_open();
-    if (!h) { perror("nfq_delay: nfq_open"); return 1; }
+    if (!h) {
+        perror("nfq_delay: nfq_open");
+        return 1;
+    }
     st.queue = nfq_create_queue(h, (uint16_t)qnum, on_packet, &st);
-    if (!st.queue) { perror("nfq_delay: nfq_create_queue"); nfq_close(h); return 1; }
+    if (!st.queue) {
+        perror("nfq_delay: nfq_create_queue");
+        nfq_close(h);
+        return 1;
+    }
     int rc = 1;
     /* Only the packet id is needed, never the payload. */
-    if (nfq_set_mode(st.queue, NFQNL_COPY_META, 0) < 0) { perror("nfq_delay: nfq_set_mode"); goto out; }
-    if (nfq_set_queue_maxlen(st.queue, HELD_MAX) < 0) { perror("nfq_delay: nfq_set_queue_maxlen"); goto out; }
+    if (nfq_set_mode(st.queue, NFQNL_COPY_META, 0) < 0) {
+        perror("nfq_delay: nfq_set_mode");
+        goto out;
+    }
+    if (nfq_set_queue_maxlen(st.queue, HELD_MAX) < 0) {
+        perror("nfq_delay: nfq_set_queue_maxlen");
+        goto out;
+    }
     /* Large TCP segments stay whole instead of being split for us. */
     nfq_set_queue_flags(st.queue, NFQA_CFG_F_GSO, NFQA_CFG_F_GSO);
     printf("ready\n");
     fflush(stdout);
     rc = run(&st, h) < 0 ? 1 : 0;
-    if (st.overflows) fprintf(stderr, "nfq_delay: %llu packets passed undelayed (ring full)\n", st.overflows);
+    if (st.overflows)
+        fprintf(stderr, "nfq_delay: %llu packets passed undelayed (ring full)\n", st.overflows);
 out:
     nfq_destroy_queue(st.queue);
     nfq_close(h);
