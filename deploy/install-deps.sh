@@ -35,7 +35,7 @@ TEST_PKGS=(
   iproute2 iptables iputils-ping libnetfilter-queue-dev
   systemd
   chromium fonts-dejavu-core
-  clang libclang-rt-dev
+  clang libclang-rt-dev clang-format
 )
 
 SUDO=""
