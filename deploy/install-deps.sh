@@ -31,7 +31,7 @@ PKGS=(
 )
 TEST_PKGS=(
   libcmocka-dev
-  nodejs npm curl
+  curl
   iproute2 iptables iputils-ping libnetfilter-queue-dev
   systemd
   chromium fonts-dejavu-core
@@ -82,6 +82,12 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 if [ "$ci" -eq 1 ]; then
   PKGS+=("${TEST_PKGS[@]}")
+  # Node.js for the HTTP client and browser tests: Debian's, unless a node
+  # and npm are already there (a NodeSource nodejs bundles npm and conflicts
+  # with Debian's npm package, so asking for both would fail).
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PKGS+=(nodejs npm)
+  fi
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" "${CROSS[@]}" >/dev/null
 if [ ${#CROSS[@]} -gt 0 ]; then
