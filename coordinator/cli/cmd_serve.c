@@ -249,7 +249,7 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
         (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx, app->model_id};
     app->sched = en->sched;
     app->x = en->e.x;
-    app->hp = hp;
+    app->hp = *hp;
     app->kv_type = en->e.kv_type;
     app->max_sessions = so.max_sessions;
     char kv[160];

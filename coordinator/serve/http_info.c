@@ -39,10 +39,11 @@ static uint32_t nodes_of(rl_serve *app, rl_xnode *nodes) {
  * is the engine in this process (all layers) or a node left out of the
  * plan, which holds no session. */
 static uint64_t kv_bytes(const rl_serve *app, const rl_xnode *nd) {
-    unsigned l0 = 0, l1 = app->hp ? app->hp->n_layer - 1 : 0;
-    if (!app->hp || (*nd->layers && sscanf(nd->layers, "%u-%u", &l0, &l1) != 2) || l1 < l0 || l1 >= app->hp->n_layer)
+    const rl_hparams *hp = &app->hp;
+    unsigned l0 = 0, l1 = hp->n_layer ? hp->n_layer - 1 : 0;
+    if (!hp->n_layer || (*nd->layers && sscanf(nd->layers, "%u-%u", &l0, &l1) != 2) || l1 < l0 || l1 >= hp->n_layer)
         return 0;
-    return nd->sessions * rl_kv_bytes_for(app->hp, l0, l1 + 1, app->model.n_ctx, app->kv_type);
+    return nd->sessions * rl_kv_bytes_for(hp, l0, l1 + 1, app->model.n_ctx, app->kv_type);
 }
 
 static json_t *node_object(const rl_serve *app, const rl_xnode *nd) {

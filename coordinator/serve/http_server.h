@@ -29,7 +29,8 @@ typedef struct {
     char model_id[128];    /* the name /v1/models lists */
     int64_t created;       /* unix time the server started */
     uint32_t max_sessions; /* requests generating at once, for /health */
-    const rl_hparams *hp;  /* the model's shape, for /health's KV sizes; NULL until ready */
+    rl_hparams hp;         /* the model's shape, for /health's KV sizes (n_layer 0 until ready); a copy:
+                              a re-plan reloads the coordinator's part of the model */
     rl_kv_type kv_type;    /* of the sessions' caches, for the same */
     rl_metrics *metrics;
 } rl_serve;
