@@ -2,10 +2,13 @@
  * the input is one frame sent over an in-process ZeroMQ pair and read back
  * through wire_msg_recv, the function both the node and the coordinator read
  * every message with (Envelope unpacking, version and body checks), then,
- * for a valid frame, the validators a node runs before acting on it:
- * wire_check_assign, wire_check_forward (and the activations decoded as the
- * node decodes them), wire_check_sampling. A hostile frame must be refused
- * with a code and a message, never crash or leak. Seeds: corpus/wire. */
+ * for a valid frame, the wire-level checks a node runs before acting on it:
+ * wire_check_assign; for a Forward (protocol 2: a micro-batch of segments)
+ * wire_check_sampling on each segment's sampling and the activations decoded
+ * as the node decodes them when their size matches the segments' rows. What
+ * depends on the node's sessions (node_stage.c) is not reached from here. A
+ * hostile frame must be refused with a code and a message, never crash or
+ * leak. Seeds: corpus/wire. */
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -34,15 +37,21 @@ static void check_body(const Relais__Envelope *env) {
     case RELAIS__ENVELOPE__BODY_ASSIGN:
         (void)wire_check_assign(env->assign, err, sizeof err);
         break;
-    case RELAIS__ENVELOPE__BODY_FORWARD:
-        if (wire_check_forward(env->forward, DIM, MAX_BATCH, err, sizeof err) == RELAIS__ERROR_CODE__ERR_NONE)
-            wire_activations_decode(env->forward->activations.data, env->forward->n_tokens, DIM, env->forward->dtype,
-                                    x);
-        if (env->forward->sampling) {
-            rl_sampler_params p = wire_sampling_to_params(env->forward->sampling);
-            (void)p;
+    case RELAIS__ENVELOPE__BODY_FORWARD: {
+        const Relais__Forward *f = env->forward;
+        uint64_t rows = 0;
+        for (size_t i = 0; i < f->n_segments; i++) {
+            rows += f->segments[i]->n_tokens;
+            if (f->segments[i]->sampling &&
+                wire_check_sampling(f->segments[i]->sampling, err, sizeof err) == RELAIS__ERROR_CODE__ERR_NONE) {
+                rl_sampler_params p = wire_sampling_to_params(f->segments[i]->sampling);
+                (void)p;
+            }
         }
+        if (rows > 0 && rows <= MAX_BATCH && f->activations.len == wire_activations_bytes(f->dtype, rows, DIM))
+            wire_activations_decode(f->activations.data, rows, DIM, f->dtype, x);
         break;
+    }
     case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK:
     default:
         (void)wire_body_name(env->body_case);

@@ -106,8 +106,11 @@ def ff(field, x):
     return varint(field << 3 | 5) + struct.pack("<f", x)
 
 
+PROTOCOL_VERSION = 2
+
+
 def env(field, body):
-    return fv(1, 1) + fb(field, body)
+    return fv(1, PROTOCOL_VERSION) + fb(field, body)
 
 
 def wire_seeds():
@@ -117,12 +120,18 @@ def wire_seeds():
               + fb(15, key) + fb(16, b"tiny.gguf"))
     put("wire", "assign", env(12, assign))
     sampling = ff(1, 0.7) + fv(2, 40) + ff(3, 0.9) + ff(5, 1.1) + fv(8, 42) + fv(9, 2) + fb(10, varint(5) + varint(9))
-    fwd_f32 = fv(1, 7) + fv(2, 0) + fv(3, 1) + fv(4, 0) + fb(5, b"\0" * (64 * 4)) + fb(6, sampling) + fv(7, 3)
+    # protocol 2: a Forward is a micro-batch; each Segment names its session,
+    # position, rows, sampling and whether to sample
+    seg = fv(1, 7) + fv(2, 0) + fv(3, 1) + fb(4, sampling) + fv(5, 1)
+    fwd_f32 = fv(4, 0) + fb(5, b"\0" * (64 * 4)) + fv(7, 3) + fb(9, seg)
     put("wire", "forward-f32", env(17, fwd_f32))
     i16 = (b"\0\x3c" + b"\1\0" * 32) * 2   # a scale (f16 1.0) then 32 values, per block
-    put("wire", "forward-i16", env(17, fv(1, 7) + fv(3, 1) + fv(4, 2) + fb(5, i16) + fv(7, 4)))
+    put("wire", "forward-i16", env(17, fv(4, 2) + fb(5, i16) + fv(7, 4) + fb(9, fv(1, 7) + fv(3, 1))))
+    two = fb(9, fv(1, 7) + fv(2, 5) + fv(3, 1) + fv(5, 1)) + fb(9, fv(1, 8) + fv(3, 2) + fb(4, sampling))
+    put("wire", "forward-two-sessions", env(17, fv(4, 0) + fb(5, b"\0" * (3 * 64 * 4)) + two + fv(10, 9)))
     put("wire", "hello", env(10, fb(1, b"coord") + fb(2, b"\1" * 16)))
-    put("wire", "result", env(18, fv(1, 7) + fv(2, 3) + fv(3, 42) + fb(4, fv(1, 42) + ff(2, 1.5)) + fv(5, 9)))
+    put("wire", "result", env(18, fv(2, 3) + fb(6, fv(1, 7) + fv(2, 42) + fb(3, fv(1, 42) + ff(2, 1.5)) + fv(4, 9))))
+    put("wire", "v1-peer", fv(1, 1) + fb(10, fb(1, b"old coordinator")))
     put("wire", "error", env(23, fv(1, 2) + fb(2, b"malformed") + fv(3, 7)))
     put("wire", "kv_truncate", env(19, fv(1, 7) + fv(2, 4)))
     put("wire", "bad-version", fv(1, 9) + fb(22, b""))
