@@ -48,7 +48,9 @@ static void check_body(const Relais__Envelope *env) {
                 (void)p;
             }
         }
-        if (rows > 0 && rows <= MAX_BATCH && f->activations.len == wire_activations_bytes(f->dtype, rows, DIM))
+        /* as the node: a dtype outside the enum has no size (0) and is refused before decoding */
+        const size_t want = rows > 0 && rows <= MAX_BATCH ? wire_activations_bytes(f->dtype, rows, DIM) : 0;
+        if (want && f->activations.len == want)
             wire_activations_decode(f->activations.data, rows, DIM, f->dtype, x);
         break;
     }
