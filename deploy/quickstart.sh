@@ -21,7 +21,7 @@ if [ -z "$model" ]; then
     [ -f "$model" ] || ./build/relais synth --preset tiny --layers 4 --type q8_0 --vocab 32768 -o "$model"
     note=" (a synthetic model of random weights: made-up words, not language; give a real GGUF as argument for text)"
 fi
-./build/relais inspect "$model" | head -20
+./build/relais inspect "$model" | sed -n 1,20p   # all of it read: head would end inspect by SIGPIPE (pipefail)
 echo
 echo "== relais run on $model$note =="
 ./build/relais run -m "$model" -p "${RELAIS_PROMPT:-Once upon a time}" -n 48 --temp 0.7 --seed 1
