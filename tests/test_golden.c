@@ -268,34 +268,8 @@ static void stories_text(void **state) {
 /* The largest |our logit - the golden's| over every step's top ids, teacher
  * forced with the prompt as one batch and then token by token. */
 static double max_deviation(const golden_case *gc, rl_kv_type kv) {
-    char path[512], err[512];
-    snprintf(path, sizeof path, "%s/golden/%s", SHARED, gc->golden);
-    json_t *g = load_json(path);
-    size_t n_prompt, n_greedy;
-    int32_t *prompt = ids_of(json_object_get(g, "prompt_ids"), &n_prompt);
-    int32_t *greedy = ids_of(json_object_get(g, "greedy_ids"), &n_greedy);
-    json_t *top = json_object_get(g, "top");
-    rl_runner *r = open_runner(gc->model, false, 256, kv);
-    uint32_t n_vocab = rl_runner_hparams(r)->n_vocab;
-    float *logits = malloc(n_vocab * sizeof *logits);
     double worst = 0;
-    assert_int_equal(rl_runner_feed(r, prompt, (uint32_t)n_prompt, logits, err, sizeof err), 0);
-    for (size_t t = 0; t < json_array_size(top); t++) {
-        const json_t *step = json_array_get(top, t);
-        for (size_t i = 0; i < json_array_size(step); i++) {
-            const json_t *pair = json_array_get(step, i);
-            double d =
-                fabs(logits[json_integer_value(json_array_get(pair, 0))] - json_number_value(json_array_get(pair, 1)));
-            worst = d > worst ? d : worst;
-        }
-        if (t + 1 < n_greedy && rl_runner_feed(r, &greedy[t], 1, logits, err, sizeof err))
-            fail_msg("%s: %s", gc->golden, err);
-    }
-    free(logits);
-    rl_runner_destroy(&r);
-    free(prompt);
-    free(greedy);
-    json_decref(g);
+    forced_run(gc, false, 256, (switches){.kv = kv}, &worst);
     return worst;
 }
 
