@@ -228,7 +228,7 @@ static void local_describe(rl_executor *x, char *buf, size_t len) {
     for (int b = 0; b < N_BUCKETS; b++)
         for (const lsession *s = l->table[b]; s; s = s->next)
             kv += rl_kv_bytes(s->kv);
-    snprintf(buf, len, "one process, %d threads, KV %.1f MiB", rl_ctx_threads(l->ctx), kv / 1048576.0);
+    snprintf(buf, len, "one process, %d threads, %.1f MiB of KV in use", rl_ctx_threads(l->ctx), kv / 1048576.0);
 }
 
 static uint32_t local_nodes(rl_executor *x, rl_xnode *out, uint32_t cap) {
