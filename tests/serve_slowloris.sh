@@ -9,6 +9,11 @@
 # 2 s) closes every one of them; and a POST without a valid key announcing a
 # large body gets its 401 as soon as its header is in, without the body.
 # The refusals do not flood the log (at most a line per 5 s).
+# Then the same from 100 addresses, 2,000 connections in all (each address
+# under its limit): the server (one epoll thread, no thread per connection)
+# holds every one of them, well beyond the 256 slots a thread-per-connection
+# server had, still answers the legitimate request, and the deadline closes
+# them all.
 #
 # usage: serve_slowloris.sh RELAIS SHARED_DIR
 set -euo pipefail
@@ -29,10 +34,11 @@ start_server s -m "$SHARED/models/tiny-q8_0.gguf" --api-key sekrit --ctx 256 -t 
 # the longest-lived one lasted before the server closed it.
 cat >"$TMP/slowloris.mjs" <<'JS'
 import net from "node:net";
-const [port, n, secs] = process.argv.slice(2).map(Number);
+const [port, n, secs, addrs] = process.argv.slice(2).map(Number);
 const t0 = Date.now(), socks = [];
 for (let i = 0; i < n; i++) {
-  const s = net.connect({ port, host: "127.0.0.1", localAddress: "127.0.0.2" });
+  const from = addrs > 1 ? `127.0.1.${1 + (i % addrs)}` : "127.0.0.2";
+  const s = net.connect({ port, host: "127.0.0.1", localAddress: from });
   const st = { open: true, closedAt: null, connected: false };
   socks.push(st);
   s.on("connect", () => { st.connected = true; s.write("GET /v1/models HTTP/1.1\r\nHost: x\r\n"); });
@@ -52,7 +58,7 @@ setTimeout(() => {
   }));
 }, secs * 1000 + 500);
 JS
-node "$TMP/slowloris.mjs" "$PORT" "$N" "$ATTACK" >"$TMP/attack.json" &
+node "$TMP/slowloris.mjs" "$PORT" "$N" "$ATTACK" 1 >"$TMP/attack.json" &
 ATTACKER=$!
 sleep 2
 
@@ -86,4 +92,23 @@ lines=$(grep -c '^relais: http:' "$TMP/s.log" || true)
     bad "$lines log lines for $N refused or cut connections (one per 5 s at most)"
 req GET /health
 expect "the server is healthy after the attack" 200 'r.status === "ok"'
+
+# The attack spread over 100 addresses: every connection fits.
+N=2000 ADDRS=100
+node "$TMP/slowloris.mjs" "$PORT" "$N" "$ATTACK" "$ADDRS" >"$TMP/attack2.json" &
+ATTACKER=$!
+sleep 2
+t0=$(date +%s%N)
+req POST /v1/completions '{"prompt":"Once upon a time","max_tokens":4,"temperature":0}' --max-time 10 || STATUS="refused (curl $?)"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect "$N connections from $ADDRS addresses: a request with the key is answered ($ms ms)" 200 \
+    'r.usage.completion_tokens > 0'
+wait "$ATTACKER"
+A=$(cat "$TMP/attack2.json")
+echo "# attacker: $A"
+cp "$TMP/attack2.json" "$TMP/body"
+STATUS=200
+expect "the server held all $N connections" 200 "r.connected === $N && r.heldAt2s === $N"
+expect "the header deadline closed every one, within ${DEADLINE} s and a second" 200 \
+    "r.closedByServer === r.connected && r.longest <= $DEADLINE + 1.5"
 finish

@@ -3,15 +3,20 @@
  * The HTTP daemon starts first, so /health answers "loading" while the model
  * loads; then the executor (the engine in this process, or with --cluster
  * the nodes of a cluster file, the model's layers split over them), the
- * scheduler, and the server turns ready. SIGINT or SIGTERM shut it down in order: requests
- * are finished (clients told), connection threads joined, memory freed. */
+ * scheduler, and the server turns ready. SIGINT or SIGTERM shut it down in
+ * order: every request in flight fails at once with an error (an SSE error
+ * event, or 503), then the scheduler, the connections and the executor are
+ * closed. A step that never completes (a node stopped or hung) must not hold
+ * the exit up: past --shutdown-timeout a guard thread ends the process. */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "cli.h"
 #include "commands.h"
 #include "forward.h"
@@ -33,8 +38,11 @@ enum {
     OPT_ALIAS,
     OPT_MAX_CONN,
     OPT_MAX_PER_IP,
-    OPT_HEADER_TIMEOUT
+    OPT_HEADER_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT
 };
+
+#define DRAIN_WAIT_S 1.0 /* for the failed requests' replies to go out */
 
 typedef struct {
     cli_common common;       /* model path, threads, context, window overrides */
@@ -47,6 +55,7 @@ typedef struct {
     const char *keys_file; /* --api-keys */
     char **keys;           /* owned: the accepted keys */
     size_t n_keys;
+    unsigned shutdown_timeout; /* seconds from the signal to the exit, at most */
 } serve_args;
 
 static void usage(FILE *out) {
@@ -69,10 +78,12 @@ static void usage(FILE *out) {
             "      --batch N           tokens per micro-batch (default 64)\n"
             "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
             "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
-            "      --max-connections N         open HTTP connections at once (default 1024)\n"
+            "      --max-connections N         open HTTP connections at once (default 4096)\n"
             "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
             "      --header-timeout SECONDS    a request's whole header must arrive within this,\n"
             "                          else the connection is closed (default 10)\n"
+            "      --shutdown-timeout SECONDS  SIGTERM/SIGINT end the process within this even when\n"
+            "                          a node does not answer (default 5; requests fail at once)\n"
             "      --alias NAME        model id reported by the API (default: the file name)\n"
             "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n" RL_CLUSTER_HELP);
 }
@@ -139,6 +150,8 @@ static int own_opt(serve_args *a, int opt, const char *arg) {
                                                                             : (a->http.max_per_ip = (unsigned)v, 0);
     case OPT_HEADER_TIMEOUT:
         return cli_parse_i64("--header-timeout", arg, 1, 3600, &v) ? -1 : (a->http.header_timeout = (unsigned)v, 0);
+    case OPT_SHUTDOWN_TIMEOUT:
+        return cli_parse_i64("--shutdown-timeout", arg, 2, 3600, &v) ? -1 : (a->shutdown_timeout = (unsigned)v, 0);
     case OPT_ALIAS:
         a->alias = arg;
         return 0;
@@ -170,6 +183,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                                              {"max-connections", required_argument, 0, OPT_MAX_CONN},
                                              {"max-connections-per-ip", required_argument, 0, OPT_MAX_PER_IP},
                                              {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
+                                             {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
                                              {"alias", required_argument, 0, OPT_ALIAS},
                                              {"help", no_argument, 0, 'h'},
                                              RL_CLUSTER_LONGOPTS,
@@ -179,11 +193,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     a->http = (rl_http_opts){.host = "127.0.0.1",
                              .port = 8080,
                              .max_body = 8u << 20,
-                             .max_connections = 1024,
+                             .max_connections = 4096,
                              .max_per_ip = 64,
                              .header_timeout = 10};
     a->sched = (rl_sched_opts){.max_sessions = 8, .max_queue = 64};
     a->batch = 64;
+    a->shutdown_timeout = 5;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         if (opt == 'h') {
@@ -279,6 +294,25 @@ static void model_id_of(const serve_args *a, char *out, size_t len) {
         out[n - 5] = 0;
 }
 
+/* Ends the process once the shutdown has taken its time: a micro-batch
+ * waiting on a stopped node would otherwise hold the exit up for ever. The
+ * requests have all been answered with an error by then. */
+static void *shutdown_guard(void *arg) {
+    const unsigned secs = *(const unsigned *)arg;
+    struct timespec ts = {(time_t)secs, 0};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+    rl_log(RL_LOG_WARN, "serve: the shutdown did not finish within %u s (a node not answering?): exiting now", secs);
+    _exit(0);
+    return NULL;
+}
+
+static void start_shutdown_guard(unsigned *secs) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, shutdown_guard, secs) == 0)
+        pthread_detach(t);
+}
+
 int cmd_serve(int argc, char **argv) {
     serve_args a = {0};
     rl_serve app = {.created = (int64_t)time(NULL)};
@@ -313,6 +347,8 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "relais serve: ready\n");
     sigwait(&stop, &sig);
     fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+    start_shutdown_guard(&a.shutdown_timeout);
+    rl_http_drain(http, DRAIN_WAIT_S);
     rc = 0;
 out:
     if (en.sched)

@@ -2,15 +2,19 @@
  * (openai_request.c), handed to the scheduler, and answered whole or as a
  * stream of server-sent events ending with `data: [DONE]`.
  *
- * A request's `gen` is shared by the HTTP thread and the scheduler's sink
+ * A request's `gen` is shared by the HTTP side and the scheduler's sink
  * (two references): the sink feeds generated ids into its output text under
- * its lock and signals, the HTTP thread waits on it, watching the socket so
- * that a client that goes away cancels its request and frees its cache.
- * Stream chunks are formatted by the HTTP thread from the text accumulated
- * since the last one, so a slow client gets fewer, larger chunks and never
- * slows the scheduler down. A streamed reply's headers go out with the first
- * token, so a request that fails before producing anything still gets a
- * proper error status. */
+ * its lock. No MHD callback ever waits: while there is nothing to send, the
+ * HTTP side parks its connection (MHD_suspend_connection) and the sink
+ * resumes it when a token or the end arrives, so one epoll thread serves
+ * every connection. Stream chunks are formatted by the HTTP side from the
+ * text accumulated since the last one, so a slow client gets fewer, larger
+ * chunks and never slows the scheduler down. A streamed reply's headers go
+ * out with the first token, so a request that fails before producing
+ * anything still gets a proper error status. A client that goes away
+ * cancels its request (MHD ends the request, or for a parked connection the
+ * server's watchdog sees the hang-up), and a shutting-down server fails
+ * every request at once with an error (http_completions_abort). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,26 +25,26 @@
 #include "tool_calls.h"
 #include "util.h"
 
-#define WAIT_SLICE_MS 100
-
 typedef struct {
-    pthread_mutex_t lock; /* guards everything the sink touches */
-    pthread_cond_t cond;  /* signalled on each token and at the end */
-    int refs;             /* HTTP side + scheduler sink */
+    pthread_mutex_t lock; /* guards everything below */
+    int refs;             /* HTTP side + scheduler sink (+ a streamed response) */
     rl_serve *app;
-    http_req *http;  /* the request (valid while the HTTP side holds its reference) */
-    rl_oai_req req;  /* the parsed request (stop strings, prompt) */
-    rl_oai_out *out; /* generated text */
-    char id[48];     /* response id */
+    struct MHD_Connection *conn; /* the request's; NULL once MHD ended the request */
+    bool parked;                 /* conn suspended until the sink has news */
+    bool aborted;                /* ended by http_completions_abort: the sink's news is ignored */
+    rl_oai_req req;              /* the parsed request (stop strings, prompt) */
+    rl_oai_out *out;             /* generated text */
+    char id[48];                 /* response id */
     rl_oai_meta meta;
     uint64_t sched_id;
     bool cancelled;  /* rl_sched_cancel was called */
+    bool stream;     /* the reply is (to be) streamed */
     uint32_t n_gen;  /* ids generated */
     double t_submit; /* CLOCK_MONOTONIC seconds */
     bool done;       /* on_done was called */
     rl_finish why;
     char err[RL_XERR_LEN];
-    /* streaming, HTTP thread only */
+    /* streaming */
     int phase;             /* 0: nothing sent, 1: content, 2: all events queued */
     size_t sent;           /* content bytes sent */
     size_t sent_reasoning; /* reasoning bytes sent (as reasoning_content deltas) */
@@ -58,8 +62,28 @@ static void gen_release(gen *g) {
     rl_oai_req_free(&g->req);
     free(g->pend);
     pthread_mutex_destroy(&g->lock);
-    pthread_cond_destroy(&g->cond);
     free(g);
+}
+
+/* The parked connection to resume now that there is news (lock held), or
+ * NULL; the caller resumes it after unlocking (see unpark). */
+static struct MHD_Connection *take_parked(gen *g) {
+    if (!g->parked || !g->conn)
+        return NULL;
+    g->parked = false;
+    return g->conn;
+}
+
+static void unpark(struct MHD_Connection *c) {
+    if (c)
+        MHD_resume_connection(c);
+}
+
+/* Suspends the connection until the sink has news (lock held; called from
+ * an MHD callback of the connection). */
+static void park(gen *g) {
+    g->parked = true;
+    MHD_suspend_connection(g->conn);
 }
 
 /* ---- the scheduler's sink (scheduler thread) ---- */
@@ -67,24 +91,36 @@ static void gen_release(gen *g) {
 static bool on_token(void *ud, int32_t id) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
+    if (g->aborted) {
+        pthread_mutex_unlock(&g->lock);
+        return false;
+    }
     if (g->n_gen++ == 0)
         rl_metrics_ttft(g->app->metrics, rl_now_s() - g->t_submit);
     bool go_on = rl_oai_out_feed(g->out, id);
-    pthread_cond_broadcast(&g->cond);
+    struct MHD_Connection *c = take_parked(g);
     pthread_mutex_unlock(&g->lock);
+    unpark(c);
     return go_on;
 }
 
-static void on_done(void *ud, rl_finish why, const char *err) {
-    gen *g = ud;
-    pthread_mutex_lock(&g->lock);
+/* Marks the generation finished (lock held). */
+static void set_done(gen *g, rl_finish why, const char *err) {
     g->done = true;
     g->why = why;
     snprintf(g->err, sizeof g->err, "%s", err ? err : "");
     rl_oai_out_finish(g->out);
     rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
-    pthread_cond_broadcast(&g->cond);
+}
+
+static void on_done(void *ud, rl_finish why, const char *err) {
+    gen *g = ud;
+    pthread_mutex_lock(&g->lock);
+    if (!g->done)
+        set_done(g, why, err);
+    struct MHD_Connection *c = take_parked(g);
     pthread_mutex_unlock(&g->lock);
+    unpark(c);
     gen_release(g);
 }
 
@@ -104,34 +140,12 @@ static gen *gen_new(http_req *r, bool chat) {
     if (!g)
         return NULL;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->cond, NULL);
     g->refs = 1;
     g->app = r->app;
-    g->http = r;
+    g->conn = r->conn;
     make_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
     g->meta = (rl_oai_meta){g->id, r->app->model_id, (int64_t)time(NULL), chat};
     return g;
-}
-
-/* Cancels the request once, when its client is gone. Called with the lock. */
-static void watch_client(gen *g) {
-    if (!g->cancelled && !g->done && http_client_gone(g->http)) {
-        g->cancelled = true;
-        pthread_mutex_unlock(&g->lock);
-        rl_sched_cancel(g->app->sched, g->sched_id);
-        pthread_mutex_lock(&g->lock);
-    }
-}
-
-/* Waits (lock held) up to one slice for news from the sink. */
-static void wait_slice(gen *g) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += WAIT_SLICE_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&g->cond, &g->lock, &until);
-    watch_client(g);
 }
 
 static bool has_output(gen *g) {
@@ -183,19 +197,6 @@ static json_t *whole_answer(gen *g) {
     const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
     rl_oai_set_reasoning(resp, reasoning, rlen);
     return resp;
-}
-
-static enum MHD_Result reply_whole(http_req *r, gen *g) {
-    rl_oai_err e;
-    pthread_mutex_lock(&g->lock);
-    while (!g->done)
-        wait_slice(g);
-    bool failed = g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED;
-    if (failed)
-        failure(g, &e);
-    json_t *body = failed ? NULL : whole_answer(g);
-    pthread_mutex_unlock(&g->lock);
-    return failed ? http_reply_error(r, &e) : http_reply_json(r, 200, body);
 }
 
 /* ---- streaming ---- */
@@ -270,7 +271,7 @@ static void produce(gen *g) {
     }
     if (!g->done || g->phase == 2)
         return;
-    if (g->why == RL_FINISH_ERROR) {
+    if (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) {
         rl_oai_err e;
         failure(g, &e);
         pend_event(g, rl_oai_error_json(&e));
@@ -288,45 +289,38 @@ static void produce(gen *g) {
     g->phase = 2;
 }
 
+/* MHD asks for more of the stream: what is formatted, else what is new,
+ * else the connection parks until the sink has news. */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     gen *g = cls;
     (void)pos;
     pthread_mutex_lock(&g->lock);
-    for (;;) {
-        if (g->pend_off < g->pend_len) {
-            size_t n = g->pend_len - g->pend_off < max ? g->pend_len - g->pend_off : max;
-            memcpy(buf, g->pend + g->pend_off, n);
-            g->pend_off += n;
-            pthread_mutex_unlock(&g->lock);
-            return (ssize_t)n;
-        }
+    if (g->pend_off == g->pend_len) {
         g->pend_off = g->pend_len = 0;
-        if (g->phase == 2 || g->cancelled)
-            break;
-        produce(g);
-        if (g->pend_len == 0)
-            wait_slice(g);
+        if (g->phase != 2)
+            produce(g);
     }
-    bool gone = g->cancelled;
+    ssize_t n = 0;
+    if (g->pend_off < g->pend_len) {
+        n = (ssize_t)(g->pend_len - g->pend_off < max ? g->pend_len - g->pend_off : max);
+        memcpy(buf, g->pend + g->pend_off, (size_t)n);
+        g->pend_off += (size_t)n;
+    } else if (g->phase == 2) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        park(g);
+    }
     pthread_mutex_unlock(&g->lock);
-    return gone ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    return n;
 }
 
 static void stream_free(void *cls) { gen_release(cls); }
 
-static enum MHD_Result reply_stream(http_req *r, gen *g) {
-    rl_oai_err e;
+/* Queues the stream's response (lock not held). */
+static enum MHD_Result start_stream(http_req *r, gen *g) {
     pthread_mutex_lock(&g->lock);
-    while (!g->done && !has_output(g))
-        wait_slice(g);
-    bool failed = g->done && !has_output(g) && (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED);
-    if (failed)
-        failure(g, &e);
-    else
-        g->refs++; /* the response's reference, released by stream_free */
+    g->refs++; /* the response's reference, released by stream_free */
     pthread_mutex_unlock(&g->lock);
-    if (failed)
-        return http_reply_error(r, &e);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, g, stream_free);
     if (!resp) {
         gen_release(g);
@@ -338,6 +332,69 @@ static enum MHD_Result reply_stream(http_req *r, gen *g) {
     enum MHD_Result rc = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     return rc;
+}
+
+/* The reply once there is one to give, else the connection parks: a whole
+ * answer when the generation is done, a stream at its first output (or an
+ * error status when it failed before any). */
+enum MHD_Result http_completions_resume(http_req *r) {
+    gen *g = r->gen;
+    rl_oai_err e;
+    pthread_mutex_lock(&g->lock);
+    const bool ready = g->done || (g->stream && has_output(g));
+    if (!ready) {
+        park(g);
+        pthread_mutex_unlock(&g->lock);
+        return MHD_YES;
+    }
+    const bool failed =
+        (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) && g->done && !(g->stream && has_output(g));
+    if (failed)
+        failure(g, &e);
+    json_t *body = failed || g->stream ? NULL : whole_answer(g);
+    pthread_mutex_unlock(&g->lock);
+    if (failed)
+        return http_reply_error(r, &e);
+    return g->stream ? start_stream(r, g) : http_reply_json(r, 200, body);
+}
+
+void http_completions_end(http_req *r) {
+    gen *g = r->gen;
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->lock);
+    g->conn = NULL;
+    g->parked = false;
+    const bool cancel = !g->done && !g->cancelled;
+    g->cancelled |= cancel;
+    pthread_mutex_unlock(&g->lock);
+    if (cancel)
+        rl_sched_cancel(g->app->sched, g->sched_id);
+    r->gen = NULL;
+    gen_release(g);
+}
+
+struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone) {
+    gen *g = r->gen;
+    struct MHD_Connection *c = NULL;
+    bool cancel = false;
+    if (!g)
+        return NULL;
+    pthread_mutex_lock(&g->lock);
+    if (!g->done) {
+        cancel = !g->cancelled;
+        g->cancelled = true;
+        if (!client_gone) {
+            /* the scheduler may be stuck on a node: fail it here */
+            set_done(g, RL_FINISH_CANCELLED, "server shutting down");
+            g->aborted = true;
+            c = take_parked(g);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (cancel)
+        rl_sched_cancel(g->app->sched, g->sched_id);
+    return c;
 }
 
 /* ---- the endpoint ---- */
@@ -368,6 +425,10 @@ static int submit(gen *g, rl_oai_err *e) {
 
 enum MHD_Result http_completions(http_req *r, bool chat) {
     rl_oai_err e;
+    if (atomic_load(&r->app->stopping)) {
+        rl_oai_err_set(&e, 503, "server_error", NULL, "The server is shutting down.");
+        return http_reply_error(r, &e);
+    }
     if (atomic_load(&r->app->ready) != 1) {
         rl_oai_err_set(&e, 503, "server_error", NULL, "The model is still loading; retry shortly.");
         return http_reply_error(r, &e);
@@ -379,11 +440,11 @@ enum MHD_Result http_completions(http_req *r, bool chat) {
         !(g->out = rl_oai_out_new(r->app->model.tok, g->req.stop, g->req.n_stop, g->req.tools_offered,
                                   g->req.tool_mode == RL_TOOLS_REQUIRED)))
         rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
-    enum MHD_Result rc;
-    if (!g->out || submit(g, &e))
-        rc = http_reply_error(r, &e);
-    else
-        rc = g->req.stream ? reply_stream(r, g) : reply_whole(r, g);
-    gen_release(g);
-    return rc;
+    g->stream = g->req.stream;
+    if (!g->out || submit(g, &e)) {
+        gen_release(g);
+        return http_reply_error(r, &e);
+    }
+    r->gen = g; /* the HTTP side's reference, released by http_completions_end */
+    return http_completions_resume(r);
 }
