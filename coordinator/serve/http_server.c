@@ -288,7 +288,7 @@ static enum MHD_Result error_reply(http_req *r, int status, const char *type, co
 static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const char *method) {
     const bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (r->endpoint == EP_HEALTH && get)
-        return http_health(r);
+        return http_health(r, authorized(h, r->conn)); /* the status word for anyone, the rest with the key */
     if (r->endpoint == EP_WEB && get)
         return http_web(r, url); /* the page asks for the key itself */
     if (!authorized(h, r->conn))
@@ -318,7 +318,7 @@ static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const cha
     case EP_METRICS:
         return http_metrics_page(r);
     default:
-        return http_health(r);
+        return http_health(r, true);
     }
 }
 

@@ -105,7 +105,8 @@ void http_completions_end(http_req *r);
  * reply goes out, or NULL. Any thread; the caller keeps r alive meanwhile. */
 struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone);
 enum MHD_Result http_models(http_req *r, const char *id);
-enum MHD_Result http_health(http_req *r);
+/* full: the nodes and counters too (the caller has the key), else the status word alone. */
+enum MHD_Result http_health(http_req *r, bool full);
 enum MHD_Result http_metrics_page(http_req *r);
 /* Whether url is a file of the web page, and the reply with it. */
 bool http_web_has(const char *url);
