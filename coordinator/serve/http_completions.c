@@ -40,6 +40,8 @@ typedef struct {
     bool cancelled;  /* rl_sched_cancel was called */
     bool stream;     /* the reply is (to be) streamed */
     uint32_t n_gen;  /* ids generated */
+    json_t *lp;      /* logprobs asked: an entry per generated id (rl_oai_logprob) */
+    size_t lp_sent;  /* entries already streamed */
     double t_submit; /* CLOCK_MONOTONIC seconds */
     bool done;       /* on_done was called */
     rl_finish why;
@@ -60,6 +62,7 @@ static void gen_release(gen *g) {
         return;
     rl_oai_out_destroy(&g->out);
     rl_oai_req_free(&g->req);
+    json_decref(g->lp);
     free(g->pend);
     pthread_mutex_destroy(&g->lock);
     free(g);
@@ -88,7 +91,7 @@ static void park(gen *g) {
 
 /* ---- the scheduler's sink (scheduler thread) ---- */
 
-static bool on_token(void *ud, int32_t id) {
+static bool on_token(void *ud, int32_t id, const rl_top *top) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
     if (g->aborted) {
@@ -97,6 +100,8 @@ static bool on_token(void *ud, int32_t id) {
     }
     if (g->n_gen++ == 0)
         rl_metrics_ttft(g->app->metrics, rl_now_s() - g->t_submit);
+    if (g->lp && top)
+        json_array_append_new(g->lp, rl_oai_logprob(g->app->model.tok, id, top, g->req.top_logprobs));
     bool go_on = rl_oai_out_feed(g->out, id);
     struct MHD_Connection *c = take_parked(g);
     pthread_mutex_unlock(&g->lock);
@@ -190,16 +195,33 @@ static json_t *whole_answer(gen *g) {
         memcpy(all + len, tool_text, tlen);
         json_t *resp = rl_oai_response(&g->meta, all, len + tlen, NULL, finish_reason(g, false), usage);
         free(all);
+        if (g->lp)
+            rl_oai_set_logprobs(resp, json_incref(g->lp));
         return resp;
     }
     json_t *resp = rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
     size_t rlen;
     const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
     rl_oai_set_reasoning(resp, reasoning, rlen);
+    if (g->lp)
+        rl_oai_set_logprobs(resp, json_incref(g->lp));
     return resp;
 }
 
 /* ---- streaming ---- */
+
+/* A chunk carrying the logprobs of the ids generated since the last one
+ * (their text is in it, or was held back until now). */
+static json_t *with_logprobs(gen *g, json_t *chunk) {
+    if (!g->lp || !chunk || g->lp_sent == json_array_size(g->lp))
+        return chunk;
+    json_t *part = json_array();
+    for (size_t i = g->lp_sent; i < json_array_size(g->lp); i++)
+        json_array_append(part, json_array_get(g->lp, i));
+    g->lp_sent = json_array_size(g->lp);
+    rl_oai_set_logprobs(chunk, part);
+    return chunk;
+}
 
 static bool pend_event(gen *g, json_t *event) {
     char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
@@ -266,7 +288,7 @@ static void produce(gen *g) {
         g->sent_reasoning = rlen;
     }
     if (len > g->sent) {
-        pend_event(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL));
+        pend_event(g, with_logprobs(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL)));
         g->sent = len;
     }
     if (!g->done || g->phase == 2)
@@ -281,7 +303,7 @@ static void produce(gen *g) {
         const char *tool_text = rl_oai_out_tool_text(g->out, &tlen);
         if (!calls && tlen > 0)
             pend_event(g, rl_oai_chunk(&g->meta, NULL, tool_text, tlen, NULL, NULL));
-        pend_event(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls)));
+        pend_event(g, with_logprobs(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls))));
         if (g->req.include_usage)
             pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen)));
     }
@@ -405,6 +427,7 @@ static int submit(gen *g, rl_oai_err *e) {
                        .n_prompt = (uint32_t)q->n_prompt,
                        .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling,
+                       .n_top = q->logprobs ? (q->top_logprobs > 1 ? q->top_logprobs : 1) : 0,
                        .sink = {on_token, on_done, g}};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
@@ -441,6 +464,10 @@ enum MHD_Result http_completions(http_req *r, bool chat) {
                                   g->req.tool_mode == RL_TOOLS_REQUIRED)))
         rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
     g->stream = g->req.stream;
+    if (g->out && g->req.logprobs && !(g->lp = json_array())) {
+        rl_oai_out_destroy(&g->out);
+        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
+    }
     if (!g->out || submit(g, &e)) {
         gen_release(g);
         return http_reply_error(r, &e);
