@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SIGTERM ends `relais serve` within a few seconds in every state, and the
 # requests in flight are told: idle; in the middle of a stream and of a
-# whole (non-streamed) request on one machine; and on two relais-node
+# whole (non-streamed) request on one machine; on two relais-node
 # processes with the last node stopped (SIGSTOP) while a stream waits on it,
-# so that the micro-batch in flight never completes. Each stream ends with
+# so that the micro-batch in flight never completes; and while the model
+# loads, one node stopped so that it does not answer. Each stream ends with
 # an SSE error event and `data: [DONE]`, each whole request with a 503, and
 # the server exits (status 0) within the bound.
 #
@@ -83,6 +84,19 @@ kill -STOP "${NODE_PIDS[1]}"
 sleep 1
 term_within cluster 5
 told "a node stopped"
+kill -CONT "${NODE_PIDS[1]}"
+
+# ---- while loading: a node stopped before the server starts ----
+kill -STOP "${NODE_PIDS[1]}"
+"$RELAIS" serve --port 0 -m "$MODEL" --ctx 2048 --cluster "$TMP/two.yaml" --shutdown-timeout 3 2>"$TMP/loading.log" &
+SERVER_PID=$!
+SERVER_PIDS=("$SERVER_PID") SERVER_NAMES=(loading)
+for _ in $(seq 100); do grep -q "listening on" "$TMP/loading.log" && break; sleep 0.1; done
+sleep 1
+if grep -q "relais serve: ready" "$TMP/loading.log"; then
+    bad "loading: the server was ready before the signal (the test needs it loading)"
+fi
+term_within loading 5
 kill -CONT "${NODE_PIDS[1]}"
 stop_nodes
 finish

@@ -294,9 +294,10 @@ static void model_id_of(const serve_args *a, char *out, size_t len) {
         out[n - 5] = 0;
 }
 
-/* Ends the process once the shutdown has taken its time: a micro-batch
- * waiting on a stopped node would otherwise hold the exit up for ever. The
- * requests have all been answered with an error by then. */
+/* After the signal, the shutdown gets its time, then the process ends: a
+ * micro-batch waiting on a stopped node, or a load that hangs, would
+ * otherwise hold the exit up for ever (the requests have all been answered
+ * with an error by then). */
 static void *shutdown_guard(void *arg) {
     const unsigned secs = *(const unsigned *)arg;
     struct timespec ts = {(time_t)secs, 0};
@@ -307,10 +308,42 @@ static void *shutdown_guard(void *arg) {
     return NULL;
 }
 
-static void start_shutdown_guard(unsigned *secs) {
-    pthread_t t;
-    if (pthread_create(&t, NULL, shutdown_guard, secs) == 0)
-        pthread_detach(t);
+/* The model loads on a thread of its own, so that the main thread can wait
+ * for the signals from the start: the kernel hands a process's signal to
+ * its main thread first, and a library's thread started before main (such
+ * as OpenBLAS's) does not block them. */
+typedef struct {
+    const serve_args *a;
+    rl_serve *app;
+    engine *en;
+    atomic_int state; /* 0 loading, 1 loaded, -1 failed */
+} loader;
+
+static void *loader_main(void *arg) {
+    loader *l = arg;
+    char err[512];
+    if (load(l->a, l->app, l->en, err, sizeof err)) {
+        fprintf(stderr, "relais serve: %s\n", err);
+        atomic_store(&l->app->ready, -1);
+        atomic_store(&l->state, -1);
+        return NULL;
+    }
+    atomic_store(&l->app->ready, 1);
+    fprintf(stderr, "relais serve: ready\n");
+    atomic_store(&l->state, 1);
+    return NULL;
+}
+
+/* Waits for SIGINT or SIGTERM (its number), or for the load to fail (0). */
+static int wait_signal(const sigset_t *set, loader *l) {
+    const struct timespec slice = {0, 100 * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(set, NULL, &slice);
+        if (sig > 0)
+            return sig;
+        if (atomic_load(&l->state) < 0)
+            return 0;
+    }
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -319,8 +352,8 @@ int cmd_serve(int argc, char **argv) {
     engine en = {0};
     rl_http *http = NULL;
     char err[512];
-    int rc = 1, sig;
-    /* signals are taken by sigwait below; every thread inherits the mask */
+    int rc = 1;
+    /* signals are taken by wait_signal; every thread started here inherits the mask */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
@@ -338,16 +371,23 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     fprintf(stderr, "relais serve: listening on http://%s:%u\n", a.http.host, rl_http_port(http));
-    if (load(&a, &app, &en, err, sizeof err)) {
-        atomic_store(&app.ready, -1);
-        fprintf(stderr, "relais serve: %s\n", err);
+    loader l = {.a = &a, .app = &app, .en = &en};
+    atomic_init(&l.state, 0);
+    pthread_t loading;
+    if (pthread_create(&loading, NULL, loader_main, &l) != 0) {
+        fprintf(stderr, "relais serve: cannot start the loading thread\n");
         goto out;
     }
-    atomic_store(&app.ready, 1);
-    fprintf(stderr, "relais serve: ready\n");
-    sigwait(&stop, &sig);
-    fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
-    start_shutdown_guard(&a.shutdown_timeout);
+    const int sig = wait_signal(&stop, &l);
+    if (sig) {
+        fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+        pthread_t guard;
+        if (pthread_create(&guard, NULL, shutdown_guard, &a.shutdown_timeout) == 0)
+            pthread_detach(guard);
+    }
+    pthread_join(loading, NULL); /* a load still going on is bounded by the guard */
+    if (atomic_load(&l.state) < 0)
+        goto out;
     rl_http_drain(http, DRAIN_WAIT_S);
     rc = 0;
 out:

@@ -73,7 +73,7 @@ typedef struct {
     bool too_big;         /* body over the limit: 413 */
     rl_endpoint endpoint; /* for the metrics */
     int status;           /* status of the reply queued */
-    void *gen;            /* a generation's state (http_completions.c), or NULL */
+    void *_Atomic gen;    /* a generation's state (http_completions.c), or NULL; the watchdog reads it */
 } http_req;
 
 /* A JSON response of body (stolen; NULL or unencodable gives a 500 error
