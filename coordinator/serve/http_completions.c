@@ -103,7 +103,7 @@ static bool on_token(void *ud, int32_t id, const rl_top *top) {
     if (g->lp && top)
         json_array_append_new(g->lp, rl_oai_logprob(g->app->model.tok, id, top, g->req.top_logprobs));
     bool go_on = rl_oai_out_feed(g->out, id);
-    struct MHD_Connection *c = take_parked(g);
+    struct MHD_Connection *c = g->stream ? take_parked(g) : NULL; /* a whole answer waits for on_done */
     pthread_mutex_unlock(&g->lock);
     unpark(c);
     return go_on;
