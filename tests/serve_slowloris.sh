@@ -9,7 +9,8 @@
 # 2 s) closes every one of them; and a POST without a valid key announcing a
 # large body gets its 401 as soon as its header is in, without the body.
 # The refusals do not flood the log (at most a line per 5 s).
-# Then the same from 100 addresses, 2,000 connections in all (each address
+# A prompt of megabytes (read and tokenized off the epoll thread) does not
+# hold up a small request sent after it. Then the same attack from 100 addresses, 2,000 connections in all (each address
 # under its limit): the server (one epoll thread, no thread per connection)
 # holds every one of them, well beyond the 256 slots a thread-per-connection
 # server had, still answers the legitimate request, and the deadline closes
@@ -86,6 +87,22 @@ let got = "";
 s.on("data", d => { got += d; if (got.includes("\r\n\r\n")) { console.log(got.split("\r\n")[0]); process.exit(0); } });
 setTimeout(() => { console.log("no answer"); process.exit(0); }, 3000);' "$PORT")
 [[ "$reply" == "HTTP/1.1 401"* ]] && ok "no key: 401 before the body ($reply)" || bad "no key, body unsent: '$reply'"
+
+# A prompt of megabytes takes seconds to tokenize: a worker does it, and a
+# small request meanwhile is answered first.
+node -e 'console.log(JSON.stringify({messages: [{role: "user", content: "the sea and the sky ".repeat(390000)}], max_tokens: 2}))' >"$TMP/big.json"
+curl -s -o "$TMP/big.out" -w '%{http_code}' -H "Authorization: Bearer $KEY" --data-binary @"$TMP/big.json" \
+    "http://127.0.0.1:$PORT/v1/chat/completions" >"$TMP/big.code" &
+BIG=$!
+sleep 0.3
+req POST /v1/completions '{"prompt":"Once upon a time","max_tokens":2,"temperature":0}' --max-time 30
+small_done_while_big=0
+kill -0 "$BIG" 2>/dev/null && small_done_while_big=1
+wait "$BIG" || true
+[ "$STATUS" = 200 ] && [ "$small_done_while_big" = 1 ] && ok "a small request is answered while a 7.8 MB prompt is read" ||
+    bad "small request (status $STATUS) not answered before the 7.8 MB prompt"
+[ "$(cat "$TMP/big.code")" = 400 ] && grep -q context_length_exceeded "$TMP/big.out" &&
+    ok "... which gets its 400 (beyond the context)" || bad "the 7.8 MB prompt: $(cat "$TMP/big.code") $(head -c 200 "$TMP/big.out")"
 
 wait "$ATTACKER"
 A=$(cat "$TMP/attack.json")

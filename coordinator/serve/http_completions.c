@@ -4,7 +4,10 @@
  *
  * A request's `gen` is shared by the HTTP side and the scheduler's sink
  * (two references): the sink feeds generated ids into its output text under
- * its lock. No MHD callback ever waits: while there is nothing to send, the
+ * its lock. The body is read, checked and tokenized by one of the server's
+ * worker threads (http_defer), not the epoll thread: a prompt of megabytes
+ * takes seconds, and every other connection would wait. No MHD callback
+ * ever waits: while there is nothing to send, the
  * HTTP side parks its connection (MHD_suspend_connection) and the sink
  * resumes it when a token or the end arrives, so one epoll thread serves
  * every connection. Stream chunks are formatted by the HTTP side from the
@@ -37,7 +40,13 @@ typedef struct {
     char id[48];                 /* response id */
     rl_oai_meta meta;
     uint64_t sched_id;
-    bool cancelled;  /* rl_sched_cancel was called */
+    char *body; /* the request body, until a worker has read it (prepare) */
+    size_t body_len;
+    bool prepared;  /* the worker is done: submitted, or failed with perr */
+    bool submitted; /* the scheduler has it (sched_id valid) */
+    bool prep_failed;
+    rl_oai_err perr; /* why, when prep_failed */
+    bool cancelled;  /* no more wanted: rl_sched_cancel was called, or is not to be submitted */
     bool stream;     /* the reply is (to be) streamed */
     uint32_t n_gen;  /* ids generated */
     json_t *lp;      /* logprobs asked: an entry per generated id (rl_oai_logprob) */
@@ -62,6 +71,7 @@ static void gen_release(gen *g) {
         return;
     rl_oai_out_destroy(&g->out);
     rl_oai_req_free(&g->req);
+    free(g->body);
     json_decref(g->lp);
     free(g->pend);
     pthread_mutex_destroy(&g->lock);
@@ -114,8 +124,10 @@ static void set_done(gen *g, rl_finish why, const char *err) {
     g->done = true;
     g->why = why;
     snprintf(g->err, sizeof g->err, "%s", err ? err : "");
-    rl_oai_out_finish(g->out);
-    rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
+    if (g->out)
+        rl_oai_out_finish(g->out);
+    if (g->submitted)
+        rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
 }
 
 static void on_done(void *ud, rl_finish why, const char *err) {
@@ -154,6 +166,8 @@ static gen *gen_new(http_req *r, bool chat) {
 }
 
 static bool has_output(gen *g) {
+    if (!g->out)
+        return false;
     size_t len;
     rl_oai_out_content(g->out, &len);
     return len > 0 || rl_oai_out_in_tools(g->out);
@@ -369,9 +383,11 @@ enum MHD_Result http_completions_resume(http_req *r) {
         pthread_mutex_unlock(&g->lock);
         return MHD_YES;
     }
-    const bool failed =
-        (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) && g->done && !(g->stream && has_output(g));
-    if (failed)
+    const bool failed = g->prep_failed ||
+        ((g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) && g->done && !(g->stream && has_output(g)));
+    if (g->prep_failed)
+        e = g->perr;
+    else if (failed)
         failure(g, &e);
     json_t *body = failed || g->stream ? NULL : whole_answer(g);
     pthread_mutex_unlock(&g->lock);
@@ -387,8 +403,8 @@ void http_completions_end(http_req *r) {
     pthread_mutex_lock(&g->lock);
     g->conn = NULL;
     g->parked = false;
-    const bool cancel = !g->done && !g->cancelled;
-    g->cancelled |= cancel;
+    const bool cancel = !g->done && !g->cancelled && g->submitted;
+    g->cancelled = true; /* a worker not yet done does not submit it */
     pthread_mutex_unlock(&g->lock);
     if (cancel)
         rl_sched_cancel(g->app->sched, g->sched_id);
@@ -404,7 +420,7 @@ struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone) {
         return NULL;
     pthread_mutex_lock(&g->lock);
     if (!g->done) {
-        cancel = !g->cancelled;
+        cancel = !g->cancelled && g->submitted;
         g->cancelled = true;
         if (!client_gone) {
             /* the scheduler may be stuck on a node: fail it here */
@@ -421,6 +437,8 @@ struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone) {
 
 /* ---- the endpoint ---- */
 
+/* Hands the request to the scheduler (lock held: a cancel either comes
+ * before, and it is not submitted, or finds it submitted). */
 static int submit(gen *g, rl_oai_err *e) {
     const rl_oai_req *q = &g->req;
     rl_sched_req sr = {.prompt = q->prompt,
@@ -432,8 +450,10 @@ static int submit(gen *g, rl_oai_err *e) {
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
-    if (rc == RL_SCHED_OK)
+    if (rc == RL_SCHED_OK) {
+        g->submitted = true;
         return 0;
+    }
     g->refs--;
     if (rc == RL_SCHED_EFULL)
         rl_oai_err_set(e, 429, "server_error", NULL,
@@ -444,6 +464,51 @@ static int submit(gen *g, rl_oai_err *e) {
     else
         rl_oai_err_set(e, 400, "invalid_request_error", NULL, "The request does not fit the context.");
     return -1;
+}
+
+/* The request read, checked and tokenized (a worker's job: a large prompt
+ * takes long), then submitted; on failure its error is kept and the
+ * connection resumed to send it. */
+static void prepare(void *arg) {
+    gen *g = arg;
+    rl_oai_err e;
+    rl_oai_req q = {0};
+    rl_oai_out *out = NULL;
+    json_t *lp = NULL;
+    const rl_oai_model *m = &g->app->model;
+    bool ok = rl_oai_req_parse(m, g->meta.chat, g->body, g->body_len, &q, &e) == 0;
+    if (ok &&
+        (!(out = rl_oai_out_new(m->tok, q.stop, q.n_stop, q.tools_offered, q.tool_mode == RL_TOOLS_REQUIRED)) ||
+         (q.logprobs && !(lp = json_array())))) {
+        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
+        ok = false;
+    }
+    pthread_mutex_lock(&g->lock);
+    free(g->body);
+    g->body = NULL;
+    g->prepared = true;
+    if (ok) {
+        g->req = q; /* ownership moves to g (the stop strings stay where out borrows them) */
+        g->out = out;
+        g->lp = lp;
+        g->stream = q.stream;
+        if (!g->cancelled)
+            ok = submit(g, &e) == 0;
+    } else {
+        rl_oai_req_free(&q);
+        rl_oai_out_destroy(&out);
+    }
+    if (!ok) {
+        g->prep_failed = true;
+        g->perr = e;
+        g->done = true;
+    } else if (!g->submitted && !g->done) {
+        set_done(g, RL_FINISH_CANCELLED, NULL); /* no more wanted: the client is gone */
+    }
+    struct MHD_Connection *c = g->done ? take_parked(g) : NULL;
+    pthread_mutex_unlock(&g->lock);
+    unpark(c);
+    gen_release(g); /* the job's reference */
 }
 
 enum MHD_Result http_completions(http_req *r, bool chat) {
@@ -459,17 +524,15 @@ enum MHD_Result http_completions(http_req *r, bool chat) {
     gen *g = gen_new(r, chat);
     if (!g)
         return MHD_NO;
-    if (rl_oai_req_parse(&r->app->model, chat, r->body, r->len, &g->req, &e) == 0 &&
-        !(g->out = rl_oai_out_new(r->app->model.tok, g->req.stop, g->req.n_stop, g->req.tools_offered,
-                                  g->req.tool_mode == RL_TOOLS_REQUIRED)))
-        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
-    g->stream = g->req.stream;
-    if (g->out && g->req.logprobs && !(g->lp = json_array())) {
-        rl_oai_out_destroy(&g->out);
-        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
-    }
-    if (!g->out || submit(g, &e)) {
+    g->body = r->body; /* the worker reads it; the connection waits, parked */
+    g->body_len = r->len;
+    r->body = NULL;
+    r->len = r->cap = 0;
+    g->refs++; /* the job's */
+    if (!http_defer(r, prepare, g)) {
+        g->refs--;
         gen_release(g);
+        rl_oai_err_set(&e, 503, "server_error", NULL, "The server cannot take the request now (shutting down).");
         return http_reply_error(r, &e);
     }
     r->gen = g; /* the HTTP side's reference, released by http_completions_end */

@@ -40,6 +40,14 @@
 
 #define SPARE_FDS 256 /* descriptors beyond the connections: model, cluster sockets, logs */
 #define LOG_GAP_S 5.0 /* at most one libmicrohttpd line per this (a flood must not fill the log) */
+#define N_WORKERS 2   /* threads that read generation requests (http_defer) */
+
+/* A job for the worker threads (http_defer). */
+typedef struct job {
+    struct job *next;
+    void (*fn)(void *);
+    void *arg;
+} job;
 
 /* A connection the watchdog keeps an eye on (MHD's socket context). */
 typedef struct watched {
@@ -63,6 +71,12 @@ struct rl_http {
     bool stopping;
     pthread_t watchdog;
     bool has_watchdog;
+    pthread_mutex_t jobs_lock; /* guards the jobs and jobs_stop */
+    pthread_cond_t jobs_cv;
+    job *jobs, *jobs_tail;
+    bool jobs_stop;
+    pthread_t workers[N_WORKERS];
+    unsigned n_workers;
     pthread_mutex_t log_lock; /* guards the two below */
     double last_log_s;        /* when libmicrohttpd last logged (rl_now_s) */
     unsigned log_left_out;    /* its lines not logged since then */
@@ -239,6 +253,61 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
+/* ---- the workers ---- */
+
+static void *worker_main(void *arg) {
+    rl_http *h = arg;
+    pthread_mutex_lock(&h->jobs_lock);
+    for (;;) {
+        while (!h->jobs && !h->jobs_stop)
+            pthread_cond_wait(&h->jobs_cv, &h->jobs_lock);
+        job *j = h->jobs;
+        if (!j)
+            break; /* stopping, and every job done */
+        if (!(h->jobs = j->next))
+            h->jobs_tail = NULL;
+        pthread_mutex_unlock(&h->jobs_lock);
+        j->fn(j->arg);
+        free(j);
+        pthread_mutex_lock(&h->jobs_lock);
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    return NULL;
+}
+
+bool http_defer(http_req *r, void (*fn)(void *arg), void *arg) {
+    rl_http *h = r->http;
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return false;
+    *j = (job){NULL, fn, arg};
+    pthread_mutex_lock(&h->jobs_lock);
+    const bool ok = !h->jobs_stop;
+    if (ok) {
+        if (h->jobs_tail)
+            h->jobs_tail->next = j;
+        else
+            h->jobs = j;
+        h->jobs_tail = j;
+        pthread_cond_signal(&h->jobs_cv);
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    if (!ok)
+        free(j);
+    return ok;
+}
+
+/* Lets the workers finish the jobs queued, then joins them. */
+static void stop_workers(rl_http *h) {
+    pthread_mutex_lock(&h->jobs_lock);
+    h->jobs_stop = true;
+    pthread_cond_broadcast(&h->jobs_cv);
+    pthread_mutex_unlock(&h->jobs_lock);
+    for (unsigned i = 0; i < h->n_workers; i++)
+        pthread_join(h->workers[i], NULL);
+    h->n_workers = 0;
+}
+
 /* ---- requests ---- */
 
 /* Constant-time comparison, so a key cannot be guessed byte by byte. */
@@ -329,6 +398,7 @@ static http_req *begin(rl_http *h, struct MHD_Connection *c, const char *url) {
         return NULL;
     atomic_fetch_add(&h->in_flight, 1);
     r->app = h->app;
+    r->http = h;
     r->conn = c;
     r->endpoint = endpoint_of(url);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -453,7 +523,16 @@ rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t e
     h->o = *o;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->log_lock, NULL);
+    pthread_mutex_init(&h->jobs_lock, NULL);
     pthread_cond_init(&h->wake, NULL);
+    pthread_cond_init(&h->jobs_cv, NULL);
+    while (h->n_workers < N_WORKERS && pthread_create(&h->workers[h->n_workers], NULL, worker_main, h) == 0)
+        h->n_workers++;
+    if (h->n_workers == 0) {
+        snprintf(err, errlen, "cannot start the HTTP worker threads");
+        rl_http_stop(&h);
+        return NULL;
+    }
     if (!(h->daemon = start_daemon(h, &sa))) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not an address of this machine)", o->host,
                  o->port);
@@ -512,8 +591,11 @@ void rl_http_stop(rl_http **ph) {
     rl_http *h = ph ? *ph : NULL;
     if (!h)
         return;
+    if (h->app)
+        atomic_store(&h->app->stopping, true);
     if (h->daemon)
         abort_all(h); /* MHD must not stop with a connection suspended */
+    stop_workers(h);  /* their jobs may resume connections: all done before MHD stops */
     if (h->has_watchdog) {
         pthread_mutex_lock(&h->lock);
         h->stopping = true;
@@ -524,7 +606,9 @@ void rl_http_stop(rl_http **ph) {
     if (h->daemon)
         MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->jobs_cv);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->jobs_lock);
     pthread_mutex_destroy(&h->log_lock);
     free(h);
     *ph = NULL;

@@ -38,6 +38,8 @@ typedef struct {
     atomic_bool stopping; /* shutting down: new generations get 503 */
 } rl_serve;
 
+typedef struct rl_http rl_http;
+
 typedef struct {
     const char *host; /* address to bind; "127.0.0.1" by default */
     uint16_t port;    /* 0: any free port (see rl_http_port) */
@@ -48,8 +50,6 @@ typedef struct {
     unsigned max_per_ip;      /* ... from one address (0: no limit) */
     unsigned header_timeout;  /* seconds a request's whole header may take to arrive */
 } rl_http_opts;
-
-typedef struct rl_http rl_http;
 
 /* Binds and starts serving app (borrowed). NULL with err. */
 rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen);
@@ -74,7 +74,15 @@ typedef struct {
     rl_endpoint endpoint; /* for the metrics */
     int status;           /* status of the reply queued */
     void *_Atomic gen;    /* a generation's state (http_completions.c), or NULL; the watchdog reads it */
+    rl_http *http;        /* the server (for http_defer) */
 } http_req;
+
+/* Runs fn(arg) on one of the server's worker threads, off the epoll thread
+ * (parsing and tokenizing a large prompt takes seconds: done there, it
+ * would hold every other connection up). False when the server stops or
+ * out of memory (then fn is not called). Every job has run when
+ * rl_http_stop returns. */
+bool http_defer(http_req *r, void (*fn)(void *arg), void *arg);
 
 /* A JSON response of body (stolen; NULL or unencodable gives a 500 error
  * object and sets *status to 500), or NULL out of memory. Caller queues it. */
