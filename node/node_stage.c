@@ -376,15 +376,18 @@ static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const 
 }
 
 /* The top logits of one row of logits into s->tops[at..] (before sampling
- * edits the row; *n_top of them), then the session's sampled id. */
+ * edits the row; sr->n_top of them) with the row's normalizer and the
+ * sampled id's logit into sr, then the session's sampled id. */
 static int32_t pick(node_stage *s, node_session *ss, const Relais__Sampling *smp, float *logits, uint32_t at,
-                    uint32_t *n_top) {
+                    Relais__SegmentResult *sr) {
     const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
-    rl_top_logits(logits, V, k, s->top_ids, s->top_vals);
+    const int32_t id = rl_sampler_sample_top(ss->sampler, logits, smp->history, smp->n_history, k, s->top_ids,
+                                             s->top_vals, &sr->top_lse, &sr->chosen_logit);
     for (uint32_t i = 0; i < k; i++)
         s->tops[at + i].id = s->top_ids[i], s->tops[at + i].logit = s->top_vals[i];
-    *n_top = k;
-    return rl_sampler_sample(ss->sampler, logits, smp->history, smp->n_history);
+    sr->top = s->top_ptrs + at;
+    sr->n_top = k;
+    return id;
 }
 
 /* Segment i of f against its session (found, or new at position 0). */
@@ -516,13 +519,10 @@ static Relais__ErrorCode batch_finish(node_stage *s, const Relais__Forward *f, d
         Relais__SegmentResult *sr = &s->results[j];
         relais__segment_result__init(sr);
         s->result_ptrs[j] = sr;
-        uint32_t n_top;
         sr->session_id = g->session_id;
         sr->pos = rl_kv_len(s->owners[i]->kv);
-        sr->id = pick(s, s->owners[i], g->sampling, s->logits + (size_t)j++ * V, at, &n_top);
-        sr->top = s->top_ptrs + at;
-        sr->n_top = n_top;
-        at += n_top;
+        sr->id = pick(s, s->owners[i], g->sampling, s->logits + (size_t)j++ * V, at, sr);
+        at += (uint32_t)sr->n_top;
     }
     return send_result(s, &r, f, t0, err, errlen);
 }

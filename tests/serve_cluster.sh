@@ -109,7 +109,7 @@ grep -q 'data: \[DONE\]' "$TMP/survived.sse" && [ "$survived" = "$(cat "$TMP/loc
     ok "a node killed during a seeded request: it completes with the answer of one machine" ||
     bad "request across the node loss: $survived, one machine: $(cat "$TMP/local_long")"
 req GET /health
-expect "health: node2 lost, node1 holds every layer" 200 'r.status === "ok" && r.nodes.length === 2 &&
+expect "health: degraded, node2 lost, node1 holds every layer" 200 'r.status === "degraded" && r.nodes.length === 2 &&
     r.nodes[0].name === "node1" && r.nodes[0].state === "ready" && r.nodes[0].layers === "0-1" &&
     r.nodes[1].name === "node2" && r.nodes[1].state === "lost"'
 req POST /v1/completions "$(prompt_of 3)"

@@ -1,5 +1,6 @@
 // The official `openai` client against a real `relais serve`: model list,
-// chat, streaming (same text as the whole answer), a full tool-call round
+// chat, streaming (same text as the whole answer), logprobs and
+// top_logprobs (plain and streamed, greedy and sampled), a full tool-call round
 // trip (tools -> tool_calls -> tool message -> answer) plain and streamed,
 // and the client's typed errors for a bad field, a model not served, JSON
 // output asked for (relais refuses it), and a bad key.
@@ -8,6 +9,7 @@
 // CHAT_URL: a server of an ordinary model; TOOLS_URL: the parrot model's,
 // whose greedy output is a get_weather call, then the answer to its result.
 import OpenAI from "openai";
+import fs from "node:fs";
 
 let passed = 0, failed = 0;
 async function check(name, fn) {
@@ -64,6 +66,65 @@ await check("streaming gives the same text", async () => {
     }
     assert(text === whole, `${JSON.stringify(text)} vs ${JSON.stringify(whole)}`);
     assert(finish !== null && usage && usage.completion_tokens > 0, "finish/usage");
+});
+// One logprobs entry: a token, its log-probability, its bytes, and the top
+// ones in order, each a probability (the mass of any top list at most 1).
+function checkEntry(t, nTop) {
+    assert(typeof t.token === "string" && Array.isArray(t.bytes) && t.bytes.length > 0, JSON.stringify(t));
+    assert(t.token.startsWith("bytes:") || t.token === Buffer.from(t.bytes).toString("utf8"), JSON.stringify(t));
+    assert(t.logprob <= 0 && t.top_logprobs.length === nTop, JSON.stringify(t));
+    for (let i = 1; i < t.top_logprobs.length; i++)
+        assert(t.top_logprobs[i].logprob <= t.top_logprobs[i - 1].logprob, "top_logprobs in order");
+    const mass = t.top_logprobs.reduce((m, x) => m + Math.exp(x.logprob), 0);
+    assert(mass <= 1 + 1e-4, `top mass ${mass}`);
+    const same = t.top_logprobs.find((x) => x.token === t.token && x.bytes.join() === t.bytes.join());
+    assert(!same || Math.abs(same.logprob - t.logprob) < 1e-6, "the token's logprob as in its top list");
+}
+let greedyLogprobs = null;
+await check("logprobs: an entry per token, the greedy pick the most likely", async () => {
+    const r = await chat.chat.completions.create({
+        model: "tiny-q8_0", messages: ask, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 5,
+    });
+    const lp = r.choices[0].logprobs.content;
+    assert(r.choices[0].message.content === whole, "the same text with logprobs");
+    assert(lp.length === r.usage.completion_tokens, `${lp.length} entries, ${r.usage.completion_tokens} tokens`);
+    for (const t of lp) {
+        checkEntry(t, 5);
+        assert(t.token === t.top_logprobs[0].token && t.logprob === t.top_logprobs[0].logprob, JSON.stringify(t));
+    }
+    assert(lp.some((t) => t.logprob < -1e-3), "not every token certain: the logprobs are not all 0");
+    greedyLogprobs = lp;
+    if (process.env.LOGPROBS_OUT) fs.writeFileSync(process.env.LOGPROBS_OUT, JSON.stringify(lp));
+});
+await check("logprobs streamed: the same entries, with their text", async () => {
+    const stream = await chat.chat.completions.create({
+        model: "tiny-q8_0", messages: ask, max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 5,
+        stream: true,
+    });
+    const lp = [];
+    for await (const chunk of stream)
+        for (const c of chunk.choices) lp.push(...((c.logprobs && c.logprobs.content) || []));
+    assert(JSON.stringify(lp) === JSON.stringify(greedyLogprobs), `${JSON.stringify(lp)} vs ${JSON.stringify(greedyLogprobs)}`);
+});
+await check("logprobs of sampled tokens, top_logprobs 20 and 0", async () => {
+    for (const top of [20, 0]) {
+        const r = await chat.chat.completions.create({
+            model: "tiny-q8_0", messages: ask, max_tokens: 24, temperature: 1.5, seed: 5, logprobs: true,
+            top_logprobs: top,
+        });
+        const lp = r.choices[0].logprobs.content;
+        assert(lp.length === r.usage.completion_tokens, "an entry per token");
+        lp.forEach((t) => checkEntry(t, top));
+        if (top) assert(lp.some((t) => t.token !== t.top_logprobs[0].token), "a sampled token other than the likeliest");
+    }
+});
+await check("top_logprobs without logprobs is a 400", async () => {
+    try {
+        await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, top_logprobs: 3 });
+        throw new Error("no error");
+    } catch (e) {
+        assert(e instanceof OpenAI.BadRequestError && e.param === "top_logprobs", `${e}`);
+    }
 });
 await check("a bad field is a 400 naming it", async () => {
     try {

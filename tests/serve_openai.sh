@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the official `openai` npm package into a temporary folder and
 # drives a real `relais serve` with it (tests/serve_openai.mjs): chat,
-# streaming and a full tool-call round trip; once on one machine, once with
+# streaming, logprobs (equal on one machine and on two nodes) and a full
+# tool-call round trip; once on one machine, once with
 # each model split over two relais-node processes. A failed install fails
 # the test: nothing is skipped.
 #
@@ -43,7 +44,8 @@ run_client() {
     CHAT_URL="http://127.0.0.1:$PORT/v1"
     start_server "tools-$where" -m "$TMP/models/parrot.gguf" --ctx 1024 -t 2 "${tools[@]}"
     TOOLS_URL="http://127.0.0.1:$PORT/v1"
-    if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL timeout 300 node "$TMP/client/serve_openai.mjs"; then
+    if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL LOGPROBS_OUT="$TMP/logprobs-$where.json" \
+        timeout 300 node "$TMP/client/serve_openai.mjs"; then
         ok "the openai client's checks ($where)"
     else
         bad "the openai client's checks ($where)"
@@ -55,4 +57,16 @@ run_client local "" ""
 start_nodes chat 2 "$TMP/models"
 start_nodes tools 2 "$TMP/models"
 run_client 2-nodes "$TMP/chat.yaml" "$TMP/tools.yaml"
+# The logprobs come from the last node on a cluster, from this process alone:
+# the same tokens and log-probabilities (to float rounding).
+if node -e '
+const [a, b] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
+const close = (x, y) => Math.abs(x - y) < 1e-3;
+process.exit(a.length > 0 && a.length === b.length && a.every((t, i) => t.token === b[i].token &&
+    close(t.logprob, b[i].logprob) && t.top_logprobs.every((x, k) => x.token === b[i].top_logprobs[k].token &&
+    close(x.logprob, b[i].top_logprobs[k].logprob))) ? 0 : 1);' "$TMP/logprobs-local.json" "$TMP/logprobs-2-nodes.json"; then
+    ok "logprobs on two nodes equal those of one process"
+else
+    bad "logprobs on two nodes differ: $(head -c 300 "$TMP/logprobs-local.json") vs $(head -c 300 "$TMP/logprobs-2-nodes.json")"
+fi
 finish

@@ -51,11 +51,15 @@ check "cluster file --json: memory, cores and measured speed of each node" 0 '
 KEY=status-key
 start_server cluster --cluster "$TMP/pair.yaml" -m "$TMP/models/stories260K.gguf" --api-key "$KEY" --ctx 512 -t 1
 status --server "http://127.0.0.1:$PORT"
+check "server without its key: exit 1, the key asked for" 1 'true'
+grep -q -- "only with the server's API key: pass --api-key" "$TMP/status.err" && ok "... and the message says so" ||
+    bad "no key: $(cat "$TMP/status.err")"
+status --server "http://127.0.0.1:$PORT" --api-key "$KEY"
 check "server: exit 0, both nodes ready with their layers" 0 '
     /^server .*: ok, model stories260K/.test(s) && ["node1", "node2"].every((n) => row(n)[3] === "ready" &&
         /^\d+-\d+$/.test(row(n)[4]))'
 cat "$TMP/body"
-status --server "http://127.0.0.1:$PORT" --cluster "$TMP/pair.yaml" --json
+status --server "http://127.0.0.1:$PORT" --api-key "$KEY" --cluster "$TMP/pair.yaml" --json
 check "server and cluster file together: each node's layers and its Hello" 0 '
     r.server.status === "ok" && r.nodes.length === 2 &&
     r.nodes.every(n => n.state === "ready" && n.layers && n.answered && n.address && n.speed_bytes_per_s > 0)'
@@ -80,10 +84,10 @@ req GET /health
 expect "/health: the KV freed once the requests end, the tokens counted" 200 '
     r.nodes.every(n => n.sessions === 0 && n.kv_bytes === 0 && n.batches > 0 && n.busy_seconds > 0) &&
     r.tokens.generated >= 8 && r.sessions.max === 8 && r.sessions.ctx === 512 && r.time > 1.7e9'
-status --server "http://127.0.0.1:$PORT"
+status --server "http://127.0.0.1:$PORT" --api-key "$KEY"
 check "server: each node's mean compute time per micro-batch" 0 '
     ["node1", "node2"].every((n) => row(n).slice(-2).join(" ").match(/^[0-9.]+ ms\/batch$/) && parseFloat(row(n).slice(-2)[0]) > 0)'
-status --server "http://127.0.0.1:$PORT" --json
+status --server "http://127.0.0.1:$PORT" --api-key "$KEY" --json
 check "... and in JSON" 0 'r.nodes.every((n) => n.batches > 0 && n.busy_seconds > 0)'
 
 # ---- a node down ----
@@ -99,7 +103,7 @@ check "... and in JSON, with the reason" 1 '
     r.down === 1 && !r.nodes[0].down && r.nodes[1].down && !r.nodes[1].answered && /no answer/.test(r.nodes[1].error)'
 cat "$TMP/body"
 req POST /v1/completions '{"prompt":"Once upon a time","max_tokens":8}' -H "Authorization: Bearer $KEY"
-status --server "http://127.0.0.1:$PORT" --json
+status --server "http://127.0.0.1:$PORT" --api-key "$KEY" --json
 check "server with node2 lost (after a request re-planned): exit 1, node2 lost" 1 '
     r.down === 1 && r.nodes[0].state === "ready" && r.nodes[1].state === "lost" && r.nodes[1].down'
 

@@ -117,6 +117,12 @@ static void test_bad_fields(void **state) {
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logit_bias\": {\"5\": 3}}", "logit_bias",
          "not supported"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"model\": 5}", "model", "string"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": 1}", "logprobs", "boolean"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"top_logprobs\": 2}", "top_logprobs",
+         "needs 'logprobs': true"},
+        {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 21}",
+         "top_logprobs", "between 0 and 20"},
+        {false, "{\"prompt\": \"x\", \"logprobs\": 2}", "logprobs", "/v1/chat/completions has it"},
         {true,
          "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
          "response_format", "'json_object' is not supported"},
@@ -171,6 +177,15 @@ static void test_options_and_context(void **state) {
     assert_non_null(strstr(e.message, "maximum context length is 4096 tokens"));
     assert_non_null(strstr(e.message, "4097 tokens (3 in the prompt, 4094 in the completion)"));
     assert_int_equal(parse(x, false, "{\"prompt\": [1, 2, 3], \"max_tokens\": 4093}", &r, &e), 0);
+    rl_oai_req_free(&r);
+    /* logprobs of a chat completion */
+    assert_int_equal(
+        parse(x, true,
+              "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": true, \"top_logprobs\": 20}",
+              &r, &e),
+        0);
+    assert_true(r.logprobs);
+    assert_int_equal(r.top_logprobs, 20);
     rl_oai_req_free(&r);
 }
 

@@ -352,8 +352,58 @@ static void test_top_logits(void **state) {
     assert_true(isinf(tv[6]) && tv[6] < 0);
 }
 
+/* The normalizer against a direct sum, without overflow for large logits,
+ * and -inf for a row with nothing possible. */
+static void test_logsumexp(void **state) {
+    (void)state;
+    const float a[] = {1.0f, 2.0f, 3.0f, -INFINITY, NAN};
+    assert_float_equal(rl_logsumexp(a, 5), log(exp(1.0) + exp(2.0) + exp(3.0)), 1e-5);
+    const float big[] = {1000.0f, 1000.0f};
+    assert_float_equal(rl_logsumexp(big, 2), 1000.0 + log(2.0), 1e-3);
+    const float none[] = {-INFINITY, NAN};
+    assert_true(isinf(rl_logsumexp(none, 2)) && rl_logsumexp(none, 2) < 0);
+}
+
+/* rl_sampler_sample_top reports the row as it came: the same id as
+ * rl_sampler_sample, the top logits, the normalizer, and the sampled id's
+ * logit before the penalties lowered it. */
+static void test_sample_top_raw(void **state) {
+    (void)state;
+    enum { N = 6, K = 3 };
+    const float row[N] = {0.5f, 3.0f, 2.9f, -1.0f, 0.0f, 1.0f};
+    float a[N], b[N], vals[K], lse, chosen;
+    int32_t ids[K];
+    rl_sampler_params p = rl_sampler_defaults();
+    p.presence_penalty = 0.5f; /* id 1 seen: 2.5 < 2.9, so greedy picks 2 */
+    const int32_t hist[] = {1, 2};
+    rl_sampler *s1 = rl_sampler_new(&p, N), *s2 = rl_sampler_new(&p, N);
+    memcpy(a, row, sizeof row);
+    memcpy(b, row, sizeof row);
+    int32_t want = rl_sampler_sample(s1, a, hist, 1);
+    int32_t got = rl_sampler_sample_top(s2, b, hist, 1, K, ids, vals, &lse, &chosen);
+    assert_int_equal(got, want);
+    assert_int_equal(got, 2);
+    assert_float_equal(chosen, 2.9f, 0.0);
+    assert_int_equal(ids[0], 1);
+    assert_float_equal(vals[0], 3.0f, 0.0);
+    assert_float_equal(lse, rl_logsumexp(row, N), 1e-6);
+    /* a penalized id sampled: its logit as it came, not as penalized */
+    memcpy(b, row, sizeof row);
+    got = rl_sampler_sample_top(s2, b, hist + 1, 1, K, ids, vals, &lse, &chosen);
+    assert_int_equal(got, 1);
+    assert_float_equal(chosen, 3.0f, 0.0);
+    memcpy(b, row, sizeof row);
+    got = rl_sampler_sample_top(s2, b, hist, 2, K, ids, vals, &lse, &chosen); /* both lowered: 2.5, 2.4 */
+    assert_int_equal(got, 1);
+    assert_float_equal(chosen, 3.0f, 0.0);
+    rl_sampler_destroy(&s1);
+    rl_sampler_destroy(&s2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logsumexp),
+        cmocka_unit_test(test_sample_top_raw),
         cmocka_unit_test(test_greedy_argmax),
         cmocka_unit_test(test_greedy_ties_lowest_id),
         cmocka_unit_test(test_seed_repeatable),

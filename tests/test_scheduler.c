@@ -44,8 +44,9 @@ static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
 static char order[512];
 static int n_order;
 
-static bool on_token(void *ud, int32_t id) {
+static bool on_token(void *ud, int32_t id, const rl_top *top) {
     sink_state *k = ud;
+    (void)top;
     if (k->tag) {
         pthread_mutex_lock(&order_lock);
         if (n_order < (int)sizeof order)

@@ -3,15 +3,20 @@
  * The HTTP daemon starts first, so /health answers "loading" while the model
  * loads; then the executor (the engine in this process, or with --cluster
  * the nodes of a cluster file, the model's layers split over them), the
- * scheduler, and the server turns ready. SIGINT or SIGTERM shut it down in order: requests
- * are finished (clients told), connection threads joined, memory freed. */
+ * scheduler, and the server turns ready. SIGINT or SIGTERM shut it down in
+ * order: every request in flight fails at once with an error (an SSE error
+ * event, or 503), then the scheduler, the connections and the executor are
+ * closed. A step that never completes (a node stopped or hung) must not hold
+ * the exit up: past --shutdown-timeout a guard thread ends the process. */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "cli.h"
 #include "commands.h"
 #include "forward.h"
@@ -33,8 +38,11 @@ enum {
     OPT_ALIAS,
     OPT_MAX_CONN,
     OPT_MAX_PER_IP,
-    OPT_HEADER_TIMEOUT
+    OPT_HEADER_TIMEOUT,
+    OPT_SHUTDOWN_TIMEOUT
 };
+
+#define DRAIN_WAIT_S 1.0 /* for the failed requests' replies to go out */
 
 typedef struct {
     cli_common common;       /* model path, threads, context, window overrides */
@@ -47,6 +55,7 @@ typedef struct {
     const char *keys_file; /* --api-keys */
     char **keys;           /* owned: the accepted keys */
     size_t n_keys;
+    unsigned shutdown_timeout; /* seconds from the signal to the exit, at most */
 } serve_args;
 
 static void usage(FILE *out) {
@@ -69,10 +78,12 @@ static void usage(FILE *out) {
             "      --batch N           tokens per micro-batch (default 64)\n"
             "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
             "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
-            "      --max-connections N         open HTTP connections at once (default 1024)\n"
+            "      --max-connections N         open HTTP connections at once (default 4096)\n"
             "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
             "      --header-timeout SECONDS    a request's whole header must arrive within this,\n"
             "                          else the connection is closed (default 10)\n"
+            "      --shutdown-timeout SECONDS  SIGTERM/SIGINT end the process within this even when\n"
+            "                          a node does not answer (default 5; requests fail at once)\n"
             "      --alias NAME        model id reported by the API (default: the file name)\n"
             "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n" RL_CLUSTER_HELP);
 }
@@ -139,6 +150,8 @@ static int own_opt(serve_args *a, int opt, const char *arg) {
                                                                             : (a->http.max_per_ip = (unsigned)v, 0);
     case OPT_HEADER_TIMEOUT:
         return cli_parse_i64("--header-timeout", arg, 1, 3600, &v) ? -1 : (a->http.header_timeout = (unsigned)v, 0);
+    case OPT_SHUTDOWN_TIMEOUT:
+        return cli_parse_i64("--shutdown-timeout", arg, 2, 3600, &v) ? -1 : (a->shutdown_timeout = (unsigned)v, 0);
     case OPT_ALIAS:
         a->alias = arg;
         return 0;
@@ -170,6 +183,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                                              {"max-connections", required_argument, 0, OPT_MAX_CONN},
                                              {"max-connections-per-ip", required_argument, 0, OPT_MAX_PER_IP},
                                              {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
+                                             {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
                                              {"alias", required_argument, 0, OPT_ALIAS},
                                              {"help", no_argument, 0, 'h'},
                                              RL_CLUSTER_LONGOPTS,
@@ -179,11 +193,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
     a->http = (rl_http_opts){.host = "127.0.0.1",
                              .port = 8080,
                              .max_body = 8u << 20,
-                             .max_connections = 1024,
+                             .max_connections = 4096,
                              .max_per_ip = 64,
                              .header_timeout = 10};
     a->sched = (rl_sched_opts){.max_sessions = 8, .max_queue = 64};
     a->batch = 64;
+    a->shutdown_timeout = 5;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         if (opt == 'h') {
@@ -279,14 +294,66 @@ static void model_id_of(const serve_args *a, char *out, size_t len) {
         out[n - 5] = 0;
 }
 
+/* After the signal, the shutdown gets its time, then the process ends: a
+ * micro-batch waiting on a stopped node, or a load that hangs, would
+ * otherwise hold the exit up for ever (the requests have all been answered
+ * with an error by then). */
+static void *shutdown_guard(void *arg) {
+    const unsigned secs = *(const unsigned *)arg;
+    struct timespec ts = {(time_t)secs, 0};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+    rl_log(RL_LOG_WARN, "serve: the shutdown did not finish within %u s (a node not answering?): exiting now", secs);
+    _exit(0);
+    return NULL;
+}
+
+/* The model loads on a thread of its own, so that the main thread can wait
+ * for the signals from the start: the kernel hands a process's signal to
+ * its main thread first, and a library's thread started before main (such
+ * as OpenBLAS's) does not block them. */
+typedef struct {
+    const serve_args *a;
+    rl_serve *app;
+    engine *en;
+    atomic_int state; /* 0 loading, 1 loaded, -1 failed */
+} loader;
+
+static void *loader_main(void *arg) {
+    loader *l = arg;
+    char err[512];
+    if (load(l->a, l->app, l->en, err, sizeof err)) {
+        fprintf(stderr, "relais serve: %s\n", err);
+        atomic_store(&l->app->ready, -1);
+        atomic_store(&l->state, -1);
+        return NULL;
+    }
+    atomic_store(&l->app->ready, 1);
+    fprintf(stderr, "relais serve: ready\n");
+    atomic_store(&l->state, 1);
+    return NULL;
+}
+
+/* Waits for SIGINT or SIGTERM (its number), or for the load to fail (0). */
+static int wait_signal(const sigset_t *set, loader *l) {
+    const struct timespec slice = {0, 100 * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(set, NULL, &slice);
+        if (sig > 0)
+            return sig;
+        if (atomic_load(&l->state) < 0)
+            return 0;
+    }
+}
+
 int cmd_serve(int argc, char **argv) {
     serve_args a = {0};
     rl_serve app = {.created = (int64_t)time(NULL)};
     engine en = {0};
     rl_http *http = NULL;
     char err[512];
-    int rc = 1, sig;
-    /* signals are taken by sigwait below; every thread inherits the mask */
+    int rc = 1;
+    /* signals are taken by wait_signal; every thread started here inherits the mask */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
@@ -304,15 +371,24 @@ int cmd_serve(int argc, char **argv) {
         goto out;
     }
     fprintf(stderr, "relais serve: listening on http://%s:%u\n", a.http.host, rl_http_port(http));
-    if (load(&a, &app, &en, err, sizeof err)) {
-        atomic_store(&app.ready, -1);
-        fprintf(stderr, "relais serve: %s\n", err);
+    loader l = {.a = &a, .app = &app, .en = &en};
+    atomic_init(&l.state, 0);
+    pthread_t loading;
+    if (pthread_create(&loading, NULL, loader_main, &l) != 0) {
+        fprintf(stderr, "relais serve: cannot start the loading thread\n");
         goto out;
     }
-    atomic_store(&app.ready, 1);
-    fprintf(stderr, "relais serve: ready\n");
-    sigwait(&stop, &sig);
-    fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+    const int sig = wait_signal(&stop, &l);
+    if (sig) {
+        fprintf(stderr, "relais serve: %s, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+        pthread_t guard;
+        if (pthread_create(&guard, NULL, shutdown_guard, &a.shutdown_timeout) == 0)
+            pthread_detach(guard);
+    }
+    pthread_join(loading, NULL); /* a load still going on is bounded by the guard */
+    if (atomic_load(&l.state) < 0)
+        goto out;
+    rl_http_drain(http, DRAIN_WAIT_S);
     rc = 0;
 out:
     if (en.sched)

@@ -70,7 +70,7 @@ static void usage(FILE *out) {
             "The nodes of a cluster: name, address, key fingerprint, state, layers, memory, KV cache,\n"
             "when last seen, measured speed.\n\n"
             "  --server URL        a running `relais serve` (http://HOST:PORT): reads its /health\n"
-            "  --api-key KEY       the server's key (only needed where /health is behind one)\n"
+            "  --api-key KEY       the server's key (needed when it has one: /health shows nodes only with it)\n"
             "  --cluster FILE      greets each node of a cluster file with Hello, with its coordinator key\n"
             "  --timeout MS        how long to wait for a node or the server (default 3000)\n"
             "  --json              one JSON object instead of the table\n\n"
@@ -196,6 +196,13 @@ static int read_server(st_args *a, char *err, size_t errlen) {
     const char *st = h ? json_string_value(json_object_get(h, "status")) : NULL;
     if (!st) {
         snprintf(err, errlen, "%s/health (HTTP %d): not the /health of relais serve", a->server, status);
+        json_decref(h);
+        return -1;
+    }
+    if (!json_is_array(json_object_get(h, "nodes")) && (!strcmp(st, "ok") || !strcmp(st, "degraded"))) {
+        snprintf(err, errlen, "%s/health is %s and shows its nodes only with the server's API key: pass --api-key",
+                 a->server, st);
+        snprintf(a->server_status, sizeof a->server_status, "%s", st);
         json_decref(h);
         return -1;
     }
@@ -422,7 +429,8 @@ int cmd_status(int argc, char **argv) {
     bool failed = false;
     if (a->server && read_server(a, err, sizeof err)) {
         fprintf(stderr, "relais status: %s\n", err);
-        snprintf(a->server_status, sizeof a->server_status, "unreachable");
+        if (!a->server_status[0])
+            snprintf(a->server_status, sizeof a->server_status, "unreachable");
         failed = true;
     }
     if (a->cluster && greet_cluster(a, &cfg, err, sizeof err)) {

@@ -140,6 +140,8 @@ static int take_top(const cluster *c, const Relais__SegmentResult *sr, rl_top *t
     top->n = (uint32_t)sr->n_top;
     for (uint32_t k = 0; k < top->n; k++)
         top->ids[k] = sr->top[k]->id, top->vals[k] = sr->top[k]->logit;
+    top->lse = sr->top_lse;
+    top->chosen = sr->chosen_logit;
     return 0;
 }
 

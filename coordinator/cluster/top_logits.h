@@ -13,6 +13,8 @@ typedef struct {
     uint32_t n;              /* reported (as asked, at most the vocabulary) */
     int32_t ids[RL_MAX_TOP]; /* largest first */
     float vals[RL_MAX_TOP];
+    float lse;    /* log of the sum of exp over every logit: logit - lse is a log-probability (when n > 0) */
+    float chosen; /* the sampled id's logit, as the model gave it (when n > 0) */
 } rl_top;
 
 #endif

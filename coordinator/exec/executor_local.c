@@ -164,8 +164,9 @@ static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, siz
             return -1;
         l->top[i].n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
         l->top[i].n = l->top[i].n < hp->n_vocab ? l->top[i].n : hp->n_vocab;
-        rl_top_logits(logits, hp->n_vocab, l->top[i].n, l->top[i].ids, l->top[i].vals);
-        l->ids[i] = rl_sampler_sample(l->owner[i]->sampler, logits, g->history, g->n_history);
+        rl_top *t = &l->top[i];
+        l->ids[i] = rl_sampler_sample_top(l->owner[i]->sampler, logits, g->history, g->n_history, t->n, t->ids, t->vals,
+                                          &t->lse, &t->chosen);
     }
     return 0;
 }

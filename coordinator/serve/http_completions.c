@@ -2,15 +2,22 @@
  * (openai_request.c), handed to the scheduler, and answered whole or as a
  * stream of server-sent events ending with `data: [DONE]`.
  *
- * A request's `gen` is shared by the HTTP thread and the scheduler's sink
+ * A request's `gen` is shared by the HTTP side and the scheduler's sink
  * (two references): the sink feeds generated ids into its output text under
- * its lock and signals, the HTTP thread waits on it, watching the socket so
- * that a client that goes away cancels its request and frees its cache.
- * Stream chunks are formatted by the HTTP thread from the text accumulated
- * since the last one, so a slow client gets fewer, larger chunks and never
- * slows the scheduler down. A streamed reply's headers go out with the first
- * token, so a request that fails before producing anything still gets a
- * proper error status. */
+ * its lock. The body is read, checked and tokenized by one of the server's
+ * worker threads (http_defer), not the epoll thread: a prompt of megabytes
+ * takes seconds, and every other connection would wait. No MHD callback
+ * ever waits: while there is nothing to send, the
+ * HTTP side parks its connection (MHD_suspend_connection) and the sink
+ * resumes it when a token or the end arrives, so one epoll thread serves
+ * every connection. Stream chunks are formatted by the HTTP side from the
+ * text accumulated since the last one, so a slow client gets fewer, larger
+ * chunks and never slows the scheduler down. A streamed reply's headers go
+ * out with the first token, so a request that fails before producing
+ * anything still gets a proper error status. A client that goes away
+ * cancels its request (MHD ends the request, or for a parked connection the
+ * server's watchdog sees the hang-up), and a shutting-down server fails
+ * every request at once with an error (http_completions_abort). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,26 +28,34 @@
 #include "tool_calls.h"
 #include "util.h"
 
-#define WAIT_SLICE_MS 100
-
 typedef struct {
-    pthread_mutex_t lock; /* guards everything the sink touches */
-    pthread_cond_t cond;  /* signalled on each token and at the end */
-    int refs;             /* HTTP side + scheduler sink */
+    pthread_mutex_t lock; /* guards everything below */
+    int refs;             /* HTTP side + scheduler sink (+ a streamed response) */
     rl_serve *app;
-    http_req *http;  /* the request (valid while the HTTP side holds its reference) */
-    rl_oai_req req;  /* the parsed request (stop strings, prompt) */
-    rl_oai_out *out; /* generated text */
-    char id[48];     /* response id */
+    struct MHD_Connection *conn; /* the request's; NULL once MHD ended the request */
+    bool parked;                 /* conn suspended until the sink has news */
+    bool aborted;                /* ended by http_completions_abort: the sink's news is ignored */
+    rl_oai_req req;              /* the parsed request (stop strings, prompt) */
+    rl_oai_out *out;             /* generated text */
+    char id[48];                 /* response id */
     rl_oai_meta meta;
     uint64_t sched_id;
-    bool cancelled;  /* rl_sched_cancel was called */
+    char *body; /* the request body, until a worker has read it (prepare) */
+    size_t body_len;
+    bool prepared;  /* the worker is done: submitted, or failed with perr */
+    bool submitted; /* the scheduler has it (sched_id valid) */
+    bool prep_failed;
+    rl_oai_err perr; /* why, when prep_failed */
+    bool cancelled;  /* no more wanted: rl_sched_cancel was called, or is not to be submitted */
+    bool stream;     /* the reply is (to be) streamed */
     uint32_t n_gen;  /* ids generated */
+    json_t *lp;      /* logprobs asked: an entry per generated id (rl_oai_logprob) */
+    size_t lp_sent;  /* entries already streamed */
     double t_submit; /* CLOCK_MONOTONIC seconds */
     bool done;       /* on_done was called */
     rl_finish why;
     char err[RL_XERR_LEN];
-    /* streaming, HTTP thread only */
+    /* streaming */
     int phase;             /* 0: nothing sent, 1: content, 2: all events queued */
     size_t sent;           /* content bytes sent */
     size_t sent_reasoning; /* reasoning bytes sent (as reasoning_content deltas) */
@@ -56,35 +71,73 @@ static void gen_release(gen *g) {
         return;
     rl_oai_out_destroy(&g->out);
     rl_oai_req_free(&g->req);
+    free(g->body);
+    json_decref(g->lp);
     free(g->pend);
     pthread_mutex_destroy(&g->lock);
-    pthread_cond_destroy(&g->cond);
     free(g);
+}
+
+/* The parked connection to resume now that there is news (lock held), or
+ * NULL; the caller resumes it after unlocking (see unpark). */
+static struct MHD_Connection *take_parked(gen *g) {
+    if (!g->parked || !g->conn)
+        return NULL;
+    g->parked = false;
+    return g->conn;
+}
+
+static void unpark(struct MHD_Connection *c) {
+    if (c)
+        MHD_resume_connection(c);
+}
+
+/* Suspends the connection until the sink has news (lock held; called from
+ * an MHD callback of the connection). */
+static void park(gen *g) {
+    g->parked = true;
+    MHD_suspend_connection(g->conn);
 }
 
 /* ---- the scheduler's sink (scheduler thread) ---- */
 
-static bool on_token(void *ud, int32_t id) {
+static bool on_token(void *ud, int32_t id, const rl_top *top) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
+    if (g->aborted) {
+        pthread_mutex_unlock(&g->lock);
+        return false;
+    }
     if (g->n_gen++ == 0)
         rl_metrics_ttft(g->app->metrics, rl_now_s() - g->t_submit);
+    if (g->lp && top)
+        json_array_append_new(g->lp, rl_oai_logprob(g->app->model.tok, id, top, g->req.top_logprobs));
     bool go_on = rl_oai_out_feed(g->out, id);
-    pthread_cond_broadcast(&g->cond);
+    struct MHD_Connection *c = g->stream ? take_parked(g) : NULL; /* a whole answer waits for on_done */
     pthread_mutex_unlock(&g->lock);
+    unpark(c);
     return go_on;
+}
+
+/* Marks the generation finished (lock held). */
+static void set_done(gen *g, rl_finish why, const char *err) {
+    g->done = true;
+    g->why = why;
+    snprintf(g->err, sizeof g->err, "%s", err ? err : "");
+    if (g->out)
+        rl_oai_out_finish(g->out);
+    if (g->submitted)
+        rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
 }
 
 static void on_done(void *ud, rl_finish why, const char *err) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
-    g->done = true;
-    g->why = why;
-    snprintf(g->err, sizeof g->err, "%s", err ? err : "");
-    rl_oai_out_finish(g->out);
-    rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
-    pthread_cond_broadcast(&g->cond);
+    if (!g->done)
+        set_done(g, why, err);
+    struct MHD_Connection *c = take_parked(g);
     pthread_mutex_unlock(&g->lock);
+    unpark(c);
     gen_release(g);
 }
 
@@ -104,37 +157,17 @@ static gen *gen_new(http_req *r, bool chat) {
     if (!g)
         return NULL;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_cond_init(&g->cond, NULL);
     g->refs = 1;
     g->app = r->app;
-    g->http = r;
+    g->conn = r->conn;
     make_id(g->id, sizeof g->id, chat ? "chatcmpl-" : "cmpl-");
     g->meta = (rl_oai_meta){g->id, r->app->model_id, (int64_t)time(NULL), chat};
     return g;
 }
 
-/* Cancels the request once, when its client is gone. Called with the lock. */
-static void watch_client(gen *g) {
-    if (!g->cancelled && !g->done && http_client_gone(g->http)) {
-        g->cancelled = true;
-        pthread_mutex_unlock(&g->lock);
-        rl_sched_cancel(g->app->sched, g->sched_id);
-        pthread_mutex_lock(&g->lock);
-    }
-}
-
-/* Waits (lock held) up to one slice for news from the sink. */
-static void wait_slice(gen *g) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += WAIT_SLICE_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&g->cond, &g->lock, &until);
-    watch_client(g);
-}
-
 static bool has_output(gen *g) {
+    if (!g->out)
+        return false;
     size_t len;
     rl_oai_out_content(g->out, &len);
     return len > 0 || rl_oai_out_in_tools(g->out);
@@ -176,29 +209,33 @@ static json_t *whole_answer(gen *g) {
         memcpy(all + len, tool_text, tlen);
         json_t *resp = rl_oai_response(&g->meta, all, len + tlen, NULL, finish_reason(g, false), usage);
         free(all);
+        if (g->lp)
+            rl_oai_set_logprobs(resp, json_incref(g->lp));
         return resp;
     }
     json_t *resp = rl_oai_response(&g->meta, content, len, calls, finish_reason(g, calls != NULL), usage);
     size_t rlen;
     const char *reasoning = rl_oai_out_reasoning(g->out, &rlen);
     rl_oai_set_reasoning(resp, reasoning, rlen);
+    if (g->lp)
+        rl_oai_set_logprobs(resp, json_incref(g->lp));
     return resp;
 }
 
-static enum MHD_Result reply_whole(http_req *r, gen *g) {
-    rl_oai_err e;
-    pthread_mutex_lock(&g->lock);
-    while (!g->done)
-        wait_slice(g);
-    bool failed = g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED;
-    if (failed)
-        failure(g, &e);
-    json_t *body = failed ? NULL : whole_answer(g);
-    pthread_mutex_unlock(&g->lock);
-    return failed ? http_reply_error(r, &e) : http_reply_json(r, 200, body);
-}
-
 /* ---- streaming ---- */
+
+/* A chunk carrying the logprobs of the ids generated since the last one
+ * (their text is in it, or was held back until now). */
+static json_t *with_logprobs(gen *g, json_t *chunk) {
+    if (!g->lp || !chunk || g->lp_sent == json_array_size(g->lp))
+        return chunk;
+    json_t *part = json_array();
+    for (size_t i = g->lp_sent; i < json_array_size(g->lp); i++)
+        json_array_append(part, json_array_get(g->lp, i));
+    g->lp_sent = json_array_size(g->lp);
+    rl_oai_set_logprobs(chunk, part);
+    return chunk;
+}
 
 static bool pend_event(gen *g, json_t *event) {
     char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
@@ -265,12 +302,12 @@ static void produce(gen *g) {
         g->sent_reasoning = rlen;
     }
     if (len > g->sent) {
-        pend_event(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL));
+        pend_event(g, with_logprobs(g, rl_oai_chunk(&g->meta, NULL, content + g->sent, len - g->sent, NULL, NULL)));
         g->sent = len;
     }
     if (!g->done || g->phase == 2)
         return;
-    if (g->why == RL_FINISH_ERROR) {
+    if (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) {
         rl_oai_err e;
         failure(g, &e);
         pend_event(g, rl_oai_error_json(&e));
@@ -280,7 +317,7 @@ static void produce(gen *g) {
         const char *tool_text = rl_oai_out_tool_text(g->out, &tlen);
         if (!calls && tlen > 0)
             pend_event(g, rl_oai_chunk(&g->meta, NULL, tool_text, tlen, NULL, NULL));
-        pend_event(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls)));
+        pend_event(g, with_logprobs(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls))));
         if (g->req.include_usage)
             pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen)));
     }
@@ -288,45 +325,38 @@ static void produce(gen *g) {
     g->phase = 2;
 }
 
+/* MHD asks for more of the stream: what is formatted, else what is new,
+ * else the connection parks until the sink has news. */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     gen *g = cls;
     (void)pos;
     pthread_mutex_lock(&g->lock);
-    for (;;) {
-        if (g->pend_off < g->pend_len) {
-            size_t n = g->pend_len - g->pend_off < max ? g->pend_len - g->pend_off : max;
-            memcpy(buf, g->pend + g->pend_off, n);
-            g->pend_off += n;
-            pthread_mutex_unlock(&g->lock);
-            return (ssize_t)n;
-        }
+    if (g->pend_off == g->pend_len) {
         g->pend_off = g->pend_len = 0;
-        if (g->phase == 2 || g->cancelled)
-            break;
-        produce(g);
-        if (g->pend_len == 0)
-            wait_slice(g);
+        if (g->phase != 2)
+            produce(g);
     }
-    bool gone = g->cancelled;
+    ssize_t n = 0;
+    if (g->pend_off < g->pend_len) {
+        n = (ssize_t)(g->pend_len - g->pend_off < max ? g->pend_len - g->pend_off : max);
+        memcpy(buf, g->pend + g->pend_off, (size_t)n);
+        g->pend_off += (size_t)n;
+    } else if (g->phase == 2) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        park(g);
+    }
     pthread_mutex_unlock(&g->lock);
-    return gone ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    return n;
 }
 
 static void stream_free(void *cls) { gen_release(cls); }
 
-static enum MHD_Result reply_stream(http_req *r, gen *g) {
-    rl_oai_err e;
+/* Queues the stream's response (lock not held). */
+static enum MHD_Result start_stream(http_req *r, gen *g) {
     pthread_mutex_lock(&g->lock);
-    while (!g->done && !has_output(g))
-        wait_slice(g);
-    bool failed = g->done && !has_output(g) && (g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED);
-    if (failed)
-        failure(g, &e);
-    else
-        g->refs++; /* the response's reference, released by stream_free */
+    g->refs++; /* the response's reference, released by stream_free */
     pthread_mutex_unlock(&g->lock);
-    if (failed)
-        return http_reply_error(r, &e);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, g, stream_free);
     if (!resp) {
         gen_release(g);
@@ -340,20 +370,90 @@ static enum MHD_Result reply_stream(http_req *r, gen *g) {
     return rc;
 }
 
+/* The reply once there is one to give, else the connection parks: a whole
+ * answer when the generation is done, a stream at its first output (or an
+ * error status when it failed before any). */
+enum MHD_Result http_completions_resume(http_req *r) {
+    gen *g = r->gen;
+    rl_oai_err e;
+    pthread_mutex_lock(&g->lock);
+    const bool ready = g->done || (g->stream && has_output(g));
+    if (!ready) {
+        park(g);
+        pthread_mutex_unlock(&g->lock);
+        return MHD_YES;
+    }
+    const bool failed = g->prep_failed ||
+        ((g->why == RL_FINISH_ERROR || g->why == RL_FINISH_CANCELLED) && g->done && !(g->stream && has_output(g)));
+    if (g->prep_failed)
+        e = g->perr;
+    else if (failed)
+        failure(g, &e);
+    json_t *body = failed || g->stream ? NULL : whole_answer(g);
+    pthread_mutex_unlock(&g->lock);
+    if (failed)
+        return http_reply_error(r, &e);
+    return g->stream ? start_stream(r, g) : http_reply_json(r, 200, body);
+}
+
+void http_completions_end(http_req *r) {
+    gen *g = r->gen;
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->lock);
+    g->conn = NULL;
+    g->parked = false;
+    const bool cancel = !g->done && !g->cancelled && g->submitted;
+    g->cancelled = true; /* a worker not yet done does not submit it */
+    pthread_mutex_unlock(&g->lock);
+    if (cancel)
+        rl_sched_cancel(g->app->sched, g->sched_id);
+    r->gen = NULL;
+    gen_release(g);
+}
+
+struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone) {
+    gen *g = r->gen;
+    struct MHD_Connection *c = NULL;
+    bool cancel = false;
+    if (!g)
+        return NULL;
+    pthread_mutex_lock(&g->lock);
+    if (!g->done) {
+        cancel = !g->cancelled && g->submitted;
+        g->cancelled = true;
+        if (!client_gone) {
+            /* the scheduler may be stuck on a node: fail it here */
+            set_done(g, RL_FINISH_CANCELLED, "server shutting down");
+            g->aborted = true;
+            c = take_parked(g);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (cancel)
+        rl_sched_cancel(g->app->sched, g->sched_id);
+    return c;
+}
+
 /* ---- the endpoint ---- */
 
+/* Hands the request to the scheduler (lock held: a cancel either comes
+ * before, and it is not submitted, or finds it submitted). */
 static int submit(gen *g, rl_oai_err *e) {
     const rl_oai_req *q = &g->req;
     rl_sched_req sr = {.prompt = q->prompt,
                        .n_prompt = (uint32_t)q->n_prompt,
                        .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling,
+                       .n_top = q->logprobs ? (q->top_logprobs > 1 ? q->top_logprobs : 1) : 0,
                        .sink = {on_token, on_done, g}};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
-    if (rc == RL_SCHED_OK)
+    if (rc == RL_SCHED_OK) {
+        g->submitted = true;
         return 0;
+    }
     g->refs--;
     if (rc == RL_SCHED_EFULL)
         rl_oai_err_set(e, 429, "server_error", NULL,
@@ -366,8 +466,57 @@ static int submit(gen *g, rl_oai_err *e) {
     return -1;
 }
 
+/* The request read, checked and tokenized (a worker's job: a large prompt
+ * takes long), then submitted; on failure its error is kept and the
+ * connection resumed to send it. */
+static void prepare(void *arg) {
+    gen *g = arg;
+    rl_oai_err e;
+    rl_oai_req q = {0};
+    rl_oai_out *out = NULL;
+    json_t *lp = NULL;
+    const rl_oai_model *m = &g->app->model;
+    bool ok = rl_oai_req_parse(m, g->meta.chat, g->body, g->body_len, &q, &e) == 0;
+    if (ok &&
+        (!(out = rl_oai_out_new(m->tok, q.stop, q.n_stop, q.tools_offered, q.tool_mode == RL_TOOLS_REQUIRED)) ||
+         (q.logprobs && !(lp = json_array())))) {
+        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
+        ok = false;
+    }
+    pthread_mutex_lock(&g->lock);
+    free(g->body);
+    g->body = NULL;
+    g->prepared = true;
+    if (ok) {
+        g->req = q; /* ownership moves to g (the stop strings stay where out borrows them) */
+        g->out = out;
+        g->lp = lp;
+        g->stream = q.stream;
+        if (!g->cancelled)
+            ok = submit(g, &e) == 0;
+    } else {
+        rl_oai_req_free(&q);
+        rl_oai_out_destroy(&out);
+    }
+    if (!ok) {
+        g->prep_failed = true;
+        g->perr = e;
+        g->done = true;
+    } else if (!g->submitted && !g->done) {
+        set_done(g, RL_FINISH_CANCELLED, NULL); /* no more wanted: the client is gone */
+    }
+    struct MHD_Connection *c = g->done ? take_parked(g) : NULL;
+    pthread_mutex_unlock(&g->lock);
+    unpark(c);
+    gen_release(g); /* the job's reference */
+}
+
 enum MHD_Result http_completions(http_req *r, bool chat) {
     rl_oai_err e;
+    if (atomic_load(&r->app->stopping)) {
+        rl_oai_err_set(&e, 503, "server_error", NULL, "The server is shutting down.");
+        return http_reply_error(r, &e);
+    }
     if (atomic_load(&r->app->ready) != 1) {
         rl_oai_err_set(&e, 503, "server_error", NULL, "The model is still loading; retry shortly.");
         return http_reply_error(r, &e);
@@ -375,15 +524,17 @@ enum MHD_Result http_completions(http_req *r, bool chat) {
     gen *g = gen_new(r, chat);
     if (!g)
         return MHD_NO;
-    if (rl_oai_req_parse(&r->app->model, chat, r->body, r->len, &g->req, &e) == 0 &&
-        !(g->out = rl_oai_out_new(r->app->model.tok, g->req.stop, g->req.n_stop, g->req.tools_offered,
-                                  g->req.tool_mode == RL_TOOLS_REQUIRED)))
-        rl_oai_err_set(&e, 500, "server_error", NULL, "out of memory");
-    enum MHD_Result rc;
-    if (!g->out || submit(g, &e))
-        rc = http_reply_error(r, &e);
-    else
-        rc = g->req.stream ? reply_stream(r, g) : reply_whole(r, g);
-    gen_release(g);
-    return rc;
+    g->body = r->body; /* the worker reads it; the connection waits, parked */
+    g->body_len = r->len;
+    r->body = NULL;
+    r->len = r->cap = 0;
+    g->refs++; /* the job's */
+    if (!http_defer(r, prepare, g)) {
+        g->refs--;
+        gen_release(g);
+        rl_oai_err_set(&e, 503, "server_error", NULL, "The server cannot take the request now (shutting down).");
+        return http_reply_error(r, &e);
+    }
+    r->gen = g; /* the HTTP side's reference, released by http_completions_end */
+    return http_completions_resume(r);
 }

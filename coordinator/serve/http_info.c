@@ -1,8 +1,13 @@
 /* The informational endpoints: GET /v1/models (and /v1/models/ID), GET
- * /health (ready or loading, with each node's state, layers, sessions, the
- * KV cache they hold and its counters, and the server's sessions and token
- * counts; 503 until ready, so a load balancer waits), and GET /metrics in
- * Prometheus' text format. */
+ * /health, and GET /metrics in Prometheus' text format.
+ *
+ * /health says loading, failed, ok, or degraded (ready, but a node is not:
+ * lost, or its step overdue, as the executor's nodes() tells by a state
+ * other than "ready"); 503 until ready, so a load balancer waits. Anyone may
+ * read that word; with the API key (or on a server without one) it also
+ * gives each node's name, state, layers, sessions, the KV cache they hold
+ * and its counters, and the server's sessions and token counts: node names
+ * and addresses are not for whoever can reach the port. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +58,28 @@ static json_t *node_object(const rl_serve *app, const rl_xnode *nd) {
                      "bytes_out", (json_int_t)nd->bytes_out);
 }
 
-enum MHD_Result http_health(http_req *r) {
+/* "degraded" when any node is not ready (lost, or overdue). */
+static const char *ready_status(const rl_xnode *nodes, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(nodes[i].state, "ready") != 0)
+            return "degraded";
+    return "ok";
+}
+
+enum MHD_Result http_health(http_req *r, bool full) {
     rl_serve *app = r->app;
     int ready = atomic_load(&app->ready);
     rl_xnode nodes[MAX_NODES];
     rl_sched_stats st = {0};
     uint32_t n = ready == 1 ? nodes_of(app, nodes) : 0;
+    const char *status = ready == 1 ? ready_status(nodes, n) : ready == 0 ? "loading" : "failed";
+    if (!full)
+        return http_reply_json(r, ready == 1 ? 200 : 503, json_pack("{s:s}", "status", status));
     if (ready == 1)
         rl_sched_stats_get(app->sched, &st);
     json_t *list = json_array();
     for (uint32_t i = 0; i < n; i++)
         json_array_append_new(list, node_object(app, &nodes[i]));
-    const char *status = ready == 1 ? "ok" : ready == 0 ? "loading" : "failed";
     struct timespec now; /* the counters' time, so that a client's rates do not depend on its polling */
     clock_gettime(CLOCK_REALTIME, &now);
     json_t *body = json_pack("{s:s, s:s, s:f, s:I, s:o, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I}}", "status", status,

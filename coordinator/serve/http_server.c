@@ -1,11 +1,12 @@
 /* The HTTP daemon of `relais serve` (see http_server.h).
  *
- * libmicrohttpd runs one thread per connection, so a handler may block while
- * its request generates (and a streamed reply's reader may wait for the next
- * token) without holding up anyone else. Bodies are collected up to a limit
- * (413 beyond it, refused from Content-Length when it says so), keys are
- * checked in constant time, and every reply is counted for /metrics when
- * the request completes.
+ * libmicrohttpd runs one thread over epoll for every connection, so an
+ * idle connection costs a socket and a small memory pool, not a thread:
+ * thousands fit. Handlers never block: a request waiting for its tokens
+ * suspends its connection (http_completions.c) and the scheduler's sink
+ * resumes it. Bodies are collected up to a limit (413 beyond it, refused
+ * from Content-Length when it says so), keys are checked in constant time,
+ * and every reply is counted for /metrics when the request completes.
  *
  * One client must not be able to starve the others. A watchdog thread shuts
  * down the socket of any connection whose request header is not complete
@@ -13,13 +14,12 @@
  * end of its previous request (a whole-header deadline, not an inactivity
  * timeout: a byte every second does not extend it); one address may hold
  * only so many of the connections; and the API key is checked as soon as
- * the header is in, before any body is read. Connection threads get small
- * stacks, so idle connections cost little beyond their socket.
+ * the header is in, before any body is read. The same watchdog notices a
+ * client that hangs up while its connection is suspended (MHD does not
+ * watch those) and cancels its request.
  *
- * Each connection thread allocates from its own glibc arena, and an arena
- * keeps the pages it freed: after a burst of clients the heap would stay at
- * its peak. So when the last request in flight completes, the heap is
- * trimmed and the server's RSS goes back to its idle level. */
+ * When the last request in flight completes, the heap is trimmed, so the
+ * server's RSS goes back to its idle level after a burst of clients. */
 #include "http_server.h"
 
 #include <arpa/inet.h>
@@ -38,9 +38,16 @@
 #include "log.h"
 #include "util.h"
 
-#define STACK_BYTES (512u << 10) /* per connection thread; the handlers keep large data on the heap */
-#define SPARE_FDS 256            /* descriptors beyond the connections: model, cluster sockets, logs */
-#define LOG_GAP_S 5.0            /* at most one libmicrohttpd line per this (a flood must not fill the log) */
+#define SPARE_FDS 256 /* descriptors beyond the connections: model, cluster sockets, logs */
+#define LOG_GAP_S 5.0 /* at most one libmicrohttpd line per this (a flood must not fill the log) */
+#define N_WORKERS 2   /* threads that read generation requests (http_defer) */
+
+/* A job for the worker threads (http_defer). */
+typedef struct job {
+    struct job *next;
+    void (*fn)(void *);
+    void *arg;
+} job;
 
 /* A connection the watchdog keeps an eye on (MHD's socket context). */
 typedef struct watched {
@@ -48,6 +55,8 @@ typedef struct watched {
     int fd;
     double since;    /* start of the connection, or end of its last request */
     bool in_request; /* header complete: the deadline no longer applies */
+    http_req *req;   /* the request in progress (in_request), else NULL */
+    bool gone;       /* its client hung up: told once */
 } watched;
 
 struct rl_http {
@@ -62,6 +71,12 @@ struct rl_http {
     bool stopping;
     pthread_t watchdog;
     bool has_watchdog;
+    pthread_mutex_t jobs_lock; /* guards the jobs and jobs_stop */
+    pthread_cond_t jobs_cv;
+    job *jobs, *jobs_tail;
+    bool jobs_stop;
+    pthread_t workers[N_WORKERS];
+    unsigned n_workers;
     pthread_mutex_t log_lock; /* guards the two below */
     double last_log_s;        /* when libmicrohttpd last logged (rl_now_s) */
     unsigned log_left_out;    /* its lines not logged since then */
@@ -132,14 +147,6 @@ enum MHD_Result http_reply_json(http_req *r, int status, json_t *body) {
     return http_queue(r, status, resp);
 }
 
-bool http_client_gone(http_req *r) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return true;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
 /* ---- the header deadline ---- */
 
 static void log_line(rl_http *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -183,33 +190,52 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-/* Marks the connection's request as begun (its header is complete) or
- * ended (the deadline applies again to the next one). */
-static void watch_request(rl_http *h, struct MHD_Connection *c, bool begun) {
+/* Marks the connection's request r as begun (its header is complete) or
+ * ended (NULL: the deadline applies again to the next one). */
+static void watch_request(rl_http *h, struct MHD_Connection *c, http_req *r) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     watched *w = ci ? ci->socket_context : NULL;
     if (!w)
         return;
     pthread_mutex_lock(&h->lock);
-    w->in_request = begun;
+    w->in_request = r != NULL;
+    w->req = r;
+    w->gone = false;
     w->since = rl_now_s();
     pthread_mutex_unlock(&h->lock);
 }
 
+static bool fd_hung_up(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* Every quarter second, shuts down the sockets of connections past the
- * deadline; their threads then see the end of the stream and close them. */
+ * header deadline (MHD then sees the end of the stream and closes them),
+ * and cancels the generation of a client that hung up (lock held). */
+static unsigned watch_round(rl_http *h) {
+    const double now = rl_now_s();
+    unsigned n_cut = 0;
+    for (watched *w = h->conns; w; w = w->next) {
+        if (w->fd < 0)
+            continue;
+        if (!w->in_request && h->o.header_timeout && now - w->since > h->o.header_timeout) {
+            shutdown(w->fd, SHUT_RDWR);
+            w->fd = -1;
+            n_cut++;
+        } else if (w->req && w->req->gen && !w->gone && fd_hung_up(w->fd)) {
+            w->gone = true;
+            http_completions_abort(w->req, true); /* a cancel resumes nothing */
+        }
+    }
+    return n_cut;
+}
+
 static void *watchdog_main(void *arg) {
     rl_http *h = arg;
     pthread_mutex_lock(&h->lock);
     while (!h->stopping) {
-        double now = rl_now_s();
-        unsigned n_cut = 0;
-        for (watched *w = h->conns; w; w = w->next)
-            if (!w->in_request && w->fd >= 0 && now - w->since > h->o.header_timeout) {
-                shutdown(w->fd, SHUT_RDWR);
-                w->fd = -1;
-                n_cut++;
-            }
+        unsigned n_cut = watch_round(h);
         if (n_cut) {
             pthread_mutex_unlock(&h->lock);
             log_line(h, "closed %u connection(s) whose request header did not arrive within %u s", n_cut,
@@ -225,6 +251,61 @@ static void *watchdog_main(void *arg) {
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
+}
+
+/* ---- the workers ---- */
+
+static void *worker_main(void *arg) {
+    rl_http *h = arg;
+    pthread_mutex_lock(&h->jobs_lock);
+    for (;;) {
+        while (!h->jobs && !h->jobs_stop)
+            pthread_cond_wait(&h->jobs_cv, &h->jobs_lock);
+        job *j = h->jobs;
+        if (!j)
+            break; /* stopping, and every job done */
+        if (!(h->jobs = j->next))
+            h->jobs_tail = NULL;
+        pthread_mutex_unlock(&h->jobs_lock);
+        j->fn(j->arg);
+        free(j);
+        pthread_mutex_lock(&h->jobs_lock);
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    return NULL;
+}
+
+bool http_defer(http_req *r, void (*fn)(void *arg), void *arg) {
+    rl_http *h = r->http;
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return false;
+    *j = (job){NULL, fn, arg};
+    pthread_mutex_lock(&h->jobs_lock);
+    const bool ok = !h->jobs_stop;
+    if (ok) {
+        if (h->jobs_tail)
+            h->jobs_tail->next = j;
+        else
+            h->jobs = j;
+        h->jobs_tail = j;
+        pthread_cond_signal(&h->jobs_cv);
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    if (!ok)
+        free(j);
+    return ok;
+}
+
+/* Lets the workers finish the jobs queued, then joins them. */
+static void stop_workers(rl_http *h) {
+    pthread_mutex_lock(&h->jobs_lock);
+    h->jobs_stop = true;
+    pthread_cond_broadcast(&h->jobs_cv);
+    pthread_mutex_unlock(&h->jobs_lock);
+    for (unsigned i = 0; i < h->n_workers; i++)
+        pthread_join(h->workers[i], NULL);
+    h->n_workers = 0;
 }
 
 /* ---- requests ---- */
@@ -276,7 +357,7 @@ static enum MHD_Result error_reply(http_req *r, int status, const char *type, co
 static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const char *method) {
     const bool post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     if (r->endpoint == EP_HEALTH && get)
-        return http_health(r);
+        return http_health(r, authorized(h, r->conn)); /* the status word for anyone, the rest with the key */
     if (r->endpoint == EP_WEB && get)
         return http_web(r, url); /* the page asks for the key itself */
     if (!authorized(h, r->conn))
@@ -306,7 +387,7 @@ static enum MHD_Result route(rl_http *h, http_req *r, const char *url, const cha
     case EP_METRICS:
         return http_metrics_page(r);
     default:
-        return http_health(r);
+        return http_health(r, true);
     }
 }
 
@@ -317,6 +398,7 @@ static http_req *begin(rl_http *h, struct MHD_Connection *c, const char *url) {
         return NULL;
     atomic_fetch_add(&h->in_flight, 1);
     r->app = h->app;
+    r->http = h;
     r->conn = c;
     r->endpoint = endpoint_of(url);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -345,10 +427,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     rl_http *h = cls;
     (void)version;
     http_req *r = *state;
+    if (r && r->gen)
+        return http_completions_resume(r);
     if (!r) {
         if (!(r = *state = begin(h, c, url)))
             return MHD_NO;
-        watch_request(h, c, true);
+        watch_request(h, c, r);
         /* a body announced over the limit, or sent without a valid key, is
          * refused before it is read */
         return r->too_big || !authorized(h, c) ? route(h, r, url, method) : MHD_YES;
@@ -369,7 +453,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum
     (void)tc;
     if (!r)
         return;
-    watch_request(h, c, false);
+    watch_request(h, c, NULL);
+    http_completions_end(r);
     if (r->status)
         rl_metrics_request(h->app->metrics, r->endpoint, r->status);
     free(r->body);
@@ -415,14 +500,13 @@ static int fd_room(unsigned max_connections, char *err, size_t errlen) {
 
 static struct MHD_Daemon *start_daemon(rl_http *h, struct sockaddr_storage *sa) {
     const rl_http_opts *o = &h->o;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-        MHD_USE_ERROR_LOG | (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+        (sa->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_LIMIT,
                             o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
-                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)STACK_BYTES, MHD_OPTION_CONNECTION_TIMEOUT, 300u,
-                            MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
 }
 
 rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen) {
@@ -439,14 +523,23 @@ rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t e
     h->o = *o;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->log_lock, NULL);
+    pthread_mutex_init(&h->jobs_lock, NULL);
     pthread_cond_init(&h->wake, NULL);
+    pthread_cond_init(&h->jobs_cv, NULL);
+    while (h->n_workers < N_WORKERS && pthread_create(&h->workers[h->n_workers], NULL, worker_main, h) == 0)
+        h->n_workers++;
+    if (h->n_workers == 0) {
+        snprintf(err, errlen, "cannot start the HTTP worker threads");
+        rl_http_stop(&h);
+        return NULL;
+    }
     if (!(h->daemon = start_daemon(h, &sa))) {
         snprintf(err, errlen, "cannot listen on %s port %u (in use, or not an address of this machine)", o->host,
                  o->port);
         rl_http_stop(&h);
         return NULL;
     }
-    if (o->header_timeout > 0 && !(h->has_watchdog = pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)) {
+    if (!(h->has_watchdog = pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)) {
         snprintf(err, errlen, "cannot start the header watchdog thread");
         rl_http_stop(&h);
         return NULL;
@@ -458,10 +551,51 @@ rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t e
 
 uint16_t rl_http_port(const rl_http *h) { return h->port; }
 
+/* Aborts every generation in flight; returns how many connections were
+ * resumed to send their error. */
+static unsigned abort_all(rl_http *h) {
+    size_t n = 0, cap = 0;
+    struct MHD_Connection **resume = NULL;
+    pthread_mutex_lock(&h->lock);
+    for (watched *w = h->conns; w; w = w->next) {
+        struct MHD_Connection *c = w->req ? http_completions_abort(w->req, false) : NULL;
+        struct MHD_Connection **p = c ? rl_grow(resume, &cap, n + 1, sizeof *resume, 64) : NULL;
+        if (p)
+            (resume = p)[n++] = c;
+        else if (c)
+            MHD_resume_connection(c); /* out of memory: resumed under the lock rather than left suspended */
+    }
+    pthread_mutex_unlock(&h->lock);
+    for (size_t i = 0; i < n; i++)
+        MHD_resume_connection(resume[i]);
+    free(resume);
+    return (unsigned)n;
+}
+
+void rl_http_drain(rl_http *h, double wait_s) {
+    if (!h)
+        return;
+    atomic_store(&h->app->stopping, true);
+    unsigned n = abort_all(h);
+    const double until = rl_now_s() + wait_s;
+    while (atomic_load(&h->in_flight) > 0 && rl_now_s() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (n || atomic_load(&h->in_flight) > 0)
+        rl_log(RL_LOG_INFO, "http: %u request(s) failed as the server stops, %d still open", n,
+               atomic_load(&h->in_flight));
+}
+
 void rl_http_stop(rl_http **ph) {
     rl_http *h = ph ? *ph : NULL;
     if (!h)
         return;
+    if (h->app)
+        atomic_store(&h->app->stopping, true);
+    if (h->daemon)
+        abort_all(h); /* MHD must not stop with a connection suspended */
+    stop_workers(h);  /* their jobs may resume connections: all done before MHD stops */
     if (h->has_watchdog) {
         pthread_mutex_lock(&h->lock);
         h->stopping = true;
@@ -472,7 +606,9 @@ void rl_http_stop(rl_http **ph) {
     if (h->daemon)
         MHD_stop_daemon(h->daemon);
     pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->jobs_cv);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->jobs_lock);
     pthread_mutex_destroy(&h->log_lock);
     free(h);
     *ph = NULL;

@@ -1,5 +1,7 @@
-/* The HTTP side of `relais serve`: a libmicrohttpd daemon, one thread per
- * connection, serving the OpenAI-compatible API over the scheduler.
+/* The HTTP side of `relais serve`: a libmicrohttpd daemon, one epoll thread
+ * for every connection, serving the OpenAI-compatible API over the
+ * scheduler. No handler blocks: a request waiting for tokens suspends its
+ * connection and the scheduler's sink resumes it.
  *
  * http_server.c runs the daemon (binding, connection limits, the header
  * deadline, body limit, API keys, routing, per-request bookkeeping), http_completions.c the two generation endpoints
@@ -33,7 +35,10 @@ typedef struct {
                               a re-plan reloads the coordinator's part of the model */
     rl_kv_type kv_type;    /* of the sessions' caches, for the same */
     rl_metrics *metrics;
+    atomic_bool stopping; /* shutting down: new generations get 503 */
 } rl_serve;
+
+typedef struct rl_http rl_http;
 
 typedef struct {
     const char *host; /* address to bind; "127.0.0.1" by default */
@@ -46,12 +51,15 @@ typedef struct {
     unsigned header_timeout;  /* seconds a request's whole header may take to arrive */
 } rl_http_opts;
 
-typedef struct rl_http rl_http;
-
 /* Binds and starts serving app (borrowed). NULL with err. */
 rl_http *rl_http_start(rl_serve *app, const rl_http_opts *o, char *err, size_t errlen);
 uint16_t rl_http_port(const rl_http *h);
-/* Stops accepting and waits for every connection thread. NULLs *h. */
+/* Shutting down: new generations are refused (503) and every request in
+ * flight ends now, a stream with an error event, a whole reply with 503,
+ * whatever the scheduler is doing; waits up to wait_s for those replies
+ * to go out. */
+void rl_http_drain(rl_http *h, double wait_s);
+/* Stops accepting and closes every connection. NULLs *h. */
 void rl_http_stop(rl_http **h);
 
 /* ---- shared by the http_*.c files ---- */
@@ -65,7 +73,16 @@ typedef struct {
     bool too_big;         /* body over the limit: 413 */
     rl_endpoint endpoint; /* for the metrics */
     int status;           /* status of the reply queued */
+    void *_Atomic gen;    /* a generation's state (http_completions.c), or NULL; the watchdog reads it */
+    rl_http *http;        /* the server (for http_defer) */
 } http_req;
+
+/* Runs fn(arg) on one of the server's worker threads, off the epoll thread
+ * (parsing and tokenizing a large prompt takes seconds: done there, it
+ * would hold every other connection up). False when the server stops or
+ * out of memory (then fn is not called). Every job has run when
+ * rl_http_stop returns. */
+bool http_defer(http_req *r, void (*fn)(void *arg), void *arg);
 
 /* A JSON response of body (stolen; NULL or unencodable gives a 500 error
  * object and sets *status to 500), or NULL out of memory. Caller queues it. */
@@ -80,9 +97,24 @@ enum MHD_Result http_reply_text(http_req *r, int status, const char *content_typ
 /* Whether the client has closed its connection. */
 bool http_client_gone(http_req *r);
 
+/* A generation request: parsed, submitted, then its connection suspended
+ * until the scheduler's sink has something to send. */
 enum MHD_Result http_completions(http_req *r, bool chat);
+/* The handler called again for a request with r->gen: its reply, or
+ * suspended again. */
+enum MHD_Result http_completions_resume(http_req *r);
+/* The request is over (MHD completed it): cancels its generation if that
+ * still runs, and releases r->gen. */
+void http_completions_end(http_req *r);
+/* Ends the generation of r now: the client is gone (cancelled), or the
+ * server stops (failed with "server shutting down"). Returns the
+ * connection the caller must resume (MHD_resume_connection, holding no
+ * lock: the connection stays suspended, so valid, until then) so that the
+ * reply goes out, or NULL. Any thread; the caller keeps r alive meanwhile. */
+struct MHD_Connection *http_completions_abort(http_req *r, bool client_gone);
 enum MHD_Result http_models(http_req *r, const char *id);
-enum MHD_Result http_health(http_req *r);
+/* full: the nodes and counters too (the caller has the key), else the status word alone. */
+enum MHD_Result http_health(http_req *r, bool full);
 enum MHD_Result http_metrics_page(http_req *r);
 /* Whether url is a file of the web page, and the reply with it. */
 bool http_web_has(const char *url);

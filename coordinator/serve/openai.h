@@ -13,11 +13,14 @@
 #include "chat.h"
 #include "sampler.h"
 #include "tokenizer.h"
+#include "top_logits.h"
 
 /* Stop strings as OpenAI takes them: at most 4, and (our limit, which
  * OpenAI does not publish) at most 512 bytes each; beyond, a 400. */
 #define RL_OAI_MAX_STOP 4
 #define RL_OAI_MAX_STOP_BYTES 512
+/* top_logprobs as OpenAI takes it: 0 to 20. */
+#define RL_OAI_MAX_TOP_LOGPROBS 20
 
 /* An API error: HTTP status, OpenAI error type, the offending parameter
  * (empty when none) and the message. */
@@ -40,6 +43,8 @@ typedef struct {
     bool include_usage; /* stream_options.include_usage */
     int64_t max_tokens; /* -1: as many as the context leaves */
     rl_sampler_params sampling;
+    bool logprobs;         /* chat: each generated token's log-probability */
+    uint32_t top_logprobs; /* ... and this many of the most likely tokens at its place */
     char *stop[RL_OAI_MAX_STOP];
     size_t n_stop;
     rl_tool_mode tool_mode; /* REQUIRED also for a named function */
@@ -117,6 +122,15 @@ json_t *rl_oai_chunk(const rl_oai_meta *m, const char *role, const char *text, s
                      const char *finish_reason);
 /* The final usage-only chunk (stream_options.include_usage). */
 json_t *rl_oai_usage_chunk(const rl_oai_meta *m, json_t *usage);
+/* One token of choices[].logprobs.content, as OpenAI writes it: the
+ * token's text (its bytes, or "bytes:\\xNN…" when they are not whole UTF-8),
+ * its log-probability, its bytes, and the n most likely tokens at its place
+ * (at most top->n) with theirs. A log-probability is the logit minus the
+ * row's log-normalizer (top->lse); one too small for a float is -9999. */
+json_t *rl_oai_logprob(const rl_tokenizer *tok, int32_t id, const rl_top *top, uint32_t n);
+/* Sets choices[0].logprobs of a response or chunk to {"content": content}
+ * (stolen). */
+void rl_oai_set_logprobs(json_t *resp, json_t *content);
 /* {"error": {...}} */
 json_t *rl_oai_error_json(const rl_oai_err *e);
 

@@ -104,17 +104,35 @@ static int response_format(const json_t *body, rl_oai_err *e) {
 /* Fields OpenAI has that relais does not do: refused rather than ignored,
  * so a client never silently gets something else than it asked for. */
 static int unsupported(const json_t *body, rl_oai_err *e) {
-    const json_t *n = json_object_get(body, "n"), *lp = json_object_get(body, "logprobs");
+    const json_t *n = json_object_get(body, "n");
     const json_t *bias = json_object_get(body, "logit_bias"), *best = json_object_get(body, "best_of");
     if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1))
         return bad(e, "n", "'n' must be 1: relais generates one choice per request");
     if (best && !json_is_null(best) && !(json_is_integer(best) && json_integer_value(best) == 1))
         return bad(e, "best_of", "'best_of' must be 1");
-    if (lp && !json_is_null(lp) && !json_is_false(lp))
-        return bad(e, "logprobs", "'logprobs' is not supported");
     if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
         return bad(e, "logit_bias", "'logit_bias' is not supported");
     return response_format(body, e);
+}
+
+/* logprobs (a boolean) and top_logprobs (0 to 20, only with logprobs) of
+ * chat completions, as OpenAI takes them; the integer logprobs of the
+ * legacy /v1/completions is not done. */
+static int read_logprobs(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *lp = json_object_get(body, "logprobs");
+    int64_t top = 0;
+    bool has_top = false;
+    if (!r->chat)
+        return lp && !json_is_null(lp) && !json_is_false(lp)
+            ? bad(e, "logprobs", "'logprobs' is not supported on /v1/completions; /v1/chat/completions has it")
+            : 0;
+    if (bool_field(body, "logprobs", &r->logprobs, e) ||
+        int_field(body, "top_logprobs", 0, RL_OAI_MAX_TOP_LOGPROBS, &top, &has_top, e))
+        return -1;
+    if (has_top && !r->logprobs)
+        return bad(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    r->top_logprobs = (uint32_t)top;
+    return 0;
 }
 
 static int read_sampling(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
@@ -185,7 +203,7 @@ static int read_options(const rl_oai_model *m, const json_t *body, rl_oai_req *r
     if (unsupported(body, e) || bool_field(body, "stream", &r->stream, e) ||
         int_field(body, "max_completion_tokens", 1, INT32_MAX, &mct, &has_mct, e) ||
         int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
-        read_stop(body, r, e))
+        read_stop(body, r, e) || read_logprobs(body, r, e))
         return -1;
     r->max_tokens = has_mct ? mct : has_mt ? mt : -1;
     if (so && !json_is_null(so)) {

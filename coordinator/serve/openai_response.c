@@ -4,6 +4,13 @@
  * object. */
 #include "openai.h"
 
+#include <math.h>
+#include <stdio.h>
+#include "utf8.h"
+
+#define MAX_PIECE 256      /* bytes of one token's text shown; longer ones are cut */
+#define TINY_LOGPROB -9999 /* what OpenAI writes for a probability too small to show */
+
 json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens) {
     return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt_tokens, "completion_tokens",
                      (json_int_t)completion_tokens, "total_tokens", (json_int_t)(prompt_tokens + completion_tokens));
@@ -72,6 +79,59 @@ json_t *rl_oai_usage_chunk(const rl_oai_meta *m, json_t *usage) {
                           "model", m->model, "choices");
     json_object_set_new(c, "usage", usage);
     return c;
+}
+
+static bool whole_utf8(const char *s, size_t n) {
+    uint32_t cp;
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = rl_utf8_decode(s + i, n - i, &cp)), cp == RL_UTF8_INVALID)
+            return false;
+    return true;
+}
+
+static double logprob(float logit, float lse) {
+    double lp = (double)logit - (double)lse;
+    return isfinite(lp) && lp > TINY_LOGPROB ? (lp < 0 ? lp : 0.0) : TINY_LOGPROB;
+}
+
+/* {token, logprob, bytes} of one id. */
+static json_t *token_entry(const rl_tokenizer *tok, int32_t id, double lp) {
+    char piece[MAX_PIECE];
+    int n = rl_tok_piece(tok, id, true, piece, sizeof piece);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof piece ? (size_t)n : sizeof piece;
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < len; i++)
+        json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+    json_t *text;
+    if (whole_utf8(piece, len)) {
+        text = json_stringn(piece, len);
+    } else {
+        char esc[sizeof "bytes:" + 4 * MAX_PIECE];
+        size_t k = (size_t)snprintf(esc, sizeof esc, "bytes:");
+        for (size_t i = 0; i < len; i++)
+            k += (size_t)snprintf(esc + k, sizeof esc - k, "\\x%02x", (unsigned char)piece[i]);
+        text = json_stringn(esc, k);
+    }
+    return json_pack("{s:o, s:f, s:o}", "token", text, "logprob", lp, "bytes", bytes);
+}
+
+json_t *rl_oai_logprob(const rl_tokenizer *tok, int32_t id, const rl_top *top, uint32_t n) {
+    json_t *e = token_entry(tok, id, logprob(top->chosen, top->lse));
+    json_t *list = json_array();
+    for (uint32_t i = 0; i < n && i < top->n; i++)
+        if (top->ids[i] >= 0)
+            json_array_append_new(list, token_entry(tok, top->ids[i], logprob(top->vals[i], top->lse)));
+    json_object_set_new(e, "top_logprobs", list);
+    return e;
+}
+
+void rl_oai_set_logprobs(json_t *resp, json_t *content) {
+    json_t *choice = json_array_get(json_object_get(resp, "choices"), 0);
+    json_t *lp = json_pack("{s:o, s:n}", "content", content, "refusal");
+    if (choice)
+        json_object_set_new(choice, "logprobs", lp);
+    else
+        json_decref(lp);
 }
 
 json_t *rl_oai_error_json(const rl_oai_err *e) {

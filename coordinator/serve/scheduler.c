@@ -28,6 +28,7 @@ typedef struct sess {
     rl_finish why;         /* how it finished */
     char err[RL_XERR_LEN]; /* message for ERROR */
     rl_sampler_params sampling;
+    uint32_t n_top; /* top logits asked with each sample */
     rl_sched_sink sink;
     struct sess *next; /* in the queue or the active list */
 } sess;
@@ -161,6 +162,7 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .n_ctx = q->n_prompt + q->max_tokens,
                             .sample = sample,
                             .sampling = &q->sampling,
+                            .n_top = sample ? q->n_top : 0,
                             .history = q->tokens + q->n_prompt,
                             .n_history = q->n_gen};
     (*n)++;
@@ -220,14 +222,14 @@ static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
 static bool is_eog(const rl_sched *s, int32_t id) { return rl_tok_is_eog(s->tok, id); }
 
 /* A sampled id for q: hands it to the sink and decides whether to go on. */
-static void deliver(rl_sched *s, sess *q, int32_t id) {
+static void deliver(rl_sched *s, sess *q, int32_t id, const rl_top *top) {
     q->awaiting = false;
     if (q->finished)
         return;
     q->tokens[q->n_prompt + q->n_gen++] = id;
     if (is_eog(s, id))
         finish(q, RL_FINISH_STOP, NULL);
-    else if (!q->sink.on_token(q->sink.ud, id))
+    else if (!q->sink.on_token(q->sink.ud, id, q->n_top ? top : NULL))
         finish(q, RL_FINISH_STOP, NULL);
     else if (q->n_gen >= q->max_tokens)
         finish(q, RL_FINISH_LENGTH, NULL);
@@ -247,7 +249,7 @@ static void complete(rl_sched *s, const flight *f, const rl_xdone *d) {
         if (d->status != 0)
             finish(q, RL_FINISH_ERROR, d->err);
         else if (d->ids[i] >= 0)
-            deliver(s, q, d->ids[i]), sampled++;
+            deliver(s, q, d->ids[i], d->top ? &d->top[i] : NULL), sampled++;
     }
     pthread_mutex_lock(&s->lock);
     s->stats.batches++;
@@ -408,6 +410,7 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->n_prompt = r->n_prompt;
     q->max_tokens = r->max_tokens;
     q->sampling = r->sampling;
+    q->n_top = r->n_top < RL_MAX_TOP ? r->n_top : RL_MAX_TOP;
     q->sink = r->sink;
     pthread_mutex_lock(&s->lock);
     /* room: every slot plus every queue place */

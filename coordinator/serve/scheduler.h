@@ -33,9 +33,10 @@ typedef enum {
 } rl_finish;
 
 typedef struct {
-    /* Each generated id but the end-of-generation one, in order. Returns
-     * false to end the request (finish STOP). */
-    bool (*on_token)(void *ud, int32_t id);
+    /* Each generated id but the end-of-generation one, in order, with its
+     * top logits when the request asked for some (else top is NULL).
+     * Returns false to end the request (finish STOP). */
+    bool (*on_token)(void *ud, int32_t id, const rl_top *top);
     /* Called exactly once, last; err is a message for RL_FINISH_ERROR and
      * CANCELLED by shutdown, else NULL. The scheduler never touches ud after. */
     void (*on_done)(void *ud, rl_finish why, const char *err);
@@ -47,6 +48,7 @@ typedef struct {
     uint32_t n_prompt;     /* >= 1 */
     uint32_t max_tokens;   /* >= 1; n_prompt + max_tokens <= the scheduler's n_ctx */
     rl_sampler_params sampling;
+    uint32_t n_top; /* top logits reported with each id (<= RL_MAX_TOP; 0: none) */
     rl_sched_sink sink;
 } rl_sched_req;
 

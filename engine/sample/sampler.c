@@ -30,6 +30,8 @@ struct rl_sampler {
     rl_cand *cand;       /* (n_vocab) scratch candidate list, rebuilt each call */
     uint32_t *count;     /* (n_vocab) occurrences in the penalty window; all zero between calls */
     int32_t *seen;       /* (n_vocab) distinct ids counted this call, to reset `count` cheaply */
+    float *seen_raw;     /* (n_vocab) their logits before the penalties, for rl_sampler_sample_top */
+    uint32_t n_seen;     /* ids in seen at the last call */
 };
 
 rl_sampler_params rl_sampler_defaults(void) {
@@ -58,7 +60,8 @@ rl_sampler *rl_sampler_new(const rl_sampler_params *p, uint32_t n_vocab) {
     s->cand = malloc(n_vocab * sizeof *s->cand);
     s->count = calloc(n_vocab, sizeof *s->count);
     s->seen = malloc(n_vocab * sizeof *s->seen);
-    if (!s->cand || !s->count || !s->seen)
+    s->seen_raw = malloc(n_vocab * sizeof *s->seen_raw);
+    if (!s->cand || !s->count || !s->seen || !s->seen_raw)
         rl_sampler_destroy(&s);
     return s;
 }
@@ -69,6 +72,7 @@ void rl_sampler_destroy(rl_sampler **s) {
     free((*s)->cand);
     free((*s)->count);
     free((*s)->seen);
+    free((*s)->seen_raw);
     free(*s);
     *s = NULL;
 }
@@ -149,6 +153,7 @@ static size_t select_mass(rl_cand *a, size_t n, double target) {
 /* Counts the ids of the penalty window and adjusts their logits once each. */
 static void apply_penalties(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     const rl_sampler_params *p = &s->p;
+    s->n_seen = 0;
     if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f)
         return;
     if (!history || p->repeat_last_n == 0)
@@ -168,12 +173,14 @@ static void apply_penalties(rl_sampler *s, float *logits, const int32_t *history
     for (uint32_t j = 0; j < n_seen; j++) {
         int32_t id = s->seen[j];
         float l = logits[id];
+        s->seen_raw[j] = l;
         if (p->repeat_penalty != 1.0f)
             l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
         l -= (float)s->count[id] * p->frequency_penalty + p->presence_penalty;
         logits[id] = l;
         s->count[id] = 0;
     }
+    s->n_seen = n_seen;
 }
 
 static int32_t argmax(const float *logits, uint32_t n) {
@@ -243,6 +250,33 @@ int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, 
         n = kept;
     }
     return draw(s, s->cand, n);
+}
+
+int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, uint32_t k,
+                              int32_t *ids, float *vals, float *lse, float *chosen) {
+    *lse = *chosen = 0.0f;
+    if (k == 0)
+        return rl_sampler_sample(s, logits, history, n_history);
+    rl_top_logits(logits, s->n_vocab, k, ids, vals);
+    *lse = rl_logsumexp(logits, s->n_vocab);
+    const int32_t id = rl_sampler_sample(s, logits, history, n_history);
+    *chosen = logits[id];
+    for (uint32_t j = 0; j < s->n_seen; j++) /* the penalties edited it: its logit as it came */
+        if (s->seen[j] == id)
+            *chosen = s->seen_raw[j];
+    return id;
+}
+
+float rl_logsumexp(const float *x, uint32_t n) {
+    float max = -INFINITY;
+    for (uint32_t i = 0; i < n; i++)
+        max = clean(x[i]) > max ? clean(x[i]) : max;
+    if (!isfinite(max))
+        return max;
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += exp((double)clean(x[i]) - max);
+    return max + (float)log(sum);
 }
 
 /* rl_top_logits keeps its k best in a heap laid out in the output arrays,

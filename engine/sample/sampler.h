@@ -36,6 +36,18 @@ int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, 
  * sampler made anew in the middle of a seeded stream goes on with it. */
 void rl_sampler_skip(rl_sampler *s, uint64_t n);
 
+/* rl_sampler_sample, reporting the row as it came (before the penalties
+ * edit it) when k > 0: its k largest (ids, vals; as rl_top_logits), the
+ * log of the sum of exp over the whole row (*lse: a logit minus it is that
+ * id's log-probability under the model), and the sampled id's logit
+ * (*chosen). With k 0 only the id (*lse, *chosen 0). */
+int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, uint32_t k,
+                              int32_t *ids, float *vals, float *lse, float *chosen);
+
+/* log(sum(exp(x))) of n values, computed without overflow; NaN counts as
+ * -inf, and an all -inf row gives -inf. */
+float rl_logsumexp(const float *x, uint32_t n);
+
 /* The k largest (id, logit) pairs of raw logits, largest first; ties by lower
  * id. Slots past n_vocab (when k > n_vocab) get id -1 and -inf. */
 void rl_top_logits(const float *logits, uint32_t n_vocab, uint32_t k, int32_t *ids, float *vals);

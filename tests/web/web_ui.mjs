@@ -162,7 +162,7 @@ try {
   ok(rows.every((r) => /^\d+ %$/.test(r[6]) && parseFloat(r[7]) > 0), "busy share and ms per micro-batch are figures");
   ok(rows.length === 2 && rows[0][0] === "node1" && rows[1][0] === "node2", "the cluster view lists node1 and node2");
   ok(rows.every((r) => r[1] === "ready"), "both nodes are shown ready");
-  const health = await (await fetch(url + "/health")).json();
+  const health = await (await fetch(url + "/health", { headers: { Authorization: "Bearer " + key } })).json();
   ok(rows.every((r, i) => r[2] === health.nodes[i].layers && r[2] !== "none"), "each node's layers as /health gives them",
      rows.map((r) => r[2]).join(", "));
   ok(rows.every((r) => /B$/.test(r[8]) && !/^0 B/.test(r[8])), "each node's traffic from /health");

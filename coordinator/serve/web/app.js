@@ -7,7 +7,8 @@
  * server does not serve is refused. When the server wants an API key (a 401)
  * the page asks once and keeps it in localStorage.
  *
- * Cluster: /health (no key needed) and /metrics are polled every 2 s; rates
+ * Cluster: /health and /metrics are polled every 2 s, with the key when the
+ * page has one (without it, /health says only ok or degraded); rates
  * (tokens/s, busy share, time per micro-batch) are the differences between
  * two polls, over the server's clock (/health's "time"). */
 "use strict";
@@ -321,15 +322,20 @@ async function poll() {
   if (polling) return;   // a slow answer is not overtaken by the next poll
   polling = true;
   try {
-    const resp = await fetch("/health");
+    const auth = apiKey() ? { headers: { Authorization: "Bearer " + apiKey() } } : {};
+    const resp = await fetch("/health", auth);
     const h = await resp.json();
-    if (h.status !== "ok") {
+    if (h.status !== "ok" && h.status !== "degraded") {
       setStatus("server " + h.status, h.status === "loading" ? "warn" : "bad");
+      return;
+    }
+    if (!h.nodes) {   // the server has a key and the page none yet
+      setStatus("server " + h.status + " (the API key shows the nodes)", h.status === "ok" ? "good" : "warn");
       return;
     }
     let metrics = {};
     // /metrics wants the key when the server has one: without it, tokens per micro-batch are left out
-    const m = await fetch("/metrics", apiKey() ? { headers: { Authorization: "Bearer " + apiKey() } } : {});
+    const m = await fetch("/metrics", auth);
     if (m.ok) metrics = parseMetrics(await m.text());
     const now = { t: h.time, health: h, metrics };
     // rates over at least a second of the server's clock: two answers close together would magnify noise
