@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_config.h"
+#include "cluster_discover.h"
 #include "commands.h"
 #include "model.h"
 #include "planner.h"
@@ -445,7 +446,7 @@ int cmd_plan(int argc, char **argv) {
     if (rc)
         return rc > 0 ? 0 : 2;
     char err[1024];
-    cluster_config *cfg = cluster_config_load(a.cluster, err, sizeof err);
+    cluster_config *cfg = cluster_config_open(a.cluster, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "relais plan: %s\n", err);
         return 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cluster_config.h"
+#include "cluster_discover.h"
 #include "gguf.h"
 #include "log.h"
 #include "planner.h"
@@ -120,7 +121,7 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
 }
 
 static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, size_t errlen) {
-    cluster_config *cfg = cluster_config_load(o->file, err, errlen);
+    cluster_config *cfg = cluster_config_open(o->file, err, errlen);
     if (!cfg)
         return -1;
     *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
