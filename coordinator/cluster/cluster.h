@@ -50,6 +50,15 @@ typedef struct {
 cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, int io_cpu,
                      const cluster_node *nodes, uint32_t n_nodes, char *err, size_t errlen);
 void cluster_destroy(cluster **c); /* NULLs *c; drops the sessions it started on the nodes */
+/* Adds a node at the end of the cluster (a discovered one) and connects to
+ * it; it gets layers at the next assignment, after it answered hello. 0, or
+ * -1 with err. */
+int cluster_add_node(cluster *c, const cluster_node *spec, char *err, size_t errlen);
+/* Points node i's link at another address (a discovered node that came back
+ * elsewhere). 0, or -1 with err. */
+int cluster_node_readdress(cluster *c, uint32_t i, const char *address, char *err, size_t errlen);
+const uint8_t *cluster_node_key(const cluster *c, uint32_t i); /* its CURVE public key (32 bytes) */
+const char *cluster_node_address(const cluster *c, uint32_t i);
 
 /* Bounds of the waits, in milliseconds: for a control answer (hello,
  * acknowledgements), for news while nodes load (each progress report

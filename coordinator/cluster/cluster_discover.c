@@ -3,6 +3,8 @@
  * trust folder and the cluster file. */
 #include "cluster_discover.h"
 
+#include "cluster.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@ typedef struct {
 
 struct discovery {
     beacon *listener;
+    double trust_read_s;  /* when the trust folder was last read (rl_now_s) */
     char trust_dir[4096]; /* "" when none */
     trusted_key *trusted; /* (n_trusted) the folder's, then the cluster file's */
     uint32_t n_trusted, n_folder;
@@ -156,6 +159,8 @@ int discovery_listen(discovery *d, int ms) {
     const double end = rl_now_s() + ms / 1e3;
     int added = 0;
     beacon_heard h;
+    while (beacon_recv(d->listener, 0, &h) == 1) /* what already arrived */
+        added += record(d, &h);
     for (double left = ms / 1e3; left > 0; left = end - rl_now_s())
         if (beacon_recv(d->listener, (int)(left * 1e3) + 1, &h) == 1)
             added += record(d, &h);
@@ -253,4 +258,50 @@ cluster_config *cluster_config_open(const char *path, char *err, size_t errlen) 
         cluster_config_destroy(&cfg);
     discovery_destroy(&d);
     return cfg;
+}
+
+/* Node i of c, by key; c's node count when it has none. */
+static uint32_t cluster_index_of(const cluster *c, const uint8_t *key) {
+    uint32_t i = 0;
+    while (i < cluster_n_nodes(c) && memcmp(cluster_node_key(c, i), key, CURVE_KEY_BYTES))
+        i++;
+    return i;
+}
+
+#define TRUST_REREAD_S 5.0 /* `relais trust` while serve runs: seen within this */
+
+int discovery_update_cluster(discovery *d, cluster *c, const cluster_config *cfg, char *what, size_t len) {
+    discovery_listen(d, 0);
+    if (rl_now_s() - d->trust_read_s > TRUST_REREAD_S) {
+        discovery_reload_trust(d);
+        d->trust_read_s = rl_now_s();
+    }
+    int changed = 0;
+    *what = '\0';
+    for (uint32_t k = 0; k < d->n_heard; k++) {
+        const discovered *n = &d->heard[k];
+        if (!discovery_usable(d, k, cfg, NULL, 0))
+            continue;
+        uint32_t i = cluster_index_of(c, n->heard.info.key);
+        char err[512];
+        if (i == cluster_n_nodes(c)) {
+            cluster_node spec = {.name = n->heard.info.name, .address = n->heard.endpoint, .public_key = n->trusted};
+            if (cluster_add_node(c, &spec, err, sizeof err)) {
+                rl_log(RL_LOG_WARN, "discovered node %s not taken in: %s", n->heard.info.name, err);
+                continue;
+            }
+            snprintf(what, len, "node %s appeared at %s", n->heard.info.name, n->heard.endpoint);
+        } else if (strcmp(cluster_node_address(c, i), n->heard.endpoint) && !cluster_node_in_pipeline(c, i)) {
+            if (cluster_node_readdress(c, i, n->heard.endpoint, err, sizeof err)) {
+                rl_log(RL_LOG_WARN, "%s", err);
+                continue;
+            }
+            snprintf(what, len, "node %s is back at %s", cluster_node_name(c, i), n->heard.endpoint);
+        } else {
+            continue;
+        }
+        rl_log(RL_LOG_INFO, "discovery: %s", what);
+        changed++;
+    }
+    return changed;
 }

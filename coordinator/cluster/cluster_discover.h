@@ -50,6 +50,15 @@ bool discovery_usable(const discovery *d, uint32_t i, const cluster_config *cfg,
  * Returns how many were added, or -1 with err. */
 int discovery_add_nodes(discovery *d, cluster_config *cfg, char *err, size_t errlen);
 
+/* For a running cluster c opened from cfg: takes the beacons that arrived
+ * (without waiting) and re-reads the trust folder now and then; a usable
+ * node c lacks is added (cluster_add_node), and a node of c that is out of
+ * the pipeline and announces another address is pointed there. Returns how
+ * many changed (a re-plan takes them in; `what` names the last), 0 when
+ * none did. */
+struct cluster;
+int discovery_update_cluster(discovery *d, struct cluster *c, const cluster_config *cfg, char *what, size_t len);
+
 /* Whether a certificate in dir holds key; its path then in path. */
 bool discovery_dir_trusts(const char *dir, const uint8_t key[CURVE_KEY_BYTES], char *path, size_t len);
 

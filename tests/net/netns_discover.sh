@@ -9,7 +9,10 @@
 #     own .pub holds it, into another folder;
 #   - `relais serve` on a cluster file with `discover: true` plans over the
 #     two trusted nodes and not the third, and answers;
-#   - a trusted node killed: the next request re-plans over the other one.
+#   - a trusted node killed: the next request re-plans over the other one;
+#   - n3 trusted while serve runs (`relais trust NODE.pub`) and n2 restarted
+#     on another port (its beacon says where): both are taken in by a
+#     re-plan, and /health shows the three nodes ready.
 # Needs root; only a kernel without network namespaces skips (exit 77).
 #
 # usage: netns_discover.sh RELAIS_BIN RELAIS_NODE_BIN MODEL.gguf
@@ -149,6 +152,27 @@ req /health
 check 'r.nodes.find(n => n.name === "n1").layers !== undefined && r.nodes.find(n => n.name === "n2").state === "lost"' ||
     fail "health after the loss: $(cat "$work/body")"
 pass "n2 killed: re-planned over n1, and served"
+
+# ---- nodes that appear, and one that comes back elsewhere ----
+"$relais" trust --cluster "$work/cluster.yaml" "$work/node3.pub" >/dev/null || fail "relais trust node3.pub"
+start_node 2 7701
+back=0
+for _ in $(seq 40); do # bounded: the trust folder is read again every 5 s, beacons come every second
+    req /v1/completions "$ask"
+    check 'r.choices[0].text.length > 0' || fail "completion while nodes join: $(cat "$work/body")"
+    req /health
+    if check 'r.nodes.length === 3 && r.nodes.every(n => n.state === "ready")'; then back=1; break; fi
+    sleep 0.5
+done
+[ "$back" = 1 ] || fail "n3 and n2 not taken in: $(cat "$work/body")"
+grep -q "node n3 appeared at tcp://10.78.0.13:7700" "$work/serve.log" || fail "no log of n3 appearing"
+grep -q "node n2 is back at tcp://10.78.0.12:7701" "$work/serve.log" || fail "no log of n2 at its new address"
+req /v1/completions "$ask"
+cmp -s "$work/body" "$work/first" || node -e '
+    const a = JSON.parse(require("fs").readFileSync(process.argv[1])), b = JSON.parse(require("fs").readFileSync(process.argv[2]));
+    process.exit(a.choices[0].text === b.choices[0].text ? 0 : 1)' "$work/body" "$work/first" ||
+    fail "the answer on three nodes differs from the first: $(cat "$work/body")"
+pass "n3 trusted while serving and n2 back on another port: both taken in, the same greedy answer"
 
 kill "$serve_pid"
 wait "$serve_pid" || fail "serve did not stop cleanly"
