@@ -5,11 +5,17 @@
  * The throughput comes from a short self-benchmark (a few hundred ms of
  * quantized matrix-vector products over a matrix larger than the caches,
  * with the node's threads). The figure is cached in the --cache directory,
- * keyed by this binary (size and mtime), the CPU model and the thread count,
- * so it is measured again only when one of those changes. */
+ * keyed by this binary (size and mtime), the CPU model and the thread count.
+ * A cached figure is used at once, and measured again in the background at
+ * every start: a figure taken while the machine was busy (or before a
+ * change the key does not see, a new memory speed, a governor) would
+ * otherwise mislead the planner forever. When the new measurement is off
+ * from the cached one by more than a third, it replaces it, in this
+ * process and in the cache. */
 #ifndef RELAIS_NODE_CAPS_H
 #define RELAIS_NODE_CAPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "relais.pb-c.h"
 
@@ -20,7 +26,10 @@ typedef struct node_caps node_caps;
 node_caps *node_caps_new(const char *cache_dir, int threads);
 void node_caps_destroy(node_caps **c); /* NULLs *c */
 
-double node_caps_matvec(const node_caps *c); /* weight bytes per second */
+double node_caps_matvec(node_caps *c); /* weight bytes per second: the latest figure */
+/* Waits for the background measurement, if one runs. Returns whether it
+ * replaced the cached figure. */
+bool node_caps_settle(node_caps *c);
 
 /* Fills the machine fields of out (cores, RAM read now, SIMD, throughput,
  * hostname, software). The strings point into c, valid until the next call. */

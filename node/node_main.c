@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "beacon.h"
 #include "io_pin.h"
 #include "log.h"
 #include "node_server.h"
@@ -17,8 +18,9 @@
 
 /* Option values own their strings: the config file's lines are gone once it is read. */
 typedef struct {
-    char *listen, *key, *trust, *models, *cache;
+    char *listen, *key, *trust, *models, *cache, *name;
     long threads;
+    long beacon_port; /* 0: off */
     long max_message_mib;
     long chunk_kib;
     unsigned long long max_memory;
@@ -52,6 +54,11 @@ static void usage(FILE *out) {
             "                      coordinator because it lacks the model file (default %d)\n"
             "  --io-cpu CPU|none   receive and send messages on one CPU (default: none); saves wake-ups\n"
             "                      of idle CPUs per hop where they are slow (VMs); compute uses every core\n"
+            "  --beacon PORT|off   announce this node on the LAN by UDP broadcast on PORT (its TCP port,\n"
+            "                      key, name and free memory), so `relais discover` and a cluster file\n"
+            "                      with `discover: true` find it (default: off; the usual PORT is %d).\n"
+            "                      A beacon grants nothing: coordinators use only keys they trust\n"
+            "  --name NAME         the name the beacon announces (default: the host name)\n"
             "  --config FILE       read options from FILE first; the command line overrides it\n"
             "  -h, --help          this text\n\n"
             "Config file: one `name = value` per line, names as the long options without the dashes,\n"
@@ -65,7 +72,7 @@ static void usage(FILE *out) {
             "    max-memory = 3G\n\n"
             "SIGINT or SIGTERM stops the node cleanly. RELAIS_LOG=debug|info|warn|error sets the log level;\n"
             "RELAIS_TRACE=1 logs the times of every Forward (see bench/trace_hops.awk).\n",
-            DEFAULT_MAX_MESSAGE_MIB, DEFAULT_CHUNK_KIB);
+            DEFAULT_MAX_MESSAGE_MIB, DEFAULT_CHUNK_KIB, BEACON_DEFAULT_PORT);
 }
 
 static int parse_long(const char *what, const char *s, long lo, long hi, long *out) {
@@ -102,8 +109,8 @@ static int set_string(char **slot, const char *v) {
 
 /* Sets option `name` (long option name) to v. 0, or -1 with a message. */
 static int set_option(node_options *o, const char *name, const char *v) {
-    char **strings[] = {&o->listen, &o->key, &o->trust, &o->models, &o->cache};
-    const char *names[] = {"listen", "key", "trust", "models", "cache"};
+    char **strings[] = {&o->listen, &o->key, &o->trust, &o->models, &o->cache, &o->name};
+    const char *names[] = {"listen", "key", "trust", "models", "cache", "name"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i]))
             return set_string(strings[i], v);
@@ -113,6 +120,13 @@ static int set_option(node_options *o, const char *name, const char *v) {
         return parse_long("max-message-mib", v, 1, 4096, &o->max_message_mib);
     if (!strcmp(name, "weight-chunk-kib"))
         return parse_long("weight-chunk-kib", v, 4, 16384, &o->chunk_kib);
+    if (!strcmp(name, "beacon")) {
+        if (!strcmp(v, "off")) {
+            o->beacon_port = 0;
+            return 0;
+        }
+        return parse_long("beacon", v, 1, 65535, &o->beacon_port);
+    }
     if (!strcmp(name, "max-memory"))
         return parse_size("max-memory", v, &o->max_memory);
     if (!strcmp(name, "io-cpu")) {
@@ -173,6 +187,8 @@ static int parse_args(int argc, char **argv, node_options *o) {
                                              {"weight-chunk-kib", required_argument, 0, 0},
                                              {"max-memory", required_argument, 0, 0},
                                              {"io-cpu", required_argument, 0, 0},
+                                             {"beacon", required_argument, 0, 0},
+                                             {"name", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     for (int i = 1; i < argc - 1; i++) /* the config file first, so the command line overrides it */
@@ -209,7 +225,7 @@ static int parse_args(int argc, char **argv, node_options *o) {
 }
 
 static void free_options(node_options *o) {
-    free(o->listen), free(o->key), free(o->trust), free(o->models), free(o->cache);
+    free(o->listen), free(o->key), free(o->trust), free(o->models), free(o->cache), free(o->name);
 }
 
 int main(int argc, char **argv) {
@@ -233,7 +249,9 @@ int main(int argc, char **argv) {
                        .max_message = (int64_t)o.max_message_mib << 20,
                        .max_memory = o.max_memory,
                        .chunk_bytes = (uint32_t)o.chunk_kib * 1024,
-                       .io_cpu = o.io_cpu};
+                       .io_cpu = o.io_cpu,
+                       .beacon_port = (int)o.beacon_port,
+                       .name = o.name};
     char err[1024];
     node_server *s = node_server_new(&cfg, err, sizeof err);
     int rc = 1;

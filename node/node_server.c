@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
+#include "beacon.h"
 #include "curve.h"
 #include "io_pin.h"
 #include "log.h"
@@ -19,6 +21,7 @@
 #include "node_models.h"
 #include "node_stage.h"
 #include "node_weights.h"
+#include "util.h"
 #include "wire.h"
 
 #define ROLE_COORDINATOR "coordinator"
@@ -46,6 +49,9 @@ struct node_server {
     uint64_t progress_ms;               /* when the last LoadProgress went out */
     bool ready_pending;                 /* the slice is loaded; Ready waits for the link to the next hop */
     char endpoint[256];                 /* the bound endpoint */
+    beacon *beacon;                     /* announces this node on the LAN; NULL when off */
+    beacon_info announced;              /* what it announces */
+    double announced_s;                 /* when its free memory was last read (rl_now_s) */
 };
 
 static uint64_t now_ms(void) {
@@ -442,6 +448,18 @@ static void link_events(node_server *s) {
     }
 }
 
+/* The free memory a beacon announces, read again every BEACON_REFRESH_S. */
+#define BEACON_REFRESH_S 10.0
+static void refresh_beacon(node_server *s) {
+    if (!s->beacon || rl_now_s() - s->announced_s < BEACON_REFRESH_S)
+        return;
+    char err[256];
+    s->announced.free_ram = node_mem_available(NULL);
+    s->announced_s = rl_now_s();
+    if (beacon_announce_update(s->beacon, &s->announced, err, sizeof err))
+        rl_log(RL_LOG_WARN, "%s", err);
+}
+
 int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
     while (!*stop) {
         zmq_pollitem_t items[4] = {{curve_zap_socket(s->zap), 0, ZMQ_POLLIN, 0},
@@ -455,6 +473,7 @@ int node_server_run(node_server *s, volatile sig_atomic_t *stop) {
             return -1;
         }
         node_arrival in = {rl_trace_on() ? rl_now_us() : 0, 0};
+        refresh_beacon(s);
         while (items[0].revents && curve_zap_handle(s->zap)) /* first: connecting peers wait for it */
             ;
         if (items[1].revents)
@@ -508,6 +527,48 @@ static int bind_router(node_server *s, const node_config *cfg, char *err, size_t
     return 0;
 }
 
+/* The name a beacon carries: --name, else the host name cut to what a
+ * beacon takes (its first label, characters outside [A-Za-z0-9._-] as '-'). */
+static int beacon_name(const node_config *cfg, char *out, size_t len, char *err, size_t errlen) {
+    if (cfg->name) {
+        if (!beacon_name_ok(cfg->name))
+            return rl_errf(err, errlen, "--name '%s': 1 to %d of letters, digits, '.', '_' and '-'", cfg->name,
+                           BEACON_NAME_MAX);
+        snprintf(out, len, "%s", cfg->name);
+        return 0;
+    }
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) || !*host)
+        snprintf(host, sizeof host, "node");
+    host[BEACON_NAME_MAX] = '\0';
+    for (char *p = host; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+            *p = '-';
+    snprintf(out, len, "%s", host);
+    return 0;
+}
+
+/* Starts the beacon (cfg->beacon_port): this node's port, key, name and
+ * free memory, on the LAN every second. */
+static int start_beacon(node_server *s, const node_config *cfg, char *err, size_t errlen) {
+    beacon_info *b = &s->announced;
+    const char *colon = strrchr(s->endpoint, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    if (port <= 0 || port > 65535)
+        return rl_errf(err, errlen, "--beacon: the listen endpoint %s has no TCP port to announce", s->endpoint);
+    b->protocol = (uint16_t)WIRE_VERSION;
+    b->port = (uint16_t)port;
+    memcpy(b->key, s->keys.public_key, CURVE_KEY_BYTES);
+    b->free_ram = node_mem_available(NULL);
+    s->announced_s = rl_now_s();
+    if (beacon_name(cfg, b->name, sizeof b->name, err, errlen))
+        return -1;
+    if (!(s->beacon = beacon_announce_new(cfg->beacon_port, b, err, errlen)))
+        return -1;
+    rl_log(RL_LOG_INFO, "announcing '%s' (TCP port %ld) by beacon on UDP port %d", b->name, port, cfg->beacon_port);
+    return 0;
+}
+
 node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
     node_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -534,7 +595,7 @@ node_server *node_server_new(const node_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (bind_router(s, cfg, err, errlen))
+    if (bind_router(s, cfg, err, errlen) || (cfg->beacon_port && start_beacon(s, cfg, err, errlen)))
         goto fail;
     char fp[CURVE_FP_LEN];
     curve_fingerprint(s->keys.public_key, fp);
@@ -553,6 +614,7 @@ void node_server_destroy(node_server **ps) {
     node_server *s = ps ? *ps : NULL;
     if (!s)
         return;
+    beacon_destroy(&s->beacon);
     node_stage_destroy(&s->stage);
     free(s->pending);
     node_weights_destroy(&s->weights);

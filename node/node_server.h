@@ -25,6 +25,8 @@ typedef struct {
     uint64_t max_memory;  /* the most RAM this node offers for weights and KV; 0: what the machine has free */
     uint32_t chunk_bytes; /* weight transfer: data bytes per chunk asked for (below max_message) */
     int io_cpu;           /* the CPU that handles messages (io_pin.h), or IO_PIN_NONE */
+    int beacon_port;      /* UDP port to announce this node on (beacon.h); 0: no beacon */
+    const char *name;     /* the name the beacon announces; NULL: the host name */
 } node_config;
 
 typedef struct node_server node_server;

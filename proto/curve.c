@@ -157,6 +157,10 @@ static int write_cert(const char *path, const uint8_t pub[CURVE_KEY_BYTES], cons
     return rl_errf(err, errlen, "cannot write %s: %s", path, strerror(e));
 }
 
+int curve_public_save(const char *path, const uint8_t key[CURVE_KEY_BYTES], char *err, size_t errlen) {
+    return write_cert(path, key, NULL, err, errlen);
+}
+
 int curve_keys_create(const char *secret_path, const char *public_path, curve_keys *out, char *err, size_t errlen) {
     struct stat st;
     const char *paths[] = {secret_path, public_path};

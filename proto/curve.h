@@ -37,6 +37,9 @@ int curve_keys_load(const char *path, bool create, curve_keys *out, char *err, s
 int curve_keys_create(const char *secret_path, const char *public_path, curve_keys *out, char *err, size_t errlen);
 /* The public key of a certificate file (public or secret). 0, or -1 with err. */
 int curve_public_load(const char *path, uint8_t key[CURVE_KEY_BYTES], char *err, size_t errlen);
+/* Writes a public certificate holding key at path (mode 0644), refusing
+ * to replace a file. 0, or -1 with err. */
+int curve_public_save(const char *path, const uint8_t key[CURVE_KEY_BYTES], char *err, size_t errlen);
 /* The public certificate beside a secret one: "x/node.key" -> "x/node.pub";
  * a name not ending in ".key" gets ".pub" appended. */
 void curve_public_path(const char *secret_path, char *out, size_t len);

@@ -138,7 +138,7 @@ static void test_structure_errors(void **state) {
     expect_error("# only a comment\n", "c.yaml:1:1: empty file");
     expect_error("- a\n- b\n", "c.yaml:1:1: cluster file: expected a mapping, found a list");
     expect_error("coordinatr: {key: k}\n",
-                 "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type)");
+                 "c.yaml:1:1: cluster file: unknown key 'coordinatr' (expected coordinator, nodes, kv_type, discover)");
     expect_error(N, "c.yaml:1:1: cluster file: missing 'coordinator'");
     expect_error("coordinator: {key: k}\n", "c.yaml:1:1: cluster file: missing 'nodes'");
     expect_error("coordinator: {key: k}\nnodes:\n", "missing 'nodes'");
@@ -376,6 +376,61 @@ static void test_example_file(void **state) {
 }
 
 /* kv_type: optional, as --kv-type; a bad one is placed in the file. */
+/* `discover` instead of `nodes`: the defaults, the mapping form, its
+ * errors, name patterns, and nodes added as they are heard. */
+static void test_discover(void **state) {
+    (void)state;
+    cluster_config *c = parse("coordinator: {key: k}\ndiscover: true\n");
+    assert_non_null(c);
+    const cluster_discover *d = cluster_config_discover(c);
+    assert_non_null(d);
+    assert_int_equal(d->port, 7700);
+    assert_string_equal(d->trust, "/etc/relais/trusted-nodes");
+    assert_int_equal(d->n_names, 0);
+    assert_true(cluster_discover_name_ok(d, "anything"));
+    assert_int_equal(cluster_config_n_nodes(c), 0);
+    assert_int_equal(cluster_config_add_node(c, "pi1", "tcp://10.0.0.5:7700", "/k/pi1.pub", err, sizeof err), 0);
+    assert_int_equal(cluster_config_n_nodes(c), 1);
+    assert_string_equal(cluster_config_node(c, 0)->host, "10.0.0.5");
+    assert_int_equal(cluster_config_node(c, 0)->port, 7700);
+    assert_int_equal(cluster_config_add_node(c, "pi1", "tcp://10.0.0.6:7700", "/k/x.pub", err, sizeof err), -1);
+    assert_non_null(strstr(err, "taken by node pi1"));
+    assert_int_equal(cluster_config_add_node(c, "pi2", "tcp://10.0.0.5:7700", "/k/x.pub", err, sizeof err), -1);
+    assert_int_equal(cluster_config_add_node(c, "pi2", "tcp://0.0.0.0:7700", "/k/x.pub", err, sizeof err), -1);
+    assert_int_equal(cluster_config_n_nodes(c), 1);
+    cluster_config_destroy(&c);
+
+    c = parse("coordinator: {key: k}\ndiscover: {port: 9999, trust: /srv/keys, names: [pi*, gpu-?], wait: 1.5}\n");
+    assert_non_null(c);
+    d = cluster_config_discover(c);
+    assert_int_equal(d->port, 9999);
+    assert_string_equal(d->trust, "/srv/keys");
+    assert_int_equal(d->n_names, 2);
+    assert_true(d->wait_s == 1.5);
+    assert_true(cluster_discover_name_ok(d, "pi5"));
+    assert_true(cluster_discover_name_ok(d, "gpu-1"));
+    assert_false(cluster_discover_name_ok(d, "gpu-12"));
+    assert_false(cluster_discover_name_ok(d, "laptop"));
+    cluster_config_destroy(&c);
+
+    c = parse("coordinator: {key: k}\ndiscover: {names: pi3}\n");
+    assert_non_null(c);
+    assert_int_equal(cluster_config_discover(c)->n_names, 1);
+    cluster_config_destroy(&c);
+    c = parse(VALID);
+    assert_null(cluster_config_discover(c));
+    cluster_config_destroy(&c);
+
+    expect_error("coordinator: {key: k}\ndiscover: yes please\n", "c.yaml:2:11: discover: true, false, or a mapping");
+    expect_error("coordinator: {key: k}\ndiscover: false\n", "missing 'nodes'");
+    expect_error("coordinator: {key: k}\ndiscover: {port: 0}\n", "discover.port");
+    expect_error("coordinator: {key: k}\ndiscover: {wait: soon}\n", "discover.wait");
+    expect_error("coordinator: {key: k}\ndiscover: {names: {a: b}}\n", "discover.names");
+    expect_error("coordinator: {key: k}\ndiscover: {color: red}\n", "unknown key 'color'");
+    expect_error("coordinator: {key: k}\ndiscover: true\nnodes: [{address: 'tcp://a:1', public_key: p}]\n",
+                 "lists its nodes or discovers them, not both");
+}
+
 static void test_kv_type_key(void **state) {
     static const char base[] =
         "coordinator: {key: k}\nnodes: [{address: \"tcp://10.0.0.1:7700\", public_key: n.pub}]\n";
@@ -399,17 +454,12 @@ static void test_kv_type_key(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kv_type_key),
-        cmocka_unit_test(test_valid_file),
-        cmocka_unit_test(test_defaults_and_advertise),
-        cmocka_unit_test(test_io_cpu),
-        cmocka_unit_test(test_structure_errors),
-        cmocka_unit_test(test_endpoint_errors),
-        cmocka_unit_test(test_duplicates_and_limits),
-        cmocka_unit_test(test_hostile_yaml),
-        cmocka_unit_test(test_mutations),
-        cmocka_unit_test(test_load_files),
-        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_kv_type_key),     cmocka_unit_test(test_discover),
+        cmocka_unit_test(test_valid_file),      cmocka_unit_test(test_defaults_and_advertise),
+        cmocka_unit_test(test_io_cpu),          cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_endpoint_errors), cmocka_unit_test(test_duplicates_and_limits),
+        cmocka_unit_test(test_hostile_yaml),    cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_load_files),      cmocka_unit_test(test_example_file),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -119,10 +119,10 @@ static void test_json_is_the_library_plan(void **state) {
 
     plan_model m;
     read_costs(SMALL, &m);
-    plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30)},
-                          {"n2", 512ull << 20, 4.0 * (1 << 30)},
-                          {"n3", 512ull << 20, 4.0 * (1 << 30)},
-                          {"n4", 2ull << 30, 8.0 * (1 << 30)}};
+    plan_node nodes[4] = {{"n1", 1ull << 30, 8.0 * (1 << 30), 0},
+                          {"n2", 512ull << 20, 4.0 * (1 << 30), 0},
+                          {"n3", 512ull << 20, 4.0 * (1 << 30), 0},
+                          {"n4", 2ull << 30, 8.0 * (1 << 30), 0}};
     plan_input in = plan_input_default();
     in.hp = &m.hp;
     in.layer_bytes = m.layer_bytes;

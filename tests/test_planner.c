@@ -2,7 +2,8 @@
  * speed, memory limits, KV of sliding layers counted at the window, the head
  * on the last node, reports of models that do not fit, fixed splits and
  * their parse errors, 1 to 4 nodes, a Ministral-8B-shaped model, and the
- * costs read from a model file. The plans are checked against an exhaustive
+ * costs read from a model file, and the link into a node counted in its
+ * time (a slow hop between two fast nodes). The plans are checked against an exhaustive
  * search over all contiguous splits: the slowest node is as fast as it can
  * be, every node fits. */
 #include <setjmp.h>
@@ -56,7 +57,7 @@ static void setup(fixture *f, uint32_t n_layer, uint64_t bytes_per_layer, uint32
         f->layer_bytes[i] = bytes_per_layer;
     for (uint32_t k = 0; k < n_nodes; k++) {
         snprintf(f->names[k], sizeof f->names[k], "n%u", k + 1);
-        f->nodes[k] = (plan_node){f->names[k], ram, speed};
+        f->nodes[k] = (plan_node){f->names[k], ram, speed, 0};
     }
     f->in = plan_input_default();
     f->in.kv_type = RL_KV_TYPE_F32; /* the figures below count 4 bytes per element */
@@ -99,7 +100,7 @@ static void range_cost(const plan_input *in, uint32_t k, uint32_t i, uint32_t j,
     bool head = !in->head_on_coordinator && j == in->hp->n_layer && i < j;
     uint64_t stream = w + (head ? in->head_bytes : 0);
     *need = i == j ? 0 : stream + rl_kv_bytes_for(in->hp, i, j, in->n_ctx, in->kv_type) * in->n_sessions + in->reserve;
-    *time = (double)stream / in->nodes[k].speed;
+    *time = (double)stream / in->nodes[k].speed + (i < j ? in->nodes[k].link_s : 0);
 }
 
 /* Smallest worst time over every contiguous split that fits (INFINITY if
@@ -342,6 +343,43 @@ static void test_input_errors(void **state) {
     f.in.ranges = bad;
     assert_null(plan_new(&f.in, err, sizeof err));
     assert_string_equal(err, "plan: the fixed split does not cover layers 0-3 in order");
+}
+
+/* A slow hop between two fast nodes: the hop into n2 counts in n2's time
+ * when it has layers, so it gets fewer of them; allowed to idle, it gets
+ * none when its hop alone costs more than all the layers on n1. The table
+ * shows the link. 8 layers of 1 MB at 1 GB/s: 1 ms each. */
+static void test_links(void **state) {
+    (void)state;
+    fixture f;
+    setup(&f, 8, 1000000, 2, 8 * GiB, 1e9);
+    plan *p = make_plan(&f.in);
+    assert_counts(p, "4,4"); /* no link: even */
+    plan_destroy(&p);
+
+    f.nodes[1].link_s = 0.002; /* 2 ms into n2: 5 ms on n1 against 3 + 2 on n2 */
+    p = make_plan(&f.in);
+    assert_counts(p, "5,3");
+    check_optimal(&f.in, p);
+    assert_true(fabs(plan_stage_at(p, 1)->time_s - 0.005) < 1e-9);
+    assert_true(plan_stage_at(p, 1)->link_s == 0.002 && plan_stage_at(p, 0)->link_s == 0);
+    plan_destroy(&p);
+
+    f.nodes[1].link_s = 0.020; /* 20 ms: any layer on n2 costs more than all 8 on n1 */
+    p = make_plan(&f.in);
+    assert_counts(p, "7,1"); /* each node must have a layer: n2 gets the fewest */
+    check_optimal(&f.in, p);
+    plan_destroy(&p);
+    f.in.allow_idle = true;
+    p = make_plan(&f.in);
+    assert_counts(p, "8,0");
+    check_optimal(&f.in, p);
+    assert_true(plan_stage_at(p, 1)->time_s == 0 && plan_stage_at(p, 1)->link_s == 0); /* idle: no hop */
+    plan_destroy(&p);
+
+    f.nodes[1].link_s = -1;
+    assert_null(plan_new(&f.in, err, sizeof err));
+    assert_non_null(strstr(err, "link time"));
 }
 
 static void test_idle_nodes(void **state) {
@@ -592,7 +630,8 @@ static void test_random_against_search(void **state) {
         for (uint32_t i = 0; i < L; i++)
             f.layer_bytes[i] = (uint64_t)(1 + rand() % 200) * MiB;
         for (uint32_t k = 0; k < K; k++)
-            f.nodes[k] = (plan_node){f.names[k], (uint64_t)(rand() % 2000) * MiB, 1e8 * (1 + rand() % 50)};
+            f.nodes[k] = (plan_node){f.names[k], (uint64_t)(rand() % 2000) * MiB, 1e8 * (1 + rand() % 50),
+                                     rand() % 3 ? 0 : (rand() % 100) * 1e-3};
         plan *p = make_plan(&f.in);
         double best = search(&f.in, 0, 0);
         if (best < INFINITY) {
@@ -614,6 +653,7 @@ int main(void) {
         cmocka_unit_test(test_does_not_fit),
         cmocka_unit_test(test_input_errors),
         cmocka_unit_test(test_idle_nodes),
+        cmocka_unit_test(test_links),
         cmocka_unit_test(test_fixed_split),
         cmocka_unit_test(test_ministral_8b_shape),
         cmocka_unit_test(test_model_read),

@@ -2,9 +2,12 @@
  * would run, with its memory (weights, KV, total against free) and its
  * expected share of the time per token, without loading or sending any
  * weights. The nodes' free RAM and measured speed come from their answers
- * to Hello; --assume-node-ram and --assume-node-speed replace either (one
- * value for every node or one per node), and with both the nodes are not
- * contacted at all, which sizes a cluster that does not exist yet. A model
+ * to Hello, and the hop into each node (half its round trip from here) from
+ * a few heartbeats; --assume-node-ram, --assume-node-speed and
+ * --assume-node-link replace them (one value for every node or one per
+ * node), and with ram and speed assumed the nodes are not contacted at all
+ * (links count 0 unless assumed), which sizes a cluster that does not exist
+ * yet. A model
  * that does not fit is reported with the nodes that are short and by how
  * much (exit code 1). --json prints the same as one object, a stable
  * interface for scripts. */
@@ -19,6 +22,7 @@
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_config.h"
+#include "cluster_discover.h"
 #include "commands.h"
 #include "model.h"
 #include "planner.h"
@@ -51,9 +55,11 @@ static void usage(FILE *out) {
             "                          what they report\n"
             "  --assume-node-speed BYTES/S[,BYTES/S...] weight bytes a node's matvec streams\n"
             "                          per second, instead of what the nodes measured\n"
-            "                          Either takes one value for every node or one per\n"
+            "  --assume-node-link MS[,MS...]            milliseconds the hop into a node adds\n"
+            "                          per token, instead of half its measured round trip\n"
+            "                          Each takes one value for every node or one per\n"
             "                          node; sizes take K, M, G, T (powers of 1024). With\n"
-            "                          both, the nodes are not contacted\n"
+            "                          ram and speed given, the nodes are not contacted\n"
             "  --timeout S             seconds to wait for the nodes' answers (default 10)\n"
             "  --json                  print the plan as JSON\n"
             "\n"
@@ -75,15 +81,16 @@ enum {
     OPT_SPEED,
     OPT_TIMEOUT,
     OPT_JSON,
-    OPT_KV_TYPE
+    OPT_KV_TYPE,
+    OPT_LINK
 };
 
 typedef struct {
-    const char *cluster;     /* the cluster file */
-    const char *model;       /* the GGUF file */
-    const char *layers;      /* a fixed split, or NULL */
-    const char *ram, *speed; /* --assume-node-* lists, or NULL */
-    int64_t n_ctx;           /* 0: 4096 capped at the model's */
+    const char *cluster;            /* the cluster file */
+    const char *model;              /* the GGUF file */
+    const char *layers;             /* a fixed split, or NULL */
+    const char *ram, *speed, *link; /* --assume-node-* lists, or NULL */
+    int64_t n_ctx;                  /* 0: 4096 capped at the model's */
     int64_t n_sessions;
     int64_t swa_window;      /* -1 keeps the file's */
     int64_t timeout_s;       /* for the nodes' answers to Hello */
@@ -179,6 +186,9 @@ static int parse_opt(int opt, const char *arg, plan_args *a) {
     case OPT_SPEED:
         a->speed = arg;
         return 0;
+    case OPT_LINK:
+        a->link = arg;
+        return 0;
     case OPT_TIMEOUT:
         return cli_parse_i64("--timeout", arg, 1, 3600, &a->timeout_s);
     case OPT_JSON:
@@ -215,6 +225,7 @@ static int parse_args(int argc, char **argv, plan_args *a) {
                                              {"json", no_argument, 0, OPT_JSON},
                                              {"help", no_argument, 0, 'h'},
                                              {"kv-type", required_argument, 0, OPT_KV_TYPE},
+                                             {"assume-node-link", required_argument, 0, OPT_LINK},
                                              {0, 0, 0, 0}};
     *a = (plan_args){.n_sessions = 1,
                      .swa_window = -1,
@@ -245,8 +256,9 @@ static int parse_args(int argc, char **argv, plan_args *a) {
     return 0;
 }
 
-/* The free RAM and speed the nodes report at Hello, where not assumed. */
-static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed) {
+/* The free RAM and speed the nodes report at Hello, and their links
+ * (cluster_measure_links), where not assumed. */
+static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram, double *speed, double *link_ms) {
     char err[1024];
     cluster *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
                              cluster_config_io_cpu(cfg), cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err,
@@ -254,7 +266,7 @@ static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram,
     int ms = (int)a->timeout_s * 1000;
     if (c)
         cluster_set_timeouts(c, ms, ms, ms); /* only Hello is waited for */
-    if (!c || cluster_hello(c, err, sizeof err)) {
+    if (!c || cluster_hello(c, err, sizeof err) || (!a->link && cluster_measure_links(c, 3, NULL, err, sizeof err))) {
         fprintf(stderr, "relais plan: %s\n(--assume-node-ram and --assume-node-speed plan without the nodes)\n", err);
         cluster_destroy(&c);
         return -1;
@@ -265,6 +277,8 @@ static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram,
             ram[k] = (double)info->free_ram;
         if (!a->speed)
             speed[k] = info->matvec_bytes_per_s;
+        if (!a->link)
+            link_ms[k] = info->rtt_s / 2 * 1e3;
     }
     cluster_destroy(&c);
     return 0;
@@ -275,19 +289,20 @@ static int ask_nodes(const plan_args *a, const cluster_config *cfg, double *ram,
  * 2 for a bad list. */
 static int node_caps(const plan_args *a, const cluster_config *cfg, plan_node *nodes) {
     uint32_t n = cluster_config_n_nodes(cfg);
-    double ram[CLUSTER_MAX_NODES], speed[CLUSTER_MAX_NODES];
+    double ram[CLUSTER_MAX_NODES], speed[CLUSTER_MAX_NODES], link_ms[CLUSTER_MAX_NODES] = {0};
     if ((a->ram && parse_per_node("--assume-node-ram", a->ram, n, ram)) ||
-        (a->speed && parse_per_node("--assume-node-speed", a->speed, n, speed)))
+        (a->speed && parse_per_node("--assume-node-speed", a->speed, n, speed)) ||
+        (a->link && parse_per_node("--assume-node-link", a->link, n, link_ms)))
         return 2;
     for (uint32_t k = 0; a->speed && k < n; k++)
         if (!(speed[k] > 0)) {
             fprintf(stderr, "relais plan: --assume-node-speed: a node's speed must be more than 0\n");
             return 2;
         }
-    if ((!a->ram || !a->speed) && ask_nodes(a, cfg, ram, speed))
+    if ((!a->ram || !a->speed) && ask_nodes(a, cfg, ram, speed, link_ms))
         return 1;
     for (uint32_t k = 0; k < n; k++)
-        nodes[k] = (plan_node){cluster_config_node(cfg, k)->name, (uint64_t)ram[k], speed[k]};
+        nodes[k] = (plan_node){cluster_config_node(cfg, k)->name, (uint64_t)ram[k], speed[k], link_ms[k] / 1e3};
     return 0;
 }
 
@@ -313,8 +328,12 @@ static void print_header(const plan_args *a, const plan_model *m, const plan_inp
            in->n_sessions, in->n_sessions > 1 ? "s" : "", MIB(in->reserve),
            in->head_on_coordinator ? "coordinator" : "last node");
     printf("cache    %s, per session\n", rl_kv_describe(&m->hp, in->kv_type, in->n_ctx, kv, sizeof kv));
-    printf("nodes    free RAM %s, speed %s\n\n", a->ram ? "as given by --assume-node-ram" : "as the nodes report it",
-           a->speed ? "as given by --assume-node-speed" : "as the nodes measured it");
+    printf("nodes    free RAM %s, speed %s, link %s (ms/token counts it)\n\n",
+           a->ram ? "as given by --assume-node-ram" : "as the nodes report it",
+           a->speed ? "as given by --assume-node-speed" : "as the nodes measured it",
+           a->link                  ? "as given by --assume-node-link"
+               : a->ram && a->speed ? "0 (not measured)"
+                                    : "half the round trip");
 }
 
 static void print_table(const plan_args *a, const cluster_config *cfg, const plan_model *m, const plan_input *in,
@@ -329,21 +348,21 @@ static void print_table(const plan_args *a, const cluster_config *cfg, const pla
         wl = (int)strlen(layers) > wl ? (int)strlen(layers) : wl;
     }
     print_header(a, m, in);
-    printf("%-*s  %-*s  %-*s  %11s  %9s  %9s  %9s  %11s  %9s  %6s\n", wn, "node", wa, "address", wl, "layers",
-           "weights MiB", "KV MiB", "total MiB", "free MiB", "speed GiB/s", "ms/token", "time");
+    printf("%-*s  %-*s  %-*s  %11s  %9s  %9s  %9s  %11s  %7s  %9s  %6s\n", wn, "node", wa, "address", wl, "layers",
+           "weights MiB", "KV MiB", "total MiB", "free MiB", "speed GiB/s", "link ms", "ms/token", "time");
     double total_ms = 0;
     for (uint32_t k = 0; k < plan_n_stages(p); k++) {
         const cluster_node *n = cluster_config_node(cfg, k);
         const plan_stage *s = plan_stage_at(p, k);
         stage_layers(s, layers, sizeof layers);
-        printf("%-*s  %-*s  %-*s  %11.1f  %9.1f  %9.1f  %9.1f  %11.2f  %9.2f  %5.1f%%%s\n", wn, n->name, wa, n->address,
-               wl, layers, MIB(s->weight_bytes + s->head_bytes), MIB(s->kv_bytes), MIB(s->need_bytes),
-               MIB(s->free_bytes), in->nodes[k].speed / (1024.0 * 1024 * 1024), s->time_s * 1e3, s->share * 100,
-               s->need_bytes > s->free_bytes ? "  SHORT" : "");
+        printf("%-*s  %-*s  %-*s  %11.1f  %9.1f  %9.1f  %9.1f  %11.2f  %7.2f  %9.2f  %5.1f%%%s\n", wn, n->name, wa,
+               n->address, wl, layers, MIB(s->weight_bytes + s->head_bytes), MIB(s->kv_bytes), MIB(s->need_bytes),
+               MIB(s->free_bytes), in->nodes[k].speed / (1024.0 * 1024 * 1024), in->nodes[k].link_s * 1e3,
+               s->time_s * 1e3, s->share * 100, s->need_bytes > s->free_bytes ? "  SHORT" : "");
         total_ms += s->time_s * 1e3;
     }
-    printf("%-*s  %-*s  %-*s  %11s  %9s  %9.1f  %9.1f  %11s  %9.2f\n\n", wn, "total", wa, "", wl, "", "", "",
-           MIB(plan_total_need(p)), MIB(plan_total_free(p)), "", total_ms);
+    printf("%-*s  %-*s  %-*s  %11s  %9s  %9.1f  %9.1f  %11s  %7s  %9.2f\n\n", wn, "total", wa, "", wl, "", "", "",
+           MIB(plan_total_need(p)), MIB(plan_total_free(p)), "", "", total_ms);
     if (plan_fits(p)) {
         char split[CLUSTER_MAX_NODES * 16];
         plan_format_ranges(p, split, sizeof split);
@@ -369,6 +388,7 @@ static void print_json(const plan_args *a, const cluster_config *cfg, const plan
                               (json_int_t)s->head_bytes, "reserve_bytes", (json_int_t)s->reserve_bytes, "need_bytes",
                               (json_int_t)s->need_bytes, "free_bytes", (json_int_t)s->free_bytes, "speed_bytes_per_s",
                               in->nodes[k].speed, "time_s", s->time_s, "time_share", s->share);
+        json_object_set_new(o, "link_s", json_real(in->nodes[k].link_s)); /* the node's; time_s counts it when used */
         json_array_append_new(nodes, o);
     }
     json_t *root =
@@ -445,7 +465,7 @@ int cmd_plan(int argc, char **argv) {
     if (rc)
         return rc > 0 ? 0 : 2;
     char err[1024];
-    cluster_config *cfg = cluster_config_load(a.cluster, err, sizeof err);
+    cluster_config *cfg = cluster_config_open(a.cluster, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "relais plan: %s\n", err);
         return 1;

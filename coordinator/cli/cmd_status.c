@@ -31,6 +31,7 @@
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_config.h"
+#include "cluster_discover.h"
 #include "commands.h"
 #include "curve.h"
 #include "io_pin.h"
@@ -252,7 +253,7 @@ static void *greet(void *arg) {
 }
 
 static int greet_cluster(st_args *a, cluster_config **cfg, char *err, size_t errlen) {
-    if (!(*cfg = cluster_config_load(a->cluster, err, errlen)))
+    if (!(*cfg = cluster_config_open(a->cluster, err, errlen)))
         return -1;
     uint32_t n = cluster_config_n_nodes(*cfg);
     pthread_t th[CLUSTER_MAX_NODES];

@@ -13,5 +13,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_discover(int argc, char **argv);
+int cmd_trust(int argc, char **argv);
 
 #endif

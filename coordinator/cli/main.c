@@ -19,6 +19,8 @@ static const command COMMANDS[] = {
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
     {"plan", cmd_plan, "show which layers each node of a cluster runs, and its memory"},
     {"status", cmd_status, "the nodes of a cluster file or of a running server: state, layers, memory, speed"},
+    {"discover", cmd_discover, "list the nodes announcing themselves on the LAN, and whether they are trusted"},
+    {"trust", cmd_trust, "add a node's key (NODE.pub, or a fingerprint from discover) to the trust folder"},
     {"keygen", cmd_keygen, "write a CURVE key pair (NAME.key, NAME.pub) for a coordinator or node"},
 };
 

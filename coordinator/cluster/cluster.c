@@ -128,6 +128,39 @@ fail:
     return NULL;
 }
 
+int cluster_add_node(cluster *c, const cluster_node *spec, char *err, size_t errlen) {
+    if (c->n == CLUSTER_MAX_NODES)
+        return rl_errf(err, errlen, "node %s: the cluster has %d nodes already", spec->name, CLUSTER_MAX_NODES);
+    cl_node *nodes = realloc(c->nodes, (c->n + 1) * sizeof *nodes);
+    if (!nodes)
+        return rl_errf(err, errlen, "out of memory");
+    c->nodes = nodes;
+    cl_node *nd = &nodes[c->n];
+    memset(nd, 0, sizeof *nd);
+    if (open_link(c, nd, spec, err, errlen) == 0) {
+        c->n++;
+        return 0;
+    }
+    wire_monitor_destroy(&nd->mon); /* half a link is no node */
+    if (nd->dealer)
+        zmq_close(nd->dealer);
+    return -1;
+}
+
+int cluster_node_readdress(cluster *c, uint32_t i, const char *address, char *err, size_t errlen) {
+    cl_node *nd = &c->nodes[i];
+    zmq_disconnect(nd->dealer, nd->address);
+    snprintf(nd->address, sizeof nd->address, "%s", address);
+    nd->up = false;
+    nd->state = "moved; connecting to the new address";
+    if (zmq_connect(nd->dealer, nd->address))
+        return rl_errf(err, errlen, "node %s: cannot connect to %s: %s", nd->name, address, zmq_strerror(errno));
+    return 0;
+}
+
+const uint8_t *cluster_node_key(const cluster *c, uint32_t i) { return c->nodes[i].key; }
+const char *cluster_node_address(const cluster *c, uint32_t i) { return c->nodes[i].address; }
+
 void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms) {
     c->control_ms = control_ms, c->load_ms = load_ms, c->step_ms = step_ms;
 }

@@ -39,6 +39,7 @@ typedef struct {
     uint32_t cores;
     uint64_t free_ram, total_ram;
     double matvec_bytes_per_s; /* weight bytes a matvec streams per second */
+    double rtt_s;              /* round trip from the coordinator (cluster_measure_links); 0: not measured */
 } cluster_node_info;
 
 /* Connects to the nodes (in pipeline order) with the coordinator's secret
@@ -49,6 +50,15 @@ typedef struct {
 cluster *cluster_new(const char *key_path, const char *listen, const char *advertise, int io_cpu,
                      const cluster_node *nodes, uint32_t n_nodes, char *err, size_t errlen);
 void cluster_destroy(cluster **c); /* NULLs *c; drops the sessions it started on the nodes */
+/* Adds a node at the end of the cluster (a discovered one) and connects to
+ * it; it gets layers at the next assignment, after it answered hello. 0, or
+ * -1 with err. */
+int cluster_add_node(cluster *c, const cluster_node *spec, char *err, size_t errlen);
+/* Points node i's link at another address (a discovered node that came back
+ * elsewhere). 0, or -1 with err. */
+int cluster_node_readdress(cluster *c, uint32_t i, const char *address, char *err, size_t errlen);
+const uint8_t *cluster_node_key(const cluster *c, uint32_t i); /* its CURVE public key (32 bytes) */
+const char *cluster_node_address(const cluster *c, uint32_t i);
 
 /* Bounds of the waits, in milliseconds: for a control answer (hello,
  * acknowledgements), for news while nodes load (each progress report
@@ -61,6 +71,11 @@ int cluster_hello(cluster *c, char *err, size_t errlen);
  * flags) says who answered, and only they may be given layers next. Returns
  * how many answered, or -1 with err when none did. */
 int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen);
+/* The round trip to every node (only those `only` flags, when not NULL):
+ * the smallest of `rounds` heartbeats each, into cluster_info(c, i)->rtt_s
+ * (0 for a node not asked or that did not answer within the control
+ * timeout). 0, or -1 with err when no node answered. */
+int cluster_measure_links(cluster *c, int rounds, const bool *only, char *err, size_t errlen);
 uint32_t cluster_n_nodes(const cluster *c);
 const char *cluster_node_name(const cluster *c, uint32_t i);
 const cluster_node_info *cluster_info(const cluster *c, uint32_t i); /* after cluster_hello */

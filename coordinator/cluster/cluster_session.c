@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cluster_config.h"
+#include "cluster_discover.h"
 #include "gguf.h"
 #include "log.h"
 #include "planner.h"
@@ -15,6 +16,9 @@
 /* How long a re-plan waits for the nodes' answers to hello: a live node
  * answers at once, or after the micro-batch it is computing. */
 #define REPLAN_HELLO_MS 10000
+/* Heartbeat rounds for each node's round trip (the planner's link cost: half
+ * of it, one way over the node's link). */
+#define LINK_ROUNDS 3
 
 int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg) {
     switch (opt) {
@@ -87,8 +91,9 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
             continue;
         const cluster_node_info *info = cluster_info(c, i);
         index[n] = i;
-        nodes[n++] = (plan_node){cluster_node_name(c, i), info->free_ram,
-                                 info->matvec_bytes_per_s > 0 ? info->matvec_bytes_per_s : UNKNOWN_SPEED};
+        nodes[n++] =
+            (plan_node){cluster_node_name(c, i), info->free_ram,
+                        info->matvec_bytes_per_s > 0 ? info->matvec_bytes_per_s : UNKNOWN_SPEED, info->rtt_s / 2};
     }
     plan_input in = plan_input_default();
     in.hp = &m->hp;
@@ -120,13 +125,13 @@ static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *
 }
 
 static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, size_t errlen) {
-    cluster_config *cfg = cluster_config_load(o->file, err, errlen);
+    cluster_config *cfg = cluster_config_open(o->file, err, errlen);
     if (!cfg)
         return -1;
     *c = cluster_new(cluster_config_key(cfg), cluster_config_listen(cfg), cluster_config_advertise(cfg),
                      cluster_config_io_cpu(cfg), cluster_config_node(cfg, 0), cluster_config_n_nodes(cfg), err, errlen);
     cluster_config_destroy(&cfg);
-    return *c ? cluster_hello(*c, err, errlen) : -1;
+    return *c && cluster_hello(*c, err, errlen) == 0 ? cluster_measure_links(*c, LINK_ROUNDS, NULL, err, errlen) : -1;
 }
 
 int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen) {
@@ -184,7 +189,8 @@ cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint
 int rl_cluster_replan(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                       bool *answered, char *err, size_t errlen) {
     uint32_t n_ctx;
-    if (cluster_hello_some(c, REPLAN_HELLO_MS, answered, err, errlen) < 0)
+    if (cluster_hello_some(c, REPLAN_HELLO_MS, answered, err, errlen) < 0 ||
+        cluster_measure_links(c, LINK_ROUNDS, answered, err, errlen))
         return -1;
     return assign(c, o, r, max_sessions, answered, &n_ctx, err, errlen);
 }

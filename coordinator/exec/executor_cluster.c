@@ -27,13 +27,18 @@
  * many ids it sampled before, and the new head stage's sampler skips their
  * draws (cluster_recover.h). A lost node that connects again is taken back
  * by a re-plan as soon as nothing is in flight. /health lists the new
- * stages with their layers and the lost nodes. */
+ * stages with their layers and the lost nodes.
+ *
+ * With a cluster file that discovers its nodes, the beacons keep being
+ * heard: a trusted node that appears, or a lost one that announces another
+ * address, is taken in by the same re-plan (cluster_discover.h). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cluster.h"
+#include "cluster_discover.h"
 #include "cluster_recover.h"
 #include "executor.h"
 #include "forward.h"
@@ -95,6 +100,8 @@ typedef struct {
     pthread_mutex_t stats_lock;        /* guards nodes: /health and /metrics read them from other threads */
     rl_xnode nodes[CLUSTER_MAX_NODES]; /* the pipeline stages, then the lost nodes */
     uint32_t n_nodes, n_stages;
+    cluster_config *disc_cfg; /* the cluster file, when it discovers its nodes; else NULL */
+    discovery *disc;          /* the beacons heard since the start */
 } cluster_exec;
 
 static csession **slot_of(cluster_exec *x, uint64_t id) {
@@ -192,6 +199,11 @@ static int recover(cluster_exec *x, const char *why);
 static void readmit(cluster_exec *x) {
     if (x->count)
         return;
+    char what[256];
+    if (x->disc && discovery_update_cluster(x->disc, x->c, x->disc_cfg, what, sizeof what) > 0) {
+        recover(x, what);
+        return;
+    }
     cluster_poll_links(x->c);
     for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++)
         if (x->lost[i] && !x->lost_up[i] && cluster_node_up(x->c, i)) {
@@ -501,6 +513,8 @@ static void cx_destroy(rl_executor *base) {
     for (uint32_t k = 0; x->ring && k < base->depth; k++)
         free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample), free(x->ring[k].top);
     cluster_destroy(&x->c);
+    discovery_destroy(&x->disc);
+    cluster_config_destroy(&x->disc_cfg);
     free(x->ring), free(x->segs), free(x->smp), free(x->res_sessions), free(x->res_ids), free(x->done_ids);
     free(x->res_top), free(x->done_top);
     pthread_mutex_destroy(&x->stats_lock);
@@ -509,6 +523,17 @@ static void cx_destroy(rl_executor *base) {
 
 static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait,     cx_drop,   cx_truncate,
                                             cx_nodes,  cx_describe, cx_destroy};
+
+/* A cluster file with `discover`: its beacons go on being heard. 0, or -1 with err. */
+static int keep_discovering(cluster_exec *x, char *err, size_t errlen) {
+    if (!(x->disc_cfg = cluster_config_load(x->co.file, err, errlen)))
+        return -1;
+    if (!cluster_config_discover(x->disc_cfg)) {
+        cluster_config_destroy(&x->disc_cfg);
+        return 0;
+    }
+    return (x->disc = discovery_new(x->disc_cfg, NULL, 0, err, errlen)) ? 0 : -1;
+}
 
 static int alloc_buffers(cluster_exec *x) {
     const uint32_t mb = x->base.max_batch;
@@ -552,6 +577,10 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
     x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
     x->gemm_min = rl_gemm_min_for(ro->no_gemm, ro->gemm_min);
     publish_nodes(x);
+    if (keep_discovering(x, err, errlen)) {
+        cx_destroy(&x->base);
+        return NULL;
+    }
     if (alloc_buffers(x)) {
         snprintf(err, errlen, "out of memory for micro-batches of %u tokens", x->base.max_batch);
         cx_destroy(&x->base);

@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+#include "beacon.h"
 #include "io_pin.h"
 #include "util.h"
 
@@ -34,6 +36,8 @@ struct cluster_config {
     uint32_t n_nodes;
     rl_kv_type kv_type; /* the file's kv_type, when kv_type_given */
     bool kv_type_given;
+    bool discover_on;          /* `discover` instead of `nodes` */
+    cluster_discover discover; /* its strings owned here */
 };
 
 /* Where messages go and what they are prefixed with. */
@@ -498,13 +502,63 @@ static int read_node_entry(ctx *c, const ynode *v, uint32_t i, const char *base_
     return check_unique(c, cfg, n, vals[0], vals[2], i);
 }
 
+/* discover.names: one pattern or a list of them. */
+static int read_names(ctx *c, const ynode *v, cluster_discover *d) {
+    const ynode *one = v;
+    size_t n = v->kind == Y_SEQ ? v->n : 1;
+    if (v->kind == Y_MAP || n > CLUSTER_DISCOVER_MAX_NAMES)
+        return fail_at(c, v->line, v->col, "discover.names: a pattern or a list of at most %d patterns",
+                       CLUSTER_DISCOVER_MAX_NAMES);
+    for (size_t i = 0; i < n; i++) {
+        one = v->kind == Y_SEQ ? v->kids[i] : v;
+        if (one->kind != Y_SCALAR || !*one->text)
+            return fail_at(c, one->line, one->col, "discover.names: each pattern is a non-empty text");
+        if (!(d->names[d->n_names++] = strdup(one->text)))
+            return out_of_memory(c);
+    }
+    return 0;
+}
+
+/* `discover: true|false` or its mapping. */
+static int read_discover(ctx *c, const ynode *v, const char *base_dir, cluster_config *cfg) {
+    cluster_discover *d = &cfg->discover;
+    d->port = BEACON_DEFAULT_PORT;
+    d->wait_s = CLUSTER_DISCOVER_WAIT_S;
+    const char *trust = "trusted-nodes";
+    if (v->kind == Y_SCALAR) {
+        if (strcmp(v->text, "true") && strcmp(v->text, "false"))
+            return fail_at(c, v->line, v->col, "discover: true, false, or a mapping (port, trust, names, wait)");
+        cfg->discover_on = !strcmp(v->text, "true");
+    } else {
+        static const char *const keys[] = {"port", "trust", "names", "wait"};
+        const ynode *vals[4];
+        const char *port, *dir, *wait;
+        if (take_fields(c, v, "discover", keys, 4, vals) ||
+            scalar_field(c, v, vals[0], "discover", "port", false, &port) ||
+            scalar_field(c, v, vals[1], "discover", "trust", false, &dir) ||
+            scalar_field(c, v, vals[3], "discover", "wait", false, &wait) || (vals[2] && read_names(c, vals[2], d)))
+            return -1;
+        char *end;
+        long p = port ? strtol(port, &end, 10) : BEACON_DEFAULT_PORT;
+        if (port && (*end || p < 1 || p > 65535))
+            return fail_at(c, vals[0]->line, vals[0]->col, "discover.port: a UDP port, 1..65535");
+        double w = wait ? strtod(wait, &end) : CLUSTER_DISCOVER_WAIT_S;
+        if (wait && (*end || !(w >= 0.5 && w <= 600)))
+            return fail_at(c, vals[3]->line, vals[3]->col, "discover.wait: seconds, 0.5..600");
+        d->port = (int)p, d->wait_s = w;
+        trust = dir ? dir : trust;
+        cfg->discover_on = true;
+    }
+    return (d->trust = resolve_path(base_dir, trust)) ? 0 : out_of_memory(c);
+}
+
 static int read_config(ctx *c, const ynode *root, const char *base_dir, cluster_config *cfg) {
     if (!root)
         return fail_at(c, 1, 1, "empty file: a cluster file has 'coordinator' and 'nodes'");
-    static const char *const keys[] = {"coordinator", "nodes", "kv_type"};
-    const ynode *vals[3];
+    static const char *const keys[] = {"coordinator", "nodes", "kv_type", "discover"};
+    const ynode *vals[4];
     const char *kv_type;
-    if (take_fields(c, root, "cluster file", keys, 3, vals) ||
+    if (take_fields(c, root, "cluster file", keys, 4, vals) ||
         scalar_field(c, root, vals[2], "cluster file", "kv_type", false, &kv_type))
         return -1;
     char why[160];
@@ -516,8 +570,15 @@ static int read_config(ctx *c, const ynode *root, const char *base_dir, cluster_
     if (read_coordinator(c, vals[0], base_dir, cfg))
         return -1;
     const ynode *nodes = vals[1];
+    if (vals[3] && read_discover(c, vals[3], base_dir, cfg))
+        return -1;
+    if (cfg->discover_on && nodes)
+        return fail_at(c, nodes->line, nodes->col, "nodes: a cluster file lists its nodes or discovers them, not both");
+    if (cfg->discover_on)
+        return (cfg->nodes = calloc(CLUSTER_MAX_NODES, sizeof *cfg->nodes)) ? 0 : out_of_memory(c);
     if (!nodes)
-        return fail_at(c, root->line, root->col, "cluster file: missing 'nodes' (the list of nodes)");
+        return fail_at(c, root->line, root->col,
+                       "cluster file: missing 'nodes' (the list of nodes, or `discover: true` to find them)");
     if (nodes->kind != Y_SEQ)
         return fail_at(c, nodes->line, nodes->col, "nodes: expected a list, found %s", kind_name(nodes->kind));
     if (nodes->n == 0)
@@ -525,7 +586,7 @@ static int read_config(ctx *c, const ynode *root, const char *base_dir, cluster_
     if (nodes->n > CLUSTER_MAX_NODES)
         return fail_at(c, nodes->line, nodes->col, "nodes: %zu nodes, at most %d are supported", nodes->n,
                        CLUSTER_MAX_NODES);
-    if (!(cfg->nodes = calloc(nodes->n, sizeof *cfg->nodes)))
+    if (!(cfg->nodes = calloc(CLUSTER_MAX_NODES, sizeof *cfg->nodes))) /* room for cluster_config_add_node */
         return out_of_memory(c);
     for (uint32_t i = 0; i < nodes->n; i++)
         if (read_node_entry(c, nodes->kids[i], i, base_dir, cfg))
@@ -613,6 +674,9 @@ void cluster_config_destroy(cluster_config **c) {
         free((char *)n->public_key);
     }
     free(cfg->nodes);
+    for (uint32_t i = 0; i < cfg->discover.n_names; i++)
+        free((char *)cfg->discover.names[i]);
+    free((char *)cfg->discover.trust);
     free(cfg->key);
     free(cfg->listen);
     free(cfg->advertise);
@@ -634,4 +698,39 @@ uint32_t cluster_config_n_nodes(const cluster_config *c) { return c->n_nodes; }
 
 const cluster_node *cluster_config_node(const cluster_config *c, uint32_t i) {
     return i < c->n_nodes ? &c->nodes[i] : NULL;
+}
+
+const cluster_discover *cluster_config_discover(const cluster_config *c) {
+    return c->discover_on ? &c->discover : NULL;
+}
+
+bool cluster_discover_name_ok(const cluster_discover *d, const char *name) {
+    for (uint32_t i = 0; i < d->n_names; i++)
+        if (fnmatch(d->names[i], name, 0) == 0)
+            return true;
+    return d->n_names == 0;
+}
+
+int cluster_config_add_node(cluster_config *c, const char *name, const char *address, const char *public_key, char *err,
+                            size_t errlen) {
+    endpoint e;
+    char why[160] = "";
+    if (c->n_nodes == CLUSTER_MAX_NODES)
+        return rl_errf(err, errlen, "node %s: the cluster has %d nodes already", name, CLUSTER_MAX_NODES);
+    if (endpoint_parse(address, &e, why, sizeof why) || e.any_port || e.wildcard)
+        return rl_errf(err, errlen, "node %s: %s is not a node's address%s%s", name, address, *why ? ": " : "", why);
+    for (uint32_t j = 0; j < c->n_nodes; j++)
+        if (!strcmp(c->nodes[j].name, name) || (c->nodes[j].port == e.port && !strcasecmp(c->nodes[j].host, e.host)))
+            return rl_errf(err, errlen, "node %s at %s: that name or address is taken by node %s", name, address,
+                           c->nodes[j].name);
+    cluster_node *n = &c->nodes[c->n_nodes];
+    *n = (cluster_node){.name = strdup(name),
+                        .address = strdup(address),
+                        .host = strdup(e.host),
+                        .port = e.port,
+                        .public_key = strdup(public_key)};
+    c->n_nodes++; /* counted now so destroy frees what was allocated */
+    if (!n->name || !n->address || !n->host || !n->public_key)
+        return rl_errf(err, errlen, "out of memory");
+    return 0;
 }

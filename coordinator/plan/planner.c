@@ -52,16 +52,29 @@ static uint64_t range_need(const costs *c, uint32_t i, uint32_t j) {
  * INFINITY forbids the choice. */
 typedef double (*range_cost)(const costs *c, uint32_t k, uint32_t i, uint32_t j);
 
+/* Node k's time per token with layers [i, j): streaming its bytes, and
+ * the hop into it when it has layers (an idle node is skipped by the
+ * pipeline, its link with it). */
+static double range_time(const costs *c, uint32_t k, uint32_t i, uint32_t j) {
+    const plan_node *n = &c->in->nodes[k];
+    return (double)range_stream(c, i, j) / n->speed + (i < j ? n->link_s : 0);
+}
+
 static double cost_time_if_fits(const costs *c, uint32_t k, uint32_t i, uint32_t j) {
     if (range_need(c, i, j) > c->in->nodes[k].free_ram)
         return INFINITY;
-    return (double)range_stream(c, i, j) / c->in->nodes[k].speed;
+    return range_time(c, k, i, j);
 }
 
-/* sum(bytes^2 / speed) is smallest when bytes are proportional to speed. */
+/* sum(time^2 * speed), which is sum(bytes^2 / speed) without links: smallest
+ * when the times are equal, so bytes go in proportion to speed, less what
+ * a node's link takes. */
 static double cost_balance(const costs *c, uint32_t k, uint32_t i, uint32_t j) {
     double b = (double)range_stream(c, i, j);
-    return b * b / c->in->nodes[k].speed;
+    if (c->in->nodes[k].link_s == 0 || i == j)
+        return b * b / c->in->nodes[k].speed;
+    double t = range_time(c, k, i, j);
+    return t * t * c->in->nodes[k].speed;
 }
 
 static double cost_shortfall(const costs *c, uint32_t k, uint32_t i, uint32_t j) {
@@ -181,6 +194,9 @@ static int check_input(const plan_input *in, char *err, size_t errlen) {
         if (!(in->nodes[k].speed > 0) || !isfinite(in->nodes[k].speed)) {
             snprintf(err, errlen, "plan: node %s has no measured speed", in->nodes[k].name);
             return -1;
+        } else if (!(in->nodes[k].link_s >= 0) || !isfinite(in->nodes[k].link_s)) {
+            snprintf(err, errlen, "plan: node %s has a link time that is not a number of seconds", in->nodes[k].name);
+            return -1;
         }
     if (!in->allow_idle && in->n_nodes > in->hp->n_layer) {
         snprintf(err, errlen,
@@ -249,7 +265,8 @@ static void fill_stages(plan *p, const costs *c, const uint32_t *cuts) {
         s->reserve_bytes = i < j ? in->reserve : 0;
         s->need_bytes = s->weight_bytes + s->kv_bytes + s->head_bytes + s->reserve_bytes;
         s->free_bytes = in->nodes[k].free_ram;
-        s->time_s = (double)range_stream(c, i, j) / in->nodes[k].speed;
+        s->time_s = range_time(c, k, i, j);
+        s->link_s = i < j ? in->nodes[k].link_s : 0;
         total_time += s->time_s;
         p->total_need += s->need_bytes;
         p->total_free += s->free_bytes;

@@ -9,7 +9,10 @@
  * positions: rl_kv_bytes_for), the final norm and output matrix on the node
  * that runs the head (the last one, unless the coordinator runs it), and a
  * fixed reserve for activations, buffers and the runtime. A node's time per
- * token is the weight bytes it streams divided by its speed.
+ * token is the weight bytes it streams divided by its speed, plus the link
+ * that brings it the activations (link_s) when it gets layers: a node behind
+ * a slow hop gets fewer layers, and with allow_idle none when the hop costs
+ * more than the node saves.
  *
  * Among the splits that fit every node, the plan minimizes the slowest
  * node's time (the pipeline's bottleneck); among those, it minimizes
@@ -36,6 +39,7 @@ typedef struct {
     const char *name;  /* shown in the problem text */
     uint64_t free_ram; /* bytes the node can give to weights, KV and the runtime */
     double speed;      /* weight bytes a matvec streams per second; > 0 */
+    double link_s;     /* seconds the hop into this node adds to a token (>= 0; 0: unknown or local) */
 } plan_node;
 
 typedef struct {
@@ -70,7 +74,8 @@ typedef struct {
     uint64_t reserve_bytes; /* 0 for an idle node */
     uint64_t need_bytes;    /* the four above */
     uint64_t free_bytes;    /* the node's free RAM */
-    double time_s;          /* per token: (weights + head) / speed */
+    double time_s;          /* per token: (weights + head) / speed, plus link_s when it has layers */
+    double link_s;          /* of that, the hop into it */
     double share;           /* time_s over all nodes' sum, 0..1 */
 } plan_stage;
 
