@@ -225,7 +225,7 @@ static unsigned watch_round(rl_http *h) {
             n_cut++;
         } else if (w->req && w->req->gen && !w->gone && fd_hung_up(w->fd)) {
             w->gone = true;
-            http_completions_abort(w->req, true); /* a cancel resumes nothing */
+            http_completions_abort(w->req, true); /* the sink's end (or the worker) resumes it */
         }
     }
     return n_cut;

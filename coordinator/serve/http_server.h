@@ -94,9 +94,6 @@ enum MHD_Result http_reply_json(http_req *r, int status, json_t *body);
 enum MHD_Result http_reply_error(http_req *r, const rl_oai_err *e);
 enum MHD_Result http_reply_text(http_req *r, int status, const char *content_type, const char *text);
 
-/* Whether the client has closed its connection. */
-bool http_client_gone(http_req *r);
-
 /* A generation request: parsed, submitted, then its connection suspended
  * until the scheduler's sink has something to send. */
 enum MHD_Result http_completions(http_req *r, bool chat);
