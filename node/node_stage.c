@@ -15,9 +15,9 @@
 #include "sampler.h"
 #include "util.h"
 
-#define NODE_MAX_STAGES 64 /* stages a Forward may have been through: bounds Forward.stage_seconds */
+#define NODE_MAX_STAGES 64    /* stages a Forward may have been through: bounds Forward.stage_seconds */
 #define DRAWS_PER_POSITION 17 /* a verifying pass: a draft of up to 16 and the target's id */
-#define HEAD_EXTRA 16      /* head rows beyond one per session: a draft's positions go through together */
+#define HEAD_EXTRA 16         /* head rows beyond one per session: a draft's positions go through together */
 
 /* A row that goes through the head: its segment and result, and how many of
  * the segment's tokens come after it (0: the last, the one `id` reports). */
