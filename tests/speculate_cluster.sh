@@ -7,7 +7,9 @@
 #     quantized model and a sliding-window one (rollback past the ring);
 #  2. a seeded sampled run with a draft: one process and 3 nodes sample the
 #     same ids (each position of a verified draft with the session's sampler);
-#  3. a node killed while a run verifies drafts: re-planned over the other
+#  3. chat with prompt lookup, one process and 3 nodes: the conversation of
+#     one process without a draft;
+#  4. a node killed while a run verifies drafts: re-planned over the other
 #     two, the micro-batch in flight replayed as a verifying one, the output
 #     that of one process.
 # usage: speculate_cluster.sh RELAIS RELAIS_NODE MODELS_DIR
@@ -54,7 +56,19 @@ args=(-m "$models/tiny-q8_0.gguf" --prompt-ids $prompt -n 80 --temp 0.9 --seed 1
 cmp -s "$work/sampled-local.json" "$work/sampled.json" || fail "sampled: 3 nodes sampled other ids than one process"
 echo "ok: a seeded sampled run with a draft samples the same ids on 3 nodes as in one process"
 
-# ---- 3: node 2 killed while drafts are verified ----
+# ---- 3: chat ----
+chat_args=(-m "$models/stories260K.gguf" --temp 0 -n 120 -t 1)
+turns='Hello there\nTell me more about the dog and the dog and the dog\n'
+printf "$turns" | "$relais" chat "${chat_args[@]}" >"$work/chat-local.out" 2>/dev/null || fail "chat: one process failed"
+printf "$turns" | "$relais" chat "${chat_args[@]}" --draft ngram >"$work/chat-spec.out" 2>/dev/null ||
+    fail "chat: one process with a draft failed"
+printf "$turns" | "$relais" chat --cluster "$work/cluster.yaml" "${chat_args[@]}" --draft ngram >"$work/chat.out" \
+    2>"$work/coordinator.log" || fail "chat on 3 nodes: $(tail -3 "$work/coordinator.log")"
+cmp -s "$work/chat-local.out" "$work/chat-spec.out" || fail "chat: a draft changed the conversation in one process"
+cmp -s "$work/chat-local.out" "$work/chat.out" || fail "chat: a draft changed the conversation on 3 nodes"
+echo "ok: chat with prompt lookup, one process and 3 nodes: the conversation without a draft"
+
+# ---- 4: node 2 killed while drafts are verified ----
 forwards() { grep -c 'relais: trace forward ' "$work/node1.log"; }
 m=tiny-q8_0
 args=(-m "$models/$m.gguf" --prompt-ids $prompt -n 1500 --ignore-eos --temp 0 --json -t 1)
