@@ -421,7 +421,15 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
             return RELAIS__ERROR_CODE__ERR_MALFORMED;
         }
     node_session *ss = node_sessions_find(s->sessions, g->session_id);
-    const uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
+    uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
+    if (g->rewind && ss && g->pos < have) { /* a rejected draft's positions go (bind_segments) */
+        if (!rl_kv_truncate_exact(ss->kv, g->pos)) {
+            snprintf(err, errlen, "segment %zu: session %llu cannot go back from %u to %u exactly", i, id, have,
+                     g->pos);
+            return RELAIS__ERROR_CODE__ERR_RANGE;
+        }
+        have = g->pos;
+    }
     const uint32_t ctx = ss ? rl_kv_ctx(ss->kv) : g->n_ctx ? g->n_ctx : s->assign->n_ctx;
     if (g->pos != have) {
         snprintf(err, errlen, "segment %zu: session %llu at position %u, but it holds %u positions%s", i, id, g->pos,
@@ -501,6 +509,8 @@ static Relais__ErrorCode bind_segments(node_stage *s, const Relais__Forward *f, 
     for (i = 0; i < f->n_segments && !code; i++) {
         const Relais__Segment *g = f->segments[i];
         node_session *ss = node_sessions_find(s->sessions, g->session_id);
+        if (ss && g->rewind)
+            rl_kv_truncate(ss->kv, g->pos);
         if (!ss)
             ss = node_sessions_create(s->sessions, g->session_id, g->n_ctx ? g->n_ctx : s->assign->n_ctx, &code, err,
                                       errlen);

@@ -131,6 +131,7 @@ typedef struct {
     const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
     bool sgemm;                       /* may use sgemm (executor.h, rl_xseg.sgemm) */
     bool verify;                      /* sample after every id, a draft's check (rl_xseg.verify); needs sampling */
+    bool rewind;                      /* forget positions >= pos first (rl_xseg.rewind) */
 } cluster_seg;
 
 /* Embeds the segments (max_batch tokens in all, each session once) and

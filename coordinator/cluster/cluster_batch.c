@@ -91,6 +91,7 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
         ws[i].seg.sample = g->sampling != NULL;
         ws[i].seg.sgemm = g->sgemm;
         ws[i].seg.verify = g->verify && g->sampling;
+        ws[i].seg.rewind = g->rewind;
         if (g->sampling) {
             if (g->sampling->n_top > RL_MAX_TOP) {
                 snprintf(err, errlen, "segment %u asks for %u top logits, at most %d", i, g->sampling->n_top,

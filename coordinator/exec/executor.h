@@ -56,6 +56,10 @@ typedef struct {
      * ending there. The ids per position come back in rl_xdone.verified; the
      * top logits only for the last. */
     bool verify;
+    /* The session first forgets its positions >= pos (a rejected draft's,
+     * at most RL_KV_SLACK + 1 back, so a sliding ring keeps what it needs):
+     * a truncate that travels with the micro-batches, without a round trip. */
+    bool rewind;
 } rl_xseg;
 
 #define RL_XERR_LEN 256

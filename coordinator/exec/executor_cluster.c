@@ -170,6 +170,10 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm) {
     }
     memcpy(s->toks + g->pos, g->ids, g->n * sizeof *g->ids);
     s->n_toks = end;
+    while (s->n_sg && s->sg[s->n_sg - 1].pos >= g->pos) /* a rewind: the chunks past pos are gone */
+        s->n_sg--;
+    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > g->pos)
+        s->sg[s->n_sg - 1].n = g->pos - s->sg[s->n_sg - 1].pos;
     if (sgemm) {
         if (s->n_sg == s->cap_sg) {
             uint32_t cap = s->cap_sg ? 2 * s->cap_sg : 8;
@@ -248,7 +252,8 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
                                    .n_ctx = g->n_ctx,
                                    .sampling = g->sample ? &x->smp[i] : NULL,
                                    .sgemm = g->sgemm,
-                                   .verify = g->sample && g->verify};
+                                   .verify = g->sample && g->verify,
+                                   .rewind = g->rewind};
         f->sessions[i] = g->session;
         f->ids[i] = -1;
         f->top[i].n = 0;

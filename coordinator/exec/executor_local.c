@@ -74,6 +74,12 @@ static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t 
     if (g->pos > 0) {
         if (!*p)
             snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
+        else if (g->rewind && !rl_kv_truncate_exact((*p)->kv, g->pos)) {
+            snprintf(err, errlen, "session %llu cannot go back to position %u exactly", (unsigned long long)g->session,
+                     g->pos);
+            return NULL;
+        } else if (g->rewind)
+            rl_kv_truncate((*p)->kv, g->pos);
         return *p;
     }
     if (*p) {

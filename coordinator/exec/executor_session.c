@@ -33,9 +33,10 @@ struct rl_xsession {
     uint32_t stream; /* counts begin(): a new value restarts the sampler */
     uint32_t n_top;
     uint64_t next_batch;
-    rl_draft *draft;                    /* borrowed; NULL: no speculation */
-    uint32_t k_max, k;                  /* most ids drafted per pass; the current number (adaptive) */
-    bool verifying;                     /* the step under way verifies a draft */
+    rl_draft *draft;   /* borrowed; NULL: no speculation */
+    uint32_t k_max, k; /* most ids drafted per pass; the current number (adaptive) */
+    bool verifying;    /* the step under way verifies a draft */
+    bool rewind;       /* the executor holds positions past pos (a rejected draft's): the next segment drops them */
     int32_t verified[RL_DRAFT_MAX + 1]; /* its ids per position */
     rl_xspec_stats stats;
 };
@@ -79,6 +80,7 @@ static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
                      .sample = done + chunk == n,
                      .sgemm = !s->verifying,
                      .verify = s->verifying && done + chunk == n,
+                     .rewind = s->rewind && done == 0,
                      .sampling = &s->params,
                      .stream = s->stream,
                      .n_top = s->n_top,
@@ -95,7 +97,7 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
         while (rc == 0 && sent < n && flying < s->x->depth) {
             rl_xseg g = segment(s, sent, n);
             if ((rc = s->x->ops->submit(s->x, ++s->next_batch, &g, 1, err, errlen)) == 0)
-                sent += g.n, flying++, s->held = true;
+                sent += g.n, flying++, s->held = true, s->rewind = false;
         }
         rl_xdone d;
         if (flying == 0 || s->x->ops->wait(s->x, WAIT_MS, &d) != 1)
@@ -129,7 +131,7 @@ static int feed(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *err,
         char why[256]; /* part of the ids may have gone in: bring the session back */
         int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, s->pos, why, sizeof why) : 0;
         if (kept >= 0)
-            s->pos = (uint32_t)kept;
+            s->pos = (uint32_t)kept, s->rewind = false;
         return -1;
     }
     s->pos += n;
@@ -173,18 +175,13 @@ static uint32_t draft_ids(rl_xsession *s, int32_t id, uint32_t cap) {
 }
 
 /* After a pass that verified k drafted ids of which a were accepted: the
- * session keeps them (positions up to from + 1 + a), fed again when a
- * sliding window forced a clear. */
-static int keep_accepted(rl_xsession *s, uint32_t from, uint32_t a, char *err, size_t errlen) {
+ * session keeps them (positions up to from + 1 + a); the executor drops the
+ * rest with the next segment (rl_xseg.rewind: no round trip; a sliding ring
+ * keeps RL_KV_SLACK slots for it). */
+static void keep_accepted(rl_xsession *s, uint32_t from, uint32_t a) {
     const uint32_t want = from + 1 + a;
-    if (want >= s->pos)
-        return 0;
-    int64_t kept = s->x->ops->truncate(s->x, SESSION, want, err, errlen);
-    if (kept < 0)
-        return -1;
-    s->pos = (uint32_t)kept;
-    int32_t unused;
-    return s->pos < want ? feed(s, want - s->pos, &unused, NULL, err, errlen) : 0;
+    if (want < s->pos)
+        s->pos = want, s->rewind = true;
 }
 
 int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uint32_t *n_out, rl_top *top, char *err,
@@ -214,7 +211,8 @@ int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uin
         s->k = s->k + 1 < s->k_max ? s->k + 1 : s->k_max;
     else if (a < k)
         s->k = a + 1 < s->k ? a + 1 : s->k;
-    return keep_accepted(s, from, a, err, errlen);
+    keep_accepted(s, from, a);
+    return 0;
 }
 
 int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen) {
@@ -222,6 +220,6 @@ int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t err
         return s->pos;
     int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, pos, err, errlen) : pos;
     if (kept >= 0)
-        s->pos = (uint32_t)kept;
+        s->pos = (uint32_t)kept, s->rewind = false;
     return kept;
 }
