@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "executor.h"
 #include "forward.h"
 #include "model.h"
+#include "scheduler.h"
 #include "tokenizer.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
@@ -237,12 +239,105 @@ static void test_sampled_distribution(void **state) {
     engine_close(&e);
 }
 
+/* ---- serving: the scheduler with a draft ---- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int32_t ids[128];
+    uint32_t n;
+    bool done;
+} collect;
+
+static bool collect_token(void *ud, int32_t id) {
+    collect *c = ud;
+    pthread_mutex_lock(&c->lock);
+    if (c->n < 128)
+        c->ids[c->n++] = id;
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
+static void collect_done(void *ud, rl_finish why, const char *err) {
+    collect *c = ud;
+    (void)why, (void)err;
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Requests r[0..n) through a scheduler of x with draft d (NULL: none); the
+ * odd ones opt out ("speculative": false). Their ids in c; the stats in *st. */
+static void serve_all(engine *e, rl_draft *d, const int32_t (*prompts)[12], uint32_t n, collect *c,
+                      rl_sched_stats *st) {
+    char err[256];
+    rl_sched_opts o = {.max_sessions = 4, .max_queue = 8, .n_ctx = 256, .draft = d, .draft_max = 6};
+    rl_sched *s = rl_sched_new(e->x, e->tok, &o, err, sizeof err);
+    assert_non_null(s);
+    for (uint32_t i = 0; i < n; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        pthread_mutex_init(&c[i].lock, NULL), pthread_cond_init(&c[i].cond, NULL);
+        rl_sched_req r = {.prompt = prompts[i],
+                          .n_prompt = 12,
+                          .max_tokens = 90,
+                          .sampling = rl_sampler_defaults(),
+                          .sink = {collect_token, collect_done, &c[i]},
+                          .no_draft = i % 2 == 1};
+        uint64_t id;
+        assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&c[i].lock);
+        while (!c[i].done)
+            pthread_cond_wait(&c[i].cond, &c[i].lock);
+        pthread_mutex_unlock(&c[i].lock);
+    }
+    rl_sched_stats_get(s, st);
+    rl_sched_destroy(&s);
+}
+
+/* Served greedy requests, four at once in the same micro-batches, half of
+ * them speculating with prompt lookup: each gets the ids it gets without
+ * any draft, and drafted ids were verified and accepted. */
+static void test_serve_greedy_equal(void **state) {
+    (void)state;
+    engine e;
+    char err[256];
+    engine_open(&e, MODELS "stories260K.gguf");
+    rl_executor_destroy(&e.x);
+    e.x = rl_executor_local_new(e.m, 1, 64, 4, RL_GEMM_MIN_DEFAULT, RL_KV_TYPE_F32, err, sizeof err);
+    assert_non_null(e.x);
+    int32_t prompts[4][12];
+    for (uint32_t i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < 12; j++)
+            prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
+    collect base[4], spec[4];
+    rl_sched_stats st0, st;
+    serve_all(&e, NULL, prompts, 4, base, &st0);
+    rl_draft *d = rl_draft_new("ngram", NULL, 1, 0, err, sizeof err);
+    serve_all(&e, d, prompts, 4, spec, &st);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(base[i].n, spec[i].n);
+        assert_memory_equal(base[i].ids, spec[i].ids, base[i].n * sizeof *base[i].ids);
+    }
+    printf("served: %llu ids drafted, %llu accepted; %llu micro-batches against %llu without a draft\n",
+           (unsigned long long)st.drafted, (unsigned long long)st.accepted, (unsigned long long)st.batches,
+           (unsigned long long)st0.batches);
+    assert_int_equal(st0.drafted, 0);
+    assert_true(st.drafted > 0 && st.accepted > 0 && st.accepted <= st.drafted);
+    assert_int_equal(st.generated, st0.generated);
+    rl_draft_destroy(&d);
+    engine_close(&e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ngram),
         cmocka_unit_test(test_draft_model_vocab),
         cmocka_unit_test(test_greedy_equal),
         cmocka_unit_test(test_sampled_distribution),
+        cmocka_unit_test(test_serve_greedy_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,7 +348,8 @@ static int submit(gen *g, rl_oai_err *e) {
                        .n_prompt = (uint32_t)q->n_prompt,
                        .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling,
-                       .sink = {on_token, on_done, g}};
+                       .sink = {on_token, on_done, g},
+                       .no_draft = q->no_draft};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);

@@ -40,6 +40,7 @@ typedef struct {
     bool include_usage; /* stream_options.include_usage */
     int64_t max_tokens; /* -1: as many as the context leaves */
     rl_sampler_params sampling;
+    bool no_draft; /* "speculative": false (relais's own field): no draft even when the server has one */
     char *stop[RL_OAI_MAX_STOP];
     size_t n_stop;
     rl_tool_mode tool_mode; /* REQUIRED also for a named function */
