@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "draft.h"
 #include "executor.h"
 #include "forward.h"
 #include "model.h"
 #include "scheduler.h"
 #include "tokenizer.h"
+#include "weights_slice.h"
 
 #define MODELS RELAIS_SHARED_DIR "/models/"
 
@@ -239,6 +241,52 @@ static void test_sampled_distribution(void **state) {
     engine_close(&e);
 }
 
+/* A draft cut from the target (its first 4 of 5 layers, `relais synth
+ * --cut-from`): a valid model with the target's vocabulary, whose greedy
+ * drafts the target accepts often, and the output stays the target's. */
+static void test_cut_draft(void **state) {
+    (void)state;
+    char err[256], path[] = "/tmp/relais-test-draft-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    weights_slice *w = weights_slice_draft(MODELS "stories260K.gguf", 4, err, sizeof err);
+    assert_non_null(w);
+    uint8_t *buf = malloc(weights_slice_size(w));
+    weights_slice_read(w, 0, buf, weights_slice_size(w));
+    assert_int_equal(write(fd, buf, weights_slice_size(w)), (ssize_t)weights_slice_size(w));
+    close(fd);
+    free(buf);
+    weights_slice_destroy(&w);
+    engine e;
+    engine_open(&e, MODELS "stories260K.gguf");
+    rl_draft *d = rl_draft_new(path, e.tok, 1, 256, err, sizeof err);
+    assert_non_null(d);
+    int32_t *prompt;
+    size_t n_prompt;
+    const char *text = "Once upon a time, there was a little dog. The dog liked to";
+    assert_int_equal(rl_tok_encode(e.tok, text, strlen(text), true, false, &prompt, &n_prompt), 0);
+    enum { N = 60 };
+    int32_t base[N], got[N];
+    greedy(&e, NULL, 0, prompt, (uint32_t)n_prompt, base, N);
+    rl_xsession *s = rl_xsession_new(e.x, 256, false);
+    rl_sampler_params p = rl_sampler_defaults();
+    rl_xsession_begin(s, &p, 0);
+    rl_xsession_set_draft(s, d, 4);
+    assert_int_equal(rl_xsession_step(s, prompt, (uint32_t)n_prompt, &got[0], NULL, err, sizeof err), 0);
+    for (uint32_t have = 1, m; have < N; have += m)
+        assert_int_equal(rl_xsession_next(s, got[have - 1], got + have, N - have, &m, NULL, err, sizeof err), 0);
+    assert_memory_equal(base, got, sizeof base);
+    rl_xspec_stats st = rl_xsession_spec_stats(s);
+    printf("cut draft (4 of 5 layers): %llu of %llu drafted ids accepted\n", (unsigned long long)st.accepted,
+           (unsigned long long)st.drafted);
+    assert_true(st.accepted * 5 > st.drafted); /* more than a fifth: a real draft, not noise */
+    rl_xsession_destroy(&s);
+    rl_draft_destroy(&d);
+    free(prompt);
+    engine_close(&e);
+    unlink(path);
+}
+
 /* ---- serving: the scheduler with a draft ---- */
 
 typedef struct {
@@ -338,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_equal),
         cmocka_unit_test(test_sampled_distribution),
         cmocka_unit_test(test_serve_greedy_equal),
+        cmocka_unit_test(test_cut_draft),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
