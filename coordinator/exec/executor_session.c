@@ -8,8 +8,8 @@
  * With a draft source (rl_xsession_set_draft), rl_xsession_next feeds the
  * last sampled id and the draft's guesses behind it as one segment that
  * verifies them: the target samples after every position, the guesses
- * equal to its own samples are kept with its id after them, and the cache
- * is truncated back to them. Verification uses the quantized kernels
+ * equal to its own samples are kept with its id after them, and the next
+ * segment drops the rest from the cache (rl_xseg.rewind). Verification uses the quantized kernels
  * (never sgemm), whose rows do not depend on how many share the pass, so
  * greedy output is that of one id per pass, id for id. */
 #include <stdio.h>
