@@ -121,6 +121,9 @@ rl_draft *rl_draft_new(const char *spec, const rl_tokenizer *target, int n_threa
     } else if (!strncmp(spec, "ids:", 4)) {
         d->kind = DRAFT_IDS, rc = parse_ids(d, spec + 4, err, errlen);
         snprintf(d->name, sizeof d->name, "ids");
+    } else if (!target) {
+        snprintf(err, errlen, "a draft model needs the target's tokenizer to compare vocabularies");
+        rc = -1;
     } else {
         d->kind = DRAFT_MODEL, rc = open_model(d, spec, target, n_threads, n_ctx, err, errlen);
     }
