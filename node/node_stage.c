@@ -442,10 +442,9 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     *fresh += !ss;
-    if (g->verify && !g->sample) {
-        snprintf(err, errlen, "segment %zu: session %llu verifies a draft but does not sample", i, id);
-        return RELAIS__ERROR_CODE__ERR_MALFORMED;
-    }
+    Relais__ErrorCode code = wire_check_segment(g, err, errlen);
+    if (code)
+        return code;
     if (!s->assign->run_head || !g->sample)
         return RELAIS__ERROR_CODE__ERR_NONE;
     if (!g->sampling) {
