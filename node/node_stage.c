@@ -15,7 +15,15 @@
 #include "sampler.h"
 #include "util.h"
 
-#define NODE_MAX_STAGES 64 /* stages a Forward may have been through: bounds Forward.stage_seconds */
+#define NODE_MAX_STAGES 64    /* stages a Forward may have been through: bounds Forward.stage_seconds */
+#define DRAWS_PER_POSITION 17 /* a verifying pass: a draft of up to 16 and the target's id */
+#define HEAD_EXTRA 16         /* head rows beyond one per session: a draft's positions go through together */
+
+/* A row that goes through the head: its segment and result, and how many of
+ * the segment's tokens come after it (0: the last, the one `id` reports). */
+typedef struct head_row {
+    uint32_t seg, res, row, back;
+} head_row;
 
 struct node_stage {
     Relais__Assign *assign;              /* a packed-and-unpacked copy of the Assign (owned) */
@@ -32,13 +40,15 @@ struct node_stage {
     float *x;                            /* (max_batch, dim) activations */
     uint8_t *out;                        /* (max_batch, dim) activations in the wire dtype */
     uint32_t gemm_min;                   /* the assignment's sgemm threshold, for micro-batches allowing it */
-    uint32_t max_rows;                   /* most rows the head samples at once: min(max_batch, max_sessions) */
+    uint32_t max_rows;                   /* rows through the head at once: min(max_batch, max_sessions + HEAD_EXTRA) */
+    head_row *picks;                     /* (max_rows) where each of them comes from */
+    int32_t *verified;                   /* (max_batch) SegmentResult.ids of verifying segments */
     rl_segment *segs;                    /* (max_batch) the engine's view of a micro-batch */
     node_session **owners;               /* (max_batch) the session of each segment */
-    float *rows;                         /* (max_rows, dim) last rows of the sampling segments, head stage */
+    float *rows;                         /* (max_rows, dim) rows going through the head, head stage */
     float *logits;                       /* (max_rows, n_vocab) on the head stage */
-    Relais__SegmentResult *results;      /* (max_rows) Result.results entries */
-    Relais__SegmentResult **result_ptrs; /* (max_rows) */
+    Relais__SegmentResult *results;      /* (max_batch) Result.results entries */
+    Relais__SegmentResult **result_ptrs; /* (max_batch) */
     int32_t *top_ids;                    /* (WIRE_MAX_TOP) */
     float *top_vals;                     /* (WIRE_MAX_TOP) */
     Relais__TopLogit *tops;              /* (WIRE_MAX_TOP) SegmentResult.top entries */
@@ -138,17 +148,20 @@ static int alloc_buffers(node_stage *s) {
         return -1;
     if (!s->assign->run_head)
         return 0;
-    s->max_rows = mb < s->assign->max_sessions ? mb : s->assign->max_sessions;
+    const uint32_t rows = s->assign->max_sessions + HEAD_EXTRA;
+    s->max_rows = mb < rows ? mb : rows;
     s->rows = malloc((size_t)s->max_rows * s->hp->dim * sizeof *s->rows);
     s->logits = malloc((size_t)s->max_rows * s->hp->n_vocab * sizeof *s->logits);
-    s->results = malloc(s->max_rows * sizeof *s->results);
-    s->result_ptrs = malloc(s->max_rows * sizeof *s->result_ptrs);
+    s->picks = malloc(s->max_rows * sizeof *s->picks);
+    s->verified = malloc(mb * sizeof *s->verified);
+    s->results = malloc(mb * sizeof *s->results);
+    s->result_ptrs = malloc(mb * sizeof *s->result_ptrs);
     s->top_ids = malloc(WIRE_MAX_TOP * sizeof *s->top_ids);
     s->top_vals = malloc(WIRE_MAX_TOP * sizeof *s->top_vals);
     s->tops = malloc(WIRE_MAX_TOP * sizeof *s->tops);
     s->top_ptrs = malloc(WIRE_MAX_TOP * sizeof *s->top_ptrs);
-    if (!s->rows || !s->logits || !s->results || !s->result_ptrs || !s->top_ids || !s->top_vals || !s->tops ||
-        !s->top_ptrs)
+    if (!s->rows || !s->logits || !s->picks || !s->verified || !s->results || !s->result_ptrs || !s->top_ids ||
+        !s->top_vals || !s->tops || !s->top_ptrs)
         return -1;
     for (int i = 0; i < WIRE_MAX_TOP; i++) {
         relais__top_logit__init(&s->tops[i]);
@@ -235,7 +248,7 @@ void node_stage_destroy(node_stage **ps) {
     rl_model_destroy(&s->model);
     relais__assign__free_unpacked(s->assign, NULL);
     free(s->x), free(s->out), free(s->logits), free(s->segs), free(s->owners), free(s->rows);
-    free(s->results), free(s->result_ptrs);
+    free(s->results), free(s->result_ptrs), free(s->picks), free(s->verified);
     free(s->top_ids), free(s->top_vals), free(s->tops), free(s->top_ptrs);
     free(s);
     *ps = NULL;
@@ -355,13 +368,15 @@ static Relais__ErrorCode pass_on(node_stage *s, const Relais__Forward *f, uint32
 /* The session's sampler for smp; a new stream value starts a new one (and
  * its seed), so a repeated request reproduces its ids. A sampler made in the
  * middle of a stream (this node took over the head in a re-plan) skips the
- * draws of the ids sampled before; those cannot outnumber the positions. */
+ * draws of the ids sampled before; those cannot outnumber the positions
+ * DRAWS_PER_POSITION times (a pass verifying a draft draws at each of its
+ * positions and keeps at least one). */
 static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const Relais__Sampling *smp, char *err,
                                          size_t errlen) {
     if (ss->sampler && ss->stream == smp->stream)
         return RELAIS__ERROR_CODE__ERR_NONE;
     rl_sampler_destroy(&ss->sampler);
-    if (smp->samples_before > rl_kv_len(ss->kv)) {
+    if (smp->samples_before > (uint64_t)rl_kv_len(ss->kv) * DRAWS_PER_POSITION) {
         snprintf(err, errlen, "%u samples before position %u", smp->samples_before, rl_kv_len(ss->kv));
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
@@ -375,19 +390,31 @@ static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const 
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
-/* The top logits of one row of logits into s->tops[at..] (before sampling
- * edits the row; sr->n_top of them) with the row's normalizer and the
- * sampled id's logit into sr, then the session's sampled id. */
-static int32_t pick(node_stage *s, node_session *ss, const Relais__Sampling *smp, float *logits, uint32_t at,
-                    Relais__SegmentResult *sr) {
+/* The top logits of a segment's last row into s->tops[*at..] (before
+ * sampling edits the row; smp->top_logits of them) with the row's
+ * normalizer and the sampled id's logit into sr, then the session's
+ * sampled id. */
+static int32_t pick_last(node_stage *s, node_session *ss, const Relais__Sampling *smp, float *logits,
+                         const int32_t *hist, size_t n_hist, uint32_t *at, Relais__SegmentResult *sr) {
     const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
-    const int32_t id = rl_sampler_sample_top(ss->sampler, logits, smp->history, smp->n_history, k, s->top_ids,
-                                             s->top_vals, &sr->top_lse, &sr->chosen_logit);
+    const int32_t id = rl_sampler_sample_top(ss->sampler, logits, hist, n_hist, k, s->top_ids, s->top_vals,
+                                             &sr->top_lse, &sr->chosen_logit);
     for (uint32_t i = 0; i < k; i++)
-        s->tops[at + i].id = s->top_ids[i], s->tops[at + i].logit = s->top_vals[i];
-    sr->top = s->top_ptrs + at;
+        s->tops[*at + i].id = s->top_ids[i], s->tops[*at + i].logit = s->top_vals[i];
+    sr->top = s->top_ptrs + *at;
     sr->n_top = k;
+    *at += k;
     return id;
+}
+
+/* The history a row samples with: all of it for a segment's last row; for
+ * an earlier row of a verifying segment, the part before the tokens after
+ * it, cut to the window ending there. */
+static const int32_t *row_history(const Relais__Sampling *smp, uint32_t back, bool verify, size_t *n) {
+    const size_t end = smp->n_history > back ? smp->n_history - back : 0;
+    const size_t start = verify && smp->window && end > smp->window ? end - smp->window : 0;
+    *n = end - start;
+    return smp->history + start;
 }
 
 /* Segment i of f against its session (found, or new at position 0). */
@@ -401,7 +428,15 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
             return RELAIS__ERROR_CODE__ERR_MALFORMED;
         }
     node_session *ss = node_sessions_find(s->sessions, g->session_id);
-    const uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
+    uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
+    if (g->rewind && ss && g->pos < have) { /* a rejected draft's positions go (bind_segments) */
+        if (!rl_kv_truncate_exact(ss->kv, g->pos)) {
+            snprintf(err, errlen, "segment %zu: session %llu cannot go back from %u to %u exactly", i, id, have,
+                     g->pos);
+            return RELAIS__ERROR_CODE__ERR_RANGE;
+        }
+        have = g->pos;
+    }
     const uint32_t ctx = ss ? rl_kv_ctx(ss->kv) : g->n_ctx ? g->n_ctx : s->assign->n_ctx;
     if (g->pos != have) {
         snprintf(err, errlen, "segment %zu: session %llu at position %u, but it holds %u positions%s", i, id, g->pos,
@@ -414,6 +449,9 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     *fresh += !ss;
+    Relais__ErrorCode code = wire_check_segment(g, err, errlen);
+    if (code)
+        return code;
     if (!s->assign->run_head || !g->sample)
         return RELAIS__ERROR_CODE__ERR_NONE;
     if (!g->sampling) {
@@ -430,7 +468,7 @@ static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f,
                                         size_t errlen) {
     const uint32_t mb = s->assign->max_batch, V = s->hp->n_vocab;
     uint64_t total = 0, tops = 0;
-    uint32_t fresh = 0, sampled = 0;
+    uint32_t fresh = 0;
     if (!wire_dtype_name(f->dtype) || f->n_segments > mb) {
         snprintf(err, errlen, "a micro-batch of %zu segments, dtype %d (this stage takes up to %u tokens)",
                  f->n_segments, (int)f->dtype, mb);
@@ -447,7 +485,7 @@ static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f,
         if (code)
             return code;
         if (s->assign->run_head && g->sample)
-            sampled++, tops += g->sampling->top_logits < V ? g->sampling->top_logits : V;
+            tops += g->sampling->top_logits < V ? g->sampling->top_logits : V;
     }
     const size_t want = wire_activations_bytes(f->dtype, total, s->hp->dim);
     if (f->activations.len != want) {
@@ -455,11 +493,9 @@ static Relais__ErrorCode check_segments(node_stage *s, const Relais__Forward *f,
                  (unsigned long long)total, s->hp->dim, wire_dtype_name(f->dtype), want);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
-    if (sampled > s->max_rows || tops > WIRE_MAX_TOP) {
-        snprintf(err, errlen,
-                 "%u sampling segments with %llu top logits; this stage samples up to %u rows and %d "
-                 "top logits at once",
-                 sampled, (unsigned long long)tops, s->max_rows, WIRE_MAX_TOP);
+    if (tops > WIRE_MAX_TOP) { /* rows beyond max_rows go through the head in turns */
+        snprintf(err, errlen, "%llu top logits in one micro-batch; this stage reports up to %d at once",
+                 (unsigned long long)tops, WIRE_MAX_TOP);
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     if (fresh > s->assign->max_sessions - node_sessions_count(s->sessions)) {
@@ -479,6 +515,8 @@ static Relais__ErrorCode bind_segments(node_stage *s, const Relais__Forward *f, 
     for (i = 0; i < f->n_segments && !code; i++) {
         const Relais__Segment *g = f->segments[i];
         node_session *ss = node_sessions_find(s->sessions, g->session_id);
+        if (ss && g->rewind)
+            rl_kv_truncate(ss->kv, g->pos);
         if (!ss)
             ss = node_sessions_create(s->sessions, g->session_id, g->n_ctx ? g->n_ctx : s->assign->n_ctx, &code, err,
                                       errlen);
@@ -492,38 +530,70 @@ static Relais__ErrorCode bind_segments(node_stage *s, const Relais__Forward *f, 
     return code;
 }
 
-/* The head stage of a micro-batch: the last rows of the sampling segments
- * through the head together, then each session's own sampler; one
- * SegmentResult per sampling segment, in order. */
-static Relais__ErrorCode batch_finish(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
-    const uint32_t dim = s->hp->dim, V = s->hp->n_vocab;
-    uint32_t row = 0, k = 0, at = 0;
-    for (size_t i = 0; i < f->n_segments; i++) {
-        row += f->segments[i]->n_tokens;
-        if (f->segments[i]->sample)
-            memcpy(s->rows + (size_t)k++ * dim, s->x + (size_t)(row - 1) * dim, dim * sizeof *s->rows);
-    }
-    if (k && rl_head_rows(s->ctx, s->rows, k, s->logits, err, errlen))
+/* The k gathered rows through the head, then each sampled in order by its
+ * session's sampler (the top logits of a segment's last row first). */
+static Relais__ErrorCode head_flush(node_stage *s, const Relais__Forward *f, uint32_t k, uint32_t *at, char *err,
+                                    size_t errlen) {
+    const uint32_t V = s->hp->n_vocab;
+    if (rl_head_rows(s->ctx, s->rows, k, s->logits, err, errlen))
         return RELAIS__ERROR_CODE__ERR_INTERNAL;
-    Relais__Result r = RELAIS__RESULT__INIT;
-    r.step_id = f->step_id;
-    r.results = s->result_ptrs;
-    r.n_results = k;
-    for (size_t i = 0, j = 0; i < f->n_segments; i++) {
+    for (uint32_t j = 0; j < k; j++) {
+        const head_row *h = &s->picks[j];
+        const Relais__Segment *g = f->segments[h->seg];
+        Relais__SegmentResult *sr = &s->results[h->res];
+        float *logits = s->logits + (size_t)j * V;
+        size_t n_hist;
+        const int32_t *hist = row_history(g->sampling, h->back, g->verify, &n_hist);
+        node_session *ss = s->owners[h->seg];
+        const int32_t id = h->back == 0 ? pick_last(s, ss, g->sampling, logits, hist, n_hist, at, sr)
+                                        : rl_sampler_sample(ss->sampler, logits, hist, n_hist);
+        if (h->back == 0)
+            sr->id = id;
+        if (g->verify)
+            sr->ids[g->n_tokens - 1 - h->back] = id;
+    }
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+/* The head stage of a micro-batch: the last row of each sampling segment
+ * (every row of one that verifies a draft) through the head, max_rows at a
+ * time, each sampled by its session's own sampler; one SegmentResult per
+ * sampling segment, in order. */
+static Relais__ErrorCode batch_finish(node_stage *s, const Relais__Forward *f, double t0, char *err, size_t errlen) {
+    const uint32_t dim = s->hp->dim;
+    uint32_t row = 0, k = 0, at = 0, j = 0, nv = 0;
+    Relais__ErrorCode code = RELAIS__ERROR_CODE__ERR_NONE;
+    for (size_t i = 0; i < f->n_segments && !code; i++) {
         const Relais__Segment *g = f->segments[i];
+        const uint32_t first = row;
+        row += g->n_tokens;
         if (!g->sample)
             continue;
-        Relais__ErrorCode code = session_sampler(s, s->owners[i], g->sampling, err, errlen);
-        if (code)
-            return code;
+        if ((code = session_sampler(s, s->owners[i], g->sampling, err, errlen)))
+            break;
         Relais__SegmentResult *sr = &s->results[j];
         relais__segment_result__init(sr);
         s->result_ptrs[j] = sr;
         sr->session_id = g->session_id;
         sr->pos = rl_kv_len(s->owners[i]->kv);
-        sr->id = pick(s, s->owners[i], g->sampling, s->logits + (size_t)j++ * V, at, sr);
-        at += (uint32_t)sr->n_top;
+        if (g->verify)
+            sr->ids = s->verified + nv, sr->n_ids = g->n_tokens, nv += g->n_tokens;
+        for (uint32_t r = g->verify ? first : row - 1; r < row && !code; r++) {
+            s->picks[k] = (head_row){(uint32_t)i, j, r, row - 1 - r};
+            memcpy(s->rows + (size_t)k * dim, s->x + (size_t)r * dim, dim * sizeof *s->rows);
+            if (++k == s->max_rows)
+                code = head_flush(s, f, k, &at, err, errlen), k = 0;
+        }
+        j++;
     }
+    if (!code && k)
+        code = head_flush(s, f, k, &at, err, errlen);
+    if (code)
+        return code;
+    Relais__Result r = RELAIS__RESULT__INIT;
+    r.step_id = f->step_id;
+    r.results = s->result_ptrs;
+    r.n_results = j;
     return send_result(s, &r, f, t0, err, errlen);
 }
 

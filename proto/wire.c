@@ -271,6 +271,12 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
+Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen) {
+    if (g->verify && !g->sample)
+        return bad(err, errlen, "session %llu verifies a draft but does not sample", (unsigned long long)g->session_id);
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
 /* ---- activations ---- */
 
 static const char *const DTYPE_NAMES[] = {

@@ -85,6 +85,10 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
 /* Sampling parameters: finite, in range, a non-negative history. */
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
+/* A Segment's fields on their own: a verifying one samples (Segment.verify
+ * needs Segment.sample); its size and the session's state are the node's
+ * to check against the micro-batch and its caches. */
+Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen);
 
 /* ---- activations ---- */
 

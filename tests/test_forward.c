@@ -265,12 +265,19 @@ static void test_truncate(void **s) {
     assert_int_equal(rl_runner_truncate(r, 3), 3);
     assert_int_equal(rl_runner_feed(r, ids + 3, 17, logits, err, sizeof err), 0);
     compare(logits, ref + 19 * V, V, 2e-3f, "after truncate to 3", 19);
-    /* after it wraps, taking back the last token is exact... */
+    /* after it wraps, taking back the last token is exact, and so is taking
+     * back up to RL_KV_SLACK + 1 (the ring's slack: a rejected draft)... */
     assert_int_equal(rl_runner_truncate(r, 19), 19);
     assert_int_equal(rl_runner_feed(r, ids + 19, 1, logits, err, sizeof err), 0);
     compare(logits, ref + 19 * V, V, 2e-3f, "after truncate to 19", 19);
+    assert_int_equal(rl_runner_feed(r, ids + 20, 10, logits, err, sizeof err), 0);
+    assert_true(30 > W + RL_KV_SLACK); /* wrapped */
+    assert_int_equal(rl_runner_truncate(r, 30 - RL_KV_SLACK - 1), 30 - RL_KV_SLACK - 1);
+    assert_int_equal(rl_runner_feed(r, ids + 13, 1, logits, err, sizeof err), 0);
+    compare(logits, ref + 13 * V, V, 2e-3f, "after truncate to 13", 13);
     /* ...going further back clears the session, and says so */
-    assert_int_equal(rl_runner_truncate(r, 10), 0);
+    assert_int_equal(rl_runner_feed(r, ids + 14, 20, logits, err, sizeof err), 0);
+    assert_int_equal(rl_runner_truncate(r, 34 - RL_KV_SLACK - 2), 0);
     assert_int_equal(rl_runner_pos(r), 0);
     assert_int_equal(rl_runner_feed(r, ids, 25, logits, err, sizeof err), 0);
     compare(logits, ref + 24 * V, V, 2e-3f, "after a cleared truncate", 24);
@@ -344,9 +351,9 @@ static void test_kv_memory(void **s) {
     rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
     const rl_hparams *hp = rl_model_hparams(m);
     const size_t row = 2 * (size_t)hp->n_head_kv * hp->head_dim * sizeof(float);
-    /* layer 0 is full, layers 1-3 slide with W = 8 */
+    /* layer 0 is full, layers 1-3 slide with W = 8 in rings of W + RL_KV_SLACK */
     rl_kv *kv = rl_kv_new(hp, 0, 4, 100, RL_KV_TYPE_F32, err, sizeof err);
-    assert_int_equal(rl_kv_bytes(kv), row * (100 + 3 * hp->swa_window));
+    assert_int_equal(rl_kv_bytes(kv), row * (100 + 3 * (hp->swa_window + RL_KV_SLACK)));
     assert_int_equal(rl_kv_bytes_for(hp, 0, 4, 100, RL_KV_TYPE_F32), rl_kv_bytes(kv));
     rl_kv_destroy(&kv);
     assert_null(kv);

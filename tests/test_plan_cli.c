@@ -189,8 +189,8 @@ static void test_sliding_kv_and_pinned_split(void **state) {
                          rl_kv_bytes_for(&m.hp, (uint32_t)l0, (uint32_t)l1, 4096, RL_KV_TYPE_DEFAULT));
         kv += jint(o, "kv_bytes");
     }
-    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2; /* f16, the default */
-    assert_int_equal(kv, per_pos * (4096 + 3 * 8));
+    uint64_t per_pos = 2ull * m.hp.n_head_kv * m.hp.head_dim * 2;   /* f16, the default */
+    assert_int_equal(kv, per_pos * (4096 + 3 * (8 + RL_KV_SLACK))); /* rings of W + slack */
     assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "f16");
     assert_int_equal(jint(j, "kv_bytes_per_token"), per_pos * m.hp.n_layer);
     json_decref(j);

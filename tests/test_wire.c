@@ -220,6 +220,13 @@ static void test_check_sampling(void **state) {
     assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     s.top_p = 1.5f;
     assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    /* a segment that verifies a draft must sample */
+    Relais__Segment g = RELAIS__SEGMENT__INIT;
+    g.n_tokens = 5, g.verify = true;
+    assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "verifies a draft"));
+    g.sample = true;
+    assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
 }
 
 static void test_activations_and_sampling(void **state) {

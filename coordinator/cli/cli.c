@@ -74,6 +74,21 @@ void cli_common_init(cli_common *c, float default_temp) {
     }
 }
 
+int cli_draft_opt(cli_draft *d, int opt, const char *arg) {
+    int64_t k;
+    if (!d->k_max)
+        d->k_max = 4;
+    if (opt == CLI_OPT_DRAFT)
+        d->spec = arg;
+    else if (opt == CLI_OPT_DRAFT_MAX) {
+        if (cli_parse_i64("--draft-max", arg, 1, 16, &k))
+            return -1;
+        d->k_max = (uint32_t)k;
+    } else
+        return 0;
+    return 1;
+}
+
 int cli_common_opt(cli_common *c, int opt, const char *arg) {
     int64_t i;
     rl_sampler_params *s = &c->sampling;

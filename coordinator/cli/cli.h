@@ -40,6 +40,8 @@ enum {
     CLI_OPT_FILE_LAYOUT,
     CLI_OPT_KV_TYPE,
     CLI_OPT_CTX_BEYOND,
+    CLI_OPT_DRAFT,
+    CLI_OPT_DRAFT_MAX,
     CLI_OPT_FIRST_OWN = 1100
 };
 #define CLI_COMMON_LONGOPTS                                                                                            \
@@ -84,6 +86,21 @@ typedef struct {
 
 void cli_common_init(cli_common *c, float default_temp);
 int cli_common_opt(cli_common *c, int opt, const char *arg);
+/* Speculative decoding (run, chat, serve): a draft source (draft.h) and the
+ * most ids it drafts per pass. */
+typedef struct {
+    const char *spec; /* NULL: off */
+    uint32_t k_max;
+} cli_draft;
+#define CLI_DRAFT_LONGOPTS \
+    {"draft", required_argument, 0, CLI_OPT_DRAFT}, { "draft-max", required_argument, 0, CLI_OPT_DRAFT_MAX }
+#define CLI_DRAFT_HELP                                                                              \
+    "      --draft SRC         speculative decoding: draft ids checked in one pass; SRC is ngram\n" \
+    "                          (prompt lookup) or a GGUF model with the same vocabulary\n"          \
+    "      --draft-max K       most ids drafted per pass (default 4, at most 16; fewer after misses)\n"
+/* Returns 1 when opt was a draft option (handled), 0 when not, -1 on a bad value. */
+int cli_draft_opt(cli_draft *d, int opt, const char *arg);
+
 /* Fills runner.model_path from $RELAIS_MODEL when -m was not given; -1 with a message if neither. */
 int cli_require_model(cli_common *c);
 

@@ -10,6 +10,7 @@
 #include "chat.h"
 #include "cli.h"
 #include "commands.h"
+#include "draft.h"
 #include "executor.h"
 
 enum { OPT_SYSTEM = CLI_OPT_FIRST_OWN };
@@ -66,14 +67,24 @@ static int reply_turn(chat_state *s, const int32_t *prompt, size_t n, char *repl
     rl_xsession_begin(s->xs, &s->sampling, 0);
     if (sync_prompt(s, prompt, n, &id, err, sizeof err))
         goto out;
-    for (int64_t i = 0; i < s->n_predict && !rl_tok_is_eog(tok, id); i++) {
+    /* pend: what the last pass produced (with a draft, maybe several ids) */
+    int32_t pend[RL_DRAFT_MAX + 1] = {id};
+    uint32_t n_pend = 1, j = 0;
+    for (int64_t i = 0; i < s->n_predict && !rl_tok_is_eog(tok, id = pend[j++]); i++) {
         size_t k = rl_tok_stream_feed(stream, id, text, sizeof text);
         fputs(text, stdout);
         fflush(stdout);
         if (used + k < cap)
             memcpy(reply + used, text, k), used += k;
-        if (remember(s, &id, 1) || rl_xsession_step(s->xs, &id, 1, &id, NULL, err, sizeof err))
+        if (remember(s, &id, 1))
             goto out;
+        if (j < n_pend)
+            continue;
+        const int64_t left = s->n_predict - i - 1; /* the last id is fed too: the cache holds what fed says */
+        const uint32_t want = left > RL_DRAFT_MAX ? RL_DRAFT_MAX + 1 : left > 1 ? (uint32_t)left : 1;
+        if (rl_xsession_next(s->xs, id, pend, want, &n_pend, NULL, err, sizeof err))
+            goto out;
+        j = 0;
     }
     size_t k = rl_tok_stream_flush(stream, text, sizeof text);
     fputs(text, stdout);
@@ -116,9 +127,12 @@ int cmd_chat(int argc, char **argv) {
                                              {"n-predict", required_argument, 0, 'n'},
                                              {"help", no_argument, 0, 'h'},
                                              CLI_COMMON_LONGOPTS,
+                                             CLI_DRAFT_LONGOPTS,
                                              RL_CLUSTER_LONGOPTS,
                                              {0, 0, 0, 0}};
     cli_common c;
+    cli_draft draft = {0};
+    rl_draft *d = NULL;
     rl_cluster_opts copts = {0};
     chat_state s = {.n_predict = 1024};
     const char *system = NULL;
@@ -128,6 +142,8 @@ int cmd_chat(int argc, char **argv) {
     int opt;
     while ((opt = getopt_long(argc, argv, "m:t:n:h", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&c, opt, optarg);
+        if (rc == 0)
+            rc = cli_draft_opt(&draft, opt, optarg);
         if (rc == 0)
             rc = rl_cluster_opt(&copts, opt, optarg);
         if (rc < 0)
@@ -140,10 +156,11 @@ int cmd_chat(int argc, char **argv) {
             if (cli_parse_i64("-n", optarg, 1, 1 << 20, &s.n_predict))
                 return 2;
         } else {
-            fprintf(opt == 'h' ? stdout : stderr,
-                    "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
-                    "Type a message and press enter; an empty line or end of input quits.\n" CLI_COMMON_HELP
-                        RL_CLUSTER_HELP);
+            fprintf(
+                opt == 'h' ? stdout : stderr,
+                "usage: relais chat -m MODEL.gguf [--system TEXT] [-n MAX]\n"
+                "Type a message and press enter; an empty line or end of input quits.\n" CLI_DRAFT_HELP CLI_COMMON_HELP
+                    RL_CLUSTER_HELP);
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -155,6 +172,15 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "relais chat: %s\n", s.e.x ? "out of memory" : err);
         rl_xengine_close(&s.e);
         return 1;
+    }
+    if (draft.spec) {
+        if (!(d = rl_draft_new(draft.spec, s.e.tok, c.runner.n_threads, s.e.n_ctx, err, sizeof err))) {
+            fprintf(stderr, "relais chat: %s\n", err);
+            rl_xsession_destroy(&s.xs);
+            rl_xengine_close(&s.e);
+            return 1;
+        }
+        rl_xsession_set_draft(s.xs, d, draft.k_max);
     }
     s.tpl = rl_chat_template_detect(s.e.tok, rl_model_gguf(s.e.view));
     json_t *messages = json_array();
@@ -176,6 +202,7 @@ int cmd_chat(int argc, char **argv) {
     json_decref(messages);
     free(s.fed);
     rl_xsession_destroy(&s.xs);
+    rl_draft_destroy(&d);
     rl_xengine_close(&s.e);
     return rc;
 }

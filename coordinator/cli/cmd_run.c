@@ -11,6 +11,7 @@
 #include <string.h>
 #include "cli.h"
 #include "commands.h"
+#include "draft.h"
 #include "executor.h"
 #include "log.h"
 #include "util.h"
@@ -27,6 +28,7 @@ enum {
 
 typedef struct {
     cli_common common;
+    cli_draft draft;
     rl_cluster_opts cluster;
     const char *prompt;
     int32_t *prompt_ids, *force_ids;
@@ -54,8 +56,8 @@ static void usage(FILE *out) {
             "      --json              machine-readable output on stdout; generates exactly N ids\n"
             "      --ignore-eos        do not stop at an end-of-generation token\n"
             "      --no-bos            do not add BOS to a text prompt\n"
-            "      --no-special        treat control-token text in the prompt as plain text\n" CLI_COMMON_HELP
-                RL_CLUSTER_HELP);
+            "      --no-special        treat control-token text in the prompt as plain text\n" CLI_DRAFT_HELP
+                CLI_COMMON_HELP RL_CLUSTER_HELP);
 }
 
 static int parse_args(int argc, char **argv, run_args *a) {
@@ -70,6 +72,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
                                              {"no-special", no_argument, 0, OPT_NO_SPECIAL},
                                              {"help", no_argument, 0, 'h'},
                                              CLI_COMMON_LONGOPTS,
+                                             CLI_DRAFT_LONGOPTS,
                                              RL_CLUSTER_LONGOPTS,
                                              {0, 0, 0, 0}};
     int opt;
@@ -78,6 +81,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:p:n:t:h", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, opt, optarg);
+        if (rc == 0)
+            rc = cli_draft_opt(&a->draft, opt, optarg);
         if (rc == 0)
             rc = rl_cluster_opt(&a->cluster, opt, optarg);
         if (rc < 0)
@@ -134,6 +139,10 @@ static int parse_args(int argc, char **argv, run_args *a) {
     }
     if (a->force_ids)
         a->n_predict = (int64_t)a->n_force;
+    if (a->draft.spec && (a->force_ids || a->top_logits)) {
+        fprintf(stderr, "relais run: --draft does not go with --force-ids or --top-logits\n");
+        return -1;
+    }
     /* Comparisons with other implementations need the same number of ids. */
     if (a->json || a->force_ids)
         a->ignore_eos = true;
@@ -179,20 +188,30 @@ static int generate(const run_args *a, const rl_xengine *e, rl_xsession *xs, con
         goto fail;
     res->t_prompt = rl_now_s() - t0;
     t0 = rl_now_s();
-    for (int64_t step = 0; step < a->n_predict; step++) {
-        if (a->top_logits)
-            json_array_append_new(res->top, top_json(&top));
-        json_array_append_new(res->generated, json_integer(id));
-        res->n_gen++;
-        int32_t next = a->force_ids ? a->force_ids[step] : id;
-        if (!a->json) {
-            rl_tok_stream_feed(stream, next, text, sizeof text);
-            fputs(text, stdout);
-            fflush(stdout);
+    /* pend: the ids the last pass produced (one, or a draft's accepted ids
+     * and the target's after them), shown before the next pass feeds the last */
+    int32_t pend[RL_DRAFT_MAX + 1] = {id}, next = id;
+    uint32_t n_pend = 1;
+    bool done = a->n_predict == 0;
+    for (int64_t step = 0; !done;) {
+        for (uint32_t j = 0; j < n_pend && !done; j++, step++) {
+            id = pend[j];
+            if (a->top_logits)
+                json_array_append_new(res->top, top_json(&top));
+            json_array_append_new(res->generated, json_integer(id));
+            res->n_gen++;
+            next = a->force_ids ? a->force_ids[step] : id;
+            if (!a->json) {
+                rl_tok_stream_feed(stream, next, text, sizeof text);
+                fputs(text, stdout);
+                fflush(stdout);
+            }
+            done = (!a->ignore_eos && rl_tok_is_eog(e->tok, id)) || step + 1 == a->n_predict;
         }
-        if ((!a->ignore_eos && rl_tok_is_eog(e->tok, id)) || step + 1 == a->n_predict)
-            break;
-        if (rl_xsession_step(xs, &next, 1, &id, &top, err, sizeof err))
+        const int64_t left = a->n_predict - step;
+        if (!done &&
+            rl_xsession_next(xs, next, pend, left < RL_DRAFT_MAX + 1 ? (uint32_t)left : RL_DRAFT_MAX + 1, &n_pend, &top,
+                             err, sizeof err))
             goto fail;
     }
     res->t_gen = rl_now_s() - t0;
@@ -222,6 +241,14 @@ static void print_json(const int32_t *prompt, size_t n_prompt, const run_result 
     json_decref(root);
 }
 
+/* Speculation's line: how many drafted ids the target accepted. */
+static void print_spec_stats(const rl_draft *d, const rl_xsession *xs) {
+    rl_xspec_stats st = rl_xsession_spec_stats(xs);
+    fprintf(stderr, "relais: draft %s: accepted %.0f%% of %llu drafted ids, %.2f tokens per pass\n", rl_draft_name(d),
+            st.drafted ? 100.0 * st.accepted / st.drafted : 0.0, (unsigned long long)st.drafted,
+            st.passes ? (double)st.produced / st.passes : 0.0);
+}
+
 static void print_stats(rl_executor *x, size_t n_prompt, const run_result *res) {
     char where[256];
     x->ops->describe(x, where, sizeof where);
@@ -237,6 +264,7 @@ int cmd_run(int argc, char **argv) {
     run_result res = {.generated = json_array(), .top = json_array()};
     rl_xengine e = {0};
     rl_xsession *xs = NULL;
+    rl_draft *draft = NULL;
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     char err[512];
@@ -263,15 +291,25 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "relais run: out of memory\n");
         goto out;
     }
+    if (a.draft.spec) {
+        if (!(draft = rl_draft_new(a.draft.spec, e.tok, a.common.runner.n_threads, e.n_ctx, err, sizeof err))) {
+            fprintf(stderr, "relais run: %s\n", err);
+            goto out;
+        }
+        rl_xsession_set_draft(xs, draft, a.draft.k_max);
+    }
     if (generate(&a, &e, xs, prompt, n_prompt, &res))
         goto out;
     if (a.json)
         print_json(prompt, n_prompt, &res);
     else
         print_stats(e.x, n_prompt, &res);
+    if (draft)
+        print_spec_stats(draft, xs);
     rc = 0;
 out:
     rl_xsession_destroy(&xs);
+    rl_draft_destroy(&draft);
     rl_xengine_close(&e);
     json_decref(res.generated);
     json_decref(res.top);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "commands.h"
+#include "draft.h"
 #include "forward.h"
 #include "http_server.h"
 #include "kv.h"
@@ -46,6 +47,7 @@ enum {
 
 typedef struct {
     cli_common common;       /* model path, threads, context, window overrides */
+    cli_draft draft;         /* --draft, --draft-max */
     rl_cluster_opts cluster; /* --cluster, --layers, --wire */
     rl_http_opts http;
     rl_sched_opts sched;
@@ -85,7 +87,8 @@ static void usage(FILE *out) {
             "      --shutdown-timeout SECONDS  SIGTERM/SIGINT end the process within this even when\n"
             "                          a node does not answer (default 5; requests fail at once)\n"
             "      --alias NAME        model id reported by the API (default: the file name)\n"
-            "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n" RL_CLUSTER_HELP);
+            "      --swa-window W --swa-pattern P   sliding-window overrides, as for `relais run`\n" CLI_DRAFT_HELP
+                RL_CLUSTER_HELP);
 }
 
 /* Reads keys, one per line; blank lines and # comments skipped. */
@@ -186,6 +189,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                                              {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
                                              {"alias", required_argument, 0, OPT_ALIAS},
                                              {"help", no_argument, 0, 'h'},
+                                             CLI_DRAFT_LONGOPTS,
                                              RL_CLUSTER_LONGOPTS,
                                              {0, 0, 0, 0}};
     int opt;
@@ -206,6 +210,8 @@ static int parse_args(int argc, char **argv, serve_args *a) {
             exit(0);
         }
         int rc = opt == CLI_OPT_BATCH ? 0 : cli_common_opt(&a->common, opt, optarg);
+        if (rc == 0)
+            rc = cli_draft_opt(&a->draft, opt, optarg);
         if (rc == 0)
             rc = rl_cluster_opt(&a->cluster, opt, optarg);
         if (rc < 0 || (rc == 0 && own_opt(a, opt, optarg)))
@@ -246,6 +252,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
 /* What the server runs on: the executor with its model and tokenizer, and the scheduler. */
 typedef struct {
     rl_xengine e;
+    rl_draft *draft; /* --draft: the scheduler's draft source */
     rl_sched *sched;
 } engine;
 
@@ -258,6 +265,10 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     const rl_hparams *hp = rl_model_hparams(en->e.view);
     rl_sched_opts so = a->sched;
     so.n_ctx = n_ctx;
+    if (a->draft.spec &&
+        !(en->draft = rl_draft_new(a->draft.spec, en->e.tok, a->common.runner.n_threads, n_ctx, err, errlen)))
+        return -1;
+    so.draft = en->draft, so.draft_max = a->draft.k_max;
     if (!(en->sched = rl_sched_new(en->e.x, en->e.tok, &so, err, errlen)))
         return -1;
     app->model =
@@ -279,6 +290,7 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
 
 static void unload(engine *en) {
     rl_sched_destroy(&en->sched);
+    rl_draft_destroy(&en->draft);
     rl_xengine_close(&en->e);
 }
 

@@ -17,10 +17,13 @@
 #include "commands.h"
 #include "synth.h"
 #include "util.h"
+#include "weights_slice.h"
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: relais synth --preset NAME [options] -o FILE.gguf\n"
+            "       relais synth --cut-from MODEL.gguf --layers N -o DRAFT.gguf   (a draft model: the first N\n"
+            "       layers of MODEL with its embedding, head and tokenizer, for --draft)\n"
             "\n"
             "Writes a model of random weights with the shape, tensor layout, metadata and\n"
             "tokenizer of a real one: its speed and memory are those of the real model,\n"
@@ -288,7 +291,57 @@ static int parse_args(int argc, char **argv, rl_synth_spec *spec, const char **o
     return 0;
 }
 
+/* `relais synth --cut-from MODEL --layers N -o FILE`: a draft model for
+ * speculative decoding cut from a real one, its first N layers with the
+ * embedding, head and tokenizer (weights_slice_draft): a cheap draft whose
+ * acceptance against its own model can be measured. Returns the exit code. */
+static int cut_draft(int argc, char **argv) {
+    static const struct option longopts[] = {{"cut-from", required_argument, 0, 'c'},
+                                             {"layers", required_argument, 0, 'l'},
+                                             {"output", required_argument, 0, 'o'},
+                                             {0, 0, 0, 0}};
+    const char *from = NULL, *out = NULL;
+    int64_t n = 0;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "o:", longopts, NULL)) != -1)
+        if (opt == 'c')
+            from = optarg;
+        else if (opt == 'o')
+            out = optarg;
+        else if (opt != 'l' || cli_parse_i64("--layers", optarg, 1, 4096, &n))
+            return 2;
+    if (!from || !out || !n) {
+        fprintf(stderr, "usage: relais synth --cut-from MODEL.gguf --layers N -o DRAFT.gguf\n");
+        return 2;
+    }
+    char err[512];
+    weights_slice *w = weights_slice_draft(from, (uint32_t)n, err, sizeof err);
+    FILE *f = w ? fopen(out, "wb") : NULL;
+    uint8_t *buf = malloc(1 << 20);
+    const uint64_t size = w ? weights_slice_size(w) : 0;
+    int rc = w && f && buf ? 0 : 1;
+    for (uint64_t off = 0; rc == 0 && off < size; off += 1 << 20) {
+        const size_t len = size - off < (1 << 20) ? (size_t)(size - off) : 1 << 20;
+        weights_slice_read(w, off, buf, len);
+        rc = fwrite(buf, 1, len, f) == len ? 0 : 1;
+    }
+    if (f && fclose(f))
+        rc = 1;
+    if (rc)
+        fprintf(stderr, "relais synth: %s\n", !w ? err : !f ? "cannot write the output" : "write failed");
+    else
+        printf("wrote %s: the first %lld layers of %s, %llu bytes\n", out, (long long)n, from,
+               (unsigned long long)size);
+    free(buf);
+    weights_slice_destroy(&w);
+    return rc;
+}
+
 int cmd_synth(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--cut-from"))
+            return cut_draft(argc, argv);
     rl_synth_spec spec;
     const char *out = NULL;
     bool quiet = false;

@@ -145,6 +145,8 @@ typedef struct {
     uint32_t n_ctx;                   /* the new session's context (0: the assignment's) */
     const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
     bool sgemm;                       /* may use sgemm (executor.h, rl_xseg.sgemm) */
+    bool verify;                      /* sample after every id, a draft's check (rl_xseg.verify); needs sampling */
+    bool rewind;                      /* forget positions >= pos first (rl_xseg.rewind) */
 } cluster_seg;
 
 /* Embeds the segments (max_batch tokens in all, each session once) and
@@ -160,12 +162,15 @@ typedef struct {
     uint64_t step; /* the Forward answered */
     int status;    /* 0, or -1 with err: a node failed it */
     char err[256];
-    uint32_t n;         /* sampled ids */
-    uint32_t cap;       /* set by the caller: room in sessions and ids */
-    uint64_t *sessions; /* (cap) caller's: the session of each id */
-    int32_t *ids;       /* (cap) caller's */
-    rl_top *top;        /* (cap) caller's or NULL: the top logits of each id, as asked */
-    uint32_t n_stages;  /* compute seconds of each pipeline stage */
+    uint32_t n;            /* sampled ids */
+    uint32_t cap;          /* set by the caller: room in sessions and ids */
+    uint64_t *sessions;    /* (cap) caller's: the session of each id */
+    int32_t *ids;          /* (cap) caller's */
+    rl_top *top;           /* (cap) caller's or NULL: the top logits of each id, as asked */
+    int32_t *verified;     /* (cap) caller's or NULL: the ids per position of verifying segments, one after another */
+    uint32_t *n_verified;  /* (cap) caller's, with verified: how many of them each id's segment has (0: not one) */
+    uint32_t cap_verified; /* set by the caller: room in verified */
+    uint32_t n_stages;     /* compute seconds of each pipeline stage */
     float stage_seconds[CLUSTER_MAX_NODES];
 } cluster_batch_result;
 

@@ -18,9 +18,14 @@
  * Forward gets exactly one of them, which is how `flying` counts. */
 
 /* The session's sampling as the head stage takes it, with the part of its
- * history the penalties look at. */
-static void sampling_to_wire(const cluster_sampling *s, Relais__Sampling *smp) {
+ * history the penalties look at: for a segment verifying `verify` ids, that
+ * of its first position too, and the window each position cuts. */
+static void sampling_to_wire(const cluster_sampling *s, uint32_t verify, Relais__Sampling *smp) {
     size_t w = wire_history_window(s->params, s->n_history);
+    if (verify > 1 && w > 0) {
+        smp->window = s->params->repeat_last_n > 0 ? (uint32_t)s->params->repeat_last_n : 0;
+        w = w + verify - 1 < s->n_history ? w + verify - 1 : s->n_history;
+    }
     wire_sampling_from_params(s->params, smp);
     smp->stream = s->stream;
     smp->samples_before = s->samples_before;
@@ -85,13 +90,15 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
         ws[i].seg.n_ctx = g->n_ctx;
         ws[i].seg.sample = g->sampling != NULL;
         ws[i].seg.sgemm = g->sgemm;
+        ws[i].seg.verify = g->verify && g->sampling;
+        ws[i].seg.rewind = g->rewind;
         if (g->sampling) {
             if (g->sampling->n_top > RL_MAX_TOP) {
                 snprintf(err, errlen, "segment %u asks for %u top logits, at most %d", i, g->sampling->n_top,
                          RL_MAX_TOP);
                 break;
             }
-            sampling_to_wire(g->sampling, &ws[i].smp);
+            sampling_to_wire(g->sampling, g->verify ? g->n : 0, &ws[i].smp);
             ws[i].seg.sampling = &ws[i].smp;
         }
         ptrs[i] = &ws[i].seg;
@@ -145,6 +152,30 @@ static int take_top(const cluster *c, const Relais__SegmentResult *sr, rl_top *t
     return 0;
 }
 
+/* A SegmentResult's ids per position (a verifying segment's) into out at
+ * *at, checked against the vocabulary and the room: 0, or -1 with out's
+ * status and err set. */
+static int take_verified(const cluster *c, const Relais__SegmentResult *sr, size_t k, uint32_t *at,
+                         cluster_batch_result *out) {
+    const uint32_t V = rl_model_hparams(c->model)->n_vocab;
+    bool ok = sr->n_ids <= out->cap_verified - *at;
+    for (size_t j = 0; ok && j < sr->n_ids; j++)
+        ok = sr->ids[j] >= 0 && (uint32_t)sr->ids[j] < V;
+    if (!ok) {
+        out->status = -1;
+        snprintf(out->err, sizeof out->err,
+                 "node %s sent %zu ids per position for session %llu, not all in the "
+                 "vocabulary of %u or more than the micro-batch held",
+                 c->nodes[c->pipe[c->n_pipe - 1]].name, sr->n_ids, (unsigned long long)sr->session_id, V);
+        return -1;
+    }
+    if (sr->n_ids)
+        memcpy(out->verified + *at, sr->ids, sr->n_ids * sizeof *sr->ids);
+    out->n_verified[k] = (uint32_t)sr->n_ids;
+    *at += (uint32_t)sr->n_ids;
+    return 0;
+}
+
 /* A Result from the last node: its sampled ids, checked against the
  * vocabulary and the caller's room. */
 static void take_batch_result(const cluster *c, const Relais__Result *r, cluster_batch_result *out) {
@@ -160,6 +191,7 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
                  r->n_results, (unsigned long long)r->step_id);
         return;
     }
+    uint32_t at = 0;
     for (size_t k = 0; k < r->n_results; k++) {
         const Relais__SegmentResult *sr = r->results[k];
         if (sr->id < 0 || (uint32_t)sr->id >= V) {
@@ -171,6 +203,8 @@ static void take_batch_result(const cluster *c, const Relais__Result *r, cluster
         out->sessions[k] = sr->session_id;
         out->ids[k] = sr->id;
         if (out->top && take_top(c, sr, &out->top[k], out) < 0)
+            return;
+        if (out->verified && take_verified(c, sr, k, &at, out) < 0)
             return;
     }
     out->n = (uint32_t)r->n_results;

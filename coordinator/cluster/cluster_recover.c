@@ -37,16 +37,28 @@ static int await_step(cluster *c, uint64_t step, cluster_batch_result *r, char *
     return rc < 0 || r->status ? -1 : 0;
 }
 
-int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top, char *err,
-                           size_t errlen) {
+int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top,
+                           int32_t *verified, char *err, size_t errlen) {
+    const uint32_t verify = r->sampling && r->verify <= r->n ? r->verify : 0;
+    cluster_replay head = *r; /* the ids before a verifying segment, replayed as before */
+    head.n = r->n - verify;
     cluster_chunk *chunks = malloc((r->n ? r->n : 1) * sizeof *chunks);
     bool *sgemm = malloc(r->n ? r->n : 1);
     uint64_t session = 0;
-    cluster_batch_result res = {.cap = 1, .sessions = &session, .ids = id, .top = top};
+    uint32_t n_verified = 0;
+    cluster_batch_result res = {.cap = 1,
+                                .sessions = &session,
+                                .ids = id,
+                                .top = top,
+                                .verified = verified,
+                                .n_verified = &n_verified,
+                                .cap_verified = verify};
     int rc = chunks && sgemm ? 0 : -1;
     if (rc)
         snprintf(err, errlen, "out of memory");
-    const uint32_t n_chunks = rc ? 0 : cluster_replay_chunks(r, max_batch, chunks, sgemm);
+    uint32_t n_chunks = rc ? 0 : cluster_replay_chunks(&head, max_batch, chunks, sgemm);
+    if (verify)
+        chunks[n_chunks] = (cluster_chunk){head.n, verify}, sgemm[n_chunks++] = false;
     *id = -1;
     for (uint32_t k = 0; rc == 0 && k < n_chunks; k++) {
         cluster_seg g = {.session = r->session,
@@ -55,11 +67,12 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_bat
                          .pos = chunks[k].pos,
                          .n_ctx = r->n_ctx,
                          .sgemm = sgemm[k],
-                         .sampling = k + 1 == n_chunks ? r->sampling : NULL};
+                         .sampling = k + 1 == n_chunks ? r->sampling : NULL,
+                         .verify = verify && k + 1 == n_chunks};
         uint64_t step = cluster_batch_send(c, &g, 1, err, errlen);
         rc = !step || await_step(c, step, &res, err, errlen) ? -1 : 0;
     }
-    if (rc == 0 && r->sampling && (res.n != 1 || session != r->session)) {
+    if (rc == 0 && r->sampling && (res.n != 1 || session != r->session || n_verified != verify)) {
         snprintf(err, errlen, "the replay of session %llu sampled no id", (unsigned long long)r->session);
         rc = -1;
     }

@@ -36,6 +36,7 @@ typedef struct {
     const cluster_chunk *sgemm; /* (n_sgemm) the chunks sgemm computed, in order */
     uint32_t n_sgemm;
     const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
+    uint32_t verify;                  /* with sampling: the last this many ids verify a draft, sampled after each */
 } cluster_replay;
 
 /* The micro-batches of a replay of r (room for r->n in out): the sgemm
@@ -46,9 +47,10 @@ uint32_t cluster_replay_chunks(const cluster_replay *r, uint32_t max_batch, clus
 
 /* Feeds r again on c's new pipeline, one micro-batch at a time. The id
  * sampled after the last one (when r->sampling) in *id, its top logits in
- * *top. 0, or -1 with err. */
-int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top, char *err,
-                           size_t errlen);
+ * *top; with r->verify, the last ids go as one verifying segment and the id
+ * sampled after each is in verified (r->verify of them). 0, or -1 with err. */
+int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_batch, int32_t *id, rl_top *top,
+                           int32_t *verified, char *err, size_t errlen);
 
 /* Feeds every session of the caller again (cluster_replay_session), once
  * the new plan is assigned; answered[i] says which nodes it was made over.

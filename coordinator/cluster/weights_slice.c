@@ -29,16 +29,19 @@ struct weights_slice {
     uint64_t hashed;
     bool hash_done;
     uint8_t digest[32];
+    char draft_key[96]; /* a draft's: its block_count key, set to the layers it keeps */
 };
 
 /* ---- what goes in ---- */
 
-static bool wanted(const char *name, uint32_t l0, uint32_t l1, bool head, bool tied) {
+static bool wanted(const char *name, uint32_t l0, uint32_t l1, bool head, bool tied, bool embed) {
     if (!strncmp(name, "blk.", 4)) {
         char *end;
         unsigned long il = strtoul(name + 4, &end, 10);
         return end != name + 4 && *end == '.' && il >= l0 && il < l1;
     }
+    if (embed && !strcmp(name, "token_embd.weight"))
+        return true;
     if (!head)
         return false;
     return !strcmp(name, "output_norm.weight") || !strcmp(name, "output.weight") ||
@@ -126,12 +129,15 @@ static int copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, char *err, siz
 /* ---- layout ---- */
 
 /* Declares the metadata and the slice's tensors; records where their bytes
- * are in the model. */
+ * are in the model. A draft (s->draft_key set) has the embedding too and
+ * says it has l1 layers. */
 static int declare(weights_slice *s, gguf_writer *w, uint32_t l0, uint32_t l1, bool head, char *err, size_t errlen) {
     const gguf_file *f = s->model;
     for (int64_t i = 0; i < gguf_n_kv(f); i++)
         if (copy_kv(w, f, i, err, errlen))
             return -1;
+    if (s->draft_key[0])
+        gguf_writer_set_u32(w, s->draft_key, l1);
     const bool tied = gguf_find_tensor(f, "output.weight") == NULL;
     if (!(s->pieces = calloc((size_t)gguf_n_tensors(f) + 1, sizeof *s->pieces))) {
         snprintf(err, errlen, "out of memory");
@@ -139,7 +145,7 @@ static int declare(weights_slice *s, gguf_writer *w, uint32_t l0, uint32_t l1, b
     }
     for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
-        if (!wanted(t->name, l0, l1, head, tied))
+        if (!wanted(t->name, l0, l1, head, tied, s->draft_key[0] != 0))
             continue;
         gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne);
         s->pieces[s->n_pieces++] = (piece){0, t->nbytes, t->data};
@@ -167,8 +173,8 @@ static int lay_out(weights_slice *s, uint32_t l0, uint32_t l1, bool head, char *
     return rc;
 }
 
-weights_slice *weights_slice_new(const char *model_path, uint32_t l0, uint32_t l1, bool head, char *err,
-                                 size_t errlen) {
+static weights_slice *slice_new(const char *model_path, uint32_t l0, uint32_t l1, bool head, bool draft, char *err,
+                                size_t errlen) {
     weights_slice *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -185,6 +191,8 @@ weights_slice *weights_slice_new(const char *model_path, uint32_t l0, uint32_t l
         snprintf(err, errlen, "layers [%u, %u) are not a slice of %s (%u layers)", l0, l1, model_path, n_layer);
         goto fail;
     }
+    if (draft)
+        snprintf(s->draft_key, sizeof s->draft_key, "%s", key);
     if (lay_out(s, l0, l1, head, err, errlen))
         goto fail;
     crypto_hash_sha256_init(&s->hash);
@@ -192,6 +200,15 @@ weights_slice *weights_slice_new(const char *model_path, uint32_t l0, uint32_t l
 fail:
     weights_slice_destroy(&s);
     return NULL;
+}
+
+weights_slice *weights_slice_new(const char *model_path, uint32_t l0, uint32_t l1, bool head, char *err,
+                                 size_t errlen) {
+    return slice_new(model_path, l0, l1, head, false, err, errlen);
+}
+
+weights_slice *weights_slice_draft(const char *model_path, uint32_t n, char *err, size_t errlen) {
+    return slice_new(model_path, 0, n, true, true, err, errlen);
 }
 
 void weights_slice_destroy(weights_slice **ps) {

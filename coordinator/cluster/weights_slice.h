@@ -23,6 +23,10 @@ typedef struct weights_slice weights_slice;
 /* Lays out the slice of model_path. NULL with err (unreadable model, empty
  * or out-of-range layers, metadata that cannot be copied). */
 weights_slice *weights_slice_new(const char *model_path, uint32_t l0, uint32_t l1, bool head, char *err, size_t errlen);
+/* A draft model cut from the target (speculative decoding, draft.h): its
+ * first n layers with the embedding and the head, the metadata saying n
+ * layers; read it out as a slice to write the file. NULL with err. */
+weights_slice *weights_slice_draft(const char *model_path, uint32_t n, char *err, size_t errlen);
 void weights_slice_destroy(weights_slice **s); /* NULLs *s */
 
 uint64_t weights_slice_size(const weights_slice *s);

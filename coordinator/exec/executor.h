@@ -50,6 +50,16 @@ typedef struct {
     uint32_t n_top;                    /* top logits to report with the sample (<= RL_MAX_TOP) */
     const int32_t *history;            /* ids for the penalties (when sample) */
     uint32_t n_history;
+    /* Verifies a draft: samples after every one of its tokens, not only the
+     * last (then sample is set too), each position with the history up to
+     * it (history must end with the segment's ids) and its penalties' window
+     * ending there. The ids per position come back in rl_xdone.verified; the
+     * top logits only for the last. */
+    bool verify;
+    /* The session first forgets its positions >= pos (a rejected draft's,
+     * at most RL_KV_SLACK + 1 back, so a sliding ring keeps what it needs):
+     * a truncate that travels with the micro-batches, without a round trip. */
+    bool rewind;
 } rl_xseg;
 
 #define RL_XERR_LEN 256
@@ -62,6 +72,10 @@ typedef struct {
     int32_t *ids;      /* (n_segs) sampled id per segment, -1 where not sampled; owned by
                                           the executor, valid until the next call */
     const rl_top *top; /* (n_segs) top logits of each sampled segment, as asked; likewise */
+    /* (the micro-batch's tokens) for each verifying segment, the id sampled
+     * after each of its tokens at that token's row (segments' rows in the
+     * order submitted); -1 elsewhere; likewise */
+    const int32_t *verified;
 } rl_xdone;
 
 /* One machine that runs part of the pipeline, for /health and /metrics. */
@@ -167,5 +181,32 @@ int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id
 /* Forgets positions >= pos; returns the position kept (pos, or 0 when a
  * sliding window forces a clear), or -1 with err. */
 int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen);
+
+/* ---- speculation: a draft's ids checked in one pass (draft.h) ---- */
+typedef struct rl_draft rl_draft;
+
+/* Decodes with draft d (borrowed; NULL: one id per pass) proposing up to
+ * k_max ids per pass, fewer after rejections (shrinks to what was accepted
+ * and grows by one with each pass that accepts all). */
+void rl_xsession_set_draft(rl_xsession *s, rl_draft *d, uint32_t k_max);
+/* Feeds id (the one sampled last) and returns the ids that follow in
+ * out[0..*n_out), 1 <= *n_out <= cap. Without a draft, or with top logits
+ * asked, or when the draft has no guess: the one sampled after id, as
+ * rl_xsession_step (*top its top logits; top may be NULL). With one: the
+ * draft's ids behind id, verified in one pass; those equal to what the
+ * target sampled before them are accepted, then the target's own next id
+ * (*top untouched). The session then holds id and out but its last (which,
+ * as step's *id, is fed next); rejected positions are truncated away
+ * everywhere. -1 with err as step. */
+int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uint32_t *n_out, rl_top *top, char *err,
+                     size_t errlen);
+
+typedef struct {
+    uint64_t passes;   /* rl_xsession_next calls */
+    uint64_t drafted;  /* ids drafted and verified */
+    uint64_t accepted; /* of which accepted */
+    uint64_t produced; /* ids returned by rl_xsession_next */
+} rl_xspec_stats;
+rl_xspec_stats rl_xsession_spec_stats(const rl_xsession *s);
 
 #endif

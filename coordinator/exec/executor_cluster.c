@@ -72,6 +72,11 @@ typedef struct {
     int32_t *ids;       /* (max_batch) sampled id of each segment, -1 where none */
     bool *sample;       /* (max_batch) whether the segment asked for an id */
     rl_top *top;        /* (max_batch) the top logits of its id */
+    bool *verify;       /* (max_batch) whether the segment verifies a draft */
+    uint32_t *first;    /* (max_batch) its first row in the micro-batch */
+    uint32_t *len;      /* (max_batch) its tokens */
+    int32_t *verified;  /* (max_batch) by row: the ids per position of verifying segments, -1 elsewhere */
+    uint32_t rows;
     uint64_t act_bytes; /* activation bytes each hop carries */
     bool answered;
     int status;
@@ -83,14 +88,17 @@ typedef struct {
     cluster *c;       /* owned */
     cflight *ring;    /* (depth) outstanding micro-batches, oldest at head */
     uint32_t head, count;
-    cluster_seg *segs;      /* (max_batch) the micro-batch being sent */
-    cluster_sampling *smp;  /* (max_batch) their sampling */
-    uint64_t *res_sessions; /* (max_batch) an answer's sessions */
-    int32_t *res_ids;       /* (max_batch) and ids */
-    rl_top *res_top;        /* (max_batch) and top logits */
-    int32_t *done_ids;      /* (max_batch) handed out by wait */
-    rl_top *done_top;       /* (max_batch) likewise */
-    uint32_t gemm_min;      /* the nodes' sgemm threshold (rl_gemm_min_for) */
+    cluster_seg *segs;        /* (max_batch) the micro-batch being sent */
+    cluster_sampling *smp;    /* (max_batch) their sampling */
+    uint64_t *res_sessions;   /* (max_batch) an answer's sessions */
+    int32_t *res_ids;         /* (max_batch) and ids */
+    rl_top *res_top;          /* (max_batch) and top logits */
+    int32_t *res_verified;    /* (max_batch) and ids per position */
+    uint32_t *res_n_verified; /* (max_batch) and how many of those each has */
+    int32_t *done_verified;   /* (max_batch) handed out by wait */
+    int32_t *done_ids;        /* (max_batch) handed out by wait */
+    rl_top *done_top;         /* (max_batch) likewise */
+    uint32_t gemm_min;        /* the nodes' sgemm threshold (rl_gemm_min_for) */
     csession *table[N_BUCKETS];
     rl_cluster_opts co; /* how the cluster was opened, for a re-plan */
     rl_runner_opts ro;
@@ -169,6 +177,10 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm) {
     }
     memcpy(s->toks + g->pos, g->ids, g->n * sizeof *g->ids);
     s->n_toks = end;
+    while (s->n_sg && s->sg[s->n_sg - 1].pos >= g->pos) /* a rewind: the chunks past pos are gone */
+        s->n_sg--;
+    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > g->pos)
+        s->sg[s->n_sg - 1].n = g->pos - s->sg[s->n_sg - 1].pos;
     if (sgemm) {
         if (s->n_sg == s->cap_sg) {
             uint32_t cap = s->cap_sg ? 2 * s->cap_sg : 8;
@@ -180,7 +192,7 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm) {
         s->sg[s->n_sg++] = (cluster_chunk){g->pos, g->n};
     }
     if (g->sample) {
-        s->n_sampled++;
+        s->n_sampled += g->verify ? g->n : 1; /* a verifying segment draws once per position */
         s->n_top = g->n_top;
         int32_t *h = realloc(s->hist, (g->n_history ? g->n_history : 1) * sizeof *h);
         if (!h)
@@ -251,12 +263,20 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
                                    .pos = g->pos,
                                    .n_ctx = g->n_ctx,
                                    .sampling = g->sample ? &x->smp[i] : NULL,
-                                   .sgemm = g->sgemm};
+                                   .sgemm = g->sgemm,
+                                   .verify = g->sample && g->verify,
+                                   .rewind = g->rewind};
         f->sessions[i] = g->session;
         f->ids[i] = -1;
         f->top[i].n = 0;
         f->sample[i] = g->sample;
+        f->verify[i] = g->sample && g->verify;
+        f->first[i] = i ? f->first[i - 1] + f->len[i - 1] : 0;
+        f->len[i] = g->n;
     }
+    for (uint32_t r = 0; r < rows; r++)
+        f->verified[r] = -1;
+    f->rows = rows;
     if (!(f->step = cluster_batch_send(x->c, x->segs, n, err, errlen)))
         return -1;
     f->batch = batch;
@@ -281,7 +301,7 @@ static void take(cluster_exec *x, cflight *f, const cluster_batch_result *r) {
     f->answered = true;
     f->status = r->status;
     snprintf(f->err, sizeof f->err, "%s", r->err);
-    for (uint32_t k = 0; r->status == 0 && k < r->n; k++) {
+    for (uint32_t k = 0, at = 0; r->status == 0 && k < r->n; at += r->n_verified[k++]) {
         uint32_t i = 0;
         while (i < f->n && f->sessions[i] != r->sessions[k])
             i++;
@@ -293,6 +313,14 @@ static void take(cluster_exec *x, cflight *f, const cluster_batch_result *r) {
         }
         f->ids[i] = r->ids[k];
         f->top[i] = r->top[k];
+        if (r->n_verified[k] != (f->verify[i] ? f->len[i] : 0)) { /* a node that predates Segment.verify */
+            f->status = -1;
+            snprintf(f->err, sizeof f->err, "%u ids per position for session %llu, which verifies %u", r->n_verified[k],
+                     (unsigned long long)r->sessions[k], f->verify[i] ? f->len[i] : 0);
+            return;
+        }
+        if (f->verify[i])
+            memcpy(f->verified + f->first[i], r->verified + at, f->len[i] * sizeof *f->verified);
     }
     pthread_mutex_lock(&x->stats_lock);
     for (uint32_t k = 0; k < r->n_stages && k < x->n_stages; k++) {
@@ -378,16 +406,21 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
                             .n_history = s->n_hist,
                             .n_top = s->n_top,
                             .samples_before = s->n_sampled - 1};
+    const uint32_t verify = f && f->verify[seg] ? f->len[seg] : 0;
+    if (verify) /* its draws, one per position, were all counted when it was sent */
+        smp.samples_before = s->n_sampled - verify;
     cluster_replay r = {.session = s->id,
                         .ids = s->toks,
                         .n = s->n_toks,
                         .n_ctx = s->n_ctx,
                         .sgemm = s->sg,
                         .n_sgemm = s->n_sg,
-                        .sampling = f ? &smp : NULL};
+                        .sampling = f ? &smp : NULL,
+                        .verify = verify};
     int32_t id;
     rl_top top;
-    if (cluster_replay_session(x->c, &r, x->base.max_batch, &id, &top, err, errlen))
+    if (cluster_replay_session(x->c, &r, x->base.max_batch, &id, &top, f ? f->verified + f->first[seg] : NULL, err,
+                               errlen))
         return -1;
     if (f)
         f->ids[seg] = id, f->top[seg] = top;
@@ -434,8 +467,13 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     if (x->count == 0)
         return 0;
     cflight *oldest = &x->ring[x->head];
-    cluster_batch_result r = {
-        .cap = base->max_batch, .sessions = x->res_sessions, .ids = x->res_ids, .top = x->res_top};
+    cluster_batch_result r = {.cap = base->max_batch,
+                              .sessions = x->res_sessions,
+                              .ids = x->res_ids,
+                              .top = x->res_top,
+                              .verified = x->res_verified,
+                              .n_verified = x->res_n_verified,
+                              .cap_verified = base->max_batch};
     while (!oldest->answered) {
         char err[RL_XERR_LEN];
         int rc = cluster_batch_wait(x->c, timeout_ms, &r, err, sizeof err);
@@ -449,8 +487,13 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     }
     memcpy(x->done_ids, oldest->ids, oldest->n * sizeof *x->done_ids);
     memcpy(x->done_top, oldest->top, oldest->n * sizeof *x->done_top);
-    *done = (rl_xdone){
-        .batch = oldest->batch, .status = oldest->status, .n_segs = oldest->n, .ids = x->done_ids, .top = x->done_top};
+    memcpy(x->done_verified, oldest->verified, oldest->rows * sizeof *x->done_verified);
+    *done = (rl_xdone){.batch = oldest->batch,
+                       .status = oldest->status,
+                       .n_segs = oldest->n,
+                       .ids = x->done_ids,
+                       .top = x->done_top,
+                       .verified = x->done_verified};
     snprintf(done->err, sizeof done->err, "%s", oldest->err);
     x->head = (x->head + 1) % base->depth;
     x->count--;
@@ -478,10 +521,11 @@ static int64_t cx_truncate(rl_executor *base, uint64_t session, uint32_t pos, ch
     csession *s = *slot_of(x, session);
     if (!s)
         return 0;
-    int64_t kept =
-        cluster_lost(x->c)[0] ? (pos < s->n_toks ? pos : s->n_toks) : cluster_truncate(x->c, session, pos, err, errlen);
-    if (kept < 0)
+    int64_t kept = cluster_lost(x->c)[0] ? -1 : cluster_truncate(x->c, session, pos, err, errlen);
+    if (kept < 0 && !cluster_lost(x->c)[0])
         return -1;
+    if (kept < 0) /* lost before or during the truncate (a draft's rollback may meet a lost node) */
+        kept = pos < s->n_toks ? pos : s->n_toks;
     s->n_toks = (uint32_t)kept < s->n_toks ? (uint32_t)kept : s->n_toks;
     while (s->n_sg && s->sg[s->n_sg - 1].pos >= s->n_toks)
         s->n_sg--;
@@ -511,12 +555,13 @@ static void cx_destroy(rl_executor *base) {
             session_free(s);
         }
     for (uint32_t k = 0; x->ring && k < base->depth; k++)
-        free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample), free(x->ring[k].top);
+        free(x->ring[k].sessions), free(x->ring[k].ids), free(x->ring[k].sample), free(x->ring[k].top),
+            free(x->ring[k].verify), free(x->ring[k].first), free(x->ring[k].len), free(x->ring[k].verified);
     cluster_destroy(&x->c);
     discovery_destroy(&x->disc);
     cluster_config_destroy(&x->disc_cfg);
     free(x->ring), free(x->segs), free(x->smp), free(x->res_sessions), free(x->res_ids), free(x->done_ids);
-    free(x->res_top), free(x->done_top);
+    free(x->res_top), free(x->done_top), free(x->res_verified), free(x->res_n_verified), free(x->done_verified);
     pthread_mutex_destroy(&x->stats_lock);
     free(x);
 }
@@ -545,14 +590,21 @@ static int alloc_buffers(cluster_exec *x) {
     x->done_ids = malloc(mb * sizeof *x->done_ids);
     x->res_top = malloc(mb * sizeof *x->res_top);
     x->done_top = malloc(mb * sizeof *x->done_top);
+    x->res_verified = malloc(mb * sizeof *x->res_verified);
+    x->res_n_verified = malloc(mb * sizeof *x->res_n_verified);
+    x->done_verified = malloc(mb * sizeof *x->done_verified);
     if (!x->ring || !x->segs || !x->smp || !x->res_sessions || !x->res_ids || !x->done_ids || !x->res_top ||
-        !x->done_top)
+        !x->done_top || !x->res_verified || !x->res_n_verified || !x->done_verified)
         return -1;
     for (uint32_t k = 0; k < x->base.depth; k++)
         if (!(x->ring[k].sessions = malloc(mb * sizeof *x->ring[k].sessions)) ||
             !(x->ring[k].ids = malloc(mb * sizeof *x->ring[k].ids)) ||
             !(x->ring[k].sample = malloc(mb * sizeof *x->ring[k].sample)) ||
-            !(x->ring[k].top = malloc(mb * sizeof *x->ring[k].top)))
+            !(x->ring[k].top = malloc(mb * sizeof *x->ring[k].top)) ||
+            !(x->ring[k].verify = malloc(mb * sizeof *x->ring[k].verify)) ||
+            !(x->ring[k].first = malloc(mb * sizeof *x->ring[k].first)) ||
+            !(x->ring[k].len = malloc(mb * sizeof *x->ring[k].len)) ||
+            !(x->ring[k].verified = malloc(mb * sizeof *x->ring[k].verified)))
             return -1;
     return 0;
 }

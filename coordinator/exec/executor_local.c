@@ -22,6 +22,7 @@
 #include "util.h"
 
 #define N_BUCKETS 256
+#define HEAD_EXTRA 16 /* head rows beyond one per session: a draft's positions go through together */
 
 typedef struct lsession {
     uint64_t id;         /* the scheduler's session id */
@@ -32,19 +33,21 @@ typedef struct lsession {
 } lsession;
 
 typedef struct {
-    rl_executor base;      /* must be first */
-    const rl_model *model; /* borrowed: the caller keeps it alive */
-    rl_kv_type kv_type;    /* of every session's cache */
-    rl_ctx *ctx;           /* threads and scratch, max_batch rows */
-    float *x;              /* (max_batch, dim) activations of the micro-batch */
-    uint32_t max_rows;     /* most segments that sample at once: min(max_batch, max_sessions) */
-    float *rows;           /* (max_rows, dim) last row of each sampling segment */
-    float *logits;         /* (max_rows, n_vocab) */
-    rl_segment *segs;      /* (max_batch) the engine's view of the segments */
-    lsession **owner;      /* (max_batch) session of each segment */
-    int32_t *ids;          /* (max_batch) sampled ids handed out by wait */
-    rl_top *top;           /* (max_batch) and their top logits */
-    uint32_t gemm_min;     /* sgemm from this many rows, when every segment allows it (0: never) */
+    rl_executor base;       /* must be first */
+    const rl_model *model;  /* borrowed: the caller keeps it alive */
+    rl_kv_type kv_type;     /* of every session's cache */
+    rl_ctx *ctx;            /* threads and scratch, max_batch rows */
+    float *x;               /* (max_batch, dim) activations of the micro-batch */
+    uint32_t max_rows;      /* rows through the head at once: min(max_batch, max_sessions + HEAD_EXTRA) */
+    float *rows;            /* (max_rows, dim) rows going through the head */
+    struct head_row *picks; /* (max_rows) where each of them comes from */
+    float *logits;          /* (max_rows, n_vocab) */
+    rl_segment *segs;       /* (max_batch) the engine's view of the segments */
+    lsession **owner;       /* (max_batch) session of each segment */
+    int32_t *ids;           /* (max_batch) sampled ids handed out by wait */
+    rl_top *top;            /* (max_batch) and their top logits */
+    int32_t *verified;      /* (max_batch) by row: the ids of verifying segments' positions */
+    uint32_t gemm_min;      /* sgemm from this many rows, when every segment allows it (0: never) */
     lsession *table[N_BUCKETS];
     bool has_done;              /* a completion is waiting for wait */
     rl_xdone done;              /* that completion */
@@ -71,6 +74,12 @@ static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t 
     if (g->pos > 0) {
         if (!*p)
             snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
+        else if (g->rewind && !rl_kv_truncate_exact((*p)->kv, g->pos)) {
+            snprintf(err, errlen, "session %llu cannot go back to position %u exactly", (unsigned long long)g->session,
+                     g->pos);
+            return NULL;
+        } else if (g->rewind)
+            rl_kv_truncate((*p)->kv, g->pos);
         return *p;
     }
     if (*p) {
@@ -131,44 +140,73 @@ static int sampler_for(local_exec *l, lsession *s, const rl_xseg *g, char *err, 
     return 0;
 }
 
-/* Head and sampling for the segments that ask for an id; the top logits
+/* A row that goes through the head: its segment, and how many of the
+ * segment's tokens come after it (0: the last, whose id the segment reports). */
+typedef struct head_row {
+    uint32_t seg, row, back;
+} head_row;
+
+/* The k gathered rows through the head, then each sampled in order by its
+ * session's sampler with the history up to its position; the top logits
  * are taken before the sampler edits the row. */
-static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
+static int head_flush(local_exec *l, const rl_xseg *segs, uint32_t k, char *err, size_t errlen) {
     const rl_hparams *hp = rl_model_hparams(l->model);
-    uint32_t row = 0, k = 0;
-    for (uint32_t i = 0; i < n; i++)
-        k += segs[i].sample;
-    if (k > l->max_rows) {
-        snprintf(err, errlen, "%u segments sample in one micro-batch, at most %u", k, l->max_rows);
-        return -1;
-    }
-    k = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        row += segs[i].n;
-        l->ids[i] = -1;
-        if (segs[i].sample)
-            memcpy(l->rows + (size_t)k++ * hp->dim, l->x + (size_t)(row - 1) * hp->dim, hp->dim * sizeof(float));
-    }
-    if (k == 0)
-        return 0;
     if (rl_head_rows(l->ctx, l->rows, k, l->logits, err, errlen))
         return -1;
-    k = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const rl_xseg *g = &segs[i];
-        l->top[i].n = 0;
-        if (!g->sample)
-            continue;
-        float *logits = l->logits + (size_t)k++ * hp->n_vocab;
-        if (sampler_for(l, l->owner[i], g, err, errlen))
-            return -1;
-        l->top[i].n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
-        l->top[i].n = l->top[i].n < hp->n_vocab ? l->top[i].n : hp->n_vocab;
-        rl_top *t = &l->top[i];
-        l->ids[i] = rl_sampler_sample_top(l->owner[i]->sampler, logits, g->history, g->n_history, t->n, t->ids, t->vals,
-                                          &t->lse, &t->chosen);
+    for (uint32_t j = 0; j < k; j++) {
+        const head_row *h = &l->picks[j];
+        const rl_xseg *g = &segs[h->seg];
+        float *logits = l->logits + (size_t)j * hp->n_vocab;
+        const uint32_t n_hist = g->n_history > h->back ? g->n_history - h->back : 0;
+        rl_sampler *smp = l->owner[h->seg]->sampler;
+        rl_top *t = &l->top[h->seg];
+        if (h->back == 0) {
+            t->n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
+            t->n = t->n < hp->n_vocab ? t->n : hp->n_vocab;
+        }
+        const int32_t id = h->back == 0
+            ? rl_sampler_sample_top(smp, logits, g->history, n_hist, t->n, t->ids, t->vals, &t->lse, &t->chosen)
+            : rl_sampler_sample(smp, logits, g->history, n_hist);
+        if (h->back == 0)
+            l->ids[h->seg] = id;
+        if (g->verify)
+            l->verified[h->row] = id;
     }
     return 0;
+}
+
+/* Head and sampling for the segments that ask for an id: the last row of
+ * each, or every row of one that verifies a draft, max_rows at a time. */
+static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
+    const uint32_t dim = rl_model_hparams(l->model)->dim;
+    uint32_t row = 0, k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        l->ids[i] = -1;
+        l->top[i].n = 0;
+        for (uint32_t r = row; r < row + segs[i].n; r++)
+            l->verified[r] = -1;
+        row += segs[i].n;
+    }
+    row = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const rl_xseg *g = &segs[i];
+        const uint32_t first = row;
+        row += g->n;
+        if (!g->sample)
+            continue;
+        if (sampler_for(l, l->owner[i], g, err, errlen))
+            return -1;
+        for (uint32_t r = g->verify ? first : row - 1; r < row; r++) {
+            l->picks[k] = (head_row){i, r, row - 1 - r};
+            memcpy(l->rows + (size_t)k * dim, l->x + (size_t)r * dim, dim * sizeof(float));
+            if (++k == l->max_rows) {
+                if (head_flush(l, segs, k, err, errlen))
+                    return -1;
+                k = 0;
+            }
+        }
+    }
+    return k ? head_flush(l, segs, k, err, errlen) : 0;
 }
 
 static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uint32_t n, char *err, size_t errlen) {
@@ -179,7 +217,7 @@ static int local_submit(rl_executor *x, uint64_t batch, const rl_xseg *segs, uin
     }
     double t0 = rl_now_s();
     rl_xdone *d = &l->done;
-    *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids, .top = l->top};
+    *d = (rl_xdone){.batch = batch, .n_segs = n, .ids = l->ids, .top = l->top, .verified = l->verified};
     bool sgemm = true;
     for (uint32_t i = 0; i < n; i++)
         sgemm = sgemm && segs[i].sgemm;
@@ -252,6 +290,7 @@ static void local_destroy(rl_executor *x) {
         }
     rl_ctx_destroy(&l->ctx);
     free(l->x), free(l->rows), free(l->logits), free(l->segs), free(l->owner), free(l->ids), free(l->top);
+    free(l->picks), free(l->verified);
     pthread_mutex_destroy(&l->stats_lock);
     free(l);
 }
@@ -279,14 +318,16 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
     }
     l->gemm_min = gemm_min;
     l->x = malloc((size_t)max_batch * hp->dim * sizeof(float));
-    l->max_rows = max_batch < max_sessions ? max_batch : max_sessions;
+    l->max_rows = max_batch < max_sessions + HEAD_EXTRA ? max_batch : max_sessions + HEAD_EXTRA;
     l->rows = malloc((size_t)l->max_rows * hp->dim * sizeof(float));
     l->logits = malloc((size_t)l->max_rows * hp->n_vocab * sizeof(float));
     l->segs = malloc(max_batch * sizeof *l->segs);
     l->owner = malloc(max_batch * sizeof *l->owner);
     l->ids = malloc(max_batch * sizeof *l->ids);
     l->top = malloc(max_batch * sizeof *l->top);
-    if (!l->x || !l->rows || !l->logits || !l->segs || !l->owner || !l->ids || !l->top) {
+    l->picks = malloc(l->max_rows * sizeof *l->picks);
+    l->verified = malloc(max_batch * sizeof *l->verified);
+    if (!l->x || !l->rows || !l->logits || !l->segs || !l->owner || !l->ids || !l->top || !l->picks || !l->verified) {
         snprintf(err, errlen, "out of memory for micro-batches of %u tokens", max_batch);
         local_destroy(&l->base);
         return NULL;

@@ -3,10 +3,19 @@
  * one segment, max_batch tokens each, that may use sgemm: the chunks one
  * process has always computed, so a run's output is that of before the
  * executor carried it. Up to `depth` of them are in flight, so a cluster's
- * stages overlap a long prompt; only the last one samples. */
+ * stages overlap a long prompt; only the last one samples.
+ *
+ * With a draft source (rl_xsession_set_draft), rl_xsession_next feeds the
+ * last sampled id and the draft's guesses behind it as one segment that
+ * verifies them: the target samples after every position, the guesses
+ * equal to its own samples are kept with its id after them, and the next
+ * segment drops the rest from the cache (rl_xseg.rewind). Verification uses the quantized kernels
+ * (never sgemm), whose rows do not depend on how many share the pass, so
+ * greedy output is that of one id per pass, id for id. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "draft.h"
 #include "executor.h"
 #include "runner.h"
 
@@ -24,6 +33,12 @@ struct rl_xsession {
     uint32_t stream; /* counts begin(): a new value restarts the sampler */
     uint32_t n_top;
     uint64_t next_batch;
+    rl_draft *draft;   /* borrowed; NULL: no speculation */
+    uint32_t k_max, k; /* most ids drafted per pass; the current number (adaptive) */
+    bool verifying;    /* the step under way verifies a draft */
+    bool rewind;       /* the executor holds positions past pos (a rejected draft's): the next segment drops them */
+    int32_t verified[RL_DRAFT_MAX + 1]; /* its ids per position */
+    rl_xspec_stats stats;
 };
 
 rl_xsession *rl_xsession_new(rl_executor *x, uint32_t n_ctx, bool progress) {
@@ -63,7 +78,9 @@ static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
                      .pos = pos,
                      .n_ctx = s->n_ctx,
                      .sample = done + chunk == n,
-                     .sgemm = true,
+                     .sgemm = !s->verifying,
+                     .verify = s->verifying && done + chunk == n,
+                     .rewind = s->rewind && done == 0,
                      .sampling = &s->params,
                      .stream = s->stream,
                      .n_top = s->n_top,
@@ -80,7 +97,7 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
         while (rc == 0 && sent < n && flying < s->x->depth) {
             rl_xseg g = segment(s, sent, n);
             if ((rc = s->x->ops->submit(s->x, ++s->next_batch, &g, 1, err, errlen)) == 0)
-                sent += g.n, flying++, s->held = true;
+                sent += g.n, flying++, s->held = true, s->rewind = false;
         }
         rl_xdone d;
         if (flying == 0 || s->x->ops->wait(s->x, WAIT_MS, &d) != 1)
@@ -92,6 +109,8 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
             snprintf(err, errlen, "%s", d.err), rc = -1;
         if (rc == 0 && s->progress)
             rl_show_prefill(through, n, s->x->max_batch);
+        if (rc == 0 && g.verify)
+            memcpy(s->verified, d.verified, g.n * sizeof *s->verified);
         if (rc == 0 && g.sample) {
             *id = d.ids[0];
             if (top)
@@ -99,6 +118,24 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
         }
     }
     return rc;
+}
+
+/* Feeds the n ids at s->ids[s->pos..]: 0, or -1 with err and the session
+ * back where it was. */
+static int feed(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *err, size_t errlen) {
+    if (s->pos == 0 && s->held) { /* cleared (a sliding window's truncate): the session starts again */
+        s->x->ops->drop(s->x, SESSION);
+        s->held = false;
+    }
+    if (run_step(s, n, id, top, err, errlen)) {
+        char why[256]; /* part of the ids may have gone in: bring the session back */
+        int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, s->pos, why, sizeof why) : 0;
+        if (kept >= 0)
+            s->pos = (uint32_t)kept, s->rewind = false;
+        return -1;
+    }
+    s->pos += n;
+    return 0;
 }
 
 int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id, rl_top *top, char *err,
@@ -111,19 +148,70 @@ int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id
         snprintf(err, errlen, "%u more tokens would exceed the context of %u (%u used)", n, s->n_ctx, s->pos);
         return -1;
     }
-    if (s->pos == 0 && s->held) { /* cleared (a sliding window's truncate): the session starts again */
-        s->x->ops->drop(s->x, SESSION);
-        s->held = false;
-    }
     memcpy(s->ids + s->pos, ids, n * sizeof *ids);
-    if (run_step(s, n, id, top, err, errlen)) {
-        char why[256]; /* part of the ids may have gone in: bring the session back */
-        int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, s->pos, why, sizeof why) : 0;
-        if (kept >= 0)
-            s->pos = (uint32_t)kept;
-        return -1;
+    return feed(s, n, id, top, err, errlen);
+}
+
+void rl_xsession_set_draft(rl_xsession *s, rl_draft *d, uint32_t k_max) {
+    s->draft = d;
+    s->k_max = k_max < RL_DRAFT_MAX ? k_max : RL_DRAFT_MAX;
+    s->k = s->k_max;
+}
+
+rl_xspec_stats rl_xsession_spec_stats(const rl_xsession *s) { return s->stats; }
+
+/* The ids the draft guesses behind id (put at s->ids[s->pos]), at most as
+ * many as the context, the micro-batch and cap leave room for. */
+static uint32_t draft_ids(rl_xsession *s, int32_t id, uint32_t cap) {
+    uint32_t k = s->k < cap - 1 ? s->k : cap - 1;
+    if (k + 1 > s->x->max_batch)
+        k = s->x->max_batch - 1;
+    if ((uint64_t)s->pos + 1 + k > s->n_ctx)
+        k = s->pos + 1 < s->n_ctx ? s->n_ctx - s->pos - 1 : 0;
+    if (k == 0)
+        return 0;
+    s->ids[s->pos] = id;
+    return rl_draft_propose(s->draft, s->ids, s->pos + 1, s->ids + s->pos + 1, k);
+}
+
+/* After a pass that verified k drafted ids of which a were accepted: the
+ * session keeps them (positions up to from + 1 + a); the executor drops the
+ * rest with the next segment (rl_xseg.rewind: no round trip; a sliding ring
+ * keeps RL_KV_SLACK slots for it). */
+static void keep_accepted(rl_xsession *s, uint32_t from, uint32_t a) {
+    const uint32_t want = from + 1 + a;
+    if (want < s->pos)
+        s->pos = want, s->rewind = true;
+}
+
+int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uint32_t *n_out, rl_top *top, char *err,
+                     size_t errlen) {
+    s->stats.passes++;
+    const uint32_t from = s->pos;
+    const uint32_t k = s->draft && s->n_top == 0 && cap > 1 && s->stream ? draft_ids(s, id, cap) : 0;
+    *n_out = 1;
+    if (k == 0) {
+        s->stats.produced++;
+        return rl_xsession_step(s, &id, 1, out, top, err, errlen);
     }
-    s->pos += n;
+    int32_t draft[RL_DRAFT_MAX], last;
+    memcpy(draft, s->ids + from + 1, k * sizeof *draft);
+    s->verifying = true;
+    int rc = feed(s, k + 1, &last, NULL, err, errlen);
+    s->verifying = false;
+    if (rc)
+        return -1;
+    uint32_t a = 0;
+    while (a < k && s->verified[a] == draft[a])
+        a++;
+    memcpy(out, s->verified, (a + 1) * sizeof *out);
+    *n_out = a + 1;
+    s->stats.drafted += k, s->stats.accepted += a, s->stats.produced += a + 1;
+    if (a == k && k == s->k)
+        s->k = s->k + 1 < s->k_max ? s->k + 1 : s->k_max;
+    else if (a < k)
+        s->k = a + 1 < s->k ? a + 1 : s->k;
+    keep_accepted(s, from, a);
     return 0;
 }
 
@@ -132,6 +220,6 @@ int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t err
         return s->pos;
     int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, pos, err, errlen) : pos;
     if (kept >= 0)
-        s->pos = (uint32_t)kept;
+        s->pos = (uint32_t)kept, s->rewind = false;
     return kept;
 }

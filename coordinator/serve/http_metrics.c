@@ -135,6 +135,10 @@ static void render_sched(page *pg, const rl_sched_stats *st, bool ready) {
     put(pg, "relais_batches_total %llu\n", (unsigned long long)st->batches);
     head(pg, "relais_batch_tokens_total", "counter", "Tokens in the completed micro-batches.");
     put(pg, "relais_batch_tokens_total %llu\n", (unsigned long long)st->batch_tokens);
+    head(pg, "relais_draft_tokens_total", "counter", "Ids drafted for speculative decoding and verified.");
+    put(pg, "relais_draft_tokens_total %llu\n", (unsigned long long)st->drafted);
+    head(pg, "relais_draft_accepted_total", "counter", "Drafted ids the target accepted.");
+    put(pg, "relais_draft_accepted_total %llu\n", (unsigned long long)st->accepted);
 }
 
 static void render_nodes(page *pg, const rl_xnode *nodes, uint32_t n) {

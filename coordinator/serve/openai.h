@@ -45,6 +45,7 @@ typedef struct {
     rl_sampler_params sampling;
     bool logprobs;         /* chat: each generated token's log-probability */
     uint32_t top_logprobs; /* ... and this many of the most likely tokens at its place */
+    bool no_draft;         /* "speculative": false (relais's own field): no draft even when the server has one */
     char *stop[RL_OAI_MAX_STOP];
     size_t n_stop;
     rl_tool_mode tool_mode; /* REQUIRED also for a named function */

@@ -205,6 +205,10 @@ static int read_options(const rl_oai_model *m, const json_t *body, rl_oai_req *r
         int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
         read_stop(body, r, e) || read_logprobs(body, r, e))
         return -1;
+    bool speculative = true;
+    if (bool_field(body, "speculative", &speculative, e))
+        return -1;
+    r->no_draft = !speculative;
     r->max_tokens = has_mct ? mct : has_mt ? mt : -1;
     if (so && !json_is_null(so)) {
         if (!json_is_object(so))

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "draft.h"
 
 typedef struct sess {
     uint64_t id;
@@ -25,6 +26,10 @@ typedef struct sess {
     bool created;          /* the executor has seen the session */
     bool cancel;           /* asked by rl_sched_cancel (under lock) */
     bool finished;         /* ends as soon as in_flight drops to 0 */
+    bool spec;             /* drafts (the scheduler has a draft, the request did not opt out) */
+    bool rewind;           /* the executor holds positions past n_sent (a rejected draft's) */
+    uint32_t k;            /* ids to draft next (adaptive, <= draft_max) */
+    uint32_t n_draft;      /* ids drafted in the outstanding decode segment */
     rl_finish why;         /* how it finished */
     char err[RL_XERR_LEN]; /* message for ERROR */
     rl_sampler_params sampling;
@@ -39,6 +44,7 @@ typedef struct {
     uint32_t n; /* segments */
     uint32_t tokens;
     uint64_t *sessions; /* (max_batch) session of each segment */
+    uint32_t *first;    /* (max_batch) its first row */
 } flight;
 
 struct rl_sched {
@@ -154,7 +160,9 @@ static sess *find_active(rl_sched *s, uint64_t id) {
     return NULL;
 }
 
-static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool sample) {
+/* count tokens of q from n_sent; with draft > 0, the last id and the draft's
+ * guesses behind it (at tokens[n_sent + 1..]), verified. */
+static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool sample, uint32_t draft) {
     s->segs[*n] = (rl_xseg){.session = q->id,
                             .ids = q->tokens + q->n_sent,
                             .n = count,
@@ -164,13 +172,28 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .sampling = &q->sampling,
                             .n_top = sample ? q->n_top : 0,
                             .history = q->tokens + q->n_prompt,
-                            .n_history = q->n_gen};
+                            .n_history = q->n_gen + draft,
+                            .verify = draft > 0,
+                            .rewind = q->rewind};
     (*n)++;
+    q->rewind = false;
+    q->n_draft = draft;
     q->created = true;
     q->n_sent += count;
     q->in_flight++;
     if (sample)
         q->awaiting = true;
+}
+
+/* The draft's guesses behind q's last id, at most room of them (and what
+ * its max_tokens leaves), written after it in q->tokens; how many. */
+static uint32_t draft_for(rl_sched *s, sess *q, uint32_t room) {
+    if (!q->spec || !s->o.draft)
+        return 0;
+    uint32_t k = q->k < room ? q->k : room;
+    if (k > q->max_tokens - q->n_gen - 1)
+        k = q->max_tokens - q->n_gen - 1;
+    return k ? rl_draft_propose(s->o.draft, q->tokens, q->n_sent + 1, q->tokens + q->n_sent + 1, k) : 0;
 }
 
 /* The i-th active session counting from the rotating start. */
@@ -194,12 +217,19 @@ static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
      * that with S pipeline stages each stage has a share to work on while
      * the others compute theirs. */
     const uint32_t share = (s->n_active + s->x->depth - 1) / s->x->depth;
+    uint32_t ready = 0, drafts = s->x->max_batch / 4; /* decode tokens to place; room for drafted ids */
+    for (uint32_t i = 0; i < s->n_active && ready < share; i++) {
+        const sess *q = nth_active(s, i);
+        ready += q->has_next && !q->finished && !q->cancel;
+    }
     for (uint32_t i = 0; i < s->n_active && budget > 0 && n < share; i++) {
         sess *q = nth_active(s, i);
         if (q->has_next && !q->finished && !q->cancel) {
             q->has_next = false;
-            add_segment(s, &n, q, 1, true);
-            budget--;
+            const uint32_t room = budget > ready ? budget - ready : 0,
+                           k = draft_for(s, q, room < drafts ? room : drafts);
+            add_segment(s, &n, q, 1 + k, true, k);
+            budget -= 1 + k, drafts -= k, ready--;
         }
     }
     for (uint32_t i = 0; i < s->n_active && budget > 0; i++) {
@@ -208,7 +238,7 @@ static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
             uint32_t c = q->n_prompt - q->n_sent;
             c = c < budget ? c : budget;
             c = c < chunk_max ? c : chunk_max;
-            add_segment(s, &n, q, c, q->n_sent + c == q->n_prompt);
+            add_segment(s, &n, q, c, q->n_sent + c == q->n_prompt, 0);
             budget -= c;
         }
     }
@@ -237,10 +267,34 @@ static void deliver(rl_sched *s, sess *q, int32_t id, const rl_top *top) {
         q->has_next = true;
 }
 
+/* A verified draft of q (the k ids behind its last one; v: the ids sampled
+ * after each of the k + 1): the ids equal to the target's are kept with its
+ * id after them, the rest go with q's next segment. Returns the ids
+ * delivered; *accepted counts the kept ones. */
+static uint32_t deliver_verified(rl_sched *s, sess *q, const int32_t *v, uint32_t *accepted) {
+    const uint32_t k = q->n_draft;
+    int32_t draft[RL_DRAFT_MAX];
+    memcpy(draft, q->tokens + q->n_sent - k, k * sizeof *draft);
+    uint32_t a = 0, j = 0;
+    while (a < k && v[a] == draft[a])
+        a++;
+    q->n_sent -= k - a;
+    q->rewind = a < k;
+    q->n_draft = 0;
+    *accepted = a;
+    if (a == k && q->k < s->o.draft_max) /* adapt: grow on a full acceptance, shrink to what was kept */
+        q->k++;
+    else if (a < k)
+        q->k = a + 1 < q->k ? a + 1 : q->k;
+    for (; j <= a && !q->finished; j++)
+        deliver(s, q, v[j], NULL); /* no top logits: a drafting session asks for none */
+    return j;
+}
+
 /* Applies a completion (or a failure of the whole micro-batch) to its
  * sessions. Sinks are called here, without the lock. */
 static void complete(rl_sched *s, const flight *f, const rl_xdone *d) {
-    uint32_t sampled = 0;
+    uint32_t sampled = 0, drafted = 0, accepted = 0, a;
     for (uint32_t i = 0; i < f->n; i++) {
         sess *q = find_active(s, f->sessions[i]);
         if (!q)
@@ -248,6 +302,8 @@ static void complete(rl_sched *s, const flight *f, const rl_xdone *d) {
         q->in_flight--;
         if (d->status != 0)
             finish(q, RL_FINISH_ERROR, d->err);
+        else if (q->n_draft && d->ids[i] >= 0)
+            drafted += q->n_draft, sampled += deliver_verified(s, q, d->verified + f->first[i], &a), accepted += a;
         else if (d->ids[i] >= 0)
             deliver(s, q, d->ids[i], d->top ? &d->top[i] : NULL), sampled++;
     }
@@ -255,6 +311,8 @@ static void complete(rl_sched *s, const flight *f, const rl_xdone *d) {
     s->stats.batches++;
     s->stats.batch_tokens += f->tokens;
     s->stats.generated += sampled;
+    s->stats.drafted += drafted;
+    s->stats.accepted += accepted;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -265,7 +323,7 @@ static void submit_batch(rl_sched *s, uint32_t n, uint32_t tokens) {
     f->n = n;
     f->tokens = tokens;
     for (uint32_t i = 0; i < n; i++)
-        f->sessions[i] = s->segs[i].session;
+        f->sessions[i] = s->segs[i].session, f->first[i] = i ? f->first[i - 1] + s->segs[i - 1].n : 0;
     char err[RL_XERR_LEN];
     if (s->x->ops->submit(s->x, f->batch, s->segs, n, err, sizeof err) == 0) {
         s->f_count++;
@@ -362,7 +420,8 @@ rl_sched *rl_sched_new(rl_executor *x, const rl_tokenizer *tok, const rl_sched_o
     s->flights = calloc(x->depth, sizeof *s->flights);
     bool ok = s->segs && s->flights;
     for (uint32_t i = 0; ok && i < x->depth; i++)
-        ok = (s->flights[i].sessions = calloc(x->max_batch, sizeof(uint64_t))) != NULL;
+        ok = (s->flights[i].sessions = calloc(x->max_batch, sizeof(uint64_t))) != NULL &&
+            (s->flights[i].first = calloc(x->max_batch, sizeof(uint32_t))) != NULL;
     if (!ok || pthread_create(&s->thread, NULL, run, s) != 0) {
         snprintf(err, errlen, ok ? "cannot start the scheduler thread" : "out of memory");
         rl_sched_destroy(&s);
@@ -389,7 +448,7 @@ void rl_sched_destroy(rl_sched **ps) {
         return;
     rl_sched_shutdown(s);
     for (uint32_t i = 0; s->flights && i < s->x->depth; i++)
-        free(s->flights[i].sessions);
+        free(s->flights[i].sessions), free(s->flights[i].first);
     free(s->flights);
     free(s->segs);
     pthread_cond_destroy(&s->wake);
@@ -412,6 +471,8 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->sampling = r->sampling;
     q->n_top = r->n_top < RL_MAX_TOP ? r->n_top : RL_MAX_TOP;
     q->sink = r->sink;
+    q->spec = s->o.draft && !r->no_draft;
+    q->k = s->o.draft_max < RL_DRAFT_MAX ? s->o.draft_max : RL_DRAFT_MAX;
     pthread_mutex_lock(&s->lock);
     /* room: every slot plus every queue place */
     bool full = (uint64_t)s->n_queued + s->n_active >= (uint64_t)s->o.max_sessions + s->o.max_queue;

@@ -15,7 +15,16 @@
  * cancelled (client gone) or failed session has its cache freed where the
  * executor keeps it. Output does not depend on the load: the executor's
  * per-row results do not depend on the batch, sampling is per session with
- * its own seeded generator, and the penalties see only the session's ids. */
+ * its own seeded generator, and the penalties see only the session's ids.
+ *
+ * With a draft source (rl_sched_opts.draft, draft.h), a session's decode
+ * segment carries the draft's guesses behind its last id and verifies them
+ * (executor.h rl_xseg.verify): the ids the target's own samples equal are
+ * accepted with its id after them, the rest dropped from the cache with the
+ * session's next segment (rl_xseg.rewind). Drafted ids take at most a
+ * quarter of a micro-batch, after one decode token for each session, so
+ * speculation never pushes out another session's decode token or starves
+ * prefill; a request may opt out (rl_sched_req.no_draft). */
 #ifndef RELAIS_SCHEDULER_H
 #define RELAIS_SCHEDULER_H
 
@@ -50,6 +59,7 @@ typedef struct {
     rl_sampler_params sampling;
     uint32_t n_top; /* top logits reported with each id (<= RL_MAX_TOP; 0: none) */
     rl_sched_sink sink;
+    bool no_draft; /* one id per pass even when the scheduler has a draft ("speculative": false) */
 } rl_sched_req;
 
 typedef struct {
@@ -57,6 +67,8 @@ typedef struct {
     uint32_t max_queue;     /* requests waiting beyond the slots; more are refused */
     uint32_t n_ctx;         /* most positions of one session */
     uint32_t prefill_chunk; /* most prompt tokens of one session per micro-batch; 0 = max_batch */
+    struct rl_draft *draft; /* borrowed; NULL: no speculation. Called on the scheduler thread only */
+    uint32_t draft_max;     /* most ids drafted per session and pass (adaptive below it) */
 } rl_sched_opts;
 
 typedef struct {
@@ -66,6 +78,8 @@ typedef struct {
     uint64_t batch_tokens;  /* tokens in them */
     uint64_t prompt_tokens; /* prompt tokens fed */
     uint64_t generated;     /* ids sampled */
+    uint64_t drafted;       /* ids drafted and verified */
+    uint64_t accepted;      /* of which accepted */
 } rl_sched_stats;
 
 typedef struct rl_sched rl_sched;

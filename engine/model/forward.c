@@ -212,7 +212,7 @@ static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value
     return (kv_rows){
         .ring = slot0 + head,
         .ring_stride = rl_dtype_row_bytes(type, kv_dim), /* kv.h: slot after slot, one row each */
-        .cap = rl_kv_span(seg->kv, t->il),
+        .cap = rl_kv_slots(seg->kv, t->il),
         .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) + head,
         .batch_stride = kv_dim * sizeof(float),
         .pos0 = seg->pos0,
@@ -309,7 +309,7 @@ static void store_kv(rl_ctx *c, const att_task *t, uint32_t n_segs) {
         const rl_segment *seg = &t->segs[s];
         const rl_kv_type kt = rl_kv_types(seg->kv);
         const size_t k_row = rl_dtype_row_bytes(kt.k, kv_dim), v_row = rl_dtype_row_bytes(kt.v, kv_dim);
-        const uint32_t cap = rl_kv_span(seg->kv, t->il);
+        const uint32_t cap = rl_kv_slots(seg->kv, t->il);
         for (uint32_t i = seg->n > cap ? seg->n - cap : 0; i < seg->n; i++) {
             size_t row = t->row0[s] + i;
             memcpy(rl_kv_k(seg->kv, t->il, seg->pos0 + i), c->kt + row * kv_dim * sizeof(float), k_row);

@@ -13,9 +13,10 @@
 #include "rng.h"
 
 typedef struct {
-    char *k;      /* (cap, k_row) bytes */
-    char *v;      /* (cap, v_row) bytes */
-    uint32_t cap; /* n_ctx for full layers, min(W, n_ctx) for sliding ones */
+    char *k;       /* (cap, k_row) bytes */
+    char *v;       /* (cap, v_row) bytes */
+    uint32_t cap;  /* slots: n_ctx for full layers, min(W + RL_KV_SLACK, n_ctx) for sliding ones */
+    uint32_t span; /* positions a query sees back: n_ctx, or min(W, n_ctx) */
 } kv_layer;
 
 struct rl_kv {
@@ -25,15 +26,21 @@ struct rl_kv {
     rl_kv_type type;
     size_t k_row, v_row; /* bytes of one position's K and V row */
     uint32_t len;        /* positions written: 0..len-1 */
-    uint32_t min_cap;    /* smallest ring: how far back truncation stays exact */
     size_t bytes;        /* allocated K+V bytes */
     kv_layer *layers;    /* (l1 - l0) */
 };
 
-static uint32_t layer_cap(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
+static uint32_t layer_span(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
     if (hp->sliding[il] && hp->swa_window > 0 && hp->swa_window < n_ctx)
         return hp->swa_window;
     return n_ctx;
+}
+
+/* A sliding ring keeps RL_KV_SLACK slots beyond its window, so that taking
+ * back that many positions (a rejected draft) never needs an overwritten one. */
+static uint32_t layer_cap(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
+    const uint32_t span = layer_span(hp, il, n_ctx);
+    return span < n_ctx && n_ctx - span > RL_KV_SLACK ? span + RL_KV_SLACK : n_ctx;
 }
 
 static bool kv_dtype_ok(rl_dtype t) { return t == RL_F32 || t == RL_F16 || t == RL_Q8_0; }
@@ -139,10 +146,10 @@ rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx,
     kv->type = t;
     kv->k_row = rl_dtype_row_bytes(t.k, kv->kv_dim);
     kv->v_row = rl_dtype_row_bytes(t.v, kv->kv_dim);
-    kv->min_cap = n_ctx;
     for (uint32_t il = l0; il < l1; il++) {
         kv_layer *L = &kv->layers[il - l0];
         L->cap = layer_cap(hp, il, n_ctx);
+        L->span = layer_span(hp, il, n_ctx);
         L->k = malloc((size_t)L->cap * kv->k_row);
         L->v = malloc((size_t)L->cap * kv->v_row);
         if (!L->k || !L->v) {
@@ -152,8 +159,6 @@ rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx,
             return NULL;
         }
         kv->bytes += (size_t)L->cap * (kv->k_row + kv->v_row);
-        if (L->cap < kv->min_cap)
-            kv->min_cap = L->cap;
     }
     return kv;
 }
@@ -181,16 +186,22 @@ void rl_kv_range(const rl_kv *kv, uint32_t *l0, uint32_t *l1) {
 size_t rl_kv_bytes(const rl_kv *kv) { return kv->bytes; }
 rl_kv_type rl_kv_types(const rl_kv *kv) { return kv->type; }
 
+bool rl_kv_truncate_exact(const rl_kv *kv, uint32_t pos) {
+    /* A ring of C slots holds positions [len - C, len). The next query, at
+     * `pos`, needs [pos - span + 1, pos): still there when the ring never
+     * wrapped or len - C <= pos - span + 1. */
+    for (uint32_t il = kv->l0; pos < kv->len && il < kv->l1; il++) {
+        const kv_layer *L = &kv->layers[il - kv->l0];
+        if (kv->len > L->cap && (uint64_t)kv->len + L->span > (uint64_t)pos + L->cap + 1)
+            return false;
+    }
+    return true;
+}
+
 uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos) {
     if (pos >= kv->len)
         return kv->len;
-    /* A ring of capacity C holds positions [len - C, len). The next query, at
-     * `pos`, needs [pos - C + 1, pos): still there only if the ring never
-     * wrapped or at most the last position is taken back. */
-    if (kv->len <= kv->min_cap || pos + 1 >= kv->len)
-        kv->len = pos;
-    else
-        kv->len = 0;
+    kv->len = rl_kv_truncate_exact(kv, pos) ? pos : 0;
     return kv->len;
 }
 
@@ -206,7 +217,8 @@ void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos) {
     return L->v + (size_t)(pos % L->cap) * kv->v_row;
 }
 
-uint32_t rl_kv_span(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].cap; }
+uint32_t rl_kv_span(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].span; }
+uint32_t rl_kv_slots(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].cap; }
 
 void rl_kv_set_len(rl_kv *kv, uint32_t len) { kv->len = len; }
 

@@ -1,8 +1,10 @@
 /* The KV cache of one session over a contiguous range of layers.
  *
  * Full layers keep one entry per position up to n_ctx. Sliding layers keep a
- * ring buffer of min(W, n_ctx) entries: the key of position p lives in slot
- * p % W, so their memory stops growing at W.
+ * ring buffer of C = min(W + RL_KV_SLACK, n_ctx) entries: the key of
+ * position p lives in slot p % C, so their memory stops growing at C. The
+ * slack beyond the window lets a rejected draft of up to RL_KV_SLACK ids be
+ * taken back exactly (speculative decoding).
  *
  * Keys and values are stored in f32, f16 or q8_0, each chosen on its own (as
  * llama.cpp's -ctk / -ctv): f16 halves the memory of f32, q8_0 nearly quarters
@@ -14,12 +16,15 @@
 #ifndef RELAIS_KV_H
 #define RELAIS_KV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "dtype.h"
 #include "model.h"
 
 typedef struct rl_kv rl_kv;
+
+#define RL_KV_SLACK 16 /* slots a sliding ring keeps beyond its window */
 
 /* The element types of the cached keys and values: RL_F32, RL_F16 or
  * RL_Q8_0 each. */
@@ -45,7 +50,7 @@ uint64_t rl_kv_bytes_per_token(const rl_hparams *hp, rl_kv_type t);
  * one wording of the startup lines, inspect and plan); returns buf. */
 const char *rl_kv_describe(const rl_hparams *hp, rl_kv_type t, uint32_t n_ctx, char *buf, size_t n);
 /* Bytes of KV cache in types t for layers [l0, l1) at n_ctx positions,
- * sliding layers counted at min(W, n_ctx): what rl_kv_new allocates. */
+ * sliding layers counted at min(W + RL_KV_SLACK, n_ctx): what rl_kv_new allocates. */
 uint64_t rl_kv_bytes_for(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx, rl_kv_type t);
 
 /* A cache for layers [l0, l1) of m at n_ctx positions in types t. NULL with
@@ -66,6 +71,9 @@ rl_kv_type rl_kv_types(const rl_kv *kv);
  * exactly; then the whole cache is cleared. Returns the length kept (pos, or
  * 0 when cleared), so the caller knows what it must feed again. */
 uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos);
+/* Whether forgetting positions >= pos keeps everything the next query needs
+ * (always, for up to RL_KV_SLACK + 1 positions back). */
+bool rl_kv_truncate_exact(const rl_kv *kv, uint32_t pos);
 
 /* Benchmarks only: positions [0, len) (len <= the context) hold random keys
  * and values, uniform in [-1, 1) and stored in the cache's types, as if a
@@ -78,7 +86,8 @@ void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed);
  * position pos, and the slot capacity. */
 void *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos);
 void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos);
-uint32_t rl_kv_span(const rl_kv *kv, uint32_t il); /* positions a query sees back: n_ctx or W */
+uint32_t rl_kv_span(const rl_kv *kv, uint32_t il);  /* positions a query sees back: n_ctx or W */
+uint32_t rl_kv_slots(const rl_kv *kv, uint32_t il); /* slots of its ring: n_ctx, or W + RL_KV_SLACK */
 void rl_kv_set_len(rl_kv *kv, uint32_t len);
 
 #endif
