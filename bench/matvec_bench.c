@@ -5,7 +5,13 @@
  * be slowed by others, never sped up, so the best pass is the figure that
  * compares across kernel versions when whole-model runs swing by 2x.
  *
- *   matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...
+ *   matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--file-layout] TYPE...
+ *
+ * -k runs products of K tokens at once (K <= 16: a draft being verified, or
+ * serve's decode tokens of several sessions) and prints for each K the
+ * tokens per second and their ratio to the first K's rate, both in wall
+ * time and in CPU time (see time_batch); a product that reads each weight
+ * once for all K tokens and is bound by memory approaches K times.
  *
  * TYPE is a weight type (q4_0, q8_0, q4_K, q5_K, q6_K). The weights are
  * Ministral-8B's FFN shape (12288 x 4096), as many matrices as make MIB
@@ -27,18 +33,23 @@
 
 #define ROWS 12288
 #define COLS 4096
+#define MAX_BATCH 16
 
 typedef struct {
     int threads, passes;
     size_t mib;
     bool file_layout;
+    uint32_t batches[MAX_BATCH]; /* tokens per product, -k */
+    int n_batches;
 } options;
 
-static double now_s(void) {
+static double clock_s(clockid_t c) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(c, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 #define HUGE_PAGE (2u << 20)
 
@@ -77,31 +88,60 @@ static rl_weight *make_weights(rl_dtype t, const options *o, int *count) {
     return w;
 }
 
+/* Seconds of the best of o->passes passes of a k-token product through
+ * the n matrices w (after one warm-up pass), and in *cpu the fewest seconds
+ * of CPU time (all threads) a pass took: on a machine others share, wall
+ * time measures the share the scheduler gave, CPU time the kernels' own
+ * cost. *sum gets a checksum. */
+static double time_batch(rl_matmul *mm, const rl_weight *w, int n, const float *x, uint32_t k, float *y,
+                         const options *o, double *cpu, double *sum) {
+    double best = 1e30;
+    *cpu = 1e30;
+    for (int p = 0; p < o->passes + 1; p++) {
+        const double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        *sum = 0;
+        for (int m = 0; m < n; m++) {
+            rl_matmul_run(mm, &w[m], x, k, y, false);
+            *sum += y[(size_t)(k - 1) * ROWS + m % ROWS];
+        }
+        const double dt = now_s() - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        if (p > 0 && dt < best)
+            best = dt;
+        if (p > 0 && dc < *cpu)
+            *cpu = dc;
+    }
+    return best;
+}
+
 static int bench_type(rl_dtype t, const options *o, rl_matmul *mm) {
     int n = 0;
     rl_weight *w = make_weights(t, o, &n);
-    float *x = malloc(COLS * sizeof *x), *y = malloc(ROWS * sizeof *y);
+    float *x = malloc((size_t)MAX_BATCH * COLS * sizeof *x), *y = malloc((size_t)MAX_BATCH * ROWS * sizeof *y);
     if (!w || !n || !x || !y) {
         fprintf(stderr, "matvec_bench: out of memory for %zu MiB of %s\n", o->mib, rl_dtype_name(t));
         return -1;
     }
-    for (int c = 0; c < COLS; c++)
-        x[c] = (float)((c * 7919) % 2001 - 1000) / 1000.0f;
-    double best = 1e30, sum = 0;
-    for (int p = 0; p < o->passes + 1; p++) { /* the first pass warms up */
-        const double t0 = now_s();
-        sum = 0;
-        for (int m = 0; m < n; m++) {
-            rl_matmul_run(mm, &w[m], x, 1, y, false);
-            sum += y[m % ROWS];
-        }
-        const double dt = now_s() - t0;
-        if (p > 0 && dt < best)
-            best = dt;
-    }
+    for (size_t c = 0; c < (size_t)MAX_BATCH * COLS; c++) /* each token a different row */
+        x[c] = (float)((long)(c * 7919 % 2001) - 1000) / 1000.0f;
     const double bytes = (double)n * ROWS * rl_dtype_row_bytes(t, COLS);
-    printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t), o->threads,
-           rl_kernels()->name, bytes / best / 1e9, best * 1e3, n, ROWS, COLS, sum);
+    double one = 0, one_cpu = 0;
+    for (int b = 0; b < o->n_batches; b++) {
+        const uint32_t k = o->batches[b];
+        double sum, cpu;
+        const double dt = time_batch(mm, w, n, x, k, y, o, &cpu, &sum);
+        if (b == 0) { /* seconds per token at the first batch size */
+            one = dt / k;
+            one_cpu = cpu / k;
+        }
+        if (o->n_batches == 1 && k == 1)
+            printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t),
+                   o->threads, rl_kernels()->name, bytes / dt / 1e9, dt * 1e3, n, ROWS, COLS, sum);
+        else /* tokens/s: tokens through every matrix of the pass per second */
+            printf("%-6s %2d threads %-6s K=%-2u %6.1f GB/s %8.2f ms/pass %7.1f tok/s x%.2f %8.2f cpu-ms x%.2f  "
+                   "checksum %.6g\n",
+                   rl_dtype_name(t), o->threads, rl_kernels()->name, k, bytes / dt / 1e9, dt * 1e3, k / dt,
+                   one * k / dt, cpu * 1e3, one_cpu * k / cpu, sum);
+    }
     for (int m = 0; m < n; m++)
         free((void *)w[m].data);
     free(w);
@@ -110,8 +150,20 @@ static int bench_type(rl_dtype t, const options *o, rl_matmul *mm) {
     return 0;
 }
 
+/* "1,2,4,8,16" into o->batches; -1 on a bad list. */
+static int parse_batches(const char *s, options *o) {
+    o->n_batches = 0;
+    for (char *end; *s; s = *end == ',' ? end + 1 : end) {
+        const long k = strtol(s, &end, 10);
+        if (end == s || k < 1 || k > MAX_BATCH || o->n_batches == MAX_BATCH || (*end && *end != ','))
+            return -1;
+        o->batches[o->n_batches++] = (uint32_t)k;
+    }
+    return o->n_batches > 0 ? 0 : -1;
+}
+
 static int parse(int argc, char **argv, options *o, int *first_type) {
-    *o = (options){.threads = 2, .passes = 10, .mib = 512};
+    *o = (options){.threads = 2, .passes = 10, .mib = 512, .batches = {1}, .n_batches = 1};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--file-layout"))
@@ -120,7 +172,10 @@ static int parse(int argc, char **argv, options *o, int *first_type) {
             o->threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "-r"))
             o->passes = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "-m"))
+        else if (i + 1 < argc && !strcmp(argv[i], "-k")) {
+            if (parse_batches(argv[++i], o) != 0)
+                return -1;
+        } else if (i + 1 < argc && !strcmp(argv[i], "-m"))
             o->mib = (size_t)atol(argv[++i]);
         else
             return -1;
@@ -134,12 +189,12 @@ int main(int argc, char **argv) {
     int first;
     if (parse(argc, argv, &o, &first) != 0) {
         fprintf(stderr,
-                "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [--file-layout] TYPE...\n"
+                "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--file-layout] TYPE...\n"
                 "  TYPE: q4_0 q8_0 q4_K q5_K q6_K\n");
         return 2;
     }
     rl_pool *pool = rl_pool_new(o.threads);
-    rl_matmul *mm = pool ? rl_matmul_new(pool, COLS, 1) : NULL;
+    rl_matmul *mm = pool ? rl_matmul_new(pool, COLS, MAX_BATCH) : NULL;
     int rc = mm ? 0 : 1;
     for (int i = first; rc == 0 && i < argc; i++) {
         const int t = rl_dtype_from_name(argv[i]);

@@ -291,7 +291,10 @@ static void test_truncate(void **s) {
 
 /* Serving batches tokens of many sessions into one pass: with the quantized
  * kernels a session's logits must be bit-identical whatever else shares the
- * batch, or greedy output under load would differ from greedy output alone. */
+ * batch, or greedy output under load would differ from greedy output alone.
+ * Every other step a fourth session's 12-token chunk joins, so that the batch
+ * (20 tokens) takes the tile path while the session alone (5) takes the
+ * few-token product straight from the weights. */
 static void test_batch_independence(void **s) {
     (void)s;
     char err[512];
@@ -305,7 +308,8 @@ static void test_batch_independence(void **s) {
     rl_kv *alone = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     rl_kv *a = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err),
           *b = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
-    rl_kv *d = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *d = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err),
+          *e = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
     float *x = malloc(32 * hp->dim * sizeof(float)), *x1 = malloc(32 * hp->dim * sizeof(float));
     float *want = malloc(hp->n_vocab * sizeof(float)), *got = malloc(3 * hp->n_vocab * sizeof(float));
     /* b and d already hold some positions: decode tokens next to a's prompt chunks */
@@ -318,12 +322,15 @@ static void test_batch_independence(void **s) {
         assert_int_equal(rl_embed(m, ids + p, 5, x1, err, sizeof err), 0);
         assert_int_equal(rl_forward_layers(c, alone, x1, 5, p, err, sizeof err), 0);
         assert_int_equal(rl_head(c, x1 + 4 * hp->dim, want, err, sizeof err), 0);
-        /* in company: [b: 1 token][a: 5 tokens][d: 2 tokens] */
-        rl_segment segs[3] = {{b, rl_kv_len(b), 1}, {a, p, 5}, {d, rl_kv_len(d), 2}};
+        /* in company: [b: 1 token][a: 5 tokens][d: 2 tokens], then [e: 12 tokens] on odd steps */
+        const bool wide = p / 5 % 2 == 1;
+        rl_segment segs[4] = {{b, rl_kv_len(b), 1}, {a, p, 5}, {d, rl_kv_len(d), 2}, {e, 0, 12}};
         assert_int_equal(rl_embed(m, ids + (p % 7), 1, x, err, sizeof err), 0);
         assert_int_equal(rl_embed(m, ids + p, 5, x + hp->dim, err, sizeof err), 0);
         assert_int_equal(rl_embed(m, ids + 30, 2, x + 6 * hp->dim, err, sizeof err), 0);
-        assert_int_equal(rl_forward_batch(c, segs, 3, x, err, sizeof err), 0);
+        assert_int_equal(rl_embed(m, ids + 10, 12, x + 8 * hp->dim, err, sizeof err), 0);
+        assert_int_equal(rl_forward_batch(c, segs, wide ? 4 : 3, x, err, sizeof err), 0);
+        rl_kv_truncate(e, 0);
         float rows[3 * 64];
         assert_true(hp->dim <= 64);
         memcpy(rows, x, hp->dim * sizeof(float));
@@ -340,7 +347,7 @@ static void test_batch_independence(void **s) {
     rl_segment wrong = {b, rl_kv_len(b) + 1, 1};
     assert_int_not_equal(rl_forward_batch(c, &wrong, 1, x, err, sizeof err), 0);
     free(x), free(x1), free(want), free(got);
-    rl_kv_destroy(&alone), rl_kv_destroy(&a), rl_kv_destroy(&b), rl_kv_destroy(&d);
+    rl_kv_destroy(&alone), rl_kv_destroy(&a), rl_kv_destroy(&b), rl_kv_destroy(&d), rl_kv_destroy(&e);
     rl_ctx_destroy(&c);
     rl_model_destroy(&m);
 }

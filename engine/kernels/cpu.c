@@ -80,6 +80,7 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback) {
         set->qg_unpack = fallback->qg_unpack;
         set->qg_kernel = fallback->qg_kernel;
         set->qg_gemv = fallback->qg_gemv;
+        set->qg_gemv_max = fallback->qg_gemv_max;
     }
 }
 

@@ -174,7 +174,7 @@ static void qgemm_tile(const mm_task *t, const rl_qg_act *act, uint32_t k, rl_qg
     const int rows = (int)(w->rows - r0 < RL_QG_ROWS ? w->rows - r0 : RL_QG_ROWS);
     const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
     const bool x16 = w->x16 && rows == RL_QG_ROWS; /* a partial group keeps the file's layout */
-    const bool gemv = x16 && ks->qg_gemv && t->n <= RL_QG_GEMV_MAX;
+    const bool gemv = x16 && ks->qg_gemv && t->n <= ks->qg_gemv_max;
     const size_t chunk_bytes = rl_dtype_row_bytes(w->type, RL_QG_CHUNK) * RL_QG_ROWS; /* a full chunk in x16 */
     memset(acc, 0, (size_t)t->n * RL_QG_ROWS * sizeof *acc);
     for (uint32_t c0 = 0; c0 < w->cols; c0 += RL_QG_CHUNK) {

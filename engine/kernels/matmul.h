@@ -8,7 +8,10 @@
  *  - several tokens (prefill, or decode tokens of several sessions): the
  *    activations are quantized to Q8_0 once, and each tile of 16 weight rows
  *    is repacked into cache and multiplied with all the tokens by the
- *    register-tiled integer microkernel (quant.h, "batched products");
+ *    register-tiled integer microkernel (quant.h, "batched products"); up
+ *    to the kernel set's qg_gemv_max tokens (a draft being verified, a few
+ *    sessions' decode tokens) the same products read the rearranged weights
+ *    directly, with no tile;
  *  - weights without a packed format (f32, f16, bf16), and quantized ones at
  *    batches past a crossover, when the caller allows it: tiles of weight
  *    rows are dequantized to f32 and multiplied with OpenBLAS sgemm. */

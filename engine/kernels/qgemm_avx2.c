@@ -12,10 +12,12 @@
  * packed by the portable code of qgemm_x16.h (with F16C for the scales);
  * weights still in the file's layout are first interleaved by byte copies.
  *
- * Decode (rl_qg_gemv_avx2) runs the same kernel on quants taken straight
- * from the x16 loads (qgemm_x16.h's x16_quants), since writing a tile and
- * reading it back for one token costs more than the multiplies; the integer
- * and float steps are the tile kernel's, so the results are bit-identical. */
+ * Decode and batches of a few tokens (rl_qg_gemv_avx2, up to the set's
+ * qg_gemv_max) run the same kernel on quants taken straight from the x16
+ * loads (qgemm_x16.h's x16_quants), since writing a tile and reading it back
+ * for a few tokens costs more than deriving the quants again for every 4;
+ * the integer and float steps are the tile kernel's, so the results are
+ * bit-identical. */
 #include "cpu.h"
 
 #include <immintrin.h>
@@ -78,7 +80,7 @@ static inline __attribute__((always_inline)) __m256i weights(const wsrc *w, cons
  * constant: Q6_K's decode goes from 17 to 22 GB/s on one Zen 5 thread. */
 static inline __attribute__((always_inline)) void span(const wsrc *src, const int xt, const rl_qg_act *a, uint32_t c0,
                                                        uint32_t j0, const int T, const int sub, const bool mins,
-                                                       const bool sgn, int h, float *accm) {
+                                                       const bool sgn, const int S, int h, float *accm) {
     const uint32_t cols = a->cols, nsub = cols / sub, nb = cols / 32;
     const int8_t *x = a->qs + (size_t)j0 * cols + c0;
     const int32_t *corr = a->corr + (size_t)j0 * nsub + c0 / sub;
@@ -94,11 +96,9 @@ static inline __attribute__((always_inline)) void span(const wsrc *src, const in
 #pragma GCC unroll 16
         for (int u = 0; u < U; u++) {
             const uint32_t s = s0 + u;
-            __m256i isum[TOKENS];
-#pragma GCC unroll 4
-            for (int t = 0; t < T; t++)
-                isum[t] = sgn ? _mm256_setzero_si256() : _mm256_set1_epi32(corr[(size_t)t * nsub + s]);
+            __m256i isum[TOKENS]; /* set at the first widening, so it holds no register before */
             const int8_t *xs = x + (size_t)s * sub;
+            __m256i i16[TOKENS];
 #pragma GCC unroll 8
             for (int g = 0; g < sub / 4; g++) {
                 const __m256i w = weights(src, xt, sub, sgn, s0, u, g, h), wa = _mm256_abs_epi8(w);
@@ -107,7 +107,15 @@ static inline __attribute__((always_inline)) void span(const wsrc *src, const in
                     const __m256i b = bcast4(xs + (size_t)t * cols + 4 * g);
                     const __m256i p =
                         sgn ? _mm256_maddubs_epi16(wa, _mm256_sign_epi8(b, w)) : _mm256_maddubs_epi16(w, b);
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+                    i16[t] = g % S == 0 ? p : _mm256_add_epi16(i16[t], p);
+                    if (g % S == S - 1) {
+                        const __m256i wide = _mm256_madd_epi16(i16[t], ones);
+                        if (g + 1 > S)
+                            isum[t] = _mm256_add_epi32(isum[t], wide);
+                        else
+                            isum[t] =
+                                sgn ? wide : _mm256_add_epi32(wide, _mm256_set1_epi32(corr[(size_t)t * nsub + s]));
+                    }
                 }
             }
             const __m256 sc = _mm256_load_ps(src->scale + (size_t)s * RL_QG_ROWS + 8 * h);
@@ -128,32 +136,39 @@ static inline __attribute__((always_inline)) void span(const wsrc *src, const in
         _mm256_storeu_ps(out + (size_t)t * RL_QG_ROWS, acc[t]);
 }
 
+/* S: column groups whose int16 pair sums (at most 2 * 127 * the largest
+ * quant each) are added in int16 before they are widened, as many as stay
+ * below 32767: 8 for 4-bit quants, 4 for 5-bit, 2 for 6-bit, 1 for Q8_0's
+ * signed bytes. An integer sum's value does not depend on its order, so the
+ * results stay the reference's bits; the widening add per column group was
+ * a third of the work per token, which is what a batch of a few tokens
+ * pays for. */
 static inline __attribute__((always_inline)) void kernel_fmt(const wsrc *src, const int xt, const rl_qg_act *a,
                                                              uint32_t c0, float *acc, const int sub, const bool mins,
-                                                             const bool sgn) {
+                                                             const bool sgn, const int S) {
     for (int h = 0; h < 2; h++) {
         uint32_t j = 0;
         for (; j + TOKENS <= a->n; j += TOKENS)
-            span(src, xt, a, c0, j, TOKENS, sub, mins, sgn, h, acc);
+            span(src, xt, a, c0, j, TOKENS, sub, mins, sgn, S, h, acc);
         if (a->n - j >= 2) {
-            span(src, xt, a, c0, j, 2, sub, mins, sgn, h, acc);
+            span(src, xt, a, c0, j, 2, sub, mins, sgn, S, h, acc);
             j += 2;
         }
         if (a->n - j >= 1)
-            span(src, xt, a, c0, j, 1, sub, mins, sgn, h, acc);
+            span(src, xt, a, c0, j, 1, sub, mins, sgn, S, h, acc);
     }
 }
 
 void rl_qg_kernel_avx2(const rl_qg_tile *tile, const rl_qg_act *act, uint32_t c0, float *acc) {
     const wsrc src = {tile->q, tile->scale, tile->min, tile->cols};
     if (tile->fmt.sub == 16)
-        kernel_fmt(&src, -1, act, c0, acc, 16, false, false);
-    else if (tile->fmt.mins)
-        kernel_fmt(&src, -1, act, c0, acc, 32, true, false);
+        kernel_fmt(&src, -1, act, c0, acc, 16, false, false, 2);
+    else if (tile->fmt.mins) /* Q4_K or Q5_K: a tile does not say which */
+        kernel_fmt(&src, -1, act, c0, acc, 32, true, false, 4);
     else if (tile->fmt.zero == 128)
-        kernel_fmt(&src, -1, act, c0, acc, 32, false, true);
+        kernel_fmt(&src, -1, act, c0, acc, 32, false, true, 1);
     else
-        kernel_fmt(&src, -1, act, c0, acc, 32, false, false);
+        kernel_fmt(&src, -1, act, c0, acc, 32, false, false, 8);
 }
 
 /* Decode's product: the quants go from the x16 loads straight into the
@@ -164,19 +179,19 @@ void rl_qg_gemv_avx2(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *
     const wsrc src = {x16, scale, min, nc};
     switch (t) {
     case RL_Q4_0:
-        kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false);
+        kernel_fmt(&src, RL_Q4_0, act, c0, acc, 32, false, false, 8);
         break;
     case RL_Q8_0:
-        kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true);
+        kernel_fmt(&src, RL_Q8_0, act, c0, acc, 32, false, true, 1);
         break;
     case RL_Q4_K:
-        kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false);
+        kernel_fmt(&src, RL_Q4_K, act, c0, acc, 32, true, false, 8);
         break;
     case RL_Q5_K:
-        kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false);
+        kernel_fmt(&src, RL_Q5_K, act, c0, acc, 32, true, false, 4);
         break;
     default:
-        kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false);
+        kernel_fmt(&src, RL_Q6_K, act, c0, acc, 16, false, false, 2);
         break;
     }
 }

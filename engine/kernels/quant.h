@@ -200,11 +200,11 @@ typedef void (*rl_qg_kernel_fn)(const rl_qg_tile *tile, const rl_qg_act *act, ui
 /* acc[j * RL_QG_ROWS + i] += row i · columns [c0, c0 + nc) of token j, for
  * every j < act->n, read straight from the x16 block groups at x16 (nc as
  * for unpacking) with no tile in between: bit for bit what unpack + kernel
- * give. The engine uses it for batches of at most RL_QG_GEMV_MAX tokens
- * (decode), where a tile would be written and read back for a single use;
- * beyond that the tile's reuse pays for it. */
+ * give. The engine uses it for batches of at most the set's qg_gemv_max
+ * tokens (decode, a draft being verified, a few sessions' decode tokens),
+ * where a tile would be written and read back for too few uses; beyond that
+ * the tile's reuse pays for it. */
 typedef void (*rl_qg_gemv_fn)(rl_dtype t, const void *x16, uint32_t nc, const rl_qg_act *act, uint32_t c0, float *acc);
-#define RL_QG_GEMV_MAX 2
 
 /* Bytes of the x16 block groups of one chunk, at most. */
 #define RL_QG_CHUNK_X16_BYTES (RL_QG_CHUNK / QK8_0 * sizeof(block_q8_0) * RL_QG_ROWS)
@@ -247,6 +247,7 @@ typedef struct {
     rl_qg_unpack_fn qg_unpack;
     rl_qg_kernel_fn qg_kernel;
     rl_qg_gemv_fn qg_gemv;                 /* NULL: small batches unpack too */
+    uint32_t qg_gemv_max;                  /* batches up to this many tokens use qg_gemv (measured per ISA) */
     rl_kv_dot_fn kv_dot[RL_DTYPE_COUNT];   /* F16, Q8_0; NULL for the rest */
     rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT]; /* F32, F16, Q8_0; NULL for the rest */
 } rl_kernel_set;

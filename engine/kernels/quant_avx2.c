@@ -430,6 +430,9 @@ static const rl_kernel_set avx2_set = {
     .qg_unpack = rl_qg_unpack_avx2,
     .qg_kernel = rl_qg_kernel_avx2,
     .qg_gemv = rl_qg_gemv_avx2,
+    /* Up to 16 tokens (matvec_bench -k, 2-core EPYC): re-deriving the quants
+     * from x16 once per 4 tokens costs less than a tile's store and load. */
+    .qg_gemv_max = 16,
     .kv_dot =
         {
             [RL_F16] = kv_dot_f16_avx2,

@@ -259,6 +259,7 @@ static rl_kernel_set avx512_set = {
     .qg_unpack = rl_qg_unpack_avx512,
     .qg_kernel = rl_qg_kernel_avx512,
     .qg_gemv = rl_qg_gemv_avx512,
+    .qg_gemv_max = 2, /* its passes take 2 tokens; larger batches unmeasured */
     .kv_dot =
         {
             [RL_F16] = kv_dot_f16_avx512,
@@ -280,6 +281,7 @@ static void avx512_complete(void) {
         avx512_set.qg_unpack = NULL;
         avx512_set.qg_kernel = NULL;
         avx512_set.qg_gemv = NULL;
+        avx512_set.qg_gemv_max = 0;
     }
     rl_kernels_fill(&avx512_set, rl_kernels_avx2());
 }

@@ -186,6 +186,7 @@ static rl_kernel_set neon_set = {
     .qg_unpack = rl_qg_unpack_neon,
     .qg_kernel = rl_qg_kernel_neon,
     .qg_gemv = rl_qg_gemv_neon,
+    .qg_gemv_max = 2, /* its passes take 2 tokens; larger batches unmeasured on hardware */
     .kv_dot =
         {
             [RL_F16] = kv_dot_f16_neon,
