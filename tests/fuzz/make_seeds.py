@@ -171,6 +171,14 @@ def yaml_seeds():
         "coordinator: &c\n  key: c.key\nnodes:\n  - &n {address: 'tcp://10.0.0.1:1', public_key: p.pub}\n  - *n\n")
 
 
+def beacon_seeds():
+    # proto/beacon.h: "RLB", format 1, protocol, port, key, free memory, name
+    key = bytes(range(1, 33))
+    put("beacon", "n1", b"RLB\x01" + struct.pack(">HH", 2, 7700) + key + struct.pack(">QB", 3 << 30, 2) + b"n1")
+    put("beacon", "reserved-tail", b"RLB\x01" + struct.pack(">HH", 2, 7701) + key +
+        struct.pack(">QB", 1 << 20, 8) + b"pi-5.lan" + b"\xee" * 8)
+
+
 def tokenizer_seeds():
     texts = [(0, "Hello, world! How are you?"), (4, "[INST] What is 2+2? [/INST]"),
              (1, " The quick brown fox"), (5, "<s>[INST] hi [/INST]"), (0, "naïve café 日本語 🤖\n\t  x"),
@@ -185,3 +193,4 @@ if __name__ == "__main__":
     openai_seeds()
     yaml_seeds()
     tokenizer_seeds()
+    beacon_seeds()

@@ -24,7 +24,7 @@ while getopts "t:n:b:" o; do
 done
 shift $((OPTIND - 1))
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf wire openai cluster_yaml tokenizer)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf wire openai cluster_yaml tokenizer beacon)
 
 if ! command -v clang >/dev/null; then
   echo "run.sh: clang is needed (deploy/install-deps.sh --ci installs it)" >&2
