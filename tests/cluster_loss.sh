@@ -10,6 +10,8 @@
 #  H2. a node left out while its link was up (stopped: SIGSTOP) was never
 #      taken back, even after it woke up. Now a left-out node that answers a
 #      hello again is re-planned into the pipeline.
+#  D.  a node stopped while a stream runs: /health shows the overdue step
+#      ("late") and the stream goes on when the node wakes up.
 #  H3. two nodes lost at once failed the run ("no node answered"): the
 #      hello wait stopped at the first lost link. Now the coordinator plans
 #      over every node that answers, here the one survivor, and the run
@@ -51,6 +53,27 @@ serve_stop
 timeout 60 "$relais" run --cluster "$work/cluster.yaml" -m "$model" -p 'Hello' -n 4 -t 1 >/dev/null \
     2>"$work/third.log" || fail "H1: the nodes were not free after the server exited: $(tail -3 "$work/third.log")"
 echo "ok: H1: a second coordinator is refused naming the holder; the server answers as before; freed at its exit"
+
+# ---- D: a step overdue: /health shows it while a node is stopped, and the stream goes on ----
+serve_start -m "$model" --ctx 512 -t 1
+LONG='{"prompt":"A long story","max_tokens":300,"temperature":0,"stream":true}'
+curl -s --max-time 60 -o "$work/long-ref.sse" -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" ||
+    fail "the long stream failed"
+kill -STOP "${pid[2]}"
+curl -s --max-time 60 -o "$work/long.sse" -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" &
+stream=$!
+late=0
+for _ in $(seq 40); do
+    curl -s --max-time 5 "http://127.0.0.1:$PORT/health" | grep -q '"state": *"late"' && late=1 && break
+    sleep 0.1
+done
+kill -CONT "${pid[2]}"
+wait $stream || fail "the long stream failed across a stopped node"
+[ $late = 1 ] || fail "/health did not show the overdue step while node 2 was stopped"
+texts() { grep -o '"text":"[^"]*"' "$1" | tr -d '\n'; }
+[ -n "$(texts "$work/long-ref.sse")" ] && [ "$(texts "$work/long-ref.sse")" = "$(texts "$work/long.sse")" ] || fail "D: the stream across a stopped node differs"
+echo "ok: D: a step overdue while a node is stopped shows as late in /health; the stream goes on"
+serve_stop
 
 # ---- H2: a node left out while its link was up is taken back when it answers ----
 serve_start -m "$model" --ctx 512 -t 1
