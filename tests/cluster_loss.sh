@@ -15,7 +15,8 @@
 #  H3. two nodes lost at once failed the run ("no node answered"): the
 #      hello wait stopped at the first lost link. Now the coordinator plans
 #      over every node that answers, here the one survivor, and the run
-#      ends with the output of one process.
+#      ends with the output of one process; a survivor without the memory
+#      for the model fails the run with the planner's message.
 # usage: cluster_loss.sh RELAIS RELAIS_NODE MODELS_DIR
 set -u
 relais=$1 node_bin=$2 models=$3
@@ -117,3 +118,26 @@ wait $run || fail "H3: the run failed with two of three nodes lost: $(tail -5 "$
 grep -q 're-planned over 1 nodes' "$work/h3-run.log" || fail "H3: no re-plan over the survivor"
 cmp -s "$work/h3-local.json" "$work/h3.json" || fail "H3: the output differs from one process"
 echo "ok: H3: two nodes killed at once, the run goes on over the survivor with the output of one process"
+
+# ---- H3, a survivor too small: the planner's memory message, not "no node answered" ----
+stop_node 1
+NODE_MODELS=$models RELAIS_TRACE=1 start_node 1 --max-memory 65M   # one layer fits, not four
+NODE_MODELS=$models start_node 2
+NODE_MODELS=$models start_node 3
+write_yaml 1 2 3
+timeout 120 "$relais" run --cluster "$work/cluster.yaml" --layers 0-0,1-2,3-3 "${args[@]}" >/dev/null \
+    2>"$work/h3-small.log" &
+run=$!
+want=$(($(forwards) + 40))
+for _ in $(seq 600); do
+    [ "$(forwards)" -ge "$want" ] && break
+    sleep 0.05
+done
+kill -STOP "${pid[1]}"
+kill -9 "${pid[2]}" "${pid[3]}"
+sleep 0.2
+kill -CONT "${pid[1]}"
+wait $run && fail "H3: a run over a survivor without the memory for the model succeeded"
+grep -q 'the re-plan failed: the model does not fit the cluster' "$work/h3-small.log" ||
+    fail "H3: the run's error is not the planner's memory message: $(tail -3 "$work/h3-small.log")"
+echo "ok: H3: with a survivor too small for the model, the run fails with the planner's memory message"
