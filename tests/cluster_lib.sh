@@ -95,3 +95,21 @@ serve_stop() {
     kill -9 "$SERVE_PID" 2>/dev/null
     wait "$SERVE_PID" 2>/dev/null
 }
+
+# stream_text FILE: "text <json>" for a whole stream, "error <message>" for
+# one that ended with an error (SSE error event or an HTTP error reply),
+# "broken" for anything else.
+stream_text() {
+    node -e '
+        const s = require("fs").readFileSync(process.argv[1], "utf8");
+        try { const r = JSON.parse(s); if (r.error) { console.log("error " + r.error.message); process.exit(0); } } catch (e) {}
+        let text = "", done = false;
+        for (const l of s.split("\n")) {
+            if (l === "data: [DONE]") { done = true; continue; }
+            if (!l.startsWith("data: ")) continue;
+            const ev = JSON.parse(l.slice(6));
+            if (ev.error) { console.log("error " + ev.error.message); process.exit(0); }
+            if (ev.choices && ev.choices[0].text) text += ev.choices[0].text;
+        }
+        console.log(done ? "text " + JSON.stringify(text) : "broken");' "$1" 2>/dev/null || echo broken
+}

@@ -513,28 +513,30 @@ static void greet(cluster *c, uint32_t i, Relais__Envelope *env, wait_spec *w) {
 
 /* A hello wait that lost links do not end: a node whose link drops is not
  * waited for, a node whose link comes up (restarted) is greeted then; the
- * wait ends when no node it greeted is still to answer, or at the deadline.
- * The nodes that answered are flagged in w->ud. */
+ * wait ends when some node answered and no node it greeted is still to
+ * answer, or at the deadline (so with every node down, it waits for one to
+ * come back). The nodes that answered are flagged in w->ud. */
 static void collect_hellos(cluster *c, wait_spec *w, Relais__Envelope *env, int64_t deadline, char *why, size_t len) {
     for (;;) {
-        bool waiting = false;
+        bool waiting = false, some = false;
         for (uint32_t i = 0; i < c->n; i++) {
             if (c->nodes[i].greet && !((bool *)w->ud)[i])
                 greet(c, i, env, w);
             if (w->pending[i] && !c->nodes[i].up)
                 w->pending[i] = false; /* its link went down: that hello is lost */
             waiting |= w->pending[i];
+            some |= ((bool *)w->ud)[i];
         }
-        if (!waiting)
+        if (!waiting && some)
             return;
         wire_msg *m = NULL;
         int from, rc = cluster_next_msg(c, deadline, &m, &from, why, len);
         if (rc == 0) {
-            for (uint32_t i = 0; i < c->n; i++)
-                if (w->pending[i])
-                    snprintf(why, len, "no answer to hello from node %s (%s) within %d s; link: %s", c->nodes[i].name,
-                             c->nodes[i].address, w->timeout_ms / 1000,
-                             c->nodes[i].state ? c->nodes[i].state : "no connection yet");
+            size_t used = (size_t)snprintf(why, len, "no answer to hello within %d s:", w->timeout_ms / 1000);
+            for (uint32_t i = 0; i < c->n && used < len; i++)
+                used +=
+                    (size_t)snprintf(why + used, len - used, " node %s (%s) link: %s;", c->nodes[i].name,
+                                     c->nodes[i].address, c->nodes[i].state ? c->nodes[i].state : "no connection yet");
             return;
         }
         if (rc > 0 && from >= 0 && answer_of(c, (uint32_t)from, m, w, why, len))
