@@ -32,7 +32,9 @@
 
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
-#define REFUSED_PROBE_MS 30000 /* a node that refused an assignment is asked again after this */
+#define REFUSED_PROBE_MS 30000
+#define HELLO_POLL_MS \
+    50 /* a hello wait looks at its links this often */ /* a node that refused an assignment is asked again after this */
 
 /* ---- setup ---- */
 
@@ -530,7 +532,12 @@ static void collect_hellos(cluster *c, wait_spec *w, Relais__Envelope *env, int6
         if (!waiting && some)
             return;
         wire_msg *m = NULL;
-        int from, rc = cluster_next_msg(c, deadline, &m, &from, why, len);
+        const int64_t now = rl_now_us() / 1000; /* short polls: a link that comes up is greeted at once */
+        int from,
+            rc = cluster_next_msg(c, now + HELLO_POLL_MS < deadline ? now + HELLO_POLL_MS : deadline, &m, &from, why,
+                                  len);
+        if (rc == 0 && (rl_now_us() / 1000) < deadline)
+            continue;
         if (rc == 0) {
             size_t used = (size_t)snprintf(why, len, "no answer to hello within %d s:", w->timeout_ms / 1000);
             for (uint32_t i = 0; i < c->n && used < len; i++)
@@ -850,6 +857,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         c->flying = c->rows_flying = 0; /* what was in flight went down with the old pipeline */
         memset(c->step_rows, 0, sizeof c->step_rows);
         c->row_ms = estimated_row_ms(c, o->model_path);
+        c->gap_ms = 0;
         c->first_step = c->next_step; /* and its late answers are not this pipeline's */
         rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, ((rl_now_us() / 1000) - t0) / 1000.0);
     }

@@ -53,10 +53,11 @@ void cluster_destroy(cluster **c); /* NULLs *c; drops the sessions it started on
 /* Bounds of the waits, in milliseconds: for a control answer (hello,
  * acknowledgements), for news while nodes load (each progress report
  * restarts it), and the most a step's deadline may be. Defaults 30 s,
- * 120 s, 600 s. A step's deadline is derived from the time per row measured
- * so far (before any, estimated from the nodes' matvec speed and the model
- * file's size): 8 times that for the rows in flight, at least
- * CLUSTER_STEP_FLOOR_MS, at most step_ms. */
+ * 120 s, 600 s. A step's deadline is derived from what was measured:
+ * 8 times the average wait for an answer, or, when longer, 8 times the rows
+ * in flight at the estimated time per row (the model file streamed at the
+ * slowest node's matvec speed); at least CLUSTER_STEP_FLOOR_MS, at most
+ * step_ms. */
 #define CLUSTER_STEP_FLOOR_MS 10000
 void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms);
 

@@ -203,15 +203,19 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
 /* ---- deadlines ----
  *
  * The pipeline must answer within a time derived from what it measured:
- * the slowest milliseconds per row seen lately (each answer's wait since
- * the last send or answer, over its rows; a slower one counts at once, a
- * faster one lowers the figure slowly), times the rows in flight. Before
- * any answer, the assignment's estimate stands (cluster_assign). */
+ * the usual wait between answers (an average over the recent ones, so that
+ * one slow step, a node stopped for a while, moves it only a little), or,
+ * for micro-batches of many rows, the assignment's estimate per row times
+ * the rows in flight (cluster_assign), whichever is longer. */
 #define DEADLINE_FACTOR 8 /* a step is lost at 8 times its expected time */
 #define LATE_FACTOR 2     /* and late (cluster_overdue_ms) at twice */
 #define LATE_FLOOR_MS 2000
+#define GAP_WEIGHT 0.1 /* of a new answer's wait in the average */
 
-static double expected_ms(const cluster *c) { return c->row_ms * c->rows_flying; }
+static double expected_ms(const cluster *c) {
+    const double rows = c->row_ms * c->rows_flying;
+    return rows > c->gap_ms ? rows : c->gap_ms;
+}
 
 static int64_t deadline_ms(const cluster *c) {
     double ms = DEADLINE_FACTOR * expected_ms(c);
@@ -227,15 +231,15 @@ int64_t cluster_overdue_ms(const cluster *c) {
     return past > 0 ? past : 0;
 }
 
-/* An answer to `step` came: its time per row joins the measure. */
+/* An answer to `step` came: its wait joins the average. */
 static void measured(cluster *c, uint64_t step) {
     const uint32_t rows = c->step_rows[step % 64];
     c->rows_flying -= rows < c->rows_flying ? rows : c->rows_flying;
     c->step_rows[step % 64] = 0;
     if (!rows)
-        return;
-    const double per_row = (double)((rl_now_us() / 1000) - c->alive_ms) / rows;
-    c->row_ms = per_row > c->row_ms ? per_row : 0.98 * c->row_ms + 0.02 * per_row;
+        return; /* a drop's answer: no computation to time */
+    const double gap = (double)((rl_now_us() / 1000) - c->alive_ms);
+    c->gap_ms = c->gap_ms > 0 ? (1 - GAP_WEIGHT) * c->gap_ms + GAP_WEIGHT * gap : gap;
 }
 
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen) {
@@ -246,9 +250,9 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
         const int64_t allowed = deadline_ms(c), silent = c->alive_ms + allowed;
         if (c->flying && (rl_now_us() / 1000) >= silent) {
             snprintf(err, errlen,
-                     "no answer from the pipeline within %.1f s (its deadline: %d times the %.1f ms per row "
-                     "measured, at least %d s)",
-                     allowed / 1000.0, DEADLINE_FACTOR, c->row_ms, CLUSTER_STEP_FLOOR_MS / 1000);
+                     "no answer from the pipeline within %.1f s (its deadline: %d times the %.1f ms expected, "
+                     "at least %d s)",
+                     allowed / 1000.0, DEADLINE_FACTOR, expected_ms(c), CLUSTER_STEP_FLOOR_MS / 1000);
             snprintf(c->lost, sizeof c->lost, "%s", err);
             return -1;
         }

@@ -64,7 +64,8 @@ struct cluster {
     uint8_t id[16];         /* this process's cluster id (Hello, Assign, Release): who holds the nodes */
     bool hello_wait;        /* a hello wait: lost links do not fail it */
     int failed_node;        /* the node whose Error failed the last wait, or -1 */
-    double row_ms;          /* the slowest measured (or, before any, estimated) milliseconds per row of a step */
+    double row_ms;          /* the assignment's estimate of a step's milliseconds per row (a generous bound) */
+    double gap_ms;          /* the average wait for an answer measured, ms (0: none yet) */
     uint32_t rows_flying;   /* rows of the micro-batches in flight */
     uint32_t step_rows[64]; /* rows of recent steps, by step id % 64: an answer's time per row */
     int control_ms, load_ms, step_ms;
