@@ -106,7 +106,9 @@ for r in $(seq "$rounds"); do
         ) &
         clients+=($!)
     done
+    echo "$(date +%T.%N | cut -c1-12) round $r" >>"$work/rounds.log"
     chaos
+    echo "$(date +%T.%N | cut -c1-12) round $r: $what" >>"$work/rounds.log"
     for p in "${clients[@]}"; do wait "$p"; done
     for c in $(seq "$n"); do
         streams=$((streams + 1))

@@ -77,7 +77,13 @@ write_yaml() {
 # serve_start ARGS...: `relais serve --cluster cluster.yaml ARGS` on a free
 # port (PORT, SERVE_PID), its log in serve.log; fails after 60 s.
 serve_start() {
-    "$relais" serve --port 0 --cluster "$work/cluster.yaml" "$@" 2>"$work/serve.log" &
+    # each line stamped with its time (SERVE_STAMPS=1): what a chaos round's lines are
+    if [ -n "${SERVE_STAMPS:-}" ]; then
+        "$relais" serve --port 0 --cluster "$work/cluster.yaml" "$@" 2> >(while IFS= read -r l; do
+            printf '%s %s\n' "$(date +%T.%N | cut -c1-12)" "$l"; done >"$work/serve.log") &
+    else
+        "$relais" serve --port 0 --cluster "$work/cluster.yaml" "$@" 2>"$work/serve.log" &
+    fi
     SERVE_PID=$!
     for _ in $(seq 600); do
         grep -q 'relais serve: ready' "$work/serve.log" && break
