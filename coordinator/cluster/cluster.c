@@ -32,9 +32,12 @@
 
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
+/* a node that refused an assignment is asked again after this */
 #define REFUSED_PROBE_MS 30000
-#define HELLO_POLL_MS \
-    50 /* a hello wait looks at its links this often */ /* a node that refused an assignment is asked again after this */
+/* a hello wait looks at its links this often */
+#define HELLO_POLL_MS 50
+/* the answers still to come after a failed wait are taken this long */
+#define SETTLE_MS 2000
 
 /* ---- setup ---- */
 
@@ -424,6 +427,19 @@ int cluster_check_usable(const cluster *c, char *err, size_t errlen) {
     return -1;
 }
 
+/* After a failed wait: the answers still to come from the nodes whose link
+ * is up are taken for a short while, so that none is taken for the next
+ * call's; a node whose link went down will not answer (its loss ended the
+ * wait already), and a late one is skipped by the next call anyway. */
+static void settle(cluster *c, wait_spec *w) {
+    char ignored[256];
+    for (uint32_t i = 0; i < c->n; i++)
+        w->pending[i] &= c->nodes[i].up;
+    w->timeout_ms = SETTLE_MS;
+    w->renew = false;
+    collect(c, w, ignored, sizeof ignored);
+}
+
 /* Sends env to every pipeline node (or every node when all) and waits for
  * their answers (those it could send to, when a send fails). */
 static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *err, size_t errlen) {
@@ -435,7 +451,7 @@ static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *
         char why[256];
         if (wire_send(c->nodes[i].dealer, NULL, 0, env, why, sizeof why)) {
             snprintf(err, errlen, "node %s: %s", c->nodes[i].name, why);
-            collect(c, w, why, sizeof why);
+            settle(c, w);
             return -1;
         }
         w->pending[i] = true;
@@ -835,12 +851,11 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     int rc = send_assignments(c, o, sha, n_layer, &w, err, errlen);
-    char ignored[256];
     w.enough = NULL;
     if (rc == 0)
         rc = collect(c, &w, err, errlen);
-    else /* the nodes already told will answer: take their answers now */
-        collect(c, &w, ignored, sizeof ignored);
+    else
+        settle(c, &w);
     if (rc == 0 && aw.error[0]) {
         snprintf(err, errlen, "%s", aw.error);
         rc = -1;
