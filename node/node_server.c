@@ -29,6 +29,20 @@
 #define POLL_MS 500
 #define PROGRESS_EVERY_MS 200
 
+/* The coordinator process a node serves: the one whose Assign it took
+ * last. Another process's Assign (even with the same key) is refused while
+ * this one is connected (its routing id is s->coord) and has not sent
+ * Release; a connection silent past the heartbeat timeout is dropped by
+ * ZeroMQ, so a stopped or vanished holder frees the node by itself. */
+typedef struct {
+    bool held;
+    uint8_t id[WIRE_CLUSTER_ID_MAX]; /* Assign.cluster_id (random per coordinator process) */
+    size_t id_len;
+    char key[CURVE_FP_LEN]; /* its key's fingerprint */
+    char endpoint[256];     /* where it takes results */
+    time_t since;           /* its first Assign */
+} node_owner;
+
 struct node_server {
     void *zctx;            /* ZeroMQ context (I/O threads) */
     io_pin *pin;           /* the CPU that handles messages */
@@ -52,6 +66,7 @@ struct node_server {
     beacon *beacon;                     /* announces this node on the LAN; NULL when off */
     beacon_info announced;              /* what it announces */
     double announced_s;                 /* when its free memory was last read (rl_now_s) */
+    node_owner owner;                   /* the coordinator process this node serves */
 };
 
 static uint64_t now_ms(void) {
@@ -173,12 +188,84 @@ static void send_ready(node_server *s) {
     reply(s, s->coord, s->coord_len, &env);
 }
 
+/* ---- ownership (see node_owner) ---- */
+
+static bool same_owner(const node_owner *o, const ProtobufCBinaryData *id) {
+    return o->id_len == id->len && (id->len == 0 || !memcmp(o->id, id->data, id->len));
+}
+
+/* Whether the holder's connection is still there: a heartbeat to it, which
+ * ROUTER_MANDATORY refuses for a routing id whose peer is gone (and which
+ * a coordinator ignores). */
+static bool owner_connected(node_server *s) {
+    Relais__Heartbeat h = RELAIS__HEARTBEAT__INIT;
+    h.unix_ms = now_ms();
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &h;
+    char err[256];
+    return s->coord_len && wire_send(s->router, s->coord, s->coord_len, &env, err, sizeof err) == 0;
+}
+
+/* Whether an Assign from another coordinator process than the holder must
+ * be refused: text says who holds the node and since when. */
+static bool held_by_another(node_server *s, const Relais__Assign *a, char *text, size_t len) {
+    if (!s->owner.held || same_owner(&s->owner, &a->cluster_id))
+        return false;
+    if (!owner_connected(s)) {
+        rl_log(RL_LOG_INFO, "the coordinator %s (results at %s) is gone: the node is free", s->owner.key,
+               *s->owner.endpoint ? s->owner.endpoint : "an unknown endpoint");
+        s->owner.held = false;
+        return false;
+    }
+    char since[32];
+    struct tm tm;
+    gmtime_r(&s->owner.since, &tm);
+    strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    snprintf(text, len,
+             "this node serves another coordinator process (key %s, results at %s) since %s; it is free again "
+             "when that one exits or has been unreachable for %d s",
+             s->owner.key, *s->owner.endpoint ? s->owner.endpoint : "an unknown endpoint", since,
+             WIRE_HEARTBEAT_TIMEOUT_MS / 1000);
+    return true;
+}
+
+static void set_owner(node_server *s, const wire_msg *m, const Relais__Assign *a) {
+    node_owner *o = &s->owner;
+    if (!o->held || !same_owner(o, &a->cluster_id)) {
+        o->held = true;
+        o->since = time(NULL);
+        o->id_len = a->cluster_id.len;
+        if (o->id_len)
+            memcpy(o->id, a->cluster_id.data, o->id_len);
+        const uint8_t *key = wire_msg_peer_key(m);
+        snprintf(o->key, sizeof o->key, "unknown");
+        if (key)
+            curve_fingerprint(key, o->key);
+    }
+    snprintf(o->endpoint, sizeof o->endpoint, "%s", a->coordinator_endpoint);
+}
+
+static void release(node_server *s, const wire_msg *m, const Relais__Release *r) {
+    char err[256];
+    Relais__ErrorCode code = wire_check_release(r, err, sizeof err);
+    if (code) {
+        refuse(s, m, code, err);
+        return;
+    }
+    if (!s->owner.held || !same_owner(&s->owner, &r->cluster_id))
+        return; /* not the holder's: another process's exit frees nothing here */
+    rl_log(RL_LOG_INFO, "released by the coordinator %s: the node is free", s->owner.key);
+    s->owner.held = false;
+}
+
 /* The previous hop may connect from now on; the stage it replaces is gone. */
 static void take_assignment(node_server *s, const wire_msg *m, const Relais__Assign *a) {
     size_t len;
     const uint8_t *rid = wire_msg_routing_id(m, &len);
     memcpy(s->coord, rid, len);
     s->coord_len = len;
+    set_owner(s, m, a);
     curve_zap_forget_role(s->zap, ROLE_NEIGHBOUR);
     if (curve_zap_allow(s->zap, a->prev_hop_public_key.data, ROLE_NEIGHBOUR))
         rl_log(RL_LOG_ERROR, "out of memory admitting the previous hop");
@@ -281,8 +368,8 @@ static void weight_chunk(node_server *s, const Relais__WeightChunk *c) {
 static void assign(node_server *s, const wire_msg *m, const Relais__Assign *a) {
     char err[512], path[4096];
     Relais__ErrorCode code = wire_check_assign(a, err, sizeof err);
-    if (code) {
-        refuse(s, m, code, err);
+    if (code || held_by_another(s, a, err, sizeof err)) {
+        refuse(s, m, code ? code : RELAIS__ERROR_CODE__ERR_STATE, err);
         return;
     }
     take_assignment(s, m, a);
@@ -399,6 +486,9 @@ static void dispatch(node_server *s, const wire_msg *m, const node_arrival *in) 
         break;
     case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK:
         weight_chunk(s, e->weight_chunk);
+        break;
+    case RELAIS__ENVELOPE__BODY_RELEASE:
+        release(s, m, e->release);
         break;
     default: {
         char text[128];

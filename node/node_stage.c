@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 #include "forward.h"
 #include "gguf.h"
@@ -199,6 +200,21 @@ Relais__ErrorCode node_stage_relink(node_stage *s, char *err, size_t errlen) {
     return connect_next(s, err, errlen);
 }
 
+/* The coordinator's thread count (0: the node's own --threads), at most
+ * one per CPU of this machine: more only adds threads that wait for a
+ * core, and a coordinator must not make a node start thousands. */
+static int stage_threads(uint32_t asked, int own) {
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (asked == 0)
+        return own;
+    if (cpus > 0 && asked > (uint32_t)cpus) {
+        rl_log(RL_LOG_WARN, "the coordinator asks for %u threads; this machine has %ld CPUs: using %ld", asked, cpus,
+               cpus);
+        return (int)cpus;
+    }
+    return (int)asked;
+}
+
 static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_env *env, char *err, size_t errlen) {
     const Relais__Assign *a = s->assign;
     Relais__ErrorCode code = check_fit(a, path, env, &s->weight_bytes, err, errlen);
@@ -208,7 +224,7 @@ static Relais__ErrorCode load(node_stage *s, const char *path, const node_stage_
     if (!(s->model = rl_model_load(path, &o, err, errlen)))
         return RELAIS__ERROR_CODE__ERR_MODEL;
     s->hp = rl_model_hparams(s->model);
-    int threads = a->threads ? (int)a->threads : env->threads;
+    int threads = stage_threads(a->threads, env->threads);
     if (!(s->ctx = rl_ctx_new(s->model, threads, a->max_batch, err, errlen)))
         return RELAIS__ERROR_CODE__ERR_MEMORY;
     s->gemm_min = rl_gemm_min_for(a->no_gemm, a->gemm_min);

@@ -19,7 +19,6 @@
 #endif
 
 #define HEARTBEAT_IVL_MS 2000
-#define HEARTBEAT_TIMEOUT_MS 10000
 #define LINGER_MS 200
 #define RECONNECT_IVL_MS 100
 #define RECONNECT_IVL_MAX_MS 1000 /* back off, so a refused peer is not retried ten times a second */
@@ -42,7 +41,7 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
         rl_errf(err, errlen, "cannot create a socket: %s", zmq_strerror(errno));
         return NULL;
     }
-    int linger = LINGER_MS, sndtimeo = WIRE_SEND_TIMEOUT_MS, ivl = HEARTBEAT_IVL_MS, hb_to = HEARTBEAT_TIMEOUT_MS;
+    int linger = LINGER_MS, sndtimeo = WIRE_SEND_TIMEOUT_MS, ivl = HEARTBEAT_IVL_MS, hb_to = WIRE_HEARTBEAT_TIMEOUT_MS;
     int one = 1, rc_ivl = RECONNECT_IVL_MS, rc_max = RECONNECT_IVL_MAX_MS;
     int rc = zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) |
         zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) |
@@ -248,6 +247,15 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
         return bad(err, errlen, "next_hop '%.64s' is not a ZeroMQ endpoint", a->next_hop);
     if (strlen(a->swa_pattern) > 4096 || strlen(a->model_name) > 4096)
         return bad(err, errlen, "swa_pattern or model_name too long");
+    if (a->cluster_id.len > WIRE_CLUSTER_ID_MAX || strlen(a->coordinator_endpoint) > MAX_ENDPOINT)
+        return bad(err, errlen, "cluster_id of %zu bytes (at most %d) or coordinator_endpoint too long",
+                   a->cluster_id.len, WIRE_CLUSTER_ID_MAX);
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
+Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t errlen) {
+    if (r->cluster_id.len > WIRE_CLUSTER_ID_MAX)
+        return bad(err, errlen, "cluster_id of %zu bytes, at most %d", r->cluster_id.len, WIRE_CLUSTER_ID_MAX);
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 

@@ -24,6 +24,11 @@
 #define WIRE_MAX_TOP 1024          /* most (id, logit) pairs a Result may carry */
 #define WIRE_MAX_BATCH 65536       /* most tokens a Forward may carry */
 #define WIRE_CONTROL_MAX (4 << 20) /* inbound limit of sockets that only get control messages and Results */
+/* A peer silent this long (ZeroMQ heartbeats, answered by its I/O thread
+ * even while it computes) loses its connection: a stopped or vanished
+ * process, or a broken network. */
+#define WIRE_HEARTBEAT_TIMEOUT_MS 10000
+#define WIRE_CLUSTER_ID_MAX 64     /* bytes of Hello/Assign/Release.cluster_id (a coordinator sends 16) */
 #define WIRE_SEND_TIMEOUT_MS 10000 /* a send that cannot be queued this long fails */
 
 /* ---- sockets ---- */
@@ -83,6 +88,8 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 /* Fields of an Assign that make sense on their own (ranges, sizes, keys,
  * endpoint); what depends on the model file is the node's to check. */
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
+/* A Release: its cluster_id no longer than an Assign's may be. */
+Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t errlen);
 /* Sampling parameters: finite, in range, a non-negative history. */
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
 /* A Segment's fields on their own: a verifying one samples (Segment.verify

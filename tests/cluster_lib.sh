@@ -1,14 +1,16 @@
 # Shared by the shell tests that start relais-node processes on loopback and
-# drive them with `relais run --cluster` (weights_transfer.sh,
-# cluster_trace.sh): a scratch folder removed at exit with every node
-# stopped, failure with the logs shown, keys, nodes on free ports, and the
-# cluster file. The includer sets `relais` and `node_bin`, then calls
+# drive them with `relais run --cluster` or `relais serve --cluster`
+# (weights_transfer.sh, cluster_trace.sh, cluster_loss.sh, cluster_chaos.sh):
+# a scratch folder removed at exit with every node and server stopped,
+# failure with the logs shown, keys, nodes on free ports, and the cluster
+# file. The includer sets `relais` and `node_bin`, then calls
 # cluster_setup.
 
 declare -A pid addr
 
 cleanup() {
-    for i in "${!pid[@]}"; do kill "${pid[$i]}" 2>/dev/null; done
+    [ -z "${SERVE_PID:-}" ] || kill -9 "$SERVE_PID" 2>/dev/null
+    for i in "${!pid[@]}"; do kill -CONT "${pid[$i]}" 2>/dev/null; kill "${pid[$i]}" 2>/dev/null; done
     wait 2>/dev/null
     [ -n "${RELAIS_KEEP_TEST_DIR:-}" ] && echo "kept $work" || rm -rf "$work"
 }
@@ -70,4 +72,50 @@ write_yaml() {
             printf '  - address: %s\n    public_key: %s\n    name: node%s\n' "${addr[$i]}" "$work/node$i.pub" "$i"
         done
     } >"$work/cluster.yaml"
+}
+
+# serve_start ARGS...: `relais serve --cluster cluster.yaml ARGS` on a free
+# port (PORT, SERVE_PID), its log in serve.log; fails after 60 s.
+serve_start() {
+    # each line stamped with its time (SERVE_STAMPS=1): what a chaos round's lines are
+    if [ -n "${SERVE_STAMPS:-}" ]; then
+        "$relais" serve --port 0 --cluster "$work/cluster.yaml" "$@" 2> >(while IFS= read -r l; do
+            printf '%s %s\n' "$(date +%T.%N | cut -c1-12)" "$l"; done >"$work/serve.log") &
+    else
+        "$relais" serve --port 0 --cluster "$work/cluster.yaml" "$@" 2>"$work/serve.log" &
+    fi
+    SERVE_PID=$!
+    for _ in $(seq 600); do
+        grep -q 'relais serve: ready' "$work/serve.log" && break
+        kill -0 "$SERVE_PID" 2>/dev/null || fail "serve did not start"
+        sleep 0.1
+    done
+    PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$work/serve.log")
+    [ -n "$PORT" ] || fail "serve was not ready in 60 s"
+}
+
+# serve_stop: SIGTERM, then SIGKILL after 20 s.
+serve_stop() {
+    kill "$SERVE_PID" 2>/dev/null
+    for _ in $(seq 200); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVE_PID" 2>/dev/null
+    wait "$SERVE_PID" 2>/dev/null
+}
+
+# stream_text FILE: "text <json>" for a whole stream, "error <message>" for
+# one that ended with an error (SSE error event or an HTTP error reply),
+# "broken" for anything else.
+stream_text() {
+    node -e '
+        const s = require("fs").readFileSync(process.argv[1], "utf8");
+        try { const r = JSON.parse(s); if (r.error) { console.log("error " + r.error.message); process.exit(0); } } catch (e) {}
+        let text = "", done = false;
+        for (const l of s.split("\n")) {
+            if (l === "data: [DONE]") { done = true; continue; }
+            if (!l.startsWith("data: ")) continue;
+            const ev = JSON.parse(l.slice(6));
+            if (ev.error) { console.log("error " + ev.error.message); process.exit(0); }
+            if (ev.choices && ev.choices[0].text) text += ev.choices[0].text;
+        }
+        console.log(done ? "text " + JSON.stringify(text) : "broken");' "$1" 2>/dev/null || echo broken
 }

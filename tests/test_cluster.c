@@ -81,6 +81,7 @@ typedef struct {
 
 static harness H;
 static cluster *C;
+static int connect_nodes(void);
 static uint64_t g_session = 100;
 static reference g_refs[N_MODELS];
 /* The KV types of the reference and the nodes: f32, the goldens' numerics,
@@ -477,6 +478,22 @@ static void test_step_errors(void **state) {
     run_and_compare(ref, true, 0, "tiny-f32 after errors");
 }
 
+/* A coordinator's thread count beyond the node's CPUs is cut to them, and
+ * the node says so (it once started 4,099 threads when asked for 4,096). */
+static void test_threads_capped(void **state) {
+    (void)state;
+    char path[512], err[512];
+    model_path("tiny-f32", path, sizeof path);
+    plan_range r[HARNESS_MAX];
+    split(4, 2, r);
+    cluster_assign_opts o = assign_opts(path, r, RELAIS__DTYPE__DTYPE_F32);
+    o.threads = 4096;
+    if (cluster_assign(C, &o, err, sizeof err))
+        fail_msg("assign with 4096 threads: %s", err);
+    assert_true(harness_log_contains(&H, 0, "the coordinator asks for 4096 threads; this machine has", 5000));
+    run_and_compare(&g_refs[0], false, 1e-3f, "tiny-f32 with the threads capped"); /* other threads: other sums */
+}
+
 /* ---- the commands ---- */
 
 static void write_cluster_file(char *path, size_t len) {
@@ -489,15 +506,23 @@ static void write_cluster_file(char *path, size_t len) {
     assert_int_equal(fclose(f), 0);
 }
 
-/* `relais run --cluster` prints what `relais run` prints (--json: ids and
- * logits to the last bit), with the planner's split or a fixed one, and
- * `relais chat --cluster` answers as `relais chat` does. */
+/* While this process holds the nodes (its assignment), another
+ * coordinator process with the same key is refused, naming the holder;
+ * once this one lets them go (cluster_destroy: Release), `relais run
+ * --cluster` prints what `relais run` prints (--json: ids and logits to the
+ * last bit), with the planner's split or a fixed one, and `relais chat
+ * --cluster` answers as `relais chat` does. */
 static void test_commands(void **state) {
     (void)state;
     char yaml[320], cmd[2048], local[16384], remote[16384];
     write_cluster_file(yaml, sizeof yaml);
     const char *args = "-m " MODELS "/stories260K.gguf --prompt-ids 1,403,261,34,9,87,301,55 -n 12 --json "
                        "--top-logits 8 -t 1 --batch 4";
+    snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s %s 2>&1", yaml, args);
+    assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0);
+    expect_in(remote, "serves another coordinator process (key ");
+    expect_in(remote, "results at tcp://127.0.0.1:");
+    cluster_destroy(&C);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run %s", args);
     assert_int_equal(tu_run(cmd, local, sizeof local), 0);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s %s", yaml, args);
@@ -527,6 +552,7 @@ static void test_commands(void **state) {
     assert_string_equal(remote, local);
     snprintf(cmd, sizeof cmd, RELAIS_BIN " run --cluster %s --layers 0-1,2-3 %s 2>&1", yaml, args);
     assert_int_not_equal(tu_run(cmd, remote, sizeof remote), 0); /* two ranges for four nodes */
+    assert_int_equal(connect_nodes(), 0);
     still_works();
 }
 
@@ -974,18 +1000,24 @@ static void test_replay_chunks(void **state) {
 
 /* ---- setup ---- */
 
-static int setup(void **state) {
-    (void)state;
+/* C: this process's cluster over the harness's nodes, greeted. 0 or -1. */
+static int connect_nodes(void) {
     char err[512];
-    for (size_t m = 0; m < N_MODELS; m++)
-        make_reference(MODEL_NAMES[m], &g_refs[m]);
-    if (harness_start(&H, HARNESS_MAX, MODELS))
-        return -1;
     C = cluster_new(H.coord_key, "tcp://127.0.0.1:*", NULL, IO_PIN_NONE, H.nodes, HARNESS_MAX, err, sizeof err);
     if (!C || (cluster_set_timeouts(C, 20000, 60000, 60000), cluster_hello(C, err, sizeof err))) {
         fprintf(stderr, "cluster: %s\n", err);
         return -1;
     }
+    return 0;
+}
+
+static int setup(void **state) {
+    (void)state;
+    char err[512];
+    for (size_t m = 0; m < N_MODELS; m++)
+        make_reference(MODEL_NAMES[m], &g_refs[m]);
+    if (harness_start(&H, HARNESS_MAX, MODELS) || connect_nodes())
+        return -1;
     uint8_t sha[32];
     char path[512];
     model_path("tiny-f32", path, sizeof path);
@@ -1012,6 +1044,7 @@ int main(void) {
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_step_errors),
+        cmocka_unit_test(test_threads_capped),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_node_options),
         cmocka_unit_test(test_refuse_unknown_key),

@@ -184,8 +184,12 @@ static void test_check_assign(void **state) {
     a.next_hop_public_key.len = 31;
     assert_int_equal(wire_check_assign(&a, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_non_null(strstr(err, "next_hop_public_key"));
-    Relais__Assign bad[6];
-    for (int i = 0; i < 6; i++)
+    Relais__Assign bad[8];
+    uint8_t id[WIRE_CLUSTER_ID_MAX + 1] = {0};
+    char endpoint[300];
+    memset(endpoint, 'x', sizeof endpoint - 1);
+    endpoint[sizeof endpoint - 1] = '\0';
+    for (int i = 0; i < 8; i++)
         bad[i] = good_assign(key);
     bad[0].layer_begin = 4; /* empty range */
     bad[1].layer_end = 5;   /* past the model */
@@ -193,9 +197,22 @@ static void test_check_assign(void **state) {
     bad[3].max_batch = WIRE_MAX_BATCH + 1;
     bad[4].wire_dtype = 7;
     bad[5].next_hop = "localhost"; /* not an endpoint */
-    for (int i = 0; i < 6; i++)
+    bad[6].cluster_id = (ProtobufCBinaryData){sizeof id, id};
+    bad[7].coordinator_endpoint = endpoint;
+    for (int i = 0; i < 8; i++)
         if (wire_check_assign(&bad[i], err, sizeof err) != RELAIS__ERROR_CODE__ERR_MALFORMED)
             fail_msg("bad assignment %d accepted", i);
+    a.next_hop_public_key.len = 32;
+    a.cluster_id = (ProtobufCBinaryData){16, id};
+    a.coordinator_endpoint = "tcp://127.0.0.1:5555";
+    assert_int_equal(wire_check_assign(&a, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    /* a Release names its coordinator process as an Assign does */
+    Relais__Release r = RELAIS__RELEASE__INIT;
+    r.cluster_id = (ProtobufCBinaryData){16, id};
+    assert_int_equal(wire_check_release(&r, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    r.cluster_id.len = sizeof id;
+    assert_int_equal(wire_check_release(&r, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "cluster_id"));
 }
 
 /* The sizes a Forward's activations must have, and the sampling checks the

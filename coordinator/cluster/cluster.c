@@ -32,6 +32,12 @@
 
 #define ROLE_NODE "node"
 #define MAX_POLL (2 + 2 * CLUSTER_MAX_NODES)
+/* a node that refused an assignment is asked again after this */
+#define REFUSED_PROBE_MS 30000
+/* a hello wait looks at its links this often */
+#define HELLO_POLL_MS 50
+/* the answers still to come after a failed wait are taken this long */
+#define SETTLE_MS 2000
 
 /* ---- setup ---- */
 
@@ -105,6 +111,8 @@ cluster *cluster_new(const char *key_path, const char *listen, const char *adver
     }
     c->n = n_nodes;
     c->next_step = 1;
+    c->failed_node = -1;
+    randombytes_buf(c->id, sizeof c->id);
     cluster_set_timeouts(c, 30000, 120000, 600000);
     char why[256];
     if (curve_keys_load(key_path, false, &c->keys, why, sizeof why)) {
@@ -165,10 +173,27 @@ void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms) 
     c->control_ms = control_ms, c->load_ms = load_ms, c->step_ms = step_ms;
 }
 
+/* Frees the nodes this process holds for another coordinator (a node
+ * ignores a Release that is not its holder's). Only over live links: a
+ * send to a node without one would wait for the send timeout. */
+static void release_nodes(cluster *c) {
+    Relais__Release r = RELAIS__RELEASE__INIT;
+    r.cluster_id = (ProtobufCBinaryData){sizeof c->id, c->id};
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.body_case = RELAIS__ENVELOPE__BODY_RELEASE;
+    env.release = &r;
+    char why[256];
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->nodes[i].dealer && c->nodes[i].up && wire_send(c->nodes[i].dealer, NULL, 0, &env, why, sizeof why))
+            rl_log(RL_LOG_DEBUG, "node %s: %s", c->nodes[i].name, why);
+}
+
 void cluster_destroy(cluster **pc) {
     cluster *c = pc ? *pc : NULL;
     if (!c)
         return;
+    if (c->nodes && c->zctx)
+        release_nodes(c);
     for (uint32_t i = 0; i < c->n; i++) {
         wire_monitor_destroy(&c->nodes[i].mon);
         if (c->nodes[i].dealer)
@@ -225,21 +250,28 @@ static int link_event(cluster *c, cl_node *nd, char *err, size_t errlen) {
     if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         nd->up = true;
         nd->state = "connected";
+        nd->greet = true;   /* a hello wait greets it on this connection */
+        nd->probed = false; /* and, left out, it is asked again whether it answers */
         return 0;
     }
     if (ev == ZMQ_EVENT_CONNECT_RETRIED)
         nd->state = "no connection: nothing listens there, or the host is unreachable";
     else if (ev == ZMQ_EVENT_CONNECTED)
         nd->state = "connected, handshake under way";
-    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        nd->state = "the node refused this coordinator's key";
         snprintf(err, errlen,
                  "node %s (%s) refused this coordinator's key: is the coordinator's public "
                  "certificate in the node's --trust directory?",
                  nd->name, nd->address);
-    else if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
-        snprintf(err, errlen, "handshake with node %s (%s) failed: %s", nd->name, nd->address,
-                 wire_event_text(ev, val));
-    else if (ev == ZMQ_EVENT_DISCONNECTED && nd->up) {
+    } else if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+        nd->state = "handshake failed: wrong public key for the node?";
+        snprintf(err, errlen,
+                 "handshake with node %s (%s) failed: %s; the likely cause: the public_key the cluster file "
+                 "gives for this node is not the node's own (relais-node logs its key's fingerprint at start; "
+                 "`relais keygen` writes the .pub beside the node's .key)",
+                 nd->name, nd->address, wire_event_text(ev, val));
+    } else if (ev == ZMQ_EVENT_DISCONNECTED && nd->up) {
         nd->up = false;
         nd->state = "disconnected";
         /* A node the pipeline does without (lost before, left out by the
@@ -249,6 +281,11 @@ static int link_event(cluster *c, cl_node *nd, char *err, size_t errlen) {
         snprintf(err, errlen, "lost the connection to node %s (%s)", nd->name, nd->address);
     } else
         return 0;
+    if (c->hello_wait) { /* the pipeline is being planned again: the wait goes on without this node */
+        rl_log(RL_LOG_WARN, "%s", err);
+        snprintf(c->lost, sizeof c->lost, "%s", err);
+        return 0;
+    }
     return -1;
 }
 
@@ -315,6 +352,9 @@ int cluster_next_msg(cluster *c, int64_t deadline, wire_msg **m, int *from, char
         for (uint32_t i = 0; i < c->n; i++)
             if (items[3 + 2 * i].revents && (*m = wire_msg_recv(c->nodes[i].dealer, false))) {
                 *from = (int)i;
+                const Relais__Envelope *e = wire_msg_env(*m);
+                if (e && e->body_case == RELAIS__ENVELOPE__BODY_CAPABILITIES)
+                    c->nodes[i].answers = true; /* a left-out node is alive: it may be planned again */
                 return 1;
             }
     }
@@ -364,6 +404,8 @@ static int answer_of(cluster *c, uint32_t i, const wire_msg *m, const wait_spec 
         return -1;
     }
     if (e->body_case == RELAIS__ENVELOPE__BODY_ERROR) {
+        if (e->error->step_id == 0 && c->failed_node < 0)
+            c->failed_node = (int)i;
         if (err)
             snprintf(err, errlen, "node %s: %s: %s", nd->name, wire_code_name(e->error->code), e->error->message);
         return e->error->step_id == 0 ? -1 : 0; /* a step's error is an earlier step's */
@@ -418,6 +460,19 @@ int cluster_check_usable(const cluster *c, char *err, size_t errlen) {
     return -1;
 }
 
+/* After a failed wait: the answers still to come from the nodes whose link
+ * is up are taken for a short while, so that none is taken for the next
+ * call's; a node whose link went down will not answer (its loss ended the
+ * wait already), and a late one is skipped by the next call anyway. */
+static void settle(cluster *c, wait_spec *w) {
+    char ignored[256];
+    for (uint32_t i = 0; i < c->n; i++)
+        w->pending[i] &= c->nodes[i].up;
+    w->timeout_ms = SETTLE_MS;
+    w->renew = false;
+    collect(c, w, ignored, sizeof ignored);
+}
+
 /* Sends env to every pipeline node (or every node when all) and waits for
  * their answers (those it could send to, when a send fails). */
 static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *err, size_t errlen) {
@@ -429,7 +484,7 @@ static int ask(cluster *c, Relais__Envelope *env, bool all, wait_spec *w, char *
         char why[256];
         if (wire_send(c->nodes[i].dealer, NULL, 0, env, why, sizeof why)) {
             snprintf(err, errlen, "node %s: %s", c->nodes[i].name, why);
-            collect(c, w, why, sizeof why);
+            settle(c, w);
             return -1;
         }
         w->pending[i] = true;
@@ -477,35 +532,121 @@ static int on_capabilities(cluster *c, uint32_t i, const Relais__Envelope *e, vo
     return 1;
 }
 
-static int hello(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen) {
-    char host[64] = "coordinator";
-    gethostname(host, sizeof host - 1);
-    uint8_t id[16];
-    randombytes_buf(id, sizeof id);
-    Relais__Hello h = RELAIS__HELLO__INIT;
-    h.coordinator_name = host;
-    h.cluster_id = (ProtobufCBinaryData){sizeof id, id};
-    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    env.body_case = RELAIS__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
-    wait_spec w = {.fn = on_capabilities, .ud = answered, .timeout_ms = timeout_ms, .what = "answer to hello"};
+static void hello_env(cluster *c, Relais__Hello *h, Relais__Envelope *env, char *host, size_t len) {
+    snprintf(host, len, "coordinator");
+    gethostname(host, len - 1);
+    relais__hello__init(h);
+    h->coordinator_name = host;
+    h->cluster_id = (ProtobufCBinaryData){sizeof c->id, c->id};
+    relais__envelope__init(env);
+    env->body_case = RELAIS__ENVELOPE__BODY_HELLO;
+    env->hello = h;
+}
+
+int cluster_hello(cluster *c, char *err, size_t errlen) {
+    char host[64];
+    Relais__Hello h;
+    Relais__Envelope env;
+    hello_env(c, &h, &env, host, sizeof host);
+    wait_spec w = {.fn = on_capabilities, .timeout_ms = c->control_ms, .what = "answer to hello"};
     return ask(c, &env, true, &w, err, errlen);
 }
 
-int cluster_hello(cluster *c, char *err, size_t errlen) { return hello(c, c->control_ms, NULL, err, errlen); }
+/* Hello to node i, which must answer (again). */
+static void greet(cluster *c, uint32_t i, Relais__Envelope *env, wait_spec *w) {
+    char why[256];
+    c->nodes[i].greet = false;
+    if (wire_send(c->nodes[i].dealer, NULL, 0, env, why, sizeof why) == 0)
+        w->pending[i] = true;
+    else
+        rl_log(RL_LOG_WARN, "node %s: %s", c->nodes[i].name, why);
+}
+
+/* A hello wait that lost links do not end: a node whose link drops is not
+ * waited for, a node whose link comes up (restarted) is greeted then; the
+ * wait ends when some node answered and no node it greeted is still to
+ * answer, or at the deadline (so with every node down, it waits for one to
+ * come back). The nodes that answered are flagged in w->ud. */
+static void collect_hellos(cluster *c, wait_spec *w, Relais__Envelope *env, int64_t deadline, char *why, size_t len) {
+    for (;;) {
+        bool waiting = false, some = false;
+        for (uint32_t i = 0; i < c->n; i++) {
+            if (c->nodes[i].greet && !((bool *)w->ud)[i])
+                greet(c, i, env, w);
+            if (w->pending[i] && !c->nodes[i].up)
+                w->pending[i] = false; /* its link went down: that hello is lost */
+            waiting |= w->pending[i];
+            some |= ((bool *)w->ud)[i];
+        }
+        if (!waiting && some)
+            return;
+        wire_msg *m = NULL;
+        const int64_t now = rl_now_us() / 1000; /* short polls: a link that comes up is greeted at once */
+        int from,
+            rc = cluster_next_msg(c, now + HELLO_POLL_MS < deadline ? now + HELLO_POLL_MS : deadline, &m, &from, why,
+                                  len);
+        if (rc == 0 && (rl_now_us() / 1000) < deadline)
+            continue;
+        if (rc == 0) {
+            size_t used = (size_t)snprintf(why, len, "no answer to hello within %d s:", w->timeout_ms / 1000);
+            for (uint32_t i = 0; i < c->n && used < len; i++)
+                used +=
+                    (size_t)snprintf(why + used, len - used, " node %s (%s) link: %s;", c->nodes[i].name,
+                                     c->nodes[i].address, c->nodes[i].state ? c->nodes[i].state : "no connection yet");
+            return;
+        }
+        if (rc > 0 && from >= 0 && answer_of(c, (uint32_t)from, m, w, why, len))
+            w->pending[from] = false;
+        wire_msg_destroy(&m);
+    }
+}
 
 int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen) {
     memset(answered, 0, c->n * sizeof *answered);
-    char why[512];
-    int rc = hello(c, timeout_ms, answered, why, sizeof why), n = 0;
+    char host[64], why[512] = "every node is unreachable";
+    Relais__Hello h;
+    Relais__Envelope env;
+    hello_env(c, &h, &env, host, sizeof host);
+    wait_spec w = {.fn = on_capabilities, .ud = answered, .timeout_ms = timeout_ms, .what = "answer to hello"};
+    cluster_poll_links(c);
+    c->hello_wait = true;
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->nodes[i].up)
+            greet(c, i, &env, &w);
+        else
+            c->nodes[i].greet = false; /* greeted when its link comes up */
+    collect_hellos(c, &w, &env, (rl_now_us() / 1000) + timeout_ms, why, sizeof why);
+    c->hello_wait = false;
+    int n = 0;
     for (uint32_t i = 0; i < c->n; i++)
         n += answered[i];
-    if (rc && n)
-        rl_log(RL_LOG_WARN, "without some nodes: %s", why);
-    else if (rc)
+    if (n && n < (int)c->n)
+        rl_log(RL_LOG_WARN, "%d of %u nodes answered hello", n, c->n);
+    if (!n)
         snprintf(err, errlen, "no node answered: %s", why);
     return n ? n : -1;
 }
+
+/* Hello to every node left out of the plan whose link is up and that was
+ * not asked since (cluster.h). */
+void cluster_probe_left_out(cluster *c) {
+    char host[64];
+    Relais__Hello h;
+    Relais__Envelope env;
+    hello_env(c, &h, &env, host, sizeof host);
+    cluster_poll_links(c);
+    for (uint32_t i = 0; i < c->n; i++) {
+        cl_node *nd = &c->nodes[i];
+        char why[256];
+        if (cluster_node_in_pipeline(c, i) || !nd->up || nd->probed || (rl_now_us() / 1000) < nd->probe_after)
+            continue;
+        nd->probed = true;
+        if (wire_send(nd->dealer, NULL, 0, &env, why, sizeof why))
+            rl_log(RL_LOG_DEBUG, "node %s: %s", nd->name, why);
+    }
+}
+
+bool cluster_node_answers(const cluster *c, uint32_t i) { return c->nodes[i].answers; }
 
 /* ---- model hash ---- */
 
@@ -614,6 +755,8 @@ static void fill_assign(const cluster *c, const cluster_assign_opts *o, uint32_t
     a->no_gemm = o->no_gemm;
     a->kv_type_k = o->kv_type.k;
     a->kv_type_v = o->kv_type.v;
+    a->cluster_id = (ProtobufCBinaryData){sizeof c->id, (uint8_t *)c->id};
+    a->coordinator_endpoint = (char *)c->result_ep;
 }
 
 /* An assignment's answers: a first progress report says the node took it
@@ -689,10 +832,29 @@ static int send_assignments(cluster *c, const cluster_assign_opts *o, const uint
     return 0;
 }
 
+/* Before any measure, a step's time per row: the whole model file streamed
+ * by the slowest node of the pipeline (a generous bound: the rows of a
+ * prompt chunk share their weight reads). */
+static double estimated_row_ms(const cluster *c, const char *model_path) {
+    struct stat st;
+    double slowest = 0;
+    for (uint32_t k = 0; k < c->n_pipe; k++) {
+        const double v = c->nodes[c->pipe[k]].info.matvec_bytes_per_s;
+        if (v > 0 && (slowest == 0 || v < slowest))
+            slowest = v;
+    }
+    if (stat(model_path, &st) || slowest == 0)
+        return 0;
+    return (double)st.st_size / slowest * 1000.0;
+}
+
 int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t errlen) {
     uint8_t sha[32];
     uint32_t n_layer;
     snprintf(c->lost, sizeof c->lost, "the last assignment failed"); /* until this one succeeds */
+    c->failed_node = -1;
+    for (uint32_t i = 0; i < c->n; i++)
+        c->nodes[i].answers = c->nodes[i].probed = false; /* the next plan is made over who answers now */
     if (o->max_batch == 0 || o->max_batch > WIRE_MAX_BATCH || o->n_ctx == 0 || o->max_sessions == 0) {
         snprintf(err, errlen, "batch %u, context %u and sessions %u must be positive (batch at most %d)", o->max_batch,
                  o->n_ctx, o->max_sessions, WIRE_MAX_BATCH);
@@ -722,12 +884,11 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
         return -1;
     }
     int rc = send_assignments(c, o, sha, n_layer, &w, err, errlen);
-    char ignored[256];
     w.enough = NULL;
     if (rc == 0)
         rc = collect(c, &w, err, errlen);
-    else /* the nodes already told will answer: take their answers now */
-        collect(c, &w, ignored, sizeof ignored);
+    else
+        settle(c, &w);
     if (rc == 0 && aw.error[0]) {
         snprintf(err, errlen, "%s", aw.error);
         rc = -1;
@@ -737,9 +898,14 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     if (c->show_progress)
         fputc('\n', stderr);
     c->show_progress = false;
+    if (rc && c->failed_node >= 0) /* it answers hello but refused: ask it again later, not at once */
+        c->nodes[c->failed_node].probe_after = (rl_now_us() / 1000) + REFUSED_PROBE_MS;
     if (rc == 0) {
         c->lost[0] = '\0';
-        c->flying = 0;                /* what was in flight went down with the old pipeline */
+        c->flying = c->rows_flying = 0; /* what was in flight went down with the old pipeline */
+        memset(c->step_rows, 0, sizeof c->step_rows);
+        c->row_ms = estimated_row_ms(c, o->model_path);
+        c->gap_ms = 0;
         c->first_step = c->next_step; /* and its late answers are not this pipeline's */
         rl_log(RL_LOG_INFO, "%u nodes ready in %.1f s", c->n_pipe, ((rl_now_us() / 1000) - t0) / 1000.0);
     }

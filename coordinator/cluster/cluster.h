@@ -62,14 +62,23 @@ const char *cluster_node_address(const cluster *c, uint32_t i);
 
 /* Bounds of the waits, in milliseconds: for a control answer (hello,
  * acknowledgements), for news while nodes load (each progress report
- * restarts it), and for the result of a step. Defaults 30 s, 120 s, 600 s. */
+ * restarts it), and the most a step's deadline may be. Defaults 30 s,
+ * 120 s, 600 s. A step's deadline is derived from what was measured:
+ * 8 times the average wait for an answer, or, when longer, 8 times the rows
+ * in flight at the estimated time per row (the model file streamed at the
+ * slowest node's matvec speed); at least CLUSTER_STEP_FLOOR_MS, at most
+ * step_ms. */
+#define CLUSTER_STEP_FLOOR_MS 10000
 void cluster_set_timeouts(cluster *c, int control_ms, int load_ms, int step_ms);
 
 /* Hello to every node; waits for all their capabilities. 0, or -1 with err. */
 int cluster_hello(cluster *c, char *err, size_t errlen);
 /* Hello to every node, waiting at most timeout_ms: answered[i] (n_nodes
- * flags) says who answered, and only they may be given layers next. Returns
- * how many answered, or -1 with err when none did. */
+ * flags) says who answered, and only they may be given layers next. Lost
+ * links do not end the wait: a node whose link drops is not waited for, and
+ * one whose link comes up meanwhile (restarted) is greeted then; the wait
+ * ends when every node greeted has answered, or at timeout_ms. Returns how
+ * many answered, or -1 with err when none did. */
 int cluster_hello_some(cluster *c, int timeout_ms, bool *answered, char *err, size_t errlen);
 /* The round trip to every node (only those `only` flags, when not NULL):
  * the smallest of `rounds` heartbeats each, into cluster_info(c, i)->rtt_s
@@ -176,8 +185,8 @@ typedef struct {
 
 /* The next answer, waiting at most timeout_ms: 1 with *out, 0 on timeout,
  * -1 with err when the pipeline is lost (a link failed, or nothing came back
- * within the step timeout while Forwards were out): every outstanding one
- * is lost then, and the cluster unusable until it is assigned again. */
+ * by the step deadline while Forwards were out): every outstanding one is
+ * lost then, and the cluster unusable until it is assigned again. */
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen);
 
 uint32_t cluster_n_stages(const cluster *c);                        /* nodes with layers */
@@ -188,7 +197,21 @@ const char *cluster_lost(const cluster *c);                         /* why the c
  * came back is up again; a pipeline node's lost connection makes the
  * cluster unusable. */
 void cluster_poll_links(cluster *c);
-bool cluster_node_up(const cluster *c, uint32_t i);          /* node i's link has a live connection */
+bool cluster_node_up(const cluster *c, uint32_t i); /* node i's link has a live connection */
+/* Sends a hello, without waiting, to every node the current plan leaves out
+ * whose link is up and that was not asked since it was left out or since
+ * its link last came up; its answer, read by any later wait, makes
+ * cluster_node_answers(c, i) true until the next assignment. A link's state
+ * is only a hint: a node is taken back when it answers. */
+void cluster_probe_left_out(cluster *c);
+bool cluster_node_answers(const cluster *c, uint32_t i);
+/* The node whose Error failed the last assignment (e.g. it serves another
+ * coordinator process), or -1. */
+int cluster_failed_node(const cluster *c);
+/* How long the oldest micro-batch in flight has been waited for past its
+ * expected time (the measured time per row, with a floor), in ms; 0 when
+ * none is late. Its deadline (cluster_batch_wait) comes later. */
+int64_t cluster_overdue_ms(const cluster *c);
 bool cluster_node_in_pipeline(const cluster *c, uint32_t i); /* node i holds layers of the current plan */
 plan_range cluster_node_range(const cluster *c, uint32_t i); /* node i's layers in the current plan */
 

@@ -58,6 +58,8 @@ static int send_counted(cluster *c, Relais__Forward *f, uint32_t rows, char *err
     if (cluster_check_usable(c, err, errlen) || send_first(c, f, rows, err, errlen))
         return -1;
     c->flying++;
+    c->step_rows[f->step_id % 64] = rows;
+    c->rows_flying += rows;
     c->alive_ms = (rl_now_us() / 1000); /* an answer may sit unread since long ago (a drop's, while idle) */
     return 0;
 }
@@ -234,14 +236,59 @@ static int batch_answer(const cluster *c, const wire_msg *m, int from, cluster_b
     return 1;
 }
 
+/* ---- deadlines ----
+ *
+ * The pipeline must answer within a time derived from what it measured:
+ * the usual wait between answers (an average over the recent ones, so that
+ * one slow step, a node stopped for a while, moves it only a little), or,
+ * for micro-batches of many rows, the assignment's estimate per row times
+ * the rows in flight (cluster_assign), whichever is longer. */
+#define DEADLINE_FACTOR 8 /* a step is lost at 8 times its expected time */
+#define LATE_FACTOR 2     /* and late (cluster_overdue_ms) at twice */
+#define LATE_FLOOR_MS 2000
+#define GAP_WEIGHT 0.1 /* of a new answer's wait in the average */
+
+static double expected_ms(const cluster *c) {
+    const double rows = c->row_ms * c->rows_flying;
+    return rows > c->gap_ms ? rows : c->gap_ms;
+}
+
+static int64_t deadline_ms(const cluster *c) {
+    double ms = DEADLINE_FACTOR * expected_ms(c);
+    ms = ms > CLUSTER_STEP_FLOOR_MS ? ms : CLUSTER_STEP_FLOOR_MS;
+    return (int64_t)(ms < c->step_ms ? ms : c->step_ms);
+}
+
+int64_t cluster_overdue_ms(const cluster *c) {
+    if (!c->flying)
+        return 0;
+    const double late = LATE_FACTOR * expected_ms(c);
+    const int64_t past = (rl_now_us() / 1000) - c->alive_ms - (int64_t)(late > LATE_FLOOR_MS ? late : LATE_FLOOR_MS);
+    return past > 0 ? past : 0;
+}
+
+/* An answer to `step` came: its wait joins the average. */
+static void measured(cluster *c, uint64_t step) {
+    const uint32_t rows = c->step_rows[step % 64];
+    c->rows_flying -= rows < c->rows_flying ? rows : c->rows_flying;
+    c->step_rows[step % 64] = 0;
+    if (!rows)
+        return; /* a drop's answer: no computation to time */
+    const double gap = (double)((rl_now_us() / 1000) - c->alive_ms);
+    c->gap_ms = c->gap_ms > 0 ? (1 - GAP_WEIGHT) * c->gap_ms + GAP_WEIGHT * gap : gap;
+}
+
 int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, char *err, size_t errlen) {
     const int64_t deadline = (rl_now_us() / 1000) + timeout_ms;
     for (;;) {
         if (cluster_check_usable(c, err, errlen))
             return -1;
-        const int64_t silent = c->alive_ms + c->step_ms;
+        const int64_t allowed = deadline_ms(c), silent = c->alive_ms + allowed;
         if (c->flying && (rl_now_us() / 1000) >= silent) {
-            snprintf(err, errlen, "no answer from the pipeline within %d s", c->step_ms / 1000);
+            snprintf(err, errlen,
+                     "no answer from the pipeline within %.1f s (its deadline: %d times the %.1f ms expected, "
+                     "at least %d s)",
+                     allowed / 1000.0, DEADLINE_FACTOR, expected_ms(c), CLUSTER_STEP_FLOOR_MS / 1000);
             snprintf(c->lost, sizeof c->lost, "%s", err);
             return -1;
         }
@@ -255,6 +302,7 @@ int cluster_batch_wait(cluster *c, int timeout_ms, cluster_batch_result *out, ch
         wire_msg_destroy(&m);
         if (rc > 0) {
             c->flying -= c->flying > 0;
+            measured(c, out->step);
             c->alive_ms = (rl_now_us() / 1000);
             return 1;
         }
@@ -269,3 +317,4 @@ uint64_t cluster_activation_bytes(const cluster *c, uint32_t rows) {
 
 uint32_t cluster_stage_node(const cluster *c, uint32_t k) { return c->pipe[k]; }
 const char *cluster_lost(const cluster *c) { return c->lost; }
+int cluster_failed_node(const cluster *c) { return c->failed_node; }

@@ -35,6 +35,10 @@ typedef struct {
     plan_range range;     /* assigned layers */
     uint64_t done, total; /* load progress */
     char phase[16];       /* of the last progress report: "map", "receive" */
+    bool greet;           /* its link came up during a hello wait: greet it (again) */
+    bool probed;          /* a hello went out to it since it was left out (or its link last came up) */
+    bool answers;         /* it answered that hello: it may be planned again */
+    int64_t probe_after;  /* it refused an assignment: not asked again before this time (ms) */
 } cl_node;
 
 struct cluster {
@@ -57,6 +61,13 @@ struct cluster {
     uint64_t next_step;  /* step ids increase over the cluster's life */
     uint64_t first_step; /* the first of the current assignment */
     uint64_t hb_seq;
+    uint8_t id[16];         /* this process's cluster id (Hello, Assign, Release): who holds the nodes */
+    bool hello_wait;        /* a hello wait: lost links do not fail it */
+    int failed_node;        /* the node whose Error failed the last wait, or -1 */
+    double row_ms;          /* the assignment's estimate of a step's milliseconds per row (a generous bound) */
+    double gap_ms;          /* the average wait for an answer measured, ms (0: none yet) */
+    uint32_t rows_flying;   /* rows of the micro-batches in flight */
+    uint32_t step_rows[64]; /* rows of recent steps, by step id % 64: an answer's time per row */
     int control_ms, load_ms, step_ms;
     bool show_progress;    /* a load progress line is on the terminal */
     char lost[256];        /* why the pipeline cannot be trusted until the next assign */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include "log.h"
 
+#define RECOVER_TRIES 4 /* re-plans after one loss, while nodes keep going */
+
 uint32_t cluster_replay_chunks(const cluster_replay *r, uint32_t max_batch, cluster_chunk *out, bool *sgemm) {
     uint32_t k = 0, next = 0; /* next: the first sgemm chunk not reached yet */
     for (uint32_t pos = 0; pos < r->n;) {
@@ -80,17 +82,34 @@ int cluster_replay_session(cluster *c, const cluster_replay *r, uint32_t max_bat
     return rc;
 }
 
+/* One re-plan and replay. 0, or -1 with why_not; *nobody says whether no
+ * node answered at all. */
+static int recover_once(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *ro, uint32_t max_sessions,
+                        bool *answered, cluster_replay_fn replay, void *ud, bool *nobody, char *why_not, size_t len) {
+    int rc = rl_cluster_replan(c, o, ro, max_sessions, answered, why_not, len);
+    *nobody = true;
+    for (uint32_t i = 0; i < cluster_n_nodes(c); i++)
+        *nobody &= !answered[i];
+    for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(c); i++)
+        if (!answered[i])
+            rl_log(RL_LOG_WARN, "node %s left out: it did not answer", cluster_node_name(c, i));
+    return rc == 0 ? replay(ud, answered, why_not, len) : -1;
+}
+
 int cluster_recover(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *ro, uint32_t max_sessions,
                     const char *why, bool *answered, cluster_replay_fn replay, void *ud, char *err, size_t errlen) {
     char lost[256], why_not[512];
     snprintf(lost, sizeof lost, "%s", why); /* `why` may be err, or the cluster's own, which the re-plan rewrites */
     rl_log(RL_LOG_WARN, "%s: re-planning over the nodes that answer", lost);
-    int rc = rl_cluster_replan(c, o, ro, max_sessions, answered, why_not, sizeof why_not);
-    for (uint32_t i = 0; rc == 0 && i < cluster_n_nodes(c); i++)
-        if (!answered[i])
-            rl_log(RL_LOG_WARN, "node %s left out: it did not answer", cluster_node_name(c, i));
-    if (rc == 0)
-        rc = replay(ud, answered, why_not, sizeof why_not);
+    /* More nodes may go while one re-plan runs: then another, over those
+     * that still answer, until none does. */
+    bool nobody = false;
+    int rc = -1;
+    for (int k = 0; rc && !nobody && k < RECOVER_TRIES; k++) {
+        if (k)
+            rl_log(RL_LOG_WARN, "the re-plan failed (%s): planning again", why_not);
+        rc = recover_once(c, o, ro, max_sessions, answered, replay, ud, &nobody, why_not, sizeof why_not);
+    }
     if (rc) {
         snprintf(err, errlen, "%s; the re-plan failed: %s", lost, why_not);
         return -1;

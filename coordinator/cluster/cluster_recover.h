@@ -61,9 +61,10 @@ typedef int (*cluster_replay_fn)(void *ud, const bool *answered, char *err, size
  * reason: it is copied first): logs it, re-plans over the nodes that
  * answer (answered[i], n_nodes flags, says who did; --layers gives way to
  * the planner when some did not), names those left out, runs replay(ud) and
- * logs the new pipeline. 0, or -1 with err ("why; the re-plan failed: ..."):
- * no node answered, the model does not fit those that did, or the replay
- * failed. */
+ * logs the new pipeline; when that fails while some node answered (another
+ * node went meanwhile), it plans again, a few times. 0, or -1 with err
+ * ("why; the re-plan failed: ..."): no node answered, the model does not
+ * fit those that did, or the replay kept failing. */
 int cluster_recover(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *ro, uint32_t max_sessions,
                     const char *why, bool *answered, cluster_replay_fn replay, void *ud, char *err, size_t errlen);
 

@@ -189,8 +189,18 @@ cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint
 int rl_cluster_replan(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions,
                       bool *answered, char *err, size_t errlen) {
     uint32_t n_ctx;
-    if (cluster_hello_some(c, REPLAN_HELLO_MS, answered, err, errlen) < 0 ||
-        cluster_measure_links(c, LINK_ROUNDS, answered, err, errlen))
+    int n = cluster_hello_some(c, REPLAN_HELLO_MS, answered, err, errlen);
+    if (n < 0 || cluster_measure_links(c, LINK_ROUNDS, answered, err, errlen))
         return -1;
-    return assign(c, o, r, max_sessions, answered, &n_ctx, err, errlen);
+    /* A node that answers but refuses its slice (it serves another
+     * coordinator, or failed to load) is left out of the next try. */
+    for (;;) {
+        if (assign(c, o, r, max_sessions, answered, &n_ctx, err, errlen) == 0)
+            return 0;
+        const int f = cluster_failed_node(c);
+        if (f < 0 || !answered[f] || --n == 0)
+            return -1;
+        rl_log(RL_LOG_WARN, "%s: planning again without node %s", err, cluster_node_name(c, (uint32_t)f));
+        answered[f] = false;
+    }
 }

@@ -81,7 +81,7 @@ typedef struct {
 /* One machine that runs part of the pipeline, for /health and /metrics. */
 typedef struct {
     char name[64];
-    char state[16];               /* "ready", "loading", "lost" */
+    char state[16];               /* "ready", "loading", "late" (a micro-batch is overdue), "lost" */
     char layers[24];              /* "first-last" of the current plan; "" when it holds none */
     double busy_seconds;          /* time spent computing micro-batches */
     uint64_t bytes_in, bytes_out; /* activations received and sent */

@@ -25,9 +25,11 @@
  * replay: the scheduler sees them complete, later. Outputs are those of an
  * unbroken run, seeded sampling included: a session's stream is told how
  * many ids it sampled before, and the new head stage's sampler skips their
- * draws (cluster_recover.h). A lost node that connects again is taken back
- * by a re-plan as soon as nothing is in flight. /health lists the new
- * stages with their layers and the lost nodes.
+ * draws (cluster_recover.h). A lost node that answers a hello again is
+ * taken back by a re-plan as soon as nothing is in flight. A micro-batch
+ * waited for past its expected time shows the stages "late"; past its
+ * deadline the pipeline is lost (cluster.h). /health lists the new stages
+ * with their layers and the lost nodes.
  *
  * With a cluster file that discovers its nodes, the beacons keep being
  * heard: a trusted node that appears, or a lost one that announces another
@@ -104,7 +106,7 @@ typedef struct {
     rl_runner_opts ro;
     uint32_t max_sessions;
     bool lost[CLUSTER_MAX_NODES];      /* by the cluster file's index: left out for not answering */
-    bool lost_up[CLUSTER_MAX_NODES];   /* and whether its link was up then (it is not back until it drops) */
+    bool late;                         /* the stages show "late": a micro-batch is overdue */
     pthread_mutex_t stats_lock;        /* guards nodes: /health and /metrics read them from other threads */
     rl_xnode nodes[CLUSTER_MAX_NODES]; /* the pipeline stages, then the lost nodes */
     uint32_t n_nodes, n_stages;
@@ -206,8 +208,9 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm) {
 
 static int recover(cluster_exec *x, const char *why);
 
-/* A lost node whose link is up again (it was restarted on its address) is
- * taken back by a re-plan, while nothing is in flight. */
+/* A lost node that answers a hello again (it was restarted, or woke up) is
+ * taken back by a re-plan, while nothing is in flight; its link's state is
+ * only a hint of when to ask (cluster_probe_left_out). */
 static void readmit(cluster_exec *x) {
     if (x->count)
         return;
@@ -216,11 +219,11 @@ static void readmit(cluster_exec *x) {
         recover(x, what);
         return;
     }
-    cluster_poll_links(x->c);
+    cluster_probe_left_out(x->c);
     for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++)
-        if (x->lost[i] && !x->lost_up[i] && cluster_node_up(x->c, i)) {
+        if (x->lost[i] && cluster_node_answers(x->c, i)) {
             char why[128];
-            snprintf(why, sizeof why, "node %s is back", cluster_node_name(x->c, i));
+            snprintf(why, sizeof why, "node %s answers again", cluster_node_name(x->c, i));
             recover(x, why);
             return;
         }
@@ -430,10 +433,8 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
 /* Every session again on the new plan; the nodes it leaves out are lost. */
 static int replay_all(void *ud, const bool *answered, char *err, size_t errlen) {
     cluster_exec *x = ud;
-    for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++) {
+    for (uint32_t i = 0; i < cluster_n_nodes(x->c); i++)
         x->lost[i] = !answered[i];
-        x->lost_up[i] = cluster_node_up(x->c, i);
-    }
     int rc = 0;
     for (int b = 0; rc == 0 && b < N_BUCKETS; b++)
         for (const csession *s = x->table[b]; rc == 0 && s; s = s->next)
@@ -462,6 +463,16 @@ static int recover(cluster_exec *x, const char *why) {
     return 0;
 }
 
+/* The stages show "late" while a micro-batch is overdue (before its
+ * deadline makes the pipeline lost), "ready" again when answers come. */
+static void show_late(cluster_exec *x) {
+    const bool late = cluster_overdue_ms(x->c) > 0 && !cluster_lost(x->c)[0];
+    if (late == x->late)
+        return;
+    x->late = late;
+    set_state(x, late ? "late" : "ready");
+}
+
 static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     cluster_exec *x = (cluster_exec *)base;
     if (x->count == 0)
@@ -477,14 +488,17 @@ static int cx_wait(rl_executor *base, int timeout_ms, rl_xdone *done) {
     while (!oldest->answered) {
         char err[RL_XERR_LEN];
         int rc = cluster_batch_wait(x->c, timeout_ms, &r, err, sizeof err);
-        if (rc == 0)
+        if (rc == 0) {
+            show_late(x);
             return 0;
+        }
         cflight *f = rc > 0 ? flight_of(x, r.step) : NULL;
         if (rc < 0)
             recover(x, err);
         else if (f && !f->answered)
             take(x, f, &r);
     }
+    show_late(x);
     memcpy(x->done_ids, oldest->ids, oldest->n * sizeof *x->done_ids);
     memcpy(x->done_top, oldest->top, oldest->n * sizeof *x->done_top);
     memcpy(x->done_verified, oldest->verified, oldest->rows * sizeof *x->done_verified);

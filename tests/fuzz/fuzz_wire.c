@@ -3,7 +3,7 @@
  * through wire_msg_recv, the function both the node and the coordinator read
  * every message with (Envelope unpacking, version and body checks), then,
  * for a valid frame, the wire-level checks a node runs before acting on it:
- * wire_check_assign; for a Forward (protocol 2: a micro-batch of segments)
+ * wire_check_assign, wire_check_release; for a Forward (protocol 2: a micro-batch of segments)
  * wire_check_sampling on each segment's sampling and the activations decoded
  * as the node decodes them when their size matches the segments' rows. What
  * depends on the node's sessions (node_stage.c) is not reached from here. A
@@ -54,6 +54,9 @@ static void check_body(const Relais__Envelope *env) {
             wire_activations_decode(f->activations.data, rows, DIM, f->dtype, x);
         break;
     }
+    case RELAIS__ENVELOPE__BODY_RELEASE:
+        (void)wire_check_release(env->release, err, sizeof err);
+        break;
     case RELAIS__ENVELOPE__BODY_WEIGHT_CHUNK:
     default:
         (void)wire_body_name(env->body_case);
