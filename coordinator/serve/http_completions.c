@@ -36,6 +36,7 @@ typedef struct {
     uint64_t sched_id;
     bool cancelled;  /* rl_sched_cancel was called */
     uint32_t n_gen;  /* ids generated */
+    uint32_t cached; /* prompt positions taken from the prompt cache */
     double t_submit; /* CLOCK_MONOTONIC seconds */
     bool done;       /* on_done was called */
     rl_finish why;
@@ -73,6 +74,13 @@ static bool on_token(void *ud, int32_t id) {
     pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
     return go_on;
+}
+
+static void on_cached(void *ud, uint32_t n) {
+    gen *g = ud;
+    pthread_mutex_lock(&g->lock);
+    g->cached = n;
+    pthread_mutex_unlock(&g->lock);
 }
 
 static void on_done(void *ud, rl_finish why, const char *err) {
@@ -166,7 +174,7 @@ static json_t *whole_answer(gen *g) {
     const char *content = rl_oai_out_content(g->out, &len);
     json_t *calls = tool_calls_of(g);
     const char *tool_text = rl_oai_out_tool_text(g->out, &tlen);
-    json_t *usage = rl_oai_usage(g->req.n_prompt, g->n_gen);
+    json_t *usage = rl_oai_usage(g->req.n_prompt, g->n_gen, g->cached);
     if (!calls && tlen > 0) {
         /* not a valid call list: the model's text is the answer */
         char *all = malloc(len + tlen + 1);
@@ -282,7 +290,7 @@ static void produce(gen *g) {
             pend_event(g, rl_oai_chunk(&g->meta, NULL, tool_text, tlen, NULL, NULL));
         pend_event(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls)));
         if (g->req.include_usage)
-            pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen)));
+            pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen, g->cached)));
     }
     pend_raw(g, "data: [DONE]\n\n");
     g->phase = 2;
@@ -348,7 +356,7 @@ static int submit(gen *g, rl_oai_err *e) {
                        .n_prompt = (uint32_t)q->n_prompt,
                        .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling,
-                       .sink = {on_token, on_done, g}};
+                       .sink = {on_token, on_done, g, on_cached}};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);
