@@ -11,9 +11,15 @@
 // exits 1 if the answer is not the one the conversation got.
 // URL: the server's /v1.
 import OpenAI from "openai";
+import { Agent, fetch } from "undici";
 import fs from "fs";
 
-const client = new OpenAI({ baseURL: process.env.URL, apiKey: "unused", maxRetries: 0, timeout: 1800000 });
+// A prefill of thousands of tokens on a loaded machine takes minutes before
+// the first byte (the headers go out with the first token): no header or
+// body timeout but the client's own hour.
+const agent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+const client = new OpenAI({ baseURL: process.env.URL, apiKey: "unused", maxRetries: 0, timeout: 3600000, fetch,
+    fetchOptions: { dispatcher: agent } });
 const TURNS = +(process.env.TURNS || 10), WORDS = +(process.env.WORDS || 70);
 const MAX_TOKENS = +(process.env.MAX_TOKENS || 24);
 const VOCAB = ["river", "stone", "garden", "lantern", "harbor", "meadow", "copper", "whisper", "orchard", "signal",

@@ -31,8 +31,8 @@ if [ ! -f "$MODEL" ]; then
 fi
 mkdir -p "$TMP/models" "$TMP/client"
 ln -s "$(readlink -f "$MODEL")" "$TMP/models/$(basename "$MODEL")"
-(cd "$TMP/client" && timeout 300 npm install --no-audit --no-fund --silent openai >/dev/null 2>&1) ||
-    { echo "npm install openai failed" >&2; exit 1; }
+(cd "$TMP/client" && timeout 300 npm install --no-audit --no-fund --silent openai undici@6 >/dev/null 2>&1) ||
+    { echo "npm install openai undici failed" >&2; exit 1; }
 cp "$HERE/chat_cache.mjs" "$TMP/client/"
 
 # ttft FILE TURN : the ms to the first token of turn TURN in a client's output
