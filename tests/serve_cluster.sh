@@ -65,7 +65,9 @@ kill "$LONG_PID" 2>/dev/null; wait "$LONG_PID" 2>/dev/null || true
 freed=0
 for _ in $(seq 100); do
     req GET /metrics
-    if js 's.includes("relais_node_sessions{node=\"node1\"} 0") && s.includes("relais_node_sessions{node=\"node2\"} 0") &&
+    # what stays on the nodes is the prompt cache's: the finished requests' sessions, not the hung-up one
+    if js 'const c = s.match(/relais_cache_sessions (\d+)/)[1];
+          s.includes("relais_node_sessions{node=\"node1\"} " + c) && s.includes("relais_node_sessions{node=\"node2\"} " + c) &&
           s.includes("relais_active_sessions 0")'; then freed=1; break; fi
     sleep 0.1
 done

@@ -61,7 +61,7 @@ start_nodes() {
             >"$TMP/$name-node$i.log" 2>&1 &
         NODE_PIDS+=($!)
         ep=
-        for _ in $(seq 300); do
+        for _ in $(seq "${NODE_START_TRIES:-300}"); do # tenths of a second (a node hashes its models first)
             # the log is created by the node's shell after the fork: not there yet means no address yet
             ep=$(sed -n 's|.*listening on \(tcp://[0-9.:]*\).*|\1|p' "$TMP/$name-node$i.log" 2>/dev/null || true)
             [ -n "$ep" ] && break

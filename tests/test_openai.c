@@ -581,7 +581,7 @@ static void test_output_thinking_and_v13_calls(void **state) {
     /* the reasoning reaches the response as reasoning_content */
     rl_oai_meta m = {"chatcmpl-1", "m3", 1700000000, true};
     t = rl_oai_out_content(o, &len);
-    json_t *r = rl_oai_response(&m, t, len, calls, "tool_calls", rl_oai_usage(1, 1));
+    json_t *r = rl_oai_response(&m, t, len, calls, "tool_calls", rl_oai_usage(1, 1, 0));
     t = rl_oai_out_reasoning(o, &len);
     rl_oai_set_reasoning(r, t, len);
     json_t *msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
@@ -598,7 +598,7 @@ static void test_response_shapes(void **state) {
     (void)state;
     rl_oai_meta m = {"chatcmpl-1", "parrot", 1700000000, true};
     json_t *calls = calls_of("[{\"name\": \"a\"}]");
-    json_t *r = rl_oai_response(&m, "", 0, calls, "tool_calls", rl_oai_usage(10, 3));
+    json_t *r = rl_oai_response(&m, "", 0, calls, "tool_calls", rl_oai_usage(10, 3, 0));
     json_t *msg = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "message");
     assert_true(json_is_null(json_object_get(msg, "content")));
     assert_int_equal(json_array_size(json_object_get(msg, "tool_calls")), 1);

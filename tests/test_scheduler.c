@@ -1,7 +1,8 @@
 /* Tests of the serving scheduler over the local executor: a request's ids
  * are the same alone and among others (greedy and seeded sampling, prompts
  * chunked differently), the queue bound, stop by the sink, cancellation,
- * shutdown with requests in flight, and every cache freed at the end. */
+ * shutdown with requests in flight, every cache freed at the end, and a
+ * conversation's ids the same with the prompt cache as without. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@ typedef struct {
     char tag;       /* when set, each id is logged in `order` under this tag */
     bool hold;      /* on_token blocks while set: pins a request mid-generation */
     int done;       /* on_done calls */
+    int cached;     /* on_cached's count; -1 before it is called */
     rl_finish why;
     char err[256];
 } sink_state;
@@ -64,6 +66,13 @@ static bool on_token(void *ud, int32_t id, const rl_top *top) {
     return go_on;
 }
 
+static void on_cached(void *ud, uint32_t n) {
+    sink_state *k = ud;
+    pthread_mutex_lock(&k->lock);
+    k->cached = (int)n;
+    pthread_mutex_unlock(&k->lock);
+}
+
 static void on_done(void *ud, rl_finish why, const char *err) {
     sink_state *k = ud;
     pthread_mutex_lock(&k->lock);
@@ -76,6 +85,7 @@ static void on_done(void *ud, rl_finish why, const char *err) {
 
 static void sink_init(sink_state *k) {
     memset(k, 0, sizeof *k);
+    k->cached = -1;
     pthread_mutex_init(&k->lock, NULL);
     pthread_cond_init(&k->cond, NULL);
 }
@@ -146,7 +156,7 @@ static uint64_t submit(rl_sched *s, sink_state *k, int which, uint32_t n_prompt,
     r.sampling.temperature = temp;
     r.sampling.seed = 1234 + (uint64_t)which;
     r.sampling.presence_penalty = temp > 0 ? 0.5f : 0.0f;
-    r.sink = (rl_sched_sink){on_token, on_done, k};
+    r.sink = (rl_sched_sink){on_token, on_done, k, NULL};
     uint64_t id = 0;
     assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
     return id;
@@ -333,6 +343,118 @@ static void test_long_prompt_does_not_freeze_decode(void **state) {
     sink_fini(&a), sink_fini(&b);
 }
 
+/* ---- the prompt cache ---- */
+
+enum { TURNS = 6, TURN_TOKENS = 10 };
+
+typedef struct {
+    int32_t ids[TURNS][TURN_TOKENS];
+    int n[TURNS];
+    int cached[TURNS];
+    int expect_cached[TURNS]; /* what the turn's prompt shares with the previous session's fed ids */
+} chat_log;
+
+/* A conversation of TURNS requests on model m: each prompt is the previous
+ * one, its answer and 6 new ids, except turn 3, which asks turn 2's prompt
+ * again (a regenerated answer: the cached session must be cut back inside
+ * what it holds). Greedy and seeded turns alternate. */
+static void converse(rl_model *m, const rl_tokenizer *tok, uint64_t cache_mem, chat_log *log, rl_sched_stats *st) {
+    char err[256];
+    rl_executor *x = rl_executor_local_new(m, 2, 16, 2, rl_gemm_min_for(false, 0), RL_KV_TYPE_DEFAULT, err, sizeof err);
+    assert_non_null(x);
+    rl_sched_opts o = {.max_sessions = 2,
+                       .max_queue = 4,
+                       .n_ctx = 256,
+                       .prefill_chunk = 7,
+                       .cache_mem = cache_mem,
+                       .hp = rl_model_hparams(m),
+                       .kv_type = RL_KV_TYPE_DEFAULT};
+    rl_sched *s = rl_sched_new(x, tok, &o, err, sizeof err);
+    assert_non_null(s);
+    int32_t prompt[256], prev[256];
+    uint32_t n = 24, n_prev = 0, fed_prev = 0;
+    prompt_of(1, prompt, n);
+    for (int t = 0; t < TURNS; t++) {
+        sink_state k;
+        sink_init(&k);
+        rl_sched_req r = {.prompt = prompt, .n_prompt = n, .max_tokens = TURN_TOKENS};
+        r.sampling = rl_sampler_defaults();
+        r.sampling.temperature = t % 2 ? 0.9f : 0.0f;
+        r.sampling.seed = 77 + (uint64_t)t;
+        r.sink = (rl_sched_sink){on_token, on_done, &k, on_cached};
+        uint64_t id;
+        assert_int_equal(rl_sched_submit(s, &r, &id), RL_SCHED_OK);
+        sink_wait(&k);
+        assert_true(k.why == RL_FINISH_LENGTH || k.why == RL_FINISH_STOP);
+        log->n[t] = k.n, log->cached[t] = k.cached;
+        memcpy(log->ids[t], k.ids, (size_t)k.n * sizeof *k.ids);
+        /* the previous session was fed its prompt and every id but the last sampled (an end one included) */
+        uint32_t shared = 0;
+        while (t > 0 && shared < fed_prev && shared < n && prev[shared] == prompt[shared])
+            shared++;
+        log->expect_cached[t] = (int)(shared < n ? shared : n - 1);
+        memcpy(prev, prompt, n * sizeof *prompt);
+        memcpy(prev + n, k.ids, (size_t)k.n * sizeof *k.ids);
+        n_prev = n;
+        fed_prev = n + (uint32_t)k.n - (k.why == RL_FINISH_LENGTH);
+        sink_fini(&k);
+        if (t == 2)
+            continue; /* turn 3 asks this prompt again */
+        n = n_prev + (uint32_t)log->n[t];
+        memcpy(prompt, prev, n * sizeof *prompt);
+        prompt_of(10 + t, prompt + n, 6);
+        n += 6;
+    }
+    rl_sched_stats_get(s, st);
+    rl_sched_destroy(&s);
+    assert_int_equal(executor_sessions(x), 0); /* the cached sessions went with the scheduler */
+    rl_executor_destroy(&x);
+}
+
+/* A conversation with the prompt cache gives the ids it gives without, on a
+ * model with full attention and on one whose sliding window (6) every turn
+ * has wrapped; each turn reports what it reused; a budget too small for any
+ * session keeps none. */
+static void test_prompt_cache_same_output(void **state) {
+    fixture *f = *state;
+    const char *models[2] = {MODEL, RELAIS_SHARED_DIR "/models/tiny-swa-q8_0.gguf"};
+    for (int mi = 0; mi < 2; mi++) {
+        char err[256];
+        rl_model *m = mi == 0 ? f->m : rl_model_load(models[mi], NULL, err, sizeof err);
+        assert_non_null(m);
+        chat_log without, with, tight;
+        rl_sched_stats st0, st1, st2;
+        converse(m, f->tok, 0, &without, &st0);
+        converse(m, f->tok, 64u << 20, &with, &st1);
+        const rl_hparams *hp = rl_model_hparams(m);
+        converse(m, f->tok, rl_kv_bytes_for(hp, 0, hp->n_layer, 20, RL_KV_TYPE_DEFAULT), &tight, &st2);
+        uint64_t reused = 0, hits = 0;
+        for (int t = 0; t < TURNS; t++) {
+            assert_int_equal(with.n[t], without.n[t]);
+            assert_memory_equal(with.ids[t], without.ids[t], (size_t)without.n[t] * sizeof(int32_t));
+            assert_int_equal(tight.n[t], without.n[t]);
+            assert_memory_equal(tight.ids[t], without.ids[t], (size_t)without.n[t] * sizeof(int32_t));
+            assert_int_equal(without.cached[t], 0);
+            assert_int_equal(tight.cached[t], 0);
+            /* a regenerated turn cuts the session back 9 positions: within the
+             * RL_KV_SLACK slots a sliding ring keeps beyond its window, so the
+             * sliding model keeps its prefix too (serve_cache covers a cut past
+             * the slack, which starts afresh) */
+            int want = t == 0 ? 0 : with.expect_cached[t];
+            assert_int_equal(with.cached[t], want);
+            reused += (uint64_t)want, hits += want > 0;
+        }
+        assert_int_equal(st1.cache.hits, hits);
+        assert_int_equal(st1.cache.tokens, reused);
+        assert_int_equal(st0.cache.hits, 0);
+        assert_int_equal(st2.cache.hits, 0);
+        assert_int_equal(st2.cache.evictions, TURNS); /* each session alone is over the budget */
+        assert_true(hits >= TURNS - 2);
+        if (m != f->m)
+            rl_model_destroy(&m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_of_load),
@@ -340,6 +462,7 @@ int main(void) {
         cmocka_unit_test(test_stop_by_sink_and_limits),
         cmocka_unit_test(test_shutdown_in_flight),
         cmocka_unit_test(test_long_prompt_does_not_freeze_decode),
+        cmocka_unit_test(test_prompt_cache_same_output),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

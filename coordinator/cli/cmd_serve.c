@@ -40,7 +40,8 @@ enum {
     OPT_MAX_CONN,
     OPT_MAX_PER_IP,
     OPT_HEADER_TIMEOUT,
-    OPT_SHUTDOWN_TIMEOUT
+    OPT_SHUTDOWN_TIMEOUT,
+    OPT_CACHE_MEM
 };
 
 #define DRAIN_WAIT_S 1.0 /* for the failed requests' replies to go out */
@@ -53,6 +54,7 @@ typedef struct {
     rl_sched_opts sched;
     uint32_t batch;        /* tokens per micro-batch */
     const char *alias;     /* model id to report (default: file name) */
+    bool cache_mem_set;    /* --cache-mem given (else the default, set at load) */
     const char *key;       /* --api-key */
     const char *keys_file; /* --api-keys */
     char **keys;           /* owned: the accepted keys */
@@ -79,6 +81,11 @@ static void usage(FILE *out) {
             "  -t, --threads N         worker threads (default: one per core)\n"
             "      --batch N           tokens per micro-batch (default 64)\n"
             "      --prefill-chunk N   most prompt tokens of one request per micro-batch (default: batch)\n"
+            "      --cache-mem SIZE    prompt cache: KV a finished request keeps in its free session slot\n"
+            "                          for the next one sharing its prefix (e.g. 512M, 2G; whole model,\n"
+            "                          each node holding its layers' share; least recently used dropped\n"
+            "                          first; default: what --max-sessions full contexts take, the KV\n"
+            "                          the start-up check counted; 0: no cache)\n"
             "      --max-body BYTES    largest request body; more gets 413 (default 8 MiB)\n"
             "      --max-connections N         open HTTP connections at once (default 4096)\n"
             "      --max-connections-per-ip N  ... from one client address (default 64; 0: no limit)\n"
@@ -158,6 +165,11 @@ static int own_opt(serve_args *a, int opt, const char *arg) {
     case OPT_ALIAS:
         a->alias = arg;
         return 0;
+    case OPT_CACHE_MEM:
+        if (rl_mem_parse_size(arg, &a->sched.cache_mem))
+            return fprintf(stderr, "relais serve: --cache-mem %s is not a size (e.g. 512M, 2G, 0)\n", arg), -1;
+        a->cache_mem_set = true;
+        return 0;
     case CLI_OPT_BATCH:
         return cli_parse_i64("--batch", arg, 1, 4096, &v) ? -1 : (a->batch = (uint32_t)v, 0);
     default:
@@ -188,6 +200,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
                                              {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
                                              {"shutdown-timeout", required_argument, 0, OPT_SHUTDOWN_TIMEOUT},
                                              {"alias", required_argument, 0, OPT_ALIAS},
+                                             {"cache-mem", required_argument, 0, OPT_CACHE_MEM},
                                              {"help", no_argument, 0, 'h'},
                                              CLI_DRAFT_LONGOPTS,
                                              RL_CLUSTER_LONGOPTS,
@@ -269,6 +282,10 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
         !(en->draft = rl_draft_new(a->draft.spec, en->e.tok, a->common.runner.n_threads, n_ctx, err, errlen)))
         return -1;
     so.draft = en->draft, so.draft_max = a->draft.k_max;
+    so.hp = hp;
+    so.kv_type = en->e.kv_type;
+    if (!a->cache_mem_set) /* the sessions' KV the memory check counted: cached sessions live in free slots */
+        so.cache_mem = rl_kv_bytes_for(hp, 0, hp->n_layer, n_ctx, en->e.kv_type) * so.max_sessions;
     if (!(en->sched = rl_sched_new(en->e.x, en->e.tok, &so, err, errlen)))
         return -1;
     app->model =
@@ -281,10 +298,10 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     char kv[160];
     rl_log(RL_LOG_INFO,
            "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
-           "micro-batches of %u tokens, %u in flight, %d threads%s",
+           "micro-batches of %u tokens, %u in flight, %d threads%s, prompt cache %.1f MiB",
            app->model_id, rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
            rl_kv_describe(hp, en->e.kv_type, n_ctx, kv, sizeof kv), a->batch, en->e.x->depth,
-           a->common.runner.n_threads, a->cluster.file ? " per node" : "");
+           a->common.runner.n_threads, a->cluster.file ? " per node" : "", so.cache_mem / 1048576.0);
     return 0;
 }
 

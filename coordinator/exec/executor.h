@@ -104,8 +104,9 @@ typedef struct {
     void (*drop)(rl_executor *x, uint64_t session);
     /* Forgets a session's positions >= pos, everywhere; returns the
      * positions kept (pos, or 0 when a sliding window forced a clear; 0 for
-     * an unknown session), or -1 with err. Only called when no outstanding
-     * micro-batch holds the session. */
+     * an unknown session), or -1 with err. Only called when no micro-batch
+     * is outstanding: on a cluster it is a round trip to every node, which
+     * would take the answers of those in flight. */
     int64_t (*truncate)(rl_executor *x, uint64_t session, uint32_t pos, char *err, size_t errlen);
     /* Fills up to cap node descriptions; returns how many there are. */
     uint32_t (*nodes)(rl_executor *x, rl_xnode *out, uint32_t cap);

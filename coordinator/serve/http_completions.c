@@ -51,6 +51,7 @@ typedef struct {
     uint32_t n_gen;  /* ids generated */
     json_t *lp;      /* logprobs asked: an entry per generated id (rl_oai_logprob) */
     size_t lp_sent;  /* entries already streamed */
+    uint32_t cached; /* prompt positions taken from the prompt cache */
     double t_submit; /* CLOCK_MONOTONIC seconds */
     bool done;       /* on_done was called */
     rl_finish why;
@@ -130,6 +131,13 @@ static void set_done(gen *g, rl_finish why, const char *err) {
         rl_metrics_tokens(g->app->metrics, g->req.n_prompt, g->n_gen);
 }
 
+static void on_cached(void *ud, uint32_t n) {
+    gen *g = ud;
+    pthread_mutex_lock(&g->lock);
+    g->cached = n;
+    pthread_mutex_unlock(&g->lock);
+}
+
 static void on_done(void *ud, rl_finish why, const char *err) {
     gen *g = ud;
     pthread_mutex_lock(&g->lock);
@@ -199,7 +207,7 @@ static json_t *whole_answer(gen *g) {
     const char *content = rl_oai_out_content(g->out, &len);
     json_t *calls = tool_calls_of(g);
     const char *tool_text = rl_oai_out_tool_text(g->out, &tlen);
-    json_t *usage = rl_oai_usage(g->req.n_prompt, g->n_gen);
+    json_t *usage = rl_oai_usage(g->req.n_prompt, g->n_gen, g->cached);
     if (!calls && tlen > 0) {
         /* not a valid call list: the model's text is the answer */
         char *all = malloc(len + tlen + 1);
@@ -319,7 +327,7 @@ static void produce(gen *g) {
             pend_event(g, rl_oai_chunk(&g->meta, NULL, tool_text, tlen, NULL, NULL));
         pend_event(g, with_logprobs(g, rl_oai_chunk(&g->meta, NULL, NULL, 0, NULL, finish_reason(g, calls))));
         if (g->req.include_usage)
-            pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen)));
+            pend_event(g, rl_oai_usage_chunk(&g->meta, rl_oai_usage(g->req.n_prompt, g->n_gen, g->cached)));
     }
     pend_raw(g, "data: [DONE]\n\n");
     g->phase = 2;
@@ -446,7 +454,7 @@ static int submit(gen *g, rl_oai_err *e) {
                        .max_tokens = (uint32_t)q->max_tokens,
                        .sampling = q->sampling,
                        .n_top = q->logprobs ? (q->top_logprobs > 1 ? q->top_logprobs : 1) : 0,
-                       .sink = {on_token, on_done, g},
+                       .sink = {on_token, on_done, g, on_cached},
                        /* a verified draft reports top logits for its last position only */
                        .no_draft = q->no_draft || q->logprobs};
     g->t_submit = rl_now_s();

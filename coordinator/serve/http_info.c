@@ -82,12 +82,13 @@ enum MHD_Result http_health(http_req *r, bool full) {
         json_array_append_new(list, node_object(app, &nodes[i]));
     struct timespec now; /* the counters' time, so that a client's rates do not depend on its polling */
     clock_gettime(CLOCK_REALTIME, &now);
-    json_t *body = json_pack("{s:s, s:s, s:f, s:I, s:o, s:{s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I}}", "status", status,
-                             "model", app->model_id, "time", now.tv_sec + now.tv_nsec * 1e-9, "uptime_seconds",
-                             (json_int_t)(time(NULL) - app->created), "nodes", list, "sessions", "active",
-                             (int)st.active, "queued", (int)st.queued, "max", (int)app->max_sessions, "ctx",
-                             (int)app->model.n_ctx, "tokens", "prompt", (json_int_t)st.prompt_tokens, "generated",
-                             (json_int_t)st.generated, "batches", (json_int_t)st.batches);
+    json_t *body =
+        json_pack("{s:s, s:s, s:f, s:I, s:o, s:{s:i, s:i, s:i, s:i, s:i}, s:{s:I, s:I, s:I}}", "status", status,
+                  "model", app->model_id, "time", now.tv_sec + now.tv_nsec * 1e-9, "uptime_seconds",
+                  (json_int_t)(time(NULL) - app->created), "nodes", list, "sessions", "active", (int)st.active,
+                  "queued", (int)st.queued, "max", (int)app->max_sessions, "ctx", (int)app->model.n_ctx, "cached",
+                  (int)st.cache.sessions, "tokens", "prompt", (json_int_t)st.prompt_tokens, "generated",
+                  (json_int_t)st.generated, "batches", (json_int_t)st.batches);
     return http_reply_json(r, ready == 1 ? 200 : 503, body);
 }
 

@@ -124,6 +124,19 @@ static void render_requests(page *pg, const rl_metrics *m) {
     put(pg, "relais_time_to_first_token_seconds_count %llu\n", (unsigned long long)m->ttft_count);
 }
 
+static void render_cache(page *pg, const rl_pcache_stats *c) {
+    head(pg, "relais_cache_hits_total", "counter", "Requests that reused a cached session's KV (prompt cache).");
+    put(pg, "relais_cache_hits_total %llu\n", (unsigned long long)c->hits);
+    head(pg, "relais_cache_tokens_total", "counter", "Prompt positions taken from the prompt cache, not fed again.");
+    put(pg, "relais_cache_tokens_total %llu\n", (unsigned long long)c->tokens);
+    head(pg, "relais_cache_evictions_total", "counter", "Cached sessions dropped for the budget or a session slot.");
+    put(pg, "relais_cache_evictions_total %llu\n", (unsigned long long)c->evictions);
+    head(pg, "relais_cache_sessions", "gauge", "Finished sessions keeping their KV for reuse.");
+    put(pg, "relais_cache_sessions %u\n", c->sessions);
+    head(pg, "relais_cache_bytes", "gauge", "KV bytes of the cached sessions (whole model, all nodes).");
+    put(pg, "relais_cache_bytes %llu\n", (unsigned long long)c->bytes);
+}
+
 static void render_sched(page *pg, const rl_sched_stats *st, bool ready) {
     head(pg, "relais_ready", "gauge", "1 once the model is loaded and requests are served.");
     put(pg, "relais_ready %d\n", ready ? 1 : 0);
@@ -139,6 +152,7 @@ static void render_sched(page *pg, const rl_sched_stats *st, bool ready) {
     put(pg, "relais_draft_tokens_total %llu\n", (unsigned long long)st->drafted);
     head(pg, "relais_draft_accepted_total", "counter", "Drafted ids the target accepted.");
     put(pg, "relais_draft_accepted_total %llu\n", (unsigned long long)st->accepted);
+    render_cache(pg, &st->cache);
 }
 
 static void render_nodes(page *pg, const rl_xnode *nodes, uint32_t n) {

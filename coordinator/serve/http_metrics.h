@@ -1,6 +1,7 @@
 /* Counters of the server for GET /metrics, in Prometheus' text format:
  * requests by endpoint and status, prompt and generated tokens, time to
- * first token as a histogram, the scheduler's queue and batches, and each
+ * first token as a histogram, the scheduler's queue and batches, the prompt
+ * cache's hits, reused tokens and evictions, and each
  * node's busy time, traffic and sessions. Any thread may record. */
 #ifndef RELAIS_HTTP_METRICS_H
 #define RELAIS_HTTP_METRICS_H

@@ -109,8 +109,9 @@ typedef struct {
     bool chat;
 } rl_oai_meta;
 
-/* usage object */
-json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens);
+/* usage object; prompt_tokens_details.cached_tokens: the prompt positions
+ * the prompt cache held */
+json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens);
 /* The whole non-streamed response. tool_calls (may be NULL) is stolen. */
 json_t *rl_oai_response(const rl_oai_meta *m, const char *content, size_t len, json_t *tool_calls,
                         const char *finish_reason, json_t *usage);

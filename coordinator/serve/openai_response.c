@@ -11,9 +11,10 @@
 #define MAX_PIECE 256      /* bytes of one token's text shown; longer ones are cut */
 #define TINY_LOGPROB -9999 /* what OpenAI writes for a probability too small to show */
 
-json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens) {
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt_tokens, "completion_tokens",
-                     (json_int_t)completion_tokens, "total_tokens", (json_int_t)(prompt_tokens + completion_tokens));
+json_t *rl_oai_usage(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens) {
+    return json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)prompt_tokens, "completion_tokens",
+                     (json_int_t)completion_tokens, "total_tokens", (json_int_t)(prompt_tokens + completion_tokens),
+                     "prompt_tokens_details", "cached_tokens", (json_int_t)cached_tokens);
 }
 
 static json_t *envelope(const rl_oai_meta *m, const char *object, json_t *choice) {

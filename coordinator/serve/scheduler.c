@@ -14,7 +14,9 @@
 #include "draft.h"
 
 typedef struct sess {
-    uint64_t id;
+    uint64_t id;     /* the request's */
+    uint64_t xid;    /* the executor's session: id, or a cached session's */
+    bool bound;      /* xid chosen (bind, after admission) */
     int32_t *tokens; /* prompt, then the generated ids (n_prompt + max_tokens) */
     uint32_t n_prompt;
     uint32_t max_tokens;
@@ -66,7 +68,9 @@ struct rl_sched {
     uint32_t f_head, f_count;
     rl_xseg *segs; /* (max_batch) the micro-batch being formed */
     uint64_t next_batch;
-    uint32_t rr; /* rotates which session is served first */
+    uint32_t rr;      /* rotates which session is served first */
+    bool draining;    /* no new micro-batch: a request waits for the pipeline to empty to take a cached session */
+    rl_pcache *cache; /* finished sessions kept for reuse; NULL without */
 };
 
 static void sess_free(sess *s) {
@@ -78,11 +82,27 @@ static void sess_free(sess *s) {
 
 /* ---- finishing ---- */
 
-/* Calls the sink's on_done, frees the executor's state and the session.
- * The session must already be off every list. */
+/* Publishes the prompt cache's counters (scheduler thread, without the lock). */
+static void sync_cache_stats(rl_sched *s) {
+    if (s->cache) {
+        pthread_mutex_lock(&s->lock);
+        rl_pcache_stats_get(s->cache, &s->stats.cache);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* Calls the sink's on_done, frees the session and the executor's state,
+ * or keeps that in the prompt cache when the session ended well (its
+ * positions [0, n_sent) all computed: nothing is in flight). The session
+ * must already be off every list. */
 static void finalize(rl_sched *s, sess *q) {
-    if (q->created)
-        s->x->ops->drop(s->x, q->id);
+    if (q->created && s->cache && (q->why == RL_FINISH_STOP || q->why == RL_FINISH_LENGTH)) {
+        rl_pcache_put(s->cache, q->xid, q->tokens, q->n_sent);
+        q->tokens = NULL;
+        sync_cache_stats(s); /* before the client hears of the end */
+    } else if (q->created) {
+        s->x->ops->drop(s->x, q->xid);
+    }
     q->sink.on_done(q->sink.ud, q->why, q->err[0] ? q->err : NULL);
     sess_free(q);
 }
@@ -153,9 +173,10 @@ static void admit(rl_sched *s) {
 
 /* ---- forming a micro-batch ---- */
 
-static sess *find_active(rl_sched *s, uint64_t id) {
+/* The active session whose executor session is xid. */
+static sess *find_active(rl_sched *s, uint64_t xid) {
     for (sess *q = s->active; q; q = q->next)
-        if (q->id == id)
+        if (q->xid == xid)
             return q;
     return NULL;
 }
@@ -163,14 +184,17 @@ static sess *find_active(rl_sched *s, uint64_t id) {
 /* count tokens of q from n_sent; with draft > 0, the last id and the draft's
  * guesses behind it (at tokens[n_sent + 1..]), verified. */
 static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool sample, uint32_t draft) {
-    s->segs[*n] = (rl_xseg){.session = q->id,
+    /* a session that may be cached takes the whole context: a later
+     * request reusing it may need more than this one */
+    s->segs[*n] = (rl_xseg){.session = q->xid,
                             .ids = q->tokens + q->n_sent,
                             .n = count,
                             .pos = q->n_sent,
-                            .n_ctx = q->n_prompt + q->max_tokens,
+                            .n_ctx = s->cache ? s->o.n_ctx : q->n_prompt + q->max_tokens,
                             .sample = sample,
                             .sampling = &q->sampling,
                             .n_top = sample ? q->n_top : 0,
+                            .stream = (uint32_t)q->id, /* a reused session's sampler starts anew */
                             .history = q->tokens + q->n_prompt,
                             .n_history = q->n_gen + draft,
                             .verify = draft > 0,
@@ -234,7 +258,7 @@ static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
     }
     for (uint32_t i = 0; i < s->n_active && budget > 0; i++) {
         sess *q = nth_active(s, i);
-        if (q->n_sent < q->n_prompt && !q->awaiting && !q->finished && !q->cancel) {
+        if (q->bound && q->n_sent < q->n_prompt && !q->awaiting && !q->finished && !q->cancel) {
             uint32_t c = q->n_prompt - q->n_sent;
             c = c < budget ? c : budget;
             c = c < chunk_max ? c : chunk_max;
@@ -350,6 +374,55 @@ static void collect_completion(rl_sched *s) {
     complete(s, f, &d);
 }
 
+/* ---- the prompt cache ---- */
+
+/* Chooses the executor session of a newly admitted request: the cached one
+ * sharing the longest prefix of its prompt, truncated to it, or a new one;
+ * then the oldest cached sessions give up their slots while the executor
+ * would hold more than max_sessions. Scheduler thread, without the lock
+ * (truncate and drop may wait on the nodes). */
+static void bind(rl_sched *s, sess *q) {
+    uint64_t xid;
+    uint32_t shared = 0, reused = 0;
+    if (s->cache && s->f_count > 0 && rl_pcache_would_take(s->cache, q->tokens, q->n_prompt)) {
+        /* truncate must not overlap micro-batches in flight (executor.h): bound once they are in */
+        s->draining = true;
+        return;
+    }
+    q->xid = q->id;
+    if (s->cache && rl_pcache_take(s->cache, q->tokens, q->n_prompt, &xid, &shared)) {
+        /* the last prompt token is always fed again: its row gives the first id */
+        const uint32_t keep = shared < q->n_prompt ? shared : q->n_prompt - 1;
+        char err[RL_XERR_LEN];
+        int64_t kept = keep > 0 ? s->x->ops->truncate(s->x, xid, keep, err, sizeof err) : 0;
+        if (kept > 0) {
+            q->xid = xid, q->n_sent = reused = (uint32_t)kept, q->created = true;
+            rl_pcache_count_hit(s->cache, reused);
+        } else { /* a sliding window forced a clear (or truncate failed): start afresh */
+            s->x->ops->drop(s->x, xid);
+        }
+    }
+    rl_pcache_stats st;
+    if (s->cache)
+        for (rl_pcache_stats_get(s->cache, &st); s->n_active + st.sessions > s->o.max_sessions;
+             rl_pcache_stats_get(s->cache, &st))
+            if (!rl_pcache_evict_oldest(s->cache))
+                break;
+    q->bound = true;
+    sync_cache_stats(s);
+    if (q->sink.on_cached)
+        q->sink.on_cached(q->sink.ud, reused);
+}
+
+/* Binds the requests admitted since the last step (or left waiting for
+ * the pipeline to empty). */
+static void bind_admitted(rl_sched *s) {
+    s->draining = false;
+    for (sess *q = s->active; q; q = q->next) /* only this thread changes the list */
+        if (!q->bound)
+            bind(s, q);
+}
+
 /* ---- the thread ---- */
 
 static bool has_work(const rl_sched *s) {
@@ -379,11 +452,12 @@ static bool step(rl_sched *s) {
     }
     collect_done(s, &done);
     admit(s);
-    if (!s->stopping && s->f_count < s->x->depth)
+    if (!s->stopping && s->f_count < s->x->depth && !s->draining)
         n = form_batch(s, &tokens);
     bool over = s->stopping && s->f_count == 0 && !s->active && !s->queue && !done;
     pthread_mutex_unlock(&s->lock);
     finalize_list(s, done);
+    bind_admitted(s);
     if (n > 0)
         submit_batch(s, n, tokens);
     else if (s->f_count > 0)
@@ -395,6 +469,7 @@ static void *run(void *arg) {
     rl_sched *s = arg;
     while (step(s))
         ;
+    rl_pcache_destroy(&s->cache); /* drops the cached sessions, on this thread like every executor call */
     return NULL;
 }
 
@@ -419,6 +494,8 @@ rl_sched *rl_sched_new(rl_executor *x, const rl_tokenizer *tok, const rl_sched_o
     s->segs = calloc(x->max_batch, sizeof *s->segs);
     s->flights = calloc(x->depth, sizeof *s->flights);
     bool ok = s->segs && s->flights;
+    if (ok && o->cache_mem > 0 && o->hp)
+        ok = (s->cache = rl_pcache_new(x, o->hp, o->kv_type, o->cache_mem)) != NULL;
     for (uint32_t i = 0; ok && i < x->depth; i++)
         ok = (s->flights[i].sessions = calloc(x->max_batch, sizeof(uint64_t))) != NULL &&
             (s->flights[i].first = calloc(x->max_batch, sizeof(uint32_t))) != NULL;
@@ -451,6 +528,7 @@ void rl_sched_destroy(rl_sched **ps) {
         free(s->flights[i].sessions), free(s->flights[i].first);
     free(s->flights);
     free(s->segs);
+    rl_pcache_destroy(&s->cache); /* when the thread never ran */
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);

@@ -24,13 +24,23 @@
  * session's next segment (rl_xseg.rewind). Drafted ids take at most a
  * quarter of a micro-batch, after one decode token for each session, so
  * speculation never pushes out another session's decode token or starves
- * prefill; a request may opt out (rl_sched_req.no_draft). */
+ * prefill; a request may opt out (rl_sched_req.no_draft).
+ *
+ * With a prompt cache (cache_mem > 0, prompt_cache.h) a session that ends
+ * with STOP or LENGTH keeps its KV in its slot instead; a new request takes
+ * the cached session sharing the longest prefix with its prompt, truncated
+ * to that prefix (the executor's truncate: 0 when a sliding window forces a
+ * clear, and then it starts afresh), and feeds only the rest, at least its
+ * last prompt token so that an id is sampled. Its ids are those it gets
+ * without the cache: a position's keys and values do not depend on how they
+ * were batched, nor on which request computed them. */
 #ifndef RELAIS_SCHEDULER_H
 #define RELAIS_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include "executor.h"
+#include "prompt_cache.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -50,6 +60,9 @@ typedef struct {
      * CANCELLED by shutdown, else NULL. The scheduler never touches ud after. */
     void (*on_done)(void *ud, rl_finish why, const char *err);
     void *ud;
+    /* Optional: once, before any token, the prompt positions taken from the
+     * prompt cache (0 when none). */
+    void (*on_cached)(void *ud, uint32_t n);
 } rl_sched_sink;
 
 typedef struct {
@@ -69,6 +82,9 @@ typedef struct {
     uint32_t prefill_chunk; /* most prompt tokens of one session per micro-batch; 0 = max_batch */
     struct rl_draft *draft; /* borrowed; NULL: no speculation. Called on the scheduler thread only */
     uint32_t draft_max;     /* most ids drafted per session and pass (adaptive below it) */
+    uint64_t cache_mem;     /* KV bytes finished sessions may keep for reuse; 0: no prompt cache */
+    const rl_hparams *hp;   /* the model's shape (copied) and */
+    rl_kv_type kv_type;     /* ... its KV type: what a cached position costs (read when cache_mem) */
 } rl_sched_opts;
 
 typedef struct {
@@ -80,6 +96,7 @@ typedef struct {
     uint64_t generated;     /* ids sampled */
     uint64_t drafted;       /* ids drafted and verified */
     uint64_t accepted;      /* of which accepted */
+    rl_pcache_stats cache;  /* the prompt cache's (zero without one) */
 } rl_sched_stats;
 
 typedef struct rl_sched rl_sched;
