@@ -15,7 +15,7 @@
 # with the round, and the tg ratio is the median of those paired ratios;
 # the ratio of the medians is printed beside it. Every run first waits (up to
 # IDLE_WAIT seconds, default 60) for the CPUs to be at least 90% idle over
-# one second.
+# one second (bench/pair_lib.sh).
 #
 #   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-n DECODE_TOKENS] [-b RELAIS]
 #                      [--modes "mmap no-mmap"] [--llama-reps N] [--raw FILE] MODEL.gguf...
@@ -47,18 +47,8 @@ out=${from:-${raw:-$(mktemp)}}   # one JSON line per run
 [ -z "$raw" ] || [ -n "$from" ] || : > "$raw"
 [ -n "$from$raw" ] || trap 'rm -f "$out"' EXIT
 
-# Waits until the CPUs were at least 90% idle over one second (IDLE_WAIT
-# seconds at most, then goes on regardless).
-wait_idle() {
-  local u n s i w x y z t1 i1
-  for _ in $(seq "${IDLE_WAIT:-60}"); do
-    read -r _ u n s i w x y z _ < /proc/stat; t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
-    sleep 1
-    read -r _ u n s i w x y z _ < /proc/stat
-    [ $(((i + w - i1) * 100 / (u + n + s + i + w + x + y + z - t1 + 1))) -ge 90 ] && return 0
-  done
-  return 0
-}
+. "$(dirname "$0")/pair_lib.sh"   # wait_idle, have_llama
+[ -n "$from" ] || have_llama || unset LLAMA_BENCH
 
 # llama-bench's log goes to stderr, a page per run.
 quiet() { "$@" 2>/dev/null; }
