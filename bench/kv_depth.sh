@@ -14,6 +14,8 @@
 # quantized V cache) right before or after relais (alternating), and the row
 # gives both and their ratio. llama-bench reaches the depth by a real prefill
 # (once per depth and process), which at 32k on 2 threads takes minutes.
+# llama-bench has no f32 cache type (its -ctk takes f16, bf16, q8_0 and a few
+# 4- and 5-bit types), so the f32 rows are relais's alone.
 #
 #   bench/kv_depth.sh [BUILD_DIR] [THREADS]
 #
@@ -69,7 +71,7 @@ for round in $(seq "$rounds"); do
   for t in $types; do
     for d in $depths; do
       n=$((n + 1))
-      if [ "$use_llama" = 0 ]; then
+      if [ "$use_llama" = 0 ] || [ "$t" = f32 ]; then
         rl=$(run_relais "$t" "$d")
         ll='{}'
       elif [ $((n % 2)) = 1 ]; then

@@ -11,6 +11,9 @@
 # type, linear in the cells. Allocating it at 131072 would touch 9.6-36 GiB,
 # more than a shared machine should be asked for; the log line is printed
 # once the cache is allocated, and llama-bench is stopped there.
+# llama-bench has no f32 cache type (its -ctk takes f16, bf16, q8_0 and a few
+# 4- and 5-bit types): llama.cpp's f32 figure is its f16 one doubled (the
+# same cells and layers at 4 bytes an element instead of 2), marked so.
 #
 #   bench/kv_size.sh [BUILD_DIR]
 #
@@ -64,9 +67,13 @@ else
   echo "|---|---|---|---|"
 fi
 for t in $types; do
-  ins=$("$build/relais" inspect --ctx "$ctx" --kv-type "$t" "$model" | grep '^KV cache')
+  ins=$("$build/relais" inspect --ctx "$ctx" --kv-type "$t" "$model" 2>/dev/null | grep '^KV cache')
   ll=""
-  [ "$use_llama" = 0 ] || ll=$(llama_kv "$t")
+  if [ "$use_llama" = 1 ] && [ "$t" = f32 ]; then
+    ll=$(llama_kv f16 | sed 's/$/ (f16, doubled)/')
+  elif [ "$use_llama" = 1 ]; then
+    ll=$(llama_kv "$t")
+  fi
   if [ "$use_llama" = 1 ] && [ -z "$ll" ]; then ll=none; fi
   python3 - "$ins" "$ll" "$t" "$ctx" "$cells" <<'EOF'
 import re, sys
@@ -81,7 +88,7 @@ if ll == "none":
 elif ll:
     lm = re.search(r'size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers', ll)
     lmib, lcells, llayers = float(lm.group(1)), int(lm.group(2)), int(lm.group(3))
-    lper = lmib * 2**20 / lcells
+    lper = lmib * 2**20 / lcells * (2 if ll.endswith("(f16, doubled)") else 1)
     short = re.sub(r'^.*?size =\s*', '', ll).strip()
     line += f" {short} | {lper:.0f} | {lper * ctx / 2**20:.1f} | {mib / (lper * ctx / 2**20):.2f} |"
 print(line)
