@@ -15,7 +15,9 @@
 # gives both and their ratio. llama-bench reaches the depth by a real prefill
 # (once per depth and process), which at 32k on 2 threads takes minutes.
 # llama-bench has no f32 cache type (its -ctk takes f16, bf16, q8_0 and a few
-# 4- and 5-bit types), so the f32 rows are relais's alone.
+# 4- and 5-bit types), so the f32 rows are relais's alone; LLAMA_TYPES
+# (default: TYPES but f32) limits llama.cpp to fewer types, since on a busy
+# machine (load 11-20) its prefill to 4096 positions took about 10 minutes.
 #
 #   bench/kv_depth.sh [BUILD_DIR] [THREADS]
 #
@@ -37,6 +39,7 @@ types=${TYPES:-"f32 f16 q8_0"}
 gen=${GEN:-16}
 reps=${REPS:-3}
 rounds=${ROUNDS:-1}
+llama_types=${LLAMA_TYPES:-$(echo "$types" | tr ' ' '\n' | grep -vx f32 | tr '\n' ' ')}
 use_llama=0
 have_llama && use_llama=1
 
@@ -71,7 +74,7 @@ for round in $(seq "$rounds"); do
   for t in $types; do
     for d in $depths; do
       n=$((n + 1))
-      if [ "$use_llama" = 0 ] || [ "$t" = f32 ]; then
+      if [ "$use_llama" = 0 ] || ! echo " $llama_types " | grep -q " $t "; then
         rl=$(run_relais "$t" "$d")
         ll='{}'
       elif [ $((n % 2)) = 1 ]; then
