@@ -4,7 +4,8 @@
 # bandwidth against a streaming-read probe, and peak RSS against the memory
 # target (file + KV + 100 MiB), from `relais bench --json`. With LLAMA_BENCH
 # set to a llama-bench binary, the same files are also run through llama.cpp
-# (-mmp 1 for mmap, -mmp 0 for no-mmap) and the ratios printed against the
+# (-mmp 1 for mmap, -mmp 0 for no-mmap; `-lm mmap` and `-lm none` in the
+# llama-bench versions that replaced -mmp by --load-mode) and the ratios printed against the
 # targets (tg >= 1.1x, pp >= 1.0x; a ratio short of its target is marked
 # "short"), with llama.cpp's decode bandwidth: its tg times the bytes relais
 # reads per token, which are the same weights.
@@ -15,7 +16,7 @@
 # with the round, and the tg ratio is the median of those paired ratios;
 # the ratio of the medians is printed beside it. Every run first waits (up to
 # IDLE_WAIT seconds, default 60) for the CPUs to be at least 90% idle over
-# one second.
+# one second (bench/pair_lib.sh).
 #
 #   bench/run_bench.sh [-t THREADS] [-r ROUNDS] [-n DECODE_TOKENS] [-b RELAIS]
 #                      [--modes "mmap no-mmap"] [--llama-reps N] [--raw FILE] MODEL.gguf...
@@ -47,17 +48,13 @@ out=${from:-${raw:-$(mktemp)}}   # one JSON line per run
 [ -z "$raw" ] || [ -n "$from" ] || : > "$raw"
 [ -n "$from$raw" ] || trap 'rm -f "$out"' EXIT
 
-# Waits until the CPUs were at least 90% idle over one second (IDLE_WAIT
-# seconds at most, then goes on regardless).
-wait_idle() {
-  local u n s i w x y z t1 i1
-  for _ in $(seq "${IDLE_WAIT:-60}"); do
-    read -r _ u n s i w x y z _ < /proc/stat; t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
-    sleep 1
-    read -r _ u n s i w x y z _ < /proc/stat
-    [ $(((i + w - i1) * 100 / (u + n + s + i + w + x + y + z - t1 + 1))) -ge 90 ] && return 0
-  done
-  return 0
+. "$(dirname "$0")/pair_lib.sh"   # wait_idle, have_llama
+[ -n "$from" ] || have_llama || unset LLAMA_BENCH
+# llama-bench's load-mode flags: -mmp 1|0 until --load-mode replaced it.
+llama_load_flag() {
+  if "$LLAMA_BENCH" --help 2>&1 | grep -q -- '--load-mode'; then
+    if [ "$1" = mmap ]; then echo "-lm mmap"; else echo "-lm none"; fi
+  elif [ "$1" = mmap ]; then echo "-mmp 1"; else echo "-mmp 0"; fi
 }
 
 # llama-bench's log goes to stderr, a page per run.
@@ -76,10 +73,11 @@ record() {
 for round in $(seq "$rounds"); do
   for m in "$@"; do
     for mode in $modes; do
-      load=(); mmp=1
-      [ "$mode" = no-mmap ] && load=(--no-mmap) mmp=0
+      load=(); lload=()
+      [ "$mode" = no-mmap ] && load=(--no-mmap)
+      [ -z "${LLAMA_BENCH:-}" ] || read -r -a lload <<< "$(llama_load_flag "$mode")"
       short_relais=(record relais "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 64 -n "$n_gen" -r 3 --probe --json "${load[@]}")
-      short_llama=(record llama "$m" "$mode" quiet "${LLAMA_BENCH:-}" -m "$m" -t "$threads" -p 64 -n "$n_gen" -r "$llama_reps" -mmp "$mmp" -o json)
+      short_llama=(record llama "$m" "$mode" quiet "${LLAMA_BENCH:-}" -m "$m" -t "$threads" -p 64 -n "$n_gen" -r "$llama_reps" "${lload[@]}" -o json)
       # Decode and pp64 of the two programs back to back, so that a pair
       # sees the same host; which goes first alternates with the round.
       if [ -z "${LLAMA_BENCH:-}" ]; then
@@ -91,7 +89,7 @@ for round in $(seq "$rounds"); do
       fi
       record relais512 "$m" "$mode" "$relais" bench -m "$m" -t "$threads" -p 512 -n 0 -r 1 --json "${load[@]}"
       if [ -n "${LLAMA_BENCH:-}" ]; then
-        record llama "$m" "$mode" quiet "$LLAMA_BENCH" -m "$m" -t "$threads" -p 512 -n 0 -r "$llama_reps" -mmp "$mmp" -o json
+        record llama "$m" "$mode" quiet "$LLAMA_BENCH" -m "$m" -t "$threads" -p 512 -n 0 -r "$llama_reps" "${lload[@]}" -o json
       fi
     done
   done
