@@ -83,8 +83,9 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 /* Fields of an Assign that make sense on their own (ranges, sizes, keys,
  * endpoint); what depends on the model file is the node's to check. */
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
-/* Sampling parameters: finite, in range, a non-negative history. */
-Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
+/* Sampling parameters: finite, in range, a non-negative history, an
+ * allowed-ids mask of ceil(n_vocab/8) bytes or none. */
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen);
 
 /* ---- activations ---- */
 

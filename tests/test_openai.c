@@ -1,7 +1,7 @@
 /* Tests of the OpenAI layer apart from HTTP: the prompt built from a chat
  * request equals golden/chat/v3-tekken.json token for token (through the
  * same request reader the server uses), every bad field gets a 400 naming
- * it, the model name (404 for another), response_format (only text),
+ * it, the model name (404 for another), response_format (text, json_object),
  * tool_choice, the context check, tool-call parsing, and the output
  * text's stop strings (their limits, and matching in time proportional to
  * the output), tool-call switch and whole characters. */
@@ -124,9 +124,6 @@ static void test_bad_fields(void **state) {
          "top_logprobs", "between 0 and 20"},
         {false, "{\"prompt\": \"x\", \"logprobs\": 2}", "logprobs", "/v1/chat/completions has it"},
         {true,
-         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
-         "response_format", "'json_object' is not supported"},
-        {true,
          "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
          "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}",
          "response_format", "'json_schema' is not supported"},
@@ -190,7 +187,8 @@ static void test_options_and_context(void **state) {
 }
 
 /* The model field: the served name or none is fine, another name gets
- * OpenAI's 404; response_format text is what relais writes anyway. */
+ * OpenAI's 404; response_format text is what relais writes anyway, and
+ * json_object is taken. */
 static void test_model_and_format(void **state) {
     fixture *x = *state;
     rl_oai_req r;
@@ -204,8 +202,17 @@ static void test_model_and_format(void **state) {
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         if (parse(x, false, ok[i], &r, &e))
             fail_msg("%s: %d %s", ok[i], e.status, e.message);
+        assert_false(r.json_object);
         rl_oai_req_free(&r);
     }
+    /* json_object: the scheduler constrains the output to the JSON grammar */
+    assert_int_equal(parse(x, true,
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                           "\"response_format\": {\"type\": \"json_object\"}}",
+                           &r, &e),
+                     0);
+    assert_true(r.json_object);
+    rl_oai_req_free(&r);
     assert_int_equal(
         parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", &r, &e),
         -1);

@@ -247,6 +247,7 @@ static int parse_args(int argc, char **argv, serve_args *a) {
 typedef struct {
     rl_xengine e;
     rl_sched *sched;
+    rl_jg_vocab *json; /* the tokens' bytes for JSON output, made once */
 } engine;
 
 static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
@@ -262,6 +263,11 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
         return -1;
     app->model =
         (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx, app->model_id};
+    if (!(en->json = rl_oai_json_vocab_new(en->e.tok))) {
+        snprintf(err, errlen, "out of memory for the vocabulary's bytes");
+        return -1;
+    }
+    app->json = en->json;
     app->sched = en->sched;
     app->x = en->e.x;
     app->hp = *hp;
@@ -279,6 +285,7 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
 
 static void unload(engine *en) {
     rl_sched_destroy(&en->sched);
+    rl_jg_vocab_destroy(&en->json);
     rl_xengine_close(&en->e);
 }
 

@@ -50,6 +50,8 @@ typedef struct {
     uint32_t n_top;                    /* top logits to report with the sample (<= RL_MAX_TOP) */
     const int32_t *history;            /* ids for the penalties (when sample) */
     uint32_t n_history;
+    const uint8_t *mask; /* the ids the sample may take (rl_sampler_mask; ceil(n_vocab/8) bytes,
+                            borrowed until submit returns); NULL: any */
 } rl_xseg;
 
 #define RL_XERR_LEN 256

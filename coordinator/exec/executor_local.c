@@ -165,6 +165,7 @@ static int sample(local_exec *l, const rl_xseg *segs, uint32_t n, char *err, siz
         l->top[i].n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
         l->top[i].n = l->top[i].n < hp->n_vocab ? l->top[i].n : hp->n_vocab;
         rl_top *t = &l->top[i];
+        rl_sampler_mask(logits, hp->n_vocab, g->mask);
         l->ids[i] = rl_sampler_sample_top(l->owner[i]->sampler, logits, g->history, g->n_history, t->n, t->ids, t->vals,
                                           &t->lse, &t->chosen);
     }

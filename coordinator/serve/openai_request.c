@@ -80,10 +80,11 @@ static uint64_t random_seed(void) {
     return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
 }
 
-/* response_format: plain text is what relais writes; JSON output would need
- * sampling constrained to a JSON grammar, which relais does not have, and a
- * client asking for it must not get unchecked text instead. */
-static int response_format(const json_t *body, rl_oai_err *e) {
+/* response_format: text, or json_object (sampling constrained to a JSON
+ * grammar: the scheduler masks each sample). A JSON schema is not enforced,
+ * so json_schema is refused: a client asking for it must not get unchecked
+ * output instead. */
+static int response_format(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     const json_t *rf = json_object_get(body, "response_format");
     if (!rf || json_is_null(rf))
         return 0;
@@ -93,17 +94,20 @@ static int response_format(const json_t *body, rl_oai_err *e) {
     const char *t = json_string_value(type);
     if (!strcmp(t, "text"))
         return 0;
-    if (!strcmp(t, "json_object") || !strcmp(t, "json_schema"))
+    if (!strcmp(t, "json_object")) {
+        r->json_object = true;
+        return 0;
+    }
+    if (!strcmp(t, "json_schema"))
         return bad(e, "response_format",
-                   "'response_format' of type '%s' is not supported: relais does not "
-                   "constrain its output to JSON; ask for JSON in the prompt and check the reply",
-                   t);
+                   "'response_format' of type 'json_schema' is not supported: relais constrains its output to "
+                   "a JSON object ('json_object') but does not enforce a schema");
     return bad(e, "response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
 }
 
 /* Fields OpenAI has that relais does not do: refused rather than ignored,
  * so a client never silently gets something else than it asked for. */
-static int unsupported(const json_t *body, rl_oai_err *e) {
+static int unsupported(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     const json_t *n = json_object_get(body, "n");
     const json_t *bias = json_object_get(body, "logit_bias"), *best = json_object_get(body, "best_of");
     if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1))
@@ -112,7 +116,7 @@ static int unsupported(const json_t *body, rl_oai_err *e) {
         return bad(e, "best_of", "'best_of' must be 1");
     if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
         return bad(e, "logit_bias", "'logit_bias' is not supported");
-    return response_format(body, e);
+    return response_format(body, r, e);
 }
 
 /* logprobs (a boolean) and top_logprobs (0 to 20, only with logprobs) of
@@ -200,7 +204,7 @@ static int read_options(const rl_oai_model *m, const json_t *body, rl_oai_req *r
         e->code = "model_not_found";
         return -1;
     }
-    if (unsupported(body, e) || bool_field(body, "stream", &r->stream, e) ||
+    if (unsupported(body, r, e) || bool_field(body, "stream", &r->stream, e) ||
         int_field(body, "max_completion_tokens", 1, INT32_MAX, &mct, &has_mct, e) ||
         int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
         read_stop(body, r, e) || read_logprobs(body, r, e))
@@ -376,4 +380,17 @@ void rl_oai_req_free(rl_oai_req *r) {
         free(r->stop[i]);
     free(r->prompt);
     memset(r, 0, sizeof *r);
+}
+
+rl_jg_vocab *rl_oai_json_vocab_new(const rl_tokenizer *tok) {
+    const uint32_t n = rl_tok_n_vocab(tok);
+    rl_jg_vocab *v = rl_jg_vocab_new(n);
+    char buf[256];
+    for (uint32_t i = 0; v && i < n; i++) {
+        int len = rl_tok_piece(tok, (int32_t)i, false, buf, sizeof buf);
+        len = len < 0 ? 0 : len > (int)sizeof buf ? 0 : len; /* a piece too long to hold is never allowed */
+        if (rl_jg_vocab_set(v, i, (const uint8_t *)buf, (size_t)len, rl_tok_is_eog(tok, (int32_t)i)))
+            rl_jg_vocab_destroy(&v);
+    }
+    return v;
 }

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "executor.h"
+#include "json_grammar.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -50,6 +51,11 @@ typedef struct {
     rl_sampler_params sampling;
     uint32_t n_top; /* top logits reported with each id (<= RL_MAX_TOP; 0: none) */
     rl_sched_sink sink;
+    /* The output is one JSON object (response_format json_object): each
+     * sample is masked to the grammar (json_grammar.h) and the request ends
+     * (STOP) when the object is complete. The vocabulary's bytes, borrowed
+     * (it outlives the scheduler); NULL: unconstrained. */
+    const rl_jg_vocab *json;
 } rl_sched_req;
 
 typedef struct {

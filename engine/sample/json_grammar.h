@@ -1,0 +1,64 @@
+/* A JSON grammar over bytes, for constrained sampling (`response_format`
+ * json_object): a small state machine that says whether the bytes emitted
+ * so far can still become one JSON object, and, over a whole vocabulary,
+ * which tokens can extend them (a bitset mask applied before sampling).
+ *
+ * The value is always an object at the top level (RFC 8259 syntax, strings
+ * valid UTF-8, nesting up to RL_JG_MAX_DEPTH, at most RL_JG_MAX_WS
+ * whitespace bytes in a row outside strings so that a model cannot stall
+ * on blanks). When few tokens are left, the mask only allows tokens after
+ * which the rest of the budget can still close what is open (a byte per
+ * token at worst), so the output is complete JSON whenever the budget can
+ * hold the shortest close. End-of-generation tokens are allowed
+ * only once the object is complete, and then only they are. */
+#ifndef RELAIS_JSON_GRAMMAR_H
+#define RELAIS_JSON_GRAMMAR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_JG_MAX_DEPTH 32
+#define RL_JG_MAX_WS 16
+#define RL_JG_MAX_CLOSE 256 /* longest close sequence (depth x a few bytes) */
+
+/* The parse state: plain data, copied freely. */
+typedef struct {
+    uint64_t stack;     /* bit i: level i is an object (1) or an array (0) */
+    uint8_t depth;      /* open containers */
+    uint8_t st;         /* lexical state (json_grammar.c) */
+    uint8_t aux;        /* literal / hex digit / UTF-8 continuation progress */
+    uint8_t lit;        /* which literal (true, false, null) */
+    uint8_t ws;         /* whitespace bytes in a row */
+    uint8_t key;        /* the open string is an object key */
+    uint8_t u8lo, u8hi; /* range of the next UTF-8 continuation byte */
+} rl_jg;
+
+void rl_jg_init(rl_jg *g);
+/* Feeds n bytes; false when they cannot be part of a JSON object (then *g
+ * is left somewhere in between: feed a copy to test). */
+bool rl_jg_feed(rl_jg *g, const uint8_t *b, size_t n);
+/* The object is complete. */
+bool rl_jg_done(const rl_jg *g);
+/* The shortest bytes that complete the value from g into buf (cap >=
+ * RL_JG_MAX_CLOSE); returns their count (0 when done). */
+size_t rl_jg_close(const rl_jg *g, uint8_t *buf, size_t cap);
+
+/* Each token's bytes, computed once per vocabulary. */
+typedef struct rl_jg_vocab rl_jg_vocab;
+rl_jg_vocab *rl_jg_vocab_new(uint32_t n_vocab); /* NULL out of memory */
+void rl_jg_vocab_destroy(rl_jg_vocab **v);      /* NULLs *v */
+/* Token id decodes to bytes b (n; ids in increasing order; a token with none is never allowed but
+ * when it ends generation: eog). 0, or -1 (bad id, out of memory). */
+int rl_jg_vocab_set(rl_jg_vocab *v, uint32_t id, const uint8_t *b, size_t n, bool eog);
+uint32_t rl_jg_vocab_size(const rl_jg_vocab *v);
+/* Feeds token id's bytes to g; false when it cannot extend it. */
+bool rl_jg_feed_token(rl_jg *g, const rl_jg_vocab *v, int32_t id);
+
+/* The tokens that may follow g, as bits (id i: mask[i/8] >> (i%8) & 1) in
+ * mask (ceil(n_vocab/8) bytes); `left`: tokens the budget still allows,
+ * this one included. Returns how many are allowed (never 0 when the
+ * vocabulary holds an end-of-generation token). */
+uint32_t rl_jg_mask(const rl_jg *g, const rl_jg_vocab *v, uint32_t left, uint8_t *mask);
+
+#endif
