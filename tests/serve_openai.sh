@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the official `openai` npm package into a temporary folder and
 # drives a real `relais serve` with it (tests/serve_openai.mjs): chat,
-# streaming, logprobs and response_format json_object (each equal on one
+# streaming, logprobs and response_format json_object/json_schema (each equal on one
 # machine and on two nodes) and a full
 # tool-call round trip; once on one machine, once with
 # each model split over two relais-node processes. A failed install fails
@@ -73,7 +73,7 @@ fi
 # JSON output is masked on the last node on a cluster, here in one process:
 # the same texts, greedy and seeded.
 if cmp -s "$TMP/json-local.json" "$TMP/json-2-nodes.json" && [ -s "$TMP/json-local.json" ]; then
-    ok "response_format json_object on two nodes equals one process"
+    ok "response_format json_object and json_schema on two nodes equal one process"
 else
     bad "json_object on two nodes differs: $(head -c 300 "$TMP/json-local.json") vs $(head -c 300 "$TMP/json-2-nodes.json")"
 fi

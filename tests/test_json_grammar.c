@@ -2,8 +2,9 @@
  * (engine/sample/json_grammar.c): every prefix of valid objects is
  * accepted and only the whole is complete; invalid ones (numbers, escapes,
  * UTF-8, nesting, structure) are refused at the byte that breaks them; the
- * close sequence completes any prefix; the mask over a small vocabulary and
- * over the 131k Tekken one (random walks that always end as JSON jansson
+ * close sequence completes any prefix; a schema's subset (types, enums,
+ * nested objects and arrays; each prefix closes into a value that follows
+ * it); the mask over a small vocabulary and over the 131k Tekken one (random walks that always end as JSON jansson
  * parses, within the token budget), with the mask's time per step. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,6 +115,13 @@ static void test_limits(void **state) {
     for (int i = 0; i < RL_JG_MAX_WS; i++)
         assert_true(feed_str(&g, " "));
     assert_false(feed_str(&g, " "));
+    /* numbers a double holds: 15 integer digits, a two-digit exponent */
+    rl_jg_init(&g);
+    assert_true(feed_str(&g, "{\"a\":-123456789012345.123456789e-12,\"b\":"));
+    rl_jg t = g;
+    assert_false(feed_str(&t, "1234567890123456"));
+    t = g;
+    assert_false(feed_str(&t, "1e123"));
     rl_jg_init(&g);
     assert_true(feed_str(&g, "{\"a\":\""));
     for (int i = 0; i < 100; i++) /* blanks inside strings are text */
@@ -142,6 +150,102 @@ static void test_close(void **state) {
     size_t n = rl_jg_close(&g, buf, sizeof buf);
     assert_int_equal(n, 7);
     assert_memory_equal(buf, "000\"}]}", 7);
+}
+
+/* {"name": string, "age": integer, "score": number, "ok": boolean,
+ * "tags": [string], "color": "red"|"green"|7, "pos": {"x": number}, "e": {}} */
+static rl_js *test_schema(void) {
+    rl_js *s = rl_js_new();
+    assert_non_null(s);
+    const char *const boolean[] = {"true", "false"}, *const colors[] = {"\"red\"", "\"green\"", "7"};
+    const char *const xk[] = {"\"x\""};
+    int x = rl_js_scalar(s, RL_JS_NUMBER);
+    int pos = rl_js_object(s, xk, &x, 1);
+    const int props[] = {rl_js_scalar(s, RL_JS_STRING),
+                         rl_js_scalar(s, RL_JS_INTEGER),
+                         x,
+                         rl_js_enum(s, boolean, 2),
+                         rl_js_array(s, rl_js_scalar(s, RL_JS_STRING)),
+                         rl_js_enum(s, colors, 3),
+                         pos,
+                         rl_js_object(s, NULL, NULL, 0)};
+    const char *const keys[] = {"\"name\"", "\"age\"",   "\"score\"", "\"ok\"",
+                                "\"tags\"", "\"color\"", "\"pos\"",   "\"e\""};
+    for (int i = 0; i < 8; i++)
+        assert_true(props[i] >= 0);
+    assert_int_equal(rl_js_set_root(s, props[0]), -1); /* the top level is an object */
+    assert_int_equal(rl_js_set_root(s, rl_js_object(s, keys, props, 8)), 0);
+    return s;
+}
+
+/* A parsed value that follows test_schema. */
+static void check_schema_value(const json_t *j, const char *text) {
+    const json_t *color = json_object_get(j, "color"), *tags = json_object_get(j, "tags");
+    const bool ok = json_is_object(j) && json_object_size(j) == 8 && json_is_string(json_object_get(j, "name")) &&
+        json_is_integer(json_object_get(j, "age")) && json_is_number(json_object_get(j, "score")) &&
+        json_is_boolean(json_object_get(j, "ok")) && json_is_array(tags) &&
+        (json_is_integer(color) ? json_integer_value(color) == 7
+                                : json_is_string(color) &&
+                 (!strcmp(json_string_value(color), "red") || !strcmp(json_string_value(color), "green"))) &&
+        json_is_number(json_object_get(json_object_get(j, "pos"), "x")) &&
+        json_object_size(json_object_get(j, "e")) == 0 && json_is_object(json_object_get(j, "e"));
+    for (size_t i = 0; ok && i < json_array_size(tags); i++)
+        assert_true(json_is_string(json_array_get(tags, i)));
+    if (!ok)
+        fail_msg("does not follow the schema: %s", text);
+}
+
+static void test_schema_grammar(void **state) {
+    (void)state;
+    rl_js *s = test_schema();
+    const char *good[] = {
+        "{\"name\":\"Al\\\"x \xc3\xa9\",\"age\":-12,\"score\":1.5e3,\"ok\":true,\"tags\":[\"a\",\"b\"],"
+        "\"color\":\"green\",\"pos\":{\"x\":0},\"e\":{}}",
+        "{\"name\":\"\",\"age\":0,\"score\":-0.5,\"ok\":false,\"tags\":[],\"color\":7,\"pos\":{\"x\":10},\"e\":{}}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        rl_jg g;
+        rl_jg_init_schema(&g, s);
+        for (size_t k = 0; good[i][k]; k++) {
+            assert_false(rl_jg_done(&g));
+            /* every prefix closes into a value of the schema */
+            rl_jg t = g;
+            uint8_t buf[RL_JG_MAX_CLOSE];
+            char doc[2048];
+            size_t n = rl_jg_close(&t, buf, sizeof buf);
+            assert_true(n > 0 && rl_jg_feed(&t, buf, n) && rl_jg_done(&t));
+            memcpy(doc, good[i], k), memcpy(doc + k, buf, n);
+            json_error_t je;
+            json_t *j = json_loadb(doc, k + n, 0, &je);
+            if (!j)
+                fail_msg("closed prefix is not JSON (%s): %.*s", je.text, (int)(k + n), doc);
+            check_schema_value(j, good[i]);
+            json_decref(j);
+            if (!rl_jg_feed(&g, (const uint8_t *)good[i] + k, 1))
+                fail_msg("'%s' refused at byte %zu", good[i], k);
+        }
+        assert_true(rl_jg_done(&g));
+    }
+    const char *bad[] = {
+        "{\"age\":1",
+        "{ \"name\"",
+        "{\"name\":1",
+        "{\"name\":\"\",\"age\":1.5",
+        "{\"name\":\"\",\"age\":1e3",
+        "{\"name\":\"\",\"age\":1,\"score\":1,\"ok\":yes",
+        "{\"name\":\"\",\"age\":1,\"score\":1,\"ok\":true,\"tags\":[1]",
+        "{\"name\":\"\",\"age\":1,\"score\":1,\"ok\":true,\"tags\":[],\"color\":\"blue\"",
+        "{\"name\":\"\",\"age\":1,\"score\":1,\"ok\":true,\"tags\":[],\"color\":77",
+        "{\"name\":\"\",\"age\":01",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rl_jg g;
+        rl_jg_init_schema(&g, s);
+        if (feed_str(&g, bad[i]))
+            fail_msg("'%s' accepted", bad[i]);
+    }
+    rl_js_destroy(&s);
+    assert_null(s);
 }
 
 static bool allowed(const uint8_t *mask, uint32_t id) { return (mask[id / 8] >> (id % 8)) & 1u; }
@@ -197,19 +301,24 @@ static void test_mask_tekken(void **state) {
     assert_non_null(mask);
     rl_rng r;
     rl_rng_seed(&r, 42);
-    double t_mask = 0;
-    uint32_t steps = 0;
-    for (int walk = 0; walk < 8; walk++) {
-        const uint32_t budget = 12 + 8 * (uint32_t)walk;
+    double t_mask[2] = {0, 0};
+    uint32_t steps[2] = {0, 0};
+    rl_js *schema = test_schema();
+    for (int walk = 0; walk < 16; walk++) {
+        const bool under = walk >= 8; /* the second half under test_schema */
+        const uint32_t budget = under ? 90 + 10 * (uint32_t)(walk - 8) : 12 + 8 * (uint32_t)walk;
         rl_jg g;
-        rl_jg_init(&g);
+        if (under)
+            rl_jg_init_schema(&g, schema);
+        else
+            rl_jg_init(&g);
         char out[8192];
         size_t n_out = 0;
         bool ended = false;
         for (uint32_t left = budget; left > 0 && !ended; left--) {
             const double m0 = rl_now_s();
             const uint32_t k = rl_jg_mask(&g, v, left, mask);
-            t_mask += rl_now_s() - m0, steps++;
+            t_mask[under] += rl_now_s() - m0, steps[under]++;
             assert_true(k > 0);
             uint32_t pick = (uint32_t)(rl_rng_uniform(&r) * k), id = 0;
             for (;; id++)
@@ -231,10 +340,14 @@ static void test_mask_tekken(void **state) {
         json_t *j = json_loadb(out, n_out, 0, &je);
         if (!j || !json_is_object(j))
             fail_msg("walk %d: not an object (%s): %.*s", walk, je.text, (int)n_out, out);
+        if (under)
+            check_schema_value(j, out);
         json_decref(j);
     }
-    print_message("tekken (%u ids): token bytes in %.1f ms, mask %.2f ms per step (%u steps)\n", nv, t_vocab * 1e3,
-                  t_mask * 1e3 / steps, steps);
+    rl_js_destroy(&schema);
+    print_message("tekken (%u ids): token bytes in %.1f ms; mask per step %.2f ms any object (%u steps), "
+                  "%.2f ms under the schema (%u steps)\n",
+                  nv, t_vocab * 1e3, t_mask[0] * 1e3 / steps[0], steps[0], t_mask[1] * 1e3 / steps[1], steps[1]);
     free(mask);
     rl_jg_vocab_destroy(&v);
     rl_tok_destroy(&t);
@@ -243,7 +356,8 @@ static void test_mask_tekken(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_prefixes), cmocka_unit_test(test_invalid),    cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_close),          cmocka_unit_test(test_mask_small), cmocka_unit_test(test_mask_tekken),
+        cmocka_unit_test(test_close),          cmocka_unit_test(test_mask_small), cmocka_unit_test(test_schema_grammar),
+        cmocka_unit_test(test_mask_tekken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

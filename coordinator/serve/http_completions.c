@@ -447,7 +447,8 @@ static int submit(gen *g, rl_oai_err *e) {
                        .sampling = q->sampling,
                        .n_top = q->logprobs ? (q->top_logprobs > 1 ? q->top_logprobs : 1) : 0,
                        .sink = {on_token, on_done, g},
-                       .json = q->json_object ? g->app->json : NULL};
+                       .json = q->json_object || q->schema ? g->app->json : NULL,
+                       .schema = q->schema};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);

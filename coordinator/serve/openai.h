@@ -45,6 +45,7 @@ typedef struct {
     int64_t max_tokens; /* -1: as many as the context leaves */
     rl_sampler_params sampling;
     bool json_object;      /* response_format json_object: the output is one JSON object */
+    rl_js *schema;         /* response_format json_schema: ... that follows it (owned; NULL: none) */
     bool logprobs;         /* chat: each generated token's log-probability */
     uint32_t top_logprobs; /* ... and this many of the most likely tokens at its place */
     char *stop[RL_OAI_MAX_STOP];

@@ -423,7 +423,10 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->n_top = r->n_top < RL_MAX_TOP ? r->n_top : RL_MAX_TOP;
     q->sink = r->sink;
     q->json = r->json;
-    rl_jg_init(&q->jg);
+    if (r->schema)
+        rl_jg_init_schema(&q->jg, r->schema);
+    else
+        rl_jg_init(&q->jg);
     if (q->json && !(q->mask = malloc((rl_jg_vocab_size(q->json) + 7) / 8))) {
         sess_free(q);
         return RL_SCHED_EFULL;

@@ -56,6 +56,7 @@ typedef struct {
      * (STOP) when the object is complete. The vocabulary's bytes, borrowed
      * (it outlives the scheduler); NULL: unconstrained. */
     const rl_jg_vocab *json;
+    const rl_js *schema; /* with json: the object follows this schema (borrowed until on_done); NULL: any */
 } rl_sched_req;
 
 typedef struct {

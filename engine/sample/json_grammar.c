@@ -8,6 +8,7 @@
  * follows a value. */
 #include "json_grammar.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,11 +36,14 @@ enum {
     S_DONE
 };
 
+/* Numbers stay within what a double holds, so that every client reads
+ * them: at most 15 integer digits and a two-digit exponent. */
+#define MAX_INT_DIGITS 15
+#define MAX_EXP_DIGITS 2
+
 static const char *const lits[3] = {"true", "false", "null"};
 
 void rl_jg_init(rl_jg *g) { memset(g, 0, sizeof *g); }
-
-bool rl_jg_done(const rl_jg *g) { return g->st == S_DONE; }
 
 static bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
@@ -87,7 +91,7 @@ static bool value_start(rl_jg *g, uint8_t c) {
     default:
         if (!is_digit(c))
             return false;
-        g->st = c == '0' ? S_ZERO : S_INT;
+        g->st = c == '0' ? S_ZERO : S_INT, g->aux = 1;
         return true;
     }
 }
@@ -145,7 +149,7 @@ static bool escape(rl_jg *g, uint8_t c) {
 static bool number(rl_jg *g, uint8_t c, bool *again) {
     switch (g->st) {
     case S_NEG:
-        g->st = c == '0' ? S_ZERO : S_INT;
+        g->st = c == '0' ? S_ZERO : S_INT, g->aux = 1;
         return is_digit(c);
     case S_DOT:
         g->st = S_FRAC;
@@ -155,16 +159,16 @@ static bool number(rl_jg *g, uint8_t c, bool *again) {
             g->st = S_EXPSIGN;
             return true;
         }
-        g->st = S_EXPD;
+        g->st = S_EXPD, g->aux = 1;
         return is_digit(c);
     case S_EXPSIGN:
-        g->st = S_EXPD;
+        g->st = S_EXPD, g->aux = 1;
         return is_digit(c);
     default:
         break;
     }
-    if (is_digit(c) && g->st != S_ZERO)
-        return true;
+    if (is_digit(c) && g->st != S_ZERO) /* a double's range: see MAX_INT_DIGITS */
+        return g->st == S_FRAC || ++g->aux <= (g->st == S_INT ? MAX_INT_DIGITS : MAX_EXP_DIGITS);
     if (c == '.' && (g->st == S_ZERO || g->st == S_INT)) {
         g->st = S_DOT;
         return true;
@@ -216,7 +220,7 @@ static bool structural(rl_jg *g, uint8_t c) {
     }
 }
 
-static bool step(rl_jg *g, uint8_t c) {
+static bool lex_step(rl_jg *g, uint8_t c) {
     bool again = false;
     switch (g->st) {
     case S_STR:
@@ -258,6 +262,367 @@ static bool step(rl_jg *g, uint8_t c) {
     }
 }
 
+/* ---- a JSON schema's subset: the same lexer for strings and numbers, the
+ * structure from the schema ----
+ *
+ * The output follows the schema exactly, without blanks: an object lists
+ * every property in the schema's order (so required ones are all there),
+ * an array holds items of its one item schema, an enum or boolean is one of
+ * its JSON texts. Containers are frames on a small stack; a scalar runs the
+ * lexer above with no container open, so the lexer's S_DONE ends it. */
+
+typedef struct {
+    uint8_t kind;
+    uint16_t items; /* array: the item node */
+    uint16_t n;     /* object: properties; enum: values */
+    uint16_t *props;
+    char **lits; /* object: `{"k0":`, `,"k1":`...; enum: each value's JSON text */
+} js_node;
+
+struct rl_js {
+    js_node *nodes;
+    uint16_t n, cap;
+    int root;
+};
+
+enum { K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_ENUM };
+enum { M_START, M_LIT, M_VALUE, M_SCALAR, M_ENUM, M_ARR_FIRST, M_ARR_AFTER, M_DONE };
+
+rl_js *rl_js_new(void) {
+    rl_js *s = calloc(1, sizeof *s);
+    if (s)
+        s->root = -1;
+    return s;
+}
+
+void rl_js_destroy(rl_js **s) {
+    if (!s || !*s)
+        return;
+    for (uint16_t i = 0; i < (*s)->n; i++) {
+        js_node *nd = &(*s)->nodes[i];
+        for (uint16_t k = 0; nd->lits && k < nd->n; k++)
+            free(nd->lits[k]);
+        free(nd->lits);
+        free(nd->props);
+    }
+    free((*s)->nodes);
+    free(*s);
+    *s = NULL;
+}
+
+static int add_node(rl_js *s, js_node nd) {
+    if (s->n == UINT16_MAX)
+        return -1;
+    if (s->n == s->cap) {
+        uint16_t cap = s->cap ? (s->cap > UINT16_MAX / 2 ? UINT16_MAX : s->cap * 2) : 16;
+        js_node *p = realloc(s->nodes, cap * sizeof *p);
+        if (!p)
+            return -1;
+        s->nodes = p, s->cap = cap;
+    }
+    s->nodes[s->n] = nd;
+    return s->n++;
+}
+
+int rl_js_scalar(rl_js *s, rl_js_type t) {
+    return add_node(s, (js_node){.kind = t == RL_JS_STRING ? K_STRING : t == RL_JS_NUMBER ? K_NUMBER : K_INTEGER});
+}
+
+int rl_js_array(rl_js *s, int items) {
+    if (items < 0 || items >= s->n)
+        return -1;
+    return add_node(s, (js_node){.kind = K_ARRAY, .items = (uint16_t)items});
+}
+
+/* n strings copied, each with `pre` before it and `post` after it. */
+static char **copy_lits(const char *const *src, size_t n, const char *pre0, const char *pre, const char *post) {
+    char **out = calloc(n ? n : 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++) {
+        const char *a = i ? pre : pre0;
+        size_t len = strlen(a) + strlen(src[i]) + strlen(post) + 1;
+        if (!(out[i] = malloc(len))) {
+            while (i--)
+                free(out[i]);
+            free(out);
+            return NULL;
+        }
+        snprintf(out[i], len, "%s%s%s", a, src[i], post);
+    }
+    return out;
+}
+
+int rl_js_enum(rl_js *s, const char *const *texts, size_t n) {
+    if (n == 0 || n > 64)
+        return -1;
+    js_node nd = {.kind = K_ENUM, .n = (uint16_t)n, .lits = copy_lits(texts, n, "", "", "")};
+    int id = nd.lits ? add_node(s, nd) : -1;
+    if (id < 0 && nd.lits) {
+        for (size_t i = 0; i < n; i++)
+            free(nd.lits[i]);
+        free(nd.lits);
+    }
+    return id;
+}
+
+int rl_js_object(rl_js *s, const char *const *keys, const int *props, size_t n) {
+    if (n > UINT16_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (props[i] < 0 || props[i] >= s->n)
+            return -1;
+    js_node nd = {.kind = K_OBJECT, .n = (uint16_t)n, .props = malloc((n ? n : 1) * sizeof *nd.props)};
+    nd.lits = copy_lits(keys, n, "{", ",", ":");
+    int id = nd.props && nd.lits ? add_node(s, nd) : -1;
+    if (id < 0) {
+        for (size_t i = 0; nd.lits && i < n; i++)
+            free(nd.lits[i]);
+        free(nd.lits), free(nd.props);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        s->nodes[id].props[i] = (uint16_t)props[i];
+    return id;
+}
+
+int rl_js_set_root(rl_js *s, int node) {
+    if (node < 0 || node >= s->n || s->nodes[node].kind != K_OBJECT)
+        return -1;
+    s->root = node;
+    return 0;
+}
+
+void rl_jg_init_schema(rl_jg *g, const rl_js *s) {
+    rl_jg_init(g);
+    g->schema = s;
+    g->st = S_DONE; /* the lexer idles outside scalars */
+}
+
+bool rl_jg_done(const rl_jg *g) { return g->schema ? g->mode == M_DONE : g->st == S_DONE; }
+
+static const js_node *node_at(const rl_jg *g, uint16_t i) { return &g->schema->nodes[i]; }
+static const js_node *top_node(const rl_jg *g) { return node_at(g, g->frame_node[g->sdepth - 1]); }
+
+static void set_lit(rl_jg *g, const char *lit, uint8_t then_close) {
+    g->mode = M_LIT, g->fix = lit, g->fix_pos = 0, g->lit_close = then_close;
+}
+
+/* A value just ended: what its container expects next. */
+static void s_complete(rl_jg *g) {
+    if (!g->sdepth) {
+        g->mode = M_DONE;
+        return;
+    }
+    const js_node *n = top_node(g);
+    if (n->kind == K_ARRAY) {
+        g->mode = M_ARR_AFTER;
+        return;
+    }
+    const uint16_t idx = ++g->frame_idx[g->sdepth - 1];
+    if (idx < n->n)
+        set_lit(g, n->lits[idx], 0);
+    else
+        set_lit(g, "}", 1);
+}
+
+static void s_pop_complete(rl_jg *g) {
+    g->sdepth--;
+    s_complete(g);
+}
+
+static bool s_step(rl_jg *g, uint8_t c);
+
+/* The first byte of a value of node i. */
+static bool s_start(rl_jg *g, uint16_t i, uint8_t c) {
+    const js_node *n = node_at(g, i);
+    if ((n->kind == K_OBJECT || n->kind == K_ARRAY) && g->sdepth == RL_JS_MAX_DEPTH)
+        return false;
+    g->node = i;
+    switch (n->kind) {
+    case K_OBJECT:
+        g->frame_node[g->sdepth] = i, g->frame_idx[g->sdepth++] = 0;
+        set_lit(g, n->n ? n->lits[0] : "{}", n->n == 0);
+        return s_step(g, c);
+    case K_ARRAY:
+        if (c != '[')
+            return false;
+        g->frame_node[g->sdepth] = i, g->frame_idx[g->sdepth++] = 0;
+        g->mode = M_ARR_FIRST;
+        return true;
+    case K_STRING:
+        g->mode = M_SCALAR, g->st = S_STR, g->key = 0, g->depth = 0;
+        return c == '"';
+    case K_ENUM:
+        g->mode = M_ENUM, g->alive = n->n == 64 ? ~0ull : (1ull << n->n) - 1, g->fix_pos = 0;
+        return s_step(g, c);
+    default: /* numbers */
+        g->mode = M_SCALAR, g->depth = 0;
+        return (c == '-' || is_digit(c)) && value_start(g, c);
+    }
+}
+
+static bool num_complete(const rl_jg *g) {
+    return g->st == S_ZERO || g->st == S_INT || g->st == S_FRAC || g->st == S_EXPD;
+}
+
+/* A byte of a number: one that cannot continue a complete number ends it
+ * and goes to what follows; an integer takes no fraction or exponent. */
+static bool s_number(rl_jg *g, uint8_t c) {
+    const bool integer = node_at(g, g->node)->kind == K_INTEGER;
+    const bool frac = c == '.' || c == 'e' || c == 'E';
+    if (integer && frac)
+        return num_complete(g) ? (s_complete(g), s_step(g, c)) : false;
+    if (num_complete(g)) {
+        const bool cont = (is_digit(c) && g->st != S_ZERO) || (c == '.' && (g->st == S_ZERO || g->st == S_INT)) ||
+            ((c == 'e' || c == 'E') && g->st != S_EXPD);
+        if (!cont) {
+            s_complete(g);
+            return s_step(g, c);
+        }
+    }
+    return lex_step(g, c);
+}
+
+/* Whether an enum value of exactly lit_pos bytes is still alive, and
+ * whether a longer one is. */
+static void enum_ends(const rl_jg *g, bool *whole, bool *longer) {
+    const js_node *n = node_at(g, g->node);
+    *whole = *longer = false;
+    for (uint16_t k = 0; k < n->n; k++)
+        if ((g->alive >> k) & 1u) {
+            const size_t len = strlen(n->lits[k]);
+            *whole |= len == g->fix_pos;
+            *longer |= len > g->fix_pos;
+        }
+}
+
+static bool s_enum(rl_jg *g, uint8_t c) {
+    const js_node *n = node_at(g, g->node);
+    uint64_t alive = 0;
+    for (uint16_t k = 0; k < n->n; k++)
+        if (((g->alive >> k) & 1u) && strlen(n->lits[k]) > g->fix_pos && (uint8_t)n->lits[k][g->fix_pos] == c)
+            alive |= 1ull << k;
+    bool whole, longer;
+    if (!alive) {
+        enum_ends(g, &whole, &longer);
+        if (!whole)
+            return false;
+        s_complete(g);
+        return s_step(g, c);
+    }
+    g->alive = alive, g->fix_pos++;
+    enum_ends(g, &whole, &longer);
+    if (whole && !longer)
+        s_complete(g);
+    return true;
+}
+
+static bool s_step(rl_jg *g, uint8_t c) {
+    switch (g->mode) {
+    case M_START:
+        return s_start(g, (uint16_t)g->schema->root, c);
+    case M_LIT:
+        if ((uint8_t)g->fix[g->fix_pos] != c)
+            return false;
+        if (g->fix[++g->fix_pos] == 0) {
+            if (g->lit_close)
+                s_pop_complete(g);
+            else
+                g->mode = M_VALUE;
+        }
+        return true;
+    case M_VALUE: {
+        const js_node *n = top_node(g);
+        return s_start(g, n->kind == K_ARRAY ? n->items : n->props[g->frame_idx[g->sdepth - 1]], c);
+    }
+    case M_SCALAR:
+        if (node_at(g, g->node)->kind != K_STRING)
+            return s_number(g, c);
+        if (!lex_step(g, c))
+            return false;
+        if (g->st == S_DONE)
+            s_complete(g);
+        return true;
+    case M_ENUM:
+        return s_enum(g, c);
+    case M_ARR_FIRST:
+        if (c == ']') {
+            s_pop_complete(g);
+            return true;
+        }
+        return s_start(g, top_node(g)->items, c);
+    case M_ARR_AFTER:
+        if (c == ',') {
+            g->mode = M_VALUE;
+            return true;
+        }
+        if (c != ']')
+            return false;
+        s_pop_complete(g);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint8_t s_closer(const rl_jg *g);
+static uint8_t lex_closer(const rl_jg *g);
+
+/* The first byte of the shortest value of node i. */
+static uint8_t start_closer(const rl_jg *g, uint16_t i) {
+    const js_node *n = node_at(g, i);
+    switch (n->kind) {
+    case K_OBJECT:
+        return '{';
+    case K_ARRAY:
+        return '[';
+    case K_STRING:
+        return '"';
+    case K_ENUM:
+        return (uint8_t)n->lits[0][0];
+    default:
+        return '0';
+    }
+}
+
+static uint8_t s_closer(const rl_jg *g) {
+    switch (g->mode) {
+    case M_START:
+        return '{';
+    case M_LIT:
+        return (uint8_t)g->fix[g->fix_pos];
+    case M_VALUE: {
+        const js_node *n = top_node(g);
+        return start_closer(g, n->kind == K_ARRAY ? n->items : n->props[g->frame_idx[g->sdepth - 1]]);
+    }
+    case M_SCALAR:
+        if (node_at(g, g->node)->kind == K_STRING || !num_complete(g))
+            return lex_closer(g);
+        break;
+    case M_ENUM: {
+        bool whole, longer;
+        enum_ends(g, &whole, &longer);
+        if (!whole) { /* the next byte of an alive value */
+            const js_node *n = node_at(g, g->node);
+            for (uint16_t k = 0; k < n->n; k++)
+                if ((g->alive >> k) & 1u)
+                    return (uint8_t)n->lits[k][g->fix_pos];
+        }
+        break;
+    }
+    case M_ARR_FIRST:
+    case M_ARR_AFTER:
+        return ']';
+    default:
+        return 0;
+    }
+    rl_jg t = *g; /* a complete number or enum value: what follows it */
+    s_complete(&t);
+    return s_closer(&t);
+}
+
+static bool step(rl_jg *g, uint8_t c) { return g->schema ? s_step(g, c) : lex_step(g, c); }
+static uint8_t closer(const rl_jg *g) { return g->schema ? s_closer(g) : lex_closer(g); }
+
 bool rl_jg_feed(rl_jg *g, const uint8_t *b, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!step(g, b[i]))
@@ -266,7 +631,7 @@ bool rl_jg_feed(rl_jg *g, const uint8_t *b, size_t n) {
 }
 
 /* The byte that brings g nearest to complete. */
-static uint8_t closer(const rl_jg *g) {
+static uint8_t lex_closer(const rl_jg *g) {
     switch (g->st) {
     case S_START:
         return '{';
@@ -300,7 +665,7 @@ static uint8_t closer(const rl_jg *g) {
 size_t rl_jg_close(const rl_jg *g, uint8_t *buf, size_t cap) {
     rl_jg t = *g;
     size_t n = 0;
-    while (t.st != S_DONE && n < cap) {
+    while (!rl_jg_done(&t) && n < cap) {
         buf[n] = closer(&t);
         if (!step(&t, buf[n++]))
             return 0; /* cannot happen: each closer is valid where it is chosen */
@@ -395,7 +760,7 @@ static uint32_t allow_eog(const rl_jg_vocab *v, uint8_t *mask) {
 static size_t close_len(const rl_jg *g) {
     rl_jg t = *g;
     size_t n = 0;
-    while (t.st != S_DONE && n < RL_JG_MAX_CLOSE && step(&t, closer(&t)))
+    while (!rl_jg_done(&t) && n < RL_JG_MAX_CLOSE && step(&t, closer(&t)))
         n++;
     return n;
 }

@@ -4,7 +4,8 @@
  * which tokens can extend them (a bitset mask applied before sampling).
  *
  * The value is always an object at the top level (RFC 8259 syntax, strings
- * valid UTF-8, nesting up to RL_JG_MAX_DEPTH, at most RL_JG_MAX_WS
+ * valid UTF-8, numbers of at most 15 integer digits and a two-digit
+ * exponent (a double holds them), nesting up to RL_JG_MAX_DEPTH, at most RL_JG_MAX_WS
  * whitespace bytes in a row outside strings so that a model cannot stall
  * on blanks). When few tokens are left, the mask only allows tokens after
  * which the rest of the budget can still close what is open (a byte per
@@ -20,7 +21,10 @@
 
 #define RL_JG_MAX_DEPTH 32
 #define RL_JG_MAX_WS 16
-#define RL_JG_MAX_CLOSE 256 /* longest close sequence (depth x a few bytes) */
+#define RL_JG_MAX_CLOSE 1024 /* longest close sequence counted (depth x a few bytes; a schema's rest) */
+#define RL_JS_MAX_DEPTH 8    /* containers open at once under a schema */
+
+typedef struct rl_js rl_js;
 
 /* The parse state: plain data, copied freely. */
 typedef struct {
@@ -32,9 +36,36 @@ typedef struct {
     uint8_t ws;         /* whitespace bytes in a row */
     uint8_t key;        /* the open string is an object key */
     uint8_t u8lo, u8hi; /* range of the next UTF-8 continuation byte */
+    /* under a schema (NULL: any object); the fields above then lex one
+     * string or number value */
+    const rl_js *schema;
+    uint8_t mode, sdepth, lit_close;                                  /* lit_close: fix ends the container */
+    uint16_t frame_node[RL_JS_MAX_DEPTH], frame_idx[RL_JS_MAX_DEPTH]; /* open containers, property reached */
+    uint16_t node;                                                    /* the scalar or enum being read */
+    const char *fix; /* fixed bytes due (punctuation and keys), at fix_pos */
+    uint16_t fix_pos;
+    uint64_t alive; /* enum values still matching the fix_pos bytes read */
 } rl_jg;
 
+/* Any JSON object. */
 void rl_jg_init(rl_jg *g);
+/* A JSON schema's subset (json_schema): built bottom-up, each call adding
+ * a node and returning its index (children first), -1 on bad input or out
+ * of memory. The output under it has no blanks and lists an object's
+ * properties all, in the order given. */
+typedef enum { RL_JS_STRING, RL_JS_NUMBER, RL_JS_INTEGER } rl_js_type;
+rl_js *rl_js_new(void); /* NULL out of memory */
+void rl_js_destroy(rl_js **s);
+int rl_js_scalar(rl_js *s, rl_js_type t);
+int rl_js_array(rl_js *s, int items);
+/* One of n (1 to 64) JSON texts, copied (a boolean is "true", "false"). */
+int rl_js_enum(rl_js *s, const char *const *texts, size_t n);
+/* keys: the JSON-encoded names, quotes included, copied. */
+int rl_js_object(rl_js *s, const char *const *keys, const int *props, size_t n);
+int rl_js_set_root(rl_js *s, int node); /* an object; 0 or -1 */
+/* One value of schema s (borrowed: it outlives g and its copies). */
+void rl_jg_init_schema(rl_jg *g, const rl_js *s);
+
 /* Feeds n bytes; false when they cannot be part of a JSON object (then *g
  * is left somewhere in between: feed a copy to test). */
 bool rl_jg_feed(rl_jg *g, const uint8_t *b, size_t n);
