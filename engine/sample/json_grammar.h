@@ -1,16 +1,17 @@
 /* A JSON grammar over bytes, for constrained sampling (`response_format`
- * json_object): a small state machine that says whether the bytes emitted
- * so far can still become one JSON object, and, over a whole vocabulary,
- * which tokens can extend them (a bitset mask applied before sampling).
+ * json_object and json_schema): a small state machine that says whether
+ * the bytes emitted so far can still become one JSON object (of a schema's
+ * subset, when given one), and, over a whole vocabulary, which tokens can
+ * extend them (a bitset mask applied before sampling).
  *
  * The value is always an object at the top level (RFC 8259 syntax, strings
  * valid UTF-8, numbers of at most 15 integer digits and a two-digit
- * exponent (a double holds them), nesting up to RL_JG_MAX_DEPTH, at most RL_JG_MAX_WS
- * whitespace bytes in a row outside strings so that a model cannot stall
- * on blanks). When few tokens are left, the mask only allows tokens after
- * which the rest of the budget can still close what is open (a byte per
- * token at worst), so the output is complete JSON whenever the budget can
- * hold the shortest close. End-of-generation tokens are allowed
+ * exponent so that a double holds them, nesting up to RL_JG_MAX_DEPTH, at
+ * most RL_JG_MAX_WS whitespace bytes in a row outside strings so that a
+ * model cannot stall on blanks). When few tokens are left, the mask only
+ * allows tokens after which the rest of the budget can still close what is
+ * open (a byte per token at worst), so the output is complete whenever the
+ * budget holds the shortest close. End-of-generation tokens are allowed
  * only once the object is complete, and then only they are. */
 #ifndef RELAIS_JSON_GRAMMAR_H
 #define RELAIS_JSON_GRAMMAR_H
