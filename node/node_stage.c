@@ -413,6 +413,7 @@ static Relais__ErrorCode session_sampler(node_stage *s, node_session *ss, const 
 static int32_t pick_last(node_stage *s, node_session *ss, const Relais__Sampling *smp, float *logits,
                          const int32_t *hist, size_t n_hist, uint32_t *at, Relais__SegmentResult *sr) {
     const uint32_t V = s->hp->n_vocab, k = smp->top_logits < V ? smp->top_logits : V;
+    rl_sampler_mask(logits, V, smp->allowed.len ? smp->allowed.data : NULL); /* a constrained segment does not verify */
     const int32_t id = rl_sampler_sample_top(ss->sampler, logits, hist, n_hist, k, s->top_ids, s->top_vals,
                                              &sr->top_lse, &sr->chosen_logit);
     for (uint32_t i = 0; i < k; i++)
@@ -474,7 +475,7 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
         snprintf(err, errlen, "segment %zu: session %llu samples but carries no Sampling", i, id);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
-    return wire_check_sampling(g->sampling, err, errlen);
+    return wire_check_sampling(g->sampling, s->hp->n_vocab, err, errlen);
 }
 
 /* Every segment of a micro-batch, all checked before any session is

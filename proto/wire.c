@@ -259,7 +259,7 @@ Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
-Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen) {
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen) {
     const float vals[] = {s->temperature,       s->top_p,           s->min_p, s->repeat_penalty,
                           s->frequency_penalty, s->presence_penalty};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
@@ -276,6 +276,9 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size
     for (size_t i = 0; i < s->n_history; i++)
         if (s->history[i] < 0)
             return bad(err, errlen, "negative id %d in the sampling history", s->history[i]);
+    if (s->allowed.len && s->allowed.len != ((size_t)n_vocab + 7) / 8)
+        return bad(err, errlen, "allowed-ids mask of %zu bytes, the vocabulary of %u ids needs %zu", s->allowed.len,
+                   n_vocab, ((size_t)n_vocab + 7) / 8);
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 

@@ -90,8 +90,9 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
 /* A Release: its cluster_id no longer than an Assign's may be. */
 Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t errlen);
-/* Sampling parameters: finite, in range, a non-negative history. */
-Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, char *err, size_t errlen);
+/* Sampling parameters: finite, in range, a non-negative history, an
+ * allowed-ids mask of ceil(n_vocab/8) bytes or none. */
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen);
 /* A Segment's fields on their own: a verifying one samples (Segment.verify
  * needs Segment.sample); its size and the session's state are the node's
  * to check against the micro-batch and its caches. */

@@ -64,11 +64,15 @@ req POST /v1/completions '{"model":"gpt-4o","prompt":"x"}'
 expect "completion naming a model not served: 404" 404 'r.error.code === "model_not_found"'
 req POST /v1/chat/completions '{"model":"tiny-q8_0","messages":[{"role":"user","content":"x"}],"max_tokens":2,"response_format":{"type":"text"}}'
 expect "the served model by name, response_format text: 200" 200 'r.model === "tiny-q8_0"'
-req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}'
-expect "response_format json_object: 400 naming it" 400 \
-    'r.error.param === "response_format" && r.error.message.includes("not supported")'
-req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object"}}}}'
-expect "response_format json_schema: 400 naming it" 400 'r.error.param === "response_format"'
+req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"max_tokens":30,"response_format":{"type":"json_object"}}'
+expect "response_format json_object: one JSON object" 200 \
+    'r.choices[0].finish_reason === "stop" && JSON.parse(r.choices[0].message.content).constructor === Object'
+req POST /v1/completions '{"prompt":"x","max_tokens":30,"temperature":1,"seed":7,"response_format":{"type":"json_object"}}'
+expect "response_format json_object on /v1/completions, sampled" 200 \
+    'r.choices[0].finish_reason === "stop" && JSON.parse(r.choices[0].text).constructor === Object'
+req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object","properties":{"a":{"type":"string","pattern":"x+"}}}}}}'
+expect "response_format json_schema with a keyword not enforced: 400 naming it" 400 \
+    'r.error.param === "response_format" && r.error.message.includes("properties.a\x27 uses \x27pattern\x27")'
 req POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"max_tokens":300}'
 expect "prompt + max_tokens over the context: 400" 400 \
     'r.error.code === "context_length_exceeded" && r.error.message.includes("maximum context length is 256")'

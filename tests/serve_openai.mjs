@@ -2,8 +2,9 @@
 // chat, streaming (same text as the whole answer), logprobs and
 // top_logprobs (plain and streamed, greedy and sampled), a full tool-call round
 // trip (tools -> tool_calls -> tool message -> answer) plain and streamed,
-// and the client's typed errors for a bad field, a model not served, JSON
-// output asked for (relais refuses it), and a bad key.
+// JSON output (response_format json_object: the text parses as one object;
+// json_schema: it follows the schema), and the client's typed errors for a
+// bad field, a model not served, a schema keyword not enforced, and a bad key.
 //
 // Run by serve_openai.sh from the folder where it installed the package.
 // CHAT_URL: a server of an ordinary model; TOOLS_URL: the parrot model's,
@@ -142,15 +143,90 @@ await check("a model the server does not serve is a 404", async () => {
         assert(e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === "model_not_found", `${e}`);
     }
 });
-await check("JSON output (response_format) is refused, not ignored", async () => {
-    for (const format of [{ type: "json_object" },
-                          { type: "json_schema", json_schema: { name: "a", schema: { type: "object" } } }]) {
-        try {
-            await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, response_format: format });
-            throw new Error("no error");
-        } catch (e) {
-            assert(e instanceof OpenAI.BadRequestError && e.param === "response_format", `${format.type}: ${e}`);
-        }
+// response_format json_object: whatever the model, the text is one JSON
+// object, greedy or sampled, whole or streamed, and ends ("stop") as soon
+// as the object is complete, even with a budget of a few tokens.
+const jsonOut = [];
+function jsonObject(text, finish, what) {
+    let v;
+    try {
+        v = JSON.parse(text);
+    } catch (e) {
+        throw new Error(`${what}: not JSON (${e.message}): ${JSON.stringify(text)}`);
+    }
+    assert(v !== null && typeof v === "object" && !Array.isArray(v), `${what}: not an object: ${text}`);
+    assert(finish === "stop", `${what}: finish_reason ${finish}`);
+    jsonOut.push(text);
+}
+await check("response_format json_object: one JSON object, greedy and sampled", async () => {
+    const runs = [{ temperature: 0, max_tokens: 40 }, { temperature: 0, max_tokens: 3 }];
+    for (const seed of [1, 2, 3, 4]) runs.push({ temperature: 1.5, seed, max_tokens: 8 + 12 * seed });
+    for (const opt of runs) {
+        const r = await chat.chat.completions.create({
+            model: "tiny-q8_0", messages: ask, response_format: { type: "json_object" }, ...opt,
+        });
+        jsonObject(r.choices[0].message.content, r.choices[0].finish_reason, JSON.stringify(opt));
+        assert(r.usage.completion_tokens <= opt.max_tokens, JSON.stringify(r.usage));
+    }
+    const text = jsonOut[0];
+    const stream = await chat.chat.completions.create({
+        model: "tiny-q8_0", messages: ask, response_format: { type: "json_object" }, temperature: 0, max_tokens: 40,
+        stream: true,
+    });
+    let streamed = "", finish = null;
+    for await (const chunk of stream) {
+        streamed += chunk.choices[0]?.delta?.content || "";
+        finish = chunk.choices[0]?.finish_reason || finish;
+    }
+    assert(streamed === text && finish === "stop", `streamed ${JSON.stringify(streamed)} vs ${JSON.stringify(text)}`);
+    if (process.env.JSON_OUT) fs.writeFileSync(process.env.JSON_OUT, JSON.stringify(jsonOut));
+});
+// response_format json_schema: the object follows the schema (each
+// property there, of its type, an enum's value, nested objects and arrays);
+// a keyword relais does not enforce is a 400 naming it.
+const person = {
+    type: "object",
+    properties: {
+        name: { type: "string", description: "who" },
+        age: { type: "integer" },
+        height: { type: "number" },
+        member: { type: "boolean" },
+        tags: { type: "array", items: { type: "string" } },
+        color: { enum: ["red", "green", 7, null] },
+        home: { type: "object", properties: { city: { type: "string" }, floors: { type: "array", items: { type: "integer" } } },
+                required: ["city"] },
+    },
+    required: ["name", "age"],
+    additionalProperties: false,
+};
+function followsPerson(v, text) {
+    const keys = Object.keys(person.properties);
+    assert(JSON.stringify(Object.keys(v)) === JSON.stringify(keys), `properties: ${text}`);
+    assert(typeof v.name === "string" && Number.isInteger(v.age) && typeof v.height === "number" &&
+        typeof v.member === "boolean" && Array.isArray(v.tags) && v.tags.every((t) => typeof t === "string") &&
+        ["red", "green", 7, null].includes(v.color) && typeof v.home.city === "string" &&
+        Array.isArray(v.home.floors) && v.home.floors.every(Number.isInteger), `types: ${text}`);
+}
+await check("response_format json_schema: the object follows the schema, greedy and sampled", async () => {
+    const format = { type: "json_schema", json_schema: { name: "person", strict: true, schema: person } };
+    const runs = [{ temperature: 0, max_tokens: 120 }];
+    for (const seed of [1, 2, 3]) runs.push({ temperature: 1.5, seed, max_tokens: 90 + 30 * seed });
+    for (const opt of runs) {
+        const r = await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, response_format: format, ...opt });
+        const text = r.choices[0].message.content;
+        jsonObject(text, r.choices[0].finish_reason, JSON.stringify(opt));
+        followsPerson(JSON.parse(text), text);
+    }
+    if (process.env.JSON_OUT) fs.writeFileSync(process.env.JSON_OUT, JSON.stringify(jsonOut));
+});
+await check("response_format json_schema with a keyword not enforced is a 400 naming it", async () => {
+    try {
+        await chat.chat.completions.create({ model: "tiny-q8_0", messages: ask, response_format: { type: "json_schema",
+            json_schema: { name: "a", schema: { type: "object", properties: { n: { type: "integer", minimum: 3 } } } } } });
+        throw new Error("no error");
+    } catch (e) {
+        assert(e instanceof OpenAI.BadRequestError && e.param === "response_format" && e.message.includes("'minimum'"),
+            `${e}`);
     }
 });
 await check("a wrong key is a 401", async () => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the official `openai` npm package into a temporary folder and
 # drives a real `relais serve` with it (tests/serve_openai.mjs): chat,
-# streaming, logprobs (equal on one machine and on two nodes) and a full
+# streaming, logprobs and response_format json_object/json_schema (each equal on one
+# machine and on two nodes) and a full
 # tool-call round trip; once on one machine, once with
 # each model split over two relais-node processes. A failed install fails
 # the test: nothing is skipped.
@@ -44,7 +45,7 @@ run_client() {
     CHAT_URL="http://127.0.0.1:$PORT/v1"
     start_server "tools-$where" -m "$TMP/models/parrot.gguf" --ctx 1024 -t 2 "${tools[@]}"
     TOOLS_URL="http://127.0.0.1:$PORT/v1"
-    if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL LOGPROBS_OUT="$TMP/logprobs-$where.json" \
+    if CHAT_URL=$CHAT_URL TOOLS_URL=$TOOLS_URL LOGPROBS_OUT="$TMP/logprobs-$where.json" JSON_OUT="$TMP/json-$where.json" \
         timeout 300 node "$TMP/client/serve_openai.mjs"; then
         ok "the openai client's checks ($where)"
     else
@@ -68,5 +69,12 @@ process.exit(a.length > 0 && a.length === b.length && a.every((t, i) => t.token 
     ok "logprobs on two nodes equal those of one process"
 else
     bad "logprobs on two nodes differ: $(head -c 300 "$TMP/logprobs-local.json") vs $(head -c 300 "$TMP/logprobs-2-nodes.json")"
+fi
+# JSON output is masked on the last node on a cluster, here in one process:
+# the same texts, greedy and seeded.
+if cmp -s "$TMP/json-local.json" "$TMP/json-2-nodes.json" && [ -s "$TMP/json-local.json" ]; then
+    ok "response_format json_object and json_schema on two nodes equal one process"
+else
+    bad "json_object on two nodes differs: $(head -c 300 "$TMP/json-local.json") vs $(head -c 300 "$TMP/json-2-nodes.json")"
 fi
 finish

@@ -1,7 +1,8 @@
 /* Tests of the OpenAI layer apart from HTTP: the prompt built from a chat
  * request equals golden/chat/v3-tekken.json token for token (through the
  * same request reader the server uses), every bad field gets a 400 naming
- * it, the model name (404 for another), response_format (only text),
+ * it, the model name (404 for another), response_format (text, json_object,
+ * json_schema and the keywords it refuses),
  * tool_choice, the context check, tool-call parsing, and the output
  * text's stop strings (their limits, and matching in time proportional to
  * the output), tool-call switch and whole characters. */
@@ -124,12 +125,24 @@ static void test_bad_fields(void **state) {
          "top_logprobs", "between 0 and 20"},
         {false, "{\"prompt\": \"x\", \"logprobs\": 2}", "logprobs", "/v1/chat/completions has it"},
         {true,
-         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_object\"}}",
-         "response_format", "'json_object' is not supported"},
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": "
+         "\"array\", \"items\": {\"type\": \"integer\", \"minimum\": 0}}}}}}}",
+         "response_format", "'response_format.json_schema.schema.properties.a.items' uses 'minimum'"},
         {true,
          "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
-         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\"}}}}",
-         "response_format", "'json_schema' is not supported"},
+         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"array\"}}}}",
+         "response_format", "type 'object'"},
+        {true,
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": "
+         "\"null\"}}}}}}",
+         "response_format", "'null' is not supported"},
+        {true,
+         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"json_schema\", "
+         "\"json_schema\": {\"name\": \"n\", \"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": "
+         "\"string\"}}, \"required\": [\"b\"]}}}}",
+         "response_format", "must name properties"},
         {true, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"yaml\"}}",
          "response_format", "must be 'text'"},
         {false, "{\"prompt\": \"x\", \"response_format\": \"json\"}", "response_format", "must be an object"},
@@ -190,7 +203,8 @@ static void test_options_and_context(void **state) {
 }
 
 /* The model field: the served name or none is fine, another name gets
- * OpenAI's 404; response_format text is what relais writes anyway. */
+ * OpenAI's 404; response_format text is what relais writes anyway, and
+ * json_object is taken. */
 static void test_model_and_format(void **state) {
     fixture *x = *state;
     rl_oai_req r;
@@ -204,8 +218,33 @@ static void test_model_and_format(void **state) {
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         if (parse(x, false, ok[i], &r, &e))
             fail_msg("%s: %d %s", ok[i], e.status, e.message);
+        assert_false(r.json_object);
         rl_oai_req_free(&r);
     }
+    /* json_object: the scheduler constrains the output to the JSON grammar */
+    assert_int_equal(parse(x, true,
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                           "\"response_format\": {\"type\": \"json_object\"}}",
+                           &r, &e),
+                     0);
+    assert_true(r.json_object);
+    assert_null(r.schema);
+    rl_oai_req_free(&r);
+    /* json_schema: compiled for the grammar */
+    assert_int_equal(parse(x, true,
+                           "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": "
+                           "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"n\", \"strict\": true, "
+                           "\"schema\": {\"type\": \"object\", \"title\": \"t\", \"properties\": {\"a\": {\"type\": "
+                           "\"string\"}, \"b\": {\"enum\": [1, \"x\", null]}}, \"required\": [\"a\"], "
+                           "\"additionalProperties\": false}}}}",
+                           &r, &e),
+                     0);
+    assert_non_null(r.schema);
+    rl_jg g;
+    rl_jg_init_schema(&g, r.schema);
+    assert_true(rl_jg_feed(&g, (const uint8_t *)"{\"a\":\"q\",\"b\":null}", 18));
+    assert_true(rl_jg_done(&g));
+    rl_oai_req_free(&r);
     assert_int_equal(
         parse(x, true, "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", &r, &e),
         -1);

@@ -226,17 +226,23 @@ static void test_check_sampling(void **state) {
     Relais__Sampling s = RELAIS__SAMPLING__INIT;
     int32_t hist[2] = {5, -1};
     s.top_p = 1;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    uint8_t mask[3] = {0xff, 0xff, 0x0f};
+    s.allowed = (ProtobufCBinaryData){3, mask}; /* 20 ids: 3 bytes */
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 25, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "needs 4"));
+    s.allowed = (ProtobufCBinaryData){0, NULL};
     s.temperature = NAN;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.temperature = 0.5f, s.top_logits = WIRE_MAX_TOP + 1;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.top_logits = 8, s.history = hist, s.n_history = 2;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.n_history = 1;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     s.top_p = 1.5f;
-    assert_int_equal(wire_check_sampling(&s, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     /* a segment that verifies a draft must sample */
     Relais__Segment g = RELAIS__SEGMENT__INIT;
     g.n_tokens = 5, g.verify = true;

@@ -267,6 +267,7 @@ typedef struct {
     rl_xengine e;
     rl_draft *draft; /* --draft: the scheduler's draft source */
     rl_sched *sched;
+    rl_jg_vocab *json; /* the tokens' bytes for JSON output, made once */
 } engine;
 
 static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
@@ -290,6 +291,11 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
         return -1;
     app->model =
         (rl_oai_model){en->e.tok, rl_chat_template_detect(en->e.tok, rl_model_gguf(en->e.view)), n_ctx, app->model_id};
+    if (!(en->json = rl_oai_json_vocab_new(en->e.tok))) {
+        snprintf(err, errlen, "out of memory for the vocabulary's bytes");
+        return -1;
+    }
+    app->json = en->json;
     app->sched = en->sched;
     app->x = en->e.x;
     app->hp = *hp;
@@ -308,6 +314,7 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
 static void unload(engine *en) {
     rl_sched_destroy(&en->sched);
     rl_draft_destroy(&en->draft);
+    rl_jg_vocab_destroy(&en->json);
     rl_xengine_close(&en->e);
 }
 

@@ -130,6 +130,8 @@ typedef struct {
     size_t n_history;
     uint32_t n_top;          /* top logits to report, <= RL_MAX_TOP */
     uint32_t samples_before; /* ids this stream sampled before: where a sampler made anew goes on */
+    const uint8_t *mask;     /* the ids the sample may take (rl_sampler_mask); NULL: any */
+    size_t mask_len;
 } cluster_sampling;
 
 /* Forgets positions >= pos of a session on every node; returns the

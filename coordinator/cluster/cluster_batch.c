@@ -32,6 +32,7 @@ static void sampling_to_wire(const cluster_sampling *s, uint32_t verify, Relais_
     smp->top_logits = s->n_top;
     smp->history = (int32_t *)(s->history + s->n_history - w);
     smp->n_history = w;
+    smp->allowed = (ProtobufCBinaryData){s->mask_len, (uint8_t *)s->mask};
 }
 
 /* f, with a new step id, to the first node of the pipeline; rows: its tokens. */

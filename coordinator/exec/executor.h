@@ -60,6 +60,8 @@ typedef struct {
      * at most RL_KV_SLACK + 1 back, so a sliding ring keeps what it needs):
      * a truncate that travels with the micro-batches, without a round trip. */
     bool rewind;
+    const uint8_t *mask; /* the ids the sample may take (rl_sampler_mask; ceil(n_vocab/8) bytes,
+                            borrowed until submit returns); NULL: any */
 } rl_xseg;
 
 #define RL_XERR_LEN 256

@@ -47,6 +47,7 @@
 #include "log.h"
 
 #define N_BUCKETS 256
+#define MASK_LEN(x) (((size_t)(x)->base.n_vocab + 7) / 8) /* bytes of a sampling mask */
 
 typedef struct csession {
     uint64_t id;
@@ -58,6 +59,7 @@ typedef struct csession {
     uint32_t n_toks, cap;
     int32_t *hist; /* (n_hist) the history of its latest sampling segment */
     uint32_t n_hist;
+    uint8_t *mask;      /* the allowed ids of its latest sampling segment (NULL: any) */
     uint32_t n_top;     /* the top logits its latest sampling segment asked for */
     uint32_t n_sampled; /* its stream's sampling segments: the draws its seeded stream has made */
     cluster_chunk *sg;  /* (n_sg) the chunks computed by sgemm: a replay cuts them again */
@@ -136,7 +138,7 @@ static void set_state(cluster_exec *x, const char *state) {
     pthread_mutex_unlock(&x->stats_lock);
 }
 
-static void session_free(csession *s) { free(s->toks), free(s->hist), free(s->sg), free(s); }
+static void session_free(csession *s) { free(s->toks), free(s->hist), free(s->mask), free(s->sg), free(s); }
 
 /* The session a segment names: created at position 0, found later; a
  * sampling segment of a new stream takes its parameters. */
@@ -168,7 +170,7 @@ static csession *session_of(cluster_exec *x, const rl_xseg *g, char *err, size_t
 
 /* Keeps what a replay needs of a segment: its ids, whether sgemm computed
  * them, and the history of a sampling one. 0, or -1 out of memory. */
-static int remember(csession *s, const rl_xseg *g, bool sgemm) {
+static int remember(csession *s, const rl_xseg *g, bool sgemm, size_t mask_len) {
     const uint32_t end = g->pos + g->n;
     if (end > s->cap) {
         uint32_t cap = end > 2 * s->cap ? end : 2 * s->cap;
@@ -202,6 +204,12 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm) {
         if (g->n_history)
             memcpy(h, g->history, g->n_history * sizeof *h);
         s->hist = h, s->n_hist = g->n_history;
+        free(s->mask);
+        s->mask = NULL;
+        if (g->mask && !(s->mask = malloc(mask_len)))
+            return -1;
+        if (g->mask)
+            memcpy(s->mask, g->mask, mask_len);
     }
     return 0;
 }
@@ -250,7 +258,7 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
         if (!s)
             return -1;
         const uint32_t before = s->n_sampled;
-        if (remember(s, g, sgemm)) {
+        if (remember(s, g, sgemm, MASK_LEN(x))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -258,6 +266,8 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
                                        .stream = s->stream,
                                        .history = g->history,
                                        .n_history = g->n_history,
+                                       .mask = g->mask,
+                                       .mask_len = g->mask ? MASK_LEN(x) : 0,
                                        .n_top = g->n_top,
                                        .samples_before = before};
         x->segs[i] = (cluster_seg){.session = g->session,
@@ -407,6 +417,8 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
                             .stream = s->stream,
                             .history = s->hist,
                             .n_history = s->n_hist,
+                            .mask = s->mask,
+                            .mask_len = s->mask ? MASK_LEN(x) : 0,
                             .n_top = s->n_top,
                             .samples_before = s->n_sampled - 1};
     const uint32_t verify = f && f->verify[seg] ? f->len[seg] : 0;

@@ -160,9 +160,10 @@ static int head_flush(local_exec *l, const rl_xseg *segs, uint32_t k, char *err,
         const uint32_t n_hist = g->n_history > h->back ? g->n_history - h->back : 0;
         rl_sampler *smp = l->owner[h->seg]->sampler;
         rl_top *t = &l->top[h->seg];
-        if (h->back == 0) {
+        if (h->back == 0) { /* a constrained segment does not verify (scheduler.c): its mask is for the last */
             t->n = g->n_top < RL_MAX_TOP ? g->n_top : RL_MAX_TOP;
             t->n = t->n < hp->n_vocab ? t->n : hp->n_vocab;
+            rl_sampler_mask(logits, hp->n_vocab, g->mask);
         }
         const int32_t id = h->back == 0
             ? rl_sampler_sample_top(smp, logits, g->history, n_hist, t->n, t->ids, t->vals, &t->lse, &t->chosen)

@@ -455,8 +455,11 @@ static int submit(gen *g, rl_oai_err *e) {
                        .sampling = q->sampling,
                        .n_top = q->logprobs ? (q->top_logprobs > 1 ? q->top_logprobs : 1) : 0,
                        .sink = {on_token, on_done, g, on_cached},
-                       /* a verified draft reports top logits for its last position only */
-                       .no_draft = q->no_draft || q->logprobs};
+                       .json = q->json_object || q->schema ? g->app->json : NULL,
+                       .schema = q->schema,
+                       /* a verified draft reports top logits for its last position only, and a
+                        * constrained one would need a mask per position */
+                       .no_draft = q->no_draft || q->logprobs || q->json_object || q->schema};
     g->t_submit = rl_now_s();
     g->refs++; /* the sink's */
     int rc = rl_sched_submit(g->app->sched, &sr, &g->sched_id);

@@ -27,6 +27,7 @@ typedef struct {
     atomic_int ready;   /* 0 loading, 1 ready, -1 failed to load */
     rl_oai_model model; /* tokenizer, template, context per request */
     rl_sched *sched;
+    const rl_jg_vocab *json; /* each token's bytes, for response_format json_object */
     rl_executor *x;
     char model_id[128];    /* the name /v1/models lists */
     int64_t created;       /* unix time the server started */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "chat.h"
+#include "json_grammar.h"
 #include "sampler.h"
 #include "tokenizer.h"
 #include "top_logits.h"
@@ -43,6 +44,8 @@ typedef struct {
     bool include_usage; /* stream_options.include_usage */
     int64_t max_tokens; /* -1: as many as the context leaves */
     rl_sampler_params sampling;
+    bool json_object;      /* response_format json_object: the output is one JSON object */
+    rl_js *schema;         /* response_format json_schema: ... that follows it (owned; NULL: none) */
     bool logprobs;         /* chat: each generated token's log-probability */
     uint32_t top_logprobs; /* ... and this many of the most likely tokens at its place */
     bool no_draft;         /* "speculative": false (relais's own field): no draft even when the server has one */
@@ -68,6 +71,10 @@ typedef struct {
  * model_not_found for a model this server does not serve). */
 int rl_oai_req_parse(const rl_oai_model *m, bool chat, const char *body, size_t len, rl_oai_req *r, rl_oai_err *e);
 void rl_oai_req_free(rl_oai_req *r);
+
+/* Each token's bytes for response_format's JSON grammar (rl_sched_req.json),
+ * made once per server. NULL out of memory. */
+rl_jg_vocab *rl_oai_json_vocab_new(const rl_tokenizer *tok);
 
 /* ---- output ---- */
 

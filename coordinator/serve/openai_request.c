@@ -80,10 +80,158 @@ static uint64_t random_seed(void) {
     return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
 }
 
-/* response_format: plain text is what relais writes; JSON output would need
- * sampling constrained to a JSON grammar, which relais does not have, and a
- * client asking for it must not get unchecked text instead. */
-static int response_format(const json_t *body, rl_oai_err *e) {
+/* ---- json_schema: the subset the grammar enforces (json_grammar.h) ---- */
+
+#define SCHEMA_KEYS "type, properties, required, items, enum, additionalProperties, description, title"
+
+/* A JSON text of v into the schema (the caller frees *out). */
+static char *json_text(const json_t *v) { return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT); }
+
+static int schema_node(rl_js *s, const json_t *j, const char *path, int depth, rl_oai_err *e);
+
+static int schema_enum(rl_js *s, const json_t *en, const char *path, rl_oai_err *e) {
+    const size_t n = json_array_size(en);
+    if (!json_is_array(en) || n == 0 || n > 64)
+        return bad(e, "response_format", "'%s.enum' must be an array of 1 to 64 values", path);
+    char *texts[64];
+    size_t k = 0;
+    int id = -1;
+    for (; k < n; k++) {
+        const json_t *v = json_array_get(en, k);
+        if (json_is_object(v) || json_is_array(v) || !(texts[k] = json_text(v)))
+            break;
+    }
+    if (k == n && (id = rl_js_enum(s, (const char *const *)texts, n)) < 0)
+        rl_oai_err_set(e, 500, "server_error", NULL, "out of memory for the schema");
+    else if (k < n)
+        bad(e, "response_format", "'%s.enum' may hold strings, numbers, booleans and null only", path);
+    while (k--)
+        free(texts[k]);
+    return id;
+}
+
+static int schema_object(rl_js *s, const json_t *j, const char *path, int depth, rl_oai_err *e) {
+    const json_t *props = json_object_get(j, "properties"), *req = json_object_get(j, "required");
+    const json_t *extra = json_object_get(j, "additionalProperties");
+    if (props && !json_is_object(props))
+        return bad(e, "response_format", "'%s.properties' must be an object", path);
+    if (extra && !json_is_boolean(extra))
+        return bad(e, "response_format", "'%s.additionalProperties' must be a boolean (schemas are not supported)",
+                   path);
+    for (size_t i = 0; i < json_array_size(req); i++) /* every property is written: each required one is there */
+        if (!json_is_string(json_array_get(req, i)) ||
+            !json_object_get(props, json_string_value(json_array_get(req, i))))
+            return bad(e, "response_format", "'%s.required' must name properties of '%s.properties'", path, path);
+    if (req && !json_is_array(req))
+        return bad(e, "response_format", "'%s.required' must be an array", path);
+    const size_t n = json_object_size(props);
+    char **keys = calloc(n ? n : 1, sizeof *keys);
+    int *ids = calloc(n ? n : 1, sizeof *ids), id = -1;
+    size_t k = 0;
+    const char *name;
+    const json_t *v;
+    json_object_foreach((json_t *)props, name, v) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.properties.%s", path, name);
+        json_t *key = json_string(name);
+        if (!keys || !ids || !key || !(keys[k] = json_text(key))) {
+            json_decref(key);
+            rl_oai_err_set(e, 500, "server_error", NULL, "out of memory for the schema");
+            break;
+        }
+        json_decref(key);
+        if ((ids[k++] = schema_node(s, v, sub, depth + 1, e)) < 0)
+            break;
+    }
+    if (k == n && (k == 0 || ids[k - 1] >= 0) && (id = rl_js_object(s, (const char *const *)keys, ids, n)) < 0)
+        rl_oai_err_set(e, 500, "server_error", NULL, "out of memory for the schema");
+    for (size_t i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys), free(ids);
+    return id;
+}
+
+/* One node of the schema (path names it in errors); its index, or -1 with
+ * a 400 naming what relais does not enforce. */
+static int schema_node(rl_js *s, const json_t *j, const char *path, int depth, rl_oai_err *e) {
+    if (!json_is_object(j))
+        return bad(e, "response_format", "'%s' must be an object", path);
+    if (depth > RL_JS_MAX_DEPTH)
+        return bad(e, "response_format", "'%s': schemas nest at most %d deep", path, RL_JS_MAX_DEPTH);
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)j, key, v) {
+        char pat[80];
+        snprintf(pat, sizeof pat, " %s,", key);
+        if (strlen(key) > 40 || strpbrk(key, ", ") || !strstr(" " SCHEMA_KEYS ",", pat))
+            return bad(
+                e, "response_format",
+                "'%s' uses '%s', which relais does not enforce; the JSON schema keywords it enforces are: " SCHEMA_KEYS,
+                path, key);
+    }
+    const json_t *en = json_object_get(j, "enum"), *type = json_object_get(j, "type");
+    if (en)
+        return schema_enum(s, en, path, e);
+    const char *t = json_string_value(type);
+    if (!t)
+        return bad(e, "response_format", "'%s.type' must be one of object, array, string, number, integer, boolean",
+                   path);
+    if (!strcmp(t, "object"))
+        return schema_object(s, j, path, depth, e);
+    if (json_object_get(j, "properties") || json_object_get(j, "required"))
+        return bad(e, "response_format", "'%s' has properties but is not of type object", path);
+    if (!strcmp(t, "array")) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.items", path);
+        int items = schema_node(s, json_object_get(j, "items"), sub, depth + 1, e);
+        return items < 0 ? -1 : rl_js_array(s, items);
+    }
+    if (json_object_get(j, "items"))
+        return bad(e, "response_format", "'%s' has items but is not of type array", path);
+    if (!strcmp(t, "boolean")) {
+        const char *const b[] = {"true", "false"};
+        return rl_js_enum(s, b, 2);
+    }
+    if (!strcmp(t, "string") || !strcmp(t, "number") || !strcmp(t, "integer"))
+        return rl_js_scalar(s,
+                            !strcmp(t, "string")       ? RL_JS_STRING
+                                : !strcmp(t, "number") ? RL_JS_NUMBER
+                                                       : RL_JS_INTEGER);
+    return bad(e, "response_format",
+               "'%s.type' '%s' is not supported: relais enforces object, array, string, number, integer, boolean", path,
+               t);
+}
+
+/* response_format.json_schema: {name, schema, strict?, description?}; the
+ * schema's top level is an object. */
+static int json_schema(const json_t *rf, rl_oai_req *r, rl_oai_err *e) {
+    const json_t *js = json_object_get(rf, "json_schema");
+    const json_t *schema = json_object_get(js, "schema");
+    if (!json_is_object(js) || !json_is_string(json_object_get(js, "name")))
+        return bad(e, "response_format", "'response_format.json_schema' must be an object with a string 'name'");
+    if (!json_is_object(schema) || !json_is_string(json_object_get(schema, "type")) ||
+        strcmp(json_string_value(json_object_get(schema, "type")), "object"))
+        return bad(e, "response_format",
+                   "'response_format.json_schema.schema' must be a schema of type 'object' (relais writes one object)");
+    if (!(r->schema = rl_js_new())) {
+        rl_oai_err_set(e, 500, "server_error", NULL, "out of memory for the schema");
+        return -1;
+    }
+    int root = schema_node(r->schema, schema, "response_format.json_schema.schema", 0, e);
+    if (root < 0 || rl_js_set_root(r->schema, root)) {
+        if (root >= 0)
+            rl_oai_err_set(e, 500, "server_error", NULL, "out of memory for the schema");
+        rl_js_destroy(&r->schema);
+        return -1;
+    }
+    return 0;
+}
+
+/* response_format: text, json_object or json_schema (sampling constrained
+ * to a JSON grammar, of any object or of the schema: the scheduler masks
+ * each sample). A schema keyword the grammar does not enforce is refused:
+ * a client must not get unchecked output instead. */
+static int response_format(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     const json_t *rf = json_object_get(body, "response_format");
     if (!rf || json_is_null(rf))
         return 0;
@@ -93,17 +241,18 @@ static int response_format(const json_t *body, rl_oai_err *e) {
     const char *t = json_string_value(type);
     if (!strcmp(t, "text"))
         return 0;
-    if (!strcmp(t, "json_object") || !strcmp(t, "json_schema"))
-        return bad(e, "response_format",
-                   "'response_format' of type '%s' is not supported: relais does not "
-                   "constrain its output to JSON; ask for JSON in the prompt and check the reply",
-                   t);
+    if (!strcmp(t, "json_object")) {
+        r->json_object = true;
+        return 0;
+    }
+    if (!strcmp(t, "json_schema"))
+        return json_schema(rf, r, e);
     return bad(e, "response_format", "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
 }
 
 /* Fields OpenAI has that relais does not do: refused rather than ignored,
  * so a client never silently gets something else than it asked for. */
-static int unsupported(const json_t *body, rl_oai_err *e) {
+static int unsupported(const json_t *body, rl_oai_req *r, rl_oai_err *e) {
     const json_t *n = json_object_get(body, "n");
     const json_t *bias = json_object_get(body, "logit_bias"), *best = json_object_get(body, "best_of");
     if (n && !json_is_null(n) && !(json_is_integer(n) && json_integer_value(n) == 1))
@@ -112,7 +261,7 @@ static int unsupported(const json_t *body, rl_oai_err *e) {
         return bad(e, "best_of", "'best_of' must be 1");
     if (bias && !json_is_null(bias) && !(json_is_object(bias) && json_object_size(bias) == 0))
         return bad(e, "logit_bias", "'logit_bias' is not supported");
-    return response_format(body, e);
+    return response_format(body, r, e);
 }
 
 /* logprobs (a boolean) and top_logprobs (0 to 20, only with logprobs) of
@@ -200,7 +349,7 @@ static int read_options(const rl_oai_model *m, const json_t *body, rl_oai_req *r
         e->code = "model_not_found";
         return -1;
     }
-    if (unsupported(body, e) || bool_field(body, "stream", &r->stream, e) ||
+    if (unsupported(body, r, e) || bool_field(body, "stream", &r->stream, e) ||
         int_field(body, "max_completion_tokens", 1, INT32_MAX, &mct, &has_mct, e) ||
         int_field(body, "max_tokens", 1, INT32_MAX, &mt, &has_mt, e) || read_sampling(body, r, e) ||
         read_stop(body, r, e) || read_logprobs(body, r, e))
@@ -379,5 +528,19 @@ void rl_oai_req_free(rl_oai_req *r) {
     for (size_t i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->prompt);
+    rl_js_destroy(&r->schema);
     memset(r, 0, sizeof *r);
+}
+
+rl_jg_vocab *rl_oai_json_vocab_new(const rl_tokenizer *tok) {
+    const uint32_t n = rl_tok_n_vocab(tok);
+    rl_jg_vocab *v = rl_jg_vocab_new(n);
+    char buf[256];
+    for (uint32_t i = 0; v && i < n; i++) {
+        int len = rl_tok_piece(tok, (int32_t)i, false, buf, sizeof buf);
+        len = len < 0 ? 0 : len > (int)sizeof buf ? 0 : len; /* a piece too long to hold is never allowed */
+        if (rl_jg_vocab_set(v, i, (const uint8_t *)buf, (size_t)len, rl_tok_is_eog(tok, (int32_t)i)))
+            rl_jg_vocab_destroy(&v);
+    }
+    return v;
 }

@@ -37,7 +37,10 @@ typedef struct sess {
     rl_sampler_params sampling;
     uint32_t n_top; /* top logits asked with each sample */
     rl_sched_sink sink;
-    struct sess *next; /* in the queue or the active list */
+    const rl_jg_vocab *json; /* constrained to a JSON object (rl_sched_req.json) */
+    rl_jg jg;                /* the grammar's state after the generated ids */
+    uint8_t *mask;           /* (vocab/8) the ids the next sample may take */
+    struct sess *next;       /* in the queue or the active list */
 } sess;
 
 /* What the scheduler remembers of an outstanding micro-batch. */
@@ -76,6 +79,7 @@ struct rl_sched {
 static void sess_free(sess *s) {
     if (s) {
         free(s->tokens);
+        free(s->mask);
         free(s);
     }
 }
@@ -199,6 +203,10 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .n_history = q->n_gen + draft,
                             .verify = draft > 0,
                             .rewind = q->rewind};
+    if (sample && q->json) {
+        rl_jg_mask(&q->jg, q->json, q->max_tokens - q->n_gen, q->mask);
+        s->segs[*n].mask = q->mask;
+    }
     (*n)++;
     q->rewind = false;
     q->n_draft = draft;
@@ -283,7 +291,9 @@ static void deliver(rl_sched *s, sess *q, int32_t id, const rl_top *top) {
     q->tokens[q->n_prompt + q->n_gen++] = id;
     if (is_eog(s, id))
         finish(q, RL_FINISH_STOP, NULL);
-    else if (!q->sink.on_token(q->sink.ud, id, q->n_top ? top : NULL))
+    else if (q->json && !rl_jg_feed_token(&q->jg, q->json, id))
+        finish(q, RL_FINISH_ERROR, "a sampled token does not follow the JSON grammar");
+    else if (!q->sink.on_token(q->sink.ud, id, q->n_top ? top : NULL) || (q->json && rl_jg_done(&q->jg)))
         finish(q, RL_FINISH_STOP, NULL);
     else if (q->n_gen >= q->max_tokens)
         finish(q, RL_FINISH_LENGTH, NULL);
@@ -549,8 +559,17 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->sampling = r->sampling;
     q->n_top = r->n_top < RL_MAX_TOP ? r->n_top : RL_MAX_TOP;
     q->sink = r->sink;
-    q->spec = s->o.draft && !r->no_draft;
+    q->spec = s->o.draft && !r->no_draft && !r->json; /* a mask is for one position */
     q->k = s->o.draft_max < RL_DRAFT_MAX ? s->o.draft_max : RL_DRAFT_MAX;
+    q->json = r->json;
+    if (r->schema)
+        rl_jg_init_schema(&q->jg, r->schema);
+    else
+        rl_jg_init(&q->jg);
+    if (q->json && !(q->mask = malloc((rl_jg_vocab_size(q->json) + 7) / 8))) {
+        sess_free(q);
+        return RL_SCHED_EFULL;
+    }
     pthread_mutex_lock(&s->lock);
     /* room: every slot plus every queue place */
     bool full = (uint64_t)s->n_queued + s->n_active >= (uint64_t)s->o.max_sessions + s->o.max_queue;

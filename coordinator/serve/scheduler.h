@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include "executor.h"
 #include "prompt_cache.h"
+#include "json_grammar.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -73,6 +74,12 @@ typedef struct {
     uint32_t n_top; /* top logits reported with each id (<= RL_MAX_TOP; 0: none) */
     rl_sched_sink sink;
     bool no_draft; /* one id per pass even when the scheduler has a draft ("speculative": false) */
+    /* The output is one JSON object (response_format json_object): each
+     * sample is masked to the grammar (json_grammar.h) and the request ends
+     * (STOP) when the object is complete. The vocabulary's bytes, borrowed
+     * (it outlives the scheduler); NULL: unconstrained. */
+    const rl_jg_vocab *json;
+    const rl_js *schema; /* with json: the object follows this schema (borrowed until on_done); NULL: any */
 } rl_sched_req;
 
 typedef struct {

@@ -267,6 +267,13 @@ int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *histo
     return id;
 }
 
+void rl_sampler_mask(float *logits, uint32_t n_vocab, const uint8_t *mask) {
+    if (mask)
+        for (uint32_t i = 0; i < n_vocab; i++)
+            if (!((mask[i >> 3] >> (i & 7)) & 1u))
+                logits[i] = -INFINITY;
+}
+
 float rl_logsumexp(const float *x, uint32_t n) {
     float max = -INFINITY;
     for (uint32_t i = 0; i < n; i++)

@@ -44,6 +44,11 @@ void rl_sampler_skip(rl_sampler *s, uint64_t n);
 int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, uint32_t k,
                               int32_t *ids, float *vals, float *lse, float *chosen);
 
+/* Sets to -inf the logits of ids whose bit in mask (ceil(n_vocab/8) bytes;
+ * id i is bit i%8 of byte i/8) is clear: constrained sampling (a JSON
+ * grammar) restricts the row before it is sampled. NULL mask: no change. */
+void rl_sampler_mask(float *logits, uint32_t n_vocab, const uint8_t *mask);
+
 /* log(sum(exp(x))) of n values, computed without overflow; NaN counts as
  * -inf, and an all -inf row gives -inf. */
 float rl_logsumexp(const float *x, uint32_t n);
