@@ -11,7 +11,7 @@
 # rounds of each figure: tokens/s and the ratio to K=1 in wall time, and the
 # ratio in CPU time (the kernels' own cost, which others' load changes less).
 #
-#   bench/fewtok.sh [-t THREADS] [-r ROUNDS] [-m MIB] [-b MATVEC_BENCH]... [TYPE...]
+#   bench/few_token_kernels.sh [-t THREADS] [-r ROUNDS] [-m MIB] [-b MATVEC_BENCH]... [TYPE...]
 #
 # Defaults: 2 threads, 5 rounds, 256 MiB of weights per type (out of cache),
 # build/matvec_bench, types q4_0 q8_0 q4_K q5_K q6_K.
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     -m) mib=$2; shift 2 ;;
     -b) bins+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    -*) echo "fewtok.sh: unknown option $1" >&2; exit 2 ;;
+    -*) echo "few_token_kernels.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
 done
@@ -33,7 +33,7 @@ done
 types=("$@")
 [ ${#types[@]} -gt 0 ] || types=(q4_0 q8_0 q4_K q5_K q6_K)
 for b in "${bins[@]}"; do
-  [ -x "$b" ] || { echo "fewtok.sh: $b is not an executable (build matvec_bench first)" >&2; exit 2; }
+  [ -x "$b" ] || { echo "few_token_kernels.sh: $b is not an executable (build matvec_bench first)" >&2; exit 2; }
 done
 
 raw=$(mktemp)
