@@ -36,12 +36,20 @@ cmake --build build-arm -j"$jobs"
 echo "relais: aarch64 build took $((SECONDS - start)) s"
 # RELAIS_EXPECT_DOTPROD makes test_qgemm check that the emulated CPU is the
 # one meant, so each run proves its own microkernel.
+# The shell-script tests start relais and relais-node themselves, without
+# the emulator: they are x86 host tests, left out here by what runs them
+# (a list by name forgot each new one). So are the C tests that start those
+# binaries (test_cluster, test_plan_cli) and the scalar golden run (slow
+# under qemu; test_golden covers the kernels there).
+shell_tests=$(cd build-arm && ctest -N -V | awk '/Test command: [^ ]*bash( |$)/ {sh = 1; next}
+    /Test command:/ {sh = 0} /^ *Test +#[0-9]+:/ {if (sh) printf "|%s", $3}')
+exclude="^(test_cluster|test_plan_cli|test_golden_scalar${shell_tests})\$"
 for run in cortex-a72:0 cortex-a76:1; do
   cpu=${run%:*}
   t0=$SECONDS
   echo "relais: aarch64 tests under qemu-user as $cpu"
   (cd build-arm && QEMU_CPU=$cpu RELAIS_EXPECT_DOTPROD=${run#*:} ctest --output-on-failure -j"$jobs" \
-      -E '^(test_cluster|test_plan_cli|serve_.*|web_ui|status|weights_transfer|cluster_trace|cluster_recover|cluster_netns|test_golden_scalar)$')
+      -E "$exclude")
   echo "relais: $cpu took $((SECONDS - t0)) s"
 done
 echo "relais: aarch64 build and tests took $((SECONDS - start)) s"
