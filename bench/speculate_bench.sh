@@ -20,7 +20,7 @@ set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 REAL=${REAL:-0}
 if [ "$REAL" = 1 ]; then
-    MODEL=${2:-$(cd "$(dirname "$0")/.." && pwd)/../shared/models/stories260K.gguf}
+    MODEL=${2:-$(cd "$(dirname "$0")/.." && pwd)/tests/data/models/stories260K.gguf}
     IDS=1,403,407,261,378,429,286,1009 # replaced below by the prompt's ids
 else
     MODEL=${2:-/tmp/relais-bench-ministral-8b-l8-q4_0.gguf}
