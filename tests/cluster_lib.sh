@@ -119,3 +119,16 @@ stream_text() {
         }
         console.log(done ? "text " + JSON.stringify(text) : "broken");' "$1" 2>/dev/null || echo broken
 }
+
+# forwards: the Forwards node 1 has computed (its trace lines: nodes started
+# with tracing). wait_forwards N: returns once node 1 has computed N more
+# than when called, waiting at most 30 s; non-zero when it did not.
+forwards() { grep -c 'relais: trace forward ' "$work/node1.log"; }
+wait_forwards() {
+    local want=$(($(forwards) + $1))
+    for _ in $(seq 600); do
+        [ "$(forwards)" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    [ "$(forwards)" -ge "$want" ]
+}

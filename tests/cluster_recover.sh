@@ -22,17 +22,10 @@ model=$models/tiny-q8_0.gguf
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/cluster_lib.sh"
 
-forwards() { grep -c 'relais: trace forward ' "$work/node1.log"; }
-
 # kill_node2_after N: once node 1 has computed N more Forwards than it had
 # when called, node 2 dies (SIGKILL) while node 1 is held.
 kill_node2_after() {
-    local want=$(($(forwards) + $1))
-    for _ in $(seq 600); do
-        [ "$(forwards)" -ge "$want" ] && break
-        sleep 0.05
-    done
-    [ "$(forwards)" -ge "$want" ] || fail "node 1 computed fewer than $1 Forwards in 30 s"
+    wait_forwards "$1" || fail "node 1 computed fewer than $1 Forwards in 30 s"
     kill -STOP "${pid[1]}"
     stop_node 2 KILL
     kill -CONT "${pid[1]}"
