@@ -23,12 +23,12 @@ MODEL=$TMP/models/slow.gguf
 LONG='{"prompt":"A long story about the sea","max_tokens":1500,"temperature":0,"stream":true}'
 WHOLE='{"prompt":"Another long story","max_tokens":1500,"temperature":0}'
 
-# term_within NAME SECONDS : SIGTERMs the last server started; it must be
-# gone within SECONDS with status 0.
+# term_within NAME SECONDS [TID] : SIGTERMs the last server started (aimed
+# at its thread TID when given); it must be gone within SECONDS with status 0.
 term_within() {
     local name=$1 limit=$2 t0 ms rc=0
     t0=$(date +%s%N)
-    kill -TERM "$SERVER_PID"
+    kill -TERM "${3:-$SERVER_PID}"
     for _ in $(seq $((limit * 20 + 100))); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
     ms=$((($(date +%s%N) - t0) / 1000000))
     kill -9 "$SERVER_PID" 2>/dev/null || true
@@ -69,6 +69,23 @@ told() {
 # ---- idle ----
 start_server idle -m "$MODEL" --ctx 2048 -t 1
 term_within idle 3
+
+# ---- idle, the signal taken by a thread that started before main ----
+# OpenBLAS starts its pool from a library constructor, with no signal mask:
+# kill(2) on a thread id offers the signal to that thread first. The thread
+# aimed at is the first that does not block SIGTERM, else any but main.
+start_server worker -m "$MODEL" --ctx 2048 -t 1
+main_tid=$SERVER_PID
+target=
+for t in /proc/"$main_tid"/task/*; do
+    tid=${t##*/}
+    [ "$tid" = "$main_tid" ] && continue
+    [ -n "$target" ] || target=$tid
+    blk=$(awk '/^SigBlk/ {print $2}' "$t/status")
+    if [ $((0x$blk & 0x4000)) = 0 ]; then target=$tid; break; fi
+done
+echo "# SIGTERM aimed at thread $target ($(cat /proc/"$main_tid"/task/"$target"/comm))"
+term_within worker 3 "$target"
 
 # ---- generating, one machine ----
 start_server local -m "$MODEL" --ctx 2048 -t 1

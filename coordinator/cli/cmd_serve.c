@@ -370,6 +370,13 @@ static void *loader_main(void *arg) {
     return NULL;
 }
 
+/* A stop signal that reached a thread started before the mask was set
+ * (OpenBLAS starts its pool from a library constructor, before main): the
+ * handler notes it and wait_signal sees it within one slice. */
+static volatile sig_atomic_t stray_signal;
+
+static void note_signal(int sig) { stray_signal = sig; }
+
 /* Waits for SIGINT or SIGTERM (its number), or for the load to fail (0). */
 static int wait_signal(const sigset_t *set, loader *l) {
     const struct timespec slice = {0, 100 * 1000000L};
@@ -377,6 +384,8 @@ static int wait_signal(const sigset_t *set, loader *l) {
         int sig = sigtimedwait(set, NULL, &slice);
         if (sig > 0)
             return sig;
+        if (stray_signal)
+            return stray_signal;
         if (atomic_load(&l->state) < 0)
             return 0;
     }
@@ -395,6 +404,10 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    struct sigaction note = {.sa_handler = note_signal};
+    sigemptyset(&note.sa_mask);
+    sigaction(SIGINT, &note, NULL);
+    sigaction(SIGTERM, &note, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* freed caches go back to the system instead of staying in the heap */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
