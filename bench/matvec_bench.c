@@ -5,7 +5,7 @@
  * be slowed by others, never sped up, so the best pass is the figure that
  * compares across kernel versions when whole-model runs swing by 2x.
  *
- *   matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--file-layout] TYPE...
+ *   matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--rows R] [--file-layout] TYPE...
  *
  * -k runs products of K tokens at once (K <= 16: a draft being verified, or
  * serve's decode tokens of several sessions) and prints for each K the
@@ -31,12 +31,13 @@
 #include "threadpool.h"
 #include "x16.h"
 
-#define ROWS 12288
+#define ROWS 12288 /* default; --rows R (a multiple of 16) for a smaller matrix, as under qemu */
 #define COLS 4096
 #define MAX_BATCH 16
 
 typedef struct {
     int threads, passes;
+    uint32_t rows; /* rows per matrix */
     size_t mib;
     bool file_layout;
     uint32_t batches[MAX_BATCH]; /* tokens per product, -k */
@@ -58,26 +59,26 @@ static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
  * holds them (engine/model/model.c); NULL out of memory. */
 static rl_weight *make_weights(rl_dtype t, const options *o, int *count) {
     const size_t rb = rl_dtype_row_bytes(t, COLS);
-    const int n = (int)(o->mib * 1024 * 1024 / (rb * ROWS)) + 1;
+    const int n = (int)(o->mib * 1024 * 1024 / (rb * o->rows)) + 1;
     rl_weight *w = calloc((size_t)n, sizeof *w);
     float *row = malloc(COLS * sizeof *row);
     unsigned seed = 1;
     for (int m = 0; w && row && m < n; m++) {
-        const size_t bytes = (rb * ROWS + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        const size_t bytes = (rb * o->rows + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
         char *data = aligned_alloc(HUGE_PAGE, bytes);
         if (!data)
             break;
         (void)madvise(data, bytes, MADV_HUGEPAGE); /* a hint: without it the pages are small */
-        for (int r = 0; r < ROWS; r++) {
+        for (uint32_t r = 0; r < o->rows; r++) {
             for (int c = 0; c < COLS; c++)
                 row[c] = (float)(rand_r(&seed) % 2000 - 1000) / 1000.0f;
             rl_quantize_row(t, row, data + (size_t)r * rb, COLS);
         }
-        if (!o->file_layout && rl_x16_repack(t, data, rb, 0, ROWS / 16) != 0)
+        if (!o->file_layout && rl_x16_repack(t, data, rb, 0, o->rows / 16) != 0)
             break;
         w[m] = (rl_weight){.data = data,
                            .type = t,
-                           .rows = ROWS,
+                           .rows = o->rows,
                            .cols = COLS,
                            .row_bytes = rb,
                            .name = "bench",
@@ -102,7 +103,7 @@ static double time_batch(rl_matmul *mm, const rl_weight *w, int n, const float *
         *sum = 0;
         for (int m = 0; m < n; m++) {
             rl_matmul_run(mm, &w[m], x, k, y, false);
-            *sum += y[(size_t)(k - 1) * ROWS + m % ROWS];
+            *sum += y[(size_t)(k - 1) * o->rows + m % o->rows];
         }
         const double dt = now_s() - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (p > 0 && dt < best)
@@ -116,14 +117,14 @@ static double time_batch(rl_matmul *mm, const rl_weight *w, int n, const float *
 static int bench_type(rl_dtype t, const options *o, rl_matmul *mm) {
     int n = 0;
     rl_weight *w = make_weights(t, o, &n);
-    float *x = malloc((size_t)MAX_BATCH * COLS * sizeof *x), *y = malloc((size_t)MAX_BATCH * ROWS * sizeof *y);
+    float *x = malloc((size_t)MAX_BATCH * COLS * sizeof *x), *y = malloc((size_t)MAX_BATCH * o->rows * sizeof *y);
     if (!w || !n || !x || !y) {
         fprintf(stderr, "matvec_bench: out of memory for %zu MiB of %s\n", o->mib, rl_dtype_name(t));
         return -1;
     }
     for (size_t c = 0; c < (size_t)MAX_BATCH * COLS; c++) /* each token a different row */
         x[c] = (float)((long)(c * 7919 % 2001) - 1000) / 1000.0f;
-    const double bytes = (double)n * ROWS * rl_dtype_row_bytes(t, COLS);
+    const double bytes = (double)n * o->rows * rl_dtype_row_bytes(t, COLS);
     double one = 0, one_cpu = 0;
     for (int b = 0; b < o->n_batches; b++) {
         const uint32_t k = o->batches[b];
@@ -135,7 +136,7 @@ static int bench_type(rl_dtype t, const options *o, rl_matmul *mm) {
         }
         if (o->n_batches == 1 && k == 1)
             printf("%-6s %2d threads %-6s %7.1f GB/s %8.2f ms/pass  %d x %ux%u  checksum %.6g\n", rl_dtype_name(t),
-                   o->threads, rl_kernels()->name, bytes / dt / 1e9, dt * 1e3, n, ROWS, COLS, sum);
+                   o->threads, rl_kernels()->name, bytes / dt / 1e9, dt * 1e3, n, o->rows, COLS, sum);
         else /* tokens/s: tokens through every matrix of the pass per second */
             printf("%-6s %2d threads %-6s K=%-2u %6.1f GB/s %8.2f ms/pass %7.1f tok/s x%.2f %8.2f cpu-ms x%.2f  "
                    "checksum %.6g\n",
@@ -163,7 +164,7 @@ static int parse_batches(const char *s, options *o) {
 }
 
 static int parse(int argc, char **argv, options *o, int *first_type) {
-    *o = (options){.threads = 2, .passes = 10, .mib = 512, .batches = {1}, .n_batches = 1};
+    *o = (options){.threads = 2, .passes = 10, .rows = ROWS, .mib = 512, .batches = {1}, .n_batches = 1};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--file-layout"))
@@ -177,11 +178,13 @@ static int parse(int argc, char **argv, options *o, int *first_type) {
                 return -1;
         } else if (i + 1 < argc && !strcmp(argv[i], "-m"))
             o->mib = (size_t)atol(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--rows"))
+            o->rows = (uint32_t)atol(argv[++i]);
         else
             return -1;
     }
     *first_type = i;
-    return i < argc && o->threads > 0 && o->passes > 0 && o->mib > 0 ? 0 : -1;
+    return i < argc && o->threads > 0 && o->passes > 0 && o->mib > 0 && o->rows >= 16 && o->rows % 16 == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -189,7 +192,8 @@ int main(int argc, char **argv) {
     int first;
     if (parse(argc, argv, &o, &first) != 0) {
         fprintf(stderr,
-                "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--file-layout] TYPE...\n"
+                "usage: matvec_bench [-t THREADS] [-r PASSES] [-m MIB] [-k K,K...] [--rows R] [--file-layout] TYPE...\n"
+                "  R: rows per matrix, a multiple of 16 (default 12288)\n"
                 "  TYPE: q4_0 q8_0 q4_K q5_K q6_K\n");
         return 2;
     }
