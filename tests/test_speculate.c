@@ -55,14 +55,15 @@ static void test_ngram(void **state) {
     assert_non_null(d);
     const int32_t a[] = {7, 1, 2, 3, 9, 9, 1, 2, 3, 4, 5, 1, 2, 3};
     int32_t out[RL_DRAFT_MAX];
+    rl_qdist q[RL_DRAFT_MAX];
     /* tail 1 2 3: latest earlier at index 6, followed by 4 5 1 2 3 */
-    assert_int_equal(rl_draft_propose(d, a, 14, out, 4), 4);
+    assert_int_equal(rl_draft_propose(d, NULL, NULL, a, 14, out, q, 4), 4);
     assert_int_equal(out[0], 4), assert_int_equal(out[1], 5), assert_int_equal(out[2], 1);
-    assert_int_equal(rl_draft_propose(d, a, 14, out, 16), 5); /* up to the end of what is known */
-    const int32_t b[] = {1, 2, 3, 4};                         /* no tail seen before */
-    assert_int_equal(rl_draft_propose(d, b, 4, out, 4), 0);
+    assert_int_equal(rl_draft_propose(d, NULL, NULL, a, 14, out, q, 16), 5); /* up to the end of what is known */
+    const int32_t b[] = {1, 2, 3, 4};                                        /* no tail seen before */
+    assert_int_equal(rl_draft_propose(d, NULL, NULL, b, 4, out, q, 4), 0);
     const int32_t c[] = {5, 6, 8, 6}; /* only the last id is seen before */
-    assert_int_equal(rl_draft_propose(d, c, 4, out, 4), 2);
+    assert_int_equal(rl_draft_propose(d, NULL, NULL, c, 4, out, q, 4), 2);
     assert_int_equal(out[0], 8), assert_int_equal(out[1], 6);
     rl_draft_destroy(&d);
     assert_null(d);
@@ -88,7 +89,8 @@ static void test_draft_model_vocab(void **state) {
     assert_non_null(d);
     const int32_t ids[] = {1, 300, 301, 302};
     int32_t out[RL_DRAFT_MAX];
-    assert_int_equal(rl_draft_propose(d, ids, 4, out, 3), 3);
+    rl_qdist q[RL_DRAFT_MAX];
+    assert_int_equal(rl_draft_propose(d, NULL, NULL, ids, 4, out, q, 3), 3);
     for (int i = 0; i < 3; i++)
         assert_true(out[i] >= 0 && out[i] < 512);
     rl_draft_destroy(&d);
