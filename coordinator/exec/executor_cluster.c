@@ -213,12 +213,13 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm, size_t mask_len) 
         if (g->mask && !(s->mask = malloc(mask_len)))
             return -1;
         s->n_draft = g->verify && g->draft_q ? g->n - 1 : 0;
-        rl_qdist *q = s->n_draft ? realloc(s->draft, s->n_draft * sizeof *q) : s->draft;
-        if (!q)
-            return -1;
-        if (s->n_draft)
+        if (s->n_draft) {
+            rl_qdist *q = realloc(s->draft, s->n_draft * sizeof *q);
+            if (!q)
+                return -1;
             memcpy(q, g->draft_q, s->n_draft * sizeof *q);
-        s->draft = q;
+            s->draft = q;
+        }
         if (g->mask)
             memcpy(s->mask, g->mask, mask_len);
     }
