@@ -416,9 +416,10 @@ static void collect_done(void *ud, rl_finish why, const char *err) {
 }
 
 /* Requests r[0..n) through a scheduler of x with draft d (NULL: none); the
- * odd ones opt out ("speculative": false). Their ids in c; the stats in *st. */
-static void serve_all(engine *e, rl_draft *d, const int32_t (*prompts)[12], uint32_t n, collect *c,
-                      rl_sched_stats *st) {
+ * odd ones opt out ("speculative": false); all sample with sp. Their ids
+ * in c; the stats in *st. */
+static void serve_all(engine *e, rl_draft *d, const rl_sampler_params *sp, const int32_t (*prompts)[12], uint32_t n,
+                      collect *c, rl_sched_stats *st) {
     char err[256];
     rl_sched_opts o = {.max_sessions = 4, .max_queue = 8, .n_ctx = 256, .draft = d, .draft_max = 6};
     rl_sched *s = rl_sched_new(e->x, e->tok, &o, err, sizeof err);
@@ -429,7 +430,7 @@ static void serve_all(engine *e, rl_draft *d, const int32_t (*prompts)[12], uint
         rl_sched_req r = {.prompt = prompts[i],
                           .n_prompt = 12,
                           .max_tokens = 90,
-                          .sampling = rl_sampler_defaults(),
+                          .sampling = *sp,
                           .sink = {collect_token, collect_done, &c[i]},
                           .no_draft = i % 2 == 1};
         uint64_t id;
@@ -462,9 +463,10 @@ static void test_serve_greedy_equal(void **state) {
             prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
     collect base[4], spec[4];
     rl_sched_stats st0, st;
-    serve_all(&e, NULL, prompts, 4, base, &st0);
+    const rl_sampler_params greedy = rl_sampler_defaults();
+    serve_all(&e, NULL, &greedy, prompts, 4, base, &st0);
     rl_draft *d = rl_draft_new("ngram", NULL, 1, 0, err, sizeof err);
-    serve_all(&e, d, prompts, 4, spec, &st);
+    serve_all(&e, d, &greedy, prompts, 4, spec, &st);
     for (uint32_t i = 0; i < 4; i++) {
         assert_int_equal(base[i].n, spec[i].n);
         assert_memory_equal(base[i].ids, spec[i].ids, base[i].n * sizeof *base[i].ids);
@@ -479,6 +481,40 @@ static void test_serve_greedy_equal(void **state) {
     engine_close(&e);
 }
 
+/* Served sampled requests with a draft model that samples: a seeded
+ * request's ids do not depend on what else is served (its draft draws from
+ * its own stream), and drafted ids are kept. */
+static void test_serve_sampled_draft(void **state) {
+    (void)state;
+    engine e;
+    char err[256], path[] = "/tmp/relais-test-draft-XXXXXX";
+    write_cut(path, 4);
+    engine_open(&e, MODELS "stories260K.gguf");
+    rl_executor_destroy(&e.x);
+    e.x = rl_executor_local_new(e.m, 1, 64, 4, RL_GEMM_MIN_DEFAULT, RL_KV_TYPE_F32, err, sizeof err);
+    assert_non_null(e.x);
+    int32_t prompts[4][12];
+    for (uint32_t i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < 12; j++)
+            prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
+    rl_sampler_params sp = rl_sampler_defaults();
+    sp.temperature = 0.8f, sp.seed = 42;
+    rl_draft *d = rl_draft_new(path, e.tok, 1, 256, err, sizeof err);
+    assert_non_null(d);
+    collect all[4], alone[1];
+    rl_sched_stats st, st1;
+    serve_all(&e, d, &sp, prompts, 4, all, &st);
+    serve_all(&e, d, &sp, prompts, 1, alone, &st1);
+    assert_int_equal(all[0].n, alone[0].n);
+    assert_memory_equal(all[0].ids, alone[0].ids, alone[0].n * sizeof *alone[0].ids);
+    printf("served sampled: %llu ids drafted, %llu accepted\n", (unsigned long long)st.drafted,
+           (unsigned long long)st.accepted);
+    assert_true(st1.drafted > 0 && st1.accepted > 0);
+    rl_draft_destroy(&d);
+    engine_close(&e);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ngram),
@@ -488,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_serve_greedy_equal),
         cmocka_unit_test(test_cut_draft),
         cmocka_unit_test(test_sampled_draft_model),
+        cmocka_unit_test(test_serve_sampled_draft),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
