@@ -562,8 +562,14 @@ static Relais__ErrorCode head_flush(node_stage *s, const Relais__Forward *f, uin
         size_t n_hist;
         const int32_t *hist = row_history(g->sampling, h->back, g->verify, &n_hist);
         node_session *ss = s->owners[h->seg];
-        const int32_t id = h->back == 0 ? pick_last(s, ss, g->sampling, logits, hist, n_hist, at, sr)
-                                        : rl_sampler_sample(ss->sampler, logits, hist, n_hist);
+        /* an earlier row of a verifying segment checks the drafted id after
+         * it: with its q when the draft was sampled (Sampling.draft) */
+        const Relais__DraftDist *q =
+            h->back && g->sampling->n_draft ? g->sampling->draft[g->n_tokens - 1 - h->back] : NULL;
+        const int32_t id = h->back == 0
+            ? pick_last(s, ss, g->sampling, logits, hist, n_hist, at, sr)
+            : rl_sampler_verify(ss->sampler, logits, hist, n_hist, q ? q->token : -1, q ? q->ids : NULL,
+                                q ? q->probs : NULL, q ? (uint32_t)q->n_ids : 0);
         if (h->back == 0)
             sr->id = id;
         if (g->verify)

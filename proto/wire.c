@@ -259,6 +259,32 @@ Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
+/* A sampled draft's distribution at position i: 1 to RL_Q_MAX distinct ids
+ * of the vocabulary with finite probabilities > 0 summing to 1 (within
+ * float rounding), its token among them. */
+static Relais__ErrorCode check_draft_dist(const Relais__DraftDist *d, size_t i, uint32_t n_vocab, char *err,
+                                          size_t errlen) {
+    if (d->n_ids == 0 || d->n_ids > RL_Q_MAX || d->n_probs != d->n_ids)
+        return bad(err, errlen, "draft distribution %zu: %zu ids and %zu probabilities (1 to %d of each)", i, d->n_ids,
+                   d->n_probs, RL_Q_MAX);
+    double sum = 0;
+    bool has_token = false;
+    for (size_t j = 0; j < d->n_ids; j++) {
+        if (d->ids[j] < 0 || (uint32_t)d->ids[j] >= n_vocab || !isfinite(d->probs[j]) || !(d->probs[j] > 0))
+            return bad(err, errlen, "draft distribution %zu: id %d with probability %g (ids below %u, above 0)", i,
+                       d->ids[j], d->probs[j], n_vocab);
+        for (size_t k = 0; k < j; k++)
+            if (d->ids[k] == d->ids[j])
+                return bad(err, errlen, "draft distribution %zu: id %d twice", i, d->ids[j]);
+        sum += d->probs[j];
+        has_token |= d->ids[j] == d->token;
+    }
+    if (fabs(sum - 1.0) > 1e-3 || !has_token)
+        return bad(err, errlen, "draft distribution %zu: probabilities summing to %g, token %d %s", i, sum, d->token,
+                   has_token ? "among its ids" : "not among its ids");
+    return RELAIS__ERROR_CODE__ERR_NONE;
+}
+
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen) {
     const float vals[] = {s->temperature,       s->top_p,           s->min_p, s->repeat_penalty,
                           s->frequency_penalty, s->presence_penalty};
@@ -276,6 +302,11 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_voca
     for (size_t i = 0; i < s->n_history; i++)
         if (s->history[i] < 0)
             return bad(err, errlen, "negative id %d in the sampling history", s->history[i]);
+    for (size_t i = 0; i < s->n_draft; i++) {
+        Relais__ErrorCode code = check_draft_dist(s->draft[i], i, n_vocab, err, errlen);
+        if (code)
+            return code;
+    }
     if (s->allowed.len && s->allowed.len != ((size_t)n_vocab + 7) / 8)
         return bad(err, errlen, "allowed-ids mask of %zu bytes, the vocabulary of %u ids needs %zu", s->allowed.len,
                    n_vocab, ((size_t)n_vocab + 7) / 8);
@@ -285,6 +316,11 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_voca
 Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen) {
     if (g->verify && !g->sample)
         return bad(err, errlen, "session %llu verifies a draft but does not sample", (unsigned long long)g->session_id);
+    const size_t n_draft = g->sampling ? g->sampling->n_draft : 0;
+    if (n_draft && (!g->verify || n_draft + 1 != g->n_tokens))
+        return bad(err, errlen, "session %llu: %zu draft distributions for %s of %u tokens",
+                   (unsigned long long)g->session_id, n_draft, g->verify ? "a verifying segment" : "a segment",
+                   g->n_tokens);
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 

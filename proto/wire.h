@@ -91,10 +91,13 @@ Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t e
 /* A Release: its cluster_id no longer than an Assign's may be. */
 Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t errlen);
 /* Sampling parameters: finite, in range, a non-negative history, an
- * allowed-ids mask of ceil(n_vocab/8) bytes or none. */
+ * allowed-ids mask of ceil(n_vocab/8) bytes or none, draft distributions
+ * of 1 to RL_Q_MAX distinct ids of the vocabulary with probabilities > 0
+ * summing to 1 and their token among them. */
 Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen);
 /* A Segment's fields on their own: a verifying one samples (Segment.verify
- * needs Segment.sample); its size and the session's state are the node's
+ * needs Segment.sample), draft distributions come with a verifying one,
+ * one per token after its first; its size and the session's state are the node's
  * to check against the micro-batch and its caches. */
 Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen);
 

@@ -6,7 +6,9 @@
 #     it (every fifth id wrong: rejections, so truncation on every node), on a
 #     quantized model and a sliding-window one (rollback past the ring);
 #  2. a seeded sampled run with a draft: one process and 3 nodes sample the
-#     same ids (each position of a verified draft with the session's sampler);
+#     same ids (each position of a verified draft with the session's sampler),
+#     with prompt lookup and with a draft model that samples (its q sent
+#     with the segment, ids kept by min(1, p/q));
 #  3. chat with prompt lookup, one process and 3 nodes: the conversation of
 #     one process without a draft;
 #  4. a node killed while a run verifies drafts: re-planned over the other
@@ -55,6 +57,19 @@ args=(-m "$models/tiny-q8_0.gguf" --prompt-ids $prompt -n 80 --temp 0.9 --seed 1
     fail "sampled: $(tail -3 "$work/coordinator.log")"
 cmp -s "$work/sampled-local.json" "$work/sampled.json" || fail "sampled: 3 nodes sampled other ids than one process"
 echo "ok: a seeded sampled run with a draft samples the same ids on 3 nodes as in one process"
+# a draft model that samples: its q travels with the verifying segment
+# (Sampling.draft) and the head keeps ids by min(1, p/q); the same ids as
+# in one process, where the same rule runs (a node applying the equality
+# rule instead would sample others)
+"$relais" synth --cut-from "$models/tiny-q8_0.gguf" --layers 1 -o "$work/draft.gguf" >/dev/null 2>&1 ||
+    fail "synth --cut-from failed"
+args=(-m "$models/tiny-q8_0.gguf" --prompt-ids $prompt -n 80 --temp 0.9 --seed 11 --json -t 1 --draft "$work/draft.gguf")
+"$relais" run "${args[@]}" >"$work/pq-local.json" 2>"$work/pq-local.log" || fail "p/q: the single-process run failed"
+"$relais" run --cluster "$work/cluster.yaml" "${args[@]}" >"$work/pq.json" 2>"$work/coordinator.log" ||
+    fail "p/q: $(tail -3 "$work/coordinator.log")"
+cmp -s "$work/pq-local.json" "$work/pq.json" || fail "p/q: 3 nodes sampled other ids than one process"
+grep -q "accepted [1-9][0-9]*%" "$work/coordinator.log" || fail "p/q: no drafted id accepted on 3 nodes"
+echo "ok: a sampled draft model's ids, kept by min(1, p/q): the same on 3 nodes as in one process ($(grep -o 'accepted [0-9]*%' "$work/coordinator.log"))"
 
 # ---- 3: chat ----
 chat_args=(-m "$models/stories260K.gguf" --temp 0 -n 120 -t 1)

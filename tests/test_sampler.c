@@ -233,6 +233,90 @@ static void test_truncations_renormalize(void **state) {
     assert_true(chi_square(counts, k2, NB, DRAWS) < CHI_BOUND);
 }
 
+/* Speculative sampling at one position (rl_sampler_verify): drafted ids
+ * drawn from a q that differs from p (holding an id p's top-k leaves out and
+ * missing one p keeps) come out as draws of p (chi-square), kept at the rate
+ * sum(min(p, q)) that the rule promises (the equality rule's sum(p q) is far
+ * below), a rejected id is never returned, and every call spends one draw. */
+static void test_verify_speculative(void **state) {
+    (void)state;
+    float l[NB], row[NB];
+    int counts[NB] = {0}, kept = 0;
+    base_logits(l);
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f, p.top_k = 4, p.seed = 5;
+    const double want[NB] = {0.4 / 0.95, 0.25 / 0.95, 0.2 / 0.95, 0.1 / 0.95, 0};
+    const int32_t q_ids[] = {0, 2, 3, 4};
+    const float q_p[] = {0.1f, 0.5f, 0.2f, 0.2f};
+    double min_sum = 0;
+    for (int j = 0; j < 4; j++)
+        min_sum += fmin(want[q_ids[j]], q_p[j]);
+    rl_sampler *s = rl_sampler_new(&p, NB);
+    rl_rng draft;
+    rl_rng_seed(&draft, 77);
+    for (int i = 0; i < DRAWS; i++) {
+        double u = rl_rng_uniform(&draft), cum = 0;
+        int32_t x = q_ids[3];
+        for (int j = 0; j < 4; j++)
+            if (u < (cum += q_p[j])) {
+                x = q_ids[j];
+                break;
+            }
+        memcpy(row, l, sizeof row);
+        const int32_t id = rl_sampler_verify(s, row, NULL, 0, x, q_ids, q_p, 4);
+        counts[id]++;
+        kept += id == x;
+    }
+    assert_true(chi_square(counts, want, NB, DRAWS) < CHI_BOUND);
+    const double rate = (double)kept / DRAWS;
+    assert_true(fabs(rate - min_sum) < 0.015); /* 0.416; its standard deviation here is 0.0035 */
+    assert_true(rate > 0.3);                   /* the equality rule would keep sum(p q) = 0.168 */
+    /* one draw per call: the stream goes on as after DRAWS samples */
+    rl_sampler *t = rl_sampler_new(&p, NB);
+    rl_sampler_skip(t, DRAWS);
+    for (int i = 0; i < 50; i++) {
+        float a[NB], b[NB];
+        memcpy(a, l, sizeof a), memcpy(b, l, sizeof b);
+        assert_int_equal(rl_sampler_sample(s, a, NULL, 0), rl_sampler_sample(t, b, NULL, 0));
+    }
+    rl_sampler_destroy(&t);
+    rl_sampler_destroy(&s);
+    /* greedy, or no q: the target's own choice whatever the draft */
+    p.temperature = 0.0f;
+    s = rl_sampler_new(&p, NB);
+    memcpy(row, l, sizeof row);
+    assert_int_equal(rl_sampler_verify(s, row, NULL, 0, 2, q_ids, q_p, 4), 0);
+    rl_sampler_destroy(&s);
+}
+
+/* A draft's q (rl_sampler_draft_q): the request's parameters over the
+ * draft's candidates, renormalised, and the draw lands where u says. */
+static void test_draft_q(void **state) {
+    (void)state;
+    const int32_t ids[] = {7, 3, 9, 4};
+    const float logits[] = {2.0f, 1.0f, 0.0f, -INFINITY};
+    rl_sampler_params p = rl_sampler_defaults();
+    p.temperature = 1.0f;
+    rl_qdist q;
+    assert_int_equal(rl_sampler_draft_q(&p, ids, logits, 4, NULL, 0, 0.0, &q), 7);
+    assert_int_equal(q.n, 3); /* the impossible id is left out */
+    const double z = exp(2.0) + exp(1.0) + 1.0;
+    for (uint32_t i = 0; i < q.n; i++) {
+        const double e = q.ids[i] == 7 ? exp(2.0) / z : q.ids[i] == 3 ? exp(1.0) / z : 1.0 / z;
+        assert_true(fabs(q.p[i] - e) < 1e-6);
+    }
+    assert_int_equal(rl_sampler_draft_q(&p, ids, logits, 4, NULL, 0, 0.9999, &q), q.ids[q.n - 1]);
+    assert_int_equal(q.token, q.ids[q.n - 1]);
+    /* top-k 2 and a repeat penalty on 7 (logit 2 -> 1): 7 and 3 tie at 1/2 */
+    p.top_k = 2, p.repeat_penalty = 2.0f;
+    const int32_t hist[] = {7};
+    rl_sampler_draft_q(&p, ids, logits, 4, hist, 1, 0.3, &q);
+    assert_int_equal(q.n, 2);
+    assert_true(fabs(q.p[0] - 0.5f) < 1e-6 && fabs(q.p[1] - 0.5f) < 1e-6);
+    assert_true((q.ids[0] == 7 && q.ids[1] == 3) || (q.ids[0] == 3 && q.ids[1] == 7));
+    assert_int_equal(q.token, q.ids[0]);
+}
+
 static int cmp_desc(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
@@ -414,6 +498,8 @@ int main(void) {
         cmocka_unit_test(test_large_vocab_truncation_sets),
         cmocka_unit_test(test_penalties_arithmetic),
         cmocka_unit_test(test_top_logits),
+        cmocka_unit_test(test_verify_speculative),
+        cmocka_unit_test(test_draft_q),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,6 +250,34 @@ static void test_check_sampling(void **state) {
     assert_non_null(strstr(err, "verifies a draft"));
     g.sample = true;
     assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    /* a sampled draft's distributions: one per token after the first, each
+     * of distinct ids of the vocabulary, probabilities > 0 summing to 1,
+     * its token among them */
+    s.top_p = 1, s.n_history = 0;
+    int32_t ids[2] = {3, 7};
+    float probs[2] = {0.25f, 0.75f};
+    Relais__DraftDist dd = RELAIS__DRAFT_DIST__INIT, *dp[4] = {&dd, &dd, &dd, &dd};
+    dd.token = 7, dd.ids = ids, dd.n_ids = 2, dd.probs = probs, dd.n_probs = 2;
+    s.draft = dp, s.n_draft = 4;
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    g.sampling = &s;
+    assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    s.n_draft = 3;
+    assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "3 draft distributions"));
+    g.verify = false, s.n_draft = 4;
+    assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    dd.token = 5; /* drawn from a q that does not hold it */
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "not among its ids"));
+    dd.token = 7, probs[0] = 0.5f; /* sums to 1.25 */
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    probs[0] = 0.25f, ids[0] = 7; /* twice */
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    ids[0] = 20; /* past the vocabulary */
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    ids[0] = 3, dd.n_probs = 1;
+    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
 }
 
 static void test_activations_and_sampling(void **state) {

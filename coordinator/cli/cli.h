@@ -96,7 +96,9 @@ typedef struct {
     {"draft", required_argument, 0, CLI_OPT_DRAFT}, { "draft-max", required_argument, 0, CLI_OPT_DRAFT_MAX }
 #define CLI_DRAFT_HELP                                                                              \
     "      --draft SRC         speculative decoding: draft ids checked in one pass; SRC is ngram\n" \
-    "                          (prompt lookup) or a GGUF model with the same vocabulary\n"          \
+    "                          (prompt lookup) or a GGUF model with the same vocabulary (which\n"   \
+    "                          samples its ids when the target does; to measure what that gains,\n" \
+    "                          greedy:MODEL drafts greedily, eq:MODEL checks by equality)\n"        \
     "      --draft-max K       most ids drafted per pass (default 4, at most 16; fewer after misses)\n"
 /* Returns 1 when opt was a draft option (handled), 0 when not, -1 on a bad value. */
 int cli_draft_opt(cli_draft *d, int opt, const char *arg);

@@ -132,6 +132,9 @@ typedef struct {
     uint32_t samples_before; /* ids this stream sampled before: where a sampler made anew goes on */
     const uint8_t *mask;     /* the ids the sample may take (rl_sampler_mask); NULL: any */
     size_t mask_len;
+    const rl_qdist *draft; /* a verifying segment's sampled draft: the distribution of each id after its
+                              first (Sampling.draft); NULL: a deterministic draft */
+    uint32_t n_draft;
 } cluster_sampling;
 
 /* Forgets positions >= pos of a session on every node; returns the

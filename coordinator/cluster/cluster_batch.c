@@ -35,6 +35,21 @@ static void sampling_to_wire(const cluster_sampling *s, uint32_t verify, Relais_
     smp->allowed = (ProtobufCBinaryData){s->mask_len, (uint8_t *)s->mask};
 }
 
+/* A sampled draft's distributions as Sampling.draft: dd and ptrs (n each)
+ * are the caller's, and point into q. */
+static void draft_to_wire(const rl_qdist *q, uint32_t n, Relais__DraftDist *dd, Relais__DraftDist **ptrs,
+                          Relais__Sampling *smp) {
+    for (uint32_t i = 0; i < n; i++) {
+        relais__draft_dist__init(&dd[i]);
+        dd[i].token = q[i].token;
+        dd[i].ids = (int32_t *)q[i].ids, dd[i].n_ids = q[i].n;
+        dd[i].probs = (float *)q[i].p, dd[i].n_probs = q[i].n;
+        ptrs[i] = &dd[i];
+    }
+    smp->draft = ptrs;
+    smp->n_draft = n;
+}
+
 /* f, with a new step id, to the first node of the pipeline; rows: its tokens. */
 static int send_first(cluster *c, Relais__Forward *f, uint32_t rows, char *err, size_t errlen) {
     f->step_id = c->next_step++;
@@ -69,6 +84,7 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
     typedef struct {
         Relais__Segment seg;
         Relais__Sampling smp;
+        Relais__DraftDist *dd, **dd_ptrs; /* (smp.n_draft) a sampled draft's, when verifying one */
     } wire_seg;
     if (cluster_check_usable(c, err, errlen))
         return 0;
@@ -103,6 +119,15 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
             }
             sampling_to_wire(g->sampling, g->verify ? g->n : 0, &ws[i].smp);
             ws[i].seg.sampling = &ws[i].smp;
+            const uint32_t nd = g->verify && g->sampling->draft ? g->sampling->n_draft : 0;
+            if (nd &&
+                (!(ws[i].dd = malloc(nd * sizeof *ws[i].dd)) ||
+                 !(ws[i].dd_ptrs = malloc(nd * sizeof *ws[i].dd_ptrs)))) {
+                snprintf(err, errlen, "out of memory");
+                break;
+            }
+            if (nd)
+                draft_to_wire(g->sampling->draft, nd, ws[i].dd, ws[i].dd_ptrs, &ws[i].smp);
         }
         ptrs[i] = &ws[i].seg;
     }
@@ -120,6 +145,8 @@ uint64_t cluster_batch_send(cluster *c, const cluster_seg *segs, uint32_t n, cha
     } else if (n == 0) {
         snprintf(err, errlen, "an empty micro-batch");
     }
+    for (uint32_t k = 0; ws && k < n; k++)
+        free(ws[k].dd), free(ws[k].dd_ptrs);
     free(ws), free(ptrs);
     return step;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "executor.h"
+#include "top_logits.h"
 #include "forward.h"
 #include "model.h"
 
@@ -20,6 +21,8 @@ struct rl_draft {
     int32_t *list; /* ids: the sequence replayed */
     size_t n_list;
     rl_model *model; /* model: the draft model, its executor and its one session */
+    bool greedy;     /* model: drafts greedily whatever the request's sampling ("greedy:PATH") */
+    bool no_q;       /* model: samples but keeps q to itself, so the target checks by equality ("eq:PATH") */
     rl_executor *x;
     rl_xsession *s;
     int32_t *held;  /* (n_ctx) the ids the draft's session holds, fed or sampled-not-fed */
@@ -100,8 +103,8 @@ static int open_model(rl_draft *d, const char *path, const rl_tokenizer *target,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    rl_sampler_params greedy = rl_sampler_defaults();
-    rl_xsession_begin(d->s, &greedy, 0);
+    rl_sampler_params greedy = rl_sampler_defaults(); /* its top logits are what a sampled draft draws from */
+    rl_xsession_begin(d->s, &greedy, RL_MAX_TOP);
     const char *slash = strrchr(path, '/');
     snprintf(d->name, sizeof d->name, "%s", slash ? slash + 1 : path);
     return 0;
@@ -125,7 +128,10 @@ rl_draft *rl_draft_new(const char *spec, const rl_tokenizer *target, int n_threa
         snprintf(err, errlen, "a draft model needs the target's tokenizer to compare vocabularies");
         rc = -1;
     } else {
-        d->kind = DRAFT_MODEL, rc = open_model(d, spec, target, n_threads, n_ctx, err, errlen);
+        d->greedy = !strncmp(spec, "greedy:", 7);
+        d->no_q = !strncmp(spec, "eq:", 3);
+        const char *path = spec + (d->greedy ? 7 : d->no_q ? 3 : 0);
+        d->kind = DRAFT_MODEL, rc = open_model(d, path, target, n_threads, n_ctx, err, errlen);
     }
     if (rc)
         rl_draft_destroy(&d);
@@ -151,10 +157,25 @@ static uint32_t ngram(const int32_t *ids, uint32_t n, int32_t *out, uint32_t k) 
     return 0;
 }
 
-/* The draft model's greedy continuation: its session keeps what it shares
- * with ids (a truncate), feeds the rest, then its own guesses one by one. */
-static uint32_t from_model(rl_draft *d, const int32_t *ids, uint32_t n, int32_t *out, uint32_t k) {
+/* The draft model's id after a step that gave greedy and top: greedy, or
+ * under sampling parameters sp that sample, a draw from its q (into *q). */
+static int32_t model_pick(const rl_draft *d, int32_t greedy, const rl_top *top, const rl_sampler_params *sp,
+                          rl_rng *rng, rl_qdist *q) {
+    q->n = 0;
+    if (d->greedy || !sp || !(sp->temperature > 0.0f) || top->n == 0)
+        return greedy;
+    const int32_t id = rl_sampler_draft_q(sp, top->ids, top->vals, top->n, d->held, d->n_fed, rl_rng_uniform(rng), q);
+    if (d->no_q)
+        q->n = 0;
+    return id;
+}
+
+/* The draft model's continuation: its session keeps what it shares with ids
+ * (a truncate), feeds the rest, then its own guesses one by one. */
+static uint32_t from_model(rl_draft *d, const rl_sampler_params *sp, rl_rng *rng, const int32_t *ids, uint32_t n,
+                           int32_t *out, rl_qdist *q, uint32_t k) {
     char err[256];
+    rl_top top;
     uint32_t common = 0;
     while (common < d->n_fed && common < n && d->held[common] == ids[common])
         common++;
@@ -169,23 +190,30 @@ static uint32_t from_model(rl_draft *d, const int32_t *ids, uint32_t n, int32_t 
         return 0;
     d->n_fed = (uint32_t)kept;
     memcpy(d->held + d->n_fed, ids + d->n_fed, (n - d->n_fed) * sizeof *ids);
-    if (rl_xsession_step(d->s, d->held + d->n_fed, n - d->n_fed, &out[0], NULL, err, sizeof err))
+    if (rl_xsession_step(d->s, d->held + d->n_fed, n - d->n_fed, &out[0], &top, err, sizeof err))
         return d->n_fed = 0, 0;
     d->n_fed = n;
+    out[0] = model_pick(d, out[0], &top, sp, rng, &q[0]);
     uint32_t c = 1;
     for (; c < k; c++) {
         d->held[d->n_fed] = out[c - 1];
-        if (rl_xsession_step(d->s, &out[c - 1], 1, &out[c], NULL, err, sizeof err))
+        if (rl_xsession_step(d->s, &out[c - 1], 1, &out[c], &top, err, sizeof err))
             break;
         d->n_fed++;
+        out[c] = model_pick(d, out[c], &top, sp, rng, &q[c]);
     }
     return c;
 }
 
-uint32_t rl_draft_propose(rl_draft *d, const int32_t *ids, uint32_t n, int32_t *out, uint32_t k) {
+void rl_draft_seed(rl_rng *rng, uint64_t seed) { rl_rng_seed(rng, seed ^ 0x6472616674ull); /* "draft" */ }
+
+uint32_t rl_draft_propose(rl_draft *d, const rl_sampler_params *sp, rl_rng *rng, const int32_t *ids, uint32_t n,
+                          int32_t *out, rl_qdist *q, uint32_t k) {
     k = k < RL_DRAFT_MAX ? k : RL_DRAFT_MAX;
     if (n == 0 || k == 0)
         return 0;
+    for (uint32_t i = 0; i < k; i++)
+        q[i].n = 0;
     switch (d->kind) {
     case DRAFT_NGRAM:
         return ngram(ids, n, out, k);
@@ -196,7 +224,7 @@ uint32_t rl_draft_propose(rl_draft *d, const int32_t *ids, uint32_t n, int32_t *
         return c;
     }
     case DRAFT_MODEL:
-        return from_model(d, ids, n, out, k);
+        return from_model(d, sp, rng, ids, n, out, q, k);
     }
     return 0;
 }

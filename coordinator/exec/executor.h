@@ -56,6 +56,15 @@ typedef struct {
      * ending there. The ids per position come back in rl_xdone.verified; the
      * top logits only for the last. */
     bool verify;
+    /* With verify, when the draft was sampled (a draft model at a
+     * temperature above 0): for each of the segment's ids after its first,
+     * in order, the distribution it was drawn from (its token is that id).
+     * Each is then kept with probability min(1, p/q) and a rejected one
+     * replaced by a draw from max(0, p - q) (rl_sampler_verify), which keeps
+     * the target's distribution and accepts more than the equality rule.
+     * NULL: a deterministic draft (kept when the target's sample equals it).
+     * Borrowed until submit returns. */
+    const rl_qdist *draft_q;
     /* The session first forgets its positions >= pos (a rejected draft's,
      * at most RL_KV_SLACK + 1 back, so a sliding ring keeps what it needs):
      * a truncate that travels with the micro-batches, without a round trip. */

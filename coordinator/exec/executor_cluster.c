@@ -59,8 +59,10 @@ typedef struct csession {
     uint32_t n_toks, cap;
     int32_t *hist; /* (n_hist) the history of its latest sampling segment */
     uint32_t n_hist;
-    uint8_t *mask;      /* the allowed ids of its latest sampling segment (NULL: any) */
-    uint32_t n_top;     /* the top logits its latest sampling segment asked for */
+    uint8_t *mask;   /* the allowed ids of its latest sampling segment (NULL: any) */
+    uint32_t n_top;  /* the top logits its latest sampling segment asked for */
+    rl_qdist *draft; /* (n_draft) its latest sampling segment's sampled draft (rl_xseg.draft_q) */
+    uint32_t n_draft;
     uint32_t n_sampled; /* its stream's sampling segments: the draws its seeded stream has made */
     cluster_chunk *sg;  /* (n_sg) the chunks computed by sgemm: a replay cuts them again */
     uint32_t n_sg, cap_sg;
@@ -138,7 +140,9 @@ static void set_state(cluster_exec *x, const char *state) {
     pthread_mutex_unlock(&x->stats_lock);
 }
 
-static void session_free(csession *s) { free(s->toks), free(s->hist), free(s->mask), free(s->sg), free(s); }
+static void session_free(csession *s) {
+    free(s->toks), free(s->hist), free(s->mask), free(s->sg), free(s->draft), free(s);
+}
 
 /* The session a segment names: created at position 0, found later; a
  * sampling segment of a new stream takes its parameters. */
@@ -208,6 +212,14 @@ static int remember(csession *s, const rl_xseg *g, bool sgemm, size_t mask_len) 
         s->mask = NULL;
         if (g->mask && !(s->mask = malloc(mask_len)))
             return -1;
+        s->n_draft = g->verify && g->draft_q ? g->n - 1 : 0;
+        if (s->n_draft) {
+            rl_qdist *q = realloc(s->draft, s->n_draft * sizeof *q);
+            if (!q)
+                return -1;
+            memcpy(q, g->draft_q, s->n_draft * sizeof *q);
+            s->draft = q;
+        }
         if (g->mask)
             memcpy(s->mask, g->mask, mask_len);
     }
@@ -269,7 +281,9 @@ static int cx_submit(rl_executor *base, uint64_t batch, const rl_xseg *segs, uin
                                        .mask = g->mask,
                                        .mask_len = g->mask ? MASK_LEN(x) : 0,
                                        .n_top = g->n_top,
-                                       .samples_before = before};
+                                       .samples_before = before,
+                                       .draft = g->sample && g->verify ? g->draft_q : NULL,
+                                       .n_draft = g->n - 1};
         x->segs[i] = (cluster_seg){.session = g->session,
                                    .ids = g->ids,
                                    .n = g->n,
@@ -424,6 +438,8 @@ static int replay(cluster_exec *x, const csession *s, char *err, size_t errlen) 
     const uint32_t verify = f && f->verify[seg] ? f->len[seg] : 0;
     if (verify) /* its draws, one per position, were all counted when it was sent */
         smp.samples_before = s->n_sampled - verify;
+    if (verify && s->n_draft) /* a sampled draft: checked against the same distributions */
+        smp.draft = s->draft, smp.n_draft = s->n_draft;
     cluster_replay r = {.session = s->id,
                         .ids = s->toks,
                         .n = s->n_toks,

@@ -165,9 +165,12 @@ static int head_flush(local_exec *l, const rl_xseg *segs, uint32_t k, char *err,
             t->n = t->n < hp->n_vocab ? t->n : hp->n_vocab;
             rl_sampler_mask(logits, hp->n_vocab, g->mask);
         }
+        /* an earlier row of a verifying segment checks the drafted id after it */
+        const rl_qdist *q = h->back && g->draft_q ? &g->draft_q[g->n - 1 - h->back] : NULL;
         const int32_t id = h->back == 0
             ? rl_sampler_sample_top(smp, logits, g->history, n_hist, t->n, t->ids, t->vals, &t->lse, &t->chosen)
-            : rl_sampler_sample(smp, logits, g->history, n_hist);
+            : rl_sampler_verify(smp, logits, g->history, n_hist, q ? q->token : -1, q ? q->ids : NULL, q ? q->p : NULL,
+                                q ? q->n : 0);
         if (h->back == 0)
             l->ids[h->seg] = id;
         if (g->verify)

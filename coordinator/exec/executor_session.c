@@ -9,7 +9,12 @@
  * last sampled id and the draft's guesses behind it as one segment that
  * verifies them: the target samples after every position, the guesses
  * equal to its own samples are kept with its id after them, and the next
- * segment drops the rest from the cache (rl_xseg.rewind). Verification uses the quantized kernels
+ * segment drops the rest from the cache (rl_xseg.rewind). A draft model
+ * that samples sends the distributions it drew from with the segment
+ * (rl_xseg.draft_q): the target then keeps each guess with probability
+ * min(1, p/q) and replaces a rejected one by its own residual draw, so
+ * what it returns is again the kept guesses and its id after them.
+ * Verification uses the quantized kernels
  * (never sgemm), whose rows do not depend on how many share the pass, so
  * greedy output is that of one id per pass, id for id. */
 #include <stdio.h>
@@ -38,6 +43,8 @@ struct rl_xsession {
     bool verifying;    /* the step under way verifies a draft */
     bool rewind;       /* the executor holds positions past pos (a rejected draft's): the next segment drops them */
     int32_t verified[RL_DRAFT_MAX + 1]; /* its ids per position */
+    rl_qdist q[RL_DRAFT_MAX];           /* a sampled draft's distributions (q[0].n 0: a deterministic one) */
+    rl_rng draft_rng;                   /* the draws of a sampled draft, seeded by begin() */
     rl_xspec_stats stats;
 };
 
@@ -65,6 +72,7 @@ void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_to
     s->params = *p;
     s->n_top = n_top < RL_MAX_TOP ? n_top : RL_MAX_TOP;
     s->stream++;
+    rl_draft_seed(&s->draft_rng, p->seed);
 }
 
 /* The segment of a step of n ids (fed from s->pos) that starts `done` ids in:
@@ -80,6 +88,7 @@ static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
                      .sample = done + chunk == n,
                      .sgemm = !s->verifying,
                      .verify = s->verifying && done + chunk == n,
+                     .draft_q = s->verifying && done + chunk == n && s->q[0].n ? s->q : NULL,
                      .rewind = s->rewind && done == 0,
                      .sampling = &s->params,
                      .stream = s->stream,
@@ -171,7 +180,7 @@ static uint32_t draft_ids(rl_xsession *s, int32_t id, uint32_t cap) {
     if (k == 0)
         return 0;
     s->ids[s->pos] = id;
-    return rl_draft_propose(s->draft, s->ids, s->pos + 1, s->ids + s->pos + 1, k);
+    return rl_draft_propose(s->draft, &s->params, &s->draft_rng, s->ids, s->pos + 1, s->ids + s->pos + 1, s->q, k);
 }
 
 /* After a pass that verified k drafted ids of which a were accepted: the

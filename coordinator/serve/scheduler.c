@@ -34,6 +34,10 @@ typedef struct sess {
     uint32_t n_draft;      /* ids drafted in the outstanding decode segment */
     rl_finish why;         /* how it finished */
     char err[RL_XERR_LEN]; /* message for ERROR */
+
+    rl_qdist draft_q[RL_DRAFT_MAX]; /* a sampled draft's distributions (draft_q[0].n 0: a deterministic one) */
+    rl_rng draft_rng;               /* the draws of a sampled draft: this request's own stream */
+
     rl_sampler_params sampling;
     uint32_t n_top; /* top logits asked with each sample */
     rl_sched_sink sink;
@@ -202,6 +206,7 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .history = q->tokens + q->n_prompt,
                             .n_history = q->n_gen + draft,
                             .verify = draft > 0,
+                            .draft_q = draft > 0 && q->draft_q[0].n ? q->draft_q : NULL,
                             .rewind = q->rewind};
     if (sample && q->json) {
         rl_jg_mask(&q->jg, q->json, q->max_tokens - q->n_gen, q->mask);
@@ -225,7 +230,9 @@ static uint32_t draft_for(rl_sched *s, sess *q, uint32_t room) {
     uint32_t k = q->k < room ? q->k : room;
     if (k > q->max_tokens - q->n_gen - 1)
         k = q->max_tokens - q->n_gen - 1;
-    return k ? rl_draft_propose(s->o.draft, q->tokens, q->n_sent + 1, q->tokens + q->n_sent + 1, k) : 0;
+    return k ? rl_draft_propose(s->o.draft, &q->sampling, &q->draft_rng, q->tokens, q->n_sent + 1,
+                                q->tokens + q->n_sent + 1, q->draft_q, k)
+             : 0;
 }
 
 /* The i-th active session counting from the rotating start. */
@@ -557,6 +564,7 @@ int rl_sched_submit(rl_sched *s, const rl_sched_req *r, uint64_t *id) {
     q->n_prompt = r->n_prompt;
     q->max_tokens = r->max_tokens;
     q->sampling = r->sampling;
+    rl_draft_seed(&q->draft_rng, r->sampling.seed);
     q->n_top = r->n_top < RL_MAX_TOP ? r->n_top : RL_MAX_TOP;
     q->sink = r->sink;
     q->spec = s->o.draft && !r->no_draft && !r->json; /* a mask is for one position */

@@ -32,7 +32,10 @@ struct rl_sampler {
     int32_t *seen;       /* (n_vocab) distinct ids counted this call, to reset `count` cheaply */
     float *seen_raw;     /* (n_vocab) their logits before the penalties, for rl_sampler_sample_top */
     uint32_t n_seen;     /* ids in seen at the last call */
+    float *qmap;         /* (n_vocab) a draft's q by id during rl_sampler_verify; all zero between calls */
 };
+
+#define RL_MAX_CANDS 64 /* most candidates rl_sampler_draft_q looks at (a draft's top logits) */
 
 rl_sampler_params rl_sampler_defaults(void) {
     return (rl_sampler_params){
@@ -61,7 +64,8 @@ rl_sampler *rl_sampler_new(const rl_sampler_params *p, uint32_t n_vocab) {
     s->count = calloc(n_vocab, sizeof *s->count);
     s->seen = malloc(n_vocab * sizeof *s->seen);
     s->seen_raw = malloc(n_vocab * sizeof *s->seen_raw);
-    if (!s->cand || !s->count || !s->seen || !s->seen_raw)
+    s->qmap = calloc(n_vocab, sizeof *s->qmap);
+    if (!s->cand || !s->count || !s->seen || !s->seen_raw || !s->qmap)
         rl_sampler_destroy(&s);
     return s;
 }
@@ -73,6 +77,7 @@ void rl_sampler_destroy(rl_sampler **s) {
     free((*s)->count);
     free((*s)->seen);
     free((*s)->seen_raw);
+    free((*s)->qmap);
     free(*s);
     *s = NULL;
 }
@@ -150,18 +155,35 @@ static size_t select_mass(rl_cand *a, size_t n, double target) {
     return hi;
 }
 
+static bool penalties_on(const rl_sampler_params *p) {
+    return p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+}
+
+/* The ids of history the penalties look at (the window ending there). */
+static const int32_t *penalty_window(const rl_sampler_params *p, const int32_t *history, size_t n_history, size_t *n) {
+    *n = n_history;
+    if (!history || p->repeat_last_n == 0)
+        *n = 0;
+    else if (p->repeat_last_n > 0 && (size_t)p->repeat_last_n < n_history)
+        *n = (size_t)p->repeat_last_n;
+    return history ? history + (n_history - *n) : NULL;
+}
+
+/* A logit seen count (> 0) times in the window, penalised. */
+static float penalised(const rl_sampler_params *p, float l, uint32_t count) {
+    if (p->repeat_penalty != 1.0f)
+        l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
+    return l - ((float)count * p->frequency_penalty + p->presence_penalty);
+}
+
 /* Counts the ids of the penalty window and adjusts their logits once each. */
 static void apply_penalties(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
     const rl_sampler_params *p = &s->p;
     s->n_seen = 0;
-    if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f)
+    if (!penalties_on(p))
         return;
-    if (!history || p->repeat_last_n == 0)
-        return;
-    size_t n = n_history;
-    if (p->repeat_last_n > 0 && (size_t)p->repeat_last_n < n)
-        n = (size_t)p->repeat_last_n;
-    const int32_t *h = history + (n_history - n);
+    size_t n;
+    const int32_t *h = penalty_window(p, history, n_history, &n);
     uint32_t n_seen = 0;
     for (size_t i = 0; i < n; i++) {
         int32_t id = h[i];
@@ -172,12 +194,8 @@ static void apply_penalties(rl_sampler *s, float *logits, const int32_t *history
     }
     for (uint32_t j = 0; j < n_seen; j++) {
         int32_t id = s->seen[j];
-        float l = logits[id];
-        s->seen_raw[j] = l;
-        if (p->repeat_penalty != 1.0f)
-            l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
-        l -= (float)s->count[id] * p->frequency_penalty + p->presence_penalty;
-        logits[id] = l;
+        s->seen_raw[j] = logits[id];
+        logits[id] = penalised(p, logits[id], s->count[id]);
         s->count[id] = 0;
     }
     s->n_seen = n_seen;
@@ -201,8 +219,10 @@ static double total_weight(const rl_cand *cand, size_t n) {
     return total;
 }
 
-static int32_t draw(rl_sampler *s, const rl_cand *cand, size_t n) {
-    double u = rl_rng_uniform(&s->rng) * total_weight(cand, n), cum = 0.0;
+/* The candidate a uniform u in [0, 1) lands on, by weight. */
+static int32_t draw(double u, const rl_cand *cand, size_t n) {
+    double cum = 0.0;
+    u *= total_weight(cand, n);
     for (size_t i = 0; i < n; i++) {
         cum += cand[i].w;
         if (u < cum)
@@ -217,7 +237,32 @@ void rl_sampler_skip(rl_sampler *s, uint64_t n) {
             rl_rng_next(&s->rng);
 }
 
-int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+/* Top-k, top-p and min-p over cand[0..n) (temperature-scaled, w = p_i /
+ * p_max): reorders it so the kept ones come first; returns how many. */
+static size_t truncate_cands(const rl_sampler_params *p, rl_cand *cand, size_t n) {
+    if (p->top_k > 0 && (size_t)p->top_k < n) {
+        select_top(cand, n, (size_t)p->top_k);
+        n = (size_t)p->top_k;
+    }
+    if (p->top_p < 1.0f)
+        n = select_mass(cand, n, (double)p->top_p * total_weight(cand, n));
+    if (p->min_p > 0.0f) {
+        /* w is p_i / p_max; the best (w = 1) always stays */
+        float thr = p->min_p < 1.0f ? p->min_p : 1.0f;
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++)
+            if (cand[i].w >= thr)
+                cand[kept++] = cand[i];
+        n = kept;
+    }
+    return n;
+}
+
+/* The penalties, then the distribution a sampling draw takes from: its
+ * candidates in s->cand[0..*n) (weights unnormalised). Returns -1 when
+ * there is one to draw from; else the id to return without a draw (greedy:
+ * the argmax, no draw spent; an all -inf row: the argmax, a draw spent). */
+static int32_t distribution(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t *n) {
     const rl_sampler_params *p = &s->p;
     apply_penalties(s, logits, history, n_history);
     int32_t best = argmax(logits, s->n_vocab);
@@ -228,28 +273,101 @@ int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, 
         rl_rng_next(&s->rng);
         return best;
     }
-
-    size_t n = s->n_vocab;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s->n_vocab; i++) {
         float l = (clean(logits[i]) - max) / p->temperature;
         s->cand[i] = (rl_cand){(int32_t)i, l, expf(l)};
     }
-    if (p->top_k > 0 && (size_t)p->top_k < n) {
-        n = (size_t)p->top_k;
-        select_top(s->cand, s->n_vocab, n);
+    *n = truncate_cands(p, s->cand, s->n_vocab);
+    return -1;
+}
+
+int32_t rl_sampler_sample(rl_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    size_t n;
+    const int32_t id = distribution(s, logits, history, n_history, &n);
+    return id >= 0 ? id : draw(rl_rng_uniform(&s->rng), s->cand, n);
+}
+
+/* The residual draw of a rejection: normalise(max(0, p - q)) over the
+ * candidates (q in s->qmap), with u; p itself if rounding left nothing. */
+static int32_t draw_residual(rl_sampler *s, size_t n, double total, double u) {
+    double left = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double r = s->cand[i].w / total - s->qmap[s->cand[i].id];
+        left += r > 0.0 ? r : 0.0;
     }
-    if (p->top_p < 1.0f)
-        n = select_mass(s->cand, n, (double)p->top_p * total_weight(s->cand, n));
-    if (p->min_p > 0.0f) {
-        /* w is p_i / p_max; the best (w = 1) always stays */
-        float thr = p->min_p < 1.0f ? p->min_p : 1.0f;
-        size_t kept = 0;
-        for (size_t i = 0; i < n; i++)
-            if (s->cand[i].w >= thr)
-                s->cand[kept++] = s->cand[i];
-        n = kept;
+    if (!(left > 0.0))
+        return draw(u, s->cand, n);
+    for (size_t i = 0; i < n; i++) {
+        const double r = s->cand[i].w / total - s->qmap[s->cand[i].id];
+        s->cand[i].w = r > 0.0 ? (float)r : 0.0f;
     }
-    return draw(s, s->cand, n);
+    return draw(u, s->cand, n);
+}
+
+int32_t rl_sampler_verify(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t x,
+                          const int32_t *q_ids, const float *q_p, uint32_t n_q) {
+    double qx = 0.0;
+    for (uint32_t j = 0; j < n_q; j++)
+        qx += q_ids[j] == x ? q_p[j] : 0.0f;
+    if (!(s->p.temperature > 0.0f) || !(qx > 0.0) || x < 0 || (uint32_t)x >= s->n_vocab)
+        return rl_sampler_sample(s, logits, history, n_history);
+    size_t n;
+    const int32_t id = distribution(s, logits, history, n_history, &n);
+    if (id >= 0)
+        return id;
+    const double total = total_weight(s->cand, n);
+    double px = 0.0;
+    for (size_t i = 0; i < n; i++)
+        px += s->cand[i].id == x ? s->cand[i].w / total : 0.0;
+    const double u = rl_rng_uniform(&s->rng), a = px / qx;
+    if (u < a)
+        return x;
+    /* rejected: u given u >= a is uniform on [a, 1), so it rescales to a
+     * fresh uniform for the residual draw (one draw per position, as ever) */
+    for (uint32_t j = 0; j < n_q; j++)
+        if (q_ids[j] >= 0 && (uint32_t)q_ids[j] < s->n_vocab)
+            s->qmap[q_ids[j]] += q_p[j];
+    const int32_t r = draw_residual(s, n, total, (u - a) / (1.0 - a));
+    for (uint32_t j = 0; j < n_q; j++)
+        if (q_ids[j] >= 0 && (uint32_t)q_ids[j] < s->n_vocab)
+            s->qmap[q_ids[j]] = 0.0f;
+    return r;
+}
+
+int32_t rl_sampler_draft_q(const rl_sampler_params *p, const int32_t *ids, const float *logits, uint32_t n,
+                           const int32_t *history, size_t n_history, double u_draw, rl_qdist *q) {
+    rl_cand cand[RL_MAX_CANDS];
+    n = n < RL_MAX_CANDS ? n : RL_MAX_CANDS;
+    size_t n_win = 0;
+    const int32_t *win = penalties_on(p) ? penalty_window(p, history, n_history, &n_win) : NULL;
+    float max = -INFINITY;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t count = 0;
+        for (size_t j = 0; j < n_win; j++)
+            count += win[j] == ids[i];
+        const float l = clean(logits[i]);
+        cand[i] = (rl_cand){ids[i], count ? penalised(p, l, count) : l, 0.0f};
+        max = cand[i].l > max ? cand[i].l : max;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        cand[i].l = isfinite(max) ? (cand[i].l - max) / p->temperature : (i ? -INFINITY : 0.0f);
+        cand[i].w = expf(cand[i].l);
+    }
+    size_t kept = truncate_cands(p, cand, n);
+    if (kept > RL_Q_MAX) { /* the best RL_Q_MAX of what is left */
+        select_top(cand, kept, RL_Q_MAX);
+        kept = RL_Q_MAX;
+    }
+    size_t pos = 0; /* impossible ids leave q, so the draw lands on one it holds */
+    for (size_t i = 0; i < kept; i++)
+        if (cand[i].w > 0.0f)
+            cand[pos++] = cand[i];
+    const double total = total_weight(cand, pos);
+    for (size_t i = 0; i < pos; i++)
+        q->ids[i] = cand[i].id, q->p[i] = (float)(cand[i].w / total);
+    q->n = (uint32_t)pos;
+    q->token = draw(u_draw, cand, pos);
+    return q->token;
 }
 
 int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, uint32_t k,

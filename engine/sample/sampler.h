@@ -23,6 +23,19 @@ typedef struct {
 /* Defaults: greedy, no truncation, no penalties, seed 0. */
 rl_sampler_params rl_sampler_defaults(void);
 
+#define RL_Q_MAX 32 /* most ids in a sampled draft's distribution (rl_qdist) */
+
+/* The distribution a sampled draft drew one drafted id from: sparse (its
+ * draft model's best ids only, renormalised), so that it travels cheaply
+ * with the verifying segment, and exact (the id was drawn from it), which is
+ * all speculative sampling needs of it to keep the target's distribution. */
+typedef struct {
+    int32_t token;         /* the id drawn */
+    uint32_t n;            /* ids in the support, 1..RL_Q_MAX */
+    int32_t ids[RL_Q_MAX]; /* distinct */
+    float p[RL_Q_MAX];     /* > 0, summing to 1 */
+} rl_qdist;
+
 typedef struct rl_sampler rl_sampler;
 rl_sampler *rl_sampler_new(const rl_sampler_params *p, uint32_t n_vocab);
 void rl_sampler_destroy(rl_sampler **s); /* NULLs *s */
@@ -43,6 +56,26 @@ void rl_sampler_skip(rl_sampler *s, uint64_t n);
  * (*chosen). With k 0 only the id (*lse, *chosen 0). */
 int32_t rl_sampler_sample_top(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, uint32_t k,
                               int32_t *ids, float *vals, float *lse, float *chosen);
+
+/* Speculative sampling at one verified position whose drafted id x was
+ * drawn from q (q_ids, q_p: n_q entries): accepts x with probability
+ * min(1, p(x)/q(x)), p being the distribution rl_sampler_sample draws from
+ * with these logits and history, and returns it; otherwise returns a draw
+ * from normalise(max(0, p - q)), never x. Either way the id follows p, and
+ * exactly one draw is spent, as by rl_sampler_sample. Greedy parameters, no
+ * q, or an x that q does not hold: rl_sampler_sample (a deterministic
+ * draft's rule: the draft is kept when the target's own sample equals it). */
+int32_t rl_sampler_verify(rl_sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t x,
+                          const int32_t *q_ids, const float *q_p, uint32_t n_q);
+
+/* A draft model's sampled proposal: q = the distribution parameters p give
+ * over the n candidates ids (their raw logits; typically the draft's best,
+ * rl_top_logits): the penalties over history, temperature, top-k, top-p and
+ * min-p applied as rl_sampler_sample does, renormalised over what is left,
+ * at most RL_Q_MAX ids; q->token drawn from it with *u_draw, a uniform in
+ * [0, 1). Returns q->token. p must sample (temperature > 0), n >= 1. */
+int32_t rl_sampler_draft_q(const rl_sampler_params *p, const int32_t *ids, const float *logits, uint32_t n,
+                           const int32_t *history, size_t n_history, double u_draw, rl_qdist *q);
 
 /* Sets to -inf the logits of ids whose bit in mask (ceil(n_vocab/8) bytes;
  * id i is bit i%8 of byte i/8) is clear: constrained sampling (a JSON
