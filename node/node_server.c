@@ -425,25 +425,6 @@ static void forward(node_server *s, const wire_msg *m, const Relais__Forward *f,
     send_error(s, rid, len, code, f->n_segments == 1 ? f->segments[0]->session_id : 0, f->step_id, err);
 }
 
-static void kv(node_server *s, const wire_msg *m, const Relais__Envelope *e) {
-    if (!s->stage) {
-        refuse(s, m, RELAIS__ERROR_CODE__ERR_STATE, "KV message before any assignment");
-        return;
-    }
-    Relais__KvAck ack = RELAIS__KV_ACK__INIT;
-    if (e->body_case == RELAIS__ENVELOPE__BODY_KV_TRUNCATE) {
-        ack.session_id = e->kv_truncate->session_id;
-        ack.len = node_stage_truncate(s->stage, ack.session_id, e->kv_truncate->pos);
-    } else {
-        ack.session_id = e->kv_drop->session_id;
-        node_stage_drop(s->stage, ack.session_id);
-    }
-    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    env.body_case = RELAIS__ENVELOPE__BODY_KV_ACK;
-    env.kv_ack = &ack;
-    reply_to(s, m, &env);
-}
-
 static void heartbeat(node_server *s, const wire_msg *m, const Relais__Heartbeat *h) {
     Relais__Heartbeat r = RELAIS__HEARTBEAT__INIT;
     r.seq = h->seq;
@@ -476,10 +457,6 @@ static void dispatch(node_server *s, const wire_msg *m, const node_arrival *in) 
         break;
     case RELAIS__ENVELOPE__BODY_FORWARD:
         forward(s, m, e->forward, in);
-        break;
-    case RELAIS__ENVELOPE__BODY_KV_TRUNCATE:
-    case RELAIS__ENVELOPE__BODY_KV_DROP:
-        kv(s, m, e);
         break;
     case RELAIS__ENVELOPE__BODY_HEARTBEAT:
         heartbeat(s, m, e->heartbeat);

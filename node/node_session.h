@@ -1,7 +1,7 @@
 /* The sessions a node serves: per session id, the KV cache of the node's
  * own layers and, on the stage that runs the head, the sampler. A session
- * starts with a Forward at position 0 and ends with KvDrop or a new
- * assignment; their number is bounded by Assign.max_sessions. */
+ * starts with a Forward at position 0 and ends with Forward.drop_sessions
+ * or a new assignment; their number is bounded by Assign.max_sessions. */
 #ifndef RELAIS_NODE_SESSION_H
 #define RELAIS_NODE_SESSION_H
 

@@ -446,7 +446,7 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
         }
     node_session *ss = node_sessions_find(s->sessions, g->session_id);
     uint32_t have = ss ? rl_kv_len(ss->kv) : 0;
-    if (g->rewind && ss && g->pos < have) { /* a rejected draft's positions go (bind_segments) */
+    if (g->rewind && ss && g->pos < have) { /* positions >= pos go first (bind_segments) */
         if (!rl_kv_truncate_exact(ss->kv, g->pos)) {
             snprintf(err, errlen, "segment %zu: session %llu cannot go back from %u to %u exactly", i, id, have,
                      g->pos);
@@ -692,10 +692,3 @@ Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, co
         trace(s, f, in, rl_now_us(), code);
     return code;
 }
-
-uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos) {
-    node_session *ss = node_sessions_find(s->sessions, session);
-    return ss ? rl_kv_truncate(ss->kv, pos) : 0;
-}
-
-void node_stage_drop(node_stage *s, uint64_t session) { node_sessions_drop(s->sessions, session); }

@@ -80,8 +80,5 @@ const char *node_stage_link_error(const node_stage *s); /* "" unless the last ha
  * With RELAIS_TRACE, logs the Forward's arrival, compute and send times. */
 Relais__ErrorCode node_stage_forward(node_stage *s, const Relais__Forward *f, const node_arrival *in, char *err,
                                      size_t errlen);
-/* KvTruncate / KvDrop: the positions the session keeps (0 when unknown). */
-uint32_t node_stage_truncate(node_stage *s, uint64_t session, uint32_t pos);
-void node_stage_drop(node_stage *s, uint64_t session);
 
 #endif

@@ -78,7 +78,7 @@ int wire_send_error(void *sock, const uint8_t *rid, size_t rid_len, Relais__Erro
 
 /* "ERR_MALFORMED", ...; "ERR_?" for a value outside the enum. */
 const char *wire_code_name(int code);
-/* "forward", "kv_ack", ...: the Envelope body's field name, for logs. */
+/* "forward", "heartbeat", ...: the Envelope body's field name, for logs. */
 const char *wire_body_name(int body_case);
 
 /* ---- validation: each returns ERR_NONE, or a code with err filled ---- */

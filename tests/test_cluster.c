@@ -191,11 +191,12 @@ static int await_answer(uint64_t step, cluster_batch_result *r, char *err, size_
 
 /* One session's step as `relais run` feeds it (executor_session.c): n ids
  * from pos in micro-batches of one segment of up to BATCH tokens that may
- * use sgemm, all sent before any answer is read; the last one samples.
+ * use sgemm, all sent before any answer is read; the last one samples; with
+ * rewind, the first forgets the session's positions >= pos first.
  * Answers may come out of order (a node's Error comes straight from it).
  * 0, or -1 with the first error. */
-static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, const cluster_sampling *s,
-                step_result *out, char *err, size_t errlen) {
+static int step_at(uint64_t session, uint32_t pos, bool rewind, const int32_t *ids, uint32_t n,
+                   const cluster_sampling *s, step_result *out, char *err, size_t errlen) {
     uint64_t first = 0, last = 0;
     for (uint32_t done = 0; done < n;) {
         const uint32_t chunk = n - done < BATCH ? n - done : BATCH;
@@ -204,7 +205,8 @@ static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, 
                                .n = chunk,
                                .pos = pos + done,
                                .sampling = done + chunk == n ? s : NULL,
-                               .sgemm = true};
+                               .sgemm = true,
+                               .rewind = rewind && done == 0};
         if (!(last = cluster_batch_send(C, &g, 1, err, errlen)))
             break;
         first = first ? first : last;
@@ -234,6 +236,11 @@ static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, 
         rc = -1;
     }
     return rc;
+}
+
+static int step(uint64_t session, uint32_t pos, const int32_t *ids, uint32_t n, const cluster_sampling *s,
+                step_result *out, char *err, size_t errlen) {
+    return step_at(session, pos, false, ids, n, s, out, err, errlen);
 }
 
 /* Frees a session on every node. */
@@ -410,40 +417,61 @@ static void test_seeded_sampling(void **state) {
     rl_runner_destroy(&r);
 }
 
-/* Truncation across nodes keeps what one process keeps: exact while the
- * sliding ring has not wrapped past the point, a clear otherwise. */
-static void test_truncate(void **state) {
+/* A rewind across nodes keeps what one process keeps: the coordinator's
+ * decision from the model's layout (rl_kv_truncate_for) is the engine's,
+ * exact while the sliding rings (W = 8 and RL_KV_SLACK) still hold what the
+ * next query needs, a clear fed again from 0 otherwise. A rewind that is not
+ * exact is refused (ERR_RANGE, the safety net) and changes nothing. */
+static void test_rewind(void **state) {
     (void)state;
     char path[512], err[512];
     model_path("tiny-swa", path, sizeof path);
     const reference *ref = &g_refs[3];
+    int32_t ids[2 * N_PROMPT];
+    memcpy(ids, ref->prompt, sizeof ref->prompt);
+    memcpy(ids + N_PROMPT, ref->prompt, sizeof ref->prompt);
     rl_runner *r = reference_runner(path);
-    const uint32_t V = rl_runner_hparams(r)->n_vocab;
+    const rl_hparams *hp = rl_runner_hparams(r);
+    const uint32_t V = hp->n_vocab;
     float *logits = malloc(V * sizeof *logits);
     assert_int_equal(assign("tiny-swa", 2, RELAIS__DTYPE__DTYPE_F32, err, sizeof err), 0);
     rl_sampler_params greedy = rl_sampler_defaults();
-    cluster_sampling s = {.params = &greedy, .stream = 1, .history = ref->prompt, .n_top = TOP};
+    cluster_sampling s = {.params = &greedy, .stream = 1, .history = ids, .n_top = TOP};
     uint64_t session = ++g_session;
-    /* (truncate to, after feeding up to): exact before the window of 8 wraps,
-     * a clear when it wrapped past the point, exact again for the last token */
-    const uint32_t cuts[][2] = {{3, 7}, {5, 12}, {19, 20}, {11, 20}};
-    uint32_t held = 0;
+    /* (rewind to, after feeding up to): exact before the rings wrap, a clear
+     * once they wrapped past the point, exact within the slack after it */
+    const uint32_t cuts[][2] = {{3, 7}, {19, 20}, {11, 36}, {30, 40}};
+    uint32_t held = 0, cleared = 0;
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         uint32_t upto = cuts[i][1], to = cuts[i][0];
         step_result st;
         s.n_history = upto;
-        assert_int_equal(rl_runner_feed(r, ref->prompt + held, upto - held, logits, err, sizeof err), 0);
-        if (step(session, held, ref->prompt + held, upto - held, &s, &st, err, sizeof err))
+        assert_int_equal(rl_runner_feed(r, ids + held, upto - held, logits, err, sizeof err), 0);
+        if (step_at(session, held, i > 0, ids + held, upto - held, &s, &st, err, sizeof err))
             fail_msg("feed to %u: %s", upto, err);
         int32_t top[TOP];
         float vals[TOP];
         rl_top_logits(logits, V, TOP, top, vals);
         assert_memory_equal(st.top.ids, top, sizeof top);
         assert_memory_equal(st.top.vals, vals, sizeof vals);
-        int64_t kept = cluster_truncate(C, session, to, err, sizeof err);
-        assert_int_equal(kept, rl_runner_truncate(r, to));
-        held = (uint32_t)kept;
+        held = rl_kv_truncate_for(hp, N_CTX, upto, to);
+        assert_int_equal(held, rl_runner_truncate(r, to));
+        cleared += held == 0;
     }
+    assert_int_equal(cleared, 1);
+    /* from 40 back to 12 is past what the rings keep: refused, nothing changes */
+    step_result st;
+    assert_int_equal(rl_kv_truncate_for(hp, N_CTX, 40, 12), 0);
+    assert_int_equal(step_at(session, 12, true, ids + 12, 1, &s, &st, err, sizeof err), -1);
+    expect_in(err, "ERR_RANGE");
+    s.n_history = 2 * N_PROMPT;
+    assert_int_equal(rl_runner_feed(r, ids + held, 2 * N_PROMPT - held, logits, err, sizeof err), 0);
+    if (step_at(session, held, true, ids + held, 2 * N_PROMPT - held, &s, &st, err, sizeof err))
+        fail_msg("after the refused rewind: %s", err);
+    int32_t top[TOP];
+    float vals[TOP];
+    rl_top_logits(logits, V, TOP, top, vals);
+    assert_memory_equal(st.top.ids, top, sizeof top);
     assert_int_equal(cluster_heartbeat(C, err, sizeof err), 0);
     drop(session);
     free(logits);
@@ -957,7 +985,7 @@ static void test_lost_node(void **state) {
     uint64_t session = ++g_session;
     assert_int_equal(step(session, 0, ref->prompt, N_PROMPT, &s, &st, err, sizeof err), -1);
     expect_in(err, "node3");
-    assert_int_equal(cluster_truncate(C, session, 0, err, sizeof err), -1);
+    assert_int_equal(cluster_heartbeat(C, err, sizeof err), -1);
     expect_in(err, "assigned again");
     still_works(); /* nodes 0-2 */
 }
@@ -1042,7 +1070,7 @@ int main(void) {
         cmocka_unit_test(test_i16_within_golden_tolerance),
         cmocka_unit_test(test_kv_types_bit_identical),
         cmocka_unit_test(test_seeded_sampling),
-        cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_step_errors),
         cmocka_unit_test(test_threads_capped),
         cmocka_unit_test(test_commands),

@@ -369,6 +369,56 @@ static void test_kv_memory(void **s) {
     rl_model_destroy(&m);
 }
 
+/* The coordinator's decision of where a rewind leaves a session
+ * (rl_kv_truncate_for: the model's layout, the session's length, the
+ * target) is what the engine's cache of every layer does, for every length
+ * and target at a context whose sliding rings wrap (W + RL_KV_SLACK slots of
+ * 64) and at one where they hold it all; every node's slice (full layer 0,
+ * sliding 1-3, or both) keeps at least as much, so a rewind so chosen is
+ * never refused. Both outcomes occur, exact ones past the wrap included. */
+static void test_truncate_decision(void **s) {
+    (void)s;
+    char err[512];
+    rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
+    const rl_hparams *hp = rl_model_hparams(m);
+    const uint32_t ctxs[] = {64, 20}, slices[][2] = {{0, 1}, {1, 4}, {0, 2}, {2, 4}};
+    uint32_t clears = 0, wrapped_exact = 0;
+    for (size_t c = 0; c < sizeof ctxs / sizeof ctxs[0]; c++) {
+        rl_kv *all = rl_kv_new(hp, 0, hp->n_layer, ctxs[c], RL_KV_TYPE_F32, err, sizeof err), *part[4];
+        assert_non_null(all);
+        for (size_t k = 0; k < 4; k++)
+            assert_non_null(part[k] =
+                                rl_kv_new(hp, slices[k][0], slices[k][1], ctxs[c], RL_KV_TYPE_F32, err, sizeof err));
+        for (uint32_t len = 0; len <= ctxs[c]; len++)
+            for (uint32_t pos = 0; pos <= len + 1; pos++) {
+                const uint32_t decided = rl_kv_truncate_for(hp, ctxs[c], len, pos);
+                rl_kv_set_len(all, len);
+                if (decided != rl_kv_truncate(all, pos))
+                    fail_msg("context %u, len %u, rewind to %u: decided %u, the engine keeps %u", ctxs[c], len, pos,
+                             decided, rl_kv_len(all));
+                for (size_t k = 0; k < 4; k++) {
+                    rl_kv_set_len(part[k], len);
+                    if (decided == pos && !rl_kv_truncate_exact(part[k], pos))
+                        fail_msg("layers %u-%u refuse a rewind from %u to %u", slices[k][0], slices[k][1] - 1, len,
+                                 pos);
+                }
+                clears += decided == 0 && pos > 0 && pos < len;
+                wrapped_exact += decided == pos && pos > 0 && len > hp->swa_window + RL_KV_SLACK && ctxs[c] == 64;
+            }
+        for (size_t k = 0; k < 4; k++)
+            rl_kv_destroy(&part[k]);
+        rl_kv_destroy(&all);
+    }
+    assert_true(clears > 0);
+    assert_true(wrapped_exact > 0);
+    /* a full layer alone always goes back exactly */
+    rl_kv *full = rl_kv_new(hp, 0, 1, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv_set_len(full, 64);
+    assert_true(rl_kv_truncate_exact(full, 1));
+    rl_kv_destroy(&full);
+    rl_model_destroy(&m);
+}
+
 /* A sliding-window model whose heads are whole q8_0 blocks (head dim 32):
  * layers 1-3 slide over 8 positions. Written once, removed at exit. */
 static char g_synth32[64];
@@ -502,6 +552,7 @@ int main(void) {
         cmocka_unit_test(test_quantized_against_reference),
         cmocka_unit_test(test_split_ranges),
         cmocka_unit_test(test_truncate),
+        cmocka_unit_test(test_truncate_decision),
         cmocka_unit_test(test_kv_memory),
         cmocka_unit_test(test_batch_independence),
         cmocka_unit_test(test_kv_types_across_the_wrap),

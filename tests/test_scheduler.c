@@ -2,7 +2,9 @@
  * are the same alone and among others (greedy and seeded sampling, prompts
  * chunked differently), the queue bound, stop by the sink, cancellation,
  * shutdown with requests in flight, every cache freed at the end, and a
- * conversation's ids the same with the prompt cache as without. */
+ * conversation's ids the same with the prompt cache as without. Also one
+ * session's rewind (rl_xsession_rewind, what `relais chat` and the draft
+ * model use) past a sliding window. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 #include "tokenizer.h"
 
 #define MODEL RELAIS_SHARED_DIR "/models/tiny-q8_0.gguf"
+#define MODEL_SWA RELAIS_SHARED_DIR "/models/tiny-swa.gguf"
 #define MAX_IDS 64
 
 typedef struct {
@@ -455,6 +458,64 @@ static void test_prompt_cache_same_output(void **state) {
     }
 }
 
+/* The top logits after feeding ids[0, n) to a new session of x (the one
+ * rl_xsession uses, dropped again). */
+static rl_top fresh_top(rl_executor *x, const rl_sampler_params *p, const int32_t *ids, uint32_t n) {
+    char err[256];
+    rl_xsession *s = rl_xsession_new(x, 64, false);
+    rl_xsession_begin(s, p, 4);
+    int32_t id;
+    rl_top top;
+    if (rl_xsession_step(s, ids, n, &id, &top, err, sizeof err))
+        fail_msg("%s", err);
+    rl_xsession_destroy(&s);
+    return top;
+}
+
+static void same_top(const rl_top *a, const rl_top *b) {
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->ids, b->ids, a->n * sizeof *a->ids);
+    assert_memory_equal(a->vals, b->vals, a->n * sizeof *a->vals);
+}
+
+/* rl_xsession_rewind on tiny-swa (layer 0 full, 1-3 sliding over W = 8 in
+ * rings of W + RL_KV_SLACK = 24 slots): back within what the rings keep,
+ * the session goes on from there; further back, from 0 (its next segment
+ * forgets everything and all is fed again), decided without asking the
+ * executor; either way the logits are those of a session that never went
+ * further. The quantized kernels only (gemm_min 0): a row's result does not
+ * depend on its batch, so the comparison is bit for bit. */
+static void test_session_rewind(void **state) {
+    (void)state;
+    char err[256];
+    rl_model *m = rl_model_load(MODEL_SWA, NULL, err, sizeof err);
+    assert_non_null(m);
+    rl_executor *x = rl_executor_local_new(m, 1, 64, 1, 0, RL_KV_TYPE_F32, err, sizeof err);
+    assert_non_null(x);
+    int32_t ids[40];
+    for (uint32_t i = 0; i < 40; i++)
+        ids[i] = (int32_t)(1 + (i * 37) % (rl_model_hparams(m)->n_vocab - 1));
+    const rl_sampler_params greedy = rl_sampler_defaults();
+    const rl_top at31 = fresh_top(x, &greedy, ids, 31), at12 = fresh_top(x, &greedy, ids, 12);
+    rl_xsession *s = rl_xsession_new(x, 64, false);
+    rl_xsession_begin(s, &greedy, 4);
+    int32_t id;
+    rl_top top;
+    assert_int_equal(rl_xsession_step(s, ids, 40, &id, &top, err, sizeof err), 0);
+    assert_int_equal(rl_xsession_rewind(s, 30), 30); /* 40 + 8 <= 30 + 24 + 1: the rings hold it */
+    assert_int_equal(rl_xsession_step(s, ids + 30, 1, &id, &top, err, sizeof err), 0);
+    same_top(&top, &at31);
+    assert_int_equal(rl_xsession_rewind(s, 11), 0); /* wrapped past what position 11 needs */
+    assert_int_equal(rl_xsession_step(s, ids, 12, &id, &top, err, sizeof err), 0);
+    same_top(&top, &at12);
+    assert_int_equal(rl_xsession_rewind(s, 20), 12); /* nothing past 12 to forget */
+    assert_int_equal(executor_sessions(x), 1);
+    rl_xsession_destroy(&s);
+    assert_int_equal(executor_sessions(x), 0);
+    rl_executor_destroy(&x);
+    rl_model_destroy(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_of_load),
@@ -463,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_shutdown_in_flight),
         cmocka_unit_test(test_long_prompt_does_not_freeze_decode),
         cmocka_unit_test(test_prompt_cache_same_output),
+        cmocka_unit_test(test_session_rewind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

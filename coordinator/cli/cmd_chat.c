@@ -47,8 +47,8 @@ static int sync_prompt(chat_state *s, const int32_t *prompt, size_t n, int32_t *
         common++;
     if (common == n) /* the last prompt id must be fed again to sample after it */
         common--;
-    int64_t kept = rl_xsession_truncate(s->xs, (uint32_t)common, err, errlen);
-    if (kept < 0 || rl_xsession_step(s->xs, prompt + kept, (uint32_t)(n - (size_t)kept), id, NULL, err, errlen))
+    const uint32_t kept = rl_xsession_rewind(s->xs, (uint32_t)common);
+    if (rl_xsession_step(s->xs, prompt + kept, (uint32_t)(n - kept), id, NULL, err, errlen))
         return -1;
     s->n_fed = 0;
     return remember(s, prompt, n);

@@ -914,42 +914,6 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
 
 /* ---- sessions and liveness ---- */
 
-typedef struct {
-    uint64_t session; /* the KvAck expected */
-    uint32_t min_len; /* the least any node kept */
-} kv_wait;
-
-static int on_kv_ack(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
-    (void)c, (void)i;
-    kv_wait *w = ud;
-    if (e->body_case != RELAIS__ENVELOPE__BODY_KV_ACK || e->kv_ack->session_id != w->session)
-        return 0;
-    if (e->kv_ack->len < w->min_len)
-        w->min_len = e->kv_ack->len;
-    return 1;
-}
-
-/* KvTruncate to every pipeline node; the least length kept. */
-static int64_t kv_round(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen) {
-    Relais__KvTruncate t = RELAIS__KV_TRUNCATE__INIT;
-    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
-    t.session_id = session;
-    t.pos = pos;
-    env.body_case = RELAIS__ENVELOPE__BODY_KV_TRUNCATE, env.kv_truncate = &t;
-    kv_wait kw = {session, pos};
-    wait_spec w = {.fn = on_kv_ack, .ud = &kw, .timeout_ms = c->control_ms, .what = "KV acknowledgement"};
-    return ask(c, &env, false, &w, err, errlen) ? -1 : (int64_t)kw.min_len;
-}
-
-int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen) {
-    int64_t kept = kv_round(c, session, pos, err, errlen);
-    /* A node whose sliding window could not go back cleared the session;
-     * the others must forget as much, which is always exact. */
-    if (kept >= 0 && kept < pos)
-        kept = kv_round(c, session, (uint32_t)kept, err, errlen);
-    return kept;
-}
-
 static int on_heartbeat(cluster *c, uint32_t i, const Relais__Envelope *e, void *ud) {
     (void)c, (void)i;
     return e->body_case == RELAIS__ENVELOPE__BODY_HEARTBEAT && e->heartbeat->seq == *(uint64_t *)ud;

@@ -6,7 +6,7 @@
  * capabilities and model files) -> cluster_assign (ranges decided by the
  * planner or by the user; every node loads its slice, the coordinator loads
  * the embedding) -> cluster_batch_send / cluster_batch_wait /
- * cluster_truncate -> cluster_destroy.
+ * cluster_batch_drop -> cluster_destroy.
  *
  * A micro-batch embeds its sessions' ids here and goes to the first node as
  * one Forward; activations go node to node and the last node sends back a
@@ -14,7 +14,7 @@
  * endpoint. Only the last node's key may connect there. Every wait is
  * bounded, and a node that refuses our key, fails a message or drops its
  * connection fails the call with a message naming the node. After a lost
- * link or a micro-batch without answer, micro-batches and KV calls fail at
+ * link or a micro-batch without answer, micro-batches and heartbeats fail at
  * once (the sessions' state is unknown) until cluster_assign succeeds
  * again. */
 #ifndef RELAIS_CLUSTER_H
@@ -137,10 +137,6 @@ typedef struct {
     uint32_t n_draft;
 } cluster_sampling;
 
-/* Forgets positions >= pos of a session on every node; returns the
- * positions all of them keep (pos, or 0 when a sliding window forced a
- * clear somewhere, in which case all are cleared), or -1 with err. */
-int64_t cluster_truncate(cluster *c, uint64_t session, uint32_t pos, char *err, size_t errlen);
 /* A round trip to every node of the pipeline. 0, or -1 with err. */
 int cluster_heartbeat(cluster *c, char *err, size_t errlen);
 
@@ -160,7 +156,7 @@ typedef struct {
     const cluster_sampling *sampling; /* sample after the last id; NULL: do not */
     bool sgemm;                       /* may use sgemm (executor.h, rl_xseg.sgemm) */
     bool verify;                      /* sample after every id, a draft's check (rl_xseg.verify); needs sampling */
-    bool rewind;                      /* forget positions >= pos first (rl_xseg.rewind) */
+    bool rewind;                      /* forget positions >= pos first (rl_xseg.rewind; pos 0 too) */
 } cluster_seg;
 
 /* Embeds the segments (max_batch tokens in all, each session once) and

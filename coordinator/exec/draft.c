@@ -171,7 +171,7 @@ static int32_t model_pick(const rl_draft *d, int32_t greedy, const rl_top *top, 
 }
 
 /* The draft model's continuation: its session keeps what it shares with ids
- * (a truncate), feeds the rest, then its own guesses one by one. */
+ * (a rewind), feeds the rest, then its own guesses one by one. */
 static uint32_t from_model(rl_draft *d, const rl_sampler_params *sp, rl_rng *rng, const int32_t *ids, uint32_t n,
                            int32_t *out, rl_qdist *q, uint32_t k) {
     char err[256];
@@ -185,10 +185,7 @@ static uint32_t from_model(rl_draft *d, const rl_sampler_params *sp, rl_rng *rng
         k = n < d->n_ctx ? d->n_ctx - n : 0;
     if (k == 0)
         return 0;
-    int64_t kept = rl_xsession_truncate(d->s, common, err, sizeof err);
-    if (kept < 0)
-        return 0;
-    d->n_fed = (uint32_t)kept;
+    d->n_fed = rl_xsession_rewind(d->s, common);
     memcpy(d->held + d->n_fed, ids + d->n_fed, (n - d->n_fed) * sizeof *ids);
     if (rl_xsession_step(d->s, d->held + d->n_fed, n - d->n_fed, &out[0], &top, err, sizeof err))
         return d->n_fed = 0, 0;

@@ -8,8 +8,8 @@
  * reports, for every segment that asked for it, the id sampled after its
  * last token and its top logits. Sessions' caches and samplers live where
  * the executor keeps them (this process for the local engine, the nodes for
- * a cluster); the caller only names sessions by id, truncates them and
- * frees them with `drop`.
+ * a cluster); the caller only names sessions by id, takes positions back
+ * with a segment's `rewind` and frees them with `drop`.
  *
  * Submission and completion are separate calls so that a pipeline of S
  * stages can hold S micro-batches in flight: the caller submits while
@@ -36,7 +36,7 @@ typedef struct {
     uint64_t session;   /* the scheduler's id of the session */
     const int32_t *ids; /* tokens to feed (borrowed until submit returns) */
     uint32_t n;         /* number of ids, >= 1 */
-    uint32_t pos;       /* position of ids[0]; 0 creates the session */
+    uint32_t pos;       /* position of ids[0]; 0 creates the session (or, with rewind, starts it again) */
     uint32_t n_ctx;     /* positions the session may hold (its cache size) */
     bool sample;        /* sample an id after the last token */
     /* May use sgemm: a micro-batch of gemm_min rows or more whose segments
@@ -65,9 +65,13 @@ typedef struct {
      * NULL: a deterministic draft (kept when the target's sample equals it).
      * Borrowed until submit returns. */
     const rl_qdist *draft_q;
-    /* The session first forgets its positions >= pos (a rejected draft's,
-     * at most RL_KV_SLACK + 1 back, so a sliding ring keeps what it needs):
-     * a truncate that travels with the micro-batches, without a round trip. */
+    /* The session first forgets its positions >= pos: the one way to take
+     * positions back (a rejected draft's, a cached prompt's tail, a chat's
+     * edited turn), in order with the micro-batches and without a round
+     * trip. The caller chooses pos with rl_kv_truncate_for(&x->hp, ...): 0
+     * (everything fed again) when a sliding ring no longer holds what
+     * position pos would need. A rewind that is not exact fails the
+     * micro-batch (a safety net: it never happens when pos was so chosen). */
     bool rewind;
     const uint8_t *mask; /* the ids the sample may take (rl_sampler_mask; ceil(n_vocab/8) bytes,
                             borrowed until submit returns); NULL: any */
@@ -113,12 +117,6 @@ typedef struct {
     /* Forgets a session: its caches and sampler, everywhere. Only called when
      * no outstanding micro-batch holds the session. */
     void (*drop)(rl_executor *x, uint64_t session);
-    /* Forgets a session's positions >= pos, everywhere; returns the
-     * positions kept (pos, or 0 when a sliding window forced a clear; 0 for
-     * an unknown session), or -1 with err. Only called when no micro-batch
-     * is outstanding: on a cluster it is a round trip to every node, which
-     * would take the answers of those in flight. */
-    int64_t (*truncate)(rl_executor *x, uint64_t session, uint32_t pos, char *err, size_t errlen);
     /* Fills up to cap node descriptions; returns how many there are. */
     uint32_t (*nodes)(rl_executor *x, rl_xnode *out, uint32_t cap);
     /* One line on where it runs, for the closing statistics. */
@@ -131,6 +129,7 @@ struct rl_executor {
     uint32_t max_batch; /* tokens per micro-batch */
     uint32_t depth;     /* micro-batches to keep in flight (pipeline stages) */
     uint32_t n_vocab;
+    rl_hparams hp; /* the model's (a copy: a cluster's re-plan reloads it), for rl_kv_truncate_for */
 };
 
 void rl_executor_destroy(rl_executor **x); /* NULLs *x */
@@ -190,9 +189,11 @@ void rl_xsession_begin(rl_xsession *s, const rl_sampler_params *p, uint32_t n_to
  * for good): the session then holds what it held before. */
 int rl_xsession_step(rl_xsession *s, const int32_t *ids, uint32_t n, int32_t *id, rl_top *top, char *err,
                      size_t errlen);
-/* Forgets positions >= pos; returns the position kept (pos, or 0 when a
- * sliding window forces a clear), or -1 with err. */
-int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen);
+/* Forgets positions >= pos with the next step (its first segment's rewind:
+ * no round trip); returns the position that step feeds from: pos, or 0 when
+ * a sliding ring cannot go back that far and everything is fed again
+ * (rl_kv_truncate_for). */
+uint32_t rl_xsession_rewind(rl_xsession *s, uint32_t pos);
 
 /* ---- speculation: a draft's ids checked in one pass (draft.h) ---- */
 typedef struct rl_draft rl_draft;
@@ -208,8 +209,8 @@ void rl_xsession_set_draft(rl_xsession *s, rl_draft *d, uint32_t k_max);
  * draft's ids behind id, verified in one pass; those equal to what the
  * target sampled before them are accepted, then the target's own next id
  * (*top untouched). The session then holds id and out but its last (which,
- * as step's *id, is fed next); rejected positions are truncated away
- * everywhere. -1 with err as step. */
+ * as step's *id, is fed next); rejected positions are forgotten
+ * everywhere with the next step (rl_xseg.rewind). -1 with err as step. */
 int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uint32_t *n_out, rl_top *top, char *err,
                      size_t errlen);
 

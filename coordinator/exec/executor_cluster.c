@@ -555,27 +555,6 @@ static void cx_drop(rl_executor *base, uint64_t session) {
         rl_log(RL_LOG_WARN, "dropping session %llu on the nodes: %s", (unsigned long long)session, err);
 }
 
-/* The session forgets positions >= pos here (so a replay feeds only what
- * it keeps) and on the nodes; with the pipeline lost, the next micro-batch
- * re-plans and feeds what it keeps. */
-static int64_t cx_truncate(rl_executor *base, uint64_t session, uint32_t pos, char *err, size_t errlen) {
-    cluster_exec *x = (cluster_exec *)base;
-    csession *s = *slot_of(x, session);
-    if (!s)
-        return 0;
-    int64_t kept = cluster_lost(x->c)[0] ? -1 : cluster_truncate(x->c, session, pos, err, errlen);
-    if (kept < 0 && !cluster_lost(x->c)[0])
-        return -1;
-    if (kept < 0) /* lost before or during the truncate (a draft's rollback may meet a lost node) */
-        kept = pos < s->n_toks ? pos : s->n_toks;
-    s->n_toks = (uint32_t)kept < s->n_toks ? (uint32_t)kept : s->n_toks;
-    while (s->n_sg && s->sg[s->n_sg - 1].pos >= s->n_toks)
-        s->n_sg--;
-    if (s->n_sg && s->sg[s->n_sg - 1].pos + s->sg[s->n_sg - 1].n > s->n_toks) /* cut short, as the caches are */
-        s->sg[s->n_sg - 1].n = s->n_toks - s->sg[s->n_sg - 1].pos;
-    return kept;
-}
-
 static void cx_describe(rl_executor *base, char *buf, size_t len) {
     cluster_describe(((cluster_exec *)base)->c, buf, len);
 }
@@ -608,8 +587,7 @@ static void cx_destroy(rl_executor *base) {
     free(x);
 }
 
-static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait,     cx_drop,   cx_truncate,
-                                            cx_nodes,  cx_describe, cx_destroy};
+static const rl_executor_ops CLUSTER_OPS = {cx_submit, cx_wait, cx_drop, cx_nodes, cx_describe, cx_destroy};
 
 /* A cluster file with `discover`: its beacons go on being heard. 0, or -1 with err. */
 static int keep_discovering(cluster_exec *x, char *err, size_t errlen) {
@@ -667,7 +645,7 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
     const rl_hparams *hp = rl_model_hparams(cluster_model(x->c));
     /* The depth stays that of the first plan: the scheduler's ring is that
      * long, and a shorter pipeline only queues at its first node. */
-    x->base = (rl_executor){&CLUSTER_OPS, rl_runner_batch(ro), cluster_n_stages(x->c), hp->n_vocab};
+    x->base = (rl_executor){&CLUSTER_OPS, rl_runner_batch(ro), cluster_n_stages(x->c), hp->n_vocab, *hp};
     x->co = *co, x->ro = *ro, x->max_sessions = max_sessions;
     x->gemm_min = rl_gemm_min_for(ro->no_gemm, ro->gemm_min);
     publish_nodes(x);

@@ -68,18 +68,22 @@ static void session_free(lsession *s) {
     free(s);
 }
 
-/* The session a segment names: created at position 0, found otherwise. */
+/* The session a segment names: created at position 0, found otherwise
+ * (a rewind first forgets its positions >= pos, at 0 too). */
 static lsession *session_for(local_exec *l, const rl_xseg *g, char *err, size_t errlen) {
     lsession **p = slot_of(l, g->session);
-    if (g->pos > 0) {
-        if (!*p)
-            snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
-        else if (g->rewind && !rl_kv_truncate_exact((*p)->kv, g->pos)) {
+    if (*p && g->rewind) {
+        if (!rl_kv_truncate_exact((*p)->kv, g->pos)) {
             snprintf(err, errlen, "session %llu cannot go back to position %u exactly", (unsigned long long)g->session,
                      g->pos);
             return NULL;
-        } else if (g->rewind)
-            rl_kv_truncate((*p)->kv, g->pos);
+        }
+        rl_kv_truncate((*p)->kv, g->pos);
+        return *p;
+    }
+    if (g->pos > 0) {
+        if (!*p)
+            snprintf(err, errlen, "session %llu is unknown", (unsigned long long)g->session);
         return *p;
     }
     if (*p) {
@@ -260,11 +264,6 @@ static void local_drop(rl_executor *x, uint64_t session) {
     }
 }
 
-static int64_t local_truncate(rl_executor *x, uint64_t session, uint32_t pos, char *err, size_t errlen) {
-    lsession *s = *slot_of((local_exec *)x, session);
-    return s ? rl_kv_truncate(s->kv, pos) : 0;
-}
-
 static void local_describe(rl_executor *x, char *buf, size_t len) {
     local_exec *l = (local_exec *)x;
     size_t kv = 0;
@@ -299,7 +298,7 @@ static void local_destroy(rl_executor *x) {
     free(l);
 }
 
-static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait,     local_drop,   local_truncate,
+static const rl_executor_ops LOCAL_OPS = {local_submit, local_wait,     local_drop,
                                           local_nodes,  local_describe, local_destroy};
 
 rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t max_batch, uint32_t max_sessions,
@@ -311,7 +310,7 @@ rl_executor *rl_executor_local_new(const rl_model *m, int n_threads, uint32_t ma
         return NULL;
     }
     pthread_mutex_init(&l->stats_lock, NULL);
-    l->base = (rl_executor){&LOCAL_OPS, max_batch, 1, hp->n_vocab};
+    l->base = (rl_executor){&LOCAL_OPS, max_batch, 1, hp->n_vocab, *hp};
     l->model = m;
     l->kv_type = kv_type;
     snprintf(l->node.name, sizeof l->node.name, "local");

@@ -9,7 +9,8 @@
  * last sampled id and the draft's guesses behind it as one segment that
  * verifies them: the target samples after every position, the guesses
  * equal to its own samples are kept with its id after them, and the next
- * segment drops the rest from the cache (rl_xseg.rewind). A draft model
+ * segment drops the rest from the cache (rl_xseg.rewind, as rl_xsession_rewind
+ * does for a chat's edited turn: no round trip). A draft model
  * that samples sends the distributions it drew from with the segment
  * (rl_xseg.draft_q): the target then keeps each guess with probability
  * min(1, p/q) and replaces a rejected one by its own residual draw, so
@@ -41,7 +42,7 @@ struct rl_xsession {
     rl_draft *draft;   /* borrowed; NULL: no speculation */
     uint32_t k_max, k; /* most ids drafted per pass; the current number (adaptive) */
     bool verifying;    /* the step under way verifies a draft */
-    bool rewind;       /* the executor holds positions past pos (a rejected draft's): the next segment drops them */
+    uint32_t n_held;   /* positions the executor holds (at most); past pos, the next segment drops them */
     int32_t verified[RL_DRAFT_MAX + 1]; /* its ids per position */
     rl_qdist q[RL_DRAFT_MAX];           /* a sampled draft's distributions (q[0].n 0: a deterministic one) */
     rl_rng draft_rng;                   /* the draws of a sampled draft, seeded by begin() */
@@ -89,7 +90,7 @@ static rl_xseg segment(const rl_xsession *s, uint32_t done, uint32_t n) {
                      .sgemm = !s->verifying,
                      .verify = s->verifying && done + chunk == n,
                      .draft_q = s->verifying && done + chunk == n && s->q[0].n ? s->q : NULL,
-                     .rewind = s->rewind && done == 0,
+                     .rewind = s->n_held > pos,
                      .sampling = &s->params,
                      .stream = s->stream,
                      .n_top = s->n_top,
@@ -106,7 +107,7 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
         while (rc == 0 && sent < n && flying < s->x->depth) {
             rl_xseg g = segment(s, sent, n);
             if ((rc = s->x->ops->submit(s->x, ++s->next_batch, &g, 1, err, errlen)) == 0)
-                sent += g.n, flying++, s->held = true, s->rewind = false;
+                sent += g.n, flying++, s->held = true, s->n_held = g.pos + g.n > s->n_held ? g.pos + g.n : s->n_held;
         }
         rl_xdone d;
         if (flying == 0 || s->x->ops->wait(s->x, WAIT_MS, &d) != 1)
@@ -130,20 +131,15 @@ static int run_step(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *
 }
 
 /* Feeds the n ids at s->ids[s->pos..]: 0, or -1 with err and the session
- * back where it was. */
+ * back where it was (part of the ids may have gone in: the next step's
+ * rewind takes them back). */
 static int feed(rl_xsession *s, uint32_t n, int32_t *id, rl_top *top, char *err, size_t errlen) {
-    if (s->pos == 0 && s->held) { /* cleared (a sliding window's truncate): the session starts again */
-        s->x->ops->drop(s->x, SESSION);
-        s->held = false;
-    }
     if (run_step(s, n, id, top, err, errlen)) {
-        char why[256]; /* part of the ids may have gone in: bring the session back */
-        int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, s->pos, why, sizeof why) : 0;
-        if (kept >= 0)
-            s->pos = (uint32_t)kept, s->rewind = false;
+        rl_xsession_rewind(s, s->pos);
         return -1;
     }
     s->pos += n;
+    s->n_held = s->pos;
     return 0;
 }
 
@@ -185,13 +181,9 @@ static uint32_t draft_ids(rl_xsession *s, int32_t id, uint32_t cap) {
 
 /* After a pass that verified k drafted ids of which a were accepted: the
  * session keeps them (positions up to from + 1 + a); the executor drops the
- * rest with the next segment (rl_xseg.rewind: no round trip; a sliding ring
- * keeps RL_KV_SLACK slots for it). */
-static void keep_accepted(rl_xsession *s, uint32_t from, uint32_t a) {
-    const uint32_t want = from + 1 + a;
-    if (want < s->pos)
-        s->pos = want, s->rewind = true;
-}
+ * rest with the next segment (a sliding ring keeps RL_KV_SLACK slots for
+ * it, so this rewind is always exact). */
+static void keep_accepted(rl_xsession *s, uint32_t from, uint32_t a) { rl_xsession_rewind(s, from + 1 + a); }
 
 int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uint32_t *n_out, rl_top *top, char *err,
                      size_t errlen) {
@@ -224,11 +216,9 @@ int rl_xsession_next(rl_xsession *s, int32_t id, int32_t *out, uint32_t cap, uin
     return 0;
 }
 
-int64_t rl_xsession_truncate(rl_xsession *s, uint32_t pos, char *err, size_t errlen) {
-    if (pos >= s->pos)
-        return s->pos;
-    int64_t kept = s->held ? s->x->ops->truncate(s->x, SESSION, pos, err, errlen) : pos;
-    if (kept >= 0)
-        s->pos = (uint32_t)kept, s->rewind = false;
-    return kept;
+uint32_t rl_xsession_rewind(rl_xsession *s, uint32_t pos) {
+    const uint32_t to = pos < s->pos ? pos : s->pos;
+    if (to < s->n_held) /* decided here, from the model's layout: the nodes are not asked */
+        s->pos = rl_kv_truncate_for(&s->x->hp, s->n_ctx, s->n_held, to);
+    return s->pos;
 }

@@ -8,6 +8,7 @@ typedef struct entry {
     uint64_t xid; /* the executor's session */
     int32_t *ids; /* (n) the ids it was fed, by position */
     uint32_t n;
+    uint32_t held;  /* positions the executor holds (>= n) */
     uint64_t bytes; /* KV of its n positions */
     struct entry *next;
 } entry;
@@ -61,14 +62,14 @@ bool rl_pcache_evict_oldest(rl_pcache *c) {
     return true;
 }
 
-void rl_pcache_put(rl_pcache *c, uint64_t xid, int32_t *ids, uint32_t n) {
+void rl_pcache_put(rl_pcache *c, uint64_t xid, int32_t *ids, uint32_t n, uint32_t held) {
     entry *e = malloc(sizeof *e);
     if (!e) { /* not kept: the session goes as it would without a cache */
         c->x->ops->drop(c->x, xid);
         free(ids);
         return;
     }
-    *e = (entry){xid, ids, n, rl_kv_bytes_for(&c->hp, 0, c->hp.n_layer, n, c->kv), c->head};
+    *e = (entry){xid, ids, n, held, rl_kv_bytes_for(&c->hp, 0, c->hp.n_layer, n, c->kv), c->head};
     c->head = e;
     c->st.sessions++;
     c->st.bytes += e->bytes;
@@ -95,18 +96,14 @@ static entry **best_of(rl_pcache *c, const int32_t *prompt, uint32_t n, uint32_t
     return best;
 }
 
-bool rl_pcache_would_take(rl_pcache *c, const int32_t *prompt, uint32_t n) {
-    uint32_t len;
-    return best_of(c, prompt, n, &len) != NULL;
-}
-
-bool rl_pcache_take(rl_pcache *c, const int32_t *prompt, uint32_t n, uint64_t *xid, uint32_t *shared) {
+bool rl_pcache_take(rl_pcache *c, const int32_t *prompt, uint32_t n, uint64_t *xid, uint32_t *shared, uint32_t *held) {
     uint32_t best_len;
     entry **best = best_of(c, prompt, n, &best_len);
     if (!best)
         return false;
     *xid = (*best)->xid;
     *shared = best_len;
+    *held = (*best)->held;
     remove_at(c, best, false);
     return true;
 }

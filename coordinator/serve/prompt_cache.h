@@ -6,7 +6,8 @@
  * request takes the entry sharing the longest prefix with its prompt (at
  * least half of what the entry holds, so that a few shared tokens, such as a
  * system prompt, do not cost another conversation its history); the
- * scheduler then truncates the session to that prefix and feeds the rest.
+ * scheduler then feeds the rest, its first segment forgetting what the
+ * session held past that prefix (rl_xseg.rewind).
  * Entries are kept in least-recently-used order within a budget of KV bytes
  * (the bytes of the positions each holds, in the cache's type, sliding
  * layers counted up to their window); the oldest are dropped first.
@@ -39,18 +40,17 @@ rl_pcache *rl_pcache_new(rl_executor *x, const rl_hparams *hp, rl_kv_type kv, ui
 /* Drops every entry's session on the executor and frees the cache; NULLs *c. */
 void rl_pcache_destroy(rl_pcache **c);
 
-/* Keeps session xid, fed ids[0, n) (ids owned by the cache from now on), as
- * the most recent entry; older ones are evicted while over the budget (this
- * one too, when it alone exceeds it). */
-void rl_pcache_put(rl_pcache *c, uint64_t xid, int32_t *ids, uint32_t n);
+/* Keeps session xid, fed ids[0, n) (ids owned by the cache from now on) and
+ * holding held >= n positions (more when a rejected draft's are still to be
+ * forgotten), as the most recent entry; older ones are evicted while over
+ * the budget (this one too, when it alone exceeds it). */
+void rl_pcache_put(rl_pcache *c, uint64_t xid, int32_t *ids, uint32_t n, uint32_t held);
 
 /* The entry sharing the longest prefix with prompt[0, n), if it shares at
  * least half of what it holds: removed from the cache, its session goes to
- * *xid and the shared length to *shared. false when none qualifies. */
-bool rl_pcache_take(rl_pcache *c, const int32_t *prompt, uint32_t n, uint64_t *xid, uint32_t *shared);
-
-/* Whether rl_pcache_take would take an entry for this prompt (nothing changes). */
-bool rl_pcache_would_take(rl_pcache *c, const int32_t *prompt, uint32_t n);
+ * *xid, the shared length to *shared and the positions it holds to *held.
+ * false when none qualifies. */
+bool rl_pcache_take(rl_pcache *c, const int32_t *prompt, uint32_t n, uint64_t *xid, uint32_t *shared, uint32_t *held);
 
 /* Counts a take whose session was kept up to `reused` positions. */
 void rl_pcache_count_hit(rl_pcache *c, uint32_t reused);

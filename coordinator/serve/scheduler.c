@@ -29,7 +29,7 @@ typedef struct sess {
     bool cancel;           /* asked by rl_sched_cancel (under lock) */
     bool finished;         /* ends as soon as in_flight drops to 0 */
     bool spec;             /* drafts (the scheduler has a draft, the request did not opt out) */
-    bool rewind;           /* the executor holds positions past n_sent (a rejected draft's) */
+    uint32_t n_held;       /* positions the executor holds: n_sent, or more until the next segment rewinds */
     uint32_t k;            /* ids to draft next (adaptive, <= draft_max) */
     uint32_t n_draft;      /* ids drafted in the outstanding decode segment */
     rl_finish why;         /* how it finished */
@@ -76,7 +76,6 @@ struct rl_sched {
     rl_xseg *segs; /* (max_batch) the micro-batch being formed */
     uint64_t next_batch;
     uint32_t rr;      /* rotates which session is served first */
-    bool draining;    /* no new micro-batch: a request waits for the pipeline to empty to take a cached session */
     rl_pcache *cache; /* finished sessions kept for reuse; NULL without */
 };
 
@@ -105,7 +104,7 @@ static void sync_cache_stats(rl_sched *s) {
  * must already be off every list. */
 static void finalize(rl_sched *s, sess *q) {
     if (q->created && s->cache && (q->why == RL_FINISH_STOP || q->why == RL_FINISH_LENGTH)) {
-        rl_pcache_put(s->cache, q->xid, q->tokens, q->n_sent);
+        rl_pcache_put(s->cache, q->xid, q->tokens, q->n_sent, q->n_held);
         q->tokens = NULL;
         sync_cache_stats(s); /* before the client hears of the end */
     } else if (q->created) {
@@ -207,16 +206,16 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .n_history = q->n_gen + draft,
                             .verify = draft > 0,
                             .draft_q = draft > 0 && q->draft_q[0].n ? q->draft_q : NULL,
-                            .rewind = q->rewind};
+                            .rewind = q->n_held > q->n_sent};
     if (sample && q->json) {
         rl_jg_mask(&q->jg, q->json, q->max_tokens - q->n_gen, q->mask);
         s->segs[*n].mask = q->mask;
     }
     (*n)++;
-    q->rewind = false;
     q->n_draft = draft;
     q->created = true;
     q->n_sent += count;
+    q->n_held = q->n_sent;
     q->in_flight++;
     if (sample)
         q->awaiting = true;
@@ -319,8 +318,7 @@ static uint32_t deliver_verified(rl_sched *s, sess *q, const int32_t *v, uint32_
     uint32_t a = 0, j = 0;
     while (a < k && v[a] == draft[a])
         a++;
-    q->n_sent -= k - a;
-    q->rewind = a < k;
+    q->n_sent -= k - a; /* n_held stays: the next segment rewinds */
     q->n_draft = 0;
     *accepted = a;
     if (a == k && q->k < s->o.draft_max) /* adapt: grow on a full acceptance, shrink to what was kept */
@@ -394,30 +392,23 @@ static void collect_completion(rl_sched *s) {
 /* ---- the prompt cache ---- */
 
 /* Chooses the executor session of a newly admitted request: the cached one
- * sharing the longest prefix of its prompt, truncated to it, or a new one;
- * then the oldest cached sessions give up their slots while the executor
- * would hold more than max_sessions. Scheduler thread, without the lock
- * (truncate and drop may wait on the nodes). */
+ * sharing the longest prefix of its prompt, whose first segment forgets the
+ * rest (rl_xseg.rewind, in order with the micro-batches in flight: nothing
+ * waits), or a new one; then the oldest cached sessions give up their slots
+ * while the executor would hold more than max_sessions. Scheduler thread,
+ * without the lock. */
 static void bind(rl_sched *s, sess *q) {
     uint64_t xid;
-    uint32_t shared = 0, reused = 0;
-    if (s->cache && s->f_count > 0 && rl_pcache_would_take(s->cache, q->tokens, q->n_prompt)) {
-        /* truncate must not overlap micro-batches in flight (executor.h): bound once they are in */
-        s->draining = true;
-        return;
-    }
+    uint32_t shared = 0, held = 0, reused = 0;
     q->xid = q->id;
-    if (s->cache && rl_pcache_take(s->cache, q->tokens, q->n_prompt, &xid, &shared)) {
-        /* the last prompt token is always fed again: its row gives the first id */
+    if (s->cache && rl_pcache_take(s->cache, q->tokens, q->n_prompt, &xid, &shared, &held)) {
+        /* the last prompt token is always fed again: its row gives the first id;
+         * a sliding ring that cannot go back that far has it all fed again (0) */
         const uint32_t keep = shared < q->n_prompt ? shared : q->n_prompt - 1;
-        char err[RL_XERR_LEN];
-        int64_t kept = keep > 0 ? s->x->ops->truncate(s->x, xid, keep, err, sizeof err) : 0;
-        if (kept > 0) {
-            q->xid = xid, q->n_sent = reused = (uint32_t)kept, q->created = true;
+        q->xid = xid, q->n_held = held, q->created = true;
+        q->n_sent = reused = rl_kv_truncate_for(&s->x->hp, s->o.n_ctx, held, keep);
+        if (reused > 0)
             rl_pcache_count_hit(s->cache, reused);
-        } else { /* a sliding window forced a clear (or truncate failed): start afresh */
-            s->x->ops->drop(s->x, xid);
-        }
     }
     rl_pcache_stats st;
     if (s->cache)
@@ -431,10 +422,8 @@ static void bind(rl_sched *s, sess *q) {
         q->sink.on_cached(q->sink.ud, reused);
 }
 
-/* Binds the requests admitted since the last step (or left waiting for
- * the pipeline to empty). */
+/* Binds the requests admitted since the last step. */
 static void bind_admitted(rl_sched *s) {
-    s->draining = false;
     for (sess *q = s->active; q; q = q->next) /* only this thread changes the list */
         if (!q->bound)
             bind(s, q);
@@ -469,7 +458,7 @@ static bool step(rl_sched *s) {
     }
     collect_done(s, &done);
     admit(s);
-    if (!s->stopping && s->f_count < s->x->depth && !s->draining)
+    if (!s->stopping && s->f_count < s->x->depth)
         n = form_batch(s, &tokens);
     bool over = s->stopping && s->f_count == 0 && !s->active && !s->queue && !done;
     pthread_mutex_unlock(&s->lock);

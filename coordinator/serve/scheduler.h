@@ -28,10 +28,11 @@
  *
  * With a prompt cache (cache_mem > 0, prompt_cache.h) a session that ends
  * with STOP or LENGTH keeps its KV in its slot instead; a new request takes
- * the cached session sharing the longest prefix with its prompt, truncated
- * to that prefix (the executor's truncate: 0 when a sliding window forces a
- * clear, and then it starts afresh), and feeds only the rest, at least its
- * last prompt token so that an id is sampled. Its ids are those it gets
+ * the cached session sharing the longest prefix with its prompt and feeds
+ * only the rest, at least its last prompt token so that an id is sampled;
+ * its first segment forgets what the session held past that prefix
+ * (rl_xseg.rewind), or everything, fed again from 0, when a sliding window
+ * cannot go back that far (rl_kv_truncate_for). Its ids are those it gets
  * without the cache: a position's keys and values do not depend on how they
  * were batched, nor on which request computed them. */
 #ifndef RELAIS_SCHEDULER_H

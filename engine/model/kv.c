@@ -186,15 +186,19 @@ void rl_kv_range(const rl_kv *kv, uint32_t *l0, uint32_t *l1) {
 size_t rl_kv_bytes(const rl_kv *kv) { return kv->bytes; }
 rl_kv_type rl_kv_types(const rl_kv *kv) { return kv->type; }
 
+/* Whether a ring of cap slots, of which a query sees span back, still holds
+ * what the next query at pos needs after a cache of len positions forgets
+ * those >= pos. It holds positions [len - cap, len); the query at pos needs
+ * [pos - span + 1, pos): there when nothing is needed (pos 0), when the ring
+ * never wrapped, or when len - cap <= pos - span + 1. */
+static bool ring_keeps(uint32_t cap, uint32_t span, uint32_t len, uint32_t pos) {
+    return pos == 0 || pos >= len || len <= cap || (uint64_t)len + span <= (uint64_t)pos + cap + 1;
+}
+
 bool rl_kv_truncate_exact(const rl_kv *kv, uint32_t pos) {
-    /* A ring of C slots holds positions [len - C, len). The next query, at
-     * `pos`, needs [pos - span + 1, pos): still there when the ring never
-     * wrapped or len - C <= pos - span + 1. */
-    for (uint32_t il = kv->l0; pos < kv->len && il < kv->l1; il++) {
-        const kv_layer *L = &kv->layers[il - kv->l0];
-        if (kv->len > L->cap && (uint64_t)kv->len + L->span > (uint64_t)pos + L->cap + 1)
+    for (uint32_t il = kv->l0; il < kv->l1; il++)
+        if (!ring_keeps(kv->layers[il - kv->l0].cap, kv->layers[il - kv->l0].span, kv->len, pos))
             return false;
-    }
     return true;
 }
 
@@ -203,6 +207,15 @@ uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos) {
         return kv->len;
     kv->len = rl_kv_truncate_exact(kv, pos) ? pos : 0;
     return kv->len;
+}
+
+uint32_t rl_kv_truncate_for(const rl_hparams *hp, uint32_t n_ctx, uint32_t len, uint32_t pos) {
+    if (pos >= len)
+        return len;
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        if (!ring_keeps(layer_cap(hp, il, n_ctx), layer_span(hp, il, n_ctx), len, pos))
+            return 0;
+    return pos;
 }
 
 static kv_layer *layer_of(rl_kv *kv, uint32_t il) { return &kv->layers[il - kv->l0]; }

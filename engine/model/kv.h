@@ -69,11 +69,19 @@ rl_kv_type rl_kv_types(const rl_kv *kv);
 /* Forgets positions >= pos. A sliding layer whose ring has already
  * overwritten keys that position `pos` would still need cannot go back
  * exactly; then the whole cache is cleared. Returns the length kept (pos, or
- * 0 when cleared), so the caller knows what it must feed again. */
+ * 0 when cleared), so the caller knows what it must feed again. The one way
+ * positions are forgotten: a segment's rewind (rl_xseg.rewind,
+ * Segment.rewind) does this where the cache lives. */
 uint32_t rl_kv_truncate(rl_kv *kv, uint32_t pos);
 /* Whether forgetting positions >= pos keeps everything the next query needs
- * (always, for up to RL_KV_SLACK + 1 positions back). */
+ * (always, for up to RL_KV_SLACK + 1 positions back, and for pos 0). */
 bool rl_kv_truncate_exact(const rl_kv *kv, uint32_t pos);
+/* What rl_kv_truncate(kv, pos) keeps for a cache of every layer of hp at
+ * n_ctx positions holding len: a pure function of the model's layout, so a
+ * coordinator decides where a session's next segment starts after a rewind
+ * without asking the nodes. A node's slice of the layers keeps at least as
+ * much: a rewind the coordinator chose this way is never refused. */
+uint32_t rl_kv_truncate_for(const rl_hparams *hp, uint32_t n_ctx, uint32_t len, uint32_t pos);
 
 /* Benchmarks only: positions [0, len) (len <= the context) hold random keys
  * and values, uniform in [-1, 1) and stored in the cache's types, as if a

@@ -63,8 +63,9 @@ int rl_runner_threads(const rl_runner *r);
  * written to `logits` when it is not NULL. -1 with err on a bad id or when
  * the context is full. */
 int rl_runner_feed(rl_runner *r, const int32_t *ids, uint32_t n, float *logits, char *err, size_t errlen);
-/* Forgets positions >= pos; returns the position kept (pos, or 0 when a
- * sliding window cannot go back that far and everything must be fed again). */
+/* Forgets positions >= pos (rl_kv_truncate, as a segment's rewind does
+ * where a session's cache lives); returns the position kept (pos, or 0 when
+ * a sliding window cannot go back that far and everything must be fed again). */
 uint32_t rl_runner_truncate(rl_runner *r, uint32_t pos);
 /* Benchmarks only (relais bench --depth): the session holds len positions
  * of random keys and values (rl_kv_fill_random); -1 with err past the context. */

@@ -133,7 +133,8 @@ def wire_seeds():
     put("wire", "result", env(18, fv(2, 3) + fb(6, fv(1, 7) + fv(2, 42) + fb(3, fv(1, 42) + ff(2, 1.5)) + fv(4, 9))))
     put("wire", "v1-peer", fv(1, 1) + fb(10, fb(1, b"old coordinator")))
     put("wire", "error", env(23, fv(1, 2) + fb(2, b"malformed") + fv(3, 7)))
-    put("wire", "kv_truncate", env(19, fv(1, 7) + fv(2, 4)))
+    rewind = fb(9, fv(1, 7) + fv(2, 3) + fv(3, 1) + fv(9, 1))  # session 7 forgets positions >= 3 first
+    put("wire", "forward-rewind", env(17, fv(4, 0) + fb(5, b"\0" * (64 * 4)) + fv(7, 5) + rewind))
     put("wire", "bad-version", fv(1, 9) + fb(22, b""))
 
 
