@@ -11,9 +11,8 @@ BUILD=$(cd "$1" && pwd)
 MODEL=${2:-$BUILD/bench-ministral-8b-l8-q4_0.gguf}
 RELAIS=$BUILD/relais
 NODE_BIN=$BUILD/relais-node
-TMP=$(mktemp -d)
 . "$(dirname "${BASH_SOURCE[0]}")/../tests/serve_lib.sh"
-trap '{ stop_servers; stop_nodes; } >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+trap 'serve_cleanup >/dev/null 2>&1' EXIT # quiet: a bench prints only its figures
 
 if [ ! -f "$MODEL" ]; then
     "$RELAIS" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
