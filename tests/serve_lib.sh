@@ -118,7 +118,7 @@ start_server() {
     SERVER_PIDS+=("$SERVER_PID")
     SERVER_NAMES+=("$name")
     for _ in $(seq 600); do
-        if grep -q "relais serve: ready" "$TMP/$name.log"; then
+        if grep -q "relais serve: ready" "$TMP/$name.log" 2>/dev/null; then # made by the shell after the fork
             PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/$name.log")
             return 0
         fi
