@@ -16,21 +16,10 @@
 #        (per process; default: cores / nodes, at least 1), TURNS (10),
 #        WORDS (70 per user message), MAX_TOKENS (24 per answer)
 set -euo pipefail
-BUILD=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-MODEL=${2:-$BUILD/bench-ministral-8b-l8-q4_0.gguf}
+. "$HERE/serve_setup.sh" "$@" # BUILD, MODEL, RELAIS, TMP/models; start_server, bench_where; cleanup
 NODES=${NODES:-"0 3"}
-RELAIS=$BUILD/relais
-NODE_BIN=$BUILD/relais-node
-TMP=$(mktemp -d)
-. "$HERE/../tests/serve_lib.sh" # start_server, start_nodes and their stops
-trap '{ stop_servers; stop_nodes; } >/dev/null 2>&1; rm -rf "$TMP"' EXIT
-
-if [ ! -f "$MODEL" ]; then
-    "$RELAIS" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
-fi
-mkdir -p "$TMP/models" "$TMP/client"
-ln -s "$(readlink -f "$MODEL")" "$TMP/models/$(basename "$MODEL")"
+mkdir -p "$TMP/client"
 (cd "$TMP/client" && timeout 300 npm install --no-audit --no-fund --silent openai undici@6 >/dev/null 2>&1) ||
     { echo "npm install openai undici failed" >&2; exit 1; }
 cp "$HERE/chat_cache.mjs" "$TMP/client/"
@@ -41,20 +30,15 @@ ttft() { awk -v t="$2" '$1 == "turn" && $2 == t { print $8 }' "$1"; }
 echo "model: $(basename "$MODEL"), $(nproc) cores"
 ROWS=()
 for n in $NODES; do
-    threads=${THREADS:-$(($(nproc) / (n > 0 ? n : 1) > 0 ? $(nproc) / (n > 0 ? n : 1) : 1))}
-    where=(-m "$MODEL")
-    if [ "$n" -gt 0 ]; then
-        # each node hashes the 1.5 GiB file before it listens: 10 minutes at most on a loaded machine
-        NODE_START_TRIES=6000 start_nodes "bench$n" "$n" "$TMP/models" >/dev/null
-        where+=(--cluster "$TMP/bench$n.yaml")
-    fi
+    threads=$(bench_threads "$n")
+    bench_where "$n"
     what=${n/#0/1 process}
     [ "$n" = 0 ] || what="$n nodes"
-    start_server "cache$n" "${where[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench >/dev/null
+    start_server "cache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench >/dev/null
     echo "## $what, prompt cache on"
     URL="http://127.0.0.1:$PORT/v1" HISTORY="$TMP/history$n.json" node "$TMP/client/chat_cache.mjs" | tee "$TMP/on$n"
     stop_servers >/dev/null
-    start_server "nocache$n" "${where[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench --cache-mem 0 >/dev/null
+    start_server "nocache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench --cache-mem 0 >/dev/null
     echo "## $what, --cache-mem 0 (the last turn alone)"
     URL="http://127.0.0.1:$PORT/v1" HISTORY="$TMP/history$n.json" MODE=last node "$TMP/client/chat_cache.mjs" |
         tee "$TMP/off$n"

@@ -22,9 +22,8 @@ CTX=${CTX:-4096}
 N=${N:-32}
 RELAIS=$BUILD/relais
 NODE_BIN=$BUILD/relais-node
-TMP=$(mktemp -d)
 . "$HERE/../tests/serve_lib.sh"   # start_nodes, stop_nodes
-trap '{ stop_nodes; } >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+trap 'serve_cleanup >/dev/null 2>&1' EXIT
 
 mkdir -p "$TMP/file" "$TMP/transfer"
 ln -s "$MODEL" "$TMP/file/$(basename "$MODEL")"

@@ -13,24 +13,12 @@
 #        MAX_TOKENS (32), REQS (2), LEVELS ("1 2 4 8 16"),
 #        IO_CPU (the nodes' --io-cpu and the coordinator's io_cpu; unset: none)
 set -euo pipefail
-BUILD=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-MODEL=${2:-$BUILD/bench-ministral-8b-l8-q4_0.gguf}
+. "$HERE/serve_setup.sh" "$@" # BUILD, MODEL, RELAIS, TMP/models; start_server, bench_where; cleanup
 NODES=${NODES:-"0 1 2 4"}
 MAX_TOKENS=${MAX_TOKENS:-32}
 REQS=${REQS:-2}
 LEVELS=${LEVELS:-"1 2 4 8 16"}
-RELAIS=$BUILD/relais
-NODE_BIN=$BUILD/relais-node
-TMP=$(mktemp -d)
-. "$HERE/../tests/serve_lib.sh"   # start_server, start_nodes and their stops
-trap '{ stop_servers; stop_nodes; } >/dev/null 2>&1; rm -rf "$TMP"' EXIT
-
-if [ ! -f "$MODEL" ]; then
-    "$RELAIS" synth --preset ministral-8b --layers 8 --type q4_0 -q -o "$MODEL"
-fi
-mkdir -p "$TMP/models"
-ln -s "$(readlink -f "$MODEL")" "$TMP/models/$(basename "$MODEL")"
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Werror -pthread "$HERE/serve_load.c" -o "$TMP/serve_load"
 
 echo "model: $(basename "$MODEL"), $MAX_TOKENS tokens per request, $REQS requests per client, $(nproc) cores"
@@ -38,13 +26,9 @@ echo
 echo "| nodes | threads each | concurrency | requests | failed | generated tokens | seconds | aggregate tokens/s | TTFT p50 ms | TTFT p95 ms |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in $NODES; do
-    threads=${THREADS:-$(( $(nproc) / (n > 0 ? n : 1) > 0 ? $(nproc) / (n > 0 ? n : 1) : 1 ))}
-    where=(-m "$MODEL")
-    if [ "$n" -gt 0 ]; then
-        start_nodes "bench$n" "$n" "$TMP/models" >/dev/null
-        where+=(--cluster "$TMP/bench$n.yaml")
-    fi
-    start_server "serve$n" "${where[@]}" --ctx 512 --max-sessions 16 --max-queue 16 -t "$threads" >/dev/null
+    threads=$(bench_threads "$n")
+    bench_where "$n"
+    start_server "serve$n" "${WHERE[@]}" --ctx 512 --max-sessions 16 --max-queue 16 -t "$threads" >/dev/null
     "$TMP/serve_load" "$PORT" 1 1 4 >/dev/null   # warm the page cache
     for c in $LEVELS; do
         read -r conc reqs failed tokens secs tps p50 p95 < <("$TMP/serve_load" "$PORT" "$c" "$REQS" "$MAX_TOKENS" || true)

@@ -23,10 +23,8 @@
 set -euo pipefail
 RELAIS=$1
 NODE_BIN=$2
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed to check the replies"; exit 1; }
+need node
 
 W=16
 SLACK=16 # RL_KV_SLACK: a ring's slots beyond its window (engine/model/kv.h)

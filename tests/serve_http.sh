@@ -11,10 +11,8 @@ set -euo pipefail
 RELAIS=$1
 PARROT=$2
 SHARED=$3
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed to check the replies"; exit 1; }
+need node
 
 CHAT='{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":8,"temperature":0}'
 

@@ -2,12 +2,31 @@
 # free loopback port with bounded waits, always stop it, count results, and
 # check JSON replies with node. Nothing is skipped: a missing tool fails.
 #
-# Expects RELAIS (the binary) and TMP (a scratch folder) to be set.
+# Expects RELAIS (the binary) to be set. Sourcing makes TMP, a scratch
+# folder, removed at exit after every server and node is stopped
+# (serve_cleanup; a script with more to undo sets an EXIT trap of its own
+# that ends with serve_cleanup).
 
 PASS=0
 FAIL=0
 SERVER_PIDS=()
 SERVER_NAMES=()
+
+TMP=$(mktemp -d)
+serve_cleanup() {
+    stop_servers
+    stop_nodes
+    rm -rf "$TMP"
+}
+trap serve_cleanup EXIT
+
+# need TOOL... : fails the script, before any check, when a tool is missing.
+need() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { echo "FAIL - $t is needed"; echo "0 passed, 1 failed"; exit 1; }
+    done
+}
 
 ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; }
@@ -99,7 +118,7 @@ start_server() {
     SERVER_PIDS+=("$SERVER_PID")
     SERVER_NAMES+=("$name")
     for _ in $(seq 600); do
-        if grep -q "relais serve: ready" "$TMP/$name.log"; then
+        if grep -q "relais serve: ready" "$TMP/$name.log" 2>/dev/null; then # made by the shell after the fork
             PORT=$(sed -n 's|.*listening on http://[^:]*:\([0-9]*\).*|\1|p' "$TMP/$name.log")
             return 0
         fi

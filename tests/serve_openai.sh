@@ -13,12 +13,8 @@ RELAIS=$1
 PARROT=$2
 SHARED=$3
 NODE_BIN=$4
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-for tool in node npm; do
-    command -v "$tool" >/dev/null || { echo "FAIL - $tool is needed"; echo "0 passed, 1 failed"; exit 1; }
-done
+need node npm
 
 mkdir -p "$TMP/client"
 if ! (cd "$TMP/client" && timeout 300 npm install --no-audit --no-fund --silent openai >"$TMP/npm.log" 2>&1); then

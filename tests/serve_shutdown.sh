@@ -12,10 +12,9 @@
 set -euo pipefail
 RELAIS=$1
 NODE_BIN=$2
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'for p in "${NODE_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done; stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed to check the replies"; exit 1; }
+trap 'for p in "${NODE_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; done; serve_cleanup' EXIT
+need node
 
 mkdir -p "$TMP/models"
 MODEL=$TMP/models/slow.gguf

@@ -20,10 +20,8 @@
 set -euo pipefail
 RELAIS=$1
 SHARED=$2
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed for the attacker"; exit 1; }
+need node
 
 N=300 PER_IP=32 DEADLINE=4 ATTACK=14
 start_server s -m "$SHARED/models/tiny-q8_0.gguf" --api-key sekrit --ctx 256 -t 1 \

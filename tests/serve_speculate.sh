@@ -10,10 +10,8 @@ set -euo pipefail
 RELAIS=$1
 NODE_BIN=$2
 MODELS=$3
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed to check the replies"; exit 1; }
+need node
 MODEL=$MODELS/stories260K.gguf
 N=6
 

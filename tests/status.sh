@@ -12,10 +12,8 @@ set -euo pipefail
 RELAIS=$1
 NODE_BIN=$2
 DATA=$3
-TMP=$(mktemp -d)
 . "$(dirname "$0")/serve_lib.sh"
-trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-command -v node >/dev/null || { echo "FAIL - node is needed to check the JSON"; exit 1; }
+need node
 
 # status ARGS... : runs `relais status`, output in $TMP/body, exit code in $RC
 status() {

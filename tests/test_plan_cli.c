@@ -105,7 +105,7 @@ static uint64_t jint(const json_t *o, const char *key) {
 
 static void read_costs(const char *path, plan_model *m) {
     char err[256];
-    if (plan_model_read(path, -1, NULL, m, err, sizeof err))
+    if (plan_model_read(path, NULL, m, err, sizeof err))
         fail_msg("%s", err);
 }
 

@@ -591,7 +591,7 @@ static void test_ministral_8b_shape(void **state) {
 /* The costs of a model file, and the errors of a file that is none. */
 static void test_model_read(void **state) {
     plan_model m;
-    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", -1, NULL, &m, err, sizeof err), 0);
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", NULL, &m, err, sizeof err), 0);
     assert_int_equal(m.hp.n_layer, 4);
     assert_int_equal(m.hp.swa_window, 8);
     assert_true(!m.hp.sliding[0] && m.hp.sliding[1] && m.hp.sliding[3]);
@@ -602,14 +602,16 @@ static void test_model_read(void **state) {
     assert_int_equal(m.head_bytes, 4 * (64 + 512 * 64));
     plan_model_free(&m);
     assert_null(m.layer_bytes);
-    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", 0, NULL, &m, err, sizeof err), 0);
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = 0;
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/tiny-swa.gguf", &mo, &m, err, sizeof err), 0);
     assert_int_equal(m.hp.swa_window, 0); /* the override */
     plan_model_free(&m);
 
-    assert_int_equal(plan_model_read("/nonexistent.gguf", -1, NULL, &m, err, sizeof err), -1);
+    assert_int_equal(plan_model_read("/nonexistent.gguf", NULL, &m, err, sizeof err), -1);
     assert_non_null(strstr(err, "/nonexistent.gguf"));
     plan_model_free(&m);
-    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/vocab-gpt2.gguf", -1, NULL, &m, err, sizeof err), -1);
+    assert_int_equal(plan_model_read(RELAIS_SHARED_DIR "/models/vocab-gpt2.gguf", NULL, &m, err, sizeof err), -1);
     assert_non_null(strstr(err, "vocab-gpt2.gguf: "));
     plan_model_free(&m);
 }

@@ -42,10 +42,16 @@ static int run(const char *args, char *out, size_t outlen) {
     return rc;
 }
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    unsigned char *buf = tu_slurp(path, len);
-    assert_non_null(buf);
-    return buf;
+/* The file the command wrote is byte for byte the library's. */
+static void assert_same_file(const char *cli, const char *lib) {
+    size_t la, lb;
+    unsigned char *a = tu_slurp(cli, &la), *b = tu_slurp(lib, &lb);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    free(a);
+    free(b);
 }
 
 static void test_synth_writes_the_library_file(void **state) {
@@ -69,12 +75,7 @@ static void test_synth_writes_the_library_file(void **state) {
     s.swa_window = 16;
     s.swa_period = 2;
     assert_int_equal(rl_synth_write(&s, lib, NULL, NULL, err, sizeof err), 0);
-    size_t la, lb;
-    unsigned char *a = slurp(cli, &la), *b = slurp(lib, &lb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
-    free(a);
-    free(b);
+    assert_same_file(cli, lib);
 }
 
 /* Every shape and rope flag overrides the preset: the file is the
@@ -95,12 +96,7 @@ static void test_synth_shape_flags(void **state) {
     s.n_ctx = 128, s.rope_base = 500000, s.rope_factor = 4, s.rope_orig_ctx = 32, s.yarn_beta_fast = 16;
     s.yarn_beta_slow = 2, s.yarn_log_mul = 0, s.attn_temp_scale = 0.2f, s.ftype = RL_SYNTH_Q8_0;
     assert_int_equal(rl_synth_write(&s, lib, NULL, NULL, err, sizeof err), 0);
-    size_t la, lb;
-    unsigned char *a = slurp(cli, &la), *b = slurp(lib, &lb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
-    free(a);
-    free(b);
+    assert_same_file(cli, lib);
     /* inspect reads the parameters back */
     snprintf(args, sizeof args, "inspect %s", cli);
     static char text[1 << 16];

@@ -1,5 +1,6 @@
 /* Shared option parsing for the subcommands. */
 #include "cli.h"
+#include "beacon.h"
 #include "util.h"
 
 #include <errno.h>
@@ -87,6 +88,36 @@ int cli_draft_opt(cli_draft *d, int opt, const char *arg) {
     } else
         return 0;
     return 1;
+}
+
+int cli_beacon_opt(cli_beacon *b, int opt, const char *arg) {
+    float s;
+    if (opt == CLI_OPT_BEACON_CLUSTER)
+        b->cluster = arg;
+    else if (opt == CLI_OPT_BEACON_TRUST)
+        b->trust = arg;
+    else if (opt == CLI_OPT_BEACON_PORT) {
+        if (cli_parse_i64("--port", arg, 1, 65535, &b->port))
+            return -1;
+    } else if (opt == CLI_OPT_BEACON_SECONDS) {
+        if (cli_parse_f32("--seconds", arg, 0.1f, 3600, &s))
+            return -1;
+        b->ms = (int64_t)(s * 1e3f);
+    } else
+        return 0;
+    return 1;
+}
+
+int cli_beacon_setup(const cli_beacon *b, const char *cmd, cluster_config **cfg, int *port) {
+    char err[1024];
+    *cfg = NULL;
+    if (b->cluster && !(*cfg = cluster_config_load(b->cluster, err, sizeof err))) {
+        fprintf(stderr, "relais %s: %s\n", cmd, err);
+        return -1;
+    }
+    const cluster_discover *cd = *cfg ? cluster_config_discover(*cfg) : NULL;
+    *port = b->port ? (int)b->port : cd ? cd->port : BEACON_DEFAULT_PORT;
+    return 0;
 }
 
 int cli_common_opt(cli_common *c, int opt, const char *arg) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "cluster_config.h"
 #include "runner.h"
 #include "sampler.h"
 
@@ -42,6 +43,10 @@ enum {
     CLI_OPT_CTX_BEYOND,
     CLI_OPT_DRAFT,
     CLI_OPT_DRAFT_MAX,
+    CLI_OPT_BEACON_CLUSTER,
+    CLI_OPT_BEACON_TRUST,
+    CLI_OPT_BEACON_PORT,
+    CLI_OPT_BEACON_SECONDS,
     CLI_OPT_FIRST_OWN = 1100
 };
 #define CLI_COMMON_LONGOPTS                                                                                            \
@@ -102,6 +107,24 @@ typedef struct {
     "      --draft-max K       most ids drafted per pass (default 4, at most 16; fewer after misses)\n"
 /* Returns 1 when opt was a draft option (handled), 0 when not, -1 on a bad value. */
 int cli_draft_opt(cli_draft *d, int opt, const char *arg);
+
+/* Listening for node beacons (discover, trust): whose keys are trusted (a
+ * cluster file or a trust folder), the UDP port and how long to listen. */
+typedef struct {
+    const char *cluster, *trust;
+    int64_t port; /* 0: the cluster file's discover.port, else BEACON_DEFAULT_PORT */
+    int64_t ms;   /* set the command's default before parsing */
+} cli_beacon;
+#define CLI_BEACON_LONGOPTS                                                                                           \
+    {"cluster", required_argument, 0, CLI_OPT_BEACON_CLUSTER}, {"trust", required_argument, 0, CLI_OPT_BEACON_TRUST}, \
+        {"port", required_argument, 0, CLI_OPT_BEACON_PORT}, {                                                        \
+        "seconds", required_argument, 0, CLI_OPT_BEACON_SECONDS                                                       \
+    }
+/* Returns 1 when opt was a beacon option (handled), 0 when not, -1 on a bad value. */
+int cli_beacon_opt(cli_beacon *b, int opt, const char *arg);
+/* Loads --cluster into *cfg (NULL without one) and sets *port to the one to
+ * listen on. 0, or -1 after printing "relais CMD: ..." to stderr. */
+int cli_beacon_setup(const cli_beacon *b, const char *cmd, cluster_config **cfg, int *port);
 
 /* Fills runner.model_path from $RELAIS_MODEL when -m was not given; -1 with a message if neither. */
 int cli_require_model(cli_common *c);

@@ -37,41 +37,28 @@ static void usage(FILE *out) {
 }
 
 typedef struct {
-    const char *cluster, *trust;
-    int64_t port, ms;
+    cli_beacon beacon;
     bool json;
 } discover_args;
 
-enum { OPT_CLUSTER = 1, OPT_TRUST, OPT_PORT, OPT_SECONDS, OPT_JSON };
+enum { OPT_JSON = CLI_OPT_FIRST_OWN };
 
 /* 0, 1 after --help, -1 on a bad option. */
 static int parse_args(int argc, char **argv, discover_args *a) {
-    static const struct option longopts[] = {{"cluster", required_argument, 0, OPT_CLUSTER},
-                                             {"trust", required_argument, 0, OPT_TRUST},
-                                             {"port", required_argument, 0, OPT_PORT},
-                                             {"seconds", required_argument, 0, OPT_SECONDS},
-                                             {"json", no_argument, 0, OPT_JSON},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    *a = (discover_args){.ms = 3000};
+    static const struct option longopts[] = {
+        CLI_BEACON_LONGOPTS, {"json", no_argument, 0, OPT_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    *a = (discover_args){.beacon.ms = 3000};
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        float s;
+        int rc = cli_beacon_opt(&a->beacon, opt, optarg);
+        if (rc < 0)
+            return -1;
+        if (rc)
+            continue;
         if (opt == 'h') {
             usage(stdout);
             return 1;
-        } else if (opt == OPT_CLUSTER) {
-            a->cluster = optarg;
-        } else if (opt == OPT_TRUST) {
-            a->trust = optarg;
-        } else if (opt == OPT_PORT) {
-            if (cli_parse_i64("--port", optarg, 1, 65535, &a->port))
-                return -1;
-        } else if (opt == OPT_SECONDS) {
-            if (cli_parse_f32("--seconds", optarg, 0.1f, 3600, &s))
-                return -1;
-            a->ms = (int64_t)(s * 1e3f);
         } else if (opt == OPT_JSON) {
             a->json = true;
         } else {
@@ -116,7 +103,7 @@ static void print_json(const discovery *d, const cluster_config *cfg, const disc
         json_object_set_new(o, "why_not", usable ? json_null() : json_string(why));
         json_array_append_new(nodes, o);
     }
-    json_t *root = json_pack("{s:i, s:f, s:o}", "beacon_port", port, "seconds", a->ms / 1e3, "nodes", nodes);
+    json_t *root = json_pack("{s:i, s:f, s:o}", "beacon_port", port, "seconds", a->beacon.ms / 1e3, "nodes", nodes);
     char *text = json_dumps(root, JSON_INDENT(2));
     if (text)
         puts(text);
@@ -130,20 +117,17 @@ int cmd_discover(int argc, char **argv) {
     if (rc)
         return rc > 0 ? 0 : 2;
     char err[1024];
-    cluster_config *cfg = NULL;
-    if (a.cluster && !(cfg = cluster_config_load(a.cluster, err, sizeof err))) {
-        fprintf(stderr, "relais discover: %s\n", err);
+    cluster_config *cfg;
+    int port;
+    if (cli_beacon_setup(&a.beacon, "discover", &cfg, &port))
         return 1;
-    }
-    const cluster_discover *cd = cfg ? cluster_config_discover(cfg) : NULL;
-    int port = a.port ? (int)a.port : cd ? cd->port : BEACON_DEFAULT_PORT;
-    discovery *d = discovery_new(cfg, a.trust, port, err, sizeof err);
+    discovery *d = discovery_new(cfg, a.beacon.trust, port, err, sizeof err);
     if (!d) {
         fprintf(stderr, "relais discover: %s\n", err);
         cluster_config_destroy(&cfg);
         return 1;
     }
-    discovery_listen(d, (int)a.ms);
+    discovery_listen(d, (int)a.beacon.ms);
     if (a.json)
         print_json(d, cfg, &a, port);
     else

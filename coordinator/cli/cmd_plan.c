@@ -471,7 +471,10 @@ int cmd_plan(int argc, char **argv) {
         return 1;
     }
     plan_model m;
-    if (plan_model_read(a.model, a.swa_window, a.swa_pattern, &m, err, sizeof err)) {
+    rl_model_opts mo = rl_model_opts_default();
+    mo.swa_window = a.swa_window;
+    mo.swa_pattern = a.swa_pattern;
+    if (plan_model_read(a.model, &mo, &m, err, sizeof err)) {
         fprintf(stderr, "relais plan: %s\n", err);
         rc = 1;
     } else {

@@ -301,12 +301,14 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     app->hp = *hp;
     app->kv_type = en->e.kv_type;
     app->max_sessions = so.max_sessions;
-    char kv[160];
+    /* A session's KV: in one process opening the engine logged it already */
+    char kv[160] = "", desc[150];
+    if (a->cluster.file)
+        snprintf(kv, sizeof kv, " (%s each)", rl_kv_describe(hp, en->e.kv_type, n_ctx, desc, sizeof desc));
     rl_log(RL_LOG_INFO,
-           "serve: %s, template %s, context %u per request, up to %u sessions (%s each), "
+           "serve: %s, template %s, context %u per request, up to %u sessions%s, "
            "micro-batches of %u tokens, %u in flight, %d threads%s, prompt cache %.1f MiB",
-           app->model_id, rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions,
-           rl_kv_describe(hp, en->e.kv_type, n_ctx, kv, sizeof kv), a->batch, en->e.x->depth,
+           app->model_id, rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions, kv, a->batch, en->e.x->depth,
            a->common.runner.n_threads, a->cluster.file ? " per node" : "", so.cache_mem / 1048576.0);
     return 0;
 }

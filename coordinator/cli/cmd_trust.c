@@ -43,51 +43,41 @@ static void usage(FILE *out) {
 }
 
 typedef struct {
-    const char *cluster, *trust, *name, *what;
-    int64_t port, ms;
+    cli_beacon beacon;
+    const char *name, *what;
     bool yes;
 } trust_args;
 
-enum { OPT_CLUSTER = 1, OPT_TRUST, OPT_NAME, OPT_PORT, OPT_SECONDS };
+enum { OPT_NAME = CLI_OPT_FIRST_OWN };
 
 static int parse_args(int argc, char **argv, trust_args *a) {
-    static const struct option longopts[] = {{"cluster", required_argument, 0, OPT_CLUSTER},
-                                             {"trust", required_argument, 0, OPT_TRUST},
+    static const struct option longopts[] = {CLI_BEACON_LONGOPTS,
                                              {"name", required_argument, 0, OPT_NAME},
-                                             {"port", required_argument, 0, OPT_PORT},
-                                             {"seconds", required_argument, 0, OPT_SECONDS},
                                              {"yes", no_argument, 0, 'y'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    *a = (trust_args){.ms = 5000};
+    *a = (trust_args){.beacon.ms = 5000};
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "yh", longopts, NULL)) != -1) {
-        float s;
+        int rc = cli_beacon_opt(&a->beacon, opt, optarg);
+        if (rc < 0)
+            return -1;
+        if (rc)
+            continue;
         if (opt == 'h') {
             usage(stdout);
             return 1;
         } else if (opt == 'y') {
             a->yes = true;
-        } else if (opt == OPT_CLUSTER) {
-            a->cluster = optarg;
-        } else if (opt == OPT_TRUST) {
-            a->trust = optarg;
         } else if (opt == OPT_NAME) {
             a->name = optarg;
-        } else if (opt == OPT_PORT) {
-            if (cli_parse_i64("--port", optarg, 1, 65535, &a->port))
-                return -1;
-        } else if (opt == OPT_SECONDS) {
-            if (cli_parse_f32("--seconds", optarg, 0.1f, 3600, &s))
-                return -1;
-            a->ms = (int64_t)(s * 1e3f);
         } else {
             usage(stderr);
             return -1;
         }
     }
-    if (optind + 1 != argc || (!a->cluster == !a->trust)) {
+    if (optind + 1 != argc || (!a->beacon.cluster == !a->beacon.trust)) {
         fprintf(stderr, "relais trust: give one NODE.pub or FINGERPRINT, and --cluster FILE or --trust DIR\n\n");
         usage(stderr);
         return -1;
@@ -111,15 +101,13 @@ static bool is_fingerprint(const char *s) {
 }
 
 /* The one node heard whose fingerprint starts with fp. 0, or -1 with err. */
-static int find_by_fingerprint(const trust_args *a, const cluster_config *cfg, const char *dir, beacon_heard *out,
-                               char *err, size_t errlen) {
-    const cluster_discover *cd = cfg ? cluster_config_discover(cfg) : NULL;
-    int port = a->port ? (int)a->port : cd ? cd->port : BEACON_DEFAULT_PORT;
+static int find_by_fingerprint(const trust_args *a, int port, const char *dir, beacon_heard *out, char *err,
+                               size_t errlen) {
     discovery *d = discovery_new(NULL, dir, port, err, errlen);
     if (!d)
         return -1;
     int found = -1, matches = 0;
-    for (double end = rl_now_s() + a->ms / 1e3; matches == 0 && rl_now_s() < end;) {
+    for (double end = rl_now_s() + a->beacon.ms / 1e3; matches == 0 && rl_now_s() < end;) {
         discovery_listen(d, 250);
         for (uint32_t i = 0; i < discovery_count(d); i++)
             if (!strncasecmp(discovery_at(d, i)->heard.fp, a->what, strlen(a->what)))
@@ -131,7 +119,7 @@ static int find_by_fingerprint(const trust_args *a, const cluster_config *cfg, c
         rl_errf(err, errlen, "%d nodes have a fingerprint starting with %s: give more digits", matches, a->what);
     else
         rl_errf(err, errlen, "no node with fingerprint %s announced itself on UDP port %d within %.1f s (%u heard)",
-                a->what, port, a->ms / 1e3, discovery_count(d));
+                a->what, port, a->beacon.ms / 1e3, discovery_count(d));
     discovery_destroy(&d);
     return matches == 1 ? 0 : -1;
 }
@@ -185,21 +173,20 @@ int cmd_trust(int argc, char **argv) {
     if (rc)
         return rc > 0 ? 0 : 2;
     char err[1024], name[BEACON_NAME_MAX + 1];
-    cluster_config *cfg = NULL;
-    if (a.cluster && !(cfg = cluster_config_load(a.cluster, err, sizeof err))) {
-        fprintf(stderr, "relais trust: %s\n", err);
+    cluster_config *cfg;
+    int port;
+    if (cli_beacon_setup(&a.beacon, "trust", &cfg, &port))
         return 1;
-    }
     const cluster_discover *cd = cfg ? cluster_config_discover(cfg) : NULL;
     if (cfg && !cd) {
         fprintf(stderr,
                 "relais trust: %s lists its nodes (no `discover`): it has no trust folder; name the node's "
                 ".pub in its nodes instead, or give --trust DIR\n",
-                a.cluster);
+                a.beacon.cluster);
         cluster_config_destroy(&cfg);
         return 1;
     }
-    const char *dir = a.trust ? a.trust : cd->trust;
+    const char *dir = a.beacon.trust ? a.beacon.trust : cd->trust;
     uint8_t key[CURVE_KEY_BYTES];
     rc = 1;
     if (access(a.what, F_OK) == 0 || !is_fingerprint(a.what)) {
@@ -211,7 +198,7 @@ int cmd_trust(int argc, char **argv) {
         }
     } else {
         beacon_heard h;
-        if (find_by_fingerprint(&a, cfg, dir, &h, err, sizeof err))
+        if (find_by_fingerprint(&a, port, dir, &h, err, sizeof err))
             fprintf(stderr, "relais trust: %s\n", err);
         else {
             char z85[41];

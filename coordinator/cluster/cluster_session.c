@@ -50,28 +50,14 @@ int rl_cluster_opts_check(const rl_cluster_opts *o, char *err, size_t errlen) {
     return 0;
 }
 
-/* The model's shape and per-layer costs, with the run's window overrides. */
-typedef struct {
-    rl_hparams hp;
-    uint64_t *layer_bytes; /* (hp.n_layer) */
-    uint64_t head_bytes;
-} model_costs;
-
-static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t errlen) {
+/* The model's shape and per-layer costs, with the run's window overrides
+ * and its context beyond the file's, as the nodes will load it. */
+static int read_costs(const rl_runner_opts *r, plan_model *m, char *err, size_t errlen) {
     rl_model_opts mo = rl_model_opts_default();
     mo.swa_window = r->swa_window;
     mo.swa_pattern = r->swa_pattern;
     mo.n_ctx_beyond = r->ctx_beyond_file ? r->n_ctx : 0;
-    gguf_file *f = gguf_open(r->model_path, err, errlen);
-    int rc = !f || rl_hparams_read(f, &mo, &m->hp, err, errlen) ? -1 : 0;
-    if (rc == 0 && !(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes))) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    }
-    if (rc == 0)
-        plan_costs_from_gguf(f, &m->hp, m->layer_bytes, &m->head_bytes);
-    gguf_close(&f);
-    return rc;
+    return plan_model_read(r->model_path, &mo, m, err, errlen);
 }
 
 /* Each node's layers: --layers or the planner's split, and in both cases
@@ -80,7 +66,7 @@ static int read_costs(const rl_runner_opts *r, model_costs *m, char *err, size_t
  * that leaves some out, --layers (one range per node of the file) cannot
  * apply and the planner splits the layers instead. The others get an empty
  * range. */
-static int plan_ranges(const rl_cluster_opts *o, cluster *c, const model_costs *m, uint32_t n_ctx, rl_kv_type kt,
+static int plan_ranges(const rl_cluster_opts *o, cluster *c, const plan_model *m, uint32_t n_ctx, rl_kv_type kt,
                        const bool *use, plan_range *ranges, char *err, size_t errlen) {
     plan_node nodes[CLUSTER_MAX_NODES];
     plan_range fixed[CLUSTER_MAX_NODES];
@@ -148,10 +134,10 @@ int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_
 
 static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, const bool *use,
                   uint32_t *n_ctx, char *err, size_t errlen) {
-    model_costs m = {0};
+    plan_model m;
     plan_range ranges[CLUSTER_MAX_NODES];
     if (read_costs(r, &m, err, errlen)) {
-        free(m.layer_bytes);
+        plan_model_free(&m);
         return -1;
     }
     rl_kv_type kt;
@@ -159,7 +145,7 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
             rl_kv_type_check(kt, &m.hp, err, errlen)
         ? -1
         : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);
-    free(m.layer_bytes);
+    plan_model_free(&m);
     if (rc)
         return -1;
     cluster_assign_opts ao = {.model_path = r->model_path,

@@ -475,18 +475,15 @@ void plan_costs_from_gguf(const gguf_file *f, const rl_hparams *hp, uint64_t *la
     *head_bytes = (norm ? norm->nbytes : 0) + (out ? out->nbytes : 0);
 }
 
-int plan_model_read(const char *path, int64_t swa_window, const char *swa_pattern, plan_model *m, char *err,
-                    size_t errlen) {
+int plan_model_read(const char *path, const rl_model_opts *mo, plan_model *m, char *err, size_t errlen) {
     m->layer_bytes = NULL;
     gguf_file *f = gguf_open(path, err, errlen);
     if (!f)
         return -1;
-    rl_model_opts mo = rl_model_opts_default();
-    mo.swa_window = swa_window;
-    mo.swa_pattern = swa_pattern;
+    const rl_model_opts dflt = rl_model_opts_default();
     char why[400];
     int rc = -1;
-    if (rl_hparams_read(f, &mo, &m->hp, why, sizeof why))
+    if (rl_hparams_read(f, mo ? mo : &dflt, &m->hp, why, sizeof why))
         snprintf(err, errlen, "%s: %s", path, why);
     else if (!(m->layer_bytes = malloc(m->hp.n_layer * sizeof *m->layer_bytes)))
         snprintf(err, errlen, "out of memory");

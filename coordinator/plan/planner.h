@@ -117,11 +117,11 @@ typedef struct {
     uint64_t head_bytes;
 } plan_model;
 
-/* Reads path's hyper-parameters (swa_window -1 and swa_pattern NULL keep the
- * file's layout, as rl_model_opts) and costs. 0, or -1 with err naming the
- * file. Free with plan_model_free, in both cases. */
-int plan_model_read(const char *path, int64_t swa_window, const char *swa_pattern, plan_model *m, char *err,
-                    size_t errlen);
+/* Reads path's hyper-parameters, with mo's overrides (sliding window,
+ * context beyond the file's; NULL: rl_model_opts_default, the file's
+ * layout), and costs. 0, or -1 with err naming the file. Free with
+ * plan_model_free, in both cases. */
+int plan_model_read(const char *path, const rl_model_opts *mo, plan_model *m, char *err, size_t errlen);
 void plan_model_free(plan_model *m);
 
 #endif

@@ -98,6 +98,19 @@ static void head(page *pg, const char *name, const char *type, const char *help)
     put(pg, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric without labels: its head and its one value. */
+typedef struct {
+    const char *name, *type, *help;
+    uint64_t value;
+} scalar;
+
+static void put_scalars(page *pg, const scalar *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        head(pg, s[i].name, s[i].type, s[i].help);
+        put(pg, "%s %llu\n", s[i].name, (unsigned long long)s[i].value);
+    }
+}
+
 static void render_requests(page *pg, const rl_metrics *m) {
     head(pg, "relais_requests_total", "counter", "HTTP requests by endpoint and status.");
     for (int e = 0; e < EP_COUNT; e++)
@@ -109,10 +122,11 @@ static void render_requests(page *pg, const rl_metrics *m) {
                 put(pg, "relais_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n", EP_NAMES[e], code,
                     (unsigned long long)m->requests[e][k]);
             }
-    head(pg, "relais_prompt_tokens_total", "counter", "Prompt tokens of the requests that ran.");
-    put(pg, "relais_prompt_tokens_total %llu\n", (unsigned long long)m->prompt_tokens);
-    head(pg, "relais_generated_tokens_total", "counter", "Tokens generated for the requests.");
-    put(pg, "relais_generated_tokens_total %llu\n", (unsigned long long)m->generated_tokens);
+    const scalar tokens[] = {
+        {"relais_prompt_tokens_total", "counter", "Prompt tokens of the requests that ran.", m->prompt_tokens},
+        {"relais_generated_tokens_total", "counter", "Tokens generated for the requests.", m->generated_tokens},
+    };
+    put_scalars(pg, tokens, sizeof tokens / sizeof tokens[0]);
     head(pg, "relais_time_to_first_token_seconds", "histogram", "From a request's arrival to its first token.");
     uint64_t cum = 0;
     for (size_t b = 0; b < N_BOUNDS; b++) {
@@ -124,35 +138,25 @@ static void render_requests(page *pg, const rl_metrics *m) {
     put(pg, "relais_time_to_first_token_seconds_count %llu\n", (unsigned long long)m->ttft_count);
 }
 
-static void render_cache(page *pg, const rl_pcache_stats *c) {
-    head(pg, "relais_cache_hits_total", "counter", "Requests that reused a cached session's KV (prompt cache).");
-    put(pg, "relais_cache_hits_total %llu\n", (unsigned long long)c->hits);
-    head(pg, "relais_cache_tokens_total", "counter", "Prompt positions taken from the prompt cache, not fed again.");
-    put(pg, "relais_cache_tokens_total %llu\n", (unsigned long long)c->tokens);
-    head(pg, "relais_cache_evictions_total", "counter", "Cached sessions dropped for the budget or a session slot.");
-    put(pg, "relais_cache_evictions_total %llu\n", (unsigned long long)c->evictions);
-    head(pg, "relais_cache_sessions", "gauge", "Finished sessions keeping their KV for reuse.");
-    put(pg, "relais_cache_sessions %u\n", c->sessions);
-    head(pg, "relais_cache_bytes", "gauge", "KV bytes of the cached sessions (whole model, all nodes).");
-    put(pg, "relais_cache_bytes %llu\n", (unsigned long long)c->bytes);
-}
-
 static void render_sched(page *pg, const rl_sched_stats *st, bool ready) {
-    head(pg, "relais_ready", "gauge", "1 once the model is loaded and requests are served.");
-    put(pg, "relais_ready %d\n", ready ? 1 : 0);
-    head(pg, "relais_queue_depth", "gauge", "Requests waiting for a session slot.");
-    put(pg, "relais_queue_depth %u\n", st->queued);
-    head(pg, "relais_active_sessions", "gauge", "Requests holding a session (KV cache).");
-    put(pg, "relais_active_sessions %u\n", st->active);
-    head(pg, "relais_batches_total", "counter", "Micro-batches completed.");
-    put(pg, "relais_batches_total %llu\n", (unsigned long long)st->batches);
-    head(pg, "relais_batch_tokens_total", "counter", "Tokens in the completed micro-batches.");
-    put(pg, "relais_batch_tokens_total %llu\n", (unsigned long long)st->batch_tokens);
-    head(pg, "relais_draft_tokens_total", "counter", "Ids drafted for speculative decoding and verified.");
-    put(pg, "relais_draft_tokens_total %llu\n", (unsigned long long)st->drafted);
-    head(pg, "relais_draft_accepted_total", "counter", "Drafted ids the target accepted.");
-    put(pg, "relais_draft_accepted_total %llu\n", (unsigned long long)st->accepted);
-    render_cache(pg, &st->cache);
+    const rl_pcache_stats *c = &st->cache;
+    const scalar all[] = {
+        {"relais_ready", "gauge", "1 once the model is loaded and requests are served.", ready ? 1 : 0},
+        {"relais_queue_depth", "gauge", "Requests waiting for a session slot.", st->queued},
+        {"relais_active_sessions", "gauge", "Requests holding a session (KV cache).", st->active},
+        {"relais_batches_total", "counter", "Micro-batches completed.", st->batches},
+        {"relais_batch_tokens_total", "counter", "Tokens in the completed micro-batches.", st->batch_tokens},
+        {"relais_draft_tokens_total", "counter", "Ids drafted for speculative decoding and verified.", st->drafted},
+        {"relais_draft_accepted_total", "counter", "Drafted ids the target accepted.", st->accepted},
+        {"relais_cache_hits_total", "counter", "Requests that reused a cached session's KV (prompt cache).", c->hits},
+        {"relais_cache_tokens_total", "counter", "Prompt positions taken from the prompt cache, not fed again.",
+         c->tokens},
+        {"relais_cache_evictions_total", "counter", "Cached sessions dropped for the budget or a session slot.",
+         c->evictions},
+        {"relais_cache_sessions", "gauge", "Finished sessions keeping their KV for reuse.", c->sessions},
+        {"relais_cache_bytes", "gauge", "KV bytes of the cached sessions (whole model, all nodes).", c->bytes},
+    };
+    put_scalars(pg, all, sizeof all / sizeof all[0]);
 }
 
 static void render_nodes(page *pg, const rl_xnode *nodes, uint32_t n) {

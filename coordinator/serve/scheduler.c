@@ -44,6 +44,7 @@ typedef struct sess {
     const rl_jg_vocab *json; /* constrained to a JSON object (rl_sched_req.json) */
     rl_jg jg;                /* the grammar's state after the generated ids */
     uint8_t *mask;           /* (vocab/8) the ids the next sample may take */
+    bool mask_due;           /* a segment formed holds mask: fill_masks computes it before the submit */
     struct sess *next;       /* in the queue or the active list */
 } sess;
 
@@ -207,9 +208,9 @@ static void add_segment(rl_sched *s, uint32_t *n, sess *q, uint32_t count, bool 
                             .verify = draft > 0,
                             .draft_q = draft > 0 && q->draft_q[0].n ? q->draft_q : NULL,
                             .rewind = q->n_held > q->n_sent};
-    if (sample && q->json) {
-        rl_jg_mask(&q->jg, q->json, q->max_tokens - q->n_gen, q->mask);
+    if (sample && q->json) { /* its contents: fill_masks, outside the lock */
         s->segs[*n].mask = q->mask;
+        q->mask_due = true;
     }
     (*n)++;
     q->n_draft = draft;
@@ -283,6 +284,19 @@ static uint32_t form_batch(rl_sched *s, uint32_t *tokens) {
     s->rr++;
     *tokens = s->x->max_batch - budget;
     return n;
+}
+
+/* Computes the JSON masks of the segments form_batch gave one (each a pass
+ * over the whole vocabulary), after the lock is released, so that requests
+ * arriving, cancels and /metrics do not wait for them. No race: a session's
+ * grammar state, n_gen and mask change only on this thread (deliver), and
+ * only this thread unlinks and frees an active session. */
+static void fill_masks(rl_sched *s) {
+    for (sess *q = s->active; q; q = q->next)
+        if (q->mask_due) {
+            rl_jg_mask(&q->jg, q->json, q->max_tokens - q->n_gen, q->mask);
+            q->mask_due = false;
+        }
 }
 
 /* ---- completions ---- */
@@ -464,9 +478,10 @@ static bool step(rl_sched *s) {
     pthread_mutex_unlock(&s->lock);
     finalize_list(s, done);
     bind_admitted(s);
-    if (n > 0)
+    if (n > 0) {
+        fill_masks(s);
         submit_batch(s, n, tokens);
-    else if (s->f_count > 0)
+    } else if (s->f_count > 0)
         collect_completion(s);
     return !over;
 }

@@ -18,12 +18,8 @@ OUT=$4
 HERE=$(cd "$(dirname "$0")" && pwd)
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 [ -x "$CHROMIUM" ] || { echo "SKIP - no $CHROMIUM (deploy/install-deps.sh --ci installs it)"; exit 77; }
-TMP=$(mktemp -d)
 . "$HERE/../serve_lib.sh"
-trap 'stop_servers; stop_nodes; rm -rf "$TMP"' EXIT
-for tool in node npm; do
-    command -v "$tool" >/dev/null || { echo "FAIL - $tool is needed"; exit 1; }
-done
+need node npm
 
 # puppeteer-core at the version of the lock file, installed again only when the lock changes
 mkdir -p "$OUT"
