@@ -132,17 +132,21 @@ start_server() {
 
 # req METHOD PATH [BODY] [curl args...] : body of the reply in $TMP/body, status in $STATUS.
 req() {
-    local method=$1 path=$2 body=${3:-}
+    local method=$1 path=$2 body=${3:-} rc=0
     shift 3 2>/dev/null || shift $#
     local auth=()
     [ -n "${KEY:-}" ] && auth=(-H "Authorization: Bearer $KEY")
     if [ -n "$body" ]; then
         STATUS=$(printf '%s' "$body" | curl -s -o "$TMP/body" -w '%{http_code}' --max-time 120 -X "$method" \
-            "${auth[@]}" -H 'Content-Type: application/json' --data-binary @- "$@" "http://127.0.0.1:$PORT$path")
+            "${auth[@]}" -H 'Content-Type: application/json' --data-binary @- "$@" "http://127.0.0.1:$PORT$path") || rc=$?
     else
         STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 120 -X "$method" "${auth[@]}" "$@" \
-            "http://127.0.0.1:$PORT$path")
+            "http://127.0.0.1:$PORT$path") || rc=$?
     fi
+    # a caller may expect no reply (req ... || ...); one that does not stops
+    # the script (set -e), and this line says why
+    [ "$rc" = 0 ] || echo "# req $method $path: curl exit $rc (28: no complete reply in time)" >&2
+    return "$rc"
 }
 
 # js EXPR : evaluates EXPR with r = the JSON reply (or s = the raw text); true passes.
