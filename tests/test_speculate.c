@@ -169,6 +169,31 @@ static double tv_of(const uint32_t *counts, uint32_t n, const rl_top *top, const
     return 0.5 * (tv + (n - in) / n);
 }
 
+/* The exact distributions the statistical tests compare with: the prompt's
+ * ids (*prompt, owned by the caller), the target's two greedy ids after it
+ * (d1, d2) and the probabilities at temperature 1 of the top K ids at each
+ * (p1 after the prompt, p2 after the prompt and d1). */
+typedef struct {
+    int32_t *prompt;
+    size_t n_prompt;
+    int32_t d1, d2;
+    rl_top top1, top2;
+} exact_two;
+
+static void exact_two_of(engine *e, uint32_t K, exact_two *x, double *p1, double *p2) {
+    char err[256];
+    const char *text = "Once upon a time, there was a little";
+    assert_int_equal(rl_tok_encode(e->tok, text, strlen(text), true, false, &x->prompt, &x->n_prompt), 0);
+    rl_sampler_params g = rl_sampler_defaults();
+    rl_xsession *s = rl_xsession_new(e->x, 256, false);
+    rl_xsession_begin(s, &g, K);
+    assert_int_equal(rl_xsession_step(s, x->prompt, (uint32_t)x->n_prompt, &x->d1, &x->top1, err, sizeof err), 0);
+    assert_int_equal(rl_xsession_step(s, &x->d1, 1, &x->d2, &x->top2, err, sizeof err), 0);
+    rl_xsession_destroy(&s);
+    probs_of(&x->top1, 1.0f, p1);
+    probs_of(&x->top2, 1.0f, p2);
+}
+
 /* The statistical test: seeded sampling (temperature 1, top-k 8) of the two
  * ids after a prompt, with a draft of the target's two likeliest ids, over
  * N seeds. The first id must follow p(.|prompt); the second, when the first
@@ -185,22 +210,13 @@ static void test_sampled_distribution(void **state) {
     char err[256];
     engine_open(&e, MODELS "stories260K.gguf");
     const uint32_t V = e.x->n_vocab;
-    int32_t *prompt;
-    size_t n_prompt;
-    const char *text = "Once upon a time, there was a little";
-    assert_int_equal(rl_tok_encode(e.tok, text, strlen(text), true, false, &prompt, &n_prompt), 0);
     /* the exact distributions, from the top logits of greedy steps */
-    rl_sampler_params g = rl_sampler_defaults();
-    rl_top top1, top2;
-    int32_t d1, d2;
-    rl_xsession *s = rl_xsession_new(e.x, 256, false);
-    rl_xsession_begin(s, &g, K);
-    assert_int_equal(rl_xsession_step(s, prompt, (uint32_t)n_prompt, &d1, &top1, err, sizeof err), 0);
-    assert_int_equal(rl_xsession_step(s, &d1, 1, &d2, &top2, err, sizeof err), 0);
-    rl_xsession_destroy(&s);
+    exact_two x;
     double p1[K], p2[K];
-    probs_of(&top1, 1.0f, p1);
-    probs_of(&top2, 1.0f, p2);
+    exact_two_of(&e, K, &x, p1, p2);
+    int32_t *prompt = x.prompt, d1 = x.d1, d2 = x.d2;
+    const size_t n_prompt = x.n_prompt;
+    const rl_top top1 = x.top1, top2 = x.top2;
     assert_true(p1[0] < 0.7); /* a real choice: the draft is often rejected */
     /* the draft: the prompt and the two likeliest ids */
     char spec[1024] = "ids:";
@@ -214,7 +230,7 @@ static void test_sampled_distribution(void **state) {
     p.temperature = 1.0f, p.top_k = K;
     for (uint32_t seed = 1; seed <= N; seed++) {
         p.seed = seed;
-        s = rl_xsession_new(e.x, 256, false);
+        rl_xsession *s = rl_xsession_new(e.x, 256, false);
         rl_xsession_begin(s, &p, 0);
         rl_xsession_set_draft(s, d, 2);
         int32_t last, out[3];
@@ -337,27 +353,18 @@ static void sampled_first_ids(engine *e, const char *spec, const rl_sampler_para
 static void test_sampled_draft_model(void **state) {
     (void)state;
     enum { N = 2500, K = 16 };
-    char err[256], path[] = "/tmp/relais-test-draft-XXXXXX", eq[64];
+    char path[] = "/tmp/relais-test-draft-XXXXXX", eq[64];
     write_cut(path, 3);
     snprintf(eq, sizeof eq, "eq:%s", path);
     engine e;
     engine_open(&e, MODELS "stories260K.gguf");
     const uint32_t V = e.x->n_vocab;
-    int32_t *prompt;
-    size_t n_prompt;
-    const char *text = "Once upon a time, there was a little";
-    assert_int_equal(rl_tok_encode(e.tok, text, strlen(text), true, false, &prompt, &n_prompt), 0);
-    rl_sampler_params g = rl_sampler_defaults();
-    rl_top top1, top2;
-    int32_t d1, d2;
-    rl_xsession *s = rl_xsession_new(e.x, 256, false);
-    rl_xsession_begin(s, &g, K);
-    assert_int_equal(rl_xsession_step(s, prompt, (uint32_t)n_prompt, &d1, &top1, err, sizeof err), 0);
-    assert_int_equal(rl_xsession_step(s, &d1, 1, &d2, &top2, err, sizeof err), 0);
-    rl_xsession_destroy(&s);
+    exact_two x;
     double p1[K], p2[K];
-    probs_of(&top1, 1.0f, p1);
-    probs_of(&top2, 1.0f, p2);
+    exact_two_of(&e, K, &x, p1, p2);
+    int32_t *prompt = x.prompt, d1 = x.d1;
+    const size_t n_prompt = x.n_prompt;
+    const rl_top top1 = x.top1, top2 = x.top2;
     rl_sampler_params p = rl_sampler_defaults();
     p.temperature = 1.0f, p.top_k = K;
     const char *specs[] = {path, eq};
