@@ -453,6 +453,19 @@ static void serve_all(engine *e, rl_draft *d, const rl_sampler_params *sp, const
     rl_sched_destroy(&s);
 }
 
+/* stories260K with an executor for four sessions (f32 KV), and four
+ * prompts of 12 ids that repeat with different periods. */
+static void serve_setup(engine *e, int32_t prompts[4][12]) {
+    char err[256];
+    engine_open(e, MODELS "stories260K.gguf");
+    rl_executor_destroy(&e->x);
+    e->x = rl_executor_local_new(e->m, 1, 64, 4, RL_GEMM_MIN_DEFAULT, RL_KV_TYPE_F32, err, sizeof err);
+    assert_non_null(e->x);
+    for (uint32_t i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < 12; j++)
+            prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
+}
+
 /* Served greedy requests, four at once in the same micro-batches, half of
  * them speculating with prompt lookup: each gets the ids it gets without
  * any draft, and drafted ids were verified and accepted. */
@@ -460,14 +473,8 @@ static void test_serve_greedy_equal(void **state) {
     (void)state;
     engine e;
     char err[256];
-    engine_open(&e, MODELS "stories260K.gguf");
-    rl_executor_destroy(&e.x);
-    e.x = rl_executor_local_new(e.m, 1, 64, 4, RL_GEMM_MIN_DEFAULT, RL_KV_TYPE_F32, err, sizeof err);
-    assert_non_null(e.x);
     int32_t prompts[4][12];
-    for (uint32_t i = 0; i < 4; i++)
-        for (uint32_t j = 0; j < 12; j++)
-            prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
+    serve_setup(&e, prompts);
     collect base[4], spec[4];
     rl_sched_stats st0, st;
     const rl_sampler_params greedy = rl_sampler_defaults();
@@ -496,14 +503,8 @@ static void test_serve_sampled_draft(void **state) {
     engine e;
     char err[256], path[] = "/tmp/relais-test-draft-XXXXXX";
     write_cut(path, 4);
-    engine_open(&e, MODELS "stories260K.gguf");
-    rl_executor_destroy(&e.x);
-    e.x = rl_executor_local_new(e.m, 1, 64, 4, RL_GEMM_MIN_DEFAULT, RL_KV_TYPE_F32, err, sizeof err);
-    assert_non_null(e.x);
     int32_t prompts[4][12];
-    for (uint32_t i = 0; i < 4; i++)
-        for (uint32_t j = 0; j < 12; j++)
-            prompts[i][j] = j == 0 ? 1 : (int32_t)(300 + (j % (3 + i)) * 7 + i);
+    serve_setup(&e, prompts);
     rl_sampler_params sp = rl_sampler_defaults();
     sp.temperature = 0.8f, sp.seed = 42;
     rl_draft *d = rl_draft_new(path, e.tok, 1, 256, err, sizeof err);
