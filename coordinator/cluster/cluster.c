@@ -719,6 +719,7 @@ static int load_embedding(cluster *c, const cluster_assign_opts *o, uint32_t *n_
     *n_layer = hp.n_layer;
     free(c->x), free(c->act);
     c->max_batch = o->max_batch;
+    c->forward_max = wire_forward_max(&(wire_bounds){o->max_batch, o->max_sessions, o->n_ctx, hp.dim, hp.n_vocab});
     c->x = malloc((size_t)o->max_batch * hp.dim * sizeof *c->x);
     c->act = malloc(wire_activations_max(o->max_batch, hp.dim));
     if (!c->x || !c->act) {
