@@ -16,7 +16,6 @@
 #include "sampler.h"
 #include "util.h"
 
-#define NODE_MAX_STAGES 64    /* stages a Forward may have been through: bounds Forward.stage_seconds */
 #define DRAWS_PER_POSITION 17 /* a verifying pass: a draft of up to 16 and the target's id */
 #define HEAD_EXTRA 16         /* head rows beyond one per session: a draft's positions go through together */
 
@@ -121,9 +120,14 @@ static Relais__ErrorCode check_fit(const Relais__Assign *a, const char *path, co
     }
     if (rl_kv_type_check(assign_kv_type(a), &hp, err, errlen))
         return RELAIS__ERROR_CODE__ERR_RANGE;
-    if (wire_data_max(a->max_batch, hp.dim, a->n_ctx) > env->max_message) {
-        snprintf(err, errlen, "a Forward of %u tokens of width %u exceeds this node's message limit of %lld MiB",
-                 a->max_batch, hp.dim, (long long)(env->max_message >> 20));
+    const wire_bounds b = {a->max_batch, a->max_sessions, a->n_ctx, hp.dim, hp.n_vocab};
+    const int64_t forward = wire_forward_max(&b);
+    if (forward > env->max_message) {
+        snprintf(err, errlen,
+                 "a Forward of this assignment (%u tokens of width %u, %u sessions of %u positions, a vocabulary of "
+                 "%u) may take %lld MiB; this node accepts %lld MiB (relais-node --max-message-mib)",
+                 a->max_batch, hp.dim, a->max_sessions, a->n_ctx, hp.n_vocab,
+                 (long long)((forward + (1 << 20) - 1) >> 20), (long long)(env->max_message >> 20));
         return RELAIS__ERROR_CODE__ERR_RANGE;
     }
     uint64_t need =
@@ -339,7 +343,7 @@ static Relais__ErrorCode send_next(node_stage *s, Relais__Envelope *env, char *e
 
 /* The compute seconds of the stages so far, this one's (since t0) last. */
 typedef struct {
-    float v[NODE_MAX_STAGES + 1];
+    float v[WIRE_MAX_STAGES + 1];
     size_t n;
 } stage_times;
 
@@ -469,13 +473,13 @@ static Relais__ErrorCode check_segment(node_stage *s, const Relais__Forward *f, 
     Relais__ErrorCode code = wire_check_segment(g, err, errlen);
     if (code)
         return code;
-    if (!s->assign->run_head || !g->sample)
-        return RELAIS__ERROR_CODE__ERR_NONE;
-    if (!g->sampling) {
+    if (s->assign->run_head && g->sample && !g->sampling) {
         snprintf(err, errlen, "segment %zu: session %llu samples but carries no Sampling", i, id);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
-    return wire_check_sampling(g->sampling, s->hp->n_vocab, err, errlen);
+    /* every stage checks it, so that each passes on only what wire_forward_max counts */
+    return g->sampling ? wire_check_sampling(g->sampling, s->hp->n_vocab, s->assign->n_ctx, err, errlen)
+                       : RELAIS__ERROR_CODE__ERR_NONE;
 }
 
 /* Every segment of a micro-batch, all checked before any session is
@@ -646,8 +650,9 @@ static Relais__ErrorCode batch_forward(node_stage *s, const Relais__Forward *f, 
 
 static Relais__ErrorCode run_forward(node_stage *s, const Relais__Forward *f, char *err, size_t errlen) {
     const double t0 = rl_now_s();
-    if (f->n_stage_seconds >= NODE_MAX_STAGES) {
-        snprintf(err, errlen, "a Forward that already went through %zu stages", f->n_stage_seconds);
+    if (f->n_stage_seconds >= WIRE_MAX_STAGES || f->n_drop_sessions > s->assign->max_sessions) {
+        snprintf(err, errlen, "a Forward that already went through %zu stages (at most %d) or drops %zu sessions (%u)",
+                 f->n_stage_seconds, WIRE_MAX_STAGES - 1, f->n_drop_sessions, s->assign->max_sessions);
         return RELAIS__ERROR_CODE__ERR_MALFORMED;
     }
     for (size_t i = 0; i < f->n_drop_sessions; i++) /* before the tokens: they may reuse the slots */

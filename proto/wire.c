@@ -60,8 +60,47 @@ void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errle
     return s;
 }
 
-int64_t wire_data_max(uint32_t max_batch, uint32_t dim, uint32_t n_history) {
-    return (int64_t)wire_activations_max(max_batch, dim) + (int64_t)n_history * 6 + (1 << 20);
+/* Longest encodings, for the bounds: a field's key (tag: one byte up to
+ * field 15, two for Sampling.allowed) and a length prefix, a varint (a
+ * negative int32 takes ten bytes), a fixed 32-bit. */
+#define KEY 1
+#define LEN 5
+#define VARINT 10
+#define FIXED 4
+#define SUBMSG (KEY + LEN)
+
+static uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* Bytes of an id of the vocabulary (a varint below n_vocab), at most. */
+static int64_t id_bytes(const wire_bounds *b) {
+    int64_t n = 1;
+    for (uint64_t v = b->n_vocab > 0 ? b->n_vocab - 1 : 0; v >= 128; v >>= 7)
+        n++;
+    return n;
+}
+
+/* A Sampling with every scalar set, n_history ids and a full mask. */
+static int64_t sampling_max(const wire_bounds *b) {
+    const int64_t scalars = 7 * (KEY + FIXED) + 5 * (KEY + VARINT); /* 7 floats; seed, top_logits, stream, ... */
+    return SUBMSG + scalars + SUBMSG + (int64_t)b->n_ctx * id_bytes(b) + 1 + SUBMSG + ((int64_t)b->n_vocab + 7) / 8;
+}
+
+int64_t wire_forward_max(const wire_bounds *b) {
+    const int64_t sampling = min_u32(b->max_batch, b->max_sessions);
+    const int64_t segment = SUBMSG + 4 * (KEY + VARINT) + 4 * (KEY + 1); /* ids and counts; four bools */
+    const int64_t draft = SUBMSG + KEY + VARINT + SUBMSG + RL_Q_MAX * id_bytes(b) + SUBMSG + RL_Q_MAX * FIXED;
+    return SUBMSG + 3 * (KEY + VARINT) /* the envelope's forward, version; dtype, step_id */
+        + SUBMSG + (int64_t)wire_activations_max(b->max_batch, b->dim) + (int64_t)b->max_batch * segment +
+        sampling * sampling_max(b) + (int64_t)b->max_batch * draft + SUBMSG + (int64_t)b->max_sessions * VARINT +
+        SUBMSG + WIRE_MAX_STAGES * FIXED;
+}
+
+int64_t wire_result_max(const wire_bounds *b) {
+    const int64_t results = min_u32(b->max_batch, b->max_sessions);
+    const int64_t result = SUBMSG + 3 * (KEY + VARINT) + 2 * (KEY + FIXED) + SUBMSG; /* ids' prefix */
+    const int64_t top = SUBMSG + KEY + VARINT + KEY + FIXED;
+    return SUBMSG + 2 * (KEY + VARINT) + results * result + (int64_t)b->max_batch * id_bytes(b) + WIRE_MAX_TOP * top +
+        SUBMSG + WIRE_MAX_STAGES * FIXED;
 }
 
 /* ---- receiving ---- */
@@ -285,7 +324,8 @@ static Relais__ErrorCode check_draft_dist(const Relais__DraftDist *d, size_t i, 
     return RELAIS__ERROR_CODE__ERR_NONE;
 }
 
-Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen) {
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, uint32_t n_ctx, char *err,
+                                      size_t errlen) {
     const float vals[] = {s->temperature,       s->top_p,           s->min_p, s->repeat_penalty,
                           s->frequency_penalty, s->presence_penalty};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
@@ -299,6 +339,8 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_voca
                    s->temperature, s->top_k, s->top_p, s->min_p, s->repeat_penalty);
     if (s->top_logits > WIRE_MAX_TOP)
         return bad(err, errlen, "%u top logits asked, at most %d", s->top_logits, WIRE_MAX_TOP);
+    if (s->n_history > n_ctx)
+        return bad(err, errlen, "a sampling history of %zu ids, more than the context of %u", s->n_history, n_ctx);
     for (size_t i = 0; i < s->n_history; i++)
         if (s->history[i] < 0)
             return bad(err, errlen, "negative id %d in the sampling history", s->history[i]);
@@ -314,6 +356,9 @@ Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_voca
 }
 
 Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen) {
+    if (g->sampling && !g->sample) /* wire_forward_max counts a Sampling only where one is sampled */
+        return bad(err, errlen, "session %llu carries a Sampling but does not sample",
+                   (unsigned long long)g->session_id);
     if (g->verify && !g->sample)
         return bad(err, errlen, "session %llu verifies a draft but does not sample", (unsigned long long)g->session_id);
     const size_t n_draft = g->sampling ? g->sampling->n_draft : 0;

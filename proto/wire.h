@@ -24,6 +24,7 @@
 #define WIRE_MAX_TOP 1024          /* most (id, logit) pairs a Result may carry */
 #define WIRE_MAX_BATCH 65536       /* most tokens a Forward may carry */
 #define WIRE_CONTROL_MAX (4 << 20) /* inbound limit of sockets that only get control messages and Results */
+#define WIRE_MAX_STAGES 64         /* stages a Forward may have been through: bounds Forward.stage_seconds */
 /* A peer silent this long (ZeroMQ heartbeats, answered by its I/O thread
  * even while it computes) loses its connection: a stopped or vanished
  * process, or a broken network. */
@@ -39,11 +40,30 @@
  * a peer that is gone fails instead of vanishing). NULL with err. */
 void *wire_socket(void *zctx, int type, int64_t max_msg, char *err, size_t errlen);
 
-/* Inbound limit for a socket that receives Forward messages of up to
- * max_batch tokens of width dim, with up to n_history ids of sampling
- * history: the activations in their largest dtype plus 1 MiB for everything
- * else. */
-int64_t wire_data_max(uint32_t max_batch, uint32_t dim, uint32_t n_history);
+/* What an Assign lets a Forward and its Result hold, with the model's
+ * shape: the sizes every variable field of them is checked against. */
+typedef struct {
+    uint32_t max_batch;    /* tokens per Forward (Assign.max_batch) */
+    uint32_t max_sessions; /* sessions a node holds (Assign.max_sessions) */
+    uint32_t n_ctx;        /* positions per session (Assign.n_ctx): bounds a Sampling.history */
+    uint32_t dim;          /* the model's width: activations per token */
+    uint32_t n_vocab;      /* the model's vocabulary: a Sampling.allowed mask */
+} wire_bounds;
+
+/* The largest Envelope holding a Forward that passes the checks below
+ * under b, in bytes: the activations in their largest dtype; one Segment
+ * per token; on the sampling ones (distinct sessions: at most
+ * min(max_batch, max_sessions)) a Sampling with a full allowed mask and
+ * n_ctx ids of history each; a draft distribution of RL_Q_MAX ids for every
+ * token; max_sessions drop_sessions; WIRE_MAX_STAGES stage times; every
+ * varint at its longest. A node refuses an Assign whose Forward could exceed
+ * its inbound limit, so no legal Forward is ever cut off by it. */
+int64_t wire_forward_max(const wire_bounds *b);
+/* The same for a Result (what the last node sends the coordinator): one
+ * SegmentResult per sampling segment, WIRE_MAX_TOP top logits in all, an id
+ * per token of verifying segments, WIRE_MAX_STAGES stage times. At most
+ * WIRE_CONTROL_MAX for any bounds (WIRE_MAX_BATCH tokens). */
+int64_t wire_result_max(const wire_bounds *b);
 
 /* ---- messages ---- */
 
@@ -90,13 +110,14 @@ Relais__ErrorCode wire_check_key(const ProtobufCBinaryData *k, const char *what,
 Relais__ErrorCode wire_check_assign(const Relais__Assign *a, char *err, size_t errlen);
 /* A Release: its cluster_id no longer than an Assign's may be. */
 Relais__ErrorCode wire_check_release(const Relais__Release *r, char *err, size_t errlen);
-/* Sampling parameters: finite, in range, a non-negative history, an
- * allowed-ids mask of ceil(n_vocab/8) bytes or none, draft distributions
- * of 1 to RL_Q_MAX distinct ids of the vocabulary with probabilities > 0
- * summing to 1 and their token among them. */
-Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, char *err, size_t errlen);
-/* A Segment's fields on their own: a verifying one samples (Segment.verify
- * needs Segment.sample), draft distributions come with a verifying one,
+/* Sampling parameters: finite, in range, a history of at most n_ctx
+ * non-negative ids, an allowed-ids mask of ceil(n_vocab/8) bytes or none,
+ * draft distributions of 1 to RL_Q_MAX distinct ids of the vocabulary with
+ * probabilities > 0 summing to 1 and their token among them. */
+Relais__ErrorCode wire_check_sampling(const Relais__Sampling *s, uint32_t n_vocab, uint32_t n_ctx, char *err,
+                                      size_t errlen);
+/* A Segment's fields on their own: a Sampling only on one that samples, a
+ * verifying one samples (Segment.verify needs Segment.sample), draft distributions come with a verifying one,
  * one per token after its first; its size and the session's state are the node's
  * to check against the micro-batch and its caches. */
 Relais__ErrorCode wire_check_segment(const Relais__Segment *g, char *err, size_t errlen);

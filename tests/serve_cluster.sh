@@ -38,6 +38,8 @@ stop_servers
 # ---- two nodes ----
 start_nodes pair 2 "$TMP/models"
 start_server cluster --cluster "$TMP/pair.yaml" -m "$MODEL" --ctx 512 --max-sessions 16 --max-queue 16 -t 1
+grep -q "in flight, 1 thread per node (at most its CPUs)" "$TMP/cluster.log" && ok "the startup line says what the nodes were told" ||
+    bad "startup line: $(grep 'serve:' "$TMP/cluster.log")"
 req GET /health
 expect "health: both nodes ready" 200 'r.status === "ok" && r.nodes.length === 2 &&
     r.nodes.every(n => n.state === "ready") && r.nodes[0].name === "node1"'

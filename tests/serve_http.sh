@@ -18,6 +18,8 @@ CHAT='{"messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":8,"
 
 # ---- A: endpoints and errors (tiny model, API key, small body limit) ----
 start_server a -m "$SHARED/models/tiny-q8_0.gguf" --api-key sekrit --ctx 256 --max-body 65536 -t 2
+grep -q "in flight, 2 threads, prompt cache" "$TMP/a.log" && ok "the startup line says -t's 2 threads" ||
+    bad "startup line: $(grep 'serve:' "$TMP/a.log")"
 KEY=
 req GET /health
 expect "health without a key: the status word alone" 200 'r.status === "ok" && Object.keys(r).length === 1'

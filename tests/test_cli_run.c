@@ -507,6 +507,43 @@ static void test_chat(void **s) {
     assert_true(prompts >= 3);
 }
 
+/* A reasoning model's reply in `relais chat`: a shrunk Ministral 3 (its
+ * vocabulary names [THINK] 34 and [/THINK] 35, EOS 2) made to say
+ * [THINK] a b [/THINK] c d, then e (--force-ids). The thinking shows between
+ * [thinking] lines (stdout is not a terminal), apart from the answer, the
+ * control tokens never as text; the second turn, whose prompt holds the
+ * first's thinking as reasoning_content, has none. */
+static void test_chat_reasoning(void **s) {
+    (void)s;
+    char model[TU_DIR_MAX + 32], cmd[2048], out[1 << 14];
+    snprintf(model, sizeof model, "%s/m3.gguf", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "synth --preset ministral3-3b --layers 2 --dim 96 --heads 4 --kv-heads 2 --head-dim 32 --ffn 256 "
+             "--vocab 2048 --ctx 256 --type q8_0 -o %s",
+             model);
+    assert_int_equal(run(cmd, true, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hi\\nAgain\\n\\n' | %s chat -m %s --temp 0 -n 16 -t 1 "
+             "--force-ids 34,1100,1101,35,1200,1201,2,1300,2 2>/dev/null",
+             RELAIS_BIN, model);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
+    const char *open = strstr(out, "> [thinking]\n"), *close = open ? strstr(open, "\n[/thinking]\n") : NULL;
+    if (!open || !close)
+        fail_msg("no thinking block in:\n%s", out);
+    assert_true(close > open + strlen("> [thinking]\n")); /* the thinking's text */
+    const char *answer = close + strlen("\n[/thinking]\n"), *second = strstr(answer, "\n> ");
+    assert_non_null(second);
+    assert_true(second > answer);               /* the answer, apart */
+    assert_null(strstr(close, "[thinking]\n")); /* one block: the second turn thinks not */
+    assert_null(strstr(out, "[THINK]"));
+    assert_null(strstr(out, "[/THINK]"));
+    assert_non_null(strstr(second + 3, "\n> ")); /* the second reply, then the last prompt */
+    /* --force-ids with a draft is refused */
+    snprintf(cmd, sizeof cmd, "chat -m %s --force-ids 2 --draft ngram < /dev/null", model);
+    assert_int_equal(run(cmd, true, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--draft does not go with --force-ids"));
+}
+
 /* `relais run` drives the micro-batch executor with one session whose
  * prompt chunks may use sgemm: its --json ids and top logits are, to the
  * last bit, what the single-process runner computes with the same chunk
@@ -584,6 +621,7 @@ int main(void) {
         cmocka_unit_test(test_text_generation),
         cmocka_unit_test(test_prefill_progress),
         cmocka_unit_test(test_chat),
+        cmocka_unit_test(test_chat_reasoning),
         cmocka_unit_test(test_text_whole_characters),
         cmocka_unit_test(test_mistral3_load_errors),
         cmocka_unit_test(test_run_is_the_runner),

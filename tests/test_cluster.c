@@ -506,6 +506,22 @@ static void test_step_errors(void **state) {
     run_and_compare(ref, true, 0, "tiny-f32 after errors");
 }
 
+/* An assignment whose largest Forward (wire_forward_max: here the sampling
+ * histories of 65536 sessions of 1024 positions) passes a node's message
+ * limit (64 MiB by default) is refused at once, in words that name the
+ * node's option, rather than a Forward cut off by the socket later. */
+static void test_message_limit(void **state) {
+    (void)state;
+    char path[512], err[512];
+    model_path("tiny-f32", path, sizeof path);
+    plan_range r[HARNESS_MAX];
+    split(4, 2, r);
+    cluster_assign_opts o = assign_opts(path, r, RELAIS__DTYPE__DTYPE_F32);
+    o.max_batch = WIRE_MAX_BATCH, o.max_sessions = 65536, o.n_ctx = 1024;
+    assert_int_equal(cluster_assign(C, &o, err, sizeof err), -1);
+    expect_in(err, "this node accepts 64 MiB (relais-node --max-message-mib)");
+}
+
 /* A coordinator's thread count beyond the node's CPUs is cut to them, and
  * the node says so (it once started 4,099 threads when asked for 4,096). */
 static void test_threads_capped(void **state) {
@@ -1072,6 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_rewind),
         cmocka_unit_test(test_step_errors),
+        cmocka_unit_test(test_message_limit),
         cmocka_unit_test(test_threads_capped),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_node_options),

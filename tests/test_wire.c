@@ -25,6 +25,166 @@
 
 static char g_dir[TU_DIR_MAX];
 
+/* ---- the largest frames an assignment allows ---- */
+
+enum { BIG_SEGS = 16, BIG_TOKENS = 4 }; /* 16 sessions verifying 4 tokens each: a max_batch of 64 */
+
+/* Every field of a Sampling at its longest under b: a full mask, n_ctx ids
+ * of history, WIRE_MAX_TOP top logits, a draft of RL_Q_MAX ids per drafted
+ * token. The arrays are the caller's. */
+static void big_sampling(const wire_bounds *b, Relais__Sampling *s, int32_t *hist, uint8_t *mask, Relais__DraftDist *dd,
+                         Relais__DraftDist **dp, int32_t *ids, float *probs) {
+    relais__sampling__init(s);
+    s->temperature = 1.5f, s->top_k = INT32_MAX, s->top_p = 0.9f, s->min_p = 0.1f, s->repeat_penalty = 1.1f;
+    s->frequency_penalty = -2, s->presence_penalty = -2, s->seed = UINT64_MAX, s->top_logits = WIRE_MAX_TOP;
+    s->stream = s->samples_before = s->window = UINT32_MAX;
+    for (uint32_t i = 0; i < b->n_ctx; i++)
+        hist[i] = (int32_t)b->n_vocab - 1;
+    s->history = hist, s->n_history = b->n_ctx;
+    memset(mask, 0xff, (b->n_vocab + 7) / 8);
+    s->allowed = (ProtobufCBinaryData){(b->n_vocab + 7) / 8, mask};
+    for (int j = 0; j < RL_Q_MAX; j++)
+        ids[j] = (int32_t)b->n_vocab - 1 - j, probs[j] = 1.0f / RL_Q_MAX;
+    for (int k = 0; k < BIG_TOKENS - 1; k++) {
+        relais__draft_dist__init(&dd[k]);
+        dd[k].token = ids[0], dd[k].ids = ids, dd[k].n_ids = RL_Q_MAX, dd[k].probs = probs, dd[k].n_probs = RL_Q_MAX;
+        dp[k] = &dd[k];
+    }
+    s->draft = dp, s->n_draft = BIG_TOKENS - 1;
+}
+
+/* The largest legal Forward under Tekken's vocabulary (every segment
+ * sampling with a full mask and a sampled draft, the longest history, the
+ * most top logits, drops and stage times) encodes within wire_forward_max
+ * and passes the receiving checks; one id, byte or entry more is refused
+ * in words. The largest Result fits wire_result_max, and any Result the
+ * protocol allows fits the coordinator's result socket. */
+static void test_largest_frames(void **state) {
+    (void)state;
+    const wire_bounds b = {BIG_SEGS * BIG_TOKENS, BIG_SEGS, 4096, 512, 131072};
+    char err[256];
+    static int32_t hist[BIG_SEGS][4097];
+    static uint8_t mask[BIG_SEGS][131072 / 8 + 1];
+    static Relais__DraftDist dd[BIG_SEGS][BIG_TOKENS];
+    Relais__DraftDist *dp[BIG_SEGS][BIG_TOKENS];
+    int32_t ids[RL_Q_MAX];
+    float probs[RL_Q_MAX];
+    Relais__Sampling smp[BIG_SEGS];
+    Relais__Segment seg[BIG_SEGS], *segp[BIG_SEGS];
+    uint64_t drops[BIG_SEGS];
+    float stages[WIRE_MAX_STAGES - 1];
+    for (int i = 0; i < WIRE_MAX_STAGES - 1; i++)
+        stages[i] = 1e30f;
+    for (int i = 0; i < BIG_SEGS; i++) {
+        big_sampling(&b, &smp[i], hist[i], mask[i], dd[i], dp[i], ids, probs);
+        relais__segment__init(&seg[i]);
+        seg[i].session_id = drops[i] = UINT64_MAX - (uint64_t)i;
+        seg[i].pos = b.n_ctx - BIG_TOKENS, seg[i].n_tokens = BIG_TOKENS, seg[i].n_ctx = b.n_ctx;
+        seg[i].sampling = &smp[i];
+        seg[i].sample = seg[i].sgemm = seg[i].verify = seg[i].rewind = true;
+        segp[i] = &seg[i];
+    }
+    const size_t act = wire_activations_max(b.max_batch, b.dim);
+    uint8_t *acts = calloc(1, act);
+    assert_non_null(acts);
+    Relais__Forward f = RELAIS__FORWARD__INIT;
+    f.dtype = RELAIS__DTYPE__DTYPE_F32, f.activations = (ProtobufCBinaryData){act, acts}, f.step_id = UINT64_MAX;
+    f.segments = segp, f.n_segments = BIG_SEGS, f.drop_sessions = drops, f.n_drop_sessions = BIG_SEGS;
+    f.stage_seconds = stages, f.n_stage_seconds = WIRE_MAX_STAGES - 1;
+    Relais__Envelope env = RELAIS__ENVELOPE__INIT;
+    env.version = UINT32_MAX, env.body_case = RELAIS__ENVELOPE__BODY_FORWARD, env.forward = &f;
+    const size_t packed = relais__envelope__get_packed_size(&env);
+    const int64_t bound = wire_forward_max(&b);
+    printf("largest Forward: %zu bytes, bound %lld\n", packed, (long long)bound);
+    assert_true((int64_t)packed <= bound);
+    assert_true((int64_t)packed > bound * 9 / 10); /* and the bound is not loose by much */
+    uint8_t *buf = malloc(packed);
+    assert_non_null(buf);
+    relais__envelope__pack(&env, buf);
+    Relais__Envelope *got = relais__envelope__unpack(NULL, packed, buf);
+    assert_non_null(got);
+    assert_int_equal(got->forward->n_segments, BIG_SEGS);
+    for (size_t i = 0; i < got->forward->n_segments; i++) {
+        const Relais__Segment *g = got->forward->segments[i];
+        assert_int_equal(wire_check_segment(g, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+        assert_int_equal(wire_check_sampling(g->sampling, b.n_vocab, b.n_ctx, err, sizeof err),
+                         RELAIS__ERROR_CODE__ERR_NONE);
+    }
+    relais__envelope__free_unpacked(got, NULL);
+    free(buf);
+    /* one more of each is refused with a sentence */
+    Relais__Sampling *s = &smp[0];
+    hist[0][b.n_ctx] = 1, s->n_history++;
+    assert_int_equal(wire_check_sampling(s, b.n_vocab, b.n_ctx, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "more than the context of 4096"));
+    s->n_history--, s->allowed.len++;
+    assert_int_equal(wire_check_sampling(s, b.n_vocab, b.n_ctx, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "allowed-ids mask of 16385 bytes"));
+    s->allowed.len--, s->top_logits++;
+    assert_int_equal(wire_check_sampling(s, b.n_vocab, b.n_ctx, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s->top_logits--;
+    int32_t ids33[RL_Q_MAX + 1];
+    float probs33[RL_Q_MAX + 1];
+    for (int j = 0; j <= RL_Q_MAX; j++)
+        ids33[j] = j, probs33[j] = 1.0f / (RL_Q_MAX + 1);
+    dd[0][0].token = 0, dd[0][0].ids = ids33, dd[0][0].probs = probs33,
+    dd[0][0].n_ids = dd[0][0].n_probs = RL_Q_MAX + 1;
+    assert_int_equal(wire_check_sampling(s, b.n_vocab, b.n_ctx, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "1 to 32 of each"));
+    s->n_draft++; /* a draft distribution more than the segment's tokens after its first */
+    assert_int_equal(wire_check_segment(&seg[0], err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    s->n_draft--, seg[0].sample = seg[0].verify = false; /* a Sampling where nothing is sampled */
+    assert_int_equal(wire_check_segment(&seg[0], err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_non_null(strstr(err, "carries a Sampling but does not sample"));
+    free(acts);
+
+    /* the largest Result: an id per token, WIRE_MAX_TOP top logits */
+    Relais__SegmentResult sr[BIG_SEGS], *srp[BIG_SEGS];
+    static Relais__TopLogit top[WIRE_MAX_TOP];
+    Relais__TopLogit *topp[WIRE_MAX_TOP];
+    int32_t vids[BIG_TOKENS];
+    for (int j = 0; j < BIG_TOKENS; j++)
+        vids[j] = (int32_t)b.n_vocab - 1;
+    for (int t = 0; t < WIRE_MAX_TOP; t++) {
+        relais__top_logit__init(&top[t]);
+        top[t].id = (int32_t)b.n_vocab - 1, top[t].logit = 1e30f, topp[t] = &top[t];
+    }
+    for (int i = 0; i < BIG_SEGS; i++) {
+        relais__segment_result__init(&sr[i]);
+        sr[i].session_id = UINT64_MAX - (uint64_t)i, sr[i].id = (int32_t)b.n_vocab - 1, sr[i].pos = b.n_ctx;
+        sr[i].top_lse = sr[i].chosen_logit = 1e30f, sr[i].ids = vids, sr[i].n_ids = BIG_TOKENS;
+        sr[i].top = topp + i * (WIRE_MAX_TOP / BIG_SEGS), sr[i].n_top = WIRE_MAX_TOP / BIG_SEGS;
+        srp[i] = &sr[i];
+    }
+    float all_stages[WIRE_MAX_STAGES];
+    for (int i = 0; i < WIRE_MAX_STAGES; i++)
+        all_stages[i] = 1e30f;
+    Relais__Result r = RELAIS__RESULT__INIT;
+    r.step_id = UINT64_MAX, r.results = srp, r.n_results = BIG_SEGS;
+    r.stage_seconds = all_stages, r.n_stage_seconds = WIRE_MAX_STAGES;
+    Relais__Envelope renv = RELAIS__ENVELOPE__INIT;
+    renv.version = UINT32_MAX, renv.body_case = RELAIS__ENVELOPE__BODY_RESULT, renv.result = &r;
+    const size_t rpacked = relais__envelope__get_packed_size(&renv);
+    printf("largest Result: %zu bytes, bound %lld\n", rpacked, (long long)wire_result_max(&b));
+    assert_true((int64_t)rpacked <= wire_result_max(&b));
+    const wire_bounds most = {WIRE_MAX_BATCH, WIRE_MAX_BATCH, UINT32_MAX, 1, UINT32_MAX};
+    assert_true(wire_result_max(&most) <= WIRE_CONTROL_MAX);
+
+    /* a real configuration: Tekken's vocabulary, width 5120 (Ministral 3
+     * 14B), the serve defaults (micro-batches of 64, here 16 sessions) at
+     * 4096 positions and at 262144 (the model's context) fits the default
+     * 64 MiB of relais-node; a batch of 4096 such tokens does not, and the
+     * node refuses that Assign (node_stage.c, check_fit). */
+    const wire_bounds ctx4k = {64, 16, 4096, 5120, 131072}, ctx256k = {64, 16, 262144, 5120, 131072},
+                      wide = {4096, 16, 4096, 5120, 131072};
+    printf("Tekken, dim 5120, batch 64, 16 sessions: %.1f MiB at 4096 positions, %.1f MiB at 262144; "
+           "batch 4096: %.1f MiB\n",
+           wire_forward_max(&ctx4k) / 1048576.0, wire_forward_max(&ctx256k) / 1048576.0,
+           wire_forward_max(&wide) / 1048576.0);
+    assert_true(wire_forward_max(&ctx4k) < (64 << 20) && wire_forward_max(&ctx256k) < (64 << 20));
+    assert_true(wire_forward_max(&wide) > (64 << 20));
+}
+
 /* ---- framing ---- */
 
 typedef struct {
@@ -227,23 +387,23 @@ static void test_check_sampling(void **state) {
     Relais__Sampling s = RELAIS__SAMPLING__INIT;
     int32_t hist[2] = {5, -1};
     s.top_p = 1;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     uint8_t mask[3] = {0xff, 0xff, 0x0f};
     s.allowed = (ProtobufCBinaryData){3, mask}; /* 20 ids: 3 bytes */
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
-    assert_int_equal(wire_check_sampling(&s, 25, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 25, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_non_null(strstr(err, "needs 4"));
     s.allowed = (ProtobufCBinaryData){0, NULL};
     s.temperature = NAN;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.temperature = 0.5f, s.top_logits = WIRE_MAX_TOP + 1;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.top_logits = 8, s.history = hist, s.n_history = 2;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     s.n_history = 1;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     s.top_p = 1.5f;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     /* a segment that verifies a draft must sample */
     Relais__Segment g = RELAIS__SEGMENT__INIT;
     g.n_tokens = 5, g.verify = true;
@@ -260,7 +420,7 @@ static void test_check_sampling(void **state) {
     Relais__DraftDist dd = RELAIS__DRAFT_DIST__INIT, *dp[4] = {&dd, &dd, &dd, &dd};
     dd.token = 7, dd.ids = ids, dd.n_ids = 2, dd.probs = probs, dd.n_probs = 2;
     s.draft = dp, s.n_draft = 4;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     g.sampling = &s;
     assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_NONE);
     s.n_draft = 3;
@@ -269,16 +429,16 @@ static void test_check_sampling(void **state) {
     g.verify = false, s.n_draft = 4;
     assert_int_equal(wire_check_segment(&g, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     dd.token = 5; /* drawn from a q that does not hold it */
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     assert_non_null(strstr(err, "not among its ids"));
     dd.token = 7, probs[0] = 0.5f; /* sums to 1.25 */
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     probs[0] = 0.25f, ids[0] = 7; /* twice */
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     ids[0] = 20; /* past the vocabulary */
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
     ids[0] = 3, dd.n_probs = 1;
-    assert_int_equal(wire_check_sampling(&s, 20, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
+    assert_int_equal(wire_check_sampling(&s, 20, 64, err, sizeof err), RELAIS__ERROR_CODE__ERR_MALFORMED);
 }
 
 static void test_activations_and_sampling(void **state) {
@@ -625,6 +785,7 @@ int main(void) {
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_zap_policy),
         cmocka_unit_test(test_filehash),
+        cmocka_unit_test(test_largest_frames),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -270,6 +270,22 @@ typedef struct {
     rl_jg_vocab *json; /* the tokens' bytes for JSON output, made once */
 } engine;
 
+/* The threads as the startup line says them: -t's count, or (-t not given,
+ * which the engine and the nodes read as "one per core") what that means
+ * here, and on a cluster what the nodes were told (Assign.threads, which a
+ * node caps at its own CPUs, 0 leaving it to its own --threads). */
+static void describe_threads(int n_threads, bool on_nodes, char *buf, size_t len) {
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (on_nodes && n_threads > 0)
+        snprintf(buf, len, "%d thread%s per node (at most its CPUs)", n_threads, n_threads == 1 ? "" : "s");
+    else if (on_nodes)
+        snprintf(buf, len, "each node's own threads (its --threads, default one per core)");
+    else if (n_threads > 0)
+        snprintf(buf, len, "%d thread%s", n_threads, n_threads == 1 ? "" : "s");
+    else
+        snprintf(buf, len, "one thread per core (%ld)", cores > 0 ? cores : 1);
+}
+
 static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_t errlen) {
     rl_runner_opts ro = a->common.runner;
     ro.batch = a->batch;
@@ -305,11 +321,13 @@ static int load(const serve_args *a, rl_serve *app, engine *en, char *err, size_
     char kv[160] = "", desc[150];
     if (a->cluster.file)
         snprintf(kv, sizeof kv, " (%s each)", rl_kv_describe(hp, en->e.kv_type, n_ctx, desc, sizeof desc));
+    char threads[96];
+    describe_threads(a->common.runner.n_threads, a->cluster.file != NULL, threads, sizeof threads);
     rl_log(RL_LOG_INFO,
            "serve: %s, template %s, context %u per request, up to %u sessions%s, "
-           "micro-batches of %u tokens, %u in flight, %d threads%s, prompt cache %.1f MiB",
+           "micro-batches of %u tokens, %u in flight, %s, prompt cache %.1f MiB",
            app->model_id, rl_chat_template_name(app->model.tpl), n_ctx, so.max_sessions, kv, a->batch, en->e.x->depth,
-           a->common.runner.n_threads, a->cluster.file ? " per node" : "", so.cache_mem / 1048576.0);
+           threads, so.cache_mem / 1048576.0);
     return 0;
 }
 

@@ -219,6 +219,7 @@ uint32_t cluster_n_nodes(const cluster *c) { return c->n; }
 const char *cluster_node_name(const cluster *c, uint32_t i) { return c->nodes[i].name; }
 const cluster_node_info *cluster_info(const cluster *c, uint32_t i) { return &c->nodes[i].info; }
 const rl_model *cluster_model(const cluster *c) { return c->model; }
+rl_kv_type cluster_kv_type(const cluster *c) { return c->kv_type; }
 uint64_t cluster_weight_bytes_sent(const cluster *c) { return c->weight_bytes; }
 
 bool cluster_node_holds(const cluster *c, uint32_t i, const uint8_t sha256[32]) {
@@ -719,6 +720,7 @@ static int load_embedding(cluster *c, const cluster_assign_opts *o, uint32_t *n_
     *n_layer = hp.n_layer;
     free(c->x), free(c->act);
     c->max_batch = o->max_batch;
+    c->forward_max = wire_forward_max(&(wire_bounds){o->max_batch, o->max_sessions, o->n_ctx, hp.dim, hp.n_vocab});
     c->x = malloc((size_t)o->max_batch * hp.dim * sizeof *c->x);
     c->act = malloc(wire_activations_max(o->max_batch, hp.dim));
     if (!c->x || !c->act) {
@@ -901,6 +903,7 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
     if (rc && c->failed_node >= 0) /* it answers hello but refused: ask it again later, not at once */
         c->nodes[c->failed_node].probe_after = (rl_now_us() / 1000) + REFUSED_PROBE_MS;
     if (rc == 0) {
+        c->kv_type = o->kv_type;
         c->lost[0] = '\0';
         c->flying = c->rows_flying = 0; /* what was in flight went down with the old pipeline */
         memset(c->step_rows, 0, sizeof c->step_rows);

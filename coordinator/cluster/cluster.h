@@ -122,6 +122,8 @@ int cluster_assign(cluster *c, const cluster_assign_opts *o, char *err, size_t e
 uint64_t cluster_weight_bytes_sent(const cluster *c);
 /* The coordinator's view of the model (embedding only, the tokenizer's file). */
 const rl_model *cluster_model(const cluster *c);
+/* The KV types of the last assignment that succeeded (a re-plan keeps them). */
+rl_kv_type cluster_kv_type(const cluster *c);
 
 typedef struct {
     const rl_sampler_params *params;

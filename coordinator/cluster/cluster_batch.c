@@ -58,6 +58,12 @@ static int send_first(cluster *c, Relais__Forward *f, uint32_t rows, char *err, 
     env.forward = f;
     const cl_node *first = &c->nodes[c->pipe[0]];
     char why[256];
+    const size_t bytes = relais__envelope__get_packed_size(&env);
+    if ((int64_t)bytes > c->forward_max) { /* the node's socket would drop the link instead of refusing it */
+        snprintf(err, errlen, "a micro-batch of %zu bytes, more than the %lld its assignment allows", bytes,
+                 (long long)c->forward_max);
+        return -1;
+    }
     const int64_t send = rl_trace_on() ? rl_now_us() : 0;
     if (wire_send(first->dealer, NULL, 0, &env, why, sizeof why)) {
         snprintf(err, errlen, "node %s: %s", first->name, why);

@@ -56,7 +56,9 @@ struct cluster {
     float *x;        /* (max_batch, dim) embedded chunk */
     uint8_t *act;    /* (max_batch, dim) the chunk in the wire dtype */
     uint32_t max_batch;
-    uint32_t n_ctx; /* positions a session may hold */
+    uint32_t n_ctx;      /* positions a session may hold */
+    rl_kv_type kv_type;  /* the nodes' KV types, as assigned */
+    int64_t forward_max; /* the largest Forward the assignment allows (wire_forward_max): the nodes accept it */
     Relais__DType wire;
     uint64_t next_step;  /* step ids increase over the cluster's life */
     uint64_t first_step; /* the first of the current assignment */

@@ -120,7 +120,12 @@ static int connect_cluster(cluster **c, const rl_cluster_opts *o, char *err, siz
     return *c && cluster_hello(*c, err, errlen) == 0 ? cluster_measure_links(*c, LINK_ROUNDS, NULL, err, errlen) : -1;
 }
 
-int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen) {
+/* The KV type of the nodes of o->file into *t: --kv-type when given
+ * (r->kv_type_set), else the file's kv_type, else the default. Read once,
+ * when the cluster opens: a re-plan keeps the type the session began with
+ * (cluster_kv_type), which the commands also report. 0, or -1 with err
+ * when the file cannot be read. */
+static int read_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen) {
     *t = r->kv_type;
     if (r->kv_type_set)
         return 0;
@@ -140,8 +145,8 @@ static int assign(cluster *c, const rl_cluster_opts *o, const rl_runner_opts *r,
         plan_model_free(&m);
         return -1;
     }
-    rl_kv_type kt;
-    int rc = rl_hparams_ctx(&m.hp, r->n_ctx, n_ctx, err, errlen) || rl_cluster_kv_type(o, r, &kt, err, errlen) ||
+    rl_kv_type kt = use ? cluster_kv_type(c) : (rl_kv_type){0}; /* a re-plan: the session's */
+    int rc = rl_hparams_ctx(&m.hp, r->n_ctx, n_ctx, err, errlen) || (!use && read_kv_type(o, r, &kt, err, errlen)) ||
             rl_kv_type_check(kt, &m.hp, err, errlen)
         ? -1
         : plan_ranges(o, c, &m, *n_ctx, kt, use, ranges, err, errlen);

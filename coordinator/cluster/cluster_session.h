@@ -42,17 +42,13 @@ int rl_cluster_opt(rl_cluster_opts *o, int opt, const char *arg);
  * -1 with err. */
 int rl_cluster_opts_check(const rl_cluster_opts *o, char *err, size_t errlen);
 
-/* The KV type of the nodes of o->file into *t: --kv-type when given
- * (r->kv_type_set), else the file's kv_type, else the default. 0, or -1
- * with err when the file cannot be read. */
-int rl_cluster_kv_type(const rl_cluster_opts *o, const rl_runner_opts *r, rl_kv_type *t, char *err, size_t errlen);
-
 /* The nodes of o->file, greeted, their layers planned (or checked against
  * --layers) and assigned for up to max_sessions sessions of *n_ctx
  * positions (r->n_ctx, default 4096 capped at the model's; more than the
- * model's is refused unless r->ctx_beyond_file), their KV in the type
- * rl_cluster_kv_type says, micro-batches of rl_runner_batch(r) tokens.
- * NULL with err. */
+ * model's is refused unless r->ctx_beyond_file), their KV in --kv-type,
+ * else the cluster file's kv_type, else the default (read here once:
+ * cluster_kv_type), micro-batches of rl_runner_batch(r) tokens. NULL with
+ * err. */
 cluster *rl_cluster_open(const rl_cluster_opts *o, const rl_runner_opts *r, uint32_t max_sessions, uint32_t *n_ctx,
                          char *err, size_t errlen);
 /* After a node was lost: greets the nodes of c again (answered[i], n_nodes

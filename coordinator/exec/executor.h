@@ -138,9 +138,11 @@ void rl_executor_destroy(rl_executor **x); /* NULLs *x */
  * --layers, -t threads per node) for up to max_sessions sessions of *n_ctx
  * positions and micro-batches of rl_runner_batch(ro) tokens; depth = the
  * pipeline's stages. *model = the coordinator's part of the model (embedding
- * and tokenizer), owned by the executor. NULL with err. */
+ * and tokenizer), owned by the executor; *kv_type = the nodes' KV types
+ * (read once: a re-plan keeps them). NULL with err. */
 rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
-                                     uint32_t *n_ctx, const rl_model **model, char *err, size_t errlen);
+                                     uint32_t *n_ctx, const rl_model **model, rl_kv_type *kv_type, char *err,
+                                     size_t errlen);
 
 /* The engine in this process: model m (borrowed), n_threads workers,
  * micro-batches of up to max_batch tokens of which up to max_sessions

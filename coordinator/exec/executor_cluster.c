@@ -630,7 +630,8 @@ static int alloc_buffers(cluster_exec *x) {
 }
 
 rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_opts *ro, uint32_t max_sessions,
-                                     uint32_t *n_ctx, const rl_model **model, char *err, size_t errlen) {
+                                     uint32_t *n_ctx, const rl_model **model, rl_kv_type *kv_type, char *err,
+                                     size_t errlen) {
     cluster_exec *x = calloc(1, sizeof *x);
     if (!x) {
         snprintf(err, errlen, "out of memory");
@@ -659,5 +660,6 @@ rl_executor *rl_executor_cluster_new(const rl_cluster_opts *co, const rl_runner_
         return NULL;
     }
     *model = cluster_model(x->c);
+    *kv_type = cluster_kv_type(x->c);
     return &x->base;
 }

@@ -36,8 +36,7 @@ int rl_xengine_open(rl_xengine *e, const rl_cluster_opts *co, const rl_runner_op
     memset(e, 0, sizeof *e);
     int rc = rl_cluster_opts_check(co, err, errlen);
     if (rc == 0 && co->file) {
-        rc = rl_cluster_kv_type(co, ro, &e->kv_type, err, errlen);
-        if (rc == 0 && !(e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, err, errlen)))
+        if (!(e->x = rl_executor_cluster_new(co, ro, max_sessions, &e->n_ctx, &e->view, &e->kv_type, err, errlen)))
             rc = -1;
     } else if (rc == 0)
         rc = open_local(e, ro, max_sessions, err, errlen);

@@ -43,7 +43,8 @@ static void check_body(const Relais__Envelope *env) {
         for (size_t i = 0; i < f->n_segments; i++) {
             rows += f->segments[i]->n_tokens;
             if (f->segments[i]->sampling &&
-                wire_check_sampling(f->segments[i]->sampling, 32000, err, sizeof err) == RELAIS__ERROR_CODE__ERR_NONE) {
+                wire_check_sampling(f->segments[i]->sampling, 32000, 4096, err, sizeof err) ==
+                    RELAIS__ERROR_CODE__ERR_NONE) {
                 rl_sampler_params p = wire_sampling_to_params(f->segments[i]->sampling);
                 (void)p;
             }
