@@ -43,6 +43,10 @@
 enum {
     ATT_ROWS = 16,  /* rows of a segment attended together: the cache's rows, from memory at depth, read once per 16 */
     ATT_BLOCK = 32, /* cache rows converted to f32 at a time: 16 KiB at head dim 128, in L1 */
+    /* A tile's scores take at most this many floats (4 MiB) when it has more
+     * than one row: deep in a long context tiles get fewer rows, rather than
+     * each thread holding 16 * G rows of 131072 scores. */
+    ATT_SCORES_MAX = 1 << 20,
 };
 
 /* A thread's attention scratch. */
@@ -394,9 +398,11 @@ static int plan_tiles(rl_ctx *c, att_task *t, uint32_t n_segs, char *err, size_t
     size_t need = 1;
     t->n_tiles = 0;
     for (uint32_t s = 0; s < n_segs; s++)
-        for (uint32_t i = 0; i < t->segs[s].n; i += ATT_ROWS) {
-            att_tile *tl = &c->tiles[t->n_tiles++];
+        for (uint32_t i = 0; i < t->segs[s].n; i += c->tiles[t->n_tiles++].n) {
+            att_tile *tl = &c->tiles[t->n_tiles];
             *tl = (att_tile){s, t->row0[s] + i, t->segs[s].n - i < ATT_ROWS ? t->segs[s].n - i : ATT_ROWS};
+            while (tl->n > 1 && tile_floats(t, tl) > ATT_SCORES_MAX)
+                tl->n /= 2;
             const size_t f = tile_floats(t, tl);
             need = f > need ? f : need;
         }
