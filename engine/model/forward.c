@@ -364,8 +364,8 @@ static void attend_tile(const att_task *t, const att_tile *tl, uint32_t kvh, att
     }
     memset(a->y, 0, nr * gsz * sizeof(float));
     for (uint32_t x = lo; x < end;) {
-        uint32_t ra = 0,
-                 rb = nr - 1; /* the rows that see position x: ra's last is x or later, rb's first x or before */
+        /* the rows that see position x: ra's last is x or later, rb's first x or before */
+        uint32_t ra = 0, rb = nr - 1;
         while (p0 + ra < x)
             ra++;
         while (first_seen(p0 + rb, span) > x)
