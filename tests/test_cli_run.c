@@ -216,8 +216,8 @@ static void test_memory_checked_at_start(void **s) {
     unsetenv("RELAIS_MEM_AVAILABLE");
 }
 
-/* relais bench --depth: decode timed after a cache filled to the depth, in
- * the KV type asked; a depth the context cannot hold is refused. */
+/* relais bench --depth: decode and prefill timed after a cache filled to the
+ * depth, in the KV type asked; a depth the context cannot hold is refused. */
 static void test_bench_depth(void **s) {
     (void)s;
     static char out[1 << 14];
@@ -230,6 +230,14 @@ static void test_bench_depth(void **s) {
     assert_int_equal(json_integer_value(json_object_get(j, "depth")), 100);
     assert_string_equal(json_string_value(json_object_get(j, "kv_type")), "q8_0,f16");
     assert_true(json_number_value(json_object_get(j, "tg_tps")) > 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "pp_depth")), 0); /* no prefill asked */
+    json_decref(j);
+    assert_int_equal(
+        run("bench -m " MODELS "small-q4_k_m.gguf -t 1 -p 20 -n 0 -r 1 --depth 100 --json", false, out, sizeof out), 0);
+    j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "pp_depth")), 100);
+    assert_true(json_number_value(json_object_get(j, "pp_tps")) > 0);
     json_decref(j);
     assert_int_not_equal(
         run("bench -m " MODELS "small-q4_k_m.gguf -p 0 -n 4 -r 1 --depth 5000 --ctx 4096", true, out, sizeof out), 0);

@@ -295,8 +295,7 @@ static void test_truncate(void **s) {
  * Every other step a fourth session's 12-token chunk joins, so that the batch
  * (20 tokens) takes the tile path while the session alone (5) takes the
  * few-token product straight from the weights. */
-static void test_batch_independence(void **s) {
-    (void)s;
+static void batch_independence(rl_kv_type kt) {
     char err[512];
     int32_t ids[N_TOK];
     fixed_ids(ids);
@@ -305,11 +304,9 @@ static void test_batch_independence(void **s) {
     const rl_hparams *hp = rl_model_hparams(m);
     rl_ctx *c = rl_ctx_new(m, 2, 32, err, sizeof err);
     rl_ctx_set_gemm_min(c, 0);
-    rl_kv *alone = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
-    rl_kv *a = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err),
-          *b = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
-    rl_kv *d = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err),
-          *e = rl_kv_new(hp, 0, 4, 64, RL_KV_TYPE_F32, err, sizeof err);
+    rl_kv *alone = rl_kv_new(hp, 0, 4, 64, kt, err, sizeof err);
+    rl_kv *a = rl_kv_new(hp, 0, 4, 64, kt, err, sizeof err), *b = rl_kv_new(hp, 0, 4, 64, kt, err, sizeof err);
+    rl_kv *d = rl_kv_new(hp, 0, 4, 64, kt, err, sizeof err), *e = rl_kv_new(hp, 0, 4, 64, kt, err, sizeof err);
     float *x = malloc(32 * hp->dim * sizeof(float)), *x1 = malloc(32 * hp->dim * sizeof(float));
     float *want = malloc(hp->n_vocab * sizeof(float)), *got = malloc(3 * hp->n_vocab * sizeof(float));
     /* b and d already hold some positions: decode tokens next to a's prompt chunks */
@@ -350,6 +347,14 @@ static void test_batch_independence(void **s) {
     rl_kv_destroy(&alone), rl_kv_destroy(&a), rl_kv_destroy(&b), rl_kv_destroy(&d), rl_kv_destroy(&e);
     rl_ctx_destroy(&c);
     rl_model_destroy(&m);
+}
+
+/* The same in f32 (the goldens' numerics) and in f16, whose attention runs
+ * its own kernels over tiles of rows. */
+static void test_batch_independence(void **s) {
+    (void)s;
+    batch_independence(RL_KV_TYPE_F32);
+    batch_independence(RL_KV_TYPE_DEFAULT);
 }
 
 static void test_kv_memory(void **s) {

@@ -626,79 +626,171 @@ static void compare_act_quantizers(const rl_kernel_set *ks) {
     free(z2);
 }
 
-/* The attention's kernels read a KV cache row in its type for G query heads
- * at once. Value sums: every set gives the reference's bits (one multiply and
- * one add per element) and the sum asked for; f32 is the one shared loop.
- * Key dots: within float rounding of the reference. Rows of whole blocks and,
- * for f16, odd tails; G from 1 to 8; strides that are not the row length. */
-static void compare_kv_kernels(const rl_kernel_set *ks) {
+/* The attention's kernels. Cache rows to f32: exact, every set the
+ * reference's bytes, for rows of whole blocks and (f16) odd lengths, a
+ * stride longer than the row. */
+static void compare_kv_rows(const rl_kernel_set *ks) {
     const rl_kernel_set *ref = rl_kernels_ref();
-    static const rl_dtype types[] = {RL_F32, RL_F16, RL_Q8_0};
+    static const rl_dtype types[] = {RL_F16, RL_Q8_0};
     static const int lengths[] = {32, 64, 128, 160, 256};
-    static const int groups[] = {1, 2, 3, 4, 5, 8};
-    enum { A_STRIDE = 3 };
-    assert_ptr_equal(ks->kv_axpy[RL_F32], rl_kv_axpy_f32);
+    enum { ROWS = 5 };
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
-        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
-            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
-                const rl_dtype t = types[k];
-                const int G = groups[gi], n = lengths[li] + (t == RL_F16 ? (int)gi : 0);
-                const size_t yn = (size_t)G * n;
-                float *x = xmalloc((size_t)n * sizeof(float)), *dq = xmalloc((size_t)n * sizeof(float));
-                float *y0 = xmalloc(yn * sizeof(float)), *y1 = xmalloc(yn * sizeof(float));
-                float *y2 = xmalloc(yn * sizeof(float)), *a = xmalloc((size_t)G * A_STRIDE * sizeof(float));
-                void *row = xmalloc((size_t)n * 4);
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            const rl_dtype t = types[k];
+            const int n = lengths[li] + (t == RL_F16 ? (int)li : 0);
+            const size_t stride = rl_dtype_row_bytes(t, (uint64_t)n) + 40;
+            char *src = xmalloc(stride * ROWS);
+            float *x = xmalloc((size_t)n * sizeof(float)), *want = xmalloc((size_t)n * sizeof(float));
+            float *d1 = xmalloc((size_t)ROWS * n * sizeof(float)), *d2 = xmalloc((size_t)ROWS * n * sizeof(float));
+            for (int r = 0; r < ROWS; r++) {
                 fill_random(x, n);
+                assert_true(rl_quantize_row(t, x, src + r * stride, n) > 0);
+            }
+            assert_non_null(ks->kv_rows[t]);
+            ks->kv_rows[t](n, src, stride, ROWS, d1);
+            ref->kv_rows[t](n, src, stride, ROWS, d2);
+            if (memcmp(d1, d2, (size_t)ROWS * n * sizeof(float)))
+                fail_msg("%s kv_rows %s n=%d differs from the reference", ks->name, rl_dtype_name(t), n);
+            for (int r = 0; r < ROWS; r++) {
+                rl_dequantize_row(t, src + r * stride, want, n);
+                assert_memory_equal(d2 + (size_t)r * n, want, (size_t)n * sizeof(float));
+            }
+            free(src), free(x), free(want), free(d1), free(d2);
+        }
+}
+
+/* Value sums: every set gives the reference's bits, which are the sum asked
+ * for, and cutting the positions into two calls changes no bit (the
+ * attention cuts them at ring wraps and blocks). */
+static void compare_kv_values(const rl_kernel_set *ks) {
+    const rl_kernel_set *ref = rl_kernels_ref();
+    static const int lengths[] = {8, 13, 32, 64, 128, 136};
+    static const int queries[] = {1, 2, 3, 4, 5, 8, 9};
+    static const int positions[] = {1, 2, 7, 33};
+    enum { P_PAD = 3, V_PAD = 5 };
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+        for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++)
+            for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+                const int n = lengths[li], nq = queries[qi], nv = positions[pi];
+                const size_t p_stride = (size_t)nv + P_PAD, v_stride = (size_t)n + V_PAD, yn = (size_t)nq * n;
+                float *p = xmalloc((size_t)nq * p_stride * sizeof(float));
+                float *v = xmalloc((size_t)nv * v_stride * sizeof(float));
+                float *y0 = xmalloc(yn * sizeof(float)), *y1 = xmalloc(yn * sizeof(float));
+                float *y2 = xmalloc(yn * sizeof(float)), *y3 = xmalloc(yn * sizeof(float));
+                for (size_t i = 0; i < (size_t)nq * p_stride; i++)
+                    p[i] = fabsf(rnd_unit()) * (i % 2 ? 1.0f : 1e-3f);
+                fill_random(v, (int)((size_t)nv * v_stride));
                 fill_random(y0, (int)yn);
-                for (int g = 0; g < G * A_STRIDE; g++)
-                    a[g] = rnd_unit() * (g % 2 ? 1.0f : 1e-3f);
-                assert_true(rl_quantize_row(t, x, row, n) > 0);
-                rl_dequantize_row(t, row, dq, n);
                 memcpy(y1, y0, yn * sizeof(float));
                 memcpy(y2, y0, yn * sizeof(float));
-                assert_non_null(ks->kv_axpy[t]);
-                ks->kv_axpy[t](n, a, A_STRIDE, row, G, y1);
-                ref->kv_axpy[t](n, a, A_STRIDE, row, G, y2);
+                memcpy(y3, y0, yn * sizeof(float));
+                ks->kv_values(n, p, p_stride, nq, v, v_stride, nv, y1);
+                ref->kv_values(n, p, p_stride, nq, v, v_stride, nv, y2);
                 if (memcmp(y1, y2, yn * sizeof(float)))
-                    fail_msg("%s kv_axpy %s n=%d G=%d differs from the reference", ks->name, rl_dtype_name(t), n, G);
-                for (int g = 0; g < G; g++)
-                    for (int i = 0; i < n; i++) {
-                        const size_t e = (size_t)g * n + i;
-                        const double want = (double)y0[e] + (double)a[g * A_STRIDE] * dq[i];
-                        if (fabs(y1[e] - want) > 1e-6 * (fabs(y0[e]) + fabs(a[g * A_STRIDE] * dq[i])))
-                            fail_msg("%s kv_axpy %s n=%d G=%d: y[%d][%d] = %.9g, want %.9g", ks->name, rl_dtype_name(t),
-                                     n, G, g, i, y1[e], want);
+                    fail_msg("%s kv_values n=%d nq=%d nv=%d differs from the reference", ks->name, n, nq, nv);
+                const int cut = nv / 2;
+                ks->kv_values(n, p, p_stride, nq, v, v_stride, cut, y3);
+                ks->kv_values(n, p + cut, p_stride, nq, v + (size_t)cut * v_stride, v_stride, nv - cut, y3);
+                if (memcmp(y1, y3, yn * sizeof(float)))
+                    fail_msg("%s kv_values n=%d nq=%d nv=%d: cut at %d gives other bits", ks->name, n, nq, nv, cut);
+                for (int i = 0; i < nq; i++)
+                    for (int e = 0; e < n; e++) {
+                        double want = y0[(size_t)i * n + e], mag = fabs(want);
+                        for (int j = 0; j < nv; j++) {
+                            const double term = (double)p[i * p_stride + j] * v[j * v_stride + e];
+                            want += term, mag += fabs(term);
+                        }
+                        if (fabs(y1[(size_t)i * n + e] - want) > 1e-6 * mag)
+                            fail_msg("%s kv_values n=%d nq=%d nv=%d: y[%d][%d] = %.9g, want %.9g", ks->name, n, nq, nv,
+                                     i, e, y1[(size_t)i * n + e], want);
                     }
-                if (t != RL_F32) { /* f32 keys use vec_dot, compared above */
-                    /* G queries, 16 bytes of padding apart: f32 rows, or Q8_0 rows for Q8_0 keys */
-                    const size_t q_stride = (t == RL_Q8_0 ? (size_t)n / QK8_0 * sizeof(block_q8_0) : n * 4u) + 16;
-                    char *q = xmalloc((size_t)G * q_stride);
-                    float *qf = xmalloc((size_t)n * sizeof(float));
-                    float s1[8 * 2], s2[8 * 2];
-                    for (int g = 0; g < G; g++) {
-                        fill_random(qf, n);
-                        if (t == RL_Q8_0)
-                            ref->quantize_q8_0(qf, q + g * q_stride, n);
-                        else
-                            memcpy(q + g * q_stride, qf, (size_t)n * sizeof(float));
-                    }
-                    assert_non_null(ks->kv_dot[t]);
-                    ks->kv_dot[t](n, row, q, q_stride, G, s1, 2);
-                    ref->kv_dot[t](n, row, q, q_stride, G, s2, 2);
-                    for (int g = 0; g < G; g++) {
-                        const double tol = 1e-5 * abs_dot(t, row, q + g * q_stride, n) + 1e-30;
-                        if (!(fabs(s1[2 * g] - s2[2 * g]) <= tol))
-                            fail_msg("%s kv_dot %s n=%d G=%d g=%d: %.9g vs ref %.9g", ks->name, rl_dtype_name(t), n, G,
-                                     g, s1[2 * g], s2[2 * g]);
-                        /* and each is the plain dot of that query */
-                        const double one = ref->vec_dot[t](n, row, q + g * q_stride);
-                        if (!(fabs(s2[2 * g] - one) <= tol))
-                            fail_msg("ref kv_dot %s g=%d: %.9g, vec_dot %.9g", rl_dtype_name(t), g, s2[2 * g], one);
-                    }
-                    free(q), free(qf);
-                }
-                free(x), free(dq), free(y0), free(y1), free(y2), free(a), free(row);
+                free(p), free(v), free(y0), free(y1), free(y2), free(y3);
             }
+}
+
+/* Scores: within float rounding of the reference, and each the same bits
+ * as that query and key alone, whatever the tile's shape (a row's scores
+ * must not depend on the rows attended with it). */
+static void compare_kv_scores(const rl_kernel_set *ks) {
+    const rl_kernel_set *ref = rl_kernels_ref();
+    static const int lengths[] = {8, 13, 32, 64, 128, 130};
+    static const int queries[] = {1, 2, 3, 4, 5, 8, 9, 32};
+    static const int keys[] = {1, 2, 3, 33};
+    enum { K_PAD = 7, S_PAD = 2 };
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+        for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++)
+            for (size_t ki = 0; ki < sizeof keys / sizeof keys[0]; ki++) {
+                const int n = lengths[li], nq = queries[qi], nk = keys[ki];
+                const size_t k_stride = (size_t)n + K_PAD, s_stride = (size_t)nk + S_PAD;
+                float *q = xmalloc((size_t)nq * n * sizeof(float)), *k = xmalloc((size_t)nk * k_stride * sizeof(float));
+                float *s1 = xmalloc((size_t)nq * s_stride * sizeof(float));
+                float *s2 = xmalloc((size_t)nq * s_stride * sizeof(float));
+                fill_random(q, nq * n);
+                fill_random(k, (int)((size_t)nk * k_stride));
+                ks->kv_scores(n, q, nq, k, k_stride, nk, s1, s_stride);
+                ref->kv_scores(n, q, nq, k, k_stride, nk, s2, s_stride);
+                for (int i = 0; i < nq; i++)
+                    for (int j = 0; j < nk; j++) {
+                        const float got = s1[i * s_stride + j];
+                        double mag = 0;
+                        for (int e = 0; e < n; e++)
+                            mag += fabs((double)q[i * n + e] * k[j * k_stride + e]);
+                        if (!(fabs(got - s2[i * s_stride + j]) <= 1e-5 * mag + 1e-30))
+                            fail_msg("%s kv_scores n=%d nq=%d nk=%d [%d][%d]: %.9g vs ref %.9g", ks->name, n, nq, nk, i,
+                                     j, got, s2[i * s_stride + j]);
+                        float one;
+                        ks->kv_scores(n, q + (size_t)i * n, 1, k + j * k_stride, k_stride, 1, &one, 1);
+                        if (fbits(one) != fbits(got))
+                            fail_msg("%s kv_scores n=%d nq=%d nk=%d [%d][%d]: %.9g in the tile, %.9g alone", ks->name,
+                                     n, nq, nk, i, j, got, one);
+                    }
+                free(q), free(k), free(s1), free(s2);
+            }
+}
+
+/* The softmax: every set the reference's bits; the reference within a few
+ * ulp of exp() in double of the same float differences; scores far below
+ * the maximum (down to e^-240, under FLT_MIN) and ties included. */
+static void compare_kv_softmax(const rl_kernel_set *ks) {
+    const rl_kernel_set *ref = rl_kernels_ref();
+    static const int lengths[] = {1, 7, 8, 9, 31, 100, 3419};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+        for (int rep = 0; rep < 3; rep++) {
+            const int n = lengths[li];
+            const float scale = rep == 2 ? 1.0f : 0.088388f;
+            float *x = xmalloc((size_t)n * sizeof(float)), *x1 = xmalloc((size_t)n * sizeof(float));
+            float *x2 = xmalloc((size_t)n * sizeof(float));
+            for (int j = 0; j < n; j++)
+                x[j] = rep == 1 ? (float)(rnd_u32() % 4) : 40.0f * rnd_unit() * (j % 5 ? 1.0f : 3.0f);
+            memcpy(x1, x, (size_t)n * sizeof(float));
+            memcpy(x2, x, (size_t)n * sizeof(float));
+            ks->kv_softmax(x1, n, scale);
+            ref->kv_softmax(x2, n, scale);
+            if (memcmp(x1, x2, (size_t)n * sizeof(float)))
+                fail_msg("%s kv_softmax n=%d rep %d differs from the reference", ks->name, n, rep);
+            float mx = -INFINITY; /* x * scale - max in float, as any float softmax has it */
+            double sum = 0;
+            for (int j = 0; j < n; j++)
+                mx = fmaxf(mx, x[j] * scale);
+            for (int j = 0; j < n; j++)
+                sum += exp((double)(x[j] * scale - mx));
+            for (int j = 0; j < n; j++) {
+                const double want = exp((double)(x[j] * scale - mx)) / sum;
+                if (fabs(x2[j] - want) > 4e-7 * want + 1e-37)
+                    fail_msg("kv_softmax n=%d rep %d: [%d] = %.9g, want %.9g", n, rep, j, x2[j], want);
+            }
+            free(x), free(x1), free(x2);
+        }
+}
+
+static void compare_kv_kernels(const rl_kernel_set *ks) {
+    assert_non_null(ks->kv_scores);
+    assert_non_null(ks->kv_values);
+    assert_non_null(ks->kv_softmax);
+    compare_kv_rows(ks);
+    compare_kv_values(ks);
+    compare_kv_scores(ks);
+    compare_kv_softmax(ks);
 }
 
 static void check_set(const rl_kernel_set *ks) {

@@ -1,11 +1,15 @@
 /* `relais bench`: prefill and decode speed and peak memory of a model at a
  * thread count, in the manner of llama-bench: pp = one prompt of P tokens fed
- * as a batch from an empty cache, tg = N tokens fed one at a time. Each is
+ * as a batch, tg = N tokens fed one at a time, both from an empty cache or,
+ * with --depth D, from position D (llama-bench -d). Each is
  * repeated and the median reported, with decode's effective bandwidth (the
  * bytes a decode step reads — every layer and the head — times tg) and, with
  * --probe, what a plain streaming read achieves on this machine. --json prints
  *   {"pp_tps": ..., "tg_tps": ..., "tg_gbps": ..., "probe_gbps": ...,
- *    "peak_rss_mb": ..., "file_bytes": ..., "kv_bytes": ..., ...}
+ *    "peak_rss_mb": ..., "file_bytes": ..., "kv_bytes": ..., "depth": ...,
+ *    "pp_depth": ..., ...}
+ * (pp_depth: the position the prefill started at; older builds timed the
+ * prefill from 0 whatever --depth said, and wrote no pp_depth).
  * and is a stable interface for scripts (bench/run_bench.sh). */
 #include <jansson.h>
 #include <stdio.h>
@@ -25,7 +29,7 @@ enum { OPT_JSON = CLI_OPT_FIRST_OWN, OPT_REPS, OPT_PROBE, OPT_DEPTH };
 typedef struct {
     cli_common common;
     int64_t n_prompt, n_gen, reps;
-    int64_t depth; /* decode from this position: the cache filled with random K/V first */
+    int64_t depth; /* prefill and decode from this position: the cache filled with random K/V first */
     bool json, probe;
 } bench_args;
 
@@ -91,15 +95,16 @@ static int parse_args(int argc, char **argv, bench_args *a) {
                    "  -n N      tokens for the decode test (0 = skip)\n"
                    "  -r N      repetitions; the median is reported\n"
                    "  --probe   also measure a streaming read of memory with the same threads\n"
-                   "  --depth D decode from position D (llama-bench -d): the cache is filled with random keys\n"
-                   "            and values instead of a prefill, so only the decode is timed\n" CLI_COMMON_HELP);
+                   "  --depth D prefill and decode from position D (llama-bench -d): the cache is filled with\n"
+                   "            random keys and values up to D instead of a prefill, which is not "
+                   "timed\n" CLI_COMMON_HELP);
             exit(0);
         default:
             return -1;
         }
     }
     if (a->common.runner.n_ctx == 0)
-        a->common.runner.n_ctx = (uint32_t)(a->n_prompt > a->n_gen + a->depth ? a->n_prompt : a->n_gen + a->depth) + 1;
+        a->common.runner.n_ctx = (uint32_t)((a->n_prompt > a->n_gen ? a->n_prompt : a->n_gen) + a->depth) + 1;
     return cli_require_model(&a->common);
 }
 
@@ -136,10 +141,10 @@ static int measure(const bench_args *a, rl_runner *r, double *pp_tps, double *tg
         ids[i] = (int32_t)((i * 2654435761u) % hp->n_vocab);
     *pp_tps = *tg_tps = 0;
     if (a->n_prompt > 0) {
-        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[0])) /* warm-up */
+        if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, (uint32_t)a->depth, logits, &t[0])) /* warm-up */
             goto out;
         for (int i = 0; i < a->reps; i++)
-            if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, 0, logits, &t[i]))
+            if (timed_feed(r, ids, (uint32_t)a->n_prompt, false, (uint32_t)a->depth, logits, &t[i]))
                 goto out;
         *pp_tps = a->n_prompt / median(t, (int)a->reps);
     }
@@ -185,6 +190,7 @@ static void print_json(const bench_args *a, rl_runner *r, const bench_result *b)
     char kvs[32];
     json_object_set_new(j, "kv_type", json_string(rl_kv_type_str(o->kv_type, kvs, sizeof kvs)));
     json_object_set_new(j, "depth", json_integer((json_int_t)a->depth));
+    json_object_set_new(j, "pp_depth", json_integer((json_int_t)(a->n_prompt > 0 ? a->depth : 0)));
     json_object_set_new(j, "load", json_string(o->no_mmap ? "no-mmap" : "mmap"));
     json_object_set_new(j, "layout", json_string(o->file_layout ? "file" : "x16"));
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -198,8 +204,8 @@ static void print_table(const bench_args *a, rl_runner *r, const bench_result *b
            "peak RSS MiB");
     printf("%-40s %7d %6s %9.2f %9.2f %9.1f %9.1f %12.0f\n", a->common.runner.model_path, rl_runner_threads(r),
            rl_kernel_name(), b->pp, b->tg, b->tg_gbps, b->probe, rl_peak_rss_mib());
-    printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time from position %lld; median of %lld; "
-           "tg GB/s: %.0f MiB read per token%s)\n",
+    printf("(pp: %lld-token prompt as one batch; tg: %lld tokens one at a time; both from position %lld; median of "
+           "%lld; tg GB/s: %.0f MiB read per token%s)\n",
            (long long)a->n_prompt, (long long)a->n_gen, (long long)a->depth, (long long)a->reps,
            b->per_token / 1048576.0, a->probe ? "; probe: streaming read, same threads" : "");
 }

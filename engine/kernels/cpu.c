@@ -70,11 +70,15 @@ void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback) {
     for (int t = 0; t < RL_DTYPE_COUNT; t++) {
         if (!set->vec_dot[t])
             set->vec_dot[t] = fallback->vec_dot[t];
-        if (!set->kv_axpy[t])
-            set->kv_axpy[t] = fallback->kv_axpy[t];
-        if (!set->kv_dot[t])
-            set->kv_dot[t] = fallback->kv_dot[t];
+        if (!set->kv_rows[t])
+            set->kv_rows[t] = fallback->kv_rows[t];
     }
+    if (!set->kv_scores)
+        set->kv_scores = fallback->kv_scores;
+    if (!set->kv_values)
+        set->kv_values = fallback->kv_values;
+    if (!set->kv_softmax)
+        set->kv_softmax = fallback->kv_softmax;
     if (!set->qg_kernel) { /* the three parts of the batched path go together */
         set->qg_pack = fallback->qg_pack;
         set->qg_unpack = fallback->qg_unpack;

@@ -26,11 +26,6 @@ const rl_cpu_features *rl_cpu(void);
  * need to check a set for gaps. */
 void rl_kernels_fill(rl_kernel_set *set, const rl_kernel_set *fallback);
 
-/* The f32 value sum every set uses (quant_ref.c): a portable vector loop the
- * compiler vectorizes at the baseline ISA. One definition keeps f32 KV's
- * numerics the same on every CPU and as before KV types existed. */
-void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *v, int G, float *y);
-
 /* The scalar reference of the batched path (qgemm_ref.c), and the SIMD
  * versions the ISA sets install (qgemm_avx2.c, qgemm_avx512.c, qgemm_neon.c). */
 void rl_qg_pack_ref(rl_dtype t, const void *w, size_t row_bytes, int rows, uint32_t c0, uint32_t nc, rl_qg_tile *tile);

@@ -223,20 +223,37 @@ void rl_qg_pack_via(rl_qg_unpack_fn unpack,
  * any set's quantizers produce the same bytes as the reference's. */
 typedef float (*rl_vec_dot_fn)(int n, const void *w, const void *a);
 typedef void (*rl_quantize_act_fn)(const float *x, void *dst, int n);
-/* The attention over one KV head for the G query heads that share it (GQA),
- * each key and value row read from the cache in its type once for all G:
- *  kv_dot:  scores[g * s_stride] = k · q_g for g < G, q_g at q + g * q_stride
- *           bytes: f32 rows for F16 keys, Q8_0 rows (quantize_q8_0) for Q8_0
- *           keys, as llama.cpp does for a q8_0 cache. F32 keys go through
- *           vec_dot[RL_F32], the dot the goldens were checked with.
- *  kv_axpy: y_g (n) += a[g * a_stride] * v (n) for g < G, y_g at y + g * n:
- *           the weighted sum of values. Each element is one multiply (a_g
- *           times the value; for Q8_0, a_g * d once per block, times the
- *           quant) and one add, never fused, so every set gives the
- *           reference's bits. */
-typedef void (*rl_kv_dot_fn)(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                             size_t s_stride);
-typedef void (*rl_kv_axpy_fn)(int n, const float *a, size_t a_stride, const void *v, int G, float *y);
+/* The attention's kernels (forward.c): a tile of queries (the G query heads
+ * that share a KV head, for one or several rows of a segment) against a block
+ * of cached positions, read once for the whole tile.
+ *  kv_rows:   rows (n elements each, src_stride bytes apart) of the cache's
+ *             type, F16 or Q8_0, converted to f32 at dst (rows x n). Exact
+ *             (f16 and d * q are whole f32 values): every set gives the
+ *             reference's bits.
+ *  kv_scores: s[i * s_stride + j] = q_i · k_j for i < nq, j < nk; q_i at
+ *             q + i * n, k_j at k + j * k_stride (floats). A set computes
+ *             every score the same way wherever it sits in the tile (short
+ *             tiles are padded, never special-cased), so a query's scores do
+ *             not depend on what else shares its tile; within float rounding
+ *             of the reference. F32 keys go through vec_dot[RL_F32] instead,
+ *             the dot the goldens were checked with.
+ *  kv_values: y_i (n) += p[i * p_stride + j] * v_j for j = 0 .. nv-1 in that
+ *             order, i < nq; y_i at y + i * n, v_j at v + j * v_stride
+ *             (floats). Each element is one multiply and one add, never
+ *             fused, so every set gives the reference's bits (and an f32
+ *             cache the numerics it always had), and a run of positions may
+ *             be cut into blocks anywhere.
+ *  kv_softmax: x (n) = softmax(x * scale) with kv_softmax.h's exponential,
+ *             the sum in eight double lanes (element j in lane j mod 8,
+ *             combined as kv_softmax.h says, the last n mod 8 added after
+ *             in order): every set gives the reference's bits. Keys in F32
+ *             keep rl_softmax (ops.h), the goldens' numerics. */
+typedef void (*rl_kv_rows_fn)(int n, const void *src, size_t src_stride, int rows, float *dst);
+typedef void (*rl_kv_scores_fn)(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
+                                size_t s_stride);
+typedef void (*rl_kv_values_fn)(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
+                                float *y);
+typedef void (*rl_kv_softmax_fn)(float *x, int n, float scale);
 
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "neon" */
@@ -248,8 +265,10 @@ typedef struct {
     rl_qg_kernel_fn qg_kernel;
     rl_qg_gemv_fn qg_gemv;                 /* NULL: small batches unpack too */
     uint32_t qg_gemv_max;                  /* batches up to this many tokens use qg_gemv (measured per ISA) */
-    rl_kv_dot_fn kv_dot[RL_DTYPE_COUNT];   /* F16, Q8_0; NULL for the rest */
-    rl_kv_axpy_fn kv_axpy[RL_DTYPE_COUNT]; /* F32, F16, Q8_0; NULL for the rest */
+    rl_kv_rows_fn kv_rows[RL_DTYPE_COUNT]; /* F16, Q8_0; NULL for the rest */
+    rl_kv_scores_fn kv_scores;
+    rl_kv_values_fn kv_values;
+    rl_kv_softmax_fn kv_softmax;
 } rl_kernel_set;
 
 /* The scalar reference set: the definition every other set is tested against. */

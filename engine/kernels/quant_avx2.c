@@ -12,6 +12,8 @@
 #include "cpu.h"
 
 #include <immintrin.h>
+#include <math.h>
+#include "kv_softmax.h"
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -314,101 +316,223 @@ static float vec_dot_bf16_avx2(int n, const void *w, const void *a) {
     return dot_float(n, w, a, load8_bf16, elem_bf16);
 }
 
-/* ---- the attention over a KV cache row, G query heads at once ------------ */
+/* ---- the attention: a tile of queries against a block of positions ------- */
 
-/* Four scores of one F16 key row: the row is converted once per 8 elements
- * for the four queries, whose sums stay in registers. */
-static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
-    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
-    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 kv = load8_f16(k, i);
-        a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q0 + i), a0);
-        a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q1 + i), a1);
-        a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q2 + i), a2);
-        a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q3 + i), a3);
+/* Cache rows to f32: 8 elements per conversion, exact. */
+static void kv_rows_f16_avx2(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++, dst += n) {
+        const rl_fp16 *x = (const rl_fp16 *)((const char *)src + (size_t)r * src_stride);
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+        for (; i < n; i++)
+            dst[i] = fp16(x[i]);
     }
-    float s0 = hsum_ps(a0), s1 = hsum_ps(a1), s2 = hsum_ps(a2), s3 = hsum_ps(a3);
-    for (; i < n; i++) {
-        const float kf = elem_f16(k, i);
-        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
-    }
-    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
 }
 
-/* Queries four at a time, the rest one by one. */
-static void kv_dot_f16_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride) {
-    int g = 0;
-    for (; g + 4 <= G; g += 4)
-        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
-    for (; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_f16_avx2(n, k, (const char *)q + (size_t)g * q_stride);
-}
-
-/* Four scores of one Q8_0 key row against Q8_0 queries: per block the
- * integer dot (dot_i8) scaled by d_k * d_q, the key's block loaded once. */
-static void dot4_q8_0(int n, const block_q8_0 *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
-    const block_q8_0 *y0 = (const block_q8_0 *)q, *y1 = (const block_q8_0 *)(q + q_stride);
-    const block_q8_0 *y2 = (const block_q8_0 *)(q + 2 * q_stride), *y3 = (const block_q8_0 *)(q + 3 * q_stride);
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    for (int b = 0; b < n / QK8_0; b++) {
-        const __m256i kq = _mm256_loadu_si256((const __m256i *)k[b].qs);
-        const float dk = fp16(k[b].d);
-#define RL_DOT4_STEP(acc, y)                                 \
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dk * fp16(y[b].d)), \
-                          _mm256_cvtepi32_ps(dot_i8(kq, _mm256_loadu_si256((const __m256i *)y[b].qs))), acc)
-        RL_DOT4_STEP(a0, y0);
-        RL_DOT4_STEP(a1, y1);
-        RL_DOT4_STEP(a2, y2);
-        RL_DOT4_STEP(a3, y3);
-#undef RL_DOT4_STEP
-    }
-    scores[0] = hsum_ps(a0), scores[s_stride] = hsum_ps(a1);
-    scores[2 * s_stride] = hsum_ps(a2), scores[3 * s_stride] = hsum_ps(a3);
-}
-
-static void kv_dot_q8_0_avx2(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                             size_t s_stride) {
-    int g = 0;
-    for (; g + 4 <= G; g += 4)
-        dot4_q8_0(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
-    for (; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_q8_0_avx2(n, k, (const char *)q + (size_t)g * q_stride);
-}
-
-/* Value sums: the row converted once per 8 elements, then for each query
- * one multiply and one add, as the reference. */
-static void kv_axpy_f16_avx2(int n, const float *a, size_t a_stride, const void *v, int G, float *y) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 x = load8_f16(v, i);
-        for (int g = 0; g < G; g++) {
-            float *yg = y + (size_t)g * n + i;
-            _mm256_storeu_ps(yg, _mm256_add_ps(_mm256_loadu_ps(yg), _mm256_mul_ps(_mm256_set1_ps(a[g * a_stride]), x)));
+static void kv_rows_q8_0_avx2(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++) {
+        const block_q8_0 *x = (const block_q8_0 *)((const char *)src + (size_t)r * src_stride);
+        for (int b = 0; b < n / QK8_0; b++, dst += QK8_0) {
+            const __m256 d = _mm256_set1_ps(fp16(x[b].d));
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * k)));
+                _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+            }
         }
     }
-    for (; i < n; i++)
-        for (int g = 0; g < G; g++)
-            y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
 }
 
-static void kv_axpy_q8_0_avx2(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const block_q8_0 *x = vv;
-    for (int b = 0; b < n / QK8_0; b++) {
-        const float d = fp16(x[b].d);
-        __m256 v[4];
-        for (int k = 0; k < 4; k++)
-            v[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * k))));
-        for (int g = 0; g < G; g++) {
-            const __m256 s = _mm256_set1_ps(a[g * a_stride] * d);
-            float *yg = y + (size_t)g * n + b * QK8_0;
-            for (int k = 0; k < 4; k++)
-                _mm256_storeu_ps(yg + 8 * k, _mm256_add_ps(_mm256_loadu_ps(yg + 8 * k), _mm256_mul_ps(s, v[k])));
+/* The eight sums of a[0..7], each by hsum_ps's tree (lanes l and l+4, then
+ * 0+2 and 1+3, then the two), so a score's bits do not depend on whether it
+ * was reduced with seven others. */
+static inline __m256 hsum8_ps(const __m256 a[8]) {
+    __m256 h[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        h[k] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * k], a[2 * k + 1], 0x31));
+    /* h[k] = [x0..x3 of a[2k] | of a[2k+1]]; pair lanes 0+2 and 1+3 */
+    const __m256 t0 = _mm256_add_ps(_mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 t1 = _mm256_add_ps(_mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* t0 = [a0: 0+2, 1+3, a2: 0+2, 1+3 | a1 .., a3 ..], t1 likewise for a4..a7 */
+    const __m256 u = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)));
+    /* u = [a0 a2 a4 a6 | a1 a3 a5 a7] */
+    return _mm256_permutevar8x32_ps(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Scores of four queries against two keys: one 8-lane FMA chain per score,
+ * then hsum8_ps, then the tail element by element (multiply, add) as
+ * dot4_f16 did. out[2 * t + j] = q_t · k_j. */
+static inline void scores_4x2(int n, const float *const q[4], const float *k0, const float *k1, float out[8]) {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++)
+        a[t] = _mm256_setzero_ps();
+    int e = 0;
+    for (; e + 8 <= n; e += 8) {
+        const __m256 x0 = _mm256_loadu_ps(k0 + e), x1 = _mm256_loadu_ps(k1 + e);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            __m256 y = _mm256_loadu_ps(q[t] + e);
+            __asm__("" : "+x"(y)); /* one load for both keys: GCC would fold it into each FMA */
+            a[2 * t] = _mm256_fmadd_ps(x0, y, a[2 * t]);
+            a[2 * t + 1] = _mm256_fmadd_ps(x1, y, a[2 * t + 1]);
         }
     }
+    _mm256_storeu_ps(out, hsum8_ps(a));
+    for (; e < n; e++)
+        for (int t = 0; t < 4; t++) {
+            out[2 * t] += k0[e] * q[t][e];
+            out[2 * t + 1] += k1[e] * q[t][e];
+        }
+}
+
+/* Keys two at a time, queries four at a time; a short tile repeats its last
+ * query or key and drops the extra scores. */
+static void kv_scores_avx2(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
+                           size_t s_stride) {
+    for (int j = 0; j < nk; j += 2) {
+        const float *k0 = k + (size_t)j * k_stride, *k1 = j + 1 < nk ? k0 + k_stride : k0;
+        for (int i = 0; i < nq; i += 4) {
+            const float *qs[4];
+            for (int t = 0; t < 4; t++)
+                qs[t] = q + (size_t)(i + t < nq ? i + t : nq - 1) * n;
+            float out[8];
+            scores_4x2(n, qs, k0, k1, out);
+            for (int t = 0; t < 4 && i + t < nq; t++) {
+                s[(size_t)(i + t) * s_stride + j] = out[2 * t];
+                if (j + 1 < nk)
+                    s[(size_t)(i + t) * s_stride + j + 1] = out[2 * t + 1];
+            }
+        }
+    }
+}
+
+/* y (W * 8 elements, for Q queries) += p_j * v_j over the nv positions,
+ * with the sums in registers across the positions. */
+#define RL_VALUES_TILE(Q, W)                                                                                     \
+    static inline void values_##Q##x##W(int n, const float *p, size_t p_stride, const float *v, size_t v_stride, \
+                                        int nv, float *y) {                                                      \
+        __m256 acc[Q][W];                                                                                        \
+        _Pragma("GCC unroll 4") for (int t = 0; t < Q; t++) _Pragma("GCC unroll 4") for (int w = 0; w < W; w++)  \
+            acc[t][w] = _mm256_loadu_ps(y + (size_t)t * n + 8 * w);                                              \
+        for (int j = 0; j < nv; j++) {                                                                           \
+            __m256 x[W];                                                                                         \
+            _Pragma("GCC unroll 4") for (int w = 0; w < W; w++) x[w] =                                           \
+                _mm256_loadu_ps(v + (size_t)j * v_stride + 8 * w);                                               \
+            _Pragma("GCC unroll 4") for (int t = 0; t < Q; t++) {                                                \
+                const __m256 a = _mm256_broadcast_ss(p + (size_t)t * p_stride + j);                              \
+                _Pragma("GCC unroll 4") for (int w = 0; w < W; w++) acc[t][w] =                                  \
+                    _mm256_add_ps(acc[t][w], _mm256_mul_ps(a, x[w]));                                            \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 4") for (int t = 0; t < Q; t++) _Pragma("GCC unroll 4") for (int w = 0; w < W; w++)  \
+            _mm256_storeu_ps(y + (size_t)t * n + 8 * w, acc[t][w]);                                              \
+    }
+RL_VALUES_TILE(4, 2)
+RL_VALUES_TILE(4, 1)
+RL_VALUES_TILE(1, 4)
+RL_VALUES_TILE(1, 1)
+#undef RL_VALUES_TILE
+
+/* Tail elements (n not a multiple of 8): multiply, add, position by position. */
+static void values_tail(int n, int e0, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
+                        float *y) {
+    for (int j = 0; j < nv; j++)
+        for (int i = 0; i < nq; i++) {
+            const float a = p[(size_t)i * p_stride + j];
+            for (int e = e0; e < n; e++)
+                y[(size_t)i * n + e] += a * v[(size_t)j * v_stride + e];
+        }
+}
+
+/* Four queries by 16 elements at a time (8 sums in registers), then single
+ * queries; every element gets its terms in position order. */
+static void kv_values_avx2(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
+                           float *y) {
+    const int n8 = n & ~7;
+    int i = 0;
+    for (; i + 4 <= nq; i += 4) {
+        const float *pi = p + (size_t)i * p_stride;
+        float *yi = y + (size_t)i * n;
+        int e = 0;
+        for (; e + 16 <= n8; e += 16)
+            values_4x2(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+        for (; e < n8; e += 8)
+            values_4x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+    }
+    for (; i < nq; i++) {
+        const float *pi = p + (size_t)i * p_stride;
+        float *yi = y + (size_t)i * n;
+        int e = 0;
+        for (; e + 32 <= n8; e += 32)
+            values_1x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+        for (; e < n8; e += 8)
+            values_1x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+    }
+    if (n8 < n)
+        values_tail(n, n8, p, p_stride, nq, v, v_stride, nv, y);
+}
+
+/* kv_softmax.h's exponential, 8 lanes, the same operations in the same order. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(RL_EXP_MIN));
+    const __m256 n =
+        _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(RL_EXP_LOG2E)), _mm256_set1_ps(0.5f)));
+    x = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(RL_EXP_C1)));
+    x = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(RL_EXP_C2)));
+    __m256 y = _mm256_set1_ps(RL_EXP_P0);
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(RL_EXP_P1));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(RL_EXP_P2));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(RL_EXP_P3));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(RL_EXP_P4));
+    y = _mm256_add_ps(_mm256_mul_ps(y, x), _mm256_set1_ps(RL_EXP_P5));
+    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, _mm256_mul_ps(x, x)), x), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+static void kv_softmax_avx2(float *x, int n, float scale) {
+    const int n8 = n & ~7;
+    const __m256 sc = _mm256_set1_ps(scale);
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j < n8; j += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), sc);
+        _mm256_storeu_ps(x + j, v);
+        m8 = _mm256_max_ps(m8, v);
+    }
+    float mx = hmax_ps(m8);
+    for (; j < n; j++) {
+        x[j] *= scale;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (j = 0; j < n8; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+        _mm256_storeu_ps(x + j, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double d[8];
+    _mm256_storeu_pd(d, s0);
+    _mm256_storeu_pd(d + 4, s1);
+    double sum = rl_kv_sum8(d);
+    for (; j < n; j++) {
+        x[j] = rl_kv_exp(x[j] - mx);
+        sum += x[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (j = 0; j < n8; j += 8)
+        _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), iv));
+    for (; j < n; j++)
+        x[j] *= inv;
 }
 
 static const rl_kernel_set avx2_set = {
@@ -433,17 +557,14 @@ static const rl_kernel_set avx2_set = {
     /* Up to 16 tokens (matvec_bench -k, 2-core EPYC): re-deriving the quants
      * from x16 once per 4 tokens costs less than a tile's store and load. */
     .qg_gemv_max = 16,
-    .kv_dot =
+    .kv_rows =
         {
-            [RL_F16] = kv_dot_f16_avx2,
-            [RL_Q8_0] = kv_dot_q8_0_avx2,
+            [RL_F16] = kv_rows_f16_avx2,
+            [RL_Q8_0] = kv_rows_q8_0_avx2,
         },
-    .kv_axpy =
-        {
-            [RL_F32] = rl_kv_axpy_f32,
-            [RL_F16] = kv_axpy_f16_avx2,
-            [RL_Q8_0] = kv_axpy_q8_0_avx2,
-        },
+    .kv_scores = kv_scores_avx2,
+    .kv_values = kv_values_avx2,
+    .kv_softmax = kv_softmax_avx2,
 };
 
 const rl_kernel_set *rl_kernels_avx2(void) {

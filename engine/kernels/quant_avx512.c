@@ -176,74 +176,9 @@ static float vec_dot_q6_K_avx512(int n, const void *w, const void *a) {
     return _mm512_reduce_add_ps(acc);
 }
 
-/* ---- the attention over a KV cache row, G query heads at once: 16 lanes --
- * (the Q8_0 key dot is AVX2's: a head's 128 values are four blocks, too few
- * for two blocks per register to pay). */
-
-/* Four scores of one F16 key row, the row converted once per 16 elements,
- * the four sums in registers. */
-static void dot4_f16(int n, const rl_fp16 *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
-    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
-    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 kv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i)));
-        a0 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q0 + i), a0);
-        a1 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q1 + i), a1);
-        a2 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q2 + i), a2);
-        a3 = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q3 + i), a3);
-    }
-    float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
-    float s2 = _mm512_reduce_add_ps(a2), s3 = _mm512_reduce_add_ps(a3);
-    for (; i < n; i++) {
-        const float kf = fp16(k[i]);
-        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
-    }
-    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
-}
-
-/* Queries four at a time, the rest with the AVX2 set's kernel. */
-static void kv_dot_f16_avx512(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                              size_t s_stride) {
-    int g = 0;
-    for (; g + 4 <= G; g += 4)
-        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
-    if (g < G)
-        rl_kernels_avx2()->kv_dot[RL_F16](n, k, (const char *)q + (size_t)g * q_stride, q_stride, G - g,
-                                          scores + (size_t)g * s_stride, s_stride);
-}
-
-/* Value sums: multiply, then add, as the reference. */
-static void kv_axpy_f16_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const rl_fp16 *x = vv;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i)));
-        for (int g = 0; g < G; g++) {
-            float *yg = y + (size_t)g * n + i;
-            _mm512_storeu_ps(yg, _mm512_add_ps(_mm512_loadu_ps(yg), _mm512_mul_ps(_mm512_set1_ps(a[g * a_stride]), v)));
-        }
-    }
-    for (; i < n; i++)
-        for (int g = 0; g < G; g++)
-            y[(size_t)g * n + i] += a[g * a_stride] * fp16(x[i]);
-}
-
-static void kv_axpy_q8_0_avx512(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const block_q8_0 *x = vv;
-    for (int b = 0; b < n / QK8_0; b++) {
-        const float d = fp16(x[b].d);
-        const __m512 v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x[b].qs)));
-        const __m512 v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(x[b].qs + 16))));
-        for (int g = 0; g < G; g++) {
-            const __m512 s = _mm512_set1_ps(a[g * a_stride] * d);
-            float *yg = y + (size_t)g * n + b * QK8_0;
-            _mm512_storeu_ps(yg, _mm512_add_ps(_mm512_loadu_ps(yg), _mm512_mul_ps(s, v0)));
-            _mm512_storeu_ps(yg + 16, _mm512_add_ps(_mm512_loadu_ps(yg + 16), _mm512_mul_ps(s, v1)));
-        }
-    }
-}
+/* The attention's kernels are AVX2's (rl_kernels_fill): a head's rows are
+ * too short for 16-lane registers to pay, and no AVX-512 machine was at hand
+ * to measure them. */
 
 static rl_kernel_set avx512_set = {
     .name = "avx512",
@@ -260,15 +195,6 @@ static rl_kernel_set avx512_set = {
     .qg_kernel = rl_qg_kernel_avx512,
     .qg_gemv = rl_qg_gemv_avx512,
     .qg_gemv_max = 2, /* its passes take 2 tokens; larger batches unmeasured */
-    .kv_dot =
-        {
-            [RL_F16] = kv_dot_f16_avx512,
-        },
-    .kv_axpy =
-        {
-            [RL_F16] = kv_axpy_f16_avx512,
-            [RL_Q8_0] = kv_axpy_q8_0_avx512,
-        },
 };
 
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;

@@ -5,15 +5,18 @@
  *
  * The batched product serves every batch size of the quantized formats, so
  * their matrix-vector dots and the Q8_K quantizer never run on this path
- * and come from the scalar reference, except the Q8_0 dot, which the
- * attention runs over a Q8_0 KV cache's keys. Float weights (F32, F16, BF16 files)
+ * and come from the scalar reference, except the Q8_0 dot. The attention's
+ * kernels (cache rows to f32, a tile's scores and value sums) are here too.
+ * Float weights (F32, F16, BF16 files)
  * have no batched kernel: their decode is the matrix-vector dot, which the
  * reference computes in double, element by element (and F16 through a
  * software conversion), several times slower than the memory it reads. */
 #include "cpu.h"
 
 #include <arm_neon.h>
+#include <math.h>
 #include <pthread.h>
+#include "kv_softmax.h"
 
 /* The reference's Q8_0 quantizer, 32 elements at a time, byte for byte: the
  * same float operations, FCVTNS rounding half to even like lrintf. */
@@ -99,77 +102,198 @@ static float vec_dot_q8_0_neon(int n, const void *w, const void *a) {
     return sum;
 }
 
-/* Four scores of one F16 key row, the row converted once per 4 elements,
- * the four sums in registers. */
-static void dot4_f16(int n, const void *k, const char *q, size_t q_stride, float *scores, size_t s_stride) {
-    const float *q0 = (const float *)q, *q1 = (const float *)(q + q_stride);
-    const float *q2 = (const float *)(q + 2 * q_stride), *q3 = (const float *)(q + 3 * q_stride);
-    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
+/* ---- the attention: a tile of queries against a block of positions ------- */
+
+/* Cache rows to f32, exact. */
+static void kv_rows_f16_neon(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++, dst += n) {
+        const void *x = (const char *)src + (size_t)r * src_stride;
+        int i = 0;
+        for (; i + 4 <= n; i += 4)
+            vst1q_f32(dst + i, load4_f16(x, i));
+        for (; i < n; i++)
+            dst[i] = elem_f16(x, i);
+    }
+}
+
+static void kv_rows_q8_0_neon(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++) {
+        const block_q8_0 *x = (const block_q8_0 *)((const char *)src + (size_t)r * src_stride);
+        for (int b = 0; b < n / QK8_0; b++, dst += QK8_0) {
+            const float d = rl_fp16_to_f32(x[b].d);
+            for (int k = 0; k < 4; k++) {
+                const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + 8 * k));
+                vst1q_f32(dst + 8 * k, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), d));
+                vst1q_f32(dst + 8 * k + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(q))), d));
+            }
+        }
+    }
+}
+
+/* Scores of four queries against two keys: one 4-lane FMA chain per score,
+ * reduced by pairwise adds ((0+1) + (2+3), vaddvq's tree), then the tail
+ * element by element. out[2 * t + j] = q_t · k_j. */
+static inline void scores_4x2(int n, const float *const q[4], const float *k0, const float *k1, float out[8]) {
+    float32x4_t a[8];
+    for (int t = 0; t < 8; t++)
+        a[t] = vdupq_n_f32(0);
+    int e = 0;
+    for (; e + 4 <= n; e += 4) {
+        const float32x4_t x0 = vld1q_f32(k0 + e), x1 = vld1q_f32(k1 + e);
+        for (int t = 0; t < 4; t++) {
+            const float32x4_t y = vld1q_f32(q[t] + e);
+            a[2 * t] = vfmaq_f32(a[2 * t], x0, y);
+            a[2 * t + 1] = vfmaq_f32(a[2 * t + 1], x1, y);
+        }
+    }
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3])));
+    vst1q_f32(out + 4, vpaddq_f32(vpaddq_f32(a[4], a[5]), vpaddq_f32(a[6], a[7])));
+    for (; e < n; e++)
+        for (int t = 0; t < 4; t++) {
+            out[2 * t] += k0[e] * q[t][e];
+            out[2 * t + 1] += k1[e] * q[t][e];
+        }
+}
+
+/* Keys two at a time, queries four at a time; a short tile repeats its last
+ * query or key and drops the extra scores. */
+static void kv_scores_neon(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
+                           size_t s_stride) {
+    for (int j = 0; j < nk; j += 2) {
+        const float *k0 = k + (size_t)j * k_stride, *k1 = j + 1 < nk ? k0 + k_stride : k0;
+        for (int i = 0; i < nq; i += 4) {
+            const float *qs[4];
+            for (int t = 0; t < 4; t++)
+                qs[t] = q + (size_t)(i + t < nq ? i + t : nq - 1) * n;
+            float out[8];
+            scores_4x2(n, qs, k0, k1, out);
+            for (int t = 0; t < 4 && i + t < nq; t++) {
+                s[(size_t)(i + t) * s_stride + j] = out[2 * t];
+                if (j + 1 < nk)
+                    s[(size_t)(i + t) * s_stride + j + 1] = out[2 * t + 1];
+            }
+        }
+    }
+}
+
+/* y (W * 4 elements, for Q queries) += p_j * v_j over the nv positions,
+ * multiply then add, with the sums in registers across the positions. */
+#define RL_VALUES_TILE(Q, W)                                                                                     \
+    static inline void values_##Q##x##W(int n, const float *p, size_t p_stride, const float *v, size_t v_stride, \
+                                        int nv, float *y) {                                                      \
+        float32x4_t acc[Q][W];                                                                                   \
+        for (int t = 0; t < Q; t++)                                                                              \
+            for (int w = 0; w < W; w++)                                                                          \
+                acc[t][w] = vld1q_f32(y + (size_t)t * n + 4 * w);                                                \
+        for (int j = 0; j < nv; j++) {                                                                           \
+            float32x4_t x[W];                                                                                    \
+            for (int w = 0; w < W; w++)                                                                          \
+                x[w] = vld1q_f32(v + (size_t)j * v_stride + 4 * w);                                              \
+            for (int t = 0; t < Q; t++) {                                                                        \
+                const float a = p[(size_t)t * p_stride + j];                                                     \
+                for (int w = 0; w < W; w++)                                                                      \
+                    acc[t][w] = vaddq_f32(acc[t][w], vmulq_n_f32(x[w], a));                                      \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (int t = 0; t < Q; t++)                                                                              \
+            for (int w = 0; w < W; w++)                                                                          \
+                vst1q_f32(y + (size_t)t * n + 4 * w, acc[t][w]);                                                 \
+    }
+RL_VALUES_TILE(4, 4)
+RL_VALUES_TILE(4, 1)
+RL_VALUES_TILE(1, 4)
+RL_VALUES_TILE(1, 1)
+#undef RL_VALUES_TILE
+
+/* Four queries by 16 elements at a time (16 sums in registers), then single
+ * queries, then the tail; every element gets its terms in position order. */
+static void kv_values_neon(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
+                           float *y) {
+    const int n4 = n & ~3;
     int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float32x4_t kv = load4_f16(k, i);
-        a0 = vfmaq_f32(a0, kv, vld1q_f32(q0 + i));
-        a1 = vfmaq_f32(a1, kv, vld1q_f32(q1 + i));
-        a2 = vfmaq_f32(a2, kv, vld1q_f32(q2 + i));
-        a3 = vfmaq_f32(a3, kv, vld1q_f32(q3 + i));
+    for (; i + 4 <= nq; i += 4) {
+        const float *pi = p + (size_t)i * p_stride;
+        float *yi = y + (size_t)i * n;
+        int e = 0;
+        for (; e + 16 <= n4; e += 16)
+            values_4x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+        for (; e < n4; e += 4)
+            values_4x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
     }
-    float s0 = vaddvq_f32(a0), s1 = vaddvq_f32(a1), s2 = vaddvq_f32(a2), s3 = vaddvq_f32(a3);
-    for (; i < n; i++) {
-        const float kf = elem_f16(k, i);
-        s0 += kf * q0[i], s1 += kf * q1[i], s2 += kf * q2[i], s3 += kf * q3[i];
+    for (; i < nq; i++) {
+        const float *pi = p + (size_t)i * p_stride;
+        float *yi = y + (size_t)i * n;
+        int e = 0;
+        for (; e + 16 <= n4; e += 16)
+            values_1x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
+        for (; e < n4; e += 4)
+            values_1x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
     }
-    scores[0] = s0, scores[s_stride] = s1, scores[2 * s_stride] = s2, scores[3 * s_stride] = s3;
-}
-
-/* F16 keys against f32 queries: four at a time, the rest one by one. */
-static void kv_dot_f16_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride) {
-    int g = 0;
-    for (; g + 4 <= G; g += 4)
-        dot4_f16(n, k, (const char *)q + (size_t)g * q_stride, q_stride, scores + (size_t)g * s_stride, s_stride);
-    for (; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_f16_neon(n, k, (const char *)q + (size_t)g * q_stride);
-}
-
-/* Q8_0 keys against Q8_0 queries, each query as vec_dot_q8_0_neon. */
-static void kv_dot_q8_0_neon(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                             size_t s_stride) {
-    for (int g = 0; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_q8_0_neon(n, k, (const char *)q + (size_t)g * q_stride);
-}
-
-/* Value sums: multiply, then add, as the reference. */
-static void kv_axpy_f16_neon(int n, const float *a, size_t a_stride, const void *v, int G, float *y) {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float32x4_t x = load4_f16(v, i);
-        for (int g = 0; g < G; g++) {
-            float *yg = y + (size_t)g * n + i;
-            vst1q_f32(yg, vaddq_f32(vld1q_f32(yg), vmulq_n_f32(x, a[g * a_stride])));
+    for (int j = 0; n4 < n && j < nv; j++)
+        for (i = 0; i < nq; i++) {
+            const float a = p[(size_t)i * p_stride + j];
+            for (int e = n4; e < n; e++)
+                y[(size_t)i * n + e] += a * v[(size_t)j * v_stride + e];
         }
-    }
-    for (; i < n; i++)
-        for (int g = 0; g < G; g++)
-            y[(size_t)g * n + i] += a[g * a_stride] * elem_f16(v, i);
 }
 
-static void kv_axpy_q8_0_neon(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const block_q8_0 *x = vv;
-    for (int b = 0; b < n / QK8_0; b++) {
-        const float d = rl_fp16_to_f32(x[b].d);
-        float32x4_t v[8];
-        for (int k = 0; k < 4; k++) {
-            const int16x8_t q = vmovl_s8(vld1_s8(x[b].qs + 8 * k));
-            v[2 * k] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
-            v[2 * k + 1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(q)));
-        }
-        for (int g = 0; g < G; g++) {
-            const float s = a[g * a_stride] * d;
-            float *yg = y + (size_t)g * n + b * QK8_0;
-            for (int k = 0; k < 8; k++)
-                vst1q_f32(yg + 4 * k, vaddq_f32(vld1q_f32(yg + 4 * k), vmulq_n_f32(v[k], s)));
-        }
+/* kv_softmax.h's exponential, 4 lanes, the same operations in the same order. */
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vmaxq_f32(x, vdupq_n_f32(RL_EXP_MIN));
+    const float32x4_t n = vrndmq_f32(vaddq_f32(vmulq_n_f32(x, RL_EXP_LOG2E), vdupq_n_f32(0.5f)));
+    x = vsubq_f32(x, vmulq_n_f32(n, RL_EXP_C1));
+    x = vsubq_f32(x, vmulq_n_f32(n, RL_EXP_C2));
+    float32x4_t y = vdupq_n_f32(RL_EXP_P0);
+    y = vaddq_f32(vmulq_f32(y, x), vdupq_n_f32(RL_EXP_P1));
+    y = vaddq_f32(vmulq_f32(y, x), vdupq_n_f32(RL_EXP_P2));
+    y = vaddq_f32(vmulq_f32(y, x), vdupq_n_f32(RL_EXP_P3));
+    y = vaddq_f32(vmulq_f32(y, x), vdupq_n_f32(RL_EXP_P4));
+    y = vaddq_f32(vmulq_f32(y, x), vdupq_n_f32(RL_EXP_P5));
+    y = vaddq_f32(vaddq_f32(vmulq_f32(y, vmulq_f32(x, x)), x), vdupq_n_f32(1.0f));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(y, vreinterpretq_f32_s32(e));
+}
+
+static void kv_softmax_neon(float *x, int n, float scale) {
+    const int n8 = n & ~7;
+    float32x4_t m4 = vdupq_n_f32(-INFINITY);
+    int j = 0;
+    for (; j < n8; j += 4) {
+        const float32x4_t v = vmulq_n_f32(vld1q_f32(x + j), scale);
+        vst1q_f32(x + j, v);
+        m4 = vmaxq_f32(m4, v);
     }
+    float mx = vmaxvq_f32(m4);
+    for (; j < n; j++) {
+        x[j] *= scale;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    const float32x4_t m = vdupq_n_f32(mx);
+    float64x2_t s01 = vdupq_n_f64(0), s23 = vdupq_n_f64(0), s45 = vdupq_n_f64(0), s67 = vdupq_n_f64(0);
+    for (j = 0; j < n8; j += 8) {
+        const float32x4_t e0 = exp4(vsubq_f32(vld1q_f32(x + j), m)), e1 = exp4(vsubq_f32(vld1q_f32(x + j + 4), m));
+        vst1q_f32(x + j, e0);
+        vst1q_f32(x + j + 4, e1);
+        s01 = vaddq_f64(s01, vcvt_f64_f32(vget_low_f32(e0)));
+        s23 = vaddq_f64(s23, vcvt_high_f64_f32(e0));
+        s45 = vaddq_f64(s45, vcvt_f64_f32(vget_low_f32(e1)));
+        s67 = vaddq_f64(s67, vcvt_high_f64_f32(e1));
+    }
+    double d[8];
+    vst1q_f64(d, s01);
+    vst1q_f64(d + 2, s23);
+    vst1q_f64(d + 4, s45);
+    vst1q_f64(d + 6, s67);
+    double sum = rl_kv_sum8(d);
+    for (; j < n; j++) {
+        x[j] = rl_kv_exp(x[j] - mx);
+        sum += x[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (j = 0; j + 4 <= n; j += 4)
+        vst1q_f32(x + j, vmulq_n_f32(vld1q_f32(x + j), inv));
+    for (; j < n; j++)
+        x[j] *= inv;
 }
 
 static rl_kernel_set neon_set = {
@@ -187,16 +311,14 @@ static rl_kernel_set neon_set = {
     .qg_kernel = rl_qg_kernel_neon,
     .qg_gemv = rl_qg_gemv_neon,
     .qg_gemv_max = 2, /* its passes take 2 tokens; larger batches unmeasured on hardware */
-    .kv_dot =
+    .kv_rows =
         {
-            [RL_F16] = kv_dot_f16_neon,
-            [RL_Q8_0] = kv_dot_q8_0_neon,
+            [RL_F16] = kv_rows_f16_neon,
+            [RL_Q8_0] = kv_rows_q8_0_neon,
         },
-    .kv_axpy =
-        {
-            [RL_F16] = kv_axpy_f16_neon,
-            [RL_Q8_0] = kv_axpy_q8_0_neon,
-        },
+    .kv_scores = kv_scores_neon,
+    .kv_values = kv_values_neon,
+    .kv_softmax = kv_softmax_neon,
 };
 
 static pthread_once_t neon_once = PTHREAD_ONCE_INIT;

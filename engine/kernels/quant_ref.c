@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include "kv_softmax.h"
 
 /* ---- half and bfloat16 ---------------------------------------------------- */
 
@@ -497,57 +498,60 @@ static float vec_dot_bf16_ref(int n, const void *w, const void *a) {
     return (float)sum;
 }
 
-/* ---- the attention over a KV cache row (kv_dot, kv_axpy) ------------------- */
+/* ---- the attention's kernels (kv_rows, kv_scores, kv_values) -------------- */
 
-/* Written with a portable vector type because the compiler does not vectorize
- * a loop of unknown length at -O2; each element is the same single multiply
- * and add as the plain loop. */
-typedef float v8f32 __attribute__((vector_size(32)));
-void rl_kv_axpy_f32(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const float *restrict x = vv;
-    for (int g = 0; g < G; g++) {
-        float *restrict yg = y + (size_t)g * n;
-        const float ag = a[(size_t)g * a_stride];
-        int i = 0;
-        for (; i + 8 <= n; i += 8) {
-            v8f32 vy, vx;
-            memcpy(&vy, yg + i, sizeof vy);
-            memcpy(&vx, x + i, sizeof vx);
-            vy += ag * vx;
-            memcpy(yg + i, &vy, sizeof vy);
+static void kv_rows_f16_ref(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++)
+        rl_dequantize_row(RL_F16, (const char *)src + (size_t)r * src_stride, dst + (size_t)r * n, n);
+}
+
+static void kv_rows_q8_0_ref(int n, const void *src, size_t src_stride, int rows, float *dst) {
+    for (int r = 0; r < rows; r++)
+        rl_dequantize_row(RL_Q8_0, (const char *)src + (size_t)r * src_stride, dst + (size_t)r * n, n);
+}
+
+static void kv_scores_ref(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
+                          size_t s_stride) {
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            double sum = 0;
+            for (int e = 0; e < n; e++)
+                sum += (double)q[(size_t)i * n + e] * k[(size_t)j * k_stride + e];
+            s[(size_t)i * s_stride + j] = (float)sum;
         }
-        for (; i < n; i++)
-            yg[i] += ag * x[i];
+}
+
+/* Position by position, so that y gets each term in order. */
+static void kv_values_ref(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
+                          float *y) {
+    for (int j = 0; j < nv; j++)
+        for (int i = 0; i < nq; i++) {
+            const float a = p[(size_t)i * p_stride + j];
+            for (int e = 0; e < n; e++)
+                y[(size_t)i * n + e] += a * v[(size_t)j * v_stride + e];
+        }
+}
+
+static void kv_softmax_ref(float *x, int n, float scale) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        x[j] *= scale;
+        mx = x[j] > mx ? x[j] : mx;
     }
-}
-
-static void kv_axpy_f16_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const rl_fp16 *x = vv;
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < n; i++)
-            y[(size_t)g * n + i] += a[(size_t)g * a_stride] * rl_fp16_to_f32(x[i]);
-}
-
-static void kv_axpy_q8_0_ref(int n, const float *a, size_t a_stride, const void *vv, int G, float *y) {
-    const block_q8_0 *x = vv;
-    for (int g = 0; g < G; g++)
-        for (int b = 0; b < n / QK8_0; b++) {
-            const float s = a[(size_t)g * a_stride] * rl_fp16_to_f32(x[b].d);
-            for (int l = 0; l < QK8_0; l++)
-                y[(size_t)g * n + b * QK8_0 + l] += s * (float)x[b].qs[l];
-        }
-}
-
-static void kv_dot_f16_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                           size_t s_stride) {
-    for (int g = 0; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_f16_ref(n, k, (const char *)q + (size_t)g * q_stride);
-}
-
-static void kv_dot_q8_0_ref(int n, const void *k, const void *q, size_t q_stride, int G, float *scores,
-                            size_t s_stride) {
-    for (int g = 0; g < G; g++)
-        scores[(size_t)g * s_stride] = vec_dot_q8_0_ref(n, k, (const char *)q + (size_t)g * q_stride);
+    double d[8] = {0};
+    const int n8 = n & ~7;
+    for (int j = 0; j < n8; j++) {
+        x[j] = rl_kv_exp(x[j] - mx);
+        d[j % 8] += x[j];
+    }
+    double sum = rl_kv_sum8(d);
+    for (int j = n8; j < n; j++) {
+        x[j] = rl_kv_exp(x[j] - mx);
+        sum += x[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int j = 0; j < n; j++)
+        x[j] *= inv;
 }
 
 static const rl_kernel_set ref_set = {
@@ -568,17 +572,14 @@ static const rl_kernel_set ref_set = {
     .qg_pack = rl_qg_pack_ref,
     .qg_unpack = rl_qg_unpack_ref,
     .qg_kernel = rl_qg_kernel_ref,
-    .kv_dot =
+    .kv_rows =
         {
-            [RL_F16] = kv_dot_f16_ref,
-            [RL_Q8_0] = kv_dot_q8_0_ref,
+            [RL_F16] = kv_rows_f16_ref,
+            [RL_Q8_0] = kv_rows_q8_0_ref,
         },
-    .kv_axpy =
-        {
-            [RL_F32] = rl_kv_axpy_f32,
-            [RL_F16] = kv_axpy_f16_ref,
-            [RL_Q8_0] = kv_axpy_q8_0_ref,
-        },
+    .kv_scores = kv_scores_ref,
+    .kv_values = kv_values_ref,
+    .kv_softmax = kv_softmax_ref,
 };
 
 const rl_kernel_set *rl_kernels_ref(void) { return &ref_set; }

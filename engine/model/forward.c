@@ -18,7 +18,16 @@
  * K/V rows are converted to those types right after RoPE, and the attention
  * reads every key and value, the batch's as the cache's, in the cache's
  * type: a token sees the same bytes whether it was computed alone or inside
- * a chunk, so chunking never changes a result. */
+ * a chunk, so chunking never changes a result.
+ *
+ * The attention works in tiles: up to ATT_ROWS rows of one segment against
+ * one KV head (ATT_ROWS * G queries), so each key and value row is read once
+ * per tile rather than once per row, and each head's positions are walked
+ * through its own contiguous ring (kv.c) in blocks of ATT_BLOCK. Every score
+ * is the same dot whatever tile it is in, each row's softmax is over its own
+ * positions, and its weighted sum of values takes the positions in order, so
+ * a row's output has the same bits alone, in a tile, in any micro-batch, on
+ * any node. */
 #include "forward.h"
 
 #include <math.h>
@@ -29,6 +38,30 @@
 #include "ops.h"
 #include "quant.h"
 #include "threadpool.h"
+#include "util.h"
+
+enum {
+    ATT_ROWS = 16,  /* rows of a segment attended together: the cache's rows, from memory at depth, read once per 16 */
+    ATT_BLOCK = 32, /* cache rows converted to f32 at a time: 16 KiB at head dim 128, in L1 */
+    /* A tile's scores take at most this many floats (4 MiB) when it has more
+     * than one row: deep in a long context tiles get fewer rows, rather than
+     * each thread holding 16 * G rows of 131072 scores. */
+    ATT_SCORES_MAX = 1 << 20,
+};
+
+/* A thread's attention scratch. */
+typedef struct {
+    float *q;     /* (ATT_ROWS * G, head_dim) the tile's queries */
+    float *y;     /* (ATT_ROWS * G, head_dim) their outputs */
+    float *blk;   /* (ATT_BLOCK, head_dim) cache rows in f32 */
+    float *s;     /* (queries, the tile's positions) scores, then weights */
+    size_t s_cap; /* floats s holds */
+} att_scratch;
+
+/* Rows [row, row + n) of the batch: one segment's, attended together. */
+typedef struct {
+    uint32_t seg, row, n;
+} att_tile;
 
 struct rl_ctx {
     const rl_model *model; /* not owned */
@@ -46,8 +79,8 @@ struct rl_ctx {
     float *gate;           /* (max_batch, ffn_dim) */
     float *up;             /* (max_batch, ffn_dim) */
     float *proj;           /* (max_batch, dim) output of Wo / Wd */
-    float **scores;        /* (n_threads, group, n_ctx_train + max_batch) attention weights */
-    void **qq;             /* (n_threads, group, head_dim * 4 bytes) queries as Q8_0 for Q8_0 keys */
+    att_scratch *scr;      /* (n_threads) */
+    att_tile *tiles;       /* (max_batch) */
     uint32_t *tok_seg;     /* (max_batch) segment of each row of the batch */
     uint32_t *tok_pos;     /* (max_batch) position of each row */
     rl_rope_table rope;    /* the position-independent part of RoPE (YaRN included) */
@@ -100,8 +133,8 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
     c->gate = malloc(B * hp->ffn_dim * sizeof(float));
     c->up = malloc(B * hp->ffn_dim * sizeof(float));
     c->proj = malloc(B * hp->dim * sizeof(float));
-    c->scores = calloc((size_t)rl_pool_size(c->pool), sizeof *c->scores);
-    c->qq = calloc((size_t)rl_pool_size(c->pool), sizeof *c->qq);
+    c->scr = calloc((size_t)rl_pool_size(c->pool), sizeof *c->scr);
+    c->tiles = malloc(B * sizeof *c->tiles);
     c->tok_seg = malloc(B * sizeof *c->tok_seg);
     c->tok_pos = malloc(B * sizeof *c->tok_pos);
     c->rope_cs = malloc(hp->head_dim * sizeof(float));
@@ -110,12 +143,15 @@ rl_ctx *rl_ctx_new(const rl_model *m, int n_threads, uint32_t max_batch, char *e
         return NULL;
     }
     if (!c->rope_cs || !c->tok_seg || !c->tok_pos || !c->mm || !c->h || !c->q || !c->k || !c->v || !c->att ||
-        !c->gate || !c->up || !c->proj || !c->scores || !c->kt || !c->vt || !c->qq)
+        !c->gate || !c->up || !c->proj || !c->scr || !c->kt || !c->vt || !c->tiles)
         goto oom;
-    for (int i = 0; i < rl_pool_size(c->pool); i++)
-        if (!(c->scores[i] = malloc((size_t)hp->n_head / hp->n_head_kv * (hp->n_ctx_train + B) * sizeof(float))) ||
-            !(c->qq[i] = malloc(q_dim / hp->n_head_kv * sizeof(float))))
+    const size_t tile_q = (size_t)ATT_ROWS * q_dim / hp->n_head_kv; /* floats of a tile's queries */
+    for (int i = 0; i < rl_pool_size(c->pool); i++) {
+        att_scratch *a = &c->scr[i];
+        if (!(a->q = malloc(tile_q * sizeof(float))) || !(a->y = malloc(tile_q * sizeof(float))) ||
+            !(a->blk = malloc((size_t)ATT_BLOCK * hp->head_dim * sizeof(float))))
             goto oom;
+    }
     return c;
 oom:
     snprintf(err, errlen, "cannot allocate the compute context (%u threads, batch %zu)", n_threads, B);
@@ -127,12 +163,14 @@ void rl_ctx_destroy(rl_ctx **pc) {
     rl_ctx *c = pc ? *pc : NULL;
     if (!c)
         return;
-    for (int i = 0; c->scores && c->pool && i < rl_pool_size(c->pool); i++)
-        free(c->scores[i]);
-    for (int i = 0; c->qq && c->pool && i < rl_pool_size(c->pool); i++)
-        free(c->qq[i]);
-    free(c->scores);
-    free(c->qq);
+    for (int i = 0; c->scr && c->pool && i < rl_pool_size(c->pool); i++) {
+        free(c->scr[i].q);
+        free(c->scr[i].y);
+        free(c->scr[i].blk);
+        free(c->scr[i].s);
+    }
+    free(c->scr);
+    free(c->tiles);
     rl_matmul_destroy(&c->mm);
     rl_pool_destroy(&c->pool);
     free(c->h);
@@ -184,105 +222,198 @@ typedef struct {
     rl_ctx *c;
     const rl_segment *segs;
     uint32_t il;    /* absolute layer index */
-    uint32_t n;     /* rows in the batch */
     uint32_t *row0; /* (n_segs) first row of each segment */
+    uint32_t n_tiles;
 } att_task;
 
-/* Where one KV head's rows of one layer are, seen from one row of the batch:
- * positions before the segment in the cache's ring, the segment's own in the
- * batch's converted rows; both in the cache's type. Worked out once per
- * (row, head) so the loop over tens of thousands of positions only indexes. */
+/* Where one KV head's rows of one layer are for one segment: positions
+ * before the segment in its head's ring, the segment's own in the batch's
+ * converted rows; both in the cache's type. */
 typedef struct {
-    const char *ring;    /* the cache's slot 0, at this head */
+    const char *ring;    /* slot 0 of this head's ring */
     size_t ring_stride;  /* bytes from one slot to the next */
     uint32_t cap;        /* slots in the ring */
     const char *batch;   /* the segment's first row in kt / vt, at this head */
     size_t batch_stride; /* bytes from one batch row to the next */
     uint32_t pos0;       /* the segment's first position */
+    rl_dtype type;
 } kv_rows;
 
-static kv_rows rows_of(const att_task *t, uint32_t tok, uint32_t kvh, bool value) {
+static kv_rows rows_of(const att_task *t, uint32_t s, uint32_t kvh, bool value) {
     const rl_hparams *hp = rl_model_hparams(t->c->model);
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    const uint32_t s = t->c->tok_seg[tok];
     const rl_segment *seg = &t->segs[s];
     const rl_dtype type = value ? rl_kv_types(seg->kv).v : rl_kv_types(seg->kv).k;
-    const size_t head = (size_t)kvh * rl_dtype_row_bytes(type, hp->head_dim);
-    const char *slot0 = (value ? rl_kv_v : rl_kv_k)(seg->kv, t->il, 0);
-    return (kv_rows){
-        .ring = slot0 + head,
-        .ring_stride = rl_dtype_row_bytes(type, kv_dim), /* kv.h: slot after slot, one row each */
+    kv_rows r = {
         .cap = rl_kv_slots(seg->kv, t->il),
-        .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) + head,
+        .batch = (value ? t->c->vt : t->c->kt) + (size_t)t->row0[s] * kv_dim * sizeof(float) +
+            (size_t)kvh * rl_dtype_row_bytes(type, hp->head_dim),
         .batch_stride = kv_dim * sizeof(float),
         .pos0 = seg->pos0,
+        .type = type,
     };
+    r.ring = rl_kv_head(seg->kv, t->il, kvh, value, &r.ring_stride);
+    return r;
 }
 
-static inline const void *row_at(const kv_rows *r, uint32_t pos) {
-    if (pos >= r->pos0)
-        return r->batch + (size_t)(pos - r->pos0) * r->batch_stride;
-    return r->ring + (size_t)(pos % r->cap) * r->ring_stride;
+/* The longest run of positions from a (before end) whose rows lie one
+ * stride apart: to the ring's wrap or the segment's start, or the batch's. */
+static uint32_t run_at(const kv_rows *r, uint32_t a, uint32_t end, const char **row, size_t *stride) {
+    if (a >= r->pos0) {
+        *row = r->batch + (size_t)(a - r->pos0) * r->batch_stride;
+        *stride = r->batch_stride;
+        return end - a;
+    }
+    const uint32_t slot = a % r->cap, stop = end < r->pos0 ? end : r->pos0;
+    *row = r->ring + (size_t)slot * r->ring_stride;
+    *stride = r->ring_stride;
+    return stop - a < r->cap - slot ? stop - a : r->cap - slot;
 }
 
-/* For the G query heads that share KV head kvh (GQA), out (head_dim) =
- * softmax(q·K over the visible positions / sqrt(hd)) · V. The group is done
- * together so each key and value row is fetched once for G heads rather than
- * G times; at 512 tokens of prefill the per-head version spent as long in
- * attention as in the matrix products. scores holds G rows of the span; qq
- * the G queries as Q8_0 when the keys are Q8_0 (an integer dot, as
- * llama.cpp does for a q8_0 cache). */
-static void attend_group(const att_task *t, uint32_t tok, uint32_t kvh, float *scores, void *qq) {
-    const rl_hparams *hp = rl_model_hparams(t->c->model);
-    const uint32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv;
-    const rl_kv *kv = t->segs[t->c->tok_seg[tok]].kv;
-    const rl_kv_type kt = rl_kv_types(kv);
-    const uint32_t p = t->c->tok_pos[tok], cap = rl_kv_span(kv, t->il);
-    const uint32_t first = p + 1 > cap ? p + 1 - cap : 0, n = p - first + 1;
-    const size_t head0 = (size_t)tok * hp->n_head + (size_t)kvh * G;
-    const float *q = t->c->q + head0 * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
+/* The positions a query at p sees on this layer: [first, p]. */
+static uint32_t first_seen(uint32_t p, uint32_t span) { return p + 1 > span ? p + 1 - span : 0; }
+
+/* s[i * w + j - lo] = q_i · k_j for the tile's nq queries and positions
+ * [lo, end). F32 keys: the matrix-vector dot, as the goldens were checked
+ * with; others converted to f32 a block at a time for kv_scores. */
+static void tile_scores(const kv_rows *keys, uint32_t lo, uint32_t end, uint32_t hd, const float *q, int nq, float *blk,
+                        float *s, size_t w) {
     const rl_kernel_set *ks = rl_kernels();
-    const rl_vec_dot_fn dot_f32 = ks->vec_dot[RL_F32];
-    const rl_kv_dot_fn dot = ks->kv_dot[kt.k];
-    const rl_kv_axpy_fn axpy = ks->kv_axpy[kt.v];
-    const char *qa = (const char *)q;
-    size_t q_row = (size_t)hd * sizeof(float);
-    if (kt.k == RL_Q8_0) {
-        q_row = rl_dtype_row_bytes(RL_Q8_0, hd);
-        for (uint32_t g = 0; g < G; g++)
-            ks->quantize_q8_0(q + (size_t)g * hd, (char *)qq + g * q_row, (int)hd);
-        qa = qq;
+    for (uint32_t j = lo; j < end;) {
+        const char *rows;
+        size_t stride;
+        const uint32_t n = run_at(keys, j, end, &rows, &stride);
+        for (uint32_t b = 0; b < n; b += ATT_BLOCK) {
+            const int nb = n - b < ATT_BLOCK ? (int)(n - b) : ATT_BLOCK;
+            const char *k = rows + (size_t)b * stride;
+            float *sj = s + (j + b - lo);
+            if (keys->type == RL_F32)
+                for (int r = 0; r < nb; r++)
+                    for (int i = 0; i < nq; i++)
+                        sj[(size_t)i * w + r] =
+                            ks->vec_dot[RL_F32]((int)hd, k + (size_t)r * stride, q + (size_t)i * hd);
+            else {
+                ks->kv_rows[keys->type]((int)hd, k, stride, nb, blk);
+                ks->kv_scores((int)hd, q, nq, blk, hd, nb, sj, w);
+            }
+        }
+        j += n;
     }
-    const kv_rows keys = rows_of(t, tok, kvh, false), values = rows_of(t, tok, kvh, true);
-    for (uint32_t j = first; j <= p; j++) {
-        const void *k = row_at(&keys, j);
-        float *s = scores + j - first;
-        if (kt.k == RL_F32) /* the matrix-vector dot, as the goldens were checked with */
-            for (uint32_t g = 0; g < G; g++)
-                s[(size_t)g * n] = dot_f32((int)hd, k, qa + g * q_row);
-        else
-            dot((int)hd, k, qa, q_row, (int)G, s, n);
-    }
-    for (uint32_t g = 0; g < G; g++) {
-        float *s = scores + (size_t)g * n;
-        for (uint32_t j = 0; j < n; j++)
-            s[j] *= scale;
-        rl_softmax(s, n);
-    }
-    float *out = t->c->att + head0 * hd;
-    memset(out, 0, (size_t)G * hd * sizeof(float));
-    for (uint32_t j = first; j <= p; j++)
-        axpy((int)hd, scores + j - first, n, row_at(&values, j), (int)G, out);
 }
 
+/* y_i += sum over positions [a, end) of p[i * w + j - a] * v_j, in position
+ * order, for nq queries. F32 values are read in place. */
+static void tile_values(const kv_rows *values, uint32_t a, uint32_t end, uint32_t hd, const float *p, size_t w, int nq,
+                        float *blk, float *y) {
+    const rl_kernel_set *ks = rl_kernels();
+    for (uint32_t j = a; j < end;) {
+        const char *rows;
+        size_t stride;
+        const uint32_t n = run_at(values, j, end, &rows, &stride);
+        for (uint32_t b = 0; b < n; b += ATT_BLOCK) {
+            const int nb = n - b < ATT_BLOCK ? (int)(n - b) : ATT_BLOCK;
+            const char *v = rows + (size_t)b * stride;
+            const float *pj = p + (j + b - a);
+            if (values->type == RL_F32)
+                ks->kv_values((int)hd, pj, w, nq, (const float *)v, stride / sizeof(float), nb, y);
+            else {
+                ks->kv_rows[values->type]((int)hd, v, stride, nb, blk);
+                ks->kv_values((int)hd, pj, w, nq, blk, hd, nb, y);
+            }
+        }
+        j += n;
+    }
+}
+
+/* The scores a tile needs: its queries times the positions from its first
+ * row's first to its last row's own. */
+static size_t tile_floats(const att_task *t, const att_tile *tl) {
+    const rl_hparams *hp = rl_model_hparams(t->c->model);
+    const uint32_t span = rl_kv_span(t->segs[tl->seg].kv, t->il), p0 = t->c->tok_pos[tl->row];
+    return (size_t)tl->n * (hp->n_head / hp->n_head_kv) * (p0 + tl->n - first_seen(p0, span));
+}
+
+/* For the G query heads of each row of the tile that share KV head kvh
+ * (GQA): out = softmax(q·K over the positions the row sees / sqrt(hd)) · V.
+ * Scores for the tile's whole span of positions at once, a softmax per
+ * query over its own part, then the values in stretches of positions that
+ * the same rows see (the rows' first and last positions both grow with the
+ * row), each stretch once for all of its rows. */
+static void attend_tile(const att_task *t, const att_tile *tl, uint32_t kvh, att_scratch *a) {
+    const rl_hparams *hp = rl_model_hparams(t->c->model);
+    const uint32_t hd = hp->head_dim, G = hp->n_head / hp->n_head_kv, nr = tl->n;
+    const size_t q_dim = (size_t)hp->n_head * hd, gsz = (size_t)G * hd;
+    const uint32_t span = rl_kv_span(t->segs[tl->seg].kv, t->il), p0 = t->c->tok_pos[tl->row];
+    const uint32_t lo = first_seen(p0, span), end = p0 + nr;
+    const size_t w = end - lo;
+    const int nq = (int)(nr * G);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (uint32_t r = 0; r < nr; r++)
+        memcpy(a->q + r * gsz, t->c->q + (tl->row + r) * q_dim + kvh * gsz, gsz * sizeof(float));
+    const kv_rows keys = rows_of(t, tl->seg, kvh, false), values = rows_of(t, tl->seg, kvh, true);
+    tile_scores(&keys, lo, end, hd, a->q, nq, a->blk, a->s, w);
+    for (uint32_t i = 0; i < (uint32_t)nq; i++) {
+        const uint32_t p = p0 + i / G, first = first_seen(p, span), n = p - first + 1;
+        float *si = a->s + i * w + (first - lo);
+        if (keys.type == RL_F32) { /* the goldens' softmax, libm's expf */
+            for (uint32_t j = 0; j < n; j++)
+                si[j] *= scale;
+            rl_softmax(si, n);
+        } else
+            rl_kernels()->kv_softmax(si, (int)n, scale);
+    }
+    memset(a->y, 0, nr * gsz * sizeof(float));
+    for (uint32_t x = lo; x < end;) {
+        /* the rows that see position x: ra's last is x or later, rb's first x or before */
+        uint32_t ra = 0, rb = nr - 1;
+        while (p0 + ra < x)
+            ra++;
+        while (first_seen(p0 + rb, span) > x)
+            rb--;
+        uint32_t y = p0 + ra + 1; /* up to where ra stops seeing or rb + 1 starts */
+        if (rb + 1 < nr && first_seen(p0 + rb + 1, span) < y)
+            y = first_seen(p0 + rb + 1, span);
+        tile_values(&values, x, y, hd, a->s + ra * G * w + (x - lo), w, (int)((rb - ra + 1) * G), a->blk,
+                    a->y + ra * gsz);
+        x = y;
+    }
+    for (uint32_t r = 0; r < nr; r++)
+        memcpy(t->c->att + (tl->row + r) * q_dim + kvh * gsz, a->y + r * gsz, gsz * sizeof(float));
+}
+
+/* Task i is tile i mod n_tiles for KV head i / n_tiles, dealt to thread i
+ * mod nth: the threads work on one head at a time (its rows stay in the
+ * shared cache while every tile reads them), and a prompt's later tiles,
+ * which see more positions, are shared out evenly. */
 static void attention_task(void *arg, int ith, int nth) {
     att_task *t = arg;
     const uint32_t n_kv = rl_model_hparams(t->c->model)->n_head_kv;
-    long b, e;
-    rl_split((long)t->n * n_kv, ith, nth, &b, &e);
-    for (long i = b; i < e; i++)
-        attend_group(t, (uint32_t)(i / n_kv), (uint32_t)(i % n_kv), t->c->scores[ith], t->c->qq[ith]);
+    for (long i = ith; i < (long)t->n_tiles * n_kv; i += nth)
+        attend_tile(t, &t->c->tiles[i % t->n_tiles], (uint32_t)(i / t->n_tiles), &t->c->scr[ith]);
+}
+
+/* Cuts each segment into tiles and makes every thread's score buffer large
+ * enough for the largest. 0, or -1 when memory runs out. */
+static int plan_tiles(rl_ctx *c, att_task *t, uint32_t n_segs, char *err, size_t errlen) {
+    size_t need = 1;
+    t->n_tiles = 0;
+    for (uint32_t s = 0; s < n_segs; s++)
+        for (uint32_t i = 0; i < t->segs[s].n; i += c->tiles[t->n_tiles++].n) {
+            att_tile *tl = &c->tiles[t->n_tiles];
+            *tl = (att_tile){s, t->row0[s] + i, t->segs[s].n - i < ATT_ROWS ? t->segs[s].n - i : ATT_ROWS};
+            while (tl->n > 1 && tile_floats(t, tl) > ATT_SCORES_MAX)
+                tl->n /= 2;
+            const size_t f = tile_floats(t, tl);
+            need = f > need ? f : need;
+        }
+    for (int i = 0; i < rl_pool_size(c->pool); i++) {
+        att_scratch *a = &c->scr[i];
+        float *s = rl_grow(a->s, &a->s_cap, need, sizeof(float), 4096);
+        if (!s)
+            return rl_errf(err, errlen, "cannot allocate %zu MiB of attention scores", need * sizeof(float) >> 20);
+        a->s = s;
+    }
+    return 0;
 }
 
 /* Converts each segment's new K/V rows (f32, after RoPE) to its cache's
@@ -307,21 +438,20 @@ static void store_kv(rl_ctx *c, const att_task *t, uint32_t n_segs) {
     const size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     for (uint32_t s = 0; s < n_segs; s++) {
         const rl_segment *seg = &t->segs[s];
-        const rl_kv_type kt = rl_kv_types(seg->kv);
-        const size_t k_row = rl_dtype_row_bytes(kt.k, kv_dim), v_row = rl_dtype_row_bytes(kt.v, kv_dim);
         const uint32_t cap = rl_kv_slots(seg->kv, t->il);
         for (uint32_t i = seg->n > cap ? seg->n - cap : 0; i < seg->n; i++) {
             size_t row = t->row0[s] + i;
-            memcpy(rl_kv_k(seg->kv, t->il, seg->pos0 + i), c->kt + row * kv_dim * sizeof(float), k_row);
-            memcpy(rl_kv_v(seg->kv, t->il, seg->pos0 + i), c->vt + row * kv_dim * sizeof(float), v_row);
+            rl_kv_put(seg->kv, t->il, seg->pos0 + i, c->kt + row * kv_dim * sizeof(float),
+                      c->vt + row * kv_dim * sizeof(float));
         }
     }
 }
 
 /* ---- one layer ---- */
 
-static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, bool gemm) {
-    const uint32_t il = t->il, n = t->n;
+static int attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, uint32_t n, float *x, bool gemm, char *err,
+                           size_t errlen) {
+    const uint32_t il = t->il;
     const rl_hparams *hp = rl_model_hparams(c->model);
     const rl_layer *L = rl_model_layer(c->model, il);
     const size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
@@ -339,10 +469,13 @@ static void attention_block(rl_ctx *c, att_task *t, uint32_t n_segs, float *x, b
                      (uint32_t)q_dim);
     }
     convert_kv(c, t, n_segs);
+    if (plan_tiles(c, t, n_segs, err, errlen))
+        return -1;
     rl_pool_run(c->pool, attention_task, t);
     store_kv(c, t, n_segs);
     rl_matmul_run(c->mm, &L->wo, c->att, n, c->proj, gemm);
     rl_add(x, c->proj, n * hp->dim);
+    return 0;
 }
 
 static void ffn_block(rl_ctx *c, uint32_t il, float *x, uint32_t n, bool gemm) {
@@ -424,8 +557,11 @@ int rl_forward_batch(rl_ctx *c, const rl_segment *segs, uint32_t n_segs, float *
     rl_model_range(c->model, &l0, &l1);
     const bool gemm = c->gemm_min > 0 && (uint32_t)rows >= c->gemm_min;
     for (uint32_t il = l0; il < l1; il++) {
-        att_task t = {.c = c, .segs = segs, .il = il, .n = (uint32_t)rows, .row0 = row0};
-        attention_block(c, &t, n_segs, x, gemm);
+        att_task t = {.c = c, .segs = segs, .il = il, .row0 = row0};
+        if (attention_block(c, &t, n_segs, (uint32_t)rows, x, gemm, err, errlen)) {
+            free(row0);
+            return -1;
+        }
         ffn_block(c, il, x, (uint32_t)rows, gemm);
     }
     for (uint32_t s = 0; s < n_segs; s++)

@@ -2,7 +2,14 @@
  * (rows of the cache's K and V types), full layers sized to the context,
  * sliding layers to their window, used as a ring (slot = position %
  * capacity). A full layer's ring never wraps because its capacity is the
- * context, so one indexing rule serves both kinds. */
+ * context, so one indexing rule serves both kinds.
+ *
+ * Each buffer is head-major: KV head h's ring, cap rows of head_dim
+ * elements, then head h+1's. The attention walks one head over thousands of
+ * positions; with the heads of a position side by side that walk read a few
+ * hundred bytes out of every 2 KiB, a page every other position, which the
+ * prefetchers cannot follow (decode at depth 4096 spent most of its
+ * attention waiting on those loads). */
 #include "kv.h"
 
 #include <stdio.h>
@@ -23,11 +30,13 @@ struct rl_kv {
     uint32_t l0, l1; /* absolute layer range */
     uint32_t n_ctx;  /* positions this session may reach */
     uint32_t kv_dim; /* n_head_kv * head_dim */
+    uint32_t n_head_kv;
     rl_kv_type type;
-    size_t k_row, v_row; /* bytes of one position's K and V row */
-    uint32_t len;        /* positions written: 0..len-1 */
-    size_t bytes;        /* allocated K+V bytes */
-    kv_layer *layers;    /* (l1 - l0) */
+    size_t k_row, v_row;   /* bytes of one position's K and V row (all heads) */
+    size_t k_head, v_head; /* bytes of one head's row */
+    uint32_t len;          /* positions written: 0..len-1 */
+    size_t bytes;          /* allocated K+V bytes */
+    kv_layer *layers;      /* (l1 - l0) */
 };
 
 static uint32_t layer_span(const rl_hparams *hp, uint32_t il, uint32_t n_ctx) {
@@ -144,8 +153,11 @@ rl_kv *rl_kv_new(const rl_hparams *hp, uint32_t l0, uint32_t l1, uint32_t n_ctx,
     kv->n_ctx = n_ctx;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
     kv->type = t;
+    kv->n_head_kv = hp->n_head_kv;
     kv->k_row = rl_dtype_row_bytes(t.k, kv->kv_dim);
     kv->v_row = rl_dtype_row_bytes(t.v, kv->kv_dim);
+    kv->k_head = rl_dtype_row_bytes(t.k, hp->head_dim);
+    kv->v_head = rl_dtype_row_bytes(t.v, hp->head_dim);
     for (uint32_t il = l0; il < l1; il++) {
         kv_layer *L = &kv->layers[il - l0];
         L->cap = layer_cap(hp, il, n_ctx);
@@ -220,14 +232,19 @@ uint32_t rl_kv_truncate_for(const rl_hparams *hp, uint32_t n_ctx, uint32_t len, 
 
 static kv_layer *layer_of(rl_kv *kv, uint32_t il) { return &kv->layers[il - kv->l0]; }
 
-void *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos) {
-    kv_layer *L = layer_of(kv, il);
-    return L->k + (size_t)(pos % L->cap) * kv->k_row;
+const char *rl_kv_head(const rl_kv *kv, uint32_t il, uint32_t kvh, bool value, size_t *stride) {
+    const kv_layer *L = &kv->layers[il - kv->l0];
+    *stride = value ? kv->v_head : kv->k_head;
+    return (value ? L->v : L->k) + (size_t)kvh * L->cap * *stride;
 }
 
-void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos) {
+void rl_kv_put(rl_kv *kv, uint32_t il, uint32_t pos, const void *k, const void *v) {
     kv_layer *L = layer_of(kv, il);
-    return L->v + (size_t)(pos % L->cap) * kv->v_row;
+    const size_t slot = pos % L->cap;
+    for (uint32_t h = 0; h < kv->n_head_kv; h++) {
+        memcpy(L->k + ((size_t)h * L->cap + slot) * kv->k_head, (const char *)k + h * kv->k_head, kv->k_head);
+        memcpy(L->v + ((size_t)h * L->cap + slot) * kv->v_head, (const char *)v + h * kv->v_head, kv->v_head);
+    }
 }
 
 uint32_t rl_kv_span(const rl_kv *kv, uint32_t il) { return kv->layers[il - kv->l0].span; }
@@ -237,20 +254,24 @@ void rl_kv_set_len(rl_kv *kv, uint32_t len) { kv->len = len; }
 
 void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed) {
     float *row = malloc((size_t)kv->kv_dim * sizeof *row);
+    char *k = malloc(kv->k_row), *v = malloc(kv->v_row);
     rl_rng rng;
     rl_rng_seed(&rng, seed);
     if (len > kv->n_ctx)
         len = kv->n_ctx;
-    for (uint32_t il = kv->l0; row && il < kv->l1; il++) {
+    for (uint32_t il = kv->l0; row && k && v && il < kv->l1; il++) {
         const uint32_t cap = kv->layers[il - kv->l0].cap, first = len > cap ? len - cap : 0;
-        for (uint32_t p = first; p < len; p++)
+        for (uint32_t p = first; p < len; p++) {
             for (int kind = 0; kind < 2; kind++) {
                 for (uint32_t i = 0; i < kv->kv_dim; i++)
                     row[i] = (float)(2.0 * rl_rng_uniform(&rng) - 1.0);
-                rl_quantize_row(kind ? kv->type.v : kv->type.k, row, kind ? rl_kv_v(kv, il, p) : rl_kv_k(kv, il, p),
-                                kv->kv_dim);
+                rl_quantize_row(kind ? kv->type.v : kv->type.k, row, kind ? v : k, kv->kv_dim);
             }
+            rl_kv_put(kv, il, p, k, v);
+        }
     }
     free(row);
+    free(k);
+    free(v);
     kv->len = len;
 }

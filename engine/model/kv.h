@@ -89,11 +89,14 @@ uint32_t rl_kv_truncate_for(const rl_hparams *hp, uint32_t n_ctx, uint32_t len, 
  * without a prefill that would take far longer than the decode itself. */
 void rl_kv_fill_random(rl_kv *kv, uint32_t len, uint64_t seed);
 
-/* Internal to the forward pass: the K and V rows (n_head_kv * head_dim
- * elements of the cache's K or V type) of layer il (absolute index) for
- * position pos, and the slot capacity. */
-void *rl_kv_k(rl_kv *kv, uint32_t il, uint32_t pos);
-void *rl_kv_v(rl_kv *kv, uint32_t il, uint32_t pos);
+/* Internal to the forward pass. rl_kv_head: KV head kvh's keys (value
+ * false) or values in layer il (absolute index), a ring of its own: the row
+ * of slot s (head_dim elements of the cache's type) is at the result + s *
+ * *stride bytes, and position pos lives in slot pos % rl_kv_slots.
+ * rl_kv_put: writes position pos's keys and values (n_head_kv head rows
+ * each, one after another, in the cache's types) into their slots. */
+const char *rl_kv_head(const rl_kv *kv, uint32_t il, uint32_t kvh, bool value, size_t *stride);
+void rl_kv_put(rl_kv *kv, uint32_t il, uint32_t pos, const void *k, const void *v);
 uint32_t rl_kv_span(const rl_kv *kv, uint32_t il);  /* positions a query sees back: n_ctx or W */
 uint32_t rl_kv_slots(const rl_kv *kv, uint32_t il); /* slots of its ring: n_ctx, or W + RL_KV_SLACK */
 void rl_kv_set_len(rl_kv *kv, uint32_t len);
