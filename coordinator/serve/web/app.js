@@ -246,6 +246,13 @@ function parseMetrics(text) {
   return out;
 }
 
+// A time in ms with two significant figures below 10 ms: a node holding
+// one small layer spends well under 0.05 ms per micro-batch, which one
+// decimal would show as 0.0.
+function millis(ms) {
+  return ms >= 10 ? ms.toFixed(0) : ms > 0 ? ms.toPrecision(2) : "0";
+}
+
 function bytes(n) {
   if (!(n > 0)) return "0 B";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -311,7 +318,7 @@ function renderCluster(h, metrics, prev, dt) {
     cell(row, n.kv_bytes !== undefined ? bytes(n.kv_bytes) : "?");
     cell(row, batchRate !== null && tokensPerBatch !== null ? (batchRate * tokensPerBatch).toFixed(1) : batchRate === 0 ? "0.0" : "–");
     cell(row, busy !== null ? Math.round(Math.min(1, busy) * 100) + " %" : "–");
-    cell(row, db > 0 ? ((n.busy_seconds - p.busy_seconds) * 1000 / db).toFixed(1) : "–");
+    cell(row, db > 0 ? millis((n.busy_seconds - p.busy_seconds) * 1000 / db) : "–");
     cell(row, bytes(n.bytes_in) + " / " + bytes(n.bytes_out));
   }
 }
