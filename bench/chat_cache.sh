@@ -14,7 +14,8 @@
 # usage: bench/chat_cache.sh BUILD_DIR [MODEL.gguf]
 #   env: NODES ("0 3"; 0 = the engine in the server's process), THREADS
 #        (per process; default: cores / nodes, at least 1), TURNS (10),
-#        WORDS (70 per user message), MAX_TOKENS (24 per answer)
+#        WORDS (70 per user message), MAX_TOKENS (24 per answer),
+#        SERVE_ARGS (more `relais serve` options, for both servers)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve_setup.sh" "$@" # BUILD, MODEL, RELAIS, TMP/models; start_server, bench_where; cleanup
@@ -34,11 +35,11 @@ for n in $NODES; do
     bench_where "$n"
     what=${n/#0/1 process}
     [ "$n" = 0 ] || what="$n nodes"
-    start_server "cache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench >/dev/null
+    start_server "cache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench ${SERVE_ARGS:-} >/dev/null
     echo "## $what, prompt cache on"
     URL="http://127.0.0.1:$PORT/v1" HISTORY="$TMP/history$n.json" node "$TMP/client/chat_cache.mjs" | tee "$TMP/on$n"
     stop_servers >/dev/null
-    start_server "nocache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench --cache-mem 0 >/dev/null
+    start_server "nocache$n" "${WHERE[@]}" --ctx 4096 --max-sessions 2 -t "$threads" --alias bench --cache-mem 0 ${SERVE_ARGS:-} >/dev/null
     echo "## $what, --cache-mem 0 (the last turn alone)"
     URL="http://127.0.0.1:$PORT/v1" HISTORY="$TMP/history$n.json" MODE=last node "$TMP/client/chat_cache.mjs" |
         tee "$TMP/off$n"

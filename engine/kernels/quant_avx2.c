@@ -364,16 +364,15 @@ static inline __m256 hsum8_ps(const __m256 a[8]) {
     return _mm256_permutevar8x32_ps(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-/* Scores of four queries against two keys: one 8-lane FMA chain per score,
- * then hsum8_ps, then the tail element by element (multiply, add) as
- * dot4_f16 did. out[2 * t + j] = q_t · k_j. */
+/* Scores of four queries against two keys over n elements (a multiple of
+ * 8): one 8-lane FMA chain per score, then hsum8_ps; kv_tiles.h adds the
+ * tail element by element as dot4_f16 did. out[2 * t + j] = q_t · k_j. */
 static inline void scores_4x2(int n, const float *const q[4], const float *k0, const float *k1, float out[8]) {
     __m256 a[8];
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++)
         a[t] = _mm256_setzero_ps();
-    int e = 0;
-    for (; e + 8 <= n; e += 8) {
+    for (int e = 0; e < n; e += 8) {
         const __m256 x0 = _mm256_loadu_ps(k0 + e), x1 = _mm256_loadu_ps(k1 + e);
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
@@ -384,32 +383,6 @@ static inline void scores_4x2(int n, const float *const q[4], const float *k0, c
         }
     }
     _mm256_storeu_ps(out, hsum8_ps(a));
-    for (; e < n; e++)
-        for (int t = 0; t < 4; t++) {
-            out[2 * t] += k0[e] * q[t][e];
-            out[2 * t + 1] += k1[e] * q[t][e];
-        }
-}
-
-/* Keys two at a time, queries four at a time; a short tile repeats its last
- * query or key and drops the extra scores. */
-static void kv_scores_avx2(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
-                           size_t s_stride) {
-    for (int j = 0; j < nk; j += 2) {
-        const float *k0 = k + (size_t)j * k_stride, *k1 = j + 1 < nk ? k0 + k_stride : k0;
-        for (int i = 0; i < nq; i += 4) {
-            const float *qs[4];
-            for (int t = 0; t < 4; t++)
-                qs[t] = q + (size_t)(i + t < nq ? i + t : nq - 1) * n;
-            float out[8];
-            scores_4x2(n, qs, k0, k1, out);
-            for (int t = 0; t < 4 && i + t < nq; t++) {
-                s[(size_t)(i + t) * s_stride + j] = out[2 * t];
-                if (j + 1 < nk)
-                    s[(size_t)(i + t) * s_stride + j + 1] = out[2 * t + 1];
-            }
-        }
-    }
 }
 
 /* y (W * 8 elements, for Q queries) += p_j * v_j over the nv positions,
@@ -439,44 +412,14 @@ RL_VALUES_TILE(1, 4)
 RL_VALUES_TILE(1, 1)
 #undef RL_VALUES_TILE
 
-/* Tail elements (n not a multiple of 8): multiply, add, position by position. */
-static void values_tail(int n, int e0, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
-                        float *y) {
-    for (int j = 0; j < nv; j++)
-        for (int i = 0; i < nq; i++) {
-            const float a = p[(size_t)i * p_stride + j];
-            for (int e = e0; e < n; e++)
-                y[(size_t)i * n + e] += a * v[(size_t)j * v_stride + e];
-        }
-}
-
-/* Four queries by 16 elements at a time (8 sums in registers), then single
- * queries; every element gets its terms in position order. */
-static void kv_values_avx2(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
-                           float *y) {
-    const int n8 = n & ~7;
-    int i = 0;
-    for (; i + 4 <= nq; i += 4) {
-        const float *pi = p + (size_t)i * p_stride;
-        float *yi = y + (size_t)i * n;
-        int e = 0;
-        for (; e + 16 <= n8; e += 16)
-            values_4x2(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-        for (; e < n8; e += 8)
-            values_4x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-    }
-    for (; i < nq; i++) {
-        const float *pi = p + (size_t)i * p_stride;
-        float *yi = y + (size_t)i * n;
-        int e = 0;
-        for (; e + 32 <= n8; e += 32)
-            values_1x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-        for (; e < n8; e += 8)
-            values_1x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-    }
-    if (n8 < n)
-        values_tail(n, n8, p, p_stride, nq, v, v_stride, nv, y);
-}
+#define KV_LANES 8
+#define KV_4W_ELEMS 16
+#define KV_1W_ELEMS 32
+#define values_4w values_4x2
+#define values_41 values_4x1
+#define values_1w values_1x4
+#define values_11 values_1x1
+#include "kv_tiles.h"
 
 /* kv_softmax.h's exponential, 8 lanes, the same operations in the same order. */
 static inline __m256 exp8(__m256 x) {
@@ -562,8 +505,8 @@ static const rl_kernel_set avx2_set = {
             [RL_F16] = kv_rows_f16_avx2,
             [RL_Q8_0] = kv_rows_q8_0_avx2,
         },
-    .kv_scores = kv_scores_avx2,
-    .kv_values = kv_values_avx2,
+    .kv_scores = kv_scores_tiles,
+    .kv_values = kv_values_tiles,
     .kv_softmax = kv_softmax_avx2,
 };
 

@@ -130,15 +130,15 @@ static void kv_rows_q8_0_neon(int n, const void *src, size_t src_stride, int row
     }
 }
 
-/* Scores of four queries against two keys: one 4-lane FMA chain per score,
- * reduced by pairwise adds ((0+1) + (2+3), vaddvq's tree), then the tail
- * element by element. out[2 * t + j] = q_t · k_j. */
+/* Scores of four queries against two keys over n elements (a multiple of
+ * 4): one 4-lane FMA chain per score, reduced by pairwise adds ((0+1) +
+ * (2+3), vaddvq's tree); kv_tiles.h adds the tail element by element.
+ * out[2 * t + j] = q_t · k_j. */
 static inline void scores_4x2(int n, const float *const q[4], const float *k0, const float *k1, float out[8]) {
     float32x4_t a[8];
     for (int t = 0; t < 8; t++)
         a[t] = vdupq_n_f32(0);
-    int e = 0;
-    for (; e + 4 <= n; e += 4) {
+    for (int e = 0; e < n; e += 4) {
         const float32x4_t x0 = vld1q_f32(k0 + e), x1 = vld1q_f32(k1 + e);
         for (int t = 0; t < 4; t++) {
             const float32x4_t y = vld1q_f32(q[t] + e);
@@ -148,32 +148,6 @@ static inline void scores_4x2(int n, const float *const q[4], const float *k0, c
     }
     vst1q_f32(out, vpaddq_f32(vpaddq_f32(a[0], a[1]), vpaddq_f32(a[2], a[3])));
     vst1q_f32(out + 4, vpaddq_f32(vpaddq_f32(a[4], a[5]), vpaddq_f32(a[6], a[7])));
-    for (; e < n; e++)
-        for (int t = 0; t < 4; t++) {
-            out[2 * t] += k0[e] * q[t][e];
-            out[2 * t + 1] += k1[e] * q[t][e];
-        }
-}
-
-/* Keys two at a time, queries four at a time; a short tile repeats its last
- * query or key and drops the extra scores. */
-static void kv_scores_neon(int n, const float *q, int nq, const float *k, size_t k_stride, int nk, float *s,
-                           size_t s_stride) {
-    for (int j = 0; j < nk; j += 2) {
-        const float *k0 = k + (size_t)j * k_stride, *k1 = j + 1 < nk ? k0 + k_stride : k0;
-        for (int i = 0; i < nq; i += 4) {
-            const float *qs[4];
-            for (int t = 0; t < 4; t++)
-                qs[t] = q + (size_t)(i + t < nq ? i + t : nq - 1) * n;
-            float out[8];
-            scores_4x2(n, qs, k0, k1, out);
-            for (int t = 0; t < 4 && i + t < nq; t++) {
-                s[(size_t)(i + t) * s_stride + j] = out[2 * t];
-                if (j + 1 < nk)
-                    s[(size_t)(i + t) * s_stride + j + 1] = out[2 * t + 1];
-            }
-        }
-    }
 }
 
 /* y (W * 4 elements, for Q queries) += p_j * v_j over the nv positions,
@@ -205,37 +179,14 @@ RL_VALUES_TILE(1, 4)
 RL_VALUES_TILE(1, 1)
 #undef RL_VALUES_TILE
 
-/* Four queries by 16 elements at a time (16 sums in registers), then single
- * queries, then the tail; every element gets its terms in position order. */
-static void kv_values_neon(int n, const float *p, size_t p_stride, int nq, const float *v, size_t v_stride, int nv,
-                           float *y) {
-    const int n4 = n & ~3;
-    int i = 0;
-    for (; i + 4 <= nq; i += 4) {
-        const float *pi = p + (size_t)i * p_stride;
-        float *yi = y + (size_t)i * n;
-        int e = 0;
-        for (; e + 16 <= n4; e += 16)
-            values_4x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-        for (; e < n4; e += 4)
-            values_4x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-    }
-    for (; i < nq; i++) {
-        const float *pi = p + (size_t)i * p_stride;
-        float *yi = y + (size_t)i * n;
-        int e = 0;
-        for (; e + 16 <= n4; e += 16)
-            values_1x4(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-        for (; e < n4; e += 4)
-            values_1x1(n, pi, p_stride, v + e, v_stride, nv, yi + e);
-    }
-    for (int j = 0; n4 < n && j < nv; j++)
-        for (i = 0; i < nq; i++) {
-            const float a = p[(size_t)i * p_stride + j];
-            for (int e = n4; e < n; e++)
-                y[(size_t)i * n + e] += a * v[(size_t)j * v_stride + e];
-        }
-}
+#define KV_LANES 4
+#define KV_4W_ELEMS 16
+#define KV_1W_ELEMS 16
+#define values_4w values_4x4
+#define values_41 values_4x1
+#define values_1w values_1x4
+#define values_11 values_1x1
+#include "kv_tiles.h"
 
 /* kv_softmax.h's exponential, 4 lanes, the same operations in the same order. */
 static inline float32x4_t exp4(float32x4_t x) {
@@ -316,8 +267,8 @@ static rl_kernel_set neon_set = {
             [RL_F16] = kv_rows_f16_neon,
             [RL_Q8_0] = kv_rows_q8_0_neon,
         },
-    .kv_scores = kv_scores_neon,
-    .kv_values = kv_values_neon,
+    .kv_scores = kv_scores_tiles,
+    .kv_values = kv_values_tiles,
     .kv_softmax = kv_softmax_neon,
 };
 
